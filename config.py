@@ -1,0 +1,228 @@
+"""Configuration classes per environment, read from environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+BASE_DIR = Path(__file__).resolve().parent
+
+# Values that appear in tutorials and .env examples; a production key equal to one of them is as good as none.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "secret-key",
+        "your-secret-key",
+        "dev",
+        "development",
+        "please-change-me-in-production-please-change-me",
+        "insecure-development-key-do-not-use-in-production",
+    }
+)
+MIN_SECRET_KEY_LENGTH = 32
+DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+
+class ConfigError(Exception):
+    """A setting is missing or unsafe; the message names the variable and how to set it."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}: set e.g. {name}={default}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}: set e.g. {name}={default}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_list(name: str) -> list[str]:
+    raw = env_str(name, "") or ""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def normalize_database_url(url: str) -> str:
+    """Fly Postgres and Heroku hand out ``postgres://`` URLs; SQLAlchemy wants an explicit driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    """Settings shared by every environment. Values are read when the class is instantiated."""
+
+    ENV_NAME: ClassVar[str] = "base"
+    TESTING = False
+    DEBUG = False
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = env_str("SECRET_KEY")
+        raw_url = env_str("DATABASE_URL")
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(raw_url) if raw_url else None
+        self.REDIS_URL = env_str("REDIS_URL")
+        self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "gad:") or "gad:"
+        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 10)
+        self.DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 20)
+        self.DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30)
+        self.DB_POOL_RECYCLE = env_int("DB_POOL_RECYCLE", 3600)
+        self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5)
+        # Statement timeout protects the worker from a runaway query; 0 disables it.
+        self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000)
+        self.LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
+        self.PORT = env_int("PORT", 8080)
+        self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2)
+        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+        self.ACCESS_TOKEN_EXPIRE_MINUTES = env_int("ACCESS_TOKEN_EXPIRE_MINUTES", 30)
+        self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
+        self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
+        self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
+        self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10)
+        self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
+        self.CORS_ORIGINS = env_list("CORS_ORIGINS")
+        self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
+        self.DEMO_SEED_ON_START = env_bool("DEMO_SEED_ON_START", False)
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+        self.SESSION_COOKIE_NAME = "gad_session"
+        self.JSON_SORT_KEYS = False
+
+    @property
+    def SQLALCHEMY_ENGINE_OPTIONS(self) -> dict[str, Any]:  # noqa: N802 - Flask reads upper-case names
+        connect_args: dict[str, Any] = {"connect_timeout": self.DB_CONNECT_TIMEOUT, "application_name": "gad"}
+        if self.DB_STATEMENT_TIMEOUT_MS:
+            connect_args["options"] = f"-c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}"
+        return {
+            "pool_size": self.DB_POOL_SIZE,
+            "max_overflow": self.DB_MAX_OVERFLOW,
+            "pool_timeout": self.DB_POOL_TIMEOUT,
+            "pool_recycle": self.DB_POOL_RECYCLE,
+            "pool_pre_ping": True,
+            "connect_args": connect_args,
+        }
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings that are unusable in every environment."""
+        if self.MAX_CONTENT_LENGTH <= 0:
+            raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
+        if self.DB_POOL_SIZE < 1:
+            raise ConfigError("DB_POOL_SIZE must be at least 1")
+        if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
+
+    def to_flask(self) -> dict[str, Any]:
+        """Every upper-case attribute, including properties, as a mapping for ``app.config``."""
+        names = {name for name in dir(self) if name.isupper()}
+        return {name: getattr(self, name) for name in names}
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = False  # the reloader and debugger are never wanted under gunicorn
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.SECRET_KEY is None:
+            self.SECRET_KEY = DEV_SECRET_KEY
+        # Without DATABASE_URL the app runs on the embedded PostgreSQL under instance/ (see gad/embedded.py).
+        self.EMBEDDED_DB_DIR = env_str("EMBEDDED_DB_DIR", str(BASE_DIR / "instance" / "pgdata"))
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.SECRET_KEY is None:
+            self.SECRET_KEY = "testing-key-" + "x" * 40
+        test_url = env_str("TEST_DATABASE_URL")
+        if test_url:
+            self.SQLALCHEMY_DATABASE_URI = normalize_database_url(test_url)
+        self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "1000 per minute") or "1000 per minute"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+
+    def validate(self) -> None:
+        super().validate()
+        key = self.SECRET_KEY
+        if not key:
+            raise ConfigError(
+                "SECRET_KEY is not set: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it "
+                "(on Fly: `fly secrets set SECRET_KEY=...`)"
+            )
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): "
+                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if key.lower() in PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                "SECRET_KEY is a known placeholder: generate a random one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if not self.SQLALCHEMY_DATABASE_URI:
+            raise ConfigError(
+                "DATABASE_URL is not set: production needs PostgreSQL, e.g. "
+                "DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
+            )
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(env_name: str | None = None) -> Config:
+    """Instantiate and validate the configuration selected by ``GAD_ENV`` (default development)."""
+    name = (env_name or env_str("GAD_ENV", "development") or "development").lower()
+    try:
+        config_class = CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"GAD_ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from None
+    config = config_class()
+    config.validate()
+    return config

@@ -1,0 +1,1 @@
+"""One blueprint per domain: parse with a schema, call one service, serialise."""

@@ -1,0 +1,86 @@
+"""Efectivos API: registry, availability and position."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, url_for
+
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
+from gad.models import Efectivo
+from gad.openapi import documented
+from gad.schemas.common import Page
+from gad.schemas.efectivos import DisponibilidadIn, EfectivoIn, EfectivoOut, EfectivoPatch, EfectivoQuery, UbicacionIn
+from gad.security import current_user
+from gad.services import efectivos
+
+bp = Blueprint("efectivos", __name__, url_prefix="/api/v1/efectivos")
+
+
+def _out(efectivo: Efectivo, status: int = 200, location: bool = False) -> Response:
+    out = EfectivoOut.model_validate(efectivo)
+    headers = {"ETag": etag(out.version)}
+    if location:
+        headers["Location"] = url_for("efectivos.get_efectivo", efectivo_id=out.id)
+    return json_response(out, status, headers)
+
+
+@bp.get("")
+@documented(tags=("efectivos",), query=EfectivoQuery, resp={"HTTP_200": Page[EfectivoOut]})
+def list_efectivos() -> Response:
+    query = parse_query(EfectivoQuery, list_fields=("estado_disponibilidad",))
+    items, total = efectivos.list_efectivos(
+        current_user(),
+        estados=query.estado_disponibilidad,
+        unidad=query.unidad,
+        especialidad=query.especialidad,
+        activo=query.activo,
+        q=query.q,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return json_response(Page[EfectivoOut](items=[EfectivoOut.model_validate(e) for e in items], total=total, limit=query.limit, offset=query.offset))
+
+
+@bp.post("")
+@idempotent
+@documented(tags=("efectivos",), json=EfectivoIn, resp={"HTTP_201": EfectivoOut})
+def create_efectivo() -> Response:
+    body = parse_json(EfectivoIn)
+    return _out(efectivos.create_efectivo(current_user(), body.model_dump()), 201, location=True)
+
+
+@bp.get("/<int:efectivo_id>")
+@documented(tags=("efectivos",), resp={"HTTP_200": EfectivoOut})
+def get_efectivo(efectivo_id: int) -> Response:
+    return _out(efectivos.get_efectivo(current_user(), efectivo_id))
+
+
+@bp.patch("/<int:efectivo_id>")
+@documented(tags=("efectivos",), json=EfectivoPatch, resp={"HTTP_200": EfectivoOut})
+def update_efectivo(efectivo_id: int) -> Response:
+    actor = current_user()
+    changes = parse_json(EfectivoPatch).model_dump(exclude_unset=True)
+    return _out(efectivos.update_efectivo(actor, efectivo_id, changes, if_match_version()))
+
+
+@bp.delete("/<int:efectivo_id>")
+@documented(tags=("efectivos",), resp={"HTTP_204": None})
+def deactivate_efectivo(efectivo_id: int) -> Response:
+    efectivos.deactivate_efectivo(current_user(), efectivo_id, if_match_version())
+    return Response(status=204)
+
+
+@bp.post("/<int:efectivo_id>/disponibilidad")
+@idempotent
+@documented(tags=("efectivos",), json=DisponibilidadIn, resp={"HTTP_200": EfectivoOut})
+def set_disponibilidad(efectivo_id: int) -> Response:
+    actor = current_user()
+    body = parse_json(DisponibilidadIn)
+    return _out(efectivos.set_disponibilidad(actor, efectivo_id, body.estado, body.motivo, if_match_version()))
+
+
+@bp.put("/<int:efectivo_id>/ubicacion")
+@documented(tags=("efectivos",), json=UbicacionIn, resp={"HTTP_200": EfectivoOut})
+def set_ubicacion(efectivo_id: int) -> Response:
+    actor = current_user()
+    body = parse_json(UbicacionIn)
+    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng))

@@ -1,0 +1,39 @@
+"""Liveness (/health, never touches the database) and readiness (/health/ready) for Fly's checks."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app
+
+from gad.blueprints.http import json_response
+from gad.extensions import limiter
+from gad.openapi import documented
+from gad.readiness import check_database
+from gad.schemas.common import Health, Readiness
+
+bp = Blueprint("health", __name__)
+_STARTED = time.monotonic()
+
+
+@bp.get("/health")
+@limiter.exempt
+@documented(tags=("health",), resp={"HTTP_200": Health}, public=True)
+def health() -> Response:
+    body = Health(
+        status="ok",
+        timestamp=datetime.now(UTC),
+        uptime=round(time.monotonic() - _STARTED, 3),
+        version=current_app.config["VERSION"],
+    )
+    return json_response(body)
+
+
+@bp.get("/health/ready")
+@limiter.exempt
+@documented(tags=("health",), resp={"HTTP_200": Readiness, "HTTP_503": Readiness}, public=True)
+def ready() -> Response:
+    checks = check_database()
+    ok = all(check.get("ok") for check in checks.values())
+    return json_response(Readiness(status="ready" if ok else "unavailable", checks=checks), status=200 if ok else 503)

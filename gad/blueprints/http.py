@@ -1,0 +1,125 @@
+"""HTTP helpers shared by the blueprints: body/query parsing, JSON responses, ETag/If-Match, idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, current_app, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest
+
+from gad.errors import MalformedRequest, ValidationProblem, pydantic_errors
+from gad.security import current_user
+from gad.services import idempotency
+
+M = TypeVar("M", bound=BaseModel)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MAX_KEY_LENGTH = 200
+
+
+def parse_json(model: type[M]) -> M:
+    """Validate the JSON body against ``model``: 400 when it is not JSON, 422 with field paths when invalid."""
+    if not request.is_json:
+        raise MalformedRequest("Send a JSON body with 'Content-Type: application/json'.")
+    try:
+        payload = request.get_json()
+    except BadRequest:
+        raise MalformedRequest("The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise ValidationProblem("The JSON body must be an object.", errors=[{"field": "body", "message": "must be a JSON object", "type": "type_error"}])
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationProblem("The request body is invalid.", errors=pydantic_errors(exc, "body")) from None
+
+
+def parse_form(model: type[M]) -> M:
+    try:
+        return model.model_validate(request.form.to_dict())
+    except ValidationError as exc:
+        raise ValidationProblem("The form is invalid.", errors=pydantic_errors(exc, "body")) from None
+
+
+def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
+    """Query strings: repeated keys or comma-separated values become lists for ``list_fields``."""
+    data: dict[str, Any] = {}
+    lists = set(list_fields)
+    for key in request.args:
+        values = request.args.getlist(key)
+        if key in lists:
+            data[key] = [part for value in values for part in value.split(",") if part]
+        else:
+            data[key] = values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationProblem("The query parameters are invalid.", errors=pydantic_errors(exc, "query")) from None
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    if isinstance(data, BaseModel):
+        body = data.model_dump_json()
+    else:
+        body = json.dumps(data, default=str)
+    response = current_app.response_class(body, status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_version() -> int | None:
+    """The version a client based its write on (``If-Match: "3"``), or None when it sent none."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationProblem(
+            "If-Match must be an ETag returned by this API.",
+            errors=[{"field": "header.If-Match", "message": "expected a quoted version such as \"3\"", "type": "etag"}],
+        ) from None
+
+
+def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Honour ``Idempotency-Key``: the first request with a key runs; repeats get its stored response."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        key = key.strip()
+        if not key or len(key) > _MAX_KEY_LENGTH:
+            raise ValidationProblem(
+                "Invalid Idempotency-Key.",
+                errors=[{"field": "header.Idempotency-Key", "message": f"1 to {_MAX_KEY_LENGTH} characters", "type": "idempotency_key"}],
+            )
+        actor = current_user()
+        digest = hashlib.sha256(request.get_data() or b"").hexdigest()
+        stored = idempotency.claim(actor.id, key, request.method, request.path, digest)
+        if stored is not None:
+            replay = current_app.response_class(stored.body, status=stored.status_code, mimetype="application/json")
+            for name, value in json.loads(stored.headers).items():
+                replay.headers[name] = value
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        response = view(*args, **kwargs)
+        if response.status_code < 400:
+            kept = {name: response.headers[name] for name in ("Location", "ETag") if name in response.headers}
+            idempotency.complete(actor.id, key, response.status_code, response.get_data(as_text=True), json.dumps(kept))
+        return response
+
+    return wrapper

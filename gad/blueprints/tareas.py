@@ -1,0 +1,101 @@
+"""Tareas API at /api/v1/tasks (the seed's path): CRUD, state transitions, assignment, history."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, url_for
+
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
+from gad.models import Tarea
+from gad.openapi import documented
+from gad.schemas.common import Page
+from gad.schemas.tareas import AsignacionIn, AsignadoOut, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
+from gad.security import current_user
+from gad.services import tareas
+
+bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
+
+
+def serialize(items: list[Tarea]) -> list[TareaOut]:
+    asignados = tareas.asignados_by_tarea([t.id for t in items])
+    return [
+        TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]})
+        for tarea in items
+    ]
+
+
+def _out(tarea: Tarea, status: int = 200, location: bool = False) -> Response:
+    out = serialize([tarea])[0]
+    headers = {"ETag": etag(out.version)}
+    if location:
+        headers["Location"] = url_for("tareas.get_tarea", tarea_id=out.id)
+    return json_response(out, status, headers)
+
+
+@bp.get("")
+@documented(tags=("tareas",), query=TareaQuery, resp={"HTTP_200": Page[TareaOut]})
+def list_tareas() -> Response:
+    query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
+    filters = query.model_dump(exclude={"limit", "offset"})
+    items, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
+    return json_response(Page[TareaOut](items=serialize(items), total=total, limit=query.limit, offset=query.offset))
+
+
+@bp.post("")
+@idempotent
+@documented(tags=("tareas",), json=TareaIn, resp={"HTTP_201": TareaOut})
+def create_tarea() -> Response:
+    actor = current_user()
+    body = parse_json(TareaIn)
+    return _out(tareas.create_tarea(actor, body.model_dump()), 201, location=True)
+
+
+@bp.get("/<int:tarea_id>")
+@documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
+def get_tarea(tarea_id: int) -> Response:
+    return _out(tareas.get_tarea(current_user(), tarea_id))
+
+
+@bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])
+@documented(tags=("tareas",), json=TareaPatch, resp={"HTTP_200": TareaOut})
+def update_tarea(tarea_id: int) -> Response:
+    actor = current_user()
+    changes = parse_json(TareaPatch).model_dump(exclude_unset=True)
+    return _out(tareas.update_tarea(actor, tarea_id, changes, if_match_version()))
+
+
+@bp.delete("/<int:tarea_id>")
+@documented(tags=("tareas",), resp={"HTTP_204": None})
+def delete_tarea(tarea_id: int) -> Response:
+    tareas.delete_tarea(current_user(), tarea_id, if_match_version())
+    return Response(status=204)
+
+
+@bp.post("/<int:tarea_id>/estado")
+@idempotent
+@documented(tags=("tareas",), json=TransicionIn, resp={"HTTP_200": TareaOut})
+def transition(tarea_id: int) -> Response:
+    actor = current_user()
+    body = parse_json(TransicionIn)
+    return _out(tareas.transition(actor, tarea_id, body.estado, body.motivo, if_match_version()))
+
+
+@bp.post("/<int:tarea_id>/efectivos")
+@idempotent
+@documented(tags=("tareas",), json=AsignacionIn, resp={"HTTP_200": TareaOut})
+def assign(tarea_id: int) -> Response:
+    actor = current_user()
+    body = parse_json(AsignacionIn)
+    return _out(tareas.assign(actor, tarea_id, body.efectivo_ids, if_match_version()))
+
+
+@bp.delete("/<int:tarea_id>/efectivos/<int:efectivo_id>")
+@documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
+def unassign(tarea_id: int, efectivo_id: int) -> Response:
+    return _out(tareas.unassign(current_user(), tarea_id, efectivo_id, if_match_version()))
+
+
+@bp.get("/<int:tarea_id>/historial")
+@documented(tags=("tareas",), resp={"HTTP_200": list[HistorialOut]})
+def historial(tarea_id: int) -> Response:
+    rows = tareas.historial(current_user(), tarea_id)
+    return json_response([HistorialOut.model_validate(r).model_dump(mode="json") for r in rows])

@@ -1,0 +1,49 @@
+"""The ``flask gad`` command group: administration tasks that call services and commit at the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from gad.commands.seed import seed_demo
+from gad.errors import AppError
+from gad.extensions import db
+from gad.services import usuarios
+
+gad_cli = AppGroup("gad", help="GAD administration commands.")
+gad_cli.add_command(seed_demo)
+
+
+@gad_cli.command("create-admin")
+@click.argument("email")
+@click.option("--nombre", default="Administrador", show_default=True)
+@click.option("--apellido", default="Sistema", show_default=True)
+@click.option("--dni", default=None, help="DNI (default: derived from the e-mail).")
+def create_admin(email: str, nombre: str, apellido: str, dni: str | None) -> None:
+    """Create an administrador. The password comes from GAD_ADMIN_PASSWORD or a hidden prompt."""
+    password = os.environ.get("GAD_ADMIN_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise click.ClickException("Set GAD_ADMIN_PASSWORD or run interactively to type the password.")
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    data = {
+        "email": email.strip().lower(),
+        "password": password,
+        "dni": dni or "ADM" + hashlib.sha1(email.lower().encode()).hexdigest()[:10].upper(),
+        "nombre": nombre,
+        "apellido": apellido,
+        "nivel": 3,
+        "verificado": True,
+    }
+    try:
+        usuario = usuarios.create_usuario(None, data)
+        db.session.commit()
+    except AppError as exc:
+        db.session.rollback()
+        details = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
+        raise click.ClickException(f"{exc.detail} {details}".strip()) from None
+    click.echo(f"Created administrador {usuario.email} (id {usuario.id}).")

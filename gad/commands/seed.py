@@ -1,0 +1,98 @@
+"""``flask gad seed-demo``: idempotent demo data (usuarios of every nivel, efectivos around Madrid, tareas in every estado)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+from sqlalchemy import select
+
+from gad.extensions import db
+from gad.models import Efectivo, Tarea, Usuario, utcnow
+from gad.services import efectivos, tareas, usuarios
+from gad.vocab import EstadoTarea
+
+DEMO_PASSWORD = "demo-password-2026"
+DEMO_USERS = [
+    ("admin@gad.local", "Ana", "Administradora", "10000001A", 3),
+    ("supervisor@gad.local", "Sergio", "Supervisor", "10000002B", 2),
+    ("efectivo@gad.local", "Elena", "Efectivo", "10000003C", 1),
+    ("efectivo2@gad.local", "Eduardo", "Efectivo", "10000004D", 1),
+]
+# Puerta del Sol, Madrid, and points a few hundred metres to a few km around it.
+CENTER = (40.4169, -3.7035)
+OFFSETS = [(0.0, 0.0), (0.004, 0.003), (-0.006, 0.002), (0.010, -0.008), (-0.015, -0.012), (0.020, 0.015), (0.002, -0.020), (-0.025, 0.010)]
+DEMO_TAREAS = [
+    ("DEMO-PAT-01", "Patrullaje zona centro", "patrullaje", 3, None),
+    ("DEMO-VIG-02", "Vigilancia estación de Atocha", "vigilancia", 2, EstadoTarea.EN_CURSO),
+    ("DEMO-INV-03", "Investigación robo en comercio", "investigacion", 4, EstadoTarea.PAUSADA),
+    ("DEMO-INT-04", "Intervención en evento deportivo", "intervencion", 5, EstadoTarea.FINALIZADA),
+    ("DEMO-ENT-05", "Entrenamiento de tiro semanal", "entrenamiento", 1, EstadoTarea.CANCELADA),
+]
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Create demo data; running it again changes nothing."""
+    created = 0
+    by_email: dict[str, Usuario] = {}
+    for email, nombre, apellido, dni, nivel in DEMO_USERS:
+        usuario = db.session.scalar(select(Usuario).where(Usuario.email == email))
+        if usuario is None:
+            usuario = usuarios.create_usuario(
+                None, {"email": email, "password": DEMO_PASSWORD, "dni": dni, "nombre": nombre, "apellido": apellido, "nivel": nivel, "verificado": True}
+            )
+            created += 1
+        by_email[email] = usuario
+    admin = by_email["admin@gad.local"]
+    linked = {0: by_email["efectivo@gad.local"].id, 1: by_email["efectivo2@gad.local"].id}
+    now = utcnow()
+    for index, (dlat, dlon) in enumerate(OFFSETS):
+        codigo = f"EF-{index + 1:03d}"
+        if db.session.scalar(select(Efectivo.id).where(Efectivo.codigo_interno == codigo)) is None:
+            efectivo = efectivos.create_efectivo(
+                None,
+                {
+                    "codigo_interno": codigo,
+                    "nombre": f"Agente {index + 1}",
+                    "usuario_id": linked.get(index),
+                    "rango": ["Cabo", "Sargento", "Oficial"][index % 3],
+                    "unidad": f"Móvil {101 + index % 3}",
+                    "especialidad": ["patrulla", "investigación", "tráfico"][index % 3],
+                },
+            )
+            efectivo.lat, efectivo.lon, efectivo.posicion_en = CENTER[0] + dlat, CENTER[1] + dlon, now
+            created += 1
+    db.session.flush()
+    for position, (codigo, titulo, tipo, prioridad, estado) in enumerate(DEMO_TAREAS):
+        if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is not None:
+            continue
+        tarea = tareas.create_tarea(
+            admin,
+            {
+                "codigo": codigo,
+                "titulo": titulo,
+                "tipo": tipo,
+                "prioridad": prioridad,
+                "inicio_programado": now + timedelta(hours=position),
+                "fin_programado": now + timedelta(hours=position + 4),
+                "ubicacion_lat": CENTER[0] + OFFSETS[position][0],
+                "ubicacion_lng": CENTER[1] + OFFSETS[position][1],
+                "delegado_usuario_id": by_email["supervisor@gad.local"].id,
+            },
+        )
+        if position == 1:
+            first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
+            if first is not None:
+                tareas.assign(admin, tarea.id, [first.id], None)
+        path = {
+            EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
+            EstadoTarea.PAUSADA: [EstadoTarea.EN_CURSO, EstadoTarea.PAUSADA],
+            EstadoTarea.FINALIZADA: [EstadoTarea.EN_CURSO, EstadoTarea.FINALIZADA],
+            EstadoTarea.CANCELADA: [EstadoTarea.CANCELADA],
+        }.get(estado, []) if estado else []
+        for step in path:
+            tareas.transition(admin, tarea.id, step, None, None)
+        created += 1
+    db.session.commit()
+    click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")

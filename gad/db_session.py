@@ -1,0 +1,92 @@
+"""One transaction per request: services flush, this module commits at the edge and runs after-commit hooks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Flask, Response
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
+
+from gad.errors import Conflict, ServiceUnavailable, problem_response
+from gad.extensions import db
+
+logger = logging.getLogger(__name__)
+
+_AFTER_COMMIT_KEY = "gad_after_commit"
+
+
+def on_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` only once the current transaction has committed (never for a rolled-back change)."""
+    db.session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop(_AFTER_COMMIT_KEY, [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a failing side effect must not turn a committed write into an error
+            logger.exception("after-commit hook failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT_KEY, None)
+
+
+def commit_or_problem() -> Response | None:
+    """Commit the request's transaction; a failure becomes a problem response instead of a 500."""
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        logger.info("commit rejected by a constraint: %s", exc.orig)
+        error = Conflict("The change conflicts with existing data.", constraint=_constraint_name(exc))
+        return problem_response(error.status, error.title, error.detail, code=error.code, extra=error.extra)
+    except (OperationalError, PoolTimeoutError) as exc:
+        db.session.rollback()
+        logger.warning("commit failed, database unavailable: %s", exc)
+        error = ServiceUnavailable("The database is unavailable; retry shortly.")
+        return problem_response(error.status, error.title, error.detail, code=error.code, headers={"Retry-After": "2"})
+    return None
+
+
+def _constraint_name(exc: DBAPIError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
+def _commit_after_request(response: Response) -> Response:
+    if response.status_code >= 400:
+        db.session.rollback()
+        return response
+    if db.session.registry.has() and db.session().in_transaction():
+        problem = commit_or_problem()
+        if problem is not None:
+            return problem
+    return response
+
+
+def _handle_database_unavailable(exc: Exception) -> Response:
+    db.session.rollback()
+    logger.warning("database unavailable: %s", exc)
+    error = ServiceUnavailable("The database is unavailable; retry shortly.")
+    return problem_response(error.status, error.title, error.detail, code=error.code, headers={"Retry-After": "2"})
+
+
+def _handle_integrity_error(exc: IntegrityError) -> Response:
+    db.session.rollback()
+    error = Conflict("The change conflicts with existing data.", constraint=_constraint_name(exc))
+    return problem_response(error.status, error.title, error.detail, code=error.code, extra=error.extra)
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_commit_after_request)
+    app.register_error_handler(OperationalError, _handle_database_unavailable)
+    app.register_error_handler(PoolTimeoutError, _handle_database_unavailable)
+    app.register_error_handler(IntegrityError, _handle_integrity_error)

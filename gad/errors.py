@@ -1,0 +1,176 @@
+"""The error hierarchy and the one handler that turns every error into application/problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, json, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every error a service or view raises on purpose; ``code`` is stable for clients."""
+
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class ValidationProblem(AppError):
+    status = 422
+    code = "validation_error"
+    title = "Validation failed"
+
+
+class MalformedRequest(AppError):
+    status = 400
+    code = "malformed_request"
+    title = "Malformed request"
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="gad"'})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Transition not allowed"
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class PreconditionRequired(AppError):
+    status = 428
+    code = "precondition_required"
+    title = "Precondition required"
+
+
+class Locked(AppError):
+    status = 423
+    code = "account_locked"
+    title = "Account temporarily locked"
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"https://gad.example/problems/{code}" if code else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "instance": request.path if request else None,
+    }
+    if code:
+        body["code"] = code
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    response = current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[str, Any]]:
+    """Field paths such as ``body.prioridad`` or ``query.limit`` with pydantic's message and type."""
+    out = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        path = ".".join(str(part) for part in (location, *err["loc"]))
+        out.append({"field": path, "message": err["msg"], "type": err["type"]})
+    return out
+
+
+def _handle_app_error(exc: AppError) -> Response:
+    return problem_response(
+        exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, extra=exc.extra
+    )
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    headers: dict[str, str] = {}
+    if status == 405 and getattr(exc, "valid_methods", None):
+        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if exc.response is not None and exc.response.headers.get("Retry-After"):
+        headers["Retry-After"] = exc.response.headers["Retry-After"]
+    code = (exc.name or "error").lower().replace(" ", "_")
+    detail = exc.description
+    if status == 429:
+        detail = "Too many requests from this client; retry later."
+        headers.setdefault("Retry-After", "60")
+    return problem_response(status, exc.name or "Error", detail, code=code, headers=headers)
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    # In tests (PROPAGATE_EXCEPTIONS) Flask re-raises before reaching here, so bugs are not hidden.
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(500, "Internal server error", "An unexpected error occurred.", code="internal_error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(AppError, _handle_app_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,21 @@
+"""Every model, imported here so Flask-Migrate sees the whole schema."""
+
+from gad.models.base import Base, utcnow
+from gad.models.efectivo import Efectivo
+from gad.models.evento import Evento
+from gad.models.idempotencia import IdempotencyKey
+from gad.models.tarea import Asignacion, HistorialEstado, Tarea
+from gad.models.usuario import TokenRevocado, Usuario
+
+__all__ = [
+    "Asignacion",
+    "Base",
+    "Efectivo",
+    "Evento",
+    "HistorialEstado",
+    "IdempotencyKey",
+    "Tarea",
+    "TokenRevocado",
+    "Usuario",
+    "utcnow",
+]

@@ -1,0 +1,30 @@
+"""The append-only event log: one row per committed change, ids gapless and in commit order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gad.models.base import Base, utcnow
+
+
+class Evento(Base):
+    __tablename__ = "eventos"
+
+    # Assigned by gad.realtime.events under a transaction-level lock, never by a sequence (sequences leave gaps).
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_type: Mapped[str] = mapped_column(String(50), index=True)
+    topic: Mapped[str] = mapped_column(String(30))
+    entity_type: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor_id: Mapped[int | None]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"<Evento {self.id} {self.event_type} {self.entity_type}:{self.entity_id}>"

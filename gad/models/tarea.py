@@ -1,0 +1,96 @@
+"""Tareas, their assignments (the only source of truth for who works what) and state history."""
+
+from __future__ import annotations
+
+import uuid as uuid_lib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gad.models.base import Base, Timestamps, Versioned, utcnow
+from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea, sql_in
+
+
+class Tarea(Timestamps, Versioned, Base):
+    __tablename__ = "tareas"
+    __table_args__ = (
+        CheckConstraint(f"codigo ~ '{CODIGO_PATTERN}'", name="codigo_formato"),
+        CheckConstraint("char_length(titulo) >= 5", name="titulo_longitud"),
+        CheckConstraint(f"tipo IN ({sql_in(TipoTarea)})", name="tipo_valido"),
+        CheckConstraint(f"estado IN ({sql_in(EstadoTarea)})", name="estado_valido"),
+        CheckConstraint("prioridad BETWEEN 1 AND 5", name="prioridad_rango"),
+        CheckConstraint("fin_programado IS NULL OR inicio_programado IS NULL OR fin_programado > inicio_programado", name="programacion_coherente"),
+        CheckConstraint("fin_real IS NULL OR (inicio_real IS NOT NULL AND fin_real >= inicio_real)", name="fechas_reales_coherentes"),
+        CheckConstraint("(ubicacion_lat IS NULL) = (ubicacion_lon IS NULL)", name="ubicacion_completa"),
+        CheckConstraint(
+            "ubicacion_lat IS NULL OR (ubicacion_lat BETWEEN -90 AND 90 AND ubicacion_lon BETWEEN -180 AND 180)",
+            name="ubicacion_rango",
+        ),
+        CheckConstraint("tiempo_pausado_s >= 0", name="tiempo_pausado_positivo"),
+        Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[uuid_lib.UUID] = mapped_column(Uuid, default=uuid_lib.uuid4, unique=True)
+    codigo: Mapped[str] = mapped_column(String(20), unique=True)
+    titulo: Mapped[str] = mapped_column(String(200))
+    descripcion: Mapped[str | None] = mapped_column(Text)
+    tipo: Mapped[str] = mapped_column(String(20))
+    prioridad: Mapped[int] = mapped_column(SmallInteger, default=2)
+    estado: Mapped[str] = mapped_column(String(20), default=EstadoTarea.PROGRAMADA.value)
+    es_emergencia: Mapped[bool] = mapped_column(default=False, server_default="false")
+    inicio_programado: Mapped[datetime | None] = mapped_column(index=True)
+    fin_programado: Mapped[datetime | None]
+    inicio_real: Mapped[datetime | None]
+    fin_real: Mapped[datetime | None]
+    pausado_en: Mapped[datetime | None]
+    tiempo_pausado_s: Mapped[int] = mapped_column(default=0, server_default="0")
+    ubicacion_lat: Mapped[float | None] = mapped_column(Float)
+    ubicacion_lon: Mapped[float | None] = mapped_column(Float)
+    ubicacion_descripcion: Mapped[str | None] = mapped_column(String(300))
+    delegado_usuario_id: Mapped[int | None] = mapped_column(ForeignKey("usuarios.id"), index=True)
+    creado_por_usuario_id: Mapped[int] = mapped_column(ForeignKey("usuarios.id"))
+    notas: Mapped[str | None] = mapped_column(Text)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    deleted_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<Tarea {self.id} {self.codigo} {self.estado}>"
+
+
+class Asignacion(Base):
+    __tablename__ = "asignaciones"
+    __table_args__ = (
+        # The database, not the application, guarantees an efectivo works one tarea at a time.
+        Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL")),
+        CheckConstraint("liberado_en IS NULL OR liberado_en >= asignado_en", name="periodo_coherente"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tarea_id: Mapped[int] = mapped_column(ForeignKey("tareas.id"), index=True)
+    efectivo_id: Mapped[int] = mapped_column(ForeignKey("efectivos.id"), index=True)
+    asignado_por_usuario_id: Mapped[int | None] = mapped_column(ForeignKey("usuarios.id"))
+    asignado_en: Mapped[datetime] = mapped_column(default=utcnow)
+    liberado_en: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<Asignacion tarea={self.tarea_id} efectivo={self.efectivo_id} activa={self.liberado_en is None}>"
+
+
+class HistorialEstado(Base):
+    __tablename__ = "historial_estados"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tarea_id: Mapped[int] = mapped_column(ForeignKey("tareas.id"), index=True)
+    estado_anterior: Mapped[str | None] = mapped_column(String(20))
+    estado_nuevo: Mapped[str] = mapped_column(String(20))
+    usuario_id: Mapped[int | None] = mapped_column(ForeignKey("usuarios.id"))
+    motivo: Mapped[str | None] = mapped_column(String(500))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<HistorialEstado tarea={self.tarea_id} {self.estado_anterior}->{self.estado_nuevo}>"

@@ -1,0 +1,72 @@
+"""The one authorization policy: who may do what, used by every service and by websocket delivery.
+
+nivel 1 efectivo: own profile; tareas they are assigned to or delegated; start/pause/resume/finish those;
+own efectivo's position and availability; raise an emergency.
+nivel 2 supervisor: everything operational (all tareas, efectivos, users in summary).
+nivel 3 administrador: also users, deleting tareas, the audit trail and admin endpoints.
+"""
+
+from __future__ import annotations
+
+from gad.errors import Forbidden
+from gad.models import Usuario
+from gad.vocab import EstadoTarea, Nivel
+
+# Transitions an efectivo may perform on their own tareas; cancelling stays with supervisors.
+TRANSICIONES_EFECTIVO = frozenset({EstadoTarea.EN_CURSO, EstadoTarea.PAUSADA, EstadoTarea.FINALIZADA})
+
+
+def is_supervisor(actor: Usuario) -> bool:
+    return actor.nivel >= Nivel.SUPERVISOR
+
+
+def is_admin(actor: Usuario) -> bool:
+    return actor.nivel >= Nivel.ADMINISTRADOR
+
+
+def require_nivel(actor: Usuario, nivel: Nivel, action: str) -> None:
+    if actor.nivel < nivel:
+        raise Forbidden(f"{action} requires nivel {int(nivel)} ({nivel.name.lower()}) or higher.")
+
+
+def can_read_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: set[int]) -> bool:
+    if is_supervisor(actor):
+        return True
+    return actor.id == delegado_id or actor.id in assigned_usuario_ids
+
+
+def can_transition_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: set[int], to: EstadoTarea) -> bool:
+    if is_supervisor(actor):
+        return True
+    return to in TRANSICIONES_EFECTIVO and can_read_tarea(actor, delegado_id, assigned_usuario_ids)
+
+
+def can_read_efectivo(actor: Usuario, efectivo_usuario_id: int | None) -> bool:
+    return is_supervisor(actor) or (efectivo_usuario_id is not None and efectivo_usuario_id == actor.id)
+
+
+def can_report_for_efectivo(actor: Usuario, efectivo_usuario_id: int | None) -> bool:
+    """Position and availability: the efectivo themself or a supervisor."""
+    return can_read_efectivo(actor, efectivo_usuario_id)
+
+
+def can_read_usuario(actor: Usuario, usuario_id: int) -> bool:
+    return is_supervisor(actor) or actor.id == usuario_id
+
+
+def can_read_user_stats(actor: Usuario, usuario_id: int) -> bool:
+    return can_read_usuario(actor, usuario_id)
+
+
+SELF_EDITABLE_FIELDS = frozenset({"nombre", "apellido", "telefono", "password"})
+
+
+def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> None:
+    """Admins change anything; a user changes only their own name, phone and password."""
+    if is_admin(actor):
+        return
+    if actor.id != target_id:
+        raise Forbidden("Only administradores may change other usuarios.")
+    forbidden = fields - SELF_EDITABLE_FIELDS
+    if forbidden:
+        raise Forbidden(f"You may not change: {', '.join(sorted(forbidden))}.")

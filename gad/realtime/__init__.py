@@ -1,0 +1,1 @@
+"""Real time: the event log publisher (and, later, the per-process listener and websocket hub)."""

@@ -1,0 +1,29 @@
+"""Login and token schemas (JSON and the OAuth2 password form the seed's clients send)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from gad.schemas.common import InModel, OutModel
+
+
+class LoginIn(InModel):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginForm(InModel):
+    """OAuth2 password grant: ``username`` is the e-mail; the optional OAuth2 fields are accepted and ignored."""
+
+    username: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=1024)
+    grant_type: str | None = None
+    scope: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class TokenOut(OutModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int

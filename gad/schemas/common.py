@@ -1,0 +1,83 @@
+"""Shared schema pieces: strict base models, pagination, problem documents, normalised strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+def _strip(value: str) -> str:
+    return value.strip()
+
+
+def _collapse(value: str) -> str:
+    return " ".join(value.split())
+
+
+Text = Annotated[str, AfterValidator(_strip)]
+Name = Annotated[str, AfterValidator(_collapse)]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+UtcDatetime = AwareDatetime
+
+
+class InModel(BaseModel):
+    """Request bodies: unknown fields are errors, so typos never silently do nothing."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+
+class QueryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(OutModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class PageQuery(QueryModel):
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document returned for every error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    code: str | None = None
+    errors: list[FieldError] | None = None
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Health(BaseModel):
+    status: str
+    timestamp: datetime
+    uptime: float
+    version: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, Any]

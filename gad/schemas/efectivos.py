@@ -1,0 +1,68 @@
+"""Efectivo schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, Text
+from gad.vocab import Disponibilidad
+
+
+class EfectivoIn(InModel):
+    codigo_interno: Text = Field(min_length=3, max_length=30)
+    nombre: Name = Field(min_length=2, max_length=200)
+    usuario_id: int | None = Field(None, ge=1)
+    rango: Text | None = Field(None, max_length=50)
+    unidad: Text | None = Field(None, max_length=100)
+    especialidad: Text | None = Field(None, max_length=100)
+    estado_disponibilidad: Disponibilidad = Disponibilidad.DISPONIBLE
+
+
+class EfectivoPatch(InModel):
+    codigo_interno: Text | None = Field(None, min_length=3, max_length=30)
+    nombre: Name | None = Field(None, min_length=2, max_length=200)
+    usuario_id: int | None = Field(None, ge=1)
+    rango: Text | None = Field(None, max_length=50)
+    unidad: Text | None = Field(None, max_length=100)
+    especialidad: Text | None = Field(None, max_length=100)
+
+
+class DisponibilidadIn(InModel):
+    estado: Disponibilidad
+    motivo: Text | None = Field(None, max_length=500)
+
+
+class UbicacionIn(InModel):
+    lat: Lat
+    lng: Lng
+
+
+class EfectivoOut(OutModel):
+    id: int
+    uuid: uuid.UUID
+    usuario_id: int | None
+    codigo_interno: str
+    nombre: str
+    rango: str | None
+    unidad: str | None
+    especialidad: str | None
+    estado_disponibilidad: Disponibilidad
+    estado_cambiado_en: datetime
+    lat: float | None
+    lng: float | None = Field(None, validation_alias="lon")
+    posicion_en: datetime | None
+    activo: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class EfectivoQuery(PageQuery):
+    estado_disponibilidad: list[Disponibilidad] | None = None
+    unidad: str | None = Field(None, max_length=100)
+    especialidad: str | None = Field(None, max_length=100)
+    activo: bool | None = True
+    q: str | None = Field(None, max_length=100)

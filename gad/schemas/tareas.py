@@ -1,0 +1,121 @@
+"""Tarea, assignment and state-transition schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, Text, UtcDatetime
+from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea
+
+
+def _check_location(lat: float | None, lng: float | None) -> None:
+    if (lat is None) != (lng is None):
+        raise ValueError("ubicacion_lat and ubicacion_lng go together: send both or neither")
+
+
+class TareaIn(InModel):
+    codigo: str = Field(pattern=CODIGO_PATTERN, description="Upper-case letters, digits, - and _, 3-20 characters")
+    titulo: Text = Field(min_length=5, max_length=200)
+    descripcion: Text | None = Field(None, max_length=5000)
+    tipo: TipoTarea
+    prioridad: int = Field(2, ge=1, le=5)
+    inicio_programado: UtcDatetime | None = None
+    fin_programado: UtcDatetime | None = None
+    ubicacion_lat: Lat | None = None
+    ubicacion_lng: Lng | None = None
+    ubicacion_descripcion: Text | None = Field(None, max_length=300)
+    delegado_usuario_id: int | None = Field(None, ge=1)
+    notas: Text | None = Field(None, max_length=5000)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.inicio_programado and self.fin_programado and self.fin_programado <= self.inicio_programado:
+            raise ValueError("fin_programado must be after inicio_programado")
+        _check_location(self.ubicacion_lat, self.ubicacion_lng)
+        return self
+
+
+class TareaPatch(InModel):
+    titulo: Text | None = Field(None, min_length=5, max_length=200)
+    descripcion: Text | None = Field(None, max_length=5000)
+    tipo: TipoTarea | None = None
+    prioridad: int | None = Field(None, ge=1, le=5)
+    inicio_programado: UtcDatetime | None = None
+    fin_programado: UtcDatetime | None = None
+    ubicacion_lat: Lat | None = None
+    ubicacion_lng: Lng | None = None
+    ubicacion_descripcion: Text | None = Field(None, max_length=300)
+    delegado_usuario_id: int | None = Field(None, ge=1)
+    notas: Text | None = Field(None, max_length=5000)
+
+
+class TransicionIn(InModel):
+    estado: EstadoTarea
+    motivo: Text | None = Field(None, max_length=500)
+
+
+class AsignacionIn(InModel):
+    efectivo_ids: list[int] = Field(min_length=1, max_length=50)
+
+
+class AsignadoOut(OutModel):
+    efectivo_id: int
+    codigo_interno: str
+    nombre: str
+    asignado_en: datetime
+
+
+class TareaOut(OutModel):
+    id: int
+    uuid: uuid.UUID
+    codigo: str
+    titulo: str
+    descripcion: str | None
+    tipo: TipoTarea
+    prioridad: int
+    estado: EstadoTarea
+    es_emergencia: bool
+    inicio_programado: datetime | None
+    fin_programado: datetime | None
+    inicio_real: datetime | None
+    fin_real: datetime | None
+    tiempo_pausado_s: int
+    ubicacion_lat: float | None
+    ubicacion_lng: float | None = Field(None, validation_alias="ubicacion_lon")
+    ubicacion_descripcion: str | None
+    delegado_usuario_id: int | None
+    creado_por_usuario_id: int
+    notas: str | None
+    efectivos: list[AsignadoOut] = []
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistorialOut(OutModel):
+    id: int
+    tarea_id: int
+    estado_anterior: EstadoTarea | None
+    estado_nuevo: EstadoTarea
+    usuario_id: int | None
+    motivo: str | None
+    created_at: datetime
+
+
+class TareaQuery(PageQuery):
+    estado: list[EstadoTarea] | None = None
+    tipo: list[TipoTarea] | None = None
+    prioridad_min: int | None = Field(None, ge=1, le=5)
+    prioridad_max: int | None = Field(None, ge=1, le=5)
+    delegado_usuario_id: int | None = Field(None, ge=1)
+    efectivo_id: int | None = Field(None, ge=1)
+    desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
+    hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
+    q: str | None = Field(None, max_length=100)
+    sort: Literal[
+        "inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"
+    ] = "-created_at"

@@ -1,0 +1,70 @@
+"""Usuario schemas; no output shape has a password field."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import EmailStr, Field, field_validator
+
+from gad.schemas.common import InModel, Name, OutModel, PageQuery, Text
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
+
+
+class UsuarioIn(InModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    dni: Text = Field(min_length=5, max_length=20)
+    nombre: Name = Field(min_length=1, max_length=100)
+    apellido: Name = Field(min_length=2, max_length=100)
+    telefono: Text | None = Field(None, max_length=30)
+    telegram_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    nivel: int = Field(1, ge=1, le=3)
+    verificado: bool = False
+
+    _email = field_validator("email", mode="after")(_lower)
+
+
+class UsuarioPatch(InModel):
+    email: EmailStr | None = None
+    dni: Text | None = Field(None, min_length=5, max_length=20)
+    nombre: Name | None = Field(None, min_length=1, max_length=100)
+    apellido: Name | None = Field(None, min_length=2, max_length=100)
+    telefono: Text | None = Field(None, max_length=30)
+    telegram_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    nivel: int | None = Field(None, ge=1, le=3)
+    verificado: bool | None = None
+    activo: bool | None = None
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    current_password: str | None = Field(None, max_length=1024)
+
+    @field_validator("email", mode="after")
+    @classmethod
+    def _email_lower(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else value
+
+
+class UsuarioOut(OutModel):
+    id: int
+    uuid: uuid.UUID
+    email: str
+    nombre: str
+    apellido: str
+    dni: str
+    telefono: str | None
+    telegram_id: int | None
+    nivel: int
+    verificado: bool
+    activo: bool
+    ultimo_acceso: datetime | None
+    created_at: datetime
+    version: int
+
+
+class UsuarioQuery(PageQuery):
+    nivel: int | None = Field(None, ge=1, le=3)
+    activo: bool | None = None
+    q: str | None = Field(None, max_length=100, description="Free text over nombre, apellido, e-mail and DNI")

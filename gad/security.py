@@ -1,0 +1,128 @@
+"""Request identity (Bearer token or browser session + CSRF), security headers and CORS."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request, session
+
+from gad.errors import Forbidden, Unauthorized
+from gad.models import Usuario
+from gad.services import auth
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_USER_KEY = "uid"
+SESSION_TOKEN_VERSION_KEY = "tv"
+SESSION_CSRF_KEY = "csrf"
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, created on first use (rendered into forms and read by the dashboard's JS)."""
+    token = session.get(SESSION_CSRF_KEY)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[SESSION_CSRF_KEY] = token
+    return str(token)
+
+
+def check_csrf(submitted: str | None) -> None:
+    expected = session.get(SESSION_CSRF_KEY)
+    if not expected or not submitted or not secrets.compare_digest(str(expected), submitted):
+        raise Forbidden("Missing or invalid CSRF token.", code_hint="csrf")
+
+
+def start_session(usuario: Usuario) -> None:
+    session.clear()
+    session[SESSION_USER_KEY] = usuario.id
+    session[SESSION_TOKEN_VERSION_KEY] = usuario.token_version
+    session.permanent = False
+    csrf_token()
+
+
+def end_session() -> None:
+    session.clear()
+
+
+def _session_user() -> Usuario | None:
+    from gad.extensions import db
+
+    uid = session.get(SESSION_USER_KEY)
+    if uid is None:
+        return None
+    usuario = db.session.get(Usuario, uid)
+    # A password change or deactivation bumps token_version and so ends browser sessions too.
+    if usuario is None or not usuario.activo or usuario.token_version != session.get(SESSION_TOKEN_VERSION_KEY):
+        session.clear()
+        return None
+    return usuario
+
+
+def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[Usuario, str, dict[str, Any] | None]:
+    """Authenticate from an explicit token, the Authorization header, or the session cookie. Raises Unauthorized."""
+    token = token or _bearer_token()
+    if token:
+        usuario, claims = auth.authenticate_token(token)
+        return usuario, "token", claims
+    if allow_session:
+        usuario_session = _session_user()
+        if usuario_session is not None:
+            return usuario_session, "session", None
+    raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>' or log in.")
+
+
+def current_user() -> Usuario:
+    """The authenticated usuario of this request (cached on ``g``); cookie-authenticated writes need CSRF."""
+    if "current_user" in g:
+        return g.current_user  # type: ignore[no-any-return]
+    usuario, method, claims = resolve_user()
+    if method == "session" and request.method not in SAFE_METHODS:
+        check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))
+    g.current_user = usuario
+    g.auth_method = method
+    g.token_claims = claims
+    return usuario
+
+
+def is_local_path(target: str | None) -> bool:
+    """Only same-site absolute paths: no scheme, no host, no protocol-relative ``//`` or backslash tricks."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return False
+    return not any(ch in target for ch in "\r\n\t")
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if response.mimetype == "text/html":
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+        )
+    if current_app.config.get("GAD_ENV") == "production":
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    origin = request.headers.get("Origin")
+    if origin and origin in current_app.config.get("CORS_ORIGINS", []):
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match, Idempotency-Key, X-CSRF-Token, X-Request-ID"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+        headers["Access-Control-Expose-Headers"] = "ETag, Location, X-Request-ID, Retry-After"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token

@@ -1,0 +1,188 @@
+"""Passwords, login with lockout, JWT access tokens and their revocation."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import current_app
+from sqlalchemy import delete, func, select
+
+from gad.errors import Locked, Unauthorized, ValidationProblem
+from gad.extensions import db
+from gad.models import TokenRevocado, Usuario, utcnow
+from gad.realtime import events
+
+logger = logging.getLogger(__name__)
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+JWT_ALGORITHM = "HS256"
+GENERIC_LOGIN_FAILURE = "Invalid e-mail or password."
+# Verifying against this hash when the e-mail is unknown keeps response time independent of whether it exists.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-for-timing")
+
+
+def _off_hub(func: Any, *args: Any) -> Any:
+    """Run CPU-bound hashing in gevent's thread pool when monkey-patched, so other greenlets keep running.
+
+    argon2-cffi releases the GIL while hashing, so a native thread truly runs in parallel with the hub.
+    """
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # pragma: no cover - gevent is a hard dependency
+        return func(*args)
+    if not monkey.is_module_patched("socket"):
+        return func(*args)
+    return get_hub().threadpool.apply(func, args)
+
+
+def hash_password(password: str) -> str:
+    return str(_off_hub(_hasher.hash, password))
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return bool(_hasher.verify(password_hash, password))
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    return bool(_off_hub(check))
+
+
+def check_password_policy(password: str, email: str | None, field: str = "password") -> None:
+    """Raise ValidationProblem when the password is too short or equals the e-mail."""
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        raise ValidationProblem(
+            "Password too weak.",
+            errors=[{"field": f"body.{field}", "message": f"must have at least {minimum} characters", "type": "password_policy"}],
+        )
+    if email and password.strip().lower() == email.strip().lower():
+        raise ValidationProblem(
+            "Password too weak.",
+            errors=[{"field": f"body.{field}", "message": "must not be the e-mail address", "type": "password_policy"}],
+        )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    jti: str
+
+
+def issue_token(usuario: Usuario) -> IssuedToken:
+    minutes = current_app.config["ACCESS_TOKEN_EXPIRE_MINUTES"]
+    now = utcnow()
+    jti = secrets.token_hex(16)
+    claims = {
+        "sub": str(usuario.id),
+        "nivel": usuario.nivel,
+        "tv": usuario.token_version,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=minutes)).timestamp()),
+        "jti": jti,
+    }
+    token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=JWT_ALGORITHM)
+    return IssuedToken(access_token=token, expires_in=minutes * 60, jti=jti)
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """Verify signature and expiry; ``exp``, ``sub``, ``jti`` and ``tv`` are mandatory. Raises Unauthorized."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("The token has expired; log in again.") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("The token is invalid.") from None
+    if "tv" not in claims:
+        raise Unauthorized("The token is invalid.")
+    return claims
+
+
+def authenticate_token(token: str) -> tuple[Usuario, dict[str, Any]]:
+    """The active usuario a token speaks for. Raises Unauthorized if revoked, stale or the user is inactive."""
+    claims = decode_token(token)
+    try:
+        usuario_id = int(claims["sub"])
+    except (TypeError, ValueError):
+        raise Unauthorized("The token is invalid.") from None
+    usuario = db.session.get(Usuario, usuario_id)
+    if usuario is None or not usuario.activo or claims.get("tv") != usuario.token_version:
+        raise Unauthorized("The token has been revoked; log in again.")
+    revoked = db.session.scalar(select(TokenRevocado.jti).where(TokenRevocado.jti == str(claims["jti"])))
+    if revoked is not None:
+        raise Unauthorized("The token has been revoked; log in again.")
+    return usuario, claims
+
+
+def find_by_email(email: str) -> Usuario | None:
+    return db.session.scalar(select(Usuario).where(func.lower(Usuario.email) == email.strip().lower()))
+
+
+def login(email: str, password: str, client_address: str) -> tuple[Usuario, IssuedToken]:
+    """Check credentials with lockout after repeated failures.
+
+    Raises Unauthorized (one generic message for every failure) or Locked (with Retry-After).
+    Failure counters are flushed, so the caller must commit even when this raises.
+    """
+    usuario = find_by_email(email)
+    now = utcnow()
+    if usuario is not None and usuario.bloqueado_hasta is not None and usuario.bloqueado_hasta > now:
+        retry_after = int((usuario.bloqueado_hasta - now).total_seconds()) + 1
+        raise Locked(
+            "Too many failed logins; the account is temporarily locked.",
+            headers={"Retry-After": str(retry_after)},
+        )
+    if usuario is None:
+        verify_password(_DUMMY_HASH, password)
+        events.record_security("login_failed", None, {"email": email.strip().lower()[:254], "client": client_address})
+        raise Unauthorized(GENERIC_LOGIN_FAILURE)
+    if not verify_password(usuario.password_hash, password) or not usuario.activo:
+        usuario.intentos_fallidos += 1
+        payload: dict[str, Any] = {"client": client_address, "intentos": usuario.intentos_fallidos}
+        if usuario.intentos_fallidos >= current_app.config["LOGIN_MAX_FAILURES"]:
+            usuario.bloqueado_hasta = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
+            usuario.intentos_fallidos = 0
+            events.record_security("account_locked", usuario.id, payload)
+        events.record_security("login_failed", usuario.id, payload)
+        db.session.flush()
+        raise Unauthorized(GENERIC_LOGIN_FAILURE)
+    usuario.intentos_fallidos = 0
+    usuario.bloqueado_hasta = None
+    usuario.ultimo_acceso = now
+    events.record_security("login", usuario.id, {"client": client_address})
+    db.session.flush()
+    return usuario, issue_token(usuario)
+
+
+def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:
+    """Logout: this one token stops working everywhere (the revocation lives in PostgreSQL)."""
+    expires = datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo)
+    if db.session.get(TokenRevocado, str(claims["jti"])) is None:
+        db.session.add(TokenRevocado(jti=str(claims["jti"]), usuario_id=usuario.id, expires_at=expires))
+    events.record_security("logout", usuario.id, {"jti": claims["jti"]})
+    db.session.flush()
+
+
+def revoke_all_tokens(usuario: Usuario) -> None:
+    """Password change or deactivation: bump the token version so every earlier token is rejected."""
+    usuario.token_version += 1
+    db.session.flush()
+
+
+def prune_revoked_tokens() -> int:
+    result = db.session.execute(delete(TokenRevocado).where(TokenRevocado.expires_at < utcnow()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,33 @@
+"""Helpers shared by services: pagination, optimistic-lock checks, applying validated changes."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select
+
+from gad.errors import PreconditionFailed
+from gad.extensions import db
+
+T = TypeVar("T")
+
+
+def paginate(query: Select[tuple[T]], limit: int, offset: int) -> tuple[list[T], int]:
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    items = list(db.session.scalars(query.limit(limit).offset(offset)))
+    return items, int(total)
+
+
+def check_version(current: int, expected: int | None, what: str) -> None:
+    """Compare the If-Match version, read under a row lock, with the row's version (412 on mismatch)."""
+    if expected is not None and expected != current:
+        raise PreconditionFailed(
+            f"The {what} was changed by someone else (version {current}, you sent {expected}); reload and retry.",
+            headers={"ETag": f'"{current}"'},
+            current_version=current,
+        )
+
+
+def apply_changes(obj: Any, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        setattr(obj, name, value)

@@ -1,0 +1,195 @@
+"""Efectivos: registry, availability and position reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from gad import policy
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.extensions import db
+from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.realtime import events
+from gad.services.common import apply_changes, check_version, paginate
+from gad.vocab import Disponibilidad, Nivel
+
+
+def efectivo_payload(efectivo: Efectivo) -> dict[str, Any]:
+    return {
+        "id": efectivo.id,
+        "usuario_id": efectivo.usuario_id,
+        "codigo_interno": efectivo.codigo_interno,
+        "nombre": efectivo.nombre,
+        "unidad": efectivo.unidad,
+        "estado_disponibilidad": efectivo.estado_disponibilidad,
+        "lat": efectivo.lat,
+        "lng": efectivo.lon,
+        "posicion_en": efectivo.posicion_en.isoformat() if efectivo.posicion_en else None,
+    }
+
+
+def _record(event_type: str, efectivo: Efectivo, actor: Usuario | None, extra: dict[str, Any] | None = None) -> None:
+    payload = efectivo_payload(efectivo) | (extra or {})
+    events.record(db.session(), event_type, "efectivos", "efectivo", efectivo.id, actor.id if actor else None, payload)
+
+
+def _lock(efectivo_id: int) -> Efectivo:
+    efectivo = db.session.scalar(select(Efectivo).where(Efectivo.id == efectivo_id).with_for_update())
+    if efectivo is None:
+        raise NotFound(f"Efectivo {efectivo_id} does not exist.")
+    return efectivo
+
+
+def _check_usuario_link(usuario_id: int | None, exclude_id: int | None = None) -> None:
+    if usuario_id is None:
+        return
+    if db.session.get(Usuario, usuario_id) is None:
+        raise ValidationProblem(
+            "Unknown usuario.", errors=[{"field": "body.usuario_id", "message": f"usuario {usuario_id} does not exist", "type": "unknown_id"}]
+        )
+    query = select(Efectivo.id).where(Efectivo.usuario_id == usuario_id)
+    if exclude_id is not None:
+        query = query.where(Efectivo.id != exclude_id)
+    if db.session.scalar(query) is not None:
+        raise Conflict("That usuario is already linked to another efectivo.", field="usuario_id")
+
+
+def _check_codigo(codigo: str | None, exclude_id: int | None = None) -> None:
+    if codigo is None:
+        return
+    query = select(Efectivo.id).where(Efectivo.codigo_interno == codigo)
+    if exclude_id is not None:
+        query = query.where(Efectivo.id != exclude_id)
+    if db.session.scalar(query) is not None:
+        raise Conflict(f"An efectivo with codigo_interno {codigo} already exists.", field="codigo_interno")
+
+
+def create_efectivo(actor: Usuario | None, data: dict[str, Any]) -> Efectivo:
+    """Supervisor+ (``actor`` None means the CLI). Raises Forbidden, Conflict, ValidationProblem."""
+    if actor is not None:
+        policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating efectivos")
+    if data.get("estado_disponibilidad") == Disponibilidad.EN_TAREA:
+        raise ValidationProblem(
+            "en_tarea is set by assignment.", errors=[{"field": "body.estado_disponibilidad", "message": "en_tarea is set by assigning a running tarea", "type": "managed_state"}]
+        )
+    _check_codigo(data["codigo_interno"])
+    _check_usuario_link(data.get("usuario_id"))
+    efectivo = Efectivo(**{**data, "estado_disponibilidad": str(data.get("estado_disponibilidad") or Disponibilidad.DISPONIBLE)})
+    db.session.add(efectivo)
+    db.session.flush()
+    _record("efectivo_created", efectivo, actor)
+    return efectivo
+
+
+def get_efectivo(actor: Usuario, efectivo_id: int) -> Efectivo:
+    efectivo = db.session.get(Efectivo, efectivo_id)
+    if efectivo is None:
+        raise NotFound(f"Efectivo {efectivo_id} does not exist.")
+    if not policy.can_read_efectivo(actor, efectivo.usuario_id):
+        raise Forbidden("You may only read your own efectivo.")
+    return efectivo
+
+
+def list_efectivos(
+    actor: Usuario, *, estados: list[str] | None, unidad: str | None, especialidad: str | None, activo: bool | None, q: str | None, limit: int, offset: int
+) -> tuple[list[Efectivo], int]:
+    query: Select[tuple[Efectivo]] = select(Efectivo)
+    if not policy.is_supervisor(actor):
+        query = query.where(Efectivo.usuario_id == actor.id)
+    if estados:
+        query = query.where(Efectivo.estado_disponibilidad.in_([str(e) for e in estados]))
+    if unidad:
+        query = query.where(Efectivo.unidad == unidad)
+    if especialidad:
+        query = query.where(Efectivo.especialidad == especialidad)
+    if activo is not None:
+        query = query.where(Efectivo.activo.is_(activo))
+    if q:
+        like = f"%{q.strip()}%"
+        query = query.where(or_(Efectivo.nombre.ilike(like), Efectivo.codigo_interno.ilike(like), Efectivo.unidad.ilike(like), Efectivo.rango.ilike(like)))
+    return paginate(query.order_by(Efectivo.id), limit, offset)
+
+
+def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None) -> Efectivo:
+    """Supervisor+. Raises NotFound, Forbidden, PreconditionFailed, Conflict."""
+    policy.require_nivel(actor, Nivel.SUPERVISOR, "Editing efectivos")
+    efectivo = _lock(efectivo_id)
+    check_version(efectivo.version, expected_version, "efectivo")
+    _check_codigo(changes.get("codigo_interno"), exclude_id=efectivo.id)
+    if "usuario_id" in changes:
+        _check_usuario_link(changes["usuario_id"], exclude_id=efectivo.id)
+    apply_changes(efectivo, changes)
+    efectivo.version += 1
+    db.session.flush()
+    _record("efectivo_updated", efectivo, actor, {"changed": sorted(changes)})
+    return efectivo
+
+
+def active_assignment(efectivo_id: int) -> Asignacion | None:
+    return db.session.scalar(select(Asignacion).where(Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None)))
+
+
+def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int | None) -> Efectivo:
+    """Soft-delete. Refused (409) while the efectivo holds an active assignment."""
+    policy.require_nivel(actor, Nivel.SUPERVISOR, "Deactivating efectivos")
+    efectivo = _lock(efectivo_id)
+    check_version(efectivo.version, expected_version, "efectivo")
+    holding = active_assignment(efectivo.id)
+    if holding is not None:
+        raise Conflict(f"Efectivo {efectivo.id} is assigned to tarea {holding.tarea_id}; unassign first.", tarea_id=holding.tarea_id)
+    efectivo.activo = False
+    efectivo.estado_disponibilidad = Disponibilidad.FUERA_SERVICIO.value
+    efectivo.estado_cambiado_en = utcnow()
+    efectivo.version += 1
+    db.session.flush()
+    _record("efectivo_updated", efectivo, actor, {"activo": False})
+    return efectivo
+
+
+def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad, motivo: str | None, expected_version: int | None) -> Efectivo:
+    """Self or supervisor+. ``en_tarea`` is managed by assignment and cannot be set or left by hand while working."""
+    efectivo = _lock(efectivo_id)
+    if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
+        raise Forbidden("You may only change your own availability.")
+    check_version(efectivo.version, expected_version, "efectivo")
+    if not efectivo.activo:
+        raise Conflict(f"Efectivo {efectivo.id} is deactivated.")
+    if estado == Disponibilidad.EN_TAREA:
+        raise Conflict("en_tarea is set by assigning the efectivo to a running tarea.", allowed=[d.value for d in Disponibilidad if d != Disponibilidad.EN_TAREA])
+    holding = active_assignment(efectivo.id)
+    if holding is not None and efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
+        tarea = db.session.get(Tarea, holding.tarea_id)
+        raise Conflict(
+            f"Efectivo {efectivo.id} is working tarea {tarea.codigo if tarea else holding.tarea_id}; it is released when the tarea ends.",
+            tarea_id=holding.tarea_id,
+        )
+    previous = efectivo.estado_disponibilidad
+    if previous != estado.value:
+        efectivo.estado_disponibilidad = estado.value
+        efectivo.estado_cambiado_en = utcnow()
+        efectivo.version += 1
+        db.session.flush()
+        _record("efectivo_status_changed", efectivo, actor, {"from": previous, "to": estado.value, "motivo": motivo})
+    return efectivo
+
+
+def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float) -> Efectivo:
+    """Record the reported position and when it was reported (self or supervisor+). No version check: last report wins."""
+    efectivo = _lock(efectivo_id)
+    if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
+        raise Forbidden("You may only report your own position.")
+    efectivo.lat = lat
+    efectivo.lon = lng
+    efectivo.posicion_en = utcnow()
+    efectivo.version += 1
+    db.session.flush()
+    _record("efectivo_location_update", efectivo, actor)
+    return efectivo
+
+
+def count_by_disponibilidad() -> dict[str, int]:
+    rows = db.session.execute(select(Efectivo.estado_disponibilidad, func.count()).where(Efectivo.activo.is_(True)).group_by(Efectivo.estado_disponibilidad))
+    counts = {d.value: 0 for d in Disponibilidad}
+    counts.update({estado: int(n) for estado, n in rows})
+    return counts

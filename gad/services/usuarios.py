@@ -1,0 +1,127 @@
+"""Usuarios: create, list, read, update (with the self/admin split), deactivate, reactivate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from gad import policy
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.extensions import db
+from gad.models import Usuario
+from gad.realtime import events
+from gad.services import auth
+from gad.services.common import apply_changes, check_version, paginate
+from gad.vocab import Nivel
+
+PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id", "nivel", "verificado", "activo")
+
+
+def _usuario_payload(usuario: Usuario) -> dict[str, Any]:
+    return {"id": usuario.id, "email": usuario.email, "nombre": usuario.nombre, "apellido": usuario.apellido, "nivel": usuario.nivel, "activo": usuario.activo}
+
+
+def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, exclude_id: int | None = None) -> None:
+    """Name the duplicated field (409) instead of surfacing a bare constraint violation."""
+    checks: list[tuple[str, Any]] = []
+    if email is not None:
+        checks.append(("email", func.lower(Usuario.email) == email.lower()))
+    if dni is not None:
+        checks.append(("dni", Usuario.dni == dni))
+    if telegram_id is not None:
+        checks.append(("telegram_id", Usuario.telegram_id == telegram_id))
+    for field, condition in checks:
+        query = select(Usuario.id).where(condition)
+        if exclude_id is not None:
+            query = query.where(Usuario.id != exclude_id)
+        if db.session.scalar(query) is not None:
+            raise Conflict(f"A usuario with this {field} already exists.", field=field)
+
+
+def create_usuario(actor: Usuario | None, data: dict[str, Any]) -> Usuario:
+    """Create a usuario (administradores only; ``actor`` None means the CLI). Raises Forbidden, Conflict, ValidationProblem."""
+    if actor is not None:
+        policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Creating usuarios")
+    data = dict(data)
+    password = data.pop("password")
+    auth.check_password_policy(password, data["email"])
+    _check_unique(data["email"], data["dni"], data.get("telegram_id"))
+    usuario = Usuario(**data, password_hash=auth.hash_password(password))
+    db.session.add(usuario)
+    db.session.flush()
+    events.record(db.session(), "user_created", "usuarios", "usuario", usuario.id, actor.id if actor else None, _usuario_payload(usuario))
+    return usuario
+
+
+def get_usuario(actor: Usuario, usuario_id: int) -> Usuario:
+    """Raises NotFound or Forbidden (an efectivo may read only themself)."""
+    usuario = db.session.get(Usuario, usuario_id)
+    if usuario is None:
+        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    if not policy.can_read_usuario(actor, usuario_id):
+        raise Forbidden("You may only read your own profile.")
+    return usuario
+
+
+def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> tuple[list[Usuario], int]:
+    if not policy.is_supervisor(actor):
+        raise Forbidden("Listing usuarios requires nivel 2 (supervisor) or higher.")
+    query: Select[tuple[Usuario]] = select(Usuario)
+    if nivel is not None:
+        query = query.where(Usuario.nivel == nivel)
+    if activo is not None:
+        query = query.where(Usuario.activo.is_(activo))
+    if q:
+        like = f"%{q.strip()}%"
+        query = query.where(or_(Usuario.nombre.ilike(like), Usuario.apellido.ilike(like), Usuario.email.ilike(like), Usuario.dni.ilike(like)))
+    return paginate(query.order_by(Usuario.id), limit, offset)
+
+
+def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None) -> Usuario:
+    """Admins change any field; users change their own name, phone and password (with the current one).
+
+    Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem.
+    """
+    usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
+    if usuario is None:
+        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    current_password = changes.pop("current_password", None)
+    policy.check_usuario_update(actor, usuario_id, set(changes))
+    check_version(usuario.version, expected_version, "usuario")
+    _check_unique(changes.get("email"), changes.get("dni"), changes.get("telegram_id"), exclude_id=usuario.id)
+    before = _usuario_payload(usuario)
+    revoke = False
+    password = changes.pop("password", None)
+    if password is not None:
+        if not policy.is_admin(actor) or actor.id == usuario.id:
+            if not current_password or not auth.verify_password(usuario.password_hash, current_password):
+                raise ValidationProblem(
+                    "The current password is required to change your password.",
+                    errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+                )
+        auth.check_password_policy(password, changes.get("email") or usuario.email)
+        usuario.password_hash = auth.hash_password(password)
+        revoke = True
+    if changes.get("activo") is False and usuario.activo:
+        if usuario.id == actor.id:
+            raise Conflict("You cannot deactivate yourself.")
+        revoke = True
+    if "nivel" in changes and changes["nivel"] != usuario.nivel:
+        events.record_security("role_changed", actor.id, {"usuario_id": usuario.id, "from": usuario.nivel, "to": changes["nivel"]})
+    apply_changes(usuario, changes)
+    usuario.version += 1
+    if revoke:
+        auth.revoke_all_tokens(usuario)
+    db.session.flush()
+    events.record(db.session(), "user_updated", "usuarios", "usuario", usuario.id, actor.id, {"before": before, "after": _usuario_payload(usuario)})
+    return usuario
+
+
+def set_activo(actor: Usuario, usuario_id: int, activo: bool) -> Usuario:
+    """Deactivate (soft; revokes every token) or reactivate. Administradores only."""
+    policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deactivating usuarios")
+    usuario = update_usuario(actor, usuario_id, {"activo": activo}, None)
+    if not activo:
+        events.record_security("user_disabled", actor.id, {"usuario_id": usuario_id})
+    return usuario

@@ -1,0 +1,34 @@
+"""gunicorn settings: gevent workers on $PORT; psycopg2 made cooperative in each worker before it connects."""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Each websocket holds a connection; leave room for them beside ordinary requests.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+# No preload_app: with gevent, locks created at import time before monkey-patching become real OS locks.
+preload_app = False
+accesslog = None  # the app writes one JSON line per request itself
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", "true", "yes", "on"} else "127.0.0.1"
+
+
+def post_fork(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+    # The gevent worker has monkey-patched the stdlib by now; psycopg2 talks to libpq in C and must be told
+    # to yield to the hub while waiting on the socket, or one slow query blocks every greenlet of the worker.
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+
+def child_exit(server, worker):  # noqa: ANN001
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
