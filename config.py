@@ -198,14 +198,10 @@ class ProductionConfig(Config):
                 "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
         if key.lower() in PLACEHOLDER_SECRETS:
-            raise ConfigError(
-                "SECRET_KEY is a known placeholder: generate a random one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-            )
+            raise ConfigError("SECRET_KEY is a known placeholder: generate a random one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
         if not self.SQLALCHEMY_DATABASE_URI:
             raise ConfigError(
-                "DATABASE_URL is not set: production needs PostgreSQL, e.g. "
-                "DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
+                "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
             )
 
 

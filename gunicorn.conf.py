@@ -18,7 +18,7 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", "true", "yes", "on"} else "127.0.0.1"
 
 
-def post_fork(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+def post_fork(server, worker):
     # The gevent worker has monkey-patched the stdlib by now; psycopg2 talks to libpq in C and must be told
     # to yield to the hub while waiting on the socket, or one slow query blocks every greenlet of the worker.
     from psycogreen.gevent import patch_psycopg
@@ -26,9 +26,20 @@ def post_fork(server, worker):  # noqa: ANN001 - gunicorn's hook signature
     patch_psycopg()
 
 
-def child_exit(server, worker):  # noqa: ANN001
+def child_exit(server, worker):
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):
+    # Refuse to start the master at all with unsafe settings, before any worker is forked.
+    from config import ConfigError, load_config
+
+    try:
+        load_config()
+    except ConfigError as exc:
+        server.log.error("GAD configuration error: %s", exc)
+        raise SystemExit(1) from None

@@ -33,7 +33,6 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     register_request_hooks(app)
     register_blueprints(app)
     register_commands(app)
-    register_openapi(app)
     return app
 
 
@@ -82,9 +81,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, efectivos, health, pages, tareas, usuarios
+    from gad.blueprints import auth, docs, efectivos, health, pages, tareas, usuarios
 
-    for module in (health, auth, usuarios, efectivos, tareas, pages):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, pages):
         app.register_blueprint(module.bp)
 
 
@@ -92,12 +91,6 @@ def register_commands(app: Flask) -> None:
     from gad.commands import gad_cli
 
     app.cli.add_command(gad_cli)
-
-
-def register_openapi(app: Flask) -> None:
-    from gad import openapi
-
-    openapi.register(app)
 
 
 def _migrations_dir() -> Any:

@@ -123,10 +123,7 @@ class EmbeddedPostgres:
             if running_port is not None:
                 self.port = running_port
             return self.url
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c max_connections=300 "
-            "-c shared_buffers=128MB -c synchronous_commit=off"
-        )
+        options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c max_connections=300 -c shared_buffers=128MB -c synchronous_commit=off"
         self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-w", "-t", "60", "-o", options, "start", timeout=90)
         return self.url
 

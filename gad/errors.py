@@ -144,9 +144,7 @@ def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[s
 
 
 def _handle_app_error(exc: AppError) -> Response:
-    return problem_response(
-        exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, extra=exc.extra
-    )
+    return problem_response(exc.status, exc.title, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers, extra=exc.extra)
 
 
 def _handle_http_exception(exc: HTTPException) -> Response:

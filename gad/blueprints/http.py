@@ -89,7 +89,7 @@ def if_match_version() -> int | None:
     except ValueError:
         raise ValidationProblem(
             "If-Match must be an ETag returned by this API.",
-            errors=[{"field": "header.If-Match", "message": "expected a quoted version such as \"3\"", "type": "etag"}],
+            errors=[{"field": "header.If-Match", "message": 'expected a quoted version such as "3"', "type": "etag"}],
         ) from None
 
 

@@ -58,5 +58,3 @@ def index() -> WerkzeugResponse | str:
     except Unauthorized:
         return redirect(url_for("pages.login_form", next="/"))
     return render_template("index.html", usuario=usuario)
-
-

@@ -18,8 +18,7 @@ bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 def serialize(items: list[Tarea]) -> list[TareaOut]:
     asignados = tareas.asignados_by_tarea([t.id for t in items])
     return [
-        TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]})
-        for tarea in items
+        TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]}) for tarea in items
     ]
 
 

@@ -33,7 +33,7 @@ def create_admin(email: str, nombre: str, apellido: str, dni: str | None) -> Non
     data = {
         "email": email.strip().lower(),
         "password": password,
-        "dni": dni or "ADM" + hashlib.sha1(email.lower().encode()).hexdigest()[:10].upper(),
+        "dni": dni or "ADM" + hashlib.sha256(email.lower().encode()).hexdigest()[:10].upper(),
         "nombre": nombre,
         "apellido": apellido,
         "nivel": 3,

@@ -85,12 +85,16 @@ def seed_demo() -> None:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:
                 tareas.assign(admin, tarea.id, [first.id], None)
-        path = {
-            EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
-            EstadoTarea.PAUSADA: [EstadoTarea.EN_CURSO, EstadoTarea.PAUSADA],
-            EstadoTarea.FINALIZADA: [EstadoTarea.EN_CURSO, EstadoTarea.FINALIZADA],
-            EstadoTarea.CANCELADA: [EstadoTarea.CANCELADA],
-        }.get(estado, []) if estado else []
+        path = (
+            {
+                EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
+                EstadoTarea.PAUSADA: [EstadoTarea.EN_CURSO, EstadoTarea.PAUSADA],
+                EstadoTarea.FINALIZADA: [EstadoTarea.EN_CURSO, EstadoTarea.FINALIZADA],
+                EstadoTarea.CANCELADA: [EstadoTarea.CANCELADA],
+            }.get(estado, [])
+            if estado
+            else []
+        )
         for step in path:
             tareas.transition(admin, tarea.id, step, None, None)
         created += 1

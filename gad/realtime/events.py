@@ -52,9 +52,7 @@ def record(
     payload: dict[str, Any],
 ) -> None:
     """Queue an event for the current transaction; it is written at commit, or dropped with a rollback."""
-    session.info.setdefault(_PENDING_KEY, []).append(
-        PendingEvent(event_type, topic, entity_type, entity_id, actor_id, payload, current_request_id())
-    )
+    session.info.setdefault(_PENDING_KEY, []).append(PendingEvent(event_type, topic, entity_type, entity_id, actor_id, payload, current_request_id()))
 
 
 def record_security(event_type: str, actor_id: int | None, payload: dict[str, Any]) -> None:

@@ -116,6 +116,4 @@ class TareaQuery(PageQuery):
     desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
     hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
     q: str | None = Field(None, max_length=100)
-    sort: Literal[
-        "inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"
-    ] = "-created_at"
+    sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"] = "-created_at"

@@ -71,7 +71,8 @@ def create_efectivo(actor: Usuario | None, data: dict[str, Any]) -> Efectivo:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating efectivos")
     if data.get("estado_disponibilidad") == Disponibilidad.EN_TAREA:
         raise ValidationProblem(
-            "en_tarea is set by assignment.", errors=[{"field": "body.estado_disponibilidad", "message": "en_tarea is set by assigning a running tarea", "type": "managed_state"}]
+            "en_tarea is set by assignment.",
+            errors=[{"field": "body.estado_disponibilidad", "message": "en_tarea is set by assigning a running tarea", "type": "managed_state"}],
         )
     _check_codigo(data["codigo_interno"])
     _check_usuario_link(data.get("usuario_id"))
@@ -156,7 +157,9 @@ def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad,
     if not efectivo.activo:
         raise Conflict(f"Efectivo {efectivo.id} is deactivated.")
     if estado == Disponibilidad.EN_TAREA:
-        raise Conflict("en_tarea is set by assigning the efectivo to a running tarea.", allowed=[d.value for d in Disponibilidad if d != Disponibilidad.EN_TAREA])
+        raise Conflict(
+            "en_tarea is set by assigning the efectivo to a running tarea.", allowed=[d.value for d in Disponibilidad if d != Disponibilidad.EN_TAREA]
+        )
     holding = active_assignment(efectivo.id)
     if holding is not None and efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
         tarea = db.session.get(Tarea, holding.tarea_id)

@@ -30,9 +30,7 @@ def claim(usuario_id: int, key: str, method: str, path: str, request_hash: str) 
     """
     ttl = timedelta(hours=current_app.config["IDEMPOTENCY_TTL_HOURS"])
     db.session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.usuario_id == usuario_id, IdempotencyKey.key == key, IdempotencyKey.created_at < utcnow() - ttl
-        )
+        delete(IdempotencyKey).where(IdempotencyKey.usuario_id == usuario_id, IdempotencyKey.key == key, IdempotencyKey.created_at < utcnow() - ttl)
     )
     inserted = db.session.execute(
         insert(IdempotencyKey)
@@ -42,9 +40,7 @@ def claim(usuario_id: int, key: str, method: str, path: str, request_hash: str) 
     ).first()
     if inserted is not None:
         return None
-    stored = db.session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.usuario_id == usuario_id, IdempotencyKey.key == key)
-    )
+    stored = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.usuario_id == usuario_id, IdempotencyKey.key == key))
     if stored is None or stored.status_code is None:  # pragma: no cover - only if the winner vanished mid-flight
         return None
     if stored.request_hash != request_hash or stored.method != method or stored.path != path:

@@ -177,7 +177,9 @@ def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int
         query = query.where(Tarea.delegado_usuario_id == filters["delegado_usuario_id"])
     if filters.get("efectivo_id") is not None:
         query = query.where(
-            exists(select(Asignacion.id).where(Asignacion.tarea_id == Tarea.id, Asignacion.efectivo_id == filters["efectivo_id"], Asignacion.liberado_en.is_(None)))
+            exists(
+                select(Asignacion.id).where(Asignacion.tarea_id == Tarea.id, Asignacion.efectivo_id == filters["efectivo_id"], Asignacion.liberado_en.is_(None))
+            )
         )
     if filters.get("desde") is not None:
         query = query.where(Tarea.inicio_programado >= filters["desde"])
@@ -252,7 +254,12 @@ def _set_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usuar
     efectivo.estado_cambiado_en = utcnow()
     efectivo.version += 1
     events.record(
-        db.session(), "efectivo_status_changed", "efectivos", "efectivo", efectivo.id, actor.id if actor else None,
+        db.session(),
+        "efectivo_status_changed",
+        "efectivos",
+        "efectivo",
+        efectivo.id,
+        actor.id if actor else None,
         {"id": efectivo.id, "usuario_id": efectivo.usuario_id, "codigo_interno": efectivo.codigo_interno, "from": previous, "to": estado.value},
     )
 

@@ -1,0 +1,1 @@
+"""GAD test suite."""

@@ -1,0 +1,192 @@
+"""Test fixtures: one real PostgreSQL per run (TEST_DATABASE_URL or an embedded server), clean tables per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import TestingConfig  # noqa: E402
+from gad import create_app  # noqa: E402
+from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402
+from tests.builders import Builders  # noqa: E402
+
+TEST_DB_NAME = "gad_test"
+# Every table the app writes, emptied between tests (cheaper than re-creating the schema).
+TABLES = "eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+
+
+def _server_url() -> tuple[str, EmbeddedPostgres | None]:
+    explicit = os.environ.get("TEST_DATABASE_URL")
+    if explicit:
+        return explicit.replace("postgresql+psycopg2://", "postgresql://"), None
+    datadir = Path(tempfile.mkdtemp(prefix="gad-test-pg-")) / "data"
+    server = EmbeddedPostgres(datadir, port=free_port())
+    url = server.start()
+    wait_until_accepting(url)
+    return url, server
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def recreate_database(server_url: str, name: str) -> str:
+    admin = psycopg2.connect(_with_database(server_url, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return _with_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of a PostgreSQL server (its maintenance database) for the whole run."""
+    url, server = _server_url()
+    yield url
+    if server is not None:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> str:
+    """A freshly created test database migrated to head with the real ``flask db upgrade``."""
+    url = recreate_database(pg_server, TEST_DB_NAME)
+    env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": url, "TEST_DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return url
+
+
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    os.environ["TEST_DATABASE_URL"] = database_url
+    config = TestingConfig()
+    return create_app(config, overrides={"SQLALCHEMY_DATABASE_URI": database_url.replace("postgresql://", "postgresql+psycopg2://"), **overrides})
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    application = make_app(database_url)
+    yield application
+    with application.app_context():
+        from gad.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    url = request.getfixturevalue("database_url")
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    conn.close()
+    from gad.extensions import limiter
+
+    try:
+        limiter.reset()
+    except Exception:
+        pass
+    yield
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def build(app: Flask) -> Iterator[Builders]:
+    with app.app_context():
+        yield Builders(app)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: Any = None
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gunicorn(database_url: str, *, workers: int = 1, app_spec: str = "wsgi:app", extra_env: dict[str, str] | None = None, tmp: Path) -> LiveServer:
+    port = free_port()
+    env = os.environ | {
+        "GAD_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "testing-key-" + "x" * 40,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "LOGIN_RATE_LIMIT": "10000 per minute",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.update(extra_env or {})
+    log_path = tmp / f"gunicorn-{port}.log"
+    log = log_path.open("wb")
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.close()
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text()}")
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                return LiveServer(url, process, log_path, log)
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    process.wait()
+    log.close()
+    raise RuntimeError(f"gunicorn did not become healthy: {log_path.read_text()}")
+
+
+def stop_gunicorn(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    if server.log_file is not None:
+        server.log_file.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real gunicorn + gevent command serving the test database (one worker, like the benchmarks)."""
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("live"))
+    yield server
+    stop_gunicorn(server)

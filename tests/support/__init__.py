@@ -1,0 +1,1 @@
+"""Helpers that tests start as separate processes."""

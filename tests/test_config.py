@@ -1,0 +1,105 @@
+"""Configuration: environment selection, URL normalisation, production refusals."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, DevelopmentConfig, ProductionConfig, load_config, normalize_database_url
+from tests.conftest import ROOT
+
+STRONG_KEY = "k" * 20 + "Zq8-4mX_pL2vR7tY9wE3"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg2://u:p@h:5432/db"),
+        ("postgresql://u:p@h/db?sslmode=require", "postgresql+psycopg2://u:p@h/db?sslmode=require"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ],
+)
+def test_database_url_normalised_to_psycopg2_driver(url: str, expected: str) -> None:
+    assert normalize_database_url(url) == expected
+
+
+def test_pool_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "3")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "4")
+    monkeypatch.setenv("DB_POOL_TIMEOUT", "5")
+    monkeypatch.setenv("DB_POOL_RECYCLE", "60")
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
+    options = DevelopmentConfig().SQLALCHEMY_ENGINE_OPTIONS
+    assert options["pool_size"] == 3 and options["max_overflow"] == 4
+    assert options["pool_timeout"] == 5 and options["pool_recycle"] == 60
+    assert options["pool_pre_ping"] is True
+    assert options["connect_args"]["connect_timeout"] == 2
+
+
+def test_pool_defaults_match_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE"):
+        monkeypatch.delenv(name, raising=False)
+    options = DevelopmentConfig().SQLALCHEMY_ENGINE_OPTIONS
+    assert (options["pool_size"], options["max_overflow"], options["pool_timeout"], options["pool_recycle"]) == (10, 20, 30, 3600)
+
+
+def test_non_integer_setting_is_rejected_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "lots")
+    with pytest.raises(ConfigError, match="DB_POOL_SIZE"):
+        DevelopmentConfig()
+
+
+@pytest.mark.parametrize(
+    ("secret", "db_url", "message"),
+    [
+        (None, "postgres://h/db", "SECRET_KEY is not set"),
+        ("short", "postgres://h/db", "SECRET_KEY is too short"),
+        ("please-change-me-in-production-please-change-me", "postgres://h/db", "known placeholder"),
+        (STRONG_KEY, None, "DATABASE_URL is not set"),
+    ],
+)
+def test_production_refuses_unsafe_settings(monkeypatch: pytest.MonkeyPatch, secret: str | None, db_url: str | None, message: str) -> None:
+    for name, value in (("SECRET_KEY", secret), ("DATABASE_URL", db_url)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_config("production")
+
+
+def test_production_accepts_strong_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
+    config = load_config("production")
+    assert isinstance(config, ProductionConfig)
+    assert config.SQLALCHEMY_DATABASE_URI == "postgresql+psycopg2://u@h/db"
+    assert config.SESSION_COOKIE_SECURE is True
+
+
+def test_unknown_environment_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="GAD_ENV"):
+        load_config("staging")
+
+
+def test_production_start_with_weak_key_exits_with_one_clear_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    env.update({"GAD_ENV": "production", "SECRET_KEY": "changeme", "DATABASE_URL": "postgres://u@h/db"})
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "SECRET_KEY" in lines[0]
+
+
+def test_gunicorn_refuses_weak_production_key_without_traceback(tmp_path: object) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
+    env.update({"GAD_ENV": "production", "DATABASE_URL": "postgres://u@h/db", "PORT": "0"})
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    result = subprocess.run([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
