@@ -126,3 +126,8 @@ def _security_headers(response: Response) -> Response:
 def init_app(app: Flask) -> None:
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def require_authentication() -> None:
+    """Blueprint ``before_request`` hook: identify the caller before any input is parsed (401 before 422)."""
+    current_user()

@@ -9,10 +9,11 @@ from gad.models import Efectivo
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.efectivos import DisponibilidadIn, EfectivoIn, EfectivoOut, EfectivoPatch, EfectivoQuery, UbicacionIn
-from gad.security import current_user
+from gad.security import current_user, require_authentication
 from gad.services import efectivos
 
 bp = Blueprint("efectivos", __name__, url_prefix="/api/v1/efectivos")
+bp.before_request(require_authentication)
 
 
 def _out(efectivo: Efectivo, status: int = 200, location: bool = False) -> Response:

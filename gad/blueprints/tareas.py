@@ -9,10 +9,11 @@ from gad.models import Tarea
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.tareas import AsignacionIn, AsignadoOut, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
-from gad.security import current_user
+from gad.security import current_user, require_authentication
 from gad.services import tareas
 
 bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
+bp.before_request(require_authentication)
 
 
 def serialize(items: list[Tarea]) -> list[TareaOut]:

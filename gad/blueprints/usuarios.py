@@ -8,10 +8,11 @@ from gad.blueprints.http import etag, if_match_version, json_response, parse_jso
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
-from gad.security import current_user
+from gad.security import current_user, require_authentication
 from gad.services import usuarios
 
 bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
+bp.before_request(require_authentication)
 
 
 def _out(usuario: object, status: int = 200, location: bool = False) -> Response:

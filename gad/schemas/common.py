@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -18,6 +19,18 @@ def _collapse(value: str) -> str:
     return " ".join(value.split())
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    # Identity is case-insensitive; internal domains such as gad.local are legitimate here.
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError("must be an e-mail address such as nombre@dominio.es")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
 Text = Annotated[str, AfterValidator(_strip)]
 Name = Annotated[str, AfterValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]

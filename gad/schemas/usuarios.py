@@ -5,17 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import Field
 
-from gad.schemas.common import InModel, Name, OutModel, PageQuery, Text
-
-
-def _lower(value: str) -> str:
-    return value.strip().lower()
+from gad.schemas.common import Email, InModel, Name, OutModel, PageQuery, Text
 
 
 class UsuarioIn(InModel):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=1024)
     dni: Text = Field(min_length=5, max_length=20)
     nombre: Name = Field(min_length=1, max_length=100)
@@ -25,11 +21,9 @@ class UsuarioIn(InModel):
     nivel: int = Field(1, ge=1, le=3)
     verificado: bool = False
 
-    _email = field_validator("email", mode="after")(_lower)
-
 
 class UsuarioPatch(InModel):
-    email: EmailStr | None = None
+    email: Email | None = None
     dni: Text | None = Field(None, min_length=5, max_length=20)
     nombre: Name | None = Field(None, min_length=1, max_length=100)
     apellido: Name | None = Field(None, min_length=2, max_length=100)
@@ -40,11 +34,6 @@ class UsuarioPatch(InModel):
     activo: bool | None = None
     password: str | None = Field(None, min_length=1, max_length=1024)
     current_password: str | None = Field(None, max_length=1024)
-
-    @field_validator("email", mode="after")
-    @classmethod
-    def _email_lower(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value else value
 
 
 class UsuarioOut(OutModel):
