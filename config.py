@@ -111,6 +111,7 @@ class Config:
         self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
         self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10)
+        self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS")
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)

@@ -117,9 +117,9 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def build(app: Flask) -> Iterator[Builders]:
-    with app.app_context():
-        yield Builders(app)
+def build(app: Flask) -> Builders:
+    # No app context is held open here: requests must get their own g and session, as in production.
+    return Builders(app)
 
 
 @dataclass

@@ -1,0 +1,191 @@
+"""Benchmark harness: spawn a real server (embedded PostgreSQL + gunicorn/gevent) and drive load.
+
+Load comes from separate client *processes* (gevent inside each), so the client never shares a GIL or a
+hub with the server under test, and each process keeps few enough connections that its own scheduling
+delay stays far below the latencies it measures. Figures are medians over repeated runs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEMO_ADMIN = ("admin@gad.local", "demo-password-2026")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@contextmanager
+def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+    from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
+
+    tmp = Path(tempfile.mkdtemp(prefix="gad-bench-"))
+    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
+    db_url = pg.start()
+    wait_until_accepting(db_url)
+    port = free_port()
+    env = os.environ | {
+        "GAD_ENV": "development",
+        "DATABASE_URL": db_url,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "LOGIN_RATE_LIMIT": "100000 per minute",
+    }
+    env.update(extra_env or {})
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*flask, "gad", "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    log = (tmp / "gunicorn.log").open("wb")
+    proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        pg.destroy()
+
+
+def wait_healthy(url: str, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def login(url: str, email: str = DEMO_ADMIN[0], password: str = DEMO_ADMIN[1]) -> str:
+    import urllib.request
+
+    body = json.dumps({"email": email, "password": password}).encode()
+    request = urllib.request.Request(url + "/api/v1/auth/login", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.loads(response.read())["access_token"])
+
+
+@dataclass
+class Call:
+    """One kind of request. ``make`` gets (client index, sequence number) and returns (method, path, body)."""
+
+    make: Callable[[int, int], tuple[str, str, dict[str, Any] | None]]
+    headers: dict[str, str]
+
+
+def _client_process(url: str, call: Call, clients: int, first_index: int, duration: float, start_at: float, out: str) -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import http.client
+    from urllib.parse import urlparse
+
+    import gevent
+
+    parsed = urlparse(url)
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+
+    def worker(index: int) -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        seq = 0
+        while time.time() < start_at:
+            gevent.sleep(0.001)
+        end = start_at + duration
+        while time.time() < end:
+            method, path, body = call.make(index, seq)
+            seq += 1
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = dict(call.headers)
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                status = 0
+            latencies.append(time.perf_counter() - started)
+            if status >= 400 or status == 0:
+                errors[status] = errors.get(status, 0) + 1
+
+    gevent.joinall([gevent.spawn(worker, first_index + i) for i in range(clients)])
+    # A file, not a multiprocessing.Queue: the queue's feeder thread does not survive gevent's monkey-patching.
+    Path(out).write_text(json.dumps({"latencies": latencies, "errors": errors}))
+
+
+def run_load(url: str, call: Call, concurrency: int, duration: float = 5.0, processes: int | None = None) -> dict[str, Any]:
+    """Closed-loop load: ``concurrency`` connections each sending back-to-back requests for ``duration`` s."""
+    processes = processes or min(concurrency, 4)
+    ctx = mp.get_context("spawn")
+    outdir = Path(tempfile.mkdtemp(prefix="gad-load-"))
+    start_at = time.time() + 1.5
+    per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    procs = []
+    first = 0
+    for number, count in enumerate(per):
+        out = str(outdir / f"{number}.json")
+        proc = ctx.Process(target=_client_process, args=(url, call, count, first, duration, start_at, out))
+        proc.start()
+        procs.append(proc)
+        first += count
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    for proc in procs:
+        proc.join()
+    for result_file in outdir.glob("*.json"):
+        result = json.loads(result_file.read_text())
+        latencies.extend(result["latencies"])
+        for status, n in result["errors"].items():
+            errors[int(status)] = errors.get(int(status), 0) + n
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "rps": round(len(latencies) / duration, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "errors": errors,
+    }
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rps", "p50_ms", "p99_ms")
+    merged = dict(runs[0])
+    for key in keys:
+        merged[key] = round(statistics.median(run[key] for run in runs), 2)
+    merged["runs"] = len(runs)
+    merged["errors"] = {k: sum(run["errors"].get(k, 0) for run in runs) for run in runs for k in run["errors"]}
+    return merged

@@ -1,0 +1,277 @@
+"""Identity and access: login, lockout, rate limit, tokens, revocation, browser sessions, usuarios API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from gad.models import Evento, Usuario, utcnow
+from tests.builders import PASSWORD, Builders
+from tests.conftest import make_app
+
+
+def _login(client: FlaskClient, email: str, password: str = PASSWORD, **kwargs: object):  # noqa: ANN202
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password}, **kwargs)
+
+
+def test_login_with_json_returns_bearer_token_that_the_api_accepts(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(2)
+    response = _login(client, user.email.upper())
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 30 * 60
+    me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200 and me.get_json()["email"] == user.email
+
+
+def test_login_accepts_oauth2_password_form(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    response = client.post("/api/v1/auth/login", data={"username": user.email, "password": PASSWORD, "grant_type": "password"})
+    assert response.status_code == 200
+    claims = jwt.decode(response.get_json()["access_token"], options={"verify_signature": False})
+    assert {"sub", "nivel", "exp", "iat", "jti", "tv"} <= set(claims)
+    assert claims["sub"] == str(user.id) and claims["nivel"] == 1
+
+
+@pytest.mark.parametrize("case", ["wrong_password", "unknown_email", "deactivated"])
+def test_login_failures_share_one_generic_401(client: FlaskClient, build: Builders, case: str) -> None:
+    user = build.usuario(1, activo=(case != "deactivated"))
+    email = "nobody@gad.test" if case == "unknown_email" else user.email
+    password = "wrong-password!" if case == "wrong_password" else PASSWORD
+    response = _login(client, email, password)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"] == "Invalid e-mail or password."
+
+
+def test_five_failures_lock_the_account_with_retry_after(client: FlaskClient, build: Builders, app: Flask) -> None:
+    user = build.usuario(1)
+    for _ in range(5):
+        assert _login(client, user.email, "wrong-password!").status_code == 401
+    locked = _login(client, user.email)  # even the right password is refused while locked
+    assert locked.status_code == 423
+    assert int(locked.headers["Retry-After"]) > 14 * 60
+    with app.app_context():
+        types = [e.event_type for e in db.session.query(Evento).order_by(Evento.id)]
+    assert types.count("login_failed") == 5 and "account_locked" in types
+
+
+def test_lock_expires_and_success_resets_the_counter(client: FlaskClient, build: Builders, app: Flask) -> None:
+    user = build.usuario(1)
+    with app.app_context():
+        db.session.get(Usuario, user.id).bloqueado_hasta = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+        db.session.get(Usuario, user.id).intentos_fallidos = 4  # type: ignore[union-attr]
+        db.session.commit()
+    assert _login(client, user.email).status_code == 200
+    assert _login(client, user.email, "wrong-password!").status_code == 401  # 1 failure, not 5
+    assert _login(client, user.email).status_code == 200
+
+
+def test_login_rate_limit_is_per_client_and_ignores_forged_forwarding_headers(database_url: str, build: Builders) -> None:
+    app = make_app(database_url, LOGIN_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    for i in range(3):
+        assert client.post("/api/v1/auth/login", json={"email": "x@gad.test", "password": "p"}, headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code == 401
+    limited = client.post("/api/v1/auth/login", json={"email": "x@gad.test", "password": "p"}, headers={"X-Real-IP": "10.9.9.9"})
+    assert limited.status_code == 429
+    assert limited.mimetype == "application/problem+json" and "Retry-After" in limited.headers
+
+
+def test_fly_client_ip_is_used_only_when_proxy_is_trusted(database_url: str) -> None:
+    app = make_app(database_url, LOGIN_RATE_LIMIT="2 per minute", TRUST_PROXY=True)
+    client = app.test_client()
+    body = {"email": "x@gad.test", "password": "p"}
+    for _ in range(2):
+        assert client.post("/api/v1/auth/login", json=body, headers={"Fly-Client-IP": "203.0.113.1"}).status_code == 401
+    assert client.post("/api/v1/auth/login", json=body, headers={"Fly-Client-IP": "203.0.113.1"}).status_code == 429
+    assert client.post("/api/v1/auth/login", json=body, headers={"Fly-Client-IP": "203.0.113.2"}).status_code == 401
+
+
+def _token(app: Flask, user: Usuario, **claims: object) -> str:
+    now = utcnow()
+    base = {"sub": str(user.id), "nivel": user.nivel, "tv": 1, "jti": "j1", "iat": int(now.timestamp()), "exp": int((now + timedelta(minutes=5)).timestamp())}
+    base.update(claims)
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, app.config["SECRET_KEY"], algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [{"exp": None}, {"exp": -60}, {"tv": 0}, {"tv": None}, {"alg": "none"}, {"key": "other"}],
+    ids=["no_exp", "expired", "old_token_version", "no_token_version", "unsigned", "other_key"],
+)
+def test_bad_tokens_are_rejected_with_401(app: Flask, client: FlaskClient, build: Builders, mutation: dict) -> None:
+    user = build.usuario(3)
+    if "alg" in mutation:
+        token = jwt.encode({"sub": str(user.id), "exp": 9999999999, "iat": 1, "jti": "x", "tv": 1}, key="", algorithm="none")
+    elif "key" in mutation:
+        token = jwt.encode({"sub": str(user.id), "exp": 9999999999, "iat": 1, "jti": "x", "tv": 1}, "k" * 40, algorithm="HS256")
+    elif mutation.get("exp") == -60:
+        token = _token(app, user, exp=int((utcnow() - timedelta(seconds=60)).timestamp()))
+    else:
+        token = _token(app, user, **mutation)
+    response = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_logout_revokes_only_that_token(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    first = _login(client, user.email).get_json()["access_token"]
+    second = _login(client, user.email).get_json()["access_token"]
+    assert client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {first}"}).status_code == 204
+    assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {first}"}).status_code == 401
+    assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+
+
+def test_password_change_requires_current_password_and_revokes_all_tokens(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    token = _login(client, user.email).get_json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    wrong = client.patch(f"/api/v1/users/{user.id}", json={"password": "brand-new-password"}, headers=auth)
+    assert wrong.status_code == 422 and wrong.get_json()["errors"][0]["field"] == "body.current_password"
+    ok = client.patch(f"/api/v1/users/{user.id}", json={"password": "brand-new-password", "current_password": PASSWORD}, headers=auth)
+    assert ok.status_code == 200
+    assert client.get("/api/v1/users/me", headers=auth).status_code == 401
+    assert _login(client, user.email).status_code == 401
+    assert _login(client, user.email, "brand-new-password").status_code == 200
+
+
+@pytest.mark.parametrize(("password", "reason"), [("short", "at least 10"), ("user-pw@gad.test", "e-mail")])
+def test_password_policy(client: FlaskClient, build: Builders, password: str, reason: str) -> None:
+    admin = build.usuario(3)
+    body = {"email": "user-pw@gad.test", "password": password, "dni": "77777777P", "nombre": "Pol", "apellido": "Icy"}
+    response = client.post("/api/v1/users", json=body, headers=build.headers(admin))
+    assert response.status_code == 422
+    assert reason in response.get_json()["errors"][0]["message"]
+
+
+def test_deactivation_revokes_tokens_and_reactivation_restores_login(client: FlaskClient, build: Builders) -> None:
+    admin, user = build.usuario(3), build.usuario(1)
+    token = _login(client, user.email).get_json()["access_token"]
+    assert client.delete(f"/api/v1/users/{user.id}", headers=build.headers(admin)).status_code == 204
+    assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert _login(client, user.email).status_code == 401
+    assert client.post(f"/api/v1/users/{user.id}/reactivar", headers=build.headers(admin)).status_code == 200
+    assert _login(client, user.email).status_code == 200
+
+
+def test_user_cannot_escalate_own_nivel_or_edit_others(client: FlaskClient, build: Builders) -> None:
+    user, other = build.usuario(1), build.usuario(1)
+    headers = build.headers(user)
+    assert client.patch(f"/api/v1/users/{user.id}", json={"nivel": 3}, headers=headers).status_code == 403
+    assert client.patch(f"/api/v1/users/{user.id}", json={"verificado": False}, headers=headers).status_code == 403
+    assert client.patch(f"/api/v1/users/{other.id}", json={"nombre": "Hacked"}, headers=headers).status_code == 403
+    own = client.patch(f"/api/v1/users/{user.id}", json={"nombre": "  Nuevo   Nombre ", "telefono": "600111222"}, headers=headers)
+    assert own.status_code == 200 and own.get_json()["nombre"] == "Nuevo Nombre"
+
+
+def test_admin_changes_nivel_and_old_etag_is_refused(client: FlaskClient, build: Builders) -> None:
+    admin, user = build.usuario(3), build.usuario(1)
+    headers = build.headers(admin)
+    etag = client.get(f"/api/v1/users/{user.id}", headers=headers).headers["ETag"]
+    assert client.patch(f"/api/v1/users/{user.id}", json={"nivel": 2}, headers=headers | {"If-Match": etag}).status_code == 200
+    stale = client.patch(f"/api/v1/users/{user.id}", json={"nivel": 3}, headers=headers | {"If-Match": etag})
+    assert stale.status_code == 412 and stale.headers["ETag"] == '"2"'
+
+
+@pytest.mark.parametrize("field", ["email", "dni", "telegram_id"])
+def test_duplicate_identity_fields_are_409_naming_the_field(client: FlaskClient, build: Builders, field: str) -> None:
+    admin = build.usuario(3)
+    existing = build.usuario(1, telegram_id=123456789)
+    body = {"email": "fresh@gad.test", "password": "a-long-password", "dni": "66666666Q", "nombre": "Dup", "apellido": "Licado"}
+    body[field] = {"email": existing.email.upper(), "dni": existing.dni, "telegram_id": 123456789}[field]
+    response = client.post("/api/v1/users", json=body, headers=build.headers(admin))
+    assert response.status_code == 409 and response.get_json()["field"] == field
+
+
+def test_users_never_expose_password_hashes(client: FlaskClient, build: Builders) -> None:
+    admin = build.usuario(3)
+    body = client.get("/api/v1/users", headers=build.headers(admin)).get_data(as_text=True)
+    assert "argon2" not in body and "password" not in body
+
+
+def test_user_list_filters_and_paginates(client: FlaskClient, build: Builders) -> None:
+    admin = build.usuario(3)
+    for _ in range(3):
+        build.usuario(2)
+    page = client.get("/api/v1/users?nivel=2&limit=2&offset=0", headers=build.headers(admin)).get_json()
+    assert page["total"] == 3 and len(page["items"]) == 2 and page["limit"] == 2
+    assert client.get("/api/v1/users?limit=500", headers=build.headers(admin)).status_code == 422
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match
+    return match.group(1)
+
+
+def test_browser_login_sets_httponly_lax_cookie_and_api_needs_csrf_header(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(2)
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": "/api/v1/docs/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/api/v1/docs/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/api/v1/users/me").status_code == 200  # cookie works for reads
+    assert token != (token := _csrf(client.get("/").get_data(as_text=True)))  # rotated at login (no fixation)
+    body = {"codigo": "WEB-1", "titulo": "Creada desde el navegador", "tipo": "patrullaje"}
+    assert client.post("/api/v1/tasks", json=body).status_code == 403  # no CSRF header
+    assert client.post("/api/v1/tasks", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/api/v1/tasks", json=body, headers={"X-CSRF-Token": token}).status_code == 201
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+def test_login_never_redirects_off_site(client: FlaskClient, build: Builders, target: str) -> None:
+    user = build.usuario(1)
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_browser_login_failure_rerenders_form_in_spanish(client: FlaskClient, build: Builders) -> None:
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"email": "x@gad.test", "password": "nope-nope-nope", "csrf_token": token})
+    assert response.status_code == 401 and "Correo o contraseña incorrectos" in response.get_data(as_text=True)
+
+
+def test_browser_logout_ends_the_session(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    page = client.get("/")
+    assert page.status_code == 200
+    token = _csrf(page.get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/api/v1/users/me").status_code == 401
+
+
+def test_security_headers_on_every_response(client: FlaskClient) -> None:
+    for path in ("/health", "/login", "/nope"):
+        headers = client.get(path).headers
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"]
+    assert "default-src 'self'" in client.get("/login").headers["Content-Security-Policy"]
+    assert "Strict-Transport-Security" not in client.get("/health").headers
+
+
+def test_hsts_in_production_and_cors_only_for_listed_origins(database_url: str) -> None:
+    app = make_app(database_url, GAD_ENV="production", CORS_ORIGINS=["https://panel.gad.example"])
+    client = app.test_client()
+    allowed = client.get("/health", headers={"Origin": "https://panel.gad.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://panel.gad.example"
+    assert "Strict-Transport-Security" in allowed.headers
+    other = client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_efectivo_reads_only_own_profile(client: FlaskClient, build: Builders) -> None:
+    user, other = build.usuario(1), build.usuario(1)
+    assert client.get(f"/api/v1/users/{user.id}", headers=build.headers(user)).status_code == 200
+    assert client.get(f"/api/v1/users/{other.id}", headers=build.headers(user)).status_code == 403
