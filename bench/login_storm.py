@@ -26,6 +26,10 @@ def login_request(index: int, seq: int) -> tuple[str, str, dict[str, str]]:
     return "POST", "/api/v1/auth/login", {"email": DEMO_ADMIN[0], "password": DEMO_ADMIN[1]}
 
 
+def _storm(url: str, logins: Call, duration: float, into: dict[str, object]) -> None:
+    into.update(run_load(url, logins, 20, duration, 2))
+
+
 def measure(url: str, runs: int, duration: float) -> dict[str, object]:
     health = Call(health_request, {})
     logins = Call(login_request, {})
@@ -34,7 +38,7 @@ def measure(url: str, runs: int, duration: float) -> dict[str, object]:
         idle.append(run_load(url, health, concurrency=1, duration=duration, processes=1)["p99_ms"])
         storm_result: dict[str, object] = {}
         # The storm starts first and outlasts the probe, so every probe request meets 20 logins in flight.
-        storm = threading.Thread(target=lambda: storm_result.update(run_load(url, logins, 20, duration + 2, 2)))
+        storm = threading.Thread(target=_storm, args=(url, logins, duration + 2, storm_result))
         storm.start()
         time.sleep(0.5)
         loaded.append(run_load(url, health, concurrency=1, duration=duration, processes=1)["p99_ms"])

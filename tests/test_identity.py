@@ -16,7 +16,7 @@ from tests.builders import PASSWORD, Builders
 from tests.conftest import make_app
 
 
-def _login(client: FlaskClient, email: str, password: str = PASSWORD, **kwargs: object):  # noqa: ANN202
+def _login(client: FlaskClient, email: str, password: str = PASSWORD, **kwargs: object):
     return client.post("/api/v1/auth/login", json={"email": email, "password": password}, **kwargs)
 
 
@@ -219,7 +219,9 @@ def test_browser_login_sets_httponly_lax_cookie_and_api_needs_csrf_header(client
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get("/api/v1/users/me").status_code == 200  # cookie works for reads
-    assert token != (token := _csrf(client.get("/").get_data(as_text=True)))  # rotated at login (no fixation)
+    rotated = _csrf(client.get("/").get_data(as_text=True))
+    assert rotated != token  # a new CSRF token after login: no session fixation
+    token = rotated
     body = {"codigo": "WEB-1", "titulo": "Creada desde el navegador", "tipo": "patrullaje"}
     assert client.post("/api/v1/tasks", json=body).status_code == 403  # no CSRF header
     assert client.post("/api/v1/tasks", json=body, headers={"X-CSRF-Token": "forged"}).status_code == 403
