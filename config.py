@@ -115,7 +115,10 @@ class Config:
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS")
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
-        self.DEMO_SEED_ON_START = env_bool("DEMO_SEED_ON_START", False)
+        self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900)
+        self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000)
+        self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60)
+        self.METRICS_TOKEN = env_str("METRICS_TOKEN")
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

@@ -62,6 +62,10 @@ def register_extensions(app: Flask) -> None:
     caching.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # A Redis outage must not turn logins into 500s: fall back to per-process counters meanwhile.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
     limiter.init_app(app)
 
 
@@ -81,9 +85,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, docs, efectivos, health, pages, tareas, usuarios
+    from gad.blueprints import auth, cache_admin, docs, efectivos, health, pages, stats, tareas, usuarios
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, pages):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, cache_admin, pages):
         app.register_blueprint(module.bp)
 
 

@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 _AFTER_COMMIT_KEY = "gad_after_commit"
 
 
-def on_commit(callback: Callable[[], None]) -> None:
+def on_commit(callback: Callable[[], None], session: Session | None = None) -> None:
     """Run ``callback`` only once the current transaction has committed (never for a rolled-back change)."""
-    db.session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+    target = session if session is not None else db.session()
+    target.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")

@@ -113,6 +113,12 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
         _no_body("/api/v1/tasks/{w.tarea.id}/efectivos/{w.efectivo.id}"),
     ),
     "GET /api/v1/tasks/<int:tarea_id>/historial": ("supervisor", _no_body("/api/v1/tasks/{w.ajena.id}/historial")),
+    "POST /api/v1/tasks/emergency": ("auth", _json("/api/v1/tasks/emergency", lambda w: {"lat": 40.4, "lng": -3.7})),
+    "GET /api/v1/efectivos/cercanos": ("supervisor", _no_body("/api/v1/efectivos/cercanos?lat=40.4&lng=-3.7")),
+    "GET /api/v1/stats/user/<int:usuario_id>": ("supervisor", _no_body("/api/v1/stats/user/{w.victim.id}")),
+    "GET /api/v1/dashboard/resumen": ("supervisor", _no_body("/api/v1/dashboard/resumen")),
+    "GET /api/v1/cache/stats": ("admin", _no_body("/api/v1/cache/stats")),
+    "POST /api/v1/cache/clear": ("admin", _no_body("/api/v1/cache/clear")),
 }
 
 RANK = {"efectivo": 1, "supervisor": 2, "administrador": 3}

@@ -8,9 +8,10 @@ from gad.blueprints.http import etag, idempotent, if_match_version, json_respons
 from gad.models import Efectivo
 from gad.openapi import documented
 from gad.schemas.common import Page
+from gad.schemas.dispatch import CercanoOut, CercanosQuery
 from gad.schemas.efectivos import DisponibilidadIn, EfectivoIn, EfectivoOut, EfectivoPatch, EfectivoQuery, UbicacionIn
 from gad.security import current_user, require_authentication
-from gad.services import efectivos
+from gad.services import dispatch, efectivos
 
 bp = Blueprint("efectivos", __name__, url_prefix="/api/v1/efectivos")
 bp.before_request(require_authentication)
@@ -39,6 +40,28 @@ def list_efectivos() -> Response:
         offset=query.offset,
     )
     return json_response(Page[EfectivoOut](items=[EfectivoOut.model_validate(e) for e in items], total=total, limit=query.limit, offset=query.offset))
+
+
+@bp.get("/cercanos")
+@documented(tags=("dispatch",), query=CercanosQuery, resp={"HTTP_200": list[CercanoOut]})
+def cercanos() -> Response:
+    query = parse_query(CercanosQuery)
+    found = dispatch.nearest_efectivos(
+        current_user(),
+        query.lat,
+        query.lng,
+        radio_m=query.radio_m,
+        limit=query.limit,
+        solo_disponibles=query.solo_disponibles,
+        incluir_antiguas=query.incluir_antiguas,
+    )
+    items = [
+        CercanoOut(efectivo=EfectivoOut.model_validate(c.efectivo), distancia_m=round(c.distancia_m, 1), posicion_edad_s=c.posicion_edad_s).model_dump(
+            mode="json"
+        )
+        for c in found
+    ]
+    return json_response(items)
 
 
 @bp.post("")

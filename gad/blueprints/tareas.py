@@ -8,9 +8,10 @@ from gad.blueprints.http import etag, idempotent, if_match_version, json_respons
 from gad.models import Tarea
 from gad.openapi import documented
 from gad.schemas.common import Page
+from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, AsignadoOut, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
 from gad.security import current_user, require_authentication
-from gad.services import tareas
+from gad.services import dispatch, tareas
 
 bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 bp.before_request(require_authentication)
@@ -47,6 +48,24 @@ def create_tarea() -> Response:
     actor = current_user()
     body = parse_json(TareaIn)
     return _out(tareas.create_tarea(actor, body.model_dump()), 201, location=True)
+
+
+@bp.post("/emergency")
+@idempotent
+@documented(tags=("dispatch",), json=EmergenciaIn, resp={"HTTP_201": EmergenciaOut})
+def emergency() -> Response:
+    actor = current_user()
+    body = parse_json(EmergenciaIn)
+    result = dispatch.raise_emergency(
+        actor, body.lat, body.lng, descripcion=body.descripcion, tipo=body.tipo, prioridad=body.prioridad, efectivos=body.efectivos
+    )
+    out = EmergenciaOut(
+        tarea=serialize([result.tarea])[0],
+        asignados=[AsignadoDistancia(efectivo_id=e, distancia_m=d) for e, d in result.asignados],
+        sin_asignar=not result.asignados,
+    )
+    headers = {"Location": url_for("tareas.get_tarea", tarea_id=result.tarea.id), "ETag": etag(result.tarea.version)}
+    return json_response(out, 201, headers)
 
 
 @bp.get("/<int:tarea_id>")

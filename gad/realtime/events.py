@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
+from gad.cache_keys import invalidate_for_events
+from gad.db_session import on_commit
 from gad.models import Evento, utcnow
 from gad.observability import current_request_id
 
@@ -87,6 +89,8 @@ def _write_pending_events(session: Session) -> None:
         )
     session.flush()
     session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
+    touched = [(item.topic, item.payload) for item in pending]
+    on_commit(lambda: invalidate_for_events(touched), session)
 
 
 @event.listens_for(Session, "after_rollback")

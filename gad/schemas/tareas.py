@@ -40,6 +40,13 @@ class TareaIn(InModel):
 
 
 class TareaPatch(InModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _estado_has_its_own_endpoint(cls, data: object) -> object:
+        if isinstance(data, dict) and "estado" in data:
+            raise ValueError("estado cannot be edited: use POST /api/v1/tasks/{id}/estado")
+        return data
+
     titulo: Text | None = Field(None, min_length=5, max_length=200)
     descripcion: Text | None = Field(None, max_length=5000)
     tipo: TipoTarea | None = None

@@ -143,11 +143,13 @@ def authenticate_token(token: str) -> tuple[Usuario, dict[str, Any]]:
         usuario_id = int(claims["sub"])
     except (TypeError, ValueError):
         raise Unauthorized("The token is invalid.") from None
-    usuario = db.session.get(Usuario, usuario_id)
-    if usuario is None or not usuario.activo or claims.get("tv") != usuario.token_version:
+    # One round trip: the usuario and whether this token was logged out (this runs on every request).
+    revoked = select(TokenRevocado.jti).where(TokenRevocado.jti == str(claims["jti"])).exists()
+    row = db.session.execute(select(Usuario, revoked).where(Usuario.id == usuario_id)).first()
+    if row is None or row[1]:
         raise Unauthorized("The token has been revoked; log in again.")
-    revoked = db.session.scalar(select(TokenRevocado.jti).where(TokenRevocado.jti == str(claims["jti"])))
-    if revoked is not None:
+    usuario = row[0]
+    if not usuario.activo or claims.get("tv") != usuario.token_version:
         raise Unauthorized("The token has been revoked; log in again.")
     return usuario, claims
 

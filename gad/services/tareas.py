@@ -108,6 +108,8 @@ def _load(tarea_id: int, *, lock: bool = False) -> Tarea:
 
 
 def _check_readable(actor: Usuario, tarea: Tarea) -> None:
+    if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
+        return
     if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned_usuario_ids(tarea.id)):
         raise Forbidden("You may only see tareas you are assigned to or delegated.")
 
@@ -262,6 +264,11 @@ def _set_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usuar
         actor.id if actor else None,
         {"id": efectivo.id, "usuario_id": efectivo.usuario_id, "codigo_interno": efectivo.codigo_interno, "from": previous, "to": estado.value},
     )
+
+
+def mark_working(efectivo: Efectivo, actor: Usuario | None) -> None:
+    """An efectivo assigned to a running tarea is en_tarea (used by dispatch for emergencies)."""
+    _set_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
 
 
 def _assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Efectivo]]:

@@ -1,0 +1,76 @@
+"""Dispatch, statistics and cache schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gad.schemas.common import InModel, Lat, Lng, OutModel, QueryModel, Text
+from gad.schemas.efectivos import EfectivoOut
+from gad.schemas.tareas import TareaOut
+from gad.vocab import TipoTarea
+
+
+class CercanosQuery(QueryModel):
+    lat: Lat
+    lng: Lng
+    radio_m: float = Field(5000, gt=0, le=100_000, allow_inf_nan=False)
+    limit: int = Field(5, ge=1, le=100)
+    solo_disponibles: bool = True
+    incluir_antiguas: bool = Field(False, description="Include positions older than POSICION_MAX_EDAD_S")
+
+
+class CercanoOut(OutModel):
+    efectivo: EfectivoOut
+    distancia_m: float
+    posicion_edad_s: float | None
+
+
+class EmergenciaIn(InModel):
+    lat: Lat
+    lng: Lng
+    descripcion: Text | None = Field(None, max_length=5000)
+    tipo: TipoTarea = TipoTarea.EMERGENCIA
+    prioridad: int = Field(5, ge=1, le=5)
+    efectivos: int = Field(1, ge=1, le=20, description="How many efectivos to send")
+
+
+class AsignadoDistancia(BaseModel):
+    efectivo_id: int
+    distancia_m: float
+
+
+class EmergenciaOut(BaseModel):
+    tarea: TareaOut
+    asignados: list[AsignadoDistancia]
+    sin_asignar: bool = Field(description="True when nobody was available: the emergency still exists and needs a dispatcher")
+
+
+class StatsQuery(QueryModel):
+    days: int = Field(30, ge=1, le=366)
+
+
+class UserStatsOut(BaseModel):
+    usuario_id: int
+    dias: int
+    totales_por_estado: dict[str, int]
+    total: int
+    duracion_media_horas: float | None
+    finalizadas_por_dia: list[dict[str, Any]]
+    productividad_diaria: float
+
+
+class ResumenOut(BaseModel):
+    tareas_por_estado: dict[str, int]
+    efectivos_por_disponibilidad: dict[str, int]
+    emergencias_activas: int
+    emergencias_sin_asignar: int
+    generado_en: str
+
+
+class CacheStatsOut(BaseModel):
+    backend: str
+    hits: int
+    misses: int
+    errors: int

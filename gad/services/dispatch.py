@@ -1,0 +1,142 @@
+"""Dispatch: nearest efectivos by great-circle distance, and emergencies that are never dropped.
+
+Distances are computed in SQL with the haversine formula on plain PostgreSQL (no PostGIS), after a
+bounding-box prefilter that lets the (lat, lon) index discard far-away rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, text
+
+from gad.extensions import db
+from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.policy import require_nivel
+from gad.realtime import events
+from gad.services import tareas
+from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
+
+EARTH_RADIUS_M = 6_371_008.8
+# Emergency codes are numbered per day; this lock serialises only the numbering, per day.
+_EMERGENCY_CODE_LOCK = 727_100
+
+
+@dataclass(frozen=True)
+class Cercano:
+    efectivo: Efectivo
+    distancia_m: float
+    posicion_edad_s: float
+
+
+def _distance_m(lat: float, lng: float) -> ColumnElement[float]:
+    """Haversine distance in metres from (lat, lng) to each efectivo's last position."""
+    rlat, rlng = math.radians(lat), math.radians(lng)
+    dlat = func.radians(Efectivo.lat) - rlat
+    dlng = func.radians(Efectivo.lon) - rlng
+    a = func.power(func.sin(dlat / 2), 2) + math.cos(rlat) * func.cos(func.radians(Efectivo.lat)) * func.power(func.sin(dlng / 2), 2)
+    # least(1, ...) guards asin against floating-point values a hair above 1.
+    return (2 * EARTH_RADIUS_M * func.asin(func.sqrt(func.least(literal(1.0), a)))).label("distancia_m")
+
+
+def _bounding_box(lat: float, lng: float, radius_m: float) -> ColumnElement[bool]:
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    cos_lat = max(math.cos(math.radians(lat)), 1e-6)
+    dlng = min(180.0, math.degrees(radius_m / (EARTH_RADIUS_M * cos_lat)))
+    conditions = [Efectivo.lat.between(lat - dlat, lat + dlat)]
+    if dlng < 180 and -180 <= lng - dlng and lng + dlng <= 180:
+        conditions.append(Efectivo.lon.between(lng - dlng, lng + dlng))
+    return and_(*conditions)
+
+
+def _candidates(lat: float, lng: float, radius_m: float, *, solo_disponibles: bool, max_age_s: int | None, now: datetime) -> Select[Any]:
+    distance = _distance_m(lat, lng)
+    query = (
+        select(Efectivo, distance)
+        .where(Efectivo.activo.is_(True), Efectivo.lat.is_not(None), _bounding_box(lat, lng, radius_m), distance <= radius_m)
+        .order_by(distance, Efectivo.id)
+    )
+    if solo_disponibles:
+        busy = exists(select(Asignacion.id).where(Asignacion.efectivo_id == Efectivo.id, Asignacion.liberado_en.is_(None)))
+        query = query.where(Efectivo.estado_disponibilidad == Disponibilidad.DISPONIBLE.value, ~busy)
+    if max_age_s is not None:
+        query = query.where(Efectivo.posicion_en >= now - timedelta(seconds=max_age_s))
+    return query
+
+
+def nearest_efectivos(actor: Usuario, lat: float, lng: float, *, radio_m: float, limit: int, solo_disponibles: bool, incluir_antiguas: bool) -> list[Cercano]:
+    """Efectivos sorted by distance (supervisor+). Positions older than POSICION_MAX_EDAD_S are left out unless asked for."""
+    require_nivel(actor, Nivel.SUPERVISOR, "Searching nearby efectivos")
+    now = utcnow()
+    max_age = None if incluir_antiguas else int(current_app.config["POSICION_MAX_EDAD_S"])
+    rows = db.session.execute(_candidates(lat, lng, radio_m, solo_disponibles=solo_disponibles, max_age_s=max_age, now=now).limit(limit))
+    return [Cercano(efectivo, float(distance), _age(efectivo, now)) for efectivo, distance in rows]
+
+
+def _age(efectivo: Efectivo, now: datetime) -> float:
+    return round((now - efectivo.posicion_en).total_seconds(), 1) if efectivo.posicion_en else float("inf")
+
+
+def _next_emergency_code(now: datetime) -> str:
+    day = now.strftime("%Y%m%d")
+    db.session.execute(text("SELECT pg_advisory_xact_lock(:key, :day)"), {"key": _EMERGENCY_CODE_LOCK, "day": int(day)})
+    count = db.session.scalar(select(func.count()).select_from(Tarea).where(Tarea.codigo.like(f"EMG-{day}-%"))) or 0
+    return f"EMG-{day}-{count + 1:04d}"
+
+
+@dataclass(frozen=True)
+class EmergencyResult:
+    tarea: Tarea
+    asignados: list[tuple[int, float]]
+
+
+def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str | None, tipo: TipoTarea, prioridad: int, efectivos: int) -> EmergencyResult:
+    """Create an en_curso tarea at (lat, lng) and assign the N nearest available efectivos, in one transaction.
+
+    Any authenticated usuario may raise one. Candidates are locked with ``FOR UPDATE SKIP LOCKED``: two
+    emergencies raised at the same instant each take different efectivos instead of waiting for (or
+    stealing) the other's. When nobody is available the tarea is still created, unassigned — an
+    emergency is never dropped.
+    """
+    now = utcnow()
+    radius = float(current_app.config["EMERGENCIA_RADIO_M"])
+    max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
+    codigo = _next_emergency_code(now)
+    tarea = tareas.create_tarea(
+        actor,
+        {
+            "codigo": codigo,
+            "titulo": f"Emergencia {codigo}",
+            "descripcion": descripcion,
+            "tipo": tipo,
+            "prioridad": prioridad,
+            "ubicacion_lat": lat,
+            "ubicacion_lng": lng,
+            "inicio_programado": now,
+        },
+        es_emergencia=True,
+        estado=EstadoTarea.EN_CURSO,
+    )
+    query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
+    rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
+    asignados: list[tuple[int, float]] = []
+    for efectivo, distance in rows:
+        db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
+        tareas.mark_working(efectivo, actor)
+        asignados.append((efectivo.id, round(float(distance), 1)))
+    db.session.flush()
+    if asignados:
+        events.record(
+            db.session(),
+            "task_assigned",
+            "emergencias",
+            "tarea",
+            tarea.id,
+            actor.id,
+            tareas.tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id))},
+        )
+    return EmergencyResult(tarea, asignados)
