@@ -62,6 +62,7 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None) ->
     proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url)
+    os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
     try:
         yield url
     finally:

@@ -241,7 +241,7 @@ def test_unknown_ids_are_404_problems(client: FlaskClient, build: Builders) -> N
 # --- state machine ---------------------------------------------------------------------------
 
 
-def _transition(client: FlaskClient, headers: dict, tarea_id: int, estado: str, **extra: Any):  # noqa: ANN202
+def _transition(client: FlaskClient, headers: dict, tarea_id: int, estado: str, **extra: Any):
     return client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": estado, **extra}, headers=headers)
 
 

@@ -48,7 +48,7 @@ def _bounding_box(lat: float, lng: float, radius_m: float) -> ColumnElement[bool
     cos_lat = max(math.cos(math.radians(lat)), 1e-6)
     dlng = min(180.0, math.degrees(radius_m / (EARTH_RADIUS_M * cos_lat)))
     conditions = [Efectivo.lat.between(lat - dlat, lat + dlat)]
-    if dlng < 180 and -180 <= lng - dlng and lng + dlng <= 180:
+    if dlng < 180 and lng - dlng >= -180 and lng + dlng <= 180:
         conditions.append(Efectivo.lon.between(lng - dlng, lng + dlng))
     return and_(*conditions)
 

@@ -1,0 +1,271 @@
+"""Dispatch: nearest efectivos, emergencies (never dropped, never double-booked), statistics, cache."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.embedded import free_port
+from gad.extensions import db
+from gad.models import Asignacion, Evento
+from tests.builders import Builders
+from tests.conftest import LiveServer, make_app
+
+SOL = (40.4169, -3.7035)
+
+
+def haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+
+
+def _placed(build: Builders, dlat: float, dlon: float = 0.0, **overrides: object):
+    return build.efectivo(lat=SOL[0] + dlat, lon=SOL[1] + dlon, posicion_en=datetime.now(UTC), **overrides)
+
+
+# --- nearest ---------------------------------------------------------------------------------
+
+
+def test_nearest_are_sorted_by_great_circle_distance_within_radius(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    far = _placed(build, 0.03)  # ~3.3 km
+    near = _placed(build, 0.001)  # ~110 m
+    mid = _placed(build, 0.0, 0.02)  # ~1.7 km
+    _placed(build, 0.2)  # ~22 km: outside the default 5 km
+    response = client.get(f"/api/v1/efectivos/cercanos?lat={SOL[0]}&lng={SOL[1]}&limit=10", headers=build.headers(sup))
+    assert response.status_code == 200
+    items = response.get_json()
+    assert [i["efectivo"]["id"] for i in items] == [near.id, mid.id, far.id]
+    for item, efectivo in zip(items, (near, mid, far), strict=True):
+        assert item["distancia_m"] == pytest.approx(haversine(SOL[0], SOL[1], efectivo.lat, efectivo.lon), abs=0.5)
+        assert 0 <= item["posicion_edad_s"] < 60
+
+
+def test_nearest_honours_limit_availability_and_position_age(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    free = _placed(build, 0.001)
+    busy = _placed(build, 0.0005, estado_disponibilidad="no_disponible")
+    stale = build.efectivo(lat=SOL[0], lon=SOL[1], posicion_en=datetime.now(UTC) - timedelta(hours=2))
+    headers = build.headers(sup)
+    base = f"/api/v1/efectivos/cercanos?lat={SOL[0]}&lng={SOL[1]}"
+    assert [i["efectivo"]["id"] for i in client.get(base, headers=headers).get_json()] == [free.id]
+    with_busy = [i["efectivo"]["id"] for i in client.get(base + "&solo_disponibles=false", headers=headers).get_json()]
+    assert with_busy == [busy.id, free.id]
+    with_stale = [i["efectivo"]["id"] for i in client.get(base + "&incluir_antiguas=true", headers=headers).get_json()]
+    assert with_stale == [stale.id, free.id]
+    assert len(client.get(base + "&limit=1&solo_disponibles=false", headers=headers).get_json()) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("lat=91&lng=0", "query.lat"),
+        ("lat=0&lng=-181", "query.lng"),
+        ("lat=0&lng=0&radio_m=0", "query.radio_m"),
+        ("lat=0&lng=0&radio_m=100001", "query.radio_m"),
+        ("lat=0&lng=0&limit=-1", "query.limit"),
+        ("lat=norte&lng=0", "query.lat"),
+        ("lng=0", "query.lat"),
+    ],
+)
+def test_nearest_rejects_bad_input_with_field_paths(client: FlaskClient, build: Builders, query: str, field: str) -> None:
+    response = client.get(f"/api/v1/efectivos/cercanos?{query}", headers=build.headers(build.usuario(2)))
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+# --- emergencies -----------------------------------------------------------------------------
+
+
+def test_emergency_creates_running_tarea_and_sends_the_nearest_available(app: Flask, client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    nearest, second = _placed(build, 0.001), _placed(build, 0.002)
+    _placed(build, 0.0001, estado_disponibilidad="fuera_servicio")
+    _placed(build, 0.01)
+    body = {"lat": SOL[0], "lng": SOL[1], "descripcion": "Incendio en portal", "efectivos": 2}
+    response = client.post("/api/v1/tasks/emergency", json=body, headers=build.headers(user))
+    assert response.status_code == 201
+    data = response.get_json()
+    tarea = data["tarea"]
+    assert re.fullmatch(r"EMG-\d{8}-0001", tarea["codigo"]) and tarea["estado"] == "en_curso" and tarea["es_emergencia"]
+    assert tarea["tipo"] == "emergencia" and tarea["prioridad"] == 5 and tarea["creado_por_usuario_id"] == user.id
+    assert [a["efectivo_id"] for a in data["asignados"]] == [nearest.id, second.id] and data["sin_asignar"] is False
+    sup = build.usuario(2)
+    for efectivo in (nearest, second):
+        assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=build.headers(sup)).get_json()["estado_disponibilidad"] == "en_tarea"
+    types = [e.event_type for e in _events(app)]
+    assert types[0] == "emergency_created" and "task_assigned" in types and types.count("efectivo_status_changed") == 2
+    second_one = client.post("/api/v1/tasks/emergency", json={"lat": 0, "lng": 0}, headers=build.headers(user)).get_json()
+    assert second_one["tarea"]["codigo"].endswith("-0002")
+
+
+def test_emergency_with_nobody_available_is_still_created_unassigned(app: Flask, client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    response = client.post("/api/v1/tasks/emergency", json={"lat": 10.0, "lng": 10.0}, headers=build.headers(user))
+    assert response.status_code == 201
+    data = response.get_json()
+    assert data["asignados"] == [] and data["sin_asignar"] is True and data["tarea"]["estado"] == "en_curso"
+    resumen = client.get("/api/v1/dashboard/resumen", headers=build.headers(build.usuario(2))).get_json()
+    assert resumen["emergencias_activas"] == 1 and resumen["emergencias_sin_asignar"] == 1
+
+
+def test_emergency_honours_idempotency_key(app: Flask, client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    _placed(build, 0.001)
+    headers = build.headers(user, **{"Idempotency-Key": "panic-button-1"})
+    first = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=headers)
+    again = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=headers)
+    assert first.status_code == again.status_code == 201 and first.get_json() == again.get_json()
+    assert len([e for e in _events(app) if e.event_type == "emergency_created"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({"lat": 91, "lng": 0}, "body.lat"), ({"lat": 0}, "body.lng"), ({"lat": 0, "lng": 0, "efectivos": 0}, "body.efectivos")]
+)
+def test_emergency_rejects_bad_input(client: FlaskClient, build: Builders, body: dict, field: str) -> None:
+    response = client.post("/api/v1/tasks/emergency", json=body, headers=build.headers(build.usuario(1)))
+    assert response.status_code == 422 and field in {e["field"] for e in response.get_json()["errors"]}
+
+
+@pytest.mark.slow
+def test_simultaneous_emergencies_never_share_an_efectivo(app: Flask, build: Builders, live_server: LiveServer) -> None:
+    user = build.usuario(1)
+    pool = [_placed(build, 0.0005 * (i + 1)) for i in range(6)]
+    headers = build.headers(user)
+    barrier = threading.Barrier(10)
+
+    def raise_one(i: int) -> dict:
+        barrier.wait()
+        response = live_server.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(10) as executor:
+        results = list(executor.map(raise_one, range(10)))
+    assigned = [a["efectivo_id"] for r in results for a in r["asignados"]]
+    assert len(assigned) == len(set(assigned)) == len(pool)  # every free efectivo used once, none twice
+    assert Counter(r["sin_asignar"] for r in results) == {False: 6, True: 4}
+    assert len({r["tarea"]["codigo"] for r in results}) == 10
+    with app.app_context():
+        assert db.session.query(Asignacion).filter(Asignacion.liberado_en.is_(None)).count() == 6
+
+
+def _events(app: Flask) -> list[Evento]:
+    with app.app_context():
+        return list(db.session.query(Evento).order_by(Evento.id))
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def test_user_stats_totals_duration_excluding_pauses_and_per_day(client: FlaskClient, build: Builders) -> None:
+    sup, user = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=user.id)
+    end = datetime.now(UTC) - timedelta(hours=1)
+    done = build.tarea(sup, estado="finalizada", inicio_real=end - timedelta(hours=3), fin_real=end, tiempo_pausado_s=3600)
+    build.asignacion(done, efectivo)
+    build.tarea(sup, delegado_usuario_id=user.id)
+    build.tarea(sup)  # not involving the user
+    stats = client.get(f"/api/v1/stats/user/{user.id}?days=30", headers=build.headers(user)).get_json()
+    assert stats["totales_por_estado"]["finalizada"] == 1 and stats["totales_por_estado"]["programada"] == 1 and stats["total"] == 2
+    assert stats["duracion_media_horas"] == pytest.approx(2.0)
+    assert stats["finalizadas_por_dia"] == [{"fecha": end.date().isoformat(), "finalizadas": 1}]
+    other = build.usuario(1)
+    assert client.get(f"/api/v1/stats/user/{other.id}", headers=build.headers(user)).status_code == 403
+    assert client.get(f"/api/v1/stats/user/{user.id}?days=0", headers=build.headers(user)).status_code == 422
+    assert client.get("/api/v1/stats/user/99999", headers=build.headers(sup)).status_code == 404
+
+
+def test_resumen_counts_and_is_never_stale_after_a_write_on_another_worker(database_url: str, build: Builders) -> None:
+    # Two app instances = two workers, each with its own in-process cache.
+    worker_a, worker_b = make_app(database_url).test_client(), make_app(database_url).test_client()
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    build.efectivo()
+    before = worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json()
+    assert before["tareas_por_estado"]["programada"] == 0 and before["efectivos_por_disponibilidad"]["disponible"] == 1
+    assert worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json() == before  # served from cache
+    created = worker_b.post("/api/v1/tasks", json={"codigo": "STALE-1", "titulo": "Nunca obsoleto", "tipo": "patrullaje"}, headers=headers)
+    assert created.status_code == 201
+    after = worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json()
+    assert after["tareas_por_estado"]["programada"] == 1
+
+
+# --- cache with a real Redis -----------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[dict]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is required for the cache tests: apt-get install redis-server (.ci/run does)")
+    port = free_port()
+    state: dict = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
+
+    def start() -> None:
+        state["proc"] = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop() -> None:
+        state["proc"].terminate()
+        state["proc"].wait(timeout=10)
+
+    state["start"], state["stop"] = start, stop
+    start()
+    yield state
+    if state["proc"].poll() is None:
+        stop()
+
+
+def test_redis_cache_is_shared_prefixed_and_survives_an_outage(
+    database_url: str, build: Builders, redis_server: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(database_url, REDIS_URL=redis_server["url"])
+    client = app.test_client()
+    sup, admin = build.usuario(2), build.usuario(3)
+    headers = build.headers(sup)
+    raw = redis.Redis(port=redis_server["port"])
+    raw.set("someone-elses-key", "keep me")
+    assert client.get("/api/v1/dashboard/resumen", headers=headers).status_code == 200
+    keys = {k.decode() for k in raw.keys("*")}
+    assert "gad:dashboard:resumen" in keys
+    assert client.post("/api/v1/cache/clear", headers=build.headers(admin)).status_code == 204
+    assert raw.get("someone-elses-key") == b"keep me"  # clearing our cache never wipes a shared Redis
+    assert not [k for k in raw.keys("gad:dashboard*")]
+
+    redis_server["stop"]()
+    with caplog.at_level("WARNING", logger="gad.cache_keys"):
+        down = client.get("/api/v1/dashboard/resumen", headers=headers)
+        created = client.post("/api/v1/tasks", json={"codigo": "REDIS-DOWN", "titulo": "Sin caché", "tipo": "patrullaje"}, headers=headers)
+    assert down.status_code == 200 and created.status_code == 201
+    assert client.get("/api/v1/dashboard/resumen", headers=headers).get_json()["tareas_por_estado"]["programada"] == 1
+    assert any("cache unavailable" in r.getMessage() for r in caplog.records)
+
+    redis_server["start"]()
+    client.get("/api/v1/dashboard/resumen", headers=headers)
+    assert raw.exists("gad:dashboard:resumen")  # used again once it is back
+    stats = client.get("/api/v1/cache/stats", headers=build.headers(admin)).get_json()
+    assert stats["backend"] == "RedisCache" and stats["errors"] >= 1
