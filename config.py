@@ -119,6 +119,9 @@ class Config:
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000)
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
+        self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
+        self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0)
+        self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

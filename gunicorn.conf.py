@@ -6,7 +6,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Each websocket holds a connection; leave room for them beside ordinary requests.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
@@ -24,6 +24,30 @@ def post_fork(server, worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+    # On SIGTERM gunicorn stops accepting and lets in-flight requests finish; websockets would keep the
+    # worker alive until the graceful timeout, so close them at once with 1001 (clients resume elsewhere).
+    stop_accepting = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        stop_accepting(sig, frame)
+        import gevent
+
+        from gad.realtime.hub import hub
+
+        gevent.spawn(hub.shutdown)
+
+    worker.handle_exit = handle_exit
+
+
+def worker_exit(server, worker):
+    # Give PostgreSQL its connections back before the process goes away.
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "app_context"):
+        from gad.extensions import db
+
+        with app.app_context():
+            db.engine.dispose()
 
 
 def child_exit(server, worker):

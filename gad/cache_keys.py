@@ -1,8 +1,8 @@
 """The whole cache surface in one file: key builders, the read-through helper, and invalidation.
 
 Never stale after a write, on any worker: every entry is stamped with the id of the newest event in
-the event log when it was computed, and is served only while no newer event exists (one index-only
-lookup of max(eventos.id)). Every committed change writes an event, so a write committed on another
+the event log when it was computed, and is served only while no newer event exists (one primary-key
+lookup of the event counter). Every committed change writes an event, so a write committed on another
 worker — or another machine — makes the entry stale at once, even with the per-process cache. On top
 of that, the writer deletes the affected keys after commit (``invalidate_for_events``), which frees
 Redis memory and keeps the local cache small. If Redis is unreachable the service answers from the
@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from gad.extensions import cache, db
-from gad.models import Evento
+from gad.models import EventoContador
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,7 +69,8 @@ def _delete(keys: Iterable[str]) -> None:
 
 
 def head_event_id() -> int:
-    return int(db.session.scalar(select(func.coalesce(func.max(Evento.id), 0))) or 0)
+    """The last event id handed out by a committed transaction (monotonic, even across pruning)."""
+    return int(db.session.scalar(select(EventoContador.last_id).where(EventoContador.id == 1)) or 0)
 
 
 def cached(key: str, compute: Callable[[], T]) -> T:

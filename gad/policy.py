@@ -8,6 +8,8 @@ nivel 3 administrador: also users, deleting tareas, the audit trail and admin en
 
 from __future__ import annotations
 
+from typing import Any
+
 from gad.errors import Forbidden
 from gad.models import Usuario
 from gad.vocab import EstadoTarea, Nivel
@@ -70,3 +72,23 @@ def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> No
     forbidden = fields - SELF_EDITABLE_FIELDS
     if forbidden:
         raise Forbidden(f"You may not change: {', '.join(sorted(forbidden))}.")
+
+
+# Topics a websocket client may subscribe to, by the lowest nivel that sees anything in them.
+TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
+
+
+def visible_topics(actor: Usuario) -> set[str]:
+    return {topic for topic, nivel in TOPIC_MIN_NIVEL.items() if actor.nivel >= nivel}
+
+
+def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
+    """Deliver an event only to someone who could read the changed resource over REST."""
+    if topic in ("usuarios", "seguridad"):
+        return is_admin(actor)
+    if topic in ("tareas", "emergencias"):
+        assigned = {int(uid) for uid in payload.get("asignados_usuario_ids", []) if isinstance(uid, int)}
+        return can_read_tarea(actor, payload.get("delegado_usuario_id"), assigned)
+    if topic == "efectivos":
+        return can_read_efectivo(actor, payload.get("usuario_id"))
+    return topic == "sistema"

@@ -119,6 +119,15 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /api/v1/dashboard/resumen": ("supervisor", _no_body("/api/v1/dashboard/resumen")),
     "GET /api/v1/cache/stats": ("admin", _no_body("/api/v1/cache/stats")),
     "POST /api/v1/cache/clear": ("admin", _no_body("/api/v1/cache/clear")),
+    "GET /ws/stats": ("admin", _no_body("/ws/stats")),
+    # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
+    "GET /ws/connect": (
+        "ws",
+        lambda w: (
+            "/ws/connect",
+            {"headers": {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}},
+        ),
+    ),
 }
 
 RANK = {"efectivo": 1, "supervisor": 2, "administrador": 3}
@@ -195,6 +204,8 @@ def _expected(level: str, role: str) -> str:
         return "allow"
     if level == "csrf":
         return "deny"
+    if level == "ws":
+        return "socket" if role in RANK else "unauthenticated"
     if level == "page":
         return "allow" if role in RANK else "redirect"
     if role == "anonymous" or role in INVALID_CREDENTIALS:
@@ -212,6 +223,9 @@ def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, 
     method, _ = endpoint.split(" ", 1)
     path, kwargs = make_request(world)
     headers = _credentials(app, build, world, role)
+    if _expected(level, role) == "socket":
+        return  # a test client cannot upgrade; tests/test_live_stream.py connects real sockets for these roles
+    headers = headers | kwargs.pop("headers", {})
     with getattr(client, method.lower())(path, headers=headers, **kwargs) as response:
         status = response.status_code
         expected = _expected(level, role)

@@ -424,6 +424,6 @@ def test_every_committed_change_writes_one_event_with_actor_and_request_id(app: 
         "efectivo_status_changed",
         "task_status_changed",
     ]
-    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert [e.id for e in events] == list(range(events[0].id, events[0].id + len(events)))
     assert all(e.actor_id == sup.id and e.request_id == "req-abc-123" for e in events)
     assert events[1].payload["before"] == {"prioridad": 3} and events[1].payload["after"] == {"prioridad": 5}

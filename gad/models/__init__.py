@@ -2,7 +2,7 @@
 
 from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
-from gad.models.evento import Evento
+from gad.models.evento import Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
@@ -12,6 +12,7 @@ __all__ = [
     "Base",
     "Efectivo",
     "Evento",
+    "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
     "Tarea",

@@ -28,3 +28,15 @@ class Evento(Base):
 
     def __repr__(self) -> str:
         return f"<Evento {self.id} {self.event_type} {self.entity_type}:{self.entity_id}>"
+
+
+class EventoContador(Base):
+    """The single row holding the last event id handed out (see gad.realtime.events for why not a sequence)."""
+
+    __tablename__ = "eventos_contador"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    def __repr__(self) -> str:
+        return f"<EventoContador {self.last_id}>"

@@ -2,11 +2,13 @@
 
 Ordering mechanism (DESIGN §5): ids are not taken from a sequence, because a sequence hands out ids at
 insert time and a slow transaction can commit id 7 after a fast one committed id 8 — a reader that saw 8
-would then skip 7 for ever. Instead, pending events are written at *commit time* (SQLAlchemy
-``before_commit``) while holding a transaction-scoped advisory lock; under that lock the next id is
-``max(id) + 1``. The lock is released only when the transaction commits or rolls back, so transactions
-that write events commit one at a time in id order, and a rolled-back transaction leaves no hole.
-``NOTIFY`` is issued in the same transaction, so PostgreSQL delivers it only on commit.
+would then skip 7 for ever; and a rolled-back transaction would leave a hole. Instead, pending events
+are written at *commit time* (SQLAlchemy ``before_commit``): the transaction increments the single row
+of ``eventos_contador`` (``UPDATE ... RETURNING``), which row-locks it until commit or rollback. So
+transactions that write events commit one at a time in id order, a rollback gives its ids back, and
+the counter keeps increasing even after old events are pruned. The lock is held only for the last
+moments of a transaction. ``NOTIFY`` is issued in the same transaction, so PostgreSQL delivers it only
+on commit.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from gad.cache_keys import invalidate_for_events
@@ -26,8 +28,6 @@ from gad.observability import current_request_id
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "gad_eventos"
-# Any constant works; it only has to be the same in every process writing events.
-EVENT_LOCK_KEY = 727_001
 _PENDING_KEY = "gad_pending_events"
 
 SECURITY_TOPIC = "seguridad"
@@ -70,8 +70,10 @@ def _write_pending_events(session: Session) -> None:
     if not pending:
         return
     session.flush()
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK_KEY})
-    last_id = session.scalar(select(func.coalesce(func.max(Evento.id), 0))) or 0
+    new_last = session.scalar(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id"), {"n": len(pending)})
+    if new_last is None:
+        raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
+    last_id = int(new_last) - len(pending)
     now = utcnow()
     for offset, item in enumerate(pending, start=1):
         session.add(

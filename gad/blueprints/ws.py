@@ -1,0 +1,184 @@
+"""The live stream: ``/ws/connect`` (flask-sock) and ``/ws/stats``.
+
+Protocol (JSON text frames). Server → client: first ``connection_ack``; then events
+``{"id","event_type","topic","data","timestamp"}``; ``ping`` every WS_PING_INTERVAL s; ``error`` for a
+bad client frame; ``resync_required`` when ``since`` is older than the retention window. Client →
+server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, and ``pong``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+import gevent
+from flask import Blueprint, Response, current_app, g, request
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from gad import policy
+from gad.blueprints.http import json_response
+from gad.cache_keys import head_event_id
+from gad.errors import ValidationProblem, pydantic_errors
+from gad.extensions import db, sock
+from gad.models import Evento, utcnow
+from gad.realtime.hub import CLOSE_POLICY, Connection, StoredEvent, hub, row_to_event
+from gad.schemas.ws import ClientFrame, WsConnectQuery
+from gad.security import current_user, resolve_user
+from gad.vocab import Nivel
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("ws", __name__, url_prefix="/ws")
+REPLAY_BATCH = 500
+
+
+def _origin_allowed() -> bool:
+    """Cookie-authenticated sockets must come from our own pages or a listed origin (no cross-site hijack)."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    if origin in current_app.config.get("CORS_ORIGINS", []):
+        return True
+    return urlparse(origin).netloc == request.host
+
+
+@bp.before_request
+def _authenticate_handshake() -> None:
+    """Reject before the upgrade (401/403), so a client without valid credentials never gets a socket."""
+    if request.endpoint != "ws.connect":
+        return
+    token = request.args.get("token")
+    usuario, method, claims = resolve_user(token=token, allow_session=_origin_allowed())
+    g.current_user, g.auth_method, g.token_claims = usuario, method, claims
+    try:
+        g.ws_query = WsConnectQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise ValidationProblem("Invalid websocket parameters.", errors=pydantic_errors(exc, "query")) from None
+
+
+def _send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
+    conn.offer(json.dumps({"event_type": event_type, "data": data, "timestamp": utcnow().isoformat()}))
+
+
+def _too_old(since: int) -> bool:
+    """``since`` can be resumed only if the event right after it is still in the log and within retention."""
+    head = head_event_id()
+    if since >= head:
+        return since > head
+    retention = timedelta(days=current_app.config["EVENT_RETENTION_DAYS"])
+    following = db.session.get(Evento, since + 1)
+    return following is None or following.created_at < utcnow() - retention
+
+
+def _replay(conn: Connection, since: int) -> None:
+    """Send visible events with id > since from the log; live events queued meanwhile are de-duplicated by id."""
+    cursor = since
+    while True:
+        rows = db.session.execute(
+            select(Evento.id, Evento.event_type, Evento.topic, Evento.payload, Evento.created_at)
+            .where(Evento.id > cursor)
+            .order_by(Evento.id)
+            .limit(REPLAY_BATCH)
+        ).all()
+        for row in rows:
+            event = row_to_event(tuple(row))
+            cursor = event.id
+            if conn.wants(event):
+                conn.offer(event)
+        if len(rows) < REPLAY_BATCH:
+            return
+
+
+def _sender(conn: Connection) -> None:
+    """The only greenlet that writes to the socket: frames leave in queue order, one at a time."""
+    try:
+        while not conn.closed:
+            item = conn.queue.get()
+            if isinstance(item, StoredEvent):
+                if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
+                    continue
+                conn.ws.send(item.frame())
+                conn.last_sent = item.id
+                hub.record_delivery(item)
+            elif item is None:
+                return
+            else:
+                conn.ws.send(item)
+    except Exception:  # noqa: BLE001 - a dead peer ends the sender; the receiver notices the closed socket
+        conn.closed = True
+
+
+def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
+    try:
+        frame = ClientFrame.model_validate_json(raw)
+    except ValidationError:
+        _send_json(conn, "error", {"message": "Frames must be JSON: {'event_type': 'subscribe'|'unsubscribe'|'pong', 'data': {...}}"})
+        return
+    if frame.event_type == "pong":
+        return
+    topics = set(frame.data.topics if frame.data else [])
+    allowed = policy.visible_topics(conn.usuario)
+    unknown = topics - set(policy.TOPIC_MIN_NIVEL)
+    forbidden = (topics & set(policy.TOPIC_MIN_NIVEL)) - allowed
+    if unknown or forbidden:
+        _send_json(conn, "error", {"message": "Unknown or forbidden topics.", "unknown": sorted(unknown), "forbidden": sorted(forbidden)})
+    granted = topics & allowed
+    if frame.event_type == "subscribe":
+        conn.topics |= granted
+    else:
+        conn.topics -= granted
+    _send_json(conn, "subscriptions", {"topics": sorted(conn.topics)})
+
+
+@sock.route("/connect", bp=bp)
+def connect(ws: Any) -> None:
+    usuario = g.current_user
+    query: WsConnectQuery = g.ws_query
+    claims = g.token_claims
+    config = current_app.config
+    conn = Connection(ws=ws, usuario=usuario, topics=policy.visible_topics(usuario), queue_size=config["WS_QUEUE_SIZE"])
+    # Detach the usuario from the request's session: the socket outlives it.
+    db.session.expunge(usuario)
+    hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
+    hub.register(conn)  # from here on live events queue up, so nothing falls between replay and live
+    try:
+        if query.since is not None and _too_old(query.since):
+            conn.last_sent = hub.last_id
+            _send_json(conn, "resync_required", {"since": query.since, "last_event_id": hub.last_id})
+        else:
+            _send_json(conn, "connection_ack", {"connection_id": conn.id, "last_event_id": hub.last_id, "server_time": utcnow().isoformat()})
+            if query.since is not None:
+                _replay(conn, query.since)
+            else:
+                conn.last_sent = hub.last_id
+        db.session.remove()  # give the pooled connection back: a socket may stay open for hours
+        sender = gevent.spawn(_sender, conn)
+        expires_at = float(claims["exp"]) if claims else None
+        next_ping = time.monotonic() + config["WS_PING_INTERVAL"]
+        while not conn.closed and ws.connected:
+            raw = ws.receive(timeout=1)
+            if raw is not None:
+                _handle_client_frame(conn, raw)
+            if expires_at is not None and time.time() >= expires_at:
+                conn.close(CLOSE_POLICY, "token expired")
+                break
+            if time.monotonic() >= next_ping:
+                _send_json(conn, "ping", {})
+                next_ping = time.monotonic() + config["WS_PING_INTERVAL"]
+        conn.offer(None)
+        sender.join(timeout=1)
+        sender.kill()
+    finally:
+        conn.closed = True
+        hub.unregister(conn)
+
+
+@bp.get("/stats")
+def ws_stats() -> Response:
+    policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Websocket statistics")
+    return json_response(hub.stats())

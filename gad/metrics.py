@@ -1,0 +1,26 @@
+"""Application metrics beyond HTTP (which prometheus-flask-exporter records).
+
+Defined once per process and unregistered: ``gad.observability`` registers them in each app's registry,
+and in gunicorn multi-process mode prometheus_client writes them to PROMETHEUS_MULTIPROC_DIR so one
+scrape of any worker returns the sum over all workers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBSOCKETS_OPEN = Gauge("gad_websockets_open", "Open websocket connections", registry=None, multiprocess_mode="livesum")
+EVENTS_WRITTEN = Counter("gad_events_written_total", "Events appended to the event log", registry=None)
+EVENTS_DELIVERED = Counter("gad_events_delivered_total", "Event frames sent to websocket clients", registry=None)
+COMMIT_TO_SEND = Histogram(
+    "gad_event_commit_to_send_seconds",
+    "Time from an event's commit to its frame being written to a websocket",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=None,
+)
+LOGIN_FAILURES = Counter("gad_login_failures_total", "Failed login attempts", registry=None)
+EMERGENCIES_UNASSIGNED = Counter("gad_emergencies_unassigned_total", "Emergencies created with nobody available", registry=None)
+DB_POOL_CHECKED_OUT = Gauge("gad_db_pool_checked_out", "Database connections in use", registry=None, multiprocess_mode="livesum")
+DB_POOL_OVERFLOW = Gauge("gad_db_pool_overflow", "Connections opened beyond the pool size", registry=None, multiprocess_mode="livesum")
+
+ALL = (WEBSOCKETS_OPEN, EVENTS_WRITTEN, EVENTS_DELIVERED, COMMIT_TO_SEND, LOGIN_FAILURES, EMERGENCIES_UNASSIGNED, DB_POOL_CHECKED_OUT, DB_POOL_OVERFLOW)

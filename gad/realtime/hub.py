@@ -1,0 +1,221 @@
+"""The per-process websocket hub and its PostgreSQL listener.
+
+One listener greenlet per process holds a dedicated connection doing ``LISTEN gad_eventos``. A
+notification only says "something committed"; the listener then reads ``eventos`` with ``id > last``
+in id order. Because ids are gapless and in commit order (see gad.realtime.events), that read can
+never skip an event, and a missed or duplicated notification is harmless. When the connection drops
+(PostgreSQL restart, network), the listener reconnects with exponential backoff and catches up from
+the last id it delivered. It also polls every few seconds as a safety net.
+
+The hub fans each event out to the connections that subscribed to its topic and may see it (the
+same policy as REST). Fan-out never blocks: each connection has a bounded queue drained by its own
+sender greenlet; a connection whose queue is full is closed with 1013 and resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import gevent
+import psycopg2
+from gevent.queue import Full, Queue
+
+from gad import metrics, policy
+from gad.models import Usuario
+from gad.realtime.events import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+SAFETY_POLL_S = 5.0
+BATCH = 500
+
+
+@dataclass
+class StoredEvent:
+    id: int
+    event_type: str
+    topic: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def frame(self) -> str:
+        return json.dumps(
+            {"id": self.id, "event_type": self.event_type, "topic": self.topic, "data": self.payload, "timestamp": self.created_at.isoformat()},
+            default=str,
+        )
+
+
+EVENT_COLUMNS = "id, event_type, topic, payload, created_at"
+
+
+def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(int(row[0]), row[1], row[2], row[3] or {}, row[4])
+
+
+@dataclass(eq=False)
+class Connection:
+    """One websocket client: who it is, what it listens to, and its bounded outgoing queue."""
+
+    ws: Any
+    usuario: Usuario
+    topics: set[str]
+    queue_size: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    last_sent: int = 0
+    closed: bool = False
+    close_code: int | None = None
+    close_reason: str = ""
+    queue: Queue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = Queue(maxsize=self.queue_size)
+
+    def wants(self, event: StoredEvent) -> bool:
+        return event.topic in self.topics and policy.can_see_event(self.usuario, event.topic, event.payload)
+
+    def offer(self, item: Any) -> bool:
+        """Queue without blocking; a full queue means the client fell behind and must resume later."""
+        if self.closed:
+            return False
+        try:
+            self.queue.put_nowait(item)
+            return True
+        except Full:
+            self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
+            return False
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code, self.close_reason = code, reason
+        try:
+            self.ws.close(reason=code, message=reason)
+        except Exception:
+            logger.debug("closing websocket %s failed", self.id, exc_info=True)
+
+
+class Hub:
+    """Registry of this process's connections, fed by one listener greenlet."""
+
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+        self.last_id = 0
+        self.delivered = 0
+        self.dsn: str | None = None
+        self._listener: gevent.Greenlet | None = None
+        self._ready = gevent.event.Event()
+        self.connected = False
+        self.shutting_down = False
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def ensure_started(self, dsn: str) -> None:
+        """Start the listener on first use in this process (never in the app factory)."""
+        if self._listener is not None and not self._listener.dead:
+            return
+        self.dsn = dsn.replace("postgresql+psycopg2://", "postgresql://", 1)
+        self._listener = gevent.spawn(self._listen_forever)
+        self._ready.wait(timeout=10)
+
+    def shutdown(self) -> None:
+        """SIGTERM: close every socket with 1001 so clients resume on another machine."""
+        self.shutting_down = True
+        for conn in list(self.connections):
+            conn.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    # --- listener ------------------------------------------------------------------------------
+
+    def _listen_forever(self) -> None:
+        backoff = 0.25
+        first = True
+        while not self.shutting_down:
+            conn = None
+            try:
+                conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="gad-listener")
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if first:
+                        cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1")
+                        self.last_id = int(cur.fetchone()[0])  # type: ignore[index]
+                        first = False
+                self.connected = True
+                self._ready.set()
+                backoff = 0.25
+                self._catch_up(conn)
+                while not self.shutting_down:
+                    gevent.select.select([conn], [], [], SAFETY_POLL_S)
+                    conn.poll()
+                    conn.notifies.clear()
+                    self._catch_up(conn)
+            except (psycopg2.Error, OSError) as exc:
+                self.connected = False
+                logger.warning("event listener lost PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except psycopg2.Error:
+                        pass
+
+    def _catch_up(self, conn: Any) -> None:
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT {EVENT_COLUMNS} FROM eventos WHERE id > %s ORDER BY id LIMIT %s", (self.last_id, BATCH))
+                rows = cur.fetchall()
+            for row in rows:
+                self.publish(row_to_event(row))
+            if len(rows) < BATCH:
+                return
+
+    # --- fan-out -------------------------------------------------------------------------------
+
+    def publish(self, event: StoredEvent) -> None:
+        if event.id <= self.last_id:
+            return
+        self.last_id = event.id
+        for conn in list(self.connections):
+            if conn.wants(event):
+                conn.offer(event)
+
+    def register(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        metrics.WEBSOCKETS_OPEN.inc()
+
+    def unregister(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            metrics.WEBSOCKETS_OPEN.dec()
+
+    def record_delivery(self, event: StoredEvent) -> None:
+        self.delivered += 1
+        metrics.EVENTS_DELIVERED.inc()
+        lag = time.time() - event.created_at.timestamp()
+        if lag >= 0:
+            metrics.COMMIT_TO_SEND.observe(lag)
+
+    def stats(self) -> dict[str, Any]:
+        by_nivel = Counter(str(conn.usuario.nivel) for conn in self.connections)
+        return {
+            "connections": len(self.connections),
+            "connections_by_nivel": dict(by_nivel),
+            "events_delivered": self.delivered,
+            "last_event_id": self.last_id,
+            "listener_connected": self.connected,
+        }
+
+
+hub = Hub()

@@ -1,0 +1,356 @@
+"""The live stream over real sockets: real gunicorn gevent servers, real PostgreSQL, real websockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+import websocket
+from flask import Flask
+
+from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
+from gad.models import utcnow
+from tests.builders import Builders
+from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
+from tests.wsclient import Closed, WsClient
+
+pytestmark = pytest.mark.slow
+
+
+def _create(server: LiveServer, headers: dict[str, str], codigo: str, **extra: object) -> dict:
+    response = server.post("/api/v1/tasks", json={"codigo": codigo, "titulo": "Tarea en vivo", "tipo": "patrullaje", **extra}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def two_servers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
+    tmp = tmp_path_factory.mktemp("two")
+    a = start_gunicorn(database_url, workers=2, tmp=tmp, extra_env={"WS_QUEUE_SIZE": "5000"})
+    b = start_gunicorn(database_url, workers=2, tmp=tmp, extra_env={"WS_QUEUE_SIZE": "5000"})
+    yield a, b
+    stop_gunicorn(a)
+    stop_gunicorn(b)
+
+
+def test_ack_then_event_envelope(build: Builders, live_server: LiveServer) -> None:
+    sup = build.usuario(2)
+    client = WsClient(live_server.url, build.token(sup))
+    ack = client.recv()
+    assert ack["event_type"] == "connection_ack"
+    assert {"connection_id", "last_event_id", "server_time"} <= set(ack["data"])
+    tarea = _create(live_server, build.headers(sup), "LIVE-1")
+    (frame,) = client.events(1)
+    assert set(frame) == {"id", "event_type", "topic", "data", "timestamp"}
+    assert frame["event_type"] == "task_created" and frame["topic"] == "tareas" and frame["data"]["id"] == tarea["id"]
+    assert frame["id"] == ack["data"]["last_event_id"] + 1
+    client.close()
+
+
+@pytest.mark.parametrize("credential", ["none", "garbage", "expired", "revoked", "query_garbage"])
+def test_handshake_refuses_bad_credentials(app: Flask, build: Builders, live_server: LiveServer, credential: str) -> None:
+    user = build.usuario(3)
+    token = {"none": None, "garbage": "not-a-jwt", "query_garbage": "not-a-jwt"}.get(credential)
+    if credential == "expired":
+        now = utcnow()
+        token = jwt.encode(
+            {
+                "sub": str(user.id),
+                "tv": 1,
+                "jti": "x",
+                "iat": int((now - timedelta(hours=1)).timestamp()),
+                "exp": int((now - timedelta(minutes=1)).timestamp()),
+            },
+            app.config["SECRET_KEY"],
+            algorithm="HS256",
+        )
+    if credential == "revoked":
+        token = build.token(user)
+        assert live_server.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        WsClient(live_server.url, token, query_token=credential == "query_garbage")
+    assert refused.value.status_code == 401
+    assert "not-a-jwt" not in live_server.log()  # query strings (tokens) never reach the logs
+
+
+def test_token_in_query_string_is_accepted(build: Builders, live_server: LiveServer) -> None:
+    client = WsClient(live_server.url, build.token(build.usuario(2)), query_token=True)
+    assert client.recv()["event_type"] == "connection_ack"
+    client.close()
+
+
+def _browser_cookie(server: LiveServer, email: str) -> str:
+    with requests.Session() as session:
+        page = session.get(server.url + "/login").text
+        csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+        session.post(server.url + "/login", data={"email": email, "password": "correct-horse-battery", "csrf_token": csrf}, allow_redirects=False)
+        return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+
+
+def test_session_cookie_needs_same_origin(build: Builders, live_server: LiveServer) -> None:
+    user = build.usuario(2)
+    cookie = _browser_cookie(live_server, user.email)
+    same = WsClient(live_server.url, headers={"Cookie": cookie, "Origin": live_server.url})
+    assert same.recv()["event_type"] == "connection_ack"
+    same.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        WsClient(live_server.url, headers={"Cookie": cookie, "Origin": "https://evil.example"})
+    assert refused.value.status_code == 401
+
+
+def test_change_on_server_a_reaches_client_on_server_b_exactly_once(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
+    a, b = two_servers
+    sup = build.usuario(2)
+    clients = [WsClient(b.url, build.token(sup)) for _ in range(4)]  # spread over b's two workers
+    for client in clients:
+        client.recv()
+    tarea = _create(a, build.headers(sup), "CROSS-1")
+    for client in clients:
+        (frame,) = client.events(1)
+        assert frame["data"]["id"] == tarea["id"]
+        assert client.quiet(0.7) == []  # exactly once
+        client.close()
+
+
+def test_resume_with_since_delivers_exactly_the_missed_events_in_order(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
+    a, b = two_servers
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    client = WsClient(b.url, build.token(sup))
+    client.recv()
+    _create(a, headers, "RES-0")
+    (seen,) = client.events(1)
+    client.close()
+    missed = [_create(a, headers, f"RES-{i}")["id"] for i in range(1, 8)]
+    resumed = WsClient(b.url, build.token(sup), since=seen["id"])
+    assert resumed.recv()["event_type"] == "connection_ack"
+    frames = resumed.events(7)
+    assert [f["data"]["id"] for f in frames] == missed
+    assert [f["id"] for f in frames] == list(range(seen["id"] + 1, seen["id"] + 8))
+    live = _create(a, headers, "RES-LIVE")
+    (after,) = resumed.events(1)
+    assert after["data"]["id"] == live["id"] and after["id"] == frames[-1]["id"] + 1  # no gap, no duplicate at the seam
+    resumed.close()
+
+
+def test_since_beyond_retention_gets_resync_required(build: Builders, live_server: LiveServer) -> None:
+    client = WsClient(live_server.url, build.token(build.usuario(2)), since=10_000_000)
+    assert client.recv()["event_type"] == "resync_required"
+    client.close()
+
+
+def test_many_writers_every_client_sees_strictly_increasing_gapless_ids(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
+    a, b = two_servers
+    admin = build.usuario(3)
+    token = build.token(admin)
+    clients = [WsClient(server.url, token) for server in (a, b, a, b)]
+    start = [c.recv()["data"]["last_event_id"] for c in clients]
+    headers = build.headers(admin)
+
+    def writer(w: int) -> None:
+        for n in range(50):
+            _create(a if (w + n) % 2 else b, headers, f"W{w:02d}-{n:03d}")
+
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(writer, range(20)))
+    for client, first in zip(clients, start, strict=True):
+        frames = client.events(1000, timeout=60)
+        ids = [f["id"] for f in frames]
+        assert ids == list(range(first + 1, first + 1001))
+        client.close()
+
+
+def test_efectivo_receives_only_what_rest_lets_them_read(build: Builders, live_server: LiveServer) -> None:
+    sup, user = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=user.id)
+    headers = build.headers(sup)
+    watcher = WsClient(live_server.url, build.token(user))
+    start = watcher.recv()["data"]["last_event_id"]
+    hidden = _create(live_server, headers, "HIDDEN-1")
+    mine = _create(live_server, headers, "MINE-1")
+    assert live_server.post(f"/api/v1/tasks/{mine['id']}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers).status_code == 200
+    got = watcher.events(1)
+    assert got[0]["event_type"] == "task_assigned" and got[0]["data"]["id"] == mine["id"]  # not task_created: not theirs yet
+    user_headers = build.headers(user)
+    for frame in got + watcher.quiet(0.5):
+        resource = "tasks" if frame["topic"] == "tareas" else "efectivos"
+        assert requests.get(f"{live_server.url}/api/v1/{resource}/{frame['data']['id']}", headers=user_headers, timeout=10).status_code == 200
+    assert requests.get(f"{live_server.url}/api/v1/tasks/{hidden['id']}", headers=user_headers, timeout=10).status_code == 403
+    # Replay applies the same rule: resuming from before HIDDEN-1 shows nothing about it.
+    replay = WsClient(live_server.url, build.token(user), since=start)
+    assert replay.recv()["event_type"] == "connection_ack"
+    replayed = replay.quiet(1.0)
+    assert replayed and all(f["data"].get("id") != hidden["id"] or f["topic"] != "tareas" for f in replayed)
+    assert all(f["topic"] not in ("usuarios", "seguridad") for f in replayed)
+    replay.close()
+    watcher.close()
+
+
+def test_subscriptions_filter_topics_and_bad_topics_get_an_error_frame(build: Builders, live_server: LiveServer) -> None:
+    sup = build.usuario(2)
+    client = WsClient(live_server.url, build.token(sup))
+    client.recv()
+    client.send("subscribe", topics=["usuarios", "nonsense"])
+    error = client.recv()
+    assert error["event_type"] == "error" and error["data"]["forbidden"] == ["usuarios"] and error["data"]["unknown"] == ["nonsense"]
+    assert "usuarios" not in client.recv()["data"]["topics"]  # the connection is kept, subscriptions unchanged
+    client.send("unsubscribe", topics=["tareas"])
+    assert "tareas" not in client.recv()["data"]["topics"]
+    _create(live_server, build.headers(sup), "UNSUB-1")
+    assert client.quiet(1.0) == []
+    client.send("subscribe", topics=["tareas"])
+    client.recv()
+    _create(live_server, build.headers(sup), "SUB-2")
+    assert client.events(1)[0]["event_type"] == "task_created"
+    client.close()
+
+
+def test_token_expiring_mid_connection_closes_with_1008(app: Flask, build: Builders, live_server: LiveServer) -> None:
+    user = build.usuario(2)
+    now = utcnow()
+    token = jwt.encode(
+        {"sub": str(user.id), "tv": 1, "jti": "short", "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 2},
+        app.config["SECRET_KEY"],
+        algorithm="HS256",
+    )
+    client = WsClient(live_server.url, token)
+    client.recv()
+    with pytest.raises(Closed) as closed:
+        client.events(1, timeout=8)
+    client.close()
+    assert closed.value.code == 1008
+
+
+def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url: str, build: Builders, tmp_path: Path) -> None:
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5"})
+    try:
+        sup = build.usuario(2)
+        headers = build.headers(sup)
+        probe = WsClient(server.url, build.token(sup))
+        start = probe.recv()["data"]["last_event_id"]
+        probe.close()
+        for i in range(12):
+            _create(server, headers, f"SLOW-{i}")
+        slow = WsClient(server.url, build.token(sup), since=start)  # a 12-event replay does not fit in 5 slots
+        with pytest.raises(Closed) as closed:
+            slow.events(100, timeout=10)
+        slow.close()
+        assert closed.value.code == 1013
+        healthy = WsClient(server.url, build.token(sup))
+        healthy.recv()
+        _create(server, headers, "SLOW-OK")
+        assert healthy.events(1)[0]["event_type"] == "task_created"
+        healthy.close()
+    finally:
+        stop_gunicorn(server)
+
+
+def test_killed_worker_clients_resume_without_loss(build: Builders, database_url: str, tmp_path: Path) -> None:
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path)
+    try:
+        sup = build.usuario(2)
+        headers = build.headers(sup)
+        client = WsClient(server.url, build.token(sup))
+        client.recv()
+        _create(server, headers, "KILL-0")
+        (last,) = client.events(1)
+        worker_pid = int(subprocess.check_output(["pgrep", "-P", str(server.process.pid)]).split()[0])
+        os.kill(worker_pid, signal.SIGKILL)
+        with pytest.raises((Closed, websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+            client.events(1, timeout=5)
+        client.close()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if server.get("/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        made = [_create(server, headers, f"KILL-{i}")["id"] for i in range(1, 4)]
+        resumed = WsClient(server.url, build.token(sup), since=last["id"])
+        resumed.recv()
+        assert [f["data"]["id"] for f in resumed.events(3)] == made
+        resumed.close()
+    finally:
+        stop_gunicorn(server)
+
+
+def test_listener_recovers_after_postgresql_restart(tmp_path: Path, build: Builders) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+    url = pg.start()
+    wait_until_accepting(url)
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    env["GAD_ADMIN_PASSWORD"] = "restart-admin-password"
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "create-admin", "restart@gad.test"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    server = start_gunicorn(url, workers=1, tmp=tmp_path)
+    try:
+        token = server.post("/api/v1/auth/login", json={"email": "restart@gad.test", "password": "restart-admin-password"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        client = WsClient(server.url, token)
+        client.recv()
+        client.send("unsubscribe", topics=["seguridad"])
+        client.recv()
+        pg.stop("fast")
+        pg.start()
+        wait_until_accepting(url)
+        deadline = time.monotonic() + 20
+        while True:  # the pool recovers by itself (pre-ping); retry until the first write goes through
+            response = server.post("/api/v1/tasks", json={"codigo": "AFTER-PG", "titulo": "Tras el reinicio", "tipo": "patrullaje"}, headers=headers)
+            if response.status_code == 201:
+                break
+            assert response.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.3)
+        frames = client.events(1, timeout=20)
+        assert frames[0]["event_type"] == "task_created" and frames[0]["data"]["codigo"] == "AFTER-PG"
+        client.close()
+    finally:
+        stop_gunicorn(server)
+        pg.destroy()
+
+
+def test_sigterm_closes_websockets_with_1001(build: Builders, database_url: str, tmp_path: Path) -> None:
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path)
+    sup = build.usuario(2)
+    clients = [WsClient(server.url, build.token(sup)) for _ in range(3)]
+    for client in clients:
+        client.recv()
+    codes: list[int | None] = []
+    lock = threading.Lock()
+
+    def wait_close(client: WsClient) -> None:
+        try:
+            client.events(1, timeout=15)
+        except Closed as closed:
+            with lock:
+                codes.append(closed.code)
+
+    threads = [threading.Thread(target=wait_close, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(20)
+    for client in clients:
+        client.close()
+    assert codes == [1001, 1001, 1001]
+    assert server.process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    if server.log_file is not None:
+        server.log_file.close()
