@@ -14,6 +14,10 @@ from typing import Any
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
+
+from gad import metrics as app_metrics
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("gad.access")
@@ -96,9 +100,36 @@ def _init_metrics(app: Flask) -> None:
         metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint")
     else:
         # A registry per app: tests and the CLI build many apps in one process.
-        metrics = PrometheusMetrics(app, path="/metrics", registry=CollectorRegistry(auto_describe=True), group_by="endpoint")
+        registry = CollectorRegistry(auto_describe=True)
+        for collector in app_metrics.ALL:
+            registry.register(collector)
+        metrics = PrometheusMetrics(app, path="/metrics", registry=registry, group_by="endpoint")
     metrics.info("gad_app_info", "GAD application", version=app.config["VERSION"])
     app.extensions["gad_metrics"] = metrics
+    _track_pool(int(app.config["DB_POOL_SIZE"]))
+
+
+_pool_state = {"checked_out": 0, "size": 10, "hooked": False}
+
+
+def _track_pool(pool_size: int) -> None:
+    """Pool usage gauges, from SQLAlchemy's pool events (summed across workers in multi-process mode)."""
+    _pool_state["size"] = pool_size
+    if _pool_state["hooked"]:
+        return
+    _pool_state["hooked"] = True
+
+    @event.listens_for(Pool, "checkout")
+    def _checkout(*_: object) -> None:
+        _pool_state["checked_out"] += 1
+        app_metrics.DB_POOL_CHECKED_OUT.set(_pool_state["checked_out"])
+        app_metrics.DB_POOL_OVERFLOW.set(max(0, _pool_state["checked_out"] - _pool_state["size"]))
+
+    @event.listens_for(Pool, "checkin")
+    def _checkin(*_: object) -> None:
+        _pool_state["checked_out"] = max(0, _pool_state["checked_out"] - 1)
+        app_metrics.DB_POOL_CHECKED_OUT.set(_pool_state["checked_out"])
+        app_metrics.DB_POOL_OVERFLOW.set(max(0, _pool_state["checked_out"] - _pool_state["size"]))
 
 
 def init_app(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -10,6 +11,8 @@ from flask import Flask, Response, current_app, g, request, session
 from gad.errors import Forbidden, Unauthorized
 from gad.models import Usuario
 from gad.services import auth
+
+logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -123,8 +126,24 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _audit_denials(response: Response) -> Response:
+    """A 403 rolls its transaction back, so the denial is recorded in a transaction of its own."""
+    if response.status_code == 403 and "current_user" in g:
+        from gad.extensions import db
+        from gad.realtime.events import record_security
+
+        try:
+            record_security("permission_denied", g.current_user.id, {"method": request.method, "path": request.path})
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            logger.exception("could not record a permission_denied event")
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.after_request(_security_headers)
+    app.after_request(_audit_denials)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 

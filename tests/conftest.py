@@ -28,7 +28,7 @@ from tests.builders import Builders  # noqa: E402
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "auditoria_anclas, eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:
@@ -101,6 +101,11 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.
+        cur.execute(
+            "INSERT INTO auditoria_anclas (pruned_up_to_id, last_hash, pruned_count, actor, created_at)"
+            " SELECT last_id, last_hash, 0, 'tests', now() FROM eventos_contador WHERE id = 1"
+        )
     conn.close()
     from gad.extensions import limiter
 

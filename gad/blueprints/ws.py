@@ -102,7 +102,7 @@ def _sender(conn: Connection) -> None:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
                     continue
-                conn.ws.send(item.frame())
+                conn.ws.send(item.frame)
                 conn.last_sent = item.id
                 hub.record_delivery(item)
             elif item is None:

@@ -9,6 +9,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from gad.commands.audit import audit_cli
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -16,6 +17,7 @@ from gad.services import usuarios
 
 gad_cli = AppGroup("gad", help="GAD administration commands.")
 gad_cli.add_command(seed_demo)
+gad_cli.add_command(audit_cli)
 
 
 @gad_cli.command("create-admin")

@@ -2,13 +2,14 @@
 
 from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
-from gad.models.evento import Evento, EventoContador
+from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
 
 __all__ = [
     "Asignacion",
+    "AuditoriaAncla",
     "Base",
     "Efectivo",
     "Evento",

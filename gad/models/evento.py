@@ -25,6 +25,9 @@ class Evento(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Tamper evidence (gad.realtime.chain): this event's hash and the previous event's.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<Evento {self.id} {self.event_type} {self.entity_type}:{self.entity_id}>"
@@ -37,6 +40,23 @@ class EventoContador(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64, server_default="0" * 64)
 
     def __repr__(self) -> str:
         return f"<EventoContador {self.last_id}>"
+
+
+class AuditoriaAncla(Base):
+    """Where the hash chain restarts after a documented prune: the last pruned id and its hash."""
+
+    __tablename__ = "auditoria_anclas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pruned_up_to_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    pruned_count: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<AuditoriaAncla up_to={self.pruned_up_to_id}>"

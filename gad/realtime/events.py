@@ -13,6 +13,7 @@ on commit.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,12 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from gad import metrics
 from gad.cache_keys import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import Evento, utcnow
 from gad.observability import current_request_id
+from gad.realtime import chain
 
 logger = logging.getLogger(__name__)
 
@@ -70,29 +73,37 @@ def _write_pending_events(session: Session) -> None:
     if not pending:
         return
     session.flush()
-    new_last = session.scalar(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id"), {"n": len(pending)})
-    if new_last is None:
+    row = session.execute(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash"), {"n": len(pending)}).first()
+    if row is None:
         raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
-    last_id = int(new_last) - len(pending)
+    last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
     now = utcnow()
     for offset, item in enumerate(pending, start=1):
-        session.add(
-            Evento(
-                id=last_id + offset,
-                event_type=item.event_type,
-                topic=item.topic,
-                entity_type=item.entity_type,
-                entity_id=item.entity_id,
-                actor_id=item.actor_id,
-                request_id=item.request_id,
-                payload=item.payload,
-                created_at=now,
-            )
-        )
+        fields = {
+            "id": last_id + offset,
+            "event_type": item.event_type,
+            "topic": item.topic,
+            "entity_type": item.entity_type,
+            "entity_id": item.entity_id,
+            "actor_id": item.actor_id,
+            "request_id": item.request_id,
+            "payload": _jsonable(item.payload),
+            "created_at": now,
+        }
+        digest = chain.link(prev_hash, chain.canonical(**fields))
+        session.add(Evento(**fields, prev_hash=prev_hash, hash=digest))
+        prev_hash = digest
+    session.execute(text("UPDATE eventos_contador SET last_hash = :h WHERE id = 1"), {"h": prev_hash})
     session.flush()
     session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
+    on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
+
+
+def _jsonable(payload: dict[str, Any]) -> Any:
+    """The payload exactly as JSONB will hand it back, so the hash verifies after a round trip."""
+    return json.loads(json.dumps(payload, default=str))
 
 
 @event.listens_for(Session, "after_rollback")

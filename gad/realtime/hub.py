@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +49,9 @@ class StoredEvent:
     payload: dict[str, Any]
     created_at: datetime
 
+    @cached_property
     def frame(self) -> str:
+        # Encoded once per event, not once per connection: fan-out to 1,000 sockets shares one string.
         return json.dumps(
             {"id": self.id, "event_type": self.event_type, "topic": self.topic, "data": self.payload, "timestamp": self.created_at.isoformat()},
             default=str,

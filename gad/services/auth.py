@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import current_app
 from sqlalchemy import delete, func, select
 
+from gad import metrics
 from gad.errors import Locked, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
@@ -175,6 +176,7 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
     if usuario is None:
         verify_password(_DUMMY_HASH, password)
         events.record_security("login_failed", None, {"email": email.strip().lower()[:254], "client": client_address})
+        metrics.LOGIN_FAILURES.inc()
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
     if not verify_password(usuario.password_hash, password) or not usuario.activo:
         usuario.intentos_fallidos += 1
@@ -184,6 +186,7 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
             usuario.intentos_fallidos = 0
             events.record_security("account_locked", usuario.id, payload)
         events.record_security("login_failed", usuario.id, payload)
+        metrics.LOGIN_FAILURES.inc()
         db.session.flush()
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
     usuario.intentos_fallidos = 0

@@ -6,6 +6,7 @@ bounding-box prefilter that lets the (lat, lon) index discard far-away rows.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,12 +15,16 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, text
 
+from gad import metrics
+from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
 from gad.realtime import events
 from gad.services import tareas
 from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
+
+logger = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_008.8
 # Emergency codes are numbered per day; this lock serialises only the numbering, per day.
@@ -139,4 +144,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
             actor.id,
             tareas.tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id))},
         )
+    if not asignados:
+        logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
+        on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
     return EmergencyResult(tarea, asignados)

@@ -113,6 +113,7 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     usuario.version += 1
     if revoke:
         auth.revoke_all_tokens(usuario)
+        events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "password" if password else "deactivated"})
     db.session.flush()
     events.record(db.session(), "user_updated", "usuarios", "usuario", usuario.id, actor.id, {"before": before, "after": _usuario_payload(usuario)})
     return usuario

@@ -1,0 +1,22 @@
+"""The audit trail for administradores: the event log with filters and cursor pagination by id."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from gad.blueprints.http import json_response, parse_query
+from gad.openapi import documented
+from gad.schemas.eventos import EventoOut, EventoPage, EventoQuery
+from gad.security import current_user, require_authentication
+from gad.services import audit
+
+bp = Blueprint("eventos", __name__, url_prefix="/api/v1/eventos")
+bp.before_request(require_authentication)
+
+
+@bp.get("")
+@documented(tags=("audit",), query=EventoQuery, resp={"HTTP_200": EventoPage})
+def list_eventos() -> Response:
+    query = parse_query(EventoQuery)
+    items, next_cursor = audit.list_events(current_user(), **query.model_dump())
+    return json_response(EventoPage(items=[EventoOut.model_validate(e) for e in items], next_cursor=next_cursor))

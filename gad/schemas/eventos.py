@@ -1,0 +1,40 @@
+"""Audit trail (event log) schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from gad.schemas.common import OutModel, QueryModel, UtcDatetime
+
+
+class EventoQuery(QueryModel):
+    actor_id: int | None = Field(None, ge=1)
+    entity_type: str | None = Field(None, max_length=30)
+    entity_id: int | None = Field(None, ge=1)
+    event_type: str | None = Field(None, max_length=50)
+    desde: UtcDatetime | None = None
+    hasta: UtcDatetime | None = None
+    after_id: int = Field(0, ge=0, description="Cursor: return events with id greater than this")
+    limit: int = Field(100, ge=1, le=500)
+
+
+class EventoOut(OutModel):
+    id: int
+    event_type: str
+    topic: str
+    entity_type: str
+    entity_id: int | None
+    actor_id: int | None
+    request_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+
+class EventoPage(OutModel):
+    items: list[EventoOut]
+    next_cursor: int | None = Field(description="Pass as after_id to get the next page; null at the end")
