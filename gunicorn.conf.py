@@ -67,3 +67,12 @@ def on_starting(server):
     except ConfigError as exc:
         server.log.error("GAD configuration error: %s", exc)
         raise SystemExit(1) from None
+    # Prometheus multi-process mode: every worker writes its samples under this directory and any worker's
+    # /metrics sums them. Start empty so counters from a previous run are not resurrected.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+        os.environ["GAD_METRICS_MULTIPROCESS"] = "1"

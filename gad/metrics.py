@@ -7,7 +7,15 @@ scrape of any worker returns the sum over all workers.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
+
+# With PROMETHEUS_MULTIPROC_DIR set (it is, in the Docker image) prometheus_client backs every sample
+# with a file in that directory. The release machine's `flask db upgrade` has no gunicorn to create it,
+# so make sure it exists before the first metric is built instead of crashing the deploy.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 WEBSOCKETS_OPEN = Gauge("gad_websockets_open", "Open websocket connections", registry=None, multiprocess_mode="livesum")
 EVENTS_WRITTEN = Counter("gad_events_written_total", "Events appended to the event log", registry=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import re
 import sys
 import time
 import uuid
+from functools import wraps
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -18,11 +20,13 @@ from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 from gad import metrics as app_metrics
+from gad.errors import Unauthorized
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("gad.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+MULTIPROCESS_FLAG = "GAD_METRICS_MULTIPROCESS"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -93,17 +97,39 @@ def current_request_id() -> str | None:
         return None
 
 
+def _metrics_guard(app: Flask) -> Any:
+    """With METRICS_TOKEN set, /metrics answers only ``Authorization: Bearer <METRICS_TOKEN>``."""
+    token = app.config.get("METRICS_TOKEN")
+
+    def decorator(view: Any) -> Any:
+        if not token:
+            return view
+
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), token.encode()):
+                raise Unauthorized("/metrics requires the METRICS_TOKEN bearer token.")
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorator
+
+
 def _init_metrics(app: Flask) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not app.testing:
+    # Multi-process mode only inside gunicorn (its on_starting hook prepares the directory and sets the
+    # flag): `flask db upgrade` on Fly's release machine and the tests build the app without it.
+    if os.environ.get(MULTIPROCESS_FLAG) and os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not app.testing:
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint")
+        metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint", metrics_decorator=_metrics_guard(app))
     else:
         # A registry per app: tests and the CLI build many apps in one process.
         registry = CollectorRegistry(auto_describe=True)
         for collector in app_metrics.ALL:
             registry.register(collector)
-        metrics = PrometheusMetrics(app, path="/metrics", registry=registry, group_by="endpoint")
+        metrics = PrometheusMetrics(app, path="/metrics", registry=registry, group_by="endpoint", metrics_decorator=_metrics_guard(app))
     metrics.info("gad_app_info", "GAD application", version=app.config["VERSION"])
     app.extensions["gad_metrics"] = metrics
     _track_pool(int(app.config["DB_POOL_SIZE"]))

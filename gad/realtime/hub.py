@@ -20,8 +20,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import gevent

@@ -8,6 +8,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -30,8 +31,13 @@ _hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
 _hash_pool: Any = None
 JWT_ALGORITHM = "HS256"
 GENERIC_LOGIN_FAILURE = "Invalid e-mail or password."
-# Verifying against this hash when the e-mail is unknown keeps response time independent of whether it exists.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-for-timing")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Verifying against this hash when the e-mail is unknown keeps response time independent of whether it
+    # exists. Built on first use, not at import: argon2 with 64 MiB would slow every worker's start-up.
+    return _hasher.hash("not-a-real-password-for-timing")
 
 
 def _lower_thread_priority() -> None:
@@ -174,7 +180,7 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
             headers={"Retry-After": str(retry_after)},
         )
     if usuario is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         events.record_security("login_failed", None, {"email": email.strip().lower()[:254], "client": client_address})
         metrics.LOGIN_FAILURES.inc()
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
