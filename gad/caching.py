@@ -16,8 +16,8 @@ def init_app(app: Flask) -> None:
             # A non-empty prefix: clearing our cache must never wipe a shared Redis database.
             "CACHE_KEY_PREFIX": app.config["CACHE_KEY_PREFIX"],
             "CACHE_OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
-            "CACHE_DEFAULT_TIMEOUT": 60,
+            "CACHE_DEFAULT_TIMEOUT": app.config["CACHE_DEFAULT_TIMEOUT"],
         }
     else:
-        config = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 60, "CACHE_THRESHOLD": 1000}
+        config = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": app.config["CACHE_DEFAULT_TIMEOUT"], "CACHE_THRESHOLD": 1000}
     cache.init_app(app, config=config)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from flask import Flask, Response
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
-from gad.errors import Conflict, ServiceUnavailable, problem_response
+from gad.errors import Conflict, ServiceUnavailable, ValidationProblem, problem_response
 from gad.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,15 @@ def _handle_integrity_error(exc: IntegrityError) -> Response:
     return problem_response(error.status, error.title, error.detail, code=error.code, extra=error.extra)
 
 
+def _handle_data_error(exc: DataError) -> Response:
+    # Values the schema let through but PostgreSQL cannot store (an id beyond bigint, say): client error.
+    db.session.rollback()
+    error = ValidationProblem("A value is out of range for the database.")
+    return problem_response(error.status, error.title, error.detail, code=error.code)
+
+
 def init_app(app: Flask) -> None:
+    app.register_error_handler(DataError, _handle_data_error)
     app.after_request(_commit_after_request)
     app.register_error_handler(OperationalError, _handle_database_unavailable)
     app.register_error_handler(PoolTimeoutError, _handle_database_unavailable)

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -38,14 +38,39 @@ Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 UtcDatetime = AwareDatetime
 
 
+def _no_nul(value: Any, path: str = "") -> None:
+    # PostgreSQL text cannot hold NUL; refuse it here (422) instead of failing in the database (500).
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{path or 'value'} must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, path)
+            _no_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nul(item, f"{path}[{index}]")
+
+
 class InModel(BaseModel):
     """Request bodies: unknown fields are errors, so typos never silently do nothing."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=10_000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nul(cls, data: Any) -> Any:
+        _no_nul(data)
+        return data
+
 
 class QueryModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nul(cls, data: Any) -> Any:
+        _no_nul(data)
+        return data
 
 
 class OutModel(BaseModel):

@@ -107,6 +107,8 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
         if usuario.id == actor.id:
             raise Conflict("You cannot deactivate yourself.")
         revoke = True
+    if usuario.id == actor.id and changes.get("nivel") is not None and changes["nivel"] < actor.nivel:
+        raise Conflict("You cannot lower your own nivel; ask another administrador.")
     if "nivel" in changes and changes["nivel"] != usuario.nivel:
         events.record_security("role_changed", actor.id, {"usuario_id": usuario.id, "from": usuario.nivel, "to": changes["nivel"]})
     apply_changes(usuario, changes)
