@@ -123,7 +123,10 @@ class EmbeddedPostgres:
             if running_port is not None:
                 self.port = running_port
             return self.url
-        options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c max_connections=300 -c shared_buffers=128MB -c synchronous_commit=off"
+        # fsync=off is safe for a development server: a killed PostgreSQL leaves its writes in the OS page
+        # cache. synchronous_commit must stay on, or a commit acknowledged to a client can vanish in a
+        # crash: the fault-injection test caught exactly that.
+        options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=on -c max_connections=300 -c shared_buffers=128MB"
         self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.datadir / "server.log"), "-w", "-t", "60", "-o", options, "start", timeout=90)
         return self.url
 

@@ -1,0 +1,109 @@
+"""Fault injection: PostgreSQL stopped under steady load, then started again; nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+
+from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
+from tests.conftest import ROOT, start_gunicorn, stop_gunicorn
+from tests.wsclient import WsClient
+
+pytestmark = pytest.mark.slow
+CONNECT_TIMEOUT_S = 2
+
+
+def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_writes(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+    url = pg.start()
+    wait_until_accepting(url)
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url, "GAD_ADMIN_PASSWORD": "fault-admin-password"}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*flask, "gad", "create-admin", "fault@gad.test"], cwd=ROOT, env=env, check=True, capture_output=True)
+    server = start_gunicorn(url, workers=2, tmp=tmp_path, extra_env={"DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S)})
+    acknowledged: list[str] = []
+    when_ack: dict[str, tuple[float, str | None]] = {}
+    outcomes: list[tuple[float, int, float]] = []  # (when, status, duration)
+    stop = threading.Event()
+    try:
+        token = server.post("/api/v1/auth/login", json={"email": "fault@gad.test", "password": "fault-admin-password"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        listener = WsClient(server.url, token)
+        listener.recv()
+        listener.send("unsubscribe", topics=["seguridad", "efectivos"])
+        listener.recv()
+
+        def steady_writer(worker: int) -> None:
+            n = 0
+            while not stop.is_set():
+                codigo = f"F{worker}-{n:05d}"
+                n += 1
+                started = time.monotonic()
+                try:
+                    response = requests.post(
+                        server.url + "/api/v1/tasks", json={"codigo": codigo, "titulo": "Bajo carga", "tipo": "patrullaje"}, headers=headers, timeout=30
+                    )
+                    status = response.status_code
+                    if status == 201:
+                        acknowledged.append(codigo)
+                        when_ack[codigo] = (time.monotonic(), response.headers.get("X-Request-ID"))
+                    else:
+                        assert response.headers["Content-Type"] == "application/problem+json"
+                except requests.RequestException:
+                    status = 0
+                outcomes.append((time.monotonic(), status, time.monotonic() - started))
+                time.sleep(0.02)
+
+        writers = [threading.Thread(target=steady_writer, args=(w,)) for w in range(4)]
+        for writer in writers:
+            writer.start()
+        time.sleep(1.5)
+        down_at = time.monotonic()
+        pg.stop("immediate")
+        time.sleep(3)
+        assert requests.get(server.url + "/health", timeout=5).status_code == 200
+        ready = requests.get(server.url + "/health/ready", timeout=5)
+        assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+        restart_at = time.monotonic()
+        pg.start()  # returns once PostgreSQL accepts connections again
+        up_at = time.monotonic()
+        time.sleep(6)
+        stop.set()
+        for writer in writers:
+            writer.join(30)
+
+        during = [o for o in outcomes if down_at + 0.5 < o[0] < restart_at]
+        assert during and all(status == 503 for _, status, _ in during), [o for o in during if o[1] != 503][:5]
+        assert max(duration for _, _, duration in during) < CONNECT_TIMEOUT_S + 1.5  # fail fast, not the 30 s pool timeout
+        recovered = [o for o in outcomes if o[1] == 201 and o[0] > up_at]
+        assert recovered and min(o[0] for o in recovered) - up_at < 5  # back by itself within 5 s, no restart
+        assert requests.get(server.url + "/health/ready", timeout=5).status_code == 200
+
+        conn = psycopg2.connect(url)
+        with conn.cursor() as cur:
+            cur.execute("SELECT codigo FROM tareas")
+            stored = {row[0] for row in cur.fetchall()}
+        conn.close()
+        lost = set(acknowledged) - stored
+        assert not lost, [(c, round(when_ack[c][0] - down_at, 3), when_ack[c][1]) for c in lost]  # no request that got a 2xx lost its write
+
+        # The listener came back too: the websocket client has every acknowledged creation, in order.
+        frames = listener.events(len(acknowledged), timeout=30)
+        seen = [f["data"]["codigo"] for f in frames if f["event_type"] == "task_created"]
+        assert set(seen) == set(acknowledged)
+        ids = [f["id"] for f in frames]
+        assert ids == sorted(ids) and len(ids) == len(set(ids))
+        listener.close()
+    finally:
+        stop.set()
+        stop_gunicorn(server)
+        pg.destroy()
