@@ -43,6 +43,8 @@ class World:
 #   admin       — nivel 3
 #   page        — browser page: anonymous is redirected to /login, authenticated sees it
 #   csrf        — browser form: without the session's CSRF token every caller is refused (403)
+#   csrf_page   — a dashboard form: anonymous is redirected to /login, others need the CSRF token
+#   page_supervisor / page_admin — dashboard pages for nivel 2+ / 3 (lower niveles get 403)
 Request = Callable[[World], tuple[str, dict[str, Any]]]
 
 
@@ -74,6 +76,12 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "POST /login": ("csrf", lambda w: ("/login", {"data": {"email": w.admin.email, "password": "x"}})),
     "POST /logout": ("csrf", lambda w: ("/logout", {"data": {}})),
     "GET /": ("page", _no_body("/")),
+    "GET /tareas/<int:tarea_id>": ("page", _no_body("/tareas/{w.tarea.id}")),
+    "GET /tareas/nueva": ("page_supervisor", _no_body("/tareas/nueva")),
+    "POST /tareas/nueva": ("csrf_page", lambda w: ("/tareas/nueva", {"data": {"codigo": "PAGE-1"}})),
+    "GET /efectivos": ("page", _no_body("/efectivos")),
+    "GET /mapa": ("page", _no_body("/mapa")),
+    "GET /usuarios": ("page_admin", _no_body("/usuarios")),
     "POST /api/v1/auth/login": ("public", _json("/api/v1/auth/login", lambda w: {"email": w.admin.email, "password": PASSWORD})),
     "POST /api/v1/auth/logout": ("auth", _no_body("/api/v1/auth/logout")),
     "GET /api/v1/users/me": ("auth", _no_body("/api/v1/users/me")),
@@ -205,10 +213,15 @@ def _expected(level: str, role: str) -> str:
         return "allow"
     if level == "csrf":
         return "deny"
+    if level == "csrf_page":  # a page form: anonymous goes to /login, everyone else needs the CSRF token
+        return "deny" if role in RANK else "redirect"
     if level == "ws":
         return "socket" if role in RANK else "unauthenticated"
-    if level == "page":
-        return "allow" if role in RANK else "redirect"
+    if level.startswith("page"):
+        if role not in RANK:
+            return "redirect"
+        needed = {"page": 1, "page_supervisor": 2, "page_admin": 3}[level]
+        return "allow" if RANK[role] >= needed else "deny"
     if role == "anonymous" or role in INVALID_CREDENTIALS:
         return "unauthenticated"
     return "allow" if RANK[role] >= REQUIRED[level] else "deny"

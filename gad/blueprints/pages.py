@@ -1,24 +1,70 @@
-"""Browser pages: the login form, logout, and the landing page (server-rendered, Spanish UI)."""
+"""Browser pages (Spanish UI): login/logout and the command-centre dashboard.
+
+Pages are server-rendered shells; data comes from the JSON API and the live stream through small
+ES modules under gad/static/js (rendered with textContent, never innerHTML). The create form posts
+here so validation errors are rendered next to their fields by the server.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from typing import Any
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, Unauthorized
 from gad.extensions import limiter
+from gad.models import Usuario
 from gad.net import client_address
+from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
+from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, end_session, is_local_path, resolve_user, start_session
-from gad.services import auth
+from gad.services import auth, tareas
+from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
 bp = Blueprint("pages", __name__)
 
+ESTADO_LABELS = {"programada": "Programadas", "en_curso": "En curso", "pausada": "Pausadas", "finalizada": "Finalizadas", "cancelada": "Canceladas"}
+
 
 def _login_limit() -> str:
-    from flask import current_app
-
     return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
+def _page_user() -> Usuario | None:
+    try:
+        usuario, _, _ = resolve_user()
+    except Unauthorized:
+        return None
+    g.current_user = usuario
+    return usuario
+
+
+def _login_redirect() -> WerkzeugResponse:
+    return redirect(url_for("pages.login_form", next=request.path))
+
+
+def _transitions_for(usuario: Usuario) -> dict[str, list[str]]:
+    """The state machine as this user may drive it (the API enforces the same rule)."""
+    out = {}
+    for estado, targets in TRANSICIONES.items():
+        allowed = targets if is_supervisor(usuario) else targets & TRANSICIONES_EFECTIVO
+        out[estado.value] = sorted(t.value for t in allowed)
+    return out
+
+
+def _render(template: str, usuario: Usuario, **context: Any) -> str:
+    return render_template(
+        template,
+        usuario=usuario,
+        es_supervisor=is_supervisor(usuario),
+        es_admin=is_admin(usuario),
+        transiciones=_transitions_for(usuario),
+        estado_labels=ESTADO_LABELS,
+        **context,
+    )
 
 
 @bp.get("/login")
@@ -53,8 +99,81 @@ def logout() -> WerkzeugResponse:
 
 @bp.get("/")
 def index() -> WerkzeugResponse | str:
-    try:
-        usuario, _, _ = resolve_user()
-    except Unauthorized:
-        return redirect(url_for("pages.login_form", next="/"))
-    return render_template("index.html", usuario=usuario)
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render("tablero.html", usuario)
+
+
+@bp.get("/tareas/<int:tarea_id>")
+def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render("tarea.html", usuario, tarea_id=tarea_id)
+
+
+@bp.route("/tareas/nueva", methods=["GET", "POST"])
+def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    if not is_supervisor(usuario):
+        abort(403)
+    errors: dict[str, str] = {}
+    values: dict[str, str] = {}
+    if request.method == "POST":
+        check_csrf(request.form.get("csrf_token"))
+        values = {k: v.strip() for k, v in request.form.items() if k != "csrf_token"}
+        data = {k: v for k, v in values.items() if v != ""}
+        if "ubicacion_lat" in data or "ubicacion_lng" in data:
+            data.setdefault("ubicacion_lat", None)
+            data.setdefault("ubicacion_lng", None)
+        try:
+            body = TareaIn.model_validate(data)
+            tarea = tareas.create_tarea(usuario, body.model_dump())
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                field = str(err["loc"][0]) if err["loc"] else "general"
+                errors.setdefault(field, err["msg"])
+        except AppError as exc:
+            field = str(exc.extra.get("field") or "general")
+            errors[field] = exc.detail
+            for err in exc.errors or []:
+                errors[err["field"].removeprefix("body.")] = err["message"]
+        else:
+            problem = commit_or_problem()
+            if problem is None:
+                return redirect(url_for("pages.tarea_detalle", tarea_id=tarea.id))
+            errors["general"] = "No se pudo guardar; inténtelo de nuevo."
+        return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea]), 422
+    return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea])
+
+
+@bp.get("/efectivos")
+def efectivos_page() -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render("efectivos.html", usuario)
+
+
+@bp.get("/usuarios")
+def usuarios_page() -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    if not is_admin(usuario):
+        abort(403)
+    return _render("usuarios.html", usuario)
+
+
+@bp.get("/mapa")
+def mapa() -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render("mapa.html", usuario, tile_url=current_app.config["MAP_TILE_URL"])
+
+
+__all__ = ["ESTADO_LABELS", "EstadoTarea", "bp"]

@@ -1,0 +1,48 @@
+// The live stream: opens /ws/connect with the session cookie, remembers the last event id, and on
+// reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches.
+const KEY = "gad:last-event-id";
+const indicator = () => document.getElementById("conexion");
+
+function setStatus(estado, texto) {
+  const node = indicator();
+  if (node) {
+    node.dataset.estado = estado;
+    node.textContent = texto;
+  }
+}
+
+export function connectLive({ onEvent, onResync }) {
+  let delay = 500;
+  let socket;
+  const open = () => {
+    const since = sessionStorage.getItem(KEY);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
+    setStatus("conectando", "Conectando…");
+    socket = new WebSocket(url);
+    socket.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.event_type === "connection_ack") {
+        delay = 500;
+        setStatus("conectado", "En vivo");
+        if (!since) sessionStorage.setItem(KEY, String(frame.data.last_event_id));
+      } else if (frame.event_type === "resync_required") {
+        sessionStorage.setItem(KEY, String(frame.data.last_event_id));
+        setStatus("conectado", "En vivo");
+        onResync();
+      } else if (frame.event_type === "ping") {
+        socket.send(JSON.stringify({ event_type: "pong" }));
+      } else if (typeof frame.id === "number") {
+        sessionStorage.setItem(KEY, String(frame.id));
+        onEvent(frame);
+      }
+    });
+    socket.addEventListener("close", () => {
+      setStatus("desconectado", "Sin conexión — reintentando");
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    });
+  };
+  open();
+  return { close: () => socket?.close() };
+}
