@@ -68,19 +68,18 @@ def measure(url: str, runs: int, duration: float) -> dict[str, Any]:
     seed = prepare(url, token)
     results: dict[str, Any] = {}
     for concurrency in CONCURRENCY:
-        transition_ids = running_tareas(url, token, concurrency, "TR" + secrets.token_hex(2).upper() + f"{concurrency:02d}")
-        scenarios = {
-            "get_one": Call(partial(get_one, seed["ids"][0]), headers),
-            "list_100": Call(list_100, headers),
-            "create": None,
-            "transition": Call(partial(transition, transition_ids), headers),
-        }
-        for name, call in scenarios.items():
+        for name in ("get_one", "list_100", "create", "transition"):
             samples = []
             for _ in range(runs):
-                if name == "create":
+                if name == "get_one":
+                    call = Call(partial(get_one, seed["ids"][0]), headers)
+                elif name == "list_100":
+                    call = Call(list_100, headers)
+                elif name == "create":
                     call = Call(partial(create, "C" + secrets.token_hex(2).upper()), headers)
-                assert call is not None
+                else:  # fresh running tareas each run, so every toggle starts from en_curso
+                    ids = running_tareas(url, token, concurrency, "TR" + secrets.token_hex(3).upper())
+                    call = Call(partial(transition, ids), headers)
                 samples.append(run_load(url, call, concurrency, duration))
             results.setdefault(name, {})[str(concurrency)] = median_of(samples)
     return results
