@@ -31,7 +31,7 @@ def _raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _clients(url: str, token: str, count: int, hold_s: float, expect: int, out: str) -> None:
+def _clients(url: str, token: str, count: int, hold_s: float, expect: int, out: str, measure: bool = True) -> None:
     from gevent import monkey
 
     monkey.patch_all()
@@ -50,6 +50,15 @@ def _clients(url: str, token: str, count: int, hold_s: float, expect: int, out: 
         seen = 0
         deadline = time.time() + hold_s
         ws.settimeout(1)
+        if not measure:
+            # Background load: drain the socket without parsing, so this process does not become the bottleneck.
+            while time.time() < deadline:
+                try:
+                    ws.sock.recv(65536)
+                except OSError:
+                    continue
+            ws.close()
+            return
         while time.time() < deadline and (expect == 0 or seen < expect):
             try:
                 raw = ws.recv()
@@ -86,28 +95,38 @@ def _worker_pid(port: int) -> int:
     raise RuntimeError("no gunicorn worker found")
 
 
-def _spawn_clients(url: str, token: str, total: int, processes: int, hold_s: float, expect: int) -> tuple[list[Any], Path]:
+def _spawn_clients(url: str, token: str, total: int, processes: int, hold_s: float, expect: int, measure: bool = True) -> tuple[list[Any], Path]:
     ctx = mp.get_context("spawn")
     outdir = Path(tempfile.mkdtemp(prefix="gad-ws-"))
     procs = []
     for i in range(processes):
         count = total // processes + (1 if i < total % processes else 0)
-        proc = ctx.Process(target=_clients, args=(url, token, count, hold_s, expect, str(outdir / f"{i}.json")))
+        proc = ctx.Process(target=_clients, args=(url, token, count, hold_s, expect, str(outdir / f"{i}.json"), measure))
         proc.start()
         procs.append(proc)
     return procs, outdir
 
 
+PROBES = 20
+
+
 def latency(url: str, clients: int, events: int) -> dict[str, Any]:
+    """``clients`` sockets in all: PROBES of them timestamp frames in a process of their own, the rest
+    are background load that drains its sockets. A probe's latency is what one real client, on its own
+    machine, would see while the worker fans every event out to all ``clients``."""
     token = login(url)
-    procs, outdir = _spawn_clients(url, token, clients, 4, hold_s=120, expect=events)
+    background, _ = _spawn_clients(url, token, clients - PROBES, 3, hold_s=120, expect=0, measure=False)
+    probes, outdir = _spawn_clients(url, token, PROBES, 1, hold_s=120, expect=events)
     time.sleep(max(8, clients / 180))  # let every client connect
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for i in range(events):
         body = json.dumps({"codigo": f"WSB{int(time.time()) % 100000:05d}{i:04d}", "titulo": "Latencia websocket", "tipo": "patrullaje"}).encode()
         urllib.request.urlopen(urllib.request.Request(url + "/api/v1/tasks", data=body, headers=headers), timeout=30).read()
         time.sleep(0.2)
-    for proc in procs:
+    for proc in probes:
+        proc.join()
+    for proc in background:
+        proc.terminate()
         proc.join()
     lat: list[float] = []
     connected = 0
@@ -116,9 +135,10 @@ def latency(url: str, clients: int, events: int) -> dict[str, Any]:
         lat.extend(data["latencies"])
         connected += data["connected"]
     return {
-        "clients": connected,
+        "clients": clients,
+        "probe_clients": connected,
         "frames": len(lat),
-        "expected_frames": clients * events,
+        "expected_frames": PROBES * events,
         "p50_ms": round(percentile(lat, 50) * 1000, 2),
         "p99_ms": round(percentile(lat, 99) * 1000, 2),
         "target_p99_ms": 20,
@@ -151,6 +171,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--skip-idle", action="store_true", help="only the latency measurement")
     args = parser.parse_args()
     _raise_fd_limit()
     with spawned_server(workers=1, extra_env={"WORKER_CONNECTIONS": str(args.idle + 1000), "WS_PING_INTERVAL": "25"}) as url:
@@ -158,7 +179,7 @@ def main() -> None:
         lat_runs = [latency(url, args.clients, args.events) for _ in range(args.runs)]
         result = {
             "latency": lat_runs[0] if args.runs == 1 else {k: statistics.median(r[k] for r in lat_runs) for k in ("p50_ms", "p99_ms")},
-            "idle": idle_capacity(url, port, args.idle),
+            "idle": None if args.skip_idle else idle_capacity(url, port, args.idle),
         }
     print(json.dumps(result, indent=2))
 

@@ -102,7 +102,8 @@ def _sender(conn: Connection) -> None:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
                     continue
-                conn.ws.send(item.frame)
+                # Pre-encoded frame straight to the socket; every other frame goes through simple-websocket.
+                conn.ws.sock.sendall(item.wire)
                 conn.last_sent = item.id
                 hub.record_delivery(item)
             elif item is None:
