@@ -9,14 +9,13 @@ create >= 600 req/s, get p99 <= 50 ms at 64 concurrent clients.
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import urllib.request
 from functools import partial
 from typing import Any
 
-from bench.harness import Call, login, median_of, run_load, spawned_server
+from bench.harness import Call, login, median_of, run_cli, run_load
 
 CONCURRENCY = (1, 16, 64)
 
@@ -85,18 +84,5 @@ def measure(url: str, runs: int, duration: float) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5.0)
-    args = parser.parse_args()
-    if args.url:
-        print(json.dumps(measure(args.url, args.runs, args.duration), indent=2))
-    else:
-        with spawned_server(workers=1) as url:
-            print(json.dumps(measure(url, args.runs, args.duration), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, measure)

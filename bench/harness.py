@@ -190,3 +190,19 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["runs"] = len(runs)
     merged["errors"] = {k: sum(run["errors"].get(k, 0) for run in runs) for run in runs for k in run["errors"]}
     return merged
+
+
+def run_cli(description: str | None, measure: Callable[[str, int, float], Any]) -> None:
+    """The common command line: --url to target a running server, else spawn one worker; print JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--url", help="benchmark this server instead of spawning one")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    args = parser.parse_args()
+    if args.url:
+        print(json.dumps(measure(args.url, args.runs, args.duration), indent=2))
+    else:
+        with spawned_server(workers=1) as url:
+            print(json.dumps(measure(url, args.runs, args.duration), indent=2))

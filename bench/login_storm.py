@@ -9,13 +9,11 @@ gevent's thread pool, so the hub keeps serving other requests.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import threading
 import time
 
-from bench.harness import DEMO_ADMIN, Call, run_load, spawned_server
+from bench.harness import DEMO_ADMIN, Call, run_cli, run_load
 
 
 def health_request(index: int, seq: int) -> tuple[str, str, None]:
@@ -56,18 +54,5 @@ def measure(url: str, runs: int, duration: float) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5.0)
-    args = parser.parse_args()
-    if args.url:
-        print(json.dumps(measure(args.url, args.runs, args.duration), indent=2))
-    else:
-        with spawned_server(workers=1) as url:
-            print(json.dumps(measure(url, args.runs, args.duration), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(__doc__, measure)

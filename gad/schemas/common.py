@@ -51,19 +51,9 @@ def _no_nul(value: Any, path: str = "") -> None:
             _no_nul(item, f"{path}[{index}]")
 
 
-class InModel(BaseModel):
-    """Request bodies: unknown fields are errors, so typos never silently do nothing."""
+class _ClientInput(BaseModel):
+    """Anything a client sends: unknown fields are errors (typos never silently do nothing), no NUL bytes."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_nul(cls, data: Any) -> Any:
-        _no_nul(data)
-        return data
-
-
-class QueryModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
@@ -71,6 +61,16 @@ class QueryModel(BaseModel):
     def _reject_nul(cls, data: Any) -> Any:
         _no_nul(data)
         return data
+
+
+class InModel(_ClientInput):
+    """Request bodies."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+
+class QueryModel(_ClientInput):
+    """Query strings."""
 
 
 class OutModel(BaseModel):

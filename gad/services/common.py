@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
@@ -16,6 +17,14 @@ def paginate(query: Select[tuple[T]], limit: int, offset: int) -> tuple[list[T],
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     items = list(db.session.scalars(query.limit(limit).offset(offset)))
     return items, int(total)
+
+
+def count_by(column: Any, vocabulary: Iterable[str], *conditions: Any) -> dict[str, int]:
+    """Rows per value of ``column``, with every value of the vocabulary present (0 when absent)."""
+    counts = dict.fromkeys(vocabulary, 0)
+    rows = db.session.execute(select(column, func.count()).where(*conditions).group_by(column))
+    counts.update({value: int(n) for value, n in rows})
+    return counts
 
 
 def check_version(current: int, expected: int | None, what: str) -> None:

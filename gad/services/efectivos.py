@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.realtime import events
-from gad.services.common import apply_changes, check_version, paginate
+from gad.services.common import apply_changes, check_version, count_by, paginate
 from gad.vocab import Disponibilidad, Nivel
 
 
@@ -192,7 +192,4 @@ def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float) -> E
 
 
 def count_by_disponibilidad() -> dict[str, int]:
-    rows = db.session.execute(select(Efectivo.estado_disponibilidad, func.count()).where(Efectivo.activo.is_(True)).group_by(Efectivo.estado_disponibilidad))
-    counts = {d.value: 0 for d in Disponibilidad}
-    counts.update({estado: int(n) for estado, n in rows})
-    return counts
+    return count_by(Efectivo.estado_disponibilidad, (d.value for d in Disponibilidad), Efectivo.activo.is_(True))

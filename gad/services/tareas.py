@@ -11,14 +11,14 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, or_, select
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario, utcnow
 from gad.realtime import events
-from gad.services.common import apply_changes, check_version, paginate
+from gad.services.common import apply_changes, check_version, count_by, paginate
 from gad.vocab import (
     ESTADOS_ACTIVOS,
     ESTADOS_EN_MARCHA,
@@ -407,7 +407,4 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
 
 
 def count_by_estado() -> dict[str, int]:
-    rows = db.session.execute(select(Tarea.estado, func.count()).where(Tarea.deleted_at.is_(None)).group_by(Tarea.estado))
-    counts = {e.value: 0 for e in EstadoTarea}
-    counts.update({estado: int(n) for estado, n in rows})
-    return counts
+    return count_by(Tarea.estado, (e.value for e in EstadoTarea), Tarea.deleted_at.is_(None))
