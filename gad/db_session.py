@@ -52,8 +52,8 @@ def commit_or_problem() -> Response | None:
     except (OperationalError, PoolTimeoutError) as exc:
         db.session.rollback()
         logger.warning("commit failed, database unavailable: %s", exc)
-        error = ServiceUnavailable("The database is unavailable; retry shortly.")
-        return problem_response(error.status, error.title, error.detail, code=error.code, headers={"Retry-After": "2"})
+        unavailable = ServiceUnavailable("The database is unavailable; retry shortly.")
+        return problem_response(unavailable.status, unavailable.title, unavailable.detail, code=unavailable.code, headers={"Retry-After": "2"})
     return None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 from spectree import Response, SecurityScheme, SpecTree
-from spectree.models import SecuritySchemeData
+from spectree.models import SecureType, SecuritySchemeData
 
 from gad.schemas.common import Problem
 
@@ -26,11 +26,11 @@ api_spec = SpecTree(
     mode="strict",
     annotations=False,
     security_schemes=[
-        SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer", bearer_format="JWT")),
+        SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT")),
     ],
 )
 
-BEARER = {"bearer": []}
+BEARER: dict[str, list[str]] = {"bearer": []}
 _ERRORS = {"HTTP_400": Problem, "HTTP_401": Problem, "HTTP_403": Problem, "HTTP_404": Problem, "HTTP_422": Problem}
 
 

@@ -125,7 +125,7 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
     if request.method == "POST":
         check_csrf(request.form.get("csrf_token"))
         values = {k: v.strip() for k, v in request.form.items() if k != "csrf_token"}
-        data = {k: v for k, v in values.items() if v != ""}
+        data: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
         if "ubicacion_lat" in data or "ubicacion_lng" in data:
             data.setdefault("ubicacion_lat", None)
             data.setdefault("ubicacion_lng", None)
@@ -139,8 +139,8 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
         except AppError as exc:
             field = str(exc.extra.get("field") or "general")
             errors[field] = exc.detail
-            for err in exc.errors or []:
-                errors[err["field"].removeprefix("body.")] = err["message"]
+            for field_error in exc.errors or []:
+                errors[field_error["field"].removeprefix("body.")] = field_error["message"]
         else:
             problem = commit_or_problem()
             if problem is None:

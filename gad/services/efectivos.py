@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -93,7 +94,7 @@ def get_efectivo(actor: Usuario, efectivo_id: int) -> Efectivo:
 
 
 def list_efectivos(
-    actor: Usuario, *, estados: list[str] | None, unidad: str | None, especialidad: str | None, activo: bool | None, q: str | None, limit: int, offset: int
+    actor: Usuario, *, estados: Sequence[str] | None, unidad: str | None, especialidad: str | None, activo: bool | None, q: str | None, limit: int, offset: int
 ) -> tuple[list[Efectivo], int]:
     query: Select[tuple[Efectivo]] = select(Efectivo)
     if not policy.is_supervisor(actor):
