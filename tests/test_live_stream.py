@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 import jwt
@@ -20,7 +19,7 @@ import websocket
 from flask import Flask
 
 from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
-from gad.models import utcnow
+from gad.models import Usuario, utcnow
 from tests.builders import Builders
 from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
 from tests.wsclient import Closed, WsClient
@@ -32,6 +31,14 @@ def _create(server: LiveServer, headers: dict[str, str], codigo: str, **extra: o
     response = server.post("/api/v1/tasks", json={"codigo": codigo, "titulo": "Tarea en vivo", "tipo": "patrullaje", **extra}, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def _token(app: Flask, user: Usuario, *, expires_in_s: int) -> str:
+    """A correctly signed token with a chosen lifetime (negative: already expired)."""
+    now = int(utcnow().timestamp())
+    exp = now + expires_in_s
+    claims = {"sub": str(user.id), "tv": 1, "jti": f"t{now}{expires_in_s}", "iat": min(now, exp - 1), "exp": exp}
+    return jwt.encode(claims, app.config["SECRET_KEY"], algorithm="HS256")
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +70,7 @@ def test_handshake_refuses_bad_credentials(app: Flask, build: Builders, live_ser
     user = build.usuario(3)
     token = {"none": None, "garbage": "not-a-jwt", "query_garbage": "not-a-jwt"}.get(credential)
     if credential == "expired":
-        now = utcnow()
-        token = jwt.encode(
-            {
-                "sub": str(user.id),
-                "tv": 1,
-                "jti": "x",
-                "iat": int((now - timedelta(hours=1)).timestamp()),
-                "exp": int((now - timedelta(minutes=1)).timestamp()),
-            },
-            app.config["SECRET_KEY"],
-            algorithm="HS256",
-        )
+        token = _token(app, user, expires_in_s=-60)
     if credential == "revoked":
         token = build.token(user)
         assert live_server.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
@@ -150,6 +146,27 @@ def test_since_beyond_retention_gets_resync_required(build: Builders, live_serve
     client.close()
 
 
+def test_since_equal_to_head_resumes_with_nothing_to_replay(build: Builders, live_server: LiveServer) -> None:
+    sup = build.usuario(2)
+    probe = WsClient(live_server.url, build.token(sup))
+    head = probe.recv()["data"]["last_event_id"]
+    probe.close()
+    client = WsClient(live_server.url, build.token(sup), since=head)
+    assert client.recv()["event_type"] == "connection_ack"
+    assert client.quiet(0.5) == []
+    created = _create(live_server, build.headers(sup), "HEAD-1")
+    assert client.events(1)[0]["data"]["id"] == created["id"]
+    client.close()
+
+
+@pytest.mark.parametrize("since", ["abc", "-1"])
+def test_malformed_since_is_refused_at_the_handshake(build: Builders, live_server: LiveServer, since: str) -> None:
+    url = live_server.url.replace("http://", "ws://") + f"/ws/connect?since={since}"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, header=[f"Authorization: Bearer {build.token(build.usuario(2))}"], suppress_origin=True, timeout=10)
+    assert refused.value.status_code == 422
+
+
 def test_many_writers_every_client_sees_strictly_increasing_gapless_ids(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
     a, b = two_servers
     admin = build.usuario(3)
@@ -218,12 +235,7 @@ def test_subscriptions_filter_topics_and_bad_topics_get_an_error_frame(build: Bu
 
 def test_token_expiring_mid_connection_closes_with_1008(app: Flask, build: Builders, live_server: LiveServer) -> None:
     user = build.usuario(2)
-    now = utcnow()
-    token = jwt.encode(
-        {"sub": str(user.id), "tv": 1, "jti": "short", "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 2},
-        app.config["SECRET_KEY"],
-        algorithm="HS256",
-    )
+    token = _token(app, user, expires_in_s=2)
     client = WsClient(live_server.url, token)
     client.recv()
     with pytest.raises(Closed) as closed:

@@ -396,6 +396,14 @@ def test_idempotent_transition_has_one_effect(app: Flask, client: FlaskClient, b
         assert db.session.query(HistorialEstado).count() == 1
 
 
+@pytest.mark.parametrize("key", ["", "k" * 201])
+def test_malformed_idempotency_key_is_422(app: Flask, client: FlaskClient, build: Builders, key: str) -> None:
+    sup = build.usuario(2)
+    response = client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup, **{"Idempotency-Key": key}))
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "header.Idempotency-Key"
+    assert _count(app, Tarea) == 0
+
+
 def test_failed_request_with_key_can_be_retried(app: Flask, client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     headers = build.headers(sup, **{"Idempotency-Key": "retry-1"})

@@ -17,12 +17,13 @@ from gad.services import auth
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 
-def _login_limit() -> str:
+def login_rate_limit() -> str:
+    """LOGIN_RATE_LIMIT, read per request so each app (and test) can set its own; shared with the /login form."""
     return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
 @bp.post("/login")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate_limit)
 @documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut, "HTTP_423": None}, public=True)
 def login() -> Response:
     if request.is_json:

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gad.blueprints.auth import login_rate_limit
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, Unauthorized
 from gad.extensions import limiter
@@ -27,10 +28,6 @@ from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 bp = Blueprint("pages", __name__)
 
 ESTADO_LABELS = {"programada": "Programadas", "en_curso": "En curso", "pausada": "Pausadas", "finalizada": "Finalizadas", "cancelada": "Canceladas"}
-
-
-def _login_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
 def _page_user() -> Usuario | None:
@@ -73,7 +70,7 @@ def login_form() -> str:
 
 
 @bp.post("/login")
-@limiter.limit(_login_limit)
+@limiter.limit(login_rate_limit)
 def login_submit() -> WerkzeugResponse | tuple[str, int]:
     check_csrf(request.form.get("csrf_token"))
     email = request.form.get("email", "").strip()

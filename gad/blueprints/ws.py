@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
 
 import gevent
 from flask import Blueprint, Response, current_app, g, request
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from gad import policy
 from gad.blueprints.http import json_response
-from gad.cache_keys import head_event_id
 from gad.errors import ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
-from gad.models import Evento, utcnow
-from gad.realtime.hub import CLOSE_POLICY, Connection, StoredEvent, hub, row_to_event
+from gad.models import utcnow
+from gad.realtime.hub import BATCH, CLOSE_POLICY, Connection, StoredEvent, can_resume, events_after, hub
 from gad.schemas.ws import ClientFrame, WsConnectQuery
 from gad.security import current_user, resolve_user
 from gad.vocab import Nivel
@@ -34,7 +31,6 @@ from gad.vocab import Nivel
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("ws", __name__, url_prefix="/ws")
-REPLAY_BATCH = 500
 
 
 def _origin_allowed() -> bool:
@@ -65,32 +61,16 @@ def _send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
     conn.offer(json.dumps({"event_type": event_type, "data": data, "timestamp": utcnow().isoformat()}))
 
 
-def _too_old(since: int) -> bool:
-    """``since`` can be resumed only if the event right after it is still in the log and within retention."""
-    head = head_event_id()
-    if since >= head:
-        return since > head
-    retention = timedelta(days=current_app.config["EVENT_RETENTION_DAYS"])
-    following = db.session.get(Evento, since + 1)
-    return following is None or following.created_at < utcnow() - retention
-
-
 def _replay(conn: Connection, since: int) -> None:
     """Send visible events with id > since from the log; live events queued meanwhile are de-duplicated by id."""
     cursor = since
     while True:
-        rows = db.session.execute(
-            select(Evento.id, Evento.event_type, Evento.topic, Evento.payload, Evento.created_at)
-            .where(Evento.id > cursor)
-            .order_by(Evento.id)
-            .limit(REPLAY_BATCH)
-        ).all()
-        for row in rows:
-            event = row_to_event(tuple(row))
+        batch = events_after(cursor)
+        for event in batch:
             cursor = event.id
             if conn.wants(event):
                 conn.offer(event)
-        if len(rows) < REPLAY_BATCH:
+        if len(batch) < BATCH:
             return
 
 
@@ -148,7 +128,7 @@ def connect(ws: Any) -> None:
     hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
     hub.register(conn)  # from here on live events queue up, so nothing falls between replay and live
     try:
-        if query.since is not None and _too_old(query.since):
+        if query.since is not None and not can_resume(query.since, config["EVENT_RETENTION_DAYS"]):
             conn.last_sent = hub.last_id
             _send_json(conn, "resync_required", {"since": query.since, "last_event_id": hub.last_id})
         else:

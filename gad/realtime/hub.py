@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -30,7 +30,9 @@ import psycopg2
 from gevent.queue import Full, Queue
 
 from gad import metrics, policy
-from gad.models import Usuario
+from gad.cache_keys import head_event_id
+from gad.extensions import db
+from gad.models import Evento, Usuario, utcnow
 from gad.realtime.events import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -84,8 +86,27 @@ def encode_text_frame(text: str) -> bytes:
     return header + payload
 
 
+# The one query that reads the log in order: used by the listener (own connection) and by replays (pool).
+EVENTS_AFTER_SQL = f"SELECT {EVENT_COLUMNS} FROM eventos WHERE id > %(after)s ORDER BY id LIMIT %(limit)s"
+
+
 def row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(int(row[0]), row[1], row[2], row[3] or {}, row[4])
+
+
+def events_after(after: int, limit: int = BATCH) -> list[StoredEvent]:
+    """Committed events with id > ``after``, oldest first, through the request's pooled session."""
+    result = db.session.connection().exec_driver_sql(EVENTS_AFTER_SQL, {"after": after, "limit": limit})
+    return [row_to_event(tuple(row)) for row in result]
+
+
+def can_resume(since: int, retention_days: int) -> bool:
+    """Resuming after ``since`` is exact only if the event right after it is still in the log, within retention."""
+    head = head_event_id()
+    if since >= head:
+        return since == head
+    following = db.session.get(Evento, since + 1)
+    return following is not None and following.created_at >= utcnow() - timedelta(days=retention_days)
 
 
 @dataclass(eq=False)
@@ -200,7 +221,7 @@ class Hub:
     def _catch_up(self, conn: Any) -> None:
         while True:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT {EVENT_COLUMNS} FROM eventos WHERE id > %s ORDER BY id LIMIT %s", (self.last_id, BATCH))
+                cur.execute(EVENTS_AFTER_SQL, {"after": self.last_id, "limit": BATCH})
                 rows = cur.fetchall()
             for row in rows:
                 self.publish(row_to_event(row))
