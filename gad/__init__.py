@@ -54,10 +54,10 @@ def _resolve_database_url(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from gad import caching
-    from gad.extensions import db, limiter, migrate, sock
+    from gad.extensions import db, limiter, sock
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_migrations_dir()), compare_type=True)
+    register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
@@ -67,6 +67,23 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
     limiter.init_app(app)
+
+
+def register_migrations(app: Flask) -> None:
+    """Flask-Migrate only for command lines (``flask db upgrade`` is Fly's release command).
+
+    Flask-Migrate pulls in alembic and mako: about 100 ms and several MB that a serving worker never
+    uses. The ``flask`` command builds the app inside a click context; gunicorn and the tests do not.
+    """
+    import click
+
+    if click.get_current_context(silent=True) is None:
+        return
+    from flask_migrate import Migrate
+
+    from gad.extensions import db
+
+    Migrate(app, db, directory=str(_migrations_dir()), compare_type=True)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask_caching import Cache
 from flask_limiter import Limiter
-from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 
@@ -12,7 +11,6 @@ from gad.models.base import Base
 from gad.net import client_address
 
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-migrate = Migrate()
 sock = Sock()
 cache = Cache()
 # Limits are declared per route; storage (Redis or memory) is chosen in the factory from REDIS_URL.

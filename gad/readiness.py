@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
 from flask import current_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -18,6 +16,10 @@ CHECK_TIMEOUT_S = 2
 
 @lru_cache(maxsize=1)
 def migration_heads() -> frozenset[str]:
+    # Imported here: alembic is heavy and only this probe (and the CLI) needs it.
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return frozenset(ScriptDirectory.from_config(config).get_heads())

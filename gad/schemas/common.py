@@ -54,7 +54,8 @@ def _no_nul(value: Any, path: str = "") -> None:
 class _ClientInput(BaseModel):
     """Anything a client sends: unknown fields are errors (typos never silently do nothing), no NUL bytes."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Validators are built on first use, not at import: a worker starts faster and never builds those it never needs.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -66,7 +67,7 @@ class _ClientInput(BaseModel):
 class InModel(_ClientInput):
     """Request bodies."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000, defer_build=True)
 
 
 class QueryModel(_ClientInput):
@@ -74,7 +75,7 @@ class QueryModel(_ClientInput):
 
 
 class OutModel(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, defer_build=True)
 
 
 class Page(OutModel, Generic[T]):
