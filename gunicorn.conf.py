@@ -43,7 +43,7 @@ def post_fork(server, worker):
 def worker_exit(server, worker):
     # Give PostgreSQL its connections back before the process goes away.
     app = getattr(worker, "wsgi", None)
-    if app is not None and hasattr(app, "app_context"):
+    if app is not None and "sqlalchemy" in getattr(app, "extensions", {}):
         from gad.extensions import db
 
         with app.app_context():

@@ -5,17 +5,22 @@ create >= 600 req/s, get p99 <= 50 ms at 64 concurrent clients.
 
     .venv/bin/python -m bench.api_bench                 # spawns its own server (embedded PostgreSQL)
     .venv/bin/python -m bench.api_bench --url http://127.0.0.1:8080 --runs 3 --duration 5
+
+Load for get/list/create comes from wrk when it is installed (``apt-get install wrk``), else from the
+Python client processes; transitions always use the Python client (each client toggles its own tarea).
+Set GAD_BENCH_CLIENT=python to force the Python client everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import urllib.request
 from functools import partial
 from typing import Any
 
-from bench.harness import Call, login, median_of, run_cli, run_load
+from bench.harness import Call, login, median_of, run_cli, run_load, run_wrk, wrk_available
 
 CONCURRENCY = (1, 16, 64)
 
@@ -61,15 +66,29 @@ def running_tareas(url: str, token: str, count: int, tag: str) -> list[int]:
     return ids
 
 
+def _wrk(url: str, name: str, authorization: str, tarea_id: int, concurrency: int, duration: float) -> dict[str, Any]:
+    if name == "get_one":
+        return run_wrk(url, "GET", f"/api/v1/tasks/{tarea_id}", authorization, concurrency, duration)
+    if name == "list_100":
+        return run_wrk(url, "GET", "/api/v1/tasks?limit=100", authorization, concurrency, duration)
+    prefix = "W" + secrets.token_hex(3).upper()
+    body = '{"codigo": "' + prefix + '%08d", "titulo": "Tarea de benchmark", "tipo": "patrullaje", "prioridad": 2}'
+    return run_wrk(url, "POST", "/api/v1/tasks", authorization, concurrency, duration, body_template=body)
+
+
 def measure(url: str, runs: int, duration: float) -> dict[str, Any]:
     token = login(url)
     headers = {"Authorization": f"Bearer {token}"}
     seed = prepare(url, token)
     results: dict[str, Any] = {}
+    use_wrk = wrk_available() and os.environ.get("GAD_BENCH_CLIENT") != "python"
     for concurrency in CONCURRENCY:
         for name in ("get_one", "list_100", "create", "transition"):
             samples = []
             for _ in range(runs):
+                if use_wrk and name != "transition":
+                    samples.append(_wrk(url, name, headers["Authorization"], seed["ids"][0], concurrency, duration))
+                    continue
                 if name == "get_one":
                     call = Call(partial(get_one, seed["ids"][0]), headers)
                 elif name == "list_100":

@@ -182,6 +182,67 @@ def run_load(url: str, call: Call, concurrency: int, duration: float = 5.0, proc
     }
 
 
+WRK_SCRIPT = """
+local counter = 0
+local method, path, template = os.getenv("WRK_METHOD"), os.getenv("WRK_PATH"), os.getenv("WRK_BODY")
+wrk.headers["Authorization"] = os.getenv("WRK_AUTH")
+if template ~= "" then wrk.headers["Content-Type"] = "application/json" end
+request = function()
+  counter = counter + 1
+  -- %d in the body template becomes a per-request sequence number (unique codigos for creates).
+  local body = nil
+  if template ~= "" then body = string.format(template, counter) end
+  return wrk.format(method, path, nil, body)
+end
+"""
+
+
+def wrk_available() -> bool:
+    import shutil
+
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(url: str, method: str, path: str, authorization: str, concurrency: int, duration: float = 5.0, body_template: str = "") -> dict[str, Any]:
+    """Closed-loop load from wrk (C, one thread): it needs a fraction of the CPU a Python client needs, so on a
+    machine where client and server share cores the server keeps more of them. Requests must be the same for
+    every connection, apart from a sequence number in the body."""
+    import re
+
+    script = Path(tempfile.mkdtemp(prefix="gad-wrk-")) / "load.lua"
+    script.write_text(WRK_SCRIPT)
+    env = os.environ | {"WRK_METHOD": method, "WRK_PATH": path, "WRK_BODY": body_template, "WRK_AUTH": authorization}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "--timeout", "30s", "-s", str(script), url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    units = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+    def latency_ms(pct: str) -> float:
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return round(float(match.group(1)) * units[match.group(2)], 2) if match else float("nan")
+
+    requests_match = re.search(r"(\d+) requests in", out)
+    errors: dict[int, int] = {}
+    if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors[400] = int(non_2xx.group(1))  # wrk does not say which; the Python client does
+    if socket_errors := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors[0] = sum(int(n) for n in socket_errors.groups())
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {
+        "concurrency": concurrency,
+        "requests": int(requests_match.group(1)) if requests_match else 0,
+        "rps": round(float(rps.group(1)), 1) if rps else 0.0,
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+        "errors": errors,
+        "client": "wrk",
+    }
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("rps", "p50_ms", "p99_ms")
     merged = dict(runs[0])

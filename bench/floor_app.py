@@ -1,0 +1,65 @@
+"""Minimal WSGI apps on the user's fixed stack, for ``bench.stack_floor``: what no GAD code can beat.
+
+``hello``: Flask answering a constant JSON document. ``hello_with_stack``: the same after importing the
+libraries the stack is fixed to (SQLAlchemy ORM and its psycopg2 dialect, Flask-SQLAlchemy, pydantic,
+flask-sock, Flask-Caching, prometheus-flask-exporter). ``one_query``: one pooled, pre-pinged psycopg2
+round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, Response
+
+
+def _hello_app() -> Flask:
+    app = Flask("floor")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _stack_app() -> Flask:
+    import flask_caching  # noqa: F401
+    import flask_sock  # noqa: F401
+    import flask_sqlalchemy  # noqa: F401
+    import prometheus_flask_exporter  # noqa: F401
+    import pydantic  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg2
+    import sqlalchemy.orm  # noqa: F401
+
+    return _hello_app()
+
+
+def _one_query_app() -> Flask:
+    from sqlalchemy import create_engine, text
+
+    app = _hello_app()
+    url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
+    engine = create_engine(url, pool_size=10, pool_pre_ping=True)
+    query = text(
+        "SELECT json_build_object('id', id, 'codigo', codigo, 'titulo', titulo, 'estado', estado, 'version', version)::text FROM tareas WHERE id = :id"
+    )
+
+    @app.get("/api/v1/tasks/<int:tarea_id>")
+    def get_tarea(tarea_id: int) -> Response:
+        with engine.connect() as conn:
+            body = conn.execute(query, {"id": tarea_id}).scalar()
+        return Response(body, mimetype="application/json")
+
+    return app
+
+
+def __getattr__(name: str) -> Flask:
+    # Built on first access so each gunicorn worker imports only the variant it serves.
+    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app}
+    if name not in factories:
+        raise AttributeError(name)
+    app = factories[name]()
+    globals()[name] = app
+    return app

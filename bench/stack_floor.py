@@ -1,0 +1,82 @@
+"""The floor of the user's fixed stack on this machine, measured the way bench.api_bench and bench.startup
+measure GAD: the same gunicorn.conf.py (gevent worker, psycogreen), one worker, wrk as the client.
+
+It answers "how close is GAD to what the stack allows?" for targets such as 2,000 req/s per worker or
+500 ms from process start to the first /health.
+
+    .venv/bin/python -m bench.stack_floor --runs 3 --duration 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ROOT, median_of, run_wrk, spawned_server
+from gad.embedded import free_port
+
+
+def _start(app_spec: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
+    port = free_port()
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [gunicorn, "-c", "gunicorn.conf.py", app_spec], cwd=ROOT, env=env | {"PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return proc, url, time.perf_counter() - started
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{app_spec} did not start") from None
+            time.sleep(0.005)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def measure(runs: int, duration: float) -> dict[str, Any]:
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": os.environ["GAD_BENCH_DB_URL"], "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
+    results: dict[str, Any] = {}
+    for variant in ("hello", "hello_with_stack"):
+        times = []
+        for _ in range(runs + 2):
+            proc, _url, elapsed = _start(f"bench.floor_app:{variant}", env)
+            _stop(proc)
+            times.append(elapsed)
+        results[f"start_to_first_health_ms_{variant}"] = round(statistics.median(times) * 1000, 1)
+    for variant, path in (("hello", "/health"), ("one_query", "/api/v1/tasks/1")):
+        proc, url, _ = _start(f"bench.floor_app:{variant}", env)
+        try:
+            for concurrency in (16, 64):
+                samples = [run_wrk(url, "GET", path, "", concurrency, duration) for _ in range(runs)]
+                results.setdefault(f"throughput_{variant}", {})[str(concurrency)] = median_of(samples)
+        finally:
+            _stop(proc)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    args = parser.parse_args()
+    with spawned_server(workers=1):  # PostgreSQL with the schema and demo tareas for the one-query app
+        print(json.dumps(measure(args.runs, args.duration), indent=2))
+
+
+if __name__ == "__main__":
+    main()
