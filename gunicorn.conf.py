@@ -40,6 +40,17 @@ def post_fork(server, worker):
     worker.handle_exit = handle_exit
 
 
+def post_worker_init(worker):
+    # Every worker listens for committed events from boot: websockets need them, and so does the cache of
+    # recently verified tokens, which is only used while this listener is connected (it drops the cache
+    # when a usuario or security event arrives). Not waited for: a worker must boot with PostgreSQL down.
+    app = worker.wsgi
+    if "sqlalchemy" in getattr(app, "extensions", {}):
+        from gad.realtime.hub import hub
+
+        hub.ensure_started(app.config["SQLALCHEMY_DATABASE_URI"], wait=False)
+
+
 def post_request(worker, req, environ, resp):
     # A gevent greenlet only yields when its socket would block. On a keep-alive connection whose client
     # already sent the next request it never does, so a few busy connections starve the rest: with 64

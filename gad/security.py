@@ -74,7 +74,8 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
     """Authenticate from an explicit token, the Authorization header, or the session cookie. Raises Unauthorized."""
     token = token or _bearer_token()
     if token:
-        usuario, claims = auth.authenticate_token(token)
+        # Reads may reuse a recent verification of this token; writes always check PostgreSQL.
+        usuario, claims = auth.authenticate_token(token, read_only=request.method in SAFE_METHODS)
         return usuario, "token", claims
     if allow_session:
         usuario_session = _session_user()

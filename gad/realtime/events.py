@@ -27,6 +27,7 @@ from gad.db_session import on_commit
 from gad.models import Evento, utcnow
 from gad.observability import current_request_id
 from gad.realtime import chain
+from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def _write_pending_events(session: Session) -> None:
     session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
+    # This process must not serve a revoked token even before its listener hears of the commit.
+    on_commit(lambda: principals.invalidate_for_topics({topic for topic, _ in touched}), session)
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
 
 

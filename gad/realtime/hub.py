@@ -34,6 +34,7 @@ from gad.cache_keys import head_event_id
 from gad.extensions import db
 from gad.models import Evento, Usuario, utcnow
 from gad.realtime.events import NOTIFY_CHANNEL
+from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +168,14 @@ class Hub:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def ensure_started(self, dsn: str) -> None:
-        """Start the listener on first use in this process (never in the app factory)."""
-        if self._listener is not None and not self._listener.dead:
-            return
-        self.dsn = dsn.replace("postgresql+psycopg2://", "postgresql://", 1)
-        self._listener = gevent.spawn(self._listen_forever)
-        self._ready.wait(timeout=10)
+    def ensure_started(self, dsn: str, wait: bool = True) -> None:
+        """Start the listener once per process (never in the app factory): gunicorn starts it when a worker
+        boots, without waiting; a websocket handshake waits for it to be connected."""
+        if self._listener is None or self._listener.dead:
+            self.dsn = dsn.replace("postgresql+psycopg2://", "postgresql://", 1)
+            self._listener = gevent.spawn(self._listen_forever)
+        if wait:
+            self._ready.wait(timeout=10)
 
     def shutdown(self) -> None:
         """SIGTERM: close every socket with 1001 so clients resume on another machine."""
@@ -198,6 +200,7 @@ class Hub:
                         self.last_id = int(cur.fetchone()[0])  # type: ignore[index]
                         first = False
                 self.connected = True
+                principals.set_listener_connected(True)
                 self._ready.set()
                 backoff = 0.25
                 self._catch_up(conn)
@@ -208,6 +211,7 @@ class Hub:
                     self._catch_up(conn)
             except (psycopg2.Error, OSError) as exc:
                 self.connected = False
+                principals.set_listener_connected(False)
                 logger.warning("event listener lost PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -234,6 +238,7 @@ class Hub:
         if event.id <= self.last_id:
             return
         self.last_id = event.id
+        principals.invalidate_for_topics({event.topic})
         for conn in list(self.connections):
             if conn.wants(event):
                 conn.offer(event)

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -15,13 +16,15 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, inspect, select
+from sqlalchemy.orm import make_transient_to_detached
 
 from gad import metrics
 from gad.errors import Locked, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.realtime import events
+from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 
@@ -143,22 +146,50 @@ def decode_token(token: str) -> dict[str, Any]:
     return claims
 
 
-def authenticate_token(token: str) -> tuple[Usuario, dict[str, Any]]:
-    """The active usuario a token speaks for. Raises Unauthorized if revoked, stale or the user is inactive."""
+# Built once: constructing the statement on every request cost more than running it.
+_PRINCIPAL = select(
+    Usuario,
+    select(TokenRevocado.jti).where(TokenRevocado.jti == bindparam("jti")).exists(),
+).where(Usuario.id == bindparam("usuario_id"))
+
+
+def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario, dict[str, Any]]:
+    """The active usuario a token speaks for. Raises Unauthorized if revoked, stale or the user is inactive.
+
+    ``read_only`` requests may reuse a recent verification of the same token (see principal_cache).
+    """
     claims = decode_token(token)
     try:
         usuario_id = int(claims["sub"])
     except (TypeError, ValueError):
         raise Unauthorized("The token is invalid.") from None
-    # One round trip: the usuario and whether this token was logged out (this runs on every request).
-    revoked = select(TokenRevocado.jti).where(TokenRevocado.jti == str(claims["jti"])).exists()
-    row = db.session.execute(select(Usuario, revoked).where(Usuario.id == usuario_id)).first()
+    jti = str(claims["jti"])
+    ttl_s = current_app.config["AUTH_CACHE_SECONDS"]
+    reuse = read_only and principals.usable(ttl_s)
+    if reuse and (known := principals.get(jti)) is not None:
+        return _attach(known), claims
+    generation = principals.generation
+    # One round trip: the usuario and whether this token was logged out.
+    row = db.session.execute(_PRINCIPAL, {"jti": jti, "usuario_id": usuario_id}).first()
     if row is None or row[1]:
         raise Unauthorized("The token has been revoked; log in again.")
     usuario = row[0]
     if not usuario.activo or claims.get("tv") != usuario.token_version:
         raise Unauthorized("The token has been revoked; log in again.")
+    if reuse:
+        seconds = min(ttl_s, int(claims["exp"]) - time.time())
+        principals.put(jti, {c.key: getattr(usuario, c.key) for c in _USUARIO_COLUMNS}, seconds, generation)
     return usuario, claims
+
+
+_USUARIO_COLUMNS = tuple(inspect(Usuario).column_attrs)
+
+
+def _attach(values: dict[str, Any]) -> Usuario:
+    """A Usuario in this request's session built from verified values, as if just loaded (no SQL)."""
+    usuario = Usuario(**values)
+    make_transient_to_detached(usuario)
+    return db.session.merge(usuario, load=False)
 
 
 def find_by_email(email: str) -> Usuario | None:

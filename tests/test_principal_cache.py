@@ -1,0 +1,85 @@
+"""Recently verified tokens are reused by reads, and never outlive a revocation (real gunicorn workers)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+import requests
+
+from tests.builders import Builders
+from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def other_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A second gunicorn on the same database, as another worker or machine would be."""
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("principals"))
+    yield server
+    stop_gunicorn(server)
+
+
+def _cache_hits(server: LiveServer) -> float:
+    text = server.get("/metrics").text
+    match = re.search(r"^gad_auth_cache_hits_total (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_reads_reuse_a_verified_token_and_logout_ends_it_at_once(live_server: LiveServer, build: Builders) -> None:
+    usuario = build.usuario(2)
+    headers = build.headers(usuario)
+    before = _cache_hits(live_server)
+    assert all(live_server.get("/api/v1/users/me", headers=headers).status_code == 200 for _ in range(5))
+    assert _cache_hits(live_server) >= before + 4  # the first read verified the token, the next four reused it
+
+    assert live_server.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    assert live_server.get("/api/v1/users/me", headers=headers).status_code == 401
+
+
+def test_password_change_and_demotion_hold_for_the_very_next_read(live_server: LiveServer, build: Builders) -> None:
+    admin = build.headers(build.usuario(3))
+    supervisor = build.usuario(2)
+    old = build.headers(supervisor)
+    assert live_server.get("/api/v1/efectivos", headers=old).status_code == 200  # cached from here on
+
+    demoted = requests.patch(live_server.url + f"/api/v1/users/{supervisor.id}", json={"nivel": 1}, headers=admin, timeout=10)
+    assert demoted.status_code == 200
+    # The token carries the old nivel, but the usuario now is an efectivo-level user: no cached nivel 2.
+    me = live_server.get("/api/v1/users/me", headers=old)
+    assert me.status_code == 200 and me.json()["nivel"] == 1
+
+    changed = requests.patch(live_server.url + f"/api/v1/users/{supervisor.id}", json={"password": "another-long-password-2026"}, headers=admin, timeout=10)
+    assert changed.status_code == 200
+    assert live_server.get("/api/v1/users/me", headers=old).status_code == 401
+
+
+def test_a_logout_anywhere_reaches_the_cache_of_every_process(live_server: LiveServer, other_server: LiveServer, build: Builders) -> None:
+    usuario = build.usuario(1)
+    headers = build.headers(usuario)
+    for server in (live_server, other_server):
+        assert [server.get("/api/v1/users/me", headers=headers).status_code for _ in range(3)] == [200] * 3
+    hits = _cache_hits(other_server)
+
+    assert live_server.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    time.sleep(0.2)  # the other process hears of the commit through its event listener (milliseconds)
+    assert other_server.get("/api/v1/users/me", headers=headers).status_code == 401
+    assert _cache_hits(other_server) == hits  # it was refused by the database, not by luck of a cold cache
+
+
+def test_writes_always_verify_against_the_database(live_server: LiveServer, build: Builders, database_url: str) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    assert live_server.get("/api/v1/efectivos", headers=headers).status_code == 200
+    # Deactivate behind the service's back (no event): only the cache's lifetime bounds reads, writes see it now.
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("UPDATE usuarios SET activo = false WHERE id = %s", (supervisor.id,))
+    conn.close()
+    created = live_server.post("/api/v1/efectivos", json={"codigo_interno": "EF-CACHE", "nombre": "Agente Cache"}, headers=headers)
+    assert created.status_code == 401
