@@ -185,7 +185,8 @@ def run_load(url: str, call: Call, concurrency: int, duration: float = 5.0, proc
 WRK_SCRIPT = """
 local counter = 0
 local method, path, template = os.getenv("WRK_METHOD"), os.getenv("WRK_PATH"), os.getenv("WRK_BODY")
-wrk.headers["Authorization"] = os.getenv("WRK_AUTH")
+local authorization = os.getenv("WRK_AUTH")
+if authorization ~= "" then wrk.headers["Authorization"] = authorization end
 if template ~= "" then wrk.headers["Content-Type"] = "application/json" end
 request = function()
   counter = counter + 1
@@ -213,7 +214,7 @@ def run_wrk(url: str, method: str, path: str, authorization: str, concurrency: i
     script.write_text(WRK_SCRIPT)
     env = os.environ | {"WRK_METHOD": method, "WRK_PATH": path, "WRK_BODY": body_template, "WRK_AUTH": authorization}
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "--timeout", "30s", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "30s", "-s", str(script), url],
         env=env,
         capture_output=True,
         text=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, url_for
 
 from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
@@ -17,15 +19,16 @@ bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 bp.before_request(require_authentication)
 
 
-def serialize(items: list[Tarea]) -> list[TareaOut]:
-    asignados = tareas.asignados_by_tarea([t.id for t in items])
+def serialize(items: list[Tarea], asignados: dict[int, list[dict[str, Any]]] | None = None) -> list[TareaOut]:
+    if asignados is None:
+        asignados = tareas.asignados_by_tarea([t.id for t in items])
     return [
         TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]}) for tarea in items
     ]
 
 
-def _out(tarea: Tarea, status: int = 200, location: bool = False) -> Response:
-    out = serialize([tarea])[0]
+def _out(tarea: Tarea, status: int = 200, location: bool = False, asignados: list[dict[str, Any]] | None = None) -> Response:
+    out = serialize([tarea], None if asignados is None else {tarea.id: asignados})[0]
     headers = {"ETag": etag(out.version)}
     if location:
         headers["Location"] = url_for("tareas.get_tarea", tarea_id=out.id)
@@ -71,7 +74,8 @@ def emergency() -> Response:
 @bp.get("/<int:tarea_id>")
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def get_tarea(tarea_id: int) -> Response:
-    return _out(tareas.get_tarea(current_user(), tarea_id))
+    tarea, asignados = tareas.read_tarea(current_user(), tarea_id)
+    return _out(tarea, asignados=asignados)
 
 
 @bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])

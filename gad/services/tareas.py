@@ -11,7 +11,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, exists, func, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, InvalidTransition, NotFound, ValidationProblem
@@ -70,18 +71,20 @@ def assigned_usuario_ids(tarea_id: int) -> set[int]:
     return {int(uid) for uid in rows if uid is not None}
 
 
+_ACTIVE_ASSIGNMENTS = (
+    select(Asignacion.tarea_id, Efectivo.id, Efectivo.codigo_interno, Efectivo.nombre, Asignacion.asignado_en)
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == any_(bindparam("tarea_ids", type_=ARRAY(Integer))), Asignacion.liberado_en.is_(None))
+    .order_by(Asignacion.asignado_en)
+)
+
+
 def asignados_by_tarea(tarea_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """Active assignments of many tareas in one query, for serialisation."""
     if not tarea_ids:
         return {}
-    rows = db.session.execute(
-        select(Asignacion.tarea_id, Efectivo.id, Efectivo.codigo_interno, Efectivo.nombre, Asignacion.asignado_en)
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id.in_(tarea_ids), Asignacion.liberado_en.is_(None))
-        .order_by(Asignacion.asignado_en)
-    )
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for tarea_id, efectivo_id, codigo, nombre, asignado_en in rows:
+    for tarea_id, efectivo_id, codigo, nombre, asignado_en in db.session.execute(_ACTIVE_ASSIGNMENTS, {"tarea_ids": tarea_ids}):
         out[tarea_id].append({"efectivo_id": efectivo_id, "codigo_interno": codigo, "nombre": nombre, "asignado_en": asignado_en})
     return out
 
@@ -97,20 +100,54 @@ def _visible_to(query: Select[tuple[Tarea]], actor: Usuario) -> Select[tuple[Tar
     return query.where(or_(Tarea.delegado_usuario_id == actor.id, assigned))
 
 
+# Statements built once at import: building and cache-keying them per call cost more than running them.
+_BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+# The tarea and its active assignments (with the usuario behind each efectivo, for the read policy) in
+# one round trip: GET of one tarea is the most frequent request of the service.
+_ASSIGNED_JSON = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "efectivo_id",
+                        Efectivo.id,
+                        "codigo_interno",
+                        Efectivo.codigo_interno,
+                        "nombre",
+                        Efectivo.nombre,
+                        "asignado_en",
+                        Asignacion.asignado_en,
+                        "usuario_id",
+                        Efectivo.usuario_id,
+                    ),
+                    Asignacion.asignado_en,
+                )
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None))
+    .scalar_subquery()
+)
+_WITH_ASSIGNED = select(Tarea, _ASSIGNED_JSON).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
+
+
 def _load(tarea_id: int, *, lock: bool = False) -> Tarea:
-    query = select(Tarea).where(Tarea.id == tarea_id, Tarea.deleted_at.is_(None))
-    if lock:
-        query = query.with_for_update()
-    tarea = db.session.scalar(query)
+    tarea = db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id})
     if tarea is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     return tarea
 
 
-def _check_readable(actor: Usuario, tarea: Tarea) -> None:
+def _check_readable(actor: Usuario, tarea: Tarea, assigned_ids: set[int] | None = None) -> None:
     if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
         return
-    if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned_usuario_ids(tarea.id)):
+    if assigned_ids is None:
+        assigned_ids = assigned_usuario_ids(tarea.id)
+    if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned_ids):
         raise Forbidden("You may only see tareas you are assigned to or delegated.")
 
 
@@ -163,6 +200,16 @@ def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     tarea = _load(tarea_id)
     _check_readable(actor, tarea)
     return tarea
+
+
+def read_tarea(actor: Usuario, tarea_id: int) -> tuple[Tarea, list[dict[str, Any]]]:
+    """A readable tarea and its active assignments (as ``asignados_by_tarea`` lists them), one query."""
+    row = db.session.execute(_WITH_ASSIGNED, {"tarea_id": tarea_id}).first()
+    if row is None:
+        raise NotFound(f"Tarea {tarea_id} does not exist.")
+    tarea, asignados = row
+    _check_readable(actor, tarea, {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
+    return tarea, asignados
 
 
 def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[Tarea], int]:
