@@ -40,8 +40,11 @@ def _out(tarea: Tarea, status: int = 200, location: bool = False, asignados: lis
 def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
     filters = query.model_dump(exclude={"limit", "offset"})
-    items, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
-    return json_response(Page[TareaOut](items=serialize(items), total=total, limit=query.limit, offset=query.offset))
+    rows, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
+    asignados = tareas.asignados_by_tarea([row["id"] for row in rows])
+    items = [row | {"efectivos": asignados.get(row["id"], [])} for row in rows]
+    # One validation call for the whole page (pydantic-core loops in Rust, not 100 model_validate calls).
+    return json_response(Page[TareaOut].model_validate({"items": items, "total": total, "limit": query.limit, "offset": query.offset}))
 
 
 @bp.post("")
@@ -50,7 +53,7 @@ def list_tareas() -> Response:
 def create_tarea() -> Response:
     actor = current_user()
     body = parse_json(TareaIn)
-    return _out(tareas.create_tarea(actor, body.model_dump()), 201, location=True)
+    return _out(tareas.create_tarea(actor, body.model_dump()), 201, location=True, asignados=[])  # a new tarea has none
 
 
 @bp.post("/emergency")

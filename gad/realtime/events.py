@@ -94,9 +94,12 @@ def _write_pending_events(session: Session) -> None:
         digest = chain.link(prev_hash, chain.canonical(**fields))
         session.add(Evento(**fields, prev_hash=prev_hash, hash=digest))
         prev_hash = digest
-    session.execute(text("UPDATE eventos_contador SET last_hash = :h WHERE id = 1"), {"h": prev_hash})
     session.flush()
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
+    # The new head of the chain and the notification in one round trip (delivered only if this commits).
+    session.execute(
+        text("UPDATE eventos_contador SET last_hash = :h WHERE id = 1 RETURNING pg_notify(:channel, :payload)"),
+        {"h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))},
+    )
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.

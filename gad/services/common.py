@@ -13,10 +13,27 @@ from gad.extensions import db
 T = TypeVar("T")
 
 
+def _count(query: Select[Any]) -> int:
+    return int(db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+
+
 def paginate(query: Select[tuple[T]], limit: int, offset: int) -> tuple[list[T], int]:
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    total = _count(query)
     items = list(db.session.scalars(query.limit(limit).offset(offset)))
-    return items, int(total)
+    return items, total
+
+
+def paginate_rows(query: Select[Any], limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page as plain mappings and the total in one round trip (``count(*) OVER ()`` is computed before
+    LIMIT); only a page past the end needs a second query for the total."""
+    counted = query.add_columns(func.count().over().label("_total")).limit(limit).offset(offset)
+    rows = [dict(row) for row in db.session.execute(counted).mappings()]
+    if not rows:
+        return [], _count(query)
+    total = rows[0]["_total"]
+    for row in rows:
+        del row["_total"]
+    return rows, int(total)
 
 
 def count_by(column: Any, vocabulary: Iterable[str], *conditions: Any) -> dict[str, int]:
