@@ -14,9 +14,10 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-import gevent
 from flask import Blueprint, Response, current_app, g, request
+from gevent.queue import Empty
 from pydantic import ValidationError
+from simple_websocket import ConnectionClosed
 
 from gad import policy
 from gad.blueprints.http import json_response
@@ -74,11 +75,14 @@ def _replay(conn: Connection, since: int) -> None:
             return
 
 
-def _sender(conn: Connection) -> None:
-    """The only greenlet that writes to the socket: frames leave in queue order, one at a time."""
-    try:
-        while not conn.closed:
-            item = conn.queue.get()
+def _send_queued(conn: Connection) -> bool:
+    """Write every queued frame, in order; False once the connection is to end (sentinel or dead peer)."""
+    while True:
+        try:
+            item = conn.queue.get_nowait()
+        except Empty:
+            return True
+        try:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
                     continue
@@ -87,11 +91,38 @@ def _sender(conn: Connection) -> None:
                 conn.last_sent = item.id
                 hub.record_delivery(item)
             elif item is None:
-                return
+                return False
             else:
                 conn.ws.send(item)
-    except Exception:  # noqa: BLE001 - a dead peer ends the sender; the receiver notices the closed socket
-        conn.closed = True
+        except Exception:  # noqa: BLE001 - a dead peer ends the connection
+            conn.closed = True
+            return False
+
+
+def _serve(conn: Connection, expires_at: float | None, ping_interval: float) -> None:
+    """The socket's only greenlet: sleeps until woken (frame queued, client frame, close), the next ping or
+    the token's expiry; frames leave in queue order, one writer at a time."""
+    ws = conn.ws
+    next_ping = time.monotonic() + ping_interval
+    while not conn.closed and ws.connected:
+        timeout = next_ping - time.monotonic()
+        if expires_at is not None:
+            timeout = min(timeout, expires_at - time.time())
+        conn.wake.wait(timeout=max(timeout, 0))
+        conn.wake.clear()
+        try:
+            while (raw := ws.receive(timeout=0)) is not None:
+                _handle_client_frame(conn, raw)
+        except ConnectionClosed:
+            return
+        if not _send_queued(conn):
+            return
+        if expires_at is not None and time.time() >= expires_at:
+            conn.close(CLOSE_POLICY, "token expired")
+            return
+        if time.monotonic() >= next_ping:
+            _send_json(conn, "ping", {})
+            next_ping = time.monotonic() + ping_interval
 
 
 def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
@@ -122,7 +153,9 @@ def connect(ws: Any) -> None:
     query: WsConnectQuery = g.ws_query
     claims = g.token_claims
     config = current_app.config
-    conn = Connection(ws=ws, usuario=usuario, topics=policy.visible_topics(usuario), queue_size=config["WS_QUEUE_SIZE"])
+    # simple-websocket's reader sets ws.event when a client frame arrives or the peer closes: sharing it
+    # as the connection's wake-up lets one greenlet serve the socket in both directions.
+    conn = Connection(ws=ws, usuario=usuario, topics=policy.visible_topics(usuario), queue_size=config["WS_QUEUE_SIZE"], wake=ws.event)
     # Detach the usuario from the request's session: the socket outlives it.
     db.session.expunge(usuario)
     hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
@@ -138,22 +171,7 @@ def connect(ws: Any) -> None:
             else:
                 conn.last_sent = hub.last_id
         db.session.remove()  # give the pooled connection back: a socket may stay open for hours
-        sender = gevent.spawn(_sender, conn)
-        expires_at = float(claims["exp"]) if claims else None
-        next_ping = time.monotonic() + config["WS_PING_INTERVAL"]
-        while not conn.closed and ws.connected:
-            raw = ws.receive(timeout=1)
-            if raw is not None:
-                _handle_client_frame(conn, raw)
-            if expires_at is not None and time.time() >= expires_at:
-                conn.close(CLOSE_POLICY, "token expired")
-                break
-            if time.monotonic() >= next_ping:
-                _send_json(conn, "ping", {})
-                next_ping = time.monotonic() + config["WS_PING_INTERVAL"]
-        conn.offer(None)
-        sender.join(timeout=1)
-        sender.kill()
+        _serve(conn, float(claims["exp"]) if claims else None, config["WS_PING_INTERVAL"])
     finally:
         conn.closed = True
         hub.unregister(conn)

@@ -112,12 +112,19 @@ def can_resume(since: int, retention_days: int) -> bool:
 
 @dataclass(eq=False)
 class Connection:
-    """One websocket client: who it is, what it listens to, and its bounded outgoing queue."""
+    """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
+
+    ``wake`` is set whenever the socket's greenlet has something to do: a frame queued here, or (it is
+    simple-websocket's own event) a client frame received or the socket closed. One greenlet per socket
+    then both sends and reads, instead of a separate sender: at 10,000 idle sockets every greenlet costs
+    its own Python frame stack.
+    """
 
     ws: Any
     usuario: Usuario
     topics: set[str]
     queue_size: int
+    wake: gevent.event.Event = field(default_factory=gevent.event.Event)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     last_sent: int = 0
     closed: bool = False
@@ -137,16 +144,18 @@ class Connection:
             return False
         try:
             self.queue.put_nowait(item)
-            return True
         except Full:
             self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
             return False
+        self.wake.set()
+        return True
 
     def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
         self.close_code, self.close_reason = code, reason
+        self.wake.set()
         try:
             self.ws.close(reason=code, message=reason)
         except Exception:
