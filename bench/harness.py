@@ -63,6 +63,7 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None) ->
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url)
     os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
+    os.environ["GAD_BENCH_GUNICORN_PID"] = str(proc.pid)  # for benchmarks that read the worker's memory
     try:
         yield url
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import subprocess
@@ -51,12 +52,11 @@ def _clients(url: str, token: str, count: int, hold_s: float, expect: int, out: 
         deadline = time.time() + hold_s
         ws.settimeout(1)
         if not measure:
-            # Background load: drain the socket without parsing, so this process does not become the bottleneck.
-            while time.time() < deadline:
-                try:
-                    ws.sock.recv(65536)
-                except OSError:
-                    continue
+            # Background load that costs no client CPU while the probes measure: the frames of one run (20
+            # events of a few hundred bytes) fit in the socket's receive buffer, so the server writes every
+            # one of them without waiting, exactly as it would to clients on other machines. Reading them
+            # here would put 980 Python parses per event on the cores the server needs.
+            gevent.sleep(max(0.0, deadline - time.time()))
             ws.close()
             return
         while time.time() < deadline and (expect == 0 or seen < expect):
@@ -86,13 +86,13 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _worker_pid(port: int) -> int:
-    master = subprocess.check_output(["pgrep", "-f", "gunicorn.*wsgi:app"]).split()
-    for pid in master:
-        children = subprocess.run(["pgrep", "-P", pid.decode()], capture_output=True, text=True).stdout.split()
-        if children:
-            return int(children[0])
-    raise RuntimeError("no gunicorn worker found")
+def _worker_pid() -> int:
+    """The worker of the gunicorn this benchmark spawned (never another gunicorn left on the machine)."""
+    master = os.environ["GAD_BENCH_GUNICORN_PID"]
+    children = subprocess.run(["pgrep", "-P", master], capture_output=True, text=True).stdout.split()
+    if not children:
+        raise RuntimeError("no gunicorn worker found")
+    return int(children[0])
 
 
 def _spawn_clients(url: str, token: str, total: int, processes: int, hold_s: float, expect: int, measure: bool = True) -> tuple[list[Any], Path]:
@@ -145,9 +145,9 @@ def latency(url: str, clients: int, events: int) -> dict[str, Any]:
     }
 
 
-def idle_capacity(url: str, port: int, count: int) -> dict[str, Any]:
+def idle_capacity(url: str, count: int) -> dict[str, Any]:
     token = login(url)
-    pid = _worker_pid(port)
+    pid = _worker_pid()
     before = _rss_kb(pid)
     procs, _ = _spawn_clients(url, token, count, 4, hold_s=max(60, count / 180 + 40), expect=0)
     time.sleep(max(30, count / 180 + 15))
@@ -175,11 +175,10 @@ def main() -> None:
     args = parser.parse_args()
     _raise_fd_limit()
     with spawned_server(workers=1, extra_env={"WORKER_CONNECTIONS": str(args.idle + 1000), "WS_PING_INTERVAL": "25"}) as url:
-        port = int(url.rsplit(":", 1)[1])
         lat_runs = [latency(url, args.clients, args.events) for _ in range(args.runs)]
         result = {
             "latency": lat_runs[0] if args.runs == 1 else {k: statistics.median(r[k] for r in lat_runs) for k in ("p50_ms", "p99_ms")},
-            "idle": None if args.skip_idle else idle_capacity(url, port, args.idle),
+            "idle": None if args.skip_idle else idle_capacity(url, args.idle),
         }
     print(json.dumps(result, indent=2))
 

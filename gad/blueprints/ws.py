@@ -17,14 +17,13 @@ from urllib.parse import urlparse
 from flask import Blueprint, Response, current_app, g, request
 from gevent.queue import Empty
 from pydantic import ValidationError
-from simple_websocket import ConnectionClosed
 
 from gad import policy
 from gad.blueprints.http import json_response
 from gad.errors import ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
 from gad.models import utcnow
-from gad.realtime.hub import BATCH, CLOSE_POLICY, Connection, StoredEvent, can_resume, events_after, hub
+from gad.realtime.hub import BATCH, CLOSE_POLICY, Connection, PartialFrame, StoredEvent, can_resume, events_after, hub
 from gad.schemas.ws import ClientFrame, WsConnectQuery
 from gad.security import current_user, resolve_user
 from gad.vocab import Nivel
@@ -82,6 +81,7 @@ def _send_queued(conn: Connection) -> bool:
             item = conn.queue.get_nowait()
         except Empty:
             return True
+        conn.writing = True  # the fan-out must not write between the pieces of this frame
         try:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
@@ -90,6 +90,9 @@ def _send_queued(conn: Connection) -> bool:
                 conn.ws.sock.sendall(item.wire)
                 conn.last_sent = item.id
                 hub.record_delivery(item)
+            elif isinstance(item, PartialFrame):
+                conn.ws.sock.sendall(item.data)
+                hub.record_delivery(item.event)
             elif item is None:
                 return False
             else:
@@ -97,6 +100,8 @@ def _send_queued(conn: Connection) -> bool:
         except Exception:  # noqa: BLE001 - a dead peer ends the connection
             conn.closed = True
             return False
+        finally:
+            conn.writing = False
 
 
 def _serve(conn: Connection, expires_at: float | None, ping_interval: float) -> None:
@@ -110,11 +115,10 @@ def _serve(conn: Connection, expires_at: float | None, ping_interval: float) -> 
             timeout = min(timeout, expires_at - time.time())
         conn.wake.wait(timeout=max(timeout, 0))
         conn.wake.clear()
-        try:
-            while (raw := ws.receive(timeout=0)) is not None:
-                _handle_client_frame(conn, raw)
-        except ConnectionClosed:
-            return
+        # Look before calling receive(): on an empty buffer even receive(timeout=0) yields to the hub, and a
+        # fan-out to 1,000 sockets would pay 1,000 extra hub cycles.
+        while ws.input_buffer:
+            _handle_client_frame(conn, ws.receive(timeout=0))
         if not _send_queued(conn):
             return
         if expires_at is not None and time.time() >= expires_at:
@@ -171,6 +175,7 @@ def connect(ws: Any) -> None:
             else:
                 conn.last_sent = hub.last_id
         db.session.remove()  # give the pooled connection back: a socket may stay open for hours
+        conn.live = True
         _serve(conn, float(claims["exp"]) if claims else None, config["WS_PING_INTERVAL"])
     finally:
         conn.closed = True

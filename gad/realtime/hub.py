@@ -110,6 +110,14 @@ def can_resume(since: int, retention_days: int) -> bool:
     return following is not None and following.created_at >= utcnow() - timedelta(days=retention_days)
 
 
+@dataclass(frozen=True)
+class PartialFrame:
+    """The rest of an event frame the kernel did not take at once; the socket's greenlet finishes it."""
+
+    data: bytes
+    event: StoredEvent
+
+
 @dataclass(eq=False)
 class Connection:
     """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
@@ -130,6 +138,8 @@ class Connection:
     closed: bool = False
     close_code: int | None = None
     close_reason: str = ""
+    live: bool = False  # replay done: from here on, events may be written straight from the fan-out
+    writing: bool = False  # the socket's greenlet is in the middle of a write
     queue: Queue = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +158,40 @@ class Connection:
             self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
             return False
         self.wake.set()
+        return True
+
+    def deliver(self, event: StoredEvent) -> bool:
+        """Fan-out: write a live event at once when nothing is ahead of it, else queue it; True if written.
+
+        Waking 1,000 greenlets to each write one frame cost more than the writes themselves. With the
+        socket's timeout at zero a write never waits: what the kernel does not take at once is queued, in
+        order, for the socket's greenlet.
+        """
+        if self.closed:
+            return False
+        if not self.live or self.writing or not self.queue.empty():
+            self.offer(event)
+            return False
+        if event.id <= self.last_sent:
+            return False
+        sock = self.ws.sock
+        wire = event.wire
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0.0)
+            sent = sock.send(wire)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.closed = True
+            self.wake.set()
+            return False
+        finally:
+            sock.settimeout(timeout)
+        self.last_sent = event.id
+        if sent < len(wire):
+            self.offer(PartialFrame(wire[sent:], event))
+            return False
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -249,8 +293,8 @@ class Hub:
         self.last_id = event.id
         principals.invalidate_for_topics({event.topic})
         for conn in list(self.connections):
-            if conn.wants(event):
-                conn.offer(event)
+            if conn.wants(event) and conn.deliver(event):
+                self.record_delivery(event)
 
     def register(self, conn: Connection) -> None:
         self.connections.add(conn)
