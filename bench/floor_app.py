@@ -4,6 +4,7 @@
 libraries the stack is fixed to (SQLAlchemy ORM and its psycopg2 dialect, Flask-SQLAlchemy, pydantic,
 flask-sock, Flask-Caching, prometheus-flask-exporter). ``one_query``: one pooled, pre-pinged psycopg2
 round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware).
+``idle_websocket``: flask-sock sockets that only wait for client frames (no hub, no queue, no auth).
 """
 
 from __future__ import annotations
@@ -55,9 +56,24 @@ def _one_query_app() -> Flask:
     return app
 
 
+def _idle_websocket_app() -> Flask:
+    from flask_sock import Sock
+
+    app = _hello_app()
+    sock = Sock(app)
+
+    @sock.route("/ws/connect")
+    def connect(ws: Any) -> None:
+        ws.send('{"event_type": "connection_ack", "data": {}}')
+        while ws.connected:
+            ws.receive(timeout=25)  # an idle socket: wake only for a client frame or a ping interval
+
+    return app
+
+
 def __getattr__(name: str) -> Flask:
     # Built on first access so each gunicorn worker imports only the variant it serves.
-    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app}
+    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app, "idle_websocket": _idle_websocket_app}
     if name not in factories:
         raise AttributeError(name)
     app = factories[name]()

@@ -66,7 +66,27 @@ def measure(runs: int, duration: float) -> dict[str, Any]:
                 results.setdefault(f"throughput_{variant}", {})[str(concurrency)] = median_of(samples)
         finally:
             _stop(proc)
+    results["idle_websocket"] = _idle_websocket_memory(env, count=3000)
     return results
+
+
+def _idle_websocket_memory(env: dict[str, str], count: int) -> dict[str, Any]:
+    """Worker RSS per idle flask-sock socket under gunicorn/gevent, measured as bench.ws_bench measures GAD."""
+    from bench import ws_bench
+
+    proc, url, _ = _start("bench.floor_app:idle_websocket", env | {"WORKER_CONNECTIONS": str(count + 1000)})
+    try:
+        os.environ["GAD_BENCH_GUNICORN_PID"] = str(proc.pid)
+        pid = ws_bench._worker_pid()
+        before = ws_bench._rss_kb(pid)
+        clients, _ = ws_bench._spawn_clients(url, "", count, 4, hold_s=count / 180 + 40, expect=0)
+        time.sleep(count / 180 + 15)
+        after = ws_bench._rss_kb(pid)
+        for client in clients:
+            client.join()
+    finally:
+        _stop(proc)
+    return {"connections": count, "kb_per_connection": round((after - before) / count, 1)}
 
 
 def main() -> None:
@@ -74,6 +94,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0)
     args = parser.parse_args()
+    from bench.ws_bench import _raise_fd_limit
+
+    _raise_fd_limit()
     with spawned_server(workers=1):  # PostgreSQL with the schema and demo tareas for the one-query app
         print(json.dumps(measure(args.runs, args.duration), indent=2))
 
