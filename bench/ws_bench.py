@@ -110,6 +110,15 @@ def _spawn_clients(url: str, token: str, total: int, processes: int, hold_s: flo
 PROBES = 20
 
 
+def _lag_buckets(url: str) -> dict[str, float]:
+    """The server's own commit -> send histogram (cumulative counts by upper bound), from /metrics."""
+    import re
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {le: float(n) for le, n in re.findall(r'^gad_event_commit_to_send_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M)}
+
+
 def latency(url: str, clients: int, events: int) -> dict[str, Any]:
     """``clients`` sockets in all: PROBES of them timestamp frames in a process of their own, the rest
     are background load that drains its sockets. A probe's latency is what one real client, on its own
@@ -118,6 +127,7 @@ def latency(url: str, clients: int, events: int) -> dict[str, Any]:
     background, _ = _spawn_clients(url, token, clients - PROBES, 3, hold_s=120, expect=0, measure=False)
     probes, outdir = _spawn_clients(url, token, PROBES, 1, hold_s=120, expect=events)
     time.sleep(max(8, clients / 180))  # let every client connect
+    buckets_before = _lag_buckets(url)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     for i in range(events):
         body = json.dumps({"codigo": f"WSB{int(time.time()) % 100000:05d}{i:04d}", "titulo": "Latencia websocket", "tipo": "patrullaje"}).encode()
@@ -125,6 +135,7 @@ def latency(url: str, clients: int, events: int) -> dict[str, Any]:
         time.sleep(0.2)
     for proc in probes:
         proc.join()
+    buckets = {le: n - buckets_before.get(le, 0.0) for le, n in _lag_buckets(url).items()}
     for proc in background:
         proc.terminate()
         proc.join()
@@ -142,6 +153,9 @@ def latency(url: str, clients: int, events: int) -> dict[str, Any]:
         "p50_ms": round(percentile(lat, 50) * 1000, 2),
         "p99_ms": round(percentile(lat, 99) * 1000, 2),
         "target_p99_ms": 20,
+        # Server side, no client in the way: share of fan-outs that had written every socket within 10/20 ms.
+        "server_fanout_within_10ms": round(buckets.get("0.01", 0) / max(buckets.get("+Inf", 0), 1), 3),
+        "server_fanout_within_20ms": round(buckets.get("0.02", 0) / max(buckets.get("+Inf", 0), 1), 3),
     }
 
 

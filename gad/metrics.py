@@ -22,7 +22,8 @@ EVENTS_WRITTEN = Counter("gad_events_written_total", "Events appended to the eve
 EVENTS_DELIVERED = Counter("gad_events_delivered_total", "Event frames sent to websocket clients", registry=None)
 COMMIT_TO_SEND = Histogram(
     "gad_event_commit_to_send_seconds",
-    "Time from an event's commit to its frame being written to a websocket",
+    "Time from an event's commit until a worker's fan-out had written it to every socket that took it at once"
+    " (one observation per event and worker), or until a queued frame was written (one per frame)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=None,
 )
