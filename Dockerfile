@@ -13,12 +13,16 @@ FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GAD_ENV=production FLASK_APP=wsgi PORT=8080 PROMETHEUS_MULTIPROC_DIR=/tmp/gad-metrics
 RUN useradd --create-home --uid 10001 gad
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/* && rm -rf /wheels
+# Bind-mounted, not copied: a COPY layer would keep every wheel in the image even after `rm`.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*
 WORKDIR /app
 COPY --chown=gad:gad config.py wsgi.py gunicorn.conf.py ./
 COPY --chown=gad:gad gad ./gad
 COPY --chown=gad:gad migrations ./migrations
+# Bytecode compiled once here: PYTHONDONTWRITEBYTECODE stops workers from caching it, so without this
+# every worker of every machine would compile the whole application at each start.
+RUN python -m compileall -q config.py wsgi.py gunicorn.conf.py gad migrations
 USER gad
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \

@@ -213,6 +213,8 @@ def test_deploy_files_keep_their_invariants() -> None:
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile and "EXPOSE 8080" in dockerfile
     assert "FLASK_APP=wsgi" in dockerfile
+    assert "--mount=type=bind,from=build" in dockerfile and "COPY --from=build" not in dockerfile  # no wheel layer left in the image
+    assert "compileall" in dockerfile  # workers cannot write bytecode (PYTHONDONTWRITEBYTECODE): ship it
     conf = (ROOT / "gunicorn.conf.py").read_text()
     assert 'os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")' in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
     assert (ROOT / ".dockerignore").read_text().count(".venv") == 1
