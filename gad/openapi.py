@@ -7,28 +7,35 @@ validation error leaves through our problem+json handler.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask
-from spectree import Response, SecurityScheme, SpecTree
-from spectree.models import SecureType, SecuritySchemeData
 
 from gad.schemas.common import Problem
 
-api_spec = SpecTree(
-    "flask",
-    title="GAD API",
-    version="1",
-    # spectree skips routes under its own path prefix; we serve the document ourselves (gad.blueprints.docs),
-    # so this prefix is never registered and only has to differ from /api/v1.
-    path="_spectree",
-    openapi_version="3.1.0",
-    mode="strict",
-    annotations=False,
-    security_schemes=[
-        SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT")),
-    ],
-)
+
+@lru_cache(maxsize=1)
+def _spec() -> Any:
+    """The SpecTree instance, made (and spectree imported) on the first request for the document only."""
+    from spectree import SecurityScheme, SpecTree
+    from spectree.models import SecureType, SecuritySchemeData
+
+    return SpecTree(
+        "flask",
+        title="GAD API",
+        version="1",
+        # spectree skips routes under its own path prefix; we serve the document ourselves (gad.blueprints.docs),
+        # so this prefix is never registered and only has to differ from /api/v1.
+        path="_spectree",
+        openapi_version="3.1.0",
+        mode="strict",
+        annotations=False,
+        security_schemes=[
+            SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT")),
+        ],
+    )
+
 
 BEARER: dict[str, list[str]] = {"bearer": []}
 _ERRORS = {"HTTP_400": Problem, "HTTP_401": Problem, "HTTP_403": Problem, "HTTP_404": Problem, "HTTP_422": Problem}
@@ -62,6 +69,9 @@ def documented(
 
 
 def _describe(view: Callable[..., Any]) -> None:
+    from spectree import Response
+
+    api_spec = _spec()
     doc = getattr(view, "_gad_openapi", None)
     if doc is None or api_spec.get_function_metadata(view) is not None:
         return
@@ -85,6 +95,6 @@ def document(app: Flask) -> dict[str, Any]:
         with app.app_context():
             for view in app.view_functions.values():
                 _describe(view)
-            cached = api_spec._generate_spec()
+            cached = _spec()._generate_spec()
         app.extensions["gad_openapi"] = cached
     return cached  # type: ignore[no-any-return]
