@@ -65,6 +65,17 @@ def test_ack_then_event_envelope(build: Builders, live_server: LiveServer) -> No
     client.close()
 
 
+def test_compression_offered_by_browsers_is_declined(build: Builders, live_server: LiveServer) -> None:
+    # A per-socket compressor doubled an idle connection's memory; frames must arrive as plain text.
+    offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    client = WsClient(live_server.url, build.token(build.usuario(2)), headers=offer)
+    try:
+        assert "sec-websocket-extensions" not in {name.lower() for name in client.ws.headers}
+        assert client.recv()["event_type"] == "connection_ack"  # websocket-client cannot read a compressed frame
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("credential", ["none", "garbage", "expired", "revoked", "query_garbage"])
 def test_handshake_refuses_bad_credentials(app: Flask, build: Builders, live_server: LiveServer, credential: str) -> None:
     user = build.usuario(3)

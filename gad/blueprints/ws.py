@@ -48,6 +48,10 @@ def _authenticate_handshake() -> None:
     """Reject before the upgrade (401/403), so a client without valid credentials never gets a socket."""
     if request.endpoint != "ws.connect":
         return
+    # Decline permessage-deflate (browsers always offer it): a compressor per socket more than doubled
+    # the memory of an idle connection (49.6 -> 108.9 KB), and event frames are written pre-encoded and
+    # uncompressed anyway. simple-websocket accepts whatever the client offers, so the offer is removed.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     token = request.args.get("token")
     usuario, method, claims = resolve_user(token=token, allow_session=_origin_allowed())
     g.current_user, g.auth_method, g.token_claims = usuario, method, claims
