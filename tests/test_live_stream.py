@@ -65,6 +65,32 @@ def test_ack_then_event_envelope(build: Builders, live_server: LiveServer) -> No
     client.close()
 
 
+def test_logout_and_demotion_close_open_sockets_with_1008(build: Builders, live_server: LiveServer) -> None:
+    admin = build.headers(build.usuario(3))
+    supervisor = build.usuario(2)
+    token = build.token(supervisor)
+    other_token = build.token(supervisor)
+    logged_out = WsClient(live_server.url, token)
+    still_valid = WsClient(live_server.url, other_token)
+    try:
+        assert logged_out.recv()["event_type"] == still_valid.recv()["event_type"] == "connection_ack"
+        assert live_server.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+        with pytest.raises(Closed) as closed:
+            logged_out.events(1, timeout=5)
+        assert closed.value.code == 1008
+        # Only the logged-out token's socket: the same usuario's other token keeps its stream...
+        assert still_valid.quiet(0.5) == []
+        # ...until the usuario's role changes: then every socket of theirs must authenticate again.
+        demoted = requests.patch(live_server.url + f"/api/v1/users/{supervisor.id}", json={"nivel": 1}, headers=admin, timeout=10)
+        assert demoted.status_code == 200
+        with pytest.raises(Closed) as closed:
+            still_valid.events(1, timeout=5)
+        assert closed.value.code == 1008
+    finally:
+        logged_out.close()
+        still_valid.close()
+
+
 def test_compression_offered_by_browsers_is_declined(build: Builders, live_server: LiveServer) -> None:
     # A per-socket compressor doubled an idle connection's memory; frames must arrive as plain text.
     offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}

@@ -163,7 +163,14 @@ def connect(ws: Any) -> None:
     config = current_app.config
     # simple-websocket's reader sets ws.event when a client frame arrives or the peer closes: sharing it
     # as the connection's wake-up lets one greenlet serve the socket in both directions.
-    conn = Connection(ws=ws, usuario=usuario, topics=policy.visible_topics(usuario), queue_size=config["WS_QUEUE_SIZE"], wake=ws.event)
+    conn = Connection(
+        ws=ws,
+        usuario=usuario,
+        topics=policy.visible_topics(usuario),
+        queue_size=config["WS_QUEUE_SIZE"],
+        jti=str(claims["jti"]) if claims else None,
+        wake=ws.event,
+    )
     # Detach the usuario from the request's session: the socket outlives it.
     db.session.expunge(usuario)
     hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])

@@ -33,7 +33,7 @@ from gad import metrics, policy
 from gad.cache_keys import head_event_id
 from gad.extensions import db
 from gad.models import Evento, Usuario, utcnow
-from gad.realtime.events import NOTIFY_CHANNEL
+from gad.realtime.events import NOTIFY_CHANNEL, SECURITY_TOPIC
 from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 SAFETY_POLL_S = 5.0
+CREDENTIAL_CHANGES = frozenset({"tokens_revoked", "user_disabled", "role_changed"})
 BATCH = 500
 
 
@@ -132,6 +133,7 @@ class Connection:
     usuario: Usuario
     topics: set[str]
     queue_size: int
+    jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
     wake: gevent.event.Event = field(default_factory=gevent.event.Event)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     last_sent: int = 0
@@ -292,6 +294,8 @@ class Hub:
             return
         self.last_id = event.id
         principals.invalidate_for_topics({event.topic})
+        if event.topic == SECURITY_TOPIC:
+            self._end_revoked(event)
         written = 0
         for conn in list(self.connections):
             if conn.wants(event) and conn.deliver(event):
@@ -299,6 +303,18 @@ class Hub:
         if written:
             # Once per fan-out, not per socket: at 1,000 sockets the metric calls cost as much as the writes.
             self.record_delivery(event, written)
+
+    def _end_revoked(self, event: StoredEvent) -> None:
+        """A socket lives on the credentials it was opened with. When that token is logged out, the
+        usuario's tokens are revoked, or the usuario is deactivated or changes role, its sockets close
+        with 1008 and the client authenticates again (and gets the topics its role now allows)."""
+        jti = event.payload.get("jti") if event.event_type == "logout" else None
+        usuario_id = event.payload.get("usuario_id") if event.event_type in CREDENTIAL_CHANGES else None
+        if jti is None and usuario_id is None:
+            return
+        for conn in list(self.connections):
+            if (jti is not None and conn.jti == jti) or (usuario_id is not None and conn.usuario.id == usuario_id):
+                conn.close(CLOSE_POLICY, "credentials revoked or changed; authenticate again")
 
     def register(self, conn: Connection) -> None:
         self.connections.add(conn)
