@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import time
 import uuid
@@ -165,9 +166,8 @@ class Connection:
     def deliver(self, event: StoredEvent) -> bool:
         """Fan-out: write a live event at once when nothing is ahead of it, else queue it; True if written.
 
-        Waking 1,000 greenlets to each write one frame cost more than the writes themselves. With the
-        socket's timeout at zero a write never waits: what the kernel does not take at once is queued, in
-        order, for the socket's greenlet.
+        Waking 1,000 greenlets to each write one frame cost more than the writes themselves. The write
+        never waits: what the kernel does not take at once is queued, in order, for the socket's greenlet.
         """
         if self.closed:
             return False
@@ -176,20 +176,17 @@ class Connection:
             return False
         if event.id <= self.last_sent:
             return False
-        sock = self.ws.sock
         wire = event.wire
-        timeout = sock.gettimeout()
         try:
-            sock.settimeout(0.0)
-            sent = sock.send(wire)
+            # gevent keeps every socket's descriptor non-blocking: a plain write() takes what the kernel
+            # accepts now or raises BlockingIOError, and never waits.
+            sent = os.write(self.ws.sock.fileno(), wire)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.closed = True
             self.wake.set()
             return False
-        finally:
-            sock.settimeout(timeout)
         self.last_sent = event.id
         if sent < len(wire):
             self.offer(PartialFrame(wire[sent:], event))
