@@ -158,27 +158,27 @@ def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario,
 
     ``read_only`` requests may reuse a recent verification of the same token (see principal_cache).
     """
+    ttl_s = current_app.config["AUTH_CACHE_SECONDS"]
+    reuse = read_only and principals.usable(ttl_s)
+    if reuse and (known := principals.get(token)) is not None:
+        values, claims = known
+        return _attach(values), claims
+    generation = principals.generation
     claims = decode_token(token)
     try:
         usuario_id = int(claims["sub"])
     except (TypeError, ValueError):
         raise Unauthorized("The token is invalid.") from None
-    jti = str(claims["jti"])
-    ttl_s = current_app.config["AUTH_CACHE_SECONDS"]
-    reuse = read_only and principals.usable(ttl_s)
-    if reuse and (known := principals.get(jti)) is not None:
-        return _attach(known), claims
-    generation = principals.generation
     # One round trip: the usuario and whether this token was logged out.
-    row = db.session.execute(_PRINCIPAL, {"jti": jti, "usuario_id": usuario_id}).first()
+    row = db.session.execute(_PRINCIPAL, {"jti": str(claims["jti"]), "usuario_id": usuario_id}).first()
     if row is None or row[1]:
         raise Unauthorized("The token has been revoked; log in again.")
     usuario = row[0]
     if not usuario.activo or claims.get("tv") != usuario.token_version:
         raise Unauthorized("The token has been revoked; log in again.")
     if reuse:
-        seconds = min(ttl_s, int(claims["exp"]) - time.time())
-        principals.put(jti, {c.key: getattr(usuario, c.key) for c in _USUARIO_COLUMNS}, seconds, generation)
+        seconds = min(ttl_s, int(claims["exp"]) - time.time())  # never past the token's expiry
+        principals.put(token, ({c.key: getattr(usuario, c.key) for c in _USUARIO_COLUMNS}, claims), seconds, generation)
     return usuario, claims
 
 
@@ -189,7 +189,12 @@ def _attach(values: dict[str, Any]) -> Usuario:
     """A Usuario in this request's session built from verified values, as if just loaded (no SQL)."""
     usuario = Usuario(**values)
     make_transient_to_detached(usuario)
-    return db.session.merge(usuario, load=False)
+    key = inspect(usuario).key
+    already = db.session.identity_map.get(key) if key is not None else None
+    if already is not None:
+        return already  # type: ignore[no-any-return]
+    db.session.add(usuario)
+    return usuario
 
 
 def find_by_email(email: str) -> Usuario | None:

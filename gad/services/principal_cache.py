@@ -2,7 +2,9 @@
 
 Checking a token against PostgreSQL (usuario active, token version, logout list) costs a query on every
 request; on a GET of one tarea that was a third of the worker's time. Here a process remembers, per
-token, the usuario it was verified for — but only under three conditions that keep revocation honest:
+token string, the claims its signature carried and the usuario it was verified for — so a reuse
+skips both the query and the signature check — but only under three conditions that keep
+revocation honest:
 
 * only **safe requests** (GET/HEAD, websocket handshakes) may use an entry; every write re-verifies
   against the database, so a role change or logout always holds for writes at once;
@@ -32,8 +34,8 @@ INVALIDATING_TOPICS = frozenset({"usuarios", "seguridad"})
 
 @dataclass(frozen=True)
 class Entry:
-    usuario: dict[str, Any]  # column values of the Usuario row as verified
-    valid_until: float  # time.monotonic()
+    principal: Any  # what the verification established (the usuario's column values and the claims)
+    valid_until: float  # time.monotonic(); never past the token's own expiry
 
 
 class PrincipalCache:
@@ -45,23 +47,24 @@ class PrincipalCache:
     def usable(self, ttl_s: float) -> bool:
         return ttl_s > 0 and self.listener_connected
 
-    def get(self, jti: str) -> dict[str, Any] | None:
-        entry = self._entries.get(jti)
+    def get(self, token: str) -> Any:
+        """The principal verified for exactly this token string (signature included), or None."""
+        entry = self._entries.get(token)
         if entry is None:
             return None
         if entry.valid_until < time.monotonic():
-            self._entries.pop(jti, None)
+            self._entries.pop(token, None)
             return None
         metrics.AUTH_CACHE_HITS.inc()
-        return entry.usuario
+        return entry.principal
 
-    def put(self, jti: str, usuario: dict[str, Any], seconds: float, generation: int) -> None:
+    def put(self, token: str, principal: Any, seconds: float, generation: int) -> None:
         """Remember a verification that started at ``generation``; dropped if anything was invalidated since."""
         if generation != self.generation or not self.listener_connected:
             return
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
-        self._entries[jti] = Entry(usuario, time.monotonic() + seconds)
+        self._entries[token] = Entry(principal, time.monotonic() + seconds)
 
     def clear(self) -> None:
         self.generation += 1
