@@ -78,7 +78,8 @@ def emergency() -> Response:
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def get_tarea(tarea_id: int) -> Response:
     tarea, asignados = tareas.read_tarea(current_user(), tarea_id)
-    return _out(tarea, asignados=asignados)
+    out = TareaOut.model_validate(tarea | {"efectivos": asignados})
+    return json_response(out, 200, {"ETag": etag(out.version)})
 
 
 @bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])

@@ -8,6 +8,7 @@ the second one sees the first one's result (409/412) instead of overwriting it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -135,7 +136,9 @@ _ASSIGNED_JSON = (
     .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None))
     .scalar_subquery()
 )
-_WITH_ASSIGNED = select(Tarea, _ASSIGNED_JSON).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
+# Plain table columns, not ORM attributes: a read that is only serialised skips the ORM's per-row work.
+_TABLE = Tarea.__table__
+_WITH_ASSIGNED = select(*_TABLE.c, _ASSIGNED_JSON.label("asignados")).where(_TABLE.c.id == bindparam("tarea_id"), _TABLE.c.deleted_at.is_(None))
 
 
 def _load(tarea_id: int, *, lock: bool = False) -> Tarea:
@@ -145,13 +148,15 @@ def _load(tarea_id: int, *, lock: bool = False) -> Tarea:
     return tarea
 
 
-def _check_readable(actor: Usuario, tarea: Tarea, assigned_ids: set[int] | None = None) -> None:
+def _require_readable(actor: Usuario, delegado_usuario_id: int | None, assigned: Callable[[], set[int]]) -> None:
     if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
         return
-    if assigned_ids is None:
-        assigned_ids = assigned_usuario_ids(tarea.id)
-    if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned_ids):
+    if not policy.can_read_tarea(actor, delegado_usuario_id, assigned()):
         raise Forbidden("You may only see tareas you are assigned to or delegated.")
+
+
+def _check_readable(actor: Usuario, tarea: Tarea) -> None:
+    _require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id))
 
 
 def _check_delegado(delegado_id: int | None) -> None:
@@ -205,13 +210,14 @@ def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     return tarea
 
 
-def read_tarea(actor: Usuario, tarea_id: int) -> tuple[Tarea, list[dict[str, Any]]]:
-    """A readable tarea and its active assignments (as ``asignados_by_tarea`` lists them), one query."""
-    row = db.session.execute(_WITH_ASSIGNED, {"tarea_id": tarea_id}).first()
+def read_tarea(actor: Usuario, tarea_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A readable tarea (as a row keyed like Tarea's attributes) and its active assignments, one query."""
+    row = db.session.execute(_WITH_ASSIGNED, {"tarea_id": tarea_id}).mappings().first()
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
-    tarea, asignados = row
-    _check_readable(actor, tarea, {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
+    tarea = dict(row)
+    asignados = tarea.pop("asignados")
+    _require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
     return tarea, asignados
 
 
