@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -279,6 +281,72 @@ def test_token_expiring_mid_connection_closes_with_1008(app: Flask, build: Build
         client.events(1, timeout=8)
     client.close()
     assert closed.value.code == 1008
+
+
+def test_frames_the_kernel_only_partly_takes_are_finished_in_order() -> None:
+    # The fan-out writes without waiting. Once the peer stops reading, a write is cut short or refused; the
+    # rest of that frame and every later frame must follow through the socket's queue, whole and in order.
+    from types import SimpleNamespace
+
+    from gad.blueprints.ws import _send_queued
+    from gad.realtime.hub import Connection, PartialFrame, StoredEvent
+
+    server_side, client_side = _tcp_pair(send_buffer=4096, receive_buffer=4096)  # TCP, as in production
+    try:
+        server_side.setblocking(False)
+        conn = Connection(ws=SimpleNamespace(sock=server_side), usuario=Usuario(id=1, nivel=2), topics={"tareas"}, queue_size=1000)
+        conn.live = True
+
+        def event(i: int) -> StoredEvent:
+            return StoredEvent(i, "task_created", "tareas", {"codigo": f"P-{i}", "titulo": "x" * 3000}, utcnow())
+
+        first = [conn.deliver(event(i)) for i in range(1, 101)]
+        assert first[0] and not first[-1]  # the first went straight out, the last had to wait
+        assert any(isinstance(item, PartialFrame) and len(item.data) < len(item.event.wire) for item in list(conn.queue.queue))
+        # The client reads a little, so the kernel would take a new write again: it must still wait its turn.
+        received = bytearray(client_side.recv(8192))
+        assert not any(conn.deliver(event(i)) for i in range(101, 201))
+
+        reader = threading.Thread(target=lambda: _read_until_closed(client_side, received))
+        reader.start()
+        server_side.setblocking(True)
+        assert _send_queued(conn)
+        server_side.shutdown(socket.SHUT_WR)
+        reader.join(10)
+    finally:
+        server_side.close()
+        client_side.close()
+    assert [frame["id"] for frame in _text_frames(bytes(received))] == list(range(1, 201))
+
+
+def _tcp_pair(send_buffer: int, receive_buffer: int) -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client_side = socket.socket()
+        client_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        client_side.connect(listener.getsockname())
+        server_side, _ = listener.accept()
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    return server_side, client_side
+
+
+def _read_until_closed(sock: socket.socket, into: bytearray) -> None:
+    while chunk := sock.recv(65536):
+        into.extend(chunk)
+
+
+def _text_frames(data: bytes) -> list[dict]:
+    """Decode unmasked server text frames (RFC 6455), failing on anything cut or interleaved."""
+    frames, at = [], 0
+    while at < len(data):
+        assert data[at] == 0x81, f"not a whole text frame at byte {at}"
+        length, at = data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        frames.append(json.loads(data[at : at + length]))
+        at += length
+    return frames
 
 
 def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url: str, build: Builders, tmp_path: Path) -> None:
