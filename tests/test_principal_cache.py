@@ -83,3 +83,41 @@ def test_writes_always_verify_against_the_database(live_server: LiveServer, buil
     conn.close()
     created = live_server.post("/api/v1/efectivos", json={"codigo_interno": "EF-CACHE", "nombre": "Agente Cache"}, headers=headers)
     assert created.status_code == 401
+
+
+def test_a_fill_that_raced_with_a_revocation_is_not_kept() -> None:
+    from gad.services.principal_cache import PrincipalCache
+
+    cache = PrincipalCache()
+    cache.set_listener_connected(True)
+    generation = cache.generation  # a request starts verifying against PostgreSQL...
+    cache.invalidate_for_topics({"seguridad"})  # ...a logout commits meanwhile...
+    cache.put("token", "stale", seconds=30, generation=generation)  # ...and its answer arrives late
+    assert cache.get("token") is None
+    cache.put("token", "fresh", seconds=30, generation=cache.generation)
+    assert cache.get("token") == "fresh"
+    cache.invalidate_for_topics({"tareas"})  # events that change no credentials keep it
+    assert cache.get("token") == "fresh"
+
+
+def test_nothing_is_reused_while_the_listener_is_down_or_after_it_reconnects() -> None:
+    from gad.services.principal_cache import PrincipalCache
+
+    cache = PrincipalCache()
+    assert not cache.usable(30)  # never connected: every read verifies against PostgreSQL
+    cache.set_listener_connected(True)
+    cache.put("token", "principal", seconds=30, generation=cache.generation)
+    cache.set_listener_connected(False)
+    assert not cache.usable(30)
+    cache.set_listener_connected(True)  # events may have been missed meanwhile
+    assert cache.get("token") is None
+    assert not cache.usable(0)  # AUTH_CACHE_SECONDS=0 turns it off
+
+
+def test_an_entry_ends_with_its_lifetime() -> None:
+    from gad.services.principal_cache import PrincipalCache
+
+    cache = PrincipalCache()
+    cache.set_listener_connected(True)
+    cache.put("token", "principal", seconds=-1, generation=cache.generation)  # e.g. the token's exp has passed
+    assert cache.get("token") is None
