@@ -15,6 +15,10 @@ preload_app = False
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn 27 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): every gunicorn this
+# user starts on the machine (the test suite starts dozens) would fight over it. Nothing in GAD or Fly
+# uses it (graceful stop is SIGTERM, scaling is WEB_CONCURRENCY), so none is opened.
+control_socket_disable = True
 forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", "true", "yes", "on"} else "127.0.0.1"
 
 
