@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -83,11 +84,44 @@ def normalize_database_url(url: str) -> str:
 
 
 class Config:
-    """Settings shared by every environment. Values are read when the class is instantiated."""
+    """Settings shared by every environment. Values are read when the class is instantiated, then validated
+    and frozen: after ``validate`` nothing changes a setting (overrides go through ``with_overrides``)."""
 
     ENV_NAME: ClassVar[str] = "base"
     TESTING = False
     DEBUG = False
+    _frozen = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise ConfigError(f"the configuration is read-only once validated; {name} cannot change (set it in the environment)")
+        super().__setattr__(name, value)
+
+    def freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A validated, frozen copy with ``overrides`` applied (tests, embedded tools): they pass the same checks
+        as the environment, including the production ones when ``GAD_ENV`` says production."""
+        from flask import Flask  # here, not at import: gunicorn's master reads this module too
+
+        flask_keys = set(Flask.default_config)
+        unknown = sorted(name for name in overrides if not hasattr(self, name) and name not in flask_keys and name != "GAD_ENV")
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(unknown)} (see config.py for the names)")
+        clone = copy.copy(self)
+        object.__setattr__(clone, "_frozen", False)
+        for name, value in overrides.items():
+            setattr(clone, name, value)
+        clone.validate()
+        if overrides.get("GAD_ENV") == "production":
+            clone.validate_production()
+        clone.freeze()
+        return clone
 
     def __init__(self) -> None:
         self.SECRET_KEY = env_str("SECRET_KEY")
@@ -154,9 +188,30 @@ class Config:
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 
+    def validate_production(self) -> None:
+        """Refusals only production makes: a secret that is really secret, a real database."""
+        key = self.SECRET_KEY
+        if not key:
+            raise ConfigError(
+                "SECRET_KEY is not set: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it "
+                "(on Fly: `fly secrets set SECRET_KEY=...`)"
+            )
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): "
+                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if key.lower() in PLACEHOLDER_SECRETS:
+            raise ConfigError("SECRET_KEY is a known placeholder: generate a random one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        if not self.SQLALCHEMY_DATABASE_URI:
+            raise ConfigError(
+                "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
+            )
+
     def to_flask(self) -> dict[str, Any]:
         """Every upper-case attribute, including properties, as a mapping for ``app.config``."""
-        names = {name for name in dir(self) if name.isupper()}
+        names = {name for name in dir(self) if name.isupper() and name != "GAD_ENV"}
         return {name: getattr(self, name) for name in names}
 
 
@@ -195,24 +250,7 @@ class ProductionConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        key = self.SECRET_KEY
-        if not key:
-            raise ConfigError(
-                "SECRET_KEY is not set: generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it "
-                "(on Fly: `fly secrets set SECRET_KEY=...`)"
-            )
-        if len(key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError(
-                f"SECRET_KEY is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): "
-                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-            )
-        if key.lower() in PLACEHOLDER_SECRETS:
-            raise ConfigError("SECRET_KEY is a known placeholder: generate a random one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
-        if not self.SQLALCHEMY_DATABASE_URI:
-            raise ConfigError(
-                "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
-            )
+        self.validate_production()
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -231,4 +269,5 @@ def load_config(env_name: str | None = None) -> Config:
         raise ConfigError(f"GAD_ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from None
     config = config_class()
     config.validate()
+    config.freeze()
     return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from flask import Config as FlaskConfig
 from flask import Flask
 
 from config import Config, ConfigError, load_config
@@ -14,15 +15,58 @@ __version__ = "0.1.0"
 logger = logging.getLogger(__name__)
 
 
+class ReadOnlyConfig(FlaskConfig):
+    """``app.config`` once ``create_app`` has finished: settings come from config.py and the environment, and a
+    write at run time (which one worker would see and the others not) is a bug, so it raises."""
+
+    _frozen = False
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    def _refuse(self, what: str) -> None:
+        if self._frozen:
+            raise ConfigError(f"app.config is read-only after start-up ({what}); set the value in the environment (config.py)")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self or self[key] != value:  # re-stating a value is harmless (``flask`` CLI sets DEBUG)
+            self._refuse(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._refuse(key)
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._refuse(key)
+        return super().setdefault(key, default)
+
+    def pop(self, key: str, *args: Any) -> Any:
+        self._refuse(key)
+        return super().pop(key, *args)
+
+
+class GadFlask(Flask):
+    config_class = ReadOnlyConfig
+
+
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app: load and validate config, then wire each subsystem. No database or network access here."""
     config = config or load_config()
-    app = Flask(__name__, instance_relative_config=False)
-    app.config.from_mapping(config.to_flask())
-    app.config["GAD_ENV"] = config.ENV_NAME
-    app.config["VERSION"] = __version__
     if overrides:
-        app.config.update(overrides)
+        config = config.with_overrides(overrides)  # validated like the environment's own values
+    elif not config.frozen:
+        config.validate()
+        config.freeze()
+    app = GadFlask(__name__, instance_relative_config=False)
+    app.config.from_mapping(config.to_flask())
+    app.config["GAD_ENV"] = getattr(config, "GAD_ENV", config.ENV_NAME)
+    app.config["VERSION"] = __version__
     _resolve_database_url(app)
 
     from gad import observability
@@ -33,6 +77,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     register_request_hooks(app)
     register_blueprints(app)
     register_commands(app)
+    app.config.freeze()  # type: ignore[attr-defined]  # Flask types app.config as its own Config
     return app
 
 

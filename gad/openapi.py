@@ -98,7 +98,7 @@ def document(app: Flask) -> dict[str, Any]:
             cached = _spec()._generate_spec()
         _add_event_payloads(cached)
         app.extensions["gad_openapi"] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _add_event_payloads(document: dict[str, Any]) -> None:

@@ -87,7 +87,7 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
 def current_user() -> Usuario:
     """The authenticated usuario of this request (cached on ``g``); cookie-authenticated writes need CSRF."""
     if "current_user" in g:
-        return g.current_user  # type: ignore[no-any-return]
+        return g.current_user
     usuario, method, claims = resolve_user()
     if method == "session" and request.method not in SAFE_METHODS:
         check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))

@@ -22,10 +22,10 @@ from flask.testing import FlaskClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import TestingConfig  # noqa: E402
-from gad import create_app  # noqa: E402
-from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402
-from tests.builders import Builders  # noqa: E402
+from config import TestingConfig  # noqa: E402 - after sys.path points at the repository root
+from gad import create_app  # noqa: E402 - after sys.path points at the repository root
+from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402 - after sys.path points at the repository root
+from tests.builders import Builders  # noqa: E402 - after sys.path points at the repository root
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).

@@ -157,7 +157,7 @@ class Hub:
                     cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     if first:
                         cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1")
-                        self.last_id = int(cur.fetchone()[0])  # type: ignore[index]
+                        self.last_id = int(cur.fetchone()[0])
                         first = False
                 self.connected = True
                 principals.set_listener_connected(True)

@@ -192,7 +192,7 @@ def _attach(values: dict[str, Any]) -> Usuario:
     key = inspect(usuario).key
     already = db.session.identity_map.get(key) if key is not None else None
     if already is not None:
-        return already  # type: ignore[no-any-return]
+        return already
     db.session.add(usuario)
     return usuario
 
