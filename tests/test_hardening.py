@@ -191,7 +191,7 @@ def test_a_stored_out_of_range_instant_never_breaks_a_read(live_server: LiveServ
     conn = psycopg2.connect(database_url)
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute("ALTER TABLE tareas DROP CONSTRAINT ck_tareas_inicio_programado_rango, DROP CONSTRAINT ck_tareas_programacion_coherente")
+    cur.execute("ALTER TABLE tareas DROP CONSTRAINT IF EXISTS ck_tareas_inicio_programado_rango, DROP CONSTRAINT ck_tareas_programacion_coherente")
     try:
         cur.execute("UPDATE tareas SET inicio_programado = '9999-12-31T23:59:59-14:00' WHERE id = %s", (tarea.id,))
         for usuario in (admin, supervisor):
