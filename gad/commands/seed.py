@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gad.extensions import db
 from gad.models import Efectivo, Tarea, Usuario, utcnow
-from gad.services import efectivos, tareas, usuarios
+from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
 from gad.vocab import EstadoTarea
 
 DEMO_PASSWORD = "demo-password-2026"
@@ -98,7 +98,7 @@ def seed_demo(force: bool) -> None:
         if position == 1:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:
-                tareas.assign(admin, tarea.id, [first.id], None)
+                asignaciones.assign(admin, tarea.id, [first.id], None)
         path = (
             {
                 EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
@@ -110,7 +110,7 @@ def seed_demo(force: bool) -> None:
             else []
         )
         for step in path:
-            tareas.transition(admin, tarea.id, step, None, None)
+            transitions.transition(admin, tarea.id, step, None, None)
         created += 1
     db.session.commit()
     if password == DEMO_PASSWORD:
