@@ -406,8 +406,8 @@ def test_killed_worker_clients_resume_without_loss(build: Builders, database_url
         stop_gunicorn(server)
 
 
-def test_listener_recovers_after_postgresql_restart(tmp_path: Path, build: Builders) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+def test_listener_recovers_after_postgresql_restart(tmp_path: Path, pg_datadir: Path, build: Builders) -> None:
+    pg = EmbeddedPostgres(pg_datadir, port=free_port())
     url = pg.start()
     wait_until_accepting(url)
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
