@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from gad.extensions import db
 from gad.models import TokenRevocado, utcnow
 from tests.builders import PASSWORD, Builders
+from tests.wsclient import WsClient
 
 ROLES = ("anonymous", "efectivo", "supervisor", "administrador", "deactivated", "expired", "wrong_key", "revoked")
 INVALID_CREDENTIALS = ("deactivated", "expired", "wrong_key", "revoked")
@@ -231,14 +232,21 @@ CASES = [(endpoint, role) for endpoint in ENDPOINTS for role in ROLES]
 
 
 @pytest.mark.parametrize(("endpoint", "role"), CASES, ids=[f"{e} as {r}" for e, r in CASES])
-def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, endpoint: str, role: str) -> None:
+def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, endpoint: str, role: str, request: pytest.FixtureRequest) -> None:
     level, make_request = ENDPOINTS[endpoint]
     world = _world(build)
     method, _ = endpoint.split(" ", 1)
     path, kwargs = make_request(world)
     headers = _credentials(app, build, world, role)
     if _expected(level, role) == "socket":
-        return  # a test client cannot upgrade; tests/test_live_stream.py connects real sockets for these roles
+        # A test client cannot upgrade: open a real socket on the real server and see it accepted.
+        server = request.getfixturevalue("live_server")
+        socket = WsClient(server.url, headers["Authorization"].removeprefix("Bearer "))
+        try:
+            assert socket.recv()["event_type"] == "connection_ack", f"{endpoint} as {role}"
+        finally:
+            socket.close()
+        return
     headers = headers | kwargs.pop("headers", {})
     with getattr(client, method.lower())(path, headers=headers, **kwargs) as response:
         status = response.status_code

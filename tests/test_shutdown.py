@@ -6,14 +6,41 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 
 from tests.builders import Builders
 from tests.conftest import start_gunicorn
 from tests.wsclient import Closed, WsClient
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def _sleeping_queries(database_url: str) -> int:
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE '%pg_sleep%' AND pid <> pg_backend_pid()")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
 
 
 @pytest.mark.slow
@@ -36,12 +63,10 @@ def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: st
     for thread in threads:
         thread.start()
     barrier.wait()
-    time.sleep(0.4)  # all 100 are in flight inside pg_sleep(1)
+    _wait_for(lambda: _sleeping_queries(database_url) >= 100, "all 100 requests in flight inside pg_sleep(1)")
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # the worker notices within its 1 s loop and closes the listener
-    with pytest.raises(requests.ConnectionError):
-        requests.get(server.url + "/health", timeout=2)
+    _wait_for(lambda: _refused(server.url + "/health"), "the worker stops accepting (it notices within its 1 s loop)")
     with pytest.raises(Closed) as closed:
         ws.events(1, timeout=10)
     ws.close()
