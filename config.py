@@ -24,6 +24,9 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 MIN_SECRET_KEY_LENGTH = 32
 DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# The audit chain's key outside production. Development and testing share it so a log written by one
+# (a test gunicorn runs as development) verifies under the other.
+DEV_AUDIT_KEY = "insecure-development-audit-key-do-not-use-in-production"
 
 
 class ConfigError(Exception):
@@ -161,9 +164,17 @@ class Config:
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000, 1)
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60, 0)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
+        # Under gunicorn with PROMETHEUS_MULTIPROC_DIR the master serves metrics on this private port
+        # (fly.toml's [metrics]); 0 turns that server off.
+        self.METRICS_PORT = env_int("METRICS_PORT", 9091, 0, 65535)
+        self.METRICS_HOST = env_str("METRICS_HOST", "::") or "::"
+        # Keys the event log's hash chain (gad.realtime.chain); never stored in the database, so the
+        # database's own credentials cannot rewrite history without it showing.
+        self.AUDIT_KEY = env_str("AUDIT_KEY")
         self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, 1)
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
+        self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0, 0.1)
         self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30, 0)
         self.MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
         self.SESSION_COOKIE_HTTPONLY = True
@@ -193,6 +204,8 @@ class Config:
         """Raise ConfigError for settings that are unusable in every environment."""
         if self.MAX_CONTENT_LENGTH <= 0:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
+        if not 0 <= self.METRICS_PORT <= 65535:
+            raise ConfigError(f"METRICS_PORT must be a TCP port (0 turns the metrics server off), got {self.METRICS_PORT}")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -212,6 +225,8 @@ class DevelopmentConfig(Config):
         super().__init__()
         if self.SECRET_KEY is None:
             self.SECRET_KEY = DEV_SECRET_KEY
+        if self.AUDIT_KEY is None:
+            self.AUDIT_KEY = DEV_AUDIT_KEY
         # Without DATABASE_URL the app runs on the embedded PostgreSQL under instance/ (see gad/embedded.py).
         self.EMBEDDED_DB_DIR = env_str("EMBEDDED_DB_DIR", str(BASE_DIR / "instance" / "pgdata"))
 
@@ -224,6 +239,8 @@ class TestingConfig(Config):
         super().__init__()
         if self.SECRET_KEY is None:
             self.SECRET_KEY = "testing-key-" + "x" * 40
+        if self.AUDIT_KEY is None:
+            self.AUDIT_KEY = DEV_AUDIT_KEY
         test_url = env_database_url("TEST_DATABASE_URL")
         if test_url:
             self.SQLALCHEMY_DATABASE_URI = test_url
@@ -257,6 +274,19 @@ class ProductionConfig(Config):
             raise ConfigError(
                 "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
             )
+        _validate_audit_key(self.AUDIT_KEY, key)
+
+
+def _validate_audit_key(audit_key: str | None, secret_key: str) -> None:
+    how = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it (on Fly: `fly secrets set AUDIT_KEY=...`)"
+    if not audit_key:
+        raise ConfigError(f"AUDIT_KEY is not set: the audit chain needs a key kept outside the database; {how}")
+    if len(audit_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"AUDIT_KEY is too short ({len(audit_key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): {how}")
+    if audit_key.lower() in PLACEHOLDER_SECRETS or audit_key == DEV_AUDIT_KEY:
+        raise ConfigError(f"AUDIT_KEY is a known placeholder: {how}")
+    if audit_key == secret_key:
+        raise ConfigError(f"AUDIT_KEY must differ from SECRET_KEY (rotating one must not touch the other): {how}")
 
 
 CONFIGS: dict[str, type[Config]] = {

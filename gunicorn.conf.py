@@ -88,11 +88,31 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        from prometheus_client import multiprocess
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
-        multiprocess.mark_process_dead(worker.pid)
+        GunicornPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def when_ready(server):
+    # prometheus-flask-exporter's gunicorn mode: the master, once ready, serves the samples every worker
+    # writes under PROMETHEUS_MULTIPROC_DIR, summed, from its own port. Fly scrapes that port over its
+    # private network ([metrics] in fly.toml); it is not part of the public http_service.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from config import load_config
+
+    config = load_config()
+    if not config.METRICS_PORT:
+        return
+    from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+
+    try:
+        GunicornPrometheusMetrics.start_http_server_when_ready(config.METRICS_PORT, config.METRICS_HOST)
+    except OSError as exc:  # metrics must not take the service down with them
+        server.log.error("metrics server could not listen on [%s]:%s: %s", config.METRICS_HOST, config.METRICS_PORT, exc)
+    else:
+        server.log.info("metrics on [%s]:%s/metrics", config.METRICS_HOST, config.METRICS_PORT)
 
 
 def on_starting(server):

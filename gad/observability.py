@@ -130,11 +130,17 @@ def _metrics_guard(app: Flask) -> Any:
 
 def _init_metrics(app: Flask) -> None:
     # Multi-process mode only inside gunicorn (its on_starting hook prepares the directory and sets the
-    # flag): `flask db upgrade` on Fly's release machine and the tests build the app without it.
+    # flag): `flask db upgrade` on Fly's release machine and the tests build the app without it. There the
+    # gunicorn master serves the sum over all workers on METRICS_PORT (gunicorn.conf.py, when_ready), a
+    # port outside Fly's public http_service; the public /metrics exists only when METRICS_TOKEN guards it.
     if os.environ.get(MULTIPROCESS_FLAG) and os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not app.testing:
-        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics, GunicornPrometheusMetrics
 
-        metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint", metrics_decorator=_metrics_guard(app))
+        metrics: PrometheusMetrics
+        if app.config.get("METRICS_TOKEN"):
+            metrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint", metrics_decorator=_metrics_guard(app))
+        else:
+            metrics = GunicornPrometheusMetrics(app, group_by="endpoint")
     else:
         # A registry per app: tests and the CLI build many apps in one process.
         registry = CollectorRegistry(auto_describe=True)

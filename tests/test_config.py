@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from config import ConfigError, DevelopmentConfig, ProductionConfig, load_config, normalize_database_url
+from config import DEV_AUDIT_KEY, ConfigError, DevelopmentConfig, ProductionConfig, load_config, normalize_database_url
 from tests.conftest import ROOT
 
 STRONG_KEY = "k" * 20 + "Zq8-4mX_pL2vR7tY9wE3"
+STRONG_AUDIT_KEY = "a" * 20 + "Hn5-2wQ_kT9cB4xM7zJ1"
 
 
 @pytest.mark.parametrize(
@@ -71,8 +72,29 @@ def test_production_refuses_unsafe_settings(monkeypatch: pytest.MonkeyPatch, sec
         load_config("production")
 
 
+@pytest.mark.parametrize(
+    ("audit_key", "message"),
+    [
+        (None, "AUDIT_KEY is not set"),
+        ("short", "AUDIT_KEY is too short"),
+        (DEV_AUDIT_KEY, "AUDIT_KEY is a known placeholder"),
+        (STRONG_KEY, "AUDIT_KEY must differ from SECRET_KEY"),
+    ],
+)
+def test_production_requires_an_audit_key_of_its_own(monkeypatch: pytest.MonkeyPatch, audit_key: str | None, message: str) -> None:
+    monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
+    if audit_key is None:
+        monkeypatch.delenv("AUDIT_KEY", raising=False)
+    else:
+        monkeypatch.setenv("AUDIT_KEY", audit_key)
+    with pytest.raises(ConfigError, match=message):
+        load_config("production")
+
+
 def test_production_accepts_strong_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("AUDIT_KEY", STRONG_AUDIT_KEY)
     monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
     config = load_config("production")
     assert isinstance(config, ProductionConfig)

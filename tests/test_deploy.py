@@ -29,6 +29,7 @@ def _production_env(database_url: str, port: int) -> dict[str, str]:
     return env | {
         "GAD_ENV": "production",
         "SECRET_KEY": STRONG_KEY,
+        "AUDIT_KEY": "prod-audit-" + "Qp4-r8Tn_Vy2" * 4,
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "FLASK_APP": "wsgi",
@@ -93,7 +94,7 @@ def test_deploy_files_keep_their_invariants() -> None:
     assert service["internal_port"] == 8080 and service["force_https"] is True and service["min_machines_running"] >= 1
     (check,) = service["checks"]
     assert (check["path"], check["method"], check["grace_period"], check["interval"], check["timeout"]) == ("/health", "GET", "30s", "15s", "10s")
-    assert fly["metrics"] == {"port": 8080, "path": "/metrics"}
+    assert fly["metrics"] == {"port": 9091, "path": "/metrics"}  # the master's private metrics port (tests/test_metrics.py)
     assert fly["vm"][0]["size"] == "shared-cpu-1x" and fly["vm"][0]["memory"] == "512mb"
     assert "SECRET_KEY" not in fly.get("env", {}) and "DATABASE_URL" not in fly.get("env", {})
     dockerfile = _dockerfile()
