@@ -30,7 +30,7 @@ loglevel = _settings.LOG_LEVEL.lower()
 # user starts on the machine (the test suite starts dozens) would fight over it. Nothing in GAD or Fly
 # uses it (graceful stop is SIGTERM, scaling is WEB_CONCURRENCY), so none is opened.
 control_socket_disable = True
-forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", "true", "yes", "on"} else "127.0.0.1"
+forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 
 def post_fork(server, worker):
