@@ -68,10 +68,10 @@ def _accept_queue_length(listener):
 
 
 def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
+    import _socket
     import os
     import socket as stdlib_socket
 
-    import _socket
     import gevent.pool
 
     pool = worker.gad_drained = gevent.pool.Pool()
