@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.pool import Pool
 
 from gad import metrics as app_metrics
@@ -82,12 +82,23 @@ def _log_request(response: Response) -> Response:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": duration_ms,
-                "user_id": getattr(user, "id", None),
+                "user_id": _user_id(user),
                 "request_id": g.get("request_id"),
             }
         },
     )
     return response
+
+
+def _user_id(user: Any) -> Any:
+    """The usuario's id from its identity key: after a rollback (database down, say) the object is
+    expired, and reading ``user.id`` would query the database again, fail, and lose this log line."""
+    if user is None:
+        return None
+    state = inspect(user, raiseerr=False)
+    if state is not None and state.identity:
+        return state.identity[0]
+    return getattr(user, "id", None)
 
 
 def current_request_id() -> str | None:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from gad.embedded import free_port
+from gad.serve import GUNICORN_ARGS
 from tests.conftest import ROOT, recreate_database
 
 STRONG_KEY = "prod-" + "Zk3-q9Lm_Wx7" * 4
@@ -99,11 +100,14 @@ def test_deploy_files_keep_their_invariants() -> None:
     dockerfile = _dockerfile()
     assert dockerfile.count("FROM python:3.12-slim") == 2
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
+    # The command checks the settings, then execs exactly `gunicorn -c gunicorn.conf.py wsgi:app`.
+    assert 'CMD ["python", "-m", "gad.serve"]' in dockerfile
+    assert GUNICORN_ARGS == ["-c", "gunicorn.conf.py", "wsgi:app"]
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile and "EXPOSE 8080" in dockerfile
     assert "FLASK_APP=wsgi" in dockerfile
     assert "--mount=type=bind,from=build" in dockerfile and "COPY --from=build" not in dockerfile  # no wheel layer left in the image
     assert "compileall" in dockerfile  # workers cannot write bytecode (PYTHONDONTWRITEBYTECODE): ship it
     conf = (ROOT / "gunicorn.conf.py").read_text()
-    assert 'os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")' in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
+    assert "graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT" in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
+    assert 'env_int("GUNICORN_GRACEFUL_TIMEOUT", 20' in (ROOT / "config.py").read_text()
     assert (ROOT / ".dockerignore").read_text().count(".venv") == 1

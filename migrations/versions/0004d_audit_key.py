@@ -10,7 +10,7 @@ derived from the key: the trigger stores only the SHA-256 of that secret.
 Changing AUDIT_KEY later needs the same re-seal (downgrade to 0003 with the old key, upgrade with the new).
 
 Revision ID: 0004d
-Revises: 0003
+Revises: 0004b
 Create Date: 2026-11-29 23:55:00
 
 """
@@ -23,7 +23,7 @@ from alembic import op
 from flask import current_app
 
 revision = '0004d'
-down_revision = '0003'
+down_revision = '0004b'
 branch_labels = None
 depends_on = None
 
