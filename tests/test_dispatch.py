@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gad.embedded import free_port
 from gad.extensions import db
 from gad.models import Asignacion, Evento
 from tests.builders import Builders
@@ -208,36 +202,6 @@ def test_resumen_counts_and_is_never_stale_after_a_write_on_another_worker(datab
 
 
 # --- cache with a real Redis -----------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[dict]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is required for the cache tests: apt-get install redis-server (.ci/run does)")
-    port = free_port()
-    state: dict = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
-
-    def start() -> None:
-        state["proc"] = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=port).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop() -> None:
-        state["proc"].terminate()
-        state["proc"].wait(timeout=10)
-
-    state["start"], state["stop"] = start, stop
-    start()
-    yield state
-    if state["proc"].poll() is None:
-        stop()
 
 
 def test_redis_cache_is_shared_prefixed_and_survives_an_outage(
