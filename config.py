@@ -110,6 +110,13 @@ class Config:
         self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
         self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
+        # Lockout is per (e-mail, address); an e-mail attacked from many addresses is slowed instead.
+        self.LOGIN_ACCOUNT_MAX_FAILURES = env_int("LOGIN_ACCOUNT_MAX_FAILURES", 20)
+        self.LOGIN_ACCOUNT_SLOWDOWN_SECONDS = env_int("LOGIN_ACCOUNT_SLOWDOWN_SECONDS", 10)
+        self.LOGIN_TRUSTED_DAYS = env_int("LOGIN_TRUSTED_DAYS", 30)
+        # Browser sessions: Keycloak's SSO idle default, and one command-centre shift as the absolute cap.
+        self.SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30)
+        self.SESSION_LIFETIME_HOURS = env_int("SESSION_LIFETIME_HOURS", 12)
         self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10)
         self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
@@ -148,6 +155,10 @@ class Config:
         """Raise ConfigError for settings that are unusable in every environment."""
         if self.MAX_CONTENT_LENGTH <= 0:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
+        positive = ("LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT_MINUTES", "LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_ACCOUNT_SLOWDOWN_SECONDS")
+        for name in (*positive, "SESSION_IDLE_MINUTES", "SESSION_LIFETIME_HOURS"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -18,13 +18,17 @@ bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 
 def login_rate_limit() -> str:
-    """LOGIN_RATE_LIMIT, read per request so each app (and test) can set its own; shared with the /login form."""
+    """LOGIN_RATE_LIMIT, read per request so each app (and test) can set its own."""
     return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
+# One counter per client address for both ways in (this endpoint and the /login form).
+login_limit = limiter.shared_limit(login_rate_limit, scope="login")
+
+
 @bp.post("/login")
-@limiter.limit(login_rate_limit)
-@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut, "HTTP_423": None}, public=True)
+@login_limit
+@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut, "HTTP_429": None}, public=True)
 def login() -> Response:
     if request.is_json:
         body = parse_json(LoginIn)

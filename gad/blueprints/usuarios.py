@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query
+from gad.db_session import commit_or_problem
+from gad.errors import CurrentPasswordRejected
+from gad.net import client_address
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
@@ -57,7 +60,13 @@ def update_usuario(usuario_id: int) -> Response:
     actor = current_user()
     body = parse_json(UsuarioPatch)
     changes = body.model_dump(exclude_unset=True)
-    return _out(usuarios.update_usuario(actor, usuario_id, changes, if_match_version()))
+    try:
+        usuario = usuarios.update_usuario(actor, usuario_id, changes, if_match_version(), client_address=client_address())
+    except CurrentPasswordRejected:
+        # The failed re-authentication is a security event; keep it through the error response's rollback.
+        commit_or_problem()
+        raise
+    return _out(usuario)
 
 
 @bp.delete("/<int:usuario_id>")

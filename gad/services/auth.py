@@ -19,8 +19,8 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 
-from gad import metrics
-from gad.errors import Locked, Unauthorized, ValidationProblem
+from gad import metrics, throttle
+from gad.errors import CurrentPasswordRejected, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.realtime import events
@@ -201,42 +201,69 @@ def find_by_email(email: str) -> Usuario | None:
     return db.session.scalar(select(Usuario).where(func.lower(Usuario.email) == email.strip().lower()))
 
 
-def login(email: str, password: str, client_address: str) -> tuple[Usuario, IssuedToken]:
-    """Check credentials with lockout after repeated failures.
-
-    Raises Unauthorized (one generic message for every failure) or Locked (with Retry-After).
-    Failure counters are flushed, so the caller must commit even when this raises.
-    """
-    usuario = find_by_email(email)
-    now = utcnow()
-    if usuario is not None and usuario.bloqueado_hasta is not None and usuario.bloqueado_hasta > now:
-        retry_after = int((usuario.bloqueado_hasta - now).total_seconds()) + 1
-        raise Locked(
-            "Too many failed logins; the account is temporarily locked.",
-            headers={"Retry-After": str(retry_after)},
-        )
+def password_matches(usuario: Usuario | None, password: str) -> bool:
+    """The one place a login checks a password. An unknown usuario is checked against a dummy hash,
+    so known and unknown e-mails cost the same hash (one timing class)."""
     if usuario is None:
         verify_password(_dummy_hash(), password)
-        events.record_security("login_failed", None, {"email": email.strip().lower()[:254], "client": client_address})
+        return False
+    return verify_password(usuario.password_hash, password)
+
+
+def _throttled(email: str, client_address: str) -> throttle.Verdict:
+    """Count the attempt before any check; raise TooManyAttempts when this address may not try now."""
+    verdict = throttle.reserve_attempt(email, client_address, current_app.config)
+    if not verdict.allowed:
         metrics.LOGIN_FAILURES.inc()
+        raise TooManyAttempts(
+            "Too many login attempts; wait before trying again.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
+    return verdict
+
+
+def _failed(email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> None:
+    payload: dict[str, Any] = {"client": client_address, "intentos": verdict.attempts}
+    if usuario is None:
+        payload["email"] = email.strip().lower()[:254]
+    if verdict.attempts >= current_app.config["LOGIN_MAX_FAILURES"]:
+        events.record_security("account_locked", usuario.id if usuario else None, payload)
+    events.record_security("login_failed", usuario.id if usuario else None, payload)
+    metrics.LOGIN_FAILURES.inc()
+
+
+def login(email: str, password: str, client_address: str) -> tuple[Usuario, IssuedToken]:
+    """Check credentials, throttled per (e-mail, address) and per e-mail (see gad.throttle).
+
+    Raises Unauthorized (one generic message for every failure) or TooManyAttempts (429, Retry-After),
+    identically for known and unknown e-mails. Security events are queued on the session, so the caller
+    must commit even when this raises.
+    """
+    verdict = _throttled(email, client_address)
+    usuario = find_by_email(email)
+    if not password_matches(usuario, password) or usuario is None or not usuario.activo:
+        _failed(email, usuario, client_address, verdict)
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
-    if not verify_password(usuario.password_hash, password) or not usuario.activo:
-        usuario.intentos_fallidos += 1
-        payload: dict[str, Any] = {"client": client_address, "intentos": usuario.intentos_fallidos}
-        if usuario.intentos_fallidos >= current_app.config["LOGIN_MAX_FAILURES"]:
-            usuario.bloqueado_hasta = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
-            usuario.intentos_fallidos = 0
-            events.record_security("account_locked", usuario.id, payload)
-        events.record_security("login_failed", usuario.id, payload)
-        metrics.LOGIN_FAILURES.inc()
-        db.session.flush()
-        raise Unauthorized(GENERIC_LOGIN_FAILURE)
-    usuario.intentos_fallidos = 0
-    usuario.bloqueado_hasta = None
-    usuario.ultimo_acceso = now
+    throttle.record_success(email, client_address)
+    usuario.ultimo_acceso = utcnow()
     events.record_security("login", usuario.id, {"client": client_address})
     db.session.flush()
     return usuario, issue_token(usuario)
+
+
+def check_current_password(usuario: Usuario, password: str, client_address: str) -> None:
+    """Re-authentication before a password change: a wrong one is a failed login for this e-mail and address.
+
+    Raises TooManyAttempts or CurrentPasswordRejected (the caller commits, to keep the security event).
+    """
+    verdict = _throttled(usuario.email, client_address)
+    if not password_matches(usuario, password):
+        _failed(usuario.email, usuario, client_address, verdict)
+        raise CurrentPasswordRejected(
+            "The current password is required to change your password.",
+            errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+        )
+    throttle.record_success(usuario.email, client_address)
 
 
 def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:

@@ -78,10 +78,12 @@ def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: 
     return paginate(query.order_by(Usuario.id), limit, offset)
 
 
-def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None) -> Usuario:
+def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None, *, client_address: str = "unknown") -> Usuario:
     """Admins change any field; users change their own name, phone and password (with the current one).
 
-    Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem.
+    A wrong current password counts as a failed login from ``client_address``.
+    Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem, CurrentPasswordRejected,
+    TooManyAttempts.
     """
     usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
     if usuario is None:
@@ -95,11 +97,12 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     password = changes.pop("password", None)
     if password is not None:
         if not policy.is_admin(actor) or actor.id == usuario.id:
-            if not current_password or not auth.verify_password(usuario.password_hash, current_password):
+            if not current_password:
                 raise ValidationProblem(
                     "The current password is required to change your password.",
                     errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
                 )
+            auth.check_current_password(usuario, current_password, client_address)
         auth.check_password_policy(password, changes.get("email") or usuario.email)
         usuario.password_hash = auth.hash_password(password)
         revoke = True
