@@ -298,7 +298,9 @@ def test_usuario_events_carry_no_personal_data(server: LiveServer, build: Builde
     client = WsClient(server.url, build.token(admin))
     try:
         assert client.recv()["event_type"] == "connection_ack"
-        changed = server.request("PATCH", f"/api/v1/users/{person.id}", json={"dni": "55555555K", "telefono": "611000111", "telegram_id": 42424242}, headers=build.headers(admin))
+        changed = server.request(
+            "PATCH", f"/api/v1/users/{person.id}", json={"dni": "55555555K", "telefono": "611000111", "telegram_id": 42424242}, headers=build.headers(admin)
+        )
         assert changed.status_code == 200
         (event,) = client.events(1, timeout=15)
         assert event["event_type"] == "user_updated"

@@ -1,4 +1,4 @@
-"""Login (JSON or OAuth2 password form) and logout for API clients."""
+"""Login (JSON or OAuth2 password form), logout, and one's own browser sessions."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from gad.errors import AppError
 from gad.extensions import limiter
 from gad.net import client_address
 from gad.openapi import documented
-from gad.schemas.auth import LoginForm, LoginIn, TokenOut
-from gad.security import current_user, end_session
-from gad.services import auth
+from gad.schemas.auth import LoginForm, LoginIn, SesionList, SesionOut, TokenOut
+from gad.security import current_browser_session, current_user, end_session
+from gad.services import auth, sesiones
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -28,7 +28,7 @@ login_limit = limiter.shared_limit(login_rate_limit, scope="login")
 
 @bp.post("/login")
 @login_limit
-@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut, "HTTP_429": None}, public=True)
+@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut}, public=True)
 def login() -> Response:
     if request.is_json:
         body = parse_json(LoginIn)
@@ -53,4 +53,41 @@ def logout() -> Response:
         auth.revoke_token(usuario, g.token_claims)
     else:
         end_session()
+    return Response(status=204)
+
+
+@bp.get("/sessions")
+@documented(tags=("auth",), resp={"HTTP_200": SesionList})
+def list_sessions() -> Response:
+    usuario = current_user()
+    current = current_browser_session()
+    items = [
+        SesionOut(
+            id=s.id,
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            idle_expires_at=sesiones.idle_expires_at(s),
+            client=s.client,
+            user_agent=s.user_agent,
+            actual=current is not None and current.id == s.id,
+        )
+        for s in sesiones.list_sessions(usuario)
+    ]
+    return json_response(SesionList(items=items))
+
+
+@bp.delete("/sessions/<int:sesion_id>")
+@documented(tags=("auth",), resp={"HTTP_204": None})
+def end_one_session(sesion_id: int) -> Response:
+    sesiones.end_session_by_id(current_user(), sesion_id)
+    return Response(status=204)
+
+
+@bp.post("/logout-all")
+@documented(tags=("auth",), resp={"HTTP_204": None})
+def logout_everywhere() -> Response:
+    """Every browser session and every token of the caller ends now (this one included)."""
+    usuario = current_user()
+    auth.log_out_everywhere(usuario, usuario.id)
     return Response(status=204)

@@ -12,7 +12,7 @@ from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
-from gad.services import usuarios
+from gad.services import auth, usuarios
 
 bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
@@ -80,3 +80,11 @@ def deactivate_usuario(usuario_id: int) -> Response:
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def reactivate_usuario(usuario_id: int) -> Response:
     return _out(usuarios.set_activo(current_user(), usuario_id, True))
+
+
+@bp.post("/<int:usuario_id>/logout-all")
+@documented(tags=("usuarios",), resp={"HTTP_204": None})
+def logout_everywhere(usuario_id: int) -> Response:
+    """An administrador (or the usuario) ends every session and token of this usuario."""
+    auth.log_out_everywhere(current_user(), usuario_id)
+    return Response(status=204)

@@ -19,12 +19,13 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 
-from gad import metrics, throttle
-from gad.errors import CurrentPasswordRejected, TooManyAttempts, Unauthorized, ValidationProblem
+from gad import metrics, policy, throttle
+from gad.errors import CurrentPasswordRejected, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.principal_cache import principals
 from gad.realtime import events
+from gad.services import sesiones
 
 logger = logging.getLogger(__name__)
 
@@ -276,9 +277,24 @@ def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:
 
 
 def revoke_all_tokens(usuario: Usuario) -> None:
-    """Password change or deactivation: bump the token version so every earlier token is rejected."""
+    """Password change, deactivation, log out everywhere: every earlier token (the token version is
+    bumped) and every browser session of the usuario stop working."""
     usuario.token_version += 1
+    sesiones.revoke_all_sessions(usuario.id)
     db.session.flush()
+
+
+def log_out_everywhere(actor: Usuario, usuario_id: int) -> None:
+    """End every session and token of a usuario now; their websockets close with 1008.
+
+    Raises Forbidden (another usuario's, unless the actor is administrador) or NotFound.
+    """
+    policy.require_end_sessions_of(actor, usuario_id)
+    usuario = db.session.get(Usuario, usuario_id, with_for_update=True)
+    if usuario is None:
+        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    revoke_all_tokens(usuario)
+    events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "logout_everywhere"})
 
 
 def prune_revoked_tokens() -> int:

@@ -71,7 +71,8 @@ def create_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = 
 
 def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     tarea = load_tarea(tarea_id)
-    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id))
+    reporter = policy.reporter_of(tarea.es_emergencia, tarea.creado_por_usuario_id)
+    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id), reporter)
     return tarea
 
 
@@ -82,7 +83,8 @@ def read_tarea(actor: Usuario, tarea_id: int) -> tuple[dict[str, Any], list[dict
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     tarea = dict(row)
     asignados = tarea.pop("asignados")
-    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
+    reporter = policy.reporter_of(tarea["es_emergencia"], tarea["creado_por_usuario_id"])
+    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None}, reporter)
     return tarea, asignados
 
 
