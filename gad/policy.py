@@ -82,6 +82,33 @@ def require_end_sessions_of(actor: Usuario, usuario_id: int) -> None:
         raise Forbidden("Only administradores may end other usuarios' sessions.")
 
 
+# Personal data of a usuario, and who needs it: the administrador and the person see all of it; a
+# supervisor sees the phone (to call someone in the field) but not the DNI or the Telegram id; an
+# efectivo reads no other usuario at all. Applied to every REST response that carries a usuario.
+PERSONAL_FIELDS = frozenset({"dni", "telefono", "telegram_id"})
+SUPERVISOR_PERSONAL_FIELDS = frozenset({"telefono"})
+
+
+def hidden_personal_fields(actor: Usuario, usuario_id: int) -> frozenset[str]:
+    """The personal fields of usuario ``usuario_id`` that ``actor`` may not see."""
+    if is_admin(actor) or actor.id == usuario_id:
+        return frozenset()
+    if is_supervisor(actor):
+        return PERSONAL_FIELDS - SUPERVISOR_PERSONAL_FIELDS
+    return PERSONAL_FIELDS
+
+
+def may_search_by_dni(actor: Usuario) -> bool:
+    """A search over DNIs would tell who holds one: only for those who may see DNIs."""
+    return is_admin(actor)
+
+
+def event_payload_without_personal_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """Websocket frames are encoded once and shared by every reader, so they never carry personal data;
+    a client that needs it reads the usuario over REST, where ``hidden_personal_fields`` applies."""
+    return {key: value for key, value in payload.items() if key not in PERSONAL_FIELDS}
+
+
 SELF_EDITABLE_FIELDS = frozenset({"nombre", "apellido", "telefono", "password"})
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, url_for
 
+from gad import policy
 from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
@@ -18,12 +21,18 @@ bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
 
 
-def _out(usuario: object, status: int = 200, location: bool = False) -> Response:
+def _view(usuario: object) -> dict[str, Any]:
+    """The usuario as the caller may see it: personal fields it may not see are left out (gad/policy.py)."""
     out = UsuarioOut.model_validate(usuario)
-    headers = {"ETag": etag(out.version)}
+    return out.model_dump(mode="json", exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
+
+
+def _out(usuario: object, status: int = 200, location: bool = False) -> Response:
+    view = _view(usuario)
+    headers = {"ETag": etag(view["version"])}
     if location:
-        headers["Location"] = url_for("usuarios.get_usuario", usuario_id=out.id)
-    return json_response(out, status, headers)
+        headers["Location"] = url_for("usuarios.get_usuario", usuario_id=view["id"])
+    return json_response(view, status, headers)
 
 
 @bp.get("/me")
@@ -37,8 +46,7 @@ def me() -> Response:
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
     items, total = usuarios.list_usuarios(current_user(), nivel=query.nivel, activo=query.activo, q=query.q, limit=query.limit, offset=query.offset)
-    page = Page[UsuarioOut](items=[UsuarioOut.model_validate(u) for u in items], total=total, limit=query.limit, offset=query.offset)
-    return json_response(page)
+    return json_response({"items": [_view(u) for u in items], "total": total, "limit": query.limit, "offset": query.offset})
 
 
 @bp.post("")

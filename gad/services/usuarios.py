@@ -19,7 +19,9 @@ PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id"
 
 
 def _usuario_payload(usuario: Usuario) -> dict[str, Any]:
-    return {"id": usuario.id, "email": usuario.email, "nombre": usuario.nombre, "apellido": usuario.apellido, "nivel": usuario.nivel, "activo": usuario.activo}
+    return policy.event_payload_without_personal_data(
+        {"id": usuario.id, "email": usuario.email, "nombre": usuario.nombre, "apellido": usuario.apellido, "nivel": usuario.nivel, "activo": usuario.activo}
+    )
 
 
 def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, exclude_id: int | None = None) -> None:
@@ -74,7 +76,8 @@ def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: 
         query = query.where(Usuario.activo.is_(activo))
     if q:
         like = f"%{q.strip()}%"
-        query = query.where(or_(Usuario.nombre.ilike(like), Usuario.apellido.ilike(like), Usuario.email.ilike(like), Usuario.dni.ilike(like)))
+        searched = [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
+        query = query.where(or_(*(column.ilike(like) for column in searched)))
     return paginate(query.order_by(Usuario.id), limit, offset)
 
 
