@@ -27,10 +27,10 @@ def _view(usuario: object) -> dict[str, Any]:
     return out.model_dump(mode="json", exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
 
 
-def _out(usuario: object, status: int = 200, location: bool = False) -> Response:
+def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
     view = _view(usuario)
     headers = {"ETag": etag(view["version"])}
-    if location:
+    if created:
         headers["Location"] = url_for("usuarios.get_usuario", usuario_id=view["id"])
     return json_response(view, status, headers)
 
@@ -53,7 +53,7 @@ def list_usuarios() -> Response:
 @documented(tags=("usuarios",), json=UsuarioIn, resp={"HTTP_201": UsuarioOut})
 def create_usuario() -> Response:
     body = parse_json(UsuarioIn)
-    return _out(usuarios.create_usuario(current_user(), body.model_dump()), 201, location=True)
+    return _out(usuarios.create_usuario(current_user(), body.model_dump()), 201, created=True)
 
 
 @bp.get("/<int:usuario_id>")

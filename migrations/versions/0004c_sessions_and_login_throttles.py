@@ -4,7 +4,7 @@ Reviewed by hand: only new tables. usuarios.intentos_fallidos / bloqueado_hasta 
 data carries them) but the service no longer locks a whole account with them.
 
 Revision ID: 0004c
-Revises: 0003
+Revises: 0004d
 Create Date: 2026-11-29 23:55:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004c'
-down_revision = '0003'
+down_revision = '0004d'
 branch_labels = None
 depends_on = None
 
