@@ -189,6 +189,13 @@ class Config:
         self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, 1)
         self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, 1)
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
+        # Lockout is per (e-mail, address); an e-mail attacked from many addresses is slowed instead.
+        self.LOGIN_ACCOUNT_MAX_FAILURES = env_int("LOGIN_ACCOUNT_MAX_FAILURES", 20, 1)
+        self.LOGIN_ACCOUNT_SLOWDOWN_SECONDS = env_int("LOGIN_ACCOUNT_SLOWDOWN_SECONDS", 10, 1)
+        self.LOGIN_TRUSTED_DAYS = env_int("LOGIN_TRUSTED_DAYS", 30, 0)
+        # Browser sessions: Keycloak's SSO idle default, and one command-centre shift as the absolute cap.
+        self.SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30, 1)
+        self.SESSION_LIFETIME_HOURS = env_int("SESSION_LIFETIME_HOURS", 12, 1)
         self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10, 1)
         self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1, 1)
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)

@@ -98,7 +98,7 @@ def _resolve_database_url(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gad import caching, pg
+    from gad import caching, pg, throttle  # noqa: F401 - throttle registers the gadpg:// limiter storage
     from gad.extensions import db, limiter, sock
 
     pg.install_typecasters()
@@ -106,9 +106,9 @@ def register_extensions(app: Flask) -> None:
     register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    # A Redis outage must not turn logins into 500s: fall back to per-process counters meanwhile.
+    # Counters every worker and machine share: Redis when configured, else PostgreSQL (gad.throttle).
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "gadpg://")
+    # A storage outage must not turn logins into 500s: fall back to per-process counters meanwhile.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")

@@ -85,6 +85,10 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /usuarios": ("page_admin", _no_body("/usuarios")),
     "POST /api/v1/auth/login": ("public", _json("/api/v1/auth/login", lambda w: {"email": w.admin.email, "password": PASSWORD})),
     "POST /api/v1/auth/logout": ("auth", _no_body("/api/v1/auth/logout")),
+    "GET /api/v1/auth/sessions": ("auth", _no_body("/api/v1/auth/sessions")),
+    # Only one's own sessions (an administrador: anyone's); another's id answers 404 like a missing one.
+    "DELETE /api/v1/auth/sessions/<int:sesion_id>": ("auth", _no_body("/api/v1/auth/sessions/987654")),
+    "POST /api/v1/auth/logout-all": ("auth", _no_body("/api/v1/auth/logout-all")),
     "GET /api/v1/users/me": ("auth", _no_body("/api/v1/users/me")),
     "GET /api/v1/users": ("supervisor", _no_body("/api/v1/users")),
     "POST /api/v1/users": ("admin", _json("/api/v1/users", _usuario_body)),
@@ -93,6 +97,7 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "PUT /api/v1/users/<int:usuario_id>": ("admin", _json("/api/v1/users/{w.victim.id}", lambda w: {"telefono": "600000000"})),
     "DELETE /api/v1/users/<int:usuario_id>": ("admin", _no_body("/api/v1/users/{w.victim.id}")),
     "POST /api/v1/users/<int:usuario_id>/reactivar": ("admin", _no_body("/api/v1/users/{w.victim.id}/reactivar")),
+    "POST /api/v1/users/<int:usuario_id>/logout-all": ("admin", _no_body("/api/v1/users/{w.victim.id}/logout-all")),
     "GET /api/v1/efectivos": ("auth", _no_body("/api/v1/efectivos")),
     "POST /api/v1/efectivos": ("supervisor", _json("/api/v1/efectivos", lambda w: {"codigo_interno": "EF-MTX", "nombre": "Agente Matriz"})),
     "GET /api/v1/efectivos/<int:efectivo_id>": ("supervisor", _no_body("/api/v1/efectivos/{w.other_efectivo.id}")),

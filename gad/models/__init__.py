@@ -4,6 +4,7 @@ from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
 from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
+from gad.models.seguridad import LimiteContador, LoginCuenta, LoginIntento, Sesion
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
 
@@ -16,6 +17,10 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "LimiteContador",
+    "LoginCuenta",
+    "LoginIntento",
+    "Sesion",
     "Tarea",
     "TokenRevocado",
     "Usuario",

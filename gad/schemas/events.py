@@ -45,6 +45,8 @@ class TareaEvent(EventPayload):
     estado: str
     es_emergencia: bool
     delegado_usuario_id: int | None
+    # Who raised it: for an emergency, that usuario may follow it (gad.policy.can_read_tarea).
+    creado_por_usuario_id: int | None = None
     ubicacion_lat: float | None
     ubicacion_lng: float | None
     version: int

@@ -87,7 +87,8 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
 
 def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     tarea = load_tarea(tarea_id)
-    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id))
+    reporter = policy.reporter_of(tarea.es_emergencia, tarea.creado_por_usuario_id)
+    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id), reporter)
     return tarea
 
 
@@ -98,7 +99,8 @@ def read_tarea(actor: Usuario, tarea_id: int) -> TareaRow:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     tarea = dict(row)
     asignados = tarea.pop("asignados")
-    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
+    reporter = policy.reporter_of(tarea["es_emergencia"], tarea["creado_por_usuario_id"])
+    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None}, reporter)
     return tarea | {"efectivos": asignados}
 
 
