@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -117,6 +118,11 @@ class Config:
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
         self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900)
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000)
+        # Dispatch prefers efectivos en servicio (inside a turno, not on licencia); true makes it a requirement
+        # for cercanos, emergencies and bookings.
+        self.DESPACHO_REQUIERE_SERVICIO = env_bool("DESPACHO_REQUIERE_SERVICIO", False)
+        # Wall-clock zone of weekly rotas, the planning week and report/CSV times (stored times stay UTC).
+        self.ZONA_HORARIA = env_str("ZONA_HORARIA", "Europe/Madrid") or "Europe/Madrid"
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
         self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
@@ -150,6 +156,10 @@ class Config:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
+        try:
+            ZoneInfo(self.ZONA_HORARIA)
+        except (KeyError, ValueError, OSError):  # unknown zone (a KeyError subclass) or a malformed name
+            raise ConfigError(f"ZONA_HORARIA must be an IANA time zone such as Europe/Madrid, got {self.ZONA_HORARIA!r}") from None
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 

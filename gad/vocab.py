@@ -64,3 +64,18 @@ MOTIVO_POR_DEFECTO = "Cambio de estado"
 def sql_in(values: type[StrEnum]) -> str:
     """``'a', 'b'`` for a CHECK constraint listing every member of a vocabulary."""
     return ", ".join(f"'{member.value}'" for member in values)
+
+
+class TipoTurno(StrEnum):
+    """servicio: ordinary shift; guardia: on call at the base; reten: reachable at home, callable in."""
+
+    SERVICIO = "servicio"
+    GUARDIA = "guardia"
+    RETEN = "reten"
+
+
+class TipoLicencia(StrEnum):
+    VACACIONES = "vacaciones"
+    ENFERMEDAD = "enfermedad"
+    FORMACION = "formacion"
+    OTRA = "otra"

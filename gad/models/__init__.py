@@ -5,6 +5,7 @@ from gad.models.efectivo import Efectivo
 from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
+from gad.models.turno import Licencia, Turno
 from gad.models.usuario import TokenRevocado, Usuario
 
 __all__ = [
@@ -16,8 +17,10 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "Licencia",
     "Tarea",
     "TokenRevocado",
+    "Turno",
     "Usuario",
     "utcnow",
 ]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned, utcnow
@@ -31,6 +31,7 @@ class Tarea(Timestamps, Versioned, Base):
         ),
         CheckConstraint("tiempo_pausado_s >= 0", name="tiempo_pausado_positivo"),
         Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
+        Index("ix_tareas_created_at", "created_at"),  # reports select tareas by creation time
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,8 +65,12 @@ class Tarea(Timestamps, Versioned, Base):
 class Asignacion(Base):
     __tablename__ = "asignaciones"
     __table_args__ = (
-        # The database, not the application, guarantees an efectivo works one tarea at a time.
-        Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL")),
+        # The database, not the application, guarantees an efectivo works one unscheduled tarea at a time...
+        Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL AND periodo IS NULL")),
+        # ...and that the windows it is booked for on scheduled tareas never overlap (issue 17: reservations).
+        ExcludeConstraint(
+            ("efectivo_id", "="), ("periodo", "&&"), name="ex_asignaciones_reserva_sin_solape", using="gist", where=text("liberado_en IS NULL")
+        ),
         CheckConstraint("liberado_en IS NULL OR liberado_en >= asignado_en", name="periodo_coherente"),
     )
 
@@ -75,6 +80,10 @@ class Asignacion(Base):
     asignado_por_usuario_id: Mapped[int | None] = mapped_column(ForeignKey("usuarios.id"))
     asignado_en: Mapped[datetime] = mapped_column(default=utcnow)
     liberado_en: Mapped[datetime | None]
+    # The booked window: the tarea's [inicio_programado, fin_programado) when it has both, else NULL.
+    periodo: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
+    # Booked while the efectivo had no turno covering the window (allowed unless DESPACHO_REQUIERE_SERVICIO).
+    fuera_de_turno: Mapped[bool] = mapped_column(default=False, server_default="false")
 
     def __repr__(self) -> str:
         return f"<Asignacion tarea={self.tarea_id} efectivo={self.efectivo_id} activa={self.liberado_en is None}>"
