@@ -92,7 +92,8 @@ def upgrade():
         DECLARE
             clash bigint;
         BEGIN
-            IF TG_TABLE_NAME = 'asignaciones' AND (NEW.liberado_en IS NOT NULL OR NEW.periodo IS NULL) THEN
+            -- A released or windowless assignment books nothing. (to_jsonb: NEW of the other tables has no liberado_en.)
+            IF TG_TABLE_NAME = 'asignaciones' AND (to_jsonb(NEW) ->> 'liberado_en' IS NOT NULL OR NEW.periodo IS NULL) THEN
                 RETURN NEW;
             END IF;
             -- Serialise every change to this efectivo's agenda (see the revision docstring).
