@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-
 from sqlalchemy.exc import IntegrityError
 
 from gad.extensions import db
