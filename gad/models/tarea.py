@@ -68,9 +68,7 @@ class Asignacion(Base):
         # The database, not the application, guarantees an efectivo works one unscheduled tarea at a time...
         Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL AND periodo IS NULL")),
         # ...and that the windows it is booked for on scheduled tareas never overlap (issue 17: reservations).
-        ExcludeConstraint(
-            ("efectivo_id", "="), ("periodo", "&&"), name="ex_asignaciones_reserva_sin_solape", using="gist", where=text("liberado_en IS NULL")
-        ),
+        ExcludeConstraint(("efectivo_id", "="), ("periodo", "&&"), name="ex_asignaciones_reserva_sin_solape", using="gist", where=text("liberado_en IS NULL")),
         CheckConstraint("liberado_en IS NULL OR liberado_en >= asignado_en", name="periodo_coherente"),
     )
 
