@@ -84,3 +84,19 @@ def test_pattern_colliding_in_week_30_is_refused_whole_over_http(app: Flask, bui
     with app.app_context():
         assert db.session.query(Turno).count() == 1
         assert db.session.query(Asignacion).count() == 0
+
+
+def test_50_racing_bookings_of_one_efectivo_one_wins_the_rest_409_naming_it(app: Flask, build: Builders, live_server: LiveServer) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    # 50 tareas whose windows all overlap each other (each starts 2 minutes after the previous one).
+    tareas = [build.tarea(sup, inicio_programado=T0 + timedelta(minutes=2 * i), fin_programado=T0 + timedelta(hours=3, minutes=2 * i)) for i in range(50)]
+    headers = build.headers(sup)
+    responses = _burst(50, lambda i: live_server.post(f"/api/v1/tasks/{tareas[i].id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 1, 409: 49}, statuses
+    winner = next(r for r in responses if r.status_code == 200).json()["id"]
+    assert {r.json()["tarea_id"] for r in responses if r.status_code == 409} == {winner}
+    with app.app_context():
+        active = db.session.query(Asignacion).filter(Asignacion.liberado_en.is_(None)).all()
+        assert [a.tarea_id for a in active] == [winner]
