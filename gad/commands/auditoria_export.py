@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import IO
 
 import click
+from flask.cli import with_appcontext
 
 from gad.services import auditoria_export
 
@@ -20,6 +21,7 @@ def _instant(value: str | None) -> datetime | None:
 
 
 @click.command("export")
+@with_appcontext
 @click.option("--desde", default=None, help="ISO 8601 instant with offset; events created at or after it.")
 @click.option("--hasta", default=None, help="ISO 8601 instant with offset; events created before it.")
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File to write (default: stdout).")
@@ -29,17 +31,29 @@ def export(desde: str | None, hasta: str | None, output: IO[str]) -> None:
         output.write(chunk)
 
 
-@click.command("verify-export")
-@click.argument("path", type=click.File("r", encoding="utf-8"))
-def verify_export(path: IO[str]) -> None:
-    """Check an export's hash chain without the database; exit 1 naming the first bad event."""
+def _verify(path: IO[str]) -> None:
     result = auditoria_export.verify_lines(path)
     if not result.ok:
         raise click.ClickException(f"export does not verify: {result.problem} ({result.checked} events verified before it)")
     click.echo(f"export intact: {result.checked} events verified")
 
 
+@click.command("verify-export")
+@with_appcontext
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+def verify_export(path: IO[str]) -> None:
+    """Check an export's hash chain without the database; exit 1 naming the first bad event."""
+    _verify(path)
+
+
+@click.command("verify-export")
+@click.argument("path", type=click.File("r", encoding="utf-8"))
+def verify_export_offline(path: IO[str]) -> None:
+    """The same check with no Flask app at all (a copy of the code and the file are enough)."""
+    _verify(path)
+
+
 if __name__ == "__main__":
     # Offline, on any machine with the code: ``python -m gad.commands.auditoria_export FICHERO``
     # (no database, no app; the same check as ``flask gad audit verify-export``).
-    verify_export()
+    verify_export_offline()

@@ -80,7 +80,7 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
     if hasta is not None:
         query = query.where(Evento.created_at < hasta)
     first_id = db.session.scalar(query.with_only_columns(Evento.id).limit(1))
-    last_id = db.session.scalar(query.with_only_columns(Evento.id).order_by(Evento.id.desc()).limit(1))
+    last_id = db.session.scalar(query.with_only_columns(Evento.id).order_by(None).order_by(Evento.id.desc()).limit(1))
     header: dict[str, Any] = {
         "formato": FORMATO,
         "version": VERSION,
