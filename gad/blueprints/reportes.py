@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request, stream_with_context
@@ -14,7 +14,7 @@ from gad.errors import ValidationProblem
 from gad.models import Usuario, utcnow
 from gad.openapi import documented
 from gad.policy import is_supervisor
-from gad.schemas.reportes import AuditExportQuery, ReportQuery
+from gad.schemas.reportes import AuditExportQuery, ReportOut, ReportQuery
 from gad.security import current_user, require_authentication
 from gad.services import auditoria_export, reportes
 from gad.services.turnos import zona
@@ -34,15 +34,26 @@ def _instant(value: str | None, field: str, *, end: bool = False) -> datetime | 
     try:
         if len(value) == 10:
             day = date.fromisoformat(value) + (timedelta(days=1) if end else timedelta())
-            return datetime.combine(day, time.min, zona())
+            return _utc(datetime.combine(day, time.min, zona()), field)
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValidationProblem(
             "Invalid date.", errors=[{"field": f"query.{field}", "message": "expected YYYY-MM-DD or an ISO 8601 instant", "type": "date"}]
         ) from None
     if parsed.tzinfo is None:
         raise ValidationProblem("Invalid date.", errors=[{"field": f"query.{field}", "message": "an instant needs a UTC offset", "type": "date"}])
-    return parsed
+    return _utc(parsed, field)
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """In UTC before any query: PostgreSQL refuses offsets beyond ±15:59, and a streamed body cannot turn
+    a late database error into a problem response."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationProblem("Invalid date.", errors=[{"field": f"query.{field}", "message": "out of range", "type": "date"}]) from None
 
 
 def _filtro(q: ReportQuery) -> reportes.Filtro:
@@ -76,25 +87,25 @@ def _answer(kind: str) -> Response:
 
 
 @bp.get("/reportes/tiempos")
-@documented(tags=("reportes",), query=ReportQuery)
+@documented(tags=("reportes",), query=ReportQuery, resp={"HTTP_200": ReportOut})
 def report_tiempos() -> Response:
     return _answer("tiempos")
 
 
 @bp.get("/reportes/carga")
-@documented(tags=("reportes",), query=ReportQuery)
+@documented(tags=("reportes",), query=ReportQuery, resp={"HTTP_200": ReportOut})
 def report_carga() -> Response:
     return _answer("carga")
 
 
 @bp.get("/reportes/resultados")
-@documented(tags=("reportes",), query=ReportQuery)
+@documented(tags=("reportes",), query=ReportQuery, resp={"HTTP_200": ReportOut})
 def report_resultados() -> Response:
     return _answer("resultados")
 
 
 @bp.get("/reportes/tareas.csv")
-@documented(tags=("reportes",), query=ReportQuery)
+@documented(tags=("reportes",), query=ReportQuery, resp={"HTTP_200": None})
 def report_tareas_csv() -> Response:
     """Every tarea of the report as a CSV line, streamed (constant memory whatever the range)."""
     q = parse_query(ReportQuery, list_fields=("tipo", "prioridad"))
@@ -105,12 +116,12 @@ def report_tareas_csv() -> Response:
 
 
 @bp.get("/auditoria/export")
-@documented(tags=("audit",), query=AuditExportQuery)
+@documented(tags=("audit",), query=AuditExportQuery, resp={"HTTP_200": None})
 def audit_export() -> Response:
     """Administradores: the event log of a range as JSON Lines, checkable offline (see README)."""
     q = parse_query(AuditExportQuery)
     auditoria_export.check_export(current_user())
-    body = stream_with_context(auditoria_export.export_lines(q.desde, q.hasta))
+    body = stream_with_context(auditoria_export.export_lines(_utc(q.desde, "desde"), _utc(q.hasta, "hasta")))
     return current_app.response_class(body, content_type=auditoria_export.MEDIA_TYPE, headers=_csv_headers("gad-auditoria.jsonl"))
 
 

@@ -19,6 +19,7 @@ from gad.schemas.turnos import (
     AgendaQuery,
     LicenciaIn,
     LicenciaOut,
+    PlanningOut,
     PlanningQuery,
     TurnoCheckIn,
     TurnoCheckOut,
@@ -128,7 +129,7 @@ def _dia(value: str | None) -> date | None:
 
 
 @bp.get("/planificacion/semana")
-@documented(tags=("turnos",), query=PlanningQuery)
+@documented(tags=("turnos",), query=PlanningQuery, resp={"HTTP_200": PlanningOut})
 def planning_week() -> Response:
     query = parse_query(PlanningQuery)
     data: dict[str, Any] = turnos.semana(current_user(), query.unidad, _dia(query.semana))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from gad.schemas.common import QueryModel, UtcDatetime
+from gad.schemas.common import OutModel, QueryModel, UtcDatetime
 from gad.vocab import TipoTarea
 
 
@@ -23,3 +23,10 @@ class ReportQuery(QueryModel):
 class AuditExportQuery(QueryModel):
     desde: UtcDatetime | None = None
     hasta: UtcDatetime | None = None
+
+
+class ReportOut(OutModel):
+    """Every report echoes its filter; the rest differs per report (documented in the README)."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    filtro: dict[str, Any]

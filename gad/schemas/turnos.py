@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -121,3 +122,15 @@ class LicenciaOut(OutModel):
 class PlanningQuery(QueryModel):
     unidad: str | None = Field(None, max_length=100, description="omit for every unidad")
     semana: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="any date of the week (local); default this week")
+
+
+class PlanningOut(OutModel):
+    unidad: str | None
+    zona_horaria: str
+    desde: datetime
+    hasta: datetime
+    efectivos: list[dict[str, Any]]
+    turnos: list[dict[str, Any]]
+    licencias: list[dict[str, Any]]
+    reservas: list[dict[str, Any]]
+    unidades: list[str]
