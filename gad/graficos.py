@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 ANCHO, ALTO = 640, 240
-MARGEN_IZQ, MARGEN_DER, MARGEN_SUP, MARGEN_INF = 56, 12, 12, 40
+MARGEN_IZQ, MARGEN_DER, MARGEN_SUP, MARGEN_INF = 56, 28, 12, 40
 COLORES = ("serie-0", "serie-1", "serie-2", "serie-3")
 
 
