@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ from gad.models import Evento
 from gad.services.auditoria_export import verify_lines
 from tests.builders import Builders
 from tests.conftest import ROOT
+
+
+def _key(app: Flask) -> bytes:
+    """The chain is an HMAC under the service's AUDIT_KEY: checking an export needs the same key."""
+    return str(app.config["AUDIT_KEY"]).encode()
 
 
 def _make_events(client: FlaskClient, headers: dict[str, str], n: int) -> None:
@@ -38,18 +44,18 @@ def test_full_export_verifies_and_names_what_was_tampered(app: Flask, client: Fl
     lines = _export(client, headers)
     header, trailer = json.loads(lines[0]), json.loads(lines[-1])
     assert header["formato"] == "gad-auditoria" and trailer == trailer | {"fin": True, "eventos": 5}
-    assert verify_lines(lines).ok and verify_lines(lines).checked == 5
+    assert verify_lines(lines, _key(app)).ok and verify_lines(lines, _key(app)).checked == 5
 
     events = [json.loads(line) for line in lines[1:-1]]
     edited = events[2] | {"payload": events[2]["payload"] | {"titulo": "otra cosa"}}
     tampered = [lines[0], *(json.dumps(e) + "\n" for e in [*events[:2], edited, *events[3:]]), lines[-1]]
-    result = verify_lines(tampered)
+    result = verify_lines(tampered, _key(app))
     assert not result.ok and result.first_bad_id == events[2]["id"] and "content" in (result.problem or "")
 
     missing = [lines[0], *lines[1:3], *lines[4:]]
-    gap = verify_lines(missing)
+    gap = verify_lines(missing, _key(app))
     assert not gap.ok and gap.first_bad_id == events[2]["id"]
-    assert "truncated" in (verify_lines(lines[:-1]).problem or "")
+    assert "truncated" in (verify_lines(lines[:-1], _key(app)).problem or "")
 
 
 def test_export_of_a_middle_range_links_to_the_event_before_it(app: Flask, client: FlaskClient, build: Builders) -> None:
@@ -65,7 +71,7 @@ def test_export_of_a_middle_range_links_to_the_event_before_it(app: Flask, clien
     lines = _export(client, headers, query)
     header = json.loads(lines[0])
     assert header["desde_id"] == rows[3].id and header["prev_hash"] == previous_hash
-    result = verify_lines(lines)
+    result = verify_lines(lines, _key(app))
     assert result.ok and result.checked == len(rows) - 3
 
 
@@ -79,8 +85,11 @@ def test_documented_commands_export_and_check_a_file(app: Flask, client: FlaskCl
     checked = runner.invoke(args=["gad", "audit", "verify-export", str(target)])
     assert checked.exit_code == 0 and "3 events verified" in checked.output
     # Offline: no app, no database — the module run on its own.
-    offline = subprocess.run([sys.executable, "-m", "gad.commands.auditoria_export", str(target)], cwd=ROOT, capture_output=True, text=True, check=False)
+    module = [sys.executable, "-m", "gad.commands.auditoria_export", str(target)]
+    offline = subprocess.run(module, cwd=ROOT, capture_output=True, text=True, check=False, env=os.environ | {"AUDIT_KEY": app.config["AUDIT_KEY"]})
     assert offline.returncode == 0, offline.stderr
+    wrong_key = subprocess.run(module, cwd=ROOT, capture_output=True, text=True, check=False, env=os.environ | {"AUDIT_KEY": "not-the-key-" + "x" * 40})
+    assert wrong_key.returncode == 1 and "does not match its hash" in wrong_key.stderr
     lines: list[Any] = target.read_text(encoding="utf-8").splitlines()
     lines[2] = lines[2].replace("ñandú", "nandu")
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")

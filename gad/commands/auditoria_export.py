@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import IO
 
 import click
 from flask.cli import with_appcontext
 
+from gad.realtime import chain
 from gad.services import auditoria_export
 
 
@@ -31,8 +33,8 @@ def export(desde: str | None, hasta: str | None, output: IO[str]) -> None:
         output.write(chunk)
 
 
-def _verify(path: IO[str]) -> None:
-    result = auditoria_export.verify_lines(path)
+def _verify(path: IO[str], key: bytes) -> None:
+    result = auditoria_export.verify_lines(path, key)
     if not result.ok:
         raise click.ClickException(f"export does not verify: {result.problem} ({result.checked} events verified before it)")
     click.echo(f"export intact: {result.checked} events verified")
@@ -43,14 +45,17 @@ def _verify(path: IO[str]) -> None:
 @click.argument("path", type=click.File("r", encoding="utf-8"))
 def verify_export(path: IO[str]) -> None:
     """Check an export's hash chain without the database; exit 1 naming the first bad event."""
-    _verify(path)
+    _verify(path, chain.current_key())
 
 
 @click.command("verify-export")
 @click.argument("path", type=click.File("r", encoding="utf-8"))
 def verify_export_offline(path: IO[str]) -> None:
-    """The same check with no Flask app at all (a copy of the code and the file are enough)."""
-    _verify(path)
+    """The same check with no Flask app at all: the code, the file and the service's AUDIT_KEY are enough."""
+    key = os.environ.get("AUDIT_KEY")
+    if not key:
+        raise click.ClickException("Set AUDIT_KEY to the key the service runs with: the chain is an HMAC under it.")
+    _verify(path, key.encode())
 
 
 if __name__ == "__main__":

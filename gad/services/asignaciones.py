@@ -13,15 +13,16 @@ from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services import turnos
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import assigned_efectivos, load_tarea
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
-def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> Tarea:
+def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
     """Assign efectivos (supervisor+). Each must be active and disponible, and free for the tarea:
 
     - a tarea with a scheduled window books it (issue 17): refused when the window overlaps another
@@ -89,11 +90,11 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_assigned", tarea, actor, {"efectivo_ids": ids, "fuera_de_turno": fuera_de_turno})
-    return tarea
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids, "fuera_de_turno": fuera_de_turno})
+    return row_of(tarea)
 
 
-def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> Tarea:
+def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
     """Release one efectivo from a tarea (supervisor+); they become disponible again if they were working it."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
@@ -112,8 +113,8 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
         change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_unassigned", tarea, actor, {"efectivo_ids": [efectivo_id]})
-    return tarea
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo_id]})
+    return row_of(tarea)
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:

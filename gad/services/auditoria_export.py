@@ -7,8 +7,9 @@ Format (one JSON object per line, UTF-8):
 2. one line per event, ids ascending, with every field the chain covers plus ``prev_hash`` and ``hash``.
 3. trailer ``{"fin": true, "eventos": N, "ultimo_id", "ultimo_hash"}``: a truncated file fails.
 
-``verify_lines`` recomputes each hash with the same functions the writer uses (``gad.realtime.chain``),
-so an export is checked exactly as ``flask gad audit verify`` checks the database, without it.
+``verify_lines`` recomputes each hash with the same functions the writer uses (``gad.realtime.chain``:
+an HMAC under AUDIT_KEY), so an export is checked exactly as ``flask gad audit verify`` checks the
+database, without it — by whoever holds the key; without the key nobody can forge a verifying export.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
         "desde_id": first_id,
         "hasta_id": last_id,
         "prev_hash": _anchor_before(first_id) if first_id is not None else None,
+        "algoritmo": "hash = HMAC-SHA256(AUDIT_KEY, prev_hash || canonical(event)) (gad.realtime.chain)",
         "verificar": "flask --app wsgi gad audit verify-export FICHERO",
     }
     yield _dump(header)
@@ -121,7 +123,7 @@ class ExportCheck:
     first_bad_id: int | None = None
 
 
-def verify_lines(lines: Iterable[str]) -> ExportCheck:
+def verify_lines(lines: Iterable[str], key: bytes) -> ExportCheck:
     """Check an export offline: header, contiguous ids, each event's link and recomputed hash, trailer."""
     header: dict[str, Any] | None = None
     expected_prev: str | None = None
@@ -164,7 +166,7 @@ def verify_lines(lines: Iterable[str]) -> ExportCheck:
             return ExportCheck(False, checked, f"event {expected_id} is missing (found {event_id})", expected_id)
         if obj["prev_hash"] != expected_prev:
             return ExportCheck(False, checked, f"event {event_id} does not link to the previous event's hash", event_id)
-        if chain.link(obj["prev_hash"], content) != obj["hash"]:
+        if chain.link(key, obj["prev_hash"], content) != obj["hash"]:
             return ExportCheck(False, checked, f"event {event_id} content does not match its hash", event_id)
         expected_prev, expected_id = obj["hash"], event_id + 1
         checked += 1

@@ -27,6 +27,7 @@ from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario
 from gad.realtime import events
+from gad.schemas.events import AgendaEvent, LicenciaCreated, LicenciaDeleted, TurnoDeleted, TurnosCreated, TurnoUpdated
 from gad.services.common import check_version, paginate
 from gad.vocab import Nivel, TipoLicencia, TipoTurno
 
@@ -96,10 +97,12 @@ def _event_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: (_iso(v) if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v) for k, v in item.items()}
 
 
-def _record(event_type: str, entity_type: str, entity_id: int | None, efectivo: Efectivo, actor: Usuario, data: dict[str, Any]) -> None:
-    # usuario_id lets the websocket policy show an efectivo their own agenda (policy.can_see_event).
-    payload = {"efectivo_id": efectivo.id, "usuario_id": efectivo.usuario_id, "unidad": efectivo.unidad} | data
-    events.record(db.session(), event_type, TOPIC, entity_type, entity_id, actor.id, payload)
+def _record(payload: AgendaEvent, entity_type: str, entity_id: int | None, actor: Usuario) -> None:
+    events.record(db.session(), payload, topic=TOPIC, entity_type=entity_type, entity_id=entity_id, actor_id=actor.id)
+
+
+def _whose(efectivo: Efectivo) -> dict[str, Any]:
+    return {"efectivo_id": efectivo.id, "usuario_id": efectivo.usuario_id, "unidad": efectivo.unidad}
 
 
 # --- conflicts -----------------------------------------------------------------------------------
@@ -334,7 +337,7 @@ def create_turnos(actor: Usuario, data: dict[str, Any]) -> list[Turno]:
         # One multi-row INSERT (insertmanyvalues) instead of one statement per occurrence.
         created = list(db.session.scalars(insert(Turno).returning(Turno), [common | {"periodo": periodo(s, e)} for s, e in rangos]))
     items = [_event_item(turno_dict(t)) for t in created]
-    _record("turnos_created", "turno", created[0].id if len(created) == 1 else None, efectivo, actor, {"serie": str(serie) if serie else None, "turnos": items})
+    _record(TurnosCreated(**_whose(efectivo), serie=str(serie) if serie else None, turnos=items), "turno", created[0].id if len(created) == 1 else None, actor)
     return created
 
 
@@ -412,7 +415,7 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
             if name in changes:
                 setattr(turno, name, str(changes[name]) if name == "tipo" and changes[name] is not None else changes[name])
         turno.version += 1
-    _record("turno_updated", "turno", turno.id, efectivo, actor, {"before": before, "turno": _event_item(turno_dict(turno))})
+    _record(TurnoUpdated(**_whose(efectivo), before=before, turno=_event_item(turno_dict(turno))), "turno", turno.id, actor)
     return turno
 
 
@@ -426,7 +429,7 @@ def delete_turno(actor: Usuario, turno_id: int, expected_version: int | None) ->
     item = _event_item(turno_dict(turno))
     db.session.delete(turno)
     db.session.flush()
-    _record("turno_deleted", "turno", turno_id, efectivo, actor, {"turno": item})
+    _record(TurnoDeleted(**_whose(efectivo), turno=item), "turno", turno_id, actor)
 
 
 # --- licencias -----------------------------------------------------------------------------------
@@ -453,7 +456,7 @@ def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
     )
     with refused_as_conflict("The licencia", lambda: choques(efectivo.id, rango, reservas=True)):
         db.session.add(licencia)
-    _record("licencia_created", "licencia", licencia.id, efectivo, actor, {"licencia": _event_item(licencia_dict(licencia))})
+    _record(LicenciaCreated(**_whose(efectivo), licencia=_event_item(licencia_dict(licencia))), "licencia", licencia.id, actor)
     return licencia
 
 
@@ -483,7 +486,7 @@ def delete_licencia(actor: Usuario, licencia_id: int, expected_version: int | No
     item = _event_item(licencia_dict(locked))
     db.session.delete(locked)
     db.session.flush()
-    _record("licencia_deleted", "licencia", licencia_id, efectivo, actor, {"licencia": item})
+    _record(LicenciaDeleted(**_whose(efectivo), licencia=item), "licencia", licencia_id, actor)
 
 
 # --- bookings (called by tarea assignment) -------------------------------------------------------

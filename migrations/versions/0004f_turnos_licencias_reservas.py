@@ -11,7 +11,7 @@ Reviewed by hand:
   They raise SQLSTATE 23P01 (exclusion_violation) with a constraint name, like the constraints do.
 
 Revision ID: 0004f
-Revises: 0003
+Revises: 0004d
 Create Date: 2026-11-29 23:55:00
 
 """
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0004f'
-down_revision = '0003'
+down_revision = '0004d'
 branch_labels = None
 depends_on = None
 
