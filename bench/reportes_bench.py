@@ -72,6 +72,11 @@ def populate(db_url: str, tareas: int, turnos: int) -> dict[str, float]:
                  FROM tareas t WHERE t.codigo LIKE 'RB%%' AND mod(t.id, 13) <> 0""",
             (first_efectivo, EFECTIVOS),
         )
+        # What assignment does for a live tarea: remember when its first efectivo was assigned.
+        cur.execute(
+            """UPDATE tareas SET primera_asignacion_en = created_at + make_interval(secs => 30 + mod(id, 600))
+                WHERE codigo LIKE 'RB%%' AND mod(id, 13) <> 0"""
+        )
         timings["asignaciones_s"] = time.perf_counter() - started
         started = time.perf_counter()
         per = max(1, turnos // EFECTIVOS)

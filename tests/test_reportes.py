@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gad.models import Asignacion, Tarea
+from gad.models import Tarea
 from tests.builders import Builders
 
 T = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)
@@ -24,7 +24,7 @@ def _tarea(build: Builders, sup: Any, created: datetime, **values: Any) -> Tarea
 
 
 def _asignar(build: Builders, tarea: Tarea, efectivo: Any, en: datetime, hasta: datetime | None) -> None:
-    build._save(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_en=en, liberado_en=hasta))
+    build.asignacion_historica(tarea, efectivo, en, hasta)
 
 
 @pytest.fixture

@@ -52,6 +52,9 @@ class Tarea(Timestamps, Versioned, Base):
     inicio_real: Mapped[datetime | None]
     fin_real: Mapped[datetime | None]
     pausado_en: Mapped[datetime | None]
+    # When the first efectivo was assigned (set once by assignment and dispatch): the reports' "creation →
+    # first assignment" without aggregating asignaciones for every tarea of a range.
+    primera_asignacion_en: Mapped[datetime | None]
     tiempo_pausado_s: Mapped[int] = mapped_column(default=0, server_default="0")
     ubicacion_lat: Mapped[float | None] = mapped_column(Float)
     ubicacion_lon: Mapped[float | None] = mapped_column(Float)

@@ -88,6 +88,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             )
         if running:
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    if tarea.primera_asignacion_en is None:
+        tarea.primera_asignacion_en = now  # response-time reports read it without scanning asignaciones
     tarea.version += 1
     db.session.flush()
     record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids, "fuera_de_turno": fuera_de_turno})

@@ -155,6 +155,8 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
         change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
+    if asignados:
+        tarea.primera_asignacion_en = now  # for response-time reports
     db.session.flush()
     if asignados:
         record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})

@@ -62,12 +62,17 @@ _TYPES = (
     bindparam("unidad", type_=String),
 )
 
-# The tareas of a report, one row each, with the time of their first assignment. The first assignment
-# is aggregated once over the range's assignments (a hash join), not probed per tarea.
+# The tareas of a report, one row each, with their measures in whole seconds. The first assignment is a
+# column of the tarea (set by assignment and dispatch), so a report is one scan of tareas, no join.
 _TAREAS_CTE = """
-    sel AS (
+    base AS (
         SELECT t.id, t.codigo, t.titulo, t.tipo, t.prioridad, t.estado, t.es_emergencia, t.created_at,
-               t.inicio_real, t.fin_real, t.tiempo_pausado_s
+               t.inicio_real, t.fin_real, t.tiempo_pausado_s, t.primera_asignacion_en AS primera_asignacion,
+               round(extract(epoch FROM t.primera_asignacion_en - t.created_at))::bigint AS asignacion,
+               round(extract(epoch FROM t.inicio_real - t.created_at))::bigint AS inicio,
+               CASE WHEN t.estado = 'finalizada'
+                    THEN round(extract(epoch FROM t.fin_real - t.inicio_real))::bigint - t.tiempo_pausado_s END AS ejecucion,
+               CASE WHEN t.estado = 'finalizada' THEN t.tiempo_pausado_s::bigint END AS pausa
           FROM tareas t
          WHERE t.deleted_at IS NULL AND t.created_at >= :desde AND t.created_at < :hasta
            AND (CAST(:tipos AS text[]) IS NULL OR t.tipo = ANY(:tipos))
@@ -75,123 +80,159 @@ _TAREAS_CTE = """
            AND (CAST(:unidad AS text) IS NULL OR EXISTS (
                 SELECT 1 FROM asignaciones a JOIN efectivos e ON e.id = a.efectivo_id
                  WHERE a.tarea_id = t.id AND e.unidad = :unidad))
-    ),
-    primera AS (
-        SELECT a.tarea_id, min(a.asignado_en) AS en
-          FROM asignaciones a
-         WHERE a.asignado_en >= :desde
-         GROUP BY a.tarea_id
-    ),
-    base AS (
-        SELECT s.*, p.en AS primera_asignacion,
-               extract(epoch FROM p.en - s.created_at) AS asignacion,
-               extract(epoch FROM s.inicio_real - s.created_at) AS inicio,
-               CASE WHEN s.estado = 'finalizada' THEN extract(epoch FROM s.fin_real - s.inicio_real) - s.tiempo_pausado_s END AS ejecucion,
-               CASE WHEN s.estado = 'finalizada' THEN s.tiempo_pausado_s END AS pausa
-          FROM sel s LEFT JOIN primera p ON p.tarea_id = s.id
     )
 """
 
+# Exact percentiles without sorting a million rows per measure and group: PostgreSQL counts how many
+# tareas of each group took each number of seconds (one parallel hash aggregation over one scan), and
+# percentile_cont's interpolation is done here over those counts. k = 0..3 are MEDIDAS; k = 4 counts tareas.
+_HISTOGRAMA = """WITH {cte}
+    SELECT {agrupar} AS grupo, m.k, m.v, count(*) AS n
+      FROM base CROSS JOIN LATERAL (VALUES (0, asignacion), (1, inicio), (2, ejecucion), (3, pausa), (4, 0::bigint)) AS m(k, v)
+     WHERE m.v IS NOT NULL
+     GROUP BY 1, 2, 3"""
 
-def _stats_sql(measure: str) -> str:
-    return (
-        f"count({measure}) AS {measure}_n, "
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {measure}) AS {measure}_p50, "
-        f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {measure}) AS {measure}_p90, "
-        f"max({measure}) AS {measure}_max"
-    )
 
-
-def _grouped(select_list: str, agrupar: str) -> Any:
-    # agrupar is one of AGRUPACIONES (validated by the schema), never free text.
-    assert agrupar in AGRUPACIONES
-    sql = (
-        f"WITH {_TAREAS_CTE} SELECT {agrupar} AS grupo, GROUPING({agrupar}) AS es_total, {select_list}"
-        f" FROM base GROUP BY GROUPING SETS (({agrupar}), ()) ORDER BY es_total, grupo"
-    )
+def _query(sql: str) -> Any:
     return text(sql).bindparams(*_TYPES)
+
+
+_HISTOGRAMAS = {agrupar: _query(_HISTOGRAMA.format(cte=_TAREAS_CTE, agrupar=agrupar)) for agrupar in AGRUPACIONES}
+
+
+def percentiles(histograma: dict[int, int], quantiles: tuple[float, ...] = (0.5, 0.9)) -> tuple[list[float | None], int, int | None]:
+    """``percentile_cont`` over a {value: count} histogram: (percentiles, n, max), exactly as PostgreSQL
+    computes it over the expanded values (linear interpolation between the two nearest ranks)."""
+    n = sum(histograma.values())
+    if n == 0:
+        return [None for _ in quantiles], 0, None
+    values = sorted(histograma)
+    out: list[float | None] = []
+    for q in quantiles:
+        position = q * (n - 1)
+        lower_rank, fraction = int(position), position - int(position)
+        lower = upper = None
+        seen = 0
+        for value in values:
+            seen += histograma[value]
+            if lower is None and seen > lower_rank:
+                lower = value
+            if seen > lower_rank + (1 if fraction > 0 else 0):
+                upper = value
+                break
+        assert lower is not None and upper is not None
+        out.append(lower + (upper - lower) * fraction)
+    return out, n, values[-1]
+
+
+def _stats(histograma: dict[int, int]) -> dict[str, Any]:
+    (p50, p90), n, mx = percentiles(histograma)
+    return {"n": n, "p50": _round(p50), "p90": _round(p90), "max": _round(mx)}
 
 
 def _round(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def _split(rows: list[Any], build: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    grupos = [build(row) | {"grupo": row.grupo} for row in rows if not row.es_total]
-    total = next((build(row) for row in rows if row.es_total), None) or build(None)
-    return grupos, total
-
-
 def _require(actor: Usuario) -> None:
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Reading reports")
+
+
+def _prepare() -> None:
+    # Hash tables of a report fit in memory instead of spilling to disk (this transaction only).
+    db.session.execute(text("SET LOCAL work_mem = '128MB'"))
 
 
 def tiempos(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[str, Any]:
     """Response times p50/p90/max per group and overall (seconds)."""
     _require(actor)
-    select_list = ", ".join(["count(*) AS n", *(_stats_sql(m) for m in MEDIDAS)])
-    rows = list(db.session.execute(_grouped(select_list, agrupar), filtro.params()))
+    _prepare()
+    por_grupo: dict[Any, list[dict[int, int]]] = {}
+    total: list[dict[int, int]] = [{} for _ in range(5)]
+    for grupo, k, v, n in db.session.execute(_HISTOGRAMAS[agrupar], filtro.params()):
+        hist = por_grupo.setdefault(grupo, [{} for _ in range(5)])
+        hist[k][v] = int(n)
+        total[k][v] = total[k].get(v, 0) + int(n)
 
-    def build(row: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": int(row.n) if row is not None else 0}
-        for m in MEDIDAS:
-            out[m] = {
-                "n": int(getattr(row, f"{m}_n")) if row is not None else 0,
-                "p50": _round(getattr(row, f"{m}_p50", None)) if row is not None else None,
-                "p90": _round(getattr(row, f"{m}_p90", None)) if row is not None else None,
-                "max": _round(getattr(row, f"{m}_max", None)) if row is not None else None,
-            }
-        return out
+    def build(hists: list[dict[int, int]]) -> dict[str, Any]:
+        return {"n": sum(hists[4].values())} | {m: _stats(hists[i]) for i, m in enumerate(MEDIDAS)}
 
-    grupos, total = _split(rows, build)
-    return {"filtro": filtro.as_dict(), "agrupar": agrupar, "unidad_medida": "segundos", "grupos": grupos, "total": total, "por_dia": _por_dia(filtro)}
+    grupos = [build(h) | {"grupo": g} for g, h in sorted(por_grupo.items(), key=lambda item: item[0])]
+    return {
+        "filtro": filtro.as_dict(),
+        "agrupar": agrupar,
+        "unidad_medida": "segundos",
+        "grupos": grupos,
+        "total": build(total),
+        "por_dia": _por_dia(filtro),
+    }
 
 
-_POR_DIA = text(
+# The trend at minute resolution (a histogram per local day), enough for a chart.
+_POR_DIA = _query(
     f"""WITH {_TAREAS_CTE}
-    SELECT (date_trunc('day', created_at AT TIME ZONE :tz))::date AS dia, count(*) AS n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY inicio) AS inicio_p50,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY inicio) AS inicio_p90
-      FROM base GROUP BY 1 ORDER BY 1"""
-).bindparams(*_TYPES)
+    SELECT (created_at AT TIME ZONE :tz)::date AS dia, round(inicio / 60.0)::bigint AS minutos, count(*) AS n
+      FROM base GROUP BY 1, 2"""
+)
 
 
 def _por_dia(filtro: Filtro) -> list[dict[str, Any]]:
-    """The trend: tareas created per local day and their creation → start p50/p90."""
+    """The trend: tareas created per local day and their creation → start p50/p90 (seconds, at minute resolution)."""
     from gad.services.turnos import zona
 
-    rows = db.session.execute(_POR_DIA, filtro.params() | {"tz": str(zona())})
-    return [{"dia": r.dia.isoformat(), "n": int(r.n), "inicio_p50": _round(r.inicio_p50), "inicio_p90": _round(r.inicio_p90)} for r in rows]
+    dias: dict[Any, dict[int, int]] = {}
+    creadas: dict[Any, int] = {}
+    for dia, minutos, n in db.session.execute(_POR_DIA, filtro.params() | {"tz": str(zona())}):
+        creadas[dia] = creadas.get(dia, 0) + int(n)
+        if minutos is not None:
+            dias.setdefault(dia, {})[int(minutos) * 60] = int(n)
+    out = []
+    for dia in sorted(creadas):
+        (p50, p90), _, _ = percentiles(dias.get(dia, {}))
+        out.append({"dia": dia.isoformat(), "n": creadas[dia], "inicio_p50": _round(p50), "inicio_p90": _round(p90)})
+    return out
+
+
+_RESULTADOS = """WITH {cte}
+    SELECT {agrupar} AS grupo, count(*) AS n,
+           count(*) FILTER (WHERE estado = 'finalizada') AS finalizadas,
+           count(*) FILTER (WHERE estado = 'cancelada') AS canceladas,
+           count(*) FILTER (WHERE estado IN ('programada', 'en_curso', 'pausada')) AS abiertas,
+           count(*) FILTER (WHERE es_emergencia) AS emergencias
+      FROM base GROUP BY 1"""
+# Emergencies left without an efectivo for more than SIN_ASIGNAR_TRAS_S, and for how long (whole seconds).
+_SIN_ASIGNAR = """WITH {cte}
+    SELECT {agrupar} AS grupo, round(extract(epoch FROM coalesce(primera_asignacion, fin_real, now()) - created_at))::bigint AS v, count(*) AS n
+      FROM base
+     WHERE es_emergencia AND (primera_asignacion IS NULL OR primera_asignacion > created_at + make_interval(secs => :umbral))
+     GROUP BY 1, 2"""
+_RESULTADOS_Q = {a: _query(_RESULTADOS.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
+_SIN_ASIGNAR_Q = {a: _query(_SIN_ASIGNAR.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
+_CONTADORES = ("n", "finalizadas", "canceladas", "abiertas", "emergencias")
 
 
 def resultados(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[str, Any]:
     """Finished / cancelled / still open, and emergencies left unassigned and for how long."""
     _require(actor)
-    unassigned = f"es_emergencia AND (primera_asignacion IS NULL OR primera_asignacion > created_at + interval '{SIN_ASIGNAR_TRAS_S} seconds')"
-    sin_asignar_s = "extract(epoch FROM coalesce(primera_asignacion, fin_real, now()) - created_at)"
-    select_list = ", ".join(
-        [
-            "count(*) AS n",
-            "count(*) FILTER (WHERE estado = 'finalizada') AS finalizadas",
-            "count(*) FILTER (WHERE estado = 'cancelada') AS canceladas",
-            "count(*) FILTER (WHERE estado IN ('programada', 'en_curso', 'pausada')) AS abiertas",
-            "count(*) FILTER (WHERE es_emergencia) AS emergencias",
-            f"count(*) FILTER (WHERE {unassigned}) AS emergencias_sin_asignar",
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {sin_asignar_s}) FILTER (WHERE {unassigned}) AS sin_asignar_p50",
-            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {sin_asignar_s}) FILTER (WHERE {unassigned}) AS sin_asignar_p90",
-            f"max({sin_asignar_s}) FILTER (WHERE {unassigned}) AS sin_asignar_max",
-        ]
-    )
-    rows = list(db.session.execute(_grouped(select_list, agrupar), filtro.params()))
+    _prepare()
+    contadores: dict[Any, dict[str, int]] = {}
+    for row in db.session.execute(_RESULTADOS_Q[agrupar], filtro.params()):
+        contadores[row.grupo] = {k: int(getattr(row, k)) for k in _CONTADORES}
+    sin_asignar: dict[Any, dict[int, int]] = {}
+    for grupo, v, n in db.session.execute(_SIN_ASIGNAR_Q[agrupar], filtro.params() | {"umbral": SIN_ASIGNAR_TRAS_S}):
+        sin_asignar.setdefault(grupo, {})[int(v)] = int(n)
 
-    def build(row: Any) -> dict[str, Any]:
-        keys = ("n", "finalizadas", "canceladas", "abiertas", "emergencias", "emergencias_sin_asignar")
-        out: dict[str, Any] = {k: int(getattr(row, k)) if row is not None else 0 for k in keys}
-        out["tiempo_sin_asignar"] = {k: _round(getattr(row, f"sin_asignar_{k}")) if row is not None else None for k in ("p50", "p90", "max")}
-        return out
+    def build(counts: dict[str, int], hist: dict[int, int]) -> dict[str, Any]:
+        (p50, p90), n, mx = percentiles(hist)
+        return counts | {"emergencias_sin_asignar": n, "tiempo_sin_asignar": {"p50": _round(p50), "p90": _round(p90), "max": _round(mx)}}
 
-    grupos, total = _split(rows, build)
-    return {"filtro": filtro.as_dict(), "agrupar": agrupar, "grupos": grupos, "total": total}
+    total_counts = {k: sum(c[k] for c in contadores.values()) for k in _CONTADORES}
+    total_hist: dict[int, int] = {}
+    for hist in sin_asignar.values():
+        for v, n in hist.items():
+            total_hist[v] = total_hist.get(v, 0) + n
+    grupos = [build(c, sin_asignar.get(g, {})) | {"grupo": g} for g, c in sorted(contadores.items(), key=lambda item: item[0])]
+    return {"filtro": filtro.as_dict(), "agrupar": agrupar, "grupos": grupos, "total": build(total_counts, total_hist)}
 
 
 _CARGA = text(
@@ -204,18 +245,23 @@ _CARGA = text(
          GROUP BY tu.efectivo_id
     ),
     trabajo AS (
+        -- Committed to a running tarea: from the later of assignment and start to the earlier of release
+        -- and finish, clipped to the range; nothing for a tarea that never started (greatest() skips NULLs).
         SELECT a.efectivo_id, a.tarea_id,
-               greatest(a.asignado_en, t.inicio_real, :desde) AS desde_w,
+               CASE WHEN t.inicio_real IS NOT NULL THEN greatest(a.asignado_en, t.inicio_real, :desde) END AS desde_w,
                least(coalesce(a.liberado_en, now()), coalesce(t.fin_real, now()), :hasta) AS hasta_w
           FROM asignaciones a JOIN tareas t ON t.id = a.tarea_id
          WHERE t.deleted_at IS NULL AND a.asignado_en < :hasta AND coalesce(a.liberado_en, 'infinity') > :desde
            AND (CAST(:tipos AS text[]) IS NULL OR t.tipo = ANY(:tipos))
            AND (CAST(:prioridades AS int[]) IS NULL OR t.prioridad = ANY(:prioridades))
     ),
+    por_tarea AS (
+        -- One row per (efectivo, tarea) first, so "tareas worked" needs no count(DISTINCT) sort.
+        SELECT efectivo_id, tarea_id, sum(greatest(0, extract(epoch FROM hasta_w - desde_w))) AS segundos
+          FROM trabajo GROUP BY 1, 2
+    ),
     tarea_h AS (
-        SELECT efectivo_id, count(DISTINCT tarea_id) AS tareas,
-               sum(greatest(0, extract(epoch FROM hasta_w - desde_w)) ) FILTER (WHERE desde_w IS NOT NULL) / 3600 AS horas
-          FROM trabajo GROUP BY efectivo_id
+        SELECT efectivo_id, count(*) AS tareas, coalesce(sum(segundos), 0) / 3600 AS horas FROM por_tarea GROUP BY 1
     )
     SELECT e.id, e.codigo_interno, e.nombre, e.unidad,
            coalesce(th.horas, 0) AS horas_turno, coalesce(ta.horas, 0) AS horas_tarea, coalesce(ta.tareas, 0) AS tareas
@@ -231,6 +277,7 @@ _CARGA = text(
 def carga(actor: Usuario, filtro: Filtro) -> dict[str, Any]:
     """Hours on shift, hours on tareas and tareas worked, per efectivo and per unidad, inside [desde, hasta)."""
     _require(actor)
+    _prepare()
     efectivos = [
         {
             "efectivo_id": r.id,
@@ -305,7 +352,7 @@ TAREAS_CSV_COLUMNS = (
     "min_ejecucion",
     "min_pausa",
 )
-_EXPORT = f"WITH {_TAREAS_CTE} SELECT * FROM base ORDER BY created_at, id"
+_EXPORT = _query(f"WITH {_TAREAS_CTE} SELECT * FROM base ORDER BY created_at, id")
 STREAM_BATCH = 2000
 
 
@@ -320,7 +367,7 @@ def tareas_csv(filtro: Filtro, tz: ZoneInfo) -> Iterator[str]:
     writer.writerow(TAREAS_CSV_COLUMNS)
     yield BOM + line.value
     connection = db.session.connection(execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
-    result = connection.execute(text(_EXPORT).bindparams(*_TYPES), filtro.params())
+    result = connection.execute(_EXPORT, filtro.params())
     chunk: list[str] = []
     for r in result:
         writer.writerow(

@@ -126,11 +126,18 @@ def upgrade():
             f"CREATE TRIGGER {name}_sin_licencia BEFORE INSERT OR UPDATE ON {name} "
             "FOR EACH ROW EXECUTE FUNCTION gad_agenda_sin_licencia()"
         )
-    # Reports filter tareas by creation time.
+    # Reports filter tareas by creation time and read the first assignment from the tarea row.
     op.create_index(op.f('ix_tareas_created_at'), 'tareas', ['created_at'], unique=False)
+    op.add_column('tareas', sa.Column('primera_asignacion_en', sa.DateTime(timezone=True), nullable=True))
+    op.execute("""
+        UPDATE tareas t SET primera_asignacion_en = a.primera
+        FROM (SELECT tarea_id, min(asignado_en) AS primera FROM asignaciones GROUP BY tarea_id) a
+        WHERE a.tarea_id = t.id
+    """)
 
 
 def downgrade():
+    op.drop_column('tareas', 'primera_asignacion_en')
     op.drop_index(op.f('ix_tareas_created_at'), table_name='tareas')
     for name in ('turnos', 'licencias', 'asignaciones'):
         op.execute(f"DROP TRIGGER {name}_sin_licencia ON {name}")
