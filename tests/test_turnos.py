@@ -232,3 +232,15 @@ def test_efectivo_reads_only_their_own_agenda(app: Flask, client: FlaskClient, b
     assert _turno(client, mine_headers, mine.id, T0 + timedelta(days=1)).status_code == 403
     window = client.get(f"/api/v1/turnos?desde={_iso(T0 + timedelta(days=1))}".replace("+", "%2B"), headers=headers).get_json()
     assert window["total"] == 0
+
+
+def test_turnos_topic_reaches_supervisors_and_only_the_efectivo_concerned(app: Flask, build: Builders) -> None:
+    from gad import policy
+
+    sup, mine, other = build.usuario(2), build.usuario(1), build.usuario(1)
+    payload = {"efectivo_id": 1, "usuario_id": mine.id, "unidad": "Móvil 1"}
+    assert "turnos" in policy.visible_topics(mine)
+    assert policy.can_see_event(sup, "turnos", payload)
+    assert policy.can_see_event(mine, "turnos", payload)
+    assert not policy.can_see_event(other, "turnos", payload)
+    assert not policy.can_see_event(other, "turnos", payload | {"usuario_id": None})
