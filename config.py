@@ -6,6 +6,7 @@ import copy
 import os
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -203,6 +204,11 @@ class Config:
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, 1)
         self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900, 1)
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000, 1)
+        # Dispatch prefers efectivos en servicio (inside a turno, not on licencia); true makes it a requirement
+        # for cercanos, emergencies and bookings.
+        self.DESPACHO_REQUIERE_SERVICIO = env_bool("DESPACHO_REQUIERE_SERVICIO", False)
+        # Wall-clock zone of weekly rotas, the planning week and report/CSV times (stored times stay UTC).
+        self.ZONA_HORARIA = env_str("ZONA_HORARIA", "Europe/Madrid") or "Europe/Madrid"
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60, 0)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
         # Under gunicorn with PROMETHEUS_MULTIPROC_DIR the master serves metrics on this private port
@@ -249,6 +255,10 @@ class Config:
             raise ConfigError(f"METRICS_PORT must be a TCP port (0 turns the metrics server off), got {self.METRICS_PORT}")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
+        try:
+            ZoneInfo(self.ZONA_HORARIA)
+        except (KeyError, ValueError, OSError):  # unknown zone (a KeyError subclass) or a malformed name
+            raise ConfigError(f"ZONA_HORARIA must be an IANA time zone such as Europe/Madrid, got {self.ZONA_HORARIA!r}") from None
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 

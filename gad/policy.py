@@ -64,6 +64,11 @@ def can_report_for_efectivo(actor: Usuario, efectivo_usuario_id: int | None) -> 
     return can_read_efectivo(actor, efectivo_usuario_id)
 
 
+def can_read_agenda(actor: Usuario, efectivo_usuario_id: int | None) -> bool:
+    """Turnos, licencias and bookings of an efectivo: supervisors, and the efectivo themself (read only)."""
+    return can_read_efectivo(actor, efectivo_usuario_id)
+
+
 def can_read_usuario(actor: Usuario, usuario_id: int) -> bool:
     return is_supervisor(actor) or actor.id == usuario_id
 
@@ -124,7 +129,7 @@ def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> No
 
 
 # Topics a websocket client may subscribe to, by the lowest nivel that sees anything in them.
-TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
+TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "turnos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
 
 
 def visible_topics(actor: Usuario) -> set[str]:
@@ -154,6 +159,8 @@ def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
         return can_read_tarea(actor, payload.get("delegado_usuario_id"), assigned, reporter)
     if topic == "efectivos":
         return can_read_efectivo(actor, payload.get("usuario_id"))
+    if topic == "turnos":
+        return can_read_agenda(actor, payload.get("usuario_id"))
     return topic == "sistema"
 
 

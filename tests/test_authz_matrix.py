@@ -35,6 +35,8 @@ class World:
     other_efectivo: Any
     tarea: Any
     ajena: Any
+    turno: Any
+    licencia: Any
 
 
 # Who may call each endpoint:
@@ -59,6 +61,10 @@ def _json(path: str, body: Callable[[World], dict[str, Any]]) -> Request:
 
 def _tarea_body(w: World) -> dict[str, Any]:
     return {"codigo": "MTX-NEW", "titulo": "Tarea de la matriz", "tipo": "patrullaje", "prioridad": 2}
+
+
+def _turno_body(w: World) -> dict[str, Any]:
+    return {"efectivo_id": w.other_efectivo.id, "inicio": "2030-01-01T08:00:00Z", "fin": "2030-01-01T16:00:00Z"}
 
 
 def _usuario_body(w: World) -> dict[str, Any]:
@@ -135,6 +141,20 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "POST /api/v1/cache/clear": ("admin", _no_body("/api/v1/cache/clear")),
     "GET /ws/stats": ("admin", _no_body("/ws/stats")),
     "GET /api/v1/eventos": ("admin", _no_body("/api/v1/eventos?limit=5")),
+    "GET /api/v1/turnos": ("auth", _no_body("/api/v1/turnos")),
+    "POST /api/v1/turnos": ("supervisor", _json("/api/v1/turnos", _turno_body)),
+    "POST /api/v1/turnos/comprobar": ("supervisor", _json("/api/v1/turnos/comprobar", _turno_body)),
+    "GET /api/v1/turnos/<int:turno_id>": ("supervisor", _no_body("/api/v1/turnos/{w.turno.id}")),
+    "PATCH /api/v1/turnos/<int:turno_id>": ("supervisor", _json("/api/v1/turnos/{w.turno.id}", lambda w: {"tipo": "guardia"})),
+    "DELETE /api/v1/turnos/<int:turno_id>": ("supervisor", _no_body("/api/v1/turnos/{w.turno.id}")),
+    "GET /api/v1/licencias": ("auth", _no_body("/api/v1/licencias")),
+    "POST /api/v1/licencias": (
+        "supervisor",
+        _json("/api/v1/licencias", lambda w: _turno_body(w) | {"tipo": "formacion", "inicio": "2031-01-01T00:00:00Z", "fin": "2031-01-02T00:00:00Z"}),
+    ),
+    "DELETE /api/v1/licencias/<int:licencia_id>": ("supervisor", _no_body("/api/v1/licencias/{w.licencia.id}")),
+    "GET /api/v1/planificacion/semana": ("supervisor", _no_body("/api/v1/planificacion/semana")),
+    "GET /planificacion": ("page_supervisor", _no_body("/planificacion")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",
@@ -177,7 +197,10 @@ def _world(build: Builders) -> World:
     build.asignacion(tarea, efectivo)
     # A tarea the efectivo user has nothing to do with: what they may not see or move.
     ajena = build.tarea(admin)
-    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena)
+    # Agenda of the other efectivo: what the efectivo user may not read or change.
+    turno = build.turno(other, utcnow() + timedelta(days=3))
+    licencia = build.licencia(other, utcnow() + timedelta(days=10))
+    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena, turno, licencia)
 
 
 def _credentials(app: Flask, build: Builders, world: World, role: str) -> dict[str, str]:

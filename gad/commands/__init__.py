@@ -11,6 +11,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from gad.commands.audit import audit_cli
+from gad.commands.auditoria_export import export as audit_export
+from gad.commands.auditoria_export import verify_export
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -19,6 +21,8 @@ from gad.services import usuarios
 gad_cli = AppGroup("gad", help="GAD administration commands.")
 gad_cli.add_command(seed_demo)
 gad_cli.add_command(audit_cli)
+audit_cli.add_command(audit_export)
+audit_cli.add_command(verify_export)
 
 
 @gad_cli.command("openapi")

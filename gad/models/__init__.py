@@ -6,6 +6,7 @@ from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.seguridad import LimiteContador, LoginCuenta, LoginIntento, Sesion
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
+from gad.models.turno import Licencia, Turno
 from gad.models.usuario import TokenRevocado, Usuario
 
 __all__ = [
@@ -17,12 +18,14 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "Licencia",
     "LimiteContador",
     "LoginCuenta",
     "LoginIntento",
     "Sesion",
     "Tarea",
     "TokenRevocado",
+    "Turno",
     "Usuario",
     "utcnow",
 ]
