@@ -12,7 +12,8 @@ from tests.conftest import make_app, recreate_database
 
 
 def test_health_reports_status_time_uptime_version_without_database(database_url: str) -> None:
-    dead = make_app(database_url.rsplit("/", 1)[0].replace("127.0.0.1:", "127.0.0.1:1") + "/nowhere")
+    # Port 1: nothing listens there (a port beyond 65535 is now refused as a setting before any request).
+    dead = make_app("postgresql://postgres@127.0.0.1:1/nowhere")
     response = dead.test_client().get("/health")
     assert response.status_code == 200
     body = response.get_json()
