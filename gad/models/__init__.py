@@ -2,7 +2,7 @@
 
 from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
-from gad.models.evento import AuditoriaAncla, Evento, EventoContador
+from gad.models.evento import AuditoriaAncla, Evento, EventoContador, SecurityTally
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
@@ -16,6 +16,7 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "SecurityTally",
     "Tarea",
     "TokenRevocado",
     "Usuario",
