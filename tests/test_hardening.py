@@ -339,7 +339,7 @@ def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, bu
 
 def _seed(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"TEST_DATABASE_URL"}}
-    env |= {"GAD_ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "prod-" + "Zk3-q9Lm_Wx7" * 4}
+    env |= {"GAD_ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "prod-" + "Zk3-q9Lm_Wx7" * 4, "AUDIT_KEY": "prod-audit-" + "Qp4-r8Tn_Vy2" * 4}
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "seed-demo", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
