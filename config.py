@@ -218,6 +218,8 @@ class Config:
         # Keys the event log's hash chain (gad.realtime.chain); never stored in the database, so the
         # database's own credentials cannot rewrite history without it showing.
         self.AUDIT_KEY = env_str("AUDIT_KEY")
+        # Failed logins and 403s from one source within this many seconds are one event plus a count; 0 keeps every one.
+        self.SECURITY_EVENT_WINDOW_S = env_int("SECURITY_EVENT_WINDOW_S", 60)
         self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, 1)
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)

@@ -2,7 +2,7 @@
 
 from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
-from gad.models.evento import AuditoriaAncla, Evento, EventoContador
+from gad.models.evento import AuditoriaAncla, Evento, EventoContador, SecurityTally
 from gad.models.idempotencia import IdempotencyKey
 from gad.models.seguridad import LimiteContador, LoginCuenta, LoginIntento, Sesion
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
@@ -22,6 +22,7 @@ __all__ = [
     "LimiteContador",
     "LoginCuenta",
     "LoginIntento",
+    "SecurityTally",
     "Sesion",
     "Tarea",
     "TokenRevocado",

@@ -27,7 +27,7 @@ from gad.db_session import on_commit
 from gad.models import Evento, utcnow
 from gad.observability import current_request_id
 from gad.principal_cache import principals
-from gad.realtime import chain
+from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,39 @@ def record_security(event_type: str, actor_id: int | None, payload: dict[str, An
     """Security events (logins, lockouts, denials) share the log but only administradores may see them.
 
     Their payloads are still plain dicts, shaped by the services that write them (auth, usuarios, security).
+    Failed logins and denials repeat at an attacker's will: they are folded per source and window
+    (``gad.realtime.tallies``), so only the first of a burst is an event and the rest become its count.
     """
+    from flask import current_app
+
     from gad.extensions import db
 
-    _queue(db.session(), PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
+    session = db.session()
+    window_s = int(current_app.config["SECURITY_EVENT_WINDOW_S"])
+    if window_s > 0:
+        for summary in tallies.close_expired(session):
+            _queue(session, PendingEvent("security_events_aggregated", SECURITY_TOPIC, "usuario", summary["actor_id"], None, summary, current_request_id()))
+        folded = _AGGREGATED.get(event_type)
+        if folded is not None:
+            source, sample = folded(actor_id, payload)
+            occurrence = tallies.count(session, kind=event_type, source=source, actor_id=actor_id, sample=sample, window_s=window_s)
+            if not occurrence.first:
+                return
+            payload = {**payload, "aggregated_until": occurrence.window_end.isoformat()}
+    _queue(session, PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
+
+
+def _login_failed_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
+    # One source per client address and account tried (unknown e-mails together): a lockout of a known
+    # account stays visible per account, guessing unknown ones stays one row per address.
+    return f"client {payload.get('client')} usuario {actor_id if actor_id is not None else '-'}", str(payload.get("email") or "")
+
+
+def _permission_denied_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
+    return f"usuario {actor_id}", f"{payload.get('method', '')} {payload.get('path', '')}".strip()
+
+
+_AGGREGATED = {"login_failed": _login_failed_source, "permission_denied": _permission_denied_source}
 
 
 @event.listens_for(Session, "before_commit")
