@@ -155,6 +155,12 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "DELETE /api/v1/licencias/<int:licencia_id>": ("supervisor", _no_body("/api/v1/licencias/{w.licencia.id}")),
     "GET /api/v1/planificacion/semana": ("supervisor", _no_body("/api/v1/planificacion/semana")),
     "GET /planificacion": ("page_supervisor", _no_body("/planificacion")),
+    "GET /api/v1/reportes/tiempos": ("supervisor", _no_body("/api/v1/reportes/tiempos")),
+    "GET /api/v1/reportes/carga": ("supervisor", _no_body("/api/v1/reportes/carga?formato=csv")),
+    "GET /api/v1/reportes/resultados": ("supervisor", _no_body("/api/v1/reportes/resultados?agrupar=prioridad")),
+    "GET /api/v1/reportes/tareas.csv": ("supervisor", _no_body("/api/v1/reportes/tareas.csv")),
+    "GET /informes": ("page_supervisor", _no_body("/informes")),
+    "GET /api/v1/auditoria/export": ("admin", _no_body("/api/v1/auditoria/export")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",
