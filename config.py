@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -125,11 +127,44 @@ def env_database_url(name: str) -> str | None:
 
 
 class Config:
-    """Settings shared by every environment. Values are read when the class is instantiated."""
+    """Settings shared by every environment. Values are read when the class is instantiated, then validated
+    and frozen: after ``validate`` nothing changes a setting (overrides go through ``with_overrides``)."""
 
     ENV_NAME: ClassVar[str] = "base"
     TESTING = False
     DEBUG = False
+    _frozen = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            raise ConfigError(f"the configuration is read-only once validated; {name} cannot change (set it in the environment)")
+        super().__setattr__(name, value)
+
+    def freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A validated, frozen copy with ``overrides`` applied (tests, embedded tools): they pass the same checks
+        as the environment, including the production ones when ``GAD_ENV`` says production."""
+        from flask import Flask  # here, not at import: gunicorn's master reads this module too
+
+        flask_keys = set(Flask.default_config)
+        unknown = sorted(name for name in overrides if not hasattr(self, name) and name not in flask_keys and name != "GAD_ENV")
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(unknown)} (see config.py for the names)")
+        clone = copy.copy(self)
+        object.__setattr__(clone, "_frozen", False)
+        for name, value in overrides.items():
+            setattr(clone, name, value)
+        clone.validate()
+        if overrides.get("GAD_ENV") == "production":
+            clone.validate_production()
+        clone.freeze()
+        return clone
 
     def __init__(self) -> None:
         self.SECRET_KEY = env_str("SECRET_KEY")
@@ -155,6 +190,13 @@ class Config:
         self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, 1)
         self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, 1)
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
+        # Lockout is per (e-mail, address); an e-mail attacked from many addresses is slowed instead.
+        self.LOGIN_ACCOUNT_MAX_FAILURES = env_int("LOGIN_ACCOUNT_MAX_FAILURES", 20, 1)
+        self.LOGIN_ACCOUNT_SLOWDOWN_SECONDS = env_int("LOGIN_ACCOUNT_SLOWDOWN_SECONDS", 10, 1)
+        self.LOGIN_TRUSTED_DAYS = env_int("LOGIN_TRUSTED_DAYS", 30, 0)
+        # Browser sessions: Keycloak's SSO idle default, and one command-centre shift as the absolute cap.
+        self.SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30, 1)
+        self.SESSION_LIFETIME_HOURS = env_int("SESSION_LIFETIME_HOURS", 12, 1)
         self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10, 1)
         self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1, 1)
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
@@ -162,6 +204,11 @@ class Config:
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, 1)
         self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900, 1)
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000, 1)
+        # Dispatch prefers efectivos en servicio (inside a turno, not on licencia); true makes it a requirement
+        # for cercanos, emergencies and bookings.
+        self.DESPACHO_REQUIERE_SERVICIO = env_bool("DESPACHO_REQUIERE_SERVICIO", False)
+        # Wall-clock zone of weekly rotas, the planning week and report/CSV times (stored times stay UTC).
+        self.ZONA_HORARIA = env_str("ZONA_HORARIA", "Europe/Madrid") or "Europe/Madrid"
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60, 0)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
         # Under gunicorn with PROMETHEUS_MULTIPROC_DIR the master serves metrics on this private port
@@ -208,12 +255,38 @@ class Config:
             raise ConfigError(f"METRICS_PORT must be a TCP port (0 turns the metrics server off), got {self.METRICS_PORT}")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
+        try:
+            ZoneInfo(self.ZONA_HORARIA)
+        except (KeyError, ValueError, OSError):  # unknown zone (a KeyError subclass) or a malformed name
+            raise ConfigError(f"ZONA_HORARIA must be an IANA time zone such as Europe/Madrid, got {self.ZONA_HORARIA!r}") from None
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 
+    def validate_production(self) -> None:
+        """Refusals only production makes: a secret that is really secret, a real database, an audit key."""
+        key = self.SECRET_KEY
+        if not key:
+            raise ConfigError(
+                "SECRET_KEY is not set: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it "
+                "(on Fly: `fly secrets set SECRET_KEY=...`)"
+            )
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): "
+                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if key.lower() in PLACEHOLDER_SECRETS:
+            raise ConfigError("SECRET_KEY is a known placeholder: generate a random one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        if not self.SQLALCHEMY_DATABASE_URI:
+            raise ConfigError(
+                "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
+            )
+        _validate_audit_key(self.AUDIT_KEY, key)
+
     def to_flask(self) -> dict[str, Any]:
         """Every upper-case attribute, including properties, as a mapping for ``app.config``."""
-        names = {name for name in dir(self) if name.isupper()}
+        names = {name for name in dir(self) if name.isupper() and name != "GAD_ENV"}
         return {name: getattr(self, name) for name in names}
 
 
@@ -256,25 +329,7 @@ class ProductionConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        key = self.SECRET_KEY
-        if not key:
-            raise ConfigError(
-                "SECRET_KEY is not set: generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it "
-                "(on Fly: `fly secrets set SECRET_KEY=...`)"
-            )
-        if len(key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError(
-                f"SECRET_KEY is too short ({len(key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): "
-                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-            )
-        if key.lower() in PLACEHOLDER_SECRETS:
-            raise ConfigError("SECRET_KEY is a known placeholder: generate a random one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
-        if not self.SQLALCHEMY_DATABASE_URI:
-            raise ConfigError(
-                "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
-            )
-        _validate_audit_key(self.AUDIT_KEY, key)
+        self.validate_production()
 
 
 def _validate_audit_key(audit_key: str | None, secret_key: str) -> None:
@@ -305,4 +360,5 @@ def load_config(env_name: str | None = None) -> Config:
         raise ConfigError(f"GAD_ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from None
     config = config_class()
     config.validate()
+    config.freeze()
     return config

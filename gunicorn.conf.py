@@ -30,7 +30,7 @@ loglevel = _settings.LOG_LEVEL.lower()
 # user starts on the machine (the test suite starts dozens) would fight over it. Nothing in GAD or Fly
 # uses it (graceful stop is SIGTERM, scaling is WEB_CONCURRENCY), so none is opened.
 control_socket_disable = True
-forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", "true", "yes", "on"} else "127.0.0.1"
+forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 
 def post_fork(server, worker):
@@ -46,14 +46,62 @@ def post_fork(server, worker):
     stop_accepting = worker.handle_exit
 
     def handle_exit(sig, frame):
-        stop_accepting(sig, frame)
         import gevent
 
         from gad.realtime.hub import hub
 
+        # Read now, in the signal handler: how many connections the kernel had accepted for us so far.
+        queued = [(listener, _accept_queue_length(listener)) for listener in worker.sockets]
         gevent.spawn(hub.shutdown)
+        gevent.spawn(_answer_accept_queue, worker, queued, stop_accepting, sig, frame)
 
     worker.handle_exit = handle_exit
+
+
+# The master closes its copy of the listening socket at once on SIGTERM, and gunicorn's gevent worker closes
+# its own within a second; when the last copy closes, the kernel resets every connection still waiting in
+# the accept queue, though it completed their handshakes before the signal. A worker busy on the CPU when
+# the signal came had not accepted them, and gevent's accept loop takes one per turn with several workers.
+# So each worker, before it stops accepting, takes what was queued at the signal (no more: a machine under
+# steady load must still stop) and answers it like any request in flight (with Connection: close).
+_MAX_DRAIN = 4096
+
+
+def _accept_queue_length(listener):
+    import socket
+    import struct
+
+    try:
+        # Linux: for a listening socket, tcp_info.tcpi_unacked is the accept queue's current length.
+        info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return struct.unpack_from("I", info, 24)[0]
+    except (OSError, AttributeError, struct.error):  # not TCP (a unix socket) or not Linux: take what is there
+        return _MAX_DRAIN
+
+
+def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
+    import _socket
+    import os
+    import socket as stdlib_socket
+
+    import gevent.pool
+
+    pool = worker.gad_drained = gevent.pool.Pool()
+    for listener, count in queued:
+        # A duplicate descriptor of the listener, accepted from without waiting (the descriptor is already
+        # non-blocking under gevent): it stops at an empty queue instead of waiting for the next client.
+        raw = _socket.socket(fileno=os.dup(listener.fileno()))
+        try:
+            for _ in range(count):
+                try:
+                    fd, addr = raw._accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                client = stdlib_socket.socket(listener.family, listener.type, fileno=fd)  # gevent's, after patching
+                pool.spawn(worker.handle, listener, client, addr)
+        finally:
+            raw.close()
+    stop_accepting(sig, frame)
 
 
 def post_worker_init(worker):
@@ -78,6 +126,11 @@ def post_request(worker, req, environ, resp):
 
 
 def worker_exit(server, worker):
+    # Connections taken from the accept queue at SIGTERM are not in gevent's server pool, which gunicorn
+    # waited for: let them finish too, within the graceful timeout.
+    drained = getattr(worker, "gad_drained", None)
+    if drained is not None:
+        drained.join(timeout=worker.cfg.graceful_timeout)
     # Give PostgreSQL its connections back before the process goes away.
     app = getattr(worker, "wsgi", None)
     if app is not None and "sqlalchemy" in getattr(app, "extensions", {}):

@@ -26,13 +26,13 @@ def _hello_app() -> Flask:
 
 
 def _stack_app() -> Flask:
-    import flask_caching  # noqa: F401
-    import flask_sock  # noqa: F401
-    import flask_sqlalchemy  # noqa: F401
-    import prometheus_flask_exporter  # noqa: F401
-    import pydantic  # noqa: F401
+    import flask_caching  # noqa: F401 - imported only to pay their import cost
+    import flask_sock  # noqa: F401 - imported only to pay their import cost
+    import flask_sqlalchemy  # noqa: F401 - imported only to pay their import cost
+    import prometheus_flask_exporter  # noqa: F401 - imported only to pay their import cost
+    import pydantic  # noqa: F401 - imported only to pay their import cost
     import sqlalchemy.dialects.postgresql.psycopg2
-    import sqlalchemy.orm  # noqa: F401
+    import sqlalchemy.orm  # noqa: F401 - imported only to pay their import cost
 
     return _hello_app()
 

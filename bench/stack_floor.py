@@ -1,5 +1,5 @@
 """The floor of the user's fixed stack on this machine, measured the way bench.api_bench and bench.startup
-measure GAD: the same gunicorn.conf.py (gevent worker, psycogreen), one worker, wrk as the client.
+measure GAD: the same gunicorn.conf.py (gevent worker, cooperative psycopg2), one worker, wrk as the client.
 
 It answers "how close is GAD to what the stack allows?" for targets such as 2,000 req/s per worker or
 500 ms from process start to the first /health.

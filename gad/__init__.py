@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from flask import Config as FlaskConfig
 from flask import Flask
 
 from config import Config, ConfigError, load_config
@@ -14,15 +15,58 @@ __version__ = "0.1.0"
 logger = logging.getLogger(__name__)
 
 
+class ReadOnlyConfig(FlaskConfig):
+    """``app.config`` once ``create_app`` has finished: settings come from config.py and the environment, and a
+    write at run time (which one worker would see and the others not) is a bug, so it raises."""
+
+    _frozen = False
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    def _refuse(self, what: str) -> None:
+        if self._frozen:
+            raise ConfigError(f"app.config is read-only after start-up ({what}); set the value in the environment (config.py)")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self or self[key] != value:  # re-stating a value is harmless (``flask`` CLI sets DEBUG)
+            self._refuse(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._refuse(key)
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self._refuse(key)
+        return super().setdefault(key, default)
+
+    def pop(self, key: str, *args: Any) -> Any:
+        self._refuse(key)
+        return super().pop(key, *args)
+
+
+class GadFlask(Flask):
+    config_class = ReadOnlyConfig
+
+
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app: load and validate config, then wire each subsystem. No database or network access here."""
     config = config or load_config()
-    app = Flask(__name__, instance_relative_config=False)
-    app.config.from_mapping(config.to_flask())
-    app.config["GAD_ENV"] = config.ENV_NAME
-    app.config["VERSION"] = __version__
     if overrides:
-        app.config.update(overrides)
+        config = config.with_overrides(overrides)  # validated like the environment's own values
+    elif not config.frozen:
+        config.validate()
+        config.freeze()
+    app = GadFlask(__name__, instance_relative_config=False)
+    app.config.from_mapping(config.to_flask())
+    app.config["GAD_ENV"] = getattr(config, "GAD_ENV", config.ENV_NAME)
+    app.config["VERSION"] = __version__
     _resolve_database_url(app)
 
     from gad import observability
@@ -33,6 +77,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     register_request_hooks(app)
     register_blueprints(app)
     register_commands(app)
+    app.config.freeze()  # type: ignore[attr-defined]  # Flask types app.config as its own Config
     return app
 
 
@@ -53,7 +98,7 @@ def _resolve_database_url(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gad import caching, pg
+    from gad import caching, pg, throttle  # noqa: F401 - throttle registers the gadpg:// limiter storage
     from gad.extensions import db, limiter, sock
 
     pg.install_typecasters()
@@ -61,9 +106,9 @@ def register_extensions(app: Flask) -> None:
     register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    # A Redis outage must not turn logins into 500s: fall back to per-process counters meanwhile.
+    # Counters every worker and machine share: Redis when configured, else PostgreSQL (gad.throttle).
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "gadpg://")
+    # A storage outage must not turn logins into 500s: fall back to per-process counters meanwhile.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
@@ -103,10 +148,12 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, pages, stats, tareas, usuarios, ws
+    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, turnos, reportes):
         app.register_blueprint(module.bp)
+    for module in (turnos, reportes):  # their dashboard pages (Planificación, Informes)
+        app.register_blueprint(module.pages)
 
 
 def register_commands(app: Flask) -> None:

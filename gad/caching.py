@@ -75,14 +75,14 @@ def _get(key: str) -> Any:
 def _set(key: str, value: Any) -> None:
     try:
         cache.set(key, value)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any backend failure degrades to the database
         _degraded("set", exc)
 
 
 def _delete(keys: Iterable[str]) -> None:
     try:
         cache.delete_many(*keys)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any backend failure degrades to the database
         _degraded("delete", exc)
 
 
@@ -97,7 +97,7 @@ def cached(key: str, compute: Callable[[], T]) -> T:
     entry = _get(key)
     if isinstance(entry, dict) and entry.get("head", -1) >= head:
         _stats["hits"] += 1
-        return entry["value"]  # type: ignore[no-any-return]
+        return entry["value"]
     _stats["misses"] += 1
     value = compute()
     _set(key, {"head": head, "value": value})

@@ -93,10 +93,16 @@ class PreconditionRequired(AppError):
     title = "Precondition required"
 
 
-class Locked(AppError):
-    status = 423
-    code = "account_locked"
-    title = "Account temporarily locked"
+class TooManyAttempts(AppError):
+    """Login attempts for this e-mail from this address (or, under attack, from unknown addresses) used up."""
+
+    status = 429
+    code = "too_many_login_attempts"
+    title = "Too many login attempts"
+
+
+class CurrentPasswordRejected(ValidationProblem):
+    """A wrong ``current_password``: counted as a failed login, so the caller keeps the count (commits)."""
 
 
 class ServiceUnavailable(AppError):
@@ -158,8 +164,20 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     detail = exc.description
     if status == 429:
         detail = "Too many requests from this client; retry later."
-        headers.setdefault("Retry-After", "60")
+        headers.setdefault("Retry-After", _rate_limit_retry_after())
     return problem_response(status, exc.name or "Error", detail, code=code, headers=headers)
+
+
+def _rate_limit_retry_after() -> str:
+    """Seconds until the window of the limit just exceeded resets (60 when it cannot be told)."""
+    import time
+
+    from gad.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return "60"
+    return str(max(1, int(current.reset_at - time.time()) + 1))
 
 
 def _handle_unexpected(exc: Exception) -> Response:

@@ -26,7 +26,7 @@ def _read_timestamptz(value: str | None, cursor: Any) -> datetime | None:
     included it answer 500. Reads must never die on a stored value, so it is clamped and logged.
     """
     try:
-        return psycopg2.extensions.PYDATETIMETZ(value, cursor)  # type: ignore[no-any-return]
+        return psycopg2.extensions.PYDATETIMETZ(value, cursor)
     except ValueError:
         assert value is not None
         match = _YEAR.match(value)

@@ -8,6 +8,7 @@ nivel 3 administrador: also users, deleting tareas, the audit trail and admin en
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,20 @@ def require_nivel(actor: Usuario, nivel: Nivel, action: str) -> None:
         raise Forbidden(f"{action} requires nivel {int(nivel)} ({nivel.name.lower()}) or higher.")
 
 
-def can_read_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: set[int]) -> bool:
+def can_read_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: Collection[int], reporter_id: int | None = None) -> bool:
+    """Supervisors read every tarea; anyone else the ones they lead, work, or (an emergency) raised.
+
+    ``reporter_id`` is the usuario who raised an emergency (None for ordinary tareas): raising one lets
+    you follow it, not drive it (``can_transition_tarea`` does not take it).
+    """
     if is_supervisor(actor):
         return True
-    return actor.id == delegado_id or actor.id in assigned_usuario_ids
+    return actor.id == delegado_id or actor.id in assigned_usuario_ids or (reporter_id is not None and actor.id == reporter_id)
+
+
+def reporter_of(es_emergencia: bool, creado_por_id: int | None) -> int | None:
+    """Who raised a tarea, as far as reading it goes: only an emergency's creator."""
+    return creado_por_id if es_emergencia else None
 
 
 def can_transition_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: set[int], to: EstadoTarea) -> bool:
@@ -53,12 +64,54 @@ def can_report_for_efectivo(actor: Usuario, efectivo_usuario_id: int | None) -> 
     return can_read_efectivo(actor, efectivo_usuario_id)
 
 
+def can_read_agenda(actor: Usuario, efectivo_usuario_id: int | None) -> bool:
+    """Turnos, licencias and bookings of an efectivo: supervisors, and the efectivo themself (read only)."""
+    return can_read_efectivo(actor, efectivo_usuario_id)
+
+
 def can_read_usuario(actor: Usuario, usuario_id: int) -> bool:
     return is_supervisor(actor) or actor.id == usuario_id
 
 
 def can_read_user_stats(actor: Usuario, usuario_id: int) -> bool:
     return can_read_usuario(actor, usuario_id)
+
+
+def can_end_sessions_of(actor: Usuario, usuario_id: int) -> bool:
+    """Log out (one session or everywhere): one's own, or anyone's for an administrador (as Keycloak's admin console)."""
+    return is_admin(actor) or actor.id == usuario_id
+
+
+def require_end_sessions_of(actor: Usuario, usuario_id: int) -> None:
+    if not can_end_sessions_of(actor, usuario_id):
+        raise Forbidden("Only administradores may end other usuarios' sessions.")
+
+
+# Personal data of a usuario, and who needs it: the administrador and the person see all of it; a
+# supervisor sees the phone (to call someone in the field) but not the DNI or the Telegram id; an
+# efectivo reads no other usuario at all. Applied to every REST response that carries a usuario.
+PERSONAL_FIELDS = frozenset({"dni", "telefono", "telegram_id"})
+SUPERVISOR_PERSONAL_FIELDS = frozenset({"telefono"})
+
+
+def hidden_personal_fields(actor: Usuario, usuario_id: int) -> frozenset[str]:
+    """The personal fields of usuario ``usuario_id`` that ``actor`` may not see."""
+    if is_admin(actor) or actor.id == usuario_id:
+        return frozenset()
+    if is_supervisor(actor):
+        return PERSONAL_FIELDS - SUPERVISOR_PERSONAL_FIELDS
+    return PERSONAL_FIELDS
+
+
+def may_search_by_dni(actor: Usuario) -> bool:
+    """A search over DNIs would tell who holds one: only for those who may see DNIs."""
+    return is_admin(actor)
+
+
+def event_payload_without_personal_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """Websocket frames are encoded once and shared by every reader, so they never carry personal data;
+    a client that needs it reads the usuario over REST, where ``hidden_personal_fields`` applies."""
+    return {key: value for key, value in payload.items() if key not in PERSONAL_FIELDS}
 
 
 SELF_EDITABLE_FIELDS = frozenset({"nombre", "apellido", "telefono", "password"})
@@ -76,7 +129,7 @@ def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> No
 
 
 # Topics a websocket client may subscribe to, by the lowest nivel that sees anything in them.
-TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
+TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "turnos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
 
 
 def visible_topics(actor: Usuario) -> set[str]:
@@ -100,9 +153,43 @@ def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
     """Deliver an event only to someone who could read the changed resource over REST."""
     if topic in ("usuarios", "seguridad"):
         return is_admin(actor)
-    if topic in ("tareas", "emergencias"):
+    if topic in TAREA_TOPICS:
         assigned = {int(uid) for uid in payload.get("asignados_usuario_ids", []) if isinstance(uid, int)}
-        return can_read_tarea(actor, payload.get("delegado_usuario_id"), assigned)
+        reporter = reporter_of(bool(payload.get("es_emergencia")), payload.get("creado_por_usuario_id"))
+        return can_read_tarea(actor, payload.get("delegado_usuario_id"), assigned, reporter)
     if topic == "efectivos":
         return can_read_efectivo(actor, payload.get("usuario_id"))
+    if topic == "turnos":
+        return can_read_agenda(actor, payload.get("usuario_id"))
     return topic == "sistema"
+
+
+TAREA_TOPICS = frozenset({"tareas", "emergencias"})
+
+
+@dataclass(frozen=True)
+class TareaNow:
+    """What the read rule needs to know about a tarea as it is now (None in a map: deleted or gone)."""
+
+    delegado_id: int | None
+    assigned_usuario_ids: frozenset[int]
+    reporter_id: int | None
+
+
+def can_see_replayed_event(
+    actor: Usuario, topic: str, payload: dict[str, Any], tareas_now: Mapping[int, TareaNow], efectivo_owner_now: Mapping[int, int | None]
+) -> bool:
+    """A replay (``?since=``) hands over history: an event is sent only if it was visible to the actor
+    when written *and* the actor may read the resource today — so being unassigned from a tarea also
+    ends its replay, exactly as REST then answers 403."""
+    if not can_see_event(actor, topic, payload):
+        return False
+    if is_supervisor(actor):
+        return True
+    resource_id = payload.get("id")
+    if topic in TAREA_TOPICS:
+        now = tareas_now.get(resource_id) if isinstance(resource_id, int) else None
+        return now is not None and can_read_tarea(actor, now.delegado_id, now.assigned_usuario_ids, now.reporter_id)
+    if topic == "efectivos":
+        return isinstance(resource_id, int) and can_read_efectivo(actor, efectivo_owner_now.get(resource_id))
+    return True

@@ -9,15 +9,15 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request, session
 
 from gad.errors import Forbidden, Unauthorized
-from gad.models import Usuario
-from gad.services import auth
+from gad.models import Sesion, Usuario
+from gad.services import auth, sesiones
 
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_USER_KEY = "uid"
-SESSION_TOKEN_VERSION_KEY = "tv"
+# The cookie holds only this random secret (and the CSRF token); the sesiones row decides (services/sesiones.py).
+SESSION_SECRET_KEY = "sid"
 SESSION_CSRF_KEY = "csrf"
 
 
@@ -45,29 +45,44 @@ def check_csrf(submitted: str | None) -> None:
 
 
 def start_session(usuario: Usuario) -> None:
+    """Browser login: a new server-side session (a fresh cookie and CSRF token, so no session fixation)."""
+    from gad.net import client_address
+
     session.clear()
-    session[SESSION_USER_KEY] = usuario.id
-    session[SESSION_TOKEN_VERSION_KEY] = usuario.token_version
+    _, secret = sesiones.start_session(usuario, client_address(), request.user_agent.string)
+    session[SESSION_SECRET_KEY] = secret
     session.permanent = False
     csrf_token()
 
 
+def _browser_session() -> tuple[Usuario, Sesion] | None:
+    """The usuario and server-side session behind this request's cookie, resolved once per request."""
+    if "browser_session" in g:
+        return g.browser_session  # type: ignore[no-any-return]
+    secret = session.get(SESSION_SECRET_KEY)
+    resolved = sesiones.resolve_session(str(secret)) if secret else None
+    if resolved is None and secret:
+        session.clear()  # ended elsewhere (logout, expiry, revocation): the cookie is worth nothing now
+    g.browser_session = resolved
+    return resolved
+
+
+def current_browser_session() -> Sesion | None:
+    resolved = _browser_session()
+    return resolved[1] if resolved else None
+
+
 def end_session() -> None:
+    """Browser logout: the server-side record is revoked, so every copy of the cookie dies with it."""
+    resolved = _browser_session()
+    if resolved is not None:
+        sesiones.end_session(resolved[1], resolved[0])
     session.clear()
 
 
 def _session_user() -> Usuario | None:
-    from gad.extensions import db
-
-    uid = session.get(SESSION_USER_KEY)
-    if uid is None:
-        return None
-    usuario = db.session.get(Usuario, uid)
-    # A password change or deactivation bumps token_version and so ends browser sessions too.
-    if usuario is None or not usuario.activo or usuario.token_version != session.get(SESSION_TOKEN_VERSION_KEY):
-        session.clear()
-        return None
-    return usuario
+    resolved = _browser_session()
+    return resolved[0] if resolved else None
 
 
 def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[Usuario, str, dict[str, Any] | None]:
@@ -87,7 +102,7 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
 def current_user() -> Usuario:
     """The authenticated usuario of this request (cached on ``g``); cookie-authenticated writes need CSRF."""
     if "current_user" in g:
-        return g.current_user  # type: ignore[no-any-return]
+        return g.current_user
     usuario, method, claims = resolve_user()
     if method == "session" and request.method not in SAFE_METHODS:
         check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))

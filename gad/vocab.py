@@ -76,6 +76,21 @@ def sql_in(values: type[StrEnum]) -> str:
     return ", ".join(f"'{member.value}'" for member in values)
 
 
+class TipoTurno(StrEnum):
+    """servicio: ordinary shift; guardia: on call at the base; reten: reachable at home, callable in."""
+
+    SERVICIO = "servicio"
+    GUARDIA = "guardia"
+    RETEN = "reten"
+
+
+class TipoLicencia(StrEnum):
+    VACACIONES = "vacaciones"
+    ENFERMEDAD = "enfermedad"
+    FORMACION = "formacion"
+    OTRA = "otra"
+
+
 def sql_in_time_window(column: str) -> str:
     """A CHECK condition keeping ``column`` inside [TIEMPO_MIN, TIEMPO_MAX) (NULL passes, as in every CHECK)."""
     return f"{column} >= '{TIEMPO_MIN.isoformat()}' AND {column} < '{TIEMPO_MAX.isoformat()}'"

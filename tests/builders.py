@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import Range
 
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario, utcnow
 from gad.services import auth
 
 PASSWORD = "correct-horse-battery"
@@ -71,6 +73,32 @@ class Builders:
 
     def asignacion(self, tarea: Tarea, efectivo: Efectivo) -> Asignacion:
         return self._save(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id))  # type: ignore[no-any-return]
+
+    def asignacion_historica(self, tarea: Tarea, efectivo: Efectivo, en: datetime, hasta: datetime | None) -> Asignacion:
+        """An assignment at a known time (reports): also the tarea's first assignment if it is the earliest."""
+        asignacion = self._save(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_en=en, liberado_en=hasta))
+        with self.app.app_context():
+            db.session.execute(
+                text("UPDATE tareas SET primera_asignacion_en = least(coalesce(primera_asignacion_en, :en), :en) WHERE id = :id"), {"en": en, "id": tarea.id}
+            )
+            db.session.commit()
+        return asignacion  # type: ignore[no-any-return]
+
+    def turno(self, efectivo: Efectivo, inicio: datetime | None = None, horas: float = 8, **overrides: Any) -> Turno:
+        start = inicio or utcnow().replace(microsecond=0)
+        values: dict[str, Any] = {
+            "efectivo_id": efectivo.id,
+            "unidad": efectivo.unidad,
+            "tipo": "servicio",
+            "periodo": Range(start, start + timedelta(hours=horas), bounds="[)"),
+        }
+        values.update(overrides)
+        return self._save(Turno(**values))  # type: ignore[no-any-return]
+
+    def licencia(self, efectivo: Efectivo, inicio: datetime, dias: float = 1, **overrides: Any) -> Licencia:
+        values: dict[str, Any] = {"efectivo_id": efectivo.id, "tipo": "vacaciones", "periodo": Range(inicio, inicio + timedelta(days=dias), bounds="[)")}
+        values.update(overrides)
+        return self._save(Licencia(**values))  # type: ignore[no-any-return]
 
     def token(self, usuario: Usuario) -> str:
         with self.app.app_context():

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+import redis
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
@@ -22,15 +23,15 @@ from flask.testing import FlaskClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config import TestingConfig  # noqa: E402
-from gad import create_app  # noqa: E402
-from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402
-from gad.realtime import chain  # noqa: E402
-from tests.builders import Builders  # noqa: E402
+from config import TestingConfig  # noqa: E402 - after sys.path points at the repository root
+from gad import create_app  # noqa: E402 - after sys.path points at the repository root
+from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402 - after sys.path points at the repository root
+from gad.realtime import chain  # noqa: E402 - after sys.path points at the repository root
+from tests.builders import Builders  # noqa: E402 - after sys.path points at the repository root
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "auditoria_anclas, eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:
@@ -158,6 +159,9 @@ class LiveServer:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
 
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=kwargs.pop("timeout", 30), **kwargs)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -213,3 +217,33 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     server = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("live"))
     yield server
     stop_gunicorn(server)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[dict]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is required for the cache tests: apt-get install redis-server (.ci/run does)")
+    port = free_port()
+    state: dict = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
+
+    def start() -> None:
+        state["proc"] = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop() -> None:
+        state["proc"].terminate()
+        state["proc"].wait(timeout=10)
+
+    state["start"], state["stop"] = start, stop
+    start()
+    yield state
+    if state["proc"].poll() is None:
+        stop()

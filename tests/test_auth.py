@@ -9,6 +9,7 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from gad.extensions import db
 from gad.models import Evento, Usuario, utcnow
@@ -63,12 +64,12 @@ def test_login_failures_share_one_generic_401(client: FlaskClient, build: Builde
     assert response.get_json()["detail"] == "Invalid e-mail or password."
 
 
-def test_five_failures_lock_the_account_with_retry_after(client: FlaskClient, build: Builders, app: Flask) -> None:
+def test_five_failures_lock_that_address_out_of_the_account_with_retry_after(client: FlaskClient, build: Builders, app: Flask) -> None:
     user = build.usuario(1)
     for _ in range(5):
         assert _login(client, user.email, "wrong-password!").status_code == 401
-    locked = _login(client, user.email)  # even the right password is refused while locked
-    assert locked.status_code == 423
+    locked = _login(client, user.email)  # even the right password is refused from this address while locked
+    assert locked.status_code == 429 and locked.mimetype == "application/problem+json"
     assert int(locked.headers["Retry-After"]) > 14 * 60
     with app.app_context():
         types = [e.event_type for e in db.session.query(Evento).order_by(Evento.id)]
@@ -77,12 +78,18 @@ def test_five_failures_lock_the_account_with_retry_after(client: FlaskClient, bu
 
 def test_lock_expires_and_success_resets_the_counter(client: FlaskClient, build: Builders, app: Flask) -> None:
     user = build.usuario(1)
+    for _ in range(5):
+        assert _login(client, user.email, "wrong-password!").status_code == 401
+    assert _login(client, user.email).status_code == 429
     with app.app_context():
-        db.session.get(Usuario, user.id).bloqueado_hasta = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
-        db.session.get(Usuario, user.id).intentos_fallidos = 4  # type: ignore[union-attr]
+        db.session.execute(text("UPDATE login_intentos SET ventana_desde = now() - interval '16 minutes'"))
         db.session.commit()
-    assert _login(client, user.email).status_code == 200
-    assert _login(client, user.email, "wrong-password!").status_code == 401  # 1 failure, not 5
+    assert _login(client, user.email).status_code == 200  # the window passed
+    for _ in range(4):
+        assert _login(client, user.email, "wrong-password!").status_code == 401
+    assert _login(client, user.email).status_code == 200  # 4 failures, then a success: the count restarts
+    for _ in range(4):
+        assert _login(client, user.email, "wrong-password!").status_code == 401
     assert _login(client, user.email).status_code == 200
 
 

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from gad.extensions import db
 from gad.models import TokenRevocado, utcnow
 from tests.builders import PASSWORD, Builders
+from tests.wsclient import WsClient
 
 ROLES = ("anonymous", "efectivo", "supervisor", "administrador", "deactivated", "expired", "wrong_key", "revoked")
 INVALID_CREDENTIALS = ("deactivated", "expired", "wrong_key", "revoked")
@@ -34,6 +35,8 @@ class World:
     other_efectivo: Any
     tarea: Any
     ajena: Any
+    turno: Any
+    licencia: Any
 
 
 # Who may call each endpoint:
@@ -60,6 +63,10 @@ def _tarea_body(w: World) -> dict[str, Any]:
     return {"codigo": "MTX-NEW", "titulo": "Tarea de la matriz", "tipo": "patrullaje", "prioridad": 2}
 
 
+def _turno_body(w: World) -> dict[str, Any]:
+    return {"efectivo_id": w.other_efectivo.id, "inicio": "2030-01-01T08:00:00Z", "fin": "2030-01-01T16:00:00Z"}
+
+
 def _usuario_body(w: World) -> dict[str, Any]:
     return {"email": "matrix-new@gad.test", "password": "a-long-password", "dni": "55555555M", "nombre": "Nuevo", "apellido": "Usuario"}
 
@@ -84,6 +91,10 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /usuarios": ("page_admin", _no_body("/usuarios")),
     "POST /api/v1/auth/login": ("public", _json("/api/v1/auth/login", lambda w: {"email": w.admin.email, "password": PASSWORD})),
     "POST /api/v1/auth/logout": ("auth", _no_body("/api/v1/auth/logout")),
+    "GET /api/v1/auth/sessions": ("auth", _no_body("/api/v1/auth/sessions")),
+    # Only one's own sessions (an administrador: anyone's); another's id answers 404 like a missing one.
+    "DELETE /api/v1/auth/sessions/<int:sesion_id>": ("auth", _no_body("/api/v1/auth/sessions/987654")),
+    "POST /api/v1/auth/logout-all": ("auth", _no_body("/api/v1/auth/logout-all")),
     "GET /api/v1/users/me": ("auth", _no_body("/api/v1/users/me")),
     "GET /api/v1/users": ("supervisor", _no_body("/api/v1/users")),
     "POST /api/v1/users": ("admin", _json("/api/v1/users", _usuario_body)),
@@ -92,6 +103,7 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "PUT /api/v1/users/<int:usuario_id>": ("admin", _json("/api/v1/users/{w.victim.id}", lambda w: {"telefono": "600000000"})),
     "DELETE /api/v1/users/<int:usuario_id>": ("admin", _no_body("/api/v1/users/{w.victim.id}")),
     "POST /api/v1/users/<int:usuario_id>/reactivar": ("admin", _no_body("/api/v1/users/{w.victim.id}/reactivar")),
+    "POST /api/v1/users/<int:usuario_id>/logout-all": ("admin", _no_body("/api/v1/users/{w.victim.id}/logout-all")),
     "GET /api/v1/efectivos": ("auth", _no_body("/api/v1/efectivos")),
     "POST /api/v1/efectivos": ("supervisor", _json("/api/v1/efectivos", lambda w: {"codigo_interno": "EF-MTX", "nombre": "Agente Matriz"})),
     "GET /api/v1/efectivos/<int:efectivo_id>": ("supervisor", _no_body("/api/v1/efectivos/{w.other_efectivo.id}")),
@@ -129,6 +141,20 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "POST /api/v1/cache/clear": ("admin", _no_body("/api/v1/cache/clear")),
     "GET /ws/stats": ("admin", _no_body("/ws/stats")),
     "GET /api/v1/eventos": ("admin", _no_body("/api/v1/eventos?limit=5")),
+    "GET /api/v1/turnos": ("auth", _no_body("/api/v1/turnos")),
+    "POST /api/v1/turnos": ("supervisor", _json("/api/v1/turnos", _turno_body)),
+    "POST /api/v1/turnos/comprobar": ("supervisor", _json("/api/v1/turnos/comprobar", _turno_body)),
+    "GET /api/v1/turnos/<int:turno_id>": ("supervisor", _no_body("/api/v1/turnos/{w.turno.id}")),
+    "PATCH /api/v1/turnos/<int:turno_id>": ("supervisor", _json("/api/v1/turnos/{w.turno.id}", lambda w: {"tipo": "guardia"})),
+    "DELETE /api/v1/turnos/<int:turno_id>": ("supervisor", _no_body("/api/v1/turnos/{w.turno.id}")),
+    "GET /api/v1/licencias": ("auth", _no_body("/api/v1/licencias")),
+    "POST /api/v1/licencias": (
+        "supervisor",
+        _json("/api/v1/licencias", lambda w: _turno_body(w) | {"tipo": "formacion", "inicio": "2031-01-01T00:00:00Z", "fin": "2031-01-02T00:00:00Z"}),
+    ),
+    "DELETE /api/v1/licencias/<int:licencia_id>": ("supervisor", _no_body("/api/v1/licencias/{w.licencia.id}")),
+    "GET /api/v1/planificacion/semana": ("supervisor", _no_body("/api/v1/planificacion/semana")),
+    "GET /planificacion": ("page_supervisor", _no_body("/planificacion")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",
@@ -171,7 +197,10 @@ def _world(build: Builders) -> World:
     build.asignacion(tarea, efectivo)
     # A tarea the efectivo user has nothing to do with: what they may not see or move.
     ajena = build.tarea(admin)
-    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena)
+    # Agenda of the other efectivo: what the efectivo user may not read or change.
+    turno = build.turno(other, utcnow() + timedelta(days=3))
+    licencia = build.licencia(other, utcnow() + timedelta(days=10))
+    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena, turno, licencia)
 
 
 def _credentials(app: Flask, build: Builders, world: World, role: str) -> dict[str, str]:
@@ -231,14 +260,21 @@ CASES = [(endpoint, role) for endpoint in ENDPOINTS for role in ROLES]
 
 
 @pytest.mark.parametrize(("endpoint", "role"), CASES, ids=[f"{e} as {r}" for e, r in CASES])
-def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, endpoint: str, role: str) -> None:
+def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, endpoint: str, role: str, request: pytest.FixtureRequest) -> None:
     level, make_request = ENDPOINTS[endpoint]
     world = _world(build)
     method, _ = endpoint.split(" ", 1)
     path, kwargs = make_request(world)
     headers = _credentials(app, build, world, role)
     if _expected(level, role) == "socket":
-        return  # a test client cannot upgrade; tests/test_live_stream.py connects real sockets for these roles
+        # A test client cannot upgrade: open a real socket on the real server and see it accepted.
+        server = request.getfixturevalue("live_server")
+        socket = WsClient(server.url, headers["Authorization"].removeprefix("Bearer "))
+        try:
+            assert socket.recv()["event_type"] == "connection_ack", f"{endpoint} as {role}"
+        finally:
+            socket.close()
+        return
     headers = headers | kwargs.pop("headers", {})
     with getattr(client, method.lower())(path, headers=headers, **kwargs) as response:
         status = response.status_code

@@ -2,48 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 
-from gad.embedded import free_port
 from tests.builders import Builders
 from tests.conftest import make_app
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[dict]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is required for the cache tests: apt-get install redis-server (.ci/run does)")
-    port = free_port()
-    state: dict = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
-
-    def start() -> None:
-        state["proc"] = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=port).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop() -> None:
-        state["proc"].terminate()
-        state["proc"].wait(timeout=10)
-
-    state["start"], state["stop"] = start, stop
-    start()
-    yield state
-    if state["proc"].poll() is None:
-        stop()
 
 
 def test_resumen_counts_and_is_never_stale_after_a_write_on_another_worker(database_url: str, build: Builders) -> None:

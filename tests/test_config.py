@@ -127,6 +127,39 @@ def test_gunicorn_refuses_weak_production_key_without_traceback(tmp_path: object
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_configuration_is_read_only_once_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import TestingConfig
+    from gad import create_app
+
+    monkeypatch.setenv("GAD_ENV", "development")
+    config = load_config()
+    with pytest.raises(ConfigError, match="read-only"):
+        config.WS_QUEUE_SIZE = 1
+    app = create_app(TestingConfig(), overrides={"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://u@127.0.0.1:1/x"})
+    with pytest.raises(ConfigError, match="read-only"):
+        app.config["WS_QUEUE_SIZE"] = 1
+    with pytest.raises(ConfigError, match="read-only"):
+        app.config.update(LOGIN_RATE_LIMIT="1 per day")
+    app.config["DEBUG"] = app.config["DEBUG"]  # re-stating a value (the flask CLI does) changes nothing and is allowed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"MAX_CONTENT_LENGTH": 0}, "MAX_CONTENT_LENGTH must be positive"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be"),
+        ({"WS_QUEUE_SIZ": 5}, "unknown settings: WS_QUEUE_SIZ"),
+        ({"GAD_ENV": "production", "SECRET_KEY": "changeme"}, "SECRET_KEY is too short"),
+    ],
+)
+def test_overrides_are_validated_like_the_environment(overrides: dict, message: str) -> None:
+    from config import TestingConfig
+    from gad import create_app
+
+    with pytest.raises(ConfigError, match=message):
+        create_app(TestingConfig(), overrides={"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg2://u@127.0.0.1:1/x", **overrides})
+
+
 BAD_SETTINGS = [
     ("DATABASE_URL", "mysql://u:p@db.example/gad"),
     ("DATABASE_URL", "postgres://u:p@db.example:notaport/gad"),

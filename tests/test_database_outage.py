@@ -178,6 +178,7 @@ def _assert_all_503_fast_and_logged(server: LiveServer, headers: dict[str, str],
         thread.join(90)
     assert len(outcomes) == len(threads)
     log = server.log()
+    print(f"database {phase}: {len(outcomes)} requests, slowest answer {max(took for _, _, took in outcomes):.2f} s")  # the README's figure
     for request_id, response, took in outcomes:
         assert isinstance(response, requests.Response), (phase, request_id, response)
         if response.status_code == 200 and response.request.path_url in ANSWERED_FROM_MEMORY:

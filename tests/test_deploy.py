@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -38,8 +37,32 @@ def _production_env(database_url: str, port: int) -> dict[str, str]:
     }
 
 
-def _dockerfile() -> str:
-    return (ROOT / "Dockerfile").read_text()
+def _dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined and comments dropped."""
+    stages: list[list[tuple[str, str]]] = []
+    logical = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        logical += line.rstrip("\\").strip() + " "
+        if line.endswith("\\"):
+            continue
+        instruction, _, args = logical.strip().partition(" ")
+        logical = ""
+        if instruction.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instruction.upper(), args.strip()))
+    return stages
+
+
+def _gunicorn_settings(env: dict[str, str]) -> dict[str, object]:
+    """gunicorn.conf.py's settings as gunicorn reads them (the module's globals), under ``env``."""
+    code = "import json, runpy; g = runpy.run_path('gunicorn.conf.py'); print(json.dumps({k: v for k, v in g.items() if isinstance(v, (int, str, bool))}))"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GAD_", "GUNICORN_", "DATABASE_URL", "SECRET_KEY"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=base | {"GAD_ENV": "development"} | env, capture_output=True, text=True, timeout=60, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -50,7 +73,7 @@ def test_release_command_then_image_cmd_serves_health_and_ready(pg_server: str, 
     fly = tomllib.loads((ROOT / "fly.toml").read_text())
     release = fly["deploy"]["release_command"].split()
     assert subprocess.run(release, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120).returncode == 0
-    cmd = json.loads(re.search(r"^CMD (\[.*\])$", _dockerfile(), re.M).group(1))  # type: ignore[union-attr]
+    cmd = json.loads(next(args for instruction, args in _dockerfile_stages()[-1] if instruction == "CMD"))
     gunicorn = str(Path(sys.executable).with_name(cmd[0]))
     started = time.monotonic()
     log = (tmp_path / "prod.log").open("wb")
@@ -97,17 +120,24 @@ def test_deploy_files_keep_their_invariants() -> None:
     assert fly["metrics"] == {"port": 9091, "path": "/metrics"}  # the master's private metrics port (tests/test_metrics.py)
     assert fly["vm"][0]["size"] == "shared-cpu-1x" and fly["vm"][0]["memory"] == "512mb"
     assert "SECRET_KEY" not in fly.get("env", {}) and "DATABASE_URL" not in fly.get("env", {})
-    dockerfile = _dockerfile()
-    assert dockerfile.count("FROM python:3.12-slim") == 2
-    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    stages = _dockerfile_stages()
+    assert [stage[0][1].split()[0] for stage in stages] == ["python:3.12-slim", "python:3.12-slim"]  # build, runtime
+    runtime = stages[-1]
+    values = {name: " ".join(args for instruction, args in runtime if instruction == name) for name in ("USER", "EXPOSE", "CMD", "HEALTHCHECK")}
+    assert values["USER"] and values["USER"] != "root"
+    assert values["EXPOSE"] == "8080"
     # The command checks the settings, then execs exactly `gunicorn -c gunicorn.conf.py wsgi:app`.
-    assert 'CMD ["python", "-m", "gad.serve"]' in dockerfile
-    assert GUNICORN_ARGS == ["-c", "gunicorn.conf.py", "wsgi:app"]
-    assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile and "EXPOSE 8080" in dockerfile
-    assert "FLASK_APP=wsgi" in dockerfile
-    assert "--mount=type=bind,from=build" in dockerfile and "COPY --from=build" not in dockerfile  # no wheel layer left in the image
-    assert "compileall" in dockerfile  # workers cannot write bytecode (PYTHONDONTWRITEBYTECODE): ship it
-    conf = (ROOT / "gunicorn.conf.py").read_text()
-    assert "graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT" in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
-    assert 'env_int("GUNICORN_GRACEFUL_TIMEOUT", 20' in (ROOT / "config.py").read_text()
+    assert json.loads(values["CMD"]) == ["python", "-m", "gad.serve"] and GUNICORN_ARGS == ["-c", "gunicorn.conf.py", "wsgi:app"]
+    assert "/health" in values["HEALTHCHECK"]
+    env = dict(item.split("=", 1) for instruction, args in runtime if instruction == "ENV" for item in args.split())
+    assert env["FLASK_APP"] == "wsgi" and env["GAD_ENV"] == "production" and env["PORT"] == "8080"
+    runs = [args for instruction, args in runtime if instruction == "RUN"]
+    copies = [args for instruction, args in runtime if instruction == "COPY"]
+    assert any(run.startswith("--mount=type=bind,from=build") for run in runs) and not any("--from=build" in c for c in copies)  # no wheel layer
+    assert any("compileall" in run for run in runs)  # workers cannot write bytecode (PYTHONDONTWRITEBYTECODE): ship it
+    settings = _gunicorn_settings({"GUNICORN_GRACEFUL_TIMEOUT": "7"})
+    assert settings["graceful_timeout"] == 7  # read from the environment, through config.py
+    settings = _gunicorn_settings({})
+    assert settings["worker_class"] == "gevent" and settings["preload_app"] is False
+    assert int(fly["kill_timeout"]) > settings["graceful_timeout"] == graceful
     assert (ROOT / ".dockerignore").read_text().count(".venv") == 1

@@ -22,6 +22,7 @@ INFRASTRUCTURE = (
     "gad.principal_cache",
     "gad.readiness",
     "gad.realtime",
+    "gad.throttle",
     "gad.vocab",
 )
 # (importing modules, modules they must not import, why)

@@ -58,15 +58,31 @@ def test_password_change_and_demotion_hold_for_the_very_next_read(live_server: L
     assert live_server.get("/api/v1/users/me", headers=old).status_code == 401
 
 
-def test_a_logout_anywhere_reaches_the_cache_of_every_process(live_server: LiveServer, other_server: LiveServer, build: Builders) -> None:
+def _wait_until_heard(server: LiveServer, admin_headers: dict[str, str], event_id: int, timeout: float = 10) -> None:
+    """Until ``server``'s event listener has read event ``event_id`` (its /ws/stats reports the last id it read)."""
+    deadline = time.monotonic() + timeout
+    while (last := server.get("/ws/stats", headers=admin_headers).json()["last_event_id"]) < event_id:
+        assert time.monotonic() < deadline, f"listener still at event {last}, waiting for {event_id}"
+        time.sleep(0.02)
+
+
+def test_a_logout_anywhere_reaches_the_cache_of_every_process(live_server: LiveServer, other_server: LiveServer, build: Builders, database_url: str) -> None:
     usuario = build.usuario(1)
     headers = build.headers(usuario)
+    admin = build.headers(build.usuario(3))
     for server in (live_server, other_server):
         assert [server.get("/api/v1/users/me", headers=headers).status_code for _ in range(3)] == [200] * 3
-    hits = _cache_hits(other_server)
 
     assert live_server.post("/api/v1/auth/logout", headers=headers).status_code == 204
-    time.sleep(0.2)  # the other process hears of the commit through its event listener (milliseconds)
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT max(id) FROM eventos WHERE event_type = 'logout'")
+            logout_id = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    _wait_until_heard(other_server, admin, logout_id)  # the other process hears of the commit through its listener
+    hits = _cache_hits(other_server)
     assert other_server.get("/api/v1/users/me", headers=headers).status_code == 401
     assert _cache_hits(other_server) == hits  # it was refused by the database, not by luck of a cold cache
 

@@ -1,19 +1,48 @@
-"""Graceful shutdown: SIGTERM finishes the requests in flight and exits 0."""
+"""Graceful shutdown: SIGTERM finishes the requests in flight, answers what the kernel already accepted, and exits 0."""
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 
 from tests.builders import Builders
-from tests.conftest import start_gunicorn
+from tests.conftest import start_gunicorn, stop_gunicorn
 from tests.wsclient import Closed, WsClient
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def _sleeping_queries(database_url: str) -> int:
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE '%pg_sleep%' AND pid <> pg_backend_pid()")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
 
 
 @pytest.mark.slow
@@ -36,12 +65,10 @@ def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: st
     for thread in threads:
         thread.start()
     barrier.wait()
-    time.sleep(0.4)  # all 100 are in flight inside pg_sleep(1)
+    _wait_for(lambda: _sleeping_queries(database_url) >= 100, "all 100 requests in flight inside pg_sleep(1)")
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(1.5)  # the worker notices within its 1 s loop and closes the listener
-    with pytest.raises(requests.ConnectionError):
-        requests.get(server.url + "/health", timeout=2)
+    _wait_for(lambda: _refused(server.url + "/health"), "the worker stops accepting (it notices within its 1 s loop)")
     with pytest.raises(Closed) as closed:
         ws.events(1, timeout=10)
     ws.close()
@@ -53,3 +80,58 @@ def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: st
     assert closed.value.code == 1001
     if server.log_file is not None:
         server.log_file.close()
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _complete(raw: bytes) -> bool:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    match = re.search(rb"^content-length:\s*(\d+)", head, re.I | re.M)
+    return bool(sep) and head.startswith(b"HTTP/1.1 200") and match is not None and len(body) == int(match.group(1))
+
+
+@pytest.mark.slow
+def test_sigterm_answers_every_connection_already_in_the_accept_queue_while_workers_are_busy(database_url: str, tmp_path: Path) -> None:
+    busy_dir = tmp_path / "busy"
+    busy_dir.mkdir()
+    server = start_gunicorn(database_url, workers=2, app_spec="tests.support.busy_wsgi:app", tmp=tmp_path, extra_env={"GAD_TEST_BUSY_DIR": str(busy_dir)})
+    host, port = server.url.removeprefix("http://").split(":")
+    busy_results: list[int] = []
+    threads = []
+    try:
+        for wanted in (1, 2):  # one CPU-bound request per worker: the second can only land on the idle one
+            thread = threading.Thread(target=lambda: busy_results.append(requests.get(server.url + "/_test/busy", timeout=60).status_code))
+            thread.start()
+            threads.append(thread)
+            deadline = time.monotonic() + 10
+            while len(list(busy_dir.glob("busy-*"))) < wanted and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert len(list(busy_dir.glob("busy-*"))) == 2, "both workers should be busy"
+        queued = []
+        for _ in range(30):  # the kernel completes these handshakes; no worker is free to accept them
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: gad\r\n\r\n")
+            queued.append(sock)
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the master has closed its listener and signalled both workers, still busy
+        (busy_dir / "release").touch()
+        answers = [_read_response(sock) for sock in queued]
+        for sock in queued:
+            sock.close()
+        for thread in threads:
+            thread.join(30)
+        assert sum(_complete(answer) for answer in answers) == len(queued), [answer[:60] for answer in answers if not _complete(answer)]
+        assert busy_results == [200, 200]
+        assert server.process.wait(timeout=30) == 0
+    finally:
+        (busy_dir / "release").touch()
+        if server.process.poll() is None:
+            stop_gunicorn(server)
+        elif server.log_file is not None:
+            server.log_file.close()

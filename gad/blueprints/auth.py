@@ -1,4 +1,4 @@
-"""Login (JSON or OAuth2 password form) and logout for API clients."""
+"""Login (JSON or OAuth2 password form), logout, and one's own browser sessions."""
 
 from __future__ import annotations
 
@@ -10,21 +10,25 @@ from gad.errors import AppError
 from gad.extensions import limiter
 from gad.net import client_address
 from gad.openapi import documented
-from gad.schemas.auth import LoginForm, LoginIn, TokenOut
-from gad.security import current_user, end_session
-from gad.services import auth
+from gad.schemas.auth import LoginForm, LoginIn, SesionList, SesionOut, TokenOut
+from gad.security import current_browser_session, current_user, end_session
+from gad.services import auth, sesiones
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 
 def login_rate_limit() -> str:
-    """LOGIN_RATE_LIMIT, read per request so each app (and test) can set its own; shared with the /login form."""
+    """LOGIN_RATE_LIMIT, read per request so each app (and test) can set its own."""
     return str(current_app.config["LOGIN_RATE_LIMIT"])
 
 
+# One counter per client address for both ways in (this endpoint and the /login form).
+login_limit = limiter.shared_limit(login_rate_limit, scope="login")
+
+
 @bp.post("/login")
-@limiter.limit(login_rate_limit)
-@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut, "HTTP_423": None}, public=True)
+@login_limit
+@documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut}, public=True)
 def login() -> Response:
     if request.is_json:
         body = parse_json(LoginIn)
@@ -49,4 +53,41 @@ def logout() -> Response:
         auth.revoke_token(usuario, g.token_claims)
     else:
         end_session()
+    return Response(status=204)
+
+
+@bp.get("/sessions")
+@documented(tags=("auth",), resp={"HTTP_200": SesionList})
+def list_sessions() -> Response:
+    usuario = current_user()
+    current = current_browser_session()
+    items = [
+        SesionOut(
+            id=s.id,
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            expires_at=s.expires_at,
+            idle_expires_at=sesiones.idle_expires_at(s),
+            client=s.client,
+            user_agent=s.user_agent,
+            actual=current is not None and current.id == s.id,
+        )
+        for s in sesiones.list_sessions(usuario)
+    ]
+    return json_response(SesionList(items=items))
+
+
+@bp.delete("/sessions/<int:sesion_id>")
+@documented(tags=("auth",), resp={"HTTP_204": None})
+def end_one_session(sesion_id: int) -> Response:
+    sesiones.end_session_by_id(current_user(), sesion_id)
+    return Response(status=204)
+
+
+@bp.post("/logout-all")
+@documented(tags=("auth",), resp={"HTTP_204": None})
+def logout_everywhere() -> Response:
+    """Every browser session and every token of the caller ends now (this one included)."""
+    usuario = current_user()
+    auth.log_out_everywhere(usuario, usuario.id)
     return Response(status=204)

@@ -32,6 +32,7 @@ def list_efectivos() -> Response:
         unidad=query.unidad,
         especialidad=query.especialidad,
         activo=query.activo,
+        en_servicio=query.en_servicio,
         q=query.q,
         limit=query.limit,
         offset=query.offset,

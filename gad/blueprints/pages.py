@@ -13,10 +13,9 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.auth import login_rate_limit
+from gad.blueprints.auth import login_limit
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, Unauthorized
-from gad.extensions import limiter
 from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
@@ -70,8 +69,8 @@ def login_form() -> str:
 
 
 @bp.post("/login")
-@limiter.limit(login_rate_limit)
-def login_submit() -> WerkzeugResponse | tuple[str, int]:
+@login_limit
+def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
     check_csrf(request.form.get("csrf_token"))
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
@@ -80,8 +79,8 @@ def login_submit() -> WerkzeugResponse | tuple[str, int]:
         usuario, _ = auth.login(email, password, client_address())
     except AppError as exc:
         commit_or_problem()
-        message = "Cuenta bloqueada temporalmente. Inténtelo más tarde." if exc.status == 423 else "Correo o contraseña incorrectos."
-        return render_template("login.html", next=target, error=message, email=email), exc.status
+        message = "Demasiados intentos. Inténtelo más tarde." if exc.status == 429 else "Correo o contraseña incorrectos."
+        return render_template("login.html", next=target, error=message, email=email), exc.status, exc.headers
     start_session(usuario)
     # ?next= is followed only to local paths, so the login page cannot be used as an open redirect.
     return redirect(target if is_local_path(target) else url_for("pages.index"))

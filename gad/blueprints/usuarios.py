@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import if_match_version, json_response, parse_json, parse_query, resource_response
+from gad import policy
+from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query
+from gad.db_session import commit_or_problem
+from gad.errors import CurrentPasswordRejected
+from gad.net import client_address
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
-from gad.services import usuarios
+from gad.services import auth, usuarios
 
 bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
 
 
-def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
+def _view(usuario: object) -> dict[str, Any]:
+    """The usuario as the caller may see it: personal fields it may not see are left out (gad/policy.py)."""
     out = UsuarioOut.model_validate(usuario)
-    return resource_response(out, status, url_for("usuarios.get_usuario", usuario_id=out.id) if created else None)
+    return out.model_dump(mode="json", exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
+
+
+def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
+    view = _view(usuario)
+    headers = {"ETag": etag(view["version"])}
+    if created:
+        headers["Location"] = url_for("usuarios.get_usuario", usuario_id=view["id"])
+    return json_response(view, status, headers)
 
 
 @bp.get("/me")
@@ -31,8 +46,7 @@ def me() -> Response:
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
     items, total = usuarios.list_usuarios(current_user(), nivel=query.nivel, activo=query.activo, q=query.q, limit=query.limit, offset=query.offset)
-    page = Page[UsuarioOut](items=[UsuarioOut.model_validate(u) for u in items], total=total, limit=query.limit, offset=query.offset)
-    return json_response(page)
+    return json_response({"items": [_view(u) for u in items], "total": total, "limit": query.limit, "offset": query.offset})
 
 
 @bp.post("")
@@ -54,7 +68,13 @@ def update_usuario(usuario_id: int) -> Response:
     actor = current_user()
     body = parse_json(UsuarioPatch)
     changes = body.model_dump(exclude_unset=True)
-    return _out(usuarios.update_usuario(actor, usuario_id, changes, if_match_version()))
+    try:
+        usuario = usuarios.update_usuario(actor, usuario_id, changes, if_match_version(), client_address=client_address())
+    except CurrentPasswordRejected:
+        # The failed re-authentication is a security event; keep it through the error response's rollback.
+        commit_or_problem()
+        raise
+    return _out(usuario)
 
 
 @bp.delete("/<int:usuario_id>")
@@ -68,3 +88,11 @@ def deactivate_usuario(usuario_id: int) -> Response:
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def reactivate_usuario(usuario_id: int) -> Response:
     return _out(usuarios.set_activo(current_user(), usuario_id, True))
+
+
+@bp.post("/<int:usuario_id>/logout-all")
+@documented(tags=("usuarios",), resp={"HTTP_204": None})
+def logout_everywhere(usuario_id: int) -> Response:
+    """An administrador (or the usuario) ends every session and token of this usuario."""
+    auth.log_out_everywhere(current_user(), usuario_id)
+    return Response(status=204)

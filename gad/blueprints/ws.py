@@ -9,6 +9,7 @@ server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, and ``pong``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,11 +19,12 @@ from pydantic import ValidationError
 from gad import policy
 from gad.blueprints.http import json_response
 from gad.errors import ValidationProblem, pydantic_errors
-from gad.extensions import sock
-from gad.realtime.connection import serve
+from gad.extensions import db, sock
+from gad.realtime.connection import SessionLink, serve
 from gad.realtime.hub import hub
 from gad.schemas.ws import WsConnectQuery
-from gad.security import current_user, resolve_user
+from gad.security import current_browser_session, current_user, resolve_user
+from gad.services import replay, sesiones
 from gad.vocab import Nivel
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ def _authenticate_handshake() -> None:
     token = request.args.get("token")
     usuario, method, claims = resolve_user(token=token, allow_session=_origin_allowed())
     g.current_user, g.auth_method, g.token_claims = usuario, method, claims
+    g.ws_session = current_browser_session() if method == "session" else None
     try:
         g.ws_query = WsConnectQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
@@ -61,7 +64,29 @@ def _authenticate_handshake() -> None:
 @sock.route("/connect", bp=bp)
 def connect(ws: Any) -> None:
     """Authenticated by ``_authenticate_handshake``; from here on the connection module owns the socket."""
-    serve(ws, g.current_user, g.ws_query, g.token_claims, current_app.config)
+    usuario = g.current_user
+    sesion = g.ws_session
+    link = None
+    if sesion is not None:
+        every_s = min(300.0, current_app.config["SESSION_IDLE_MINUTES"] * 60 / 3)
+        link = SessionLink(id=sesion.id, expires_at=sesion.expires_at.timestamp(), keep_alive=_keep_alive(sesion.id), every_s=every_s)
+    serve(ws, usuario, g.ws_query, g.token_claims, current_app.config, session=link, replay_filter=lambda batch: replay.readable_now(usuario, batch))
+
+
+def _keep_alive(sesion_id: int) -> Callable[[], None]:
+    """Touch the socket's browser session in a transaction of its own (the socket holds no connection)."""
+
+    def touch() -> None:
+        try:
+            sesiones.keep_alive(sesion_id)
+            db.session.commit()
+        except Exception:  # a failed touch must not end the socket; at worst the session idles out
+            db.session.rollback()
+            logger.warning("could not keep browser session %s alive", sesion_id, exc_info=True)
+        finally:
+            db.session.remove()
+
+    return touch
 
 
 @bp.get("/stats")

@@ -7,9 +7,12 @@ import os
 import sys
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from gad.commands.audit import audit_cli
+from gad.commands.auditoria_export import export as audit_export
+from gad.commands.auditoria_export import verify_export
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -18,6 +21,26 @@ from gad.services import usuarios
 gad_cli = AppGroup("gad", help="GAD administration commands.")
 gad_cli.add_command(seed_demo)
 gad_cli.add_command(audit_cli)
+audit_cli.add_command(audit_export)
+audit_cli.add_command(verify_export)
+
+
+@gad_cli.command("openapi")
+@click.option("--check", is_flag=True, help="Exit 1 if the shipped document differs from the code, without writing it.")
+def openapi_document(check: bool) -> None:
+    """Generate the OpenAPI document from the schemas into gad/openapi.json (the file workers serve)."""
+    from gad import openapi
+
+    text = openapi.render(current_app._get_current_object())  # type: ignore[attr-defined]
+    target = openapi.SHIPPED_DOCUMENT
+    current = target.read_text(encoding="utf-8") if target.exists() else None
+    if check:
+        if current != text:
+            raise click.ClickException(f"{target} does not match the code: run `flask --app wsgi gad openapi` and commit it")
+        click.echo(f"{target} matches the code")
+        return
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target} ({len(text.encode())} bytes){'' if current != text else ', unchanged'}")
 
 
 @gad_cli.command("create-admin")

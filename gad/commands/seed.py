@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gad.extensions import db
 from gad.models import Efectivo, Tarea, Usuario, utcnow
-from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
+from gad.services import asignaciones, auth, efectivos, tareas, transitions, usuarios
 from gad.vocab import EstadoTarea
 
 DEMO_PASSWORD = "demo-password-2026"
@@ -39,10 +39,12 @@ def seed_demo(force: bool) -> None:
     """Create demo data; running it again changes nothing.
 
     Outside production the demo usuarios share the documented password. In production it refuses
-    unless ``--force`` is given, and then never uses a published password: a random one is printed once.
+    unless ``--force`` is given, and then never uses a published password: a random one is printed once,
+    and given also to any demo usuario that still has the published one.
     """
     password = DEMO_PASSWORD
-    if current_app.config.get("GAD_ENV") == "production":
+    production = current_app.config.get("GAD_ENV") == "production"
+    if production:
         if not force:
             raise click.ClickException(
                 "seed-demo refuses to run in production (GAD_ENV=production): it creates demo usuarios; pass --force to create them anyway"
@@ -56,6 +58,11 @@ def seed_demo(force: bool) -> None:
             usuario = usuarios.create_usuario(
                 None, {"email": email, "password": password, "dni": dni, "nombre": nombre, "apellido": apellido, "nivel": nivel, "verificado": True}
             )
+            created += 1
+        elif production and auth.verify_password(usuario.password_hash, DEMO_PASSWORD):
+            # Seeded before this refusal existed (or in a copied development database): same fate as a new one.
+            usuario.password_hash = auth.hash_password(password)
+            auth.revoke_all_tokens(usuario)
             created += 1
         by_email[email] = usuario
     admin = by_email["admin@gad.local"]
@@ -116,4 +123,4 @@ def seed_demo(force: bool) -> None:
     if password == DEMO_PASSWORD:
         click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")
     else:
-        click.echo(f"Demo data ready ({created} rows created). Password of the demo usuarios created now (shown once): {password}")
+        click.echo(f"Demo data ready ({created} rows created). Password of the demo usuarios created or reset now (shown once): {password}")

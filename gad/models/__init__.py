@@ -4,7 +4,9 @@ from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
 from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
+from gad.models.seguridad import LimiteContador, LoginCuenta, LoginIntento, Sesion
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
+from gad.models.turno import Licencia, Turno
 from gad.models.usuario import TokenRevocado, Usuario
 
 __all__ = [
@@ -16,8 +18,14 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "Licencia",
+    "LimiteContador",
+    "LoginCuenta",
+    "LoginIntento",
+    "Sesion",
     "Tarea",
     "TokenRevocado",
+    "Turno",
     "Usuario",
     "utcnow",
 ]

@@ -6,12 +6,23 @@ import uuid as uuid_lib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Uuid
+from sqlalchemy import CheckConstraint, ColumnElement, Float, ForeignKey, String, Uuid, column, exists, func, table
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned, utcnow
 from gad.vocab import Disponibilidad, sql_in
+
+# Lightweight table clauses: this module must not import gad.models.turno (which refers back to efectivos).
+_turnos = table("turnos", column("efectivo_id"), column("periodo"))
+_licencias = table("licencias", column("efectivo_id"), column("periodo"))
+
+
+def en_servicio_at(efectivo_id: Any, at: Any) -> ColumnElement[bool]:
+    """SQL: the efectivo is inside a turno at ``at`` and not on licencia (issue 17's definition of on duty)."""
+    in_shift = exists().where(_turnos.c.efectivo_id == efectivo_id, _turnos.c.periodo.op("@>")(at))
+    on_leave = exists().where(_licencias.c.efectivo_id == efectivo_id, _licencias.c.periodo.op("@>")(at))
+    return in_shift & ~on_leave
 
 
 class Efectivo(Timestamps, Versioned, Base):
@@ -38,6 +49,8 @@ class Efectivo(Timestamps, Versioned, Base):
     posicion_en: Mapped[datetime | None]
     activo: Mapped[bool] = mapped_column(default=True, server_default="true")
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Computed in the same SELECT (two index probes on the turnos/licencias exclusion indexes).
+    en_servicio: Mapped[bool] = column_property(en_servicio_at(id, func.now()))
 
     def __repr__(self) -> str:
         return f"<Efectivo {self.id} {self.codigo_interno} {self.estado_disponibilidad}>"

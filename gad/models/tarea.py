@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned, utcnow
@@ -35,6 +35,7 @@ class Tarea(Timestamps, Versioned, Base):
         CheckConstraint("tiempo_pausado_s >= 0", name="tiempo_pausado_positivo"),
         *(CheckConstraint(sql_in_time_window(column), name=f"{column}_rango") for column in TIEMPOS_ACOTADOS),
         Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
+        Index("ix_tareas_created_at", "created_at"),  # reports select tareas by creation time
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -51,6 +52,9 @@ class Tarea(Timestamps, Versioned, Base):
     inicio_real: Mapped[datetime | None]
     fin_real: Mapped[datetime | None]
     pausado_en: Mapped[datetime | None]
+    # When the first efectivo was assigned (set once by assignment and dispatch): the reports' "creation →
+    # first assignment" without aggregating asignaciones for every tarea of a range.
+    primera_asignacion_en: Mapped[datetime | None]
     tiempo_pausado_s: Mapped[int] = mapped_column(default=0, server_default="0")
     ubicacion_lat: Mapped[float | None] = mapped_column(Float)
     ubicacion_lon: Mapped[float | None] = mapped_column(Float)
@@ -68,8 +72,10 @@ class Tarea(Timestamps, Versioned, Base):
 class Asignacion(Base):
     __tablename__ = "asignaciones"
     __table_args__ = (
-        # The database, not the application, guarantees an efectivo works one tarea at a time.
-        Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL")),
+        # The database, not the application, guarantees an efectivo works one unscheduled tarea at a time...
+        Index("uq_asignaciones_efectivo_activa", "efectivo_id", unique=True, postgresql_where=text("liberado_en IS NULL AND periodo IS NULL")),
+        # ...and that the windows it is booked for on scheduled tareas never overlap (issue 17: reservations).
+        ExcludeConstraint(("efectivo_id", "="), ("periodo", "&&"), name="ex_asignaciones_reserva_sin_solape", using="gist", where=text("liberado_en IS NULL")),
         CheckConstraint("liberado_en IS NULL OR liberado_en >= asignado_en", name="periodo_coherente"),
     )
 
@@ -79,6 +85,10 @@ class Asignacion(Base):
     asignado_por_usuario_id: Mapped[int | None] = mapped_column(ForeignKey("usuarios.id"))
     asignado_en: Mapped[datetime] = mapped_column(default=utcnow)
     liberado_en: Mapped[datetime | None]
+    # The booked window: the tarea's [inicio_programado, fin_programado) when it has both, else NULL.
+    periodo: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
+    # Booked while the efectivo had no turno covering the window (allowed unless DESPACHO_REQUIERE_SERVICIO).
+    fuera_de_turno: Mapped[bool] = mapped_column(default=False, server_default="false")
 
     def __repr__(self) -> str:
         return f"<Asignacion tarea={self.tarea_id} efectivo={self.efectivo_id} activa={self.liberado_en is None}>"

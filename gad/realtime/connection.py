@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,20 @@ class PartialFrame:
     event: StoredEvent
 
 
+@dataclass(frozen=True)
+class SessionLink:
+    """A socket opened with a browser session: it ends with the session's lifetime, and while open it
+    counts as use of the session (``keep_alive`` every ``every_s``), so a watched dashboard does not idle out."""
+
+    id: int
+    expires_at: float  # the session's absolute end (epoch seconds)
+    keep_alive: Callable[[], None]
+    every_s: float
+
+
+ReplayFilter = Callable[[list[StoredEvent]], list[StoredEvent]]
+
+
 @dataclass(eq=False)
 class Connection:
     """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
@@ -61,6 +75,7 @@ class Connection:
     topics: set[str]
     queue_size: int
     jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
+    session_id: int | None = None  # the browser session it was opened with (None: a bearer token)
     wake: gevent.event.Event = field(default_factory=gevent.event.Event)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     close_timeout: float = 10.0  # seconds the writer gets to finish its frame and write the close frame
@@ -150,8 +165,20 @@ class Connection:
             pass
 
 
-def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str, Any] | None, config: Mapping[str, Any]) -> None:
-    """Run an authenticated socket until it ends: register, acknowledge or ask to resync, replay, then live."""
+def serve(
+    ws: Any,
+    usuario: Usuario,
+    query: WsConnectQuery,
+    claims: Mapping[str, Any] | None,
+    config: Mapping[str, Any],
+    *,
+    session: SessionLink | None = None,
+    replay_filter: ReplayFilter | None = None,
+) -> None:
+    """Run an authenticated socket until it ends: register, acknowledge or ask to resync, replay, then live.
+
+    ``replay_filter`` keeps the replayed events the usuario may read *now* (see gad.policy).
+    """
     # simple-websocket's reader sets ws.event when a client frame arrives or the peer closes: sharing it
     # as the connection's wake-up lets one greenlet serve the socket in both directions.
     conn = Connection(
@@ -160,6 +187,7 @@ def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str,
         topics=policy.visible_topics(usuario),
         queue_size=config["WS_QUEUE_SIZE"],
         jti=str(claims["jti"]) if claims else None,
+        session_id=session.id if session else None,
         wake=ws.event,
         close_timeout=config["WS_CLOSE_TIMEOUT"],
     )
@@ -174,12 +202,13 @@ def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str,
         else:
             send_json(conn, "connection_ack", {"connection_id": conn.id, "last_event_id": hub.last_id, "server_time": utcnow().isoformat()})
             if query.since is not None:
-                _replay(conn, query.since)
+                _replay(conn, query.since, replay_filter)
             else:
                 conn.last_sent = hub.last_id
         db.session.remove()  # give the pooled connection back: a socket may stay open for hours
         conn.live = True
-        _run(conn, float(claims["exp"]) if claims else None, config["WS_PING_INTERVAL"])
+        expires_at = float(claims["exp"]) if claims else session.expires_at if session else None
+        _run(conn, expires_at, config["WS_PING_INTERVAL"], session)
         if conn.close_code is not None:
             _write_close(conn)
     finally:
@@ -193,13 +222,14 @@ def send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
     conn.offer(json.dumps({"event_type": event_type, "data": data, "timestamp": utcnow().isoformat()}))
 
 
-def _replay(conn: Connection, since: int) -> None:
+def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) -> None:
     """Send visible events with id > since from the log; live events queued meanwhile are de-duplicated by id."""
     cursor = since
     while True:
         batch = events_after(cursor)
-        for event in batch:
-            cursor = event.id
+        if batch:
+            cursor = batch[-1].id
+        for event in replay_filter(batch) if replay_filter and batch else batch:
             if conn.wants(event):
                 conn.offer(event)
         if len(batch) < BATCH:
@@ -258,11 +288,12 @@ def _write_close(conn: Connection) -> None:
         ws.connected = False  # flask-sock's own close() after the handler must write nothing
 
 
-def _run(conn: Connection, expires_at: float | None, ping_interval: float) -> None:
+def _run(conn: Connection, expires_at: float | None, ping_interval: float, session: SessionLink | None = None) -> None:
     """The socket's only greenlet: sleeps until woken (frame queued, client frame, close), the next ping or
-    the token's expiry; frames leave in queue order, one writer at a time."""
+    the credentials' expiry; frames leave in queue order, one writer at a time."""
     ws = conn.ws
     next_ping = time.monotonic() + ping_interval
+    next_keep_alive = time.monotonic() + (session.every_s if session else 0)
     while not conn.ending and ws.connected:
         timeout = next_ping - time.monotonic()
         if expires_at is not None:
@@ -276,11 +307,14 @@ def _run(conn: Connection, expires_at: float | None, ping_interval: float) -> No
         if not _send_queued(conn):
             return
         if expires_at is not None and time.time() >= expires_at:
-            conn.close(CLOSE_POLICY, "token expired")
+            conn.close(CLOSE_POLICY, "token expired" if session is None else "session expired")
             return
         if time.monotonic() >= next_ping:
             send_json(conn, "ping", {})
             next_ping = time.monotonic() + ping_interval
+            if session is not None and time.monotonic() >= next_keep_alive:
+                session.keep_alive()
+                next_keep_alive = time.monotonic() + session.every_s
 
 
 def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:

@@ -157,7 +157,7 @@ class Hub:
                     cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     if first:
                         cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1")
-                        self.last_id = int(cur.fetchone()[0])  # type: ignore[index]
+                        self.last_id = int(cur.fetchone()[0])
                         first = False
                 self.connected = True
                 principals.set_listener_connected(True)
@@ -210,15 +210,20 @@ class Hub:
             self.record_delivery(event, written)
 
     def _end_revoked(self, event: StoredEvent) -> None:
-        """A socket lives on the credentials it was opened with. When that token is logged out, the
+        """A socket lives on the credentials it was opened with. When that token or browser session is logged out, the
         usuario's tokens are revoked, or the usuario is deactivated or changes role, its sockets close
         with 1008 and the client authenticates again (and gets the topics its role now allows)."""
         jti = event.payload.get("jti") if event.event_type == "logout" else None
+        session_id = event.payload.get("session_id") if event.event_type == "logout" else None
         usuario_id = event.payload.get("usuario_id") if event.event_type in CREDENTIAL_CHANGES else None
-        if jti is None and usuario_id is None:
+        if jti is None and session_id is None and usuario_id is None:
             return
         for conn in list(self.connections):
-            if (jti is not None and conn.jti == jti) or (usuario_id is not None and conn.usuario.id == usuario_id):
+            if (
+                (jti is not None and conn.jti == jti)
+                or (session_id is not None and conn.session_id == session_id)
+                or (usuario_id is not None and conn.usuario.id == usuario_id)
+            ):
                 conn.close(CLOSE_POLICY, "credentials revoked or changed; authenticate again")
 
     def register(self, conn: Connection) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field
 
 from gad.schemas.common import InModel, OutModel
@@ -27,3 +29,20 @@ class TokenOut(OutModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
+
+
+class SesionOut(OutModel):
+    """One of the caller's browser sessions (never its secret)."""
+
+    id: int
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime = Field(description="absolute end (SESSION_LIFETIME_HOURS after login)")
+    idle_expires_at: datetime = Field(description="end if unused until then (SESSION_IDLE_MINUTES)")
+    client: str | None
+    user_agent: str | None
+    actual: bool = Field(description="the session this request came with")
+
+
+class SesionList(OutModel):
+    items: list[SesionOut]

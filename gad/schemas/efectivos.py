@@ -55,6 +55,7 @@ class EfectivoOut(OutModel):
     lng: float | None = Field(None, validation_alias="lon")
     posicion_en: datetime | None
     activo: bool
+    en_servicio: bool = Field(description="inside a turno now and not on licencia")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -65,4 +66,5 @@ class EfectivoQuery(PageQuery):
     unidad: str | None = Field(None, max_length=100)
     especialidad: str | None = Field(None, max_length=100)
     activo: bool | None = True
+    en_servicio: bool | None = Field(None, description="only efectivos on duty now (true) or off duty (false)")
     q: str | None = Field(None, max_length=100)

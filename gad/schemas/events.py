@@ -45,6 +45,8 @@ class TareaEvent(EventPayload):
     estado: str
     es_emergencia: bool
     delegado_usuario_id: int | None
+    # Who raised it: for an emergency, that usuario may follow it (gad.policy.can_read_tarea).
+    creado_por_usuario_id: int | None = None
     ubicacion_lat: float | None
     ubicacion_lng: float | None
     version: int
@@ -75,6 +77,7 @@ class TaskStatusChanged(TareaEvent):
 class TaskAssigned(TareaEvent):
     event_type = "task_assigned"
     efectivo_ids: list[int]
+    fuera_de_turno: list[int] | None = Field(None, description="Efectivos booked outside their turnos (issue 17); absent for emergencies")
 
 
 class TaskUnassigned(TareaEvent):
@@ -146,6 +149,51 @@ class UserUpdated(EventPayload):
     after: UsuarioSummary
 
 
+# --- agenda (topic "turnos"): turnos and licencias of one efectivo -----------------------------------
+
+
+class AgendaEvent(EventPayload):
+    """Whose agenda changed: ``usuario_id`` lets the websocket policy show an efectivo their own."""
+
+    efectivo_id: int
+    usuario_id: int | None
+    unidad: str | None
+
+
+class TurnosCreated(AgendaEvent):
+    event_type = "turnos_created"
+    serie: str | None = Field(description="Shared by the shifts of one repeating pattern; null for a single shift")
+    turnos: list[dict[str, Any]] = Field(description="Every shift created: id, tipo, unidad, inicio, fin, serie, notas, version, ...")
+
+
+class TurnoUpdated(AgendaEvent):
+    event_type = "turno_updated"
+    before: dict[str, Any]
+    turno: dict[str, Any]
+
+
+class TurnoDeleted(AgendaEvent):
+    event_type = "turno_deleted"
+    turno: dict[str, Any]
+
+
+class LicenciaCreated(AgendaEvent):
+    event_type = "licencia_created"
+    licencia: dict[str, Any]
+
+
+class LicenciaDeleted(AgendaEvent):
+    event_type = "licencia_deleted"
+    licencia: dict[str, Any]
+
+
+_register(
+    TurnosCreated,
+    TurnoUpdated,
+    TurnoDeleted,
+    LicenciaCreated,
+    LicenciaDeleted,
+)
 _register(
     TaskCreated,
     EmergencyCreated,

@@ -42,9 +42,10 @@ class UsuarioOut(OutModel):
     email: str
     nombre: str
     apellido: str
-    dni: str
-    telefono: str | None
-    telegram_id: int | None
+    # Personal data: left out of the response for callers who may not see it (gad/policy.py).
+    dni: str | None = Field(None, description="administrador and the usuario themself only")
+    telefono: str | None = Field(None, description="also supervisors")
+    telegram_id: int | None = Field(None, description="administrador and the usuario themself only")
     nivel: int
     verificado: bool
     activo: bool

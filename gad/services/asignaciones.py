@@ -7,13 +7,14 @@ line of defence.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskAssigned, TaskUnassigned
+from gad.services import turnos
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
@@ -22,11 +23,17 @@ from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, Estado
 
 
 def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
-    """Assign efectivos (supervisor+). Each must be active, disponible and hold no other active assignment.
+    """Assign efectivos (supervisor+). Each must be active and disponible, and free for the tarea:
 
-    Efectivo rows are locked in id order (no deadlock between two dispatchers); the partial unique index
-    on active assignments is the last line of defence. Raises NotFound, Forbidden, PreconditionFailed,
-    Conflict (naming the efectivo and the tarea holding them), ValidationProblem.
+    - a tarea with a scheduled window books it (issue 17): refused when the window overlaps another
+      booking of the efectivo or a licencia; outside its turnos it is flagged ``fuera_de_turno`` (or
+      refused with DESPACHO_REQUIERE_SERVICIO);
+    - a tarea without a window takes the efectivo open-ended: refused while they hold another one.
+
+    Efectivo rows are locked in id order (no deadlock between two dispatchers); the exclusion
+    constraint on booked windows and the partial unique index on unscheduled assignments are the last
+    line of defence. Raises NotFound, Forbidden, PreconditionFailed, Conflict (naming the efectivo and
+    the tarea holding them), ValidationProblem.
     """
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Assigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
@@ -43,11 +50,15 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
         )
     running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
     now = utcnow()
+    window = turnos.ventana(tarea)
+    fuera_de_turno: list[int] = []
     for efectivo in efectivos:
+        # Already on this tarea, or (for an unscheduled tarea) holding another unscheduled one.
+        same_or_open = Asignacion.tarea_id == tarea.id if window is not None else or_(Asignacion.tarea_id == tarea.id, Asignacion.periodo.is_(None))
         holding = db.session.execute(
             select(Asignacion.tarea_id, Tarea.codigo)
             .join(Tarea, Tarea.id == Asignacion.tarea_id)
-            .where(Asignacion.efectivo_id == efectivo.id, Asignacion.liberado_en.is_(None))
+            .where(Asignacion.efectivo_id == efectivo.id, Asignacion.liberado_en.is_(None), same_or_open)
         ).first()
         if holding is not None:
             raise Conflict(
@@ -61,12 +72,27 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
-        db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
+        fuera = turnos.check_booking(efectivo, tarea, window) if window is not None else False
+        if fuera:
+            fuera_de_turno.append(efectivo.id)
+        with turnos.refused_as_conflict(f"Efectivo {efectivo.codigo_interno}'s booking", lambda e=efectivo.id: turnos.booking_recheck(e, tarea.id, window)):
+            db.session.add(
+                Asignacion(
+                    tarea_id=tarea.id,
+                    efectivo_id=efectivo.id,
+                    asignado_por_usuario_id=actor.id,
+                    asignado_en=now,
+                    periodo=window,
+                    fuera_de_turno=fuera,
+                )
+            )
         if running:
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    if tarea.primera_asignacion_en is None:
+        tarea.primera_asignacion_en = now  # response-time reports read it without scanning asignaciones
     tarea.version += 1
     db.session.flush()
-    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids})
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids, "fuera_de_turno": fuera_de_turno})
     return row_of(tarea)
 
 

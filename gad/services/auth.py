@@ -19,12 +19,13 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 
-from gad import metrics
-from gad.errors import Locked, Unauthorized, ValidationProblem
+from gad import metrics, policy, throttle
+from gad.errors import CurrentPasswordRejected, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.principal_cache import principals
 from gad.realtime import events
+from gad.services import sesiones
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def _attach(values: dict[str, Any]) -> Usuario:
     key = inspect(usuario).key
     already = db.session.identity_map.get(key) if key is not None else None
     if already is not None:
-        return already  # type: ignore[no-any-return]
+        return already
     db.session.add(usuario)
     return usuario
 
@@ -201,42 +202,69 @@ def find_by_email(email: str) -> Usuario | None:
     return db.session.scalar(select(Usuario).where(func.lower(Usuario.email) == email.strip().lower()))
 
 
-def login(email: str, password: str, client_address: str) -> tuple[Usuario, IssuedToken]:
-    """Check credentials with lockout after repeated failures.
-
-    Raises Unauthorized (one generic message for every failure) or Locked (with Retry-After).
-    Failure counters are flushed, so the caller must commit even when this raises.
-    """
-    usuario = find_by_email(email)
-    now = utcnow()
-    if usuario is not None and usuario.bloqueado_hasta is not None and usuario.bloqueado_hasta > now:
-        retry_after = int((usuario.bloqueado_hasta - now).total_seconds()) + 1
-        raise Locked(
-            "Too many failed logins; the account is temporarily locked.",
-            headers={"Retry-After": str(retry_after)},
-        )
+def password_matches(usuario: Usuario | None, password: str) -> bool:
+    """The one place a login checks a password. An unknown usuario is checked against a dummy hash,
+    so known and unknown e-mails cost the same hash (one timing class)."""
     if usuario is None:
         verify_password(_dummy_hash(), password)
-        events.record_security("login_failed", None, {"email": email.strip().lower()[:254], "client": client_address})
+        return False
+    return verify_password(usuario.password_hash, password)
+
+
+def _throttled(email: str, client_address: str) -> throttle.Verdict:
+    """Count the attempt before any check; raise TooManyAttempts when this address may not try now."""
+    verdict = throttle.reserve_attempt(email, client_address, current_app.config)
+    if not verdict.allowed:
         metrics.LOGIN_FAILURES.inc()
+        raise TooManyAttempts(
+            "Too many login attempts; wait before trying again.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
+    return verdict
+
+
+def _failed(email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> None:
+    payload: dict[str, Any] = {"client": client_address, "intentos": verdict.attempts}
+    if usuario is None:
+        payload["email"] = email.strip().lower()[:254]
+    if verdict.attempts >= current_app.config["LOGIN_MAX_FAILURES"]:
+        events.record_security("account_locked", usuario.id if usuario else None, payload)
+    events.record_security("login_failed", usuario.id if usuario else None, payload)
+    metrics.LOGIN_FAILURES.inc()
+
+
+def login(email: str, password: str, client_address: str) -> tuple[Usuario, IssuedToken]:
+    """Check credentials, throttled per (e-mail, address) and per e-mail (see gad.throttle).
+
+    Raises Unauthorized (one generic message for every failure) or TooManyAttempts (429, Retry-After),
+    identically for known and unknown e-mails. Security events are queued on the session, so the caller
+    must commit even when this raises.
+    """
+    verdict = _throttled(email, client_address)
+    usuario = find_by_email(email)
+    if not password_matches(usuario, password) or usuario is None or not usuario.activo:
+        _failed(email, usuario, client_address, verdict)
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
-    if not verify_password(usuario.password_hash, password) or not usuario.activo:
-        usuario.intentos_fallidos += 1
-        payload: dict[str, Any] = {"client": client_address, "intentos": usuario.intentos_fallidos}
-        if usuario.intentos_fallidos >= current_app.config["LOGIN_MAX_FAILURES"]:
-            usuario.bloqueado_hasta = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
-            usuario.intentos_fallidos = 0
-            events.record_security("account_locked", usuario.id, payload)
-        events.record_security("login_failed", usuario.id, payload)
-        metrics.LOGIN_FAILURES.inc()
-        db.session.flush()
-        raise Unauthorized(GENERIC_LOGIN_FAILURE)
-    usuario.intentos_fallidos = 0
-    usuario.bloqueado_hasta = None
-    usuario.ultimo_acceso = now
+    throttle.record_success(email, client_address)
+    usuario.ultimo_acceso = utcnow()
     events.record_security("login", usuario.id, {"client": client_address})
     db.session.flush()
     return usuario, issue_token(usuario)
+
+
+def check_current_password(usuario: Usuario, password: str, client_address: str) -> None:
+    """Re-authentication before a password change: a wrong one is a failed login for this e-mail and address.
+
+    Raises TooManyAttempts or CurrentPasswordRejected (the caller commits, to keep the security event).
+    """
+    verdict = _throttled(usuario.email, client_address)
+    if not password_matches(usuario, password):
+        _failed(usuario.email, usuario, client_address, verdict)
+        raise CurrentPasswordRejected(
+            "The current password is required to change your password.",
+            errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+        )
+    throttle.record_success(usuario.email, client_address)
 
 
 def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:
@@ -249,9 +277,24 @@ def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:
 
 
 def revoke_all_tokens(usuario: Usuario) -> None:
-    """Password change or deactivation: bump the token version so every earlier token is rejected."""
+    """Password change, deactivation, log out everywhere: every earlier token (the token version is
+    bumped) and every browser session of the usuario stop working."""
     usuario.token_version += 1
+    sesiones.revoke_all_sessions(usuario.id)
     db.session.flush()
+
+
+def log_out_everywhere(actor: Usuario, usuario_id: int) -> None:
+    """End every session and token of a usuario now; their websockets close with 1008.
+
+    Raises Forbidden (another usuario's, unless the actor is administrador) or NotFound.
+    """
+    policy.require_end_sessions_of(actor, usuario_id)
+    usuario = db.session.get(Usuario, usuario_id, with_for_update=True)
+    if usuario is None:
+        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    revoke_all_tokens(usuario)
+    events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "logout_everywhere"})
 
 
 def prune_revoked_tokens() -> int:

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, text
+from sqlalchemy import ColumnElement, DateTime, Select, and_, exists, func, literal, or_, select, text
 
 from gad import metrics
 from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.models.efectivo import en_servicio_at
 from gad.policy import require_nivel
 from gad.schemas.events import TaskAssigned
 from gad.services import tareas
@@ -61,13 +62,27 @@ def _bounding_box(lat: float, lng: float, radius_m: float) -> ColumnElement[bool
 
 def _candidates(lat: float, lng: float, radius_m: float, *, solo_disponibles: bool, max_age_s: int | None, now: datetime) -> Select[Any]:
     distance = _distance_m(lat, lng)
+    at = literal(now, DateTime(timezone=True))
+    en_servicio = en_servicio_at(Efectivo.id, at)
+    # Efectivos on duty (issue 17) come first, nearest first within each group; with
+    # DESPACHO_REQUIERE_SERVICIO only they are candidates. A hand-set no_disponible still excludes.
     query = (
         select(Efectivo, distance)
         .where(Efectivo.activo.is_(True), Efectivo.lat.is_not(None), _bounding_box(lat, lng, radius_m), distance <= radius_m)
-        .order_by(distance, Efectivo.id)
+        .order_by(en_servicio.desc(), distance, Efectivo.id)
     )
+    if current_app.config.get("DESPACHO_REQUIERE_SERVICIO"):
+        query = query.where(en_servicio)
     if solo_disponibles:
-        busy = exists(select(Asignacion.id).where(Asignacion.efectivo_id == Efectivo.id, Asignacion.liberado_en.is_(None)))
+        # Busy now: an unscheduled assignment, or a booked window that is running at this moment. A
+        # booking for later in the week does not keep an efectivo from an emergency now.
+        busy = exists(
+            select(Asignacion.id).where(
+                Asignacion.efectivo_id == Efectivo.id,
+                Asignacion.liberado_en.is_(None),
+                or_(Asignacion.periodo.is_(None), Asignacion.periodo.op("@>")(at)),
+            )
+        )
         query = query.where(Efectivo.estado_disponibilidad == Disponibilidad.DISPONIBLE.value, ~busy)
     if max_age_s is not None:
         query = query.where(Efectivo.posicion_en >= now - timedelta(seconds=max_age_s))
@@ -140,6 +155,8 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
         change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
+    if asignados:
+        tarea.primera_asignacion_en = now  # for response-time reports
     db.session.flush()
     if asignados:
         record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})

@@ -96,7 +96,16 @@ def get_efectivo(actor: Usuario, efectivo_id: int) -> Efectivo:
 
 
 def list_efectivos(
-    actor: Usuario, *, estados: Sequence[str] | None, unidad: str | None, especialidad: str | None, activo: bool | None, q: str | None, limit: int, offset: int
+    actor: Usuario,
+    *,
+    estados: Sequence[str] | None,
+    unidad: str | None,
+    especialidad: str | None,
+    activo: bool | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+    en_servicio: bool | None = None,
 ) -> tuple[list[Efectivo], int]:
     query: Select[tuple[Efectivo]] = select(Efectivo)
     if not policy.is_supervisor(actor):
@@ -109,6 +118,8 @@ def list_efectivos(
         query = query.where(Efectivo.especialidad == especialidad)
     if activo is not None:
         query = query.where(Efectivo.activo.is_(activo))
+    if en_servicio is not None:
+        query = query.where(Efectivo.en_servicio if en_servicio else ~Efectivo.en_servicio)
     if q:
         like = f"%{q.strip()}%"
         query = query.where(or_(Efectivo.nombre.ilike(like), Efectivo.codigo_interno.ilike(like), Efectivo.unidad.ilike(like), Efectivo.rango.ilike(like)))

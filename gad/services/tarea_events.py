@@ -28,6 +28,7 @@ def tarea_fields(tarea: Tarea) -> dict[str, Any]:
         "estado": tarea.estado,
         "es_emergencia": tarea.es_emergencia,
         "delegado_usuario_id": tarea.delegado_usuario_id,
+        "creado_por_usuario_id": tarea.creado_por_usuario_id,
         "ubicacion_lat": tarea.ubicacion_lat,
         "ubicacion_lng": tarea.ubicacion_lon,
         "version": tarea.version,

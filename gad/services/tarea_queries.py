@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, exists, func, inspect, or_, select, text
+from sqlalchemy import ARRAY, Integer, Select, and_, any_, bindparam, exists, func, inspect, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
@@ -121,12 +121,35 @@ def visible_to(query: Select[tuple[Tarea]], actor: Usuario) -> Select[tuple[Tare
         .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
         .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id == actor.id)
     )
-    return query.where(or_(Tarea.delegado_usuario_id == actor.id, assigned))
+    raised = and_(Tarea.es_emergencia.is_(True), Tarea.creado_por_usuario_id == actor.id)
+    return query.where(or_(Tarea.delegado_usuario_id == actor.id, assigned, raised))
 
 
-def require_readable(actor: Usuario, delegado_usuario_id: int | None, assigned: Callable[[], set[int]]) -> None:
+def tareas_now(tarea_ids: set[int]) -> dict[int, policy.TareaNow]:
+    """The read-relevant facts of many live tareas as they are now (two queries; deleted ones are absent)."""
+    if not tarea_ids:
+        return {}
+    ids = sorted(tarea_ids)
+    assigned: dict[int, set[int]] = defaultdict(set)
+    rows = db.session.execute(
+        select(Asignacion.tarea_id, Efectivo.usuario_id)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id.in_(ids), Asignacion.liberado_en.is_(None), Efectivo.usuario_id.is_not(None))
+    )
+    for tarea_id, usuario_id in rows:
+        assigned[tarea_id].add(usuario_id)
+    facts = db.session.execute(
+        select(Tarea.id, Tarea.delegado_usuario_id, Tarea.es_emergencia, Tarea.creado_por_usuario_id).where(Tarea.id.in_(ids), Tarea.deleted_at.is_(None))
+    )
+    return {
+        tarea_id: policy.TareaNow(delegado_id, frozenset(assigned[tarea_id]), policy.reporter_of(es_emergencia, creado_por))
+        for tarea_id, delegado_id, es_emergencia, creado_por in facts
+    }
+
+
+def require_readable(actor: Usuario, delegado_usuario_id: int | None, assigned: Callable[[], set[int]], reporter_id: int | None = None) -> None:
     """Raise Forbidden unless ``actor`` may read the tarea; ``assigned`` is only called when it matters."""
     if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
         return
-    if not policy.can_read_tarea(actor, delegado_usuario_id, assigned()):
+    if not policy.can_read_tarea(actor, delegado_usuario_id, assigned(), reporter_id):
         raise Forbidden("You may only see tareas you are assigned to or delegated.")

@@ -17,6 +17,7 @@ from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
+from gad.services import turnos
 from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, check_version, count_by, paginate_rows
 from gad.services.tarea_events import record_payload, record_tarea_event, tarea_event
@@ -87,7 +88,8 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
 
 def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     tarea = load_tarea(tarea_id)
-    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id))
+    reporter = policy.reporter_of(tarea.es_emergencia, tarea.creado_por_usuario_id)
+    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id), reporter)
     return tarea
 
 
@@ -98,7 +100,8 @@ def read_tarea(actor: Usuario, tarea_id: int) -> TareaRow:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     tarea = dict(row)
     asignados = tarea.pop("asignados")
-    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
+    reporter = policy.reporter_of(tarea["es_emergencia"], tarea["creado_por_usuario_id"])
+    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None}, reporter)
     return tarea | {"efectivos": asignados}
 
 
@@ -165,6 +168,8 @@ def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expecte
     before = {name: _jsonable(getattr(tarea, name)) for name in changes}
     apply_changes(tarea, changes)
     tarea.version += 1
+    if {"inicio_programado", "fin_programado"} & changes.keys():
+        turnos.rebook(tarea)  # the booked windows follow the schedule (409 if one no longer fits)
     db.session.flush()
     after = {name: _jsonable(getattr(tarea, name)) for name in changes}
     record_tarea_event(TaskUpdated, tarea, actor, {"before": before, "after": after})

@@ -20,7 +20,9 @@ PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id"
 
 
 def _usuario_payload(usuario: Usuario) -> dict[str, Any]:
-    return {"id": usuario.id, "email": usuario.email, "nombre": usuario.nombre, "apellido": usuario.apellido, "nivel": usuario.nivel, "activo": usuario.activo}
+    return policy.event_payload_without_personal_data(
+        {"id": usuario.id, "email": usuario.email, "nombre": usuario.nombre, "apellido": usuario.apellido, "nivel": usuario.nivel, "activo": usuario.activo}
+    )
 
 
 def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, exclude_id: int | None = None) -> None:
@@ -76,14 +78,17 @@ def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: 
         query = query.where(Usuario.activo.is_(activo))
     if q:
         like = f"%{q.strip()}%"
-        query = query.where(or_(Usuario.nombre.ilike(like), Usuario.apellido.ilike(like), Usuario.email.ilike(like), Usuario.dni.ilike(like)))
+        searched = [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
+        query = query.where(or_(*(column.ilike(like) for column in searched)))
     return paginate(query.order_by(Usuario.id), limit, offset)
 
 
-def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None) -> Usuario:
+def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None, *, client_address: str = "unknown") -> Usuario:
     """Admins change any field; users change their own name, phone and password (with the current one).
 
-    Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem.
+    A wrong current password counts as a failed login from ``client_address``.
+    Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem, CurrentPasswordRejected,
+    TooManyAttempts.
     """
     usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
     if usuario is None:
@@ -95,7 +100,7 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     before = _usuario_payload(usuario)
     password = changes.pop("password", None)
     if password is not None:
-        _change_password(actor, usuario, password, current_password, changes.get("email") or usuario.email)
+        _change_password(actor, usuario, password, current_password, changes.get("email") or usuario.email, client_address)
     _check_self_demotion(actor, usuario, changes)
     revoke = password is not None or (changes.get("activo") is False and usuario.activo)
     if "nivel" in changes and changes["nivel"] != usuario.nivel:
@@ -111,14 +116,16 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     return usuario
 
 
-def _change_password(actor: Usuario, usuario: Usuario, password: str, current_password: str | None, email: str) -> None:
-    """Set a new password; changing one's own (an administrador included) needs the current one."""
+def _change_password(actor: Usuario, usuario: Usuario, password: str, current_password: str | None, email: str, client_address: str) -> None:
+    """Set a new password; changing one's own (an administrador included) needs the current one, and a
+    wrong one counts as a failed login from ``client_address``."""
     if not policy.is_admin(actor) or actor.id == usuario.id:
-        if not current_password or not auth.verify_password(usuario.password_hash, current_password):
+        if not current_password:
             raise ValidationProblem(
                 "The current password is required to change your password.",
                 errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
             )
+        auth.check_current_password(usuario, current_password, client_address)
     auth.check_password_policy(password, email)
     usuario.password_hash = auth.hash_password(password)
 

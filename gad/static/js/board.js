@@ -56,6 +56,8 @@ async function loadDisponibilidad() {
     for (const e of data.items) counts[e.estado_disponibilidad] = (counts[e.estado_disponibilidad] ?? 0) + 1;
     document.getElementById("disponibilidad").replaceChildren(
       ...Object.entries(DISPONIBILIDAD).map(([k, label]) => el("li", { "data-disponibilidad": k }, `${label}: ${counts[k] ?? 0}`)),
+      // On duty = inside a turno and not on licencia (issue 17); independent of the availability above.
+      el("li", { "data-en-servicio": "true", class: "en-servicio-total" }, `En servicio: ${data.items.filter((e) => e.en_servicio).length}`),
     );
   } catch {
     /* an efectivo sees only their own efectivo; the panel simply shows less */
@@ -84,7 +86,7 @@ connectLive({
   onEvent(frame) {
     addToFeed(frame);
     if (frame.topic === "tareas" || frame.topic === "emergencias") refreshTarea(frame.data.id);
-    if (frame.topic === "efectivos") loadDisponibilidad();
+    if (frame.topic === "efectivos" || frame.topic === "turnos") loadDisponibilidad();
   },
   onResync() {
     loadTareas();

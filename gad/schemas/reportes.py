@@ -1,0 +1,32 @@
+"""Report and audit-export query schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from gad.schemas.common import OutModel, QueryModel, UtcDatetime
+from gad.vocab import TipoTarea
+
+
+class ReportQuery(QueryModel):
+    desde: str | None = Field(None, max_length=40, description="YYYY-MM-DD (local day) or an ISO 8601 instant; default hasta - 30 days")
+    hasta: str | None = Field(None, max_length=40, description="YYYY-MM-DD (that whole local day included) or an instant; default now")
+    tipo: list[TipoTarea] | None = None
+    prioridad: list[Annotated[int, Field(ge=1, le=5)]] | None = Field(None, max_length=5)
+    unidad: str | None = Field(None, max_length=100)
+    agrupar: Literal["tipo", "prioridad"] = "tipo"
+    formato: Literal["json", "csv"] = "json"
+
+
+class AuditExportQuery(QueryModel):
+    desde: UtcDatetime | None = None
+    hasta: UtcDatetime | None = None
+
+
+class ReportOut(OutModel):
+    """Every report echoes its filter; the rest differs per report (documented in the README)."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+    filtro: dict[str, Any]

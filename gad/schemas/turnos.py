@@ -1,0 +1,136 @@
+"""Turno, licencia and planning schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from gad.schemas.common import InModel, OutModel, PageQuery, QueryModel, Text, UtcDatetime
+from gad.vocab import TipoLicencia, TipoTurno
+
+
+class RepeticionIn(InModel):
+    """Repeat the shift until ``hasta``: every ``cada_horas`` (48 = 12×36) or on ``dias_semana`` (0 = lunes)."""
+
+    hasta: UtcDatetime
+    cada_horas: int | None = Field(None, ge=1, le=24 * 28)
+    dias_semana: list[int] | None = Field(None, min_length=1, max_length=7)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RepeticionIn:
+        if (self.cada_horas is None) == (self.dias_semana is None):
+            raise ValueError("give exactly one of cada_horas or dias_semana")
+        if self.dias_semana is not None and any(d < 0 or d > 6 for d in self.dias_semana):
+            raise ValueError("dias_semana are 0 (lunes) to 6 (domingo)")
+        return self
+
+
+class TurnoIn(InModel):
+    efectivo_id: int = Field(ge=1)
+    inicio: UtcDatetime
+    fin: UtcDatetime
+    tipo: TipoTurno = TipoTurno.SERVICIO
+    unidad: Text | None = Field(None, max_length=100, description="defaults to the efectivo's unidad")
+    notas: Text | None = Field(None, max_length=500)
+    repetir: RepeticionIn | None = None
+
+
+class TurnoCheckIn(TurnoIn):
+    """A dry run: ``skip_turno`` ignores the shift being moved."""
+
+    skip_turno: int | None = Field(None, ge=1)
+
+
+class TurnoPatch(InModel):
+    efectivo_id: int | None = Field(None, ge=1)
+    inicio: UtcDatetime | None = None
+    fin: UtcDatetime | None = None
+    tipo: TipoTurno | None = None
+    unidad: Text | None = Field(None, max_length=100)
+    notas: Text | None = Field(None, max_length=500)
+
+
+class TurnoOut(OutModel):
+    id: int
+    efectivo_id: int
+    unidad: str | None
+    tipo: TipoTurno
+    inicio: datetime
+    fin: datetime
+    serie: uuid.UUID | None
+    notas: str | None
+    version: int
+    creado_por_usuario_id: int | None
+    created_at: datetime
+
+
+class TurnosCreated(OutModel):
+    items: list[TurnoOut]
+    total: int
+    serie: uuid.UUID | None
+
+
+class ChoqueOut(OutModel):
+    clase: str
+    id: int
+    inicio: datetime
+    fin: datetime
+    ocurrencia: int
+    codigo: str | None = None
+
+
+class RangoOut(OutModel):
+    inicio: datetime
+    fin: datetime
+
+
+class TurnoCheckOut(OutModel):
+    ocurrencias: list[RangoOut]
+    conflictos: list[ChoqueOut]
+
+
+class AgendaQuery(PageQuery):
+    efectivo_id: int | None = Field(None, ge=1)
+    unidad: str | None = Field(None, max_length=100)
+    desde: UtcDatetime | None = None
+    hasta: UtcDatetime | None = None
+
+
+class LicenciaIn(InModel):
+    efectivo_id: int = Field(ge=1)
+    tipo: TipoLicencia
+    inicio: UtcDatetime
+    fin: UtcDatetime
+    motivo: Text | None = Field(None, max_length=500)
+
+
+class LicenciaOut(OutModel):
+    id: int
+    efectivo_id: int
+    tipo: TipoLicencia
+    inicio: datetime
+    fin: datetime
+    motivo: str | None
+    version: int
+    creado_por_usuario_id: int | None
+    created_at: datetime
+
+
+class PlanningQuery(QueryModel):
+    unidad: str | None = Field(None, max_length=100, description="omit for every unidad")
+    semana: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="any date of the week (local); default this week")
+
+
+class PlanningOut(OutModel):
+    unidad: str | None
+    zona_horaria: str
+    desde: datetime
+    hasta: datetime
+    efectivos: list[dict[str, Any]]
+    turnos: list[dict[str, Any]]
+    licencias: list[dict[str, Any]]
+    reservas: list[dict[str, Any]]
+    unidades: list[str]

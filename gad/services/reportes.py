@@ -1,0 +1,426 @@
+"""Reports (supervisor+): response times, workload and outcomes over a date range, and the tareas CSV export.
+
+Definitions (also in the README):
+- A report covers the tareas *created* in [desde, hasta), optionally only some tipos and prioridades,
+  and, with ``unidad``, only tareas that had an efectivo of that unidad assigned at some point.
+- Response times, in seconds, per tarea: ``asignacion`` creation → first assignment; ``inicio``
+  creation → start (inicio_real); ``ejecucion`` start → finish minus the time paused (finalizadas
+  only); ``pausa`` the time paused (finalizadas only). Percentiles are PostgreSQL's
+  ``percentile_cont`` (linear interpolation between the two nearest values).
+- Workload, per efectivo (and summed per unidad): hours of turno inside the range; hours assigned
+  to a running tarea inside the range (from the later of assignment and start to the earlier of
+  release and finish; pauses count, the efectivo is still committed); tareas worked.
+- Outcomes: finalizadas, canceladas, abiertas (programada, en curso or pausada); emergencies, how
+  many went unassigned (no efectivo within a minute of creation) and for how long (until the first
+  assignment, else until they closed, else until now).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.types import ARRAY, DateTime, Integer, String
+
+from gad import policy
+from gad.extensions import db
+from gad.models import Usuario
+from gad.vocab import Nivel
+
+MEDIDAS = ("asignacion", "inicio", "ejecucion", "pausa")
+AGRUPACIONES = ("tipo", "prioridad")
+# No efectivo within this long after creation: the emergency "went unassigned".
+SIN_ASIGNAR_TRAS_S = 60
+
+
+@dataclass(frozen=True)
+class Filtro:
+    desde: datetime
+    hasta: datetime
+    tipos: list[str] | None = None
+    prioridades: list[int] | None = None
+    unidad: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"desde": self.desde, "hasta": self.hasta, "tipos": self.tipos, "prioridades": self.prioridades, "unidad": self.unidad}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"desde": self.desde.isoformat(), "hasta": self.hasta.isoformat(), "tipo": self.tipos, "prioridad": self.prioridades, "unidad": self.unidad}
+
+
+_TYPES = (
+    bindparam("desde", type_=DateTime(timezone=True)),
+    bindparam("hasta", type_=DateTime(timezone=True)),
+    bindparam("tipos", type_=ARRAY(String)),
+    bindparam("prioridades", type_=ARRAY(Integer)),
+    bindparam("unidad", type_=String),
+)
+
+# The tareas of a report, one row each, with their measures in whole seconds. The first assignment is a
+# column of the tarea (set by assignment and dispatch), so a report is one scan of tareas, no join.
+_TAREAS_CTE = """
+    base AS (
+        SELECT t.id, t.codigo, t.titulo, t.tipo, t.prioridad, t.estado, t.es_emergencia, t.created_at,
+               t.inicio_real, t.fin_real, t.tiempo_pausado_s, t.primera_asignacion_en AS primera_asignacion,
+               round(extract(epoch FROM t.primera_asignacion_en - t.created_at))::bigint AS asignacion,
+               round(extract(epoch FROM t.inicio_real - t.created_at))::bigint AS inicio,
+               CASE WHEN t.estado = 'finalizada'
+                    THEN round(extract(epoch FROM t.fin_real - t.inicio_real))::bigint - t.tiempo_pausado_s END AS ejecucion,
+               CASE WHEN t.estado = 'finalizada' THEN t.tiempo_pausado_s::bigint END AS pausa
+          FROM tareas t
+         WHERE t.deleted_at IS NULL AND t.created_at >= :desde AND t.created_at < :hasta
+           AND (CAST(:tipos AS text[]) IS NULL OR t.tipo = ANY(:tipos))
+           AND (CAST(:prioridades AS int[]) IS NULL OR t.prioridad = ANY(:prioridades))
+           AND (CAST(:unidad AS text) IS NULL OR EXISTS (
+                SELECT 1 FROM asignaciones a JOIN efectivos e ON e.id = a.efectivo_id
+                 WHERE a.tarea_id = t.id AND e.unidad = :unidad))
+    )
+"""
+
+# Exact percentiles without sorting a million rows per measure and group: PostgreSQL counts how many
+# tareas of each group took each number of seconds (one parallel hash aggregation over one scan), and
+# percentile_cont's interpolation is done here over those counts. k = 0..3 are MEDIDAS; k = 4 counts tareas.
+_HISTOGRAMA = """WITH {cte}
+    SELECT {agrupar} AS grupo, m.k, m.v, count(*) AS n
+      FROM base CROSS JOIN LATERAL (VALUES (0, asignacion), (1, inicio), (2, ejecucion), (3, pausa), (4, 0::bigint)) AS m(k, v)
+     WHERE m.v IS NOT NULL
+     GROUP BY 1, 2, 3"""
+
+
+def _query(sql: str) -> Any:
+    return text(sql).bindparams(*_TYPES)
+
+
+_HISTOGRAMAS = {agrupar: _query(_HISTOGRAMA.format(cte=_TAREAS_CTE, agrupar=agrupar)) for agrupar in AGRUPACIONES}
+
+
+def percentiles(histograma: dict[int, int], quantiles: tuple[float, ...] = (0.5, 0.9)) -> tuple[list[float | None], int, int | None]:
+    """``percentile_cont`` over a {value: count} histogram: (percentiles, n, max), exactly as PostgreSQL
+    computes it over the expanded values (linear interpolation between the two nearest ranks)."""
+    n = sum(histograma.values())
+    if n == 0:
+        return [None for _ in quantiles], 0, None
+    values = sorted(histograma)
+    out: list[float | None] = []
+    for q in quantiles:
+        position = q * (n - 1)
+        lower_rank, fraction = int(position), position - int(position)
+        lower = upper = None
+        seen = 0
+        for value in values:
+            seen += histograma[value]
+            if lower is None and seen > lower_rank:
+                lower = value
+            if seen > lower_rank + (1 if fraction > 0 else 0):
+                upper = value
+                break
+        assert lower is not None and upper is not None
+        out.append(lower + (upper - lower) * fraction)
+    return out, n, values[-1]
+
+
+def _stats(histograma: dict[int, int]) -> dict[str, Any]:
+    (p50, p90), n, mx = percentiles(histograma)
+    return {"n": n, "p50": _round(p50), "p90": _round(p90), "max": _round(mx)}
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+def _require(actor: Usuario) -> None:
+    policy.require_nivel(actor, Nivel.SUPERVISOR, "Reading reports")
+
+
+def _prepare() -> None:
+    # Hash tables of a report fit in memory instead of spilling to disk (this transaction only).
+    db.session.execute(text("SET LOCAL work_mem = '128MB'"))
+
+
+def tiempos(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[str, Any]:
+    """Response times p50/p90/max per group and overall (seconds)."""
+    _require(actor)
+    _prepare()
+    por_grupo: dict[Any, list[dict[int, int]]] = {}
+    total: list[dict[int, int]] = [{} for _ in range(5)]
+    for grupo, k, v, n in db.session.execute(_HISTOGRAMAS[agrupar], filtro.params()):
+        hist = por_grupo.setdefault(grupo, [{} for _ in range(5)])
+        hist[k][v] = int(n)
+        total[k][v] = total[k].get(v, 0) + int(n)
+
+    def build(hists: list[dict[int, int]]) -> dict[str, Any]:
+        return {"n": sum(hists[4].values())} | {m: _stats(hists[i]) for i, m in enumerate(MEDIDAS)}
+
+    grupos = [build(h) | {"grupo": g} for g, h in sorted(por_grupo.items(), key=lambda item: item[0])]
+    return {
+        "filtro": filtro.as_dict(),
+        "agrupar": agrupar,
+        "unidad_medida": "segundos",
+        "grupos": grupos,
+        "total": build(total),
+        "por_dia": _por_dia(filtro),
+    }
+
+
+# The trend at minute resolution (a histogram per local day), enough for a chart.
+_POR_DIA = _query(
+    f"""WITH {_TAREAS_CTE}
+    SELECT (created_at AT TIME ZONE :tz)::date AS dia, round(inicio / 60.0)::bigint AS minutos, count(*) AS n
+      FROM base GROUP BY 1, 2"""
+)
+
+
+def _por_dia(filtro: Filtro) -> list[dict[str, Any]]:
+    """The trend: tareas created per local day and their creation → start p50/p90 (seconds, at minute resolution)."""
+    from gad.services.turnos import zona
+
+    dias: dict[Any, dict[int, int]] = {}
+    creadas: dict[Any, int] = {}
+    for dia, minutos, n in db.session.execute(_POR_DIA, filtro.params() | {"tz": str(zona())}):
+        creadas[dia] = creadas.get(dia, 0) + int(n)
+        if minutos is not None:
+            dias.setdefault(dia, {})[int(minutos) * 60] = int(n)
+    out = []
+    for dia in sorted(creadas):
+        (p50, p90), _, _ = percentiles(dias.get(dia, {}))
+        out.append({"dia": dia.isoformat(), "n": creadas[dia], "inicio_p50": _round(p50), "inicio_p90": _round(p90)})
+    return out
+
+
+_RESULTADOS = """WITH {cte}
+    SELECT {agrupar} AS grupo, count(*) AS n,
+           count(*) FILTER (WHERE estado = 'finalizada') AS finalizadas,
+           count(*) FILTER (WHERE estado = 'cancelada') AS canceladas,
+           count(*) FILTER (WHERE estado IN ('programada', 'en_curso', 'pausada')) AS abiertas,
+           count(*) FILTER (WHERE es_emergencia) AS emergencias
+      FROM base GROUP BY 1"""
+# Emergencies left without an efectivo for more than SIN_ASIGNAR_TRAS_S, and for how long (whole seconds).
+_SIN_ASIGNAR = """WITH {cte}
+    SELECT {agrupar} AS grupo, round(extract(epoch FROM coalesce(primera_asignacion, fin_real, now()) - created_at))::bigint AS v, count(*) AS n
+      FROM base
+     WHERE es_emergencia AND (primera_asignacion IS NULL OR primera_asignacion > created_at + make_interval(secs => :umbral))
+     GROUP BY 1, 2"""
+_RESULTADOS_Q = {a: _query(_RESULTADOS.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
+_SIN_ASIGNAR_Q = {a: _query(_SIN_ASIGNAR.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
+_CONTADORES = ("n", "finalizadas", "canceladas", "abiertas", "emergencias")
+
+
+def resultados(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[str, Any]:
+    """Finished / cancelled / still open, and emergencies left unassigned and for how long."""
+    _require(actor)
+    _prepare()
+    contadores: dict[Any, dict[str, int]] = {}
+    for row in db.session.execute(_RESULTADOS_Q[agrupar], filtro.params()):
+        contadores[row.grupo] = {k: int(getattr(row, k)) for k in _CONTADORES}
+    sin_asignar: dict[Any, dict[int, int]] = {}
+    for grupo, v, n in db.session.execute(_SIN_ASIGNAR_Q[agrupar], filtro.params() | {"umbral": SIN_ASIGNAR_TRAS_S}):
+        sin_asignar.setdefault(grupo, {})[int(v)] = int(n)
+
+    def build(counts: dict[str, int], hist: dict[int, int]) -> dict[str, Any]:
+        (p50, p90), n, mx = percentiles(hist)
+        return counts | {"emergencias_sin_asignar": n, "tiempo_sin_asignar": {"p50": _round(p50), "p90": _round(p90), "max": _round(mx)}}
+
+    total_counts = {k: sum(c[k] for c in contadores.values()) for k in _CONTADORES}
+    total_hist: dict[int, int] = {}
+    for hist in sin_asignar.values():
+        for v, n in hist.items():
+            total_hist[v] = total_hist.get(v, 0) + n
+    grupos = [build(c, sin_asignar.get(g, {})) | {"grupo": g} for g, c in sorted(contadores.items(), key=lambda item: item[0])]
+    return {"filtro": filtro.as_dict(), "agrupar": agrupar, "grupos": grupos, "total": build(total_counts, total_hist)}
+
+
+_CARGA = text(
+    """
+    WITH rango AS (SELECT tstzrange(:desde, :hasta, '[)') AS r),
+    turno_h AS (
+        SELECT tu.efectivo_id, sum(extract(epoch FROM upper(tu.periodo * rango.r) - lower(tu.periodo * rango.r))) / 3600 AS horas
+          FROM turnos tu, rango
+         WHERE tu.periodo && rango.r
+         GROUP BY tu.efectivo_id
+    ),
+    trabajo AS (
+        -- Committed to a running tarea: from the later of assignment and start to the earlier of release
+        -- and finish, clipped to the range; nothing for a tarea that never started (greatest() skips NULLs).
+        SELECT a.efectivo_id, a.tarea_id,
+               CASE WHEN t.inicio_real IS NOT NULL THEN greatest(a.asignado_en, t.inicio_real, :desde) END AS desde_w,
+               least(coalesce(a.liberado_en, now()), coalesce(t.fin_real, now()), :hasta) AS hasta_w
+          FROM asignaciones a JOIN tareas t ON t.id = a.tarea_id
+         WHERE t.deleted_at IS NULL AND a.asignado_en < :hasta AND coalesce(a.liberado_en, 'infinity') > :desde
+           AND (CAST(:tipos AS text[]) IS NULL OR t.tipo = ANY(:tipos))
+           AND (CAST(:prioridades AS int[]) IS NULL OR t.prioridad = ANY(:prioridades))
+    ),
+    por_tarea AS (
+        -- One row per (efectivo, tarea) first, so "tareas worked" needs no count(DISTINCT) sort.
+        SELECT efectivo_id, tarea_id, sum(greatest(0, extract(epoch FROM hasta_w - desde_w))) AS segundos
+          FROM trabajo GROUP BY 1, 2
+    ),
+    tarea_h AS (
+        SELECT efectivo_id, count(*) AS tareas, coalesce(sum(segundos), 0) / 3600 AS horas FROM por_tarea GROUP BY 1
+    )
+    SELECT e.id, e.codigo_interno, e.nombre, e.unidad,
+           coalesce(th.horas, 0) AS horas_turno, coalesce(ta.horas, 0) AS horas_tarea, coalesce(ta.tareas, 0) AS tareas
+      FROM efectivos e
+      LEFT JOIN turno_h th ON th.efectivo_id = e.id
+      LEFT JOIN tarea_h ta ON ta.efectivo_id = e.id
+     WHERE (CAST(:unidad AS text) IS NULL OR e.unidad = :unidad) AND (th.efectivo_id IS NOT NULL OR ta.efectivo_id IS NOT NULL OR e.activo)
+     ORDER BY e.unidad NULLS LAST, e.codigo_interno
+    """
+).bindparams(*_TYPES)
+
+
+def carga(actor: Usuario, filtro: Filtro) -> dict[str, Any]:
+    """Hours on shift, hours on tareas and tareas worked, per efectivo and per unidad, inside [desde, hasta)."""
+    _require(actor)
+    _prepare()
+    efectivos = [
+        {
+            "efectivo_id": r.id,
+            "codigo_interno": r.codigo_interno,
+            "nombre": r.nombre,
+            "unidad": r.unidad,
+            "horas_turno": round(float(r.horas_turno), 2),
+            "horas_tarea": round(float(r.horas_tarea), 2),
+            "tareas": int(r.tareas),
+        }
+        for r in db.session.execute(_CARGA, filtro.params())
+    ]
+    unidades: dict[str | None, dict[str, Any]] = {}
+    for e in efectivos:
+        u = unidades.setdefault(e["unidad"], {"unidad": e["unidad"], "efectivos": 0, "horas_turno": 0.0, "horas_tarea": 0.0, "tareas": 0})
+        u["efectivos"] += 1
+        u["horas_turno"] = round(u["horas_turno"] + e["horas_turno"], 2)
+        u["horas_tarea"] = round(u["horas_tarea"] + e["horas_tarea"], 2)
+        u["tareas"] += e["tareas"]
+    return {"filtro": filtro.as_dict(), "efectivos": efectivos, "unidades": list(unidades.values())}
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+# For a Spanish-locale spreadsheet: ';' separates fields (',' is the decimal mark there, and Excel's
+# es-ES list separator is ';'), numbers use a decimal comma, the file is UTF-8 with a BOM (without it
+# Excel reads UTF-8 as Windows-1252 and garbles ñ and accents), lines end in CRLF (RFC 4180), and
+# times are local wall-clock "YYYY-MM-DD HH:MM:SS" in ZONA_HORARIA, which every spreadsheet parses.
+BOM = "\ufeff"
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+
+def _number(value: Any, decimals: int = 1) -> str:
+    if value is None:
+        return ""
+    return f"{float(value):.{decimals}f}".replace(".", ",")
+
+
+def _when(value: datetime | None, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+class _Line:
+    """A csv.writer target that hands back each written line (no growing buffer)."""
+
+    def __init__(self) -> None:
+        self.value = ""
+
+    def write(self, value: str) -> int:
+        self.value = value
+        return len(value)
+
+
+def _writer() -> tuple[Any, _Line]:
+    line = _Line()
+    return csv.writer(line, delimiter=";", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL), line
+
+
+TAREAS_CSV_COLUMNS = (
+    "id",
+    "codigo",
+    "titulo",
+    "tipo",
+    "prioridad",
+    "estado",
+    "emergencia",
+    "creada",
+    "primera_asignacion",
+    "inicio",
+    "fin",
+    "min_hasta_asignacion",
+    "min_hasta_inicio",
+    "min_ejecucion",
+    "min_pausa",
+)
+_EXPORT = _query(f"WITH {_TAREAS_CTE} SELECT * FROM base ORDER BY created_at, id")
+STREAM_BATCH = 2000
+
+
+def check_export(actor: Usuario) -> None:
+    _require(actor)
+
+
+def tareas_csv(filtro: Filtro, tz: ZoneInfo) -> Iterator[str]:
+    """The tareas of a report, one CSV line each, read through a server-side cursor in batches: memory
+    stays flat whatever the number of rows. Call ``check_export`` first (this runs after the response starts)."""
+    writer, line = _writer()
+    writer.writerow(TAREAS_CSV_COLUMNS)
+    yield BOM + line.value
+    connection = db.session.connection(execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
+    result = connection.execute(_EXPORT, filtro.params())
+    chunk: list[str] = []
+    for r in result:
+        writer.writerow(
+            (
+                r.id,
+                r.codigo,
+                r.titulo,
+                r.tipo,
+                r.prioridad,
+                r.estado,
+                "sí" if r.es_emergencia else "no",
+                _when(r.created_at, tz),
+                _when(r.primera_asignacion, tz),
+                _when(r.inicio_real, tz),
+                _when(r.fin_real, tz),
+                _number(r.asignacion / 60 if r.asignacion is not None else None),
+                _number(r.inicio / 60 if r.inicio is not None else None),
+                _number(r.ejecucion / 60 if r.ejecucion is not None else None),
+                _number(r.pausa / 60 if r.pausa is not None else None),
+            )
+        )
+        chunk.append(line.value)
+        if len(chunk) >= STREAM_BATCH:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
+    db.session.rollback()  # read-only: end the streaming transaction now rather than at teardown
+
+
+def resumen_csv(report: dict[str, Any], kind: str) -> str:
+    """A small report (tiempos, resultados, carga) as one CSV document in the same dialect."""
+    writer, line = _writer()
+    out = io.StringIO()
+    out.write(BOM)
+
+    def row(values: list[Any]) -> None:
+        writer.writerow(values)
+        out.write(line.value)
+
+    if kind == "tiempos":
+        row(["grupo", "n"] + [f"{m}_{s}_min" for m in MEDIDAS for s in ("p50", "p90", "max")])
+        for g in [*report["grupos"], report["total"] | {"grupo": "TOTAL"}]:
+            row([g["grupo"], g["n"]] + [_number(g[m][s] / 60 if g[m][s] is not None else None, 2) for m in MEDIDAS for s in ("p50", "p90", "max")])
+    elif kind == "resultados":
+        keys = ["n", "finalizadas", "canceladas", "abiertas", "emergencias", "emergencias_sin_asignar"]
+        row(["grupo", *keys, "sin_asignar_p50_min", "sin_asignar_p90_min", "sin_asignar_max_min"])
+        for g in [*report["grupos"], report["total"] | {"grupo": "TOTAL"}]:
+            t = g["tiempo_sin_asignar"]
+            row([g["grupo"], *(g[k] for k in keys), *(_number(t[s] / 60 if t[s] is not None else None, 2) for s in ("p50", "p90", "max"))])
+    else:
+        row(["efectivo_id", "codigo_interno", "nombre", "unidad", "horas_turno", "horas_tarea", "tareas"])
+        for e in report["efectivos"]:
+            horas = (_number(e["horas_turno"], 2), _number(e["horas_tarea"], 2))
+            row([e["efectivo_id"], e["codigo_interno"], e["nombre"], e["unidad"] or "", *horas, e["tareas"]])
+    return out.getvalue()
