@@ -58,7 +58,7 @@ def start_session(usuario: Usuario) -> None:
 def _browser_session() -> tuple[Usuario, Sesion] | None:
     """The usuario and server-side session behind this request's cookie, resolved once per request."""
     if "browser_session" in g:
-        return g.browser_session  # type: ignore[no-any-return]
+        return g.browser_session
     secret = session.get(SESSION_SECRET_KEY)
     resolved = sesiones.resolve_session(str(secret)) if secret else None
     if resolved is None and secret:

@@ -185,7 +185,7 @@ class PostgresStorage(Storage):
 
     def reset(self) -> int | None:
         with db.engine.begin() as conn:
-            return int(conn.execute(text("DELETE FROM limites_contador")).rowcount or 0)  # type: ignore[attr-defined]
+            return int(conn.execute(text("DELETE FROM limites_contador")).rowcount or 0)
 
     def clear(self, key: str) -> None:
         with db.engine.begin() as conn:
