@@ -178,6 +178,8 @@ class Config:
         self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, 1)
         # Statement timeout protects the worker from a runaway query; 0 disables it.
         self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000, 0)
+        # A pooled connection idle longer than this is pinged before use (gad/pg.py); 0 pings every checkout.
+        self.DB_PING_AFTER_IDLE_S = env_float("DB_PING_AFTER_IDLE_S", 10.0, 0.0)
         self.LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
         self.PORT = env_int("PORT", 8080, 0, 65535)
         self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, 1)
@@ -245,7 +247,9 @@ class Config:
             "max_overflow": self.DB_MAX_OVERFLOW,
             "pool_timeout": self.DB_POOL_TIMEOUT,
             "pool_recycle": self.DB_POOL_RECYCLE,
-            "pool_pre_ping": True,
+            # SQLAlchemy's own pre-ping costs a round trip on every checkout; gad.pg pings only connections
+            # idle for DB_PING_AFTER_IDLE_S, the ones a proxy or a server restart can have cut.
+            "pool_pre_ping": self.DB_PING_AFTER_IDLE_S == 0,
             "connect_args": connect_args,
         }
 

@@ -103,6 +103,8 @@ def register_extensions(app: Flask) -> None:
 
     pg.install_typecasters()
     db.init_app(app)
+    with app.app_context():  # the engine exists now (no connection is opened)
+        pg.install_idle_ping(db.engine, app.config["DB_PING_AFTER_IDLE_S"])
     register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
@@ -113,6 +115,11 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
     limiter.init_app(app)
+    # GAD sets no default, application or blueprint limits: only views decorated with a limit (the two
+    # logins), and their decorator checks the limit itself. Flask-Limiter's before_request check would
+    # conclude "no limit here" on every request of every endpoint, a fifth of /health's CPU (BENCHMARKS).
+    if not app.config.get("RATELIMIT_DEFAULT") and not app.config.get("RATELIMIT_APPLICATION"):
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def register_migrations(app: Flask) -> None:
