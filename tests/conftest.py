@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,24 @@ def pg_datadir() -> Iterator[Path]:
     parent = Path(tempfile.mkdtemp(prefix="gad-test-pg-own-"))
     yield parent / "data"
     shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def app_with(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Another app on the test database with some settings changed: app.config is read-only once built,
+    so a test that needs another value builds an app with it (validated like any setting)."""
+    built: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        built.append(make_app(database_url, **settings))
+        return built[-1]
+
+    yield build
+    for application in built:
+        with application.app_context():
+            from gad.extensions import db
+
+            db.engine.dispose()
 
 
 @pytest.fixture
