@@ -129,6 +129,7 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "POST /api/v1/cache/clear": ("admin", _no_body("/api/v1/cache/clear")),
     "GET /ws/stats": ("admin", _no_body("/ws/stats")),
     "GET /api/v1/eventos": ("admin", _no_body("/api/v1/eventos?limit=5")),
+    "GET /api/v1/eventos/recientes": ("auth", _no_body("/api/v1/eventos/recientes?limit=5")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",

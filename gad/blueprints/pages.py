@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.auth import login_rate_limit
 from gad.db_session import commit_or_problem
-from gad.errors import AppError, Unauthorized
+from gad.errors import AppError, Unauthorized, pydantic_errors
 from gad.extensions import limiter
 from gad.models import Usuario
 from gad.net import client_address
@@ -130,14 +130,14 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
             body = TareaIn.model_validate(data)
             tarea = tareas.create_tarea(usuario, body.model_dump())
         except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                field = str(err["loc"][0]) if err["loc"] else "general"
-                errors.setdefault(field, err["msg"])
+            for err in pydantic_errors(exc, "body"):
+                field = err["field"].removeprefix("body.") or "general"
+                errors.setdefault(field.split(".")[0], err["mensaje"])
         except AppError as exc:
             field = str(exc.extra.get("field") or "general")
             errors[field] = exc.detail
             for field_error in exc.errors or []:
-                errors[field_error["field"].removeprefix("body.")] = field_error["message"]
+                errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or field_error["message"]
         else:
             problem = commit_or_problem()
             if problem is None:
