@@ -73,3 +73,15 @@ def test_validation_errors_carry_a_spanish_message(client: FlaskClient, build: B
     by_field = {e["field"]: e["mensaje"] for e in response.get_json()["errors"]}
     assert by_field["body.codigo"].startswith("Solo MAYÚSCULAS")
     assert by_field["body.titulo"] == "Demasiado corto: al menos 5 caracteres."
+
+
+def test_an_unassigned_emergency_says_why_nobody_was_found(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    build.efectivo(lat=SOL[0], lon=SOL[1], posicion_en=datetime.now(UTC) - timedelta(hours=1))
+    body = {"lat": SOL[0], "lng": SOL[1]}
+    response = client.post("/api/v1/tasks/emergency", json=body, headers=build.headers(sup))
+    assert response.status_code == 201
+    assert response.get_json()["sin_asignar"] is True
+    assert response.get_json()["motivo_sin_asignar"] == "ninguna posición en los últimos 15 min de los efectivos disponibles cercanos"
+    far = client.post("/api/v1/tasks/emergency", json={"lat": -33.9, "lng": 151.2}, headers=build.headers(sup)).get_json()
+    assert far["motivo_sin_asignar"].startswith("ningún efectivo disponible con posición a menos de")

@@ -69,6 +69,7 @@ def emergency() -> Response:
         tarea=serialize([result.tarea])[0],
         asignados=[AsignadoDistancia(efectivo_id=e, distancia_m=d) for e, d in result.asignados],
         sin_asignar=not result.asignados,
+        motivo_sin_asignar=result.motivo_sin_asignar,
     )
     headers = {"Location": url_for("tareas.get_tarea", tarea_id=result.tarea.id), "ETag": etag(result.tarea.version)}
     return json_response(out, 201, headers)
