@@ -85,3 +85,13 @@ def test_an_unassigned_emergency_says_why_nobody_was_found(client: FlaskClient, 
     assert response.get_json()["motivo_sin_asignar"] == "ninguna posición en los últimos 15 min de los efectivos disponibles cercanos"
     far = client.post("/api/v1/tasks/emergency", json={"lat": -33.9, "lng": 151.2}, headers=build.headers(sup)).get_json()
     assert far["motivo_sin_asignar"].startswith("ningún efectivo disponible con posición a menos de")
+
+
+def test_an_officers_sos_sends_someone_else(client: FlaskClient, build: Builders) -> None:
+    officer = build.usuario(1)
+    me = build.efectivo(usuario_id=officer.id, lat=SOL[0], lon=SOL[1], posicion_en=datetime.now(UTC))
+    partner = build.efectivo(lat=SOL[0] + 0.002, lon=SOL[1], posicion_en=datetime.now(UTC))
+    response = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=build.headers(officer))
+    assert response.status_code == 201
+    assert [a["efectivo_id"] for a in response.get_json()["asignados"]] == [partner.id]
+    assert me.id != partner.id

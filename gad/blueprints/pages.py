@@ -99,7 +99,7 @@ def index() -> WerkzeugResponse | str:
     usuario = _page_user()
     if usuario is None:
         return _login_redirect()
-    return _render("tablero.html", usuario)
+    return _render("tablero.html", usuario, tile_url=current_app.config["MAP_TILE_URL"])
 
 
 @bp.get("/tareas/<int:tarea_id>")

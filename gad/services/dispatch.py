@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, select, text
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, text
 
 from gad import metrics
 from gad.db_session import on_commit
@@ -128,6 +128,8 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         estado=EstadoTarea.EN_CURSO,
     )
     query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
+    # An officer's SOS must not send the officer in trouble to their own emergency.
+    query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
     rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
     for efectivo, distance in rows:
