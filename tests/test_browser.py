@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.support.browser import SIZES, launch, logged_in
+from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
@@ -75,3 +76,49 @@ def test_stored_markup_in_every_free_text_field_never_becomes_elements(
             page.wait_for_load_state("networkidle")
             _no_injected_elements(page, path + " (efectivo)")
     assert dialogs == []
+
+
+# --- smoke: every page at both sizes, no script error, axe-core clean, screenshots ---------------------------
+
+
+def _errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+PAGES = {
+    "tablero": "/",
+    "tareas": "/tareas",
+    "tarea": "/tareas/{tarea}",
+    "tarea-nueva": "/tareas/nueva",
+    "efectivos": "/efectivos",
+    "usuarios": "/usuarios",
+    "mapa": "/mapa",
+    "mi": "/mi",
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_page_loads_without_errors_passes_axe_and_is_photographed(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    admin = build.usuario(3)
+    build.efectivo(usuario_id=admin.id, nombre="Agente Administradora", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    build.efectivo(nombre="Agente Antiguo", lat=40.42, lon=-3.71, posicion_en=datetime.now(UTC) - timedelta(hours=2))
+    tarea = build.tarea(admin, titulo="Vigilancia del puerto", ubicacion_lat=40.417, ubicacion_lon=-3.703)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, size) as (_, page):
+        errors = _errors(page)
+        for name, path in PAGES.items():
+            page.goto(path.format(tarea=tarea.id))
+            page.wait_for_load_state("networkidle")
+            assert errors == [], f"{path}: {errors}"
+            violations = axe_violations(page)
+            assert violations == [], f"{path}: {violations}"
+            shot(page, name, size)
+    login = browser.new_context(**context_options(pw, size, server.url))
+    try:
+        page = login.new_page()
+        page.goto("/login")
+        assert axe_violations(page) == []
+        shot(page, "login", size)
+    finally:
+        login.close()
