@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,3 +123,82 @@ def test_every_page_loads_without_errors_passes_axe_and_is_photographed(browser:
         shot(page, "login", size)
     finally:
         login.close()
+
+
+# --- operators: raise an emergency, see who goes; the officer's phone gets it and answers --------------------
+
+
+def _api(server: LiveServer, build: Builders, who, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+    import requests
+
+    return requests.request(method, server.url + path, headers=build.headers(who, **kwargs.pop("headers", {})), timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_operator_raises_emergency_officer_phone_gets_it_and_the_board_shows_the_answer(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=officer.id, nombre="Agente Elena", lat=40.4175, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with (
+        logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, phone),
+        logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board),
+    ):
+        expect(phone.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(board.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        if size == "escritorio":
+            board.keyboard.press("Alt+e")
+            expect(board.get_by_role("group").or_(board.locator("#dialogo-emergencia"))).to_be_visible()
+            board.get_by_role("button", name="Usar mi posición").click()
+            expect(board.get_by_label("Latitud")).to_have_value("40.416900")
+        else:
+            board.locator("#mapa").click(position={"x": 150, "y": 150})
+            expect(board.locator("#dialogo-emergencia")).to_be_visible()
+            board.get_by_label("Latitud").fill("40.4169")
+            board.get_by_label("Longitud").fill("-3.7035")
+        board.get_by_label("Descripción").fill("Pelea en la plaza")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        result = board.locator("#emg-resultado")
+        expect(result).to_contain_text(re.compile(r"Agente Elena va en camino — a \d+ m"), timeout=5_000)
+        codigo = result.locator("a").inner_text()
+        # The officer's phone shows the assignment within 2 s of the operator's click.
+        expect(phone.locator("#alerta")).to_be_visible(timeout=2_000)
+        expect(phone.locator("#alerta-texto")).to_contain_text(codigo)
+        expect(board.locator(f'.lista-emergencias .emergencia:has-text("{codigo}")')).to_have_class(re.compile("nueva"))
+        shot(phone, "mi-alerta", "movil")
+        phone.get_by_role("button", name="Acepto").click()
+        expect(phone.locator("#alerta-estado")).to_contain_text("enviada", timeout=5_000)
+        expect(board.locator('.lista-emergencias [data-respuesta="acepto"]')).to_contain_text("acepta", timeout=5_000)
+        shot(board, "tablero-emergencia-aceptada", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_nobody_free_says_why_and_lets_the_operator_assign_by_hand(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    stale = build.efectivo(nombre="Agente Dormido", lat=40.4172, lon=-3.7035, posicion_en=datetime.now(UTC) - timedelta(hours=1))
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board):
+        board.get_by_role("button", name="Nueva emergencia").click()
+        board.get_by_label("Latitud").fill("40,4169")
+        board.get_by_label("Longitud").fill("-3.7035")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#emg-resultado")).to_contain_text("Nadie libre: ninguna posición en los últimos 15 min")
+        board.get_by_role("button", name="Asignar Agente Dormido").click()
+        expect(board.locator("#emg-resultado")).to_contain_text("Agente Dormido asignado")
+        tarea_id = int(board.locator("#emg-resultado a").get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
+        assert [e["efectivo_id"] for e in _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea_id}").json()["efectivos"]] == [stale.id]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_emergency_form_shows_spanish_errors_next_to_the_coordinates(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board):
+        board.get_by_role("button", name="Nueva emergencia").click()
+        board.get_by_label("Latitud").fill("95")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#form-emergencia-error-lat")).to_have_text("Latitud entre -90 y 90.")
+        expect(board.locator("#form-emergencia-error-lng")).to_have_text("Este campo es obligatorio.")
+        expect(board.get_by_label("Latitud")).to_have_attribute("aria-invalid", "true")
+        board.keyboard.press("Escape")
+        expect(board.locator("#dialogo-emergencia")).to_be_hidden()
+        expect(board.get_by_role("button", name="Nueva emergencia")).to_be_focused()

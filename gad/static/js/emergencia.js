@@ -60,8 +60,9 @@ export function setupEmergencyDialog({ view, efectivoNombre }) {
       tipo: form.elements.namedItem("tipo").value,
       prioridad: Number(form.elements.namedItem("prioridad").value),
     };
-    if (lat.value.trim() === "") body.lat = null;
-    if (lng.value.trim() === "") body.lng = null;
+    // A blank coordinate is missing, not zero.
+    if (lat.value.trim() === "") delete body.lat;
+    if (lng.value.trim() === "") delete body.lng;
     const descripcion = form.elements.namedItem("descripcion").value.trim();
     if (descripcion) body.descripcion = descripcion;
     const button = document.getElementById("emg-enviar");
