@@ -101,7 +101,9 @@ PAGES = {
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_every_page_loads_without_errors_passes_axe_and_is_photographed(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+def test_every_page_loads_without_errors_passes_axe_and_is_photographed(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
     admin = build.usuario(3)
     build.efectivo(usuario_id=admin.id, nombre="Agente Administradora", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
     build.efectivo(nombre="Agente Antiguo", lat=40.42, lon=-3.71, posicion_en=datetime.now(UTC) - timedelta(hours=2))
@@ -202,3 +204,120 @@ def test_emergency_form_shows_spanish_errors_next_to_the_coordinates(browser: Br
         board.keyboard.press("Escape")
         expect(board.locator("#dialogo-emergencia")).to_be_hidden()
         expect(board.get_by_role("button", name="Nueva emergencia")).to_be_focused()
+
+
+# --- the field officer's phone page ---------------------------------------------------------------------------
+
+
+def _officer(build: Builders, **efectivo: object):  # type: ignore[no-untyped-def]
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    values = {"usuario_id": officer.id, "nombre": "Agente Elena"} | efectivo
+    return officer, build.efectivo(**values)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_officer_runs_a_tarea_sets_availability_and_shares_position_from_the_phone(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Patrulla del mercado", tipo="patrullaje")
+    build.asignacion(tarea, efectivo)
+    before = datetime.now(UTC)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (_, page):
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        expect(card).to_contain_text("Patrulla del mercado")
+        # Geolocation is granted at Puerta del Sol: the fix reaches the server with the time it was taken.
+        expect(page.locator("#posicion-estado")).to_contain_text("la central la tiene de hace", timeout=10_000)
+        seen = _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()
+        assert (seen["lat"], seen["lng"]) == (40.4169, -3.7035)
+        assert datetime.fromisoformat(seen["posicion_en"]) >= before - timedelta(seconds=5)
+        card.get_by_role("button", name="Iniciar").click()
+        expect(card.get_by_role("button", name="Pausar")).to_be_visible()
+        card.get_by_label("Motivo (opcional)").fill("Descanso de 10 minutos")
+        card.get_by_role("button", name="Pausar").click()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"][data-estado="pausada"]')).to_be_visible()
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Reanudar").click()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"][data-estado="en_curso"]')).to_be_visible()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Finalizar").click()
+        expect(page.locator("#historial")).to_contain_text("Patrulla del mercado · Finalizada")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        historial = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}/historial").json()
+        assert [h["estado_nuevo"] for h in historial] == ["en_curso", "pausada", "en_curso", "finalizada"]
+        assert historial[1]["motivo"] == "Descanso de 10 minutos"
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.get_by_role("button", name="No disponible")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "no_disponible"
+        shot(page, "mi-servicio", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Vigilancia nocturna", tipo="vigilancia")
+    build.asignacion(tarea, efectivo)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (context, page):
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        page.wait_for_function("navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(() => true)")
+        page.evaluate("navigator.serviceWorker.ready")
+        context.set_offline(True)
+        page.get_by_role("button", name="Fuera de servicio").click()
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Iniciar").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")
+        # Meanwhile the supervisor cancels the tarea: the queued "Iniciar" can no longer apply.
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "cancelada"}).status_code == 200
+        # Opening the page again without coverage shows the last known tareas (service worker + kept data).
+        page.reload()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        expect(page.locator("#red")).to_contain_text("Sin cobertura")
+        shot(page, "mi-sin-cobertura", size)
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        expect(page.locator("#conflictos")).to_contain_text(f"Iniciar {tarea.codigo}: no se aplicó")
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
+        page.get_by_role("button", name=f"Entendido: Iniciar {tarea.codigo}").click()
+        expect(page.locator("#conflictos li")).to_have_count(0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sos_raises_an_emergency_at_my_position_and_says_who_is_coming(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    officer, _ = _officer(build)
+    build.efectivo(nombre="Agente Compañero", lat=40.4180, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (_, page):
+        page.get_by_role("button", name="SOS").click()
+        expect(page.locator("#sos-resultado")).to_contain_text(re.compile(r"SOS EMG-\d{8}-\d{4}: va en camino Agente Compañero \(a 12\d m\)"), timeout=10_000)
+        shot(page, "mi-sos", size)
+
+
+def test_phone_page_first_load_is_under_200_kb(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, _):
+        cookies = context.cookies()
+    # A phone that never saw the page: no HTTP cache, no service worker; the session cookie only.
+    fresh = browser.new_context(**context_options(pw, "movil", server.url), service_workers="block")
+    try:
+        fresh.add_cookies(cookies)  # type: ignore[arg-type]
+        page = fresh.new_page()
+        page.context.new_cdp_session(page).send("Network.setCacheDisabled", {"cacheDisabled": True})
+        transferred: dict[str, int] = {}
+
+        def count(request) -> None:  # type: ignore[no-untyped-def]
+            sizes = request.sizes()
+            transferred[request.url] = transferred.get(request.url, 0) + sizes["responseBodySize"] + sizes["responseHeadersSize"]
+
+        page.on("requestfinished", count)
+        page.goto("/mi")
+        page.wait_for_load_state("networkidle")
+        total = sum(transferred.values())
+        print(f"/mi first load: {total} bytes transferred in {len(transferred)} requests")
+        for url, size in sorted(transferred.items(), key=lambda item: -item[1]):
+            print(f"  {size:>7}  {url.removeprefix(server.url)}")
+        assert total < 200_000
+    finally:
+        fresh.close()
