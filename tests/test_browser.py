@@ -321,3 +321,157 @@ def test_phone_page_first_load_is_under_200_kb(browser: Browser, pw: Playwright,
         assert total < 200_000
     finally:
         fresh.close()
+
+
+# --- operators' management pages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_admin_manages_usuarios_with_spanish_field_errors(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    admin = build.usuario(3)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, size, landing="/usuarios") as (_, page):
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Nuevo usuario").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Correo electrónico").fill("no-es-correo")
+        form.get_by_label("Contraseña inicial").fill("una-clave-larga-2026")
+        form.get_by_label("DNI").fill("12")
+        form.get_by_label("Nombre", exact=True).fill("Lucía")
+        form.get_by_label("Apellido").fill("Martín")
+        form.get_by_role("button", name="Crear").click()
+        expect(form.locator('[id$="-error-email"]')).to_have_text("Escriba un correo válido, p. ej. nombre@dominio.es.")
+        expect(form.locator('[id$="-error-dni"]')).to_have_text("Demasiado corto: al menos 5 caracteres.")
+        expect(form.get_by_label("DNI")).to_have_attribute("aria-invalid", "true")
+        form.get_by_label("Correo electrónico").fill("lucia@gad.test")
+        form.get_by_label("DNI").fill("44556677L")
+        form.get_by_role("button", name="Crear").click()
+        row = page.locator("#usuarios tr", has_text="lucia@gad.test")
+        expect(row).to_contain_text("Efectivo")
+        row.get_by_role("button", name="Editar Lucía Martín").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Nivel").select_option("2")
+        form.get_by_label("Teléfono").fill("+34 600 000 000")
+        form.get_by_label("Verificado").check()
+        form.get_by_role("button", name="Guardar").click()
+        expect(row).to_contain_text("Supervisor")
+        row.get_by_role("button", name="Restablecer la contraseña de Lucía Martín").click()
+        page.locator("dialog[open] form").get_by_label("Nueva contraseña").fill("otra-clave-larga-2026")
+        page.locator("dialog[open] form").get_by_role("button", name="Restablecer").click()
+        expect(page.locator("#aviso")).to_contain_text("sus sesiones se han cerrado")
+        row.get_by_role("button", name="Desactivar a Lucía Martín").click()
+        expect(row.locator("td").nth(4)).to_have_text("No")
+        row.get_by_role("button", name="Reactivar a Lucía Martín").click()
+        expect(row.locator("td").nth(4)).to_have_text("Sí")
+        shot(page, "usuarios-gestion", size)
+    created = [u for u in _api(server, build, admin, "GET", "/api/v1/users?q=lucia").json()["items"]]
+    assert [(u["nivel"], u["telefono"], u["verificado"], u["activo"]) for u in created] == [(2, "+34 600 000 000", True, True)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Pablo", apellido="Ruiz")
+    for n in range(55):
+        build.efectivo(codigo_interno=f"LOTE-{n:03d}", nombre=f"Agente Lote {n}")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size, landing="/efectivos") as (_, page):
+        page.on("dialog", lambda dialog: dialog.accept())
+        expect(page.locator("#total")).to_have_text("55 en total · del 1 al 50")
+        page.get_by_role("button", name="Siguiente").click()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        expect(page.locator("#efectivos tr")).to_have_count(5)
+        page.get_by_role("button", name="Nuevo efectivo").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Código interno").fill("AB")
+        form.get_by_label("Nombre").fill("Agente Pablo")
+        form.get_by_label("Usuario vinculado (para su página Mi servicio)").select_option(str(officer.id))
+        form.get_by_role("button", name="Crear").click()
+        expect(form.locator('[id$="-error-codigo_interno"]')).to_have_text("Demasiado corto: al menos 3 caracteres.")
+        form.get_by_label("Código interno").fill("PAB-001")
+        form.get_by_label("Unidad").fill("Móvil 7")
+        form.get_by_role("button", name="Crear").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        page.get_by_label("Buscar").fill("Pablo")
+        page.get_by_role("button", name="Filtrar").click()
+        expect(page.locator("#total")).to_have_text("1 en total · del 1 al 1")
+        row = page.locator("#efectivos tr", has_text="PAB-001")
+        expect(row).to_contain_text("sin posición")
+        row.get_by_role("button", name="Editar Agente Pablo").click()
+        page.locator("dialog[open] form").get_by_label("Rango").fill("Sargento")
+        page.locator("dialog[open] form").get_by_role("button", name="Guardar").click()
+        expect(row).to_contain_text("Sargento · Móvil 7")
+        row.get_by_role("button", name="Disponibilidad de Agente Pablo").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Disponibilidad").select_option("no_disponible")
+        form.get_by_label("Motivo (opcional)").fill("Cita médica")
+        form.get_by_role("button", name="Guardar").click()
+        expect(row.locator("[data-disponibilidad]")).to_have_text("No disponible")
+        shot(page, "efectivos-gestion", size)
+        row.get_by_role("button", name="Dar de baja a Agente Pablo").click()
+        expect(page.locator("#total")).to_have_text("0 en total · del 0 al 0")
+    [pablo] = _api(server, build, sup, "GET", "/api/v1/efectivos?q=Pablo&activo=false").json()["items"]
+    assert (pablo["usuario_id"], pablo["rango"], pablo["activo"]) == (officer.id, "Sargento", False)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_tarea_edit_that_lost_a_race_shows_the_other_change_and_reapplies_mine(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup, other = build.usuario(2), build.usuario(2)
+    tarea = build.tarea(sup, titulo="Vigilancia del museo", prioridad=2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size, landing=f"/tareas/{tarea.id}") as (_, page):
+        page.get_by_text("Editar datos").click()
+        expect(page.get_by_label("Título")).to_have_value("Vigilancia del museo")
+        page.get_by_label("Título").fill("Vigilancia del museo (refuerzo)")
+        # Someone else changes the prioridad meanwhile.
+        assert _api(server, build, other, "PATCH", f"/api/v1/tasks/{tarea.id}", json={"prioridad": 5, "notas": "Alerta de robo"}).status_code == 200
+        page.get_by_role("button", name="Guardar cambios").click()
+        conflict = page.locator("#conflicto")
+        expect(conflict).to_be_visible()
+        expect(conflict.locator('[data-campo="prioridad"]')).to_contain_text("5")
+        expect(conflict.locator('[data-campo="titulo"]')).to_contain_text("Vigilancia del museo (refuerzo)")
+        shot(page, "tarea-conflicto", size)
+        page.get_by_role("button", name="Reaplicar mis cambios").click()
+        expect(page.locator("#tarea-titulo")).to_have_text("Vigilancia del museo (refuerzo)")
+        expect(conflict).to_be_hidden()
+    saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (saved["titulo"], saved["prioridad"], saved["notas"]) == ("Vigilancia del museo (refuerzo)", 5, "Alerta de robo")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_board_counts_link_to_filtered_lists_and_the_feed_starts_from_the_log(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    for n in range(3):
+        assert (
+            _api(
+                server, build, sup, "POST", "/api/v1/tasks", json={"codigo": f"FEED-{n}", "titulo": f"Tarea del registro {n}", "tipo": "vigilancia"}
+            ).status_code
+            == 201
+        )
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, page):
+        expect(page.locator("#feed li")).to_have_count(3)
+        expect(page.locator("#feed li").first).to_contain_text("Tarea creada · FEED-2")
+        page.get_by_role("link", name="Ver todas las tareas programadas").click()
+        page.wait_for_url("**/tareas?estado=programada")
+        expect(page.locator("#total")).to_have_text("3 en total · del 1 al 3")
+        expect(page.get_by_label("Estado")).to_have_value("programada")
+
+
+def test_board_is_usable_from_the_keyboard(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD) as (_, page):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Saltar al contenido"
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "abrir-emergencia":
+                break
+        assert page.evaluate("document.activeElement.id") == "abrir-emergencia"
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("Latitud")).to_be_focused()
+        page.keyboard.type("40.4169")
+        page.keyboard.press("Tab")
+        page.keyboard.type("-3.7035")
+        page.keyboard.press("Enter")
+        expect(page.locator("#emg-resultado")).to_contain_text("Emergencia creada")
