@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from gad.commands.audit import audit_cli
+from gad.commands.demo import demo_patrol, demo_refresh
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -18,6 +19,8 @@ from gad.services import usuarios
 gad_cli = AppGroup("gad", help="GAD administration commands.")
 gad_cli.add_command(seed_demo)
 gad_cli.add_command(audit_cli)
+gad_cli.add_command(demo_patrol)
+gad_cli.add_command(demo_refresh)
 
 
 @gad_cli.command("create-admin")
