@@ -122,6 +122,7 @@ class Config:
         self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000)
+        self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0)
         self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30)
         self.MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
         self.SESSION_COOKIE_HTTPONLY = True

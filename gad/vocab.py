@@ -36,7 +36,7 @@ class Disponibilidad(StrEnum):
     NO_DISPONIBLE = "no_disponible"
 
 
-# The state machine of DESIGN §3: anything not listed here is rejected with 409.
+# The state machine (docs/ARCHITECTURE.md §6): anything not listed here is rejected with 409.
 TRANSICIONES: dict[EstadoTarea, frozenset[EstadoTarea]] = {
     EstadoTarea.PROGRAMADA: frozenset({EstadoTarea.EN_CURSO, EstadoTarea.CANCELADA}),
     EstadoTarea.EN_CURSO: frozenset({EstadoTarea.PAUSADA, EstadoTarea.FINALIZADA, EstadoTarea.CANCELADA}),

@@ -75,6 +75,14 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+def resource_response(out: Any, status: int = 200, location: str | None = None) -> Response:
+    """One versioned resource (an Out schema with ``version``) with its ETag, and its Location when just created."""
+    headers = {"ETag": etag(out.version)}
+    if location is not None:
+        headers["Location"] = location
+    return json_response(out, status, headers)
+
+
 def if_match_version() -> int | None:
     """The version a client based its write on (``If-Match: "3"``), or None when it sent none."""
     raw = request.headers.get("If-Match")

@@ -67,7 +67,7 @@ def seed_demo() -> None:
     for position, (codigo, titulo, tipo, prioridad, estado) in enumerate(DEMO_TAREAS):
         if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is not None:
             continue
-        tarea = tareas.create_tarea(
+        tarea_id = tareas.create_tarea(
             admin,
             {
                 "codigo": codigo,
@@ -80,11 +80,11 @@ def seed_demo() -> None:
                 "ubicacion_lng": CENTER[1] + OFFSETS[position][1],
                 "delegado_usuario_id": by_email["supervisor@gad.local"].id,
             },
-        )
+        )["id"]
         if position == 1:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:
-                asignaciones.assign(admin, tarea.id, [first.id], None)
+                asignaciones.assign(admin, tarea_id, [first.id], None)
         path = (
             {
                 EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
@@ -96,7 +96,7 @@ def seed_demo() -> None:
             else []
         )
         for step in path:
-            transitions.transition(admin, tarea.id, step, None, None)
+            transitions.transition(admin, tarea_id, step, None, None)
         created += 1
     db.session.commit()
     click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")

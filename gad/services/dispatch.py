@@ -20,11 +20,11 @@ from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
-from gad.realtime import events
+from gad.schemas.events import TaskAssigned
 from gad.services import tareas
 from gad.services.efectivos import change_disponibilidad
-from gad.services.tarea_events import tarea_payload
-from gad.services.tarea_queries import assigned_usuario_ids
+from gad.services.tarea_events import record_tarea_event
+from gad.services.tarea_queries import TareaRow, row_of
 from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _next_emergency_code(now: datetime) -> str:
 
 @dataclass(frozen=True)
 class EmergencyResult:
-    tarea: Tarea
+    tarea: TareaRow
     asignados: list[tuple[int, float]]
     motivo_sin_asignar: str | None = None
 
@@ -115,7 +115,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     radius = float(current_app.config["EMERGENCIA_RADIO_M"])
     max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
     codigo = _next_emergency_code(now)
-    tarea = tareas.create_tarea(
+    tarea = tareas.new_tarea(
         actor,
         {
             "codigo": codigo,
@@ -141,21 +141,13 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         asignados.append((efectivo.id, round(float(distance), 1)))
     db.session.flush()
     if asignados:
-        events.record(
-            db.session(),
-            "task_assigned",
-            "emergencias",
-            "tarea",
-            tarea.id,
-            actor.id,
-            tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id))},
-        )
+        record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})
     motivo = None
     if not asignados:
         motivo = why_nobody(lat, lng, radius, max_age, now)
         logger.warning("emergency %s raised with nobody available within %.0f m: %s", codigo, radius, motivo)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
-    return EmergencyResult(tarea, asignados, motivo)
+    return EmergencyResult(row_of(tarea), asignados, motivo)
 
 
 def why_nobody(lat: float, lng: float, radius_m: float, max_age_s: int, now: datetime) -> str:
