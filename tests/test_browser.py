@@ -234,6 +234,7 @@ def test_officer_runs_a_tarea_sets_availability_and_shares_position_from_the_pho
         assert datetime.fromisoformat(seen["posicion_en"]) >= before - timedelta(seconds=5)
         card.get_by_role("button", name="Iniciar").click()
         expect(card.get_by_role("button", name="Pausar")).to_be_visible()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
         card.get_by_label("Motivo (opcional)").fill("Descanso de 10 minutos")
         card.get_by_role("button", name="Pausar").click()
         expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"][data-estado="pausada"]')).to_be_visible()

@@ -88,7 +88,15 @@ function renderTareas() {
   const abiertas = tareas.filter((t) => ["programada", "en_curso", "pausada"].includes(t.estado));
   const orden = { en_curso: 0, pausada: 1, programada: 2 };
   abiertas.sort((a, b) => orden[a.estado] - orden[b.estado] || (a.inicio_programado ?? "").localeCompare(b.inicio_programado ?? ""));
+  // Live updates redraw the cards: keep what the officer is typing (and where) across the redraw.
+  const typed = new Map([...$("actuales").querySelectorAll("input")].map((input) => [input.id, input.value]));
+  const focused = document.activeElement?.id;
   $("actuales").replaceChildren(...(abiertas.length ? abiertas.map(tareaCard) : [el("li", { class: "vacio" }, "No tiene tareas abiertas.")]));
+  for (const [id, value] of typed) {
+    const input = document.getElementById(id);
+    if (input) input.value = value;
+  }
+  if (focused && $("actuales").querySelector(`#${CSS.escape(focused)}`)) document.getElementById(focused).focus();
   const hechas = tareas.filter((t) => !["programada", "en_curso", "pausada"].includes(t.estado));
   $("historial").replaceChildren(...hechas.map((t) => el("li", {}, `${t.codigo} · ${t.titulo} · ${ESTADOS[t.estado]}`)));
 }
@@ -129,6 +137,8 @@ function showOffline() {
 
 async function transition(t, estado, label, motivo) {
   // Shown at once; the outbox applies it (once) when there is coverage.
+  const motivoInput = document.getElementById(`motivo-${t.id}`);
+  if (motivoInput) motivoInput.value = "";
   t.estado = estado;
   renderTareas();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
