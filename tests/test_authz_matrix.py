@@ -79,6 +79,8 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /tareas/<int:tarea_id>": ("page", _no_body("/tareas/{w.tarea.id}")),
     "GET /tareas/nueva": ("page_supervisor", _no_body("/tareas/nueva")),
     "POST /tareas/nueva": ("csrf_page", lambda w: ("/tareas/nueva", {"data": {"codigo": "PAGE-1"}})),
+    "GET /cambiar-clave": ("page", _no_body("/cambiar-clave")),
+    "POST /cambiar-clave": ("csrf_page", lambda w: ("/cambiar-clave", {"data": {"password": "x"}})),
     "GET /efectivos": ("page", _no_body("/efectivos")),
     "GET /mapa": ("page", _no_body("/mapa")),
     "GET /tareas": ("page", _no_body("/tareas?estado=programada")),

@@ -476,3 +476,37 @@ def test_board_is_usable_from_the_keyboard(browser: Browser, pw: Playwright, ser
         page.keyboard.type("-3.7035")
         page.keyboard.press("Enter")
         expect(page.locator("#emg-resultado")).to_contain_text("Emergencia creada")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_usuario_created_by_an_administrador_changes_the_password_at_first_login(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    admin = build.usuario(3)
+    body = {"email": f"nuevo-{size}@gad.test", "password": "clave-inicial-2026", "dni": f"7777{len(size)}777N", "nombre": "Nuevo", "apellido": "Agente"}
+    assert _api(server, build, admin, "POST", "/api/v1/users", json=body).json()["debe_cambiar_password"] is True
+    context = browser.new_context(**context_options(pw, size, server.url))
+    try:
+        page = context.new_page()
+        page.goto("/login?next=/mi")
+        page.get_by_label("Correo electrónico").fill(body["email"])
+        page.get_by_label("Contraseña").fill(body["password"])
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url("**/cambiar-clave?next=/mi")
+        assert axe_violations(page) == []
+        shot(page, "cambiar-clave", size)
+        page.get_by_label("Contraseña actual").fill(body["password"])
+        page.get_by_label("Nueva contraseña (al menos 10 caracteres)").fill("corta")
+        page.get_by_label("Repita la nueva contraseña").fill("corta")
+        page.get_by_role("button", name="Guardar y continuar").click()
+        expect(page.locator("#error-password")).to_have_text("Demasiado corta: al menos 10 caracteres.")
+        page.get_by_label("Contraseña actual").fill(body["password"])
+        page.get_by_label("Nueva contraseña (al menos 10 caracteres)").fill("mi-clave-propia-2026")
+        page.get_by_label("Repita la nueva contraseña").fill("mi-clave-propia-2026")
+        page.get_by_role("button", name="Guardar y continuar").click()
+        page.wait_for_url(server.url + "/mi")
+        expect(page.get_by_role("heading", name="Mi servicio")).to_be_visible()
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+    finally:
+        context.close()
