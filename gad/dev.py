@@ -19,7 +19,9 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from config import ConfigError, load_config
 from gad.embedded import DEFAULT_PORT, EmbeddedPostgres, free_port, wait_until_accepting
+from gad.serve import GUNICORN_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
@@ -81,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if env.get("GAD_ENV", "development") == "production":
         print("gad.dev is for development; production uses DATABASE_URL and gunicorn directly.", file=sys.stderr)
         return 1
+    try:
+        # Every setting checked first (one line naming the variable), as the image's gad.serve does.
+        load_config()
+    except ConfigError as exc:
+        print(f"GAD configuration error: {exc}", file=sys.stderr)
+        return 1
     port = int(env.get("PORT", "8080"))
     if not port_is_free(port):
         print(f"El puerto {port} está ocupado (¿otro GAD en marcha?). Párelo o use otro: PORT={port + 1} ./scripts/run", file=sys.stderr)
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([*FLASK, "gad", "demo-refresh"], check=True, env=env, cwd=ROOT)
         say(f"Arrancando gunicorn en el puerto {port}")
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        server = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env)
+        server = subprocess.Popen([gunicorn, *GUNICORN_ARGS], cwd=ROOT, env=env)
         children.append(server)
         if not wait_healthy(f"http://127.0.0.1:{port}", server) or stopping:
             if not stopping:

@@ -82,6 +82,7 @@ def _write_pending_events(session: Session) -> None:
         raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
     last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
     now = utcnow()
+    key = chain.current_key()
     for offset, item in enumerate(pending, start=1):
         fields = {
             "id": last_id + offset,
@@ -94,7 +95,7 @@ def _write_pending_events(session: Session) -> None:
             "payload": _jsonable(item.payload),
             "created_at": now,
         }
-        digest = chain.link(prev_hash, chain.canonical(**fields))
+        digest = chain.link(key, prev_hash, chain.canonical(**fields))
         session.add(Evento(**fields, prev_hash=prev_hash, hash=digest))
         prev_hash = digest
     session.flush()

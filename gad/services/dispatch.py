@@ -25,13 +25,11 @@ from gad.services import tareas
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, row_of
-from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
+from gad.vocab import PREFIJO_EMERGENCIA, Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_008.8
-# Emergency codes are numbered per day; this lock serialises only the numbering, per day.
-_EMERGENCY_CODE_LOCK = 727_100
 
 
 @dataclass(frozen=True)
@@ -90,10 +88,16 @@ def _age(efectivo: Efectivo, now: datetime) -> float:
 
 
 def _next_emergency_code(now: datetime) -> str:
+    """``EMG-<UTC day>-<n>``, n from a database sequence: concurrent emergencies never wait for or collide
+    with each other, and no row a user can create blocks the numbering. The prefix is reserved (ordinary
+    tareas cannot take it), but a code held by an older or imported row is skipped, never reused."""
     day = now.strftime("%Y%m%d")
-    db.session.execute(text("SELECT pg_advisory_xact_lock(:key, :day)"), {"key": _EMERGENCY_CODE_LOCK, "day": int(day)})
-    count = db.session.scalar(select(func.count()).select_from(Tarea).where(Tarea.codigo.like(f"EMG-{day}-%"))) or 0
-    return f"EMG-{day}-{count + 1:04d}"
+    while True:
+        number = db.session.scalar(text("SELECT nextval('emergencias_codigo_seq')"))
+        codigo = f"{PREFIJO_EMERGENCIA}{day}-{number:04d}"
+        if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is None:
+            return codigo
+        logger.warning("emergency code %s is held by another tarea; skipped", codigo)
 
 
 @dataclass(frozen=True)
