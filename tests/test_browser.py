@@ -171,7 +171,9 @@ def test_operator_raises_emergency_officer_phone_gets_it_and_the_board_shows_the
         shot(phone, "mi-alerta", "movil")
         phone.get_by_role("button", name="Acepto").click()
         expect(phone.locator("#alerta-estado")).to_contain_text("enviada", timeout=5_000)
-        expect(board.locator('.lista-emergencias [data-respuesta="acepto"]')).to_contain_text("acepta", timeout=5_000)
+        expect(board.locator('.lista-emergencias [data-respuesta="acepto"], #emergencias [data-marca="aceptada"]').first).to_contain_text(
+            re.compile("acepta", re.I), timeout=5_000
+        )
         shot(board, "tablero-emergencia-aceptada", size)
 
 

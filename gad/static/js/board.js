@@ -146,7 +146,7 @@ async function loadFeed() {
 function onAnswer(frame) {
   const d = frame.data ?? {};
   if (!d.tarea_id || !["acepto", "no_puedo"].includes(d.respuesta)) return;
-  const quien = d.destinatario_nombre ?? d.usuario_nombre ?? efectivoDeUsuario(d.usuario_id) ?? "El efectivo";
+  const quien = d.destinatario ?? efectivoDeUsuario(d.usuario_id) ?? "El efectivo";
   const texto = d.respuesta === "acepto" ? `${quien} acepta` : `${quien} no puede${d.motivo ? `: ${d.motivo}` : ""}`;
   answers.set(d.tarea_id, { respuesta: d.respuesta, texto });
   anuncio.textContent = `${texto} (${tareas.get(d.tarea_id)?.codigo ?? "tarea " + d.tarea_id})`;
