@@ -486,7 +486,7 @@ def test_a_usuario_created_by_an_administrador_changes_the_password_at_first_log
 ) -> None:
     admin = build.usuario(3)
     body = {"email": f"nuevo-{size}@gad.test", "password": "clave-inicial-2026", "dni": f"7777{len(size)}777N", "nombre": "Nuevo", "apellido": "Agente"}
-    assert _api(server, build, admin, "POST", "/api/v1/users", json=body).json()["debe_cambiar_password"] is True
+    assert _api(server, build, admin, "POST", "/api/v1/users", json=body).json()["debe_cambiar_clave"] is True
     context = browser.new_context(**context_options(pw, size, server.url))
     try:
         page = context.new_page()

@@ -28,7 +28,7 @@ def _password_change_first() -> WerkzeugResponse | None:
     if request.blueprint not in ("pages", "consola") or request.endpoint in _OPEN_WHILE_CHANGING:
         return None
     usuario = _page_user()
-    if usuario is not None and usuario.debe_cambiar_password:
+    if usuario is not None and usuario.debe_cambiar_clave:
         return redirect(url_for("consola.cambiar_clave", next=request.full_path.rstrip("?")))
     return None
 
