@@ -155,9 +155,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
+    from gad.blueprints import auth, cache_admin, consola, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, turnos, reportes):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, consola, turnos, reportes):
         app.register_blueprint(module.bp)
     for module in (turnos, reportes):  # their dashboard pages (Planificación, Informes)
         app.register_blueprint(module.pages)

@@ -104,8 +104,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        # Emergency codes come from a sequence no table owns: restart it too, so each test numbers from 1.
-        cur.execute("ALTER SEQUENCE emergencias_codigo_seq RESTART")
+        # Emergency numbers come from a sequence no table owns (RESTART IDENTITY leaves it): every test starts at 0001.
+        cur.execute("ALTER SEQUENCE IF EXISTS emergencias_codigo_seq RESTART")
         # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.
         cur.execute("SELECT last_id, last_hash, now() FROM eventos_contador WHERE id = 1")
         last_id, last_hash, now = cur.fetchone()

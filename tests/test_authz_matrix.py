@@ -86,8 +86,13 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /tareas/<int:tarea_id>": ("page", _no_body("/tareas/{w.tarea.id}")),
     "GET /tareas/nueva": ("page_supervisor", _no_body("/tareas/nueva")),
     "POST /tareas/nueva": ("csrf_page", lambda w: ("/tareas/nueva", {"data": {"codigo": "PAGE-1"}})),
+    "GET /cambiar-clave": ("page", _no_body("/cambiar-clave")),
+    "POST /cambiar-clave": ("csrf_page", lambda w: ("/cambiar-clave", {"data": {"password": "x"}})),
     "GET /efectivos": ("page", _no_body("/efectivos")),
     "GET /mapa": ("page", _no_body("/mapa")),
+    "GET /tareas": ("page", _no_body("/tareas?estado=programada")),
+    "GET /mi": ("page", _no_body("/mi")),
+    "GET /mi/sw.js": ("public", _no_body("/mi/sw.js")),
     "GET /usuarios": ("page_admin", _no_body("/usuarios")),
     "POST /api/v1/auth/login": ("public", _json("/api/v1/auth/login", lambda w: {"email": w.admin.email, "password": PASSWORD})),
     "POST /api/v1/auth/logout": ("auth", _no_body("/api/v1/auth/logout")),
@@ -161,6 +166,7 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /api/v1/reportes/tareas.csv": ("supervisor", _no_body("/api/v1/reportes/tareas.csv")),
     "GET /informes": ("page_supervisor", _no_body("/informes")),
     "GET /api/v1/auditoria/export": ("admin", _no_body("/api/v1/auditoria/export")),
+    "GET /api/v1/eventos/recientes": ("auth", _no_body("/api/v1/eventos/recientes?limit=5")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",

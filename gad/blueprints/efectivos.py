@@ -105,4 +105,4 @@ def set_disponibilidad(efectivo_id: int) -> Response:
 def set_ubicacion(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(UbicacionIn)
-    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng))
+    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng, body.registrado_en))

@@ -54,6 +54,7 @@ def emergency() -> Response:
         tarea=TareaOut.model_validate(result.tarea),
         asignados=[AsignadoDistancia(efectivo_id=e, distancia_m=d) for e, d in result.asignados],
         sin_asignar=not result.asignados,
+        motivo_sin_asignar=result.motivo_sin_asignar,
     )
     return json_response(out, 201, {"Location": url_for("tareas.get_tarea", tarea_id=out.tarea.id), "ETag": etag(out.tarea.version)})
 

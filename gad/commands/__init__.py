@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 from gad.commands.audit import audit_cli
 from gad.commands.auditoria_export import export as audit_export
 from gad.commands.auditoria_export import verify_export
+from gad.commands.demo import demo_patrol, demo_refresh
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -41,6 +42,10 @@ def openapi_document(check: bool) -> None:
         return
     target.write_text(text, encoding="utf-8")
     click.echo(f"wrote {target} ({len(text.encode())} bytes){'' if current != text else ', unchanged'}")
+
+
+gad_cli.add_command(demo_patrol)
+gad_cli.add_command(demo_refresh)
 
 
 @gad_cli.command("create-admin")

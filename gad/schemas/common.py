@@ -107,6 +107,7 @@ class FieldError(BaseModel):
     field: str
     message: str
     type: str
+    mensaje: str | None = Field(None, description="The same error in Spanish, as the dashboard shows it")
 
 
 class Problem(BaseModel):

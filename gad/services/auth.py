@@ -97,12 +97,21 @@ def check_password_policy(password: str, email: str | None, field: str = "passwo
     if len(password) < minimum:
         raise ValidationProblem(
             "Password too weak.",
-            errors=[{"field": f"body.{field}", "message": f"must have at least {minimum} characters", "type": "password_policy"}],
+            errors=[
+                {
+                    "field": f"body.{field}",
+                    "message": f"must have at least {minimum} characters",
+                    "type": "password_policy",
+                    "mensaje": f"Demasiado corta: al menos {minimum} caracteres.",
+                }
+            ],
         )
     if email and password.strip().lower() == email.strip().lower():
         raise ValidationProblem(
             "Password too weak.",
-            errors=[{"field": f"body.{field}", "message": "must not be the e-mail address", "type": "password_policy"}],
+            errors=[
+                {"field": f"body.{field}", "message": "must not be the e-mail address", "type": "password_policy", "mensaje": "No puede ser igual al correo."}
+            ],
         )
 
 
