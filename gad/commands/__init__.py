@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from gad.commands.audit import audit_cli
+from gad.commands.grupo_gad import import_grupo_gad
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -18,6 +19,7 @@ from gad.services import usuarios
 gad_cli = AppGroup("gad", help="GAD administration commands.")
 gad_cli.add_command(seed_demo)
 gad_cli.add_command(audit_cli)
+gad_cli.add_command(import_grupo_gad)
 
 
 @gad_cli.command("create-admin")

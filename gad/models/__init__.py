@@ -4,6 +4,7 @@ from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
 from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
+from gad.models.procedencia import Procedencia
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
 
@@ -16,6 +17,7 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "Procedencia",
     "Tarea",
     "TokenRevocado",
     "Usuario",
