@@ -151,7 +151,8 @@ def test_duplicate_codigo_is_409(app: Flask, client: FlaskClient, build: Builder
 def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo()
-    base = datetime(2026, 12, 1, tzinfo=UTC)
+    # Far from the builders' default start (now + 1 h), so only ``a`` falls inside the window below.
+    base = datetime(2031, 12, 1, tzinfo=UTC)
     a = build.tarea(sup, prioridad=1, tipo="vigilancia", inicio_programado=base, fin_programado=base + timedelta(hours=1))
     b = build.tarea(sup, prioridad=5, estado="en_curso", inicio_real=base, delegado_usuario_id=sup.id, titulo="Buscar la aguja")
     c = build.tarea(sup, prioridad=3, estado="pausada", inicio_real=base)
@@ -171,7 +172,7 @@ def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) 
     assert ids(f"delegado_usuario_id={sup.id}") == [b.id]
     assert ids(f"efectivo_id={efectivo.id}") == [c.id]
     assert ids("q=aguja") == [b.id]
-    assert ids("desde=2026-11-30T00:00:00Z&hasta=2026-12-02T00:00:00Z") == [a.id]
+    assert ids("desde=2031-11-30T00:00:00Z&hasta=2031-12-02T00:00:00Z") == [a.id]
     assert ids("sort=prioridad") == [a.id, c.id, b.id]
     assert ids("sort=-prioridad") == [b.id, c.id, a.id]
     page = client.get("/api/v1/tasks?limit=1&offset=1&sort=prioridad", headers=headers).get_json()
