@@ -263,7 +263,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                 delegado = 6
                 expected.problems[("tarea", n)] = "usuario 6, which cannot be imported"
             elif n == 16:
-                array = array + [99999]
+                array = [*array, 99999]
                 expected.problems[("tarea", n)] = "efectivo 99999, which does not exist in the source"
             elif n == 18:  # COMPLETED in the future
                 real_start = datetime.now(UTC) + timedelta(days=30)
@@ -271,7 +271,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                 expected.problems[("tarea", n)] = "in the future"
             elif n == 22:  # PAUSED, and claims an efectivo that tarea 21 (IN_PROGRESS) already works
                 shared = table_of_21[0]
-                array, table = array + [shared], table + [shared]
+                array, table = [*array, shared], [*table, shared]
                 expected.problems[("tarea", n)] = "already actively assigned"
             elif n == 30:
                 deleted = _naive(inicio + timedelta(days=1))
@@ -285,7 +285,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
             if n in (44, 45) and active is False:
                 extra = rng.choice(good_efectivos)
                 if extra not in array:
-                    array = array + [extra]
+                    array = [*array, extra]
                     expected.disagreements.add(n)
             if n == 21:
                 if not table:
