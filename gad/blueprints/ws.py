@@ -24,7 +24,7 @@ from gad.errors import ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
 from gad.models import utcnow
 from gad.realtime.hub import BATCH, CLOSE_POLICY, Connection, PartialFrame, StoredEvent, can_resume, events_after, hub
-from gad.schemas.ws import ClientFrame, WsConnectQuery
+from gad.schemas.ws import EVENT_TYPE_TOPICS, ClientFrame, Topics, WsConnectQuery
 from gad.security import current_user, resolve_user
 from gad.vocab import Nivel
 
@@ -141,9 +141,17 @@ def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
         return
     if frame.event_type == "pong":
         return
-    topics = set(frame.data.topics if frame.data else [])
+    try:
+        wanted = Topics.model_validate(frame.data or {})
+    except ValidationError:
+        _send_json(conn, "error", {"message": "subscribe/unsubscribe need data.topics (or data.events): a list of names"})
+        return
+    topics = set(wanted.topics or [])
+    unknown_events = {name for name in wanted.events or [] if name not in EVENT_TYPE_TOPICS}
+    for name in set(wanted.events or []) - unknown_events:
+        topics |= EVENT_TYPE_TOPICS[name]
     allowed = policy.visible_topics(conn.usuario)
-    unknown = topics - set(policy.TOPIC_MIN_NIVEL)
+    unknown = (topics - set(policy.TOPIC_MIN_NIVEL)) | unknown_events
     forbidden = (topics & set(policy.TOPIC_MIN_NIVEL)) - allowed
     if unknown or forbidden:
         _send_json(conn, "error", {"message": "Unknown or forbidden topics.", "unknown": sorted(unknown), "forbidden": sorted(forbidden)})
