@@ -340,3 +340,18 @@ def test_imported_usuario_logs_in_with_old_password_then_has_argon2id(source: tu
     refused = live_server.post("/api/v1/auth/login", data={"username": row["email"], "password": legacy.OTHER_PASSWORD})
     assert refused.status_code == 401
     assert query(database_url, "SELECT password_hash FROM usuarios WHERE email = %s", (row["email"],))[0]["password_hash"] == row["password_hash"]
+
+
+def test_bcrypt_hashes_verify_on_the_first_72_bytes_and_always_need_rehash(app: Any) -> None:
+    import bcrypt
+
+    from gad.services import auth
+
+    long_password = "á" * 50  # 100 bytes in UTF-8: bcrypt 5 refuses it, the old system used its first 72
+    old_hash = bcrypt.hashpw(long_password.encode()[:72], bcrypt.gensalt(4)).decode()
+    with app.app_context():
+        assert auth.verify_password(old_hash, long_password)
+        assert not auth.verify_password(old_hash, "á" * 35)
+        assert not auth.verify_password("$2b$04$not-a-valid-bcrypt-hash", long_password)
+        assert auth.needs_rehash(old_hash)
+        assert not auth.needs_rehash(auth.hash_password("una-clave-nueva-larga"))
