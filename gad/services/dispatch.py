@@ -22,6 +22,9 @@ from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
 from gad.realtime import events
 from gad.services import tareas
+from gad.services.efectivos import change_disponibilidad
+from gad.services.tarea_events import tarea_payload
+from gad.services.tarea_queries import assigned_usuario_ids
 from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
@@ -131,7 +134,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     asignados: list[tuple[int, float]] = []
     for efectivo, distance in rows:
         db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
-        tareas.mark_working(efectivo, actor)
+        change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
     db.session.flush()
     if asignados:
@@ -142,7 +145,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
             "tarea",
             tarea.id,
             actor.id,
-            tareas.tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id))},
+            tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id))},
         )
     if not asignados:
         logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
