@@ -151,6 +151,8 @@ class Report:
         out.append(f"  usuarios imported inactive: {self.inactive_deleted} deleted in GRUPO_GAD, {self.inactive_unverified} never verified")
         out.append(f"Rows that cannot be imported ({len(self.problems)}):")
         out.extend(f"  {p.line()}" for p in self.problems)
+        if self.dry_run and self.problems:
+            out.append("  (an import without --skip-invalid stops at the first batch holding one of these rows)")
         out.append(f"Source rows changed since they were imported, not overwritten ({len(self.changed)}):")
         out.extend(f"  {entidad} {old_id}" for entidad, old_id in self.changed)
         out.append(f"Assignment stores that disagree ({len(self.disagreements)}):")
@@ -248,6 +250,12 @@ def _validate(schema: type[BaseModel], values: dict[str, Any], reasons: list[str
     except ValidationError as exc:
         reasons.extend(_errors(exc))
         return None
+
+
+def _extra(value: Any, **provenance: Any) -> dict[str, Any]:
+    """The old JSON column (normally an object) with where the row came from added under ``importado_de``."""
+    base = value if isinstance(value, dict) else ({} if value is None else {"grupo_gad": value})
+    return base | {"importado_de": {"sistema": SISTEMA, **provenance}}
 
 
 def _notas_text(notas: Any) -> str | None:
@@ -496,7 +504,7 @@ class Importer:
                         "ultimo_acceso": _utc(row["ultimo_acceso"]),
                         "intentos_fallidos": row["intentos_fallidos"] or 0,
                         "bloqueado_hasta": _utc(row["bloqueado_hasta"]),
-                        "extra": (row["extra_data"] or {}) | {"importado_de": {"sistema": SISTEMA, "id": row["id"], "inactivo_por": motivo}},
+                        "extra": _extra(row["extra_data"], id=row["id"], inactivo_por=motivo),
                         "created_at": _utc(row["created_at"]),
                         "updated_at": _utc(row["updated_at"]),
                     }
@@ -586,7 +594,7 @@ class Importer:
                         "estado_disponibilidad": disponibilidad,
                         "estado_cambiado_en": _utc(row["ultima_actualizacion_estado"]),
                         "activo": row["deleted_at"] is None,
-                        "extra": (row["metadata"] or {}) | {"importado_de": {"sistema": SISTEMA, "id": row["id"]}},
+                        "extra": _extra(row["metadata"], id=row["id"]),
                         "created_at": _utc(row["created_at"]),
                         "updated_at": _utc(row["updated_at"]),
                     }
@@ -706,7 +714,7 @@ class Importer:
                         "delegado_usuario_id": delegado,
                         "creado_por_usuario_id": creador,
                         "notas": data["notas"],
-                        "extra": (row["extra_data"] or {}) | {"importado_de": {"sistema": SISTEMA, "id": row["id"]}},
+                        "extra": _extra(row["extra_data"], id=row["id"]),
                         "created_at": creado,
                         "updated_at": _utc(row["updated_at"]),
                         "deleted_at": _utc(row["deleted_at"]),
