@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,8 @@ def problem_lines(output: str) -> dict[tuple[str, int], str]:
     section = output.split("Rows that cannot be imported", 1)[1].split("Source rows changed", 1)[0]
     out = {}
     for line in section.splitlines()[1:]:
+        if line.strip().startswith("("):
+            continue
         head, _, reasons = line.strip().partition(": ")
         entidad, _, old_id = head.partition(" ")
         out[(entidad, int(old_id))] = reasons
@@ -263,23 +266,34 @@ def test_import_brings_every_row_and_reruns_change_nothing(source: tuple[str, le
     assert query(database_url, "SELECT titulo FROM tareas WHERE codigo = 'GAD-2024-00050'")[0]["titulo"] == titulo
 
 
-def test_import_interrupted_resumes_without_duplicates(source: tuple[str, legacy.Expected], database_url: str) -> None:
+def test_import_interrupted_resumes_without_duplicates(source: tuple[str, legacy.Expected], database_url: str, tmp_path: Any) -> None:
     source_url, expected = source
     env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": database_url, "TEST_DATABASE_URL": database_url}
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "import-grupo-gad", source_url, "--skip-invalid", "--batch-size", "5"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("tarea"):  # a few tarea batches are committed: stop it in the middle
-            process.send_signal(signal.SIGINT)
-            break
-    out, _ = process.communicate(timeout=120)
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "import-grupo-gad", source_url, "--skip-invalid", "--batch-size", "1"]
+    with (tmp_path / "stderr").open("w") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        # Wait until some tarea batches are committed, then hold the event counter's row lock: the import
+        # blocks at its next commit, so the signal lands mid-run however slow this machine is.
+        deadline = time.monotonic() + 300
+        while not provenance(database_url, "tarea"):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        blocker = psycopg2.connect(database_url)
+        with blocker.cursor() as cur:
+            cur.execute("SELECT 1 FROM eventos_contador WHERE id = 1 FOR UPDATE")
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        blocker.rollback()
+        blocker.close()
+        out, _ = process.communicate(timeout=120)
     assert process.returncode == 130, out
     assert "INTERRUPTED" in out
     partial = provenance(database_url, "tarea")
     assert 0 < len(partial) < 300
     # Committed batches are whole: every recorded tarea exists, with its import history row.
     assert query(database_url, "SELECT count(*) AS n FROM tareas")[0]["n"] == len(partial)
+    assert query(database_url, "SELECT count(*) AS n FROM historial_estados WHERE motivo LIKE 'Importada%%'")[0]["n"] == len(partial)
+    assert provenance(database_url, "historial") == {}
 
     result = run_import(database_url, source_url, "--skip-invalid", "--batch-size", "50")
     assert result.returncode == 0, result.stderr
