@@ -13,14 +13,15 @@ from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import assigned_efectivos, load_tarea
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
-def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> Tarea:
+def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
     """Assign efectivos (supervisor+). Each must be active, disponible and hold no other active assignment.
 
     Efectivo rows are locked in id order (no deadlock between two dispatchers); the partial unique index
@@ -65,11 +66,11 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_assigned", tarea, actor, {"efectivo_ids": ids})
-    return tarea
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids})
+    return row_of(tarea)
 
 
-def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> Tarea:
+def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
     """Release one efectivo from a tarea (supervisor+); they become disponible again if they were working it."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
@@ -88,8 +89,8 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
         change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_unassigned", tarea, actor, {"efectivo_ids": [efectivo_id]})
-    return tarea
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo_id]})
+    return row_of(tarea)
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:
