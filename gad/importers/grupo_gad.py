@@ -40,7 +40,7 @@ from gad.realtime import events
 from gad.schemas.efectivos import EfectivoIn
 from gad.schemas.tareas import TareaIn
 from gad.schemas.usuarios import UsuarioIn
-from gad.vocab import ESTADOS_ACTIVOS, EstadoTarea
+from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, EstadoTarea
 
 logger = logging.getLogger(__name__)
 
@@ -765,6 +765,10 @@ class Importer:
         for what, value in (("inicio_real", inicio), ("fin_real", fin)):
             if value is not None and value > self.now + FUTURE_TOLERANCE:
                 reasons.append(f"{what} {value.isoformat()} is in the future (impossible dates)")
+        for what in ("inicio_real", "fin_real", "pausado_en"):  # the scheduled ones are checked by TareaIn
+            value = _utc(row[what])
+            if value is not None and not TIEMPO_MIN <= value < TIEMPO_MAX:
+                reasons.append(f"{what} {value.isoformat()} is outside {TIEMPO_MIN.year}-{TIEMPO_MAX.year} (impossible dates)")
         pausado = row["tiempo_pausado"]
         if pausado is not None and pausado < timedelta(0):
             reasons.append("tiempo_pausado is negative (impossible dates)")

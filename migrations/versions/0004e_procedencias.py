@@ -4,7 +4,7 @@ Reviewed by hand: no foreign key on new_id (it points into different tables per 
 key (sistema, entidad, old_id) is what makes re-runs and resumed imports idempotent.
 
 Revision ID: 0004e
-Revises: 0003
+Revises: 0004d
 Create Date: 2026-11-29 23:40:00
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004e"
-down_revision = "0003"
+down_revision = "0004d"
 branch_labels = None
 depends_on = None
 
