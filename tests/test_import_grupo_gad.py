@@ -232,6 +232,10 @@ def test_import_brings_every_row_and_reruns_change_nothing(source: tuple[str, le
     batches = [e for e in eventos if e["event_type"] == "import_batch"]
     assert len(eventos) == len(batches) + 2 and all(e["topic"] == "sistema" for e in eventos)
     assert sum(e["payload"]["rows"] for e in batches) == counts(database_url)["procedencias"]
+    from gad.schemas.events import EVENT_PAYLOADS
+
+    for evento in eventos:  # each payload is exactly its typed, documented shape
+        assert EVENT_PAYLOADS[evento["event_type"]].model_validate(evento["payload"]).to_json() == evento["payload"]
     verify = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "audit", "verify"],
         cwd=ROOT,

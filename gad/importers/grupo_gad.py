@@ -38,6 +38,7 @@ from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Procedencia, Tarea, Usuario, utcnow
 from gad.realtime import events
 from gad.schemas.efectivos import EfectivoIn
+from gad.schemas.events import ImportBatch, ImportFinished, ImportStarted
 from gad.schemas.tareas import TareaIn
 from gad.schemas.usuarios import UsuarioIn
 from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, EstadoTarea
@@ -48,7 +49,8 @@ SISTEMA = "grupo_gad"
 KNOWN_REVISION = "8a888f8e3bc5"
 REQUIRED_TABLES = ("alembic_version", "usuarios", "efectivos", "tareas", "tarea_efectivos", "historial_estados")
 ENTIDADES = ("usuario", "efectivo", "tarea", "historial")
-EVENT_TOPIC = "sistema"
+# Import events reach live clients following topic "sistema" as a handful of frames (one per batch).
+_EVENT: dict[str, Any] = {"topic": "sistema", "entity_type": "importacion", "entity_id": None, "actor_id": None}
 
 # The old database stores enum *names* (upper-case English); GAD stores the API's lower-case values.
 NIVELES = {"LEVEL_1": 1, "LEVEL_2": 2, "LEVEL_3": 3}
@@ -137,6 +139,7 @@ class Report:
             "changed": len(self.changed),
             "disagreements": len(self.disagreements),
             "interrupted": self.interrupted,
+            "stopped": self.stopped is not None,
         }
 
     def lines(self) -> list[str]:
@@ -300,7 +303,7 @@ class Importer:
         imported unless skipping was asked for; that batch is left for the caller to roll back."""
         self._describe_source()
         if not self.dry_run:
-            events.record(db.session(), "import_started", EVENT_TOPIC, "importacion", None, None, {"sistema": SISTEMA, **self.report.source})
+            events.record(db.session(), ImportStarted(sistema=SISTEMA, **self.report.source), **_EVENT)
             self.end_batch()
         for eid, label in db.session.execute(
             select(Asignacion.efectivo_id, Tarea.codigo).join(Tarea, Tarea.id == Asignacion.tarea_id).where(Asignacion.liberado_en.is_(None))
@@ -319,7 +322,7 @@ class Importer:
 
     def record_finished(self) -> None:
         """The closing event of a real run (also after a stop or an interruption), for the caller to commit."""
-        events.record(db.session(), "import_finished", EVENT_TOPIC, "importacion", None, None, {"sistema": SISTEMA, **self.report.summary()})
+        events.record(db.session(), ImportFinished(sistema=SISTEMA, **self.report.summary()), **_EVENT)
 
     def _describe_source(self) -> None:
         with self.source.cursor() as cur:
@@ -397,21 +400,14 @@ class Importer:
             self.report.counts[entidad].imported += len(inserted)
             old_ids = [o for o, _, _ in inserted]
             new_ids = [n for _, n, _ in inserted]
-            events.record(
-                db.session(),
-                "import_batch",
-                EVENT_TOPIC,
-                "importacion",
-                None,
-                None,
-                {
-                    "sistema": SISTEMA,
-                    "entidad": entidad,
-                    "rows": len(inserted),
-                    "old_ids": [min(old_ids), max(old_ids)],
-                    "new_ids": [min(new_ids), max(new_ids)],
-                },
+            batch = ImportBatch(
+                sistema=SISTEMA,
+                entidad=entidad,
+                rows=len(inserted),
+                old_ids=[min(old_ids), max(old_ids)],
+                new_ids=[min(new_ids), max(new_ids)],
             )
+            events.record(db.session(), batch, **_EVENT)
         db.session.flush()
         self.end_batch()
         self._done += rows_in_batch
