@@ -31,7 +31,7 @@ from tests.builders import Builders  # noqa: E402 - after sys.path points at the
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:

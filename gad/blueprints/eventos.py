@@ -14,7 +14,7 @@ bp = Blueprint("eventos", __name__, url_prefix="/api/v1/eventos")
 bp.before_request(require_authentication)
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("audit",), query=EventoQuery, resp={"HTTP_200": EventoPage})
 def list_eventos() -> Response:
     query = parse_query(EventoQuery)

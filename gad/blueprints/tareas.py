@@ -22,7 +22,7 @@ def _out(row: TareaRow, status: int = 200, *, created: bool = False) -> Response
     return resource_response(out, status, url_for("tareas.get_tarea", tarea_id=out.id) if created else None)
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("tareas",), query=TareaQuery, resp={"HTTP_200": Page[TareaOut]})
 def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
@@ -32,7 +32,7 @@ def list_tareas() -> Response:
     return json_response(Page[TareaOut].model_validate({"items": items, "total": total, "limit": query.limit, "offset": query.offset}))
 
 
-@bp.post("")
+@bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
 @idempotent
 @documented(tags=("tareas",), json=TareaIn, resp={"HTTP_201": TareaOut})
 def create_tarea() -> Response:

@@ -14,6 +14,7 @@ from gad.commands.audit import audit_cli
 from gad.commands.auditoria_export import export as audit_export
 from gad.commands.auditoria_export import verify_export
 from gad.commands.demo import demo_patrol, demo_refresh
+from gad.commands.grupo_gad import import_grupo_gad
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -46,6 +47,7 @@ def openapi_document(check: bool) -> None:
 
 gad_cli.add_command(demo_patrol)
 gad_cli.add_command(demo_refresh)
+gad_cli.add_command(import_grupo_gad)
 
 
 @gad_cli.command("create-admin")
