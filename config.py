@@ -74,6 +74,25 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def parse_deadlines(raw: str, name: str = "NOTIF_PLAZOS") -> dict[str, int]:
+    """``causa[:prioridad]=seconds,...`` -> {"emergencia": 60, "asignacion:5": 120}; 0 means never escalate."""
+    out: dict[str, int] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        causa, _, prioridad = key.strip().partition(":")
+        try:
+            seconds = int(value)
+        except ValueError:
+            seconds = -1
+        if not sep or not causa or seconds < 0 or (prioridad and prioridad not in {"1", "2", "3", "4", "5"}):
+            raise ConfigError(f"{name}: {item!r} is not causa[:prioridad]=seconds, e.g. {name}=emergencia=60,asignacion=300,asignacion:5=120")
+        out[key.strip()] = seconds
+    return out
+
+
 def normalize_database_url(url: str) -> str:
     """Fly Postgres and Heroku hand out ``postgres://`` URLs; SQLAlchemy wants an explicit driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -123,6 +142,11 @@ class Config:
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000)
         self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30)
+        # Escalation deadlines per notification causa (and optionally prioridad); see README "Notificaciones".
+        self.NOTIF_PLAZOS = parse_deadlines(env_str("NOTIF_PLAZOS", "emergencia=60,asignacion=300") or "")
+        self.NOTIF_SWEEP_INTERVAL_S = env_float("NOTIF_SWEEP_INTERVAL_S", 1.0)
+        self.NOTIF_CANALES = env_list("NOTIF_CANALES") or ["inapp"]
+        self.NOTIF_REINTENTOS = env_int("NOTIF_REINTENTOS", 5)
         self.MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
@@ -150,6 +174,8 @@ class Config:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
+        if self.NOTIF_SWEEP_INTERVAL_S <= 0:
+            raise ConfigError("NOTIF_SWEEP_INTERVAL_S must be positive (seconds), e.g. NOTIF_SWEEP_INTERVAL_S=1")
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 

@@ -102,9 +102,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, pages, stats, tareas, usuarios, ws
+    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, notificaciones, pages, stats, tareas, usuarios, ws
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, notificaciones, stats, eventos, cache_admin, ws, pages):
         app.register_blueprint(module.bp)
 
 

@@ -64,3 +64,32 @@ MOTIVO_POR_DEFECTO = "Cambio de estado"
 def sql_in(values: type[StrEnum]) -> str:
     """``'a', 'b'`` for a CHECK constraint listing every member of a vocabulary."""
     return ", ".join(f"'{member.value}'" for member in values)
+
+
+class CausaNotificacion(StrEnum):
+    """Why a notification exists: what the recipient is asked to know or to answer."""
+
+    ASIGNACION = "asignacion"
+    EMERGENCIA = "emergencia"
+    ALERTA = "alerta"
+    ESCALACION = "escalacion"
+    RECHAZO = "rechazo"  # someone answered "no puedo": the tarea's delegado and supervisors are told
+
+
+class RespuestaNotificacion(StrEnum):
+    ACEPTO = "acepto"
+    NO_PUEDO = "no_puedo"
+    LEIDA = "leida"  # marks it read; it does not answer a notification that asks for acepto / no_puedo
+
+
+class TipoAlerta(StrEnum):
+    CODIGO_ROJO = "codigo_rojo"
+    EVACUACION = "evacuacion"
+    REFUERZOS = "refuerzos"
+    AVISO = "aviso"
+
+
+class DestinoAlerta(StrEnum):
+    TODOS = "todos"
+    UNIDAD = "unidad"
+    USUARIOS = "usuarios"

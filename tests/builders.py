@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.models import Alerta, Asignacion, Efectivo, Notificacion, Tarea, Usuario, utcnow
 from gad.services import auth
 
 PASSWORD = "correct-horse-battery"
@@ -71,6 +71,31 @@ class Builders:
 
     def asignacion(self, tarea: Tarea, efectivo: Efectivo) -> Asignacion:
         return self._save(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id))  # type: ignore[no-any-return]
+
+    def alerta(self, creado_por: Usuario, **overrides: Any) -> Alerta:
+        values: dict[str, Any] = {
+            "tipo": "aviso",
+            "texto": "Aviso de prueba",
+            "prioridad": 3,
+            "destino": "usuarios",
+            "total": 0,
+            "creado_por_usuario_id": creado_por.id,
+        }
+        values.update(overrides)
+        return self._save(Alerta(**values))  # type: ignore[no-any-return]
+
+    def notificacion(self, usuario: Usuario, **overrides: Any) -> Notificacion:
+        """A ledger row as the services write it (no event): for reads, answers and the authorization matrix."""
+        values: dict[str, Any] = {
+            "usuario_id": usuario.id,
+            "causa": "alerta",
+            "titulo": "Aviso",
+            "texto": "Texto del aviso",
+            "prioridad": 3,
+            "requiere_respuesta": True,
+        }
+        values.update(overrides)
+        return self._save(Notificacion(**values))  # type: ignore[no-any-return]
 
     def token(self, usuario: Usuario) -> str:
         with self.app.app_context():

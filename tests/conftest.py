@@ -28,7 +28,7 @@ from tests.builders import Builders  # noqa: E402
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "auditoria_anclas, eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "notificacion_entregas, notificaciones, alertas, auditoria_anclas, eventos, historial_estados, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:

@@ -3,7 +3,8 @@
 Protocol (JSON text frames). Server → client: first ``connection_ack``; then events
 ``{"id","event_type","topic","data","timestamp"}``; ``ping`` every WS_PING_INTERVAL s; ``error`` for a
 bad client frame; ``resync_required`` when ``since`` is older than the retention window. Client →
-server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, and ``pong``.
+server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, ``pong``, and ``notification_received``
+with ``{"ids": [...]}`` (delivery of ``notification`` frames).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from gad.errors import ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
 from gad.models import utcnow
 from gad.realtime.hub import BATCH, CLOSE_POLICY, Connection, PartialFrame, StoredEvent, can_resume, events_after, hub
-from gad.schemas.ws import ClientFrame, WsConnectQuery
+from gad.schemas.ws import ClientFrame, Received, Topics, WsConnectQuery
 from gad.security import current_user, resolve_user
+from gad.services import notificaciones
 from gad.vocab import Nivel
 
 logger = logging.getLogger(__name__)
@@ -141,7 +143,10 @@ def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
         return
     if frame.event_type == "pong":
         return
-    topics = set(frame.data.topics if frame.data else [])
+    if frame.event_type == "notification_received":
+        _report_delivery(conn, frame.data.ids if isinstance(frame.data, Received) else [])
+        return
+    topics = set(frame.data.topics if isinstance(frame.data, Topics) else [])
     allowed = policy.visible_topics(conn.usuario)
     unknown = topics - set(policy.TOPIC_MIN_NIVEL)
     forbidden = (topics & set(policy.TOPIC_MIN_NIVEL)) - allowed
@@ -153,6 +158,21 @@ def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
     else:
         conn.topics -= granted
     _send_json(conn, "subscriptions", {"topics": sorted(conn.topics)})
+
+
+def _report_delivery(conn: Connection, ids: list[int]) -> None:
+    """The client got these ``notification`` frames: record delivery (only of its own usuario's notifications)."""
+    if not ids:
+        _send_json(conn, "error", {"message": "notification_received needs {'ids': [notification ids]}"})
+        return
+    try:
+        notificaciones.mark_delivered(conn.usuario.id, ids)
+        db.session.commit()
+    except Exception:  # a database hiccup must not end the socket; answering marks delivery too
+        db.session.rollback()
+        logger.warning("recording delivery of notifications %s failed", ids, exc_info=True)
+    finally:
+        db.session.remove()  # the socket keeps no pooled connection between frames
 
 
 @sock.route("/connect", bp=bp)

@@ -4,10 +4,12 @@ from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
 from gad.models.evento import AuditoriaAncla, Evento, EventoContador
 from gad.models.idempotencia import IdempotencyKey
+from gad.models.notificacion import Alerta, Notificacion, NotificacionEntrega
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.usuario import TokenRevocado, Usuario
 
 __all__ = [
+    "Alerta",
     "Asignacion",
     "AuditoriaAncla",
     "Base",
@@ -16,6 +18,8 @@ __all__ = [
     "EventoContador",
     "HistorialEstado",
     "IdempotencyKey",
+    "Notificacion",
+    "NotificacionEntrega",
     "Tarea",
     "TokenRevocado",
     "Usuario",

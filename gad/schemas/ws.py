@@ -20,8 +20,16 @@ class Topics(BaseModel):
     topics: list[str] = Field(max_length=20)
 
 
+class Received(BaseModel):
+    """``notification_received``: the notification ids this socket got (the page reports them at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(min_length=1, max_length=500)
+
+
 class ClientFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    event_type: Literal["subscribe", "unsubscribe", "pong"]
-    data: Topics | None = None
+    event_type: Literal["subscribe", "unsubscribe", "pong", "notification_received"]
+    data: Topics | Received | None = None

@@ -21,7 +21,7 @@ from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
 from gad.realtime import events
-from gad.services import tareas
+from gad.services import notificaciones, tareas
 from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
@@ -129,11 +129,16 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
     rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
+    created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo, distance in rows:
-        db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
+        asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+        db.session.add(asignacion)
+        created.append((asignacion, efectivo))
         tareas.mark_working(efectivo, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
     db.session.flush()
+    notificaciones.notify_assignment(actor.id, tarea, created)
+    notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     if asignados:
         events.record(
             db.session(),
@@ -148,3 +153,39 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
     return EmergencyResult(tarea, asignados)
+
+
+def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> Efectivo | None:
+    """After a "no puedo" to an emergency: assign the nearest available efectivo not in ``exclude``, by the
+    rules of ``raise_emergency`` (radius, position age, ``SKIP LOCKED``), and ask them to accept."""
+    if tarea.ubicacion_lat is None or tarea.ubicacion_lon is None:
+        return None
+    now = utcnow()
+    radius = float(current_app.config["EMERGENCIA_RADIO_M"])
+    max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
+    query = _candidates(tarea.ubicacion_lat, tarea.ubicacion_lon, radius, solo_disponibles=True, max_age_s=max_age, now=now)
+    if exclude:
+        query = query.where(Efectivo.id.not_in(exclude))
+    row = db.session.execute(query.limit(1).with_for_update(of=Efectivo, skip_locked=True)).first()
+    if row is None:
+        logger.warning("emergency %s: nobody else available after a decline", tarea.codigo)
+        on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
+        return None
+    efectivo = row[0]
+    asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+    db.session.add(asignacion)
+    tareas.mark_working(efectivo, actor)
+    tarea.version += 1
+    db.session.flush()
+    events.record(
+        db.session(),
+        "task_assigned",
+        "emergencias",
+        "tarea",
+        tarea.id,
+        actor.id,
+        tareas.tarea_payload(tarea)
+        | {"efectivo_ids": [efectivo.id], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id)), "reasignacion": True},
+    )
+    notificaciones.notify_assignment(actor.id, tarea, [(asignacion, efectivo)])
+    return efectivo

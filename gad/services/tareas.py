@@ -20,6 +20,7 @@ from gad.errors import Conflict, Forbidden, InvalidTransition, NotFound, Validat
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario, utcnow
 from gad.realtime import events
+from gad.services import notificaciones
 from gad.services.common import apply_changes, check_version, count_by, paginate_rows
 from gad.vocab import (
     ESTADOS_ACTIVOS,
@@ -414,6 +415,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
         )
     running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
     now = utcnow()
+    created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo in efectivos:
         holding = db.session.execute(
             select(Asignacion.tarea_id, Tarea.codigo)
@@ -432,13 +434,28 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
-        db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
+        asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+        db.session.add(asignacion)
+        created.append((asignacion, efectivo))
         if running:
             _set_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
     _record("task_assigned", tarea, actor, {"efectivo_ids": ids})
+    # Same transaction: an assignment that commits has told its efectivo, one that rolls back told nobody.
+    notificaciones.notify_assignment(actor.id, tarea, created)
     return tarea
+
+
+def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo, *, motivo: str) -> None:
+    """Release one assignment the caller has locked (an efectivo's "no puedo"); the efectivo gets back the
+    availability it had before (assigning requires disponible), and clients see ``task_unassigned``."""
+    asignacion.liberado_en = utcnow()
+    if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
+        _set_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
+    tarea.version += 1
+    db.session.flush()
+    _record("task_unassigned", tarea, actor, {"efectivo_ids": [efectivo.id], "motivo": motivo})
 
 
 def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> Tarea:
