@@ -40,6 +40,9 @@ def post_fork(server, worker):
         from gad.realtime.hub import hub
 
         gevent.spawn(hub.shutdown)
+        from gad.background import sweeper
+
+        sweeper.stop()
 
     worker.handle_exit = handle_exit
 
@@ -53,6 +56,10 @@ def post_worker_init(worker):
         from gad.realtime.hub import hub
 
         hub.ensure_started(app.config["SQLALCHEMY_DATABASE_URI"], wait=False)
+        # Every worker also sweeps notification deadlines; the database decides who fires (gad/background.py).
+        from gad.background import sweeper
+
+        sweeper.ensure_started(app)
 
 
 def post_request(worker, req, environ, resp):

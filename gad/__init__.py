@@ -33,6 +33,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     register_request_hooks(app)
     register_blueprints(app)
     register_commands(app)
+    register_notification_channels(app)
     return app
 
 
@@ -106,6 +107,16 @@ def register_blueprints(app: Flask) -> None:
 
     for module in (health, docs, auth, usuarios, efectivos, tareas, notificaciones, stats, eventos, cache_admin, ws, pages):
         app.register_blueprint(module.bp)
+
+
+def register_notification_channels(app: Flask) -> None:
+    """Refuse to start with a NOTIF_CANALES name no module registered (a typo would silently notify nobody)."""
+    from gad.services import canales
+
+    try:
+        canales.active(app.config["NOTIF_CANALES"])
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def register_commands(app: Flask) -> None:

@@ -300,3 +300,66 @@ def test_delivery_report_marks_only_the_usuarios_own_notifications(app: Flask, b
         db.session.commit()
     assert _ledger(app, id=na.id)[0].entregada_en is not None
     assert _ledger(app, id=nb.id)[0].entregada_en is None
+
+
+# --- outbound channels -------------------------------------------------------------------------
+
+
+class FlakyCanal:
+    """An outbound channel (as Telegram would be) whose far end is down for its first ``failures`` calls."""
+
+    name = "prueba"
+    transactional = False
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[int, str]] = []
+
+    def send(self, session: Any, notificacion: Any, payload: dict[str, Any]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("far end down")
+        self.sent.append((notificacion.id, payload["titulo"]))
+
+
+def test_outbound_channel_is_retried_with_backoff_and_recorded(database_url: str, build: Builders) -> None:
+    from gad.services import canales
+    from tests.conftest import make_app
+
+    canal = FlakyCanal(failures=2)
+    canales.register_canal(canal)
+    app = make_app(database_url, NOTIF_CANALES=["inapp", "prueba"], NOTIF_REINTENTOS=3)
+    officer = build.usuario(1)
+    with app.app_context():
+        [n] = notificaciones.notify([officer.id], causa=notificaciones.CausaNotificacion.ALERTA, titulo="Aviso", texto="t", prioridad=3, actor_id=None)
+        db.session.commit()
+        start = n.creada_en
+        assert notificaciones.deliver_outbound(now=start) == 1  # fails: retry in 2 s
+        db.session.commit()
+        assert notificaciones.deliver_outbound(now=start + timedelta(seconds=1)) == 0  # not due yet
+        assert notificaciones.deliver_outbound(now=start + timedelta(seconds=2)) == 1  # fails: retry in 4 s
+        db.session.commit()
+        assert notificaciones.deliver_outbound(now=start + timedelta(seconds=6)) == 1  # succeeds
+        db.session.commit()
+        entregas = {e.canal: e for e in db.session.scalars(db.select(NotificacionEntrega))}
+        assert (entregas["prueba"].estado, entregas["prueba"].intentos, entregas["prueba"].ultimo_error) == ("enviada", 3, "ConnectionError: far end down")
+        assert entregas["inapp"].estado == "enviada"
+        assert canal.sent == [(n.id, "Aviso")]
+
+        canal.failures = 5
+        [m] = notificaciones.notify([officer.id], causa=notificaciones.CausaNotificacion.ALERTA, titulo="Otro", texto="t", prioridad=3, actor_id=None)
+        db.session.commit()
+        for step in (0, 2, 6):
+            notificaciones.deliver_outbound(now=m.creada_en + timedelta(seconds=step))
+            db.session.commit()
+        failed = db.session.scalars(
+            db.select(NotificacionEntrega).where(NotificacionEntrega.notificacion_id == m.id, NotificacionEntrega.canal == "prueba")
+        ).one()
+        assert (failed.estado, failed.intentos, failed.proximo_intento_en) == ("fallida", 3, None)
+
+
+def test_unknown_channel_name_is_refused() -> None:
+    from gad.services import canales
+
+    with pytest.raises(LookupError, match="telegrama"):
+        canales.active(["inapp", "telegrama"])

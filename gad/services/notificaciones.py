@@ -401,3 +401,44 @@ def _record_tally(alerta: Alerta) -> None:
     events.record(
         db.session(), "alert_tally", TOPIC, "alerta", alerta.id, None, {"alerta_id": alerta.id, "cerrada": alerta.cerrada_en is not None} | tally(alerta.id)
     )
+
+
+# --- outbound channels ---------------------------------------------------------------------------
+
+_OUTBOUND_DUE = (
+    select(NotificacionEntrega).where(NotificacionEntrega.estado == "pendiente").order_by(NotificacionEntrega.proximo_intento_en, NotificacionEntrega.id)
+)
+
+
+def deliver_outbound(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
+    """Send pending deliveries of outbound channels (Telegram, Web Push...) once each, with retries.
+
+    Rows are taken with ``FOR UPDATE SKIP LOCKED`` like escalations, so one process sends each attempt. A
+    failed attempt is retried after 2, 4, 8... seconds, and after ``NOTIF_REINTENTOS`` attempts the
+    delivery is ``fallida`` (the in-app channel and the ledger still hold the notification). Flushes.
+    """
+    now = now or utcnow()
+    rows = list(db.session.scalars(_OUTBOUND_DUE.where(NotificacionEntrega.proximo_intento_en <= now).limit(limit).with_for_update(skip_locked=True)))
+    attempts = int(current_app.config["NOTIF_REINTENTOS"])
+    for entrega in rows:
+        canal = canales.get_canal(entrega.canal)
+        n = db.session.get(Notificacion, entrega.notificacion_id)
+        entrega.intentos += 1
+        try:
+            if canal is None or n is None:
+                raise LookupError(f"channel {entrega.canal!r} is not registered in this process")
+            canal.send(db.session(), n, payload(n))
+        except Exception as exc:  # noqa: BLE001 - any failure of a channel is recorded and retried, never raised into the sweep
+            entrega.ultimo_error = f"{type(exc).__name__}: {exc}"[:500]
+            if entrega.intentos >= attempts:
+                entrega.estado = "fallida"
+                entrega.proximo_intento_en = None
+                logger.warning("notification %s: channel %s failed %d times, giving up", entrega.notificacion_id, entrega.canal, entrega.intentos)
+            else:
+                entrega.proximo_intento_en = now + timedelta(seconds=2**entrega.intentos)
+        else:
+            entrega.estado = "enviada"
+            entrega.enviada_en = now
+            entrega.proximo_intento_en = None
+    db.session.flush()
+    return len(rows)
