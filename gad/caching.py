@@ -1,13 +1,37 @@
-"""Flask-Caching wiring: Redis when REDIS_URL is set (with our own key prefix), in-process otherwise."""
+"""The whole cache surface in one file: the backend wiring, key builders, the read-through helper, and invalidation.
+
+Never stale after a write, on any worker: every entry is stamped with the id of the newest event in
+the event log when it was computed, and is served only while no newer event exists (one primary-key
+lookup of the event counter). Every committed change writes an event, so a write committed on another
+worker — or another machine — makes the entry stale at once, even with the per-process cache. On top
+of that, the writer deletes the affected keys after commit (``invalidate_for_events``), which frees
+Redis memory and keeps the local cache small. If Redis is unreachable the service answers from the
+database and logs the degradation.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from gad.extensions import cache
+from flask import Flask
+from sqlalchemy import select
+
+from gad.extensions import cache, db
+from gad.models import EventoContador
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STATS_DAYS_CACHED = (7, 30, 90)
+_stats = {"hits": 0, "misses": 0, "errors": 0}
+_last_degradation_log = 0.0
 
 
 def init_app(app: Flask) -> None:
+    """Flask-Caching backend: Redis when REDIS_URL is set (with our own key prefix), in-process otherwise."""
     redis_url = app.config.get("REDIS_URL")
     if redis_url:
         config = {
@@ -21,3 +45,95 @@ def init_app(app: Flask) -> None:
     else:
         config = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": app.config["CACHE_DEFAULT_TIMEOUT"], "CACHE_THRESHOLD": 1000}
     cache.init_app(app, config=config)
+
+
+def resumen_key() -> str:
+    return "dashboard:resumen"
+
+
+def user_stats_key(usuario_id: int, days: int) -> str:
+    return f"stats:user:{usuario_id}:{days}"
+
+
+def _degraded(operation: str, exc: Exception) -> None:
+    global _last_degradation_log
+    _stats["errors"] += 1
+    now = time.monotonic()
+    if now - _last_degradation_log > 30:  # one line per 30 s, not one per request
+        _last_degradation_log = now
+        logger.warning("cache unavailable during %s, answering from the database: %s", operation, exc)
+
+
+def _get(key: str) -> Any:
+    try:
+        return cache.get(key)
+    except Exception as exc:  # noqa: BLE001 - any backend failure degrades to the database
+        _degraded("get", exc)
+        return None
+
+
+def _set(key: str, value: Any) -> None:
+    try:
+        cache.set(key, value)
+    except Exception as exc:  # noqa: BLE001
+        _degraded("set", exc)
+
+
+def _delete(keys: Iterable[str]) -> None:
+    try:
+        cache.delete_many(*keys)
+    except Exception as exc:  # noqa: BLE001
+        _degraded("delete", exc)
+
+
+def head_event_id() -> int:
+    """The last event id handed out by a committed transaction (monotonic, even across pruning)."""
+    return int(db.session.scalar(select(EventoContador.last_id).where(EventoContador.id == 1)) or 0)
+
+
+def cached(key: str, compute: Callable[[], T]) -> T:
+    """Serve ``key`` if it was computed at or after the newest committed event, else recompute and store."""
+    head = head_event_id()
+    entry = _get(key)
+    if isinstance(entry, dict) and entry.get("head", -1) >= head:
+        _stats["hits"] += 1
+        return entry["value"]  # type: ignore[no-any-return]
+    _stats["misses"] += 1
+    value = compute()
+    _set(key, {"head": head, "value": value})
+    return value
+
+
+def invalidate_resumen() -> None:
+    _delete([resumen_key()])
+
+
+def invalidate_user_stats(usuario_ids: Iterable[int]) -> None:
+    _delete([user_stats_key(uid, days) for uid in usuario_ids for days in STATS_DAYS_CACHED])
+
+
+def invalidate_for_events(payloads: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Called after commit with (topic, payload) of each event written: drop what those changes touched."""
+    touched_users: set[int] = set()
+    operational = False
+    for topic, payload in payloads:
+        if topic in {"tareas", "emergencias", "efectivos"}:
+            operational = True
+        for field in ("delegado_usuario_id", "usuario_id"):
+            if isinstance(payload.get(field), int):
+                touched_users.add(payload[field])
+        touched_users.update(uid for uid in payload.get("asignados_usuario_ids", []) if isinstance(uid, int))
+    if operational:
+        invalidate_resumen()
+    if touched_users:
+        invalidate_user_stats(touched_users)
+
+
+def clear_all() -> None:
+    """Admin: drop every GAD key (Redis: only keys under our prefix; never the whole database)."""
+    cache.clear()
+
+
+def stats() -> dict[str, Any]:
+    backend = type(cache.cache).__name__ if hasattr(cache, "cache") else "none"
+    return {"backend": backend, **_stats}

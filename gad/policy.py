@@ -12,6 +12,7 @@ reads and answers their own notifications, and supervisors also read anyone's (t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gad.errors import Forbidden
@@ -84,6 +85,19 @@ TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1
 
 def visible_topics(actor: Usuario) -> set[str]:
     return {topic for topic, nivel in TOPIC_MIN_NIVEL.items() if actor.nivel >= nivel}
+
+
+@dataclass(frozen=True)
+class SubscriptionDecision:
+    granted: set[str]  # topics the request may add or remove
+    unknown: set[str]  # no such topic
+    forbidden: set[str]  # a topic this usuario's nivel may not see
+
+
+def decide_subscription(actor: Usuario, topics: set[str]) -> SubscriptionDecision:
+    """Which of the topics a websocket client asked for it may (un)subscribe, and which it may not and why."""
+    allowed = visible_topics(actor)
+    return SubscriptionDecision(granted=topics & allowed, unknown=topics - set(TOPIC_MIN_NIVEL), forbidden=(topics & set(TOPIC_MIN_NIVEL)) - allowed)
 
 
 def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:

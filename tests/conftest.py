@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,18 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     except Exception:
         pass
     yield
+
+
+@pytest.fixture
+def pg_datadir() -> Iterator[Path]:
+    """A data directory for a PostgreSQL a test starts and stops itself.
+
+    Not under pytest's tmp_path: as root the server runs as ``gadpg``, and every pytest run on the machine
+    resets its base temp directory to mode 0700, which would lock that server out of its own files.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="gad-test-pg-own-"))
+    yield parent / "data"
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,29 +1,23 @@
-"""Dispatch: nearest efectivos, emergencies (never dropped, never double-booked), statistics, cache."""
+"""Dispatch: nearest efectivos, and emergencies (never dropped, never double-booked)."""
 
 from __future__ import annotations
 
 import math
 import re
-import shutil
-import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from gad.embedded import free_port
 from gad.extensions import db
-from gad.models import Asignacion, Evento
+from gad.models import Asignacion
 from tests.builders import Builders
-from tests.conftest import LiveServer, make_app
+from tests.conftest import LiveServer
+from tests.helpers import all_events
 
 SOL = (40.4169, -3.7035)
 
@@ -37,9 +31,6 @@ def haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def _placed(build: Builders, dlat: float, dlon: float = 0.0, **overrides: object):
     return build.efectivo(lat=SOL[0] + dlat, lon=SOL[1] + dlon, posicion_en=datetime.now(UTC), **overrides)
-
-
-# --- nearest ---------------------------------------------------------------------------------
 
 
 def test_nearest_are_sorted_by_great_circle_distance_within_radius(client: FlaskClient, build: Builders) -> None:
@@ -90,9 +81,6 @@ def test_nearest_rejects_bad_input_with_field_paths(client: FlaskClient, build: 
     assert field in {e["field"] for e in response.get_json()["errors"]}
 
 
-# --- emergencies -----------------------------------------------------------------------------
-
-
 def test_emergency_creates_running_tarea_and_sends_the_nearest_available(app: Flask, client: FlaskClient, build: Builders) -> None:
     user = build.usuario(1)
     nearest, second = _placed(build, 0.001), _placed(build, 0.002)
@@ -109,7 +97,7 @@ def test_emergency_creates_running_tarea_and_sends_the_nearest_available(app: Fl
     sup = build.usuario(2)
     for efectivo in (nearest, second):
         assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=build.headers(sup)).get_json()["estado_disponibilidad"] == "en_tarea"
-    types = [e.event_type for e in _events(app)]
+    types = [e.event_type for e in all_events(app)]
     assert types[0] == "emergency_created" and "task_assigned" in types and types.count("efectivo_status_changed") == 2
     second_one = client.post("/api/v1/tasks/emergency", json={"lat": 0, "lng": 0}, headers=build.headers(user)).get_json()
     assert second_one["tarea"]["codigo"].endswith("-0002")
@@ -132,7 +120,7 @@ def test_emergency_honours_idempotency_key(app: Flask, client: FlaskClient, buil
     first = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=headers)
     again = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=headers)
     assert first.status_code == again.status_code == 201 and first.get_json() == again.get_json()
-    assert len([e for e in _events(app) if e.event_type == "emergency_created"]) == 1
+    assert len([e for e in all_events(app) if e.event_type == "emergency_created"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -164,108 +152,3 @@ def test_simultaneous_emergencies_never_share_an_efectivo(app: Flask, build: Bui
     assert len({r["tarea"]["codigo"] for r in results}) == 10
     with app.app_context():
         assert db.session.query(Asignacion).filter(Asignacion.liberado_en.is_(None)).count() == 6
-
-
-def _events(app: Flask) -> list[Evento]:
-    with app.app_context():
-        return list(db.session.query(Evento).order_by(Evento.id))
-
-
-# --- statistics ------------------------------------------------------------------------------
-
-
-def test_user_stats_totals_duration_excluding_pauses_and_per_day(client: FlaskClient, build: Builders) -> None:
-    sup, user = build.usuario(2), build.usuario(1)
-    efectivo = build.efectivo(usuario_id=user.id)
-    end = datetime.now(UTC) - timedelta(hours=1)
-    done = build.tarea(sup, estado="finalizada", inicio_real=end - timedelta(hours=3), fin_real=end, tiempo_pausado_s=3600)
-    build.asignacion(done, efectivo)
-    build.tarea(sup, delegado_usuario_id=user.id)
-    build.tarea(sup)  # not involving the user
-    stats = client.get(f"/api/v1/stats/user/{user.id}?days=30", headers=build.headers(user)).get_json()
-    assert stats["totales_por_estado"]["finalizada"] == 1 and stats["totales_por_estado"]["programada"] == 1 and stats["total"] == 2
-    assert stats["duracion_media_horas"] == pytest.approx(2.0)
-    assert stats["finalizadas_por_dia"] == [{"fecha": end.date().isoformat(), "finalizadas": 1}]
-    other = build.usuario(1)
-    assert client.get(f"/api/v1/stats/user/{other.id}", headers=build.headers(user)).status_code == 403
-    assert client.get(f"/api/v1/stats/user/{user.id}?days=0", headers=build.headers(user)).status_code == 422
-    assert client.get("/api/v1/stats/user/99999", headers=build.headers(sup)).status_code == 404
-
-
-def test_resumen_counts_and_is_never_stale_after_a_write_on_another_worker(database_url: str, build: Builders) -> None:
-    # Two app instances = two workers, each with its own in-process cache.
-    worker_a, worker_b = make_app(database_url).test_client(), make_app(database_url).test_client()
-    sup = build.usuario(2)
-    headers = build.headers(sup)
-    build.efectivo()
-    before = worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json()
-    assert before["tareas_por_estado"]["programada"] == 0 and before["efectivos_por_disponibilidad"]["disponible"] == 1
-    assert worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json() == before  # served from cache
-    created = worker_b.post("/api/v1/tasks", json={"codigo": "STALE-1", "titulo": "Nunca obsoleto", "tipo": "patrullaje"}, headers=headers)
-    assert created.status_code == 201
-    after = worker_a.get("/api/v1/dashboard/resumen", headers=headers).get_json()
-    assert after["tareas_por_estado"]["programada"] == 1
-
-
-# --- cache with a real Redis -----------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[dict]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is required for the cache tests: apt-get install redis-server (.ci/run does)")
-    port = free_port()
-    state: dict = {"port": port, "url": f"redis://127.0.0.1:{port}/0"}
-
-    def start() -> None:
-        state["proc"] = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=port).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop() -> None:
-        state["proc"].terminate()
-        state["proc"].wait(timeout=10)
-
-    state["start"], state["stop"] = start, stop
-    start()
-    yield state
-    if state["proc"].poll() is None:
-        stop()
-
-
-def test_redis_cache_is_shared_prefixed_and_survives_an_outage(
-    database_url: str, build: Builders, redis_server: dict, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = make_app(database_url, REDIS_URL=redis_server["url"])
-    client = app.test_client()
-    sup, admin = build.usuario(2), build.usuario(3)
-    headers = build.headers(sup)
-    raw = redis.Redis(port=redis_server["port"])
-    raw.set("someone-elses-key", "keep me")
-    assert client.get("/api/v1/dashboard/resumen", headers=headers).status_code == 200
-    keys = {k.decode() for k in raw.keys("*")}
-    assert "gad:dashboard:resumen" in keys
-    assert client.post("/api/v1/cache/clear", headers=build.headers(admin)).status_code == 204
-    assert raw.get("someone-elses-key") == b"keep me"  # clearing our cache never wipes a shared Redis
-    assert not [k for k in raw.keys("gad:dashboard*")]
-
-    redis_server["stop"]()
-    with caplog.at_level("WARNING", logger="gad.cache_keys"):
-        down = client.get("/api/v1/dashboard/resumen", headers=headers)
-        created = client.post("/api/v1/tasks", json={"codigo": "REDIS-DOWN", "titulo": "Sin caché", "tipo": "patrullaje"}, headers=headers)
-    assert down.status_code == 200 and created.status_code == 201
-    assert client.get("/api/v1/dashboard/resumen", headers=headers).get_json()["tareas_por_estado"]["programada"] == 1
-    assert any("cache unavailable" in r.getMessage() for r in caplog.records)
-
-    redis_server["start"]()
-    client.get("/api/v1/dashboard/resumen", headers=headers)
-    assert raw.exists("gad:dashboard:resumen")  # used again once it is back
-    stats = client.get("/api/v1/cache/stats", headers=build.headers(admin)).get_json()
-    assert stats["backend"] == "RedisCache" and stats["errors"] >= 1

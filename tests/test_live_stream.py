@@ -288,8 +288,8 @@ def test_frames_the_kernel_only_partly_takes_are_finished_in_order() -> None:
     # rest of that frame and every later frame must follow through the socket's queue, whole and in order.
     from types import SimpleNamespace
 
-    from gad.blueprints.ws import _send_queued
-    from gad.realtime.hub import Connection, PartialFrame, StoredEvent
+    from gad.realtime.connection import Connection, PartialFrame, _send_queued
+    from gad.realtime.hub import StoredEvent
 
     server_side, client_side = _tcp_pair(send_buffer=4096, receive_buffer=4096)  # TCP, as in production
     try:

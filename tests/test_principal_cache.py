@@ -86,7 +86,7 @@ def test_writes_always_verify_against_the_database(live_server: LiveServer, buil
 
 
 def test_a_fill_that_raced_with_a_revocation_is_not_kept() -> None:
-    from gad.services.principal_cache import PrincipalCache
+    from gad.principal_cache import PrincipalCache
 
     cache = PrincipalCache()
     cache.set_listener_connected(True)
@@ -101,7 +101,7 @@ def test_a_fill_that_raced_with_a_revocation_is_not_kept() -> None:
 
 
 def test_nothing_is_reused_while_the_listener_is_down_or_after_it_reconnects() -> None:
-    from gad.services.principal_cache import PrincipalCache
+    from gad.principal_cache import PrincipalCache
 
     cache = PrincipalCache()
     assert not cache.usable(30)  # never connected: every read verifies against PostgreSQL
@@ -115,7 +115,7 @@ def test_nothing_is_reused_while_the_listener_is_down_or_after_it_reconnects() -
 
 
 def test_an_entry_ends_with_its_lifetime() -> None:
-    from gad.services.principal_cache import PrincipalCache
+    from gad.principal_cache import PrincipalCache
 
     cache = PrincipalCache()
     cache.set_listener_connected(True)

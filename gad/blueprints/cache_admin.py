@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from gad import cache_keys, policy
+from gad import caching, policy
 from gad.blueprints.http import json_response
 from gad.openapi import documented
 from gad.schemas.dispatch import CacheStatsOut
@@ -19,12 +19,12 @@ bp.before_request(require_authentication)
 @documented(tags=("admin",), resp={"HTTP_200": CacheStatsOut})
 def cache_stats() -> Response:
     policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Cache administration")
-    return json_response(CacheStatsOut.model_validate(cache_keys.stats()))
+    return json_response(CacheStatsOut.model_validate(caching.stats()))
 
 
 @bp.post("/clear")
 @documented(tags=("admin",), resp={"HTTP_204": None})
 def cache_clear() -> Response:
     policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Cache administration")
-    cache_keys.clear_all()
+    caching.clear_all()
     return Response(status=204)

@@ -1,4 +1,4 @@
-"""Statistics and the command-centre summary (cached; see gad/cache_keys.py)."""
+"""Statistics and the command-centre summary (cached; see gad/caching.py)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from gad.schemas.common import Page
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, AsignadoOut, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
 from gad.security import current_user, require_authentication
-from gad.services import dispatch, tareas
+from gad.services import asignaciones, dispatch, tareas, transitions
+from gad.services.tarea_queries import asignados_by_tarea
 
 bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 bp.before_request(require_authentication)
@@ -21,7 +22,7 @@ bp.before_request(require_authentication)
 
 def serialize(items: list[Tarea], asignados: dict[int, list[dict[str, Any]]] | None = None) -> list[TareaOut]:
     if asignados is None:
-        asignados = tareas.asignados_by_tarea([t.id for t in items])
+        asignados = asignados_by_tarea([t.id for t in items])
     return [
         TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]}) for tarea in items
     ]
@@ -41,7 +42,7 @@ def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
     filters = query.model_dump(exclude={"limit", "offset"})
     rows, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
-    asignados = tareas.asignados_by_tarea([row["id"] for row in rows])
+    asignados = asignados_by_tarea([row["id"] for row in rows])
     items = [row | {"efectivos": asignados.get(row["id"], [])} for row in rows]
     # One validation call for the whole page (pydantic-core loops in Rust, not 100 model_validate calls).
     return json_response(Page[TareaOut].model_validate({"items": items, "total": total, "limit": query.limit, "offset": query.offset}))
@@ -103,7 +104,7 @@ def delete_tarea(tarea_id: int) -> Response:
 def transition(tarea_id: int) -> Response:
     actor = current_user()
     body = parse_json(TransicionIn)
-    return _out(tareas.transition(actor, tarea_id, body.estado, body.motivo, if_match_version()))
+    return _out(transitions.transition(actor, tarea_id, body.estado, body.motivo, if_match_version()))
 
 
 @bp.post("/<int:tarea_id>/efectivos")
@@ -112,13 +113,13 @@ def transition(tarea_id: int) -> Response:
 def assign(tarea_id: int) -> Response:
     actor = current_user()
     body = parse_json(AsignacionIn)
-    return _out(tareas.assign(actor, tarea_id, body.efectivo_ids, if_match_version()))
+    return _out(asignaciones.assign(actor, tarea_id, body.efectivo_ids, if_match_version()))
 
 
 @bp.delete("/<int:tarea_id>/efectivos/<int:efectivo_id>")
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def unassign(tarea_id: int, efectivo_id: int) -> Response:
-    return _out(tareas.unassign(current_user(), tarea_id, efectivo_id, if_match_version()))
+    return _out(asignaciones.unassign(current_user(), tarea_id, efectivo_id, if_match_version()))
 
 
 @bp.get("/<int:tarea_id>/historial")

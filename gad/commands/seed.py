@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from gad.extensions import db
 from gad.models import Efectivo, Tarea, Usuario, utcnow
-from gad.services import efectivos, tareas, usuarios
+from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
 from gad.vocab import EstadoTarea
 
 DEMO_PASSWORD = "demo-password-2026"
@@ -84,7 +84,7 @@ def seed_demo() -> None:
         if position == 1:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:
-                tareas.assign(admin, tarea.id, [first.id], None)
+                asignaciones.assign(admin, tarea.id, [first.id], None)
         path = (
             {
                 EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
@@ -96,7 +96,7 @@ def seed_demo() -> None:
             else []
         )
         for step in path:
-            tareas.transition(admin, tarea.id, step, None, None)
+            transitions.transition(admin, tarea.id, step, None, None)
         created += 1
     db.session.commit()
     click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")

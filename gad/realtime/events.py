@@ -22,12 +22,12 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from gad import metrics
-from gad.cache_keys import invalidate_for_events
+from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import Evento, utcnow
 from gad.observability import current_request_id
+from gad.principal_cache import principals
 from gad.realtime import chain
-from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 

@@ -8,34 +8,35 @@ never skip an event, and a missed or duplicated notification is harmless. When t
 the last id it delivered. It also polls every few seconds as a safety net.
 
 The hub fans each event out to the connections that subscribed to its topic and may see it (the
-same policy as REST). Fan-out never blocks: each connection has a bounded queue drained by its own
-sender greenlet; a connection whose queue is full is closed with 1013 and resumes with ``since``.
+same policy as REST). Fan-out never blocks: each connection (``gad.realtime.connection``) has a
+bounded queue drained by its own greenlet; a connection whose queue is full is closed with 1013 and
+resumes with ``since``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import psycopg2
-from gevent.queue import Full, Queue
 
-from gad import metrics, policy
-from gad.cache_keys import head_event_id
+from gad import metrics
+from gad.caching import head_event_id
 from gad.extensions import db
-from gad.models import Evento, Usuario, utcnow
+from gad.models import Evento, utcnow
+from gad.principal_cache import principals
+
+if TYPE_CHECKING:
+    from gad.realtime.connection import Connection
 from gad.realtime.events import NOTIFY_CHANNEL, SECURITY_TOPIC
-from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 
@@ -110,99 +111,6 @@ def can_resume(since: int, retention_days: int) -> bool:
         return since == head
     following = db.session.get(Evento, since + 1)
     return following is not None and following.created_at >= utcnow() - timedelta(days=retention_days)
-
-
-@dataclass(frozen=True)
-class PartialFrame:
-    """The rest of an event frame the kernel did not take at once; the socket's greenlet finishes it."""
-
-    data: bytes
-    event: StoredEvent
-
-
-@dataclass(eq=False)
-class Connection:
-    """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
-
-    ``wake`` is set whenever the socket's greenlet has something to do: a frame queued here, or (it is
-    simple-websocket's own event) a client frame received or the socket closed. One greenlet per socket
-    then both sends and reads, instead of a separate sender: at 10,000 idle sockets every greenlet costs
-    its own Python frame stack.
-    """
-
-    ws: Any
-    usuario: Usuario
-    topics: set[str]
-    queue_size: int
-    jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
-    wake: gevent.event.Event = field(default_factory=gevent.event.Event)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    last_sent: int = 0
-    closed: bool = False
-    close_code: int | None = None
-    close_reason: str = ""
-    live: bool = False  # replay done: from here on, events may be written straight from the fan-out
-    writing: bool = False  # the socket's greenlet is in the middle of a write
-    queue: Queue = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.queue = Queue(maxsize=self.queue_size)
-
-    def wants(self, event: StoredEvent) -> bool:
-        return event.topic in self.topics and policy.can_see_event(self.usuario, event.topic, event.payload)
-
-    def offer(self, item: Any) -> bool:
-        """Queue without blocking; a full queue means the client fell behind and must resume later."""
-        if self.closed:
-            return False
-        try:
-            self.queue.put_nowait(item)
-        except Full:
-            self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
-            return False
-        self.wake.set()
-        return True
-
-    def deliver(self, event: StoredEvent) -> bool:
-        """Fan-out: write a live event at once when nothing is ahead of it, else queue it; True if written.
-
-        Waking 1,000 greenlets to each write one frame cost more than the writes themselves. The write
-        never waits: what the kernel does not take at once is queued, in order, for the socket's greenlet.
-        """
-        if self.closed:
-            return False
-        if not self.live or self.writing or not self.queue.empty():
-            self.offer(event)
-            return False
-        if event.id <= self.last_sent:
-            return False
-        wire = event.wire
-        try:
-            # gevent keeps every socket's descriptor non-blocking: a plain write() takes what the kernel
-            # accepts now or raises BlockingIOError, and never waits.
-            sent = os.write(self.ws.sock.fileno(), wire)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.closed = True
-            self.wake.set()
-            return False
-        self.last_sent = event.id
-        if sent < len(wire):
-            self.offer(PartialFrame(wire[sent:], event))
-            return False
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_code, self.close_reason = code, reason
-        self.wake.set()
-        try:
-            self.ws.close(reason=code, message=reason)
-        except Exception:
-            logger.debug("closing websocket %s failed", self.id, exc_info=True)
 
 
 class Hub:

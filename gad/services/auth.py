@@ -23,8 +23,8 @@ from gad import metrics
 from gad.errors import Locked, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
+from gad.principal_cache import principals
 from gad.realtime import events
-from gad.services.principal_cache import principals
 
 logger = logging.getLogger(__name__)
 

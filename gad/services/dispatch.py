@@ -22,6 +22,9 @@ from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
 from gad.realtime import events
 from gad.services import notificaciones, tareas
+from gad.services.efectivos import change_disponibilidad
+from gad.services.tarea_events import tarea_payload
+from gad.services.tarea_queries import assigned_usuario_ids
 from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
@@ -134,11 +137,9 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
         db.session.add(asignacion)
         created.append((asignacion, efectivo))
-        tareas.mark_working(efectivo, actor)
+        change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
     db.session.flush()
-    notificaciones.notify_assignment(actor.id, tarea, created)
-    notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     if asignados:
         events.record(
             db.session(),
@@ -147,8 +148,11 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
             "tarea",
             tarea.id,
             actor.id,
-            tareas.tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id))},
+            tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id))},
         )
+    # Same transaction: the assigned are asked to accept, every supervisor on duty is told.
+    notificaciones.notify_assignment(actor.id, tarea, created)
+    notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     if not asignados:
         logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
@@ -174,7 +178,7 @@ def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> E
     efectivo = row[0]
     asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
     db.session.add(asignacion)
-    tareas.mark_working(efectivo, actor)
+    change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
     events.record(
@@ -184,8 +188,7 @@ def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> E
         "tarea",
         tarea.id,
         actor.id,
-        tareas.tarea_payload(tarea)
-        | {"efectivo_ids": [efectivo.id], "asignados_usuario_ids": sorted(tareas.assigned_usuario_ids(tarea.id)), "reasignacion": True},
+        tarea_payload(tarea) | {"efectivo_ids": [efectivo.id], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id)), "reasignacion": True},
     )
     notificaciones.notify_assignment(actor.id, tarea, [(asignacion, efectivo)])
     return efectivo

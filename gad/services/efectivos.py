@@ -141,8 +141,7 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
     if holding is not None:
         raise Conflict(f"Efectivo {efectivo.id} is assigned to tarea {holding.tarea_id}; unassign first.", tarea_id=holding.tarea_id)
     efectivo.activo = False
-    efectivo.estado_disponibilidad = Disponibilidad.FUERA_SERVICIO.value
-    efectivo.estado_cambiado_en = utcnow()
+    _apply_disponibilidad(efectivo, Disponibilidad.FUERA_SERVICIO)  # announced by efectivo_updated below
     efectivo.version += 1
     db.session.flush()
     _record("efectivo_updated", efectivo, actor, {"activo": False})
@@ -168,14 +167,32 @@ def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad,
             f"Efectivo {efectivo.id} is working tarea {tarea.codigo if tarea else holding.tarea_id}; it is released when the tarea ends.",
             tarea_id=holding.tarea_id,
         )
-    previous = efectivo.estado_disponibilidad
-    if previous != estado.value:
-        efectivo.estado_disponibilidad = estado.value
-        efectivo.estado_cambiado_en = utcnow()
-        efectivo.version += 1
-        db.session.flush()
-        _record("efectivo_status_changed", efectivo, actor, {"from": previous, "to": estado.value, "motivo": motivo})
+    change_disponibilidad(efectivo, estado, actor, motivo)
+    db.session.flush()
     return efectivo
+
+
+def change_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usuario | None, motivo: str | None = None) -> None:
+    """The one way an efectivo's availability changes and is announced (by hand, by assignment, by a tarea
+    ending): bumps the version and writes one ``efectivo_status_changed``. No-op if it is already ``estado``.
+
+    The caller holds the efectivo's row lock and has checked the rules; this only applies the change.
+    """
+    previous = _apply_disponibilidad(efectivo, estado)
+    if previous is None:
+        return
+    efectivo.version += 1
+    _record("efectivo_status_changed", efectivo, actor, {"from": previous, "to": estado.value, "motivo": motivo})
+
+
+def _apply_disponibilidad(efectivo: Efectivo, estado: Disponibilidad) -> str | None:
+    """Set the state and when it changed; the previous state, or None if nothing changed."""
+    previous = efectivo.estado_disponibilidad
+    if previous == estado.value:
+        return None
+    efectivo.estado_disponibilidad = estado.value
+    efectivo.estado_cambiado_en = utcnow()
+    return previous
 
 
 def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float) -> Efectivo:

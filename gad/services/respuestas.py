@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Notificacion, Tarea, Usuario
-from gad.services import dispatch, notificaciones, tareas
+from gad.services import asignaciones, dispatch, notificaciones
 from gad.vocab import ESTADOS_ACTIVOS, CausaNotificacion, EstadoTarea
 
 
@@ -21,7 +21,7 @@ def decline_assignment(actor: Usuario, n: Notificacion, asignacion: Asignacion) 
     tarea = db.session.get(Tarea, asignacion.tarea_id)
     efectivo = db.session.get(Efectivo, asignacion.efectivo_id, with_for_update=True)
     assert tarea is not None and efectivo is not None
-    tareas.release_assignment(actor, tarea, asignacion, efectivo, motivo="no_puedo")
+    asignaciones.release_assignment(actor, tarea, asignacion, efectivo, motivo="no_puedo")
     recipients = [uid for uid in [tarea.delegado_usuario_id, *notificaciones.supervisores_de_guardia()] if uid is not None and uid != actor.id]
     motivo = f": {n.motivo}" if n.motivo else ""
     notificaciones.notify(

@@ -1,4 +1,4 @@
-"""Statistics: per-usuario productivity and the command-centre summary (cached, see gad/cache_keys.py)."""
+"""Statistics: per-usuario productivity and the command-centre summary (cached, see gad/caching.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import exists, func, or_, select
 
 from gad import policy
-from gad.cache_keys import cached, resumen_key, user_stats_key
+from gad.caching import cached, resumen_key, user_stats_key
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow

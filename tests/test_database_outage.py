@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 CONNECT_TIMEOUT_S = 2
 
 
-def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_writes(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_writes(tmp_path: Path, pg_datadir: Path) -> None:
+    pg = EmbeddedPostgres(pg_datadir, port=free_port())
     url = pg.start()
     wait_until_accepting(url)
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url, "GAD_ADMIN_PASSWORD": "fault-admin-password"}

@@ -1,0 +1,261 @@
+"""One websocket connection's whole life: handshake result -> replay -> bounded queue -> writes -> close.
+
+The socket has exactly one greenlet (``serve``) that reads client frames and writes; the hub's fan-out
+may write a live event straight to the socket only when nothing is queued or being written, and
+otherwise queues it here. Client frames: ``subscribe`` / ``unsubscribe`` (topics checked by
+``gad.policy.decide_subscription``), ``pong``, and those a blueprint registers a handler for with
+``register_client_frame`` (``notification_received``: this layer runs no business rule itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+from gevent.queue import Empty, Full, Queue
+from pydantic import ValidationError
+
+from gad import policy
+from gad.extensions import db
+from gad.models import Usuario, utcnow
+from gad.realtime.hub import BATCH, CLOSE_POLICY, CLOSE_TRY_AGAIN, StoredEvent, can_resume, events_after, hub
+from gad.schemas.ws import ClientFrame, Topics, WsConnectQuery
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartialFrame:
+    """The rest of an event frame the kernel did not take at once; the socket's greenlet finishes it."""
+
+    data: bytes
+    event: StoredEvent
+
+
+@dataclass(eq=False)
+class Connection:
+    """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
+
+    ``wake`` is set whenever the socket's greenlet has something to do: a frame queued here, or (it is
+    simple-websocket's own event) a client frame received or the socket closed. One greenlet per socket
+    then both sends and reads, instead of a separate sender: at 10,000 idle sockets every greenlet costs
+    its own Python frame stack.
+    """
+
+    ws: Any
+    usuario: Usuario
+    topics: set[str]
+    queue_size: int
+    jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
+    wake: gevent.event.Event = field(default_factory=gevent.event.Event)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    last_sent: int = 0
+    closed: bool = False
+    close_code: int | None = None
+    close_reason: str = ""
+    live: bool = False  # replay done: from here on, events may be written straight from the fan-out
+    writing: bool = False  # the socket's greenlet is in the middle of a write
+    queue: Queue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = Queue(maxsize=self.queue_size)
+
+    def wants(self, event: StoredEvent) -> bool:
+        return event.topic in self.topics and policy.can_see_event(self.usuario, event.topic, event.payload)
+
+    def offer(self, item: Any) -> bool:
+        """Queue without blocking; a full queue means the client fell behind and must resume later."""
+        if self.closed:
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except Full:
+            self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
+            return False
+        self.wake.set()
+        return True
+
+    def deliver(self, event: StoredEvent) -> bool:
+        """Fan-out: write a live event at once when nothing is ahead of it, else queue it; True if written.
+
+        Waking 1,000 greenlets to each write one frame cost more than the writes themselves. The write
+        never waits: what the kernel does not take at once is queued, in order, for the socket's greenlet.
+        """
+        if self.closed:
+            return False
+        if not self.live or self.writing or not self.queue.empty():
+            self.offer(event)
+            return False
+        if event.id <= self.last_sent:
+            return False
+        wire = event.wire
+        try:
+            # gevent keeps every socket's descriptor non-blocking: a plain write() takes what the kernel
+            # accepts now or raises BlockingIOError, and never waits.
+            sent = os.write(self.ws.sock.fileno(), wire)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.closed = True
+            self.wake.set()
+            return False
+        self.last_sent = event.id
+        if sent < len(wire):
+            self.offer(PartialFrame(wire[sent:], event))
+            return False
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code, self.close_reason = code, reason
+        self.wake.set()
+        try:
+            self.ws.close(reason=code, message=reason)
+        except Exception:
+            logger.debug("closing websocket %s failed", self.id, exc_info=True)
+
+
+ClientFrameHandler = Callable[["Connection", Any], None]
+_client_handlers: dict[str, ClientFrameHandler] = {}
+
+
+def register_client_frame(event_type: str, handler: ClientFrameHandler) -> None:
+    """Let the edge handle a client frame type (the handler gets the connection and the frame's ``data``)."""
+    _client_handlers[event_type] = handler
+
+
+def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str, Any] | None, config: Mapping[str, Any]) -> None:
+    """Run an authenticated socket until it ends: register, acknowledge or ask to resync, replay, then live."""
+    # simple-websocket's reader sets ws.event when a client frame arrives or the peer closes: sharing it
+    # as the connection's wake-up lets one greenlet serve the socket in both directions.
+    conn = Connection(
+        ws=ws,
+        usuario=usuario,
+        topics=policy.visible_topics(usuario),
+        queue_size=config["WS_QUEUE_SIZE"],
+        jti=str(claims["jti"]) if claims else None,
+        wake=ws.event,
+    )
+    # Detach the usuario from the request's session: the socket outlives it.
+    db.session.expunge(usuario)
+    hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
+    hub.register(conn)  # from here on live events queue up, so nothing falls between replay and live
+    try:
+        if query.since is not None and not can_resume(query.since, config["EVENT_RETENTION_DAYS"]):
+            conn.last_sent = hub.last_id
+            send_json(conn, "resync_required", {"since": query.since, "last_event_id": hub.last_id})
+        else:
+            send_json(conn, "connection_ack", {"connection_id": conn.id, "last_event_id": hub.last_id, "server_time": utcnow().isoformat()})
+            if query.since is not None:
+                _replay(conn, query.since)
+            else:
+                conn.last_sent = hub.last_id
+        db.session.remove()  # give the pooled connection back: a socket may stay open for hours
+        conn.live = True
+        _run(conn, float(claims["exp"]) if claims else None, config["WS_PING_INTERVAL"])
+    finally:
+        conn.closed = True
+        hub.unregister(conn)
+
+
+def send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
+    conn.offer(json.dumps({"event_type": event_type, "data": data, "timestamp": utcnow().isoformat()}))
+
+
+def _replay(conn: Connection, since: int) -> None:
+    """Send visible events with id > since from the log; live events queued meanwhile are de-duplicated by id."""
+    cursor = since
+    while True:
+        batch = events_after(cursor)
+        for event in batch:
+            cursor = event.id
+            if conn.wants(event):
+                conn.offer(event)
+        if len(batch) < BATCH:
+            return
+
+
+def _send_queued(conn: Connection) -> bool:
+    """Write every queued frame, in order; False once the connection is to end (sentinel or dead peer)."""
+    while True:
+        try:
+            item = conn.queue.get_nowait()
+        except Empty:
+            return True
+        conn.writing = True  # the fan-out must not write between the pieces of this frame
+        try:
+            if isinstance(item, StoredEvent):
+                if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
+                    continue
+                # Pre-encoded frame straight to the socket; every other frame goes through simple-websocket.
+                conn.ws.sock.sendall(item.wire)
+                conn.last_sent = item.id
+                hub.record_delivery(item)
+            elif isinstance(item, PartialFrame):
+                conn.ws.sock.sendall(item.data)
+                hub.record_delivery(item.event)
+            elif item is None:
+                return False
+            else:
+                conn.ws.send(item)
+        except Exception:  # noqa: BLE001 - a dead peer ends the connection
+            conn.closed = True
+            return False
+        finally:
+            conn.writing = False
+
+
+def _run(conn: Connection, expires_at: float | None, ping_interval: float) -> None:
+    """The socket's only greenlet: sleeps until woken (frame queued, client frame, close), the next ping or
+    the token's expiry; frames leave in queue order, one writer at a time."""
+    ws = conn.ws
+    next_ping = time.monotonic() + ping_interval
+    while not conn.closed and ws.connected:
+        timeout = next_ping - time.monotonic()
+        if expires_at is not None:
+            timeout = min(timeout, expires_at - time.time())
+        conn.wake.wait(timeout=max(timeout, 0))
+        conn.wake.clear()
+        # Look before calling receive(): on an empty buffer even receive(timeout=0) yields to the hub, and a
+        # fan-out to 1,000 sockets would pay 1,000 extra hub cycles.
+        while ws.input_buffer:
+            _handle_client_frame(conn, ws.receive(timeout=0))
+        if not _send_queued(conn):
+            return
+        if expires_at is not None and time.time() >= expires_at:
+            conn.close(CLOSE_POLICY, "token expired")
+            return
+        if time.monotonic() >= next_ping:
+            send_json(conn, "ping", {})
+            next_ping = time.monotonic() + ping_interval
+
+
+def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
+    try:
+        frame = ClientFrame.model_validate_json(raw)
+    except ValidationError:
+        send_json(conn, "error", {"message": "Frames must be JSON: {'event_type': 'subscribe'|'unsubscribe'|'pong', 'data': {...}}"})
+        return
+    if frame.event_type == "pong":
+        return
+    handler = _client_handlers.get(frame.event_type)
+    if handler is not None:
+        handler(conn, frame.data)
+        return
+    decision = policy.decide_subscription(conn.usuario, set(frame.data.topics if isinstance(frame.data, Topics) else []))
+    if decision.unknown or decision.forbidden:
+        send_json(conn, "error", {"message": "Unknown or forbidden topics.", "unknown": sorted(decision.unknown), "forbidden": sorted(decision.forbidden)})
+    if frame.event_type == "subscribe":
+        conn.topics |= decision.granted
+    else:
+        conn.topics -= decision.granted
+    send_json(conn, "subscriptions", {"topics": sorted(conn.topics)})

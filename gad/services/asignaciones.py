@@ -1,0 +1,113 @@
+"""Assignment of efectivos to tareas: the only source of truth for who works what, and its availability effects.
+
+Concurrency: the tarea row and then the efectivo rows (in id order, so two dispatchers never deadlock)
+are locked before anything is checked; the partial unique index on active assignments is the last
+line of defence.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from gad import policy
+from gad.errors import Conflict, NotFound, ValidationProblem
+from gad.extensions import db
+from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.services import notificaciones
+from gad.services.common import check_version
+from gad.services.efectivos import change_disponibilidad
+from gad.services.tarea_events import record_tarea_event
+from gad.services.tarea_queries import assigned_efectivos, load_tarea
+from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
+
+
+def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> Tarea:
+    """Assign efectivos (supervisor+). Each must be active, disponible and hold no other active assignment.
+
+    Efectivo rows are locked in id order (no deadlock between two dispatchers); the partial unique index
+    on active assignments is the last line of defence. Raises NotFound, Forbidden, PreconditionFailed,
+    Conflict (naming the efectivo and the tarea holding them), ValidationProblem.
+    """
+    policy.require_nivel(actor, Nivel.SUPERVISOR, "Assigning efectivos")
+    tarea = load_tarea(tarea_id, lock=True)
+    check_version(tarea.version, expected_version, "tarea")
+    if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
+        raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
+    ids = sorted(set(efectivo_ids))
+    efectivos = list(db.session.scalars(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id).with_for_update()))
+    missing = set(ids) - {e.id for e in efectivos}
+    if missing:
+        raise ValidationProblem(
+            "Unknown efectivos.",
+            errors=[{"field": "body.efectivo_ids", "message": f"efectivo {i} does not exist", "type": "unknown_id"} for i in sorted(missing)],
+        )
+    running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
+    now = utcnow()
+    created: list[tuple[Asignacion, Efectivo]] = []
+    for efectivo in efectivos:
+        holding = db.session.execute(
+            select(Asignacion.tarea_id, Tarea.codigo)
+            .join(Tarea, Tarea.id == Asignacion.tarea_id)
+            .where(Asignacion.efectivo_id == efectivo.id, Asignacion.liberado_en.is_(None))
+        ).first()
+        if holding is not None:
+            raise Conflict(
+                f"Efectivo {efectivo.codigo_interno} is already assigned to tarea {holding.codigo}.",
+                efectivo_id=efectivo.id,
+                tarea_id=holding.tarea_id,
+            )
+        if not efectivo.activo or efectivo.estado_disponibilidad != Disponibilidad.DISPONIBLE:
+            raise Conflict(
+                f"Efectivo {efectivo.codigo_interno} is not available ({efectivo.estado_disponibilidad}).",
+                efectivo_id=efectivo.id,
+                estado_disponibilidad=efectivo.estado_disponibilidad,
+            )
+        asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+        db.session.add(asignacion)
+        created.append((asignacion, efectivo))
+        if running:
+            change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    tarea.version += 1
+    db.session.flush()
+    record_tarea_event("task_assigned", tarea, actor, {"efectivo_ids": ids})
+    # Same transaction: an assignment that commits has asked its efectivos to accept; one that rolls back, nobody.
+    notificaciones.notify_assignment(actor.id, tarea, created)
+    return tarea
+
+
+def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> Tarea:
+    """Release one efectivo from a tarea (supervisor+); they become disponible again if they were working it."""
+    policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
+    tarea = load_tarea(tarea_id, lock=True)
+    check_version(tarea.version, expected_version, "tarea")
+    row = db.session.execute(
+        select(Asignacion, Efectivo)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == tarea.id, Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None))
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"Efectivo {efectivo_id} is not assigned to tarea {tarea.codigo}.")
+    asignacion, efectivo = row
+    release_assignment(actor, tarea, asignacion, efectivo)
+    return tarea
+
+
+def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo, *, motivo: str | None = None) -> None:
+    """End one assignment whose tarea, assignment and efectivo rows the caller has locked (unassigning, or the
+    efectivo's "no puedo"): they get back the availability they had (assigning required disponible)."""
+    asignacion.liberado_en = utcnow()
+    if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
+        change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
+    tarea.version += 1
+    db.session.flush()
+    record_tarea_event("task_unassigned", tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
+
+
+def release_all(tarea: Tarea, actor: Usuario | None) -> None:
+    """End every active assignment of ``tarea``; efectivos that were working it become disponible."""
+    now = utcnow()
+    for asignacion, efectivo in assigned_efectivos(tarea, lock=True):
+        asignacion.liberado_en = now
+        if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
+            change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)

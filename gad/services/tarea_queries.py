@@ -1,0 +1,120 @@
+"""Reads shared by the tarea services: statements built once, the row loader, visibility and assignments."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, exists, func, inspect, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from gad import policy
+from gad.errors import Forbidden, NotFound
+from gad.extensions import db
+from gad.models import Asignacion, Efectivo, Tarea, Usuario
+
+# Statements built once at import: building and cache-keying them per call cost more than running them.
+TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs)
+_BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+# The tarea and its active assignments (with the usuario behind each efectivo, for the read policy) in
+# one round trip: GET of one tarea is the most frequent request of the service.
+_ASSIGNED_JSON = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_object(
+                        "efectivo_id",
+                        Efectivo.id,
+                        "codigo_interno",
+                        Efectivo.codigo_interno,
+                        "nombre",
+                        Efectivo.nombre,
+                        "asignado_en",
+                        Asignacion.asignado_en,
+                        "usuario_id",
+                        Efectivo.usuario_id,
+                    ),
+                    Asignacion.asignado_en,
+                )
+            ),
+            text("'[]'::json"),
+        )
+    )
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None))
+    .scalar_subquery()
+)
+# Plain table columns, not ORM attributes: a read that is only serialised skips the ORM's per-row work.
+_TABLE = Tarea.__table__
+WITH_ASSIGNED = select(*_TABLE.c, _ASSIGNED_JSON.label("asignados")).where(_TABLE.c.id == bindparam("tarea_id"), _TABLE.c.deleted_at.is_(None))
+
+_ACTIVE_ASSIGNMENTS = (
+    select(Asignacion.tarea_id, Efectivo.id, Efectivo.codigo_interno, Efectivo.nombre, Asignacion.asignado_en)
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == any_(bindparam("tarea_ids", type_=ARRAY(Integer))), Asignacion.liberado_en.is_(None))
+    .order_by(Asignacion.asignado_en)
+)
+
+
+def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
+    """The live (not soft-deleted) tarea, row-locked when the caller is about to decide on it. Raises NotFound."""
+    tarea = db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id})
+    if tarea is None:
+        raise NotFound(f"Tarea {tarea_id} does not exist.")
+    return tarea
+
+
+def assigned_usuario_ids(tarea_id: int) -> set[int]:
+    """Usuarios behind the efectivos actively assigned to a tarea (for the read policy)."""
+    rows = db.session.scalars(
+        select(Efectivo.usuario_id)
+        .join(Asignacion, Asignacion.efectivo_id == Efectivo.id)
+        .where(Asignacion.tarea_id == tarea_id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id.is_not(None))
+    )
+    return {int(uid) for uid in rows if uid is not None}
+
+
+def asignados_by_tarea(tarea_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Active assignments of many tareas in one query, for serialisation."""
+    if not tarea_ids:
+        return {}
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for tarea_id, efectivo_id, codigo, nombre, asignado_en in db.session.execute(_ACTIVE_ASSIGNMENTS, {"tarea_ids": tarea_ids}):
+        out[tarea_id].append({"efectivo_id": efectivo_id, "codigo_interno": codigo, "nombre": nombre, "asignado_en": asignado_en})
+    return out
+
+
+def assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Efectivo]]:
+    """Active assignments of one tarea with their efectivos, in efectivo id order (the lock order)."""
+    query = (
+        select(Asignacion, Efectivo)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == tarea.id, Asignacion.liberado_en.is_(None))
+        .order_by(Efectivo.id)
+    )
+    if lock:
+        query = query.with_for_update()
+    return [(row[0], row[1]) for row in db.session.execute(query)]
+
+
+def visible_to(query: Select[tuple[Tarea]], actor: Usuario) -> Select[tuple[Tarea]]:
+    """Narrow a tarea query to what ``actor`` may read (the SQL form of ``policy.can_read_tarea``)."""
+    if policy.is_supervisor(actor):
+        return query
+    assigned = exists(
+        select(Asignacion.id)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id == actor.id)
+    )
+    return query.where(or_(Tarea.delegado_usuario_id == actor.id, assigned))
+
+
+def require_readable(actor: Usuario, delegado_usuario_id: int | None, assigned: Callable[[], set[int]]) -> None:
+    """Raise Forbidden unless ``actor`` may read the tarea; ``assigned`` is only called when it matters."""
+    if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
+        return
+    if not policy.can_read_tarea(actor, delegado_usuario_id, assigned()):
+        raise Forbidden("You may only see tareas you are assigned to or delegated.")

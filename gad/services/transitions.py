@@ -1,0 +1,86 @@
+"""The tarea state machine: which transitions are allowed, and what each one does to times, history and efectivos.
+
+Allowed moves are ``gad.vocab.TRANSICIONES`` (drawn in docs/ARCHITECTURE.md); who may make them is
+``gad.policy.can_transition_tarea``. The tarea row is locked first, so two clients moving the same tarea
+are serialised and the second one gets 409/412, never a duplicated history row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gad import policy
+from gad.errors import Forbidden, InvalidTransition
+from gad.extensions import db
+from gad.models import HistorialEstado, Tarea, Usuario, utcnow
+from gad.services.asignaciones import release_all
+from gad.services.common import check_version
+from gad.services.efectivos import change_disponibilidad
+from gad.services.tarea_events import record_tarea_event
+from gad.services.tarea_queries import assigned_efectivos, assigned_usuario_ids, load_tarea
+from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, Disponibilidad, EstadoTarea
+
+
+def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario | None, motivo: str | None) -> None:
+    """One ``historial_estados`` row per state change (and one for the creation, from None)."""
+    db.session.add(HistorialEstado(tarea_id=tarea.id, estado_anterior=anterior, estado_nuevo=nuevo, usuario_id=actor.id if actor else None, motivo=motivo))
+
+
+def transition(actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None) -> Tarea:
+    """Move a tarea through the state machine in one transaction (timings, history, efectivos, event).
+
+    Raises NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
+    """
+    tarea = load_tarea(tarea_id, lock=True)
+    _check_may_transition(actor, tarea, to)
+    check_version(tarea.version, expected_version, "tarea")
+    current = EstadoTarea(tarea.estado)
+    _check_allowed(current, to)
+    _apply_timings(tarea, current, to, utcnow())
+    tarea.estado = to.value
+    tarea.version += 1
+    _update_efectivos(tarea, to, actor)
+    add_history(tarea, current.value, to.value, actor, motivo or MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO))
+    db.session.flush()
+    record_tarea_event("task_status_changed", tarea, actor, {"from": current.value, "to": to.value, "motivo": motivo})
+    return tarea
+
+
+def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:
+    assigned = assigned_usuario_ids(tarea.id)
+    if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned):
+        raise Forbidden("You may only act on tareas you are assigned to or delegated.")
+    if not policy.can_transition_tarea(actor, tarea.delegado_usuario_id, assigned, to):
+        raise Forbidden(f"Your nivel may not move a tarea to {to.value}.")
+
+
+def _check_allowed(current: EstadoTarea, to: EstadoTarea) -> None:
+    allowed = TRANSICIONES[current]
+    if to not in allowed:
+        raise InvalidTransition(
+            f"A tarea in {current.value} cannot move to {to.value}.",
+            estado_actual=current.value,
+            allowed=sorted(state.value for state in allowed),
+        )
+
+
+def _apply_timings(tarea: Tarea, current: EstadoTarea, to: EstadoTarea, now: datetime) -> None:
+    """Starting sets inicio_real; pausing stamps pausado_en and resuming adds the pause; ending sets fin_real."""
+    if to == EstadoTarea.EN_CURSO and current == EstadoTarea.PROGRAMADA:
+        tarea.inicio_real = now
+    if to == EstadoTarea.PAUSADA:
+        tarea.pausado_en = now
+    if current == EstadoTarea.PAUSADA and tarea.pausado_en is not None:
+        tarea.tiempo_pausado_s += max(0, int((now - tarea.pausado_en).total_seconds()))
+        tarea.pausado_en = None
+    if to in ESTADOS_FINALES:
+        tarea.fin_real = now if tarea.inicio_real is not None else None
+
+
+def _update_efectivos(tarea: Tarea, to: EstadoTarea, actor: Usuario) -> None:
+    """Ending a tarea releases its efectivos; running it (again) puts them en_tarea."""
+    if to in ESTADOS_FINALES:
+        release_all(tarea, actor)
+    elif to in ESTADOS_EN_MARCHA:
+        for _, efectivo in assigned_efectivos(tarea, lock=True):
+            change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)

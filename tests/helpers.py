@@ -1,0 +1,37 @@
+"""Small helpers shared by several test modules: reading the event log, counting rows, calling the API/CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from gad.models import Evento
+from tests.conftest import ROOT
+
+# A minimal valid tarea body for POST /api/v1/tasks.
+TAREA = {"codigo": "PAT-001", "titulo": "Patrullaje nocturno", "tipo": "patrullaje", "prioridad": 3}
+
+
+def all_events(app: Flask) -> list[Evento]:
+    """Every event in the log, oldest first."""
+    with app.app_context():
+        return list(db.session.query(Evento).order_by(Evento.id))
+
+
+def count_rows(app: Flask, model: Any) -> int:
+    with app.app_context():
+        return int(db.session.query(model).count())
+
+
+def transition(client: FlaskClient, headers: dict, tarea_id: int, estado: str, **extra: Any) -> Any:
+    return client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": estado, **extra}, headers=headers)
+
+
+def run_flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``flask --app wsgi <args>`` in a child process, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -1,0 +1,49 @@
+"""The flask CLI: create-admin and seed-demo."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from tests.helpers import run_flask
+
+
+def test_cli_create_admin_from_environment_then_login(database_url: str, client: FlaskClient) -> None:
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "GAD_ADMIN_PASSWORD": "a-strong-admin-pass"}
+    result = run_flask(env, "gad", "create-admin", "Chief@Gad.Test")
+    assert result.returncode == 0, result.stderr
+    login = client.post("/api/v1/auth/login", json={"email": "chief@gad.test", "password": "a-strong-admin-pass"})
+    assert login.status_code == 200
+    me = client.get("/api/v1/users/me", headers={"Authorization": "Bearer " + login.get_json()["access_token"]}).get_json()
+    assert me["nivel"] == 3
+
+
+def test_cli_create_admin_rejects_weak_password_and_duplicates(database_url: str) -> None:
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "GAD_ADMIN_PASSWORD": "short"}
+    weak = run_flask(env, "gad", "create-admin", "weak@gad.test")
+    assert weak.returncode != 0 and "at least" in weak.stderr
+    env["GAD_ADMIN_PASSWORD"] = "a-strong-admin-pass"
+    assert run_flask(env, "gad", "create-admin", "dup@gad.test").returncode == 0
+    duplicate = run_flask(env, "gad", "create-admin", "DUP@gad.test")
+    assert duplicate.returncode != 0 and "email" in duplicate.stderr
+
+
+def test_cli_seed_demo_is_idempotent(database_url: str, app: Flask) -> None:
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url}
+    assert run_flask(env, "gad", "seed-demo").returncode == 0
+
+    def counts() -> tuple[int, ...]:
+        with app.app_context():
+            return tuple(db.session.execute(db.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in ("usuarios", "efectivos", "tareas", "eventos"))
+
+    first = counts()
+    assert run_flask(env, "gad", "seed-demo").returncode == 0
+    assert counts() == first
+    with app.app_context():
+        estados = set(db.session.execute(db.text("SELECT DISTINCT estado FROM tareas")).scalars())
+        niveles = set(db.session.execute(db.text("SELECT DISTINCT nivel FROM usuarios")).scalars())
+    assert estados == {"programada", "en_curso", "pausada", "finalizada", "cancelada"}
+    assert niveles == {1, 2, 3}

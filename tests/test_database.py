@@ -1,0 +1,78 @@
+"""The database itself: migrations round trip, domain rules enforced by PostgreSQL, cooperative psycopg2."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from flask import Flask
+
+from tests.builders import Builders
+from tests.conftest import recreate_database, start_gunicorn, stop_gunicorn
+from tests.helpers import run_flask
+
+
+def test_migrations_upgrade_check_downgrade_roundtrip(pg_server: str) -> None:
+    url = recreate_database(pg_server, "gad_migrations")
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
+    for args in (("db", "upgrade"), ("db", "check"), ("db", "downgrade", "base"), ("db", "upgrade"), ("db", "check")):
+        result = run_flask(env, *args)
+        assert result.returncode == 0, f"flask {' '.join(args)} failed: {result.stderr}"
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT version_num FROM alembic_version")
+        assert cur.fetchone() is not None
+    conn.close()
+
+
+def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
+    admin = build.usuario(3)
+    bad_rows = [
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, tiempo_pausado_s, creado_por_usuario_id, created_at, updated_at, version)"
+        " VALUES (gen_random_uuid(), 'lower-case', 'Titulo valido', 'patrullaje', 3, 'programada', false, 0, {admin}, now(), now(), 1)",
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, tiempo_pausado_s, creado_por_usuario_id, created_at, updated_at, version)"
+        " VALUES (gen_random_uuid(), 'OK-1', 'Tit', 'patrullaje', 3, 'programada', false, 0, {admin}, now(), now(), 1)",
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, tiempo_pausado_s, creado_por_usuario_id, created_at, updated_at, version, ubicacion_lat)"
+        " VALUES (gen_random_uuid(), 'OK-2', 'Titulo valido', 'patrullaje', 3, 'programada', false, 0, {admin}, now(), now(), 1, 40.0)",
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, tiempo_pausado_s, creado_por_usuario_id, created_at, updated_at, version)"
+        " VALUES (gen_random_uuid(), 'OK-3', 'Titulo valido', 'patrullaje', 3, 'EN_CURSO', false, 0, {admin}, now(), now(), 1)",
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, tiempo_pausado_s, creado_por_usuario_id, created_at, updated_at, version, inicio_programado, fin_programado)"
+        " VALUES (gen_random_uuid(), 'OK-4', 'Titulo valido', 'patrullaje', 3, 'programada', false, 0, {admin}, now(), now(), 1, now(), now() - interval '1 hour')",
+        "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version, created_at, updated_at, version)"
+        " VALUES (gen_random_uuid(), upper('{email}'), '99999999Z', 'N', 'Apellido', 1, 'x', true, true, 0, 1, now(), now(), 1)",
+    ]
+    conn = psycopg2.connect(os.environ["TEST_DATABASE_URL"])
+    for statement in bad_rows:
+        with pytest.raises(psycopg2.IntegrityError), conn.cursor() as cur:
+            cur.execute(statement.format(admin=admin.id, email=admin.email))
+        conn.rollback()
+    conn.close()
+
+
+def test_database_allows_one_active_assignment_per_efectivo(app: Flask, build: Builders) -> None:
+    admin = build.usuario(3)
+    efectivo = build.efectivo()
+    first, second = build.tarea(admin), build.tarea(admin)
+    build.asignacion(first, efectivo)
+    with pytest.raises(Exception, match="uq_asignaciones_efectivo_activa"):
+        build.asignacion(second, efectivo)
+
+
+@pytest.mark.slow
+def test_gevent_worker_runs_two_pg_sleeps_concurrently(database_url: str, tmp_path: Path) -> None:
+    server = start_gunicorn(database_url, workers=1, app_spec="tests.support.sleepy_wsgi:app", tmp=tmp_path)
+    try:
+        requests.get(server.url + "/_test/pg-sleep", timeout=10)  # warm the pool
+        started = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: requests.get(server.url + "/_test/pg-sleep", timeout=10), range(2)))
+        elapsed = time.monotonic() - started
+    finally:
+        stop_gunicorn(server)
+    assert all(r.status_code == 200 for r in results)
+    assert elapsed < 1.7, f"two pg_sleep(1) took {elapsed:.2f}s on one gevent worker: psycopg2 is blocking the hub"

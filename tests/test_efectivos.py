@@ -1,0 +1,80 @@
+"""Efectivos API: create, list, positions, availability set by hand, deactivation."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.builders import Builders
+
+
+def test_supervisor_creates_efectivo_and_reads_it_back(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    body = {"codigo_interno": "EF-900", "nombre": "  Laura   Gómez ", "rango": "Cabo", "unidad": "Móvil 101", "especialidad": "tráfico"}
+    created = client.post("/api/v1/efectivos", json=body, headers=build.headers(sup))
+    assert created.status_code == 201 and created.headers["ETag"] == '"1"'
+    data = created.get_json()
+    assert data["nombre"] == "Laura Gómez" and data["estado_disponibilidad"] == "disponible"
+    assert client.get(created.headers["Location"], headers=build.headers(sup)).get_json()["codigo_interno"] == "EF-900"
+    duplicate = client.post("/api/v1/efectivos", json=body, headers=build.headers(sup))
+    assert duplicate.status_code == 409 and duplicate.get_json()["field"] == "codigo_interno"
+
+
+def test_efectivo_list_filters_and_paginates(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    build.efectivo(unidad="Móvil 7", especialidad="canina")
+    build.efectivo(unidad="Móvil 7", estado_disponibilidad="fuera_servicio")
+    build.efectivo(unidad="Móvil 8", nombre="Buscable Único")
+    headers = build.headers(sup)
+    assert client.get("/api/v1/efectivos?unidad=Móvil 7", headers=headers).get_json()["total"] == 2
+    assert client.get("/api/v1/efectivos?estado_disponibilidad=fuera_servicio", headers=headers).get_json()["total"] == 1
+    assert client.get("/api/v1/efectivos?especialidad=canina", headers=headers).get_json()["total"] == 1
+    assert client.get("/api/v1/efectivos?q=buscable", headers=headers).get_json()["total"] == 1
+    page = client.get("/api/v1/efectivos?limit=2&offset=2", headers=headers).get_json()
+    assert page["total"] == 3 and len(page["items"]) == 1
+    bad = client.get("/api/v1/efectivos?estado_disponibilidad=volando", headers=headers)
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"].startswith("query.estado_disponibilidad")
+
+
+def test_efectivo_user_sees_and_reports_only_their_own_efectivo(client: FlaskClient, build: Builders) -> None:
+    user = build.usuario(1)
+    mine, other = build.efectivo(usuario_id=user.id), build.efectivo()
+    headers = build.headers(user)
+    assert [e["id"] for e in client.get("/api/v1/efectivos", headers=headers).get_json()["items"]] == [mine.id]
+    moved = client.put(f"/api/v1/efectivos/{mine.id}/ubicacion", json={"lat": 40.41, "lng": -3.70}, headers=headers)
+    assert moved.status_code == 200
+    data = moved.get_json()
+    assert (data["lat"], data["lng"]) == (40.41, -3.70) and data["posicion_en"] is not None
+    assert client.put(f"/api/v1/efectivos/{other.id}/ubicacion", json={"lat": 1, "lng": 1}, headers=headers).status_code == 403
+    off = client.post(f"/api/v1/efectivos/{mine.id}/disponibilidad", json={"estado": "fuera_servicio"}, headers=headers)
+    assert off.status_code == 200 and off.get_json()["estado_disponibilidad"] == "fuera_servicio"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"lat": 91, "lng": 0}, "body.lat"), ({"lat": 0, "lng": -181}, "body.lng"), ({"lat": "norte", "lng": 0}, "body.lat"), ({"lat": 1}, "body.lng")],
+)
+def test_bad_positions_are_422_with_field_paths(client: FlaskClient, build: Builders, body: dict, field: str) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    response = client.put(f"/api/v1/efectivos/{efectivo.id}/ubicacion", json=body, headers=build.headers(sup))
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+def test_en_tarea_cannot_be_set_by_hand(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    response = client.post(f"/api/v1/efectivos/{efectivo.id}/disponibilidad", json={"estado": "en_tarea"}, headers=build.headers(sup))
+    assert response.status_code == 409
+
+
+def test_deactivating_an_assigned_efectivo_is_refused(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    tarea = build.tarea(sup)
+    build.asignacion(tarea, efectivo)
+    assert client.delete(f"/api/v1/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 409
+    free = build.efectivo()
+    assert client.delete(f"/api/v1/efectivos/{free.id}", headers=build.headers(sup)).status_code == 204
+    assert client.get(f"/api/v1/efectivos/{free.id}", headers=build.headers(sup)).get_json()["activo"] is False

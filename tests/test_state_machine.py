@@ -1,0 +1,98 @@
+"""The tarea state machine: timings, history, pauses, and the efectivos' availability on each transition."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from gad.models import HistorialEstado
+from tests.builders import Builders
+from tests.helpers import transition
+
+
+def test_full_lifecycle_sets_times_history_and_efectivo_availability(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    e1, e2 = build.efectivo(), build.efectivo()
+    tarea = build.tarea(sup)
+    headers = build.headers(sup)
+    assigned = client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [e1.id, e2.id]}, headers=headers)
+    assert assigned.status_code == 200 and {e["efectivo_id"] for e in assigned.get_json()["efectivos"]} == {e1.id, e2.id}
+    assert client.get(f"/api/v1/efectivos/{e1.id}", headers=headers).get_json()["estado_disponibilidad"] == "disponible"
+
+    started = transition(client, headers, tarea.id, "en_curso").get_json()
+    assert started["inicio_real"] is not None
+    assert client.get(f"/api/v1/efectivos/{e1.id}", headers=headers).get_json()["estado_disponibilidad"] == "en_tarea"
+    assert transition(client, headers, tarea.id, "pausada", motivo="Relevo").get_json()["estado"] == "pausada"
+    assert transition(client, headers, tarea.id, "en_curso").status_code == 200
+    finished = transition(client, headers, tarea.id, "finalizada").get_json()
+    assert finished["fin_real"] is not None and finished["efectivos"] == []
+    for efectivo in (e1, e2):
+        assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).get_json()["estado_disponibilidad"] == "disponible"
+
+    history = client.get(f"/api/v1/tasks/{tarea.id}/historial", headers=headers).get_json()
+    # The builder inserts the tarea directly, so the history starts at the first transition.
+    assert [(h["estado_anterior"], h["estado_nuevo"]) for h in history] == [
+        ("programada", "en_curso"),
+        ("en_curso", "pausada"),
+        ("pausada", "en_curso"),
+        ("en_curso", "finalizada"),
+    ]
+    assert history[0]["motivo"] == "Tarea iniciada" and history[1]["motivo"] == "Relevo" and history[3]["motivo"] == "Tarea completada"
+    assert all(h["usuario_id"] == sup.id for h in history)
+
+
+@pytest.mark.parametrize(
+    ("start", "target", "allowed"),
+    [
+        ("programada", "finalizada", ["cancelada", "en_curso"]),
+        ("programada", "pausada", ["cancelada", "en_curso"]),
+        ("finalizada", "en_curso", []),
+        ("cancelada", "programada", []),
+        ("en_curso", "programada", ["cancelada", "finalizada", "pausada"]),
+        ("pausada", "finalizada", ["cancelada", "en_curso"]),
+    ],
+)
+def test_illegal_transitions_are_409_listing_allowed_states(
+    app: Flask, client: FlaskClient, build: Builders, start: str, target: str, allowed: list[str]
+) -> None:
+    sup = build.usuario(2)
+    now = datetime.now(UTC)
+    tarea = build.tarea(sup, estado=start, inicio_real=now if start != "programada" else None, fin_real=now if start in ("finalizada",) else None)
+    response = transition(client, build.headers(sup), tarea.id, target)
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["allowed"] == allowed and body["estado_actual"] == start
+    with app.app_context():
+        assert db.session.query(HistorialEstado).count() == 0
+
+
+def test_pause_time_accumulates(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    paused_at = datetime.now(UTC) - timedelta(minutes=10)
+    tarea = build.tarea(sup, estado="pausada", inicio_real=paused_at - timedelta(minutes=5), pausado_en=paused_at, tiempo_pausado_s=60)
+    resumed = transition(client, build.headers(sup), tarea.id, "en_curso").get_json()
+    assert 659 <= resumed["tiempo_pausado_s"] <= 665
+
+
+def test_cancel_releases_efectivos(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo(estado_disponibilidad="en_tarea")
+    tarea = build.tarea(sup, estado="en_curso", inicio_real=datetime.now(UTC))
+    build.asignacion(tarea, efectivo)
+    assert transition(client, build.headers(sup), tarea.id, "cancelada").status_code == 200
+    assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=build.headers(sup)).get_json()["estado_disponibilidad"] == "disponible"
+
+
+def test_efectivo_user_moves_own_tarea_but_cannot_cancel_it(client: FlaskClient, build: Builders) -> None:
+    sup, user = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=user.id)
+    tarea = build.tarea(sup)
+    build.asignacion(tarea, efectivo)
+    headers = build.headers(user)
+    assert transition(client, headers, tarea.id, "en_curso").status_code == 200
+    assert transition(client, headers, tarea.id, "cancelada").status_code == 403
+    assert transition(client, headers, tarea.id, "finalizada").status_code == 200

@@ -1,0 +1,149 @@
+"""Tareas API: create, list, edit with ETags, soft delete, unknown ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from gad.models import HistorialEstado, Tarea
+from tests.builders import Builders
+from tests.helpers import TAREA, all_events, count_rows
+
+
+def test_create_tarea_sets_creator_from_caller_with_location_and_etag(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    response = client.post("/api/v1/tasks", json=TAREA | {"ubicacion_lat": 40.4, "ubicacion_lng": -3.7}, headers=build.headers(sup))
+    assert response.status_code == 201
+    data = response.get_json()
+    assert data["creado_por_usuario_id"] == sup.id and data["estado"] == "programada"
+    assert response.headers["Location"].endswith(f"/api/v1/tasks/{data['id']}") and response.headers["ETag"] == '"1"'
+    assert [e.event_type for e in all_events(app)] == ["task_created"]
+    with app.app_context():
+        history = db.session.query(HistorialEstado).one()
+    assert (history.estado_anterior, history.estado_nuevo, history.usuario_id) == (None, "programada", sup.id)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"codigo": "minúsculas"}, "body.codigo"),
+        ({"titulo": "abc"}, "body.titulo"),
+        ({"prioridad": 6}, "body.prioridad"),
+        ({"prioridad": "alta"}, "body.prioridad"),
+        ({"tipo": "fiesta"}, "body.tipo"),
+        ({"ubicacion_lat": 40.0}, "body"),
+        ({"inicio_programado": "2026-12-01T10:00:00+00:00", "fin_programado": "2026-12-01T09:00:00+00:00"}, "body"),
+        ({"inicio_programado": "2026-12-01T10:00:00"}, "body.inicio_programado"),
+        ({"creado_por_usuario_id": 1}, "body.creado_por_usuario_id"),
+        ({"delegado_usuario_id": 999999}, "body.delegado_usuario_id"),
+    ],
+)
+def test_invalid_tarea_is_rejected_and_nothing_is_written(app: Flask, client: FlaskClient, build: Builders, patch: dict, field: str) -> None:
+    sup = build.usuario(2)
+    response = client.post("/api/v1/tasks", json=TAREA | patch, headers=build.headers(sup))
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+    assert count_rows(app, Tarea) == 0 and all_events(app) == []
+
+
+def test_duplicate_codigo_is_409(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    assert client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup)).status_code == 201
+    again = client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup))
+    assert again.status_code == 409 and again.get_json()["field"] == "codigo"
+    assert count_rows(app, Tarea) == 1
+
+
+def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    # Far from the builders' default start (now + 1 h), so only ``a`` falls inside the window below.
+    base = datetime(2031, 12, 1, tzinfo=UTC)
+    a = build.tarea(sup, prioridad=1, tipo="vigilancia", inicio_programado=base, fin_programado=base + timedelta(hours=1))
+    b = build.tarea(sup, prioridad=5, estado="en_curso", inicio_real=base, delegado_usuario_id=sup.id, titulo="Buscar la aguja")
+    c = build.tarea(sup, prioridad=3, estado="pausada", inicio_real=base)
+    build.asignacion(c, efectivo)
+    headers = build.headers(sup)
+
+    def ids(query: str) -> list[int]:
+        response = client.get(f"/api/v1/tasks?{query}", headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return [t["id"] for t in response.get_json()["items"]]
+
+    assert set(ids("estado=en_curso,pausada")) == {b.id, c.id}
+    assert set(ids("estado=en_curso&estado=programada")) == {a.id, b.id}
+    assert ids("tipo=vigilancia") == [a.id]
+    assert set(ids("prioridad_min=3")) == {b.id, c.id}
+    assert ids("prioridad_max=2") == [a.id]
+    assert ids(f"delegado_usuario_id={sup.id}") == [b.id]
+    assert ids(f"efectivo_id={efectivo.id}") == [c.id]
+    assert ids("q=aguja") == [b.id]
+    assert ids("desde=2031-11-30T00:00:00Z&hasta=2031-12-02T00:00:00Z") == [a.id]
+    assert ids("sort=prioridad") == [a.id, c.id, b.id]
+    assert ids("sort=-prioridad") == [b.id, c.id, a.id]
+    page = client.get("/api/v1/tasks?limit=1&offset=1&sort=prioridad", headers=headers).get_json()
+    assert page == page | {"total": 3, "limit": 1, "offset": 1} and page["items"][0]["id"] == c.id
+    assert client.get("/api/v1/tasks?limit=201", headers=headers).status_code == 422
+    assert client.get("/api/v1/tasks?sort=titulo", headers=headers).status_code == 422
+
+
+def test_efectivo_user_lists_only_tareas_they_work_or_lead(client: FlaskClient, build: Builders) -> None:
+    sup, user = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=user.id)
+    assigned = build.tarea(sup)
+    delegated = build.tarea(sup, delegado_usuario_id=user.id)
+    build.tarea(sup)
+    build.asignacion(assigned, efectivo)
+    items = client.get("/api/v1/tasks", headers=build.headers(user)).get_json()["items"]
+    assert {t["id"] for t in items} == {assigned.id, delegated.id}
+
+
+def test_patch_and_put_are_partial_and_estado_is_not_patchable(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, descripcion="original")
+    headers = build.headers(sup)
+    patched = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 5}, headers=headers)
+    assert patched.status_code == 200 and patched.get_json()["descripcion"] == "original" and patched.headers["ETag"] == '"2"'
+    put = client.put(f"/api/v1/tasks/{tarea.id}", json={"titulo": "Nuevo título"}, headers=headers)
+    assert put.get_json()["prioridad"] == 5 and put.get_json()["titulo"] == "Nuevo título"
+    estado = client.patch(f"/api/v1/tasks/{tarea.id}", json={"estado": "finalizada"}, headers=headers)
+    assert estado.status_code == 422 and "/estado" in estado.get_json()["errors"][0]["message"]
+    half_location = client.patch(f"/api/v1/tasks/{tarea.id}", json={"ubicacion_lat": 10.0}, headers=headers)
+    assert half_location.status_code == 422
+
+
+def test_stale_if_match_is_412_with_current_etag(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    tarea = build.tarea(sup)
+    headers = build.headers(sup)
+    etag = client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).headers["ETag"]
+    assert client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 1}, headers=headers | {"If-Match": etag}).status_code == 200
+    stale = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": etag})
+    assert stale.status_code == 412 and stale.headers["ETag"] == '"2"'
+    stale_transition = client.post(f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "en_curso"}, headers=headers | {"If-Match": etag})
+    assert stale_transition.status_code == 412
+    garbage = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": "yesterday"})
+    assert garbage.status_code == 422
+
+
+def test_delete_is_soft_and_admin_only(app: Flask, client: FlaskClient, build: Builders) -> None:
+    admin, sup = build.usuario(3), build.usuario(2)
+    tarea = build.tarea(sup)
+    assert client.delete(f"/api/v1/tasks/{tarea.id}", headers=build.headers(sup)).status_code == 403
+    assert client.delete(f"/api/v1/tasks/{tarea.id}", headers=build.headers(admin)).status_code == 204
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(admin)).status_code == 404
+    with app.app_context():
+        assert db.session.get(Tarea, tarea.id).deleted_at is not None  # type: ignore[union-attr]
+    assert all_events(app)[-1].event_type == "task_deleted"
+
+
+def test_unknown_ids_are_404_problems(client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(3)
+    headers = build.headers(sup)
+    for method, path in [("get", "/api/v1/tasks/999"), ("get", "/api/v1/efectivos/999"), ("get", "/api/v1/users/999"), ("get", "/api/v1/tasks/999/historial")]:
+        response = getattr(client, method)(path, headers=headers)
+        assert response.status_code == 404 and response.mimetype == "application/problem+json"
