@@ -117,6 +117,78 @@ def _next_of(client: WsClient, event_type: str, timeout: float = 20) -> dict[str
             return frame
 
 
+# --- single servers first: while they run, no other server of this module sweeps its database -------
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def test_server_killed_mid_sweep_every_due_escalation_still_fires_once(own_db: str, fresh: Builders, tmp_path: Path) -> None:
+    # A deadline long enough to take the counter below before any of them is due.
+    a = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST | {"NOTIF_PLAZOS": "asignacion=8"})
+    b: LiveServer | None = None
+    try:
+        sup = fresh.usuario(2)
+        officers = _officers(fresh.app, 40)
+        _assign_many((a,), fresh, sup, officers, per_tarea=40)
+        # Hold the event counter: A's sweep takes every due row (FOR UPDATE SKIP LOCKED), writes its
+        # escalations, and then waits at commit for the counter — in the middle of its transaction.
+        holder = psycopg2.connect(own_db)
+        with holder.cursor() as cur:
+            cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1 FOR UPDATE")
+
+        def a_holds_every_due_row() -> bool:
+            waiting = _query(own_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gad' AND wait_event_type = 'Lock'")[0][0]
+            free = _query(
+                own_db, "SELECT count(*) FROM (SELECT id FROM notificaciones WHERE escalar_en IS NOT NULL AND escalada_en IS NULL FOR UPDATE SKIP LOCKED) f"
+            )[0][0]
+            return waiting >= 1 and free == 0
+
+        _wait(a_holds_every_due_row, 30, "server A mid-sweep")
+        for pid in [*_children(a.process.pid), a.process.pid]:
+            os.kill(pid, signal.SIGKILL)
+        a.process.wait()
+        holder.rollback()
+        holder.close()
+        # Nothing of A's transaction survived; B starts later (deadlines kept running meanwhile) and fires all.
+        assert _escalation_counts(own_db) == (0, 0, 0, 0)
+        b = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST)
+        _wait(lambda: _escalation_counts(own_db)[0] == 40, 30, "40 escalations by B")
+        time.sleep(1.0)
+        assert _escalation_counts(own_db) == (40, 40, 40, 40)
+    finally:
+        if a.process.poll() is None:
+            stop_gunicorn(a)
+        elif a.log_file is not None:
+            a.log_file.close()
+        if b is not None:
+            stop_gunicorn(b)
+
+
+def test_deadlines_that_pass_while_no_server_runs_fire_at_the_next_start(own_db: str, fresh: Builders, tmp_path: Path) -> None:
+    # Written by the service in-process (no sweeper runs here), with a deadline already in the past.
+    sup = fresh.usuario(2)
+    [officer] = _officers(fresh.app, 1)
+    app = make_app(own_db, NOTIF_PLAZOS={"asignacion": 1})
+    client = app.test_client()
+    tarea = fresh.tarea(sup)
+    with app.app_context():
+        efectivo_id = db.session.scalar(db.select(Efectivo.id).where(Efectivo.usuario_id == officer.id))
+    assert client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo_id]}, headers=fresh.headers(sup)).status_code == 200
+    time.sleep(1.2)
+    assert _escalation_counts(own_db) == (0, 0, 0, 0)
+    server = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST)
+    try:
+        _wait(lambda: _escalation_counts(own_db)[0] == 1, 20, "the overdue escalation")
+        (escalar_en, escalada_en) = _query(own_db, "SELECT escalar_en, escalada_en FROM notificaciones WHERE causa = 'asignacion'")[0]
+        assert escalada_en > escalar_en
+        assert _query(own_db, "SELECT count(*) FROM tareas WHERE id = %s", (tarea.id,))[0][0] == 1
+    finally:
+        stop_gunicorn(server)
+
+
 # --- 200 recipients of one alert, across both servers ----------------------------------------------
 
 
@@ -204,11 +276,16 @@ def _assign_many(servers: tuple[LiveServer, ...], builders: Builders, sup: Usuar
 
 
 def _escalation_counts(url: str) -> tuple[int, int, int, int]:
-    """(escalated rows, notification_escalated events, distinct notifications in them, escalation notifications)."""
-    rows = _query(url, "SELECT count(*) FROM notificaciones WHERE causa = 'asignacion' AND escalada_en IS NOT NULL")[0][0]
-    events, distinct = _query(url, "SELECT count(*), count(DISTINCT entity_id) FROM eventos WHERE event_type = 'notification_escalated'")[0]
-    told = _query(url, "SELECT count(*) FROM notificaciones WHERE causa = 'escalacion'")[0][0]
-    return rows, events, distinct, told
+    """(escalated rows, notification_escalated events, distinct notifications in them, escalation notifications),
+    read in one statement so that a sweep committing meanwhile cannot split the snapshot."""
+    row = _query(
+        url,
+        "SELECT (SELECT count(*) FROM notificaciones WHERE causa = 'asignacion' AND escalada_en IS NOT NULL),"
+        " (SELECT count(*) FROM eventos WHERE event_type = 'notification_escalated'),"
+        " (SELECT count(DISTINCT entity_id) FROM eventos WHERE event_type = 'notification_escalated'),"
+        " (SELECT count(*) FROM notificaciones WHERE causa = 'escalacion')",
+    )[0]
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def test_100_unanswered_assignments_escalate_exactly_once_with_both_servers_sweeping(
@@ -230,75 +307,6 @@ def test_100_unanswered_assignments_escalate_exactly_once_with_both_servers_swee
             got[frame["data"]["origen_id"]] += 1
     assert len(got) == 100 and set(got.values()) == {1}
     watcher.close()
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out]
-
-
-def test_server_killed_mid_sweep_every_due_escalation_still_fires_once(own_db: str, fresh: Builders, tmp_path: Path) -> None:
-    # A deadline long enough to take the counter below before any of them is due.
-    a = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST | {"NOTIF_PLAZOS": "asignacion=8"})
-    b: LiveServer | None = None
-    try:
-        sup = fresh.usuario(2)
-        officers = _officers(fresh.app, 40)
-        _assign_many((a,), fresh, sup, officers, per_tarea=40)
-        # Hold the event counter: A's sweep takes every due row (FOR UPDATE SKIP LOCKED), writes its
-        # escalations, and then waits at commit for the counter — in the middle of its transaction.
-        holder = psycopg2.connect(own_db)
-        with holder.cursor() as cur:
-            cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1 FOR UPDATE")
-
-        def a_holds_every_due_row() -> bool:
-            waiting = _query(own_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gad' AND wait_event_type = 'Lock'")[0][0]
-            free = _query(
-                own_db, "SELECT count(*) FROM (SELECT id FROM notificaciones WHERE escalar_en IS NOT NULL AND escalada_en IS NULL FOR UPDATE SKIP LOCKED) f"
-            )[0][0]
-            return waiting >= 1 and free == 0
-
-        _wait(a_holds_every_due_row, 30, "server A mid-sweep")
-        for pid in [*_children(a.process.pid), a.process.pid]:
-            os.kill(pid, signal.SIGKILL)
-        a.process.wait()
-        holder.rollback()
-        holder.close()
-        # Nothing of A's transaction survived; B starts later (deadlines kept running meanwhile) and fires all.
-        assert _escalation_counts(own_db) == (0, 0, 0, 0)
-        b = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST)
-        _wait(lambda: _escalation_counts(own_db)[0] == 40, 30, "40 escalations by B")
-        time.sleep(1.0)
-        assert _escalation_counts(own_db) == (40, 40, 40, 40)
-    finally:
-        if a.process.poll() is None:
-            stop_gunicorn(a)
-        elif a.log_file is not None:
-            a.log_file.close()
-        if b is not None:
-            stop_gunicorn(b)
-
-
-def test_deadlines_that_pass_while_no_server_runs_fire_at_the_next_start(own_db: str, fresh: Builders, tmp_path: Path) -> None:
-    # Written by the service in-process (no sweeper runs here), with a deadline already in the past.
-    sup = fresh.usuario(2)
-    [officer] = _officers(fresh.app, 1)
-    app = make_app(own_db, NOTIF_PLAZOS={"asignacion": 1})
-    client = app.test_client()
-    tarea = fresh.tarea(sup)
-    with app.app_context():
-        efectivo_id = db.session.scalar(db.select(Efectivo.id).where(Efectivo.usuario_id == officer.id))
-    assert client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo_id]}, headers=fresh.headers(sup)).status_code == 200
-    time.sleep(1.2)
-    assert _escalation_counts(own_db) == (0, 0, 0, 0)
-    server = start_gunicorn(own_db, workers=1, tmp=tmp_path, extra_env=FAST)
-    try:
-        _wait(lambda: _escalation_counts(own_db)[0] == 1, 20, "the overdue escalation")
-        (escalar_en, escalada_en) = _query(own_db, "SELECT escalar_en, escalada_en FROM notificaciones WHERE causa = 'asignacion'")[0]
-        assert escalada_en > escalar_en
-        assert _query(own_db, "SELECT count(*) FROM tareas WHERE id = %s", (tarea.id,))[0][0] == 1
-    finally:
-        stop_gunicorn(server)
 
 
 def test_emergency_and_answers_reach_the_operators_socket(own_db: str, fresh: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
