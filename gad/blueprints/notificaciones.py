@@ -23,7 +23,7 @@ class AlertaQuery(PageQuery):
 @bp.get("/notificaciones")
 @documented(tags=("notificaciones",), query=NotificacionQuery, resp={"HTTP_200": NotificacionPage})
 def list_notificaciones() -> Response:
-    query = parse_query(NotificacionQuery)
+    query = parse_query(NotificacionQuery, list_fields=("causa",))
     items, total, unread = notificaciones.list_notificaciones(current_user(), query.model_dump(exclude={"limit", "offset"}), query.limit, query.offset)
     page = {"items": [notificaciones.payload(n) for n in items], "total": total, "limit": query.limit, "offset": query.offset, "no_leidas": unread}
     return json_response(NotificacionPage.model_validate(page))

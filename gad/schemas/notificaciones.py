@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from gad.schemas.common import InModel, OutModel, PageQuery, Text
-from gad.vocab import DestinoAlerta, RespuestaNotificacion, TipoAlerta
+from gad.vocab import CausaNotificacion, DestinoAlerta, RespuestaNotificacion, TipoAlerta
 
 
 class NotificacionOut(OutModel):
@@ -16,6 +16,7 @@ class NotificacionOut(OutModel):
 
     id: int
     usuario_id: int
+    destinatario: str = Field(description="The recipient's name")
     causa: str = Field(description="asignacion, emergencia, alerta, escalacion or rechazo")
     titulo: str
     texto: str
@@ -48,6 +49,8 @@ class NotificacionQuery(PageQuery):
     no_leidas: bool = Field(False, description="Only notifications not yet read")
     pendientes: bool = Field(False, description="Only notifications that still wait for acepto / no_puedo")
     usuario_id: int | None = Field(None, ge=1, description="Supervisors: another usuario's notifications")
+    todos: bool = Field(False, description="Supervisors: every usuario's notifications (the board's answer marks)")
+    causa: list[CausaNotificacion] | None = Field(None, description="Only these causas (comma-separated)")
     tarea_id: int | None = Field(None, ge=1)
     alerta_id: int | None = Field(None, ge=1)
 

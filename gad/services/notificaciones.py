@@ -58,6 +58,7 @@ def payload(n: Notificacion) -> dict[str, Any]:
     return {
         "id": n.id,
         "usuario_id": n.usuario_id,
+        "destinatario": _nombre(n.usuario_id),
         "causa": n.causa,
         "titulo": n.titulo,
         "texto": n.texto,
@@ -77,6 +78,12 @@ def payload(n: Notificacion) -> dict[str, Any]:
         "escalar_en": _iso(n.escalar_en),
         "escalada_en": _iso(n.escalada_en),
     }
+
+
+def _nombre(usuario_id: int) -> str:
+    """The recipient's name for operators' views (the identity map answers after the first lookup)."""
+    usuario = db.session.get(Usuario, usuario_id)
+    return usuario.nombre_completo if usuario is not None else ""
 
 
 def deadline_s(causa: str, prioridad: int) -> int | None:
@@ -138,6 +145,8 @@ def notify(
     session = db.session()
     session.add_all(rows)
     session.flush()
+    # Load every recipient at once: their names go into the frames, one query instead of one per row.
+    list(db.session.scalars(select(Usuario).where(Usuario.id.in_([n.usuario_id for n in rows]))))
     _hand_to_channels(rows, now)
     return rows
 
@@ -211,15 +220,18 @@ def notify_emergency_supervisors(actor_id: int | None, tarea: Tarea, asignados: 
 
 
 def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[Notificacion], int, int]:
-    """A page of one usuario's notifications, newest first, with the total and their unread count.
+    """A page of one usuario's notifications (every usuario's with ``todos``: supervisors, for the board),
+    newest first, with the total and the unread count of the usuario asked about.
 
     Raises Forbidden when an efectivo asks for someone else's.
     """
     usuario_id = filters.get("usuario_id") or actor.id
-    if not policy.can_read_notificacion(actor, usuario_id):
+    if not policy.can_read_notificacion(actor, usuario_id) or (filters.get("todos") and not policy.is_supervisor(actor)):
         raise Forbidden("You may only read your own notifications.")
     mine = Notificacion.usuario_id == usuario_id
-    conditions = [mine]
+    conditions = [] if filters.get("todos") else [mine]
+    if filters.get("causa"):
+        conditions.append(Notificacion.causa.in_([str(c) for c in filters["causa"]]))
     if filters.get("no_leidas"):
         conditions.append(Notificacion.leida_en.is_(None))
     if filters.get("pendientes"):
@@ -230,6 +242,8 @@ def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, off
     total = int(db.session.scalar(select(func.count()).select_from(Notificacion).where(*conditions)) or 0)
     unread = int(db.session.scalar(select(func.count()).select_from(Notificacion).where(mine, Notificacion.leida_en.is_(None))) or 0)
     items = list(db.session.scalars(select(Notificacion).where(*conditions).order_by(Notificacion.id.desc()).limit(limit).offset(offset)))
+    # The payloads name each recipient: load them in one query rather than one per row.
+    list(db.session.scalars(select(Usuario).where(Usuario.id.in_({n.usuario_id for n in items}))))
     return items, total, unread
 
 
