@@ -27,4 +27,6 @@ USER gad
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5).status == 200 else 1)"
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+# gad.serve checks the settings (one line naming a bad variable, exit 1), then execs
+# `gunicorn -c gunicorn.conf.py wsgi:app` in the same process.
+CMD ["python", "-m", "gad.serve"]

@@ -24,6 +24,9 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 MIN_SECRET_KEY_LENGTH = 32
 DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# The audit chain's key outside production. Development and testing share it so a log written by one
+# (a test gunicorn runs as development) verifies under the other.
+DEV_AUDIT_KEY = "insecure-development-audit-key-do-not-use-in-production"
 
 
 class ConfigError(Exception):
@@ -37,24 +40,36 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return value.strip()
 
 
-def env_int(name: str, default: int) -> int:
+def _in_range(name: str, value: float, minimum: float | None, maximum: float | None, default: float) -> None:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"at least {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+        raise ConfigError(f"{name} must be {bounds}, got {value:g}: set e.g. {name}={default:g}")
+
+
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
     raw = env_str(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}: set e.g. {name}={default}") from None
+    _in_range(name, value, minimum, maximum, default)
+    return value
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
     raw = env_str(name)
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}: set e.g. {name}={default}") from None
+    if value != value or value in {float("inf"), float("-inf")}:
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}: set e.g. {name}={default}")
+    _in_range(name, value, minimum, maximum, default)
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -101,6 +116,33 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+EXAMPLE_DATABASE_URL = "postgres://user:password@host:5432/gad"
+
+
+def env_database_url(name: str) -> str | None:
+    """A PostgreSQL URL SQLAlchemy can use, or a ConfigError naming ``name`` (the URL is never echoed: it holds a password)."""
+    raw = env_str(name)
+    if raw is None:
+        return None
+    url = normalize_database_url(raw)
+    if not url.startswith("postgresql+psycopg2://"):
+        scheme = raw.split("://", 1)[0] if "://" in raw else None
+        got = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConfigError(f"{name} must be a PostgreSQL URL such as {EXAMPLE_DATABASE_URL}, got {got}")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"{name} is not a valid URL (check the port and any special characters, which must be %-encoded): expected e.g. {EXAMPLE_DATABASE_URL}"
+        ) from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{name} has port {port}, outside 1-65535: expected e.g. {EXAMPLE_DATABASE_URL}")
+    return url
+
+
 class Config:
     """Settings shared by every environment. Values are read when the class is instantiated."""
 
@@ -110,43 +152,54 @@ class Config:
 
     def __init__(self) -> None:
         self.SECRET_KEY = env_str("SECRET_KEY")
-        raw_url = env_str("DATABASE_URL")
-        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(raw_url) if raw_url else None
+        self.SQLALCHEMY_DATABASE_URI = env_database_url("DATABASE_URL")
         self.REDIS_URL = env_str("REDIS_URL")
         self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "gad:") or "gad:"
-        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 10)
-        self.DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 20)
-        self.DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30)
-        self.DB_POOL_RECYCLE = env_int("DB_POOL_RECYCLE", 3600)
-        self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5)
+        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 10, 1)
+        self.DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 20, 0)
+        self.DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30, 1)
+        self.DB_POOL_RECYCLE = env_int("DB_POOL_RECYCLE", 3600, -1)
+        self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, 1)
         # Statement timeout protects the worker from a runaway query; 0 disables it.
-        self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000)
+        self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000, 0)
         self.LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
-        self.PORT = env_int("PORT", 8080)
-        self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2)
-        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
-        self.ACCESS_TOKEN_EXPIRE_MINUTES = env_int("ACCESS_TOKEN_EXPIRE_MINUTES", 30)
-        self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
-        self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15)
+        self.PORT = env_int("PORT", 8080, 0, 65535)
+        self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, 1)
+        # Read by gunicorn.conf.py through this class, so a bad value fails the same way as any other.
+        self.WORKER_CONNECTIONS = env_int("WORKER_CONNECTIONS", 10000, 1)
+        self.GUNICORN_TIMEOUT = env_int("GUNICORN_TIMEOUT", 30, 1)
+        self.GUNICORN_GRACEFUL_TIMEOUT = env_int("GUNICORN_GRACEFUL_TIMEOUT", 20, 1)
+        self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024, 1)
+        self.ACCESS_TOKEN_EXPIRE_MINUTES = env_int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1)
+        self.LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, 1)
+        self.LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, 1)
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "20 per minute") or "20 per minute"
-        self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10)
-        self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
+        self.PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 10, 1)
+        self.PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1, 1)
         self.TRUST_PROXY = env_bool("TRUST_PROXY", False)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS")
-        self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24)
-        self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900)
-        self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000)
-        self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60)
+        self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, 1)
+        self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900, 1)
+        self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000, 1)
+        self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 60, 0)
         self.METRICS_TOKEN = env_str("METRICS_TOKEN")
-        self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
-        self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0)
-        self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000)
-        self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30)
+        # Under gunicorn with PROMETHEUS_MULTIPROC_DIR the master serves metrics on this private port
+        # (fly.toml's [metrics]); 0 turns that server off.
+        self.METRICS_PORT = env_int("METRICS_PORT", 9091, 0, 65535)
+        self.METRICS_HOST = env_str("METRICS_HOST", "::") or "::"
+        # Keys the event log's hash chain (gad.realtime.chain); never stored in the database, so the
+        # database's own credentials cannot rewrite history without it showing.
+        self.AUDIT_KEY = env_str("AUDIT_KEY")
+        self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, 1)
+        self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
+        self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
+        self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0, 0.1)
+        self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30, 0)
         # Escalation deadlines per notification causa (and optionally prioridad); see README "Notificaciones".
         self.NOTIF_PLAZOS = parse_deadlines(env_str("NOTIF_PLAZOS", "emergencia=60,asignacion=300") or "")
-        self.NOTIF_SWEEP_INTERVAL_S = env_float("NOTIF_SWEEP_INTERVAL_S", 1.0)
+        self.NOTIF_SWEEP_INTERVAL_S = env_float("NOTIF_SWEEP_INTERVAL_S", 1.0, 0.05)
         self.NOTIF_CANALES = env_list("NOTIF_CANALES") or ["inapp"]
-        self.NOTIF_REINTENTOS = env_int("NOTIF_REINTENTOS", 5)
+        self.NOTIF_REINTENTOS = env_int("NOTIF_REINTENTOS", 5, 1)
         self.MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
@@ -156,9 +209,12 @@ class Config:
 
     @property
     def SQLALCHEMY_ENGINE_OPTIONS(self) -> dict[str, Any]:  # noqa: N802 - Flask reads upper-case names
-        connect_args: dict[str, Any] = {"connect_timeout": self.DB_CONNECT_TIMEOUT, "application_name": "gad"}
+        # Sessions in UTC: instants come back as UTC whatever the server's TimeZone, so a value inside the
+        # stored window is never rendered in a zone that pushes it past year 9999.
+        options = "-c timezone=UTC"
         if self.DB_STATEMENT_TIMEOUT_MS:
-            connect_args["options"] = f"-c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}"
+            options += f" -c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}"
+        connect_args: dict[str, Any] = {"connect_timeout": self.DB_CONNECT_TIMEOUT, "application_name": "gad", "options": options}
         return {
             "pool_size": self.DB_POOL_SIZE,
             "max_overflow": self.DB_MAX_OVERFLOW,
@@ -172,10 +228,10 @@ class Config:
         """Raise ConfigError for settings that are unusable in every environment."""
         if self.MAX_CONTENT_LENGTH <= 0:
             raise ConfigError("MAX_CONTENT_LENGTH must be positive (bytes), e.g. MAX_CONTENT_LENGTH=1048576")
+        if not 0 <= self.METRICS_PORT <= 65535:
+            raise ConfigError(f"METRICS_PORT must be a TCP port (0 turns the metrics server off), got {self.METRICS_PORT}")
         if self.DB_POOL_SIZE < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
-        if self.NOTIF_SWEEP_INTERVAL_S <= 0:
-            raise ConfigError("NOTIF_SWEEP_INTERVAL_S must be positive (seconds), e.g. NOTIF_SWEEP_INTERVAL_S=1")
         if self.LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.LOG_LEVEL!r}")
 
@@ -193,6 +249,8 @@ class DevelopmentConfig(Config):
         super().__init__()
         if self.SECRET_KEY is None:
             self.SECRET_KEY = DEV_SECRET_KEY
+        if self.AUDIT_KEY is None:
+            self.AUDIT_KEY = DEV_AUDIT_KEY
         # Without DATABASE_URL the app runs on the embedded PostgreSQL under instance/ (see gad/embedded.py).
         self.EMBEDDED_DB_DIR = env_str("EMBEDDED_DB_DIR", str(BASE_DIR / "instance" / "pgdata"))
 
@@ -205,9 +263,11 @@ class TestingConfig(Config):
         super().__init__()
         if self.SECRET_KEY is None:
             self.SECRET_KEY = "testing-key-" + "x" * 40
-        test_url = env_str("TEST_DATABASE_URL")
+        if self.AUDIT_KEY is None:
+            self.AUDIT_KEY = DEV_AUDIT_KEY
+        test_url = env_database_url("TEST_DATABASE_URL")
         if test_url:
-            self.SQLALCHEMY_DATABASE_URI = normalize_database_url(test_url)
+            self.SQLALCHEMY_DATABASE_URI = test_url
         self.LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "1000 per minute") or "1000 per minute"
 
 
@@ -238,6 +298,19 @@ class ProductionConfig(Config):
             raise ConfigError(
                 "DATABASE_URL is not set: production needs PostgreSQL, e.g. DATABASE_URL=postgres://user:password@host:5432/gad (on Fly: `fly postgres attach`)"
             )
+        _validate_audit_key(self.AUDIT_KEY, key)
+
+
+def _validate_audit_key(audit_key: str | None, secret_key: str) -> None:
+    how = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it (on Fly: `fly secrets set AUDIT_KEY=...`)"
+    if not audit_key:
+        raise ConfigError(f"AUDIT_KEY is not set: the audit chain needs a key kept outside the database; {how}")
+    if len(audit_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"AUDIT_KEY is too short ({len(audit_key)} characters, need at least {MIN_SECRET_KEY_LENGTH}): {how}")
+    if audit_key.lower() in PLACEHOLDER_SECRETS or audit_key == DEV_AUDIT_KEY:
+        raise ConfigError(f"AUDIT_KEY is a known placeholder: {how}")
+    if audit_key == secret_key:
+        raise ConfigError(f"AUDIT_KEY must differ from SECRET_KEY (rotating one must not touch the other): {how}")
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -1,20 +1,31 @@
 """gunicorn settings: gevent workers on $PORT; psycopg2 made cooperative in each worker before it connects."""
 
 import os
+import sys
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
+from config import ConfigError, load_config
+
+# Every setting is read and validated by config.py before gunicorn uses any of it: a bad value
+# (WEB_CONCURRENCY=abc, DATABASE_URL=mysql://...) stops the master with one line naming the variable,
+# exit status 1, instead of a traceback here or workers that fail to boot (exit 3).
+try:
+    _settings = load_config()
+except ConfigError as exc:
+    sys.exit(f"GAD configuration error: {exc}")
+
+bind = f"0.0.0.0:{_settings.PORT}"
 worker_class = "gevent"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = _settings.WEB_CONCURRENCY
 # Each websocket holds a connection; leave room for them beside ordinary requests.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+worker_connections = _settings.WORKER_CONNECTIONS
+timeout = _settings.GUNICORN_TIMEOUT
+graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT
 keepalive = 5
 # No preload_app: with gevent, locks created at import time before monkey-patching become real OS locks.
 preload_app = False
 accesslog = None  # the app writes one JSON line per request itself
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _settings.LOG_LEVEL.lower()
 # gunicorn 27 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): every gunicorn this
 # user starts on the machine (the test suite starts dozens) would fight over it. Nothing in GAD or Fly
 # uses it (graceful stop is SIGTERM, scaling is WEB_CONCURRENCY), so none is opened.
@@ -25,9 +36,10 @@ forwarded_allow_ips = "*" if os.environ.get("TRUST_PROXY", "").lower() in {"1", 
 def post_fork(server, worker):
     # The gevent worker has monkey-patched the stdlib by now; psycopg2 talks to libpq in C and must be told
     # to yield to the hub while waiting on the socket, or one slow query blocks every greenlet of the worker.
-    from psycogreen.gevent import patch_psycopg
+    # GAD's callback (psycogreen's, plus deadlines) also bounds a wait on a frozen server: see gad/pg.py.
+    from gad.pg import install_wait_callback
 
-    patch_psycopg()
+    install_wait_callback()
 
     # On SIGTERM gunicorn stops accepting and lets in-flight requests finish; websockets would keep the
     # worker alive until the graceful timeout, so close them at once with 1001 (clients resume elsewhere).
@@ -83,22 +95,34 @@ def worker_exit(server, worker):
 
 
 def child_exit(server, worker):
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        from prometheus_client import multiprocess
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 
-        multiprocess.mark_process_dead(worker.pid)
+        GunicornPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def when_ready(server):
+    # prometheus-flask-exporter's gunicorn mode: the master, once ready, serves the samples every worker
+    # writes under PROMETHEUS_MULTIPROC_DIR, summed, from its own port. Fly scrapes that port over its
+    # private network ([metrics] in fly.toml); it is not part of the public http_service.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from config import load_config
+
+    config = load_config()
+    if not config.METRICS_PORT:
+        return
+    from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+
+    try:
+        GunicornPrometheusMetrics.start_http_server_when_ready(config.METRICS_PORT, config.METRICS_HOST)
+    except OSError as exc:  # metrics must not take the service down with them
+        server.log.error("metrics server could not listen on [%s]:%s: %s", config.METRICS_HOST, config.METRICS_PORT, exc)
+    else:
+        server.log.info("metrics on [%s]:%s/metrics", config.METRICS_HOST, config.METRICS_PORT)
 
 
 def on_starting(server):
-    # Refuse to start the master at all with unsafe settings, before any worker is forked.
-    from config import ConfigError, load_config
-
-    try:
-        load_config()
-    except ConfigError as exc:
-        server.log.error("GAD configuration error: %s", exc)
-        raise SystemExit(1) from None
     # Prometheus multi-process mode: every worker writes its samples under this directory and any worker's
     # /metrics sums them. Start empty so counters from a previous run are not resurrected.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -54,9 +54,10 @@ def _resolve_database_url(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gad import caching
+    from gad import caching, pg
     from gad.extensions import db, limiter, sock
 
+    pg.install_typecasters()
     db.init_app(app)
     register_migrations(app)
     sock.init_app(app)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from gad.embedded import DEFAULT_PORT, EmbeddedPostgres, free_port, wait_until_accepting
+from gad.serve import exec_gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,9 +41,7 @@ def main() -> None:
     subprocess.run([*flask, "gad", "seed-demo"], check=True, env=env, cwd=ROOT)
     port = env.get("PORT", "8080")
     print(f"GAD listening on http://localhost:{port}/  (log in as admin@gad.local / demo-password-2026)", flush=True)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    os.chdir(ROOT)
-    os.execve(gunicorn, [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], env)
+    exec_gunicorn(env)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.pool import Pool
 
 from gad import metrics as app_metrics
@@ -82,12 +82,23 @@ def _log_request(response: Response) -> Response:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": duration_ms,
-                "user_id": getattr(user, "id", None),
+                "user_id": _user_id(user),
                 "request_id": g.get("request_id"),
             }
         },
     )
     return response
+
+
+def _user_id(user: Any) -> Any:
+    """The usuario's id from its identity key: after a rollback (database down, say) the object is
+    expired, and reading ``user.id`` would query the database again, fail, and lose this log line."""
+    if user is None:
+        return None
+    state = inspect(user, raiseerr=False)
+    if state is not None and state.identity:
+        return state.identity[0]
+    return getattr(user, "id", None)
 
 
 def current_request_id() -> str | None:
@@ -119,11 +130,17 @@ def _metrics_guard(app: Flask) -> Any:
 
 def _init_metrics(app: Flask) -> None:
     # Multi-process mode only inside gunicorn (its on_starting hook prepares the directory and sets the
-    # flag): `flask db upgrade` on Fly's release machine and the tests build the app without it.
+    # flag): `flask db upgrade` on Fly's release machine and the tests build the app without it. There the
+    # gunicorn master serves the sum over all workers on METRICS_PORT (gunicorn.conf.py, when_ready), a
+    # port outside Fly's public http_service; the public /metrics exists only when METRICS_TOKEN guards it.
     if os.environ.get(MULTIPROCESS_FLAG) and os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not app.testing:
-        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics, GunicornPrometheusMetrics
 
-        metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint", metrics_decorator=_metrics_guard(app))
+        metrics: PrometheusMetrics
+        if app.config.get("METRICS_TOKEN"):
+            metrics = GunicornInternalPrometheusMetrics(app, path="/metrics", group_by="endpoint", metrics_decorator=_metrics_guard(app))
+        else:
+            metrics = GunicornPrometheusMetrics(app, group_by="endpoint")
     else:
         # A registry per app: tests and the CLI build many apps in one process.
         registry = CollectorRegistry(auto_describe=True)

@@ -96,5 +96,24 @@ def document(app: Flask) -> dict[str, Any]:
             for view in app.view_functions.values():
                 _describe(view)
             cached = _spec()._generate_spec()
+        _add_event_payloads(cached)
         app.extensions["gad_openapi"] = cached
     return cached  # type: ignore[no-any-return]
+
+
+def _add_event_payloads(document: dict[str, Any]) -> None:
+    """The websocket's event payloads (``data`` of each frame), from the same models the writers use.
+
+    OpenAPI has no place for websocket messages, so they go in ``components.schemas`` (``Event_<type>``)
+    and ``x-websocket-events`` maps each event type to its schema.
+    """
+    from pydantic.json_schema import models_json_schema
+
+    from gad.schemas.events import EVENT_PAYLOADS
+
+    keys, schema = models_json_schema(
+        [(cls, "serialization") for cls in EVENT_PAYLOADS.values()], by_alias=True, ref_template="#/components/schemas/Event_{model}"
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update({f"Event_{name}": definition for name, definition in schema.get("$defs", {}).items()})
+    document["x-websocket-events"] = {event_type: keys[(cls, "serialization")] for event_type, cls in EVENT_PAYLOADS.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 
 
@@ -36,7 +37,7 @@ class Disponibilidad(StrEnum):
     NO_DISPONIBLE = "no_disponible"
 
 
-# The state machine of DESIGN §3: anything not listed here is rejected with 409.
+# The state machine (docs/ARCHITECTURE.md §6): anything not listed here is rejected with 409.
 TRANSICIONES: dict[EstadoTarea, frozenset[EstadoTarea]] = {
     EstadoTarea.PROGRAMADA: frozenset({EstadoTarea.EN_CURSO, EstadoTarea.CANCELADA}),
     EstadoTarea.EN_CURSO: frozenset({EstadoTarea.PAUSADA, EstadoTarea.FINALIZADA, EstadoTarea.CANCELADA}),
@@ -51,6 +52,15 @@ ESTADOS_EN_MARCHA = frozenset({EstadoTarea.EN_CURSO, EstadoTarea.PAUSADA})
 ESTADOS_FINALES = frozenset({EstadoTarea.FINALIZADA, EstadoTarea.CANCELADA})
 
 CODIGO_PATTERN = r"^[A-Z0-9_-]{3,20}$"
+# Emergency codes are issued by the service alone; no other tarea may take this prefix.
+PREFIJO_EMERGENCIA = "EMG-"
+
+# Every instant the service accepts or stores lies in [TIEMPO_MIN, TIEMPO_MAX) once converted to UTC.
+# Python's datetime stops at year 9999: a value such as 9999-12-31T23:59:59-14:00 is year 10000 in UTC,
+# which PostgreSQL stores but psycopg2 cannot read back. The schemas answer 422 outside the window and
+# CHECK constraints refuse it in the database (migration 0004b).
+TIEMPO_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIEMPO_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 
 MOTIVOS_AUTOMATICOS: dict[EstadoTarea, str] = {
     EstadoTarea.EN_CURSO: "Tarea iniciada",
@@ -64,6 +74,11 @@ MOTIVO_POR_DEFECTO = "Cambio de estado"
 def sql_in(values: type[StrEnum]) -> str:
     """``'a', 'b'`` for a CHECK constraint listing every member of a vocabulary."""
     return ", ".join(f"'{member.value}'" for member in values)
+
+
+def sql_in_time_window(column: str) -> str:
+    """A CHECK condition keeping ``column`` inside [TIEMPO_MIN, TIEMPO_MAX) (NULL passes, as in every CHECK)."""
+    return f"{column} >= '{TIEMPO_MIN.isoformat()}' AND {column} < '{TIEMPO_MAX.isoformat()}'"
 
 
 class CausaNotificacion(StrEnum):

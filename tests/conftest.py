@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from config import TestingConfig  # noqa: E402
 from gad import create_app  # noqa: E402
 from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402
+from gad.realtime import chain  # noqa: E402
 from tests.builders import Builders  # noqa: E402
 
 TEST_DB_NAME = "gad_test"
@@ -103,9 +104,13 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.
+        cur.execute("SELECT last_id, last_hash, now() FROM eventos_contador WHERE id = 1")
+        last_id, last_hash, now = cur.fetchone()
+        fields = {"pruned_up_to_id": last_id, "last_hash": last_hash, "pruned_count": 0, "actor": "tests", "created_at": now}
         cur.execute(
-            "INSERT INTO auditoria_anclas (pruned_up_to_id, last_hash, pruned_count, actor, created_at)"
-            " SELECT last_id, last_hash, 0, 'tests', now() FROM eventos_contador WHERE id = 1"
+            "INSERT INTO auditoria_anclas (pruned_up_to_id, last_hash, pruned_count, actor, created_at, mac)"
+            " VALUES (%(pruned_up_to_id)s, %(last_hash)s, %(pruned_count)s, %(actor)s, %(created_at)s, %(mac)s)",
+            fields | {"mac": chain.anchor_mac(str(TestingConfig().AUDIT_KEY).encode(), **fields)},
         )
     conn.close()
     from gad.extensions import limiter

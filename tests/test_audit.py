@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import psycopg2
 import pytest
@@ -13,8 +16,9 @@ from flask.testing import FlaskClient
 
 from gad.extensions import db
 from gad.models import Evento, Tarea
+from gad.realtime import chain
 from tests.builders import PASSWORD, Builders
-from tests.conftest import ROOT, make_app
+from tests.conftest import ROOT, make_app, recreate_database
 
 TAREA = {"codigo": "AUD-1", "titulo": "Tarea auditada", "tipo": "patrullaje"}
 
@@ -133,15 +137,13 @@ def test_prune_records_what_it_pruned_and_reanchors_the_chain(client: FlaskClien
     conn.close()
     # Ageing rewrote created_at, so re-seal those rows the way they would have been written back then.
     with app.app_context():
-        from gad.realtime import chain
-
         prev = db.session.execute(db.text("SELECT prev_hash FROM eventos ORDER BY id LIMIT 1")).scalar_one()
         db.session.execute(db.text("ALTER TABLE eventos DISABLE TRIGGER eventos_append_only"))
         for event in db.session.query(Evento).order_by(Evento.id):
             fields = {
                 k: getattr(event, k) for k in ("id", "event_type", "topic", "entity_type", "entity_id", "actor_id", "request_id", "payload", "created_at")
             }
-            digest = chain.link(prev, chain.canonical(**fields))
+            digest = chain.link(chain.current_key(), prev, chain.canonical(**fields))
             db.session.execute(db.text("UPDATE eventos SET prev_hash = :p, hash = :h WHERE id = :id"), {"p": prev, "h": digest, "id": event.id})
             prev = digest
         db.session.execute(db.text("UPDATE eventos_contador SET last_hash = :h"), {"h": prev})
@@ -174,3 +176,126 @@ def test_eventos_api_filters_and_pages_by_id_cursor(client: FlaskClient, build: 
     assert all(len(e["hash"]) == 64 for e in by_actor["items"])
     assert client.get("/api/v1/eventos", headers=headers).status_code == 403
     assert client.get("/api/v1/eventos?limit=0", headers=admin_headers).status_code == 422
+
+
+def _sha256_link(prev_hash: str, content: bytes) -> str:
+    """The link an attacker recomputes from the code: no key, so plain SHA-256 as before the audit key."""
+    return hashlib.sha256(prev_hash.encode() + content).hexdigest()
+
+
+def _rewrite_from(cur: Any, victim: int) -> None:
+    """The attack of issue 13 C9 with only DATABASE_URL: delete from an id, re-insert edited rows, fix the counter."""
+    cur.execute(f"SELECT {_EVENT_COLUMNS} FROM eventos WHERE id >= %s ORDER BY id", (victim,))
+    rows = cur.fetchall()
+    cur.execute("DELETE FROM eventos WHERE id >= %s", (victim,))
+    prev = rows[0][-2]
+    for row in rows:
+        fields = dict(zip(_EVENT_COLUMNS.split(", ")[:-2], row[:-2], strict=True))
+        fields["payload"] = {**fields["payload"], "titulo": "Reescrito"}
+        digest = _sha256_link(prev, chain.canonical(**fields))
+        cur.execute(
+            f"INSERT INTO eventos ({_EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (*row[:7], json.dumps(fields["payload"]), row[8], prev, digest),
+        )
+        prev = digest
+    cur.execute("UPDATE eventos_contador SET last_id = %s, last_hash = %s WHERE id = 1", (rows[-1][0], prev))
+
+
+_EVENT_COLUMNS = "id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash"
+
+
+def test_database_credentials_cannot_open_the_prune_door(client: FlaskClient, build: Builders, database_url: str) -> None:
+    ids = _make_history(client, build)
+    conn = psycopg2.connect(database_url)
+    try:
+        for setting in ("SET LOCAL gad.allow_prune = 'on'", "SET LOCAL gad.prune_secret = 'on'"):
+            with pytest.raises(psycopg2.Error, match="append-only"), conn.cursor() as cur:
+                cur.execute(setting)
+                cur.execute("DELETE FROM eventos WHERE id >= %s", (ids[1],))
+            conn.rollback()
+    finally:
+        conn.close()  # rolls back what got through, so the next test's TRUNCATE is not left waiting
+    assert _flask(database_url, "gad", "audit", "verify").returncode == 0
+
+
+def test_history_rewritten_with_the_database_credentials_is_reported(client: FlaskClient, build: Builders, database_url: str) -> None:
+    ids = _make_history(client, build)
+    victim = ids[1]
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:  # the door any session could open before the audit key
+            cur.execute("SET LOCAL gad.allow_prune = 'on'")
+            _rewrite_from(cur, victim)
+    except psycopg2.Error:
+        with conn, conn.cursor() as cur:  # refused now; the owner of the table can still switch the trigger off
+            cur.execute("ALTER TABLE eventos DISABLE TRIGGER eventos_append_only")
+            _rewrite_from(cur, victim)
+            cur.execute("ALTER TABLE eventos ENABLE TRIGGER eventos_append_only")
+    conn.close()
+    with client.application.app_context():
+        assert db.session.query(Evento).filter_by(id=victim).one().payload["titulo"] == "Reescrito"
+    result = _flask(database_url, "gad", "audit", "verify")
+    assert result.returncode != 0, result.stdout
+    assert f"broken at event {victim}:" in result.stderr and "does not match its hash" in result.stderr
+
+
+def test_an_anchor_forged_with_the_database_credentials_is_reported(client: FlaskClient, build: Builders, database_url: str) -> None:
+    ids = _make_history(client, build)
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:  # pretend everything up to the head was pruned, hiding the whole log
+        cur.execute(
+            "INSERT INTO auditoria_anclas (pruned_up_to_id, last_hash, pruned_count, actor, created_at, mac)"
+            " SELECT last_id, last_hash, %s, 'root', now(), %s FROM eventos_contador",
+            (len(ids), "0" * 64),
+        )
+    conn.close()
+    result = _flask(database_url, "gad", "audit", "verify")
+    assert result.returncode != 0 and "was not written by `flask gad audit prune`" in result.stderr
+
+
+def test_a_log_cut_short_with_its_counter_is_reported_against_a_recorded_head(client: FlaskClient, build: Builders, database_url: str) -> None:
+    ids = _make_history(client, build)
+    first = _flask(database_url, "gad", "audit", "verify")
+    head = first.stdout.strip().rsplit("head ", 1)[1]
+    assert head.startswith(f"{ids[-1]}:")
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:  # drop the newest event and wind the counter back to the one before
+        cur.execute("ALTER TABLE eventos DISABLE TRIGGER eventos_append_only")
+        cur.execute("DELETE FROM eventos WHERE id = %s", (ids[-1],))
+        cur.execute("UPDATE eventos_contador SET last_id = %s, last_hash = (SELECT hash FROM eventos WHERE id = %s)", (ids[-2], ids[-2]))
+        cur.execute("ALTER TABLE eventos ENABLE TRIGGER eventos_append_only")
+    conn.close()
+    result = _flask(database_url, "gad", "audit", "verify", "--expect", head)
+    assert result.returncode != 0 and "was cut short" in result.stderr
+
+
+def test_a_log_sealed_under_another_key_does_not_verify(client: FlaskClient, build: Builders, database_url: str) -> None:
+    _make_history(client, build)
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "AUDIT_KEY": "another-audit-key-" + "k" * 30}
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "audit", "verify"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "was not written by `flask gad audit prune`" in result.stderr
+
+
+def test_upgrade_reseals_an_existing_log_under_the_key_and_refuses_an_altered_one(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = recreate_database(pg_server, "gad_reseal")
+    monkeypatch.setenv("TEST_DATABASE_URL", url)  # make_app points it here; put the run's database back afterwards
+    assert _flask(url, "db", "upgrade").returncode == 0
+    app = make_app(url)
+    build = Builders(app)
+    _make_history(app.test_client(), build)
+    with app.app_context():
+        db.engine.dispose()
+    for step in (("db", "downgrade", "0003"), ("db", "upgrade"), ("gad", "audit", "verify")):
+        result = _flask(url, *step)
+        assert result.returncode == 0, (step, result.stderr[-2000:])
+    assert _flask(url, "db", "downgrade", "0003").returncode == 0
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:  # altered while the chain was plain SHA-256: the upgrade must not launder it
+        cur.execute("ALTER TABLE eventos DISABLE TRIGGER eventos_append_only")
+        cur.execute("UPDATE eventos SET payload = jsonb_set(payload, '{titulo}', '\"Editado\"') WHERE id = (SELECT min(id) FROM eventos)")
+        cur.execute("ALTER TABLE eventos ENABLE TRIGGER eventos_append_only")
+    conn.close()
+    refused = _flask(url, "db", "upgrade")
+    assert refused.returncode != 0 and "refusing to re-seal" in refused.stderr

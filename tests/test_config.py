@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from config import ConfigError, DevelopmentConfig, ProductionConfig, load_config, normalize_database_url
+from config import DEV_AUDIT_KEY, ConfigError, DevelopmentConfig, ProductionConfig, load_config, normalize_database_url
 from tests.conftest import ROOT
 
 STRONG_KEY = "k" * 20 + "Zq8-4mX_pL2vR7tY9wE3"
+STRONG_AUDIT_KEY = "a" * 20 + "Hn5-2wQ_kT9cB4xM7zJ1"
 
 
 @pytest.mark.parametrize(
@@ -71,8 +72,29 @@ def test_production_refuses_unsafe_settings(monkeypatch: pytest.MonkeyPatch, sec
         load_config("production")
 
 
+@pytest.mark.parametrize(
+    ("audit_key", "message"),
+    [
+        (None, "AUDIT_KEY is not set"),
+        ("short", "AUDIT_KEY is too short"),
+        (DEV_AUDIT_KEY, "AUDIT_KEY is a known placeholder"),
+        (STRONG_KEY, "AUDIT_KEY must differ from SECRET_KEY"),
+    ],
+)
+def test_production_requires_an_audit_key_of_its_own(monkeypatch: pytest.MonkeyPatch, audit_key: str | None, message: str) -> None:
+    monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
+    if audit_key is None:
+        monkeypatch.delenv("AUDIT_KEY", raising=False)
+    else:
+        monkeypatch.setenv("AUDIT_KEY", audit_key)
+    with pytest.raises(ConfigError, match=message):
+        load_config("production")
+
+
 def test_production_accepts_strong_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    monkeypatch.setenv("AUDIT_KEY", STRONG_AUDIT_KEY)
     monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
     config = load_config("production")
     assert isinstance(config, ProductionConfig)
@@ -103,3 +125,50 @@ def test_gunicorn_refuses_weak_production_key_without_traceback(tmp_path: object
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+BAD_SETTINGS = [
+    ("DATABASE_URL", "mysql://u:p@db.example/gad"),
+    ("DATABASE_URL", "postgres://u:p@db.example:notaport/gad"),
+    ("DATABASE_URL", "::not a url::"),
+    ("DATABASE_URL", "postgres://u:p@db.example:99999/gad"),
+    ("WEB_CONCURRENCY", "abc"),
+    ("WEB_CONCURRENCY", "0"),
+    ("WORKER_CONNECTIONS", "many"),
+    ("GUNICORN_TIMEOUT", "1.5"),
+    ("GUNICORN_GRACEFUL_TIMEOUT", "-1"),
+    ("PORT", "http"),
+    ("DB_POOL_SIZE", "abc"),
+    ("DB_CONNECT_TIMEOUT", "0"),
+    ("DB_STATEMENT_TIMEOUT_MS", "15s"),
+    ("MAX_CONTENT_LENGTH", "1MB"),
+    ("WS_PING_INTERVAL", "nan"),
+    ("AUTH_CACHE_SECONDS", "-5"),
+]
+# The image's command (Dockerfile CMD), the release command's CLI, and gunicorn itself. gunicorn parses
+# WEB_CONCURRENCY with int() when it is imported, before any file of ours runs: that one is caught by
+# the image's command only.
+COMMANDS = {
+    "image": [sys.executable, "-m", "gad.serve"],
+    "flask": [sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"],
+    "gunicorn": [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "value"),
+    [
+        (command, name, value)
+        for command in sorted(COMMANDS)
+        for name, value in BAD_SETTINGS
+        if (command, name, value) != ("gunicorn", "WEB_CONCURRENCY", "abc")
+    ],
+)
+def test_bad_setting_exits_1_with_one_line_naming_the_variable(command: str, name: str, value: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL", "TEST_DATABASE_URL", "GAD_ENV"}}
+    env |= {"GAD_ENV": "production", "SECRET_KEY": STRONG_KEY, "DATABASE_URL": "postgres://u@db.example/gad", "PORT": "0", name: value}
+    result = subprocess.run(COMMANDS[command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1, (result.returncode, output)
+    assert len(output) == 1 and name in output[0] and "Traceback" not in output[0], output
+    assert "u:p@" not in output[0]  # a URL's password is never echoed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
-from tests.conftest import ROOT, start_gunicorn, stop_gunicorn
+from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
 from tests.wsclient import WsClient
 
 pytestmark = pytest.mark.slow
@@ -110,5 +111,119 @@ def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_wr
         stop.set()
         if listener is not None:
             listener.close()  # also on failure, or its socket is collected during a later test
+        stop_gunicorn(server)
+        pg.destroy()
+
+
+STATEMENT_TIMEOUT_S = 2
+# A pooled connection's ping waits the statement timeout plus gad.pg's margin, then one reconnect waits
+# the connect timeout: past that, a request is hanging.
+ANSWER_BOUND_S = STATEMENT_TIMEOUT_S + 2 + CONNECT_TIMEOUT_S + 2.5
+
+
+# /users/me needs nothing but the verified token, which a worker may remember for reads (README: Cache).
+ANSWERED_FROM_MEMORY = {"/api/v1/users/me"}
+
+
+def _server_processes(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends, checkpointer...): all of them must freeze."""
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _every_kind_of_request(base: str, headers: dict[str, str], tarea: dict[str, object]) -> list[tuple[str, str, dict[str, object]]]:
+    etag = {"If-Match": f'"{tarea["version"]}"'}
+    return [
+        ("GET", "/api/v1/tasks", {}),
+        ("GET", f"/api/v1/tasks/{tarea['id']}", {}),
+        ("GET", "/api/v1/users/me", {}),
+        ("GET", "/api/v1/efectivos", {}),
+        ("GET", "/api/v1/dashboard/resumen", {}),
+        ("GET", "/api/v1/eventos", {}),
+        ("POST", "/api/v1/tasks", {"json": {"codigo": "OUT-1", "titulo": "Durante el corte", "tipo": "patrullaje"}}),
+        ("PATCH", f"/api/v1/tasks/{tarea['id']}", {"json": {"titulo": "Cambio durante el corte"}, "headers": etag}),
+        ("POST", f"/api/v1/tasks/{tarea['id']}/estado", {"json": {"estado": "en_curso"}, "headers": etag}),
+        ("POST", "/api/v1/tasks/emergency", {"json": {"lat": 40.4, "lng": -3.7}}),
+        ("POST", "/api/v1/auth/login", {"json": {"email": "fault@gad.test", "password": "fault-admin-password"}}),
+    ]
+
+
+def _assert_all_503_fast_and_logged(server: LiveServer, headers: dict[str, str], tarea: dict[str, object], phase: str) -> None:
+    outcomes: list[tuple[str, requests.Response | BaseException, float]] = []
+
+    def one(method: str, path: str, kwargs: dict[str, object], request_id: str) -> None:
+        started = time.monotonic()
+        kwargs = dict(kwargs)  # the same request kinds are sent twice: never mutate the shared ones
+        extra = dict(kwargs.pop("headers", {}))  # type: ignore[call-overload]
+        try:
+            response = requests.request(method, server.url + path, headers=headers | extra | {"X-Request-ID": request_id}, timeout=60, **kwargs)  # type: ignore[arg-type]
+            outcomes.append((request_id, response, time.monotonic() - started))
+        except requests.RequestException as exc:
+            outcomes.append((request_id, exc, time.monotonic() - started))
+
+    threads = [
+        threading.Thread(target=one, args=(method, path, kwargs, f"{phase}-{n}"))
+        for n, (method, path, kwargs) in enumerate(_every_kind_of_request(server.url, headers, tarea) * 2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert len(outcomes) == len(threads)
+    log = server.log()
+    for request_id, response, took in outcomes:
+        assert isinstance(response, requests.Response), (phase, request_id, response)
+        if response.status_code == 200 and response.request.path_url in ANSWERED_FROM_MEMORY:
+            continue
+        assert response.status_code == 503, (phase, request_id, response.request.method, response.request.path_url, response.status_code, response.text[:200])
+        assert response.headers["Content-Type"] == "application/problem+json" and int(response.headers["Retry-After"]) > 0
+        assert took < ANSWER_BOUND_S, (phase, request_id, response.request.path_url, took)
+        assert f'"request_id": "{request_id}"' in log and '"status": 503' in log, (phase, request_id)  # every one is logged
+
+
+def test_database_frozen_or_stopped_every_request_is_503_with_retry_after_in_bounded_time(tmp_path: Path, pg_datadir: Path) -> None:
+    pg = EmbeddedPostgres(pg_datadir, port=free_port())
+    url = pg.start()
+    wait_until_accepting(url)
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url, "GAD_ADMIN_PASSWORD": "fault-admin-password"}
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*flask, "gad", "create-admin", "fault@gad.test"], cwd=ROOT, env=env, check=True, capture_output=True)
+    extra_env = {"DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S), "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_S * 1000), "LOG_LEVEL": "INFO"}
+    server = start_gunicorn(url, workers=2, tmp=tmp_path, extra_env=extra_env)
+    frozen: list[int] = []
+    try:
+        token = server.post("/api/v1/auth/login", json={"email": "fault@gad.test", "password": "fault-admin-password"}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        tarea = server.post("/api/v1/tasks", json={"codigo": "BEFORE-1", "titulo": "Antes del corte", "tipo": "patrullaje"}, headers=headers).json()
+        for method, path, kwargs in _every_kind_of_request(server.url, headers, tarea)[:6]:
+            assert requests.request(method, server.url + path, headers=headers, timeout=30, **kwargs).status_code == 200  # type: ignore[arg-type]
+
+        # Frozen: the kernel still accepts connections and acknowledges packets, nobody answers.
+        postmaster = int((pg_datadir / "postmaster.pid").read_text().splitlines()[0])
+        frozen = _server_processes(postmaster)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        _assert_all_503_fast_and_logged(server, headers, tarea, "frozen")
+        ready = requests.get(server.url + "/health/ready", timeout=30)
+        assert ready.status_code == 503
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+
+        # Stopped: connections are refused at once.
+        pg.stop("immediate")
+        _assert_all_503_fast_and_logged(server, headers, tarea, "stopped")
+        assert requests.get(server.url + "/health", timeout=5).status_code == 200
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         stop_gunicorn(server)
         pg.destroy()

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from gad.embedded import free_port
+from gad.serve import GUNICORN_ARGS
 from tests.conftest import ROOT, recreate_database
 
 STRONG_KEY = "prod-" + "Zk3-q9Lm_Wx7" * 4
@@ -28,6 +29,7 @@ def _production_env(database_url: str, port: int) -> dict[str, str]:
     return env | {
         "GAD_ENV": "production",
         "SECRET_KEY": STRONG_KEY,
+        "AUDIT_KEY": "prod-audit-" + "Qp4-r8Tn_Vy2" * 4,
         "DATABASE_URL": database_url,
         "PORT": str(port),
         "FLASK_APP": "wsgi",
@@ -92,17 +94,20 @@ def test_deploy_files_keep_their_invariants() -> None:
     assert service["internal_port"] == 8080 and service["force_https"] is True and service["min_machines_running"] >= 1
     (check,) = service["checks"]
     assert (check["path"], check["method"], check["grace_period"], check["interval"], check["timeout"]) == ("/health", "GET", "30s", "15s", "10s")
-    assert fly["metrics"] == {"port": 8080, "path": "/metrics"}
+    assert fly["metrics"] == {"port": 9091, "path": "/metrics"}  # the master's private metrics port (tests/test_metrics.py)
     assert fly["vm"][0]["size"] == "shared-cpu-1x" and fly["vm"][0]["memory"] == "512mb"
     assert "SECRET_KEY" not in fly.get("env", {}) and "DATABASE_URL" not in fly.get("env", {})
     dockerfile = _dockerfile()
     assert dockerfile.count("FROM python:3.12-slim") == 2
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
+    # The command checks the settings, then execs exactly `gunicorn -c gunicorn.conf.py wsgi:app`.
+    assert 'CMD ["python", "-m", "gad.serve"]' in dockerfile
+    assert GUNICORN_ARGS == ["-c", "gunicorn.conf.py", "wsgi:app"]
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile and "EXPOSE 8080" in dockerfile
     assert "FLASK_APP=wsgi" in dockerfile
     assert "--mount=type=bind,from=build" in dockerfile and "COPY --from=build" not in dockerfile  # no wheel layer left in the image
     assert "compileall" in dockerfile  # workers cannot write bytecode (PYTHONDONTWRITEBYTECODE): ship it
     conf = (ROOT / "gunicorn.conf.py").read_text()
-    assert 'os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")' in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
+    assert "graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT" in conf and 'worker_class = "gevent"' in conf and "preload_app = False" in conf
+    assert 'env_int("GUNICORN_GRACEFUL_TIMEOUT", 20' in (ROOT / "config.py").read_text()
     assert (ROOT / ".dockerignore").read_text().count(".venv") == 1

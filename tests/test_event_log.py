@@ -32,3 +32,47 @@ def test_every_committed_change_writes_one_event_with_actor_and_request_id(app: 
     assert [e.id for e in events] == list(range(events[0].id, events[0].id + len(events)))
     assert all(e.actor_id == sup.id and e.request_id == "req-abc-123" for e in events)
     assert events[1].payload["before"] == {"prioridad": 3} and events[1].payload["after"] == {"prioridad": 5}
+
+
+def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Flask, build: Builders) -> None:
+    # Service level: HTTP adds nothing to what is written. Every kind of domain event once, then each stored
+    # payload must parse as its model and serialise back to exactly what was stored.
+    from gad.extensions import db
+    from gad.models import Usuario
+    from gad.openapi import document
+    from gad.schemas.events import EVENT_PAYLOADS
+    from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
+    from gad.vocab import Disponibilidad, EstadoTarea, TipoTarea
+
+    admin_id = build.usuario(3).id
+    with app.app_context():
+        admin = db.session.get(Usuario, admin_id)
+        assert admin is not None
+        efectivo = efectivos.create_efectivo(admin, {"codigo_interno": "EV-001", "nombre": "Agente Eventos"})
+        efectivos.update_efectivo(admin, efectivo.id, {"unidad": "Móvil 7"}, None)
+        efectivos.set_disponibilidad(admin, efectivo.id, Disponibilidad.NO_DISPONIBLE, "médico", None)
+        efectivos.set_disponibilidad(admin, efectivo.id, Disponibilidad.DISPONIBLE, None, None)
+        efectivos.set_ubicacion(admin, efectivo.id, 40.4, -3.7)
+        tarea = tareas.create_tarea(admin, {"codigo": "EV-T1", "titulo": "Tarea de eventos", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})
+        tarea_id = tarea["id"]
+        tareas.update_tarea(admin, tarea_id, {"descripcion": "cambiada"}, None)
+        asignaciones.assign(admin, tarea_id, [efectivo.id], None)
+        transitions.transition(admin, tarea_id, EstadoTarea.EN_CURSO, None, None)
+        asignaciones.unassign(admin, tarea_id, efectivo.id, None)
+        tareas.delete_tarea(admin, tarea_id, None)
+        efectivos.deactivate_efectivo(admin, efectivo.id, None)
+        otro = usuarios.create_usuario(
+            admin, {"email": "eventos@gad.test", "password": "a-long-password-1", "dni": "EV12345", "nombre": "Eve", "apellido": "Ntos"}
+        )
+        usuarios.update_usuario(admin, otro.id, {"nombre": "Eva"}, None)
+        db.session.commit()
+        documented = document(app)["x-websocket-events"]
+    stored = [e for e in all_events(app) if e.topic != "seguridad"]
+    assert {e.event_type for e in stored} == set(EVENT_PAYLOADS) - {"emergency_created"}  # raised by dispatch, tested there
+    for event in stored:
+        model = EVENT_PAYLOADS[event.event_type]
+        assert model.model_validate(event.payload).to_json() == event.payload, event.event_type
+        assert event.event_type in documented
+    # The one availability shape, whichever path changed it (by hand or by the tarea starting).
+    status_changes = [e.payload for e in stored if e.event_type == "efectivo_status_changed"]
+    assert len(status_changes) == 4 and len({frozenset(p) for p in status_changes}) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -405,8 +406,8 @@ def test_killed_worker_clients_resume_without_loss(build: Builders, database_url
         stop_gunicorn(server)
 
 
-def test_listener_recovers_after_postgresql_restart(tmp_path: Path, build: Builders) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+def test_listener_recovers_after_postgresql_restart(tmp_path: Path, pg_datadir: Path, build: Builders) -> None:
+    pg = EmbeddedPostgres(pg_datadir, port=free_port())
     url = pg.start()
     wait_until_accepting(url)
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
@@ -471,3 +472,92 @@ def test_sigterm_closes_websockets_with_1001(build: Builders, database_url: str,
     assert time.monotonic() - started < 15
     if server.log_file is not None:
         server.log_file.close()
+
+
+def _raw_websocket(server: LiveServer, token: str, receive_buffer: int) -> tuple[socket.socket, bytes]:
+    """A websocket handshake on a plain TCP socket with a small receive buffer; returns it and any bytes past the headers."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect: it sets the window
+    sock.connect((host, int(port)))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws/connect HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    sock.settimeout(10)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, "closed during the handshake"
+        received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, rest
+
+
+def _strict_frames(data: bytes) -> tuple[list[dict], tuple[int, str]]:
+    """Parse a server's whole byte stream as RFC 6455 frames: only whole unmasked text frames, then exactly one
+    close frame, then nothing. Returns the JSON of the text frames and the close code and reason."""
+    texts: list[dict] = []
+    at = 0
+    while True:
+        assert at + 2 <= len(data), f"stream ended at byte {at} without a close frame"
+        first, second = data[at], data[at + 1]
+        assert first in (0x81, 0x88), f"byte {at}: 0x{first:02x} is not the start of a whole text or close frame"
+        assert not second & 0x80, f"byte {at}: server frames are never masked"
+        length, at = second & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        payload = data[at : at + length]
+        assert len(payload) == length, f"frame at byte {at} is cut short ({len(payload)} of {length} bytes)"
+        at += length
+        if first == 0x81:
+            texts.append(json.loads(payload))  # a frame spliced into another is not JSON
+            continue
+        assert at == len(data), f"{len(data) - at} bytes follow the close frame"
+        return texts, (int.from_bytes(payload[:2], "big"), payload[2:].decode())
+
+
+@pytest.mark.parametrize("cause", ["slow_client_1013", "revoked_1008", "shutdown_1001"])
+def test_close_is_written_after_the_frame_in_progress_and_nothing_follows(cause: str, database_url: str, build: Builders, tmp_path: Path) -> None:
+    # A client that stops reading while big events pour in: the server's writer is in the middle of a frame
+    # when the close is decided (queue overflow, token logged out, SIGTERM). The close frame must come after
+    # that frame, whole, and be the last thing on the wire before EOF.
+    queue_size = "20" if cause == "slow_client_1013" else "5000"
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": queue_size, "WS_CLOSE_TIMEOUT": "120"})
+    sock = None
+    try:
+        sup = build.usuario(2)
+        headers = build.headers(sup)
+        listener_token = build.token(sup)
+        created = server.post("/api/v1/tasks", json={"codigo": "RAW-1", "titulo": "Tarea en vivo", "tipo": "patrullaje"}, headers=headers)
+        assert created.status_code == 201, created.text
+        tarea_id, etag = created.json()["id"], created.headers["ETag"]
+        sock, received = _raw_websocket(server, listener_token, receive_buffer=4096)
+        with requests.Session() as http:  # never reading from ``sock`` meanwhile
+            for i in range(300):
+                body = {"descripcion": f"{i:04d}" + "x" * 4990}
+                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
+                assert response.status_code == 200, response.text
+                etag = response.headers["ETag"]
+            if cause == "revoked_1008":
+                assert http.post(f"{server.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {listener_token}"}, timeout=30).status_code == 204
+        if cause == "shutdown_1001":
+            server.process.send_signal(signal.SIGTERM)
+        sock.settimeout(60)
+        data = bytearray(received)
+        while chunk := sock.recv(65536):
+            data.extend(chunk)
+    finally:
+        if sock is not None:
+            sock.close()
+        stop_gunicorn(server)
+    texts, (code, _) = _strict_frames(bytes(data))
+    assert texts[0]["event_type"] == "connection_ack"
+    assert any(frame.get("event_type") == "task_updated" for frame in texts)
+    assert code == {"slow_client_1013": 1013, "revoked_1008": 1008, "shutdown_1001": 1001}[cause]

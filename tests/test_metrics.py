@@ -1,16 +1,18 @@
-"""Metrics: one scrape sums every worker; the CLI works without the multiprocess directory."""
+"""Metrics: one scrape sums every worker, served by the gunicorn master on a private port; the CLI works without the multiprocess directory."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
+from gad.embedded import free_port
 from tests.builders import Builders
 from tests.conftest import ROOT, start_gunicorn, stop_gunicorn
 
@@ -58,3 +60,58 @@ def test_cli_builds_without_the_multiprocess_directory(database_url: str, tmp_pa
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "absent")}
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def _private_scrape(port: int) -> str:
+    response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert response.status_code == 200
+    return response.text
+
+
+@pytest.mark.slow
+def test_metrics_are_served_by_the_master_on_a_private_port_summed_over_two_workers(database_url: str, tmp_path: Path, build: Builders) -> None:
+    metrics_port = free_port()
+    server = start_gunicorn(
+        database_url, workers=2, tmp=tmp_path, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_PORT": str(metrics_port)}
+    )
+    try:
+        user = build.usuario(1)
+        before = _sample(_private_scrape(metrics_port), "flask_http_request_duration_seconds_count", endpoint="health.health")
+        with ThreadPoolExecutor(8) as pool:  # enough concurrency that both workers serve some
+            statuses = list(pool.map(lambda _: requests.get(server.url + "/health", timeout=10).status_code, range(60)))
+        assert statuses == [200] * 60
+        requests.post(server.url + "/api/v1/auth/login", json={"email": user.email, "password": "wrong-password!"}, timeout=10)
+        # Without METRICS_TOKEN nothing about metrics is reachable on the public port.
+        public = requests.get(server.url + "/metrics", timeout=10)
+        assert public.status_code == 404 and "flask_http_request" not in public.text
+        text = _private_scrape(metrics_port)
+        assert _sample(text, "flask_http_request_duration_seconds_count", endpoint="health.health", method="GET", status="200") == before + 60
+        assert _sample(text, "gad_login_failures_total") == 1
+        assert len(list((tmp_path / "prom").glob("histogram_*.db"))) >= 2  # samples from both worker processes were summed
+        assert "gad_websockets_open" in text and "gad_db_pool_checked_out" in text and "gad_app_info" in text
+        # The scrape itself is not a request to the app: it does not count itself.
+        assert _sample(_private_scrape(metrics_port), "flask_http_request_duration_seconds_count") == _sample(text, "flask_http_request_duration_seconds_count")
+    finally:
+        stop_gunicorn(server)
+
+
+@pytest.mark.slow
+def test_a_public_metrics_path_exists_only_when_a_token_guards_it(database_url: str, tmp_path: Path) -> None:
+    metrics_port = free_port()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_PORT": str(metrics_port), "METRICS_TOKEN": "scrape-secret"}
+    server = start_gunicorn(database_url, workers=2, tmp=tmp_path, extra_env=env)
+    try:
+        assert requests.get(server.url + "/metrics", timeout=10).status_code == 401
+        guarded = requests.get(server.url + "/metrics", headers={"Authorization": "Bearer scrape-secret"}, timeout=10)
+        assert guarded.status_code == 200 and "flask_http_request_duration_seconds" in guarded.text
+        assert "flask_http_request_duration_seconds" in _private_scrape(metrics_port)
+    finally:
+        stop_gunicorn(server)
+
+
+def test_fly_scrapes_the_private_metrics_port_which_is_not_a_public_service() -> None:
+    fly = tomllib.loads((ROOT / "fly.toml").read_text())
+    port = int(fly["env"]["METRICS_PORT"])
+    assert fly["metrics"] == {"port": port, "path": "/metrics"}
+    public_ports = {fly["http_service"]["internal_port"]} | {service["internal_port"] for service in fly.get("services", [])}
+    assert port not in public_ports

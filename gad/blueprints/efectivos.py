@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
+from gad.blueprints.http import idempotent, if_match_version, json_response, parse_json, parse_query, resource_response
 from gad.models import Efectivo
 from gad.openapi import documented
 from gad.schemas.common import Page
@@ -17,12 +17,9 @@ bp = Blueprint("efectivos", __name__, url_prefix="/api/v1/efectivos")
 bp.before_request(require_authentication)
 
 
-def _out(efectivo: Efectivo, status: int = 200, location: bool = False) -> Response:
+def _out(efectivo: Efectivo, status: int = 200, *, created: bool = False) -> Response:
     out = EfectivoOut.model_validate(efectivo)
-    headers = {"ETag": etag(out.version)}
-    if location:
-        headers["Location"] = url_for("efectivos.get_efectivo", efectivo_id=out.id)
-    return json_response(out, status, headers)
+    return resource_response(out, status, url_for("efectivos.get_efectivo", efectivo_id=out.id) if created else None)
 
 
 @bp.get("")
@@ -69,7 +66,7 @@ def cercanos() -> Response:
 @documented(tags=("efectivos",), json=EfectivoIn, resp={"HTTP_201": EfectivoOut})
 def create_efectivo() -> Response:
     body = parse_json(EfectivoIn)
-    return _out(efectivos.create_efectivo(current_user(), body.model_dump()), 201, location=True)
+    return _out(efectivos.create_efectivo(current_user(), body.model_dump()), 201, created=True)
 
 
 @bp.get("/<int:efectivo_id>")

@@ -19,6 +19,26 @@ from gad.services import idempotency
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_KEY_LENGTH = 200
+# No GAD body nests beyond 3 levels. A bound far below Python's recursion limit keeps every recursive
+# walk that follows (validation, the NUL check) safe; the size is bounded by MAX_CONTENT_LENGTH (413).
+MAX_JSON_DEPTH = 32
+
+
+def _nests_deeper_than(payload: Any, limit: int) -> bool:
+    """Iterative, so that the check itself cannot overflow the stack."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def parse_json(model: type[M]) -> M:
@@ -29,6 +49,10 @@ def parse_json(model: type[M]) -> M:
         payload = request.get_json()
     except BadRequest:
         raise MalformedRequest("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.") from None
+    if _nests_deeper_than(payload, MAX_JSON_DEPTH):
+        raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     if not isinstance(payload, dict):
         raise ValidationProblem("The JSON body must be an object.", errors=[{"field": "body", "message": "must be a JSON object", "type": "type_error"}])
     try:
@@ -73,6 +97,14 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def resource_response(out: Any, status: int = 200, location: str | None = None) -> Response:
+    """One versioned resource (an Out schema with ``version``) with its ETag, and its Location when just created."""
+    headers = {"ETag": etag(out.version)}
+    if location is not None:
+        headers["Location"] = location
+    return json_response(out, status, headers)
 
 
 def if_match_version() -> int | None:

@@ -117,34 +117,43 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
         return _login_redirect()
     if not is_supervisor(usuario):
         abort(403)
-    errors: dict[str, str] = {}
     values: dict[str, str] = {}
     if request.method == "POST":
         check_csrf(request.form.get("csrf_token"))
         values = {k: v.strip() for k, v in request.form.items() if k != "csrf_token"}
-        data: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
-        if "ubicacion_lat" in data or "ubicacion_lng" in data:
-            data.setdefault("ubicacion_lat", None)
-            data.setdefault("ubicacion_lng", None)
-        try:
-            body = TareaIn.model_validate(data)
-            tarea = tareas.create_tarea(usuario, body.model_dump())
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                field = str(err["loc"][0]) if err["loc"] else "general"
-                errors.setdefault(field, err["msg"])
-        except AppError as exc:
-            field = str(exc.extra.get("field") or "general")
-            errors[field] = exc.detail
-            for field_error in exc.errors or []:
-                errors[field_error["field"].removeprefix("body.")] = field_error["message"]
-        else:
-            problem = commit_or_problem()
-            if problem is None:
-                return redirect(url_for("pages.tarea_detalle", tarea_id=tarea.id))
-            errors["general"] = "No se pudo guardar; inténtelo de nuevo."
+        tarea_id, errors = _create_from_form(usuario, values)
+        if tarea_id is not None:
+            return redirect(url_for("pages.tarea_detalle", tarea_id=tarea_id))
         return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea]), 422
-    return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea])
+    return _render("tarea_nueva.html", usuario, errors={}, values=values, tipos=[t.value for t in TipoTarea])
+
+
+def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | None, dict[str, str]]:
+    """Create and commit a tarea from the form's fields: its id, or the error to show next to each field."""
+    data: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
+    if "ubicacion_lat" in data or "ubicacion_lng" in data:
+        data.setdefault("ubicacion_lat", None)
+        data.setdefault("ubicacion_lng", None)
+    try:
+        tarea = tareas.create_tarea(usuario, TareaIn.model_validate(data).model_dump())
+    except ValidationError as exc:
+        return None, _field_errors(exc)
+    except AppError as exc:
+        errors = {str(exc.extra.get("field") or "general"): exc.detail}
+        for field_error in exc.errors or []:
+            errors[field_error["field"].removeprefix("body.")] = field_error["message"]
+        return None, errors
+    if commit_or_problem() is not None:
+        return None, {"general": "No se pudo guardar; inténtelo de nuevo."}
+    return int(tarea["id"]), {}
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    """The first message per form field (the field is the first element of pydantic's error location)."""
+    errors: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        errors.setdefault(str(err["loc"][0]) if err["loc"] else "general", err["msg"])
+    return errors
 
 
 @bp.get("/efectivos")

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
-from gad.models import Tarea
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query, resource_response
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
-from gad.schemas.tareas import AsignacionIn, AsignadoOut, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
+from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
 from gad.security import current_user, require_authentication
 from gad.services import asignaciones, dispatch, tareas, transitions
-from gad.services.tarea_queries import asignados_by_tarea
+from gad.services.tarea_queries import TareaRow
 
 bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 bp.before_request(require_authentication)
 
 
-def serialize(items: list[Tarea], asignados: dict[int, list[dict[str, Any]]] | None = None) -> list[TareaOut]:
-    if asignados is None:
-        asignados = asignados_by_tarea([t.id for t in items])
-    return [
-        TareaOut.model_validate(tarea).model_copy(update={"efectivos": [AsignadoOut.model_validate(a) for a in asignados.get(tarea.id, [])]}) for tarea in items
-    ]
-
-
-def _out(tarea: Tarea, status: int = 200, location: bool = False, asignados: list[dict[str, Any]] | None = None) -> Response:
-    out = serialize([tarea], None if asignados is None else {tarea.id: asignados})[0]
-    headers = {"ETag": etag(out.version)}
-    if location:
-        headers["Location"] = url_for("tareas.get_tarea", tarea_id=out.id)
-    return json_response(out, status, headers)
+def _out(row: TareaRow, status: int = 200, *, created: bool = False) -> Response:
+    out = TareaOut.model_validate(row)
+    return resource_response(out, status, url_for("tareas.get_tarea", tarea_id=out.id) if created else None)
 
 
 @bp.get("")
@@ -41,9 +27,7 @@ def _out(tarea: Tarea, status: int = 200, location: bool = False, asignados: lis
 def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
     filters = query.model_dump(exclude={"limit", "offset"})
-    rows, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
-    asignados = asignados_by_tarea([row["id"] for row in rows])
-    items = [row | {"efectivos": asignados.get(row["id"], [])} for row in rows]
+    items, total = tareas.list_tareas(current_user(), filters, query.limit, query.offset)
     # One validation call for the whole page (pydantic-core loops in Rust, not 100 model_validate calls).
     return json_response(Page[TareaOut].model_validate({"items": items, "total": total, "limit": query.limit, "offset": query.offset}))
 
@@ -54,7 +38,7 @@ def list_tareas() -> Response:
 def create_tarea() -> Response:
     actor = current_user()
     body = parse_json(TareaIn)
-    return _out(tareas.create_tarea(actor, body.model_dump()), 201, location=True, asignados=[])  # a new tarea has none
+    return _out(tareas.create_tarea(actor, body.model_dump()), 201, created=True)
 
 
 @bp.post("/emergency")
@@ -67,20 +51,17 @@ def emergency() -> Response:
         actor, body.lat, body.lng, descripcion=body.descripcion, tipo=body.tipo, prioridad=body.prioridad, efectivos=body.efectivos
     )
     out = EmergenciaOut(
-        tarea=serialize([result.tarea])[0],
+        tarea=TareaOut.model_validate(result.tarea),
         asignados=[AsignadoDistancia(efectivo_id=e, distancia_m=d) for e, d in result.asignados],
         sin_asignar=not result.asignados,
     )
-    headers = {"Location": url_for("tareas.get_tarea", tarea_id=result.tarea.id), "ETag": etag(result.tarea.version)}
-    return json_response(out, 201, headers)
+    return json_response(out, 201, {"Location": url_for("tareas.get_tarea", tarea_id=out.tarea.id), "ETag": etag(out.tarea.version)})
 
 
 @bp.get("/<int:tarea_id>")
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def get_tarea(tarea_id: int) -> Response:
-    tarea, asignados = tareas.read_tarea(current_user(), tarea_id)
-    out = TareaOut.model_validate(tarea | {"efectivos": asignados})
-    return json_response(out, 200, {"ETag": etag(out.version)})
+    return _out(tareas.read_tarea(current_user(), tarea_id))
 
 
 @bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query
+from gad.blueprints.http import if_match_version, json_response, parse_json, parse_query, resource_response
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
@@ -15,12 +15,9 @@ bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
 
 
-def _out(usuario: object, status: int = 200, location: bool = False) -> Response:
+def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
     out = UsuarioOut.model_validate(usuario)
-    headers = {"ETag": etag(out.version)}
-    if location:
-        headers["Location"] = url_for("usuarios.get_usuario", usuario_id=out.id)
-    return json_response(out, status, headers)
+    return resource_response(out, status, url_for("usuarios.get_usuario", usuario_id=out.id) if created else None)
 
 
 @bp.get("/me")
@@ -42,7 +39,7 @@ def list_usuarios() -> Response:
 @documented(tags=("usuarios",), json=UsuarioIn, resp={"HTTP_201": UsuarioOut})
 def create_usuario() -> Response:
     body = parse_json(UsuarioIn)
-    return _out(usuarios.create_usuario(current_user(), body.model_dump()), 201, location=True)
+    return _out(usuarios.create_usuario(current_user(), body.model_dump()), 201, created=True)
 
 
 @bp.get("/<int:usuario_id>")

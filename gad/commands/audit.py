@@ -13,12 +13,19 @@ audit_cli = click.Group("audit", help="Audit trail commands.")
 
 
 @audit_cli.command("verify")
-def verify() -> None:
+@click.option("--expect", metavar="ID:HASH", help="A head printed by an earlier run and kept outside the database; it must still be in the log.")
+def verify(expect: str | None) -> None:
     """Walk the hash chain; exit 1 naming the first event whose content or link does not match."""
-    result = audit.verify_chain()
+    expected: tuple[int, str] | None = None
+    if expect:
+        event_id, _, digest = expect.partition(":")
+        if not event_id.isdigit() or len(digest) != 64:
+            raise click.BadParameter("expected ID:HASH as printed by `flask gad audit verify`", param_hint="--expect")
+        expected = (int(event_id), digest)
+    result = audit.verify_chain(expected)
     if not result.ok:
         raise click.ClickException(f"audit chain broken at event {result.first_bad_id}: {result.problem} ({result.checked} events verified before it)")
-    click.echo(f"audit chain intact: {result.checked} events verified")
+    click.echo(f"audit chain intact: {result.checked} events verified; head {result.head_id}:{result.head_hash}")
 
 
 @audit_cli.command("prune")

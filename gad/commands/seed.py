@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import click
+from flask import current_app
 from sqlalchemy import select
 
 from gad.extensions import db
@@ -32,15 +34,27 @@ DEMO_TAREAS = [
 
 
 @click.command("seed-demo")
-def seed_demo() -> None:
-    """Create demo data; running it again changes nothing."""
+@click.option("--force", is_flag=True, help="Allow it in production (GAD_ENV=production); the usuarios then get a random password, printed once.")
+def seed_demo(force: bool) -> None:
+    """Create demo data; running it again changes nothing.
+
+    Outside production the demo usuarios share the documented password. In production it refuses
+    unless ``--force`` is given, and then never uses a published password: a random one is printed once.
+    """
+    password = DEMO_PASSWORD
+    if current_app.config.get("GAD_ENV") == "production":
+        if not force:
+            raise click.ClickException(
+                "seed-demo refuses to run in production (GAD_ENV=production): it creates demo usuarios; pass --force to create them anyway"
+            )
+        password = secrets.token_urlsafe(18)
     created = 0
     by_email: dict[str, Usuario] = {}
     for email, nombre, apellido, dni, nivel in DEMO_USERS:
         usuario = db.session.scalar(select(Usuario).where(Usuario.email == email))
         if usuario is None:
             usuario = usuarios.create_usuario(
-                None, {"email": email, "password": DEMO_PASSWORD, "dni": dni, "nombre": nombre, "apellido": apellido, "nivel": nivel, "verificado": True}
+                None, {"email": email, "password": password, "dni": dni, "nombre": nombre, "apellido": apellido, "nivel": nivel, "verificado": True}
             )
             created += 1
         by_email[email] = usuario
@@ -67,7 +81,7 @@ def seed_demo() -> None:
     for position, (codigo, titulo, tipo, prioridad, estado) in enumerate(DEMO_TAREAS):
         if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is not None:
             continue
-        tarea = tareas.create_tarea(
+        tarea_id = tareas.create_tarea(
             admin,
             {
                 "codigo": codigo,
@@ -80,11 +94,11 @@ def seed_demo() -> None:
                 "ubicacion_lng": CENTER[1] + OFFSETS[position][1],
                 "delegado_usuario_id": by_email["supervisor@gad.local"].id,
             },
-        )
+        )["id"]
         if position == 1:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:
-                asignaciones.assign(admin, tarea.id, [first.id], None)
+                asignaciones.assign(admin, tarea_id, [first.id], None)
         path = (
             {
                 EstadoTarea.EN_CURSO: [EstadoTarea.EN_CURSO],
@@ -96,7 +110,10 @@ def seed_demo() -> None:
             else []
         )
         for step in path:
-            transitions.transition(admin, tarea.id, step, None, None)
+            transitions.transition(admin, tarea_id, step, None, None)
         created += 1
     db.session.commit()
-    click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")
+    if password == DEMO_PASSWORD:
+        click.echo(f"Demo data ready ({created} rows created). Log in as admin@gad.local / {DEMO_PASSWORD}")
+    else:
+        click.echo(f"Demo data ready ({created} rows created). Password of the demo usuarios created now (shown once): {password}")

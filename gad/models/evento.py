@@ -57,6 +57,8 @@ class AuditoriaAncla(Base):
     pruned_count: Mapped[int] = mapped_column(BigInteger)
     actor: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # gad.realtime.chain.anchor_mac under AUDIT_KEY: an anchor written with the database's credentials alone does not verify.
+    mac: Mapped[str] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"<AuditoriaAncla up_to={self.pruned_up_to_id}>"

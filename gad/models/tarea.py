@@ -11,7 +11,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned, utcnow
-from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea, sql_in
+from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea, sql_in, sql_in_time_window
+
+# The instants a client or an importer can set; each is kept inside the window psycopg2 can read back.
+TIEMPOS_ACOTADOS = ("inicio_programado", "fin_programado", "inicio_real", "fin_real", "pausado_en")
 
 
 class Tarea(Timestamps, Versioned, Base):
@@ -30,6 +33,7 @@ class Tarea(Timestamps, Versioned, Base):
             name="ubicacion_rango",
         ),
         CheckConstraint("tiempo_pausado_s >= 0", name="tiempo_pausado_positivo"),
+        *(CheckConstraint(sql_in_time_window(column), name=f"{column}_rango") for column in TIEMPOS_ACOTADOS),
         Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
     )
 

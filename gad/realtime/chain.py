@@ -1,13 +1,17 @@
-"""Tamper evidence for the event log: each event's hash covers its canonical content and the previous hash.
+"""Tamper evidence for the event log: each event's MAC covers its canonical content and the previous MAC.
 
-``hash_n = sha256(prev_hash_n || canonical(event_n))`` with ``prev_hash_n = hash_{n-1}``. Editing any
-field of a stored event changes its hash; deleting one breaks the link of the next. Verification walks
-the log in id order from the last pruning anchor.
+``hash_n = HMAC-SHA256(AUDIT_KEY, prev_hash_n || canonical(event_n))`` with ``prev_hash_n = hash_{n-1}``.
+Editing any field of a stored event changes its hash; deleting one breaks the link of the next. The key
+lives in the service's environment, never in the database: whoever holds only the database credentials
+can delete and re-insert rows, but cannot compute links that verify. Pruning anchors carry a MAC under
+the same key, and the database lets rows be deleted only by a transaction that presents the prune
+secret derived from it (the trigger stores a SHA-256 of that secret, not the secret).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -42,5 +46,30 @@ def canonical(
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
-def link(prev_hash: str, content: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode() + content).hexdigest()
+def link(key: bytes, prev_hash: str, content: bytes) -> str:
+    return hmac.new(key, prev_hash.encode() + content, hashlib.sha256).hexdigest()
+
+
+def anchor_mac(key: bytes, *, pruned_up_to_id: int, last_hash: str, pruned_count: int, actor: str | None, created_at: datetime) -> str:
+    """The MAC of a pruning anchor: a forged anchor would otherwise let verification skip any prefix."""
+    content = json.dumps(
+        [pruned_up_to_id, last_hash, pruned_count, actor, created_at.astimezone(UTC).isoformat(timespec="microseconds")], separators=(",", ":")
+    )
+    return hmac.new(key, b"anchor:" + content.encode(), hashlib.sha256).hexdigest()
+
+
+def prune_secret(key: bytes) -> str:
+    """What a pruning transaction sets in ``gad.prune_secret``; derived from the key, so only its holder knows it."""
+    return hmac.new(key, b"gad-audit-prune", hashlib.sha256).hexdigest()
+
+
+def prune_secret_digest(key: bytes) -> str:
+    """The SHA-256 of the prune secret, the only form of it the database stores (in the trigger)."""
+    return hashlib.sha256(prune_secret(key).encode()).hexdigest()
+
+
+def current_key() -> bytes:
+    """The running app's audit key (``AUDIT_KEY``)."""
+    from flask import current_app
+
+    return str(current_app.config["AUDIT_KEY"]).encode()

@@ -5,6 +5,12 @@ may write a live event straight to the socket only when nothing is queued or bei
 otherwise queues it here. Client frames: ``subscribe`` / ``unsubscribe`` (topics checked by
 ``gad.policy.decide_subscription``), ``pong``, and those a blueprint registers a handler for with
 ``register_client_frame`` (``notification_received``: this layer runs no business rule itself).
+
+Closing (1013 slow client, 1008 credentials revoked or expired, 1001 shutdown) is decided by anyone —
+the fan-out, the hub, this greenlet — but written only by this greenlet: after the rest of a frame
+already begun, then the close frame, then EOF, and nothing else. A close frame written from another
+greenlet would land in the middle of a half-sent frame. A client that does not read even that within
+``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +28,7 @@ from typing import Any
 import gevent
 from gevent.queue import Empty, Full, Queue
 from pydantic import ValidationError
+from wsproto.events import CloseConnection
 
 from gad import policy
 from gad.extensions import db
@@ -56,23 +64,30 @@ class Connection:
     jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
     wake: gevent.event.Event = field(default_factory=gevent.event.Event)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    close_timeout: float = 10.0  # seconds the writer gets to finish its frame and write the close frame
     last_sent: int = 0
-    closed: bool = False
-    close_code: int | None = None
+    closed: bool = False  # nothing more is written: closed, or the peer is gone
+    close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
     close_reason: str = ""
     live: bool = False  # replay done: from here on, events may be written straight from the fan-out
     writing: bool = False  # the socket's greenlet is in the middle of a write
     queue: Queue = field(init=False)
+    _abort_timer: gevent.Greenlet | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = Queue(maxsize=self.queue_size)
+
+    @property
+    def ending(self) -> bool:
+        """No new frame may start: a close was decided, or the connection is over."""
+        return self.closed or self.close_code is not None
 
     def wants(self, event: StoredEvent) -> bool:
         return event.topic in self.topics and policy.can_see_event(self.usuario, event.topic, event.payload)
 
     def offer(self, item: Any) -> bool:
         """Queue without blocking; a full queue means the client fell behind and must resume later."""
-        if self.closed:
+        if self.ending:
             return False
         try:
             self.queue.put_nowait(item)
@@ -88,7 +103,7 @@ class Connection:
         Waking 1,000 greenlets to each write one frame cost more than the writes themselves. The write
         never waits: what the kernel does not take at once is queued, in order, for the socket's greenlet.
         """
-        if self.closed:
+        if self.ending:
             return False
         if not self.live or self.writing or not self.queue.empty():
             self.offer(event)
@@ -113,15 +128,27 @@ class Connection:
         return True
 
     def close(self, code: int, reason: str) -> None:
+        """Decide to close with ``code`` (from any greenlet); the socket's own greenlet writes it (see module doc).
+
+        A timer bounds how long that may take: a client that reads nothing cannot hold the greenlet forever.
+        """
+        if self.ending:
+            return
+        self.close_code, self.close_reason = code, reason
+        self._abort_timer = gevent.spawn_later(self.close_timeout, self._abort)
+        self.wake.set()
+
+    def _abort(self) -> None:
+        """The close could not be written in time: drop the TCP connection (the writer's pending write fails)."""
         if self.closed:
             return
+        logger.info("websocket %s did not take its close frame within %.0fs; dropping the connection", self.id, self.close_timeout)
         self.closed = True
-        self.close_code, self.close_reason = code, reason
         self.wake.set()
         try:
-            self.ws.close(reason=code, message=reason)
-        except Exception:
-            logger.debug("closing websocket %s failed", self.id, exc_info=True)
+            self.ws.sock.close()
+        except OSError:
+            pass
 
 
 ClientFrameHandler = Callable[["Connection", Any], None]
@@ -144,6 +171,7 @@ def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str,
         queue_size=config["WS_QUEUE_SIZE"],
         jti=str(claims["jti"]) if claims else None,
         wake=ws.event,
+        close_timeout=config["WS_CLOSE_TIMEOUT"],
     )
     # Detach the usuario from the request's session: the socket outlives it.
     db.session.expunge(usuario)
@@ -162,8 +190,12 @@ def serve(ws: Any, usuario: Usuario, query: WsConnectQuery, claims: Mapping[str,
         db.session.remove()  # give the pooled connection back: a socket may stay open for hours
         conn.live = True
         _run(conn, float(claims["exp"]) if claims else None, config["WS_PING_INTERVAL"])
+        if conn.close_code is not None:
+            _write_close(conn)
     finally:
         conn.closed = True
+        if conn._abort_timer is not None:
+            conn._abort_timer.kill(block=False)
         hub.unregister(conn)
 
 
@@ -185,12 +217,18 @@ def _replay(conn: Connection, since: int) -> None:
 
 
 def _send_queued(conn: Connection) -> bool:
-    """Write every queued frame, in order; False once the connection is to end (sentinel or dead peer)."""
+    """Write every queued frame, in order; False once the connection is to end (close decided, dead peer).
+
+    Once a close is decided only the rest of a frame already begun (a PartialFrame, always at the head of
+    the queue) is written; everything else is dropped: the client resumes with ``since``.
+    """
     while True:
         try:
             item = conn.queue.get_nowait()
         except Empty:
-            return True
+            return not conn.ending
+        if conn.close_code is not None and not isinstance(item, PartialFrame):
+            continue
         conn.writing = True  # the fan-out must not write between the pieces of this frame
         try:
             if isinstance(item, StoredEvent):
@@ -203,8 +241,6 @@ def _send_queued(conn: Connection) -> bool:
             elif isinstance(item, PartialFrame):
                 conn.ws.sock.sendall(item.data)
                 hub.record_delivery(item.event)
-            elif item is None:
-                return False
             else:
                 conn.ws.send(item)
         except Exception:  # noqa: BLE001 - a dead peer ends the connection
@@ -214,12 +250,30 @@ def _send_queued(conn: Connection) -> bool:
             conn.writing = False
 
 
+def _write_close(conn: Connection) -> None:
+    """The last bytes on the wire: one close frame, then EOF. Only the socket's own greenlet calls this."""
+    ws, code = conn.ws, conn.close_code
+    try:
+        if not conn.closed:
+            _send_queued(conn)  # the rest of a frame already begun, if any
+        if not conn.closed and code is not None:
+            # Through wsproto's state machine, so simple-websocket's reader answers nothing after it (a pong
+            # or an echoed close would follow our close frame).
+            ws.sock.sendall(ws.ws.send(CloseConnection(code, conn.close_reason)))
+            ws.sock.shutdown(socket.SHUT_WR)
+    except Exception:
+        logger.debug("closing websocket %s failed", conn.id, exc_info=True)
+    finally:
+        conn.closed = True
+        ws.connected = False  # flask-sock's own close() after the handler must write nothing
+
+
 def _run(conn: Connection, expires_at: float | None, ping_interval: float) -> None:
     """The socket's only greenlet: sleeps until woken (frame queued, client frame, close), the next ping or
     the token's expiry; frames leave in queue order, one writer at a time."""
     ws = conn.ws
     next_ping = time.monotonic() + ping_interval
-    while not conn.closed and ws.connected:
+    while not conn.ending and ws.connected:
         timeout = next_ping - time.monotonic()
         if expires_at is not None:
             timeout = min(timeout, expires_at - time.time())
@@ -227,7 +281,7 @@ def _run(conn: Connection, expires_at: float | None, ping_interval: float) -> No
         conn.wake.clear()
         # Look before calling receive(): on an empty buffer even receive(timeout=0) yields to the hub, and a
         # fan-out to 1,000 sockets would pay 1,000 extra hub cycles.
-        while ws.input_buffer:
+        while ws.input_buffer and not conn.ending:
             _handle_client_frame(conn, ws.receive(timeout=0))
         if not _send_queued(conn):
             return

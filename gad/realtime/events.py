@@ -1,6 +1,6 @@
 """Event log publisher: every committed change appends to ``eventos`` in the same transaction.
 
-Ordering mechanism (DESIGN §5): ids are not taken from a sequence, because a sequence hands out ids at
+Ordering mechanism (docs/ARCHITECTURE.md §3): ids are not taken from a sequence, because a sequence hands out ids at
 insert time and a slow transaction can commit id 7 after a fast one committed id 8 — a reader that saw 8
 would then skip 7 for ever; and a rolled-back transaction would leave a hole. Instead, pending events
 are written at *commit time* (SQLAlchemy ``before_commit``): the transaction increments the single row
@@ -28,6 +28,7 @@ from gad.models import Evento, utcnow
 from gad.observability import current_request_id
 from gad.principal_cache import principals
 from gad.realtime import chain
+from gad.schemas.events import EventPayload
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +49,26 @@ class PendingEvent:
     request_id: str | None = None
 
 
-def record(
-    session: Session,
-    event_type: str,
-    topic: str,
-    entity_type: str,
-    entity_id: int | None,
-    actor_id: int | None,
-    payload: dict[str, Any],
-) -> None:
-    """Queue an event for the current transaction; it is written at commit, or dropped with a rollback."""
-    session.info.setdefault(_PENDING_KEY, []).append(PendingEvent(event_type, topic, entity_type, entity_id, actor_id, payload, current_request_id()))
+def record(session: Session, payload: EventPayload, *, topic: str, entity_type: str, entity_id: int | None, actor_id: int | None) -> None:
+    """Queue an event for the current transaction; it is written at commit, or dropped with a rollback.
+
+    The event type and the shape of its data are ``payload``'s class (``gad.schemas.events``).
+    """
+    _queue(session, PendingEvent(payload.event_type, topic, entity_type, entity_id, actor_id, payload.to_json(), current_request_id()))
+
+
+def _queue(session: Session, pending: PendingEvent) -> None:
+    session.info.setdefault(_PENDING_KEY, []).append(pending)
 
 
 def record_security(event_type: str, actor_id: int | None, payload: dict[str, Any]) -> None:
-    """Security events (logins, lockouts, denials) share the log but only administradores may see them."""
+    """Security events (logins, lockouts, denials) share the log but only administradores may see them.
+
+    Their payloads are still plain dicts, shaped by the services that write them (auth, usuarios, security).
+    """
     from gad.extensions import db
 
-    record(db.session(), event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload)
+    _queue(db.session(), PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
 
 
 @event.listens_for(Session, "before_commit")
@@ -79,6 +82,7 @@ def _write_pending_events(session: Session) -> None:
         raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
     last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
     now = utcnow()
+    key = chain.current_key()
     for offset, item in enumerate(pending, start=1):
         fields = {
             "id": last_id + offset,
@@ -91,7 +95,7 @@ def _write_pending_events(session: Session) -> None:
             "payload": _jsonable(item.payload),
             "created_at": now,
         }
-        digest = chain.link(prev_hash, chain.canonical(**fields))
+        digest = chain.link(key, prev_hash, chain.canonical(**fields))
         session.add(Evento(**fields, prev_hash=prev_hash, hash=digest))
         prev_hash = digest
     session.flush()

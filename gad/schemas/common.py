@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from gad.vocab import TIEMPO_MAX, TIEMPO_MIN
 
 T = TypeVar("T")
 
@@ -35,7 +37,18 @@ Text = Annotated[str, AfterValidator(_strip)]
 Name = Annotated[str, AfterValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-UtcDatetime = AwareDatetime
+_WINDOW = f"between {TIEMPO_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIEMPO_MAX - timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} (UTC)"
+
+
+def _in_time_window(value: datetime) -> datetime:
+    # Compared as aware datetimes (no conversion): 9999-12-31T23:59:59-14:00 would overflow astimezone().
+    if not TIEMPO_MIN <= value < TIEMPO_MAX:
+        raise ValueError(f"must be {_WINDOW}")
+    return value
+
+
+# Every datetime a client sends (body, form or query): with an offset, and inside the stored window.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {_WINDOW}")]
 
 
 def _no_nul(value: Any, path: str = "") -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, Text, UtcDatetime
-from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea
+from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
+
+
+def _not_emergency_code(codigo: str) -> str:
+    if codigo.startswith(PREFIJO_EMERGENCIA):
+        raise ValueError(f"codes starting with {PREFIJO_EMERGENCIA} are reserved for emergencies (POST /api/v1/tasks/emergency)")
+    return codigo
 
 
 def _check_location(lat: float | None, lng: float | None) -> None:
@@ -18,7 +24,9 @@ def _check_location(lat: float | None, lng: float | None) -> None:
 
 
 class TareaIn(InModel):
-    codigo: str = Field(pattern=CODIGO_PATTERN, description="Upper-case letters, digits, - and _, 3-20 characters")
+    codigo: Annotated[str, AfterValidator(_not_emergency_code)] = Field(
+        pattern=CODIGO_PATTERN, description=f"Upper-case letters, digits, - and _, 3-20 characters; not starting with {PREFIJO_EMERGENCIA}"
+    )
     titulo: Text = Field(min_length=5, max_length=200)
     descripcion: Text | None = Field(None, max_length=5000)
     tipo: TipoTarea

@@ -16,6 +16,7 @@ from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Alerta, Efectivo, Notificacion, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.events import AlertClosed, AlertCreated, AlertEvent
 from gad.services import notificaciones
 from gad.vocab import CausaNotificacion, DestinoAlerta, TipoAlerta
 
@@ -96,8 +97,13 @@ def create_alerta(actor: Usuario, data: dict[str, Any]) -> Alerta:
         alerta_id=alerta.id,
         now=alerta.created_at,
     )
-    events.record(db.session(), "alert_created", notificaciones.TOPIC, "alerta", alerta.id, actor.id, summary(alerta) | {"alerta_id": alerta.id})
+    _record(AlertCreated, alerta, actor)
     return alerta
+
+
+def _record(kind: type[AlertEvent], alerta: Alerta, actor: Usuario) -> None:
+    data = kind.model_validate(summary(alerta) | {"alerta_id": alerta.id})
+    events.record(db.session(), data, topic=notificaciones.TOPIC, entity_type="alerta", entity_id=alerta.id, actor_id=actor.id)
 
 
 def summary(alerta: Alerta) -> dict[str, Any]:
@@ -190,5 +196,5 @@ def close(actor: Usuario, alerta_id: int) -> Alerta:
         .execution_options(synchronize_session=False)
     )
     db.session.flush()
-    events.record(db.session(), "alert_closed", notificaciones.TOPIC, "alerta", alerta.id, actor.id, summary(alerta) | {"alerta_id": alerta.id})
+    _record(AlertClosed, alerta, actor)
     return alerta

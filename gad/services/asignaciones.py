@@ -13,15 +13,16 @@ from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services import notificaciones
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import assigned_efectivos, load_tarea
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
-def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> Tarea:
+def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
     """Assign efectivos (supervisor+). Each must be active, disponible and hold no other active assignment.
 
     Efectivo rows are locked in id order (no deadlock between two dispatchers); the partial unique index
@@ -69,13 +70,13 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_assigned", tarea, actor, {"efectivo_ids": ids})
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids})
     # Same transaction: an assignment that commits has asked its efectivos to accept; one that rolls back, nobody.
     notificaciones.notify_assignment(actor.id, tarea, created)
-    return tarea
+    return row_of(tarea)
 
 
-def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> Tarea:
+def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
     """Release one efectivo from a tarea (supervisor+); they become disponible again if they were working it."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
@@ -90,7 +91,7 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
         raise NotFound(f"Efectivo {efectivo_id} is not assigned to tarea {tarea.codigo}.")
     asignacion, efectivo = row
     release_assignment(actor, tarea, asignacion, efectivo)
-    return tarea
+    return row_of(tarea)
 
 
 def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo, *, motivo: str | None = None) -> None:
@@ -101,7 +102,7 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
         change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event("task_unassigned", tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,15 +24,42 @@ class VerifyResult:
     checked: int
     first_bad_id: int | None = None
     problem: str | None = None
+    head_id: int | None = None
+    head_hash: str | None = None
 
 
-def verify_chain() -> VerifyResult:
-    """Walk the log in id order from the last pruning anchor; report the first event whose content or link is wrong."""
-    anchor = db.session.scalar(select(AuditoriaAncla).order_by(AuditoriaAncla.id.desc()).limit(1))
+def _anchor_is_genuine(key: bytes, anchor: AuditoriaAncla) -> bool:
+    expected = chain.anchor_mac(
+        key,
+        pruned_up_to_id=anchor.pruned_up_to_id,
+        last_hash=anchor.last_hash,
+        pruned_count=anchor.pruned_count,
+        actor=anchor.actor,
+        created_at=anchor.created_at,
+    )
+    return hmac.compare_digest(expected, anchor.mac or "")
+
+
+def verify_chain(expect: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the log in id order from the last pruning anchor; report the first event whose content or link is wrong.
+
+    Every link is a MAC under ``AUDIT_KEY`` and every anchor carries one, so rows deleted, edited or
+    re-inserted with the database's credentials alone are reported. ``expect`` is a head recorded
+    earlier outside the database (``ID:HASH`` from a previous run): it must still be there, which
+    catches a log cut short at its end together with its counter.
+    """
+    key = chain.current_key()
+    anchors = list(db.session.scalars(select(AuditoriaAncla).order_by(AuditoriaAncla.id)))
+    for candidate in anchors:
+        if not _anchor_is_genuine(key, candidate):
+            problem = f"pruning anchor {candidate.id} (up to event {candidate.pruned_up_to_id}) was not written by `flask gad audit prune`"
+            return VerifyResult(False, 0, candidate.pruned_up_to_id, problem)
+    anchor = anchors[-1] if anchors else None
     expected_prev = anchor.last_hash if anchor else chain.GENESIS
     expected_id: int | None = anchor.pruned_up_to_id + 1 if anchor else 1
     checked = 0
     cursor = anchor.pruned_up_to_id if anchor else 0
+    expect_seen = expect is None or (anchor is not None and expect[0] <= anchor.pruned_up_to_id)
     while True:
         rows = list(db.session.scalars(select(Evento).where(Evento.id > cursor).order_by(Evento.id).limit(VERIFY_BATCH)))
         for event in rows:
@@ -50,8 +78,12 @@ def verify_chain() -> VerifyResult:
                 payload=event.payload,
                 created_at=event.created_at,
             )
-            if chain.link(event.prev_hash, content) != event.hash:
+            if not hmac.compare_digest(chain.link(key, event.prev_hash, content), event.hash):
                 return VerifyResult(False, checked, event.id, f"event {event.id} content does not match its hash")
+            if expect is not None and event.id == expect[0]:
+                if event.hash != expect[1]:
+                    return VerifyResult(False, checked, event.id, f"event {event.id} is not the one recorded earlier (its hash differs from the expected head)")
+                expect_seen = True
             expected_prev, expected_id, cursor = event.hash, event.id + 1, event.id
             checked += 1
         if len(rows) < VERIFY_BATCH:
@@ -59,24 +91,30 @@ def verify_chain() -> VerifyResult:
     head = db.session.scalar(text("SELECT last_id FROM eventos_contador WHERE id = 1")) or 0
     if expected_id is not None and expected_id <= head:
         return VerifyResult(False, checked, expected_id, f"events {expected_id}..{head} are missing from the end of the log")
-    return VerifyResult(True, checked)
+    if not expect_seen and expect is not None:
+        return VerifyResult(False, checked, expect[0], f"event {expect[0]} recorded earlier as the head is gone: the log was cut short")
+    return VerifyResult(True, checked, head_id=cursor, head_hash=expected_prev)
 
 
 def prune(older_than_days: int, actor: str) -> AuditoriaAncla | None:
     """Delete events older than the retention window and re-anchor the chain at the last pruned one.
 
-    The only path allowed past the append-only trigger (``SET LOCAL gad.allow_prune``); the anchor row
-    records what was pruned and by whom, so ``verify_chain`` starts from it.
+    The database lets ``DELETE`` past the append-only trigger only in a transaction that presents the
+    prune secret derived from ``AUDIT_KEY`` (the trigger keeps its SHA-256); the anchor row records what
+    was pruned and by whom under a MAC, so ``verify_chain`` starts from it and from nothing else.
     """
+    key = chain.current_key()
     cutoff = utcnow() - timedelta(days=older_than_days)
     last = db.session.scalar(select(Evento).where(Evento.created_at < cutoff).order_by(Evento.id.desc()).limit(1))
     if last is None:
         return None
-    db.session.execute(text("SET LOCAL gad.allow_prune = 'on'"))
+    db.session.execute(text("SELECT set_config('gad.prune_secret', :secret, true)"), {"secret": chain.prune_secret(key)})
     result = db.session.execute(text("DELETE FROM eventos WHERE id <= :id"), {"id": last.id})
-    anchor = AuditoriaAncla(pruned_up_to_id=last.id, last_hash=last.hash, pruned_count=int(result.rowcount or 0), actor=actor)  # type: ignore[attr-defined]
+    db.session.execute(text("SELECT set_config('gad.prune_secret', '', true)"))
+    pruned_count, created_at = int(result.rowcount or 0), utcnow()  # type: ignore[attr-defined]
+    mac = chain.anchor_mac(key, pruned_up_to_id=last.id, last_hash=last.hash, pruned_count=pruned_count, actor=actor, created_at=created_at)
+    anchor = AuditoriaAncla(pruned_up_to_id=last.id, last_hash=last.hash, pruned_count=pruned_count, actor=actor, created_at=created_at, mac=mac)
     db.session.add(anchor)
-    db.session.execute(text("SET LOCAL gad.allow_prune = 'off'"))
     db.session.flush()
     return anchor
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from gad.models import Notificacion
 from gad.realtime import events
+from gad.schemas.events import Notification
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,9 @@ class InAppCanal:
     transactional = True
 
     def send(self, session: Session, notificacion: Notificacion, payload: dict[str, Any]) -> None:
+        frame = Notification.model_validate(payload | {"privada": True})
         events.record(
-            session,
-            "notification",
-            NOTIFICATION_TOPIC,
-            "notificacion",
-            notificacion.id,
-            notificacion.creado_por_usuario_id,
-            payload | {"privada": True},
+            session, frame, topic=NOTIFICATION_TOPIC, entity_type="notificacion", entity_id=notificacion.id, actor_id=notificacion.creado_por_usuario_id
         )
 
 

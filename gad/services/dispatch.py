@@ -20,18 +20,16 @@ from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.policy import require_nivel
-from gad.realtime import events
+from gad.schemas.events import TaskAssigned
 from gad.services import notificaciones, tareas
 from gad.services.efectivos import change_disponibilidad
-from gad.services.tarea_events import tarea_payload
-from gad.services.tarea_queries import assigned_usuario_ids
-from gad.vocab import Disponibilidad, EstadoTarea, Nivel, TipoTarea
+from gad.services.tarea_events import record_tarea_event
+from gad.services.tarea_queries import TareaRow, row_of
+from gad.vocab import PREFIJO_EMERGENCIA, Disponibilidad, EstadoTarea, Nivel, TipoTarea
 
 logger = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_008.8
-# Emergency codes are numbered per day; this lock serialises only the numbering, per day.
-_EMERGENCY_CODE_LOCK = 727_100
 
 
 @dataclass(frozen=True)
@@ -90,15 +88,21 @@ def _age(efectivo: Efectivo, now: datetime) -> float:
 
 
 def _next_emergency_code(now: datetime) -> str:
+    """``EMG-<UTC day>-<n>``, n from a database sequence: concurrent emergencies never wait for or collide
+    with each other, and no row a user can create blocks the numbering. The prefix is reserved (ordinary
+    tareas cannot take it), but a code held by an older or imported row is skipped, never reused."""
     day = now.strftime("%Y%m%d")
-    db.session.execute(text("SELECT pg_advisory_xact_lock(:key, :day)"), {"key": _EMERGENCY_CODE_LOCK, "day": int(day)})
-    count = db.session.scalar(select(func.count()).select_from(Tarea).where(Tarea.codigo.like(f"EMG-{day}-%"))) or 0
-    return f"EMG-{day}-{count + 1:04d}"
+    while True:
+        number = db.session.scalar(text("SELECT nextval('emergencias_codigo_seq')"))
+        codigo = f"{PREFIJO_EMERGENCIA}{day}-{number:04d}"
+        if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is None:
+            return codigo
+        logger.warning("emergency code %s is held by another tarea; skipped", codigo)
 
 
 @dataclass(frozen=True)
 class EmergencyResult:
-    tarea: Tarea
+    tarea: TareaRow
     asignados: list[tuple[int, float]]
 
 
@@ -114,7 +118,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     radius = float(current_app.config["EMERGENCIA_RADIO_M"])
     max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
     codigo = _next_emergency_code(now)
-    tarea = tareas.create_tarea(
+    tarea = tareas.new_tarea(
         actor,
         {
             "codigo": codigo,
@@ -141,22 +145,14 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         asignados.append((efectivo.id, round(float(distance), 1)))
     db.session.flush()
     if asignados:
-        events.record(
-            db.session(),
-            "task_assigned",
-            "emergencias",
-            "tarea",
-            tarea.id,
-            actor.id,
-            tarea_payload(tarea) | {"efectivo_ids": [e for e, _ in asignados], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id))},
-        )
+        record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})
     # Same transaction: the assigned are asked to accept, every supervisor on duty is told.
     notificaciones.notify_assignment(actor.id, tarea, created)
     notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     if not asignados:
         logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
-    return EmergencyResult(tarea, asignados)
+    return EmergencyResult(row_of(tarea), asignados)
 
 
 def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> Efectivo | None:
@@ -181,14 +177,6 @@ def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> E
     change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     tarea.version += 1
     db.session.flush()
-    events.record(
-        db.session(),
-        "task_assigned",
-        "emergencias",
-        "tarea",
-        tarea.id,
-        actor.id,
-        tarea_payload(tarea) | {"efectivo_ids": [efectivo.id], "asignados_usuario_ids": sorted(assigned_usuario_ids(tarea.id)), "reasignacion": True},
-    )
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [efectivo.id]})
     notificaciones.notify_assignment(actor.id, tarea, [(asignacion, efectivo)])
     return efectivo

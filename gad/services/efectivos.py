@@ -12,6 +12,7 @@ from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services.common import apply_changes, check_version, count_by, paginate
 from gad.vocab import Disponibilidad, Nivel
 
@@ -30,9 +31,10 @@ def efectivo_payload(efectivo: Efectivo) -> dict[str, Any]:
     }
 
 
-def _record(event_type: str, efectivo: Efectivo, actor: Usuario | None, extra: dict[str, Any] | None = None) -> None:
-    payload = efectivo_payload(efectivo) | (extra or {})
-    events.record(db.session(), event_type, "efectivos", "efectivo", efectivo.id, actor.id if actor else None, payload)
+def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None, extra: dict[str, Any] | None = None) -> None:
+    """Queue a ``kind`` event (``gad.schemas.events``) with the efectivo as it is now; ``extra`` must fit ``kind``."""
+    payload = kind.model_validate(efectivo_payload(efectivo) | (extra or {}))
+    events.record(db.session(), payload, topic="efectivos", entity_type="efectivo", entity_id=efectivo.id, actor_id=actor.id if actor else None)
 
 
 def _lock(efectivo_id: int) -> Efectivo:
@@ -80,7 +82,7 @@ def create_efectivo(actor: Usuario | None, data: dict[str, Any]) -> Efectivo:
     efectivo = Efectivo(**{**data, "estado_disponibilidad": str(data.get("estado_disponibilidad") or Disponibilidad.DISPONIBLE)})
     db.session.add(efectivo)
     db.session.flush()
-    _record("efectivo_created", efectivo, actor)
+    _record(EfectivoCreated, efectivo, actor)
     return efectivo
 
 
@@ -124,7 +126,7 @@ def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], e
     apply_changes(efectivo, changes)
     efectivo.version += 1
     db.session.flush()
-    _record("efectivo_updated", efectivo, actor, {"changed": sorted(changes)})
+    _record(EfectivoUpdated, efectivo, actor, {"changed": sorted(changes)})
     return efectivo
 
 
@@ -144,7 +146,7 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
     _apply_disponibilidad(efectivo, Disponibilidad.FUERA_SERVICIO)  # announced by efectivo_updated below
     efectivo.version += 1
     db.session.flush()
-    _record("efectivo_updated", efectivo, actor, {"activo": False})
+    _record(EfectivoUpdated, efectivo, actor, {"activo": False})
     return efectivo
 
 
@@ -182,7 +184,7 @@ def change_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usu
     if previous is None:
         return
     efectivo.version += 1
-    _record("efectivo_status_changed", efectivo, actor, {"from": previous, "to": estado.value, "motivo": motivo})
+    _record(EfectivoStatusChanged, efectivo, actor, {"from": previous, "to": estado.value, "motivo": motivo})
 
 
 def _apply_disponibilidad(efectivo: Efectivo, estado: Disponibilidad) -> str | None:
@@ -205,7 +207,7 @@ def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float) -> E
     efectivo.posicion_en = utcnow()
     efectivo.version += 1
     db.session.flush()
-    _record("efectivo_location_update", efectivo, actor)
+    _record(EfectivoLocationUpdate, efectivo, actor)
     return efectivo
 
 

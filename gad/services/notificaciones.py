@@ -28,6 +28,7 @@ from gad.errors import Conflict, Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Alerta, Asignacion, Efectivo, Notificacion, NotificacionEntrega, Tarea, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.events import AlertTally, NotificationAnswered, NotificationDelivered, NotificationEscalated, NotificationEvent, NotificationRead
 from gad.services import canales
 from gad.vocab import CausaNotificacion, Nivel, RespuestaNotificacion
 
@@ -84,6 +85,10 @@ def _nombre(usuario_id: int) -> str:
     """The recipient's name for operators' views (the identity map answers after the first lookup)."""
     usuario = db.session.get(Usuario, usuario_id)
     return usuario.nombre_completo if usuario is not None else ""
+
+
+def _record(kind: type[NotificationEvent], n: Notificacion, actor_id: int | None, **extra: Any) -> None:
+    events.record(db.session(), kind.model_validate(payload(n) | extra), topic=TOPIC, entity_type="notificacion", entity_id=n.id, actor_id=actor_id)
 
 
 def deadline_s(causa: str, prioridad: int) -> int | None:
@@ -272,7 +277,8 @@ def mark_delivered(usuario_id: int, ids: list[int]) -> list[int]:
         )
     )
     if marked:
-        events.record(db.session(), "notification_delivered", TOPIC, "usuario", usuario_id, usuario_id, {"usuario_id": usuario_id, "ids": sorted(marked)})
+        delivered = NotificationDelivered(usuario_id=usuario_id, ids=sorted(marked))
+        events.record(db.session(), delivered, topic=TOPIC, entity_type="usuario", entity_id=usuario_id, actor_id=usuario_id)
     return marked
 
 
@@ -304,7 +310,7 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
             changed = True
         if changed:
             db.session.flush()
-            events.record(db.session(), "notification_read", TOPIC, "notificacion", n.id, actor.id, payload(n) | {"privada": True})
+            _record(NotificationRead, n, actor.id, privada=True)
         return n
     if n.respuesta is not None:
         if n.respuesta == respuesta.value:
@@ -327,7 +333,7 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
     if n.leida_en is None:
         n.leida_en = now
     db.session.flush()
-    events.record(db.session(), "notification_answered", TOPIC, "notificacion", n.id, actor.id, payload(n))
+    _record(NotificationAnswered, n, actor.id)
     if alerta is not None:
         _record_tally(alerta)
     if respuesta == RespuestaNotificacion.NO_PUEDO and asignacion is not None:
@@ -369,7 +375,7 @@ def escalate_due(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
             continue
         n.escalada_en = now
         db.session.flush()
-        events.record(db.session(), "notification_escalated", TOPIC, "notificacion", n.id, None, payload(n))
+        _record(NotificationEscalated, n, None)
         late = int((now - n.escalar_en).total_seconds()) if n.escalar_en else 0
         notify(
             supervisors,
@@ -412,9 +418,8 @@ def tally(alerta_id: int) -> dict[str, int]:
 
 def _record_tally(alerta: Alerta) -> None:
     """The live tally, counted under the alert's row lock: the last event always shows the exact count."""
-    events.record(
-        db.session(), "alert_tally", TOPIC, "alerta", alerta.id, None, {"alerta_id": alerta.id, "cerrada": alerta.cerrada_en is not None} | tally(alerta.id)
-    )
+    counts = AlertTally(alerta_id=alerta.id, cerrada=alerta.cerrada_en is not None, **tally(alerta.id))
+    events.record(db.session(), counts, topic=TOPIC, entity_type="alerta", entity_id=alerta.id, actor_id=None)
 
 
 # --- outbound channels ---------------------------------------------------------------------------

@@ -59,6 +59,18 @@ _ACTIVE_ASSIGNMENTS = (
 )
 
 
+TareaRow = dict[str, Any]
+"""The one shape a tarea leaves the services in, for reads and writes alike: its columns keyed like
+``Tarea``'s attributes, plus ``efectivos`` (its active assignments). ``TareaOut`` validates it as is."""
+
+
+def row_of(tarea: Tarea, efectivos: list[dict[str, Any]] | None = None) -> TareaRow:
+    """``tarea`` (just written, in this transaction) as a TareaRow; its assignments are read unless given."""
+    if efectivos is None:
+        efectivos = asignados_by_tarea([tarea.id]).get(tarea.id, [])
+    return {column.key: getattr(tarea, column.key) for column in TAREA_COLUMNS} | {"efectivos": efectivos}
+
+
 def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
     """The live (not soft-deleted) tarea, row-locked when the caller is about to decide on it. Raises NotFound."""
     tarea = db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id})

@@ -10,17 +10,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
-from gad.realtime import events
+from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
 from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, check_version, count_by, paginate_rows
-from gad.services.tarea_events import record_tarea_event, tarea_payload, topic_of
-from gad.services.tarea_queries import TAREA_COLUMNS, WITH_ASSIGNED, assigned_usuario_ids, load_tarea, require_readable, visible_to
+from gad.services.tarea_events import record_payload, record_tarea_event, tarea_event
+from gad.services.tarea_queries import (
+    TAREA_COLUMNS,
+    WITH_ASSIGNED,
+    TareaRow,
+    asignados_by_tarea,
+    assigned_usuario_ids,
+    load_tarea,
+    require_readable,
+    row_of,
+    visible_to,
+)
 from gad.services.transitions import add_history
 from gad.vocab import EstadoTarea, Nivel
 
@@ -47,11 +57,17 @@ def _check_schedule(inicio: datetime | None, fin: datetime | None) -> None:
         )
 
 
-def create_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA) -> Tarea:
-    """Supervisor+ (emergencies are checked by their own service). ``creado_por`` is always ``actor``.
+def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
+    """Supervisor+. ``creado_por`` is always ``actor``.
 
     Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
     """
+    return row_of(new_tarea(actor, data), efectivos=[])  # a new tarea has nobody assigned
+
+
+def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA) -> Tarea:
+    """The tarea itself, for services that go on working with it (dispatch); emergencies skip the nivel check
+    (any usuario may raise one: ``dispatch.raise_emergency`` decides). Raises as ``create_tarea``."""
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
@@ -65,7 +81,7 @@ def create_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = 
     db.session.add(tarea)
     db.session.flush()
     add_history(tarea, None, tarea.estado, actor, "Tarea creada")
-    record_tarea_event("emergency_created" if es_emergencia else "task_created", tarea, actor, assigned=set())  # nobody yet
+    record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
 
 
@@ -75,21 +91,27 @@ def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     return tarea
 
 
-def read_tarea(actor: Usuario, tarea_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A readable tarea (as a row keyed like Tarea's attributes) and its active assignments, one query."""
+def read_tarea(actor: Usuario, tarea_id: int) -> TareaRow:
+    """A readable tarea with its active assignments, in one query. Raises NotFound, Forbidden."""
     row = db.session.execute(WITH_ASSIGNED, {"tarea_id": tarea_id}).mappings().first()
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     tarea = dict(row)
     asignados = tarea.pop("asignados")
     require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None})
-    return tarea, asignados
+    return tarea | {"efectivos": asignados}
 
 
-def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """A page of tareas as plain rows (keyed like Tarea's attributes): for a page of 100, building ORM
+def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[TareaRow], int]:
+    """A page of readable tareas and the total. Plain rows, not ORM objects: for a page of 100, building ORM
     objects and reading them back attribute by attribute cost more than the query itself."""
-    query = visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor)
+    rows, total = paginate_rows(_filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters), limit, offset)
+    asignados = asignados_by_tarea([row["id"] for row in rows])  # one query for the whole page
+    return [row | {"efectivos": asignados.get(row["id"], [])} for row in rows], total
+
+
+def _filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any]:
+    """The list's filters and sort order, on a query already narrowed to what the caller may read."""
     if filters.get("estado"):
         query = query.where(Tarea.estado.in_([str(e) for e in filters["estado"]]))
     if filters.get("tipo"):
@@ -116,10 +138,10 @@ def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int
     sort = filters.get("sort") or "-created_at"
     column = getattr(Tarea, sort.lstrip("-"))
     ordering = column.desc().nulls_last() if sort.startswith("-") else column.asc().nulls_last()
-    return paginate_rows(query.order_by(ordering, Tarea.id.desc()).with_only_columns(*TAREA_COLUMNS), limit, offset)
+    return query.order_by(ordering, Tarea.id.desc()).with_only_columns(*TAREA_COLUMNS)
 
 
-def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expected_version: int | None) -> Tarea:
+def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expected_version: int | None) -> TareaRow:
     """Partial update (supervisor+). ``estado`` is not editable here: use ``transition``.
 
     Raises NotFound, Forbidden, PreconditionFailed, ValidationProblem.
@@ -145,8 +167,8 @@ def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expecte
     tarea.version += 1
     db.session.flush()
     after = {name: _jsonable(getattr(tarea, name)) for name in changes}
-    record_tarea_event("task_updated", tarea, actor, {"before": before, "after": after})
-    return tarea
+    record_tarea_event(TaskUpdated, tarea, actor, {"before": before, "after": after})
+    return row_of(tarea)
 
 
 def _jsonable(value: Any) -> Any:
@@ -158,12 +180,12 @@ def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None) ->
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deleting tareas")
     tarea = load_tarea(tarea_id, lock=True)
     check_version(tarea.version, expected_version, "tarea")
-    payload_before = tarea_payload(tarea)
+    deleted = tarea_event(TaskDeleted, tarea, assigned=set())  # as it was, with nobody left assigned
     release_all(tarea, actor)
     tarea.deleted_at = utcnow()
     tarea.version += 1
     db.session.flush()
-    events.record(db.session(), "task_deleted", topic_of(tarea), "tarea", tarea.id, actor.id, payload_before | {"asignados_usuario_ids": []})
+    record_payload(deleted, tarea, actor)
 
 
 def historial(actor: Usuario, tarea_id: int) -> list[HistorialEstado]:

@@ -13,11 +13,12 @@ from gad import policy
 from gad.errors import Forbidden, InvalidTransition
 from gad.extensions import db
 from gad.models import HistorialEstado, Tarea, Usuario, utcnow
+from gad.schemas.events import TaskStatusChanged
 from gad.services.asignaciones import release_all
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import assigned_efectivos, assigned_usuario_ids, load_tarea
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, load_tarea, row_of
 from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, Disponibilidad, EstadoTarea
 
 
@@ -26,7 +27,7 @@ def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario |
     db.session.add(HistorialEstado(tarea_id=tarea.id, estado_anterior=anterior, estado_nuevo=nuevo, usuario_id=actor.id if actor else None, motivo=motivo))
 
 
-def transition(actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None) -> Tarea:
+def transition(actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None) -> TareaRow:
     """Move a tarea through the state machine in one transaction (timings, history, efectivos, event).
 
     Raises NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
@@ -42,8 +43,8 @@ def transition(actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | Non
     _update_efectivos(tarea, to, actor)
     add_history(tarea, current.value, to.value, actor, motivo or MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO))
     db.session.flush()
-    record_tarea_event("task_status_changed", tarea, actor, {"from": current.value, "to": to.value, "motivo": motivo})
-    return tarea
+    record_tarea_event(TaskStatusChanged, tarea, actor, {"from": current.value, "to": to.value, "motivo": motivo})
+    return row_of(tarea)
 
 
 def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:

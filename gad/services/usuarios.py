@@ -11,6 +11,7 @@ from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Usuario
 from gad.realtime import events
+from gad.schemas.events import UserCreated, UserUpdated
 from gad.services import auth
 from gad.services.common import apply_changes, check_version, paginate
 from gad.vocab import Nivel
@@ -50,7 +51,8 @@ def create_usuario(actor: Usuario | None, data: dict[str, Any]) -> Usuario:
     usuario = Usuario(**data, password_hash=auth.hash_password(password))
     db.session.add(usuario)
     db.session.flush()
-    events.record(db.session(), "user_created", "usuarios", "usuario", usuario.id, actor.id if actor else None, _usuario_payload(usuario))
+    created = UserCreated.model_validate(_usuario_payload(usuario))
+    events.record(db.session(), created, topic="usuarios", entity_type="usuario", entity_id=usuario.id, actor_id=actor.id if actor else None)
     return usuario
 
 
@@ -91,24 +93,11 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     check_version(usuario.version, expected_version, "usuario")
     _check_unique(changes.get("email"), changes.get("dni"), changes.get("telegram_id"), exclude_id=usuario.id)
     before = _usuario_payload(usuario)
-    revoke = False
     password = changes.pop("password", None)
     if password is not None:
-        if not policy.is_admin(actor) or actor.id == usuario.id:
-            if not current_password or not auth.verify_password(usuario.password_hash, current_password):
-                raise ValidationProblem(
-                    "The current password is required to change your password.",
-                    errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
-                )
-        auth.check_password_policy(password, changes.get("email") or usuario.email)
-        usuario.password_hash = auth.hash_password(password)
-        revoke = True
-    if changes.get("activo") is False and usuario.activo:
-        if usuario.id == actor.id:
-            raise Conflict("You cannot deactivate yourself.")
-        revoke = True
-    if usuario.id == actor.id and changes.get("nivel") is not None and changes["nivel"] < actor.nivel:
-        raise Conflict("You cannot lower your own nivel; ask another administrador.")
+        _change_password(actor, usuario, password, current_password, changes.get("email") or usuario.email)
+    _check_self_demotion(actor, usuario, changes)
+    revoke = password is not None or (changes.get("activo") is False and usuario.activo)
     if "nivel" in changes and changes["nivel"] != usuario.nivel:
         events.record_security("role_changed", actor.id, {"usuario_id": usuario.id, "from": usuario.nivel, "to": changes["nivel"]})
     apply_changes(usuario, changes)
@@ -117,8 +106,31 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
         auth.revoke_all_tokens(usuario)
         events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "password" if password else "deactivated"})
     db.session.flush()
-    events.record(db.session(), "user_updated", "usuarios", "usuario", usuario.id, actor.id, {"before": before, "after": _usuario_payload(usuario)})
+    updated = UserUpdated.model_validate({"before": before, "after": _usuario_payload(usuario)})
+    events.record(db.session(), updated, topic="usuarios", entity_type="usuario", entity_id=usuario.id, actor_id=actor.id)
     return usuario
+
+
+def _change_password(actor: Usuario, usuario: Usuario, password: str, current_password: str | None, email: str) -> None:
+    """Set a new password; changing one's own (an administrador included) needs the current one."""
+    if not policy.is_admin(actor) or actor.id == usuario.id:
+        if not current_password or not auth.verify_password(usuario.password_hash, current_password):
+            raise ValidationProblem(
+                "The current password is required to change your password.",
+                errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+            )
+    auth.check_password_policy(password, email)
+    usuario.password_hash = auth.hash_password(password)
+
+
+def _check_self_demotion(actor: Usuario, usuario: Usuario, changes: dict[str, Any]) -> None:
+    """Nobody deactivates themself or lowers their own nivel: the last administrador could lock everyone out."""
+    if usuario.id != actor.id:
+        return
+    if changes.get("activo") is False and usuario.activo:
+        raise Conflict("You cannot deactivate yourself.")
+    if changes.get("nivel") is not None and changes["nivel"] < actor.nivel:
+        raise Conflict("You cannot lower your own nivel; ask another administrador.")
 
 
 def set_activo(actor: Usuario, usuario_id: int, activo: bool) -> Usuario:

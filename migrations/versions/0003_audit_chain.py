@@ -36,7 +36,14 @@ def upgrade():
     op.add_column('eventos_contador', sa.Column('last_hash', sa.String(length=64), server_default='0' * 64, nullable=False))
 
     # Chain the events that already exist, oldest first, with the same canonical form the app uses.
-    from gad.realtime.chain import GENESIS, canonical, link
+    # The link of this revision is plain SHA-256 (0004d re-seals it with the audit key), kept here so
+    # the revision does not change when the application's chain does.
+    import hashlib
+
+    from gad.realtime.chain import GENESIS, canonical
+
+    def link(prev_hash, content):
+        return hashlib.sha256(prev_hash.encode() + content).hexdigest()
 
     bind = op.get_bind()
     prev = GENESIS

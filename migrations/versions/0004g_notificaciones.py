@@ -6,7 +6,7 @@ reads a handful of rows however long the ledger grows. Downgrade drops the three
 indexes go with them).
 
 Revision ID: 0004g
-Revises: 0003
+Revises: 0004d
 Create Date: 2026-11-29 23:38:24.993275
 
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = "0004g"
-down_revision = "0003"
+down_revision = "0004d"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,108 @@
+"""psycopg2 process-wide settings: instants that always read back, and a gevent wait callback with deadlines."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import weakref
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+
+logger = logging.getLogger(__name__)
+
+_TIMESTAMPTZ_OID = 1184
+_YEAR = re.compile(r"^\s*(\d+)")
+
+
+def _read_timestamptz(value: str | None, cursor: Any) -> datetime | None:
+    """psycopg2's own reading, except that an instant Python cannot represent becomes datetime.min/max.
+
+    PostgreSQL keeps instants up to year 294276; Python stops at 9999. One such row (stored before the
+    CHECK constraints of migration 0004b, or restored from an old dump) used to make every list that
+    included it answer 500. Reads must never die on a stored value, so it is clamped and logged.
+    """
+    try:
+        return psycopg2.extensions.PYDATETIMETZ(value, cursor)  # type: ignore[no-any-return]
+    except ValueError:
+        assert value is not None
+        match = _YEAR.match(value)
+        far_future = match is not None and int(match.group(1)) > 9999 and not value.rstrip().endswith("BC")
+        logger.warning("timestamp %r is outside what Python represents; read as %s", value, "max" if far_future else "min")
+        return datetime.max.replace(tzinfo=UTC) if far_future else datetime.min.replace(tzinfo=UTC)
+
+
+_SAFE_TIMESTAMPTZ = psycopg2.extensions.new_type((_TIMESTAMPTZ_OID,), "GAD_TIMESTAMPTZ", _read_timestamptz)
+
+
+def install_typecasters() -> None:
+    """Register the tolerant timestamptz reader for every connection of the process (idempotent)."""
+    psycopg2.extensions.register_type(_SAFE_TIMESTAMPTZ)
+
+
+# --- waiting on the server under gevent ---------------------------------------------------------------
+
+# Beyond the statement timeout, how long a query may go without a byte from the server before the
+# connection is given up. A live server cancels the query itself at statement_timeout; only a frozen
+# one (SIGSTOP, a hung host) stays silent past this margin, and then the kernel still acknowledges
+# every packet, so no TCP keepalive or user timeout would ever fire.
+QUERY_WAIT_MARGIN_S = 2.0
+_STATEMENT_TIMEOUT = re.compile(r"statement_timeout\s*=\s*(\d+)")
+_connected: weakref.WeakSet[Any] = weakref.WeakSet()
+_deadlines: weakref.WeakKeyDictionary[Any, tuple[float | None, float | None]] = weakref.WeakKeyDictionary()
+
+
+def _timeouts(conn: Any) -> tuple[float | None, float | None]:
+    """(connect, query) bounds in seconds, read from the connection's own parameters (None: unbounded)."""
+    cached = _deadlines.get(conn)
+    if cached is not None:
+        return cached
+    params = conn.get_dsn_parameters()
+    connect = float(params["connect_timeout"]) if params.get("connect_timeout", "0") not in {"", "0"} else None
+    match = _STATEMENT_TIMEOUT.search(params.get("options", ""))
+    statement_ms = int(match.group(1)) if match else 0
+    query = statement_ms / 1000 + QUERY_WAIT_MARGIN_S if statement_ms else None
+    _deadlines[conn] = (connect, query)
+    return connect, query
+
+
+def gevent_wait_callback(conn: Any, timeout: float | None = None) -> None:
+    """psycogreen's callback with deadlines: yield to the hub while libpq waits, but never forever.
+
+    In asynchronous (green) mode libpq does not apply ``connect_timeout`` itself, and nothing bounds a
+    query on a server that stopped answering. Raising from here makes psycopg2 close the connection; an
+    OperationalError on a closed connection is what SQLAlchemy treats as a disconnect (the pool drops it)
+    and what the request edge answers with 503.
+    """
+    from gevent.socket import wait_read, wait_write
+
+    connecting = conn not in _connected
+    connect_s, query_s = _timeouts(conn)
+    bound = connect_s if connecting else query_s
+    deadline = None if bound is None else time.monotonic() + bound
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            if connecting:
+                _connected.add(conn)
+            return
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise psycopg2.OperationalError(f"no answer from the database server within {bound:g} s ({'connect' if connecting else 'query'})")
+        try:
+            if state == psycopg2.extensions.POLL_READ:
+                wait_read(conn.fileno(), timeout=remaining)
+            elif state == psycopg2.extensions.POLL_WRITE:
+                wait_write(conn.fileno(), timeout=remaining)
+            else:
+                raise psycopg2.OperationalError(f"bad result from poll: {state!r}")
+        except TimeoutError:
+            continue  # the next turn reports the expired deadline
+
+
+def install_wait_callback() -> None:
+    """Make psycopg2 cooperative under gevent (replaces psycogreen's patch_psycopg)."""
+    psycopg2.extensions.set_wait_callback(gevent_wait_callback)

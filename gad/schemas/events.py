@@ -1,0 +1,258 @@
+"""Event payloads: one typed definition per event type, used by the writer, the websocket frames and the API docs.
+
+A service builds one of these and hands it to ``gad.realtime.events.record``; the log stores its JSON
+and the websocket ``data`` of the frame is exactly that JSON. Changing a payload's shape is a change
+here, checked by mypy at every writer; ``EVENT_PAYLOADS`` lists them all for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload. ``event_type`` names the event; fields are the ``data`` of its frame."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    event_type: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The payload as stored and sent: wire names (``from``), and only the fields the writer set."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+EVENT_PAYLOADS: dict[str, type[EventPayload]] = {}
+
+
+def _register(*classes: type[EventPayload]) -> None:
+    for cls in classes:
+        EVENT_PAYLOADS[cls.event_type] = cls
+
+
+# --- tareas (topic "tareas", or "emergencias" for an emergency) ---------------------------------------
+
+
+class TareaEvent(EventPayload):
+    """What every tarea event carries: the tarea's summary and who is assigned (the websocket read policy needs it)."""
+
+    id: int
+    codigo: str
+    titulo: str
+    tipo: str
+    prioridad: int
+    estado: str
+    es_emergencia: bool
+    delegado_usuario_id: int | None
+    ubicacion_lat: float | None
+    ubicacion_lng: float | None
+    version: int
+    asignados_usuario_ids: list[int]
+
+
+class TaskCreated(TareaEvent):
+    event_type = "task_created"
+
+
+class EmergencyCreated(TareaEvent):
+    event_type = "emergency_created"
+
+
+class TaskUpdated(TareaEvent):
+    event_type = "task_updated"
+    before: dict[str, Any] = Field(description="Changed fields (column names) before the change")
+    after: dict[str, Any] = Field(description="The same fields after the change")
+
+
+class TaskStatusChanged(TareaEvent):
+    event_type = "task_status_changed"
+    from_: str = Field(alias="from")
+    to: str
+    motivo: str | None
+
+
+class TaskAssigned(TareaEvent):
+    event_type = "task_assigned"
+    efectivo_ids: list[int]
+
+
+class TaskUnassigned(TareaEvent):
+    event_type = "task_unassigned"
+    efectivo_ids: list[int]
+    motivo: str | None = Field(None, description='"no_puedo" when the efectivo declined the assignment')
+
+
+class TaskDeleted(TareaEvent):
+    event_type = "task_deleted"
+
+
+# --- efectivos (topic "efectivos") --------------------------------------------------------------------
+
+
+class EfectivoEvent(EventPayload):
+    id: int
+    usuario_id: int | None
+    codigo_interno: str
+    nombre: str
+    unidad: str | None
+    estado_disponibilidad: str
+    lat: float | None
+    lng: float | None
+    posicion_en: str | None = Field(description="ISO 8601 time of the last reported position")
+
+
+class EfectivoCreated(EfectivoEvent):
+    event_type = "efectivo_created"
+
+
+class EfectivoUpdated(EfectivoEvent):
+    event_type = "efectivo_updated"
+    changed: list[str] | None = Field(None, description="Fields an edit changed (absent on deactivation)")
+    activo: bool | None = Field(None, description="false when the efectivo was deactivated (absent on an edit)")
+
+
+class EfectivoStatusChanged(EfectivoEvent):
+    event_type = "efectivo_status_changed"
+    from_: str = Field(alias="from")
+    to: str
+    motivo: str | None
+
+
+class EfectivoLocationUpdate(EfectivoEvent):
+    event_type = "efectivo_location_update"
+
+
+# --- usuarios (topic "usuarios", administradores only) ------------------------------------------------
+
+
+class UsuarioSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    email: str
+    nombre: str
+    apellido: str
+    nivel: int
+    activo: bool
+
+
+class UserCreated(EventPayload, UsuarioSummary):
+    event_type = "user_created"
+
+
+class UserUpdated(EventPayload):
+    event_type = "user_updated"
+    before: UsuarioSummary
+    after: UsuarioSummary
+
+
+# --- notifications (topic "notificaciones") -----------------------------------------------------------
+
+
+class NotificationEvent(EventPayload):
+    """A notification as REST shows it (``NotificacionOut``). ``privada``: only the recipient's sockets get it."""
+
+    id: int
+    usuario_id: int
+    destinatario: str
+    causa: str
+    titulo: str
+    texto: str
+    prioridad: int
+    requiere_respuesta: bool
+    estado: str
+    tarea_id: int | None
+    efectivo_id: int | None
+    alerta_id: int | None
+    origen_id: int | None
+    creada_en: str | None
+    entregada_en: str | None
+    leida_en: str | None
+    respuesta: str | None
+    motivo: str | None
+    respondida_en: str | None
+    escalar_en: str | None
+    escalada_en: str | None
+    privada: bool | None = Field(None, description="true: delivered to the recipient's sockets only")
+    reenvio: int | None = Field(None, description="How many times an alert was resent to this recipient")
+
+
+class Notification(NotificationEvent):
+    event_type = "notification"
+
+
+class NotificationRead(NotificationEvent):
+    event_type = "notification_read"
+
+
+class NotificationAnswered(NotificationEvent):
+    event_type = "notification_answered"
+
+
+class NotificationEscalated(NotificationEvent):
+    event_type = "notification_escalated"
+
+
+class NotificationDelivered(EventPayload):
+    event_type = "notification_delivered"
+    usuario_id: int
+    ids: list[int] = Field(description="Notifications a device of this usuario reported as received")
+
+
+class AlertTally(EventPayload):
+    event_type = "alert_tally"
+    alerta_id: int
+    cerrada: bool | None = None
+    total: int
+    confirmados: int
+    no_pueden: int
+    pendientes: int
+    entregadas: int
+
+
+class AlertEvent(AlertTally):
+    """A broadcast alert and its tally."""
+
+    id: int
+    tipo: str
+    texto: str
+    prioridad: int
+    destino: str
+    unidad: str | None
+    creado_por_usuario_id: int
+    created_at: str
+    cerrada_en: str | None
+
+
+class AlertCreated(AlertEvent):
+    event_type = "alert_created"
+
+
+class AlertClosed(AlertEvent):
+    event_type = "alert_closed"
+
+
+_register(
+    TaskCreated,
+    EmergencyCreated,
+    TaskUpdated,
+    TaskStatusChanged,
+    TaskAssigned,
+    TaskUnassigned,
+    TaskDeleted,
+    EfectivoCreated,
+    EfectivoUpdated,
+    EfectivoStatusChanged,
+    EfectivoLocationUpdate,
+    UserCreated,
+    UserUpdated,
+    Notification,
+    NotificationRead,
+    NotificationAnswered,
+    NotificationEscalated,
+    NotificationDelivered,
+    AlertTally,
+    AlertCreated,
+    AlertClosed,
+)

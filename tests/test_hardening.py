@@ -1,0 +1,365 @@
+"""Hardening (issue 13): out-of-range instants, blockable emergencies, hostile JSON, demo data in production.
+
+Everything goes over real HTTP to the real gunicorn + gevent server, on real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+
+from gad.commands.seed import DEMO_PASSWORD
+from tests.builders import PASSWORD, Builders
+from tests.conftest import ROOT, LiveServer
+
+# Out of [1900-01-01, 2200-01-01) once converted to UTC; the first two are years 10000 and 0 in UTC.
+OUT_OF_RANGE = [
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "1899-12-31T23:59:59Z",
+    "1900-01-01T00:00:00+00:01",
+    "2200-01-01T00:00:00Z",
+    "2199-12-31T23:59:59-00:01",
+]
+# Inside the window (the last two only after conversion to UTC).
+IN_RANGE = ["1900-01-01T00:00:00Z", "2199-12-31T23:59:59Z", "1899-12-31T23:00:00-01:00", "2200-01-01T13:59:59+14:00"]
+PROBLEM = "application/problem+json"
+
+
+def _fields(response: requests.Response) -> set[str]:
+    return {error["field"] for error in response.json().get("errors") or []}
+
+
+def _assert_422_naming(response: requests.Response, field: str) -> None:
+    assert response.status_code == 422, (field, response.status_code, response.text[:300])
+    assert response.headers["Content-Type"] == PROBLEM
+    assert field in _fields(response), (field, response.json())
+
+
+def _tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
+    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
+
+
+# --- A1: out-of-range datetimes ------------------------------------------------------------------------
+
+
+def test_out_of_range_instants_on_tasks_are_422_naming_the_field(live_server: LiveServer, build: Builders) -> None:
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    url = live_server.url + "/api/v1/tasks"
+    existing = requests.post(url, json=_tarea_body("A1-BASE"), headers=headers, timeout=30)
+    assert existing.status_code == 201
+    tarea_url = f"{url}/{existing.json()['id']}"
+    for n, value in enumerate(OUT_OF_RANGE):
+        for field in ("inicio_programado", "fin_programado"):
+            _assert_422_naming(requests.post(url, json=_tarea_body(f"A1-{n}", **{field: value}), headers=headers, timeout=30), f"body.{field}")
+            patched = requests.patch(tarea_url, json={field: value}, headers=headers | {"If-Match": existing.headers["ETag"]}, timeout=30)
+            _assert_422_naming(patched, f"body.{field}")
+        for param in ("desde", "hasta"):
+            _assert_422_naming(requests.get(url, params={param: value}, headers=headers, timeout=30), f"query.{param}")
+            _assert_422_naming(requests.get(live_server.url + "/api/v1/eventos", params={param: value}, headers=headers, timeout=30), f"query.{param}")
+    # Nothing was stored, and every read still answers.
+    listing = requests.get(url, headers=headers, timeout=30)
+    assert listing.status_code == 200 and [t["codigo"] for t in listing.json()["items"]] == ["A1-BASE"]
+
+
+def test_boundary_instants_are_accepted_and_every_read_of_them_answers(live_server: LiveServer, build: Builders) -> None:
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    url = live_server.url + "/api/v1/tasks"
+    created = []
+    for n, (inicio, fin) in enumerate([(IN_RANGE[0], IN_RANGE[1]), (IN_RANGE[2], IN_RANGE[3])]):
+        response = requests.post(url, json=_tarea_body(f"A1-IN-{n}", inicio_programado=inicio, fin_programado=fin), headers=headers, timeout=30)
+        assert response.status_code == 201, response.text
+        created.append(response.json())
+    stored = requests.get(f"{url}/{created[1]['id']}", headers=headers, timeout=30).json()
+    assert datetime.fromisoformat(stored["inicio_programado"]) == datetime(1900, 1, 1, tzinfo=UTC)
+    assert datetime.fromisoformat(stored["fin_programado"]) == datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+    for query in ({}, {"desde": IN_RANGE[0]}, {"hasta": IN_RANGE[1]}, {"sort": "inicio_programado"}, {"sort": "-inicio_programado"}):
+        assert requests.get(url, params=query, headers=headers, timeout=30).status_code == 200
+    for path in ("/api/v1/dashboard/resumen", f"/api/v1/stats/user/{admin.id}", "/api/v1/eventos"):
+        assert requests.get(live_server.url + path, headers=headers, timeout=30).status_code == 200, path
+    tarea = created[0]
+    detail = requests.get(f"{url}/{tarea['id']}", headers=headers, timeout=30)
+    assert detail.status_code == 200
+    started = requests.post(f"{url}/{tarea['id']}/estado", json={"estado": "en_curso"}, headers=headers | {"If-Match": detail.headers["ETag"]}, timeout=30)
+    assert started.status_code == 200, started.text
+    deleted = requests.delete(f"{url}/{tarea['id']}", headers=headers | {"If-Match": started.headers["ETag"]}, timeout=30)
+    assert deleted.status_code in {204, 409}, deleted.text
+
+
+def _datetime_fields(schema: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """Names of the date-time properties of a (possibly $ref'd, possibly nullable) object schema."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    names = []
+    for name, prop in (schema.get("properties") or {}).items():
+        variants = prop.get("anyOf", [prop])
+        if any(variant.get("format") == "date-time" for variant in variants):
+            names.append(name)
+    return names
+
+
+def test_every_datetime_field_of_the_openapi_document_refuses_edge_values(live_server: LiveServer, build: Builders) -> None:
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    spec = requests.get(live_server.url + "/api/v1/openapi.json", timeout=30).json()
+    checked: list[str] = []
+    for path, operations in spec["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            body = (operation.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
+            targets: list[tuple[str, str]] = [("body", name) for name in _datetime_fields(body, spec)] if body else []
+            targets += [
+                ("query", p["name"])
+                for p in operation.get("parameters", [])
+                if p.get("in") == "query" and any(v.get("format") == "date-time" for v in p.get("schema", {}).get("anyOf", [p.get("schema", {})]))
+            ]
+            for location, name in targets:
+                for value in OUT_OF_RANGE:
+                    kwargs: dict[str, Any] = {"json": {name: value}} if location == "body" else {"params": {name: value}}
+                    response = requests.request(method.upper(), live_server.url + concrete, headers=headers | {"If-Match": '"1"'}, timeout=30, **kwargs)
+                    _assert_422_naming(response, f"{location}.{name}")
+                checked.append(f"{method.upper()} {path} {location}.{name}")
+    # The document does describe them: tareas' schedule (create, PATCH, PUT) and the desde/hasta filters.
+    assert {"POST /api/v1/tasks body.inicio_programado", "PATCH /api/v1/tasks/{tarea_id} body.fin_programado", "GET /api/v1/tasks query.desde"} <= set(
+        checked
+    ), checked
+    assert "GET /api/v1/eventos query.hasta" in checked, checked
+
+
+def _session(live_server: LiveServer, email: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(live_server.url + "/login", timeout=30).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    response = session.post(live_server.url + "/login", data={"csrf_token": token, "email": email, "password": password}, timeout=30)
+    assert response.status_code == 200 and "/login" not in response.url, response.status_code
+    return session
+
+
+def test_new_tarea_form_refuses_out_of_range_instants_naming_the_field(live_server: LiveServer, build: Builders, database_url: str) -> None:
+    supervisor = build.usuario(2)
+    session = _session(live_server, supervisor.email, PASSWORD)
+    for n, value in enumerate(OUT_OF_RANGE[:2]):
+        page = session.get(live_server.url + "/tareas/nueva", timeout=30).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        form = {"csrf_token": token, "codigo": f"A1-FORM-{n}", "titulo": "Tarea del formulario", "tipo": "patrullaje", "inicio_programado": value}
+        response = session.post(live_server.url + "/tareas/nueva", data=form, timeout=30)
+        assert response.status_code == 422
+        assert 'id="error-inicio_programado"' in response.text
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM tareas")
+        assert cur.fetchone() == (0,)
+    conn.close()
+
+
+@pytest.mark.parametrize("column", ["inicio_programado", "fin_programado", "inicio_real", "fin_real", "pausado_en"])
+def test_database_refuses_instants_outside_the_window(database_url: str, build: Builders, column: str) -> None:
+    admin = build.usuario(3)
+    tarea = build.tarea(admin, inicio_programado=None, fin_programado=None)
+    values = ["9999-12-31T23:59:59-14:00", "infinity", "2200-01-01T00:00:00Z"]
+    extra = ", inicio_real = '1900-01-01Z'" if column == "fin_real" else ""  # fin_real needs an earlier inicio_real
+    if column != "fin_real":  # (a far-past fin_real would also break fin_real >= inicio_real)
+        values += ["0001-01-01T00:00:00+14:00", "-infinity", "1899-12-31T23:59:59Z"]
+    conn = psycopg2.connect(database_url)
+    try:
+        for value in values:
+            with pytest.raises(psycopg2.errors.CheckViolation) as refused, conn, conn.cursor() as cur:
+                cur.execute(f"UPDATE tareas SET {column} = %s{extra} WHERE id = %s", (value, tarea.id))
+            assert refused.value.diag.constraint_name == f"ck_tareas_{column}_rango"
+    finally:
+        conn.close()
+
+
+def test_a_stored_out_of_range_instant_never_breaks_a_read(live_server: LiveServer, build: Builders, database_url: str) -> None:
+    """A row from before the constraints (or an old dump): lists, detail, board summary and writes still answer."""
+    admin = build.usuario(3)
+    supervisor = build.usuario(2)
+    tarea = build.tarea(admin, delegado_usuario_id=supervisor.id)
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("ALTER TABLE tareas DROP CONSTRAINT IF EXISTS ck_tareas_inicio_programado_rango, DROP CONSTRAINT ck_tareas_programacion_coherente")
+    try:
+        cur.execute("UPDATE tareas SET inicio_programado = '9999-12-31T23:59:59-14:00' WHERE id = %s", (tarea.id,))
+        for usuario in (admin, supervisor):
+            headers = build.headers(usuario)
+            listing = requests.get(live_server.url + "/api/v1/tasks", headers=headers, timeout=30)
+            assert listing.status_code == 200, listing.text
+            assert listing.json()["items"][0]["inicio_programado"].startswith("9999-12-31T23:59:59")
+            for path in (
+                f"/api/v1/tasks/{tarea.id}",
+                f"/api/v1/tasks/{tarea.id}/historial",
+                "/api/v1/dashboard/resumen",
+                "/api/v1/tasks?sort=inicio_programado",
+            ):
+                assert requests.get(live_server.url + path, headers=headers, timeout=30).status_code == 200, path
+        headers = build.headers(admin)
+        etag = requests.get(f"{live_server.url}/api/v1/tasks/{tarea.id}", headers=headers, timeout=30).headers["ETag"]
+        repaired = requests.patch(
+            f"{live_server.url}/api/v1/tasks/{tarea.id}",
+            json={"inicio_programado": "2026-01-01T08:00:00+01:00"},
+            headers=headers | {"If-Match": etag},
+            timeout=30,
+        )
+        assert repaired.status_code == 200, repaired.text  # an API call can repair it
+        assert datetime.fromisoformat(repaired.json()["inicio_programado"]) == datetime(2026, 1, 1, 7, tzinfo=UTC)
+    finally:
+        cur.execute("UPDATE tareas SET inicio_programado = NULL WHERE inicio_programado >= '2200-01-01Z'")
+        cur.execute(
+            "ALTER TABLE tareas ADD CONSTRAINT ck_tareas_inicio_programado_rango CHECK (inicio_programado >= '1900-01-01T00:00:00+00:00' AND inicio_programado < '2200-01-01T00:00:00+00:00')"
+        )
+        cur.execute(
+            "ALTER TABLE tareas ADD CONSTRAINT ck_tareas_programacion_coherente"
+            " CHECK (fin_programado IS NULL OR inicio_programado IS NULL OR fin_programado > inicio_programado)"
+        )
+        conn.close()
+
+
+# --- A2: emergencies that cannot be blocked ---------------------------------------------------------------
+
+
+def test_emg_prefix_is_reserved_for_emergencies(live_server: LiveServer, build: Builders) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    url = live_server.url + "/api/v1/tasks"
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    _assert_422_naming(requests.post(url, json=_tarea_body(f"EMG-{day}-0003"), headers=headers, timeout=30), "body.codigo")
+    ordinary = requests.post(url, json=_tarea_body("NORMAL-1"), headers=headers, timeout=30)
+    assert ordinary.status_code == 201
+    patched = requests.patch(
+        f"{url}/{ordinary.json()['id']}", json={"codigo": f"EMG-{day}-0004"}, headers=headers | {"If-Match": ordinary.headers["ETag"]}, timeout=30
+    )
+    _assert_422_naming(patched, "body.codigo")
+    assert requests.get(f"{url}/{ordinary.json()['id']}", headers=headers, timeout=30).json()["codigo"] == "NORMAL-1"
+
+
+def test_fifty_concurrent_emergencies_all_created_despite_squatted_and_deleted_codes(live_server: LiveServer, build: Builders, database_url: str) -> None:
+    admin = build.usuario(3)
+    efectivo_user = build.usuario(1)
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    # Codes held by rows the numbering does not own: an ordinary tarea from before the prefix was reserved,
+    # a soft-deleted one, and an emergency-looking one further on. Counting them used to give a taken code.
+    squatted = {f"EMG-{day}-0001": False, f"EMG-{day}-0002": True, f"EMG-{day}-0004": False, f"EMG-{day}-0007": True}
+    for codigo, deleted in squatted.items():
+        build.tarea(admin, codigo=codigo, deleted_at=datetime.now(UTC) if deleted else None)
+    for n in range(5):
+        build.efectivo(lat=40.4 + n / 1000, lon=-3.7, posicion_en=datetime.now(UTC))
+    tokens = [build.token(u) for u in (admin, efectivo_user)]
+    results: list[requests.Response] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(50)
+
+    def raise_one(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            response = requests.post(
+                live_server.url + "/api/v1/tasks/emergency",
+                json={"lat": 40.4, "lng": -3.7, "descripcion": f"Emergencia {n}"},
+                headers={"Authorization": f"Bearer {tokens[n % 2]}"},
+                timeout=60,
+            )
+            results.append(response)
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=raise_one, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not errors, errors[:3]
+    assert sorted(r.status_code for r in results) == [201] * 50, [(r.status_code, r.text[:200]) for r in results if r.status_code != 201][:5]
+    codes = [r.json()["tarea"]["codigo"] for r in results]
+    assert len(set(codes)) == 50 and not set(codes) & set(squatted)
+    assert all(re.fullmatch(rf"EMG-{day}-\d{{4,7}}", c) for c in codes), codes
+    assigned = [a["efectivo_id"] for r in results for a in r.json()["asignados"]]
+    assert len(assigned) == len(set(assigned)) == 5  # five efectivos, each sent once
+
+
+# --- D11: hostile JSON ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        b'{"codigo": "DEEP-1", "titulo": "Anidado hondo", "tipo": "patrullaje", "notas": ' + b"[" * 900 + b"]" * 900 + b"}",
+        b'{"codigo": "DEEP-2", "titulo": "Anidado justo", "tipo": "patrullaje", "notas": ' + b'{"x":' * 32 + b"1" + b"}" * 32 + b"}",
+    ],
+    ids=["arrays-100k", "objects-50k", "field-900", "field-33"],
+)
+def test_deeply_nested_json_is_400_at_parse_time(live_server: LiveServer, build: Builders, body: bytes) -> None:
+    headers = build.headers(build.usuario(3)) | {"Content-Type": "application/json"}
+    response = requests.post(live_server.url + "/api/v1/tasks", data=body, headers=headers, timeout=60)
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["Content-Type"] == PROBLEM and "nests deeper" in response.json()["detail"]
+    assert requests.get(live_server.url + "/api/v1/tasks", headers=headers, timeout=30).status_code == 200  # the worker is fine
+
+
+def test_json_within_the_depth_bound_is_validated_normally(live_server: LiveServer, build: Builders) -> None:
+    headers = build.headers(build.usuario(3))
+    body = _tarea_body("DEEP-OK") | {"notas": {"x": [[1]]}}
+    response = requests.post(live_server.url + "/api/v1/tasks", json=body, headers=headers, timeout=30)
+    _assert_422_naming(response, "body.notas")  # a schema error, not a parse error
+
+
+def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, build: Builders) -> None:
+    headers = build.headers(build.usuario(3)) | {"Content-Type": "application/json"}
+    huge = b'{"codigo": "BIG-1", "titulo": "Muy grande", "tipo": "patrullaje", "notas": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = requests.post(live_server.url + "/api/v1/tasks", data=huge, headers=headers, timeout=60)
+    assert response.status_code == 413 and response.headers["Content-Type"] == PROBLEM
+
+    def chunks() -> Any:
+        yield huge[:1000]
+        for start in range(1000, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = requests.post(live_server.url + "/api/v1/tasks", data=chunks(), headers=headers, timeout=60)  # no Content-Length
+    assert streamed.status_code in {400, 413} and streamed.headers["Content-Type"] == PROBLEM
+    digits = requests.post(live_server.url + "/api/v1/tasks", data=b'{"prioridad": ' + b"9" * 5000 + b"}", headers=headers, timeout=30)
+    assert digits.status_code == 400 and digits.headers["Content-Type"] == PROBLEM
+
+
+# --- D15: demo data in production --------------------------------------------------------------------------
+
+
+def _seed(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"TEST_DATABASE_URL"}}
+    env |= {"GAD_ENV": "production", "DATABASE_URL": database_url, "SECRET_KEY": "prod-" + "Zk3-q9Lm_Wx7" * 4}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "seed-demo", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_seed_demo_refuses_production_and_forced_never_uses_the_published_password(live_server: LiveServer, database_url: str) -> None:
+    refused = _seed(database_url)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "production" in lines[0] and "--force" in lines[0], refused.stderr
+    conn = psycopg2.connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM usuarios")
+        assert cur.fetchone() == (0,)
+    conn.close()
+
+    forced = _seed(database_url, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert DEMO_PASSWORD not in forced.stdout
+    password = forced.stdout.strip().rsplit(" ", 1)[1]
+    login = live_server.url + "/api/v1/auth/login"
+    assert requests.post(login, json={"email": "admin@gad.local", "password": DEMO_PASSWORD}, timeout=30).status_code == 401
+    assert requests.post(login, json={"email": "admin@gad.local", "password": password}, timeout=30).status_code == 200
