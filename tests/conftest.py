@@ -93,12 +93,8 @@ def app(database_url: str) -> Iterator[Flask]:
         db.engine.dispose()
 
 
-@pytest.fixture(autouse=True)
-def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "database_url" not in request.fixturenames:
-        yield
-        return
-    url = request.getfixturevalue("database_url")
+def clean_database(url: str) -> None:
+    """Empty every table the app writes and re-anchor the event log's chain where the counter stands."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -113,6 +109,14 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
             fields | {"mac": chain.anchor_mac(str(TestingConfig().AUDIT_KEY).encode(), **fields)},
         )
     conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    clean_database(request.getfixturevalue("database_url"))
     from gad.extensions import limiter
 
     try:

@@ -25,7 +25,7 @@ from flask import Flask
 from gad.extensions import db
 from gad.models import Efectivo, Tarea, Usuario
 from tests.builders import Builders, _password_hash
-from tests.conftest import ROOT, TABLES, LiveServer, make_app, recreate_database, start_gunicorn, stop_gunicorn
+from tests.conftest import ROOT, LiveServer, clean_database, make_app, recreate_database, start_gunicorn, stop_gunicorn
 from tests.wsclient import WsClient
 
 FAST = {"NOTIF_PLAZOS": "asignacion=2,emergencia=2", "NOTIF_SWEEP_INTERVAL_S": "0.2", "WS_QUEUE_SIZE": "5000"}
@@ -49,15 +49,7 @@ def own_app(own_db: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def fresh(own_db: str, own_app: Flask) -> Builders:
-    conn = psycopg2.connect(own_db)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        cur.execute(
-            "INSERT INTO auditoria_anclas (pruned_up_to_id, last_hash, pruned_count, actor, created_at)"
-            " SELECT last_id, last_hash, 0, 'tests', now() FROM eventos_contador WHERE id = 1"
-        )
-    conn.close()
+    clean_database(own_db)
     return Builders(own_app)
 
 
