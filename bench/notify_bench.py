@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,22 @@ def measure(url: str, db_url: str, officers: int) -> dict[str, Any]:
     admin = {"Authorization": f"Bearer {login(url)}"}
     supervisor = WsClient(url, admin["Authorization"].split()[1])
     supervisor.recv()
+    # Read the supervisor's socket all along, stamping each escalation as it arrives.
+    escalations: dict[int, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                frame = supervisor.recv(timeout=1)
+            except Exception:
+                continue
+            data = frame.get("data", {})
+            if frame.get("event_type") == "notification" and data.get("causa") == "escalacion":
+                escalations[data["origen_id"]] = time.time()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     sockets = [WsClient(url, token) for token in tokens]
     for sock in sockets:
         sock.recv()
@@ -97,14 +114,13 @@ def measure(url: str, db_url: str, officers: int) -> dict[str, Any]:
         request_to_socket.append((got - sent) * 1000)
         deadlines[frame["data"]["id"]] = _ts(frame["data"]["escalar_en"])
         sock.close()
-    escalation: list[float] = []
     stop = time.monotonic() + 60
-    while len(escalation) < len(deadlines) and time.monotonic() < stop:
-        frame = supervisor.recv(timeout=30)
-        data = frame.get("data", {})
-        if frame.get("event_type") == "notification" and data.get("causa") == "escalacion" and data.get("origen_id") in deadlines:
-            escalation.append((time.time() - deadlines[data["origen_id"]]) * 1000)
+    while not set(deadlines) <= set(escalations) and time.monotonic() < stop:
+        time.sleep(0.2)
+    done.set()
+    watcher.join()
     supervisor.close()
+    escalation = [(escalations[nid] - deadline) * 1000 for nid, deadline in deadlines.items() if nid in escalations]
 
     def summary(values: list[float]) -> dict[str, float]:
         return {"n": len(values), "p50_ms": round(percentile(values, 50), 1), "p99_ms": round(percentile(values, 99), 1), "max_ms": round(max(values), 1)}
