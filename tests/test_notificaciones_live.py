@@ -326,3 +326,21 @@ def test_emergency_and_answers_reach_the_operators_socket(own_db: str, fresh: Bu
     phone.close()
     with fresh.app.app_context():
         assert db.session.get(Tarea, answered["tarea_id"]) is not None
+
+
+def test_racing_answers_on_two_servers_leave_exactly_one(own_db: str, fresh: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
+    [officer] = _officers(fresh.app, 1)
+    n = fresh.notificacion(officer, causa="asignacion")
+    headers = {"Authorization": f"Bearer {fresh.token(officer)}"}
+
+    def answer(i: int) -> tuple[str, int]:
+        respuesta = "acepto" if i % 2 else "no_puedo"
+        server = two_servers[i % 2]
+        return respuesta, server.post(f"/api/v1/notificaciones/{n.id}/ack", json={"respuesta": respuesta}, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(answer, range(10)))
+    [(stored,)] = _query(own_db, "SELECT respuesta FROM notificaciones WHERE id = %s", (n.id,))
+    assert {status for respuesta, status in results if respuesta == stored} == {200}
+    assert {status for respuesta, status in results if respuesta != stored} == {409}
+    assert _query(own_db, "SELECT count(*) FROM eventos WHERE event_type = 'notification_answered'")[0][0] == 1
