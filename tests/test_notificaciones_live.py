@@ -312,9 +312,14 @@ def test_emergency_and_answers_reach_the_operators_socket(own_db: str, fresh: Bu
     operator.recv()
     phone = WsClient(two_servers[1].url, fresh.token(officer))
     phone.recv()
+    # The same officer's second device, on the other server: every socket of the recipient gets it.
+    laptop = WsClient(two_servers[0].url, fresh.token(officer))
+    laptop.recv()
     raised = two_servers[0].post("/api/v1/tasks/emergency", json={"lat": 40.4169, "lng": -3.7035}, headers=fresh.headers(sup))
     assert raised.status_code == 201
     mine = _next_of(phone, "notification")["data"]
+    assert _next_of(laptop, "notification")["data"]["id"] == mine["id"]
+    laptop.close()
     assert mine["causa"] == "emergencia" and mine["requiere_respuesta"] is True
     told = _next_of(operator, "notification")["data"]
     assert told["causa"] == "emergencia" and told["usuario_id"] == sup.id
