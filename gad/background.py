@@ -3,25 +3,31 @@
 Every gunicorn worker (on every machine) runs one loop, started like the event listener when the worker
 boots. Running it everywhere is safe because PostgreSQL decides who fires each row (``FOR UPDATE SKIP
 LOCKED``, see gad.services.notificaciones), and it keeps deadlines running as long as any process is
-up; deadlines that passed while none was fire at the first sweep after a start.
+up; deadlines that passed while none was fire at the first sweep after a start. Between sweeps a loop
+sleeps until the next known deadline or ``NOTIF_SWEEP_INTERVAL_S``, whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from datetime import datetime
 
 import gevent
 from flask import Flask
 
 from gad.extensions import db
+from gad.models import utcnow
 from gad.services import notificaciones
 
 logger = logging.getLogger(__name__)
 
 
-def sweep_once() -> int:
-    """One sweep (inside an app context): escalate everything due, in committed batches, then outbound sends."""
+def sweep_once() -> tuple[int, datetime | None]:
+    """One sweep (inside an app context): escalate everything due, in committed batches, then outbound sends.
+
+    Returns how many were escalated and the next pending deadline.
+    """
     handled = 0
     try:
         while True:
@@ -32,9 +38,11 @@ def sweep_once() -> int:
                 break
         notificaciones.deliver_outbound()
         db.session.commit()
+        following = notificaciones.next_deadline()
+        db.session.commit()
     finally:
         db.session.remove()
-    return handled
+    return handled, following
 
 
 class Sweeper:
@@ -56,15 +64,22 @@ class Sweeper:
         # Processes that booted together would sweep in lock-step; a random phase spreads them out.
         gevent.sleep(random.uniform(0, interval))
         while not self.stopping:
+            pause = interval
             try:
                 with app.app_context():
-                    handled = sweep_once()
+                    handled, following = sweep_once()
                 if handled:
                     logger.info("notification sweep escalated %d", handled)
+                wait = (following - utcnow()).total_seconds() if following is not None else None
+                if wait is not None and wait > 0:
+                    # Wake at the next known deadline if it comes before the next tick (a little after it,
+                    # so the row is due when read); deadlines written meanwhile are caught by the tick. A
+                    # deadline already past is one another process holds right now: the tick is soon enough.
+                    pause = min(interval, wait + 0.005)
             except Exception:  # the database may be down: log, and try again at the next tick
                 logger.warning("notification sweep failed; retrying", exc_info=True)
             self.sweeps += 1
-            gevent.sleep(interval)
+            gevent.sleep(pause)
 
 
 sweeper = Sweeper()

@@ -347,11 +347,7 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
 
 _DUE = (
     select(Notificacion)
-    .where(
-        Notificacion.escalar_en.is_not(None),
-        Notificacion.escalada_en.is_(None),
-        Notificacion.respuesta.is_(None),
-    )
+    .where(Notificacion.escalar_en.is_not(None), Notificacion.escalada_en.is_(None), Notificacion.respuesta.is_(None))
     .order_by(Notificacion.escalar_en, Notificacion.id)
 )
 
@@ -391,6 +387,15 @@ def escalate_due(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
             now=now,
         )
     return len(due)
+
+
+_PENDING = (Notificacion.escalar_en.is_not(None), Notificacion.escalada_en.is_(None), Notificacion.respuesta.is_(None))
+_NEXT_DUE = select(func.min(Notificacion.escalar_en)).where(*_PENDING)
+
+
+def next_deadline() -> datetime | None:
+    """The earliest pending deadline (one read of the partial index), so a sweeper can wake up right then."""
+    return db.session.scalar(_NEXT_DUE)
 
 
 def _released_assignments(ids: set[int]) -> set[int]:
