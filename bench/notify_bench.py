@@ -7,8 +7,8 @@ Each officer (a usuario linked to an efectivo) holds a websocket; a supervisor a
 over HTTP. "Commit -> socket" is the officer's receive time minus the event's ``timestamp`` (written at
 commit, same clock); "request -> socket" is measured from just before the POST. Nobody answers, so every
 assignment escalates after ``NOTIF_PLAZOS=asignacion=1``: "deadline -> escalation delivered" is the
-supervisor's receive time of the escalation notification minus the original's ``escalar_en``; it is
-bounded by the sweep interval (each process sweeps every ``NOTIF_SWEEP_INTERVAL_S``).
+supervisor's receive time of the escalation notification minus the original's ``escalar_en``, and
+"deadline -> escalation marked" the sweep's ``escalada_en`` minus ``escalar_en`` (server side only).
 """
 
 from __future__ import annotations
@@ -125,7 +125,17 @@ def measure(url: str, db_url: str, officers: int) -> dict[str, Any]:
     def summary(values: list[float]) -> dict[str, float]:
         return {"n": len(values), "p50_ms": round(percentile(values, 50), 1), "p99_ms": round(percentile(values, 99), 1), "max_ms": round(max(values), 1)}
 
+    # Server side of the same: when the sweep marked each row, against its deadline (database clock).
+    conn = psycopg2.connect(db_url)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT extract(epoch FROM escalada_en - escalar_en) * 1000 FROM notificaciones WHERE id = ANY(%s) AND escalada_en IS NOT NULL",
+            (list(deadlines),),
+        )
+        marked = [float(row[0]) for row in cur.fetchall()]
+    conn.close()
     return {
+        "deadline_to_escalation_marked": summary(marked),
         "assignment_commit_to_socket": summary(commit_to_socket),
         "assignment_request_to_socket": summary(request_to_socket),
         "deadline_to_escalation_delivered": summary(escalation),

@@ -103,6 +103,37 @@ def supervisores_de_guardia() -> list[int]:
     return list(db.session.scalars(select(Usuario.id).where(Usuario.activo.is_(True), Usuario.nivel >= Nivel.SUPERVISOR).order_by(Usuario.id)))
 
 
+def new_notificacion(
+    usuario_id: int,
+    *,
+    causa: CausaNotificacion,
+    titulo: str,
+    texto: str,
+    prioridad: int,
+    actor_id: int | None,
+    now: datetime,
+    requiere_respuesta: bool = False,
+    **about: int | None,
+) -> Notificacion:
+    """One unsaved notification; one that asks for an answer gets its deadline from ``NOTIF_PLAZOS``.
+
+    ``about``: tarea_id, asignacion_id, efectivo_id, alerta_id, origen_id.
+    """
+    seconds = deadline_s(causa.value, prioridad) if requiere_respuesta else None
+    return Notificacion(
+        usuario_id=usuario_id,
+        causa=causa.value,
+        titulo=titulo[:200],
+        texto=texto,
+        prioridad=prioridad,
+        requiere_respuesta=requiere_respuesta,
+        creado_por_usuario_id=actor_id,
+        creada_en=now,
+        escalar_en=now + timedelta(seconds=seconds) if seconds else None,
+        **about,
+    )
+
+
 def notify(
     usuario_ids: Iterable[int],
     *,
@@ -112,46 +143,33 @@ def notify(
     prioridad: int,
     actor_id: int | None,
     requiere_respuesta: bool = False,
-    tarea_id: int | None = None,
-    asignacion_id: int | None = None,
-    efectivo_id: int | None = None,
-    alerta_id: int | None = None,
-    origen_id: int | None = None,
     now: datetime | None = None,
+    **about: int | None,
 ) -> list[Notificacion]:
     """Write one notification per recipient in the current transaction and hand each to every active channel.
 
     Flushes; the caller's transaction commits (or rolls back, and then nobody was notified).
     """
     now = now or utcnow()
-    seconds = deadline_s(causa.value, prioridad) if requiere_respuesta else None
-    escalar_en = now + timedelta(seconds=seconds) if seconds else None
     rows = [
-        Notificacion(
-            usuario_id=uid,
-            causa=causa.value,
-            titulo=titulo[:200],
-            texto=texto,
-            prioridad=prioridad,
-            requiere_respuesta=requiere_respuesta,
-            tarea_id=tarea_id,
-            asignacion_id=asignacion_id,
-            efectivo_id=efectivo_id,
-            alerta_id=alerta_id,
-            origen_id=origen_id,
-            creado_por_usuario_id=actor_id,
-            creada_en=now,
-            escalar_en=escalar_en,
+        new_notificacion(
+            uid, causa=causa, titulo=titulo, texto=texto, prioridad=prioridad, actor_id=actor_id, now=now, requiere_respuesta=requiere_respuesta, **about
         )
         for uid in dict.fromkeys(usuario_ids)  # one notification per recipient, in the order given
     ]
+    return write(rows, now)
+
+
+def write(rows: list[Notificacion], now: datetime) -> list[Notificacion]:
+    """Insert prepared notifications (any mix of recipients and causes) and hand them to the channels, in
+    a fixed number of round trips however many there are."""
     if not rows:
         return []
     session = db.session()
     session.add_all(rows)
     session.flush()
     # Load every recipient at once: their names go into the frames, one query instead of one per row.
-    list(db.session.scalars(select(Usuario).where(Usuario.id.in_([n.usuario_id for n in rows]))))
+    list(db.session.scalars(select(Usuario).where(Usuario.id.in_({n.usuario_id for n in rows}))))
     _hand_to_channels(rows, now)
     return rows
 
@@ -188,23 +206,25 @@ def notify_assignment(actor_id: int | None, tarea: Tarea, pairs: Iterable[tuple[
     """Each newly assigned efectivo linked to a usuario is asked to accept (emergencies with their own deadline)."""
     causa = CausaNotificacion.EMERGENCIA if tarea.es_emergencia else CausaNotificacion.ASIGNACION
     what = "Emergencia" if tarea.es_emergencia else "Nueva asignación"
-    out: list[Notificacion] = []
-    for asignacion, efectivo in pairs:
-        if efectivo.usuario_id is None:
-            continue
-        out += notify(
-            [efectivo.usuario_id],
+    now = utcnow()
+    rows = [
+        new_notificacion(
+            efectivo.usuario_id,
             causa=causa,
             titulo=f"{what}: {tarea.codigo}",
             texto=tarea.titulo + (f" — {tarea.descripcion}" if tarea.descripcion else ""),
             prioridad=tarea.prioridad,
             actor_id=actor_id,
+            now=now,
             requiere_respuesta=True,
             tarea_id=tarea.id,
             asignacion_id=asignacion.id,
             efectivo_id=efectivo.id,
         )
-    return out
+        for asignacion, efectivo in pairs
+        if efectivo.usuario_id is not None
+    ]
+    return write(rows, now)
 
 
 def notify_emergency_supervisors(actor_id: int | None, tarea: Tarea, asignados: int) -> list[Notificacion]:
@@ -365,27 +385,32 @@ def escalate_due(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
         return 0
     released = _released_assignments({n.asignacion_id for n in due if n.asignacion_id is not None})
     supervisors = supervisores_de_guardia()
+    escalations: list[Notificacion] = []
     for n in due:
         if n.asignacion_id in released:
             n.escalar_en = None  # the assignment ended some other way: nobody needs to answer it any more
             continue
         n.escalada_en = now
-        db.session.flush()
         _record(NotificationEscalated, n, None)
         late = int((now - n.escalar_en).total_seconds()) if n.escalar_en else 0
-        notify(
-            supervisors,
-            causa=CausaNotificacion.ESCALACION,
-            titulo=f"Sin respuesta: {n.titulo}"[:200],
-            texto=f"Nadie respondió a «{n.titulo}» dentro del plazo (notificación {n.id}, retraso {late} s).",
-            prioridad=max(n.prioridad, 4),
-            actor_id=None,
-            tarea_id=n.tarea_id,
-            efectivo_id=n.efectivo_id,
-            alerta_id=n.alerta_id,
-            origen_id=n.id,
-            now=now,
-        )
+        escalations += [
+            new_notificacion(
+                uid,
+                causa=CausaNotificacion.ESCALACION,
+                titulo=f"Sin respuesta: {n.titulo}",
+                texto=f"Nadie respondió a «{n.titulo}» dentro del plazo (notificación {n.id}, retraso {late} s).",
+                prioridad=max(n.prioridad, 4),
+                actor_id=None,
+                now=now,
+                tarea_id=n.tarea_id,
+                efectivo_id=n.efectivo_id,
+                alerta_id=n.alerta_id,
+                origen_id=n.id,
+            )
+            for uid in supervisors
+        ]
+    # One batch for the whole sweep: under load every round trip costs, and a sweep may hold 200 rows.
+    write(escalations, now)
     return len(due)
 
 
