@@ -466,6 +466,8 @@ def deliver_outbound(now: datetime | None = None, limit: int = SWEEP_BATCH) -> i
     failed attempt is retried after 2, 4, 8... seconds, and after ``NOTIF_REINTENTOS`` attempts the
     delivery is ``fallida`` (the in-app channel and the ledger still hold the notification). Flushes.
     """
+    if all(canal.transactional for canal in canales.active(current_app.config["NOTIF_CANALES"])):
+        return 0  # only in-app: nothing is ever pending, skip the query (the sweep runs every second)
     now = now or utcnow()
     rows = list(db.session.scalars(_OUTBOUND_DUE.where(NotificacionEntrega.proximo_intento_en <= now).limit(limit).with_for_update(skip_locked=True)))
     attempts = int(current_app.config["NOTIF_REINTENTOS"])
