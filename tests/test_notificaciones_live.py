@@ -39,9 +39,21 @@ def own_db(pg_server: str) -> str:
     return url
 
 
+def _own_make_app(own_db: str, **overrides: Any) -> Flask:
+    """make_app points TEST_DATABASE_URL at its database; put the run's back, or later modules would use ours."""
+    before = os.environ.get("TEST_DATABASE_URL")
+    try:
+        return make_app(own_db, **overrides)
+    finally:
+        if before is None:
+            os.environ.pop("TEST_DATABASE_URL", None)
+        else:
+            os.environ["TEST_DATABASE_URL"] = before
+
+
 @pytest.fixture(scope="module")
 def own_app(own_db: str) -> Iterator[Flask]:
-    application = make_app(own_db)
+    application = _own_make_app(own_db)
     yield application
     with application.app_context():
         db.engine.dispose()
@@ -163,7 +175,7 @@ def test_deadlines_that_pass_while_no_server_runs_fire_at_the_next_start(own_db:
     # Written by the service in-process (no sweeper runs here), with a deadline already in the past.
     sup = fresh.usuario(2)
     [officer] = _officers(fresh.app, 1)
-    app = make_app(own_db, NOTIF_PLAZOS={"asignacion": 1})
+    app = _own_make_app(own_db, NOTIF_PLAZOS={"asignacion": 1})
     client = app.test_client()
     tarea = fresh.tarea(sup)
     with app.app_context():
