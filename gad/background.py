@@ -23,15 +23,16 @@ from gad.services import notificaciones
 logger = logging.getLogger(__name__)
 
 
-def sweep_once() -> tuple[int, datetime | None]:
+def sweep_once() -> tuple[int, datetime | None, datetime]:
     """One sweep (inside an app context): escalate everything due, in committed batches, then outbound sends.
 
-    Returns how many were escalated and the next pending deadline.
+    Returns how many were escalated, the next pending deadline, and the instant the sweep looked from.
     """
+    started = utcnow()
     handled = 0
     try:
         while True:
-            batch = notificaciones.escalate_due()
+            batch = notificaciones.escalate_due(now=started)
             db.session.commit()
             handled += batch
             if batch < notificaciones.SWEEP_BATCH:
@@ -42,7 +43,19 @@ def sweep_once() -> tuple[int, datetime | None]:
         db.session.commit()
     finally:
         db.session.remove()
-    return handled, following
+    return handled, following, started
+
+
+def pause_after(interval: float, following: datetime | None, started: datetime) -> float:
+    """How long to sleep before the next sweep.
+
+    A deadline after ``started`` was not due when this sweep looked: wake right after it (if it comes before
+    the next tick). One at or before ``started`` was due but another process holds its row: the tick is soon
+    enough, and waking at once would only spin while that process works.
+    """
+    if following is None or following <= started:
+        return interval
+    return min(interval, max((following - utcnow()).total_seconds() + 0.005, 0.005))
 
 
 class Sweeper:
@@ -67,15 +80,10 @@ class Sweeper:
             pause = interval
             try:
                 with app.app_context():
-                    handled, following = sweep_once()
+                    handled, following, started = sweep_once()
                 if handled:
                     logger.info("notification sweep escalated %d", handled)
-                wait = (following - utcnow()).total_seconds() if following is not None else None
-                if wait is not None and wait > 0:
-                    # Wake at the next known deadline if it comes before the next tick (a little after it,
-                    # so the row is due when read); deadlines written meanwhile are caught by the tick. A
-                    # deadline already past is one another process holds right now: the tick is soon enough.
-                    pause = min(interval, wait + 0.005)
+                pause = pause_after(interval, following, started)
             except Exception:  # the database may be down: log, and try again at the next tick
                 logger.warning("notification sweep failed; retrying", exc_info=True)
             self.sweeps += 1

@@ -363,3 +363,18 @@ def test_unknown_channel_name_is_refused() -> None:
 
     with pytest.raises(LookupError, match="telegrama"):
         canales.active(["inapp", "telegrama"])
+
+
+def test_sweeper_wakes_at_the_next_deadline_and_never_spins_on_rows_another_process_holds() -> None:
+    from gad.background import pause_after
+    from gad.models import utcnow
+
+    started = utcnow()
+    assert pause_after(1.0, None, started) == 1.0
+    assert pause_after(1.0, started - timedelta(seconds=5), started) == 1.0  # due, held elsewhere: the tick
+    assert pause_after(1.0, started, started) == 1.0
+    soon = pause_after(1.0, utcnow() + timedelta(milliseconds=200), started)
+    assert 0.1 < soon <= 0.21
+    assert pause_after(1.0, utcnow() + timedelta(seconds=30), started) == 1.0
+    # Became due while the sweep was working: go again at once.
+    assert pause_after(1.0, started + timedelta(microseconds=1), started) == 0.005
