@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Evento, Notificacion, NotificacionEntrega
+from gad.models import Asignacion, Efectivo, Evento, Notificacion, NotificacionEntrega, utcnow
 from gad.services import notificaciones
 from tests.builders import Builders
 
@@ -160,11 +160,12 @@ def _placed(build: Builders, dlat: float, **overrides: Any) -> Any:
 
 
 def test_emergency_notifies_the_assigned_and_supervisors_and_no_puedo_redispatches(app: Flask, client: FlaskClient, build: Builders) -> None:
-    sup, first, second = build.usuario(2), build.usuario(1), build.usuario(1)
+    sup, first, second, caller = build.usuario(2), build.usuario(1), build.usuario(1), build.usuario(1)
     near = _placed(build, 0.001, usuario_id=first.id)
     next_near = _placed(build, 0.002, usuario_id=second.id)
     _placed(build, 0.003)
-    response = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=build.headers(first))
+    # Raised by a usuario with no efectivo of their own (an officer's own SOS never sends that officer).
+    response = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=build.headers(caller))
     assert response.status_code == 201
     tarea_id = response.get_json()["tarea"]["id"]
     [asked] = _ledger(app, causa="emergencia", usuario_id=first.id)
@@ -180,6 +181,21 @@ def test_emergency_notifies_the_assigned_and_supervisors_and_no_puedo_redispatch
         active = db.session.scalars(db.select(Asignacion.efectivo_id).where(Asignacion.tarea_id == tarea_id, Asignacion.liberado_en.is_(None))).all()
         assert active == [next_near.id]
         assert db.session.get(Efectivo, near.id).estado_disponibilidad == "disponible"  # type: ignore[union-attr]
+
+
+def test_emergency_tells_the_supervisors_on_shift_or_every_supervisor_when_nobody_is(app: Flask, client: FlaskClient, build: Builders) -> None:
+    on_shift, off_shift, caller = build.usuario(2), build.usuario(2), build.usuario(1)
+    build.turno(build.efectivo(usuario_id=on_shift.id), utcnow() - timedelta(hours=1))
+    build.efectivo(usuario_id=off_shift.id)
+    assert client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=build.headers(caller)).status_code == 201
+    told = {n.usuario_id for n in _ledger(app, causa="emergencia") if not n.requiere_respuesta}
+    assert told == {on_shift.id}
+    with app.app_context():  # the rota empties: nobody on shift must not mean nobody told
+        db.session.execute(db.text("DELETE FROM turnos"))
+        db.session.commit()
+    assert client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1]}, headers=build.headers(caller)).status_code == 201
+    told_now = Counter(n.usuario_id for n in _ledger(app, causa="emergencia") if not n.requiere_respuesta)
+    assert told_now == Counter({on_shift.id: 2, off_shift.id: 1})
 
 
 # --- escalation --------------------------------------------------------------------------------
