@@ -71,8 +71,9 @@ def test_officer_answers_from_the_tray_and_the_operator_board_shows_answers_and_
         expect(operator.locator('.notificacion[data-causa="escalacion"]').first).to_contain_text("Sin respuesta: Nueva asignación: NOTI-UI-2")
 
         # A broadcast alert from the operator's tray; the officer confirms; the tally updates live.
-        operator.get_by_label("Tipo").select_option("refuerzos")
-        operator.get_by_label("Texto").fill("Refuerzos en la plaza")
+        alert_form = operator.locator("#alerta-form")  # the board has its own "Tipo" (the emergency dialog)
+        alert_form.get_by_label("Tipo").select_option("refuerzos")
+        alert_form.get_by_label("Texto").fill("Refuerzos en la plaza")
         operator.get_by_role("button", name="Enviar alerta").click()
         alerta = operator.locator(".alerta").filter(has_text="Refuerzos en la plaza")
         expect(alerta.locator(".recuento")).to_contain_text("0 / ")
