@@ -54,7 +54,9 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
     assert sum("INSERT INTO eventos" in s for s in sent) == 1 and any("pg_notify" in s and "INSERT INTO eventos" in s for s in sent), sent
 
     assigned, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
-    assert assigned.status_code == 200 and len(sent) <= 10, sent
+    # Two of these are the SAVEPOINT pair around the booking insert (a racing overlap becomes a 409 naming the
+    # other tarea instead of failing the transaction) and one is the efectivo's en_servicio (issue 17).
+    assert assigned.status_code == 200 and len(sent) <= 12, sent
 
     started, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers))
     assert started.status_code == 200 and len(sent) <= 11, sent
