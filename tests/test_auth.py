@@ -227,7 +227,8 @@ def test_security_headers_on_every_response(client: FlaskClient) -> None:
 
 
 def test_hsts_in_production_and_cors_only_for_listed_origins(database_url: str) -> None:
-    app = make_app(database_url, GAD_ENV="production", CORS_ORIGINS=["https://panel.gad.example"])
+    # Production settings are validated as production (a real audit key; the testing SECRET_KEY is strong).
+    app = make_app(database_url, GAD_ENV="production", AUDIT_KEY="audit-" + "Kx7-pQ2w_Rt9" * 4, CORS_ORIGINS=["https://panel.gad.example"])
     client = app.test_client()
     allowed = client.get("/health", headers={"Origin": "https://panel.gad.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://panel.gad.example"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime
 
 from flask.testing import FlaskClient
 
+from gad.embedded import free_port
 from tests.conftest import make_app, recreate_database
 
 
 def test_health_reports_status_time_uptime_version_without_database(database_url: str) -> None:
-    dead = make_app(database_url.rsplit("/", 1)[0].replace("127.0.0.1:", "127.0.0.1:1") + "/nowhere")
+    # The same server address with a port nothing listens on (a valid URL: settings are validated).
+    dead = make_app(re.sub(r":\d+/[^/]*$", f":{free_port()}/nowhere", database_url))
     response = dead.test_client().get("/health")
     assert response.status_code == 200
     body = response.get_json()

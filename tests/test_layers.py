@@ -19,6 +19,7 @@ INFRASTRUCTURE = (
     "gad.net",
     "gad.observability",
     "gad.openapi",
+    "gad.pg",
     "gad.principal_cache",
     "gad.readiness",
     "gad.realtime",

@@ -8,8 +8,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gad.errors import InvalidTransition
 from gad.extensions import db
-from gad.models import HistorialEstado
+from gad.models import HistorialEstado, Usuario
+from gad.services import transitions
+from gad.vocab import TRANSICIONES, EstadoTarea
 from tests.builders import Builders
 from tests.helpers import transition
 
@@ -96,3 +99,21 @@ def test_efectivo_user_moves_own_tarea_but_cannot_cancel_it(client: FlaskClient,
     assert transition(client, headers, tarea.id, "en_curso").status_code == 200
     assert transition(client, headers, tarea.id, "cancelada").status_code == 403
     assert transition(client, headers, tarea.id, "finalizada").status_code == 200
+
+
+@pytest.mark.parametrize("current", list(EstadoTarea))
+@pytest.mark.parametrize("to", list(EstadoTarea))
+def test_transition_is_allowed_exactly_as_the_table_says(app: Flask, build: Builders, current: EstadoTarea, to: EstadoTarea) -> None:
+    # Service level: every pair of states, against gad.vocab.TRANSICIONES (HTTP adds nothing to the rule).
+    admin = build.usuario(3)
+    tarea = build.tarea(admin, estado=current.value)
+    with app.app_context():
+        actor = db.session.get(Usuario, admin.id)
+        assert actor is not None
+        if to in TRANSICIONES[current]:
+            assert transitions.transition(actor, tarea.id, to, None, None)["estado"] == to.value
+        else:
+            with pytest.raises(InvalidTransition) as refused:
+                transitions.transition(actor, tarea.id, to, None, None)
+            assert refused.value.extra["allowed"] == sorted(state.value for state in TRANSICIONES[current])
+        db.session.rollback()

@@ -67,11 +67,16 @@ class TaskUpdated(TareaEvent):
     after: dict[str, Any] = Field(description="The same fields after the change")
 
 
-class TaskStatusChanged(TareaEvent):
-    event_type = "task_status_changed"
+class StatusChange(BaseModel):
+    """A state change: from which value to which, and why (``motivo`` may be null)."""
+
     from_: str = Field(alias="from")
     to: str
     motivo: str | None
+
+
+class TaskStatusChanged(TareaEvent, StatusChange):
+    event_type = "task_status_changed"
 
 
 class TaskAssigned(TareaEvent):
@@ -114,11 +119,8 @@ class EfectivoUpdated(EfectivoEvent):
     activo: bool | None = Field(None, description="false when the efectivo was deactivated (absent on an edit)")
 
 
-class EfectivoStatusChanged(EfectivoEvent):
+class EfectivoStatusChanged(EfectivoEvent, StatusChange):
     event_type = "efectivo_status_changed"
-    from_: str = Field(alias="from")
-    to: str
-    motivo: str | None
 
 
 class EfectivoLocationUpdate(EfectivoEvent):
