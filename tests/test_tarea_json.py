@@ -169,7 +169,7 @@ def test_postgres_built_tareas_equal_the_python_path_on_every_shape(app: Flask, 
             assert actor is not None
             for full_keys, filters in enumerate(filter_sets):
                 for i, sort in enumerate(sorts):  # every sort, and each page shape in turn (past the end included)
-                    for limit, offset in [[(50, 0), (7, 3), (200, 0), (5, 1000)][(i + len(full_keys)) % 4]]:
+                    for limit, offset in [[(50, 0), (7, 3), (200, 0), (5, 1000)][(i + full_keys) % 4]]:
                         full = {"estado": None, "tipo": None, "prioridad_min": None, "prioridad_max": None, "delegado_usuario_id": None}
                         full |= {"efectivo_id": None, "desde": None, "hasta": None, "q": None, "sort": sort} | filters
                         body = tarea_json.page_json(actor, full, limit, offset)
