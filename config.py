@@ -178,6 +178,8 @@ class Config:
         self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, 1)
         # Statement timeout protects the worker from a runaway query; 0 disables it.
         self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000, 0)
+        # A pooled connection idle longer than this is pinged before use (gad/pg.py); 0 pings every checkout.
+        self.DB_PING_AFTER_IDLE_S = env_float("DB_PING_AFTER_IDLE_S", 10.0, 0.0)
         self.LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
         self.PORT = env_int("PORT", 8080, 0, 65535)
         self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, 1)
@@ -218,6 +220,8 @@ class Config:
         # Keys the event log's hash chain (gad.realtime.chain); never stored in the database, so the
         # database's own credentials cannot rewrite history without it showing.
         self.AUDIT_KEY = env_str("AUDIT_KEY")
+        # Failed logins and 403s from one source within this many seconds are one event plus a count; 0 keeps every one.
+        self.SECURITY_EVENT_WINDOW_S = env_int("SECURITY_EVENT_WINDOW_S", 60)
         self.EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30, 1)
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
@@ -243,7 +247,9 @@ class Config:
             "max_overflow": self.DB_MAX_OVERFLOW,
             "pool_timeout": self.DB_POOL_TIMEOUT,
             "pool_recycle": self.DB_POOL_RECYCLE,
-            "pool_pre_ping": True,
+            # SQLAlchemy's own pre-ping costs a round trip on every checkout; gad.pg pings only connections
+            # idle for DB_PING_AFTER_IDLE_S, the ones a proxy or a server restart can have cut.
+            "pool_pre_ping": self.DB_PING_AFTER_IDLE_S == 0,
             "connect_args": connect_args,
         }
 

@@ -36,7 +36,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None) -> Iterator[str]:
     """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``."""
     from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
 
@@ -59,7 +59,10 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None) ->
     subprocess.run([*flask, "gad", "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     log = (tmp / "gunicorn.log").open("wb")
-    proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"]
+    if cpu:  # keep the server off the load client's core (taskset)
+        command = ["taskset", "-c", cpu, *command]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url)
     os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
@@ -205,7 +208,9 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, method: str, path: str, authorization: str, concurrency: int, duration: float = 5.0, body_template: str = "") -> dict[str, Any]:
+def run_wrk(
+    url: str, method: str, path: str, authorization: str, concurrency: int, duration: float = 5.0, body_template: str = "", cpu: str | None = None
+) -> dict[str, Any]:
     """Closed-loop load from wrk (C, one thread): it needs a fraction of the CPU a Python client needs, so on a
     machine where client and server share cores the server keeps more of them. Requests must be the same for
     every connection, apart from a sequence number in the body."""
@@ -214,8 +219,9 @@ def run_wrk(url: str, method: str, path: str, authorization: str, concurrency: i
     script = Path(tempfile.mkdtemp(prefix="gad-wrk-")) / "load.lua"
     script.write_text(WRK_SCRIPT)
     env = os.environ | {"WRK_METHOD": method, "WRK_PATH": path, "WRK_BODY": body_template, "WRK_AUTH": authorization}
+    pin = ["taskset", "-c", cpu] if cpu else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "30s", "-s", str(script), url],
+        [*pin, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "30s", "-s", str(script), url],
         env=env,
         capture_output=True,
         text=True,

@@ -103,6 +103,8 @@ def register_extensions(app: Flask) -> None:
 
     pg.install_typecasters()
     db.init_app(app)
+    with app.app_context():  # the engine exists now (no connection is opened)
+        pg.install_idle_ping(db.engine, app.config["DB_PING_AFTER_IDLE_S"])
     register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
@@ -113,6 +115,11 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
     limiter.init_app(app)
+    # GAD sets no default, application or blueprint limits: only views decorated with a limit (the two
+    # logins), and their decorator checks the limit itself. Flask-Limiter's before_request check would
+    # conclude "no limit here" on every request of every endpoint, a fifth of /health's CPU (BENCHMARKS).
+    if not app.config.get("RATELIMIT_DEFAULT") and not app.config.get("RATELIMIT_APPLICATION"):
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def register_migrations(app: Flask) -> None:
@@ -148,9 +155,9 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, cache_admin, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
+    from gad.blueprints import auth, cache_admin, consola, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, turnos, reportes):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, consola, turnos, reportes):
         app.register_blueprint(module.bp)
     for module in (turnos, reportes):  # their dashboard pages (Planificación, Informes)
         app.register_blueprint(module.pages)

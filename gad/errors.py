@@ -9,6 +9,8 @@ from flask import Flask, Response, current_app, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from gad.i18n import mensaje
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_MIMETYPE = "application/problem+json"
@@ -141,11 +143,11 @@ def problem_response(
 
 
 def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[str, Any]]:
-    """Field paths such as ``body.prioridad`` or ``query.limit`` with pydantic's message and type."""
+    """Field paths such as ``body.prioridad`` or ``query.limit`` with pydantic's message and type, and the Spanish ``mensaje`` forms show."""
     out = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+    for err in exc.errors(include_url=False, include_input=False):
         path = ".".join(str(part) for part in (location, *err["loc"]))
-        out.append({"field": path, "message": err["msg"], "type": err["type"]})
+        out.append({"field": path, "message": err["msg"], "type": err["type"], "mensaje": mensaje(path, err["type"], err.get("ctx"))})
     return out
 
 

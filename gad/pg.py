@@ -1,4 +1,4 @@
-"""psycopg2 process-wide settings: instants that always read back, and a gevent wait callback with deadlines."""
+"""psycopg2 process-wide settings: instants that read back, pings for pooled connections left idle, a gevent wait callback with deadlines."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,38 @@ _SAFE_TIMESTAMPTZ = psycopg2.extensions.new_type((_TIMESTAMPTZ_OID,), "GAD_TIMES
 def install_typecasters() -> None:
     """Register the tolerant timestamptz reader for every connection of the process (idempotent)."""
     psycopg2.extensions.register_type(_SAFE_TIMESTAMPTZ)
+
+
+# --- pinging pooled connections that sat idle ---------------------------------------------------------
+
+
+def install_idle_ping(engine: Engine, seconds: float) -> None:
+    """Ping a pooled connection of ``engine`` before use only when it sat idle ``seconds`` or more (0:
+    SQLAlchemy's pool_pre_ping pings every checkout instead, and this installs nothing).
+
+    A connection that just served a request is alive; the ones that die are those left idle, cut by a
+    proxy's idle timeout, a failover or a server restart. Pinging only those saves a round trip on almost
+    every request. A failed ping raises DisconnectionError, on which the pool discards that connection and
+    checks out (or opens) another, so the request never sees the dead one.
+    """
+    if not seconds:
+        return
+
+    def mark_idle(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < seconds:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except psycopg2.Error as exc:
+            raise DisconnectionError(f"pooled connection failed its ping after idling: {exc}") from exc
+
+    event.listen(engine, "connect", mark_idle)
+    event.listen(engine, "checkin", mark_idle)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 # --- waiting on the server under gevent ---------------------------------------------------------------

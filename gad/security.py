@@ -6,7 +6,8 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Request, Response, current_app, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from gad.errors import Forbidden, Unauthorized
 from gad.models import Sesion, Usuario
@@ -157,7 +158,19 @@ def _audit_denials(response: Response) -> Response:
     return response
 
 
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, without building a signing serializer for requests that carry no
+    session cookie (API clients, health checks, metrics scrapes): that construction cost more per request
+    than the /health view itself. A request with a cookie is handled exactly as Flask does."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies and app.secret_key:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = CookieSessionInterface()
     app.after_request(_security_headers)
     app.after_request(_audit_denials)
     app.jinja_env.globals["csrf_token"] = csrf_token

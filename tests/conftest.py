@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tests.builders import Builders  # noqa: E402 - after sys.path points at the
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:
@@ -104,6 +104,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        # Emergency numbers come from a sequence no table owns (RESTART IDENTITY leaves it): every test starts at 0001.
+        cur.execute("ALTER SEQUENCE IF EXISTS emergencias_codigo_seq RESTART")
         # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.
         cur.execute("SELECT last_id, last_hash, now() FROM eventos_contador WHERE id = 1")
         last_id, last_hash, now = cur.fetchone()
@@ -133,6 +135,24 @@ def pg_datadir() -> Iterator[Path]:
     parent = Path(tempfile.mkdtemp(prefix="gad-test-pg-own-"))
     yield parent / "data"
     shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def app_with(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """Another app on the test database with some settings changed: app.config is read-only once built,
+    so a test that needs another value builds an app with it (validated like any setting)."""
+    built: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        built.append(make_app(database_url, **settings))
+        return built[-1]
+
+    yield build
+    for application in built:
+        with application.app_context():
+            from gad.extensions import db
+
+            db.engine.dispose()
 
 
 @pytest.fixture

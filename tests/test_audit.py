@@ -299,3 +299,41 @@ def test_upgrade_reseals_an_existing_log_under_the_key_and_refuses_an_altered_on
     conn.close()
     refused = _flask(url, "db", "upgrade")
     assert refused.returncode != 0 and "refusing to re-seal" in refused.stderr
+
+
+def _count(app: Flask, event_type: str) -> int:
+    with app.app_context():
+        return db.session.query(Evento).filter_by(event_type=event_type).count()
+
+
+def test_repeated_security_events_from_one_source_are_one_row_with_a_count(database_url: str, build: Builders) -> None:
+    app = make_app(database_url, SECURITY_EVENT_WINDOW_S=600)
+    client = app.test_client()
+    efectivo = build.usuario(1)
+    headers = build.headers(efectivo)
+    for i in range(15):  # an anonymous client guessing e-mails
+        assert client.post("/api/v1/auth/login", json={"email": f"nobody{i}@gad.test", "password": "wrong-secret-value"}).status_code == 401
+    for _ in range(25):  # a usuario hammering an endpoint it may not use
+        assert client.get("/api/v1/users", headers=headers).status_code == 403
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert other.post("/api/v1/auth/login", json={"email": "someone@gad.test", "password": "wrong-secret-value"}).status_code == 401
+    assert _count(app, "login_failed") == 2  # one per source, not 16
+    assert _count(app, "permission_denied") == 1
+    assert _count(app, "security_events_aggregated") == 0  # the windows are still open
+
+    with app.app_context():  # ten minutes pass
+        db.session.execute(db.text("UPDATE security_tallies SET window_end = now() - interval '1 second'"))
+        db.session.commit()
+    token = client.post("/api/v1/auth/login", json={"email": efectivo.email, "password": PASSWORD})  # any security event closes ended windows
+    assert token.status_code == 200
+    with app.app_context():
+        summaries = {e.payload["event_type"]: e.payload for e in db.session.query(Evento).filter_by(event_type="security_events_aggregated")}
+        assert db.session.execute(db.text("SELECT count(*) FROM security_tallies")).scalar_one() == 0
+    assert set(summaries) == {"login_failed", "permission_denied"}  # the lone failure from 10.0.0.9 needs no summary
+    assert summaries["login_failed"]["count"] == 15 and "127.0.0.1" in summaries["login_failed"]["source"]
+    assert len(summaries["login_failed"]["samples"]) == 10 and "nobody0@gad.test" in summaries["login_failed"]["samples"]
+    assert summaries["permission_denied"]["count"] == 25 and summaries["permission_denied"]["actor_id"] == efectivo.id
+    assert summaries["permission_denied"]["samples"] == ["GET /api/v1/users"]
+    assert _count(app, "login") == 1  # successes are never folded
+    assert _flask(database_url, "gad", "audit", "verify").returncode == 0

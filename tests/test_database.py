@@ -76,3 +76,26 @@ def test_gevent_worker_runs_two_pg_sleeps_concurrently(database_url: str, tmp_pa
         stop_gunicorn(server)
     assert all(r.status_code == 200 for r in results)
     assert elapsed < 1.7, f"two pg_sleep(1) took {elapsed:.2f}s on one gevent worker: psycopg2 is blocking the hub"
+
+
+def test_pooled_connection_cut_while_idle_is_replaced_before_the_request_sees_it(database_url: str, build: Builders) -> None:
+    # Pinged only after idling (DB_PING_AFTER_IDLE_S), not on every checkout: a connection the server
+    # dropped meanwhile (proxy idle timeout, restart) must still never reach a request.
+    from tests.conftest import make_app
+
+    app = make_app(database_url, DB_PING_AFTER_IDLE_S=0.2)
+    client = app.test_client()
+    headers = build.headers(build.usuario(2))
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200  # leaves a connection in the pool
+    admin = psycopg2.connect(database_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'gad' AND pid <> pg_backend_pid()")
+        assert cur.fetchone()[0] >= 1
+    admin.close()
+    time.sleep(0.3)  # the idle threshold itself is what is under test
+    assert client.get("/api/v1/tasks", headers=headers).status_code == 200
+    with app.app_context():
+        from gad.extensions import db
+
+        db.engine.dispose()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -29,7 +29,7 @@ def test_efectivo_list_shows_and_filters_en_servicio(app: Flask, client: FlaskCl
     assert {e["id"] for e in off["items"]} == {off_duty.id, on_leave.id}
 
 
-def test_dispatch_prefers_on_duty_and_can_require_it(app: Flask, client: FlaskClient, build: Builders, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dispatch_prefers_on_duty_and_can_require_it(app: Flask, client: FlaskClient, build: Builders, app_with: Callable[..., Flask]) -> None:
     sup = build.usuario(2)
     now = utcnow()
     near_off = build.efectivo(lat=40.4001, lon=-3.7, posicion_en=now)
@@ -40,10 +40,10 @@ def test_dispatch_prefers_on_duty_and_can_require_it(app: Flask, client: FlaskCl
     headers = build.headers(sup)
     found = client.get("/api/v1/efectivos/cercanos?lat=40.4&lng=-3.7&radio_m=5000", headers=headers).get_json()
     assert [c["efectivo"]["id"] for c in found] == [far_on.id, near_off.id]
-    monkeypatch.setitem(app.config, "DESPACHO_REQUIERE_SERVICIO", True)
-    required = client.get("/api/v1/efectivos/cercanos?lat=40.4&lng=-3.7&radio_m=5000", headers=headers).get_json()
+    requiring_duty = app_with(DESPACHO_REQUIERE_SERVICIO=True).test_client()
+    required = requiring_duty.get("/api/v1/efectivos/cercanos?lat=40.4&lng=-3.7&radio_m=5000", headers=headers).get_json()
     assert [c["efectivo"]["id"] for c in required] == [far_on.id]
-    emergency = client.post("/api/v1/tasks/emergency", json={"lat": 40.4, "lng": -3.7, "efectivos": 2}, headers=headers)
+    emergency = requiring_duty.post("/api/v1/tasks/emergency", json={"lat": 40.4, "lng": -3.7, "efectivos": 2}, headers=headers)
     assert emergency.status_code == 201, emergency.get_json()
     assert [a["efectivo_id"] for a in emergency.get_json()["tarea"]["efectivos"]] == [far_on.id]
 

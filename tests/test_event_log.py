@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -42,6 +44,7 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
     from gad.openapi import document
     from gad.schemas.events import EVENT_PAYLOADS
     from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
+    from gad.services import turnos as agenda
     from gad.vocab import Disponibilidad, EstadoTarea, TipoTarea
 
     admin_id = build.usuario(3).id
@@ -53,6 +56,13 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
         efectivos.set_disponibilidad(admin, efectivo.id, Disponibilidad.NO_DISPONIBLE, "médico", None)
         efectivos.set_disponibilidad(admin, efectivo.id, Disponibilidad.DISPONIBLE, None, None)
         efectivos.set_ubicacion(admin, efectivo.id, 40.4, -3.7)
+        # The agenda (issue 17): a turno created, moved and removed; a licencia granted and withdrawn.
+        start = datetime(2027, 1, 4, 8, tzinfo=UTC)
+        creados = agenda.create_turnos(admin, {"efectivo_id": efectivo.id, "inicio": start, "fin": start + timedelta(hours=8)})
+        agenda.update_turno(admin, creados[0].id, {"tipo": "guardia"}, None)
+        agenda.delete_turno(admin, creados[0].id, None)
+        licencia = agenda.create_licencia(admin, {"efectivo_id": efectivo.id, "tipo": "vacaciones", "inicio": start, "fin": start + timedelta(days=2)})
+        agenda.delete_licencia(admin, licencia.id, None)
         tarea = tareas.create_tarea(admin, {"codigo": "EV-T1", "titulo": "Tarea de eventos", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})
         tarea_id = tarea["id"]
         tareas.update_tarea(admin, tarea_id, {"descripcion": "cambiada"}, None)
@@ -68,7 +78,8 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
         db.session.commit()
         documented = document(app)["x-websocket-events"]
     stored = [e for e in all_events(app) if e.topic != "seguridad"]
-    assert {e.event_type for e in stored} == set(EVENT_PAYLOADS) - {"emergency_created"}  # raised by dispatch, tested there
+    # emergency_created is raised by dispatch and the import_* events by the GRUPO_GAD importer, each tested there.
+    assert {e.event_type for e in stored} == set(EVENT_PAYLOADS) - {"emergency_created", "import_started", "import_batch", "import_finished"}
     for event in stored:
         model = EVENT_PAYLOADS[event.event_type]
         assert model.model_validate(event.payload).to_json() == event.payload, event.event_type

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_booking_inside_a_licencia_is_refused_and_a_licencia_over_a_booking_too(
     assert over.status_code == 409 and over.get_json()["conflicto"] == over.get_json()["conflicto"] | {"clase": "reserva", "id": later.id, "codigo": "LATER-1"}
 
 
-def test_booking_outside_turnos_is_flagged_or_refused_by_setting(app: Flask, client: FlaskClient, build: Builders, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_booking_outside_turnos_is_flagged_or_refused_by_setting(app: Flask, client: FlaskClient, build: Builders, app_with: Callable[..., Flask]) -> None:
     sup = build.usuario(2)
     covered, uncovered, strict = build.efectivo(), build.efectivo(), build.efectivo()
     build.turno(covered, T0 - H, horas=2)
@@ -93,8 +94,8 @@ def test_booking_outside_turnos_is_flagged_or_refused_by_setting(app: Flask, cli
         event = db.session.query(Evento).filter_by(event_type="task_assigned").order_by(Evento.id.desc()).first()
     assert flags == {covered.id: False, uncovered.id: True}
     assert event is not None and event.payload["fuera_de_turno"] == [uncovered.id]
-    monkeypatch.setitem(app.config, "DESPACHO_REQUIERE_SERVICIO", True)
-    refused = _assign(client, headers, tarea.id, strict.id)
+    requiring_duty = app_with(DESPACHO_REQUIERE_SERVICIO=True).test_client()
+    refused = _assign(requiring_duty, headers, tarea.id, strict.id)
     assert refused.status_code == 409 and refused.get_json()["fuera_de_turno"] is True
 
 

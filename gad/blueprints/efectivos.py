@@ -22,7 +22,7 @@ def _out(efectivo: Efectivo, status: int = 200, *, created: bool = False) -> Res
     return resource_response(out, status, url_for("efectivos.get_efectivo", efectivo_id=out.id) if created else None)
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("efectivos",), query=EfectivoQuery, resp={"HTTP_200": Page[EfectivoOut]})
 def list_efectivos() -> Response:
     query = parse_query(EfectivoQuery, list_fields=("estado_disponibilidad",))
@@ -62,7 +62,7 @@ def cercanos() -> Response:
     return json_response(items)
 
 
-@bp.post("")
+@bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
 @idempotent
 @documented(tags=("efectivos",), json=EfectivoIn, resp={"HTTP_201": EfectivoOut})
 def create_efectivo() -> Response:
@@ -105,4 +105,4 @@ def set_disponibilidad(efectivo_id: int) -> Response:
 def set_ubicacion(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(UbicacionIn)
-    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng))
+    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng, body.registrado_en))

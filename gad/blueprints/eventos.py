@@ -1,4 +1,4 @@
-"""The audit trail for administradores: the event log with filters and cursor pagination by id."""
+"""The event log: the audit trail for administradores, and the latest events each usuario may see (the board's feed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, Response
 
 from gad.blueprints.http import json_response, parse_query
 from gad.openapi import documented
-from gad.schemas.eventos import EventoOut, EventoPage, EventoQuery
+from gad.schemas.eventos import EventoFrameOut, EventoOut, EventoPage, EventoQuery, RecientesQuery
 from gad.security import current_user, require_authentication
 from gad.services import audit
 
@@ -14,9 +14,17 @@ bp = Blueprint("eventos", __name__, url_prefix="/api/v1/eventos")
 bp.before_request(require_authentication)
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("audit",), query=EventoQuery, resp={"HTTP_200": EventoPage})
 def list_eventos() -> Response:
     query = parse_query(EventoQuery)
     items, next_cursor = audit.list_events(current_user(), **query.model_dump())
     return json_response(EventoPage(items=[EventoOut.model_validate(e) for e in items], next_cursor=next_cursor))
+
+
+@bp.get("/recientes")
+@documented(tags=("audit",), query=RecientesQuery, resp={"HTTP_200": list[EventoFrameOut]})
+def recent_eventos() -> Response:
+    query = parse_query(RecientesQuery)
+    items = audit.recent_events(current_user(), query.limit)
+    return json_response([EventoFrameOut.model_validate(e).model_dump(mode="json") for e in items])

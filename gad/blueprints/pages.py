@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.auth import login_limit
 from gad.db_session import commit_or_problem
-from gad.errors import AppError, Unauthorized
+from gad.errors import AppError, Unauthorized, pydantic_errors
 from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
@@ -98,7 +98,7 @@ def index() -> WerkzeugResponse | str:
     usuario = _page_user()
     if usuario is None:
         return _login_redirect()
-    return _render("tablero.html", usuario)
+    return _render("tablero.html", usuario, tile_url=current_app.config["MAP_TILE_URL"])
 
 
 @bp.get("/tareas/<int:tarea_id>")
@@ -140,7 +140,7 @@ def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | N
     except AppError as exc:
         errors = {str(exc.extra.get("field") or "general"): exc.detail}
         for field_error in exc.errors or []:
-            errors[field_error["field"].removeprefix("body.")] = field_error["message"]
+            errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or field_error["message"]
         return None, errors
     if commit_or_problem() is not None:
         return None, {"general": "No se pudo guardar; inténtelo de nuevo."}
@@ -148,10 +148,11 @@ def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | N
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:
-    """The first message per form field (the field is the first element of pydantic's error location)."""
+    """The first Spanish message per form field (the field is the first element of the error's path)."""
     errors: dict[str, str] = {}
-    for err in exc.errors(include_url=False):
-        errors.setdefault(str(err["loc"][0]) if err["loc"] else "general", err["msg"])
+    for err in pydantic_errors(exc, "body"):
+        field = err["field"].removeprefix("body.").removeprefix("body") or "general"
+        errors.setdefault(field.split(".")[0], err["mensaje"])
     return errors
 
 

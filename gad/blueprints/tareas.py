@@ -22,7 +22,7 @@ def _out(row: TareaRow, status: int = 200, *, created: bool = False) -> Response
     return resource_response(out, status, url_for("tareas.get_tarea", tarea_id=out.id) if created else None)
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("tareas",), query=TareaQuery, resp={"HTTP_200": Page[TareaOut]})
 def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
@@ -35,7 +35,7 @@ def _raw_json(body: str, headers: dict[str, str] | None = None) -> Response:
     return current_app.response_class(body, status=200, headers=headers, mimetype="application/json")
 
 
-@bp.post("")
+@bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
 @idempotent
 @documented(tags=("tareas",), json=TareaIn, resp={"HTTP_201": TareaOut})
 def create_tarea() -> Response:
@@ -57,6 +57,7 @@ def emergency() -> Response:
         tarea=TareaOut.model_validate(result.tarea),
         asignados=[AsignadoDistancia(efectivo_id=e, distancia_m=d) for e, d in result.asignados],
         sin_asignar=not result.asignados,
+        motivo_sin_asignar=result.motivo_sin_asignar,
     )
     return json_response(out, 201, {"Location": url_for("tareas.get_tarea", tarea_id=out.tarea.id), "ETag": etag(out.tarea.version)})
 

@@ -41,7 +41,7 @@ def me() -> Response:
     return _out(current_user())
 
 
-@bp.get("")
+@bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
 @documented(tags=("usuarios",), query=UsuarioQuery, resp={"HTTP_200": Page[UsuarioOut]})
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
@@ -49,7 +49,7 @@ def list_usuarios() -> Response:
     return json_response({"items": [_view(u) for u in items], "total": total, "limit": query.limit, "offset": query.offset})
 
 
-@bp.post("")
+@bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
 @documented(tags=("usuarios",), json=UsuarioIn, resp={"HTTP_201": UsuarioOut})
 def create_usuario() -> Response:
     body = parse_json(UsuarioIn)

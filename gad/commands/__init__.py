@@ -13,6 +13,8 @@ from flask.cli import AppGroup
 from gad.commands.audit import audit_cli
 from gad.commands.auditoria_export import export as audit_export
 from gad.commands.auditoria_export import verify_export
+from gad.commands.demo import demo_patrol, demo_refresh
+from gad.commands.grupo_gad import import_grupo_gad
 from gad.commands.seed import seed_demo
 from gad.errors import AppError
 from gad.extensions import db
@@ -41,6 +43,11 @@ def openapi_document(check: bool) -> None:
         return
     target.write_text(text, encoding="utf-8")
     click.echo(f"wrote {target} ({len(text.encode())} bytes){'' if current != text else ', unchanged'}")
+
+
+gad_cli.add_command(demo_patrol)
+gad_cli.add_command(demo_refresh)
+gad_cli.add_command(import_grupo_gad)
 
 
 @gad_cli.command("create-admin")

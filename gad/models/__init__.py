@@ -2,8 +2,9 @@
 
 from gad.models.base import Base, utcnow
 from gad.models.efectivo import Efectivo
-from gad.models.evento import AuditoriaAncla, Evento, EventoContador
+from gad.models.evento import AuditoriaAncla, Evento, EventoContador, SecurityTally
 from gad.models.idempotencia import IdempotencyKey
+from gad.models.procedencia import Procedencia
 from gad.models.seguridad import LimiteContador, LoginCuenta, LoginIntento, Sesion
 from gad.models.tarea import Asignacion, HistorialEstado, Tarea
 from gad.models.turno import Licencia, Turno
@@ -22,6 +23,8 @@ __all__ = [
     "LimiteContador",
     "LoginCuenta",
     "LoginIntento",
+    "Procedencia",
+    "SecurityTally",
     "Sesion",
     "Tarea",
     "TokenRevocado",

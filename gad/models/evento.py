@@ -62,3 +62,21 @@ class AuditoriaAncla(Base):
 
     def __repr__(self) -> str:
         return f"<AuditoriaAncla up_to={self.pruned_up_to_id}>"
+
+
+class SecurityTally(Base):
+    """Repetitions of one security event kind from one source in the open window (gad.realtime.tallies)."""
+
+    __tablename__ = "security_tallies"
+
+    kind: Mapped[str] = mapped_column(String(50), primary_key=True)
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    actor_id: Mapped[int | None]
+    count: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[list[str]] = mapped_column(JSONB)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime] = mapped_column(index=True)
+    last_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<SecurityTally {self.kind} {self.source} x{self.count}>"

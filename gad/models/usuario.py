@@ -12,6 +12,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned
 
+# Kept in ``extra`` (JSONB): a flag only the browser's first-login flow reads, not worth a schema change.
+DEBE_CAMBIAR_CLAVE = "debe_cambiar_clave"
+
 
 class Usuario(Timestamps, Versioned, Base):
     __tablename__ = "usuarios"
@@ -45,6 +48,21 @@ class Usuario(Timestamps, Versioned, Base):
     @property
     def nombre_completo(self) -> str:
         return f"{self.nombre} {self.apellido}"
+
+    @property
+    def debe_cambiar_clave(self) -> bool:
+        """Set when an administrador chose the password (creation, reset); cleared when the person changes it."""
+        return bool((self.extra or {}).get(DEBE_CAMBIAR_CLAVE))
+
+    @debe_cambiar_clave.setter
+    def debe_cambiar_clave(self, value: bool) -> None:
+        # A new dict, so SQLAlchemy sees the JSONB column change (in-place edits are not tracked).
+        extra = dict(self.extra or {})
+        if value:
+            extra[DEBE_CAMBIAR_CLAVE] = True
+        else:
+            extra.pop(DEBE_CAMBIAR_CLAVE, None)
+        self.extra = extra or None
 
     def __repr__(self) -> str:
         return f"<Usuario {self.id} {self.email} nivel={self.nivel}>"

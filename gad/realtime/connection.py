@@ -33,7 +33,7 @@ from gad import policy
 from gad.extensions import db
 from gad.models import Usuario, utcnow
 from gad.realtime.hub import BATCH, CLOSE_POLICY, CLOSE_TRY_AGAIN, StoredEvent, can_resume, events_after, hub
-from gad.schemas.ws import ClientFrame, WsConnectQuery
+from gad.schemas.ws import EVENT_TYPE_TOPICS, ClientFrame, Topics, WsConnectQuery
 
 logger = logging.getLogger(__name__)
 
@@ -324,10 +324,21 @@ def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
         send_json(conn, "error", {"message": "Frames must be JSON: {'event_type': 'subscribe'|'unsubscribe'|'pong', 'data': {...}}"})
         return
     if frame.event_type == "pong":
+        return  # GRUPO_GAD's clients put data in their pongs: nothing in it matters
+    try:
+        wanted = Topics.model_validate(frame.data or {})
+    except ValidationError:
+        send_json(conn, "error", {"message": "subscribe/unsubscribe need data.topics (or data.events): a list of names"})
         return
-    decision = policy.decide_subscription(conn.usuario, set(frame.data.topics if frame.data else []))
-    if decision.unknown or decision.forbidden:
-        send_json(conn, "error", {"message": "Unknown or forbidden topics.", "unknown": sorted(decision.unknown), "forbidden": sorted(decision.forbidden)})
+    # GRUPO_GAD's clients name event types (data.events): each maps onto the topics that carry it.
+    topics = set(wanted.topics or [])
+    unknown_events = {name for name in wanted.events or [] if name not in EVENT_TYPE_TOPICS}
+    for name in set(wanted.events or []) - unknown_events:
+        topics |= EVENT_TYPE_TOPICS[name]
+    decision = policy.decide_subscription(conn.usuario, topics)
+    unknown = decision.unknown | unknown_events
+    if unknown or decision.forbidden:
+        send_json(conn, "error", {"message": "Unknown or forbidden topics.", "unknown": sorted(unknown), "forbidden": sorted(decision.forbidden)})
     if frame.event_type == "subscribe":
         conn.topics |= decision.granted
     else:

@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 from gad import metrics
 from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
-from gad.models import Evento, utcnow
+from gad.models import utcnow
 from gad.observability import current_request_id
 from gad.principal_cache import principals
-from gad.realtime import chain
+from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,39 @@ def record_security(event_type: str, actor_id: int | None, payload: dict[str, An
     """Security events (logins, lockouts, denials) share the log but only administradores may see them.
 
     Their payloads are still plain dicts, shaped by the services that write them (auth, usuarios, security).
+    Failed logins and denials repeat at an attacker's will: they are folded per source and window
+    (``gad.realtime.tallies``), so only the first of a burst is an event and the rest become its count.
     """
+    from flask import current_app
+
     from gad.extensions import db
 
-    _queue(db.session(), PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
+    session = db.session()
+    window_s = int(current_app.config["SECURITY_EVENT_WINDOW_S"])
+    if window_s > 0:
+        for summary in tallies.close_expired(session):
+            _queue(session, PendingEvent("security_events_aggregated", SECURITY_TOPIC, "usuario", summary["actor_id"], None, summary, current_request_id()))
+        folded = _AGGREGATED.get(event_type)
+        if folded is not None:
+            source, sample = folded(actor_id, payload)
+            occurrence = tallies.count(session, kind=event_type, source=source, actor_id=actor_id, sample=sample, window_s=window_s)
+            if not occurrence.first:
+                return
+            payload = {**payload, "aggregated_until": occurrence.window_end.isoformat()}
+    _queue(session, PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
+
+
+def _login_failed_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
+    # One source per client address and account tried (unknown e-mails together): a lockout of a known
+    # account stays visible per account, guessing unknown ones stays one row per address.
+    return f"client {payload.get('client')} usuario {actor_id if actor_id is not None else '-'}", str(payload.get("email") or "")
+
+
+def _permission_denied_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
+    return f"usuario {actor_id}", f"{payload.get('method', '')} {payload.get('path', '')}".strip()
+
+
+_AGGREGATED = {"login_failed": _login_failed_source, "permission_denied": _permission_denied_source}
 
 
 @event.listens_for(Session, "before_commit")
@@ -83,6 +112,7 @@ def _write_pending_events(session: Session) -> None:
     last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
     now = utcnow()
     key = chain.current_key()
+    rows = []
     for offset, item in enumerate(pending, start=1):
         fields = {
             "id": last_id + offset,
@@ -96,19 +126,34 @@ def _write_pending_events(session: Session) -> None:
             "created_at": now,
         }
         digest = chain.link(key, prev_hash, chain.canonical(**fields))
-        session.add(Evento(**fields, prev_hash=prev_hash, hash=digest))
+        rows.append(fields | {"created_at": now.isoformat(), "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    session.flush()
-    # The new head of the chain and the notification in one round trip (delivered only if this commits).
-    session.execute(
-        text("UPDATE eventos_contador SET last_hash = :h WHERE id = 1 RETURNING pg_notify(:channel, :payload)"),
-        {"h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))},
-    )
+    # The rows, the new head of the chain and the notification in one round trip. The notification is
+    # delivered only if this commits; PostgreSQL runs a data-modifying WITH to completion even unread.
+    # Plain SQL rather than ORM objects: nothing reads these rows back in this transaction, and the unit
+    # of work for them cost more than the statement.
+    session.execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
     on_commit(lambda: principals.invalidate_for_topics({topic for topic, _ in touched}), session)
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
+
+
+_APPEND_SQL = text(
+    """
+    WITH appended AS (
+        INSERT INTO eventos (id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash)
+        SELECT id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash
+        FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            id bigint, event_type text, topic text, entity_type text, entity_id bigint, actor_id integer, request_id text,
+            payload jsonb, created_at timestamptz, prev_hash text, hash text)
+        RETURNING 1
+    )
+    UPDATE eventos_contador SET last_hash = :h WHERE id = 1
+    RETURNING pg_notify(:channel, :payload)
+    """
+)
 
 
 def _jsonable(payload: dict[str, Any]) -> Any:

@@ -102,11 +102,24 @@ class PageQuery(QueryModel):
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _skip_is_offset(cls, data: Any) -> Any:
+        # GRUPO_GAD's clients page with ``skip``: the same number under its older name.
+        if isinstance(data, dict) and "skip" in data:
+            data = dict(data)
+            skip = data.pop("skip")
+            if "offset" in data and str(data["offset"]) != str(skip):
+                raise ValueError("send offset or skip (its older name), not both with different values")
+            data["offset"] = skip
+        return data
+
 
 class FieldError(BaseModel):
     field: str
     message: str
     type: str
+    mensaje: str | None = Field(None, description="The same error in Spanish, as the dashboard shows it")
 
 
 class Problem(BaseModel):

@@ -45,6 +45,7 @@ class EmergenciaOut(BaseModel):
     tarea: TareaOut
     asignados: list[AsignadoDistancia]
     sin_asignar: bool = Field(description="True when nobody was available: the emergency still exists and needs a dispatcher")
+    motivo_sin_asignar: str | None = Field(None, description="Why nobody was assigned, in Spanish (e.g. no recent positions)")
 
 
 class StatsQuery(QueryModel):

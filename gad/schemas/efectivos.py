@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, Text
+from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, Text, UtcDatetime
 from gad.vocab import Disponibilidad
 
 
@@ -38,6 +38,11 @@ class DisponibilidadIn(InModel):
 class UbicacionIn(InModel):
     lat: Lat
     lng: Lng
+    registrado_en: UtcDatetime | None = Field(
+        None,
+        description="When the device took the fix (a fix kept offline and sent later); not in the future. Default: now. "
+        "A fix older than the one already recorded is accepted but does not replace it.",
+    )
 
 
 class EfectivoOut(OutModel):

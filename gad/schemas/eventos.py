@@ -38,3 +38,17 @@ class EventoOut(OutModel):
 class EventoPage(OutModel):
     items: list[EventoOut]
     next_cursor: int | None = Field(description="Pass as after_id to get the next page; null at the end")
+
+
+class RecientesQuery(QueryModel):
+    limit: int = Field(30, ge=1, le=100)
+
+
+class EventoFrameOut(OutModel):
+    """An event in the websocket envelope, so a page renders replayed and live events alike."""
+
+    id: int
+    event_type: str
+    topic: str
+    data: dict[str, Any] = Field(validation_alias="payload")
+    timestamp: datetime = Field(validation_alias="created_at")

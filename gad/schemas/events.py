@@ -196,6 +196,41 @@ _register(
     LicenciaCreated,
     LicenciaDeleted,
 )
+# --- imports from the system GAD replaces (topic "sistema"): one event per batch, never one per row -----
+
+
+class ImportStarted(EventPayload):
+    event_type = "import_started"
+    sistema: str = Field(description="Where the data comes from: grupo_gad")
+    database: str
+    host: str | None
+    port: int | None
+    revision: str = Field(description="The source's migration revision")
+    rows: dict[str, int] = Field(description="Source rows per entity")
+
+
+class ImportBatch(EventPayload):
+    event_type = "import_batch"
+    sistema: str
+    entidad: str = Field(description="usuario, efectivo, tarea or historial")
+    rows: int
+    old_ids: list[int] = Field(description="First and last old id imported by this batch")
+    new_ids: list[int] = Field(description="First and last GAD id created by this batch")
+
+
+class ImportFinished(EventPayload):
+    event_type = "import_finished"
+    sistema: str
+    dry_run: bool
+    counts: dict[str, dict[str, int]] = Field(description="Per entity: source, imported, unchanged, changed, skipped")
+    asignaciones: int
+    problems: int
+    changed: int
+    disagreements: int
+    interrupted: bool
+    stopped: bool
+
+
 _register(
     TaskCreated,
     EmergencyCreated,
@@ -210,4 +245,7 @@ _register(
     EfectivoLocationUpdate,
     UserCreated,
     UserUpdated,
+    ImportStarted,
+    ImportBatch,
+    ImportFinished,
 )

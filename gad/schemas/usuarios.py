@@ -50,6 +50,7 @@ class UsuarioOut(OutModel):
     verificado: bool
     activo: bool
     ultimo_acceso: datetime | None
+    debe_cambiar_clave: bool = Field(False, description="An administrador set the password; the person must change it (the browser asks at login)")
     created_at: datetime
     version: int
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class WsConnectQuery(BaseModel):
@@ -14,14 +14,37 @@ class WsConnectQuery(BaseModel):
     since: int | None = Field(None, ge=0, description="Resume after this event id")
 
 
+# GRUPO_GAD's clients subscribe to event types; GAD delivers by topic. Each old name maps onto the topics
+# that carry it (task events of an emergency travel on "emergencias").
+_TAREA_TOPICS = frozenset({"tareas", "emergencias"})
+EVENT_TYPE_TOPICS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        ("task_created", "task_updated", "task_status_changed", "task_assigned", "task_unassigned", "task_deleted"),
+        _TAREA_TOPICS,
+    ),
+    "emergency_created": frozenset({"emergencias"}),
+    **dict.fromkeys(("efectivo_created", "efectivo_updated", "efectivo_status_changed", "efectivo_location_update"), frozenset({"efectivos"})),
+    **dict.fromkeys(("user_created", "user_updated"), frozenset({"usuarios"})),
+    **dict.fromkeys(("notification", "alert"), frozenset({"sistema"})),
+}
+
+
 class Topics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    topics: list[str] = Field(max_length=20)
+    topics: list[str] | None = Field(None, max_length=20)
+    events: list[str] | None = Field(None, max_length=20, description="GRUPO_GAD clients: event type names, mapped onto their topics")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if self.topics is None and self.events is None:
+            raise ValueError("send data.topics (or data.events, event type names)")
+        return self
 
 
 class ClientFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     event_type: Literal["subscribe", "unsubscribe", "pong"]
-    data: Topics | None = None
+    # Checked per event type: a pong may carry anything (GRUPO_GAD's clients echo data in it).
+    data: dict[str, Any] | None = None

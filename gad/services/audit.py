@@ -149,3 +149,20 @@ def list_events(
     items = list(db.session.scalars(query.order_by(Evento.id).limit(limit + 1)))
     next_cursor = items[limit - 1].id if len(items) > limit else None
     return items[:limit], next_cursor
+
+
+# How far back the board's "Últimos eventos" looks for events its viewer may see (bounded work per page load).
+RECENT_SCAN = 2000
+
+
+def recent_events(actor: Usuario, limit: int) -> list[Evento]:
+    """The newest ``limit`` events this usuario would have received live (same visibility as the websocket), newest first."""
+    topics = policy.visible_topics(actor)
+    rows = db.session.scalars(select(Evento).where(Evento.topic.in_(sorted(topics))).order_by(Evento.id.desc()).limit(RECENT_SCAN))
+    out: list[Evento] = []
+    for event in rows:
+        if policy.can_see_event(actor, event.topic, event.payload):
+            out.append(event)
+            if len(out) >= limit:
+                break
+    return out

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import bcrypt
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -81,7 +82,34 @@ def hash_password(password: str) -> str:
     return str(_off_hub(_hasher.hash, password))
 
 
+# Hashes carried over from GRUPO_GAD (passlib over bcrypt, cost 12); replaced by argon2id at the first login.
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def _check_bcrypt(password_hash: str, password: str) -> bool:
+    # bcrypt only ever used the first 72 bytes (the old hashes were made that way); bcrypt 5 raises on
+    # longer input instead of truncating, so truncate as the hash was made.
+    try:
+        return bool(bcrypt.checkpw(password.encode()[:72], password_hash.encode()))
+    except ValueError:
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """True for a carried-over bcrypt hash or an argon2 hash made with other parameters than ours."""
+    if password_hash.startswith(BCRYPT_PREFIXES):
+        return True
+    try:
+        return bool(_hasher.check_needs_rehash(password_hash))
+    except InvalidHashError:
+        return False
+
+
 def verify_password(password_hash: str, password: str) -> bool:
+    if password_hash.startswith(BCRYPT_PREFIXES):
+        # Cost 12 is ~0.2 s of CPU: off the hub, like argon2 (the bcrypt package releases the GIL).
+        return bool(_off_hub(_check_bcrypt, password_hash, password))
+
     def check() -> bool:
         try:
             return bool(_hasher.verify(password_hash, password))
@@ -97,12 +125,21 @@ def check_password_policy(password: str, email: str | None, field: str = "passwo
     if len(password) < minimum:
         raise ValidationProblem(
             "Password too weak.",
-            errors=[{"field": f"body.{field}", "message": f"must have at least {minimum} characters", "type": "password_policy"}],
+            errors=[
+                {
+                    "field": f"body.{field}",
+                    "message": f"must have at least {minimum} characters",
+                    "type": "password_policy",
+                    "mensaje": f"Demasiado corta: al menos {minimum} caracteres.",
+                }
+            ],
         )
     if email and password.strip().lower() == email.strip().lower():
         raise ValidationProblem(
             "Password too weak.",
-            errors=[{"field": f"body.{field}", "message": "must not be the e-mail address", "type": "password_policy"}],
+            errors=[
+                {"field": f"body.{field}", "message": "must not be the e-mail address", "type": "password_policy", "mensaje": "No puede ser igual al correo."}
+            ],
         )
 
 
@@ -246,6 +283,9 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
         _failed(email, usuario, client_address, verdict)
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
     throttle.record_success(email, client_address)
+    if needs_rehash(usuario.password_hash):
+        # Same transaction as the login: the imported bcrypt hash is gone exactly when this login commits.
+        usuario.password_hash = hash_password(password)
     usuario.ultimo_acceso = utcnow()
     events.record_security("login", usuario.id, {"client": client_address})
     db.session.flush()

@@ -119,6 +119,7 @@ def _next_emergency_code(now: datetime) -> str:
 class EmergencyResult:
     tarea: TareaRow
     asignados: list[tuple[int, float]]
+    motivo_sin_asignar: str | None = None
 
 
 def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str | None, tipo: TipoTarea, prioridad: int, efectivos: int) -> EmergencyResult:
@@ -149,6 +150,8 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         estado=EstadoTarea.EN_CURSO,
     )
     query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
+    # An officer's SOS must not send the officer in trouble to their own emergency.
+    query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
     rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
     for efectivo, distance in rows:
@@ -160,7 +163,20 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     db.session.flush()
     if asignados:
         record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})
+    motivo = None
     if not asignados:
-        logger.warning("emergency %s raised with nobody available within %.0f m", codigo, radius)
+        motivo = why_nobody(lat, lng, radius, max_age, now)
+        logger.warning("emergency %s raised with nobody available within %.0f m: %s", codigo, radius, motivo)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
-    return EmergencyResult(row_of(tarea), asignados)
+    return EmergencyResult(row_of(tarea), asignados, motivo)
+
+
+def why_nobody(lat: float, lng: float, radius_m: float, max_age_s: int, now: datetime) -> str:
+    """Say, in the operator's words, which rule left an emergency without anybody (the commonest first)."""
+    available = (Efectivo.activo.is_(True), Efectivo.estado_disponibilidad == Disponibilidad.DISPONIBLE.value)
+    if not db.session.scalar(select(func.count()).select_from(Efectivo).where(*available)):
+        return "ningún efectivo está disponible"
+    located = db.session.scalar(select(func.count()).select_from(_candidates(lat, lng, radius_m, solo_disponibles=True, max_age_s=None, now=now).subquery()))
+    if not located:
+        return f"ningún efectivo disponible con posición a menos de {radius_m / 1000:.0f} km"
+    return f"ninguna posición en los últimos {max_age_s // 60} min de los efectivos disponibles cercanos"

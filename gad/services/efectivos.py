@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -208,14 +209,39 @@ def _apply_disponibilidad(efectivo: Efectivo, estado: Disponibilidad) -> str | N
     return previous
 
 
-def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float) -> Efectivo:
-    """Record the reported position and when it was reported (self or supervisor+). No version check: last report wins."""
+# A phone's clock may run a little ahead of ours; beyond this a reported fix time is refused as being in the future.
+FIX_CLOCK_SKEW = timedelta(seconds=30)
+
+
+def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float, registrado_en: datetime | None = None) -> Efectivo:
+    """Record a position and the time the fix was taken (self or supervisor+). No version check: the newest fix wins.
+
+    ``registrado_en`` is the device's fix time (a fix queued offline arrives late); it defaults to now and may
+    not be in the future (ValidationProblem). Dispatch reads ``posicion_en``, so a late fix counts as old as it
+    is. A fix older than the recorded one is acknowledged without moving the efectivo back.
+    """
     efectivo = _lock(efectivo_id)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only report your own position.")
+    now = utcnow()
+    if registrado_en is not None and registrado_en > now + FIX_CLOCK_SKEW:
+        raise ValidationProblem(
+            "The fix time is in the future.",
+            errors=[
+                {
+                    "field": "body.registrado_en",
+                    "message": "must not be in the future",
+                    "type": "future_fix",
+                    "mensaje": "La hora de la posición no puede ser futura.",
+                }
+            ],
+        )
+    fix_time = min(registrado_en, now) if registrado_en is not None else now
+    if efectivo.posicion_en is not None and fix_time < efectivo.posicion_en:
+        return efectivo
     efectivo.lat = lat
     efectivo.lon = lng
-    efectivo.posicion_en = utcnow()
+    efectivo.posicion_en = fix_time
     efectivo.version += 1
     db.session.flush()
     _record(EfectivoLocationUpdate, efectivo, actor)

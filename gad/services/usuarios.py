@@ -51,6 +51,8 @@ def create_usuario(actor: Usuario | None, data: dict[str, Any]) -> Usuario:
     auth.check_password_policy(password, data["email"])
     _check_unique(data["email"], data["dni"], data.get("telegram_id"))
     usuario = Usuario(**data, password_hash=auth.hash_password(password))
+    # A password an administrador chose is known to two people: the person replaces it at first login.
+    usuario.debe_cambiar_clave = actor is not None
     db.session.add(usuario)
     db.session.flush()
     created = UserCreated.model_validate(_usuario_payload(usuario))
@@ -128,6 +130,8 @@ def _change_password(actor: Usuario, usuario: Usuario, password: str, current_pa
         auth.check_current_password(usuario, current_password, client_address)
     auth.check_password_policy(password, email)
     usuario.password_hash = auth.hash_password(password)
+    # An administrador's reset must be replaced by the person; their own change clears the flag.
+    usuario.debe_cambiar_clave = actor.id != usuario.id
 
 
 def _check_self_demotion(actor: Usuario, usuario: Usuario, changes: dict[str, Any]) -> None:

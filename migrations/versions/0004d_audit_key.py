@@ -1,4 +1,4 @@
-"""audit chain keyed with AUDIT_KEY; anchors under a MAC; deletes only with the prune secret.
+"""audit chain keyed with AUDIT_KEY; anchors under a MAC; deletes only with the prune secret; security tallies.
 
 Reviewed by hand. Before this revision the links were plain SHA-256, which anyone holding the
 database's credentials can recompute after editing rows. The upgrade first checks the existing chain
@@ -6,6 +6,9 @@ under the old rule (and refuses to seal a log that already fails it), then re-se
 HMAC-SHA256 under the running configuration's AUDIT_KEY, signs the pruning anchors, and replaces the
 trigger's `gad.allow_prune = 'on'` door (any session could open it) with a check of the prune secret
 derived from the key: the trigger stores only the SHA-256 of that secret.
+
+security_tallies holds the open window of each repeated security event (gad.realtime.tallies): a plain
+mutable table, outside the chain; what it counts reaches the chain as one event when the window closes.
 
 Changing AUDIT_KEY later needs the same re-seal (downgrade to 0003 with the old key, upgrade with the new).
 
@@ -20,6 +23,7 @@ import json
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 from flask import current_app
 
 revision = '0004d'
@@ -68,6 +72,20 @@ def _rechain(bind, check, make):
 def upgrade():
     from gad.realtime.chain import anchor_mac, prune_secret_digest
 
+    op.create_table(
+        'security_tallies',
+        sa.Column('kind', sa.String(length=50), nullable=False),
+        sa.Column('source', sa.String(length=300), nullable=False),
+        sa.Column('actor_id', sa.Integer(), nullable=True),
+        sa.Column('count', sa.BigInteger(), nullable=False),
+        sa.Column('samples', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('window_end', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('last_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('kind', 'source', name=op.f('pk_security_tallies')),
+    )
+    op.create_index(op.f('ix_security_tallies_window_end'), 'security_tallies', ['window_end'], unique=False)
+
     bind = op.get_bind()
     _rechain(bind, _sha256_link, _hmac_link)
 
@@ -107,3 +125,5 @@ def downgrade():
     """)
     op.drop_column('auditoria_anclas', 'mac')
     _rechain(op.get_bind(), _hmac_link, _sha256_link)
+    op.drop_index(op.f('ix_security_tallies_window_end'), table_name='security_tallies')
+    op.drop_table('security_tallies')

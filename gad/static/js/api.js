@@ -1,9 +1,11 @@
-// Same-origin JSON API calls with the session cookie and the CSRF header the API requires for writes.
+// Same-origin JSON API calls with the session cookie and the CSRF header the API requires for writes,
+// plus the few DOM helpers every page shares (text only: user strings never go through innerHTML).
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 
-export async function api(path, { method = "GET", body, headers = {} } = {}) {
+export async function api(path, { method = "GET", body, headers = {}, idempotencyKey } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
   if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
+  if (idempotencyKey) init.headers["Idempotency-Key"] = idempotencyKey;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -11,20 +13,82 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   const response = await fetch(path, init);
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
-    const error = new Error(data?.detail ?? `Error ${response.status}`);
+    const error = new Error(spanishDetail(response.status, data));
     error.status = response.status;
     error.problem = data;
+    error.etag = response.headers.get("ETag");
     throw error;
   }
   return { data, etag: response.headers.get("ETag") };
 }
 
-// Text only: user-provided strings never go through innerHTML.
+const STATUS_TEXT = {
+  400: "La petición no es válida.",
+  401: "La sesión ha caducado: vuelva a iniciar sesión.",
+  403: "No tiene permiso para esta acción.",
+  404: "No existe (quizá lo borró otra persona).",
+  409: "No es posible en el estado actual.",
+  412: "Otra persona lo cambió mientras tanto.",
+  413: "Demasiados datos.",
+  422: "Revise los campos marcados.",
+  423: "Cuenta bloqueada temporalmente.",
+  429: "Demasiadas peticiones; espere un momento.",
+  503: "El servicio no está disponible ahora; se reintentará.",
+};
+
+function spanishDetail(status, problem) {
+  const base = STATUS_TEXT[status] ?? `Error ${status}.`;
+  // Conflicts explain themselves (which tarea holds the efectivo, which transitions are allowed): keep the server's words.
+  if (status === 409 && problem?.detail) return `${base} ${problem.detail}`;
+  return base;
+}
+
+// Field errors of a 422 (or a 409 naming a field) as {field: Spanish message}.
+export function fieldErrors(error) {
+  const out = {};
+  for (const e of error?.problem?.errors ?? []) out[e.field.replace(/^body\./, "")] = e.mensaje ?? e.message;
+  if (error?.problem?.field && !out[error.problem.field]) out[error.problem.field] = error.message;
+  return out;
+}
+
+// Show each error next to its input (aria-invalid + aria-describedby), and the rest in the form's alert.
+export function showFormErrors(form, error) {
+  clearFormErrors(form);
+  const errors = fieldErrors(error);
+  const rest = [];
+  for (const [field, message] of Object.entries(errors)) {
+    const input = form.elements.namedItem(field);
+    if (input instanceof HTMLElement) {
+      const note = el("p", { class: "error campo-error", id: `${form.id}-error-${field}` }, message);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", note.id);
+      input.after(note);
+    } else rest.push(message);
+  }
+  const alert = form.querySelector(".form-alerta");
+  if (alert) {
+    alert.hidden = false;
+    alert.textContent = rest.length ? rest.join(" ") : error.message;
+  }
+  form.querySelector("[aria-invalid='true']")?.focus();
+}
+
+export function clearFormErrors(form) {
+  for (const note of form.querySelectorAll(".campo-error")) note.remove();
+  for (const input of form.querySelectorAll("[aria-invalid]")) {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+  const alert = form.querySelector(".form-alerta");
+  if (alert) alert.hidden = true;
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
     if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role" || key === "for") node.setAttribute(key, value);
     else if (key === "onclick") node.addEventListener("click", value);
     else node[key] = value;
   }
@@ -32,5 +96,36 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+export function age(iso) {
+  if (!iso) return "sin posición";
+  const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  if (seconds < 60) return `hace ${seconds} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 120) return `hace ${minutes} min`;
+  return `hace ${Math.round(minutes / 60)} h`;
+}
+
+export function ageSeconds(iso) {
+  return iso ? (Date.now() - new Date(iso).getTime()) / 1000 : Infinity;
+}
+
+export function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+// Fetch every page of a list endpoint (lists are capped at 200 per request).
+export async function fetchAll(path) {
+  const items = [];
+  const sep = path.includes("?") ? "&" : "?";
+  for (let offset = 0; ; ) {
+    const { data } = await api(`${path}${sep}limit=200&offset=${offset}`);
+    items.push(...data.items);
+    offset += data.items.length;
+    if (offset >= data.total || data.items.length === 0) return { items, total: data.total };
+  }
+}
+
 export const ESTADOS = { programada: "Programada", en_curso: "En curso", pausada: "Pausada", finalizada: "Finalizada", cancelada: "Cancelada" };
 export const DISPONIBILIDAD = { disponible: "Disponible", en_tarea: "En tarea", fuera_servicio: "Fuera de servicio", no_disponible: "No disponible" };
+export const NIVELES = { 1: "Efectivo", 2: "Supervisor", 3: "Administrador" };
+export const TIPOS = ["patrullaje", "investigacion", "vigilancia", "intervencion", "administrativa", "entrenamiento", "emergencia"];

@@ -1,63 +1,90 @@
-// Tablero: tareas in columns by estado, efectivos by availability, emergencies and a live event feed.
-import { api, el, ESTADOS, DISPONIBILIDAD } from "./api.js";
+// Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
+// events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
+import { api, el, fetchAll, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
+import { createMap } from "./mapview.js";
+import { setupEmergencyDialog } from "./emergencia.js";
 
 const tareas = new Map();
+const efectivos = new Map();
 const feed = document.getElementById("feed");
+const anuncio = document.getElementById("anuncio");
+const fresh = new Set(); // emergencies raised since this board opened: highlighted until acknowledged
+const answers = new Map(); // tarea id -> latest "acepto" / "no puedo" from the assigned officer
+const OPEN = ["programada", "en_curso", "pausada"];
+
+const dialogApi = { pick: () => {} };
+const view = createMap(document.getElementById("mapa"), { onPick: (lat, lng) => dialogApi.pick(lat, lng) });
+Object.assign(dialogApi, setupEmergencyDialog({ view, efectivoNombre: (id) => efectivos.get(id)?.nombre ?? `efectivo ${id}` }));
 
 function card(tarea) {
   const asignados = tarea.efectivos.map((e) => e.nombre).join(", ") || "Sin asignar";
+  const answer = answers.get(tarea.id);
   return el(
     "li",
-    { class: `tarjeta prioridad-${tarea.prioridad}`, "data-tarea-id": String(tarea.id), "data-estado": tarea.estado },
+    { class: `tarjeta prioridad-${tarea.prioridad}${tarea.es_emergencia ? " es-emergencia" : ""}${fresh.has(tarea.id) ? " nueva" : ""}`, "data-tarea-id": String(tarea.id), "data-estado": tarea.estado },
     el("a", { href: `/tareas/${tarea.id}` }, el("span", { class: "codigo" }, tarea.codigo), " ", el("span", { class: "titulo" }, tarea.titulo)),
     el("p", { class: "meta" }, `Prioridad ${tarea.prioridad} · ${tarea.tipo}`),
     el("p", { class: "asignados" }, asignados),
+    answer ? el("p", { class: `respuesta respuesta-${answer.respuesta}`, "data-respuesta": answer.respuesta }, answer.texto) : "",
   );
+}
+
+function emergencyItem(t) {
+  const answer = answers.get(t.id);
+  const who = t.efectivos.length ? t.efectivos.map((e) => e.nombre).join(", ") : "SIN ASIGNAR";
+  const item = el(
+    "li",
+    { class: `emergencia${fresh.has(t.id) ? " nueva" : ""}${t.efectivos.length ? "" : " sin-asignar"}`, "data-tarea-id": String(t.id) },
+    el("a", { href: `/tareas/${t.id}` }, t.codigo),
+    ` — ${who}`,
+    answer ? el("span", { class: `respuesta respuesta-${answer.respuesta}`, "data-respuesta": answer.respuesta }, ` · ${answer.texto}`) : "",
+  );
+  if (t.ubicacion_lat !== null) {
+    item.append(" ", el("button", { type: "button", class: "enlace", onclick: () => view.focus(t.ubicacion_lat, t.ubicacion_lng) }, "Ver en el mapa"));
+  }
+  return item;
 }
 
 function render() {
   for (const list of document.querySelectorAll(".tarjetas")) list.replaceChildren();
   const counts = Object.fromEntries(Object.keys(ESTADOS).map((e) => [e, 0]));
-  const emergencias = [];
   const sorted = [...tareas.values()].sort((a, b) => b.prioridad - a.prioridad || b.id - a.id);
   for (const tarea of sorted) {
     document.querySelector(`.tarjetas[data-estado="${tarea.estado}"]`)?.append(card(tarea));
     counts[tarea.estado] += 1;
-    if (tarea.es_emergencia && ["programada", "en_curso", "pausada"].includes(tarea.estado)) emergencias.push(tarea);
   }
   for (const [estado, n] of Object.entries(counts)) {
     const counter = document.querySelector(`[data-contador="${estado}"]`);
     if (counter) counter.textContent = String(n);
   }
-  const strip = document.getElementById("emergencias");
-  strip.hidden = emergencias.length === 0;
-  document.getElementById("lista-emergencias").replaceChildren(
-    ...emergencias.map((t) => el("li", {}, el("a", { href: `/tareas/${t.id}` }, `${t.codigo} — ${t.efectivos.length ? "asignada" : "SIN ASIGNAR"}`))),
-  );
+  const emergencias = sorted.filter((t) => t.es_emergencia && OPEN.includes(t.estado));
+  document.getElementById("contador-emergencias").textContent = String(emergencias.length);
+  document.getElementById("lista-emergencias").replaceChildren(...(emergencias.length ? emergencias.map(emergencyItem) : [el("li", { class: "vacio" }, "Ninguna emergencia abierta.")]));
+  view.showTareas(sorted.filter((t) => OPEN.includes(t.estado)));
 }
 
 async function loadTareas() {
   tareas.clear();
-  let offset = 0;
-  for (;;) {
-    const { data } = await api(`/api/v1/tasks?limit=200&offset=${offset}&sort=-created_at`);
-    for (const tarea of data.items) tareas.set(tarea.id, tarea);
-    offset += data.items.length;
-    if (offset >= data.total || data.items.length === 0) break;
-  }
+  const { items } = await fetchAll("/api/v1/tasks?sort=-created_at");
+  for (const tarea of items) tareas.set(tarea.id, tarea);
   render();
 }
 
-async function loadDisponibilidad() {
+async function loadEfectivos() {
   try {
-    const { data } = await api("/api/v1/efectivos?limit=200");
+    const { items } = await fetchAll("/api/v1/efectivos?");
+    efectivos.clear();
     const counts = {};
-    for (const e of data.items) counts[e.estado_disponibilidad] = (counts[e.estado_disponibilidad] ?? 0) + 1;
+    for (const e of items) {
+      efectivos.set(e.id, e);
+      counts[e.estado_disponibilidad] = (counts[e.estado_disponibilidad] ?? 0) + 1;
+    }
+    view.showEfectivos(items);
     document.getElementById("disponibilidad").replaceChildren(
-      ...Object.entries(DISPONIBILIDAD).map(([k, label]) => el("li", { "data-disponibilidad": k }, `${label}: ${counts[k] ?? 0}`)),
-      // On duty = inside a turno and not on licencia (issue 17); independent of the availability above.
-      el("li", { "data-en-servicio": "true", class: "en-servicio-total" }, `En servicio: ${data.items.filter((e) => e.en_servicio).length}`),
+      ...Object.entries(DISPONIBILIDAD).map(([k, label]) => el("li", { "data-disponibilidad": k }, el("a", { href: `/efectivos?estado_disponibilidad=${k}` }, `${label}: ${counts[k] ?? 0}`))),
+      // On duty = inside a turno and not on licencia; independent of the availability above.
+      el("li", { "data-en-servicio": "true", class: "en-servicio-total" }, `En servicio: ${items.filter((e) => e.en_servicio).length}`),
     );
   } catch {
     /* an efectivo sees only their own efectivo; the panel simply shows less */
@@ -74,22 +101,84 @@ async function refreshTarea(id) {
   render();
 }
 
-function addToFeed(frame) {
-  const when = new Date(frame.timestamp).toLocaleTimeString("es-ES");
-  const what = frame.data.codigo ? `${frame.event_type} · ${frame.data.codigo}` : frame.event_type;
-  feed.prepend(el("li", {}, `${when} — ${what}`));
-  while (feed.children.length > 30) feed.lastChild.remove();
+const EVENT_TEXT = {
+  task_created: "Tarea creada",
+  task_updated: "Tarea modificada",
+  task_status_changed: "Cambio de estado",
+  task_assigned: "Asignación",
+  task_unassigned: "Desasignación",
+  task_deleted: "Tarea borrada",
+  emergency_created: "EMERGENCIA",
+  efectivo_created: "Efectivo creado",
+  efectivo_updated: "Efectivo modificado",
+  efectivo_status_changed: "Disponibilidad",
+  efectivo_location_update: "Posición",
+  user_created: "Usuario creado",
+  user_updated: "Usuario modificado",
+  notification_answered: "Respuesta",
+};
+
+function describe(frame) {
+  const d = frame.data ?? {};
+  const what = EVENT_TEXT[frame.event_type] ?? frame.event_type;
+  const subject = d.codigo ?? d.nombre ?? d.titulo ?? d.email ?? "";
+  const extra = frame.event_type === "task_status_changed" && d.estado ? ` → ${ESTADOS[d.estado] ?? d.estado}` : frame.event_type === "efectivo_status_changed" && d.to ? ` → ${DISPONIBILIDAD[d.to] ?? d.to}` : "";
+  return `${what}${subject ? ` · ${subject}` : ""}${extra}`;
 }
 
-await Promise.all([loadTareas(), loadDisponibilidad()]);
+function addToFeed(frame, { prepend = true } = {}) {
+  if (frame.event_type === "efectivo_location_update") return; // positions move the map; the feed keeps what people did
+  const when = new Date(frame.timestamp).toLocaleTimeString("es-ES");
+  const item = el("li", { "data-evento-id": String(frame.id), class: frame.topic === "emergencias" ? "evento-emergencia" : "" }, el("time", { dateTime: frame.timestamp }, when), ` ${describe(frame)}`);
+  if (prepend) feed.prepend(item);
+  else feed.append(item);
+  while (feed.children.length > 40) feed.lastChild.remove();
+}
+
+async function loadFeed() {
+  try {
+    const { data } = await api("/api/v1/eventos/recientes?limit=30");
+    feed.replaceChildren();
+    for (const frame of data) addToFeed(frame, { prepend: false });
+  } catch {
+    /* the feed fills live */
+  }
+}
+
+function onAnswer(frame) {
+  const d = frame.data ?? {};
+  if (!d.tarea_id || !["acepto", "no_puedo"].includes(d.respuesta)) return;
+  const quien = d.destinatario ?? efectivoDeUsuario(d.usuario_id) ?? "El efectivo";
+  const texto = d.respuesta === "acepto" ? `${quien} acepta` : `${quien} no puede${d.motivo ? `: ${d.motivo}` : ""}`;
+  answers.set(d.tarea_id, { respuesta: d.respuesta, texto });
+  anuncio.textContent = `${texto} (${tareas.get(d.tarea_id)?.codigo ?? "tarea " + d.tarea_id})`;
+  render();
+}
+
+function efectivoDeUsuario(usuarioId) {
+  for (const e of efectivos.values()) if (e.usuario_id === usuarioId) return e.nombre;
+  return null;
+}
+
+await Promise.all([loadTareas(), loadEfectivos(), loadFeed()]);
+let efectivosPending = null;
 connectLive({
   onEvent(frame) {
     addToFeed(frame);
-    if (frame.topic === "tareas" || frame.topic === "emergencias") refreshTarea(frame.data.id);
-    if (frame.topic === "efectivos" || frame.topic === "turnos") loadDisponibilidad();
+    if (frame.event_type === "emergency_created") {
+      fresh.add(frame.data.id);
+      anuncio.textContent = `Nueva emergencia ${frame.data.codigo ?? ""}`;
+    }
+    if (frame.event_type === "notification_answered") onAnswer(frame);
+    if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) refreshTarea(frame.data.id);
+    if (frame.topic === "efectivos" || frame.topic === "turnos") {
+      clearTimeout(efectivosPending);
+      efectivosPending = setTimeout(loadEfectivos, 250);
+    }
   },
   onResync() {
     loadTareas();
-    loadDisponibilidad();
+    loadEfectivos();
+    loadFeed();
   },
 });

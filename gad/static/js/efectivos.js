@@ -1,13 +1,126 @@
-// Efectivos page: availability and how old each reported position is.
-import { api, el, DISPONIBILIDAD } from "./api.js";
+// Efectivos: paged list with the age of each last position; supervisors create, edit, link to a usuario,
+// deactivate and change availability (with motivo). An efectivo sees and sets only their own.
+import { age, api, el, DISPONIBILIDAD } from "./api.js";
+import { clean, openForm } from "./formdialog.js";
+import { pagedList } from "./pager.js";
+import { connectLive } from "./live.js";
 
-function age(iso) {
-  if (!iso) return "sin posición";
-  const minutes = Math.round((Date.now() - new Date(iso).getTime()) / 60000);
-  return minutes < 1 ? "hace menos de 1 min" : `hace ${minutes} min`;
+const supervisor = document.getElementById("tabla-efectivos").dataset.supervisor === "si";
+const body = document.getElementById("efectivos");
+const aviso = document.getElementById("aviso");
+
+function say(text) {
+  aviso.hidden = !text;
+  aviso.textContent = text ?? "";
 }
 
-const { data } = await api("/api/v1/efectivos?limit=200");
-document.getElementById("efectivos").replaceChildren(
-  ...data.items.map((e) => el("tr", {}, el("td", {}, e.codigo_interno), el("td", {}, e.nombre), el("td", {}, e.unidad ?? ""), el("td", {}, DISPONIBILIDAD[e.estado_disponibilidad]), el("td", { "data-en-servicio": String(e.en_servicio) }, e.en_servicio ? "Sí" : "No"), el("td", {}, e.lat === null ? "sin posición" : `${e.lat.toFixed(4)}, ${e.lng.toFixed(4)} (${age(e.posicion_en)})`))),
-);
+async function usuarioOptions(current) {
+  if (!supervisor) return [["", "—"]];
+  try {
+    const { data } = await api("/api/v1/users?limit=200&activo=true&nivel=1");
+    return [["", "Sin usuario"], ...data.items.map((u) => [u.id, `${u.nombre} ${u.apellido} (${u.email})`]), ...(current && !data.items.some((u) => u.id === current) ? [[current, `usuario ${current}`]] : [])];
+  } catch {
+    return [["", "Sin usuario"]];
+  }
+}
+
+const FIELDS = (e, usuarios) => [
+  { name: "codigo_interno", label: "Código interno", value: e?.codigo_interno, required: true, maxLength: 30 },
+  { name: "nombre", label: "Nombre", value: e?.nombre, required: true, maxLength: 200 },
+  { name: "usuario_id", label: "Usuario vinculado (para su página Mi servicio)", type: "select", options: usuarios, value: e?.usuario_id ?? "" },
+  { name: "rango", label: "Rango", value: e?.rango, maxLength: 50 },
+  { name: "unidad", label: "Unidad", value: e?.unidad, maxLength: 100 },
+  { name: "especialidad", label: "Especialidad", value: e?.especialidad, maxLength: 100 },
+];
+
+async function create() {
+  openForm({
+    title: "Nuevo efectivo",
+    fields: FIELDS(null, await usuarioOptions(null)),
+    submitLabel: "Crear",
+    onSubmit: async (values) => {
+      await api("/api/v1/efectivos", { method: "POST", body: clean(values, { numbers: ["usuario_id"], omitBlank: true }) });
+      say("Efectivo creado.");
+      list.load();
+    },
+  });
+}
+
+async function edit(e) {
+  openForm({
+    title: `Editar ${e.codigo_interno}`,
+    fields: FIELDS(e, await usuarioOptions(e.usuario_id)),
+    onSubmit: async (values) => {
+      const changes = clean(values, { numbers: ["usuario_id"] });
+      for (const key of ["codigo_interno", "nombre"]) if (changes[key] === null) delete changes[key];
+      await api(`/api/v1/efectivos/${e.id}`, { method: "PATCH", body: changes, headers: { "If-Match": `"${e.version}"` } });
+      say("Cambios guardados.");
+      list.load();
+    },
+  });
+}
+
+function availability(e) {
+  openForm({
+    title: `Disponibilidad de ${e.nombre}`,
+    fields: [
+      { name: "estado", label: "Disponibilidad", type: "select", options: Object.entries(DISPONIBILIDAD).filter(([k]) => k !== "en_tarea"), value: e.estado_disponibilidad },
+      { name: "motivo", label: "Motivo (opcional)", type: "textarea", maxLength: 500 },
+    ],
+    onSubmit: async (values) => {
+      await api(`/api/v1/efectivos/${e.id}/disponibilidad`, { method: "POST", body: clean(values, { omitBlank: true }), headers: { "If-Match": `"${e.version}"` } });
+      say(`${e.nombre}: ${DISPONIBILIDAD[values.estado]}.`);
+      list.load();
+    },
+  });
+}
+
+async function deactivate(e, button) {
+  if (!confirm(`¿Dar de baja a ${e.nombre} (${e.codigo_interno})?`)) return;
+  button.disabled = true;
+  try {
+    await api(`/api/v1/efectivos/${e.id}`, { method: "DELETE", headers: { "If-Match": `"${e.version}"` } });
+    say(`${e.nombre} dado de baja.`);
+  } catch (error) {
+    say(error.message);
+  }
+  list.load();
+}
+
+function row(e) {
+  const actions = el("td", { class: "acciones-fila" });
+  if (e.activo) {
+    actions.append(el("button", { type: "button", onclick: () => availability(e), "aria-label": `Disponibilidad de ${e.nombre}` }, "Disponibilidad"));
+    if (supervisor) {
+      actions.append(el("button", { type: "button", onclick: () => edit(e), "aria-label": `Editar ${e.nombre}` }, "Editar"));
+      const baja = el("button", { type: "button", class: "peligro", "aria-label": `Dar de baja a ${e.nombre}` }, "Dar de baja");
+      baja.addEventListener("click", () => deactivate(e, baja));
+      actions.append(baja);
+    }
+  }
+  const posicion = e.lat === null ? "sin posición" : `${e.lat.toFixed(4)}, ${e.lng.toFixed(4)} (${age(e.posicion_en)})`;
+  return el(
+    "tr",
+    { "data-efectivo-id": String(e.id) },
+    el("td", {}, e.codigo_interno),
+    el("td", {}, e.nombre),
+    el("td", {}, [e.rango, e.unidad].filter(Boolean).join(" · ")),
+    el("td", { "data-disponibilidad": e.estado_disponibilidad }, DISPONIBILIDAD[e.estado_disponibilidad]),
+    el("td", { "data-en-servicio": String(e.en_servicio) }, e.en_servicio ? "Sí" : "No"),
+    el("td", {}, posicion),
+    actions,
+  );
+}
+
+const list = pagedList({ path: "/api/v1/efectivos", form: document.getElementById("filtros"), render: (items) => body.replaceChildren(...items.map(row)) });
+document.getElementById("nuevo-efectivo")?.addEventListener("click", create);
+await list.load();
+let pending = null;
+connectLive({
+  onEvent(frame) {
+    if (frame.topic !== "efectivos") return;
+    clearTimeout(pending);
+    pending = setTimeout(list.load, 300);
+  },
+  onResync: list.load,
+});

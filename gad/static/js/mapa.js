@@ -1,18 +1,28 @@
-// Map of efectivos and located tareas. Works without tiles: markers and the list below still render.
-import { api, el } from "./api.js";
+// Map page: efectivos (position age in the tooltip and the list) and located open tareas; works without tiles.
+import { age, el, fetchAll } from "./api.js";
+import { createMap } from "./mapview.js";
+import { connectLive } from "./live.js";
 
-const container = document.getElementById("mapa");
-const map = window.L.map(container).setView([40.4169, -3.7035], 12);
-window.L.tileLayer(container.dataset.tiles, { maxZoom: 19, attribution: "© OpenStreetMap" }).addTo(map);
+const view = createMap(document.getElementById("mapa"));
 const lista = document.getElementById("posiciones");
 
-const { data: efectivos } = await api("/api/v1/efectivos?limit=200");
-for (const e of efectivos.items.filter((x) => x.lat !== null)) {
-  window.L.circleMarker([e.lat, e.lng], { radius: 7, color: e.estado_disponibilidad === "disponible" ? "#15803d" : "#b45309" }).addTo(map).bindTooltip(e.nombre);
-  lista.append(el("li", {}, `Efectivo ${e.nombre}: ${e.lat.toFixed(4)}, ${e.lng.toFixed(4)}`));
+async function load() {
+  const [{ items: efectivos }, { items: tareas }] = await Promise.all([fetchAll("/api/v1/efectivos?"), fetchAll("/api/v1/tasks?estado=programada,en_curso,pausada")]);
+  view.showEfectivos(efectivos);
+  view.showTareas(tareas);
+  lista.replaceChildren(
+    ...efectivos.filter((e) => e.lat !== null).map((e) => el("li", {}, `Efectivo ${e.nombre}: ${e.lat.toFixed(4)}, ${e.lng.toFixed(4)} (${age(e.posicion_en)})`)),
+    ...tareas.filter((t) => t.ubicacion_lat !== null).map((t) => el("li", {}, `Tarea ${t.codigo}: ${t.ubicacion_lat.toFixed(4)}, ${t.ubicacion_lng.toFixed(4)}`)),
+  );
 }
-const { data: tareas } = await api("/api/v1/tasks?limit=200&estado=programada,en_curso,pausada");
-for (const t of tareas.items.filter((x) => x.ubicacion_lat !== null)) {
-  window.L.marker([t.ubicacion_lat, t.ubicacion_lng]).addTo(map).bindTooltip(t.codigo);
-  lista.append(el("li", {}, `Tarea ${t.codigo}: ${t.ubicacion_lat.toFixed(4)}, ${t.ubicacion_lng.toFixed(4)}`));
-}
+
+await load();
+let pending = null;
+connectLive({
+  onEvent() {
+    // Bursts of position updates redraw once.
+    clearTimeout(pending);
+    pending = setTimeout(load, 300);
+  },
+  onResync: load,
+});

@@ -1,5 +1,6 @@
-// Tarea detail: data, history, the transitions this user may perform, and assignment with suggestions.
-import { api, el, ESTADOS } from "./api.js";
+// Tarea detail: data, history, the transitions this user may perform, assignment with suggestions, and
+// editing with If-Match: a 412 shows what the other person changed and lets the operator reapply or discard.
+import { api, age, clearFormErrors, el, showFormErrors, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 
 const root = document.getElementById("tarea");
@@ -7,7 +8,14 @@ const id = Number(root.dataset.tareaId);
 const transiciones = JSON.parse(root.dataset.transiciones);
 const supervisor = root.dataset.supervisor === "si";
 const errorBox = document.getElementById("error");
+const form = document.getElementById("form-tarea");
+const EDITABLE = ["titulo", "descripcion", "tipo", "prioridad", "inicio_programado", "fin_programado", "ubicacion_lat", "ubicacion_lng", "ubicacion_descripcion", "notas"];
+const LABELS = { titulo: "Título", descripcion: "Descripción", tipo: "Tipo", prioridad: "Prioridad", inicio_programado: "Inicio programado", fin_programado: "Fin programado", ubicacion_lat: "Latitud", ubicacion_lng: "Longitud", ubicacion_descripcion: "Lugar", notas: "Notas" };
 let etag = null;
+let current = null;
+let base = null; // the tarea as it was when the form was filled: what "my changes" are measured against
+let editing = false;
+let pendingChanges = null;
 
 function showError(error) {
   errorBox.hidden = false;
@@ -24,7 +32,93 @@ async function act(fn) {
   await load();
 }
 
-async function load() {
+const asText = (v) => (v === null || v === undefined ? "" : String(v));
+
+function fillForm(tarea) {
+  if (!form) return;
+  base = tarea;
+  for (const field of EDITABLE) form.elements.namedItem(field).value = asText(tarea[field]);
+  clearFormErrors(form);
+}
+
+function formChanges() {
+  const changes = {};
+  for (const field of EDITABLE) {
+    const value = form.elements.namedItem(field).value.trim();
+    if (value === asText(base[field])) continue;
+    if (value === "") changes[field] = null;
+    else if (["prioridad", "ubicacion_lat", "ubicacion_lng"].includes(field) && /^-?\d+(\.\d+)?$/.test(value.replace(",", "."))) changes[field] = Number(value.replace(",", "."));
+    else changes[field] = value;
+  }
+  // Latitude and longitude travel together.
+  if ("ubicacion_lat" in changes || "ubicacion_lng" in changes) {
+    changes.ubicacion_lat ??= base.ubicacion_lat;
+    changes.ubicacion_lng ??= base.ubicacion_lng;
+  }
+  return changes;
+}
+
+async function save(changes, ifMatch) {
+  clearFormErrors(form);
+  try {
+    await api(`/api/v1/tasks/${id}`, { method: "PATCH", body: changes, headers: { "If-Match": ifMatch } });
+    editing = false;
+    document.getElementById("conflicto").hidden = true;
+    errorBox.hidden = true;
+    await load({ refill: true });
+  } catch (error) {
+    if (error.status === 412) await showConflict(changes);
+    else showFormErrors(form, error);
+  }
+}
+
+async function showConflict(changes) {
+  const { data: latest, etag: latestEtag } = await api(`/api/v1/tasks/${id}`);
+  pendingChanges = { changes, etag: latestEtag, latest };
+  const rows = [];
+  for (const field of EDITABLE) {
+    const theirs = asText(latest[field]) !== asText(base[field]);
+    const mine = field in changes;
+    if (!theirs && !mine) continue;
+    rows.push(
+      el(
+        "tr",
+        { class: theirs && mine ? "choque" : "", "data-campo": field },
+        el("th", { scope: "row" }, LABELS[field]),
+        el("td", {}, asText(base[field]) || "—"),
+        el("td", {}, theirs ? asText(latest[field]) || "—" : "(sin cambios)"),
+        el("td", {}, mine ? asText(changes[field]) || "—" : "(sin cambios)"),
+      ),
+    );
+  }
+  document.getElementById("diferencias").replaceChildren(...rows);
+  const panel = document.getElementById("conflicto");
+  panel.hidden = false;
+  document.getElementById("reaplicar").focus();
+}
+
+if (form) {
+  form.addEventListener("input", () => (editing = true));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const changes = formChanges();
+    if (Object.keys(changes).length === 0) return;
+    save(changes, `"${base.version}"`);
+  });
+  document.getElementById("reaplicar").addEventListener("click", () => {
+    // Reapply only the fields I changed, on top of the other person's version.
+    base = pendingChanges.latest;
+    save(pendingChanges.changes, pendingChanges.etag);
+  });
+  document.getElementById("descartar").addEventListener("click", () => {
+    editing = false;
+    document.getElementById("conflicto").hidden = true;
+    fillForm(pendingChanges.latest);
+    form.elements.namedItem("titulo").focus();
+  });
+}
+
+async function load({ refill = false } = {}) {
   let tarea;
   try {
     ({ data: tarea, etag } = await api(`/api/v1/tasks/${id}`));
@@ -32,19 +126,23 @@ async function load() {
     showError(error);
     return;
   }
+  current = tarea;
+  // While the operator edits, the form keeps their view; the header still shows the live tarea.
+  if (!editing || refill || base === null) fillForm(tarea);
   document.getElementById("tarea-titulo").textContent = tarea.titulo;
   document.getElementById("tarea-codigo").textContent = tarea.codigo;
   document.getElementById("tarea-estado").textContent = ESTADOS[tarea.estado];
   document.getElementById("tarea-prioridad").textContent = String(tarea.prioridad);
   document.getElementById("tarea-descripcion").textContent = tarea.descripcion ?? "";
+  const motivo = () => document.getElementById("motivo").value.trim() || undefined;
   document.getElementById("acciones").replaceChildren(
     ...(transiciones[tarea.estado] ?? []).map((estado) =>
-      el("button", { type: "button", "data-transicion": estado, onclick: () => act(() => api(`/api/v1/tasks/${id}/estado`, { method: "POST", body: { estado }, headers: { "If-Match": etag } })) }, `Pasar a ${ESTADOS[estado]}`),
+      el("button", { type: "button", "data-transicion": estado, onclick: () => act(() => api(`/api/v1/tasks/${id}/estado`, { method: "POST", body: { estado, motivo: motivo() }, headers: { "If-Match": etag } })) }, `Pasar a ${ESTADOS[estado]}`),
     ),
   );
   document.getElementById("asignados").replaceChildren(
     ...tarea.efectivos.map((e) =>
-      el("li", {}, `${e.codigo_interno} · ${e.nombre} `, supervisor ? el("button", { type: "button", onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos/${e.efectivo_id}`, { method: "DELETE" })) }, "Quitar") : ""),
+      el("li", {}, `${e.codigo_interno} · ${e.nombre} `, supervisor ? el("button", { type: "button", "aria-label": `Quitar a ${e.nombre}`, onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos/${e.efectivo_id}`, { method: "DELETE" })) }, "Quitar") : ""),
     ),
   );
   const { data: historial } = await api(`/api/v1/tasks/${id}/historial`);
@@ -58,7 +156,7 @@ async function load() {
     const { data: cercanos } = await api(`/api/v1/efectivos/cercanos?lat=${tarea.ubicacion_lat}&lng=${tarea.ubicacion_lng}&radio_m=20000&limit=5`);
     document.getElementById("sugerencias").replaceChildren(
       ...cercanos.map((c) =>
-        el("li", {}, `${c.efectivo.nombre} a ${Math.round(c.distancia_m)} m `, el("button", { type: "button", onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos`, { method: "POST", body: { efectivo_ids: [c.efectivo.id] } })) }, "Asignar")),
+        el("li", {}, `${c.efectivo.nombre} a ${Math.round(c.distancia_m)} m (posición ${age(c.efectivo.posicion_en)}) `, el("button", { type: "button", "aria-label": `Asignar a ${c.efectivo.nombre}`, onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos`, { method: "POST", body: { efectivo_ids: [c.efectivo.id] } })) }, "Asignar")),
       ),
     );
   }

@@ -1,0 +1,221 @@
+"""Side by side: the same scenarios against several systems, interleaved, with ratios (issue 18, item 7).
+
+Any claim "GAD is N x faster than GRUPO_GAD" or "GAD reaches N % of the stack's floor" is one command:
+
+    .venv/bin/python -m bench.compare --spawn --rounds 3 --duration 4
+    .venv/bin/python -m bench.compare --system gad=http://127.0.0.1:8080 \\
+        --system grupo_gad=http://127.0.0.1:8000 --login admin@example.org:secret --rounds 3
+
+``--system NAME=URL`` names a running server (repeatable); ``--spawn`` adds a GAD server and the stack's
+floors (bench.floor_app: bare Flask for /health, one pooled query for "get one") on an embedded PostgreSQL,
+each one gunicorn gevent worker. Every system is logged in with the OAuth2 password form both GAD and
+GRUPO_GAD accept. Rounds are interleaved: in each round every scenario runs on every system, the order of
+the systems rotating from round to round, so a machine that slows down mid-run (these are shared) slows
+every system alike. The report gives, per scenario, each system's median req/s and p50/p99 over the rounds
+and the first system's req/s divided by each other's (``--baseline`` picks another first system).
+
+``--server-cpu`` / ``--client-cpu`` pin spawned servers and the load client to different cores (taskset),
+as the issue's measurements did, so the client's CPU is not the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import DEMO_ADMIN, ROOT, Call, run_load, run_wrk, spawned_server, wait_healthy, wrk_available
+from gad.embedded import free_port
+
+# (name, method, path template, body template). {tarea} is a tarea the system showed us; %d in a body is a
+# per-request sequence number (wrk) so creates never collide on codigo.
+SCENARIOS: dict[str, tuple[str, str, str]] = {
+    "health": ("GET", "/health", ""),
+    "get_one": ("GET", "/api/v1/tasks/{tarea}", ""),
+    "list_100": ("GET", "/api/v1/tasks?limit=100", ""),
+    "me": ("GET", "/api/v1/users/me", ""),
+    "create": ("POST", "/api/v1/tasks", '{{"codigo": "{prefix}%08d", "titulo": "Tarea de comparativa", "tipo": "patrullaje", "prioridad": 2{extra}}}'),
+}
+# What a floor app can stand in for: the scenario is skipped for a system that has no such path.
+FLOOR_SCENARIOS = {"floor_hello": {"health"}, "floor_one_query": {"get_one"}}
+
+
+@dataclass
+class System:
+    name: str
+    url: str
+    scenarios: set[str] = field(default_factory=lambda: set(SCENARIOS))
+    token: str = ""
+    tarea_id: int | None = None
+    create_extra: str = ""
+
+
+def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+def _login(system: System, email: str, password: str) -> None:
+    form = urllib.parse.urlencode({"username": email, "password": password}).encode()
+    answer = _request(system.url + "/api/v1/auth/login", "POST", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    system.token = answer["access_token"]
+
+
+def _prepare(system: System) -> None:
+    """Find a tarea to read, and what a create needs on this system (GRUPO_GAD requires a delegado)."""
+    auth = {"Authorization": f"Bearer {system.token}"}
+    me = _request(system.url + "/api/v1/users/me", headers=auth)
+    listing = _request(system.url + "/api/v1/tasks?limit=1", headers=auth)
+    items = listing["items"] if isinstance(listing, dict) else listing  # GAD wraps lists; GRUPO_GAD does not
+    if not items:
+        body = json.dumps({"codigo": "CMP-SEED-1", "titulo": "Tarea semilla", "tipo": "vigilancia", "delegado_usuario_id": me["id"]}).encode()
+        items = [_request(system.url + "/api/v1/tasks", "POST", body, auth | {"Content-Type": "application/json"})]
+    system.tarea_id = int(items[0]["id"])
+    if "items" not in (listing if isinstance(listing, dict) else {}):
+        system.create_extra = f', "delegado_usuario_id": {me["id"]}, "inicio_programado": "2030-01-01T08:00:00Z"'
+
+
+def _one_run(system: System, scenario: str, concurrency: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
+    method, path, body = SCENARIOS[scenario]
+    path = path.format(tarea=system.tarea_id or 1)
+    authorization = f"Bearer {system.token}" if system.token and scenario != "health" else ""
+    if body:
+        prefix = "K" + os.urandom(3).hex().upper()
+        body = body.format(prefix=prefix, extra=system.create_extra)
+    if wrk_available():
+        return run_wrk(system.url, method, path, authorization, concurrency, duration, body_template=body, cpu=client_cpu)
+    template = body
+
+    def make(index: int, seq: int) -> tuple[str, str, dict[str, Any] | None]:
+        return method, path, json.loads(template.replace("%08d", f"{index:03d}{seq:05d}")) if template else None
+
+    return run_load(system.url, Call(make, {"Authorization": authorization} if authorization else {}), concurrency, duration)
+
+
+def compare(systems: list[System], scenarios: list[str], concurrency: list[int], rounds: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
+    samples: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for round_number in range(rounds):
+        order = systems[round_number % len(systems) :] + systems[: round_number % len(systems)]
+        for scenario in scenarios:
+            for clients in concurrency:
+                for system in order:
+                    if scenario in system.scenarios:
+                        samples.setdefault((scenario, clients, system.name), []).append(_one_run(system, scenario, clients, duration, client_cpu))
+    return summarise(samples, [s.name for s in systems])
+
+
+def summarise(samples: dict[tuple[str, int, str], list[dict[str, Any]]], names: list[str]) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for (scenario, clients, name), runs in sorted(samples.items()):
+        entry = report.setdefault(f"{scenario}@{clients}", {})
+        entry[name] = {
+            "rps": round(statistics.median(r["rps"] for r in runs), 1),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+            "rounds": len(runs),
+            "errors": sum(sum(r["errors"].values()) for r in runs),
+        }
+    return report
+
+
+def ratios(report: dict[str, Any], baseline: str) -> dict[str, dict[str, float]]:
+    """The baseline's req/s divided by every other system's, per scenario (only where both ran it): with GAD as
+    the baseline, "gad ÷ grupo_gad" above 1 is GAD's speed-up and "gad ÷ floor_hello" is its share of the floor."""
+    out: dict[str, dict[str, float]] = {}
+    for key, entry in report.items():
+        if baseline in entry:
+            out[key] = {name: round(entry[baseline]["rps"] / values["rps"], 2) for name, values in entry.items() if name != baseline and values["rps"]}
+    return out
+
+
+def print_table(report: dict[str, Any], names: list[str], baseline: str) -> None:
+    header = ["scenario"] + [f"{n} req/s (p99 ms)" for n in names] + [f"{baseline} ÷ {n}" for n in names if n != baseline]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    table_ratios = ratios(report, baseline)
+    for key, entry in report.items():
+        cells = [key]
+        for name in names:
+            cells.append(f"{entry[name]['rps']:,} ({entry[name]['p99_ms']})" if name in entry else "—")
+        for name in names:
+            if name != baseline:
+                cells.append(str(table_ratios.get(key, {}).get(name, "—")))
+        print("| " + " | ".join(cells) + " |")
+
+
+@contextmanager
+def _floor(variant: str, database_url: str, server_cpu: str | None) -> Iterator[str]:
+    port = free_port()
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "PORT": str(port)}
+    command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", f"bench.floor_app:{variant}"]
+    proc = subprocess.Popen(_pinned(command, server_cpu), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _pinned(command: list[str], cpu: str | None) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if cpu else command
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--system", action="append", default=[], metavar="NAME=URL", help="a running system to measure (repeatable)")
+    parser.add_argument("--spawn", action="store_true", help="also spawn GAD and the stack floors locally")
+    parser.add_argument("--login", default=":".join(DEMO_ADMIN), metavar="EMAIL:PASSWORD", help="credentials for every --system")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="scenarios to run (default: all)")
+    parser.add_argument("--concurrency", default="16", help="comma-separated client counts (default 16)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--baseline", help="system the ratios divide by (default: the first)")
+    parser.add_argument("--server-cpu", help="taskset CPU list for spawned servers, e.g. 0")
+    parser.add_argument("--client-cpu", help="taskset CPU list for the load client, e.g. 1")
+    args = parser.parse_args()
+    if not args.system and not args.spawn:
+        parser.error("name at least one --system NAME=URL, or --spawn")
+    email, _, password = args.login.partition(":")
+    systems = []
+    for spec in args.system:
+        name, _, url = spec.partition("=")
+        systems.append(System(name, url.rstrip("/")))
+    with ExitStack() as stack:
+        if args.spawn:
+            gad_url = stack.enter_context(spawned_server(workers=1, cpu=args.server_cpu))
+            systems.insert(0, System("gad", gad_url))
+            database_url = os.environ["GAD_BENCH_DB_URL"]
+            for variant, scenarios in FLOOR_SCENARIOS.items():
+                systems.append(System(variant, stack.enter_context(_floor(variant.removeprefix("floor_"), database_url, args.server_cpu)), scenarios))
+        for system in systems:
+            if system.name not in FLOOR_SCENARIOS:
+                _login(system, email, password)
+                _prepare(system)
+        for system in systems:
+            if system.name in FLOOR_SCENARIOS:  # the floors read GAD's database: the same tarea
+                system.tarea_id = systems[0].tarea_id
+        started = time.monotonic()
+        concurrency = [int(c) for c in args.concurrency.split(",")]
+        report = compare(systems, args.scenario or list(SCENARIOS), concurrency, args.rounds, args.duration, args.client_cpu)
+    names = [s.name for s in systems]
+    baseline = args.baseline or names[0]
+    print(json.dumps({"report": report, "ratios_to_" + baseline: ratios(report, baseline), "seconds": round(time.monotonic() - started)}, indent=2))
+    print_table(report, names, baseline)
+
+
+if __name__ == "__main__":
+    main()

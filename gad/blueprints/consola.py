@@ -1,0 +1,95 @@
+"""Browser pages added for operators and field staff: the filtered, paged tarea list and /mi (the phone page).
+
+Shells rendered by the server; data and actions go through the JSON API from ES modules under gad/static/js.
+/mi is installable: a web app manifest (static) and a service worker served from /mi/sw.js, whose scope is the page.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, request, send_from_directory, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gad.blueprints.pages import _login_redirect, _page_user, _render
+from gad.db_session import commit_or_problem
+from gad.errors import AppError
+from gad.policy import is_supervisor
+from gad.security import check_csrf, is_local_path, start_session
+from gad.services import usuarios
+from gad.vocab import EstadoTarea, TipoTarea
+
+bp = Blueprint("consola", __name__)
+# Pages a usuario with an administrador-chosen password may still open (everything else sends them to change it).
+_OPEN_WHILE_CHANGING = frozenset({"pages.login_form", "pages.login_submit", "pages.logout", "consola.cambiar_clave", "consola.service_worker"})
+
+
+@bp.before_app_request
+def _password_change_first() -> WerkzeugResponse | None:
+    """Browser pages only: someone whose password an administrador chose changes it before anything else."""
+    if request.blueprint not in ("pages", "consola") or request.endpoint in _OPEN_WHILE_CHANGING:
+        return None
+    usuario = _page_user()
+    if usuario is not None and usuario.debe_cambiar_clave:
+        return redirect(url_for("consola.cambiar_clave", next=request.full_path.rstrip("?")))
+    return None
+
+
+@bp.route("/cambiar-clave", methods=["GET", "POST"])
+def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    target = request.values.get("next", "")
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        check_csrf(request.form.get("csrf_token"))
+        nueva = request.form.get("password", "")
+        if nueva != request.form.get("password2", ""):
+            errors["password2"] = "Las dos contraseñas no coinciden."
+        else:
+            try:
+                usuarios.update_usuario(usuario, usuario.id, {"password": nueva, "current_password": request.form.get("current_password", "")}, None)
+            except AppError as exc:
+                for field_error in exc.errors or []:
+                    errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or "Contraseña no válida."
+                if not errors:
+                    errors["general"] = "No se pudo cambiar la contraseña."
+            else:
+                if commit_or_problem() is None:
+                    # The change ended every session of this usuario, this one included: start a fresh one.
+                    start_session(usuario)
+                    return redirect(target if is_local_path(target) else url_for("pages.index"))
+                errors["general"] = "No se pudo guardar; inténtelo de nuevo."
+        return render_template("cambiar_clave.html", usuario=usuario, errors=errors, next=target), 422
+    return render_template("cambiar_clave.html", usuario=usuario, errors=errors, next=target)
+
+
+@bp.get("/tareas")
+def tareas_lista() -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render(
+        "tareas.html",
+        usuario,
+        estados=[e.value for e in EstadoTarea],
+        tipos=[t.value for t in TipoTarea],
+        filtro_estado=request.args.get("estado", ""),
+    )
+
+
+@bp.get("/mi")
+def mi_servicio() -> WerkzeugResponse | str:
+    usuario = _page_user()
+    if usuario is None:
+        return _login_redirect()
+    return _render("mi.html", usuario, operador=is_supervisor(usuario))
+
+
+@bp.get("/mi/sw.js")
+def service_worker() -> WerkzeugResponse:
+    # Served under /mi/ so its default scope is the phone page; never cached by HTTP so an update reaches phones.
+    response = send_from_directory(current_app.static_folder or "static", "mi/sw.js", mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    # The page is /mi (no trailing slash), one level above the worker's default scope /mi/.
+    response.headers["Service-Worker-Allowed"] = "/mi"
+    return response

@@ -1,0 +1,1 @@
+"""Importers of data from the systems GAD replaces."""

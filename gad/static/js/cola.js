@@ -1,0 +1,79 @@
+// The phone's outbox: actions taken without coverage (estado changes, availability, positions, SOS) are kept
+// in localStorage and sent in order when the network is back. Each carries its own Idempotency-Key, so a
+// request whose answer was lost is applied once; a refusal (409/412/422/403) is kept as a conflict to show,
+// never dropped silently. Network errors and 5xx leave the action queued for the next attempt.
+import { api, newKey } from "./api.js";
+
+const QUEUE = "gad:mi:cola";
+const CONFLICTS = "gad:mi:conflictos";
+const MAX_FIXES = 200;
+let flushing = null;
+const listeners = new Set();
+
+const read = (key) => {
+  try {
+    return JSON.parse(localStorage.getItem(key) ?? "[]");
+  } catch {
+    return [];
+  }
+};
+const write = (key, value) => localStorage.setItem(key, JSON.stringify(value));
+const notify = () => listeners.forEach((fn) => fn());
+
+export const pending = () => read(QUEUE);
+export const conflicts = () => read(CONFLICTS);
+export const onChange = (fn) => listeners.add(fn);
+
+export function dismissConflict(key) {
+  write(
+    CONFLICTS,
+    conflicts().filter((c) => c.key !== key),
+  );
+  notify();
+}
+
+// Queue an action and try to send everything; resolves with the API answer when sent now, or null when kept.
+export async function enqueue({ method, path, body, label, kind = "accion" }) {
+  const item = { key: newKey(), method, path, body, label, kind, created: new Date().toISOString() };
+  let queue = pending();
+  queue.push(item);
+  const fixes = queue.filter((q) => q.kind === "posicion");
+  if (fixes.length > MAX_FIXES) {
+    // Past the cap the oldest fixes go first: a route thinned out beats a phone out of storage.
+    const drop = new Set(fixes.slice(0, fixes.length - MAX_FIXES).map((f) => f.key));
+    queue = queue.filter((q) => !drop.has(q.key));
+  }
+  write(QUEUE, queue);
+  notify();
+  const results = await flush();
+  return results.get(item.key) ?? null;
+}
+
+export function flush() {
+  if (!flushing) flushing = send().finally(() => (flushing = null));
+  return flushing;
+}
+
+async function send() {
+  const results = new Map();
+  for (;;) {
+    const [item] = pending();
+    if (!item) break;
+    try {
+      const answer = await api(item.path, { method: item.method, body: item.body, idempotencyKey: item.key });
+      results.set(item.key, answer);
+    } catch (error) {
+      if (error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 401) break; // offline or not now: keep it
+      write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.detail ?? "", at: new Date().toISOString() }]);
+      results.set(item.key, { error });
+    }
+    write(
+      QUEUE,
+      pending().filter((q) => q.key !== item.key),
+    );
+    notify();
+  }
+  return results;
+}
+
+window.addEventListener("online", () => flush());

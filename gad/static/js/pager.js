@@ -1,0 +1,54 @@
+// A paged list: "N en total · del X al Y", previous/next, filters from a form; the URL keeps the filters.
+import { api } from "./api.js";
+
+export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}) }) {
+  let offset = 0;
+  const total = document.getElementById("total");
+  const pagina = document.getElementById("pagina");
+  const prev = document.getElementById("anterior");
+  const next = document.getElementById("siguiente");
+
+  const params = () => {
+    const query = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (String(v).trim() !== "") query.set(k, String(v).trim());
+    for (const [k, v] of Object.entries(extra())) if (v !== undefined && v !== "") query.set(k, v);
+    return query;
+  };
+
+  async function load() {
+    const query = params();
+    history.replaceState(null, "", `${location.pathname}?${query}`);
+    query.set("limit", String(pageSize));
+    query.set("offset", String(offset));
+    try {
+      const { data } = await api(`${path}?${query}`);
+      render(data.items);
+      const first = data.total ? offset + 1 : 0;
+      total.textContent = `${data.total} en total · del ${first} al ${offset + data.items.length}`;
+      pagina.textContent = `Página ${Math.floor(offset / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
+      prev.disabled = offset === 0;
+      next.disabled = offset + data.items.length >= data.total;
+    } catch (error) {
+      total.textContent = error.message;
+    }
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    offset = 0;
+    load();
+  });
+  prev.addEventListener("click", () => {
+    offset = Math.max(0, offset - pageSize);
+    load();
+  });
+  next.addEventListener("click", () => {
+    offset += pageSize;
+    load();
+  });
+  // Filters from the URL (a board count links here with ?estado=...).
+  for (const [k, v] of new URLSearchParams(location.search)) {
+    const input = form.elements.namedItem(k);
+    if (input) input.value = v;
+  }
+  return { load, reset: () => ((offset = 0), load()) };
+}

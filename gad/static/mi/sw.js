@@ -1,0 +1,62 @@
+// Service worker of /mi: keeps the page's own files so the phone page opens without coverage.
+// The page shell is network-first (a fresh CSRF token and code when online), its static files are
+// served from the cache and refreshed behind; API calls are never cached here (the page keeps its data).
+const CACHE = "gad-mi-v1";
+const SHELL = [
+  "/mi",
+  "/static/css/app.css",
+  "/static/js/mi.js",
+  "/static/js/api.js",
+  "/static/js/live.js",
+  "/static/js/cola.js",
+  "/static/mi/manifest.webmanifest",
+  "/static/mi/icono-192.png",
+];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.pathname === "/mi") {
+    event.respondWith(
+      fetch(event.request)
+        .then((response) => {
+          if (response.ok) {
+            const copy = response.clone();
+            caches.open(CACHE).then((cache) => cache.put("/mi", copy));
+          }
+          return response;
+        })
+        .catch(() => caches.match("/mi")),
+    );
+    return;
+  }
+  if (SHELL.includes(url.pathname)) {
+    event.respondWith(
+      caches.match(url.pathname).then((cached) => {
+        const refresh = fetch(event.request)
+          .then((response) => {
+            if (response.ok) {
+              const copy = response.clone();
+              caches.open(CACHE).then((cache) => cache.put(url.pathname, copy));
+            }
+            return response;
+          })
+          .catch(() => cached);
+        return cached ?? refresh;
+      }),
+    );
+  }
+});

@@ -1,0 +1,80 @@
+"""Shared Playwright helpers for the browser suites: Chromium launch, viewports, login, axe-core and screenshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Puerta del Sol, Madrid: where the granted geolocation puts every phone.
+SOL = {"latitude": 40.4169, "longitude": -3.7035, "accuracy": 10}
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
+SIZES = ("escritorio", "movil")
+
+
+def launch(playwright: Playwright) -> Browser:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is required for the browser tests: apt-get install chromium (.ci/run does); looked for {CHROMIUM}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def context_options(playwright: Playwright, size: str, base_url: str) -> dict[str, Any]:
+    """Desktop, or a phone by Playwright's device emulation (touch, mobile UA, DPR), with geolocation granted."""
+    base: dict[str, Any] = dict(DESKTOP) if size == "escritorio" else dict(playwright.devices["Pixel 7"])
+    base.pop("default_browser_type", None)
+    return base | {"base_url": base_url, "geolocation": SOL, "permissions": ["geolocation"], "locale": "es-ES"}
+
+
+@contextmanager
+def logged_in(
+    browser: Browser, playwright: Playwright, base_url: str, email: str, password: str, size: str = "escritorio", landing: str = "/"
+) -> Iterator[tuple[BrowserContext, Page]]:
+    context = browser.new_context(**context_options(playwright, size, base_url))
+    try:
+        page = context.new_page()
+        page.goto("/login?next=" + landing)
+        page.get_by_label("Correo electrónico").fill(email)
+        page.get_by_label("Contraseña").fill(password)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(base_url + landing)
+        yield context, page
+    finally:
+        context.close()
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page as it is now (axe runs over CDP, so the CSP does not block it)."""
+    source = AXE.read_text()
+    page.evaluate(source)
+    result = page.evaluate("async () => JSON.stringify(await axe.run(document, {resultTypes: ['violations']}))")
+    violations = json.loads(result)["violations"]
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def shot(page: Page, name: str, size: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}.png"), full_page=True)

@@ -1,0 +1,514 @@
+"""Operators and field staff doing the whole job from a browser: Playwright in Chromium, desktop and phone, real gunicorn."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.builders import PASSWORD, Builders
+from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, shot
+
+pytestmark = pytest.mark.slow
+MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    launched = launch(pw)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    # Tiles point at an address that refuses at once: every map must stay usable without them.
+    live = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("browser"), extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
+    yield live
+    stop_gunicorn(live)
+
+
+def _no_injected_elements(page: Page, where: str) -> None:
+    expect(page.locator(".pwn"), f"markup from stored text became elements on {where}").to_have_count(0)
+
+
+def _hover_map_markers(page: Page) -> None:
+    """Tooltips are built when a marker is hovered: open every one so its content is in the DOM."""
+    markers = page.locator("#mapa .leaflet-interactive")
+    for index in range(markers.count()):
+        markers.nth(index).hover(force=True)
+        expect(page.locator(".leaflet-tooltip")).to_have_count(1)
+        _no_injected_elements(page, f"map tooltip {index}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_stored_markup_in_every_free_text_field_never_becomes_elements(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, tmp_path: Path, size: str
+) -> None:
+    admin = build.usuario(3, nombre=MARKUP, apellido=MARKUP, telefono=MARKUP[:30])
+    officer = build.usuario(1, nombre=MARKUP, apellido=MARKUP)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre=MARKUP, rango=MARKUP[:50], unidad=MARKUP, especialidad=MARKUP, lat=40.4169, lon=-3.7035)
+    build.efectivo(codigo_interno="<b class=pwn>X", nombre=MARKUP, lat=40.42, lon=-3.70)
+    tarea = build.tarea(admin, titulo=MARKUP, descripcion=MARKUP, ubicacion_descripcion=MARKUP, notas=MARKUP, ubicacion_lat=40.417, ubicacion_lon=-3.703)
+    build.asignacion(tarea, efectivo)
+    dialogs: list[str] = []
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, size) as (_, page):
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        for path in ("/", f"/tareas/{tarea.id}", "/efectivos", "/usuarios", "/mapa", "/tareas/nueva"):
+            page.goto(path)
+            page.wait_for_load_state("networkidle")
+            if page.locator("#mapa").count():
+                _hover_map_markers(page)
+            _no_injected_elements(page, path)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size) as (_, page):
+        for path in ("/", f"/tareas/{tarea.id}"):
+            page.goto(path)
+            page.wait_for_load_state("networkidle")
+            _no_injected_elements(page, path + " (efectivo)")
+    assert dialogs == []
+
+
+# --- smoke: every page at both sizes, no script error, axe-core clean, screenshots ---------------------------
+
+
+def _errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
+PAGES = {
+    "tablero": "/",
+    "tareas": "/tareas",
+    "tarea": "/tareas/{tarea}",
+    "tarea-nueva": "/tareas/nueva",
+    "efectivos": "/efectivos",
+    "usuarios": "/usuarios",
+    "mapa": "/mapa",
+    "mi": "/mi",
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_page_loads_without_errors_passes_axe_and_is_photographed(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    admin = build.usuario(3)
+    build.efectivo(usuario_id=admin.id, nombre="Agente Administradora", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    build.efectivo(nombre="Agente Antiguo", lat=40.42, lon=-3.71, posicion_en=datetime.now(UTC) - timedelta(hours=2))
+    tarea = build.tarea(admin, titulo="Vigilancia del puerto", ubicacion_lat=40.417, ubicacion_lon=-3.703)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, size) as (_, page):
+        errors = _errors(page)
+        for name, path in PAGES.items():
+            page.goto(path.format(tarea=tarea.id))
+            page.wait_for_load_state("networkidle")
+            assert errors == [], f"{path}: {errors}"
+            violations = axe_violations(page)
+            assert violations == [], f"{path}: {violations}"
+            shot(page, name, size)
+    login = browser.new_context(**context_options(pw, size, server.url))
+    try:
+        page = login.new_page()
+        page.goto("/login")
+        assert axe_violations(page) == []
+        shot(page, "login", size)
+    finally:
+        login.close()
+
+
+# --- operators: raise an emergency, see who goes; the officer's phone gets it and answers --------------------
+
+
+def _api(server: LiveServer, build: Builders, who, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+    import requests
+
+    return requests.request(method, server.url + path, headers=build.headers(who, **kwargs.pop("headers", {})), timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_operator_raises_emergency_officer_phone_gets_it_and_the_board_shows_the_answer(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=officer.id, nombre="Agente Elena", lat=40.4175, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with (
+        logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, phone),
+        logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board),
+    ):
+        expect(phone.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(board.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        if size == "escritorio":
+            board.keyboard.press("Alt+e")
+            expect(board.get_by_role("group").or_(board.locator("#dialogo-emergencia"))).to_be_visible()
+            board.get_by_role("button", name="Usar mi posición").click()
+            expect(board.get_by_label("Latitud")).to_have_value("40.416900")
+        else:
+            board.locator("#mapa").click(position={"x": 150, "y": 150})
+            expect(board.locator("#dialogo-emergencia")).to_be_visible()
+            board.get_by_label("Latitud").fill("40.4169")
+            board.get_by_label("Longitud").fill("-3.7035")
+        board.get_by_label("Descripción").fill("Pelea en la plaza")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        result = board.locator("#emg-resultado")
+        expect(result).to_contain_text(re.compile(r"Agente Elena va en camino — a \d+ m"), timeout=5_000)
+        codigo = result.locator("a").inner_text()
+        # The officer's phone shows the assignment within 2 s of the operator's click.
+        expect(phone.locator("#alerta")).to_be_visible(timeout=2_000)
+        expect(phone.locator("#alerta-texto")).to_contain_text(codigo)
+        expect(board.locator(f'.lista-emergencias .emergencia:has-text("{codigo}")')).to_have_class(re.compile("nueva"))
+        shot(phone, "mi-alerta", "movil")
+        phone.get_by_role("button", name="Acepto").click()
+        expect(phone.locator("#alerta-estado")).to_contain_text("enviada", timeout=5_000)
+        expect(board.locator('.lista-emergencias [data-respuesta="acepto"], #emergencias [data-marca="aceptada"]').first).to_contain_text(
+            re.compile("acepta", re.I), timeout=5_000
+        )
+        shot(board, "tablero-emergencia-aceptada", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_nobody_free_says_why_and_lets_the_operator_assign_by_hand(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    stale = build.efectivo(nombre="Agente Dormido", lat=40.4172, lon=-3.7035, posicion_en=datetime.now(UTC) - timedelta(hours=1))
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board):
+        board.get_by_role("button", name="Nueva emergencia").click()
+        board.get_by_label("Latitud").fill("40,4169")
+        board.get_by_label("Longitud").fill("-3.7035")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#emg-resultado")).to_contain_text("Nadie libre: ninguna posición en los últimos 15 min")
+        board.get_by_role("button", name="Asignar Agente Dormido").click()
+        expect(board.locator("#emg-resultado")).to_contain_text("Agente Dormido asignado")
+        tarea_id = int(board.locator("#emg-resultado a").get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
+        assert [e["efectivo_id"] for e in _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea_id}").json()["efectivos"]] == [stale.id]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_emergency_form_shows_spanish_errors_next_to_the_coordinates(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board):
+        board.get_by_role("button", name="Nueva emergencia").click()
+        board.get_by_label("Latitud").fill("95")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#form-emergencia-error-lat")).to_have_text("Latitud entre -90 y 90.")
+        expect(board.locator("#form-emergencia-error-lng")).to_have_text("Este campo es obligatorio.")
+        expect(board.get_by_label("Latitud")).to_have_attribute("aria-invalid", "true")
+        board.keyboard.press("Escape")
+        expect(board.locator("#dialogo-emergencia")).to_be_hidden()
+        expect(board.get_by_role("button", name="Nueva emergencia")).to_be_focused()
+
+
+# --- the field officer's phone page ---------------------------------------------------------------------------
+
+
+def _officer(build: Builders, **efectivo: object):  # type: ignore[no-untyped-def]
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    values = {"usuario_id": officer.id, "nombre": "Agente Elena"} | efectivo
+    return officer, build.efectivo(**values)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_officer_runs_a_tarea_sets_availability_and_shares_position_from_the_phone(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Patrulla del mercado", tipo="patrullaje")
+    build.asignacion(tarea, efectivo)
+    before = datetime.now(UTC)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (_, page):
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        expect(card).to_contain_text("Patrulla del mercado")
+        # Geolocation is granted at Puerta del Sol: the fix reaches the server with the time it was taken.
+        expect(page.locator("#posicion-estado")).to_contain_text("la central la tiene de hace", timeout=10_000)
+        seen = _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()
+        assert (seen["lat"], seen["lng"]) == (40.4169, -3.7035)
+        assert datetime.fromisoformat(seen["posicion_en"]) >= before - timedelta(seconds=5)
+        card.get_by_role("button", name="Iniciar").click()
+        expect(card.get_by_role("button", name="Pausar")).to_be_visible()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        card.get_by_label("Motivo (opcional)").fill("Descanso de 10 minutos")
+        card.get_by_role("button", name="Pausar").click()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"][data-estado="pausada"]')).to_be_visible()
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Reanudar").click()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"][data-estado="en_curso"]')).to_be_visible()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Finalizar").click()
+        expect(page.locator("#historial")).to_contain_text("Patrulla del mercado · Finalizada")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        historial = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}/historial").json()
+        assert [h["estado_nuevo"] for h in historial] == ["en_curso", "pausada", "en_curso", "finalizada"]
+        assert historial[1]["motivo"] == "Descanso de 10 minutos"
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.get_by_role("button", name="No disponible")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "no_disponible"
+        shot(page, "mi-servicio", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Vigilancia nocturna", tipo="vigilancia")
+    build.asignacion(tarea, efectivo)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (context, page):
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        page.wait_for_function("navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(() => true)")
+        page.evaluate("navigator.serviceWorker.ready")
+        context.set_offline(True)
+        page.get_by_role("button", name="Fuera de servicio").click()
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Iniciar").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")
+        # Meanwhile the supervisor cancels the tarea: the queued "Iniciar" can no longer apply.
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "cancelada"}).status_code == 200
+        # Opening the page again without coverage shows the last known tareas (service worker + kept data).
+        page.reload()
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        expect(page.locator("#red")).to_contain_text("Sin cobertura")
+        shot(page, "mi-sin-cobertura", size)
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        expect(page.locator("#conflictos")).to_contain_text(f"Iniciar {tarea.codigo}: no se aplicó")
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
+        page.get_by_role("button", name=f"Entendido: Iniciar {tarea.codigo}").click()
+        expect(page.locator("#conflictos li")).to_have_count(0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sos_raises_an_emergency_at_my_position_and_says_who_is_coming(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    officer, _ = _officer(build)
+    build.efectivo(nombre="Agente Compañero", lat=40.4180, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, size, landing="/mi") as (_, page):
+        page.get_by_role("button", name="SOS").click()
+        expect(page.locator("#sos-resultado")).to_contain_text(re.compile(r"SOS EMG-\d{8}-\d{4}: va en camino Agente Compañero \(a 12\d m\)"), timeout=10_000)
+        shot(page, "mi-sos", size)
+
+
+def test_phone_page_first_load_is_under_200_kb(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, _):
+        cookies = context.cookies()
+    # A phone that never saw the page: no HTTP cache, no service worker; the session cookie only.
+    fresh = browser.new_context(**context_options(pw, "movil", server.url), service_workers="block")
+    try:
+        fresh.add_cookies(cookies)  # type: ignore[arg-type]
+        page = fresh.new_page()
+        page.context.new_cdp_session(page).send("Network.setCacheDisabled", {"cacheDisabled": True})
+        transferred: dict[str, int] = {}
+
+        def count(request) -> None:  # type: ignore[no-untyped-def]
+            sizes = request.sizes()
+            transferred[request.url] = transferred.get(request.url, 0) + sizes["responseBodySize"] + sizes["responseHeadersSize"]
+
+        page.on("requestfinished", count)
+        page.goto("/mi")
+        page.wait_for_load_state("networkidle")
+        total = sum(transferred.values())
+        print(f"/mi first load: {total} bytes transferred in {len(transferred)} requests")
+        for url, size in sorted(transferred.items(), key=lambda item: -item[1]):
+            print(f"  {size:>7}  {url.removeprefix(server.url)}")
+        assert total < 200_000
+    finally:
+        fresh.close()
+
+
+# --- operators' management pages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_admin_manages_usuarios_with_spanish_field_errors(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    admin = build.usuario(3)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, size, landing="/usuarios") as (_, page):
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Nuevo usuario").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Correo electrónico").fill("no-es-correo")
+        form.get_by_label("Contraseña inicial").fill("una-clave-larga-2026")
+        form.get_by_label("DNI").fill("12")
+        form.get_by_label("Nombre", exact=True).fill("Lucía")
+        form.get_by_label("Apellido").fill("Martín")
+        form.get_by_role("button", name="Crear").click()
+        expect(form.locator('[id$="-error-email"]')).to_have_text("Escriba un correo válido, p. ej. nombre@dominio.es.")
+        expect(form.locator('[id$="-error-dni"]')).to_have_text("Demasiado corto: al menos 5 caracteres.")
+        expect(form.get_by_label("DNI")).to_have_attribute("aria-invalid", "true")
+        form.get_by_label("Correo electrónico").fill("lucia@gad.test")
+        form.get_by_label("DNI").fill("44556677L")
+        form.get_by_role("button", name="Crear").click()
+        row = page.locator("#usuarios tr", has_text="lucia@gad.test")
+        expect(row).to_contain_text("Efectivo")
+        row.get_by_role("button", name="Editar Lucía Martín").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Nivel").select_option("2")
+        form.get_by_label("Teléfono").fill("+34 600 000 000")
+        form.get_by_label("Verificado").check()
+        form.get_by_role("button", name="Guardar").click()
+        expect(row).to_contain_text("Supervisor")
+        row.get_by_role("button", name="Restablecer la contraseña de Lucía Martín").click()
+        page.locator("dialog[open] form").get_by_label("Nueva contraseña").fill("otra-clave-larga-2026")
+        page.locator("dialog[open] form").get_by_role("button", name="Restablecer").click()
+        expect(page.locator("#aviso")).to_contain_text("sus sesiones se han cerrado")
+        row.get_by_role("button", name="Desactivar a Lucía Martín").click()
+        expect(row.locator("td").nth(4)).to_have_text("No")
+        row.get_by_role("button", name="Reactivar a Lucía Martín").click()
+        expect(row.locator("td").nth(4)).to_have_text("Sí")
+        shot(page, "usuarios-gestion", size)
+    created = [u for u in _api(server, build, admin, "GET", "/api/v1/users?q=lucia").json()["items"]]
+    assert [(u["nivel"], u["telefono"], u["verificado"], u["activo"]) for u in created] == [(2, "+34 600 000 000", True, True)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Pablo", apellido="Ruiz")
+    for n in range(55):
+        build.efectivo(codigo_interno=f"LOTE-{n:03d}", nombre=f"Agente Lote {n}")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size, landing="/efectivos") as (_, page):
+        page.on("dialog", lambda dialog: dialog.accept())
+        expect(page.locator("#total")).to_have_text("55 en total · del 1 al 50")
+        page.get_by_role("button", name="Siguiente").click()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        expect(page.locator("#efectivos tr")).to_have_count(5)
+        page.get_by_role("button", name="Nuevo efectivo").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Código interno").fill("AB")
+        form.get_by_label("Nombre").fill("Agente Pablo")
+        form.get_by_label("Usuario vinculado (para su página Mi servicio)").select_option(str(officer.id))
+        form.get_by_role("button", name="Crear").click()
+        expect(form.locator('[id$="-error-codigo_interno"]')).to_have_text("Demasiado corto: al menos 3 caracteres.")
+        form.get_by_label("Código interno").fill("PAB-001")
+        form.get_by_label("Unidad").fill("Móvil 7")
+        form.get_by_role("button", name="Crear").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        page.get_by_label("Buscar").fill("Pablo")
+        page.get_by_role("button", name="Filtrar").click()
+        expect(page.locator("#total")).to_have_text("1 en total · del 1 al 1")
+        row = page.locator("#efectivos tr", has_text="PAB-001")
+        expect(row).to_contain_text("sin posición")
+        row.get_by_role("button", name="Editar Agente Pablo").click()
+        page.locator("dialog[open] form").get_by_label("Rango").fill("Sargento")
+        page.locator("dialog[open] form").get_by_role("button", name="Guardar").click()
+        expect(row).to_contain_text("Sargento · Móvil 7")
+        row.get_by_role("button", name="Disponibilidad de Agente Pablo").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Disponibilidad").select_option("no_disponible")
+        form.get_by_label("Motivo (opcional)").fill("Cita médica")
+        form.get_by_role("button", name="Guardar").click()
+        expect(row.locator("[data-disponibilidad]")).to_have_text("No disponible")
+        shot(page, "efectivos-gestion", size)
+        row.get_by_role("button", name="Dar de baja a Agente Pablo").click()
+        expect(page.locator("#total")).to_have_text("0 en total · del 0 al 0")
+    [pablo] = _api(server, build, sup, "GET", "/api/v1/efectivos?q=Pablo&activo=false").json()["items"]
+    assert (pablo["usuario_id"], pablo["rango"], pablo["activo"]) == (officer.id, "Sargento", False)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_tarea_edit_that_lost_a_race_shows_the_other_change_and_reapplies_mine(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup, other = build.usuario(2), build.usuario(2)
+    tarea = build.tarea(sup, titulo="Vigilancia del museo", prioridad=2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size, landing=f"/tareas/{tarea.id}") as (_, page):
+        page.get_by_text("Editar datos").click()
+        expect(page.get_by_label("Título")).to_have_value("Vigilancia del museo")
+        page.get_by_label("Título").fill("Vigilancia del museo (refuerzo)")
+        # Someone else changes the prioridad meanwhile.
+        assert _api(server, build, other, "PATCH", f"/api/v1/tasks/{tarea.id}", json={"prioridad": 5, "notas": "Alerta de robo"}).status_code == 200
+        page.get_by_role("button", name="Guardar cambios").click()
+        conflict = page.locator("#conflicto")
+        expect(conflict).to_be_visible()
+        expect(conflict.locator('[data-campo="prioridad"]')).to_contain_text("5")
+        expect(conflict.locator('[data-campo="titulo"]')).to_contain_text("Vigilancia del museo (refuerzo)")
+        shot(page, "tarea-conflicto", size)
+        page.get_by_role("button", name="Reaplicar mis cambios").click()
+        expect(page.locator("#tarea-titulo")).to_have_text("Vigilancia del museo (refuerzo)")
+        expect(conflict).to_be_hidden()
+    saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (saved["titulo"], saved["prioridad"], saved["notas"]) == ("Vigilancia del museo (refuerzo)", 5, "Alerta de robo")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_board_counts_link_to_filtered_lists_and_the_feed_starts_from_the_log(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    sup = build.usuario(2)
+    for n in range(3):
+        assert (
+            _api(
+                server, build, sup, "POST", "/api/v1/tasks", json={"codigo": f"FEED-{n}", "titulo": f"Tarea del registro {n}", "tipo": "vigilancia"}
+            ).status_code
+            == 201
+        )
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, page):
+        expect(page.locator("#feed li")).to_have_count(3)
+        expect(page.locator("#feed li").first).to_contain_text("Tarea creada · FEED-2")
+        page.get_by_role("link", name="Ver todas las tareas programadas").click()
+        page.wait_for_url("**/tareas?estado=programada")
+        expect(page.locator("#total")).to_have_text("3 en total · del 1 al 3")
+        expect(page.get_by_label("Estado")).to_have_value("programada")
+
+
+def test_board_is_usable_from_the_keyboard(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD) as (_, page):
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Saltar al contenido"
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "abrir-emergencia":
+                break
+        assert page.evaluate("document.activeElement.id") == "abrir-emergencia"
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("Latitud")).to_be_focused()
+        page.keyboard.type("40.4169")
+        page.keyboard.press("Tab")
+        page.keyboard.type("-3.7035")
+        page.keyboard.press("Enter")
+        expect(page.locator("#emg-resultado")).to_contain_text("Emergencia creada")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_usuario_created_by_an_administrador_changes_the_password_at_first_login(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str
+) -> None:
+    admin = build.usuario(3)
+    body = {"email": f"nuevo-{size}@gad.test", "password": "clave-inicial-2026", "dni": f"7777{len(size)}777N", "nombre": "Nuevo", "apellido": "Agente"}
+    assert _api(server, build, admin, "POST", "/api/v1/users", json=body).json()["debe_cambiar_clave"] is True
+    context = browser.new_context(**context_options(pw, size, server.url))
+    try:
+        page = context.new_page()
+        page.goto("/login?next=/mi")
+        page.get_by_label("Correo electrónico").fill(body["email"])
+        page.get_by_label("Contraseña").fill(body["password"])
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url("**/cambiar-clave?next=/mi")
+        assert axe_violations(page) == []
+        shot(page, "cambiar-clave", size)
+        page.get_by_label("Contraseña actual").fill(body["password"])
+        page.get_by_label("Nueva contraseña (al menos 10 caracteres)").fill("corta")
+        page.get_by_label("Repita la nueva contraseña").fill("corta")
+        page.get_by_role("button", name="Guardar y continuar").click()
+        expect(page.locator("#error-password")).to_have_text("Demasiado corta: al menos 10 caracteres.")
+        page.get_by_label("Contraseña actual").fill(body["password"])
+        page.get_by_label("Nueva contraseña (al menos 10 caracteres)").fill("mi-clave-propia-2026")
+        page.get_by_label("Repita la nueva contraseña").fill("mi-clave-propia-2026")
+        page.get_by_role("button", name="Guardar y continuar").click()
+        page.wait_for_url(server.url + "/mi")
+        expect(page.get_by_role("heading", name="Mi servicio")).to_be_visible()
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+    finally:
+        context.close()

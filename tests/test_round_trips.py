@@ -1,0 +1,66 @@
+"""Statements per request on the hot paths: a budget per operation, so extra round trips cannot creep back.
+
+Counted on the engine (every statement SQLAlchemy sends; BEGIN and COMMIT are not statements here). Each
+budget is what the operation needs with its guarantees: the caller's usuario, the row(s) it changes, the
+history row, and two for the event log (take ids from the counter; append rows + chain head + NOTIFY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from gad.extensions import db
+from tests.builders import Builders
+
+
+@pytest.fixture
+def statements(app: Flask) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    yield sent
+    event.remove(engine, "before_cursor_execute", count)
+
+
+def _sent_by(statements: list[str], call: Any) -> tuple[Any, list[str]]:
+    statements.clear()
+    response = call()
+    return response, list(statements)
+
+
+def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClient, build: Builders, statements: list[str]) -> None:
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(supervisor)
+    client.get("/api/v1/users/me", headers=headers)  # warm: prepared statement caches, first-request work
+
+    created, sent = _sent_by(
+        statements, lambda: client.post("/api/v1/tasks", json={"codigo": "RT-1", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
+    )
+    assert created.status_code == 201 and len(sent) <= 6, sent
+    tarea_id = created.get_json()["id"]
+    # The event append is one statement: rows, chain head and NOTIFY together.
+    assert sum("INSERT INTO eventos" in s for s in sent) == 1 and any("pg_notify" in s and "INSERT INTO eventos" in s for s in sent), sent
+
+    assigned, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
+    assert assigned.status_code == 200 and len(sent) <= 10, sent
+
+    started, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers))
+    assert started.status_code == 200 and len(sent) <= 11, sent
+
+    read, sent = _sent_by(statements, lambda: client.get(f"/api/v1/tasks/{tarea_id}", headers=headers))
+    assert read.status_code == 200 and len(sent) <= 2, sent
+
+    me, sent = _sent_by(statements, lambda: client.get("/api/v1/users/me", headers=headers))
+    assert me.status_code == 200 and len(sent) <= 1, sent
