@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Text, bindparam, case, cast, func, literal, literal_column, select, text, true
+from sqlalchemy import Integer, Text, bindparam, case, cast, column, func, literal, literal_column, select, table, text, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,12 +24,14 @@ from gad.services.tareas import filtered, ordering
 # offset, microseconds only when there are any, and then all six digits.
 # Constants are rendered into the SQL, not bound: a statement with fifty parameters pays for each of them.
 _WHOLE_SECOND: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS"Z"'""")
+_UTC: ColumnElement[str] = literal_column("'UTC'")
+_SECOND: ColumnElement[str] = literal_column("'second'")
 _FRACTION: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'""")
 
 
 def iso(column: Any) -> ColumnElement[str]:
     """``column`` (timestamptz) as the string ``model_dump_json`` writes for it; NULL stays NULL."""
-    return func.to_char(func.timezone("UTC", column), case((func.date_trunc("second", column) == column, _WHOLE_SECOND), else_=_FRACTION))
+    return func.to_char(func.timezone(_UTC, column), case((func.date_trunc(_SECOND, column) == column, _WHOLE_SECOND), else_=_FRACTION))
 
 
 def _key(name: str) -> ColumnElement[str]:
@@ -94,6 +98,19 @@ def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
     return body, version
 
 
+def _page_object_sql() -> str:
+    """``tarea_object`` over the list's ``page`` subquery, compiled to SQL text once: building and
+    cache-keying that expression tree (some 80 nodes) on every request cost more CPU than it saved."""
+    page = table("page", *(column(c.name) for c in Tarea.__table__.c))
+    compiled = str(select(tarea_object(page.c).label("doc")).select_from(page).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    match = re.fullmatch(r"SELECT (.*) AS doc\s+FROM page", compiled, re.DOTALL)
+    assert match is not None, compiled
+    return match.group(1)
+
+
+_PAGE_OBJECT: ColumnElement[Any] = literal_column(_page_object_sql())
+
+
 def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> str:
     """A page of readable tareas as Page[TareaOut] JSON: rows, order, total and assignments in one statement.
 
@@ -109,7 +126,7 @@ def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) 
         .subquery("page")
     )
     everything = select(func.count()).select_from(matching.order_by(None).subquery()).scalar_subquery()
-    items = func.coalesce(func.json_agg(aggregate_order_by(tarea_object(page.c), page.c._rn)), text("'[]'::json"))
+    items = func.coalesce(func.json_agg(aggregate_order_by(_PAGE_OBJECT, page.c._rn)), text("'[]'::json"))
     document = func.json_build_object(
         _key("items"),
         items,
