@@ -91,6 +91,25 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def parse_deadlines(raw: str, name: str = "NOTIF_PLAZOS") -> dict[str, int]:
+    """``causa[:prioridad]=seconds,...`` -> {"emergencia": 60, "asignacion:5": 120}; 0 means never escalate."""
+    out: dict[str, int] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        causa, _, prioridad = key.strip().partition(":")
+        try:
+            seconds = int(value)
+        except ValueError:
+            seconds = -1
+        if not sep or not causa or seconds < 0 or (prioridad and prioridad not in {"1", "2", "3", "4", "5"}):
+            raise ConfigError(f"{name}: {item!r} is not causa[:prioridad]=seconds, e.g. {name}=emergencia=60,asignacion=300,asignacion:5=120")
+        out[key.strip()] = seconds
+    return out
+
+
 def normalize_database_url(url: str) -> str:
     """Fly Postgres and Heroku hand out ``postgres://`` URLs; SQLAlchemy wants an explicit driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -227,6 +246,11 @@ class Config:
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
         self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0, 0.1)
         self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30, 0)
+        # Escalation deadlines per notification causa (and optionally prioridad); see README "Notificaciones".
+        self.NOTIF_PLAZOS = parse_deadlines(env_str("NOTIF_PLAZOS", "emergencia=60,asignacion=300") or "")
+        self.NOTIF_SWEEP_INTERVAL_S = env_float("NOTIF_SWEEP_INTERVAL_S", 1.0, 0.05)
+        self.NOTIF_CANALES = env_list("NOTIF_CANALES") or ["inapp"]
+        self.NOTIF_REINTENTOS = env_int("NOTIF_REINTENTOS", 5, 1)
         self.MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

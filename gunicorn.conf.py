@@ -53,6 +53,9 @@ def post_fork(server, worker):
         # Read now, in the signal handler: how many connections the kernel had accepted for us so far.
         queued = [(listener, _accept_queue_length(listener)) for listener in worker.sockets]
         gevent.spawn(hub.shutdown)
+        from gad.background import sweeper
+
+        sweeper.stop()
         gevent.spawn(_answer_accept_queue, worker, queued, stop_accepting, sig, frame)
 
     worker.handle_exit = handle_exit
@@ -113,6 +116,10 @@ def post_worker_init(worker):
         from gad.realtime.hub import hub
 
         hub.ensure_started(app.config["SQLALCHEMY_DATABASE_URI"], wait=False)
+        # Every worker also sweeps notification deadlines; the database decides who fires (gad/background.py).
+        from gad.background import sweeper
+
+        sweeper.ensure_started(app)
 
 
 def post_request(worker, req, environ, resp):

@@ -77,6 +77,7 @@ def create_app(config: Config | None = None, overrides: dict[str, Any] | None = 
     register_request_hooks(app)
     register_blueprints(app)
     register_commands(app)
+    register_notification_channels(app)
     app.config.freeze()  # type: ignore[attr-defined]  # Flask types app.config as its own Config
     return app
 
@@ -155,12 +156,38 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from gad.blueprints import auth, cache_admin, consola, docs, efectivos, eventos, health, pages, reportes, stats, tareas, turnos, usuarios, ws
+    from gad.blueprints import (
+        auth,
+        cache_admin,
+        consola,
+        docs,
+        efectivos,
+        eventos,
+        health,
+        notificaciones,
+        pages,
+        reportes,
+        stats,
+        tareas,
+        turnos,
+        usuarios,
+        ws,
+    )
 
-    for module in (health, docs, auth, usuarios, efectivos, tareas, stats, eventos, cache_admin, ws, pages, consola, turnos, reportes):
+    for module in (health, docs, auth, usuarios, efectivos, tareas, notificaciones, stats, eventos, cache_admin, ws, pages, consola, turnos, reportes):
         app.register_blueprint(module.bp)
     for module in (turnos, reportes):  # their dashboard pages (Planificación, Informes)
         app.register_blueprint(module.pages)
+
+
+def register_notification_channels(app: Flask) -> None:
+    """Refuse to start with a NOTIF_CANALES name no module registered (a typo would silently notify nobody)."""
+    from gad.services import canales
+
+    try:
+        canales.active(app.config["NOTIF_CANALES"])
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def register_commands(app: Flask) -> None:

@@ -4,6 +4,10 @@ nivel 1 efectivo: own profile; tareas they are assigned to or delegated; start/p
 own efectivo's position and availability; raise an emergency.
 nivel 2 supervisor: everything operational (all tareas, efectivos, users in summary).
 nivel 3 administrador: also users, deleting tareas, the audit trail and admin endpoints.
+
+Notifications: the system notifies as a consequence of an action this policy already allowed (an
+assignment by a supervisor, an emergency by anyone); only supervisors send broadcast alerts; a usuario
+reads and answers their own notifications, and supervisors also read anyone's (the board shows answers).
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> No
 
 
 # Topics a websocket client may subscribe to, by the lowest nivel that sees anything in them.
-TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "turnos": 1, "sistema": 1, "usuarios": 3, "seguridad": 3}
+TOPIC_MIN_NIVEL: dict[str, int] = {"tareas": 1, "emergencias": 1, "efectivos": 1, "turnos": 1, "sistema": 1, "notificaciones": 1, "usuarios": 3, "seguridad": 3}
 
 
 def visible_topics(actor: Usuario) -> set[str]:
@@ -161,6 +165,8 @@ def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
         return can_read_efectivo(actor, payload.get("usuario_id"))
     if topic == "turnos":
         return can_read_agenda(actor, payload.get("usuario_id"))
+    if topic == "notificaciones":
+        return can_see_notification_event(actor, payload)
     return topic == "sistema"
 
 
@@ -193,3 +199,35 @@ def can_see_replayed_event(
     if topic == "efectivos":
         return isinstance(resource_id, int) and can_read_efectivo(actor, efectivo_owner_now.get(resource_id))
     return True
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+
+def can_send_alert(actor: Usuario) -> bool:
+    """Broadcast alerts (código rojo, evacuación, ...) to everyone, a unidad or chosen usuarios: supervisor+."""
+    return is_supervisor(actor)
+
+
+def can_notify(actor: Usuario, destinatario_id: int) -> bool:
+    """Who may cause a notification to whom directly (alerts, resends): supervisors to anyone; an efectivo
+    notifies others only through the rules of the actions they may take (an emergency tells supervisors)."""
+    return is_supervisor(actor) or actor.id == destinatario_id
+
+
+def can_read_notificacion(actor: Usuario, destinatario_id: int) -> bool:
+    """A usuario reads their own notifications; supervisors read anyone's (answers and escalations on the board)."""
+    return is_supervisor(actor) or actor.id == destinatario_id
+
+
+def can_answer_notificacion(actor: Usuario, destinatario_id: int) -> bool:
+    """Only the recipient answers (acepto / no puedo / leída): nobody accepts an assignment for someone else."""
+    return actor.id == destinatario_id
+
+
+def can_see_notification_event(actor: Usuario, payload: dict[str, Any]) -> bool:
+    """``notification`` frames (``privada``) go only to their recipient's sockets; answers, escalations and
+    alert tallies also to every supervisor."""
+    if payload.get("usuario_id") == actor.id:
+        return True
+    return is_supervisor(actor) and not payload.get("privada", False)

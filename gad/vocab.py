@@ -94,3 +94,32 @@ class TipoLicencia(StrEnum):
 def sql_in_time_window(column: str) -> str:
     """A CHECK condition keeping ``column`` inside [TIEMPO_MIN, TIEMPO_MAX) (NULL passes, as in every CHECK)."""
     return f"{column} >= '{TIEMPO_MIN.isoformat()}' AND {column} < '{TIEMPO_MAX.isoformat()}'"
+
+
+class CausaNotificacion(StrEnum):
+    """Why a notification exists: what the recipient is asked to know or to answer."""
+
+    ASIGNACION = "asignacion"
+    EMERGENCIA = "emergencia"
+    ALERTA = "alerta"
+    ESCALACION = "escalacion"
+    RECHAZO = "rechazo"  # someone answered "no puedo": the tarea's delegado and supervisors are told
+
+
+class RespuestaNotificacion(StrEnum):
+    ACEPTO = "acepto"
+    NO_PUEDO = "no_puedo"
+    LEIDA = "leida"  # marks it read; it does not answer a notification that asks for acepto / no_puedo
+
+
+class TipoAlerta(StrEnum):
+    CODIGO_ROJO = "codigo_rojo"
+    EVACUACION = "evacuacion"
+    REFUERZOS = "refuerzos"
+    AVISO = "aviso"
+
+
+class DestinoAlerta(StrEnum):
+    TODOS = "todos"
+    UNIDAD = "unidad"
+    USUARIOS = "usuarios"

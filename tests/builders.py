@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import Range
 
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario, utcnow
+from gad.models import Alerta, Asignacion, Efectivo, Licencia, Notificacion, Tarea, Turno, Usuario, utcnow
 from gad.services import auth
 
 PASSWORD = "correct-horse-battery"
@@ -99,6 +99,31 @@ class Builders:
         values: dict[str, Any] = {"efectivo_id": efectivo.id, "tipo": "vacaciones", "periodo": Range(inicio, inicio + timedelta(days=dias), bounds="[)")}
         values.update(overrides)
         return self._save(Licencia(**values))  # type: ignore[no-any-return]
+
+    def alerta(self, creado_por: Usuario, **overrides: Any) -> Alerta:
+        values: dict[str, Any] = {
+            "tipo": "aviso",
+            "texto": "Aviso de prueba",
+            "prioridad": 3,
+            "destino": "usuarios",
+            "total": 0,
+            "creado_por_usuario_id": creado_por.id,
+        }
+        values.update(overrides)
+        return self._save(Alerta(**values))  # type: ignore[no-any-return]
+
+    def notificacion(self, usuario: Usuario, **overrides: Any) -> Notificacion:
+        """A ledger row as the services write it (no event): for reads, answers and the authorization matrix."""
+        values: dict[str, Any] = {
+            "usuario_id": usuario.id,
+            "causa": "alerta",
+            "titulo": "Aviso",
+            "texto": "Texto del aviso",
+            "prioridad": 3,
+            "requiere_respuesta": True,
+        }
+        values.update(overrides)
+        return self._save(Notificacion(**values))  # type: ignore[no-any-return]
 
     def token(self, usuario: Usuario) -> str:
         with self.app.app_context():

@@ -31,7 +31,7 @@ from tests.builders import Builders  # noqa: E402 - after sys.path points at the
 
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
-TABLES = "procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
+TABLES = "notificacion_entregas, notificaciones, alertas, procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
 
 
 def _server_url() -> tuple[str, EmbeddedPostgres | None]:
@@ -94,12 +94,8 @@ def app(database_url: str) -> Iterator[Flask]:
         db.engine.dispose()
 
 
-@pytest.fixture(autouse=True)
-def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "database_url" not in request.fixturenames:
-        yield
-        return
-    url = request.getfixturevalue("database_url")
+def clean_database(url: str) -> None:
+    """Empty every table the app writes and re-anchor the event log's chain where the counter stands."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -116,6 +112,14 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
             fields | {"mac": chain.anchor_mac(str(TestingConfig().AUDIT_KEY).encode(), **fields)},
         )
     conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    clean_database(request.getfixturevalue("database_url"))
     from gad.extensions import limiter
 
     try:

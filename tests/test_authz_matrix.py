@@ -37,6 +37,8 @@ class World:
     ajena: Any
     turno: Any
     licencia: Any
+    alerta: Any = None
+    notificacion: Any = None
 
 
 # Who may call each endpoint:
@@ -48,6 +50,7 @@ class World:
 #   csrf        — browser form: without the session's CSRF token every caller is refused (403)
 #   csrf_page   — a dashboard form: anonymous is redirected to /login, others need the CSRF token
 #   page_supervisor / page_admin — dashboard pages for nivel 2+ / 3 (lower niveles get 403)
+#   recipient   — only the usuario a notification was sent to (the efectivo's in the world), others 403
 Request = Callable[[World], tuple[str, dict[str, Any]]]
 
 
@@ -167,6 +170,21 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /informes": ("page_supervisor", _no_body("/informes")),
     "GET /api/v1/auditoria/export": ("admin", _no_body("/api/v1/auditoria/export")),
     "GET /api/v1/eventos/recientes": ("auth", _no_body("/api/v1/eventos/recientes?limit=5")),
+    "GET /api/v1/notificaciones": ("auth", _no_body("/api/v1/notificaciones?no_leidas=true")),
+    # The world's notification belongs to the efectivo; supervisors read anyone's.
+    "GET /api/v1/notificaciones/<int:notificacion_id>": ("auth", _no_body("/api/v1/notificaciones/{w.notificacion.id}")),
+    "POST /api/v1/notificaciones/<int:notificacion_id>/ack": (
+        "recipient",
+        _json("/api/v1/notificaciones/{w.notificacion.id}/ack", lambda w: {"respuesta": "acepto"}),
+    ),
+    "GET /api/v1/alertas": ("supervisor", _no_body("/api/v1/alertas")),
+    "POST /api/v1/alertas": (
+        "supervisor",
+        _json("/api/v1/alertas", lambda w: {"tipo": "aviso", "texto": "Prueba", "destino": "usuarios", "usuario_ids": [w.victim.id]}),
+    ),
+    "GET /api/v1/alertas/<int:alerta_id>": ("supervisor", _no_body("/api/v1/alertas/{w.alerta.id}")),
+    "POST /api/v1/alertas/<int:alerta_id>/reenviar": ("supervisor", _no_body("/api/v1/alertas/{w.alerta.id}/reenviar")),
+    "POST /api/v1/alertas/<int:alerta_id>/cerrar": ("supervisor", _no_body("/api/v1/alertas/{w.alerta.id}/cerrar")),
     # The handshake of a real socket is exercised in test_live_stream.py; here only refusals are checked.
     "GET /ws/connect": (
         "ws",
@@ -212,7 +230,9 @@ def _world(build: Builders) -> World:
     # Agenda of the other efectivo: what the efectivo user may not read or change.
     turno = build.turno(other, utcnow() + timedelta(days=3))
     licencia = build.licencia(other, utcnow() + timedelta(days=10))
-    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena, turno, licencia)
+    alerta = build.alerta(supervisor, total=1)
+    notificacion = build.notificacion(efectivo_user, alerta_id=alerta.id)
+    return World(admin, supervisor, efectivo_user, victim, efectivo, other, tarea, ajena, turno, licencia, alerta, notificacion)
 
 
 def _credentials(app: Flask, build: Builders, world: World, role: str) -> dict[str, str]:
@@ -265,6 +285,8 @@ def _expected(level: str, role: str) -> str:
         return "allow" if RANK[role] >= needed else "deny"
     if role == "anonymous" or role in INVALID_CREDENTIALS:
         return "unauthenticated"
+    if level == "recipient":
+        return "allow" if role == "efectivo" else "deny"
     return "allow" if RANK[role] >= REQUIRED[level] else "deny"
 
 

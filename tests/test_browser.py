@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.builders import PASSWORD, Builders
@@ -361,6 +362,12 @@ def test_admin_manages_usuarios_with_spanish_field_errors(browser: Browser, pw: 
         page.locator("dialog[open] form").get_by_label("Nueva contraseña").fill("otra-clave-larga-2026")
         page.locator("dialog[open] form").get_by_role("button", name="Restablecer").click()
         expect(page.locator("#aviso")).to_contain_text("sus sesiones se han cerrado")
+        login = requests.post(server.url + "/api/v1/auth/login", json={"email": "lucia@gad.test", "password": "otra-clave-larga-2026"}, timeout=30)
+        her_token = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        assert requests.get(server.url + "/api/v1/users/me", headers=her_token, timeout=30).status_code == 200
+        row.get_by_role("button", name="Cerrar las sesiones de Lucía Martín").click()
+        expect(page.locator("#aviso")).to_contain_text("Sesiones de lucia@gad.test cerradas")
+        assert requests.get(server.url + "/api/v1/users/me", headers=her_token, timeout=30).status_code == 401
         row.get_by_role("button", name="Desactivar a Lucía Martín").click()
         expect(row.locator("td").nth(4)).to_have_text("No")
         row.get_by_role("button", name="Reactivar a Lucía Martín").click()

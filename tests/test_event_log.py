@@ -40,12 +40,12 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
     # Service level: HTTP adds nothing to what is written. Every kind of domain event once, then each stored
     # payload must parse as its model and serialise back to exactly what was stored.
     from gad.extensions import db
-    from gad.models import Usuario
+    from gad.models import Usuario, utcnow
     from gad.openapi import document
     from gad.schemas.events import EVENT_PAYLOADS
-    from gad.services import asignaciones, efectivos, tareas, transitions, usuarios
+    from gad.services import alertas, asignaciones, efectivos, notificaciones, tareas, transitions, usuarios
     from gad.services import turnos as agenda
-    from gad.vocab import Disponibilidad, EstadoTarea, TipoTarea
+    from gad.vocab import CausaNotificacion, Disponibilidad, EstadoTarea, RespuestaNotificacion, TipoTarea
 
     admin_id = build.usuario(3).id
     with app.app_context():
@@ -75,6 +75,19 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
             admin, {"email": "eventos@gad.test", "password": "a-long-password-1", "dni": "EV12345", "nombre": "Eve", "apellido": "Ntos"}
         )
         usuarios.update_usuario(admin, otro.id, {"nombre": "Eva"}, None)
+        # Notifications: an alert answered by its recipient, delivery, reading, closing, and an escalation.
+        recipient = db.session.get(Usuario, otro.id)
+        assert recipient is not None
+        aviso = alertas.create_alerta(admin, {"tipo": "aviso", "texto": "Aviso de eventos", "destino": "usuarios", "usuario_ids": [otro.id]})
+        [recibida], _, _ = notificaciones.list_notificaciones(recipient, {}, 10, 0)
+        notificaciones.mark_delivered(otro.id, [recibida.id])
+        notificaciones.ack(recipient, recibida.id, RespuestaNotificacion.LEIDA, None)
+        notificaciones.ack(recipient, recibida.id, RespuestaNotificacion.ACEPTO, None)
+        alertas.close(admin, aviso.id)
+        notificaciones.notify(
+            [otro.id], causa=CausaNotificacion.ASIGNACION, titulo="Pendiente", texto="t", prioridad=3, actor_id=admin.id, requiere_respuesta=True
+        )
+        assert notificaciones.escalate_due(now=utcnow() + timedelta(seconds=301)) == 1
         db.session.commit()
         documented = document(app)["x-websocket-events"]
     stored = [e for e in all_events(app) if e.topic != "seguridad"]

@@ -3,7 +3,8 @@
 Protocol (JSON text frames; the socket itself is run by gad.realtime.connection). Server → client: first ``connection_ack``; then events
 ``{"id","event_type","topic","data","timestamp"}``; ``ping`` every WS_PING_INTERVAL s; ``error`` for a
 bad client frame; ``resync_required`` when ``since`` is older than the retention window. Client →
-server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, and ``pong``.
+server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, ``pong``, and ``notification_received``
+with ``{"ids": [...]}`` (delivery of ``notification`` frames, recorded here).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from gad import policy
 from gad.blueprints.http import json_response
 from gad.errors import ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
-from gad.realtime.connection import SessionLink, serve
+from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
 from gad.realtime.hub import hub
-from gad.schemas.ws import WsConnectQuery
+from gad.schemas.ws import Received, WsConnectQuery
 from gad.security import current_browser_session, current_user, resolve_user
-from gad.services import replay, sesiones
+from gad.services import notificaciones, replay, sesiones
 from gad.vocab import Nivel
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,26 @@ def _authenticate_handshake() -> None:
         g.ws_query = WsConnectQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise ValidationProblem("Invalid websocket parameters.", errors=pydantic_errors(exc, "query")) from None
+
+
+def _report_delivery(conn: Connection, data: Any) -> None:
+    """The client got these ``notification`` frames: record delivery (only of its own usuario's notifications)."""
+    try:
+        received = Received.model_validate(data or {})
+    except ValidationError:
+        send_json(conn, "error", {"message": "notification_received needs {'ids': [notification ids]}"})
+        return
+    try:
+        notificaciones.mark_delivered(conn.usuario.id, received.ids)
+        db.session.commit()
+    except Exception:  # a database hiccup must not end the socket; answering marks delivery too
+        db.session.rollback()
+        logger.warning("recording delivery of notifications %s failed", received.ids, exc_info=True)
+    finally:
+        db.session.remove()  # the socket keeps no pooled connection between frames
+
+
+register_client_frame("notification_received", _report_delivery)
 
 
 @sock.route("/connect", bp=bp)

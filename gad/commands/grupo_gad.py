@@ -13,7 +13,7 @@ from gad.importers.grupo_gad import Importer, SourceRefused, open_source
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM (a stopped container, a killed job) ends the run like Ctrl-C: the open batch rolls back.
+    # Ctrl-C or SIGTERM (a stopped container, a killed job): the open batch rolls back, committed ones stay.
     raise KeyboardInterrupt
 
 
@@ -49,14 +49,17 @@ def import_grupo_gad(source_url: str, dry_run: bool, skip_invalid: bool, batch_s
         end_batch=db.session.flush if dry_run else db.session.commit,
         progress=_progress,
     )
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly: a process started in the background (nohup, `&`, a job runner) inherits SIGINT
+    # ignored, and the run must still stop cleanly when asked to.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         report = importer.run()
     except KeyboardInterrupt:
         report = importer.report
         report.interrupted = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         source.close()
     # The batch in progress when stopped or interrupted is incomplete: it never commits.
     db.session.rollback()

@@ -3,7 +3,8 @@
 The socket has exactly one greenlet (``serve``) that reads client frames and writes; the hub's fan-out
 may write a live event straight to the socket only when nothing is queued or being written, and
 otherwise queues it here. Client frames: ``subscribe`` / ``unsubscribe`` (topics checked by
-``gad.policy.decide_subscription``) and ``pong``.
+``gad.policy.decide_subscription``), ``pong``, and those a blueprint registers a handler for with
+``register_client_frame`` (``notification_received``: this layer runs no business rule itself).
 
 Closing (1013 slow client, 1008 credentials revoked or expired, 1001 shutdown) is decided by anyone —
 the fan-out, the hub, this greenlet — but written only by this greenlet: after the rest of a frame
@@ -163,6 +164,15 @@ class Connection:
             self.ws.sock.close()
         except OSError:
             pass
+
+
+ClientFrameHandler = Callable[["Connection", Any], None]
+_client_handlers: dict[str, ClientFrameHandler] = {}
+
+
+def register_client_frame(event_type: str, handler: ClientFrameHandler) -> None:
+    """Let the edge handle a client frame type (the handler gets the connection and the frame's ``data``)."""
+    _client_handlers[event_type] = handler
 
 
 def serve(
@@ -325,6 +335,10 @@ def _handle_client_frame(conn: Connection, raw: str | bytes) -> None:
         return
     if frame.event_type == "pong":
         return  # GRUPO_GAD's clients put data in their pongs: nothing in it matters
+    handler = _client_handlers.get(frame.event_type)
+    if handler is not None:
+        handler(conn, frame.data)
+        return
     try:
         wanted = Topics.model_validate(frame.data or {})
     except ValidationError:

@@ -88,6 +88,7 @@ class TaskAssigned(TareaEvent):
 class TaskUnassigned(TareaEvent):
     event_type = "task_unassigned"
     efectivo_ids: list[int]
+    motivo: str | None = Field(None, description='"no_puedo" when the efectivo declined the assignment')
 
 
 class TaskDeleted(TareaEvent):
@@ -231,6 +232,92 @@ class ImportFinished(EventPayload):
     stopped: bool
 
 
+# --- notifications (topic "notificaciones") -----------------------------------------------------------
+
+
+class NotificationEvent(EventPayload):
+    """A notification as REST shows it (``NotificacionOut``). ``privada``: only the recipient's sockets get it."""
+
+    id: int
+    usuario_id: int
+    destinatario: str
+    causa: str
+    titulo: str
+    texto: str
+    prioridad: int
+    requiere_respuesta: bool
+    estado: str
+    tarea_id: int | None
+    efectivo_id: int | None
+    alerta_id: int | None
+    origen_id: int | None
+    creada_en: str | None
+    entregada_en: str | None
+    leida_en: str | None
+    respuesta: str | None
+    motivo: str | None
+    respondida_en: str | None
+    escalar_en: str | None
+    escalada_en: str | None
+    privada: bool | None = Field(None, description="true: delivered to the recipient's sockets only")
+    reenvio: int | None = Field(None, description="How many times an alert was resent to this recipient")
+
+
+class Notification(NotificationEvent):
+    event_type = "notification"
+
+
+class NotificationRead(NotificationEvent):
+    event_type = "notification_read"
+
+
+class NotificationAnswered(NotificationEvent):
+    event_type = "notification_answered"
+
+
+class NotificationEscalated(NotificationEvent):
+    event_type = "notification_escalated"
+
+
+class NotificationDelivered(EventPayload):
+    event_type = "notification_delivered"
+    usuario_id: int
+    ids: list[int] = Field(description="Notifications a device of this usuario reported as received")
+
+
+class AlertTally(EventPayload):
+    event_type = "alert_tally"
+    alerta_id: int
+    cerrada: bool | None = None
+    total: int
+    confirmados: int
+    no_pueden: int
+    pendientes: int
+    entregadas: int
+
+
+class AlertEvent(AlertTally):
+    """A broadcast alert and its tally."""
+
+    id: int
+    tipo: str
+    texto: str
+    prioridad: int
+    destino: str
+    unidad: str | None
+    creado_por_usuario_id: int
+    created_at: str
+    cerrada_en: str | None
+
+
+class AlertCreated(AlertEvent):
+    event_type = "alert_created"
+
+
+class AlertClosed(AlertEvent):
+    event_type = "alert_closed"
+
+
 _register(
     TaskCreated,
     EmergencyCreated,
@@ -248,4 +335,12 @@ _register(
     ImportStarted,
     ImportBatch,
     ImportFinished,
+    Notification,
+    NotificationRead,
+    NotificationAnswered,
+    NotificationEscalated,
+    NotificationDelivered,
+    AlertTally,
+    AlertCreated,
+    AlertClosed,
 )

@@ -42,9 +42,17 @@ class Topics(BaseModel):
         return self
 
 
+class Received(BaseModel):
+    """``notification_received``: the notification ids this socket got (the page reports them at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(min_length=1, max_length=500)
+
+
 class ClientFrame(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    event_type: Literal["subscribe", "unsubscribe", "pong"]
+    event_type: Literal["subscribe", "unsubscribe", "pong", "notification_received"]
     # Checked per event type: a pong may carry anything (GRUPO_GAD's clients echo data in it).
     data: dict[str, Any] | None = None

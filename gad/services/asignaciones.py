@@ -14,7 +14,7 @@ from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskAssigned, TaskUnassigned
-from gad.services import turnos
+from gad.services import notificaciones, turnos
 from gad.services.common import check_version
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
@@ -52,6 +52,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     now = utcnow()
     window = turnos.ventana(tarea)
     fuera_de_turno: list[int] = []
+    created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo in efectivos:
         # Already on this tarea, or (for an unscheduled tarea) holding another unscheduled one.
         same_or_open = Asignacion.tarea_id == tarea.id if window is not None else or_(Asignacion.tarea_id == tarea.id, Asignacion.periodo.is_(None))
@@ -76,16 +77,16 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
         if fuera:
             fuera_de_turno.append(efectivo.id)
         with turnos.refused_as_conflict(f"Efectivo {efectivo.codigo_interno}'s booking", lambda e=efectivo.id: turnos.booking_recheck(e, tarea.id, window)):
-            db.session.add(
-                Asignacion(
-                    tarea_id=tarea.id,
-                    efectivo_id=efectivo.id,
-                    asignado_por_usuario_id=actor.id,
-                    asignado_en=now,
-                    periodo=window,
-                    fuera_de_turno=fuera,
-                )
+            asignacion = Asignacion(
+                tarea_id=tarea.id,
+                efectivo_id=efectivo.id,
+                asignado_por_usuario_id=actor.id,
+                asignado_en=now,
+                periodo=window,
+                fuera_de_turno=fuera,
             )
+            db.session.add(asignacion)
+        created.append((asignacion, efectivo))
         if running:
             change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
     if tarea.primera_asignacion_en is None:
@@ -93,6 +94,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     tarea.version += 1
     db.session.flush()
     record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": ids, "fuera_de_turno": fuera_de_turno})
+    # Same transaction: an assignment that commits has asked its efectivos to accept; one that rolls back, nobody.
+    notificaciones.notify_assignment(actor.id, tarea, created)
     return row_of(tarea)
 
 
@@ -110,13 +113,19 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
     if row is None:
         raise NotFound(f"Efectivo {efectivo_id} is not assigned to tarea {tarea.codigo}.")
     asignacion, efectivo = row
+    release_assignment(actor, tarea, asignacion, efectivo)
+    return row_of(tarea)
+
+
+def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo, *, motivo: str | None = None) -> None:
+    """End one assignment whose tarea, assignment and efectivo rows the caller has locked (unassigning, or the
+    efectivo's "no puedo"): they get back the availability they had (assigning required disponible)."""
     asignacion.liberado_en = utcnow()
     if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
         change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo_id]})
-    return row_of(tarea)
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:

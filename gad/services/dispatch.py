@@ -22,7 +22,7 @@ from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_servicio_at
 from gad.policy import require_nivel
 from gad.schemas.events import TaskAssigned
-from gad.services import tareas
+from gad.services import notificaciones, tareas
 from gad.services.efectivos import change_disponibilidad
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, row_of
@@ -154,8 +154,11 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
     rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
+    created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo, distance in rows:
-        db.session.add(Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now))
+        asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+        db.session.add(asignacion)
+        created.append((asignacion, efectivo))
         change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
     if asignados:
@@ -163,6 +166,9 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     db.session.flush()
     if asignados:
         record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [e for e, _ in asignados]})
+    # Same transaction: the assigned are asked to accept, every supervisor on duty is told.
+    notificaciones.notify_assignment(actor.id, tarea, created)
+    notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     motivo = None
     if not asignados:
         motivo = why_nobody(lat, lng, radius, max_age, now)
@@ -180,3 +186,30 @@ def why_nobody(lat: float, lng: float, radius_m: float, max_age_s: int, now: dat
     if not located:
         return f"ningún efectivo disponible con posición a menos de {radius_m / 1000:.0f} km"
     return f"ninguna posición en los últimos {max_age_s // 60} min de los efectivos disponibles cercanos"
+
+
+def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> Efectivo | None:
+    """After a "no puedo" to an emergency: assign the nearest available efectivo not in ``exclude``, by the
+    rules of ``raise_emergency`` (radius, position age, ``SKIP LOCKED``), and ask them to accept."""
+    if tarea.ubicacion_lat is None or tarea.ubicacion_lon is None:
+        return None
+    now = utcnow()
+    radius = float(current_app.config["EMERGENCIA_RADIO_M"])
+    max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
+    query = _candidates(tarea.ubicacion_lat, tarea.ubicacion_lon, radius, solo_disponibles=True, max_age_s=max_age, now=now)
+    if exclude:
+        query = query.where(Efectivo.id.not_in(exclude))
+    row = db.session.execute(query.limit(1).with_for_update(of=Efectivo, skip_locked=True)).first()
+    if row is None:
+        logger.warning("emergency %s: nobody else available after a decline", tarea.codigo)
+        on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
+        return None
+    efectivo = row[0]
+    asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
+    db.session.add(asignacion)
+    change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    tarea.version += 1
+    db.session.flush()
+    record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [efectivo.id]})
+    notificaciones.notify_assignment(actor.id, tarea, [(asignacion, efectivo)])
+    return efectivo

@@ -12,6 +12,8 @@ function setStatus(estado, texto) {
 }
 
 export function connectLive({ onEvent, onResync }) {
+  // The notification tray (bandeja.js) rides on this socket instead of opening a second one.
+  document.body.dataset.live = "1";
   let delay = 500;
   let socket;
   const open = () => {
@@ -35,6 +37,7 @@ export function connectLive({ onEvent, onResync }) {
       } else if (typeof frame.id === "number") {
         sessionStorage.setItem(KEY, String(frame.id));
         onEvent(frame);
+        window.dispatchEvent(new CustomEvent("gad:frame", { detail: { frame, socket } }));
       }
     });
     socket.addEventListener("close", () => {

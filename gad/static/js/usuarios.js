@@ -85,12 +85,27 @@ async function setActive(u, activo, button) {
   list.load();
 }
 
+async function endSessions(u, button) {
+  if (!confirm(`¿Cerrar todas las sesiones de ${u.email}? Tendrá que volver a entrar en todos sus dispositivos.`)) return;
+  button.disabled = true;
+  try {
+    await api(`/api/v1/users/${u.id}/logout-all`, { method: "POST" });
+    say(`Sesiones de ${u.email} cerradas en todos sus dispositivos.`);
+  } catch (error) {
+    say(error.message);
+  }
+  button.disabled = false;
+}
+
 function row(u) {
   const actions = el("td", { class: "acciones-fila" });
   const name = `${u.nombre} ${u.apellido}`;
   actions.append(el("button", { type: "button", onclick: () => edit(u), "aria-label": `Editar ${name}` }, "Editar"));
   actions.append(el("button", { type: "button", onclick: () => resetPassword(u), "aria-label": `Restablecer la contraseña de ${name}` }, "Contraseña"));
   if (u.id !== yo) {
+    const sesiones = el("button", { type: "button", "aria-label": `Cerrar las sesiones de ${name}` }, "Cerrar sesiones");
+    sesiones.addEventListener("click", () => endSessions(u, sesiones));
+    actions.append(sesiones);
     const toggle = el("button", { type: "button", class: u.activo ? "peligro" : "", "aria-label": `${u.activo ? "Desactivar" : "Reactivar"} a ${name}` }, u.activo ? "Desactivar" : "Reactivar");
     toggle.addEventListener("click", () => setActive(u, !u.activo, toggle));
     actions.append(toggle);

@@ -1,0 +1,201 @@
+// Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
+// and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
+// (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
+import { api, el } from "./api.js";
+
+const me = Number(document.body.dataset.usuarioId);
+const nivel = Number(document.body.dataset.nivel);
+const boton = document.getElementById("bandeja-boton");
+const panel = document.getElementById("bandeja-panel");
+const lista = document.getElementById("bandeja-lista");
+const contador = document.getElementById("bandeja-contador");
+const alertasLista = document.getElementById("alertas-abiertas");
+const TRAY_KEY = "gad:bandeja-last-event-id";
+
+const ESTADO = { creada: "Nueva", entregada: "Recibida", leida: "Leída", aceptada: "Aceptada", rechazada: "No puede" };
+const CAUSA = { asignacion: "Asignación", emergencia: "Emergencia", alerta: "Alerta", escalacion: "Escalada", rechazo: "Rechazo" };
+const TIPO_ALERTA = { codigo_rojo: "Código rojo", evacuacion: "Evacuación", refuerzos: "Refuerzos", aviso: "Aviso" };
+
+function showError(node, error) {
+  node.textContent = error.problem?.detail ?? error.message ?? "Error";
+}
+
+async function answer(item, respuesta, motivo) {
+  const body = motivo ? { respuesta, motivo } : { respuesta };
+  try {
+    await api(`/api/v1/notificaciones/${item.id}/ack`, { method: "POST", body });
+    await load();
+  } catch (error) {
+    const node = lista.querySelector(`[data-notificacion-id="${item.id}"] .error`);
+    if (node) showError(node, error);
+  }
+}
+
+function row(item) {
+  const when = new Date(item.creada_en).toLocaleTimeString("es-ES");
+  const li = el(
+    "li",
+    { class: `notificacion prioridad-${item.prioridad}`, "data-notificacion-id": String(item.id), "data-estado": item.estado, "data-causa": item.causa },
+    el("p", { class: "cabecera" }, el("strong", {}, item.titulo), " ", el("span", { class: "estado" }, ESTADO[item.estado] ?? item.estado)),
+    el("p", { class: "texto" }, item.texto),
+    el("p", { class: "meta" }, `${CAUSA[item.causa] ?? item.causa} · ${when}`),
+  );
+  const acciones = el("div", { class: "acciones" });
+  if (item.requiere_respuesta && item.respuesta === null) {
+    const motivo = el("input", { type: "text", maxLength: 500, placeholder: "Motivo (si no puede)", ariaLabel: "Motivo" });
+    acciones.append(
+      el("button", { type: "button", class: "acepto", onclick: () => answer(item, "acepto") }, "Acepto"),
+      el("button", { type: "button", class: "no-puedo", onclick: () => answer(item, "no_puedo", motivo.value.trim() || undefined) }, "No puedo"),
+      motivo,
+    );
+  }
+  if (item.leida_en === null) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
+  if (item.motivo) li.append(el("p", { class: "motivo" }, `Motivo: ${item.motivo}`));
+  li.append(acciones, el("p", { class: "error", role: "alert" }));
+  return li;
+}
+
+async function load() {
+  const { data } = await api("/api/v1/notificaciones?limit=30");
+  contador.textContent = String(data.no_leidas);
+  contador.dataset.count = String(data.no_leidas);
+  boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
+  lista.replaceChildren(...(data.items.length ? data.items.map(row) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
+}
+
+let reload;
+function reloadSoon() {
+  clearTimeout(reload);
+  reload = setTimeout(() => load().catch(() => {}), 150);
+}
+
+// --- alerts (supervisors) --------------------------------------------------------------------------
+
+const alertas = new Map();
+
+function alertaRow(a) {
+  const faltan = el("ul", { class: "faltan" });
+  const li = el(
+    "li",
+    { class: "alerta", "data-alerta-id": String(a.id) },
+    el("p", {}, el("strong", {}, TIPO_ALERTA[a.tipo] ?? a.tipo), `: ${a.texto}`),
+    el("p", { class: "recuento" }, `${a.confirmados} / ${a.total} confirmados`, a.no_pueden ? ` · ${a.no_pueden} no pueden` : ""),
+    el(
+      "div",
+      { class: "acciones" },
+      el("button", { type: "button", onclick: () => showMissing(a.id, faltan) }, "Quién falta"),
+      el("button", { type: "button", onclick: () => alertaAction(a.id, "reenviar") }, "Reenviar a quien falta"),
+      el("button", { type: "button", onclick: () => alertaAction(a.id, "cerrar") }, "Cerrar"),
+    ),
+    faltan,
+  );
+  return li;
+}
+
+function renderAlertas() {
+  if (!alertasLista) return;
+  const abiertas = [...alertas.values()].filter((a) => !a.cerrada_en).sort((x, y) => y.id - x.id);
+  alertasLista.replaceChildren(...(abiertas.length ? abiertas.map(alertaRow) : [el("li", { class: "vacia" }, "Ninguna")]));
+}
+
+async function showMissing(id, node) {
+  const { data } = await api(`/api/v1/alertas/${id}`);
+  node.replaceChildren(...data.faltan.map((f) => el("li", {}, `${f.nombre}${f.entregada_en ? " (recibida)" : " (sin recibir)"}`)));
+}
+
+async function alertaAction(id, action) {
+  const { data } = await api(`/api/v1/alertas/${id}/${action}`, { method: "POST" });
+  alertas.set(id, data);
+  renderAlertas();
+}
+
+async function loadAlertas() {
+  if (!alertasLista) return;
+  const { data } = await api("/api/v1/alertas?abiertas=true&limit=20");
+  alertas.clear();
+  for (const a of data.items) alertas.set(a.id, a);
+  renderAlertas();
+}
+
+document.getElementById("alerta-form")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const fields = Object.fromEntries(new FormData(form));
+  const body = { tipo: fields.tipo, texto: fields.texto, destino: fields.destino };
+  if (fields.destino === "unidad") body.unidad = fields.unidad;
+  const error = document.getElementById("alerta-error");
+  error.textContent = "";
+  try {
+    const { data } = await api("/api/v1/alertas", { method: "POST", body });
+    alertas.set(data.id, data);
+    renderAlertas();
+    form.reset();
+  } catch (problem) {
+    showError(error, problem);
+  }
+});
+
+// --- live frames -----------------------------------------------------------------------------------
+
+function handle(frame, socket) {
+  if (frame.topic !== "notificaciones") return;
+  const data = frame.data;
+  if (frame.event_type === "notification" && data.usuario_id === me) {
+    socket?.send(JSON.stringify({ event_type: "notification_received", data: { ids: [data.id] } }));
+    if (data.requiere_respuesta && navigator.vibrate) navigator.vibrate(200);
+    reloadSoon();
+  } else if (["notification_read", "notification_answered", "notification_delivered"].includes(frame.event_type) && data.usuario_id === me) {
+    reloadSoon();
+  } else if (["alert_created", "alert_tally", "alert_closed"].includes(frame.event_type)) {
+    const id = data.alerta_id;
+    alertas.set(id, { ...(alertas.get(id) ?? {}), ...data, id, ...(frame.event_type === "alert_closed" ? { cerrada_en: data.cerrada_en ?? "cerrada" } : {}) });
+    renderAlertas();
+  }
+}
+
+window.addEventListener("gad:frame", (event) => handle(event.detail.frame, event.detail.socket));
+
+function ownSocket() {
+  // Pages without a live board: one socket for the tray, subscribed to notifications only.
+  let delay = 500;
+  const others = ["tareas", "emergencias", "efectivos", "sistema", ...(nivel >= 3 ? ["usuarios", "seguridad"] : [])];
+  const open = () => {
+    const since = sessionStorage.getItem(TRAY_KEY);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`);
+    socket.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.event_type === "connection_ack") {
+        delay = 500;
+        socket.send(JSON.stringify({ event_type: "unsubscribe", data: { topics: others } }));
+        if (!since) sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
+      } else if (frame.event_type === "resync_required") {
+        sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
+        reloadSoon();
+      } else if (frame.event_type === "ping") {
+        socket.send(JSON.stringify({ event_type: "pong" }));
+      } else if (typeof frame.id === "number") {
+        sessionStorage.setItem(TRAY_KEY, String(frame.id));
+        handle(frame, socket);
+      }
+    });
+    socket.addEventListener("close", () => {
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    });
+  };
+  open();
+}
+
+boton.addEventListener("click", () => {
+  const open = panel.hidden;
+  panel.hidden = !open;
+  boton.setAttribute("aria-expanded", String(open));
+});
+
+await Promise.all([load(), loadAlertas()]);
+// Module scripts run in document order: a page's own live socket (board) has announced itself by now
+// unless it is still loading its data; give it a moment before opening a second socket.
+setTimeout(() => {
+  if (!document.body.dataset.live) ownSocket();
+}, 1500);

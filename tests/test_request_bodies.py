@@ -1,0 +1,70 @@
+"""Hostile JSON bodies: nesting beyond the bound is a 400 at parse time, oversize bodies are refused before they are
+read, and bodies within the bounds validate normally. Over real HTTP to gunicorn + gevent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from tests.builders import Builders
+from tests.conftest import LiveServer
+
+PROBLEM = "application/problem+json"
+
+
+def _fields(response: requests.Response) -> set[str]:
+    return {error["field"] for error in response.json().get("errors") or []}
+
+
+def _assert_422_naming(response: requests.Response, field: str) -> None:
+    assert response.status_code == 422, (field, response.status_code, response.text[:300])
+    assert response.headers["Content-Type"] == PROBLEM
+    assert field in _fields(response), (field, response.json())
+
+
+def _tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
+    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        b'{"codigo": "DEEP-1", "titulo": "Anidado hondo", "tipo": "patrullaje", "notas": ' + b"[" * 900 + b"]" * 900 + b"}",
+        b'{"codigo": "DEEP-2", "titulo": "Anidado justo", "tipo": "patrullaje", "notas": ' + b'{"x":' * 32 + b"1" + b"}" * 32 + b"}",
+    ],
+    ids=["arrays-100k", "objects-50k", "field-900", "field-33"],
+)
+def test_deeply_nested_json_is_400_at_parse_time(live_server: LiveServer, build: Builders, body: bytes) -> None:
+    headers = build.headers(build.usuario(3)) | {"Content-Type": "application/json"}
+    response = requests.post(live_server.url + "/api/v1/tasks", data=body, headers=headers, timeout=60)
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["Content-Type"] == PROBLEM and "nests deeper" in response.json()["detail"]
+    assert requests.get(live_server.url + "/api/v1/tasks", headers=headers, timeout=30).status_code == 200  # the worker is fine
+
+
+def test_json_within_the_depth_bound_is_validated_normally(live_server: LiveServer, build: Builders) -> None:
+    headers = build.headers(build.usuario(3))
+    body = _tarea_body("DEEP-OK") | {"notas": {"x": [[1]]}}
+    response = requests.post(live_server.url + "/api/v1/tasks", json=body, headers=headers, timeout=30)
+    _assert_422_naming(response, "body.notas")  # a schema error, not a parse error
+
+
+def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, build: Builders) -> None:
+    headers = build.headers(build.usuario(3)) | {"Content-Type": "application/json"}
+    huge = b'{"codigo": "BIG-1", "titulo": "Muy grande", "tipo": "patrullaje", "notas": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = requests.post(live_server.url + "/api/v1/tasks", data=huge, headers=headers, timeout=60)
+    assert response.status_code == 413 and response.headers["Content-Type"] == PROBLEM
+
+    def chunks() -> Any:
+        yield huge[:1000]
+        for start in range(1000, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = requests.post(live_server.url + "/api/v1/tasks", data=chunks(), headers=headers, timeout=60)  # no Content-Length
+    assert streamed.status_code in {400, 413} and streamed.headers["Content-Type"] == PROBLEM
+    digits = requests.post(live_server.url + "/api/v1/tasks", data=b'{"prioridad": ' + b"9" * 5000 + b"}", headers=headers, timeout=30)
+    assert digits.status_code == 400 and digits.headers["Content-Type"] == PROBLEM
