@@ -24,13 +24,17 @@ from gad.services.tareas import filtered, ordering
 # offset, microseconds only when there are any, and then all six digits.
 # Constants are rendered into the SQL, not bound: a statement with fifty parameters pays for each of them.
 _WHOLE_SECOND: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS"Z"'""")
+_PY_MAX: ColumnElement[Any] = literal_column("'9999-12-31 23:59:59.999999+00'::timestamptz")
+_PY_MIN: ColumnElement[Any] = literal_column("'0001-01-01 00:00:00+00'::timestamptz")
 _UTC: ColumnElement[str] = literal_column("'UTC'")
 _SECOND: ColumnElement[str] = literal_column("'second'")
 _FRACTION: ColumnElement[str] = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'""")
 
 
 def iso(column: Any) -> ColumnElement[str]:
-    """``column`` (timestamptz) as the string ``model_dump_json`` writes for it; NULL stays NULL."""
+    """``column`` (timestamptz) as the string ``model_dump_json`` writes for it; NULL stays NULL. An instant
+    Python cannot hold reads as datetime.min/max there (gad/pg.py), so it is clamped the same way here."""
+    column = case((column > _PY_MAX, _PY_MAX), (column < _PY_MIN, _PY_MIN), else_=column)
     return func.to_char(func.timezone(_UTC, column), case((func.date_trunc(_SECOND, column) == column, _WHOLE_SECOND), else_=_FRACTION))
 
 
