@@ -135,7 +135,7 @@ def test_report_page_draws_charts_and_prints(browser: Browser, board_server: Liv
         expect(page.locator("#g-resultados svg rect")).not_to_have_count(0)
         expect(page.locator("#g-tendencia svg polyline").first).to_be_visible()
         expect(page.locator("#tabla-carga")).to_contain_text("8,0")  # hours of turno, decimal comma
-        page.locator('select[name="tipo"]').select_option("vigilancia")
+        page.get_by_role("form", name="Periodo y filtros").locator('select[name="tipo"]').select_option("vigilancia")
         page.get_by_role("button", name="Actualizar").click()
         expect(page.locator("#tabla-tiempos tbody tr")).to_have_count(2)
         page.screenshot(path=str(SCREENSHOTS / "informe.png"), full_page=True)

@@ -36,8 +36,15 @@ def test_pool_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) ->
     options = DevelopmentConfig().SQLALCHEMY_ENGINE_OPTIONS
     assert options["pool_size"] == 3 and options["max_overflow"] == 4
     assert options["pool_timeout"] == 5 and options["pool_recycle"] == 60
-    assert options["pool_pre_ping"] is True
+    # Pinged after idling by gad.pg (tests/test_database.py proves a cut connection never reaches a request);
+    # DB_PING_AFTER_IDLE_S=0 asks SQLAlchemy to ping on every checkout instead.
+    assert options["pool_pre_ping"] is False
     assert options["connect_args"]["connect_timeout"] == 2
+    monkeypatch.setenv("DB_PING_AFTER_IDLE_S", "0")
+    assert DevelopmentConfig().SQLALCHEMY_ENGINE_OPTIONS["pool_pre_ping"] is True
+    monkeypatch.setenv("DB_PING_AFTER_IDLE_S", "soon")
+    with pytest.raises(ConfigError, match="DB_PING_AFTER_IDLE_S"):
+        DevelopmentConfig()
 
 
 def test_pool_defaults_match_design(monkeypatch: pytest.MonkeyPatch) -> None:
