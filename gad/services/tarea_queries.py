@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, and_, any_, bindparam, exists, func, inspect, or_, select, text
+from sqlalchemy import ARRAY, ColumnElement, Integer, Select, and_, any_, bindparam, exists, func, inspect, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
@@ -58,6 +58,8 @@ _ACTIVE_ASSIGNMENTS = (
     .order_by(Asignacion.asignado_en)
 )
 
+
+READ_FORBIDDEN = "You may only see tareas you are assigned to or delegated."
 
 TareaRow = dict[str, Any]
 """The one shape a tarea leaves the services in, for reads and writes alike: its columns keyed like
@@ -112,17 +114,23 @@ def assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Ef
     return [(row[0], row[1]) for row in db.session.execute(query)]
 
 
+def readable(actor_id: Any) -> ColumnElement[bool]:
+    """The SQL form of ``policy.can_read_tarea`` for a non-supervisor ``actor_id`` (a value or a bind
+    parameter): delegated, actively assigned, or the raiser of an emergency. Correlates to ``Tarea``."""
+    assigned = exists(
+        select(Asignacion.id)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id == actor_id)
+    )
+    raised = and_(Tarea.es_emergencia.is_(True), Tarea.creado_por_usuario_id == actor_id)
+    return or_(Tarea.delegado_usuario_id == actor_id, assigned, raised)
+
+
 def visible_to(query: Select[tuple[Tarea]], actor: Usuario) -> Select[tuple[Tarea]]:
     """Narrow a tarea query to what ``actor`` may read (the SQL form of ``policy.can_read_tarea``)."""
     if policy.is_supervisor(actor):
         return query
-    assigned = exists(
-        select(Asignacion.id)
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id == actor.id)
-    )
-    raised = and_(Tarea.es_emergencia.is_(True), Tarea.creado_por_usuario_id == actor.id)
-    return query.where(or_(Tarea.delegado_usuario_id == actor.id, assigned, raised))
+    return query.where(readable(actor.id))
 
 
 def tareas_now(tarea_ids: set[int]) -> dict[int, policy.TareaNow]:
@@ -152,4 +160,4 @@ def require_readable(actor: Usuario, delegado_usuario_id: int | None, assigned: 
     if policy.is_supervisor(actor):  # skip the assignment lookup: supervisors read everything
         return
     if not policy.can_read_tarea(actor, delegado_usuario_id, assigned(), reporter_id):
-        raise Forbidden("You may only see tareas you are assigned to or delegated.")
+        raise Forbidden(READ_FORBIDDEN)

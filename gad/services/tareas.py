@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, exists, or_, select
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
@@ -108,12 +108,12 @@ def read_tarea(actor: Usuario, tarea_id: int) -> TareaRow:
 def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[TareaRow], int]:
     """A page of readable tareas and the total. Plain rows, not ORM objects: for a page of 100, building ORM
     objects and reading them back attribute by attribute cost more than the query itself."""
-    rows, total = paginate_rows(_filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters), limit, offset)
+    rows, total = paginate_rows(filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters), limit, offset)
     asignados = asignados_by_tarea([row["id"] for row in rows])  # one query for the whole page
     return [row | {"efectivos": asignados.get(row["id"], [])} for row in rows], total
 
 
-def _filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any]:
+def filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any]:
     """The list's filters and sort order, on a query already narrowed to what the caller may read."""
     if filters.get("estado"):
         query = query.where(Tarea.estado.in_([str(e) for e in filters["estado"]]))
@@ -138,10 +138,14 @@ def _filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[An
     if filters.get("q"):
         like = f"%{filters['q'].strip()}%"
         query = query.where(or_(Tarea.codigo.ilike(like), Tarea.titulo.ilike(like), Tarea.descripcion.ilike(like)))
-    sort = filters.get("sort") or "-created_at"
+    return query.order_by(*ordering(filters.get("sort"))).with_only_columns(*TAREA_COLUMNS)
+
+
+def ordering(sort: str | None) -> tuple[ColumnElement[Any], ...]:
+    """The list's ORDER BY for a ``sort`` parameter (None: newest first); the id breaks ties."""
+    sort = sort or "-created_at"
     column = getattr(Tarea, sort.lstrip("-"))
-    ordering = column.desc().nulls_last() if sort.startswith("-") else column.asc().nulls_last()
-    return query.order_by(ordering, Tarea.id.desc()).with_only_columns(*TAREA_COLUMNS)
+    return (column.desc().nulls_last() if sort.startswith("-") else column.asc().nulls_last(), Tarea.id.desc())
 
 
 def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expected_version: int | None) -> TareaRow:
