@@ -35,3 +35,21 @@ def transition(client: FlaskClient, headers: dict, tarea_id: int, estado: str, *
 def run_flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``flask --app wsgi <args>`` in a child process, from the repository root."""
     return subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+PROBLEM = "application/problem+json"
+
+
+def problem_fields(response: Any) -> set[str]:
+    """The field paths a problem+json answer names (``body.codigo``, ``query.desde``)."""
+    return {error["field"] for error in response.json().get("errors") or []}
+
+
+def assert_422_naming(response: Any, field: str) -> None:
+    assert response.status_code == 422, (field, response.status_code, response.text[:300])
+    assert response.headers["Content-Type"] == PROBLEM
+    assert field in problem_fields(response), (field, response.json())
+
+
+def tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
+    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides

@@ -6,28 +6,12 @@ from __future__ import annotations
 import re
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 import requests
 
 from tests.builders import Builders
 from tests.conftest import LiveServer
-
-PROBLEM = "application/problem+json"
-
-
-def _fields(response: requests.Response) -> set[str]:
-    return {error["field"] for error in response.json().get("errors") or []}
-
-
-def _assert_422_naming(response: requests.Response, field: str) -> None:
-    assert response.status_code == 422, (field, response.status_code, response.text[:300])
-    assert response.headers["Content-Type"] == PROBLEM
-    assert field in _fields(response), (field, response.json())
-
-
-def _tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
-    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
+from tests.helpers import assert_422_naming, tarea_body
 
 
 def test_emg_prefix_is_reserved_for_emergencies(live_server: LiveServer, build: Builders) -> None:
@@ -35,13 +19,13 @@ def test_emg_prefix_is_reserved_for_emergencies(live_server: LiveServer, build: 
     headers = build.headers(supervisor)
     url = live_server.url + "/api/v1/tasks"
     day = datetime.now(UTC).strftime("%Y%m%d")
-    _assert_422_naming(requests.post(url, json=_tarea_body(f"EMG-{day}-0003"), headers=headers, timeout=30), "body.codigo")
-    ordinary = requests.post(url, json=_tarea_body("NORMAL-1"), headers=headers, timeout=30)
+    assert_422_naming(requests.post(url, json=tarea_body(f"EMG-{day}-0003"), headers=headers, timeout=30), "body.codigo")
+    ordinary = requests.post(url, json=tarea_body("NORMAL-1"), headers=headers, timeout=30)
     assert ordinary.status_code == 201
     patched = requests.patch(
         f"{url}/{ordinary.json()['id']}", json={"codigo": f"EMG-{day}-0004"}, headers=headers | {"If-Match": ordinary.headers["ETag"]}, timeout=30
     )
-    _assert_422_naming(patched, "body.codigo")
+    assert_422_naming(patched, "body.codigo")
     assert requests.get(f"{url}/{ordinary.json()['id']}", headers=headers, timeout=30).json()["codigo"] == "NORMAL-1"
 
 

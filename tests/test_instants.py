@@ -13,6 +13,7 @@ import requests
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
+from tests.helpers import assert_422_naming, tarea_body
 
 # Out of [1900-01-01, 2200-01-01) once converted to UTC; the first two are years 10000 and 0 in UTC.
 OUT_OF_RANGE = [
@@ -25,38 +26,23 @@ OUT_OF_RANGE = [
 ]
 # Inside the window (the last two only after conversion to UTC).
 IN_RANGE = ["1900-01-01T00:00:00Z", "2199-12-31T23:59:59Z", "1899-12-31T23:00:00-01:00", "2200-01-01T13:59:59+14:00"]
-PROBLEM = "application/problem+json"
-
-
-def _fields(response: requests.Response) -> set[str]:
-    return {error["field"] for error in response.json().get("errors") or []}
-
-
-def _assert_422_naming(response: requests.Response, field: str) -> None:
-    assert response.status_code == 422, (field, response.status_code, response.text[:300])
-    assert response.headers["Content-Type"] == PROBLEM
-    assert field in _fields(response), (field, response.json())
-
-
-def _tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
-    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
 
 
 def test_out_of_range_instants_on_tasks_are_422_naming_the_field(live_server: LiveServer, build: Builders) -> None:
     admin = build.usuario(3)
     headers = build.headers(admin)
     url = live_server.url + "/api/v1/tasks"
-    existing = requests.post(url, json=_tarea_body("A1-BASE"), headers=headers, timeout=30)
+    existing = requests.post(url, json=tarea_body("A1-BASE"), headers=headers, timeout=30)
     assert existing.status_code == 201
     tarea_url = f"{url}/{existing.json()['id']}"
     for n, value in enumerate(OUT_OF_RANGE):
         for field in ("inicio_programado", "fin_programado"):
-            _assert_422_naming(requests.post(url, json=_tarea_body(f"A1-{n}", **{field: value}), headers=headers, timeout=30), f"body.{field}")
+            assert_422_naming(requests.post(url, json=tarea_body(f"A1-{n}", **{field: value}), headers=headers, timeout=30), f"body.{field}")
             patched = requests.patch(tarea_url, json={field: value}, headers=headers | {"If-Match": existing.headers["ETag"]}, timeout=30)
-            _assert_422_naming(patched, f"body.{field}")
+            assert_422_naming(patched, f"body.{field}")
         for param in ("desde", "hasta"):
-            _assert_422_naming(requests.get(url, params={param: value}, headers=headers, timeout=30), f"query.{param}")
-            _assert_422_naming(requests.get(live_server.url + "/api/v1/eventos", params={param: value}, headers=headers, timeout=30), f"query.{param}")
+            assert_422_naming(requests.get(url, params={param: value}, headers=headers, timeout=30), f"query.{param}")
+            assert_422_naming(requests.get(live_server.url + "/api/v1/eventos", params={param: value}, headers=headers, timeout=30), f"query.{param}")
     # Nothing was stored, and every read still answers.
     listing = requests.get(url, headers=headers, timeout=30)
     assert listing.status_code == 200 and [t["codigo"] for t in listing.json()["items"]] == ["A1-BASE"]
@@ -68,7 +54,7 @@ def test_boundary_instants_are_accepted_and_every_read_of_them_answers(live_serv
     url = live_server.url + "/api/v1/tasks"
     created = []
     for n, (inicio, fin) in enumerate([(IN_RANGE[0], IN_RANGE[1]), (IN_RANGE[2], IN_RANGE[3])]):
-        response = requests.post(url, json=_tarea_body(f"A1-IN-{n}", inicio_programado=inicio, fin_programado=fin), headers=headers, timeout=30)
+        response = requests.post(url, json=tarea_body(f"A1-IN-{n}", inicio_programado=inicio, fin_programado=fin), headers=headers, timeout=30)
         assert response.status_code == 201, response.text
         created.append(response.json())
     stored = requests.get(f"{url}/{created[1]['id']}", headers=headers, timeout=30).json()
@@ -120,7 +106,7 @@ def test_every_datetime_field_of_the_openapi_document_refuses_edge_values(live_s
                 for value in OUT_OF_RANGE:
                     kwargs: dict[str, Any] = {"json": {name: value}} if location == "body" else {"params": {name: value}}
                     response = requests.request(method.upper(), live_server.url + concrete, headers=headers | {"If-Match": '"1"'}, timeout=30, **kwargs)
-                    _assert_422_naming(response, f"{location}.{name}")
+                    assert_422_naming(response, f"{location}.{name}")
                 checked.append(f"{method.upper()} {path} {location}.{name}")
     # The document does describe them: tareas' schedule (create, PATCH, PUT) and the desde/hasta filters.
     assert {"POST /api/v1/tasks body.inicio_programado", "PATCH /api/v1/tasks/{tarea_id} body.fin_programado", "GET /api/v1/tasks query.desde"} <= set(

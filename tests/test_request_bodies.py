@@ -10,22 +10,7 @@ import requests
 
 from tests.builders import Builders
 from tests.conftest import LiveServer
-
-PROBLEM = "application/problem+json"
-
-
-def _fields(response: requests.Response) -> set[str]:
-    return {error["field"] for error in response.json().get("errors") or []}
-
-
-def _assert_422_naming(response: requests.Response, field: str) -> None:
-    assert response.status_code == 422, (field, response.status_code, response.text[:300])
-    assert response.headers["Content-Type"] == PROBLEM
-    assert field in _fields(response), (field, response.json())
-
-
-def _tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
-    return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
+from tests.helpers import PROBLEM, assert_422_naming, tarea_body
 
 
 @pytest.mark.parametrize(
@@ -48,9 +33,9 @@ def test_deeply_nested_json_is_400_at_parse_time(live_server: LiveServer, build:
 
 def test_json_within_the_depth_bound_is_validated_normally(live_server: LiveServer, build: Builders) -> None:
     headers = build.headers(build.usuario(3))
-    body = _tarea_body("DEEP-OK") | {"notas": {"x": [[1]]}}
+    body = tarea_body("DEEP-OK") | {"notas": {"x": [[1]]}}
     response = requests.post(live_server.url + "/api/v1/tasks", json=body, headers=headers, timeout=30)
-    _assert_422_naming(response, "body.notas")  # a schema error, not a parse error
+    assert_422_naming(response, "body.notas")  # a schema error, not a parse error
 
 
 def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, build: Builders) -> None:
