@@ -109,7 +109,12 @@ async function load() {
       api(`/api/v1/tasks?estado=programada,en_curso,pausada&sort=inicio_programado&limit=100${filtro}`),
       api(`/api/v1/tasks?estado=finalizada,cancelada&sort=-created_at&limit=20${filtro}`),
     ]);
-    tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
+    const served = [...abiertas.data.items, ...hechas.data.items];
+    // The API stops showing an efectivo a tarea once it ends (its assignments are released), so keep the
+    // finished ones this device already knows about: the officer's history must not vanish on reload.
+    const servedIds = new Set(served.map((t) => t.id));
+    const known = tareas.filter((t) => ["finalizada", "cancelada"].includes(t.estado) && !servedIds.has(t.id));
+    tareas = operador && !efectivo ? [] : [...served, ...known].slice(0, 140);
     saveCache();
     $("red").hidden = true;
   } catch (error) {
