@@ -21,6 +21,10 @@ const ACCIONES = {
 };
 let efectivo = null;
 let tareas = [];
+// Tareas that ended while this device watched: the API stops showing an efectivo a tarea once it ends (its
+// assignments are released), and a list fetched just before the end must not bring it back as open.
+const terminadas = new Map();
+const ENDED = ["finalizada", "cancelada"];
 let lastFix = null; // {lat, lng, at} of the last fix handed to the outbox
 let serverSaw = null;
 let watchId = null;
@@ -109,12 +113,8 @@ async function load() {
       api(`/api/v1/tasks?estado=programada,en_curso,pausada&sort=inicio_programado&limit=100${filtro}`),
       api(`/api/v1/tasks?estado=finalizada,cancelada&sort=-created_at&limit=20${filtro}`),
     ]);
-    const served = [...abiertas.data.items, ...hechas.data.items];
-    // The API stops showing an efectivo a tarea once it ends (its assignments are released), so keep the
-    // finished ones this device already knows about: the officer's history must not vanish on reload.
-    const servedIds = new Set(served.map((t) => t.id));
-    const known = tareas.filter((t) => ["finalizada", "cancelada"].includes(t.estado) && !servedIds.has(t.id));
-    tareas = operador && !efectivo ? [] : [...served, ...known].slice(0, 140);
+    const served = [...abiertas.data.items, ...hechas.data.items].filter((t) => !terminadas.has(t.id));
+    tareas = operador && !efectivo ? [] : [...served, ...terminadas.values()].slice(0, 140);
     saveCache();
     $("red").hidden = true;
   } catch (error) {
@@ -147,6 +147,7 @@ async function transition(t, estado, label, motivo) {
   t.estado = estado;
   renderTareas();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
+  if (result && ENDED.includes(estado)) terminadas.set(t.id, { ...t, estado });
   if (result) load();
 }
 
@@ -330,6 +331,7 @@ const cached = loadCache();
 if (cached) {
   efectivo = cached.efectivo;
   tareas = cached.tareas;
+  for (const t of tareas) if (ENDED.includes(t.estado)) terminadas.set(t.id, t);
   renderEfectivo();
   renderTareas();
 }
