@@ -54,6 +54,21 @@ class ReadOnlyConfig(FlaskConfig):
 class GadFlask(Flask):
     config_class = ReadOnlyConfig
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Any, Any] = {}
+
+    def ensure_sync(self, func: Any) -> Any:
+        # Flask asks this of every hook and view on every request (about a dozen times), and answers by
+        # inspecting the function's code flags each time; the answer never changes for a function.
+        try:
+            return self._sync[func]
+        except KeyError:
+            self._sync[func] = result = super().ensure_sync(func)
+            return result
+        except TypeError:  # unhashable callable
+            return super().ensure_sync(func)
+
 
 def create_app(config: Config | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app: load and validate config, then wire each subsystem. No database or network access here."""
@@ -121,6 +136,41 @@ def register_extensions(app: Flask) -> None:
     # conclude "no limit here" on every request of every endpoint, a fifth of /health's CPU (BENCHMARKS).
     if not app.config.get("RATELIMIT_DEFAULT") and not app.config.get("RATELIMIT_APPLICATION"):
         app.before_request_funcs[None].remove(limiter._check_request_limit)
+        _only_where_limited(app, limiter)
+
+
+# Where Flask-Limiter keeps a request's state (limits checked, deductions pending), created the first time a
+# limit is checked; tests/test_overhead.py fails if a Flask-Limiter release moves it.
+LIMITER_REQUEST_STATE = "_limiter_request_context"
+
+
+def _only_where_limited(app: Flask, limiter: Any) -> None:
+    """Flask-Limiter's after-request hook (conditional deductions, rate-limit headers) and teardown (drop the
+    request's state) act on the state a limit check leaves on the request. A request no limit was checked
+    for has none, and there both are no-ops that still built that state to find it empty: skip them."""
+    from flask.globals import request_ctx
+
+    def has_state() -> bool:
+        return hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)  # type: ignore[attr-defined]
+
+    def wrap_after(hook: Any) -> Any:
+        def after(response: Any) -> Any:
+            return hook(response) if has_state() else response
+
+        return after
+
+    def wrap_teardown(hook: Any) -> Any:
+        def teardown(exc: BaseException | None = None) -> None:
+            if has_state():
+                hook(exc)
+
+        return teardown
+
+    def owned(hook: Any) -> bool:
+        return getattr(hook, "__self__", None) is limiter or getattr(hook, "args", ())[:1] == (limiter,)
+
+    app.after_request_funcs[None] = [wrap_after(h) if owned(h) else h for h in app.after_request_funcs[None]]
+    app.teardown_request_funcs[None] = [wrap_teardown(h) if owned(h) else h for h in app.teardown_request_funcs[None]]
 
 
 def register_migrations(app: Flask) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, g, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Request, Response, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from gad.errors import Forbidden, Unauthorized
 from gad.models import Sesion, Usuario
@@ -120,27 +121,45 @@ def is_local_path(target: str | None) -> bool:
     return not any(ch in target for ch in "\r\n\t")
 
 
-def _security_headers(response: Response) -> Response:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if response.mimetype == "text/html":
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-        )
-    if current_app.config.get("GAD_ENV") == "production":
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    origin = request.headers.get("Origin")
-    if origin and origin in current_app.config.get("CORS_ORIGINS", []):
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Vary"] = "Origin"
-        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match, Idempotency-Key, X-CSRF-Token, X-Request-ID"
-        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-        headers["Access-Control-Expose-Headers"] = "ETag, Location, X-Request-ID, Retry-After"
-    return response
+_CSP = (
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+_CORS_HEADERS = (
+    ("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, Idempotency-Key, X-CSRF-Token, X-Request-ID"),
+    ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    ("Access-Control-Expose-Headers", "ETag, Location, X-Request-ID, Retry-After"),
+)
+
+
+def _response_hook(app: Flask) -> Callable[[Response], Response]:
+    """Security headers on every response (a view's own value wins), CORS for listed origins, and the
+    audit of denials — one hook, with what depends only on the settings worked out once here."""
+    always = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "strict-origin-when-cross-origin")]
+    if app.config.get("GAD_ENV") == "production":
+        always.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    defaults = tuple((name, name.lower(), value) for name, value in always)
+    cors_origins = frozenset(app.config.get("CORS_ORIGINS", []))
+
+    def finish(response: Response) -> Response:
+        if response.status_code == 403:
+            _audit_denials(response)
+        headers = response.headers
+        present = {name.lower() for name, _ in headers}
+        for name, lower, value in defaults:
+            if lower not in present:
+                headers.add(name, value)
+        if "content-security-policy" not in present and response.mimetype == "text/html":
+            headers.add("Content-Security-Policy", _CSP)
+        origin = request.environ.get("HTTP_ORIGIN")
+        if origin and origin in cors_origins:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+            for name, value in _CORS_HEADERS:
+                headers[name] = value
+        return response
+
+    return finish
 
 
 def _audit_denials(response: Response) -> Response:
@@ -164,15 +183,21 @@ class CookieSessionInterface(SecureCookieSessionInterface):
     than the /health view itself. A request with a cookie is handled exactly as Flask does."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if self.get_cookie_name(app) not in request.cookies and app.secret_key:
+        # No Cookie header at all (most API calls): not even the cookie jar is parsed.
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ or self.get_cookie_name(app) not in request.cookies):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # An empty session nobody read or changed: Flask would look up five cookie settings to do nothing.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
 
 
 def init_app(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
-    app.after_request(_security_headers)
-    app.after_request(_audit_denials)
+    app.after_request(_response_hook(app))
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 
