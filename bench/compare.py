@@ -48,7 +48,8 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
     "create": ("POST", "/api/v1/tasks", '{{"codigo": "{prefix}%08d", "titulo": "Tarea de comparativa", "tipo": "patrullaje", "prioridad": 2{extra}}}'),
 }
 # What a floor app can stand in for: the scenario is skipped for a system that has no such path.
-FLOOR_SCENARIOS = {"floor_hello": {"health"}, "floor_one_query": {"get_one"}}
+# bare Flask is the floor of /users/me too (issue 18: "≥ 60 % of bare Flask"), answering the same constant body.
+FLOOR_SCENARIOS = {"floor_hello": {"health", "me"}, "floor_one_query": {"get_one"}}
 
 
 @dataclass
@@ -59,6 +60,17 @@ class System:
     token: str = ""
     tarea_id: int | None = None
     create_extra: str = ""
+    worker_pid: int | None = None  # a spawned system's gunicorn worker, whose CPU time per request is reported
+
+
+def _worker_of(master_pid: int) -> int:
+    return int(subprocess.check_output(["pgrep", "-P", str(master_pid)]).split()[0])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -88,6 +100,16 @@ def _prepare(system: System) -> None:
 
 
 def _one_run(system: System, scenario: str, concurrency: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
+    """One load run; for a spawned system also the server's CPU time per request, a figure that a shared
+    machine disturbs far less than req/s (another session's work on the server's core lowers req/s, not it)."""
+    cpu_before = _cpu_seconds(system.worker_pid) if system.worker_pid else None
+    result = _load(system, scenario, concurrency, duration, client_cpu)
+    if cpu_before is not None and system.worker_pid and result["requests"]:
+        result["cpu_ms_per_request"] = round((_cpu_seconds(system.worker_pid) - cpu_before) * 1000 / result["requests"], 4)
+    return result
+
+
+def _load(system: System, scenario: str, concurrency: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
     method, path, body = SCENARIOS[scenario]
     path = path.format(tarea=system.tarea_id or 1)
     authorization = f"Bearer {system.token}" if system.token and scenario != "health" else ""
@@ -125,8 +147,12 @@ def summarise(samples: dict[tuple[str, int, str], list[dict[str, Any]]], names: 
             "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
             "rounds": len(runs),
+            "rps_per_round": [r["rps"] for r in runs],
             "errors": sum(sum(r["errors"].values()) for r in runs),
         }
+        if all("cpu_ms_per_request" in r for r in runs):
+            entry[name]["cpu_ms_per_request"] = round(statistics.median(r["cpu_ms_per_request"] for r in runs), 4)
+            entry[name]["cpu_ms_per_round"] = [r["cpu_ms_per_request"] for r in runs]
     return report
 
 
@@ -140,23 +166,42 @@ def ratios(report: dict[str, Any], baseline: str) -> dict[str, dict[str, float]]
     return out
 
 
+def cpu_ratios(report: dict[str, Any], baseline: str) -> dict[str, dict[str, float]]:
+    """Each other system's server CPU per request divided by the baseline's: with GAD as the baseline and a floor
+    as the other, the share of the floor's speed GAD would reach on a core of its own."""
+    out: dict[str, dict[str, float]] = {}
+    for key, entry in report.items():
+        mine = entry.get(baseline, {}).get("cpu_ms_per_request")
+        if mine:
+            out[key] = {
+                name: round(values["cpu_ms_per_request"] / mine, 2) for name, values in entry.items() if name != baseline and "cpu_ms_per_request" in values
+            }
+    return out
+
+
 def print_table(report: dict[str, Any], names: list[str], baseline: str) -> None:
-    header = ["scenario"] + [f"{n} req/s (p99 ms)" for n in names] + [f"{baseline} ÷ {n}" for n in names if n != baseline]
+    """req/s (p99 ms) per system, then the baseline's share of each other system by req/s and, for spawned
+    systems, by server CPU per request (ms) — the second is what a shared machine disturbs least."""
+    others = [n for n in names if n != baseline]
+    header = ["scenario"] + [f"{n} req/s (p99 ms) [CPU ms/req]" for n in names] + [f"{baseline} ÷ {n} (req/s; CPU)" for n in others]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    table_ratios = ratios(report, baseline)
+    table_ratios, table_cpu = ratios(report, baseline), cpu_ratios(report, baseline)
     for key, entry in report.items():
         cells = [key]
         for name in names:
-            cells.append(f"{entry[name]['rps']:,} ({entry[name]['p99_ms']})" if name in entry else "—")
-        for name in names:
-            if name != baseline:
-                cells.append(str(table_ratios.get(key, {}).get(name, "—")))
+            if name not in entry:
+                cells.append("—")
+                continue
+            cpu = entry[name].get("cpu_ms_per_request")
+            cells.append(f"{entry[name]['rps']:,} ({entry[name]['p99_ms']})" + (f" [{cpu}]" if cpu is not None else ""))
+        for name in others:
+            cells.append(f"{table_ratios.get(key, {}).get(name, '—')}; {table_cpu.get(key, {}).get(name, '—')}")
         print("| " + " | ".join(cells) + " |")
 
 
 @contextmanager
-def _floor(variant: str, database_url: str, server_cpu: str | None) -> Iterator[str]:
+def _floor(variant: str, database_url: str, server_cpu: str | None) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "PORT": str(port)}
     command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", f"bench.floor_app:{variant}"]
@@ -164,7 +209,7 @@ def _floor(variant: str, database_url: str, server_cpu: str | None) -> Iterator[
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url)
-        yield url
+        yield url, _worker_of(proc.pid)  # taskset execs gunicorn: the pid is the master's
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -197,10 +242,11 @@ def main() -> None:
     with ExitStack() as stack:
         if args.spawn:
             gad_url = stack.enter_context(spawned_server(workers=1, cpu=args.server_cpu))
-            systems.insert(0, System("gad", gad_url))
+            systems.insert(0, System("gad", gad_url, worker_pid=_worker_of(int(os.environ["GAD_BENCH_GUNICORN_PID"]))))
             database_url = os.environ["GAD_BENCH_DB_URL"]
             for variant, scenarios in FLOOR_SCENARIOS.items():
-                systems.append(System(variant, stack.enter_context(_floor(variant.removeprefix("floor_"), database_url, args.server_cpu)), scenarios))
+                url, worker = stack.enter_context(_floor(variant.removeprefix("floor_"), database_url, args.server_cpu))
+                systems.append(System(variant, url, scenarios, worker_pid=worker))
         for system in systems:
             if system.name not in FLOOR_SCENARIOS:
                 _login(system, email, password)
@@ -209,11 +255,21 @@ def main() -> None:
             if system.name in FLOOR_SCENARIOS:  # the floors read GAD's database: the same tarea
                 system.tarea_id = systems[0].tarea_id
         started = time.monotonic()
+        load_before = os.getloadavg()
         concurrency = [int(c) for c in args.concurrency.split(",")]
         report = compare(systems, args.scenario or list(SCENARIOS), concurrency, args.rounds, args.duration, args.client_cpu)
     names = [s.name for s in systems]
     baseline = args.baseline or names[0]
-    print(json.dumps({"report": report, "ratios_to_" + baseline: ratios(report, baseline), "seconds": round(time.monotonic() - started)}, indent=2))
+    # The machine's load average (1, 5, 15 min) before and after: these machines are shared, and BENCHMARKS.md records it.
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    summary = {
+        "report": report,
+        "ratios_to_" + baseline: ratios(report, baseline),
+        "cpu_ratios_to_" + baseline: cpu_ratios(report, baseline),
+        "seconds": round(time.monotonic() - started),
+        "load_average": load,
+    }
+    print(json.dumps(summary, indent=2))
     print_table(report, names, baseline)
 
 

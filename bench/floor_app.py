@@ -19,6 +19,7 @@ def _hello_app() -> Flask:
     app = Flask("floor")
 
     @app.get("/health")
+    @app.get("/api/v1/users/me")  # the floor of bench.compare's "me" scenario too: bare Flask, same answer
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 

@@ -40,6 +40,23 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT_KEY, None)
 
 
+_USED_CONNECTION_KEY = "gad_used_connection"
+
+
+@event.listens_for(Session, "after_begin")
+def _mark_connection_used(session: Session, *_: object) -> None:
+    # Kept for the session's life (one request): any later commit of this session is then never skipped.
+    session.info[_USED_CONNECTION_KEY] = True
+
+
+def _has_work(session: Session) -> bool:
+    """Whether committing could do anything: a connection was used, changes wait for a flush, or events
+    or after-commit hooks are queued (each leaves a key in ``session.info``). A read answered from the
+    token cache puts its usuario in the session without touching the database: its commit would run the
+    flush and commit machinery to send nothing."""
+    return bool(session.info or session.new or session.dirty or session.deleted)
+
+
 def commit_or_problem() -> Response | None:
     """Commit the request's transaction; a failure becomes a problem response instead of a 500."""
     try:
@@ -66,7 +83,7 @@ def _commit_after_request(response: Response) -> Response:
     if response.status_code >= 400:
         db.session.rollback()
         return response
-    if db.session.registry.has() and db.session().in_transaction():
+    if db.session.registry.has() and db.session().in_transaction() and _has_work(db.session()):
         problem = commit_or_problem()
         if problem is not None:
             return problem

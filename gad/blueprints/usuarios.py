@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, url_for
+from flask import Blueprint, Response, current_app, url_for
 
 from gad import policy
 from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query
@@ -28,11 +28,14 @@ def _view(usuario: object) -> dict[str, Any]:
 
 
 def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
-    view = _view(usuario)
-    headers = {"ETag": etag(view["version"])}
+    """One usuario as the caller may see it, serialised by pydantic straight to JSON (no dict in between)."""
+    out = UsuarioOut.model_validate(usuario)
+    body = out.model_dump_json(exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
+    response = current_app.response_class(body, status=status, mimetype="application/json")
+    response.headers["ETag"] = etag(out.version)
     if created:
-        headers["Location"] = url_for("usuarios.get_usuario", usuario_id=view["id"])
-    return json_response(view, status, headers)
+        response.headers["Location"] = url_for("usuarios.get_usuario", usuario_id=out.id)
+    return response
 
 
 @bp.get("/me")
