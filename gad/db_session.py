@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar, cast
 
-from flask import Flask, Response
-from sqlalchemy import event
+from flask import Flask, Response, g
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from gad.errors import Conflict, ServiceUnavailable, ValidationProblem, problem_response
-from gad.extensions import db
+from gad.extensions import WAITING_FOR_SESSION, db
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _AFTER_COMMIT_KEY = "gad_after_commit"
+
+
+def add_when_opened(instance: T) -> T:
+    """Put an instance built as a query would have loaded it (persistent key, clean values) into the request's
+    session: at once if the session is open — returning the copy it already holds, if any — else as soon as
+    the request opens it (``extensions.RequestSession``). Either way every query of the request sees it in the
+    identity map, as if it had been loaded; a request that never opens the session never pays for one."""
+    if db.session.registry.has():
+        session = db.session()
+        key = inspect(instance).key  # type: ignore[union-attr]  # a mapped instance always has a state
+        already = session.identity_map.get(key) if key is not None else None
+        if already is not None:
+            return cast(T, already)
+        session.add(instance)
+    else:
+        g.setdefault(WAITING_FOR_SESSION, []).append(instance)
+    return instance
 
 
 def on_commit(callback: Callable[[], None], session: Session | None = None) -> None:

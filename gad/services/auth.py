@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, delete, func, inspect, select
 from sqlalchemy.orm import make_transient_to_detached
 
 from gad import metrics, policy, throttle
+from gad.db_session import add_when_opened
 from gad.errors import CurrentPasswordRejected, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
@@ -228,17 +229,13 @@ def _attach(values: dict[str, Any]) -> Usuario:
     """A Usuario in this request's session built from verified values, as if just loaded (no SQL).
 
     Built the way the ORM builds a loaded row (values placed in the instance, then marked clean), not
-    through ``Usuario(**values)``, whose attribute events per column cost twice the rest of the request.
+    through ``Usuario(**values)``, whose attribute events per column cost twice the rest of the request;
+    it joins the session when the request opens one (a read that needs no query, /users/me, opens none).
     """
     usuario = _USUARIO_MANAGER.new_instance()
     usuario.__dict__.update(values)
     make_transient_to_detached(usuario)
-    key = inspect(usuario).key
-    already = db.session.identity_map.get(key) if key is not None else None
-    if already is not None:
-        return already
-    db.session.add(usuario)
-    return usuario
+    return add_when_opened(usuario)
 
 
 def find_by_email(email: str) -> Usuario | None:

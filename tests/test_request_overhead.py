@@ -1,0 +1,121 @@
+"""What the per-request machinery was made cheaper by keeps its behaviour: metrics, ids, limiter, cached principals."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask, g
+from flask.globals import request_ctx
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+from sqlalchemy import event, inspect
+
+from gad import LIMITER_REQUEST_STATE
+from gad.extensions import db, limiter
+from gad.models import Usuario
+from gad.observability import _request_ids
+from gad.principal_cache import principals
+from gad.security import current_user
+from tests.builders import Builders
+
+
+def _families(registry: CollectorRegistry) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """Every sample family under a ``flask_`` name: (type, help, label names of its samples)."""
+    out = {}
+    for family in registry.collect():
+        if family.name.startswith("flask_"):
+            labels = tuple(sorted({key for sample in family.samples for key in sample.labels}))
+            out[family.name] = (family.type, family.documentation, labels)
+    return out
+
+
+def test_http_metrics_have_the_exporters_names_labels_help_and_buckets(app: Flask) -> None:
+    # What prometheus-flask-exporter's own defaults would export for the same requests, on a bare app.
+    reference_app = Flask("reference")
+    reference_app.add_url_rule("/health", "health.health", lambda: "ok")
+    reference = PrometheusMetrics(reference_app, path=None, registry=CollectorRegistry(auto_describe=True), group_by="endpoint")
+    reference_app.test_client().get("/health")
+    reference_app.test_client().get("/nope")
+
+    ours = app.extensions["gad_metrics"]
+    client = app.test_client()
+    before = ours.registry.get_sample_value("flask_http_request_duration_seconds_count", {"method": "GET", "endpoint": "health.health", "status": "200"}) or 0
+    client.get("/health")
+    client.get("/nope")
+
+    assert _families(ours.registry) == _families(reference.registry)
+    labels = {"method": "GET", "endpoint": "health.health", "status": "200"}
+    assert ours.registry.get_sample_value("flask_http_request_duration_seconds_count", labels) == before + 1
+    assert ours.registry.get_sample_value("flask_http_request_total", {"method": "GET", "status": "404"}) >= 1
+    assert ours.registry.get_sample_value("flask_http_request_duration_seconds_count", {"method": "GET", "endpoint": "None", "status": "404"}) >= 1
+    buckets = {s.labels["le"] for f in ours.registry.collect() if f.name == "flask_http_request_duration_seconds" for s in f.samples if "le" in s.labels}
+    reference_buckets = {
+        s.labels["le"] for f in reference.registry.collect() if f.name == "flask_http_request_duration_seconds" for s in f.samples if "le" in s.labels
+    }
+    assert buckets == reference_buckets
+
+
+def test_generated_request_ids_are_32_hex_digits_unique_and_differ_after_a_fork() -> None:
+    ids = [_request_ids.next() for _ in range(1000)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker forked from its master
+        os.write(write, _request_ids.next().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child[:16] != _request_ids.next()[:16]
+
+
+def test_flask_limiter_keeps_its_request_state_where_gad_looks_for_it(app: Flask) -> None:
+    # GAD runs Flask-Limiter's after-request and teardown hooks only where a limit was checked, found by this
+    # attribute; a release that moved it would silently skip them.
+    with app.test_request_context("/api/v1/auth/login", method="POST"):
+        assert not hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)
+        limiter.context  # noqa: B018 - what a limit check does first
+        assert hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)
+
+
+@pytest.fixture
+def listener_connected() -> Iterator[None]:
+    """The token cache in use, as in a gunicorn worker whose event listener is connected."""
+    principals.set_listener_connected(True)
+    yield
+    principals.set_listener_connected(False)
+
+
+def test_a_cached_principal_joins_the_session_as_if_loaded_and_only_when_the_request_opens_it(app: Flask, build: Builders, listener_connected: None) -> None:
+    usuario = build.usuario(2)
+    headers = build.headers(usuario)
+    client = app.test_client()
+    assert client.get("/api/v1/users/me", headers=headers).status_code == 200  # verified: the cache is filled
+    statements: list[str] = []
+    with app.app_context():
+
+        def count(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            with app.test_request_context("/api/v1/users/me", headers=headers):
+                me = current_user()
+                assert me.id == usuario.id and me.email == usuario.email
+                assert not db.session.registry.has()  # nothing opened a session for this read
+                assert inspect(me).detached and inspect(me).key is not None
+                # The first use of the session finds the usuario in it, clean, as a query would have left it.
+                assert db.session.get(Usuario, usuario.id) is me
+                state = inspect(me)
+                assert state.persistent and not state.modified and me not in db.session.dirty
+                assert g.get("gad_waiting_for_session") is None
+                db.session.remove()
+            response = client.get("/api/v1/users/me", headers=headers)
+            assert response.status_code == 200 and response.get_json()["id"] == usuario.id
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+    assert statements == []  # neither the cached read nor the session it joined sent a statement
