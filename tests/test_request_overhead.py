@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask, g
 from flask.globals import request_ctx
+from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import event, inspect
@@ -18,6 +20,7 @@ from gad.extensions import db, limiter
 from gad.models import Usuario
 from gad.observability import _request_ids
 from gad.principal_cache import principals
+from gad.schemas.common import Health
 from gad.security import current_user
 from tests.builders import Builders
 
@@ -119,3 +122,9 @@ def test_a_cached_principal_joins_the_session_as_if_loaded_and_only_when_the_req
         finally:
             event.remove(db.engine, "before_cursor_execute", count)
     assert statements == []  # neither the cached read nor the session it joined sent a statement
+
+
+def test_health_body_written_by_hand_is_what_json_dumps_writes_and_what_the_schema_documents(client: FlaskClient) -> None:
+    body = client.get("/health").get_data(as_text=True)
+    assert json.dumps(json.loads(body)) == body
+    Health.model_validate_json(body)

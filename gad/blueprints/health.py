@@ -6,8 +6,9 @@ import json
 import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
+from gad import __version__
 from gad.blueprints.http import json_response
 from gad.extensions import limiter
 from gad.openapi import documented
@@ -16,21 +17,19 @@ from gad.schemas.common import Health, Readiness
 
 bp = Blueprint("health", __name__)
 _STARTED = time.monotonic()
+_VERSION = json.dumps(__version__)
 
 
 @bp.get("/health")
 @limiter.exempt
 @documented(tags=("health",), resp={"HTTP_200": Health}, public=True)
 def health() -> Response:
-    # The Health schema documents this body; it is built directly because Fly and load balancers call it
+    # The Health schema documents this body; it is written directly because Fly and load balancers call it
     # every few seconds on every worker, and validating four fields cost more than the rest of the view.
-    body = {
-        "status": "ok",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "uptime": round(time.monotonic() - _STARTED, 3),
-        "version": current_app.config["VERSION"],
-    }
-    return Response(json.dumps(body), mimetype="application/json")
+    # The same text json.dumps would produce (tests/test_health.py parses it against the schema).
+    uptime = round(time.monotonic() - _STARTED, 3)
+    body = f'{{"status": "ok", "timestamp": "{datetime.now(UTC).isoformat()}", "uptime": {uptime!r}, "version": {_VERSION}}}'
+    return Response(body, mimetype="application/json")
 
 
 @bp.get("/health/ready")

@@ -18,7 +18,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
-from sqlalchemy.orm import make_transient_to_detached
 
 from gad import metrics, policy, throttle
 from gad.db_session import add_when_opened
@@ -222,7 +221,8 @@ def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario,
 
 
 _USUARIO_COLUMNS = tuple(inspect(Usuario).column_attrs)
-_USUARIO_MANAGER = inspect(Usuario).class_manager
+_USUARIO_MAPPER = inspect(Usuario)
+_USUARIO_MANAGER = _USUARIO_MAPPER.class_manager
 
 
 def _attach(values: dict[str, Any]) -> Usuario:
@@ -234,7 +234,9 @@ def _attach(values: dict[str, Any]) -> Usuario:
     """
     usuario = _USUARIO_MANAGER.new_instance()
     usuario.__dict__.update(values)
-    make_transient_to_detached(usuario)
+    # What make_transient_to_detached would do to a fresh instance holding every column, without its generic
+    # work (no history to commit, nothing unloaded to expire): give it the identity key a load would give.
+    inspect(usuario).key = _USUARIO_MAPPER.identity_key_from_primary_key((values["id"],))
     return add_when_opened(usuario)
 
 
