@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import click
 from flask import Config as FlaskConfig
 from flask import Flask
 
@@ -179,8 +180,6 @@ def register_migrations(app: Flask) -> None:
     Flask-Migrate pulls in alembic and mako: about 100 ms and several MB that a serving worker never
     uses. The ``flask`` command builds the app inside a click context; gunicorn and the tests do not.
     """
-    import click
-
     if click.get_current_context(silent=True) is None:
         return
     from flask_migrate import Migrate
@@ -241,9 +240,23 @@ def register_notification_channels(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from gad.commands import gad_cli
+    app.cli.add_command(_LazyCommands("gad", help="GAD administration commands."))
 
-    app.cli.add_command(gad_cli)
+
+class _LazyCommands(click.Group):
+    """``flask gad …``: the real group (gad.commands) and all it imports — the GRUPO_GAD importer, the audit
+    export, demo seeding — load when the command line first asks for a command, not in every serving worker."""
+
+    def _group(self) -> click.Group:
+        from gad.commands import gad_cli
+
+        return gad_cli
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._group().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._group().get_command(ctx, cmd_name)
 
 
 def _migrations_dir() -> Any:
