@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import event, inspect
+from werkzeug.routing import Map, Rule
 
-from gad import LIMITER_REQUEST_STATE
+from gad import LIMITER_REQUEST_STATE, LazyBuilderRule
 from gad.extensions import db, limiter
 from gad.models import Usuario
 from gad.observability import _request_ids
@@ -128,3 +129,19 @@ def test_health_body_written_by_hand_is_what_json_dumps_writes_and_what_the_sche
     body = client.get("/health").get_data(as_text=True)
     assert json.dumps(json.loads(body)) == body
     Health.model_validate_json(body)
+
+
+def test_url_builders_compiled_on_first_use_build_what_werkzeug_builds(app: Flask) -> None:
+    plain = Map(
+        [Rule(r.rule, endpoint=r.endpoint, methods=r.methods, defaults=r.defaults, websocket=r.websocket) for r in app.url_map.iter_rules()],
+        converters=app.url_map.converters,
+    )
+    ours, reference = app.url_map.bind("gad.test"), plain.bind("gad.test")
+    rules = list(app.url_map.iter_rules())
+    assert all(isinstance(r, LazyBuilderRule) for r in rules) and len(rules) > 50
+    for rule in rules:
+        values = {name: 7 for name in rule.arguments}
+        for extra in ({}, {"q": "a b"}):  # known arguments only, then an unknown one appended as a query
+            assert ours.build(rule.endpoint, values | extra, method=next(iter(rule.methods or {"GET"}))) == reference.build(
+                rule.endpoint, values | extra, method=next(iter(rule.methods or {"GET"}))
+            )
