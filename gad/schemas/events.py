@@ -50,7 +50,9 @@ class TareaEvent(EventPayload):
     ubicacion_lat: float | None
     ubicacion_lng: float | None
     version: int
-    asignados_usuario_ids: list[int]
+    asignados_usuario_ids: list[int] = Field(
+        description="Usuarios who read it through an assignment: those assigned now and, once it ended, those its end released"
+    )
 
 
 class TaskCreated(TareaEvent):

@@ -1,0 +1,125 @@
+"""Who may read a tarea: every expression of the rule (Python policy, SQL filter, PostgreSQL-built JSON,
+live events, replay) agrees on every case, for every role (docs/ARCHITECTURE.md §4, "who may read a tarea")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from gad import policy
+from gad.errors import Forbidden
+from gad.extensions import db
+from gad.models import Evento, Usuario
+from gad.services import asignaciones, tarea_json, tareas, transitions
+from gad.services.tarea_queries import tareas_now
+from gad.vocab import EstadoTarea, TipoTarea
+from tests.builders import Builders
+
+# case -> may a nivel-1 usuario whose efectivo took part read it? (supervisors and administradores read all)
+CASES = {
+    "active": True,  # assigned now
+    "reassigned": False,  # taken off while the tarea goes on (issue 13 B8)
+    "reassigned_then_closed": False,  # taken off, and the tarea finished later without them
+    "finalizada": True,  # worked it until it finished: its closing released the assignment
+    "cancelada": True,  # assigned until it was cancelled
+    "never": False,  # never assigned
+}
+
+
+def _build(admin: Usuario, efectivo_id: int) -> dict[str, int]:
+    """One tarea per case, driven through the services as the API would."""
+    ids: dict[str, int] = {}
+
+    def create(case: str) -> int:
+        ids[case] = tareas.create_tarea(admin, {"codigo": f"RR-{len(ids) + 1:03d}", "titulo": case, "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})["id"]
+        return ids[case]
+
+    # The efectivo holds one unscheduled tarea at a time, so the cases are built one after the other.
+    tarea = create("reassigned")
+    asignaciones.assign(admin, tarea, [efectivo_id], None)
+    transitions.transition(admin, tarea, EstadoTarea.EN_CURSO, None, None)
+    asignaciones.unassign(admin, tarea, efectivo_id, None)
+    tarea = create("reassigned_then_closed")
+    asignaciones.assign(admin, tarea, [efectivo_id], None)
+    transitions.transition(admin, tarea, EstadoTarea.EN_CURSO, None, None)
+    asignaciones.unassign(admin, tarea, efectivo_id, None)
+    transitions.transition(admin, tarea, EstadoTarea.FINALIZADA, None, None)
+    tarea = create("finalizada")
+    asignaciones.assign(admin, tarea, [efectivo_id], None)
+    transitions.transition(admin, tarea, EstadoTarea.EN_CURSO, None, None)
+    transitions.transition(admin, tarea, EstadoTarea.FINALIZADA, None, None)
+    tarea = create("cancelada")
+    asignaciones.assign(admin, tarea, [efectivo_id], None)
+    transitions.transition(admin, tarea, EstadoTarea.CANCELADA, "sin efecto", None)
+    create("never")
+    tarea = create("active")
+    asignaciones.assign(admin, tarea, [efectivo_id], None)
+    db.session.commit()
+    return ids
+
+
+def _allowed(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except Forbidden:
+        return False
+    return True
+
+
+def _every_expression(actor: Usuario, ids: dict[str, int]) -> dict[str, dict[str, bool]]:
+    """For each case, what each expression of the read rule answers for ``actor``."""
+    listed_py = {row["id"] for row in tareas.list_tareas(actor, {}, 100, 0)[0]}
+    listed_sql = {item["id"] for item in json.loads(tarea_json.page_json(actor, {}, 100, 0))["items"]}
+    now = tareas_now(set(ids.values()))
+    answers: dict[str, dict[str, bool]] = {}
+    for case, tarea_id in ids.items():
+        last = db.session.query(Evento).filter(Evento.entity_type == "tarea", Evento.entity_id == tarea_id).order_by(Evento.id.desc()).first()
+        assert last is not None
+        answers[case] = {
+            "get_tarea (ORM, policy.can_read_tarea)": _allowed(lambda tarea_id=tarea_id: tareas.get_tarea(actor, tarea_id)),
+            "read_tarea (rows)": _allowed(lambda tarea_id=tarea_id: tareas.read_tarea(actor, tarea_id)),
+            "list_tareas (SQL filter)": tarea_id in listed_py,
+            "tarea_json (GET one, PostgreSQL JSON)": _allowed(lambda tarea_id=tarea_id: tarea_json.tarea_json(actor, tarea_id)),
+            "page_json (GET list, PostgreSQL JSON)": tarea_id in listed_sql,
+            "live event (policy.can_see_event)": policy.can_see_event(actor, last.topic, last.payload),
+            "replay (policy.can_see_replayed_event)": policy.can_see_replayed_event(actor, last.topic, last.payload, now, {}),
+        }
+    return answers
+
+
+@pytest.mark.parametrize("nivel", [1, 2, 3])
+def test_every_expression_of_the_tarea_read_rule_agrees(app: Flask, build: Builders, nivel: int) -> None:
+    admin_id = build.usuario(3).id
+    worker = build.usuario(1)
+    efectivo_id = build.efectivo(usuario_id=worker.id).id
+    reader_id = worker.id if nivel == 1 else build.usuario(nivel).id
+    with app.app_context():
+        admin = db.session.get(Usuario, admin_id)
+        assert admin is not None
+        ids = _build(admin, efectivo_id)
+        reader = db.session.get(Usuario, reader_id)
+        assert reader is not None
+        answers = _every_expression(reader, ids)
+    expected = {case: (nivel >= 2 or may) for case, may in CASES.items()}
+    wrong = {case: {name: got for name, got in by.items() if got != expected[case]} for case, by in answers.items()}
+    assert not any(wrong.values()), f"expected {expected}; disagreements: {wrong}"
+
+
+def test_a_usuario_with_no_efectivo_reads_no_worked_tarea(app: Flask, build: Builders) -> None:
+    # A nivel-1 usuario who never had an assignment sees none of them, closed or not.
+    admin_id = build.usuario(3).id
+    worker = build.usuario(1)
+    efectivo_id = build.efectivo(usuario_id=worker.id).id
+    stranger_id = build.usuario(1).id
+    with app.app_context():
+        admin = db.session.get(Usuario, admin_id)
+        assert admin is not None
+        ids = _build(admin, efectivo_id)
+        stranger = db.session.get(Usuario, stranger_id)
+        assert stranger is not None
+        answers = _every_expression(stranger, ids)
+    assert not any(any(by.values()) for by in answers.values()), answers
