@@ -4,9 +4,11 @@ live events, replay) agrees on every case, for every role (docs/ARCHITECTURE.md 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2
 import pytest
 from flask import Flask
 
@@ -18,6 +20,8 @@ from gad.services import asignaciones, tarea_json, tareas, transitions
 from gad.services.tarea_queries import tareas_now
 from gad.vocab import EstadoTarea, TipoTarea
 from tests.builders import Builders
+from tests.conftest import make_app, recreate_database
+from tests.helpers import run_flask
 
 # case -> may a nivel-1 usuario whose efectivo took part read it? (supervisors and administradores read all)
 CASES = {
@@ -123,3 +127,40 @@ def test_a_usuario_with_no_efectivo_reads_no_worked_tarea(app: Flask, build: Bui
         assert stranger is not None
         answers = _every_expression(stranger, ids)
     assert not any(any(by.values()) for by in answers.values()), answers
+
+
+def test_upgrade_marks_the_assignments_existing_tareas_released_at_their_end(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows written before 0004j: the service's own marks are dropped by a downgrade, and the upgrade's
+    # backfill must put back exactly those (released by the end: yes; taken off a tarea that goes on: no).
+    url = recreate_database(pg_server, "gad_liberada_al_cerrar")
+    monkeypatch.setenv("TEST_DATABASE_URL", url)  # make_app points it here; put the run's database back afterwards
+    assert run_flask(_env(url), "db", "upgrade").returncode == 0
+    app = make_app(url)
+    build = Builders(app)
+    admin_id = build.usuario(3).id
+    efectivo_id = build.efectivo(usuario_id=build.usuario(1).id).id
+    marks = "SELECT t.titulo, a.liberada_al_cerrar FROM asignaciones a JOIN tareas t ON t.id = a.tarea_id ORDER BY a.id"
+    with app.app_context():
+        admin = db.session.get(Usuario, admin_id)
+        assert admin is not None
+        ids = _build(admin, efectivo_id)
+        doomed = tareas.create_tarea(admin, {"codigo": "RR-DEL", "titulo": "deleted", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})["id"]
+        asignaciones.unassign(admin, ids["active"], efectivo_id, None)
+        asignaciones.assign(admin, doomed, [efectivo_id], None)
+        tareas.delete_tarea(admin, doomed, None)
+        db.session.commit()
+        written = db.session.execute(db.text(marks)).all()
+        db.engine.dispose()
+    assert dict(written) == {"reassigned": False, "reassigned_then_closed": False, "finalizada": True, "cancelada": True, "active": False, "deleted": True}
+    for step in (("db", "downgrade", "0004g"), ("db", "upgrade")):
+        result = run_flask(_env(url), *step)
+        assert result.returncode == 0, (step, result.stderr[-2000:])
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute(marks)
+        assert cur.fetchall() == written
+    conn.close()
+
+
+def _env(url: str) -> dict[str, str]:
+    return os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}

@@ -720,7 +720,15 @@ class Importer:
                 assignments.append((efectivo_ids, creado, released, estado))
             new_ids = self._insert(Tarea, values)
             asignaciones = [
-                {"tarea_id": tarea_id, "efectivo_id": efectivo_id, "asignado_por_usuario_id": None, "asignado_en": creado, "liberado_en": released, "liberada_al_cerrar": released is not None}
+                {
+                    "tarea_id": tarea_id,
+                    "efectivo_id": efectivo_id,
+                    "asignado_por_usuario_id": None,
+                    "asignado_en": creado,
+                    "liberado_en": released,
+                    # Released only with the old tarea's end: its efectivos keep reading it (READS_THROUGH).
+                    "liberada_al_cerrar": released is not None,
+                }
                 for tarea_id, (efectivo_ids, creado, released, _) in zip(new_ids, assignments, strict=True)
                 for efectivo_id in efectivo_ids
             ]

@@ -105,7 +105,9 @@ def reader_usuario_ids(tarea_id: int) -> set[int]:
 
 def _usuario_ids(tarea_id: int, which: ColumnElement[bool]) -> set[int]:
     rows = db.session.scalars(
-        select(Efectivo.usuario_id).join(Asignacion, Asignacion.efectivo_id == Efectivo.id).where(Asignacion.tarea_id == tarea_id, which, Efectivo.usuario_id.is_not(None))
+        select(Efectivo.usuario_id)
+        .join(Asignacion, Asignacion.efectivo_id == Efectivo.id)
+        .where(Asignacion.tarea_id == tarea_id, which, Efectivo.usuario_id.is_not(None))
     )
     return {int(uid) for uid in rows if uid is not None}
 
@@ -137,7 +139,9 @@ def readable(actor_id: Any) -> ColumnElement[bool]:
     """The SQL form of ``policy.can_read_tarea`` for a non-supervisor ``actor_id`` (a value or a bind
     parameter): delegated, assigned (``READS_THROUGH``), or the raiser of an emergency. Correlates to ``Tarea``."""
     assigned = exists(
-        select(Asignacion.id).join(Efectivo, Efectivo.id == Asignacion.efectivo_id).where(Asignacion.tarea_id == Tarea.id, READS_THROUGH, Efectivo.usuario_id == actor_id)
+        select(Asignacion.id)
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == Tarea.id, READS_THROUGH, Efectivo.usuario_id == actor_id)
     )
     raised = and_(Tarea.es_emergencia.is_(True), Tarea.creado_por_usuario_id == actor_id)
     return or_(Tarea.delegado_usuario_id == actor_id, assigned, raised)
