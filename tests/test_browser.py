@@ -12,8 +12,8 @@ import requests
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.builders import PASSWORD, Builders
-from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, shot
+from tests.conftest import LiveServer
+from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, server_without_tiles, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
@@ -34,10 +34,8 @@ def browser(pw: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # Tiles point at an address that refuses at once: every map must stay usable without them.
-    live = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("browser"), extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
-    yield live
-    stop_gunicorn(live)
+    with server_without_tiles(database_url, tmp_path_factory.mktemp("browser")) as live:
+        yield live
 
 
 def _no_injected_elements(page: Page, where: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
+from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,6 +46,17 @@ def context_options(playwright: Playwright, size: str, base_url: str) -> dict[st
     base: dict[str, Any] = dict(DESKTOP) if size == "escritorio" else dict(playwright.devices["Pixel 7"])
     base.pop("default_browser_type", None)
     return base | {"base_url": base_url, "geolocation": SOL, "permissions": ["geolocation"], "locale": "es-ES"}
+
+
+@contextmanager
+def server_without_tiles(database_url: str, tmp: Path) -> Iterator[LiveServer]:
+    """One gunicorn worker whose map tiles point at an address that refuses at once: every map must stay
+    usable without them."""
+    live = start_gunicorn(database_url, workers=1, tmp=tmp, extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
+    try:
+        yield live
+    finally:
+        stop_gunicorn(live)
 
 
 @contextmanager
