@@ -29,6 +29,9 @@ from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # no
 from gad.realtime import chain  # noqa: E402 - after sys.path points at the repository root
 from tests.builders import Builders  # noqa: E402 - after sys.path points at the repository root
 
+# Chromium fixtures (``pw``, ``browser``) for every browser suite, defined once.
+pytest_plugins = ["tests.support.browser"]
+
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
 TABLES = "notificacion_entregas, notificaciones, alertas, procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"

@@ -9,27 +9,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, server_without_tiles, shot
+from tests.support.browser import SIZES, axe_violations, context_options, logged_in, server_without_tiles, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
-
-
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as playwright:
-        yield playwright
-
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright) -> Iterator[Browser]:
-    launched = launch(pw)
-    yield launched
-    launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.support.browser import SCREENSHOTS, launch, server_without_tiles
+from tests.support.browser import SCREENSHOTS, server_without_tiles
 
 pytestmark = pytest.mark.slow
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = launch(playwright)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

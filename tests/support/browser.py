@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+from tests.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -34,6 +34,20 @@ DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
 SIZES = ("escritorio", "movil")
 
 
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    """Playwright for a test module (this module is a plugin of tests/conftest.py: any test may ask for it)."""
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    launched = launch(pw)
+    yield launched
+    launched.close()
+
+
 def launch(playwright: Playwright) -> Browser:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is required for the browser tests: apt-get install chromium (.ci/run does); looked for {CHROMIUM}")
@@ -52,6 +66,8 @@ def context_options(playwright: Playwright, size: str, base_url: str) -> dict[st
 def server_without_tiles(database_url: str, tmp: Path) -> Iterator[LiveServer]:
     """One gunicorn worker whose map tiles point at an address that refuses at once: every map must stay
     usable without them."""
+    from tests.conftest import start_gunicorn, stop_gunicorn
+
     live = start_gunicorn(database_url, workers=1, tmp=tmp, extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
     try:
         yield live
