@@ -75,7 +75,12 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> str:
     """A freshly created test database migrated to head with the real ``flask db upgrade``."""
-    url = recreate_database(pg_server, TEST_DB_NAME)
+    return migrated_database(pg_server, TEST_DB_NAME)
+
+
+def migrated_database(server_url: str, name: str) -> str:
+    """Database ``name`` created afresh on ``server_url`` and migrated to head with the real ``flask db upgrade``."""
+    url = recreate_database(server_url, name)
     env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": url, "TEST_DATABASE_URL": url}
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     return url
@@ -89,7 +94,11 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Iterator[Flask]:
-    application = make_app(database_url)
+    yield from disposed_after(make_app(database_url))
+
+
+def disposed_after(application: Flask) -> Iterator[Flask]:
+    """Yield ``application``, then close its connection pool (for fixtures: its database may be dropped next)."""
     yield application
     with application.app_context():
         from gad.extensions import db

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,16 +12,13 @@ from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import SIZES, axe_violations, context_options, logged_in, server_without_tiles, shot
+from tests.support.browser import SIZES, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with server_without_tiles(database_url, tmp_path_factory.mktemp("browser")) as live:
-        yield live
+server = server_without_tiles_fixture("server")
 
 
 def _no_injected_elements(page: Page, where: str) -> None:

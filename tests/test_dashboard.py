@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,13 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.support.browser import SCREENSHOTS, server_without_tiles
+from tests.support.browser import SCREENSHOTS, server_without_tiles_fixture
 
 pytestmark = pytest.mark.slow
 XSS = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(scope="module")
-def board_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with server_without_tiles(database_url, tmp_path_factory.mktemp("board")) as server:
-        yield server
+board_server = server_without_tiles_fixture("board_server")
 
 
 def _login(browser: Browser, server: LiveServer, email: str) -> tuple[BrowserContext, Page]:

@@ -75,6 +75,17 @@ def server_without_tiles(database_url: str, tmp: Path) -> Iterator[LiveServer]:
         stop_gunicorn(live)
 
 
+def server_without_tiles_fixture(name: str) -> Any:
+    """A module-scoped fixture called ``name`` serving ``server_without_tiles`` (assign it to ``name`` in the module)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def live_server_without_tiles(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        with server_without_tiles(database_url, tmp_path_factory.mktemp(name)) as live:
+            yield live
+
+    return live_server_without_tiles
+
+
 @contextmanager
 def logged_in(
     browser: Browser, playwright: Playwright, base_url: str, email: str, password: str, size: str = "escritorio", landing: str = "/"
