@@ -111,7 +111,17 @@ def clean_database(url: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        # A module's own gunicorn (its sweeper, a socket's replay) may hold row locks on these tables while
+        # TRUNCATE takes them one by one: PostgreSQL may break the cycle by aborting the TRUNCATE. The server
+        # is idle between tests, so a second attempt finds nothing in its way.
+        for attempt in range(5):
+            try:
+                cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+                break
+            except psycopg2.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.1)
         # Emergency numbers come from a sequence no table owns (RESTART IDENTITY leaves it): every test starts at 0001.
         cur.execute("ALTER SEQUENCE IF EXISTS emergencias_codigo_seq RESTART")
         # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.
