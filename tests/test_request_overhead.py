@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask, g
@@ -36,7 +36,8 @@ def _families(registry: CollectorRegistry) -> dict[str, tuple[str, str, tuple[st
     return out
 
 
-def test_http_metrics_have_the_exporters_names_labels_help_and_buckets(app: Flask) -> None:
+def test_http_metrics_have_the_exporters_names_labels_help_and_buckets(app_with: Callable[..., Flask]) -> None:
+    app = app_with()  # an app of its own: the families' samples must come from these two requests only
     # What prometheus-flask-exporter's own defaults would export for the same requests, on a bare app.
     reference_app = Flask("reference")
     reference_app.add_url_rule("/health", "health.health", lambda: "ok")
