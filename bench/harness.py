@@ -36,12 +36,16 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None) -> Iterator[str]:
-    """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None, datadir: Path | None = None) -> Iterator[str]:
+    """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+    With ``datadir`` the cluster there is reused and kept (a benchmark that bulk-loads a million rows
+    loads them once); it is stopped at the end only if this call started it."""
     from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
 
     tmp = Path(tempfile.mkdtemp(prefix="gad-bench-"))
-    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
+    pg = EmbeddedPostgres(datadir or tmp / "pg", port=free_port())
+    already_running = datadir is not None and pg.is_running()
     db_url = pg.start()
     wait_until_accepting(db_url)
     port = free_port()
@@ -73,7 +77,10 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cp
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-        pg.destroy()
+        if datadir is None:
+            pg.destroy()
+        elif not already_running:
+            pg.stop()
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:
