@@ -200,14 +200,28 @@ def main() -> None:
         print(json.dumps({"loaded": loaded}), flush=True)
         results["floor"] = floors(os.environ["GAD_BENCH_DB_URL"], args.runs)
         print(json.dumps({"floor": results["floor"], "load_average": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
-        for kind in ("tiempos", "carga", "resultados"):
-            path = f"{url}/api/v1/reportes/{kind}?desde={YEAR[0]}&hasta={YEAR[1]}"
-            _get(path, token)  # warm the worker and PostgreSQL's cache once
-            times = [_get(path, token)[0] for _ in range(args.runs)]
-            results[kind] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times]}
-            narrow = f"{url}/api/v1/reportes/{kind}?desde=2026-06-01&hasta=2026-06-30&tipo=patrullaje"
-            results[kind]["one_month_one_tipo_s"] = round(statistics.median([_get(narrow, token)[0] for _ in range(args.runs)]), 3)
-            print(json.dumps({kind: results[kind], "load_average": Path("/proc/loadavg").read_text().split()[:3]}), flush=True)
+        kinds = ("tiempos", "carga", "resultados")
+        whole = {k: f"{url}/api/v1/reportes/{k}?desde={YEAR[0]}&hasta={YEAR[1]}" for k in kinds}
+        narrow = {k: f"{url}/api/v1/reportes/{k}?desde=2026-06-01&hasta=2026-06-30&tipo=patrullaje" for k in kinds}
+        for kind in kinds:
+            _get(whole[kind], token)  # warm the worker and PostgreSQL's cache once
+        times: dict[str, list[float]] = {k: [] for k in kinds}
+        narrow_times: dict[str, list[float]] = {k: [] for k in kinds}
+        loads = []
+        for _ in range(args.runs):  # interleaved rounds: a burst of load from elsewhere hits every report alike
+            for kind in kinds:
+                times[kind].append(_get(whole[kind], token)[0])
+                narrow_times[kind].append(_get(narrow[kind], token)[0])
+            loads.append(Path("/proc/loadavg").read_text().split()[0])
+        for kind in kinds:
+            results[kind] = {
+                "median_s": round(statistics.median(times[kind]), 3),
+                "runs_s": [round(t, 3) for t in times[kind]],
+                "one_month_one_tipo_s": round(statistics.median(narrow_times[kind]), 3),
+            }
+        results["floor_after"] = floors(os.environ["GAD_BENCH_DB_URL"], args.runs)
+        results["load_average_per_round"] = loads
+        print(json.dumps({k: results[k] for k in (*kinds, "floor_after", "load_average_per_round")}), flush=True)
         if not args.no_csv:
             results["csv"] = stream_csv(url, token, _worker_pid())
             print(json.dumps({"csv": results["csv"]}), flush=True)

@@ -6,7 +6,7 @@ import uuid as uuid_lib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Computed, FetchedValue, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, Computed, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,8 +31,9 @@ def _medida(name: str) -> Mapped[int | None]:
 
 
 def _copia_de_tarea(*type_: Any) -> Any:
-    """What the workload report reads of each assignment's tarea: written by triggers only (see Asignacion)."""
-    return mapped_column(*type_, deferred=True, server_default=FetchedValue(), server_onupdate=FetchedValue())
+    """What the workload report reads of each assignment's tarea: written by triggers only (see Asignacion),
+    never loaded with the row (deferred) and never set by the ORM (an INSERT without them gets them)."""
+    return mapped_column(*type_, deferred=True)
 
 
 class Tarea(Timestamps, Versioned, Base):
