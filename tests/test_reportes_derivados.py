@@ -49,6 +49,15 @@ TIEMPOS_DIRECTOS = """
 """
 
 
+# The daily trend by its definition: per local day, percentile_cont of creation → start rounded to minutes.
+POR_DIA_DIRECTO = """
+    SELECT (t.created_at AT TIME ZONE :tz)::date AS dia, count(*) AS n,
+           percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY round(round(extract(epoch FROM t.inicio_real - t.created_at)) / 60.0) * 60) AS q
+      FROM tareas t WHERE t.deleted_at IS NULL AND t.created_at >= :desde AND t.created_at < :hasta
+     GROUP BY 1 ORDER BY 1
+"""
+
+
 def _operations(rng: random.Random, admin: Any, efectivo_ids: list[int], tarea_ids: list[int], step: int) -> None:
     """One random real operation through the services; refusals (409, 404...) are part of the sequence."""
     from gad.services import asignaciones, dispatch, efectivos, tareas, transitions
@@ -89,6 +98,7 @@ def test_random_service_operations_keep_report_columns_equal_to_their_definition
     from gad.extensions import db
     from gad.models import Usuario
     from gad.services import reportes
+    from gad.services.turnos import zona
     from gad.vocab import TipoTarea
 
     admin_id = build.usuario(3).id
@@ -131,6 +141,16 @@ def test_random_service_operations_keep_report_columns_equal_to_their_definition
                 assert [grupo[medida]["p50"], grupo[medida]["p90"]] == [None if q is None else round(q, 1) for q in cuantiles or [None, None]]
             assert grupo["inicio"]["max"] == (None if row.inicio_max is None else round(float(row.inicio_max), 1))
         assert sum(d["n"] for d in report["por_dia"]) == report["total"]["n"] == sum(g["n"] for g in report["grupos"])
+        por_dia = db.session.execute(text(POR_DIA_DIRECTO).bindparams(*reportes._TYPES[:2]), {"desde": desde, "hasta": hasta, "tz": str(zona())})
+        assert report["por_dia"] == [
+            {
+                "dia": r.dia.isoformat(),
+                "n": r.n,
+                "inicio_p50": None if r.q is None else round(r.q[0], 1),
+                "inicio_p90": None if r.q is None else round(r.q[1], 1),
+            }
+            for r in por_dia
+        ]
         db.session.rollback()
 
 
