@@ -141,6 +141,14 @@ def test_random_service_operations_keep_report_columns_equal_to_their_definition
                 assert [grupo[medida]["p50"], grupo[medida]["p90"]] == [None if q is None else round(q, 1) for q in cuantiles or [None, None]]
             assert grupo["inicio"]["max"] == (None if row.inicio_max is None else round(float(row.inicio_max), 1))
         assert sum(d["n"] for d in report["por_dia"]) == report["total"]["n"] == sum(g["n"] for g in report["grupos"])
+        # With a unidad (the histogram then materialises its tareas once): the tareas one of its efectivos worked.
+        con_unidad = reportes.tiempos(admin, reportes.Filtro(desde=desde, hasta=hasta, unidad="Móvil 0"))
+        assert con_unidad["total"]["n"] == db.session.scalar(
+            text(
+                "SELECT count(DISTINCT t.id) FROM tareas t JOIN asignaciones a ON a.tarea_id = t.id JOIN efectivos e ON e.id = a.efectivo_id"
+                " WHERE e.unidad = 'Móvil 0' AND t.deleted_at IS NULL"
+            )
+        )
         por_dia = db.session.execute(text(POR_DIA_DIRECTO).bindparams(*reportes._TYPES[:2]), {"desde": desde, "hasta": hasta, "tz": str(zona())})
         assert report["por_dia"] == [
             {
