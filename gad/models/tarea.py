@@ -18,10 +18,13 @@ TIEMPOS_ACOTADOS = ("inicio_programado", "fin_programado", "inicio_real", "fin_r
 
 # The response-time measures of the reports (gad/services/reportes.py defines them), in whole seconds:
 # STORED generated columns, so PostgreSQL computes them from the row on every write and they cannot drift.
+# isfinite(): generated columns are computed before CHECKs run, so an out-of-window 'infinity' must give
+# NULL here and be refused by the <column>_rango CHECK, not fail converting infinity to bigint.
 MEDIDAS_SQL = {
-    "medida_asignacion_s": "round(EXTRACT(epoch FROM primera_asignacion_en - created_at))::bigint",
-    "medida_inicio_s": "round(EXTRACT(epoch FROM inicio_real - created_at))::bigint",
-    "medida_ejecucion_s": "CASE WHEN estado = 'finalizada' THEN round(EXTRACT(epoch FROM fin_real - inicio_real))::bigint - tiempo_pausado_s END",
+    "medida_asignacion_s": "CASE WHEN isfinite(primera_asignacion_en) THEN round(EXTRACT(epoch FROM primera_asignacion_en - created_at))::bigint END",
+    "medida_inicio_s": "CASE WHEN isfinite(inicio_real) THEN round(EXTRACT(epoch FROM inicio_real - created_at))::bigint END",
+    "medida_ejecucion_s": "CASE WHEN estado = 'finalizada' AND isfinite(fin_real) AND isfinite(inicio_real)"
+    " THEN round(EXTRACT(epoch FROM fin_real - inicio_real))::bigint - tiempo_pausado_s END",
     "medida_pausa_s": "CASE WHEN estado = 'finalizada' THEN tiempo_pausado_s::bigint END",
 }
 

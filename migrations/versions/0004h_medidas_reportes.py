@@ -2,9 +2,11 @@
 
 Reviewed by hand:
 - The four response-time measures become STORED generated columns of tareas, computed by PostgreSQL
-  from the row itself with exactly the expressions the reports used to evaluate per report (so no
+  from the row itself with the expressions the reports used to evaluate per report (so no
   writer can make them drift), and a narrow covering index on created_at (partial: live tareas) lets
   tiempos read a year with index-only scans (a fifth of the heap's pages) instead of the wide rows.
+  The expressions yield NULL for an infinite instant, which the <column>_rango CHECKs then refuse
+  (generated columns are computed before CHECKs, and infinity does not convert to bigint).
 - The workload report needs, per assignment, its tarea's start, finish, tipo, prioridad and whether it
   was deleted. Joining a million tareas per report was most of its cost, so asignaciones carry copies
   that triggers keep equal to the tarea: a BEFORE trigger on asignaciones copies them from the tarea on
@@ -31,9 +33,10 @@ depends_on = None
 
 # The same text as gad/models/tarea.py (MEDIDAS_SQL); copied so this revision never changes with the model.
 _MEDIDAS = {
-    "medida_asignacion_s": "round(EXTRACT(epoch FROM primera_asignacion_en - created_at))::bigint",
-    "medida_inicio_s": "round(EXTRACT(epoch FROM inicio_real - created_at))::bigint",
-    "medida_ejecucion_s": "CASE WHEN estado = 'finalizada' THEN round(EXTRACT(epoch FROM fin_real - inicio_real))::bigint - tiempo_pausado_s END",
+    "medida_asignacion_s": "CASE WHEN isfinite(primera_asignacion_en) THEN round(EXTRACT(epoch FROM primera_asignacion_en - created_at))::bigint END",
+    "medida_inicio_s": "CASE WHEN isfinite(inicio_real) THEN round(EXTRACT(epoch FROM inicio_real - created_at))::bigint END",
+    "medida_ejecucion_s": "CASE WHEN estado = 'finalizada' AND isfinite(fin_real) AND isfinite(inicio_real)"
+    " THEN round(EXTRACT(epoch FROM fin_real - inicio_real))::bigint - tiempo_pausado_s END",
     "medida_pausa_s": "CASE WHEN estado = 'finalizada' THEN tiempo_pausado_s::bigint END",
 }
 _COPIAS = ("inicio_real", "fin_real", "tipo", "prioridad")
