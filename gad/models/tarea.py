@@ -118,6 +118,9 @@ class Asignacion(Base):
     periodo: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
     # Booked while the efectivo had no turno covering the window (allowed unless DESPACHO_REQUIERE_SERVICIO).
     fuera_de_turno: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Released because its tarea ended (finished, cancelled or deleted), not taken off a tarea that goes on:
+    # the efectivo keeps reading a tarea they worked to its end (gad.services.tarea_queries.READS_THROUGH).
+    liberada_al_cerrar: Mapped[bool] = mapped_column(default=False, server_default="false")
     # Copies of the tarea's columns the workload report needs, so it does not join a million tareas.
     # Never written by the application: triggers (migration 0004h) copy them from the tarea on insert
     # and push every change of the tarea to its assignments, whoever writes.

@@ -18,7 +18,7 @@ Reviewed by hand:
   Downgrade drops the triggers, functions, indexes and columns.
 
 Revision ID: 0004h
-Revises: 0004g
+Revises: 0004j
 Create Date: 2026-11-30 02:45:00
 
 """
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004h"
-down_revision = "0004g"
+down_revision = "0004j"
 branch_labels = None
 depends_on = None
 
