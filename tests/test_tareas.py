@@ -55,7 +55,7 @@ def test_duplicate_codigo_is_409(app: Flask, client: FlaskClient, build: Builder
     assert client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup)).status_code == 201
     again = client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup))
     assert again.status_code == 409 and again.get_json()["field"] == "codigo"
-    # The refused create left nothing behind: no second history row, no event (the INSERT decided it).
+    # The refused create left nothing behind: no second history row, no event.
     assert count_rows(app, Tarea) == 1 and count_rows(app, HistorialEstado) == 1 and len(all_events(app)) == 1
 
 

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, or_, select
-from sqlalchemy.dialects import postgresql
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
@@ -59,9 +58,6 @@ def _check_schedule(inicio: datetime | None, fin: datetime | None) -> None:
         )
 
 
-_INSERT_NEW_CODIGO = postgresql.insert(Tarea).on_conflict_do_nothing(index_elements=[Tarea.codigo]).returning(Tarea)
-
-
 def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
     """Supervisor+. ``creado_por`` is always ``actor``.
 
@@ -76,16 +72,15 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
+    if db.session.scalar(select(Tarea.id).where(Tarea.codigo == data["codigo"])) is not None:
+        raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
     _check_delegado(data.get("delegado_usuario_id"))
     data["tipo"] = str(data["tipo"])
-    values = data | {"estado": estado.value, "es_emergencia": es_emergencia, "creado_por_usuario_id": actor.id}
+    tarea = Tarea(**data, estado=estado.value, es_emergencia=es_emergencia, creado_por_usuario_id=actor.id)
     if estado == EstadoTarea.EN_CURSO:
-        values["inicio_real"] = utcnow()
-    # The unique index decides a taken codigo in the INSERT itself: one round trip instead of a look-up
-    # first, and a create racing another for the same codigo gets the same 409, never an IntegrityError.
-    tarea = db.session.scalar(_INSERT_NEW_CODIGO.values(**values))
-    if tarea is None:
-        raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
+        tarea.inicio_real = utcnow()
+    db.session.add(tarea)
+    db.session.flush()
     add_history(tarea, None, tarea.estado, actor, "Tarea creada")
     record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
