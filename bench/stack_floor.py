@@ -2,7 +2,8 @@
 measure GAD: the same gunicorn.conf.py (gevent worker, cooperative psycopg2), one worker, wrk as the client.
 
 It answers "how close is GAD to what the stack allows?" for targets such as 2,000 req/s per worker or
-500 ms from process start to the first /health.
+500 ms from process start to the first /health: bare Flask, one pooled read, one pooled write
+(``INSERT … RETURNING`` + COMMIT, the floor of a create), start-up and idle websockets.
 
     .venv/bin/python -m bench.stack_floor --runs 3 --duration 4
 """
