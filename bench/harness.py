@@ -38,33 +38,9 @@ def percentile(values: list[float], pct: float) -> float:
 @contextmanager
 def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None) -> Iterator[str]:
     """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``."""
-    from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
-
     tmp = Path(tempfile.mkdtemp(prefix="gad-bench-"))
-    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
-    db_url = pg.start()
-    wait_until_accepting(db_url)
-    port = free_port()
-    env = os.environ | {
-        "GAD_ENV": "development",
-        "DATABASE_URL": db_url,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "LOG_LEVEL": "WARNING",
-        "LOGIN_RATE_LIMIT": "100000 per minute",
-    }
-    env.update(extra_env or {})
-    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run([*flask, "gad", "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    log = (tmp / "gunicorn.log").open("wb")
-    command = [gunicorn, "-c", "gunicorn.conf.py", "wsgi:app"]
-    if cpu:  # keep the server off the load client's core (taskset)
-        command = ["taskset", "-c", cpu, *command]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url)
+    pg, db_url = demo_database(tmp, extra_env)
+    proc, url = start_server(db_url, workers, tmp / "gunicorn.log", extra_env, cpu)
     os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
     os.environ["GAD_BENCH_GUNICORN_PID"] = str(proc.pid)  # for benchmarks that read the worker's memory
     try:
@@ -72,8 +48,47 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
         pg.destroy()
+
+
+def demo_database(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[Any, str]:
+    """An embedded PostgreSQL under ``tmp``, migrated and filled with the demo data: (server, URL)."""
+    from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
+
+    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
+    db_url = pg.start()
+    wait_until_accepting(db_url)
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"} | (extra_env or {})
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*flask, "gad", "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return pg, db_url
+
+
+def start_server(
+    database_url: str, workers: int, log_path: Path, extra_env: dict[str, str] | None = None, cpu: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``gunicorn -c gunicorn.conf.py wsgi:app`` on a free port, answering health checks: (process, base URL)."""
+    from gad.embedded import free_port
+
+    port = free_port()
+    env = os.environ | {
+        "GAD_ENV": "development",
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "LOGIN_RATE_LIMIT": "100000 per minute",
+    }
+    env.update(extra_env or {})
+    command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "wsgi:app"]
+    if cpu:  # keep the server off the load client's core (taskset)
+        command = ["taskset", "-c", cpu, *command]
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    return proc, url
 
 
 def wait_healthy(url: str, timeout: float = 30) -> None:

@@ -14,41 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.harness import DEMO_ADMIN, ROOT, login, run_wrk, wait_healthy
-from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
+from bench.harness import DEMO_ADMIN, demo_database, login, run_wrk, start_server
 
 P99_LIMIT_MS = 100.0
-
-
-def _start_servers(database_url: str, count: int, workers: int, tmp: Path) -> list[tuple[subprocess.Popen[bytes], str]]:
-    servers = []
-    for number in range(count):
-        port = free_port()
-        env = os.environ | {
-            "GAD_ENV": "development",
-            "DATABASE_URL": database_url,
-            "PORT": str(port),
-            "WEB_CONCURRENCY": str(workers),
-            "LOG_LEVEL": "WARNING",
-            "LOGIN_RATE_LIMIT": "100000 per minute",
-        }
-        log = (tmp / f"server-{number}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url)
-        servers.append((proc, url))
-    return servers
 
 
 def _creates(url: str, prefix: str, token: str, clients: int, duration: float) -> dict[str, Any]:
@@ -78,14 +52,8 @@ def _lock_hold_ms(database_url: str, samples: int = 200) -> dict[str, float]:
 
 def measure(steps: list[int], duration: float, servers: int, workers: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="gad-ceiling-"))
-    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
-    database_url = pg.start()
-    wait_until_accepting(database_url)
-    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url}
-    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run([*flask, "gad", "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    running = _start_servers(database_url, servers, workers, tmp)
+    pg, database_url = demo_database(tmp)
+    running = [start_server(database_url, workers, tmp / f"server-{number}.log") for number in range(servers)]
     try:
         token = login(running[0][1], *DEMO_ADMIN)
         results = []

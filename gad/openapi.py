@@ -115,14 +115,13 @@ def _add_event_payloads(document: dict[str, Any]) -> None:
     """
     from pydantic.json_schema import models_json_schema
 
-    from gad.schemas.events import EVENT_PAYLOADS
+    from gad.schemas.events import EVENT_PAYLOADS, SECURITY_EVENT_PAYLOADS, EventPayload
 
-    keys, schema = models_json_schema(
-        [(cls, "serialization") for cls in EVENT_PAYLOADS.values()], by_alias=True, ref_template="#/components/schemas/Event_{model}"
-    )
+    payloads: dict[str, type[EventPayload]] = {**EVENT_PAYLOADS, **SECURITY_EVENT_PAYLOADS}
+    keys, schema = models_json_schema([(cls, "serialization") for cls in payloads.values()], by_alias=True, ref_template="#/components/schemas/Event_{model}")
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update({f"Event_{name}": definition for name, definition in schema.get("$defs", {}).items()})
-    document["x-websocket-events"] = {event_type: keys[(cls, "serialization")] for event_type, cls in EVENT_PAYLOADS.items()}
+    document["x-websocket-events"] = {event_type: keys[(cls, "serialization")] for event_type, cls in payloads.items()}
 
 
 def render(app: Flask) -> str:

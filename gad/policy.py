@@ -40,6 +40,9 @@ def require_nivel(actor: Usuario, nivel: Nivel, action: str) -> None:
 def can_read_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: Collection[int], reporter_id: int | None = None) -> bool:
     """Supervisors read every tarea; anyone else the ones they lead, work, or (an emergency) raised.
 
+    ``assigned_usuario_ids`` are the usuarios who read it through an assignment: active, or released by the
+    tarea's end (``gad.services.tarea_queries.READS_THROUGH``, the one definition; the SQL form is
+    ``tarea_queries.readable``, and tests/test_tarea_read_rule.py holds every form equal).
     ``reporter_id`` is the usuario who raised an emergency (None for ordinary tareas): raising one lets
     you follow it, not drive it (``can_transition_tarea`` does not take it).
     """

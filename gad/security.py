@@ -148,9 +148,10 @@ def _audit_denials(response: Response) -> Response:
     if response.status_code == 403 and "current_user" in g:
         from gad.extensions import db
         from gad.realtime.events import record_security
+        from gad.schemas.events import PermissionDenied
 
         try:
-            record_security("permission_denied", g.current_user.id, {"method": request.method, "path": request.path})
+            record_security(PermissionDenied(method=request.method, path=request.path), g.current_user.id)
             db.session.commit()
         except Exception:
             db.session.rollback()

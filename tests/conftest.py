@@ -29,6 +29,9 @@ from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # no
 from gad.realtime import chain  # noqa: E402 - after sys.path points at the repository root
 from tests.builders import Builders  # noqa: E402 - after sys.path points at the repository root
 
+# Chromium fixtures (``pw``, ``browser``) for every browser suite, defined once.
+pytest_plugins = ["tests.support.browser"]
+
 TEST_DB_NAME = "gad_test"
 # Every table the app writes, emptied between tests (cheaper than re-creating the schema).
 TABLES = "notificacion_entregas, notificaciones, alertas, procedencias, sesiones, login_intentos, login_cuentas, limites_contador, auditoria_anclas, security_tallies, eventos, historial_estados, turnos, licencias, asignaciones, idempotency_keys, tokens_revocados, tareas, efectivos, usuarios"
@@ -72,7 +75,12 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> str:
     """A freshly created test database migrated to head with the real ``flask db upgrade``."""
-    url = recreate_database(pg_server, TEST_DB_NAME)
+    return migrated_database(pg_server, TEST_DB_NAME)
+
+
+def migrated_database(server_url: str, name: str) -> str:
+    """Database ``name`` created afresh on ``server_url`` and migrated to head with the real ``flask db upgrade``."""
+    url = recreate_database(server_url, name)
     env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": url, "TEST_DATABASE_URL": url}
     subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     return url
@@ -86,7 +94,11 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Iterator[Flask]:
-    application = make_app(database_url)
+    yield from disposed_after(make_app(database_url))
+
+
+def disposed_after(application: Flask) -> Iterator[Flask]:
+    """Yield ``application``, then close its connection pool (for fixtures: its database may be dropped next)."""
     yield application
     with application.app_context():
         from gad.extensions import db
@@ -99,7 +111,17 @@ def clean_database(url: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        # A module's own gunicorn (its sweeper, a socket's replay) may hold row locks on these tables while
+        # TRUNCATE takes them one by one: PostgreSQL may break the cycle by aborting the TRUNCATE. The server
+        # is idle between tests, so a second attempt finds nothing in its way.
+        for attempt in range(5):
+            try:
+                cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+                break
+            except psycopg2.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.1)
         # Emergency numbers come from a sequence no table owns (RESTART IDENTITY leaves it): every test starts at 0001.
         cur.execute("ALTER SEQUENCE IF EXISTS emergencias_codigo_seq RESTART")
         # Emptying the log is a prune as far as the hash chain is concerned: anchor it where the counter stands.

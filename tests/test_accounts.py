@@ -18,7 +18,7 @@ from flask import Flask
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.wsclient import Closed, WsClient
+from tests.wsclient import Closed, WsClient, replay_after
 
 pytestmark = pytest.mark.slow
 
@@ -328,12 +328,7 @@ def test_replay_delivers_only_what_the_usuario_may_read_now(server: LiveServer, 
     assert server.post(f"/api/v1/tasks/{kept['id']}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers).status_code == 200
     officer_headers = build.headers(officer)
     assert server.get(f"/api/v1/tasks/{gone['id']}", headers=officer_headers).status_code == 403
-    client = WsClient(server.url, build.token(officer), since=since)
-    try:
-        assert client.recv()["event_type"] == "connection_ack"
-        replayed = client.quiet(3.0)
-    finally:
-        client.close()
+    replayed = replay_after(server.url, build.token(officer), since)
     tareas = {e["data"].get("id") for e in replayed if e["topic"] in ("tareas", "emergencias")}
     assert gone["id"] not in tareas, replayed
     assert kept["id"] in tareas
@@ -348,12 +343,7 @@ def test_efectivo_reads_the_emergency_they_raised(server: LiveServer, build: Bui
     tarea_id = raised.json()["tarea"]["id"]
     assert server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).status_code == 200
     assert tarea_id in {t["id"] for t in server.get("/api/v1/tasks", headers=headers).json()["items"]}
-    client = WsClient(server.url, build.token(officer), since=since)
-    try:
-        assert client.recv()["event_type"] == "connection_ack"
-        replayed = client.quiet(3.0)
-    finally:
-        client.close()
+    replayed = replay_after(server.url, build.token(officer), since)
     assert any(e["event_type"] == "emergency_created" and e["data"]["id"] == tarea_id for e in replayed)
     # Raising it does not make them its dispatcher: moving it stays with whoever works on it.
     assert server.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "cancelada"}, headers=headers).status_code == 403

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, expect
 from gad.models import Asignacion, utcnow
 from tests.builders import Builders
 from tests.conftest import LiveServer
-from tests.test_dashboard import SCREENSHOTS, _login, board_server, browser  # noqa: F401 - fixtures reused as they are
+from tests.test_dashboard import SCREENSHOTS, _login, board_server  # noqa: F401 - fixtures reused as they are
 
 pytestmark = pytest.mark.slow
 MADRID = ZoneInfo("Europe/Madrid")

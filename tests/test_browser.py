@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.builders import PASSWORD, Builders
-from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.support.browser import SIZES, axe_violations, context_options, launch, logged_in, shot
+from tests.conftest import LiveServer
+from tests.support.browser import SIZES, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
 
 
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    with sync_playwright() as playwright:
-        yield playwright
-
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright) -> Iterator[Browser]:
-    launched = launch(pw)
-    yield launched
-    launched.close()
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # Tiles point at an address that refuses at once: every map must stay usable without them.
-    live = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("browser"), extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
-    yield live
-    stop_gunicorn(live)
+server = server_without_tiles_fixture("server")
 
 
 def _no_injected_elements(page: Page, where: str) -> None:

@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.builders import PASSWORD, Builders
-from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
+from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+from tests.support.browser import SCREENSHOTS, server_without_tiles_fixture
 
 pytestmark = pytest.mark.slow
-SCREENSHOTS = ROOT / "test-output" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 XSS = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is required for the dashboard tests: apt-get install chromium (.ci/run does); looked for {CHROMIUM}")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def board_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # Tiles point at an address that refuses at once: the map must stay usable without them.
-    server = start_gunicorn(database_url, workers=1, tmp=tmp_path_factory.mktemp("board"), extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
-    yield server
-    stop_gunicorn(server)
+board_server = server_without_tiles_fixture("board_server")
 
 
 def _login(browser: Browser, server: LiveServer, email: str) -> tuple[BrowserContext, Page]:

@@ -10,7 +10,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.builders import Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.test_dashboard import SCREENSHOTS, _login, browser  # noqa: F401 - the module's Chromium fixture
+from tests.test_dashboard import SCREENSHOTS, _login
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def _assign(server: LiveServer, build: Builders, sup: object, tarea_id: int, efe
 
 
 def test_officer_answers_from_the_tray_and_the_operator_board_shows_answers_and_escalations(
-    browser: Browser,  # noqa: F811 - the fixture imported above
+    browser: Browser,
     fast_server: LiveServer,
     build: Builders,
 ) -> None:

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 CONNECT_TIMEOUT_S = 2
 
 
-def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_writes(tmp_path: Path, pg_datadir: Path) -> None:
+def _database_with_an_admin(pg_datadir: Path) -> tuple[EmbeddedPostgres, str]:
+    """A PostgreSQL of this test's own (it will be stopped or frozen), migrated, with one administrador."""
     pg = EmbeddedPostgres(pg_datadir, port=free_port())
     url = pg.start()
     wait_until_accepting(url)
@@ -30,6 +31,15 @@ def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_wr
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([*flask, "gad", "create-admin", "fault@gad.test"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return pg, url
+
+
+def _admin_token(server: LiveServer) -> str:
+    return str(server.post("/api/v1/auth/login", json={"email": "fault@gad.test", "password": "fault-admin-password"}).json()["access_token"])
+
+
+def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_writes(tmp_path: Path, pg_datadir: Path) -> None:
+    pg, url = _database_with_an_admin(pg_datadir)
     server = start_gunicorn(url, workers=2, tmp=tmp_path, extra_env={"DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S)})
     acknowledged: list[str] = []
     when_ack: dict[str, tuple[float, str | None]] = {}
@@ -37,7 +47,7 @@ def test_database_outage_fails_fast_then_recovers_without_losing_acknowledged_wr
     stop = threading.Event()
     listener: WsClient | None = None
     try:
-        token = server.post("/api/v1/auth/login", json={"email": "fault@gad.test", "password": "fault-admin-password"}).json()["access_token"]
+        token = _admin_token(server)
         headers = {"Authorization": f"Bearer {token}"}
         listener = WsClient(server.url, token)
         listener.recv()
@@ -190,18 +200,12 @@ def _assert_all_503_fast_and_logged(server: LiveServer, headers: dict[str, str],
 
 
 def test_database_frozen_or_stopped_every_request_is_503_with_retry_after_in_bounded_time(tmp_path: Path, pg_datadir: Path) -> None:
-    pg = EmbeddedPostgres(pg_datadir, port=free_port())
-    url = pg.start()
-    wait_until_accepting(url)
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url, "GAD_ADMIN_PASSWORD": "fault-admin-password"}
-    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run([*flask, "gad", "create-admin", "fault@gad.test"], cwd=ROOT, env=env, check=True, capture_output=True)
+    pg, url = _database_with_an_admin(pg_datadir)
     extra_env = {"DB_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_S), "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_S * 1000), "LOG_LEVEL": "INFO"}
     server = start_gunicorn(url, workers=2, tmp=tmp_path, extra_env=extra_env)
     frozen: list[int] = []
     try:
-        token = server.post("/api/v1/auth/login", json={"email": "fault@gad.test", "password": "fault-admin-password"}).json()["access_token"]
+        token = _admin_token(server)
         headers = {"Authorization": f"Bearer {token}"}
         tarea = server.post("/api/v1/tasks", json={"codigo": "BEFORE-1", "titulo": "Antes del corte", "tipo": "patrullaje"}, headers=headers).json()
         for method, path, kwargs in _every_kind_of_request(server.url, headers, tarea)[:6]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from flask import Flask
 from gad.extensions import db
 from gad.models import Efectivo, Tarea, Usuario
 from tests.builders import Builders, _password_hash
-from tests.conftest import ROOT, LiveServer, clean_database, make_app, recreate_database, start_gunicorn, stop_gunicorn
+from tests.conftest import LiveServer, clean_database, disposed_after, make_app, migrated_database, start_gunicorn, stop_gunicorn
 from tests.wsclient import WsClient
 
 FAST = {"NOTIF_PLAZOS": "asignacion=2,emergencia=2", "NOTIF_SWEEP_INTERVAL_S": "0.2", "WS_QUEUE_SIZE": "5000"}
@@ -33,10 +32,7 @@ FAST = {"NOTIF_PLAZOS": "asignacion=2,emergencia=2", "NOTIF_SWEEP_INTERVAL_S": "
 
 @pytest.fixture(scope="module")
 def own_db(pg_server: str) -> str:
-    url = recreate_database(pg_server, "gad_test_notificaciones")
-    env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": url, "TEST_DATABASE_URL": url}
-    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    return url
+    return migrated_database(pg_server, "gad_test_notificaciones")
 
 
 def _own_make_app(own_db: str, **overrides: Any) -> Flask:
@@ -53,10 +49,7 @@ def _own_make_app(own_db: str, **overrides: Any) -> Flask:
 
 @pytest.fixture(scope="module")
 def own_app(own_db: str) -> Iterator[Flask]:
-    application = _own_make_app(own_db)
-    yield application
-    with application.app_context():
-        db.engine.dispose()
+    yield from disposed_after(_own_make_app(own_db))
 
 
 @pytest.fixture

@@ -85,3 +85,13 @@ class WsClient:
             pass
         finally:
             self.ws.shutdown()
+
+
+def replay_after(base_url: str, token: str, since: int, seconds: float = 3.0) -> list[dict[str, Any]]:
+    """The frames a new socket resuming after event ``since`` receives within ``seconds`` of its connection_ack."""
+    client = WsClient(base_url, token, since=since)
+    try:
+        assert client.recv()["event_type"] == "connection_ack"
+        return client.quiet(seconds)
+    finally:
+        client.close()

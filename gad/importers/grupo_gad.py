@@ -106,6 +106,16 @@ class Disagreement:
 
 
 @dataclass
+class _Batch:
+    """One batch of source rows: their hashes, which were never imported, and the problems count before it."""
+
+    rows: list[dict[str, Any]]
+    hashes: list[str]
+    fresh: list[int]
+    problems_before: int
+
+
+@dataclass
 class EntityCounts:
     source: int = 0
     imported: int = 0
@@ -344,6 +354,15 @@ class Importer:
             while rows := cur.fetchmany(self.batch_size):
                 yield [dict(r) for r in rows]
 
+    def _batches(self, entidad: str, table: str, sql: str, prepare: Callable[[list[dict[str, Any]]], None] | None = None) -> Iterator[_Batch]:
+        """Batches of ``table``'s rows (``prepare`` completes them before hashing), triaged against earlier runs."""
+        for rows in self._stream(table, sql):
+            problems_before = len(self.report.problems)
+            if prepare is not None:
+                prepare(rows)
+            hashes = [row_hash(r) for r in rows]
+            yield _Batch(rows, hashes, self._triage(entidad, rows, hashes), problems_before)
+
     def _known(self, entidad: str, old_ids: list[int]) -> dict[int, tuple[int, str]]:
         if not old_ids:
             return {}
@@ -387,30 +406,31 @@ class Importer:
         self.report.counts[entidad].skipped += 1
         self.skipped[entidad].add(old_id)
 
-    def _finish_batch(self, entidad: str, rows_in_batch: int, problems_before: int, inserted: list[tuple[int, int, str]]) -> None:
-        """Record provenance and one event for the batch, then hand it to the caller to commit."""
-        if len(self.report.problems) > problems_before and not self.skip_invalid:
-            first = self.report.problems[problems_before]
+    def _finish_batch(self, entidad: str, batch: _Batch, olds: list[tuple[int, str]], new_ids: list[int]) -> None:
+        """Record provenance (``olds``: old id and hash of each row inserted as ``new_ids``) and one event for
+        the batch, then hand it to the caller to commit."""
+        if len(self.report.problems) > batch.problems_before and not self.skip_invalid:
+            first = self.report.problems[batch.problems_before]
             raise InvalidRowsFound(f"{first.line()} — fix the source and run again, or pass --skip-invalid to import without such rows")
+        inserted = [(o, n, h) for (o, h), n in zip(olds, new_ids, strict=True)]
         if inserted:
             db.session.execute(
                 insert(_core(Procedencia)),
                 [{"sistema": SISTEMA, "entidad": entidad, "old_id": o, "new_id": n, "source_hash": h, "imported_at": self.now} for o, n, h in inserted],
             )
             self.report.counts[entidad].imported += len(inserted)
-            old_ids = [o for o, _, _ in inserted]
-            new_ids = [n for _, n, _ in inserted]
-            batch = ImportBatch(
+            old_ids = [o for o, _ in olds]
+            announced = ImportBatch(
                 sistema=SISTEMA,
                 entidad=entidad,
                 rows=len(inserted),
                 old_ids=[min(old_ids), max(old_ids)],
                 new_ids=[min(new_ids), max(new_ids)],
             )
-            events.record(db.session(), batch, **_EVENT)
+            events.record(db.session(), announced, **_EVENT)
         db.session.flush()
         self.end_batch()
-        self._done += rows_in_batch
+        self._done += len(batch.rows)
         elapsed = time.monotonic() - self._started
         rate = self._done / elapsed if elapsed > 0 else 0.0
         left = (self._total - self._done) / rate if rate > 0 else None
@@ -437,10 +457,8 @@ class Importer:
             " verificado, ultimo_acceso, intentos_fallidos, bloqueado_hasta, extra_data, created_at, updated_at, deleted_at"
             " FROM usuarios ORDER BY id"
         )
-        for rows in self._stream("usuarios", sql):
-            problems_before = len(self.report.problems)
-            hashes = [row_hash(r) for r in rows]
-            fresh = self._triage("usuario", rows, hashes)
+        for batch in self._batches("usuario", "usuarios", sql):
+            rows, hashes, fresh = batch.rows, batch.hashes, batch.fresh
             candidates = [rows[i] for i in fresh]
             taken = self._taken_usuario_fields(candidates)
             values, olds = [], []
@@ -507,7 +525,7 @@ class Importer:
                 )
                 olds.append((row["id"], hashes[index]))
             new_ids = self._insert(Usuario, values)
-            self._finish_batch("usuario", len(rows), problems_before, [(o, n, h) for (o, h), n in zip(olds, new_ids, strict=True)])
+            self._finish_batch("usuario", batch, olds, new_ids)
 
     def _taken_usuario_fields(self, rows: list[dict[str, Any]]) -> dict[tuple[str, Any], int]:
         """Identity fields of these source rows that GAD usuarios (not imported from them) already use."""
@@ -540,10 +558,8 @@ class Importer:
             " e.created_at, e.updated_at, e.deleted_at, u.nombre AS usuario_nombre, u.apellido AS usuario_apellido"
             " FROM efectivos e JOIN usuarios u ON u.id = e.usuario_id ORDER BY e.id"
         )
-        for rows in self._stream("efectivos", sql):
-            problems_before = len(self.report.problems)
-            hashes = [row_hash(r) for r in rows]
-            fresh = self._triage("efectivo", rows, hashes)
+        for batch in self._batches("efectivo", "efectivos", sql):
+            rows, hashes, fresh = batch.rows, batch.hashes, batch.fresh
             usuarios = self._known("usuario", [rows[i]["usuario_id"] for i in fresh])
             codigos = [str(rows[i]["codigo_interno"]).strip() for i in fresh]
             new_usuario_ids = [usuarios[rows[i]["usuario_id"]][0] for i in fresh if rows[i]["usuario_id"] in usuarios]
@@ -597,7 +613,7 @@ class Importer:
                 )
                 olds.append((row["id"], hashes[index]))
             new_ids = self._insert(Efectivo, values)
-            self._finish_batch("efectivo", len(rows), problems_before, [(o, n, h) for (o, h), n in zip(olds, new_ids, strict=True)])
+            self._finish_batch("efectivo", batch, olds, new_ids)
 
     # --- tareas and their assignments ----------------------------------------------------------------
 
@@ -609,19 +625,8 @@ class Importer:
             " coalesce(efectivos_asignados, '{}') AS efectivos_asignados, notas, extra_data, created_at, updated_at, deleted_at"
             " FROM tareas ORDER BY id"
         )
-        for rows in self._stream("tareas", sql):
-            problems_before = len(self.report.problems)
-            table_store = self._assignment_table([r["id"] for r in rows])
-            for row in rows:
-                # Both stores are part of what was read: a change to either makes the tarea "changed".
-                row["tarea_efectivos"] = table_store.get(row["id"], [])
-                row["efectivos_asignados"] = sorted(set(row["efectivos_asignados"] or []))
-                only_table = sorted(set(row["tarea_efectivos"]) - set(row["efectivos_asignados"]))
-                only_array = sorted(set(row["efectivos_asignados"]) - set(row["tarea_efectivos"]))
-                if only_table or only_array:
-                    self.report.disagreements.append(Disagreement(row["id"], only_table, only_array))
-            hashes = [row_hash(r) for r in rows]
-            fresh = self._triage("tarea", rows, hashes)
+        for batch in self._batches("tarea", "tareas", sql, self._both_assignment_stores):
+            rows, hashes, fresh = batch.rows, batch.hashes, batch.fresh
             usuarios = self._known("usuario", [u for i in fresh for u in (rows[i]["delegado_usuario_id"], rows[i]["creado_por_usuario_id"]) if u is not None])
             efectivos = self._known("efectivo", [e for i in fresh for e in set(rows[i]["tarea_efectivos"]) | set(rows[i]["efectivos_asignados"])])
             codigos = [str(rows[i]["codigo"]) for i in fresh]
@@ -720,7 +725,15 @@ class Importer:
                 assignments.append((efectivo_ids, creado, released, estado))
             new_ids = self._insert(Tarea, values)
             asignaciones = [
-                {"tarea_id": tarea_id, "efectivo_id": efectivo_id, "asignado_por_usuario_id": None, "asignado_en": creado, "liberado_en": released}
+                {
+                    "tarea_id": tarea_id,
+                    "efectivo_id": efectivo_id,
+                    "asignado_por_usuario_id": None,
+                    "asignado_en": creado,
+                    "liberado_en": released,
+                    # Released only with the old tarea's end: its efectivos keep reading it (READS_THROUGH).
+                    "liberada_al_cerrar": released is not None,
+                }
                 for tarea_id, (efectivo_ids, creado, released, _) in zip(new_ids, assignments, strict=True)
                 for efectivo_id in efectivo_ids
             ]
@@ -741,7 +754,18 @@ class Importer:
             ]
             if historial:
                 db.session.execute(insert(_core(HistorialEstado)), historial)
-            self._finish_batch("tarea", len(rows), problems_before, [(o, n, h) for (o, h), n in zip(olds, new_ids, strict=True)])
+            self._finish_batch("tarea", batch, olds, new_ids)
+
+    def _both_assignment_stores(self, rows: list[dict[str, Any]]) -> None:
+        """Both stores are part of what was read: a change to either makes the tarea "changed"."""
+        table_store = self._assignment_table([r["id"] for r in rows])
+        for row in rows:
+            row["tarea_efectivos"] = table_store.get(row["id"], [])
+            row["efectivos_asignados"] = sorted(set(row["efectivos_asignados"] or []))
+            only_table = sorted(set(row["tarea_efectivos"]) - set(row["efectivos_asignados"]))
+            only_array = sorted(set(row["efectivos_asignados"]) - set(row["tarea_efectivos"]))
+            if only_table or only_array:
+                self.report.disagreements.append(Disagreement(row["id"], only_table, only_array))
 
     def _assignment_table(self, tarea_ids: list[int]) -> dict[int, list[int]]:
         with self.source.cursor() as cur:
@@ -777,10 +801,8 @@ class Importer:
             "SELECT id, tarea_id, estado_anterior::text AS estado_anterior, estado_nuevo::text AS estado_nuevo, usuario_id, motivo,"
             " extra_data, created_at FROM historial_estados ORDER BY id"
         )
-        for rows in self._stream("historial", sql):
-            problems_before = len(self.report.problems)
-            hashes = [row_hash(r) for r in rows]
-            fresh = self._triage("historial", rows, hashes)
+        for batch in self._batches("historial", "historial", sql):
+            rows, hashes, fresh = batch.rows, batch.hashes, batch.fresh
             tareas = self._known("tarea", [rows[i]["tarea_id"] for i in fresh])
             usuarios = self._known("usuario", [rows[i]["usuario_id"] for i in fresh if rows[i]["usuario_id"] is not None])
             values, olds = [], []
@@ -813,4 +835,4 @@ class Importer:
                 )
                 olds.append((row["id"], hashes[index]))
             new_ids = self._insert(HistorialEstado, values)
-            self._finish_batch("historial", len(rows), problems_before, [(o, n, h) for (o, h), n in zip(olds, new_ids, strict=True)])
+            self._finish_batch("historial", batch, olds, new_ids)

@@ -89,6 +89,9 @@ class Asignacion(Base):
     periodo: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
     # Booked while the efectivo had no turno covering the window (allowed unless DESPACHO_REQUIERE_SERVICIO).
     fuera_de_turno: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Released because its tarea ended (finished, cancelled or deleted), not taken off a tarea that goes on:
+    # the efectivo keeps reading a tarea they worked to its end (gad.services.tarea_queries.READS_THROUGH).
+    liberada_al_cerrar: Mapped[bool] = mapped_column(default=False, server_default="false")
 
     def __repr__(self) -> str:
         return f"<Asignacion tarea={self.tarea_id} efectivo={self.efectivo_id} activa={self.liberado_en is None}>"

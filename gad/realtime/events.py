@@ -28,7 +28,7 @@ from gad.models import utcnow
 from gad.observability import current_request_id
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
-from gad.schemas.events import EventPayload
+from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def _queue(session: Session, pending: PendingEvent) -> None:
     session.info.setdefault(_PENDING_KEY, []).append(pending)
 
 
-def record_security(event_type: str, actor_id: int | None, payload: dict[str, Any]) -> None:
+def record_security(payload: SecurityEvent, actor_id: int | None) -> None:
     """Security events (logins, lockouts, denials) share the log but only administradores may see them.
 
-    Their payloads are still plain dicts, shaped by the services that write them (auth, usuarios, security).
+    The event type and the shape of its data are ``payload``'s class (``gad.schemas.events``, security section).
     Failed logins and denials repeat at an attacker's will: they are folded per source and window
     (``gad.realtime.tallies``), so only the first of a burst is an event and the rest become its count.
     """
@@ -76,28 +76,26 @@ def record_security(event_type: str, actor_id: int | None, payload: dict[str, An
     window_s = int(current_app.config["SECURITY_EVENT_WINDOW_S"])
     if window_s > 0:
         for summary in tallies.close_expired(session):
-            _queue(session, PendingEvent("security_events_aggregated", SECURITY_TOPIC, "usuario", summary["actor_id"], None, summary, current_request_id()))
-        folded = _AGGREGATED.get(event_type)
+            _queue(session, PendingEvent(summary.event_type, SECURITY_TOPIC, "usuario", summary.actor_id, None, summary.to_json(), current_request_id()))
+        folded = _tally_key(actor_id, payload)
         if folded is not None:
-            source, sample = folded(actor_id, payload)
-            occurrence = tallies.count(session, kind=event_type, source=source, actor_id=actor_id, sample=sample, window_s=window_s)
+            source, sample = folded
+            occurrence = tallies.count(session, kind=payload.event_type, source=source, actor_id=actor_id, sample=sample, window_s=window_s)
             if not occurrence.first:
                 return
-            payload = {**payload, "aggregated_until": occurrence.window_end.isoformat()}
-    _queue(session, PendingEvent(event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload, current_request_id()))
+            payload = payload.model_copy(update={"aggregated_until": occurrence.window_end.isoformat()})
+    _queue(session, PendingEvent(payload.event_type, SECURITY_TOPIC, "usuario", actor_id, actor_id, payload.to_json(), current_request_id()))
 
 
-def _login_failed_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
-    # One source per client address and account tried (unknown e-mails together): a lockout of a known
-    # account stays visible per account, guessing unknown ones stays one row per address.
-    return f"client {payload.get('client')} usuario {actor_id if actor_id is not None else '-'}", str(payload.get("email") or "")
-
-
-def _permission_denied_source(actor_id: int | None, payload: dict[str, Any]) -> tuple[str, str]:
-    return f"usuario {actor_id}", f"{payload.get('method', '')} {payload.get('path', '')}".strip()
-
-
-_AGGREGATED = {"login_failed": _login_failed_source, "permission_denied": _permission_denied_source}
+def _tally_key(actor_id: int | None, payload: SecurityEvent) -> tuple[str, str] | None:
+    """The source a folded kind is counted per, and the sample it keeps; None: this kind is never folded."""
+    if isinstance(payload, LoginFailed):
+        # One source per client address and account tried (unknown e-mails together): a lockout of a known
+        # account stays visible per account, guessing unknown ones stays one row per address.
+        return f"client {payload.client} usuario {actor_id if actor_id is not None else '-'}", payload.email or ""
+    if isinstance(payload, PermissionDenied):
+        return f"usuario {actor_id}", f"{payload.method} {payload.path}".strip()
+    return None
 
 
 @event.listens_for(Session, "before_commit")

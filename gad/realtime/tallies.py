@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from gad.schemas.events import SecurityEventsAggregated
 
 MAX_SAMPLES = 10
 
@@ -60,21 +61,21 @@ def count(session: Session, *, kind: str, source: str, actor_id: int | None, sam
     return Occurrence(first=int(row[0]) == 1, window_start=row[1], window_end=row[2])
 
 
-def close_expired(session: Session) -> list[dict[str, Any]]:
+def close_expired(session: Session) -> list[SecurityEventsAggregated]:
     """Remove the tallies whose window has ended; return those that counted repetitions, as event payloads."""
     closed = []
     for row in session.execute(_CLOSE_EXPIRED).mappings():
         if int(row["count"]) > 1:
             closed.append(
-                {
-                    "event_type": row["kind"],
-                    "source": row["source"],
-                    "actor_id": row["actor_id"],
-                    "count": int(row["count"]),
-                    "samples": list(row["samples"]),
-                    "window_start": row["window_start"].isoformat(),
-                    "window_end": row["window_end"].isoformat(),
-                    "last_at": row["last_at"].isoformat(),
-                }
+                SecurityEventsAggregated(
+                    kind=row["kind"],
+                    source=row["source"],
+                    actor_id=row["actor_id"],
+                    count=int(row["count"]),
+                    samples=list(row["samples"]),
+                    window_start=row["window_start"].isoformat(),
+                    window_end=row["window_end"].isoformat(),
+                    last_at=row["last_at"].isoformat(),
+                )
             )
     return closed

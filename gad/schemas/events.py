@@ -1,13 +1,14 @@
 """Event payloads: one typed definition per event type, used by the writer, the websocket frames and the API docs.
 
-A service builds one of these and hands it to ``gad.realtime.events.record``; the log stores its JSON
-and the websocket ``data`` of the frame is exactly that JSON. Changing a payload's shape is a change
-here, checked by mypy at every writer; ``EVENT_PAYLOADS`` lists them all for the OpenAPI document.
+A service builds one of these and hands it to ``gad.realtime.events.record`` (a security event: to
+``record_security``); the log stores its JSON and the websocket ``data`` of the frame is exactly that JSON.
+Changing a payload's shape is a change here, checked by mypy at every writer; ``EVENT_PAYLOADS`` (domain
+events) and ``SECURITY_EVENT_PAYLOADS`` (topic "seguridad") list them all for the OpenAPI document.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,7 +51,9 @@ class TareaEvent(EventPayload):
     ubicacion_lat: float | None
     ubicacion_lng: float | None
     version: int
-    asignados_usuario_ids: list[int]
+    asignados_usuario_ids: list[int] = Field(
+        description="Usuarios who read it through an assignment: those assigned now and, once it ended, those its end released"
+    )
 
 
 class TaskCreated(TareaEvent):
@@ -317,6 +320,93 @@ class AlertCreated(AlertEvent):
 class AlertClosed(AlertEvent):
     event_type = "alert_closed"
 
+
+# --- security (topic "seguridad", administradores only): written by ``gad.realtime.events.record_security`` --
+
+
+class SecurityEvent(EventPayload):
+    """Base of the security events. ``record_security`` folds repeats of some kinds per source and window."""
+
+
+class Folded(SecurityEvent):
+    """A kind an attacker can repeat at will: only the first of a burst is written, the rest become its count."""
+
+    aggregated_until: str | None = Field(default=None, description="End of the window whose repetitions are counted, not written")
+
+
+class Login(SecurityEvent):
+    event_type = "login"
+    client: str = Field(description="Client address")
+
+
+class LoginAttempt(SecurityEvent):
+    client: str = Field(description="Client address")
+    intentos: int = Field(description="Failed attempts counted by the throttle")
+    email: str | None = Field(default=None, description="The e-mail tried, when it names no usuario (absent otherwise)")
+
+
+class LoginFailed(LoginAttempt, Folded):
+    event_type = "login_failed"
+
+
+class AccountLocked(LoginAttempt):
+    event_type = "account_locked"
+
+
+class Logout(SecurityEvent):
+    """A token revoked (``jti``) or a browser session ended (``session_id``, ``usuario_id``)."""
+
+    event_type = "logout"
+    jti: str | None = Field(default=None, description="The revoked token (bearer logout)")
+    session_id: int | None = Field(default=None, description="The ended session (dashboard logout)")
+    usuario_id: int | None = Field(default=None, description="Whose session ended")
+
+
+class TokensRevoked(SecurityEvent):
+    event_type = "tokens_revoked"
+    usuario_id: int
+    reason: Literal["password", "deactivated", "logout_everywhere"]
+
+
+class RoleChanged(SecurityEvent):
+    event_type = "role_changed"
+    usuario_id: int
+    # Aliased for the wire and the log only: ``from`` is a Python keyword, so writers say ``from_``.
+    from_: int = Field(validation_alias="from", serialization_alias="from", description="Nivel before")
+    to: int = Field(description="Nivel after")
+
+
+class UserDisabled(SecurityEvent):
+    event_type = "user_disabled"
+    usuario_id: int
+
+
+class PermissionDenied(Folded):
+    event_type = "permission_denied"
+    method: str
+    path: str
+
+
+class SecurityEventsAggregated(SecurityEvent):
+    """The repetitions of a folded kind from one source in one window, written when the window has ended."""
+
+    event_type = "security_events_aggregated"
+    # Stored as "event_type" (the folded kind), which names the payload class itself here.
+    kind: str = Field(validation_alias="event_type", serialization_alias="event_type", description="The kind folded: login_failed or permission_denied")
+    source: str
+    actor_id: int | None
+    count: int
+    samples: list[str] = Field(description="Up to ten distinct e-mails tried or requests refused")
+    window_start: str
+    window_end: str
+    last_at: str
+
+
+# Apart from EVENT_PAYLOADS (the domain events): written by one function of their own, on one topic.
+SECURITY_EVENT_PAYLOADS: dict[str, type[SecurityEvent]] = {
+    cls.event_type: cls
+    for cls in (Login, LoginFailed, AccountLocked, Logout, TokensRevoked, RoleChanged, UserDisabled, PermissionDenied, SecurityEventsAggregated)
+}
 
 _register(
     TaskCreated,

@@ -129,9 +129,11 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:
-    """End every active assignment of ``tarea``; efectivos that were working it become disponible."""
+    """End every active assignment of ``tarea`` because the tarea ended (finished, cancelled or deleted):
+    efectivos that were working it become disponible, and may still read it (``READS_THROUGH``)."""
     now = utcnow()
     for asignacion, efectivo in assigned_efectivos(tarea, lock=True):
         asignacion.liberado_en = now
+        asignacion.liberada_al_cerrar = True
         if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
             change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)

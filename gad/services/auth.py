@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import bcrypt
 import jwt
@@ -26,9 +26,12 @@ from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.principal_cache import principals
 from gad.realtime import events
+from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
 
 logger = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=LoginAttempt)
 
 # argon2id, 64 MiB, t=3, one lane (RFC 9106 memory with a single lane): a verification occupies
 # exactly one core and never fans out into extra threads that would starve the gevent hub.
@@ -260,13 +263,18 @@ def _throttled(email: str, client_address: str) -> throttle.Verdict:
     return verdict
 
 
-def _failed(email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> None:
-    payload: dict[str, Any] = {"client": client_address, "intentos": verdict.attempts}
+def _attempt(kind: type[A], email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> A:
+    """A failed attempt's payload: the e-mail tried is kept only when it names no usuario (a known one is the actor)."""
     if usuario is None:
-        payload["email"] = email.strip().lower()[:254]
+        return kind(client=client_address, intentos=verdict.attempts, email=email.strip().lower()[:254])
+    return kind(client=client_address, intentos=verdict.attempts)
+
+
+def _failed(email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> None:
+    actor_id = usuario.id if usuario else None
     if verdict.attempts >= current_app.config["LOGIN_MAX_FAILURES"]:
-        events.record_security("account_locked", usuario.id if usuario else None, payload)
-    events.record_security("login_failed", usuario.id if usuario else None, payload)
+        events.record_security(_attempt(AccountLocked, email, usuario, client_address, verdict), actor_id)
+    events.record_security(_attempt(LoginFailed, email, usuario, client_address, verdict), actor_id)
     metrics.LOGIN_FAILURES.inc()
 
 
@@ -287,7 +295,7 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
         # Same transaction as the login: the imported bcrypt hash is gone exactly when this login commits.
         usuario.password_hash = hash_password(password)
     usuario.ultimo_acceso = utcnow()
-    events.record_security("login", usuario.id, {"client": client_address})
+    events.record_security(Login(client=client_address), usuario.id)
     db.session.flush()
     return usuario, issue_token(usuario)
 
@@ -312,7 +320,7 @@ def revoke_token(usuario: Usuario, claims: dict[str, Any]) -> None:
     expires = datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo)
     if db.session.get(TokenRevocado, str(claims["jti"])) is None:
         db.session.add(TokenRevocado(jti=str(claims["jti"]), usuario_id=usuario.id, expires_at=expires))
-    events.record_security("logout", usuario.id, {"jti": claims["jti"]})
+    events.record_security(Logout(jti=str(claims["jti"])), usuario.id)
     db.session.flush()
 
 
@@ -334,7 +342,7 @@ def log_out_everywhere(actor: Usuario, usuario_id: int) -> None:
     if usuario is None:
         raise NotFound(f"Usuario {usuario_id} does not exist.")
     revoke_all_tokens(usuario)
-    events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "logout_everywhere"})
+    events.record_security(TokensRevoked(usuario_id=usuario.id, reason="logout_everywhere"), actor.id)
 
 
 def prune_revoked_tokens() -> int:

@@ -20,6 +20,7 @@ from gad.errors import NotFound
 from gad.extensions import db
 from gad.models import Sesion, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.events import Logout
 
 # last_seen_at is written at most this often per session: a write per request would cost more than the read.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -87,7 +88,7 @@ def end_session(sesion: Sesion, actor: Usuario) -> None:
     """Logout of one session: revoked for every worker at once; its websockets close with 1008."""
     if sesion.revoked_at is None:
         sesion.revoked_at = utcnow()
-    events.record_security("logout", actor.id, {"session_id": sesion.id, "usuario_id": sesion.usuario_id})
+    events.record_security(Logout(session_id=sesion.id, usuario_id=sesion.usuario_id), actor.id)
     db.session.flush()
 
 

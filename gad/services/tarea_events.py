@@ -8,7 +8,7 @@ from gad.extensions import db
 from gad.models import Tarea, Usuario
 from gad.realtime import events
 from gad.schemas.events import TareaEvent
-from gad.services.tarea_queries import assigned_usuario_ids
+from gad.services.tarea_queries import reader_usuario_ids
 
 E = TypeVar("E", bound=TareaEvent)
 
@@ -36,12 +36,13 @@ def tarea_fields(tarea: Tarea) -> dict[str, Any]:
 
 
 def tarea_event(kind: type[E], tarea: Tarea, extra: dict[str, Any] | None = None, assigned: set[int] | None = None) -> E:
-    """A ``kind`` payload for ``tarea`` as it is now, with who is assigned now (the websocket read policy needs it).
+    """A ``kind`` payload for ``tarea`` as it is now, with who reads it through an assignment now (the
+    websocket read policy needs it: the efectivos of an ended tarea see its closing, as REST shows it them).
 
     Raises pydantic's ValidationError if ``extra`` does not fit ``kind``: a writer cannot drift from the schema.
     """
     if assigned is None:
-        assigned = assigned_usuario_ids(tarea.id)
+        assigned = reader_usuario_ids(tarea.id)
     return kind.model_validate(tarea_fields(tarea) | {"asignados_usuario_ids": sorted(assigned)} | (extra or {}))
 
 

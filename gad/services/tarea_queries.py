@@ -18,8 +18,8 @@ from gad.models import Asignacion, Efectivo, Tarea, Usuario
 TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs)
 _BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
-# The tarea and its active assignments (with the usuario behind each efectivo, for the read policy) in
-# one round trip: GET of one tarea is the most frequent request of the service.
+# The tarea, its active assignments and who reads it through an assignment (``_READERS``, for the read
+# policy) in one round trip: GET of one tarea is the most frequent request of the service.
 _ASSIGNED_JSON = (
     select(
         func.coalesce(
@@ -34,8 +34,6 @@ _ASSIGNED_JSON = (
                         Efectivo.nombre,
                         "asignado_en",
                         Asignacion.asignado_en,
-                        "usuario_id",
-                        Efectivo.usuario_id,
                     ),
                     Asignacion.asignado_en,
                 )
@@ -47,9 +45,23 @@ _ASSIGNED_JSON = (
     .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None))
     .scalar_subquery()
 )
+# The assignment half of the tarea read rule, defined once (docs/ARCHITECTURE.md §4): an efectivo's usuario
+# reads a tarea through an assignment that is active, or that the tarea's end released (who worked it to its
+# end keeps its history). One taken off a tarea that goes on (unassigned, "no puedo") reads it no more.
+# ``readable`` (SQL), ``reader_usuario_ids`` and ``tareas_now`` (the sets ``policy.can_read_tarea`` takes) use it.
+READS_THROUGH: ColumnElement[bool] = or_(Asignacion.liberado_en.is_(None), Asignacion.liberada_al_cerrar.is_(True))
+_READERS = (
+    select(func.coalesce(func.array_agg(Efectivo.usuario_id), text("'{}'::int[]")))
+    .select_from(Asignacion)
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == Tarea.id, READS_THROUGH, Efectivo.usuario_id.is_not(None))
+    .scalar_subquery()
+)
 # Plain table columns, not ORM attributes: a read that is only serialised skips the ORM's per-row work.
 _TABLE = Tarea.__table__
-WITH_ASSIGNED = select(*_TABLE.c, _ASSIGNED_JSON.label("asignados")).where(_TABLE.c.id == bindparam("tarea_id"), _TABLE.c.deleted_at.is_(None))
+WITH_ASSIGNED = select(*_TABLE.c, _ASSIGNED_JSON.label("asignados"), _READERS.label("lectores")).where(
+    _TABLE.c.id == bindparam("tarea_id"), _TABLE.c.deleted_at.is_(None)
+)
 
 _ACTIVE_ASSIGNMENTS = (
     select(Asignacion.tarea_id, Efectivo.id, Efectivo.codigo_interno, Efectivo.nombre, Asignacion.asignado_en)
@@ -82,11 +94,20 @@ def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
 
 
 def assigned_usuario_ids(tarea_id: int) -> set[int]:
-    """Usuarios behind the efectivos actively assigned to a tarea (for the read policy)."""
+    """Usuarios behind the efectivos actively assigned to a tarea (who may act on it)."""
+    return _usuario_ids(tarea_id, Asignacion.liberado_en.is_(None))
+
+
+def reader_usuario_ids(tarea_id: int) -> set[int]:
+    """Usuarios who may read a tarea through an assignment (``READS_THROUGH``): for ``policy.can_read_tarea``."""
+    return _usuario_ids(tarea_id, READS_THROUGH)
+
+
+def _usuario_ids(tarea_id: int, which: ColumnElement[bool]) -> set[int]:
     rows = db.session.scalars(
         select(Efectivo.usuario_id)
         .join(Asignacion, Asignacion.efectivo_id == Efectivo.id)
-        .where(Asignacion.tarea_id == tarea_id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id.is_not(None))
+        .where(Asignacion.tarea_id == tarea_id, which, Efectivo.usuario_id.is_not(None))
     )
     return {int(uid) for uid in rows if uid is not None}
 
@@ -116,11 +137,11 @@ def assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Ef
 
 def readable(actor_id: Any) -> ColumnElement[bool]:
     """The SQL form of ``policy.can_read_tarea`` for a non-supervisor ``actor_id`` (a value or a bind
-    parameter): delegated, actively assigned, or the raiser of an emergency. Correlates to ``Tarea``."""
+    parameter): delegated, assigned (``READS_THROUGH``), or the raiser of an emergency. Correlates to ``Tarea``."""
     assigned = exists(
         select(Asignacion.id)
         .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id == Tarea.id, Asignacion.liberado_en.is_(None), Efectivo.usuario_id == actor_id)
+        .where(Asignacion.tarea_id == Tarea.id, READS_THROUGH, Efectivo.usuario_id == actor_id)
     )
     raised = and_(Tarea.es_emergencia.is_(True), Tarea.creado_por_usuario_id == actor_id)
     return or_(Tarea.delegado_usuario_id == actor_id, assigned, raised)
@@ -142,7 +163,7 @@ def tareas_now(tarea_ids: set[int]) -> dict[int, policy.TareaNow]:
     rows = db.session.execute(
         select(Asignacion.tarea_id, Efectivo.usuario_id)
         .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id.in_(ids), Asignacion.liberado_en.is_(None), Efectivo.usuario_id.is_not(None))
+        .where(Asignacion.tarea_id.in_(ids), READS_THROUGH, Efectivo.usuario_id.is_not(None))
     )
     for tarea_id, usuario_id in rows:
         assigned[tarea_id].add(usuario_id)

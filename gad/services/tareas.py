@@ -27,8 +27,8 @@ from gad.services.tarea_queries import (
     WITH_ASSIGNED,
     TareaRow,
     asignados_by_tarea,
-    assigned_usuario_ids,
     load_tarea,
+    reader_usuario_ids,
     require_readable,
     row_of,
     visible_to,
@@ -110,7 +110,7 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
 def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
     tarea = load_tarea(tarea_id)
     reporter = policy.reporter_of(tarea.es_emergencia, tarea.creado_por_usuario_id)
-    require_readable(actor, tarea.delegado_usuario_id, lambda: assigned_usuario_ids(tarea.id), reporter)
+    require_readable(actor, tarea.delegado_usuario_id, lambda: reader_usuario_ids(tarea.id), reporter)
     return tarea
 
 
@@ -120,9 +120,9 @@ def read_tarea(actor: Usuario, tarea_id: int) -> TareaRow:
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     tarea = dict(row)
-    asignados = tarea.pop("asignados")
+    asignados, lectores = tarea.pop("asignados"), tarea.pop("lectores")
     reporter = policy.reporter_of(tarea["es_emergencia"], tarea["creado_por_usuario_id"])
-    require_readable(actor, tarea["delegado_usuario_id"], lambda: {a["usuario_id"] for a in asignados if a["usuario_id"] is not None}, reporter)
+    require_readable(actor, tarea["delegado_usuario_id"], lambda: set(lectores), reporter)
     return tarea | {"efectivos": asignados}
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -30,6 +30,8 @@ from gad.realtime import events
 from gad.schemas.events import AgendaEvent, LicenciaCreated, LicenciaDeleted, TurnoDeleted, TurnosCreated, TurnoUpdated
 from gad.services.common import check_version, paginate
 from gad.vocab import Nivel, TipoLicencia, TipoTurno
+
+A = TypeVar("A", Turno, Licencia)
 
 TOPIC = "turnos"
 MAX_TURNO = timedelta(hours=72)
@@ -368,16 +370,7 @@ def list_turnos(
     actor: Usuario, *, efectivo_id: int | None, unidad: str | None, desde: datetime | None, hasta: datetime | None, limit: int, offset: int
 ) -> tuple[list[Turno], int]:
     """Turnos overlapping [desde, hasta), by start. Efectivos see only their own."""
-    query = select(Turno)
-    own = _visible_efectivo_ids(actor)
-    if own is not None:
-        query = query.where(Turno.efectivo_id == own)
-    if efectivo_id is not None:
-        query = query.where(Turno.efectivo_id == efectivo_id)
-    if unidad:
-        query = query.where(Turno.unidad == unidad)
-    query = query.where(_overlaps(Turno.periodo, desde, hasta))
-    return paginate(query.order_by(func.lower(Turno.periodo), Turno.id), limit, offset)
+    return _agenda_page(Turno, actor, efectivo_id, desde, hasta, limit, offset, *([Turno.unidad == unidad] if unidad else []))
 
 
 def _overlaps(column: Any, desde: datetime | None, hasta: datetime | None) -> Any:
@@ -463,14 +456,22 @@ def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
 def list_licencias(
     actor: Usuario, *, efectivo_id: int | None, desde: datetime | None, hasta: datetime | None, limit: int, offset: int
 ) -> tuple[list[Licencia], int]:
-    query = select(Licencia)
+    """Licencias overlapping [desde, hasta), by start. Efectivos see only their own."""
+    return _agenda_page(Licencia, actor, efectivo_id, desde, hasta, limit, offset)
+
+
+def _agenda_page(
+    model: type[A], actor: Usuario, efectivo_id: int | None, desde: datetime | None, hasta: datetime | None, limit: int, offset: int, *where: Any
+) -> tuple[list[A], int]:
+    """A page of ``model`` rows ``actor`` may see (efectivos: their own) overlapping [desde, hasta), by start."""
+    query = select(model).where(*where)
     own = _visible_efectivo_ids(actor)
     if own is not None:
-        query = query.where(Licencia.efectivo_id == own)
+        query = query.where(model.efectivo_id == own)
     if efectivo_id is not None:
-        query = query.where(Licencia.efectivo_id == efectivo_id)
-    query = query.where(_overlaps(Licencia.periodo, desde, hasta))
-    return paginate(query.order_by(func.lower(Licencia.periodo), Licencia.id), limit, offset)
+        query = query.where(model.efectivo_id == efectivo_id)
+    query = query.where(_overlaps(model.periodo, desde, hasta))
+    return paginate(query.order_by(func.lower(model.periodo), model.id), limit, offset)
 
 
 def delete_licencia(actor: Usuario, licencia_id: int, expected_version: int | None) -> None:

@@ -13,7 +13,7 @@ from gad.extensions import db
 from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.realtime import events
-from gad.schemas.events import UserCreated, UserUpdated
+from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
 from gad.services.common import apply_changes, check_version, paginate
@@ -143,12 +143,12 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     _check_self_demotion(actor, usuario, changes)
     revoke = password is not None or (changes.get("activo") is False and usuario.activo)
     if "nivel" in changes and changes["nivel"] != usuario.nivel:
-        events.record_security("role_changed", actor.id, {"usuario_id": usuario.id, "from": usuario.nivel, "to": changes["nivel"]})
+        events.record_security(RoleChanged(usuario_id=usuario.id, from_=usuario.nivel, to=changes["nivel"]), actor.id)
     apply_changes(usuario, changes)
     usuario.version += 1
     if revoke:
         auth.revoke_all_tokens(usuario)
-        events.record_security("tokens_revoked", actor.id, {"usuario_id": usuario.id, "reason": "password" if password else "deactivated"})
+        events.record_security(TokensRevoked(usuario_id=usuario.id, reason="password" if password else "deactivated"), actor.id)
     db.session.flush()
     updated = UserUpdated.model_validate({"before": before, "after": _usuario_payload(usuario)})
     events.record(db.session(), updated, topic="usuarios", entity_type="usuario", entity_id=usuario.id, actor_id=actor.id)
@@ -186,5 +186,5 @@ def set_activo(actor: Usuario, usuario_id: int, activo: bool) -> Usuario:
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deactivating usuarios")
     usuario = update_usuario(actor, usuario_id, {"activo": activo}, None)
     if not activo:
-        events.record_security("user_disabled", actor.id, {"usuario_id": usuario_id})
+        events.record_security(UserDisabled(usuario_id=usuario_id), actor.id)
     return usuario

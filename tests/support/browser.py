@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -32,6 +34,20 @@ DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
 SIZES = ("escritorio", "movil")
 
 
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    """Playwright for a test module (this module is a plugin of tests/conftest.py: any test may ask for it)."""
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    launched = launch(pw)
+    yield launched
+    launched.close()
+
+
 def launch(playwright: Playwright) -> Browser:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is required for the browser tests: apt-get install chromium (.ci/run does); looked for {CHROMIUM}")
@@ -44,6 +60,30 @@ def context_options(playwright: Playwright, size: str, base_url: str) -> dict[st
     base: dict[str, Any] = dict(DESKTOP) if size == "escritorio" else dict(playwright.devices["Pixel 7"])
     base.pop("default_browser_type", None)
     return base | {"base_url": base_url, "geolocation": SOL, "permissions": ["geolocation"], "locale": "es-ES"}
+
+
+@contextmanager
+def server_without_tiles(database_url: str, tmp: Path) -> Iterator[LiveServer]:
+    """One gunicorn worker whose map tiles point at an address that refuses at once: every map must stay
+    usable without them."""
+    from tests.conftest import start_gunicorn, stop_gunicorn
+
+    live = start_gunicorn(database_url, workers=1, tmp=tmp, extra_env={"MAP_TILE_URL": "http://127.0.0.1:9/{z}/{x}/{y}.png"})
+    try:
+        yield live
+    finally:
+        stop_gunicorn(live)
+
+
+def server_without_tiles_fixture(name: str) -> Any:
+    """A module-scoped fixture called ``name`` serving ``server_without_tiles`` (assign it to ``name`` in the module)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def live_server_without_tiles(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+        with server_without_tiles(database_url, tmp_path_factory.mktemp(name)) as live:
+            yield live
+
+    return live_server_without_tiles
 
 
 @contextmanager

@@ -21,10 +21,6 @@ const ACCIONES = {
 };
 let efectivo = null;
 let tareas = [];
-// Tareas that ended while this device watched: the API stops showing an efectivo a tarea once it ends (its
-// assignments are released), and a list fetched just before the end must not bring it back as open.
-const terminadas = new Map();
-const ENDED = ["finalizada", "cancelada"];
 let lastFix = null; // {lat, lng, at} of the last fix handed to the outbox
 let serverSaw = null;
 let watchId = null;
@@ -113,8 +109,7 @@ async function load() {
       api(`/api/v1/tasks?estado=programada,en_curso,pausada&sort=inicio_programado&limit=100${filtro}`),
       api(`/api/v1/tasks?estado=finalizada,cancelada&sort=-created_at&limit=20${filtro}`),
     ]);
-    const served = [...abiertas.data.items, ...hechas.data.items].filter((t) => !terminadas.has(t.id));
-    tareas = operador && !efectivo ? [] : [...served, ...terminadas.values()].slice(0, 140);
+    tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
     saveCache();
     $("red").hidden = true;
   } catch (error) {
@@ -147,7 +142,6 @@ async function transition(t, estado, label, motivo) {
   t.estado = estado;
   renderTareas();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
-  if (result && ENDED.includes(estado)) terminadas.set(t.id, { ...t, estado });
   if (result) load();
 }
 
@@ -331,7 +325,6 @@ const cached = loadCache();
 if (cached) {
   efectivo = cached.efectivo;
   tareas = cached.tareas;
-  for (const t of tareas) if (ENDED.includes(t.estado)) terminadas.set(t.id, t);
   renderEfectivo();
   renderTareas();
 }
