@@ -3,7 +3,8 @@
 ``hello``: Flask answering a constant JSON document. ``hello_with_stack``: the same after importing the
 libraries the stack is fixed to (SQLAlchemy ORM and its psycopg2 dialect, Flask-SQLAlchemy, pydantic,
 flask-sock, Flask-Caching, prometheus-flask-exporter). ``one_query``: one pooled, pre-pinged psycopg2
-round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware).
+round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware), for one
+tarea and for a page of them.
 ``write``: one ``INSERT … RETURNING`` of a tarea (its JSON built by PostgreSQL) and its COMMIT through the
 same pool, the JSON body parsed by Flask and nothing else (no validation, event, history or NOTIFY).
 ``idle_websocket``: flask-sock sockets that only wait for client frames (no hub, no queue, no auth).
@@ -55,10 +56,23 @@ def _one_query_app() -> Flask:
         "SELECT json_build_object('id', id, 'codigo', codigo, 'titulo', titulo, 'estado', estado, 'version', version)::text FROM tareas WHERE id = :id"
     )
 
+    # A page: one statement, newest first, every column of each tarea as PostgreSQL's own JSON (about the volume
+    # GAD's page carries, without its shaping, assignments or visibility rule).
+    page = text(
+        "SELECT json_build_object('items', coalesce(json_agg(pagina ORDER BY pagina.id DESC), '[]'))::text "
+        "FROM (SELECT * FROM tareas ORDER BY id DESC LIMIT :limit) AS pagina"
+    )
+
     @app.get("/api/v1/tasks/<int:tarea_id>")
     def get_tarea(tarea_id: int) -> Response:
         with engine.connect() as conn:
             body = conn.execute(query, {"id": tarea_id}).scalar()
+        return Response(body, mimetype="application/json")
+
+    @app.get("/api/v1/tasks")
+    def list_tareas() -> Response:
+        with engine.connect() as conn:
+            body = conn.execute(page, {"limit": request.args.get("limit", 50, type=int)}).scalar()
         return Response(body, mimetype="application/json")
 
     return app
