@@ -3,7 +3,10 @@
 ``hello``: Flask answering a constant JSON document. ``hello_with_stack``: the same after importing the
 libraries the stack is fixed to (SQLAlchemy ORM and its psycopg2 dialect, Flask-SQLAlchemy, pydantic,
 flask-sock, Flask-Caching, prometheus-flask-exporter). ``one_query``: one pooled, pre-pinged psycopg2
-round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware).
+round trip whose JSON PostgreSQL builds itself, and nothing else (no authentication, no middleware), for one
+tarea and for a page of them.
+``write``: one ``INSERT … RETURNING`` of a tarea (its JSON built by PostgreSQL) and its COMMIT through the
+same pool, the JSON body parsed by Flask and nothing else (no validation, event, history or NOTIFY).
 ``idle_websocket``: flask-sock sockets that only wait for client frames (no hub, no queue, no auth).
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 
 def _hello_app() -> Flask:
@@ -38,14 +41,27 @@ def _stack_app() -> Flask:
     return _hello_app()
 
 
+def _engine() -> Any:
+    from sqlalchemy import create_engine
+
+    url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
+    return create_engine(url, pool_size=10, pool_pre_ping=True)
+
+
 def _one_query_app() -> Flask:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
     app = _hello_app()
-    url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1)
-    engine = create_engine(url, pool_size=10, pool_pre_ping=True)
+    engine = _engine()
     query = text(
         "SELECT json_build_object('id', id, 'codigo', codigo, 'titulo', titulo, 'estado', estado, 'version', version)::text FROM tareas WHERE id = :id"
+    )
+
+    # A page: one statement, newest first, every column of each tarea as PostgreSQL's own JSON (about the volume
+    # GAD's page carries, without its shaping, assignments or visibility rule).
+    page = text(
+        "SELECT json_build_object('items', coalesce(json_agg(pagina ORDER BY pagina.id DESC), '[]'))::text "
+        "FROM (SELECT * FROM tareas ORDER BY id DESC LIMIT :limit) AS pagina"
     )
 
     @app.get("/api/v1/tasks/<int:tarea_id>")
@@ -53,6 +69,37 @@ def _one_query_app() -> Flask:
         with engine.connect() as conn:
             body = conn.execute(query, {"id": tarea_id}).scalar()
         return Response(body, mimetype="application/json")
+
+    @app.get("/api/v1/tasks")
+    def list_tareas() -> Response:
+        with engine.connect() as conn:
+            body = conn.execute(page, {"limit": request.args.get("limit", 50, type=int)}).scalar()
+        return Response(body, mimetype="application/json")
+
+    return app
+
+
+def _write_app() -> Flask:
+    from sqlalchemy import text
+
+    app = _hello_app()
+    engine = _engine()
+    with engine.connect() as conn:  # the creator every tarea names (GAD takes it from the token)
+        creator = conn.execute(text("SELECT min(id) FROM usuarios")).scalar()
+    insert = text(
+        "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, creado_por_usuario_id, created_at, updated_at) "
+        "VALUES (gen_random_uuid(), :codigo, :titulo, :tipo, :prioridad, 'programada', :creator, now(), now()) "
+        "RETURNING json_build_object('id', id, 'codigo', codigo, 'titulo', titulo, 'estado', estado, 'version', version)::text"
+    )
+
+    @app.post("/api/v1/tasks")
+    def create_tarea() -> Response:
+        body = request.get_json()
+        with engine.begin() as conn:  # INSERT, then COMMIT
+            created = conn.execute(
+                insert, {"codigo": body["codigo"], "titulo": body["titulo"], "tipo": body["tipo"], "prioridad": body.get("prioridad", 2), "creator": creator}
+            ).scalar()
+        return Response(created, status=201, mimetype="application/json")
 
     return app
 
@@ -74,7 +121,7 @@ def _idle_websocket_app() -> Flask:
 
 def __getattr__(name: str) -> Flask:
     # Built on first access so each gunicorn worker imports only the variant it serves.
-    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app, "idle_websocket": _idle_websocket_app}
+    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app, "write": _write_app, "idle_websocket": _idle_websocket_app}
     if name not in factories:
         raise AttributeError(name)
     app = factories[name]()

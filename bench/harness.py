@@ -36,10 +36,14 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 @contextmanager
-def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None) -> Iterator[str]:
-    """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cpu: str | None = None, datadir: Path | None = None) -> Iterator[str]:
+    """Embedded PostgreSQL + migrations + demo data + ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+    With ``datadir`` the cluster there is reused and kept (a benchmark that bulk-loads a million rows
+    loads them once); it is stopped at the end only if this call started it."""
     tmp = Path(tempfile.mkdtemp(prefix="gad-bench-"))
-    pg, db_url = demo_database(tmp, extra_env)
+    already_running = datadir is not None and _running(datadir)
+    pg, db_url = demo_database(tmp, extra_env, datadir)
     proc, url = start_server(db_url, workers, tmp / "gunicorn.log", extra_env, cpu)
     os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
     os.environ["GAD_BENCH_GUNICORN_PID"] = str(proc.pid)  # for benchmarks that read the worker's memory
@@ -48,14 +52,23 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        pg.destroy()
+        if datadir is None:
+            pg.destroy()
+        elif not already_running:
+            pg.stop()
 
 
-def demo_database(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[Any, str]:
-    """An embedded PostgreSQL under ``tmp``, migrated and filled with the demo data: (server, URL)."""
+def _running(datadir: Path) -> bool:
+    from gad.embedded import url_if_running
+
+    return url_if_running(datadir) is not None
+
+
+def demo_database(tmp: Path, extra_env: dict[str, str] | None = None, datadir: Path | None = None) -> tuple[Any, str]:
+    """An embedded PostgreSQL under ``tmp`` (or in ``datadir``, reused), migrated and filled with the demo data: (server, URL)."""
     from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
 
-    pg = EmbeddedPostgres(tmp / "pg", port=free_port())
+    pg = EmbeddedPostgres(datadir or tmp / "pg", port=free_port())
     db_url = pg.start()
     wait_until_accepting(db_url)
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"} | (extra_env or {})

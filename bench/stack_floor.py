@@ -2,7 +2,8 @@
 measure GAD: the same gunicorn.conf.py (gevent worker, cooperative psycopg2), one worker, wrk as the client.
 
 It answers "how close is GAD to what the stack allows?" for targets such as 2,000 req/s per worker or
-500 ms from process start to the first /health.
+500 ms from process start to the first /health: bare Flask, one pooled read, one pooled write
+(``INSERT … RETURNING`` + COMMIT, the floor of a create), start-up and idle websockets.
 
     .venv/bin/python -m bench.stack_floor --runs 3 --duration 4
 """
@@ -22,6 +23,9 @@ from typing import Any
 
 from bench.harness import ROOT, median_of, run_wrk, spawned_server
 from gad.embedded import free_port
+
+# A create as bench.compare sends it: %s is a prefix per run, %%08d wrk's per-request sequence number.
+WRITE_BODY = '{"codigo": "F%s%%08d", "titulo": "Tarea del suelo de escritura", "tipo": "patrullaje", "prioridad": 2}'
 
 
 def _start(app_spec: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
@@ -58,11 +62,17 @@ def measure(runs: int, duration: float) -> dict[str, Any]:
             _stop(proc)
             times.append(elapsed)
         results[f"start_to_first_health_ms_{variant}"] = round(statistics.median(times) * 1000, 1)
-    for variant, path in (("hello", "/health"), ("one_query", "/api/v1/tasks/1")):
+    for variant, method, path, body in (
+        ("hello", "GET", "/health", ""),
+        ("one_query", "GET", "/api/v1/tasks/1", ""),
+        ("write", "POST", "/api/v1/tasks", WRITE_BODY),
+    ):
         proc, url, _ = _start(f"bench.floor_app:{variant}", env)
         try:
             for concurrency in (16, 64):
-                samples = [run_wrk(url, "GET", path, "", concurrency, duration) for _ in range(runs)]
+                samples = [
+                    run_wrk(url, method, path, "", concurrency, duration, body_template=body and body % os.urandom(3).hex().upper()) for _ in range(runs)
+                ]
                 results.setdefault(f"throughput_{variant}", {})[str(concurrency)] = median_of(samples)
         finally:
             _stop(proc)

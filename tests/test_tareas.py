@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from gad.extensions import db
 from gad.models import HistorialEstado, Tarea
@@ -55,7 +58,34 @@ def test_duplicate_codigo_is_409(app: Flask, client: FlaskClient, build: Builder
     assert client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup)).status_code == 201
     again = client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup))
     assert again.status_code == 409 and again.get_json()["field"] == "codigo"
-    assert count_rows(app, Tarea) == 1
+    # The refused create left nothing behind: no second history row, no event.
+    assert count_rows(app, Tarea) == 1 and count_rows(app, HistorialEstado) == 1 and len(all_events(app)) == 1
+
+
+def test_create_racing_an_uncommitted_tarea_with_the_same_codigo_is_409(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """The unique index decides in the INSERT itself: a create that waits on another transaction's row with its
+    codigo gets the same 409 once that commits (not an IntegrityError), and leaves no history or event."""
+    sup = build.usuario(2)
+    with app.app_context():
+        other = db.engine.connect()
+    try:
+        other.execute(
+            text(
+                "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, creado_por_usuario_id, created_at, updated_at, version) "
+                "VALUES (gen_random_uuid(), :codigo, 'Otra transacción', 'patrullaje', 2, 'programada', :sup, now(), now(), 1)"
+            ),
+            {"codigo": TAREA["codigo"], "sup": sup.id},
+        )
+        with ThreadPoolExecutor(1) as pool:
+            racing = pool.submit(lambda: client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup)))
+            time.sleep(0.5)
+            assert not racing.done()  # waiting on the uncommitted row's index entry
+            other.commit()
+            response = racing.result(timeout=30)
+    finally:
+        other.close()
+    assert response.status_code == 409 and response.get_json()["field"] == "codigo"
+    assert count_rows(app, Tarea) == 1 and count_rows(app, HistorialEstado) == 0 and all_events(app) == []
 
 
 def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, url_for
+from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query, resource_response
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query, raw_json, resource_response
 from gad.openapi import documented
 from gad.schemas.common import Page
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
@@ -28,11 +28,7 @@ def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
     filters = query.model_dump(exclude={"limit", "offset"})
     # PostgreSQL builds the page's JSON (tests/test_tarea_json.py holds it equal to Page[TareaOut]).
-    return _raw_json(tarea_json.page_json(current_user(), filters, query.limit, query.offset))
-
-
-def _raw_json(body: str, headers: dict[str, str] | None = None) -> Response:
-    return current_app.response_class(body, status=200, headers=headers, mimetype="application/json")
+    return raw_json(tarea_json.page_json(current_user(), filters, query.limit, query.offset))
 
 
 @bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
@@ -66,7 +62,7 @@ def emergency() -> Response:
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def get_tarea(tarea_id: int) -> Response:
     body, version = tarea_json.tarea_json(current_user(), tarea_id)
-    return _raw_json(body, {"ETag": etag(version)})
+    return raw_json(body, {"ETag": etag(version)})
 
 
 @bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])
@@ -111,5 +107,5 @@ def unassign(tarea_id: int, efectivo_id: int) -> Response:
 @bp.get("/<int:tarea_id>/historial")
 @documented(tags=("tareas",), resp={"HTTP_200": list[HistorialOut]})
 def historial(tarea_id: int) -> Response:
-    rows = tareas.historial(current_user(), tarea_id)
-    return json_response([HistorialOut.model_validate(r).model_dump(mode="json") for r in rows])
+    # PostgreSQL builds the JSON (tests/test_list_json.py holds it equal to list[HistorialOut]).
+    return raw_json(tarea_json.historial_json(current_user(), tarea_id))

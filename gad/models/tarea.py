@@ -6,7 +6,7 @@ import uuid as uuid_lib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, Computed, Float, ForeignKey, Index, SmallInteger, String, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -15,6 +15,28 @@ from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea, sql_in, sql_in_tim
 
 # The instants a client or an importer can set; each is kept inside the window psycopg2 can read back.
 TIEMPOS_ACOTADOS = ("inicio_programado", "fin_programado", "inicio_real", "fin_real", "pausado_en")
+
+# The response-time measures of the reports (gad/services/reportes.py defines them), in whole seconds:
+# STORED generated columns, so PostgreSQL computes them from the row on every write and they cannot drift.
+# isfinite(): generated columns are computed before CHECKs run, so an out-of-window 'infinity' must give
+# NULL here and be refused by the <column>_rango CHECK, not fail converting infinity to bigint.
+MEDIDAS_SQL = {
+    "medida_asignacion_s": "CASE WHEN isfinite(primera_asignacion_en) THEN round(EXTRACT(epoch FROM primera_asignacion_en - created_at))::bigint END",
+    "medida_inicio_s": "CASE WHEN isfinite(inicio_real) THEN round(EXTRACT(epoch FROM inicio_real - created_at))::bigint END",
+    "medida_ejecucion_s": "CASE WHEN estado = 'finalizada' AND isfinite(fin_real) AND isfinite(inicio_real)"
+    " THEN round(EXTRACT(epoch FROM fin_real - inicio_real))::bigint - tiempo_pausado_s END",
+    "medida_pausa_s": "CASE WHEN estado = 'finalizada' THEN tiempo_pausado_s::bigint END",
+}
+
+
+def _medida(name: str) -> Mapped[int | None]:
+    return mapped_column(BigInteger, Computed(MEDIDAS_SQL[name], persisted=True), deferred=True)
+
+
+def _copia_de_tarea(*type_: Any) -> Any:
+    """What the workload report reads of each assignment's tarea: written by triggers only (see Asignacion),
+    never loaded with the row (deferred) and never set by the ORM (an INSERT without them gets them)."""
+    return mapped_column(*type_, deferred=True)
 
 
 class Tarea(Timestamps, Versioned, Base):
@@ -36,6 +58,8 @@ class Tarea(Timestamps, Versioned, Base):
         *(CheckConstraint(sql_in_time_window(column), name=f"{column}_rango") for column in TIEMPOS_ACOTADOS),
         Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
         Index("ix_tareas_created_at", "created_at"),  # reports select tareas by creation time
+        # A year of response times is index-only scans of this (a fifth of the heap), not of the wide rows.
+        Index("ix_tareas_reportes", "created_at", postgresql_include=["id", "tipo", "prioridad", *MEDIDAS_SQL], postgresql_where=text("deleted_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -56,6 +80,11 @@ class Tarea(Timestamps, Versioned, Base):
     # first assignment" without aggregating asignaciones for every tarea of a range.
     primera_asignacion_en: Mapped[datetime | None]
     tiempo_pausado_s: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Deferred: only the reports' SQL reads them, and loading a tarea never fetches them.
+    medida_asignacion_s: Mapped[int | None] = _medida("medida_asignacion_s")
+    medida_inicio_s: Mapped[int | None] = _medida("medida_inicio_s")
+    medida_ejecucion_s: Mapped[int | None] = _medida("medida_ejecucion_s")
+    medida_pausa_s: Mapped[int | None] = _medida("medida_pausa_s")
     ubicacion_lat: Mapped[float | None] = mapped_column(Float)
     ubicacion_lon: Mapped[float | None] = mapped_column(Float)
     ubicacion_descripcion: Mapped[str | None] = mapped_column(String(300))
@@ -92,6 +121,14 @@ class Asignacion(Base):
     # Released because its tarea ended (finished, cancelled or deleted), not taken off a tarea that goes on:
     # the efectivo keeps reading a tarea they worked to its end (gad.services.tarea_queries.READS_THROUGH).
     liberada_al_cerrar: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Copies of the tarea's columns the workload report needs, so it does not join a million tareas.
+    # Never written by the application: triggers (migration 0004h) copy them from the tarea on insert
+    # and push every change of the tarea to its assignments, whoever writes.
+    tarea_inicio_real: Mapped[datetime | None] = _copia_de_tarea()
+    tarea_fin_real: Mapped[datetime | None] = _copia_de_tarea()
+    tarea_tipo: Mapped[str] = _copia_de_tarea(String(20))
+    tarea_prioridad: Mapped[int] = _copia_de_tarea(SmallInteger)
+    tarea_borrada: Mapped[bool] = _copia_de_tarea()
 
     def __repr__(self) -> str:
         return f"<Asignacion tarea={self.tarea_id} efectivo={self.efectivo_id} activa={self.liberado_en is None}>"

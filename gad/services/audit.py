@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, Text, case, cast, func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
 from gad.extensions import db
 from gad.models import AuditoriaAncla, Evento, Usuario, utcnow
 from gad.realtime import chain
+from gad.schemas.eventos import EventoOut
+from gad.services import json_sql
 from gad.vocab import Nivel
 
 VERIFY_BATCH = 2000
@@ -119,9 +122,8 @@ def prune(older_than_days: int, actor: str) -> AuditoriaAncla | None:
     return anchor
 
 
-def list_events(
+def _matching(
     actor: Usuario,
-    *,
     actor_id: int | None,
     entity_type: str | None,
     entity_id: int | None,
@@ -129,9 +131,7 @@ def list_events(
     desde: datetime | None,
     hasta: datetime | None,
     after_id: int,
-    limit: int,
-) -> tuple[list[Evento], int | None]:
-    """Administradores only. Cursor pagination by event id (never by time: ids are the commit order)."""
+) -> Select[Any]:
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Reading the audit trail")
     query: Select[Any] = select(Evento).where(Evento.id > after_id)
     if actor_id is not None:
@@ -146,9 +146,53 @@ def list_events(
         query = query.where(Evento.created_at >= desde)
     if hasta is not None:
         query = query.where(Evento.created_at < hasta)
-    items = list(db.session.scalars(query.order_by(Evento.id).limit(limit + 1)))
+    return query.order_by(Evento.id)
+
+
+def list_events(
+    actor: Usuario,
+    *,
+    actor_id: int | None,
+    entity_type: str | None,
+    entity_id: int | None,
+    event_type: str | None,
+    desde: datetime | None,
+    hasta: datetime | None,
+    after_id: int,
+    limit: int,
+) -> tuple[list[Evento], int | None]:
+    """Administradores only. Cursor pagination by event id (never by time: ids are the commit order).
+    The API answers ``list_events_json``, which tests/test_list_json.py holds equal to this."""
+    query = _matching(actor, actor_id, entity_type, entity_id, event_type, desde, hasta, after_id)
+    items = list(db.session.scalars(query.limit(limit + 1)))
     next_cursor = items[limit - 1].id if len(items) > limit else None
     return items[:limit], next_cursor
+
+
+_EVENT_ITEM = json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
+
+
+def list_events_json(
+    actor: Usuario,
+    *,
+    actor_id: int | None,
+    entity_type: str | None,
+    entity_id: int | None,
+    event_type: str | None,
+    desde: datetime | None,
+    hasta: datetime | None,
+    after_id: int,
+    limit: int,
+) -> str:
+    """``list_events`` as EventoPage JSON built by PostgreSQL in one statement: one row past the page says
+    whether there is a next one, and then the cursor is the page's last id. Raises Forbidden."""
+    query = _matching(actor, actor_id, entity_type, entity_id, event_type, desde, hasta, after_id)
+    page = query.add_columns(func.row_number().over(order_by=Evento.id).label("_rn")).limit(limit + 1).subquery(json_sql.PAGE)
+    within = page.c._rn <= limit
+    items = func.coalesce(func.json_agg(aggregate_order_by(_EVENT_ITEM, page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
+    next_cursor = case((func.count() > limit, func.max(page.c.id).filter(within)))
+    body = func.json_build_object(json_sql.key("items"), items, json_sql.key("next_cursor"), next_cursor)
+    return str(db.session.scalar(select(cast(body, Text)).select_from(page)))
 
 
 # How far back the board's "Últimos eventos" looks for events its viewer may see (bounded work per page load).

@@ -13,7 +13,9 @@ from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
+from gad.services import json_sql
 from gad.services.common import apply_changes, check_version, count_by, paginate
 from gad.vocab import Disponibilidad, Nivel
 
@@ -96,18 +98,16 @@ def get_efectivo(actor: Usuario, efectivo_id: int) -> Efectivo:
     return efectivo
 
 
-def list_efectivos(
+def _matching(
     actor: Usuario,
-    *,
     estados: Sequence[str] | None,
     unidad: str | None,
     especialidad: str | None,
     activo: bool | None,
     q: str | None,
-    limit: int,
-    offset: int,
-    en_servicio: bool | None = None,
-) -> tuple[list[Efectivo], int]:
+    en_servicio: bool | None,
+) -> Select[tuple[Efectivo]]:
+    """The efectivos ``actor`` may list that match the filters, in list order (id)."""
     query: Select[tuple[Efectivo]] = select(Efectivo)
     if not policy.is_supervisor(actor):
         query = query.where(Efectivo.usuario_id == actor.id)
@@ -124,7 +124,45 @@ def list_efectivos(
     if q:
         like = f"%{q.strip()}%"
         query = query.where(or_(Efectivo.nombre.ilike(like), Efectivo.codigo_interno.ilike(like), Efectivo.unidad.ilike(like), Efectivo.rango.ilike(like)))
-    return paginate(query.order_by(Efectivo.id), limit, offset)
+    return query.order_by(Efectivo.id)
+
+
+def list_efectivos(
+    actor: Usuario,
+    *,
+    estados: Sequence[str] | None,
+    unidad: str | None,
+    especialidad: str | None,
+    activo: bool | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+    en_servicio: bool | None = None,
+) -> tuple[list[Efectivo], int]:
+    """A page of the efectivos ``actor`` may list, as ORM objects, and the total (the API answers ``list_efectivos_json``)."""
+    return paginate(_matching(actor, estados, unidad, especialidad, activo, q, en_servicio), limit, offset)
+
+
+# The columns an EfectivoOut is built from: the table's and the computed en_servicio.
+_OUT_COLUMNS = (*Efectivo.__table__.c, Efectivo.en_servicio.expression.label("en_servicio"))
+_PAGE_ITEM = json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
+
+
+def list_efectivos_json(
+    actor: Usuario,
+    *,
+    estados: Sequence[str] | None,
+    unidad: str | None,
+    especialidad: str | None,
+    activo: bool | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+    en_servicio: bool | None = None,
+) -> str:
+    """``list_efectivos`` as Page[EfectivoOut] JSON built by PostgreSQL in one statement (tests/test_list_json.py)."""
+    matching = _matching(actor, estados, unidad, especialidad, activo, q, en_servicio).with_only_columns(*_OUT_COLUMNS)
+    return str(db.session.scalar(json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _PAGE_ITEM)))
 
 
 def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None) -> Efectivo:

@@ -15,7 +15,8 @@ from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario
 
 # Statements built once at import: building and cache-keying them per call cost more than running them.
-TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs)
+# A tarea's row as the API knows it: deferred columns (the reports' stored measures) are not part of it.
+TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs if not attr.deferred)
 _BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
 # The tarea, its active assignments and who reads it through an assignment (``_READERS``, for the read

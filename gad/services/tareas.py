@@ -7,10 +7,11 @@ the second one sees the first one's result (409/412) instead of overwriting it.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, String, TextualSelect, bindparam, exists, or_, select, text
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
@@ -32,7 +33,6 @@ from gad.services.tarea_queries import (
     row_of,
     visible_to,
 )
-from gad.services.transitions import add_history
 from gad.vocab import EstadoTarea, Nivel
 
 # API field name -> column name where they differ (the seed's clients say "lng").
@@ -58,6 +58,26 @@ def _check_schedule(inicio: datetime | None, fin: datetime | None) -> None:
         )
 
 
+_TAREAS = Tarea.__table__
+_DEFAULTED = [column for column in _TAREAS.c if column.default is not None and not column.primary_key]
+
+
+@functools.cache
+def _insert_new(columns: tuple[str, ...]) -> TextualSelect:
+    """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
+    SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached). The unique index decides a
+    taken codigo: no row comes back, and the history row is not written either."""
+    params = ", ".join(f":{name}" for name in columns)
+    statement = text(
+        f"WITH nueva AS (INSERT INTO tareas ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (codigo) DO NOTHING RETURNING *), "
+        "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
+        "SELECT id, NULL, estado, :_actor, :_motivo, created_at FROM nueva) "
+        f"SELECT {', '.join(column.name for column in _TAREAS.c)} FROM nueva"  # in the order .columns() reads them
+    )
+    typed = [bindparam(name, type_=_TAREAS.c[name].type) for name in columns]
+    return statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*_TAREAS.c)
+
+
 def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
     """Supervisor+. ``creado_por`` is always ``actor``.
 
@@ -72,16 +92,17 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
-    if db.session.scalar(select(Tarea.id).where(Tarea.codigo == data["codigo"])) is not None:
-        raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
     _check_delegado(data.get("delegado_usuario_id"))
-    data["tipo"] = str(data["tipo"])
-    tarea = Tarea(**data, estado=estado.value, es_emergencia=es_emergencia, creado_por_usuario_id=actor.id)
+    values = data | {"tipo": str(data["tipo"]), "estado": estado.value, "es_emergencia": es_emergencia, "creado_por_usuario_id": actor.id}
     if estado == EstadoTarea.EN_CURSO:
-        tarea.inicio_real = utcnow()
-    db.session.add(tarea)
-    db.session.flush()
-    add_history(tarea, None, tarea.estado, actor, "Tarea creada")
+        values["inicio_real"] = utcnow()
+    for column in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
+        if column.key not in values:
+            values[column.key] = column.default.arg(None) if column.default.is_callable else column.default.arg
+    statement = _insert_new(tuple(sorted(values)))
+    tarea = db.session.scalars(select(Tarea).from_statement(statement), values | {"_actor": actor.id, "_motivo": "Tarea creada"}).first()
+    if tarea is None:
+        raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
     record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
 

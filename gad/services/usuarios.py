@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, false, func, literal_column, or_, select
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Usuario
+from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.realtime import events
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
-from gad.services import auth
+from gad.schemas.usuarios import UsuarioOut
+from gad.services import auth, json_sql
 from gad.services.common import apply_changes, check_version, paginate
 from gad.vocab import Nivel
 
@@ -70,7 +73,8 @@ def get_usuario(actor: Usuario, usuario_id: int) -> Usuario:
     return usuario
 
 
-def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> tuple[list[Usuario], int]:
+def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | None) -> Select[tuple[Usuario]]:
+    """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor."""
     if not policy.is_supervisor(actor):
         raise Forbidden("Listing usuarios requires nivel 2 (supervisor) or higher.")
     query: Select[tuple[Usuario]] = select(Usuario)
@@ -82,7 +86,40 @@ def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: 
         like = f"%{q.strip()}%"
         searched = [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
         query = query.where(or_(*(column.ilike(like) for column in searched)))
-    return paginate(query.order_by(Usuario.id), limit, offset)
+    return query.order_by(Usuario.id)
+
+
+def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> tuple[list[Usuario], int]:
+    """A page of usuarios as ORM objects and the total (the API answers ``list_usuarios_json``). Raises Forbidden."""
+    return paginate(_matching(actor, nivel, activo, q), limit, offset)
+
+
+# Python truthiness of a JSON value, as ``Usuario.debe_cambiar_clave`` reads its flag out of ``extra``.
+_FALSY_JSON: ColumnElement[Any] = literal_column("""('null'::jsonb, 'false'::jsonb, '0'::jsonb, '""'::jsonb, '[]'::jsonb, '{}'::jsonb)""")
+
+
+def _out_columns(columns: Any) -> dict[str, Any]:
+    flag = columns.extra.op("->")(literal_column(f"'{DEBE_CAMBIAR_CLAVE}'"))
+    return {c.key: c for c in columns} | {"debe_cambiar_clave": func.coalesce(flag.op("NOT IN")(_FALSY_JSON), false())}
+
+
+@functools.cache
+def _page_item(hidden: frozenset[str]) -> ColumnElement[Any]:
+    """A UsuarioOut over the page without the ``hidden`` personal fields (left out, as ``model_dump(exclude=...)``)."""
+    return json_sql.frozen(lambda page: json_sql.document(UsuarioOut, _out_columns(page), exclude=hidden), (c.name for c in Usuario.__table__.c))
+
+
+def list_usuarios_json(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> str:
+    """``list_usuarios`` as Page[UsuarioOut] JSON built by PostgreSQL in one statement, each usuario without the
+    personal fields ``actor`` may not see (gad/policy.py decides: one shape for the actor's own row, one for
+    everybody else's). Raises Forbidden."""
+    own = _page_item(policy.hidden_personal_fields(actor, actor.id))
+    others = _page_item(policy.hidden_personal_fields(actor, 0))  # 0: no usuario has it, so "someone else"
+
+    def item(page: Any) -> ColumnElement[Any]:
+        return own if own is others else case((page.id == actor.id, own), else_=others)
+
+    return str(db.session.scalar(json_sql.page(_matching(actor, nivel, activo, q), (Usuario.id,), limit, offset, item)))
 
 
 def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None, *, client_address: str = "unknown") -> Usuario:
