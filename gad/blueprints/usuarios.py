@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, current_app, url_for
 
 from gad import policy
-from gad.blueprints.http import etag, if_match_version, json_response, parse_json, parse_query, raw_json
+from gad.blueprints.http import etag, if_match_version, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.net import client_address
@@ -21,14 +19,9 @@ bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
 
 
-def _view(usuario: object) -> dict[str, Any]:
-    """The usuario as the caller may see it: personal fields it may not see are left out (gad/policy.py)."""
-    out = UsuarioOut.model_validate(usuario)
-    return out.model_dump(mode="json", exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
-
-
 def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
-    """One usuario as the caller may see it, serialised by pydantic straight to JSON (no dict in between)."""
+    """One usuario as the caller may see it — personal fields it may not see are left out (gad/policy.py) —
+    serialised by pydantic straight to JSON (no dict in between)."""
     out = UsuarioOut.model_validate(usuario)
     body = out.model_dump_json(exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
     response = current_app.response_class(body, status=status, mimetype="application/json")
@@ -48,7 +41,7 @@ def me() -> Response:
 @documented(tags=("usuarios",), query=UsuarioQuery, resp={"HTTP_200": Page[UsuarioOut]})
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
-    # PostgreSQL builds the page's JSON, personal fields left out as _view does (tests/test_list_json.py).
+    # PostgreSQL builds the page's JSON, personal fields left out as _out does (tests/test_list_json.py).
     return raw_json(usuarios.list_usuarios_json(current_user(), nivel=query.nivel, activo=query.activo, q=query.q, limit=query.limit, offset=query.offset))
 
 
