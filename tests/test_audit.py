@@ -19,6 +19,7 @@ from gad.models import Evento, Tarea
 from gad.realtime import chain
 from tests.builders import PASSWORD, Builders
 from tests.conftest import ROOT, make_app, recreate_database
+from tests.helpers import all_events
 
 TAREA = {"codigo": "AUD-1", "titulo": "Tarea auditada", "tipo": "patrullaje"}
 
@@ -336,4 +337,64 @@ def test_repeated_security_events_from_one_source_are_one_row_with_a_count(datab
     assert summaries["permission_denied"]["count"] == 25 and summaries["permission_denied"]["actor_id"] == efectivo.id
     assert summaries["permission_denied"]["samples"] == ["GET /api/v1/users"]
     assert _count(app, "login") == 1  # successes are never folded
+    assert _flask(database_url, "gad", "audit", "verify").returncode == 0
+
+
+def _counter(app: Flask) -> int:
+    with app.app_context():
+        return int(db.session.execute(db.text("SELECT last_id FROM eventos_contador WHERE id = 1")).scalar_one())
+
+
+def test_a_create_rolled_back_after_its_statement_took_the_event_id_leaves_no_gap(app: Flask, client: FlaskClient, build: Builders, database_url: str) -> None:
+    """A create takes its event's id in the INSERT itself (``events.took_ids``): if its transaction then rolls back,
+    the counter goes back with it, and the next committed event gets the very next id; the chain verifies."""
+    from gad.models import Usuario
+    from gad.services import tareas
+
+    sup = build.usuario(2)
+    client.post("/api/v1/tasks", json={**TAREA, "codigo": "AUD-A"}, headers=build.headers(sup))
+    before = _counter(app)
+    with app.test_request_context():
+        tareas.create_tarea(db.session.get(Usuario, sup.id), {**TAREA, "codigo": "AUD-B"})
+        with db.engine.connect() as other:  # the id is taken and the counter's row held by the uncommitted create
+            assert other.execute(db.text("SELECT last_id FROM eventos_contador WHERE id = 1 FOR UPDATE SKIP LOCKED")).first() is None
+        db.session.rollback()
+    assert _counter(app) == before
+    assert client.post("/api/v1/tasks", json={**TAREA, "codigo": "AUD-B"}, headers=build.headers(sup)).status_code == 201
+    ids = [e.id for e in all_events(app)]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and ids[-1] == before + 1
+    assert _flask(database_url, "gad", "audit", "verify").returncode == 0
+
+
+def test_events_queued_beyond_the_ids_a_statement_took_follow_them_and_unused_ids_go_back(
+    app: Flask, client: FlaskClient, build: Builders, database_url: str
+) -> None:
+    """More events than the ids taken: the commit moves the counter by the rest (it holds the row, so no gap).
+    Ids taken and never used: the commit gives them back."""
+    from gad.models import Usuario
+    from gad.realtime import events
+    from gad.schemas.events import TaskUpdated
+    from gad.services import tareas
+    from gad.services.tarea_events import record_tarea_event
+
+    sup = build.usuario(2)
+    before = _counter(app)
+    with app.test_request_context():
+        actor = db.session.get(Usuario, sup.id)
+        tareas.create_tarea(actor, {**TAREA, "codigo": "AUD-C"})
+        tarea = db.session.query(Tarea).filter_by(codigo="AUD-C").one()
+        record_tarea_event(TaskUpdated, tarea, actor, {"before": {}, "after": {}}, assigned=set())
+        db.session.commit()
+    assert [e.event_type for e in all_events(app)] == ["task_created", "task_updated"]
+    assert [e.id for e in all_events(app)] == [before + 1, before + 2] and _counter(app) == before + 2
+    with app.test_request_context():
+        session = db.session()
+        row = session.execute(
+            db.text(f"WITH src AS (SELECT 1), ids AS ({events.TAKE_ONE_ID_CTE.format(source='src')}) SELECT last_id, last_hash FROM ids")
+        ).one()
+        events.took_ids(session, int(row[0]), str(row[1]), 1)
+        session.commit()
+    assert _counter(app) == before + 2
+    assert client.post("/api/v1/tasks", json={**TAREA, "codigo": "AUD-D"}, headers=build.headers(sup)).status_code == 201
+    assert [e.id for e in all_events(app)][-1] == before + 3
     assert _flask(database_url, "gad", "audit", "verify").returncode == 0

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "gad_eventos"
 _PENDING_KEY = "gad_pending_events"
+_TAKEN_KEY = "gad_taken_event_ids"
 
 SECURITY_TOPIC = "seguridad"
 
@@ -98,16 +99,42 @@ def _tally_key(actor_id: int | None, payload: SecurityEvent) -> tuple[str, str] 
     return None
 
 
+# A CTE a writer may put in the statement that makes its change, taking that change's one event id there instead
+# of in a statement of its own at commit (``took_ids``). ``{source}`` names a CTE of the same statement: the id
+# is taken only if it produced a row, and only after it did (the EXISTS needs its result first), so a change
+# that waits on another transaction's row never holds the counter while it waits.
+TAKE_ONE_ID_CTE = "UPDATE eventos_contador SET last_id = last_id + 1 WHERE id = 1 AND EXISTS (SELECT FROM {source}) RETURNING last_id, last_hash"
+
+
+def took_ids(session: Session, last_id: int, last_hash: str, count: int) -> None:
+    """A statement of this transaction took ``count`` event ids itself (``TAKE_ONE_ID_CTE``): the counter now
+    stands at ``last_id`` and its row is locked until this transaction ends, so the events queued by commit
+    take these ids without another round trip. For the last change of a transaction only: from here to its
+    commit, every other writer of events waits (a write that then waited on a row lock could deadlock). Not
+    inside a SAVEPOINT: a rolled-back savepoint would give the ids back behind this record's back."""
+    session.info[_TAKEN_KEY] = (last_id - count, last_hash, count)
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending_events(session: Session) -> None:
     pending: list[PendingEvent] = session.info.pop(_PENDING_KEY, [])
-    if not pending:
+    taken: tuple[int, str, int] | None = session.info.pop(_TAKEN_KEY, None)
+    if not pending and taken is None:
         return
     session.flush()
-    row = session.execute(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash"), {"n": len(pending)}).first()
-    if row is None:
-        raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
-    last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
+    if taken is None:
+        row = session.execute(_TAKE_SQL, {"n": len(pending)}).first()
+        if row is None:
+            raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
+        last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
+    else:
+        last_id, prev_hash, count = taken
+        if count != len(pending):
+            # More events were queued than ids taken, or fewer: this transaction holds the counter's row, so
+            # moving it by the difference keeps the ids gapless.
+            session.execute(_TAKE_SQL, {"n": len(pending) - count})
+        if not pending:
+            return
     now = utcnow()
     key = chain.current_key()
     rows = []
@@ -130,7 +157,7 @@ def _write_pending_events(session: Session) -> None:
     # delivered only if this commits; PostgreSQL runs a data-modifying WITH to completion even unread.
     # Plain SQL rather than ORM objects: nothing reads these rows back in this transaction, and the unit
     # of work for them cost more than the statement.
-    session.execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
+    session.connection().execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
@@ -138,6 +165,7 @@ def _write_pending_events(session: Session) -> None:
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
 
 
+_TAKE_SQL = text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash")
 _APPEND_SQL = text(
     """
     WITH appended AS (
@@ -162,3 +190,4 @@ def _jsonable(payload: dict[str, Any]) -> Any:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending_events(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
+    session.info.pop(_TAKEN_KEY, None)

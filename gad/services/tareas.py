@@ -11,12 +11,14 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, String, TextualSelect, bindparam, exists, or_, select, text
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, String, TextualSelect, bindparam, column, exists, or_, select, text
 
 from gad import policy
+from gad.db_session import loaded
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
+from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
 from gad.services import turnos
 from gad.services.asignaciones import release_all
@@ -60,35 +62,45 @@ def _check_schedule(inicio: datetime | None, fin: datetime | None) -> None:
 
 _TAREAS = Tarea.__table__
 _DEFAULTED = [column for column in _TAREAS.c if column.default is not None and not column.primary_key]
+_TAREA_KEYS = tuple(Tarea.__mapper__.get_property_by_column(column).key for column in _TAREAS.c)
 
 
 @functools.cache
-def _insert_new(columns: tuple[str, ...]) -> TextualSelect:
+def _insert_new(columns: tuple[str, ...], take_event_id: bool) -> TextualSelect:
     """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
     SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached). The unique index decides a
-    taken codigo: no row comes back, and the history row is not written either."""
+    taken codigo: no row comes back, and the history row is not written either. With ``take_event_id`` the
+    statement also takes the creation event's id from the event log's counter (``events.TAKE_ONE_ID_CTE``),
+    after the tarea row exists and only if it does: the commit then appends the event without that round trip."""
     params = ", ".join(f":{name}" for name in columns)
+    ids = f", ids AS ({events.TAKE_ONE_ID_CTE.format(source='nueva')})" if take_event_id else ""
+    taken = ", (SELECT last_id FROM ids), (SELECT last_hash FROM ids)" if take_event_id else ""
     statement = text(
         f"WITH nueva AS (INSERT INTO tareas ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (codigo) DO NOTHING RETURNING *), "
         "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
-        "SELECT id, NULL, estado, :_actor, :_motivo, created_at FROM nueva) "
-        f"SELECT {', '.join(column.name for column in _TAREAS.c)} FROM nueva"  # in the order .columns() reads them
+        f"SELECT id, NULL, estado, :_actor, :_motivo, created_at FROM nueva){ids} "
+        f"SELECT {', '.join(column.name for column in _TAREAS.c)}{taken} FROM nueva"  # in the order .columns() reads them
     )
     typed = [bindparam(name, type_=_TAREAS.c[name].type) for name in columns]
-    return statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*_TAREAS.c)
+    extra = (column("_last_id", BigInteger), column("_last_hash", String)) if take_event_id else ()
+    return statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*_TAREAS.c, *extra)
 
 
 def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
-    """Supervisor+. ``creado_por`` is always ``actor``.
+    """Supervisor+. ``creado_por`` is always ``actor``. The creation is the request's last write, so its statement
+    takes the event's id too (``events.took_ids``).
 
     Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
     """
-    return row_of(new_tarea(actor, data), efectivos=[])  # a new tarea has nobody assigned
+    return row_of(new_tarea(actor, data, take_event_id=True), efectivos=[])  # a new tarea has nobody assigned
 
 
-def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA) -> Tarea:
+def new_tarea(
+    actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA, take_event_id: bool = False
+) -> Tarea:
     """The tarea itself, for services that go on working with it (dispatch); emergencies skip the nivel check
-    (any usuario may raise one: ``dispatch.raise_emergency`` decides). Raises as ``create_tarea``."""
+    (any usuario may raise one: ``dispatch.raise_emergency`` decides). ``take_event_id`` only for a caller that
+    writes nothing more before its commit (see ``events.took_ids``). Raises as ``create_tarea``."""
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
@@ -96,13 +108,19 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
     values = data | {"tipo": str(data["tipo"]), "estado": estado.value, "es_emergencia": es_emergencia, "creado_por_usuario_id": actor.id}
     if estado == EstadoTarea.EN_CURSO:
         values["inicio_real"] = utcnow()
-    for column in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
-        if column.key not in values:
-            values[column.key] = column.default.arg(None) if column.default.is_callable else column.default.arg
-    statement = _insert_new(tuple(sorted(values)))
-    tarea = db.session.scalars(select(Tarea).from_statement(statement), values | {"_actor": actor.id, "_motivo": "Tarea creada"}).first()
-    if tarea is None:
+    for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
+        if default.key not in values:
+            values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
+    statement = _insert_new(tuple(sorted(values)), take_event_id)
+    # On the connection, and the instance built from the row: the ORM's statement compile state and row loading
+    # cost more than the statement's round trip.
+    session = db.session()
+    row = session.connection().execute(statement, values | {"_actor": actor.id, "_motivo": "Tarea creada"}).first()
+    if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
+    tarea = loaded(Tarea, dict(zip(_TAREA_KEYS, row, strict=False)))
+    if take_event_id:
+        events.took_ids(session, int(row[-2]), str(row[-1]), 1)
     record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
 
