@@ -137,3 +137,26 @@ def test_an_entry_ends_with_its_lifetime() -> None:
     cache.set_listener_connected(True)
     cache.put("token", "principal", seconds=-1, generation=cache.generation)  # e.g. the token's exp has passed
     assert cache.get("token") is None
+
+
+def test_a_listener_without_sockets_takes_the_head_and_the_topics_from_the_notifications() -> None:
+    """With no socket open a worker's listener reads no rows: the notification carries the head id and the
+    topics, enough to drop the cache on a credential change; with a socket open, or a notification without
+    topics (an older worker during a deploy), or on the safety poll, it reads the rows as before."""
+    from gad.principal_cache import principals
+    from gad.realtime.hub import Hub
+
+    hub = Hub()
+    hub.last_id = 10
+    was_connected = principals.listener_connected
+    principals.set_listener_connected(True)
+    try:
+        principals.put("token", "principal", seconds=30, generation=principals.generation)
+        assert hub._skip_unwatched(["11 tareas", "13 emergencias,tareas"]) and hub.last_id == 13
+        assert principals.get("token") == "principal"  # no credentials changed
+        assert hub._skip_unwatched(["14 seguridad"]) and hub.last_id == 14 and principals.get("token") is None
+        assert not hub._skip_unwatched(["15"]) and not hub._skip_unwatched([]) and hub.last_id == 14
+        hub.connections.add(object())  # type: ignore[arg-type]  # any socket: its events must be read and sent
+        assert not hub._skip_unwatched(["16 tareas"]) and hub.last_id == 14
+    finally:
+        principals.set_listener_connected(was_connected)

@@ -157,7 +157,9 @@ def _write_pending_events(session: Session) -> None:
     # delivered only if this commits; PostgreSQL runs a data-modifying WITH to completion even unread.
     # Plain SQL rather than ORM objects: nothing reads these rows back in this transaction, and the unit
     # of work for them cost more than the statement.
-    session.connection().execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": str(last_id + len(pending))})
+    # The notification names the new head and the topics (gad.realtime.hub._skip_unwatched).
+    notice = f"{last_id + len(pending)} {','.join(sorted({item.topic for item in pending}))}"
+    session.connection().execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
