@@ -87,20 +87,21 @@ def _insert_new(columns: tuple[str, ...], take_event_id: bool) -> TextualSelect:
 
 
 def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
-    """Supervisor+. ``creado_por`` is always ``actor``. The creation is the request's last write, so its statement
-    takes the event's id too (``events.took_ids``).
+    """Supervisor+. ``creado_por`` is always ``actor``. The creation is the request's last write: its statement
+    takes the event's id too (``events.took_ids``), and the tarea is only read from here on.
 
     Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
     """
-    return row_of(new_tarea(actor, data, take_event_id=True), efectivos=[])  # a new tarea has nobody assigned
+    return row_of(new_tarea(actor, data, last_write=True), efectivos=[])  # a new tarea has nobody assigned
 
 
 def new_tarea(
-    actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA, take_event_id: bool = False
+    actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA, last_write: bool = False
 ) -> Tarea:
     """The tarea itself, for services that go on working with it (dispatch); emergencies skip the nivel check
-    (any usuario may raise one: ``dispatch.raise_emergency`` decides). ``take_event_id`` only for a caller that
-    writes nothing more before its commit (see ``events.took_ids``). Raises as ``create_tarea``."""
+    (any usuario may raise one: ``dispatch.raise_emergency`` decides). ``last_write``: the caller writes nothing
+    more before its commit, so the statement takes the event's id (see ``events.took_ids``) and the tarea stays
+    out of the session (nothing will change it). Raises as ``create_tarea``."""
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
@@ -111,15 +112,15 @@ def new_tarea(
     for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
         if default.key not in values:
             values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
-    statement = _insert_new(tuple(sorted(values)), take_event_id)
+    statement = _insert_new(tuple(sorted(values)), last_write)
     # On the connection, and the instance built from the row: the ORM's statement compile state and row loading
     # cost more than the statement's round trip.
     session = db.session()
     row = session.connection().execute(statement, values | {"_actor": actor.id, "_motivo": "Tarea creada"}).first()
     if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
-    tarea = loaded(Tarea, dict(zip(_TAREA_KEYS, row, strict=False)))
-    if take_event_id:
+    tarea = loaded(Tarea, dict(zip(_TAREA_KEYS, row, strict=False)), attach=not last_write)
+    if last_write:
         events.took_ids(session, int(row[-2]), str(row[-1]), 1)
     record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
