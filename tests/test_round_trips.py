@@ -2,7 +2,8 @@
 
 Counted on the engine (every statement SQLAlchemy sends; BEGIN and COMMIT are not statements here). Each
 budget is what the operation needs with its guarantees: the caller's usuario, the row(s) it changes, the
-history row, and two for the event log (take ids from the counter; append rows + chain head + NOTIFY).
+history row, and two for the event log (take ids from the counter; append rows + chain head + NOTIFY) — one
+where the change's own statement takes the ids (a create).
 """
 
 from __future__ import annotations
