@@ -79,9 +79,7 @@ def test_a_failing_first_execution_leaves_the_connection_usable(app_with: Callab
     assert len([s for s in sent if s.startswith("PREPARE ")]) == 1, sent
 
 
-def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(
-    app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
