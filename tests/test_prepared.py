@@ -1,0 +1,171 @@
+"""Hot reads as server-side prepared statements (gad.pg.Prepared): planned once per connection, same answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
+from sqlalchemy import event
+
+from gad import pg
+from gad.errors import Forbidden, NotFound
+from gad.extensions import db
+from gad.models import Usuario
+from gad.services import tarea_json
+from tests.builders import Builders
+from tests.conftest import LiveServer
+
+PATHS = (
+    "/api/v1/tasks/{id}",
+    "/api/v1/tasks/{id}/historial",
+    "/api/v1/tasks?limit=100",
+    "/api/v1/tasks?limit=5&offset=1&sort=prioridad&estado=programada&q=PREP",
+    "/api/v1/tasks?limit=5&tipo=patrullaje&prioridad_min=1",
+)
+
+
+@contextmanager
+def sent_to(app: Flask) -> Iterator[list[str]]:
+    """Every statement ``app``'s engine sends meanwhile."""
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_with: Callable[..., Flask], build: Builders) -> None:
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)  # one connection: "once per connection" is "once" here
+    plain = app_with(DB_PREPARED_STATEMENTS=False)
+    admin, agente = build.usuario(3), build.usuario(1)
+    tarea = build.tarea(admin, codigo="PREP-1", delegado_usuario_id=agente.id)
+    for reader in (admin, agente):
+        headers = build.headers(reader)
+        for path in (p.format(id=tarea.id) for p in PATHS):
+            with sent_to(app) as sent:
+                first = app.test_client().get(path, headers=headers)
+                second = app.test_client().get(path, headers=headers)
+            with sent_to(plain) as sent_plain:
+                expected = plain.test_client().get(path, headers=headers)
+            assert first.status_code == second.status_code == expected.status_code == 200, (path, first.get_json())
+            # The same document either way (the ETag too): the prepared path changes how, not what.
+            assert first.get_data() == second.get_data() == expected.get_data(), path
+            assert first.headers.get("ETag") == expected.headers.get("ETag")
+            prepares = [s for s in sent if s.startswith("PREPARE ")]
+            executes = [s for s in sent if s.startswith("EXECUTE ")]
+            assert len(prepares) <= 1 and len(executes) == 2, (path, sent)  # at most once: an earlier path may share it
+            assert not [s for s in sent_plain if s.startswith(("PREPARE ", "EXECUTE "))], sent_plain
+
+
+def test_a_failing_first_execution_leaves_the_connection_usable(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The PREPARE is its own round trip: an EXECUTE that fails (an id beyond PostgreSQL's integer) is a
+    422, and the statement stays known to the connection for the next request."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    headers = build.headers(admin)
+    client = app.test_client()
+    with sent_to(app) as sent:
+        for _ in range(2):
+            beyond = client.get("/api/v1/tasks/99999999999", headers=headers)
+            assert beyond.status_code == 422 and beyond.mimetype == "application/problem+json", beyond.get_data()
+            assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
+    assert len([s for s in sent if s.startswith("PREPARE ")]) == 1, sent
+
+
+def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin, codigo="PREP-2")
+    headers = build.headers(admin)
+    client = app.test_client()
+    paths = [p.format(id=tarea.id) for p in PATHS]
+    with sent_to(app) as sent:
+        answers = [client.get(path, headers=headers) for path in paths * 2]
+    assert all(a.status_code == 200 for a in answers), [a.get_json() for a in answers]
+    assert [a.get_data() for a in answers[: len(paths)]] == [a.get_data() for a in answers[len(paths) :]]
+    assert "DEALLOCATE ALL" in sent
+    assert sum(s.startswith("PREPARE ") for s in sent) > len(paths)  # prepared again after each drop
+
+
+def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommit(app: Flask, build: Builders) -> None:
+    """A caller from the token cache opens no session: its one-statement read runs without BEGIN/COMMIT and
+    answers what the same read inside a transaction answers (found, forbidden, missing, the list)."""
+    admin, agente = build.usuario(3), build.usuario(1)
+    mine = build.tarea(admin, codigo="PREP-3", delegado_usuario_id=agente.id)
+    other = build.tarea(admin, codigo="PREP-4")
+    states: list[int] = []
+
+    def transaction_state(conn: Any, *args: Any) -> None:
+        states.append(conn.connection.dbapi_connection.info.transaction_status)
+
+    with app.app_context():
+        readers = [db.session.get(Usuario, u.id) for u in (admin, agente)]
+        db.session.expunge_all()
+        db.session.remove()
+        event.listen(db.engine, "after_cursor_execute", transaction_state)
+        try:
+            for reader in readers:
+                assert reader is not None
+                calls = (
+                    lambda reader=reader: tarea_json.tarea_json(reader, mine.id),
+                    lambda reader=reader: tarea_json.historial_json(reader, mine.id),
+                    lambda reader=reader: tarea_json.page_json(reader, {"sort": None}, 50, 0),
+                    lambda reader=reader: tarea_json.tarea_json(reader, other.id),
+                    lambda reader=reader: tarea_json.tarea_json(reader, 10**9),
+                )
+                for call in calls:
+                    _answer(call)  # prepares the statement on the connection if it is the first use
+                    states.clear()
+                    alone = _answer(call)
+                    assert not db.session.registry.has(), "a read alone must not build the ORM session"
+                    assert states == [TRANSACTION_STATUS_IDLE], states  # nothing left open: no BEGIN was sent
+                    states.clear()
+                    db.session.connection()  # the request's transaction is open: the read joins it
+                    assert _answer(call) == alone
+                    assert states and states[-1] == TRANSACTION_STATUS_INTRANS, states
+                    db.session.remove()
+        finally:
+            event.remove(db.engine, "after_cursor_execute", transaction_state)
+
+
+def _answer(call: Callable[..., Any]) -> Any:
+    try:
+        return call()
+    except (NotFound, Forbidden) as exc:
+        return type(exc).__name__
+
+
+def test_reads_from_the_token_cache_answer_like_any_other_over_http(live_server: LiveServer, build: Builders) -> None:
+    admin, agente = build.usuario(3), build.usuario(1)
+    mine = build.tarea(admin, codigo="PREP-5", delegado_usuario_id=agente.id)
+    other = build.tarea(admin, codigo="PREP-6")
+    for usuario in (admin, agente):
+        headers = build.headers(usuario)
+        for _ in range(3):  # the first verifies the token against the database; the next ones reuse it
+            got = live_server.get(f"/api/v1/tasks/{mine.id}", headers=headers)
+            assert got.status_code == 200 and got.json()["codigo"] == "PREP-5" and got.headers["ETag"] == f'"{got.json()["version"]}"'
+            listed = live_server.get("/api/v1/tasks?limit=100&q=PREP-", headers=headers)
+            assert listed.status_code == 200 and "PREP-5" in {t["codigo"] for t in listed.json()["items"]}
+            assert live_server.get(f"/api/v1/tasks/{mine.id}/historial", headers=headers).status_code == 200
+            assert live_server.get("/api/v1/tasks/999999999", headers=headers).status_code == 404
+        forbidden = live_server.get(f"/api/v1/tasks/{other.id}", headers=headers)
+        assert forbidden.status_code == (200 if usuario is admin else 403), forbidden.text
+    # A write, then a read from the cache: the read sees it (no transaction of an earlier read lingers).
+    admin_headers = build.headers(admin)
+    changed = requests.patch(live_server.url + f"/api/v1/tasks/{mine.id}", json={"titulo": "Cambiado"}, headers=admin_headers, timeout=10)
+    assert changed.status_code == 200, changed.text
+    assert live_server.get(f"/api/v1/tasks/{mine.id}", headers=admin_headers).json()["titulo"] == "Cambiado"
