@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -70,6 +71,12 @@ def read_row(statement: Prepared, params: dict[str, Any]) -> Row[Any] | None:
         return statement.execute(db.session.connection(), params).first()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return statement.execute(connection, params).first()
+
+
+def as_uuid(value: Any) -> Any:
+    """A uuid column's value as SQLAlchemy reads it (``uuid.UUID``): a ``gad.pg.Prepared`` statement's rows come
+    from psycopg2 as they are, and psycopg2 reads a uuid as text."""
+    return uuid.UUID(value) if isinstance(value, str) else value
 
 
 def on_commit(callback: Callable[[], None], session: Session | None = None) -> None:

@@ -40,6 +40,12 @@ def _sent_by(statements: list[str], call: Any) -> tuple[Any, list[str]]:
     return response, list(statements)
 
 
+def _executed(sent: list[str]) -> list[str]:
+    """What a request runs, without the PREPARE a statement of ``gad.pg.Prepared`` sends once per pooled
+    connection, on its first use there (the pool may hand any of its connections to the request)."""
+    return [statement for statement in sent if not statement.startswith("PREPARE ")]
+
+
 def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClient, build: Builders, statements: list[str]) -> None:
     supervisor = build.usuario(2)
     efectivo = build.efectivo()
@@ -50,20 +56,18 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
         statements, lambda: client.post("/api/v1/tasks", json={"codigo": "RT-1", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
     )
     # The caller; the tarea with its creation history row and its event's id from the counter, a taken codigo
-    # decided by the INSERT itself (one statement); the event log's append.
-    assert created.status_code == 201 and len(sent) <= 3, sent
-    assert sum("eventos_contador" in s for s in sent) == 2 and "eventos_contador" in sent[1], sent
+    # decided by the INSERT itself (one statement); the event log's append. The last two prepared: what they say
+    # is checked in plain SQL below.
+    assert created.status_code == 201 and len(_executed(sent)) <= 3 and all(s.startswith("EXECUTE ") for s in _executed(sent)[1:]), sent
     tarea_id = created.get_json()["id"]
-    # The event append is one statement: rows, chain head and NOTIFY together.
-    assert sum("INSERT INTO eventos" in s for s in sent) == 1 and any("pg_notify" in s and "INSERT INTO eventos" in s for s in sent), sent
 
     assigned, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
     # Two of these are the SAVEPOINT pair around the booking insert (a racing overlap becomes a 409 naming the
     # other tarea instead of failing the transaction) and one is the efectivo's en_servicio (issue 17).
-    assert assigned.status_code == 200 and len(sent) <= 12, sent
+    assert assigned.status_code == 200 and len(_executed(sent)) <= 12, sent
 
     started, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers))
-    assert started.status_code == 200 and len(sent) <= 11, sent
+    assert started.status_code == 200 and len(_executed(sent)) <= 11, sent
 
     # The first read on a pooled connection also PREPAREs the statement (gad.pg.Prepared); later ones only EXECUTE it.
     read, sent = _sent_by(statements, lambda: client.get(f"/api/v1/tasks/{tarea_id}", headers=headers))
@@ -73,6 +77,28 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
 
     me, sent = _sent_by(statements, lambda: client.get("/api/v1/users/me", headers=headers))
     assert me.status_code == 200 and len(sent) <= 1, sent
+
+
+def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_one_statement(app_with: Any, build: Builders) -> None:
+    """The create's statements as SQL (prepared statements off): the counter is taken in the INSERT of the tarea
+    and its history row, and the event's rows, the chain head and the NOTIFY go in one statement."""
+    plain = app_with(DB_PREPARED_STATEMENTS=False)
+    headers = build.headers(build.usuario(2))
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    with plain.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        created = plain.test_client().post("/api/v1/tasks", json={"codigo": "RT-2", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert created.status_code == 201 and len(sent) <= 3, sent
+    assert sum("eventos_contador" in s for s in sent) == 2 and "INSERT INTO tareas" in sent[1] and "eventos_contador" in sent[1], sent
+    assert sum("INSERT INTO eventos" in s for s in sent) == 1 and "pg_notify" in sent[2] and "INSERT INTO eventos" in sent[2], sent
 
 
 def test_lists_are_one_statement_each(client: FlaskClient, build: Builders, statements: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -177,3 +178,33 @@ def test_unknown_ids_are_404_problems(client: FlaskClient, build: Builders) -> N
     for method, path in [("get", "/api/v1/tasks/999"), ("get", "/api/v1/efectivos/999"), ("get", "/api/v1/users/999"), ("get", "/api/v1/tasks/999/historial")]:
         response = getattr(client, method)(path, headers=headers)
         assert response.status_code == 404 and response.mimetype == "application/problem+json"
+
+
+def test_a_create_answers_the_same_with_prepared_statements_on_and_off(app_with: Any, build: Builders) -> None:
+    """The create's INSERT runs prepared (values reach psycopg2 as they are, the uuid and jsonb cast in SQL) or as
+    plain SQL behind a pooler: every field comes back the same either way, and reads back the same."""
+    sup = build.usuario(2)
+    delegado = build.usuario(1)
+    full = {
+        "titulo": "Revisión ñandú — «comillas» y emoji 🚓",
+        "descripcion": "Línea 1\nLínea 2\ttab",
+        "tipo": "vigilancia",
+        "prioridad": 5,
+        "inicio_programado": "2031-01-01T08:00:00.123456+00:00",
+        "fin_programado": "2031-01-01T09:30:00+00:00",
+        "ubicacion_lat": -89.999999,
+        "ubicacion_lng": 179.999999,
+        "ubicacion_descripcion": "Plaza Mayor",
+        "delegado_usuario_id": delegado.id,
+        "notas": "x" * 5000,
+    }
+    answers = []
+    for setting, codigo in ((True, "PREP-ON"), (False, "PREP-OFF")):
+        client = app_with(DB_PREPARED_STATEMENTS=setting).test_client()
+        created = client.post("/api/v1/tasks", json=full | {"codigo": codigo}, headers=build.headers(sup))
+        assert created.status_code == 201, created.get_json()
+        read = client.get(f"/api/v1/tasks/{created.get_json()['id']}", headers=build.headers(sup)).get_json()
+        assert created.get_json() == read
+        answers.append({k: v for k, v in read.items() if k not in {"id", "uuid", "codigo", "created_at", "updated_at"}})
+    assert answers[0] == answers[1]
+    assert answers[0]["ubicacion_lng"] == 179.999999 and answers[0]["titulo"] == full["titulo"] and answers[0]["estado"] == "programada"

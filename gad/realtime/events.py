@@ -28,6 +28,7 @@ from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
+from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
@@ -125,7 +126,7 @@ def _write_pending_events(session: Session) -> None:
         return
     session.flush()
     if taken is None:
-        row = session.execute(_TAKE_SQL, {"n": len(pending)}).first()
+        row = _TAKE_SQL.execute(session.connection(), {"n": len(pending)}).first()
         if row is None:
             raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
         last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
@@ -134,7 +135,7 @@ def _write_pending_events(session: Session) -> None:
         if count != len(pending):
             # More events were queued than ids taken, or fewer: this transaction holds the counter's row, so
             # moving it by the difference keeps the ids gapless.
-            session.execute(_TAKE_SQL, {"n": len(pending) - count})
+            _TAKE_SQL.execute(session.connection(), {"n": len(pending) - count})
         if not pending:
             return
     now = utcnow()
@@ -161,7 +162,7 @@ def _write_pending_events(session: Session) -> None:
     # of work for them cost more than the statement.
     # The notification names the new head and the topics (gad.realtime.hub._skip_unwatched).
     notice = f"{last_id + len(pending)} {','.join(sorted({item.topic for item in pending}))}"
-    session.connection().execute(_APPEND_SQL, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
+    _APPEND_SQL.execute(session.connection(), {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
@@ -169,9 +170,11 @@ def _write_pending_events(session: Session) -> None:
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
 
 
-_TAKE_SQL = text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash")
-_APPEND_SQL = text(
-    """
+# Both prepared once per connection (gad.pg.Prepared): every write of the service runs them.
+_TAKE_SQL = Prepared(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash"))
+_APPEND_SQL = Prepared(
+    text(
+        """
     WITH appended AS (
         INSERT INTO eventos (id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash)
         SELECT id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash
@@ -183,6 +186,7 @@ _APPEND_SQL = text(
     UPDATE eventos_contador SET last_hash = :h WHERE id = 1
     RETURNING pg_notify(:channel, :payload)
     """
+    )
 )
 
 
