@@ -107,10 +107,10 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
     admin, agente = build.usuario(3), build.usuario(1)
     mine = build.tarea(admin, codigo="PREP-3", delegado_usuario_id=agente.id)
     other = build.tarea(admin, codigo="PREP-4")
-    states: list[int] = []
+    states: list[tuple[str, int]] = []
 
-    def transaction_state(conn: Any, *args: Any) -> None:
-        states.append(conn.connection.dbapi_connection.info.transaction_status)
+    def transaction_state(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        states.append((statement.split(" ", 1)[0], conn.connection.dbapi_connection.info.transaction_status))
 
     with app.app_context():
         readers = [db.session.get(Usuario, u.id) for u in (admin, agente)]
@@ -132,11 +132,12 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
                     states.clear()
                     alone = _answer(call)
                     assert not db.session.registry.has(), "a read alone must not build the ORM session"
-                    assert states == [TRANSACTION_STATUS_IDLE], states  # nothing left open: no BEGIN was sent
+                    # Nothing left open, so no BEGIN was sent (the pool may hand out a connection that PREPAREs first).
+                    assert states and states[-1][0] == "EXECUTE" and {state for _, state in states} == {TRANSACTION_STATUS_IDLE}, states
                     states.clear()
                     db.session.connection()  # the request's transaction is open: the read joins it
                     assert _answer(call) == alone
-                    assert states and states[-1] == TRANSACTION_STATUS_INTRANS, states
+                    assert states and states[-1] == ("EXECUTE", TRANSACTION_STATUS_INTRANS), states
                     db.session.remove()
         finally:
             event.remove(db.engine, "after_cursor_execute", transaction_state)
