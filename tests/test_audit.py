@@ -398,3 +398,24 @@ def test_events_queued_beyond_the_ids_a_statement_took_follow_them_and_unused_id
     assert client.post("/api/v1/tasks", json={**TAREA, "codigo": "AUD-D"}, headers=build.headers(sup)).status_code == 201
     assert [e.id for e in all_events(app)][-1] == before + 3
     assert _flask(database_url, "gad", "audit", "verify").returncode == 0
+
+
+def test_events_written_at_a_savepoint_release_do_not_commit_the_transaction_around_it(app: Flask, build: Builders) -> None:
+    """A request's commit sends the append and its COMMIT together; a SAVEPOINT's release also runs the event
+    hook, and there it must not commit: rolling the outer transaction back leaves no event and no id taken."""
+    from gad.models import Usuario
+    from gad.schemas.events import TaskUpdated
+    from gad.services import tareas
+    from gad.services.tarea_events import record_tarea_event
+
+    sup = build.usuario(2)
+    tarea_id = build.tarea(sup, codigo="AUD-S").id
+    before, events_before = _counter(app), len(all_events(app))
+    with app.test_request_context():
+        actor = db.session.get(Usuario, sup.id)
+        tarea = tareas.get_tarea(actor, tarea_id)
+        record_tarea_event(TaskUpdated, tarea, actor, {"before": {}, "after": {}}, assigned=set())
+        with db.session.begin_nested():
+            db.session.execute(db.text("SELECT 1"))
+        db.session.rollback()
+    assert _counter(app) == before and len(all_events(app)) == events_before

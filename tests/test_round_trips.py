@@ -56,9 +56,10 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
         statements, lambda: client.post("/api/v1/tasks", json={"codigo": "RT-1", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
     )
     # The caller; the tarea with its creation history row and its event's id from the counter, a taken codigo
-    # decided by the INSERT itself (one statement); the event log's append. The last two prepared: what they say
-    # is checked in plain SQL below.
-    assert created.status_code == 201 and len(_per_request(sent)) <= 3 and all(s.startswith("EXECUTE ") for s in _per_request(sent)[1:]), sent
+    # decided by the INSERT itself (one statement, prepared); the event log's append with the COMMIT (one round
+    # trip). What they say is checked in plain SQL below.
+    assert created.status_code == 201 and len(_per_request(sent)) <= 3 and _per_request(sent)[1].startswith("EXECUTE "), sent
+    assert _per_request(sent)[2].rstrip().endswith("COMMIT; BEGIN"), sent
     tarea_id = created.get_json()["id"]
 
     assigned, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
@@ -78,7 +79,7 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
 
 def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_one_statement(app_with: Any, build: Builders) -> None:
     """The create's statements as SQL (prepared statements off): the counter is taken in the INSERT of the tarea
-    and its history row, and the event's rows, the chain head and the NOTIFY go in one statement."""
+    and its history row, and the event's rows, the chain head, the NOTIFY and the COMMIT go in one round trip."""
     plain = app_with(DB_PREPARED_STATEMENTS=False)
     headers = build.headers(build.usuario(2))
     sent: list[str] = []
@@ -96,6 +97,7 @@ def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_on
     assert created.status_code == 201 and len(sent) <= 3, sent
     assert sum("eventos_contador" in s for s in sent) == 2 and "INSERT INTO tareas" in sent[1] and "eventos_contador" in sent[1], sent
     assert sum("INSERT INTO eventos" in s for s in sent) == 1 and "pg_notify" in sent[2] and "INSERT INTO eventos" in sent[2], sent
+    assert sent[2].rstrip().endswith("; COMMIT; BEGIN"), sent  # the commit travels with the append
 
 
 def test_lists_are_one_statement_each(client: FlaskClient, build: Builders, statements: list[str]) -> None:

@@ -15,11 +15,13 @@ the topics, which is all a worker's listener reads when no socket is open (``gad
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import has_request_context
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
@@ -162,7 +164,7 @@ def _write_pending_events(session: Session) -> None:
     # of work for them cost more than the statement.
     # The notification names the new head and the topics (gad.realtime.hub._skip_unwatched).
     notice = f"{last_id + len(pending)} {','.join(sorted({item.topic for item in pending}))}"
-    _APPEND_SQL.execute(session.connection(), {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
+    _append(session, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
@@ -188,6 +190,32 @@ _APPEND_SQL = Prepared(
     """
     )
 )
+
+
+def _append(session: Session, params: dict[str, Any]) -> None:
+    """The append, and at a request's commit the COMMIT with it in one round trip.
+
+    From the statement that takes the counter to COMMIT every other writer of events waits: sending the append
+    and the COMMIT apart kept the counter's row locked for a round trip more, plus the wait for this greenlet's
+    next turn, which under load capped creates below the worker's CPU (measured: docs/BENCHMARKS.md). The
+    statement ends ``; COMMIT; BEGIN``: PostgreSQL commits there, and SQLAlchemy's own COMMIT that follows ends
+    the empty transaction the BEGIN opened (psycopg2 still believes the first one open). Only at the outermost
+    commit of a request's session, on a connection that is in a transaction: a savepoint's release (its
+    ``before_commit`` runs this too) must not commit the transaction around it. After this hook nothing else is
+    written: the session was flushed before it and no other ``before_commit`` listener writes."""
+    connection = session.connection()
+    dbapi_connection = connection.connection.dbapi_connection
+    if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None and not dbapi_connection.autocommit:
+        connection.exec_driver_sql(_append_and_commit(), params)
+    else:
+        _APPEND_SQL.execute(connection, params)
+
+
+@functools.cache
+def _append_and_commit() -> str:
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT; BEGIN"
 
 
 def _jsonable(payload: dict[str, Any]) -> Any:
