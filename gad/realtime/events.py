@@ -8,7 +8,8 @@ of ``eventos_contador`` (``UPDATE ... RETURNING``), which row-locks it until com
 transactions that write events commit one at a time in id order, a rollback gives its ids back, and
 the counter keeps increasing even after old events are pruned. The lock is held only for the last
 moments of a transaction. A writer whose last statement makes the change an event reports (a create) may take
-the ids in that statement instead (``TAKE_ONE_ID_CTE``, ``took_ids``), saving the round trip. ``NOTIFY`` is
+the ids in that statement instead (``TAKE_ONE_ID_CTE``, ``took_ids``), saving the round trip, and at a request's
+commit the append carries the COMMIT (``_append``), so the row is held for one round trip less. ``NOTIFY`` is
 issued in the same transaction, so PostgreSQL delivers it only on commit; its payload names the new head id and
 the topics, which is all a worker's listener reads when no socket is open (``gad.realtime.hub``).
 """
