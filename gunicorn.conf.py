@@ -1,5 +1,6 @@
 """gunicorn settings: gevent workers on $PORT; psycopg2 made cooperative in each worker before it connects."""
 
+import gc
 import os
 import sys
 
@@ -34,6 +35,12 @@ forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 
 def post_fork(server, worker):
+    # No cyclic garbage collection while the worker imports the application (post_worker_init turns it back
+    # on): each collection walks every object allocated so far, and the import builds ~190,000 of them that
+    # live as long as the process, so the collector's passes over them cost ~25 % of a worker's start-up
+    # CPU (docs/BENCHMARKS.md) and found little to free.
+    gc.disable()
+
     # The gevent worker has monkey-patched the stdlib by now; psycopg2 talks to libpq in C and must be told
     # to yield to the hub while waiting on the socket, or one slow query blocks every greenlet of the worker.
     # GAD's callback (psycogreen's, plus deadlines) also bounds a wait on a frozen server: see gad/pg.py.
@@ -108,6 +115,12 @@ def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
 
 
 def post_worker_init(worker):
+    # The objects the import built live as long as the worker: move them out of the collector's reach
+    # (gc.freeze: later full collections no longer walk them, which would pause every greenlet of the worker
+    # for ~100 ms each time) and collect from here on as usual. The few import-time cycles the collector
+    # would have freed (~0.5 MB) stay with them.
+    gc.freeze()
+    gc.enable()
     # Every worker listens for committed events from boot: websockets need them, and so does the cache of
     # recently verified tokens, which is only used while this listener is connected (it drops the cache
     # when a usuario or security event arrives). Not waited for: a worker must boot with PostgreSQL down.
