@@ -199,6 +199,9 @@ class Config:
         self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000, 0)
         # A pooled connection idle longer than this is pinged before use (gad/pg.py); 0 pings every checkout.
         self.DB_PING_AFTER_IDLE_S = env_float("DB_PING_AFTER_IDLE_S", 10.0, 0.0)
+        # Hot reads run as server-side prepared statements (gad/pg.py Prepared); turn off behind a pooler in
+        # transaction mode (PgBouncer), which hands each transaction a different server connection.
+        self.DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
         self.LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
         self.PORT = env_int("PORT", 8080, 0, 65535)
         self.WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, 1)

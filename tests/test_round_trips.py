@@ -63,8 +63,11 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
     started, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers))
     assert started.status_code == 200 and len(sent) <= 11, sent
 
+    # The first read on a pooled connection also PREPAREs the statement (gad.pg.Prepared); later ones only EXECUTE it.
     read, sent = _sent_by(statements, lambda: client.get(f"/api/v1/tasks/{tarea_id}", headers=headers))
-    assert read.status_code == 200 and len(sent) <= 2, sent
+    assert read.status_code == 200 and len(sent) <= 3, sent
+    read, sent = _sent_by(statements, lambda: client.get(f"/api/v1/tasks/{tarea_id}", headers=headers))
+    assert read.status_code == 200 and len(sent) <= 2 and sent[-1].startswith("EXECUTE "), sent
 
     me, sent = _sent_by(statements, lambda: client.get("/api/v1/users/me", headers=headers))
     assert me.status_code == 200 and len(sent) <= 1, sent
@@ -86,5 +89,7 @@ def test_lists_are_one_statement_each(client: FlaskClient, build: Builders, stat
         "/api/v1/eventos?limit=100",
         f"/api/v1/tasks/{tarea.id}/historial",
     ):
+        listed, sent = _sent_by(statements, lambda path=path: client.get(path, headers=headers))
+        assert listed.status_code == 200 and len(sent) <= 3, (path, sent)  # the first on a connection may PREPARE
         listed, sent = _sent_by(statements, lambda path=path: client.get(path, headers=headers))
         assert listed.status_code == 200 and len(sent) <= 2, (path, sent)

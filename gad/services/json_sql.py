@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Integer, Select, Text, case, cast, column, func, literal, literal_column, select, table, text
+from sqlalchemy import Integer, Select, Text, bindparam, case, cast, column, func, literal_column, select, table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
@@ -87,10 +87,12 @@ def page(matching: Select[Any], order: Iterable[Any], limit: int, offset: int, i
     only a page past the end, which has no row to carry it, falls back to counting (COALESCE evaluates that
     sub-select only then).
     """
+    # Named binds, not literals: the same filters give the same SQL for any page (pg.Prepared reuses it).
+    limit_bind, offset_bind = bindparam("limit", limit, type_=Integer), bindparam("offset", offset, type_=Integer)
     rows = (
         matching.add_columns(func.count().over().label("_total"), func.row_number().over(order_by=list(order)).label("_rn"))
-        .limit(limit)
-        .offset(offset)
+        .limit(limit_bind)
+        .offset(offset_bind)
         .subquery(PAGE)
     )
     columns = _PageColumns()
@@ -102,8 +104,8 @@ def page(matching: Select[Any], order: Iterable[Any], limit: int, offset: int, i
         key("total"),
         func.coalesce(func.max(columns._total), everything),
         key("limit"),
-        cast(literal(limit), Integer),
+        cast(limit_bind, Integer),
         key("offset"),
-        cast(literal(offset), Integer),
+        cast(offset_bind, Integer),
     )
     return select(cast(body, Text)).select_from(rows)

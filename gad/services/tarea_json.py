@@ -12,11 +12,12 @@ from gad import policy
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
+from gad.pg import Prepared
 from gad.schemas.tareas import AsignadoOut, HistorialOut, TareaOut
 from gad.services import json_sql
 from gad.services.json_sql import EMPTY_ARRAY, document
 from gad.services.tarea_queries import READ_FORBIDDEN, readable, visible_to
-from gad.services.tareas import filtered, ordering
+from gad.services.tareas import filter_values, filtered, ordering
 
 # A tarea's active assignments, oldest first, as TareaOut.efectivos (correlated to the tarea outside).
 _ASIGNACION_COLUMNS = {
@@ -46,14 +47,14 @@ def tarea_object(columns: Any) -> ColumnElement[Any]:
 # GET one: the document, the version (for the ETag) and whether the actor may read it, in one statement;
 # a tarea that exists but is not readable is 403, as the Python path answers (not a 404).
 _ONE = select(cast(tarea_object(Tarea.__table__.c), Text), Tarea.version).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
-_ONE_SUPERVISOR = _ONE.add_columns(true())
-_ONE_OTHERS = _ONE.add_columns(readable(bindparam("actor_id", type_=Integer)))
+_ONE_SUPERVISOR = Prepared(_ONE.add_columns(true()))
+_ONE_OTHERS = Prepared(_ONE.add_columns(readable(bindparam("actor_id", type_=Integer))))
 
 
 def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
     """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
-    supervisor = policy.is_supervisor(actor)
-    row = db.session.execute(_ONE_SUPERVISOR if supervisor else _ONE_OTHERS, {"tarea_id": tarea_id, "actor_id": actor.id}).first()
+    statement = _ONE_SUPERVISOR if policy.is_supervisor(actor) else _ONE_OTHERS
+    row = statement.execute(db.session.connection(), {"tarea_id": tarea_id, "actor_id": actor.id}).first()
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     body, version, visible = row
@@ -70,14 +71,14 @@ _HISTORIAL_ITEMS = (
     .scalar_subquery()
 )
 _HISTORIAL = select(cast(_HISTORIAL_ITEMS, Text)).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
-_HISTORIAL_SUPERVISOR = _HISTORIAL.add_columns(true())
-_HISTORIAL_OTHERS = _HISTORIAL.add_columns(readable(bindparam("actor_id", type_=Integer)))
+_HISTORIAL_SUPERVISOR = Prepared(_HISTORIAL.add_columns(true()))
+_HISTORIAL_OTHERS = Prepared(_HISTORIAL.add_columns(readable(bindparam("actor_id", type_=Integer))))
 
 
 def historial_json(actor: Usuario, tarea_id: int) -> str:
     """A readable tarea's state history as list[HistorialOut] JSON, in one statement. Raises NotFound, Forbidden."""
-    supervisor = policy.is_supervisor(actor)
-    row = db.session.execute(_HISTORIAL_SUPERVISOR if supervisor else _HISTORIAL_OTHERS, {"tarea_id": tarea_id, "actor_id": actor.id}).first()
+    statement = _HISTORIAL_SUPERVISOR if policy.is_supervisor(actor) else _HISTORIAL_OTHERS
+    row = statement.execute(db.session.connection(), {"tarea_id": tarea_id, "actor_id": actor.id}).first()
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     body, visible = row
@@ -90,8 +91,20 @@ def historial_json(actor: Usuario, tarea_id: int) -> str:
 _PAGE_OBJECT = json_sql.frozen(tarea_object, (c.name for c in Tarea.__table__.c))
 
 
+# One prepared page statement per shape: who reads (a supervisor reads all, anyone else through the read
+# rule), which filters are present and the sort. Their values are bind parameters, so the shapes are few
+# (the schema bounds filters and sorts); building and cache-keying the statement per request cost ~1 ms.
+_PAGES: dict[tuple[bool, tuple[str, ...], str | None], Prepared] = {}
+
+
 def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> str:
     """A page of readable tareas as Page[TareaOut] JSON: rows, order, total and assignments in one statement."""
-    matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
-    statement = json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)
-    return str(db.session.scalar(statement))
+    supervisor = policy.is_supervisor(actor)
+    values = filter_values(filters)
+    shape = (supervisor, tuple(values), filters.get("sort"))
+    statement = _PAGES.get(shape)
+    if statement is None:
+        matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
+        statement = _PAGES.setdefault(shape, Prepared(json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)))
+    params = values | {"limit": limit, "offset": offset, "actor_id": actor.id}
+    return str(statement.execute(db.session.connection(), params).scalar())

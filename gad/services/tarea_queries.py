@@ -152,7 +152,7 @@ def visible_to(query: Select[tuple[Tarea]], actor: Usuario) -> Select[tuple[Tare
     """Narrow a tarea query to what ``actor`` may read (the SQL form of ``policy.can_read_tarea``)."""
     if policy.is_supervisor(actor):
         return query
-    return query.where(readable(actor.id))
+    return query.where(readable(bindparam("actor_id", actor.id, type_=Integer)))
 
 
 def tareas_now(tarea_ids: set[int]) -> dict[int, policy.TareaNow]:

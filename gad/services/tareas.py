@@ -11,7 +11,7 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, String, TextualSelect, bindparam, exists, or_, select, text
+from sqlalchemy import ARRAY, ColumnElement, DateTime, Integer, Select, String, TextualSelect, any_, bindparam, exists, or_, select, text
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
@@ -134,31 +134,47 @@ def list_tareas(actor: Usuario, filters: dict[str, Any], limit: int, offset: int
     return [row | {"efectivos": asignados.get(row["id"], [])} for row in rows], total
 
 
-def filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any]:
-    """The list's filters and sort order, on a query already narrowed to what the caller may read."""
-    if filters.get("estado"):
-        query = query.where(Tarea.estado.in_([str(e) for e in filters["estado"]]))
-    if filters.get("tipo"):
-        query = query.where(Tarea.tipo.in_([str(t) for t in filters["tipo"]]))
-    if filters.get("prioridad_min") is not None:
-        query = query.where(Tarea.prioridad >= filters["prioridad_min"])
-    if filters.get("prioridad_max") is not None:
-        query = query.where(Tarea.prioridad <= filters["prioridad_max"])
-    if filters.get("delegado_usuario_id") is not None:
-        query = query.where(Tarea.delegado_usuario_id == filters["delegado_usuario_id"])
-    if filters.get("efectivo_id") is not None:
-        query = query.where(
-            exists(
-                select(Asignacion.id).where(Asignacion.tarea_id == Tarea.id, Asignacion.efectivo_id == filters["efectivo_id"], Asignacion.liberado_en.is_(None))
-            )
-        )
-    if filters.get("desde") is not None:
-        query = query.where(Tarea.inicio_programado >= filters["desde"])
-    if filters.get("hasta") is not None:
-        query = query.where(Tarea.inicio_programado < filters["hasta"])
+def filter_values(filters: dict[str, Any]) -> dict[str, Any]:
+    """The values of the list's filters that are present, by the name of the bind parameter each becomes."""
+    values: dict[str, Any] = {}
+    for name in ("estado", "tipo"):
+        if filters.get(name):
+            values[name] = [str(v) for v in filters[name]]
+    for name in ("prioridad_min", "prioridad_max", "delegado_usuario_id", "efectivo_id", "desde", "hasta"):
+        if filters.get(name) is not None:
+            values[name] = filters[name]
     if filters.get("q"):
-        like = f"%{filters['q'].strip()}%"
-        query = query.where(or_(Tarea.codigo.ilike(like), Tarea.titulo.ilike(like), Tarea.descripcion.ilike(like)))
+        values["q"] = f"%{filters['q'].strip()}%"
+    return values
+
+
+def filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any]:
+    """The list's filters and sort order, on a query already narrowed to what the caller may read.
+
+    Every filter is one named bind parameter (``filter_values``): two requests with the same filters
+    present are then the same SQL whatever their values, which ``tarea_json`` prepares once per shape."""
+    values = filter_values(filters)
+
+    def bound(name: str, type_: Any) -> Any:
+        return bindparam(name, values[name], type_=type_)
+
+    conditions = {
+        "estado": lambda: Tarea.estado == any_(bound("estado", ARRAY(String))),
+        "tipo": lambda: Tarea.tipo == any_(bound("tipo", ARRAY(String))),
+        "prioridad_min": lambda: Tarea.prioridad >= bound("prioridad_min", Integer),
+        "prioridad_max": lambda: Tarea.prioridad <= bound("prioridad_max", Integer),
+        "delegado_usuario_id": lambda: Tarea.delegado_usuario_id == bound("delegado_usuario_id", Integer),
+        "efectivo_id": lambda: exists(
+            select(Asignacion.id).where(
+                Asignacion.tarea_id == Tarea.id, Asignacion.efectivo_id == bound("efectivo_id", Integer), Asignacion.liberado_en.is_(None)
+            )
+        ),
+        "desde": lambda: Tarea.inicio_programado >= bound("desde", DateTime(timezone=True)),
+        "hasta": lambda: Tarea.inicio_programado < bound("hasta", DateTime(timezone=True)),
+        "q": lambda: or_(*(column.ilike(bound("q", String)) for column in (Tarea.codigo, Tarea.titulo, Tarea.descripcion))),
+    }
+    for name in values:
+        query = query.where(conditions[name]())
     return query.order_by(*ordering(filters.get("sort"))).with_only_columns(*TAREA_COLUMNS)
 
 
