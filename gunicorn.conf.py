@@ -36,8 +36,8 @@ forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 def post_fork(server, worker):
     # No cyclic garbage collection while the worker imports the application (post_worker_init turns it back
-    # on): each collection walks every object allocated so far, and the import builds ~190,000 of them that
-    # live as long as the process, so the collector's passes over them cost ~25 % of a worker's start-up
+    # on): each collection walks every object allocated so far, and the import builds well over 100,000 that
+    # live as long as the process, so the collector's passes over them cost ~10 % of a worker's start-up
     # CPU (docs/BENCHMARKS.md) and found little to free.
     gc.disable()
 
@@ -115,12 +115,6 @@ def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
 
 
 def post_worker_init(worker):
-    # The objects the import built live as long as the worker: move them out of the collector's reach
-    # (gc.freeze: later full collections no longer walk them, which would pause every greenlet of the worker
-    # for ~100 ms each time) and collect from here on as usual. The few import-time cycles the collector
-    # would have freed (~0.5 MB) stay with them.
-    gc.freeze()
-    gc.enable()
     # Every worker listens for committed events from boot: websockets need them, and so does the cache of
     # recently verified tokens, which is only used while this listener is connected (it drops the cache
     # when a usuario or security event arrives). Not waited for: a worker must boot with PostgreSQL down.
@@ -136,9 +130,10 @@ def post_worker_init(worker):
     # What the worker has loaded so far (modules, mappers, schemas: ~115,000 objects) lives as long as the
     # process. Left to the cyclic collector, each of its full passes walks them all and stops every
     # greenlet of the worker for 50 ms or more; frozen, the collector only looks at what requests create.
-    import gc
-
+    # The collector was off while the worker imported the app (post_fork): on again from here. The few
+    # import-time cycles it would have freed (~0.5 MB) stay with the frozen objects.
     gc.freeze()
+    gc.enable()
 
 
 def post_request(worker, req, environ, resp):

@@ -51,3 +51,21 @@ def test_the_command_line_binds_the_limiter_at_once_for_flask_limiters_own_comma
     for route in ("auth.login: /api/v1/auth/login", "pages.login_submit: /login"):
         at = next(i for i, line in enumerate(lines) if route in line)
         assert "7 per 1 minute" in lines[at + 1], result.stdout[-2000:]
+
+
+def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None:
+    # Each validator and serializer is built the first time its schema is used (defer_build), never at import.
+    # Page is the exception pydantic makes: parametrising a generic model (Page[EfectivoOut]) completes it.
+    probe = (
+        "import wsgi; from pydantic import BaseModel\n"
+        "def below(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from below(s)\n"
+        "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
+        "assert built <= {'gad.schemas.common.Page'}, sorted(built)\n"
+        "import gad.schemas.common as common; assert common.Problem.model_validate({'type': 'about:blank', 'title': 't', 'status': 400, 'detail': 'd'}).status == 400\n"
+    )
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
