@@ -35,7 +35,7 @@ class LazyLimiter:
     when a limit is first checked, replaying them, so it ends in the state eager decoration would have left,
     and is bound (``init_app``) to the app that checks. The ``flask`` command line, and an app configured with
     default or application limits (which every request checks), bind it at once as before.
-    Any other attribute is the real limiter's (``reset``, ``context``…).
+    Any other attribute is the real limiter's (``context``, ``limit_manager``…).
     """
 
     def __init__(self, **options: Any) -> None:
