@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, g
-from sqlalchemy import event, inspect
+from sqlalchemy import Row, event, inspect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from gad.errors import Conflict, ServiceUnavailable, ValidationProblem, problem_response
 from gad.extensions import WAITING_FOR_SESSION, db
+from gad.pg import Prepared
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +37,19 @@ def add_when_opened(instance: T) -> T:
     else:
         g.setdefault(WAITING_FOR_SESSION, []).append(instance)
     return instance
+
+
+def read_row(statement: Prepared, params: dict[str, Any]) -> Row[Any] | None:
+    """The first row of one read-only statement, inside the request's transaction if it has opened one.
+
+    A request that has not (its caller came from the token cache, and it only reads) runs the statement
+    alone on a pooled connection in autocommit: one statement is its own snapshot either way, and it is
+    spared the BEGIN and COMMIT round trips and the ORM session it would otherwise build for nothing.
+    Anything the request does afterwards opens its transaction as usual."""
+    if db.session.registry.has():
+        return statement.execute(db.session.connection(), params).first()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return statement.execute(connection, params).first()
 
 
 def on_commit(callback: Callable[[], None], session: Session | None = None) -> None:

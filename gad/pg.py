@@ -184,6 +184,9 @@ class Prepared:
 
             compiled = self.statement.compile(dialect=PGDialect_psycopg2(paramstyle="numeric_dollar"))
             sql = str(compiled)
+            # Text compiled for psycopg2 elsewhere (json_sql.frozen) doubles its percent signs; sent verbatim
+            # here, a doubled one would change what the statement means.
+            assert "%%" not in sql, f"a prepared statement must not embed psycopg2-escaped text: {sql[:200]}"
             order = list(dict.fromkeys(compiled.positiontup or ()))
             name = "gad_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
             execute = f"EXECUTE {name}" + ("(" + ", ".join(f"%({bind})s" for bind in order) + ")" if order else "")

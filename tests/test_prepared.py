@@ -7,12 +7,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 from sqlalchemy import event
 
 from gad import pg
+from gad.errors import Forbidden, NotFound
 from gad.extensions import db
+from gad.models import Usuario
+from gad.services import tarea_json
 from tests.builders import Builders
+from tests.conftest import LiveServer
 
 PATHS = (
     "/api/v1/tasks/{id}",
@@ -93,3 +99,74 @@ def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: 
     assert [a.get_data() for a in answers[: len(paths)]] == [a.get_data() for a in answers[len(paths) :]]
     assert "DEALLOCATE ALL" in sent
     assert sum(s.startswith("PREPARE ") for s in sent) > len(paths)  # prepared again after each drop
+
+
+def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommit(app: Flask, build: Builders) -> None:
+    """A caller from the token cache opens no session: its one-statement read runs without BEGIN/COMMIT and
+    answers what the same read inside a transaction answers (found, forbidden, missing, the list)."""
+    admin, agente = build.usuario(3), build.usuario(1)
+    mine = build.tarea(admin, codigo="PREP-3", delegado_usuario_id=agente.id)
+    other = build.tarea(admin, codigo="PREP-4")
+    states: list[tuple[str, int]] = []
+
+    def transaction_state(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        states.append((statement.split(" ", 1)[0], conn.connection.dbapi_connection.info.transaction_status))
+
+    with app.app_context():
+        readers = [db.session.get(Usuario, u.id) for u in (admin, agente)]
+        db.session.expunge_all()
+        db.session.remove()
+        event.listen(db.engine, "after_cursor_execute", transaction_state)
+        try:
+            for reader in readers:
+                assert reader is not None
+                calls = (
+                    lambda reader=reader: tarea_json.tarea_json(reader, mine.id),
+                    lambda reader=reader: tarea_json.historial_json(reader, mine.id),
+                    lambda reader=reader: tarea_json.page_json(reader, {"sort": None}, 50, 0),
+                    lambda reader=reader: tarea_json.tarea_json(reader, other.id),
+                    lambda reader=reader: tarea_json.tarea_json(reader, 10**9),
+                )
+                for call in calls:
+                    _answer(call)  # prepares the statement on the connection if it is the first use
+                    states.clear()
+                    alone = _answer(call)
+                    assert not db.session.registry.has(), "a read alone must not build the ORM session"
+                    # Nothing left open, so no BEGIN was sent (the pool may hand out a connection that PREPAREs first).
+                    assert states and states[-1][0] == "EXECUTE" and {state for _, state in states} == {TRANSACTION_STATUS_IDLE}, states
+                    states.clear()
+                    db.session.connection()  # the request's transaction is open: the read joins it
+                    assert _answer(call) == alone
+                    assert states and states[-1] == ("EXECUTE", TRANSACTION_STATUS_INTRANS), states
+                    db.session.remove()
+        finally:
+            event.remove(db.engine, "after_cursor_execute", transaction_state)
+
+
+def _answer(call: Callable[..., Any]) -> Any:
+    try:
+        return call()
+    except (NotFound, Forbidden) as exc:
+        return type(exc).__name__
+
+
+def test_reads_from_the_token_cache_answer_like_any_other_over_http(live_server: LiveServer, build: Builders) -> None:
+    admin, agente = build.usuario(3), build.usuario(1)
+    mine = build.tarea(admin, codigo="PREP-5", delegado_usuario_id=agente.id)
+    other = build.tarea(admin, codigo="PREP-6")
+    for usuario in (admin, agente):
+        headers = build.headers(usuario)
+        for _ in range(3):  # the first verifies the token against the database; the next ones reuse it
+            got = live_server.get(f"/api/v1/tasks/{mine.id}", headers=headers)
+            assert got.status_code == 200 and got.json()["codigo"] == "PREP-5" and got.headers["ETag"] == f'"{got.json()["version"]}"'
+            listed = live_server.get("/api/v1/tasks?limit=100&q=PREP-", headers=headers)
+            assert listed.status_code == 200 and "PREP-5" in {t["codigo"] for t in listed.json()["items"]}
+            assert live_server.get(f"/api/v1/tasks/{mine.id}/historial", headers=headers).status_code == 200
+            assert live_server.get("/api/v1/tasks/999999999", headers=headers).status_code == 404
+        forbidden = live_server.get(f"/api/v1/tasks/{other.id}", headers=headers)
+        assert forbidden.status_code == (200 if usuario is admin else 403), forbidden.text
+    # A write, then a read from the cache: the read sees it (no transaction of an earlier read lingers).
+    admin_headers = build.headers(admin)
+    changed = requests.patch(live_server.url + f"/api/v1/tasks/{mine.id}", json={"titulo": "Cambiado"}, headers=admin_headers, timeout=10)
+    assert changed.status_code == 200, changed.text
+    assert live_server.get(f"/api/v1/tasks/{mine.id}", headers=admin_headers).json()["titulo"] == "Cambiado"

@@ -9,8 +9,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
+from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
-from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
 from gad.pg import Prepared
 from gad.schemas.tareas import AsignadoOut, HistorialOut, TareaOut
@@ -54,7 +54,7 @@ _ONE_OTHERS = Prepared(_ONE.add_columns(readable(bindparam("actor_id", type_=Int
 def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
     """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
     statement = _ONE_SUPERVISOR if policy.is_supervisor(actor) else _ONE_OTHERS
-    row = statement.execute(db.session.connection(), {"tarea_id": tarea_id, "actor_id": actor.id}).first()
+    row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     body, version, visible = row
@@ -78,7 +78,7 @@ _HISTORIAL_OTHERS = Prepared(_HISTORIAL.add_columns(readable(bindparam("actor_id
 def historial_json(actor: Usuario, tarea_id: int) -> str:
     """A readable tarea's state history as list[HistorialOut] JSON, in one statement. Raises NotFound, Forbidden."""
     statement = _HISTORIAL_SUPERVISOR if policy.is_supervisor(actor) else _HISTORIAL_OTHERS
-    row = statement.execute(db.session.connection(), {"tarea_id": tarea_id, "actor_id": actor.id}).first()
+    row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     body, visible = row
@@ -107,4 +107,6 @@ def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) 
         matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
         statement = _PAGES.setdefault(shape, Prepared(json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)))
     params = values | {"limit": limit, "offset": offset, "actor_id": actor.id}
-    return str(statement.execute(db.session.connection(), params).scalar())
+    row = read_row(statement, params)
+    assert row is not None  # an aggregate: always one row
+    return str(row[0])
