@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import weakref
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, CursorResult, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +148,14 @@ def install_wait_callback() -> None:
 # --- statements PostgreSQL plans once per connection ---------------------------------------------------
 
 PREPARED_OPTION = "gad_prepared_statements"  # an engine execution option: install_prepared_statements
-_PREPARED_KEY = "gad_prepared"  # in the pooled connection's info: the names PREPAREd on it
-# A connection keeps at most this many statements (each holds a plan in its backend); past it they are
-# dropped together and prepared again as used, which bounds what an unusual mix of list filters can pin.
-MAX_PREPARED_PER_CONNECTION = 64
+_PREPARED_KEY = "gad_prepared"  # in the pooled connection's info: the names PREPAREd on it, least recently used first
+# A connection keeps at most this many statements: each holds its plans in the backend (a tarea list's
+# ~270 kB), and the list has one statement per combination of filters. Past it, the least recently used
+# one is dropped, so the few shapes in daily use stay prepared whatever an unusual query string adds.
+MAX_PREPARED_PER_CONNECTION = 16
+# The server no longer has (26000) or already has (42P05) a statement the bookkeeping says otherwise of, or
+# a schema change altered a statement's result type (0A000): the connection is replaced, the request is a 503.
+_OUT_OF_STEP = frozenset({"26000", "42P05", "0A000"})
 
 
 def install_prepared_statements(engine: Engine, enabled: bool) -> None:
@@ -166,8 +171,8 @@ class Prepared:
     GAD's tarea document — some forty fields, the assignments sub-select and the read rule — took
     PostgreSQL longer to plan than to run (0.3 of 0.45 ms per GET), and SQLAlchemy spent more CPU
     walking and cache-keying the statement's tree on each call than the round trip itself. A Prepared is
-    compiled once per process; each connection prepares it on first use (a separate round trip, so a
-    failing first execution cannot leave the bookkeeping wrong) and from then on sends only
+    compiled once per process; each connection prepares it on first use (a round trip of its own, so an
+    EXECUTE that fails leaves it prepared and known as such) and from then on sends only
     ``EXECUTE name(values)`` through the same SQLAlchemy connection, so its errors, events and
     statement counters are those of any other statement. Statements whose shape varies per request (a
     list's filters) get one Prepared per shape, with every varying value a named bind parameter. Values
@@ -186,7 +191,8 @@ class Prepared:
             sql = str(compiled)
             # Text compiled for psycopg2 elsewhere (json_sql.frozen) doubles its percent signs; sent verbatim
             # here, a doubled one would change what the statement means.
-            assert "%%" not in sql, f"a prepared statement must not embed psycopg2-escaped text: {sql[:200]}"
+            if "%%" in sql:
+                raise ValueError(f"a prepared statement must not embed text escaped for psycopg2: {sql[:200]}")
             order = list(dict.fromkeys(compiled.positiontup or ()))
             name = "gad_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
             execute = f"EXECUTE {name}" + ("(" + ", ".join(f"%({bind})s" for bind in order) + ")" if order else "")
@@ -201,11 +207,25 @@ class Prepared:
         if not connection.get_execution_options().get(PREPARED_OPTION, False):
             return connection.execute(self.statement, params)
         name, prepare, execute, defaults = self._compile()
-        prepared: set[str] = connection.connection.info.setdefault(_PREPARED_KEY, set())
-        if name not in prepared:
-            if len(prepared) >= MAX_PREPARED_PER_CONNECTION:
-                connection.exec_driver_sql("DEALLOCATE ALL", execution_options={"no_parameters": True})
-                prepared.clear()
-            connection.exec_driver_sql(prepare, execution_options={"no_parameters": True})
-            prepared.add(name)
-        return connection.exec_driver_sql(execute, defaults | params)
+        prepared: OrderedDict[str, None] = connection.connection.info.setdefault(_PREPARED_KEY, OrderedDict())
+        try:
+            if name in prepared:
+                prepared.move_to_end(name)
+            else:
+                if len(prepared) >= MAX_PREPARED_PER_CONNECTION:
+                    oldest = next(iter(prepared))
+                    connection.exec_driver_sql(f"DEALLOCATE {oldest}", execution_options={"no_parameters": True})
+                    del prepared[oldest]
+                connection.exec_driver_sql(prepare, execution_options={"no_parameters": True})
+                prepared[name] = None
+            return connection.exec_driver_sql(execute, defaults | params)
+        except DBAPIError as exc:
+            if exc.orig is not None and getattr(exc.orig, "pgcode", None) in _OUT_OF_STEP:
+                connection.invalidate()  # a new connection starts with no statements and an empty record
+                raise OperationalError(exc.statement, exc.params, exc.orig) from exc
+            raise
+        except BaseException:
+            # Interrupted between the server's answer and the bookkeeping (a killed greenlet, a failing
+            # event listener): what this connection has prepared is no longer known, so it is not reused.
+            connection.invalidate()
+            raise

@@ -62,6 +62,10 @@ PREFIJO_EMERGENCIA = "EMG-"
 TIEMPO_MIN = datetime(1900, 1, 1, tzinfo=UTC)
 TIEMPO_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 
+# The largest id a row can have (PostgreSQL ``integer`` keys): a larger one names nothing, and as a
+# parameter of a prepared statement (gad.pg.Prepared) it would not even fit the parameter's type.
+ID_MAX = 2**31 - 1
+
 MOTIVOS_AUTOMATICOS: dict[EstadoTarea, str] = {
     EstadoTarea.EN_CURSO: "Tarea iniciada",
     EstadoTarea.FINALIZADA: "Tarea completada",

@@ -69,20 +69,54 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
             assert not [s for s in sent_plain if s.startswith(("PREPARE ", "EXECUTE "))], sent_plain
 
 
-def test_a_failing_first_execution_leaves_the_connection_usable(app_with: Callable[..., Flask], build: Builders) -> None:
-    """The PREPARE is its own round trip: an EXECUTE that fails (an id beyond PostgreSQL's integer) is a
-    422, and the statement stays known to the connection for the next request."""
+def test_ids_no_row_can_have_never_reach_the_database(app_with: Callable[..., Flask], build: Builders) -> None:
+    """An id beyond PostgreSQL's integer names nothing: 404 for the tarea, 422 naming a list filter (it would
+    not fit the prepared statement's parameter), and the connection goes on serving."""
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin)
     headers = build.headers(admin)
     client = app.test_client()
-    with sent_to(app) as sent:
-        for _ in range(2):
-            beyond = client.get("/api/v1/tasks/99999999999", headers=headers)
-            assert beyond.status_code == 422 and beyond.mimetype == "application/problem+json", beyond.get_data()
-            assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
-    assert len([s for s in sent if s.startswith("PREPARE ")]) == 1, sent
+    for _ in range(2):
+        for path in ("/api/v1/tasks/2147483648", "/api/v1/tasks/99999999999999999999999", "/api/v1/tasks/2147483648/historial"):
+            missing = client.get(path, headers=headers)
+            assert missing.status_code == 404 and missing.mimetype == "application/problem+json", (path, missing.get_data())
+        for name in ("delegado_usuario_id", "efectivo_id"):
+            beyond = client.get(f"/api/v1/tasks?{name}=2147483648", headers=headers)
+            assert beyond.status_code == 422 and f"query.{name}" in {e["field"] for e in beyond.get_json()["errors"]}, beyond.get_json()
+            assert client.get(f"/api/v1/tasks?{name}=2147483647", headers=headers).get_json()["total"] == 0
+        assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
+
+
+def _the_only_connection(app: Flask) -> Any:
+    with app.app_context():
+        return db.engine.raw_connection()
+
+
+@pytest.mark.parametrize("lose", ["statements", "bookkeeping"])
+def test_a_connection_out_of_step_with_its_statements_is_replaced(app_with: Callable[..., Flask], build: Builders, lose: str) -> None:
+    """If the server and the bookkeeping ever disagree (statements dropped behind its back, or a PREPARE the
+    bookkeeping missed), that request is a 503 to retry and the connection is replaced: the next one works."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    headers = build.headers(admin)
+    client = app.test_client()
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
+    raw = _the_only_connection(app)
+    try:
+        if lose == "statements":
+            with raw.cursor() as cursor:
+                cursor.execute("DEALLOCATE ALL")
+            raw.commit()
+        else:
+            raw.info[pg._PREPARED_KEY].clear()
+    finally:
+        raw.close()
+    failed = client.get(f"/api/v1/tasks/{tarea.id}", headers=headers)
+    assert failed.status_code == 503 and failed.headers["Retry-After"] and failed.mimetype == "application/problem+json", failed.get_data()
+    for _ in range(2):
+        assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
 
 
 def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,8 +131,30 @@ def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: 
         answers = [client.get(path, headers=headers) for path in paths * 2]
     assert all(a.status_code == 200 for a in answers), [a.get_json() for a in answers]
     assert [a.get_data() for a in answers[: len(paths)]] == [a.get_data() for a in answers[len(paths) :]]
-    assert "DEALLOCATE ALL" in sent
-    assert sum(s.startswith("PREPARE ") for s in sent) > len(paths)  # prepared again after each drop
+    # One statement at a time goes, the least recently used: never all of them.
+    assert "DEALLOCATE ALL" not in sent and sum(s.startswith("DEALLOCATE gad_") for s in sent) >= len(paths)
+    assert sum(s.startswith("PREPARE ") for s in sent) > len(paths)  # prepared again after being dropped
+
+
+def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
+    app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
+    monkeypatch.setattr(tarea_json, "_MAX_PAGES", 2)
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin, codigo="PREP-7")
+    headers = build.headers(admin)
+    client = app.test_client()
+    lists = ["/api/v1/tasks?limit=5", "/api/v1/tasks?q=PREP", "/api/v1/tasks?prioridad_min=1", "/api/v1/tasks?sort=prioridad"]
+    with sent_to(app) as sent:
+        for path in lists * 2:
+            assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
+            listed = client.get(path, headers=headers)
+            assert listed.status_code == 200 and listed.get_json()["total"] == 1, (path, listed.get_json())
+    one = tarea_json._ONE_SUPERVISOR._compile()[1]
+    assert sent.count(one) <= 1  # the tarea read, used between every list, was never dropped
+    assert len(tarea_json._PAGES) <= 2  # and the process keeps only the list shapes in recent use
 
 
 def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommit(app: Flask, build: Builders) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from gad.vocab import TIEMPO_MAX, TIEMPO_MIN
+from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
 T = TypeVar("T")
 
@@ -48,6 +48,7 @@ def _in_time_window(value: datetime) -> datetime:
 
 
 # Every datetime a client sends (body, form or query): with an offset, and inside the stored window.
+RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a filter names: larger ones cannot exist
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {_WINDOW}")]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, RowId, Text, UtcDatetime
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -126,8 +126,8 @@ class TareaQuery(PageQuery):
     tipo: list[TipoTarea] | None = None
     prioridad_min: int | None = Field(None, ge=1, le=5)
     prioridad_max: int | None = Field(None, ge=1, le=5)
-    delegado_usuario_id: int | None = Field(None, ge=1)
-    efectivo_id: int | None = Field(None, ge=1)
+    delegado_usuario_id: RowId | None = None
+    efectivo_id: RowId | None = None
     desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
     hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
     q: str | None = Field(None, max_length=100)

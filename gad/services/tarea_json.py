@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, func, select, true
@@ -18,6 +19,7 @@ from gad.services import json_sql
 from gad.services.json_sql import EMPTY_ARRAY, document
 from gad.services.tarea_queries import READ_FORBIDDEN, readable, visible_to
 from gad.services.tareas import filter_values, filtered, ordering
+from gad.vocab import ID_MAX
 
 # A tarea's active assignments, oldest first, as TareaOut.efectivos (correlated to the tarea outside).
 _ASIGNACION_COLUMNS = {
@@ -53,6 +55,8 @@ _ONE_OTHERS = Prepared(_ONE.add_columns(readable(bindparam("actor_id", type_=Int
 
 def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
     """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
+    if tarea_id > ID_MAX:
+        raise NotFound(f"Tarea {tarea_id} does not exist.")
     statement = _ONE_SUPERVISOR if policy.is_supervisor(actor) else _ONE_OTHERS
     row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
     if row is None:
@@ -77,6 +81,8 @@ _HISTORIAL_OTHERS = Prepared(_HISTORIAL.add_columns(readable(bindparam("actor_id
 
 def historial_json(actor: Usuario, tarea_id: int) -> str:
     """A readable tarea's state history as list[HistorialOut] JSON, in one statement. Raises NotFound, Forbidden."""
+    if tarea_id > ID_MAX:
+        raise NotFound(f"Tarea {tarea_id} does not exist.")
     statement = _HISTORIAL_SUPERVISOR if policy.is_supervisor(actor) else _HISTORIAL_OTHERS
     row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
     if row is None:
@@ -94,7 +100,9 @@ _PAGE_OBJECT = json_sql.frozen(tarea_object, (c.name for c in Tarea.__table__.c)
 # One prepared page statement per shape: who reads (a supervisor reads all, anyone else through the read
 # rule), which filters are present and the sort. Their values are bind parameters, so the shapes are few
 # (the schema bounds filters and sorts); building and cache-keying the statement per request cost ~1 ms.
-_PAGES: dict[tuple[bool, tuple[str, ...], str | None], Prepared] = {}
+_PAGES: OrderedDict[tuple[bool, tuple[str, ...], str | None], Prepared] = OrderedDict()
+# Each holds its statement tree and SQL (~36 kB); shapes beyond this many, least recently used first, are built again.
+_MAX_PAGES = 128
 
 
 def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> str:
@@ -105,7 +113,11 @@ def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) 
     statement = _PAGES.get(shape)
     if statement is None:
         matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
-        statement = _PAGES.setdefault(shape, Prepared(json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)))
+        statement = _PAGES[shape] = Prepared(json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT))
+        while len(_PAGES) > _MAX_PAGES:
+            _PAGES.popitem(last=False)
+    else:
+        _PAGES.move_to_end(shape)
     params = values | {"limit": limit, "offset": offset, "actor_id": actor.id}
     row = read_row(statement, params)
     assert row is not None  # an aggregate: always one row
