@@ -1,5 +1,6 @@
 """gunicorn settings: gevent workers on $PORT; psycopg2 made cooperative in each worker before it connects."""
 
+import gc
 import os
 import sys
 
@@ -34,6 +35,12 @@ forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 
 def post_fork(server, worker):
+    # No cyclic garbage collection while the worker imports the application (post_worker_init turns it back
+    # on): each collection walks every object allocated so far, and the import builds well over 100,000 that
+    # live as long as the process, so the collector's passes over them cost ~10 % of a worker's start-up
+    # CPU (docs/BENCHMARKS.md) and found little to free.
+    gc.disable()
+
     # The gevent worker has monkey-patched the stdlib by now; psycopg2 talks to libpq in C and must be told
     # to yield to the hub while waiting on the socket, or one slow query blocks every greenlet of the worker.
     # GAD's callback (psycogreen's, plus deadlines) also bounds a wait on a frozen server: see gad/pg.py.
@@ -123,9 +130,10 @@ def post_worker_init(worker):
     # What the worker has loaded so far (modules, mappers, schemas: ~115,000 objects) lives as long as the
     # process. Left to the cyclic collector, each of its full passes walks them all and stops every
     # greenlet of the worker for 50 ms or more; frozen, the collector only looks at what requests create.
-    import gc
-
+    # The collector was off while the worker imported the app (post_fork): on again from here. The few
+    # import-time cycles it would have freed (~0.5 MB) stay with the frozen objects.
     gc.freeze()
+    gc.enable()
 
 
 def post_request(worker, req, environ, resp):

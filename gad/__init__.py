@@ -138,7 +138,7 @@ def _resolve_database_url(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from gad import caching, pg, throttle  # noqa: F401 - throttle registers the gadpg:// limiter storage
+    from gad import caching, pg
     from gad.extensions import db, limiter, sock
 
     pg.install_typecasters()
@@ -149,44 +149,41 @@ def register_extensions(app: Flask) -> None:
     register_migrations(app)
     sock.init_app(app)
     caching.init_app(app)
-    # Counters every worker and machine share: Redis when configured, else PostgreSQL (gad.throttle).
+    # Counters every worker and machine share: Redis when configured, else PostgreSQL (gad.ratelimit_storage).
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "gadpg://")
     # A storage outage must not turn logins into 500s: fall back to per-process counters meanwhile.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", app.config["CACHE_KEY_PREFIX"] + "rl")
-    limiter.init_app(app)
     # GAD sets no default, application or blueprint limits: only views decorated with a limit (the two
-    # logins), and their decorator checks the limit itself. Flask-Limiter's before_request check would
-    # conclude "no limit here" on every request of every endpoint, a fifth of /health's CPU (BENCHMARKS).
-    if not app.config.get("RATELIMIT_DEFAULT") and not app.config.get("RATELIMIT_APPLICATION"):
-        app.before_request_funcs[None].remove(limiter._check_request_limit)
-        _only_where_limited(app, limiter)
-
-
-# Where Flask-Limiter keeps a request's state (limits checked, deductions pending), created the first time a
-# limit is checked; tests/test_overhead.py fails if a Flask-Limiter release moves it.
-LIMITER_REQUEST_STATE = "_limiter_request_context"
+    # logins), and their decorator checks the limit itself. A serving worker therefore imports and binds
+    # Flask-Limiter at the first login (gad.ratelimit); the command line (`flask limiter …` lists limits)
+    # and an app given default or application limits bind it now, as Flask-Limiter documents.
+    limited_everywhere = bool(app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"))
+    eager = limited_everywhere or click.get_current_context(silent=True) is not None
+    limiter.init_app(app, eager=eager)
+    if eager and not limited_everywhere:
+        # Flask-Limiter's before_request check would conclude "no limit here" on every request of every
+        # endpoint, a fifth of /health's CPU (BENCHMARKS).
+        app.before_request_funcs[None].remove(limiter.real._check_request_limit)
+        _only_where_limited(app, limiter.real)
 
 
 def _only_where_limited(app: Flask, limiter: Any) -> None:
     """Flask-Limiter's after-request hook (conditional deductions, rate-limit headers) and teardown (drop the
     request's state) act on the state a limit check leaves on the request. A request no limit was checked
     for has none, and there both are no-ops that still built that state to find it empty: skip them."""
-    from flask.globals import request_ctx
-
-    def has_state() -> bool:
-        return hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)  # type: ignore[attr-defined]
+    from gad.ratelimit import has_limiter_state
 
     def wrap_after(hook: Any) -> Any:
         def after(response: Any) -> Any:
-            return hook(response) if has_state() else response
+            return hook(response) if has_limiter_state() else response
 
         return after
 
     def wrap_teardown(hook: Any) -> Any:
         def teardown(exc: BaseException | None = None) -> None:
-            if has_state():
+            if has_limiter_state():
                 hook(exc)
 
         return teardown

@@ -6,13 +6,13 @@ from typing import Any
 
 from flask import g, has_app_context
 from flask_caching import Cache
-from flask_limiter import Limiter
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
 
 from gad.models.base import Base
 from gad.net import client_address
+from gad.ratelimit import LazyLimiter
 
 # Instances waiting for the request's session (gad.db_session.add_when_opened), kept on ``g``.
 WAITING_FOR_SESSION = "gad_waiting_for_session"
@@ -34,5 +34,5 @@ sock = Sock()
 cache = Cache()
 # Limits are declared per route; storage (Redis, else PostgreSQL) is chosen in the factory from REDIS_URL.
 # No X-RateLimit-*/Retry-After on every response: a successful login must not carry a Retry-After;
-# a 429 gets its Retry-After from the error handler.
-limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=False)
+# a 429 gets its Retry-After from the error handler. Flask-Limiter itself is imported on first use.
+limiter = LazyLimiter(key_func=client_address, default_limits=[], headers_enabled=False)

@@ -2,8 +2,9 @@
 
 Two mechanisms, both counted in PostgreSQL so a limit holds for the whole service:
 
-* ``PostgresStorage`` — Flask-Limiter's counter storage when ``REDIS_URL`` is not set (``gadpg://``):
-  the per-address login rate limit is then one counter for every worker, not one per process.
+* ``gad.ratelimit_storage.PostgresStorage`` — Flask-Limiter's counter storage when ``REDIS_URL`` is not
+  set (``gadpg://``): the per-address login rate limit is then one counter for every worker, not one per
+  process. It lives in its own module so that importing this one does not import ``limits``.
 * ``reserve_attempt`` / ``record_success`` — the lockout, per e-mail *and* client address (as
   django-axes does with ``[["username", "ip_address"]]``), plus a slow-down of the e-mail across
   every address it never logged in from. Someone else's failures therefore never lock the rightful
@@ -23,13 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from limits.storage import Storage
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from gad.extensions import db
-from gad.models import utcnow
 
 # Stale rows (expired windows, addresses not trusted any more) are deleted now and then by the writers.
 _PRUNE_PROBABILITY = 0.01
@@ -128,65 +126,3 @@ def _prune(conn: Connection, window_s: int, trusted_days: int) -> None:
     )
     conn.execute(text("DELETE FROM login_cuentas WHERE ventana_desde < now() - make_interval(secs => :window)"), params)
     conn.execute(text("DELETE FROM limites_contador WHERE expira < now()"))
-
-
-class PostgresStorage(Storage):
-    """Fixed-window counters for Flask-Limiter in ``limites_contador`` (``RATELIMIT_STORAGE_URI=gadpg://``).
-
-    Used only inside requests (it borrows the app's pooled engine); each call is its own short
-    transaction, so a count survives the request's rollback and is seen by every worker at once.
-    """
-
-    STORAGE_SCHEME = ["gadpg"]
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: float | str | bool) -> None:
-        super().__init__(uri, wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return SQLAlchemyError
-
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        with db.engine.begin() as conn:
-            count = conn.execute(
-                text(
-                    """
-                    INSERT INTO limites_contador AS l (clave, cuenta, expira)
-                    VALUES (:k, :n, now() + make_interval(secs => :e))
-                    ON CONFLICT (clave) DO UPDATE SET
-                        cuenta = CASE WHEN l.expira <= now() THEN EXCLUDED.cuenta ELSE l.cuenta + EXCLUDED.cuenta END,
-                        expira = CASE WHEN l.expira <= now() THEN EXCLUDED.expira ELSE l.expira END
-                    RETURNING cuenta
-                    """
-                ),
-                {"k": key[:255], "n": amount, "e": expiry},
-            ).scalar_one()
-            if random.random() < _PRUNE_PROBABILITY:
-                conn.execute(text("DELETE FROM limites_contador WHERE expira < now()"))
-        return int(count)
-
-    def get(self, key: str) -> int:
-        with db.engine.connect() as conn:
-            value = conn.execute(text("SELECT cuenta FROM limites_contador WHERE clave = :k AND expira > now()"), {"k": key[:255]}).scalar()
-        return int(value or 0)
-
-    def get_expiry(self, key: str) -> float:
-        with db.engine.connect() as conn:
-            value = conn.execute(text("SELECT expira FROM limites_contador WHERE clave = :k"), {"k": key[:255]}).scalar()
-        return value.timestamp() if value is not None else utcnow().timestamp()
-
-    def check(self) -> bool:
-        try:
-            with db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            return False
-        return True
-
-    def reset(self) -> int | None:
-        with db.engine.begin() as conn:
-            return int(conn.execute(text("DELETE FROM limites_contador")).rowcount or 0)
-
-    def clear(self, key: str) -> None:
-        with db.engine.begin() as conn:
-            conn.execute(text("DELETE FROM limites_contador WHERE clave = :k"), {"k": key[:255]})

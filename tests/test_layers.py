@@ -21,6 +21,8 @@ INFRASTRUCTURE = (
     "gad.openapi",
     "gad.pg",
     "gad.principal_cache",
+    "gad.ratelimit",
+    "gad.ratelimit_storage",
     "gad.readiness",
     "gad.realtime",
     "gad.throttle",

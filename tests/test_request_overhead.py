@@ -16,11 +16,12 @@ from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import event, inspect
 from werkzeug.routing import Map, Rule
 
-from gad import LIMITER_REQUEST_STATE, LazyBuilderRule
+from gad import LazyBuilderRule
 from gad.extensions import db, limiter
 from gad.models import Usuario
 from gad.observability import _request_ids
 from gad.principal_cache import principals
+from gad.ratelimit import LIMITER_REQUEST_STATE
 from gad.schemas.common import Health
 from gad.security import current_user
 from tests.builders import Builders

@@ -117,6 +117,8 @@ class PageQuery(QueryModel):
 
 
 class FieldError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     field: str
     message: str
     type: str
@@ -134,10 +136,12 @@ class Problem(BaseModel):
     code: str | None = None
     errors: list[FieldError] | None = None
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: str
     timestamp: datetime
     uptime: float
@@ -145,5 +149,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: str
     checks: dict[str, Any]

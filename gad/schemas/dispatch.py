@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gad.schemas.common import InModel, Lat, Lng, OutModel, QueryModel, Text
 from gad.schemas.efectivos import EfectivoOut
@@ -37,11 +37,15 @@ class EmergenciaIn(InModel):
 
 
 class AsignadoDistancia(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     efectivo_id: int
     distancia_m: float
 
 
 class EmergenciaOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     tarea: TareaOut
     asignados: list[AsignadoDistancia]
     sin_asignar: bool = Field(description="True when nobody was available: the emergency still exists and needs a dispatcher")
@@ -53,6 +57,8 @@ class StatsQuery(QueryModel):
 
 
 class UserStatsOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     usuario_id: int
     dias: int
     totales_por_estado: dict[str, int]
@@ -63,6 +69,8 @@ class UserStatsOut(BaseModel):
 
 
 class ResumenOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     tareas_por_estado: dict[str, int]
     efectivos_por_disponibilidad: dict[str, int]
     emergencias_activas: int
@@ -71,6 +79,8 @@ class ResumenOut(BaseModel):
 
 
 class CacheStatsOut(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     backend: str
     hits: int
     misses: int

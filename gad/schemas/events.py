@@ -73,6 +73,7 @@ class TaskUpdated(TareaEvent):
 class StatusChange(BaseModel):
     """A state change: from which value to which, and why (``motivo`` may be null)."""
 
+    model_config = ConfigDict(defer_build=True)
     from_: str = Field(alias="from")
     to: str
     motivo: str | None
@@ -135,7 +136,7 @@ class EfectivoLocationUpdate(EfectivoEvent):
 
 
 class UsuarioSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: int
     email: str

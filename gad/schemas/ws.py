@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class WsConnectQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     token: str | None = Field(None, description="Access token, for clients that cannot send headers (never logged)")
     since: int | None = Field(None, ge=0, description="Resume after this event id")
@@ -30,7 +30,7 @@ EVENT_TYPE_TOPICS: dict[str, frozenset[str]] = {
 
 
 class Topics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     topics: list[str] | None = Field(None, max_length=20)
     events: list[str] | None = Field(None, max_length=20, description="GRUPO_GAD clients: event type names, mapped onto their topics")
@@ -45,13 +45,13 @@ class Topics(BaseModel):
 class Received(BaseModel):
     """``notification_received``: the notification ids this socket got (the page reports them at once)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     ids: list[int] = Field(min_length=1, max_length=500)
 
 
 class ClientFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     event_type: Literal["subscribe", "unsubscribe", "pong", "notification_received"]
     # Checked per event type: a pong may carry anything (GRUPO_GAD's clients echo data in it).

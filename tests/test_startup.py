@@ -1,0 +1,71 @@
+"""A serving worker's start-up does only what serving needs: the collector spared the import, Flask-Limiter at first use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.conftest import ROOT, start_gunicorn, stop_gunicorn
+
+
+def _login(url: str, ip: str, attempt: int) -> requests.Response:
+    # A different e-mail each time, so only the per-address limit can refuse (not the lockout or slow-down).
+    body = {"email": f"nadie{attempt}@gad.test", "password": "x"}
+    return requests.post(url + "/api/v1/auth/login", json=body, headers={"Fly-Client-IP": ip}, timeout=30)
+
+
+def test_a_gunicorn_worker_imports_without_the_collector_then_collects_and_binds_the_login_limit_at_the_first_login(database_url: str, tmp_path: Path) -> None:
+    live = start_gunicorn(
+        database_url, app_spec="tests.support.startup_wsgi:app", tmp=tmp_path, extra_env={"LOGIN_RATE_LIMIT": "2 per minute", "TRUST_PROXY": "1"}
+    )
+    try:
+        state = live.get("/_test/startup").json()
+        assert state["collector_on_during_import"] is False
+        # On again once the worker booted, with what the import built set aside (a GAD worker holds ~190,000).
+        assert state["collector_on"] is True and state["frozen_objects"] > 50_000, state
+        assert "flask_limiter" not in state["imported"] and "limits" not in state["imported"], state
+
+        # The first login imports and binds the limiter in a worker that has served requests already, and the
+        # limit holds from that first login on.
+        statuses = [_login(live.url, "198.51.100.30", i).status_code for i in range(3)]
+        assert statuses == [401, 401, 429], statuses
+        assert {"flask_limiter", "limits"} <= set(live.get("/_test/startup").json()["imported"])
+        assert _login(live.url, "198.51.100.31", 3).status_code == 401  # another address has its own counter
+    finally:
+        stop_gunicorn(live)
+
+
+def test_the_command_line_binds_the_limiter_at_once_for_flask_limiters_own_commands() -> None:
+    # `flask limiter limits` lists the limits of the app the command line built: the login limit is there
+    # before any request, as with an eagerly bound Flask-Limiter.
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none", "LOGIN_RATE_LIMIT": "7 per minute"}
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "limiter", "limits"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    for route in ("auth.login: /api/v1/auth/login", "pages.login_submit: /login"):
+        at = next(i for i, line in enumerate(lines) if route in line)
+        assert "7 per 1 minute" in lines[at + 1], result.stdout[-2000:]
+
+
+def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None:
+    # Each validator and serializer is built the first time its schema is used (defer_build), never at import.
+    # Page is the exception pydantic makes: parametrising a generic model (Page[EfectivoOut]) completes it.
+    probe = (
+        "import wsgi; from pydantic import BaseModel\n"
+        "def below(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from below(s)\n"
+        "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
+        "assert built <= {'gad.schemas.common.Page'}, sorted(built)\n"
+        "import gad.schemas.common as common; assert common.Problem.model_validate({'type': 'about:blank', 'title': 't', 'status': 400, 'detail': 'd'}).status == 400\n"
+    )
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
