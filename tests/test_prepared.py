@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -141,6 +142,7 @@ def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
 ) -> None:
     monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
     monkeypatch.setattr(tarea_json, "_MAX_PAGES", 2)
+    monkeypatch.setattr(tarea_json, "_PAGES", OrderedDict())  # the shapes earlier tests left are not this test's
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin, codigo="PREP-7")
