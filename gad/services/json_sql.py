@@ -83,18 +83,14 @@ def page(matching: Select[Any], order: Iterable[Any], limit: int, offset: int, i
     """The statement answering a Page[Out] document as text: rows, order, total and limits in one round trip.
 
     ``matching`` is the filtered, visibility-narrowed query; ``item`` builds one item from the columns of the
-    ``page`` subquery (usually a ``frozen`` expression). ``count(*) OVER ()`` gives the total with the page;
-    only a page past the end, which has no row to carry it, falls back to counting (COALESCE evaluates that
-    sub-select only then).
+    ``page`` subquery (usually a ``frozen`` expression). The total is a count of its own rather than
+    ``count(*) OVER ()`` on the page: a window over every matching row made PostgreSQL build and sort all of
+    them, forty columns wide, before the first of the page (60 ms per list at 50,000 tareas); counted apart it
+    reads only what the filters need, and the page stops after ``limit`` rows of an index scan.
     """
     # Named binds, not literals: the same filters give the same SQL for any page (pg.Prepared reuses it).
     limit_bind, offset_bind = bindparam("limit", limit, type_=Integer), bindparam("offset", offset, type_=Integer)
-    rows = (
-        matching.add_columns(func.count().over().label("_total"), func.row_number().over(order_by=list(order)).label("_rn"))
-        .limit(limit_bind)
-        .offset(offset_bind)
-        .subquery(PAGE)
-    )
+    rows = matching.add_columns(func.row_number().over(order_by=list(order)).label("_rn")).limit(limit_bind).offset(offset_bind).subquery(PAGE)
     columns = _PageColumns()
     everything = select(func.count()).select_from(matching.order_by(None).subquery()).scalar_subquery()
     items = func.coalesce(func.json_agg(aggregate_order_by(item(columns), columns._rn)), EMPTY_ARRAY)
@@ -102,7 +98,7 @@ def page(matching: Select[Any], order: Iterable[Any], limit: int, offset: int, i
         key("items"),
         items,
         key("total"),
-        func.coalesce(func.max(columns._total), everything),
+        everything,
         key("limit"),
         cast(limit_bind, Integer),
         key("offset"),
