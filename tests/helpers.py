@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from gad.extensions import db
 from gad.models import Evento
@@ -15,6 +18,23 @@ from tests.conftest import ROOT
 
 # A minimal valid tarea body for POST /api/v1/tasks.
 TAREA = {"codigo": "PAT-001", "titulo": "Patrullaje nocturno", "tipo": "patrullaje", "prioridad": 3}
+
+
+@contextmanager
+def sent_to(app: Flask) -> Iterator[list[str]]:
+    """Every statement ``app``'s engine sends meanwhile (BEGIN and COMMIT are not statements here)."""
+    sent: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def all_events(app: Flask) -> list[Evento]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from gad.models import Usuario
 from gad.services import tarea_json
 from tests.builders import Builders
 from tests.conftest import LiveServer
+from tests.helpers import sent_to
 
 PATHS = (
     "/api/v1/tasks/{id}",
@@ -28,23 +28,6 @@ PATHS = (
     "/api/v1/tasks?limit=5&offset=1&sort=prioridad&estado=programada&q=PREP",
     "/api/v1/tasks?limit=5&tipo=patrullaje&prioridad_min=1",
 )
-
-
-@contextmanager
-def sent_to(app: Flask) -> Iterator[list[str]]:
-    """Every statement ``app``'s engine sends meanwhile."""
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_with: Callable[..., Flask], build: Builders) -> None:

@@ -14,24 +14,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
-from gad.extensions import db
 from tests.builders import Builders
+from tests.helpers import sent_to
 
 
 @pytest.fixture
 def statements(app: Flask) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    yield sent
-    event.remove(engine, "before_cursor_execute", count)
+    with sent_to(app) as sent:
+        yield sent
 
 
 def _sent_by(statements: list[str], call: Any) -> tuple[Any, list[str]]:
@@ -82,18 +73,8 @@ def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_on
     and its history row, and the event's rows, the chain head, the NOTIFY and the COMMIT go in one round trip."""
     plain = app_with(DB_PREPARED_STATEMENTS=False)
     headers = build.headers(build.usuario(2))
-    sent: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    with plain.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sent_to(plain) as sent:
         created = plain.test_client().post("/api/v1/tasks", json={"codigo": "RT-2", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert created.status_code == 201 and len(sent) <= 3, sent
     assert sum("eventos_contador" in s for s in sent) == 2 and "INSERT INTO tareas" in sent[1] and "eventos_contador" in sent[1], sent
     assert sum("INSERT INTO eventos" in s for s in sent) == 1 and "pg_notify" in sent[2] and "INSERT INTO eventos" in sent[2], sent
