@@ -53,17 +53,24 @@ _ONE_SUPERVISOR = Prepared(_ONE.add_columns(true()))
 _ONE_OTHERS = Prepared(_ONE.add_columns(readable(bindparam("actor_id", type_=Integer))))
 
 
-def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
-    """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
-    if tarea_id > ID_MAX:
+def _readable(statements: tuple[Prepared, Prepared], actor: Usuario, tarea_id: int) -> Any:
+    """The row of ``statements`` (for a supervisor, for anyone else) about a tarea ``actor`` may read, without
+    its last column (whether the actor may). Raises NotFound, or Forbidden for a tarea that exists but is not
+    readable (as the Python path answers)."""
+    if tarea_id > ID_MAX:  # no row has it, and it would not fit the statement's integer parameter
         raise NotFound(f"Tarea {tarea_id} does not exist.")
-    statement = _ONE_SUPERVISOR if policy.is_supervisor(actor) else _ONE_OTHERS
-    row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
+    supervisor, others = statements
+    row = read_row(supervisor if policy.is_supervisor(actor) else others, {"tarea_id": tarea_id, "actor_id": actor.id})
     if row is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
-    body, version, visible = row
-    if not visible:
+    if not row[-1]:
         raise Forbidden(READ_FORBIDDEN)
+    return row[:-1]
+
+
+def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
+    """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
+    body, version = _readable((_ONE_SUPERVISOR, _ONE_OTHERS), actor, tarea_id)
     return body, version
 
 
@@ -81,15 +88,7 @@ _HISTORIAL_OTHERS = Prepared(_HISTORIAL.add_columns(readable(bindparam("actor_id
 
 def historial_json(actor: Usuario, tarea_id: int) -> str:
     """A readable tarea's state history as list[HistorialOut] JSON, in one statement. Raises NotFound, Forbidden."""
-    if tarea_id > ID_MAX:
-        raise NotFound(f"Tarea {tarea_id} does not exist.")
-    statement = _HISTORIAL_SUPERVISOR if policy.is_supervisor(actor) else _HISTORIAL_OTHERS
-    row = read_row(statement, {"tarea_id": tarea_id, "actor_id": actor.id})
-    if row is None:
-        raise NotFound(f"Tarea {tarea_id} does not exist.")
-    body, visible = row
-    if not visible:
-        raise Forbidden(READ_FORBIDDEN)
+    (body,) = _readable((_HISTORIAL_SUPERVISOR, _HISTORIAL_OTHERS), actor, tarea_id)
     return str(body)
 
 
