@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -9,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Select, Text, case, cast, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
 from gad.extensions import db
@@ -169,7 +171,10 @@ def list_events(
     return items[:limit], next_cursor
 
 
-_EVENT_ITEM = json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
+@functools.cache
+def _event_item() -> ColumnElement[Any]:
+    """The list's item, compiled at the first list rather than at every worker's start-up (json_sql.frozen)."""
+    return json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
 
 
 def list_events_json(
@@ -189,7 +194,7 @@ def list_events_json(
     query = _matching(actor, actor_id, entity_type, entity_id, event_type, desde, hasta, after_id)
     page = query.add_columns(func.row_number().over(order_by=Evento.id).label("_rn")).limit(limit + 1).subquery(json_sql.PAGE)
     within = page.c._rn <= limit
-    items = func.coalesce(func.json_agg(aggregate_order_by(_EVENT_ITEM, page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
+    items = func.coalesce(func.json_agg(aggregate_order_by(_event_item(), page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
     next_cursor = case((func.count() > limit, func.max(page.c.id).filter(within)))
     body = func.json_build_object(json_sql.key("items"), items, json_sql.key("next_cursor"), next_cursor)
     return str(db.session.scalar(select(cast(body, Text)).select_from(page)))

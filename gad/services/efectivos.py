@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
@@ -145,7 +147,12 @@ def list_efectivos(
 
 # The columns an EfectivoOut is built from: the table's and the computed en_servicio.
 _OUT_COLUMNS = (*Efectivo.__table__.c, Efectivo.en_servicio.expression.label("en_servicio"))
-_PAGE_ITEM = json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
+
+
+@functools.cache
+def _page_item() -> ColumnElement[Any]:
+    """The list's item, compiled at the first list rather than at every worker's start-up (json_sql.frozen)."""
+    return json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
 
 
 def list_efectivos_json(
@@ -162,7 +169,7 @@ def list_efectivos_json(
 ) -> str:
     """``list_efectivos`` as Page[EfectivoOut] JSON built by PostgreSQL in one statement (tests/test_list_json.py)."""
     matching = _matching(actor, estados, unidad, especialidad, activo, q, en_servicio).with_only_columns(*_OUT_COLUMNS)
-    return str(db.session.scalar(json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _PAGE_ITEM)))
+    return str(db.session.scalar(json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _page_item())))
 
 
 def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None) -> Efectivo:
