@@ -54,8 +54,9 @@ def test_the_command_line_binds_the_limiter_at_once_for_flask_limiters_own_comma
 
 
 def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None:
-    # Each validator and serializer is built the first time its schema is used (defer_build), never at import.
-    # Page is the exception pydantic makes: parametrising a generic model (Page[EfectivoOut]) completes it.
+    # Each validator and serializer is built the first time its schema is used (defer_build), never at import;
+    # a parametrised Page (Page[EfectivoOut]), which pydantic builds in full, only by the API document's
+    # generation (gad.openapi.PageOf) or the first request that answers one.
     probe = (
         "import wsgi; from pydantic import BaseModel\n"
         "def below(c):\n"
@@ -63,7 +64,7 @@ def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None
         "        yield s\n"
         "        yield from below(s)\n"
         "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
-        "assert built <= {'gad.schemas.common.Page'}, sorted(built)\n"
+        "assert not built, sorted(built)\n"
         "import gad.schemas.common as common; assert common.Problem.model_validate({'type': 'about:blank', 'title': 't', 'status': 400, 'detail': 'd'}).status == 400\n"
     )
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
