@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import hmac
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, Text, case, cast, func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -23,8 +22,7 @@ from gad.vocab import Nivel
 VERIFY_BATCH = 2000
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     ok: bool
     checked: int
     first_bad_id: int | None = None

@@ -7,10 +7,9 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -148,8 +147,7 @@ def check_password_policy(password: str, email: str | None, field: str = "passwo
         )
 
 
-@dataclass(frozen=True)
-class IssuedToken:
+class IssuedToken(NamedTuple):
     access_token: str
     expires_in: int
     jti: str
