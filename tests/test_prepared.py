@@ -10,9 +10,11 @@ import pytest
 import requests
 from flask import Flask
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import DataError, OperationalError
 
 from gad import pg
+from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Usuario
@@ -182,6 +184,42 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
                     db.session.remove()
         finally:
             event.remove(db.engine, "after_cursor_execute", transaction_state)
+
+
+def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The read alone sets psycopg2's autocommit for its statement only: a connection going back to the pool in
+    autocommit would turn the next request's writes into statements committed one by one. Also when the
+    statement fails, and when the connection was replaced (out of step with its statements)."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    failing = pg.Prepared(text("SELECT 1 / CAST(:zero AS integer)"))
+    with app.app_context():
+        reader = db.session.get(Usuario, admin.id)
+        assert reader is not None
+        db.session.expunge_all()
+        db.session.remove()
+        assert tarea_json.tarea_json(reader, tarea.id)
+        with pytest.raises(DataError):  # division by zero, raised by PostgreSQL
+            read_row(failing, {"zero": 0})
+        raw = _the_only_connection(app)
+        try:
+            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+            with raw.cursor() as cursor:  # and so a statement on it opens a transaction
+                cursor.execute("SELECT 1")
+            assert raw.dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
+            raw.rollback()
+            raw.info[pg._PREPARED_KEY].clear()  # out of step: the next read is a 503 and replaces the connection
+        finally:
+            raw.close()
+        with pytest.raises(OperationalError):  # answered 503 at the edge
+            tarea_json.tarea_json(reader, tarea.id)
+        assert tarea_json.tarea_json(reader, tarea.id)
+        raw = _the_only_connection(app)
+        try:
+            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+        finally:
+            raw.close()
 
 
 def _answer(call: Callable[..., Any]) -> Any:
