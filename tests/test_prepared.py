@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,11 @@ PATHS = (
     "/api/v1/tasks?limit=100",
     "/api/v1/tasks?limit=5&offset=1&sort=prioridad&estado=programada&q=PREP",
     "/api/v1/tasks?limit=5&tipo=patrullaje&prioridad_min=1",
+    "/api/v1/efectivos?limit=5",
+    "/api/v1/efectivos?limit=5&unidad=PREP&estado_disponibilidad=disponible&q=prep&en_servicio=false",
 )
+# Lists only a supervisor may read (an agente is refused before any statement).
+SUPERVISOR_PATHS = ("/api/v1/users?limit=5", "/api/v1/users?nivel=1&activo=true&q=%40")
 
 
 def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_with: Callable[..., Flask], build: Builders) -> None:
@@ -37,9 +40,10 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
     plain = app_with(DB_PREPARED_STATEMENTS=False)
     admin, agente = build.usuario(3), build.usuario(1)
     tarea = build.tarea(admin, codigo="PREP-1", delegado_usuario_id=agente.id)
+    build.efectivo(usuario_id=agente.id, unidad="PREP", nombre="Prep Uno")
     for reader in (admin, agente):
         headers = build.headers(reader)
-        for path in (p.format(id=tarea.id) for p in PATHS):
+        for path in (p.format(id=tarea.id) for p in PATHS + (SUPERVISOR_PATHS if reader is admin else ())):
             with sent_to(app) as sent:
                 first = app.test_client().get(path, headers=headers)
                 second = app.test_client().get(path, headers=headers)
@@ -126,8 +130,7 @@ def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
     app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
-    monkeypatch.setattr(tarea_json, "_MAX_PAGES", 2)
-    monkeypatch.setattr(tarea_json, "_PAGES", OrderedDict())  # the shapes earlier tests left are not this test's
+    monkeypatch.setattr(tarea_json, "_PAGES", pg.PreparedShapes(2))  # two shapes, and none an earlier test left
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin, codigo="PREP-7")
