@@ -8,6 +8,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -229,3 +230,30 @@ class Prepared:
             # event listener): what this connection has prepared is no longer known, so it is not reused.
             connection.invalidate()
             raise
+
+
+class PreparedShapes:
+    """One ``Prepared`` per *shape* of a statement whose clauses vary by request — a list's filters present,
+    its sort, who reads — with every value a named bind parameter, so two requests of one shape are the same
+    SQL whatever their values. Building and cache-keying such a statement per request cost about a
+    millisecond; here it is built once per shape. Only the ``limit`` most recently used shapes are kept (each
+    holds its statement tree and SQL, tens of kB): shapes beyond them, least recently used first, are built
+    again when they come back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._statements: OrderedDict[Hashable, Prepared] = OrderedDict()
+
+    def get(self, shape: Hashable, build: Callable[[], Any]) -> Prepared:
+        """The statement for ``shape``; ``build`` makes its SQLAlchemy statement the first time."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements[shape] = Prepared(build())
+            while len(self._statements) > self.limit:
+                self._statements.popitem(last=False)
+        else:
+            self._statements.move_to_end(shape)
+        return statement
+
+    def __len__(self) -> int:
+        return len(self._statements)

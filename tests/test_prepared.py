@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +9,11 @@ import pytest
 import requests
 from flask import Flask
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import DataError, OperationalError
 
 from gad import pg
+from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Usuario
@@ -27,7 +28,11 @@ PATHS = (
     "/api/v1/tasks?limit=100",
     "/api/v1/tasks?limit=5&offset=1&sort=prioridad&estado=programada&q=PREP",
     "/api/v1/tasks?limit=5&tipo=patrullaje&prioridad_min=1",
+    "/api/v1/efectivos?limit=5",
+    "/api/v1/efectivos?limit=5&unidad=PREP&estado_disponibilidad=disponible&q=prep&en_servicio=false",
 )
+# Lists only a supervisor may read (an agente is refused before any statement).
+SUPERVISOR_PATHS = ("/api/v1/users?limit=5", "/api/v1/users?nivel=1&activo=true&q=%40")
 
 
 def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_with: Callable[..., Flask], build: Builders) -> None:
@@ -35,9 +40,10 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
     plain = app_with(DB_PREPARED_STATEMENTS=False)
     admin, agente = build.usuario(3), build.usuario(1)
     tarea = build.tarea(admin, codigo="PREP-1", delegado_usuario_id=agente.id)
+    build.efectivo(usuario_id=agente.id, unidad="PREP", nombre="Prep Uno")
     for reader in (admin, agente):
         headers = build.headers(reader)
-        for path in (p.format(id=tarea.id) for p in PATHS):
+        for path in (p.format(id=tarea.id) for p in PATHS + (SUPERVISOR_PATHS if reader is admin else ())):
             with sent_to(app) as sent:
                 first = app.test_client().get(path, headers=headers)
                 second = app.test_client().get(path, headers=headers)
@@ -124,8 +130,7 @@ def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
     app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
-    monkeypatch.setattr(tarea_json, "_MAX_PAGES", 2)
-    monkeypatch.setattr(tarea_json, "_PAGES", OrderedDict())  # the shapes earlier tests left are not this test's
+    monkeypatch.setattr(tarea_json, "_PAGES", pg.PreparedShapes(2))  # two shapes, and none an earlier test left
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin, codigo="PREP-7")
@@ -182,6 +187,42 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
                     db.session.remove()
         finally:
             event.remove(db.engine, "after_cursor_execute", transaction_state)
+
+
+def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The read alone sets psycopg2's autocommit for its statement only: a connection going back to the pool in
+    autocommit would turn the next request's writes into statements committed one by one. Also when the
+    statement fails, and when the connection was replaced (out of step with its statements)."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    failing = pg.Prepared(text("SELECT 1 / CAST(:zero AS integer)"))
+    with app.app_context():
+        reader = db.session.get(Usuario, admin.id)
+        assert reader is not None
+        db.session.expunge_all()
+        db.session.remove()
+        assert tarea_json.tarea_json(reader, tarea.id)
+        with pytest.raises(DataError):  # division by zero, raised by PostgreSQL
+            read_row(failing, {"zero": 0})
+        raw = _the_only_connection(app)
+        try:
+            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+            with raw.cursor() as cursor:  # and so a statement on it opens a transaction
+                cursor.execute("SELECT 1")
+            assert raw.dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
+            raw.rollback()
+            raw.info[pg._PREPARED_KEY].clear()  # out of step: the next read is a 503 and replaces the connection
+        finally:
+            raw.close()
+        with pytest.raises(OperationalError):  # answered 503 at the edge
+            tarea_json.tarea_json(reader, tarea.id)
+        assert tarea_json.tarea_json(reader, tarea.id)
+        raw = _the_only_connection(app)
+        try:
+            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+        finally:
+            raw.close()
 
 
 def _answer(call: Callable[..., Any]) -> Any:
