@@ -1,4 +1,4 @@
-"""A serving worker's start-up does only what serving needs: the collector spared the import, Flask-Limiter at first use."""
+"""A serving worker's start-up does only what serving needs: the collector spared the import, Flask-Limiter, rare statements and bcrypt at first use, no annotation eval'd."""
 
 from __future__ import annotations
 
