@@ -32,7 +32,12 @@ PATHS = (
     "/api/v1/efectivos?limit=5&unidad=PREP&estado_disponibilidad=disponible&q=prep&en_servicio=false",
 )
 # Lists only a supervisor may read (an agente is refused before any statement).
-SUPERVISOR_PATHS = ("/api/v1/users?limit=5", "/api/v1/users?nivel=1&activo=true&q=%40")
+SUPERVISOR_PATHS = (
+    "/api/v1/users?limit=5",
+    "/api/v1/users?nivel=1&activo=true&q=%40",
+    "/api/v1/eventos?limit=2",
+    "/api/v1/eventos?limit=5&entity_type=tarea&after_id=1&desde=2020-01-01T00:00:00Z",
+)
 
 
 def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_with: Callable[..., Flask], build: Builders) -> None:
