@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, g
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from sqlalchemy import Row, event, inspect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -76,6 +77,8 @@ def read_row(statement: Prepared, params: dict[str, Any]) -> Row[Any] | None:
         return statement.execute(db.session.connection(), params).first()
     with db.engine.connect() as connection:
         dbapi_connection: Any = connection.connection.dbapi_connection  # psycopg2 connection
+        if dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            dbapi_connection.rollback()  # nothing of this request's is in it; autocommit cannot be set inside one
         dbapi_connection.autocommit = True
         try:
             return statement.execute(connection, params).first()

@@ -70,9 +70,16 @@ def install_idle_ping(engine: Engine, seconds: float) -> None:
     def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if time.monotonic() - record.info.get("idle_since", 0.0) < seconds:
             return
+        # In autocommit: a ping must not leave a transaction open behind the request's back (a read alone
+        # could then not switch the connection to autocommit, and a write would start inside it).
         try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
+            previous, dbapi_connection.autocommit = dbapi_connection.autocommit, True
+            try:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            finally:
+                if not dbapi_connection.closed:
+                    dbapi_connection.autocommit = previous
         except psycopg2.Error as exc:
             raise DisconnectionError(f"pooled connection failed its ping after idling: {exc}") from exc
 

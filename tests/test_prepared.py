@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -223,6 +225,38 @@ def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Call
         with pytest.raises(OperationalError):  # answered 503 at the edge
             tarea_json.tarea_json(reader, tarea.id)
         assert tarea_json.tarea_json(reader, tarea.id)
+        raw = _the_only_connection(app)
+        try:
+            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+        finally:
+            raw.close()
+
+
+def test_a_read_alone_on_a_connection_pinged_after_idling(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The idle ping (gad.pg.install_idle_ping) runs on checkout, before the read switches the connection to
+    autocommit: it must leave no transaction open, or psycopg2 refuses the switch and the GET is a 500."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_PING_AFTER_IDLE_S=0.2)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    with app.app_context():
+        reader = db.session.get(Usuario, admin.id)
+        assert reader is not None
+        db.session.expunge_all()
+        db.session.remove()
+        idled: list[float] = []
+
+        def idle_at_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            idled.append(time.monotonic() - record.info["idle_since"])
+
+        event.listen(db.engine, "checkout", idle_at_checkout)
+        try:
+            for _ in range(3):
+                time.sleep(0.3)  # idle past the threshold: the next checkout pings
+                assert json.loads(tarea_json.tarea_json(reader, tarea.id)[0])["id"] == tarea.id
+                assert json.loads(tarea_json.page_json(reader, {"sort": None}, 5, 0))["total"] >= 1
+        finally:
+            event.remove(db.engine, "checkout", idle_at_checkout)
+        assert len([seconds for seconds in idled if seconds >= 0.2]) >= 3, idled  # the pings were due
         raw = _the_only_connection(app)
         try:
             assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
