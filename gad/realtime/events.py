@@ -31,7 +31,7 @@ from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
-from gad.pg import Prepared
+from gad.pg import Prepared, transaction_open
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
@@ -199,24 +199,30 @@ def _append(session: Session, params: dict[str, Any]) -> None:
     From the statement that takes the counter to COMMIT every other writer of events waits: sending the append
     and the COMMIT apart kept the counter's row locked for a round trip more, plus the wait for this greenlet's
     next turn, which under load capped creates below the worker's CPU (measured: docs/BENCHMARKS.md). The
-    statement ends ``; COMMIT; BEGIN``: PostgreSQL commits there, and SQLAlchemy's own COMMIT that follows ends
-    the empty transaction the BEGIN opened (psycopg2 still believes the first one open). Only at the outermost
-    commit of a request's session, on a connection that is in a transaction: a savepoint's release (its
-    ``before_commit`` runs this too) must not commit the transaction around it. After this hook nothing else is
-    written: the session was flushed before it and no other ``before_commit`` listener writes."""
+    statement ends ``; COMMIT``: PostgreSQL commits there, and SQLAlchemy's own commit that follows sends
+    nothing, since the server reports no transaction open (``gad.pg.install_begin_with_first_statement``). On a
+    connection where psycopg2 runs its own transaction (not in autocommit) it ends ``; COMMIT; BEGIN`` instead:
+    psycopg2 will send its COMMIT regardless, and it then ends an empty transaction. Only at the outermost commit
+    of a request's session, in a transaction: a savepoint's release (its ``before_commit`` runs this too) must
+    not commit the transaction around it. After this hook nothing else is written: the session was flushed
+    before it and no other ``before_commit`` listener writes."""
     connection = session.connection()
     dbapi_connection = connection.connection.dbapi_connection
-    if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None and not dbapi_connection.autocommit:
-        connection.exec_driver_sql(_append_and_commit(), params)
-    else:
-        _APPEND_SQL.execute(connection, params)
+    if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None:
+        if not dbapi_connection.autocommit:
+            connection.exec_driver_sql(_append_and_commit() + "; BEGIN", params)
+            return
+        if transaction_open(dbapi_connection):
+            connection.exec_driver_sql(_append_and_commit(), params)
+            return
+    _APPEND_SQL.execute(connection, params)
 
 
 @functools.cache
 def _append_and_commit() -> str:
     from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
-    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT; BEGIN"
+    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT"
 
 
 def _jsonable(payload: dict[str, Any]) -> Any:
