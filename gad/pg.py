@@ -234,8 +234,6 @@ class Prepared:
 
 # --- BEGIN sent with a transaction's first statement ---------------------------------------------------
 
-# Connections whose transaction SQLAlchemy has begun and no statement has yet opened on the server.
-_BEGIN_PENDING: weakref.WeakSet[Any] = weakref.WeakSet()
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 
@@ -246,60 +244,59 @@ def install_begin_with_first_statement(engine: Engine) -> None:
     psycopg2 sends ``BEGIN`` on its own before a transaction's first statement — a round trip of its own on
     every request that touches the database — and ``COMMIT`` whenever it believes it opened one, even when
     the statement before already committed (the event log's append carries the request's COMMIT:
-    ``gad.realtime.events._append``). Here psycopg2 runs in autocommit, so it sends neither: SQLAlchemy's
-    begin marks the connection, the first statement carries the ``BEGIN`` (so ``now()`` and the snapshot are
-    that statement's, as before), and commit and rollback are sent only if libpq reports a transaction open
-    on the server (``info.transaction_status``, known locally). A connection SQLAlchemy runs in
-    ``AUTOCOMMIT`` (``db_session.read_row``) gets no ``BEGIN``. Savepoints, errors and the statement
-    counters see the same statements as before: only the text psycopg2 sends gains the prefix.
+    ``gad.realtime.events._append``). Here psycopg2 runs in autocommit, so it sends neither: a statement
+    SQLAlchemy runs in a transaction while the server has none open (libpq's ``transaction_status``, known
+    locally) carries the ``BEGIN`` (so ``now()`` and the snapshot are that statement's, as before), and commit
+    and rollback are sent only if the server has a transaction open. A connection SQLAlchemy runs in
+    ``AUTOCOMMIT`` (``db_session.read_row``) gets no ``BEGIN``. Savepoints, errors and the statement counters
+    see the same statements as before: only the text psycopg2 sends gains the prefix.
 
     Exceptions, each sending its ``BEGIN`` alone first as psycopg2 did: an ``executemany`` (the prefix would
     run once per row) and a server-side cursor (its statement is wrapped in ``DECLARE``); such cursors are
     declared ``WITH HOLD``, which psycopg2 requires on a connection in autocommit (within the transaction
     they behave as before; one still open at commit keeps its rows, so every reader consumes or closes it).
-    While SQLAlchemy has psycopg2 out of autocommit (resetting an isolation level), psycopg2 ends its own
-    transactions as it did."""
+    While SQLAlchemy has psycopg2 out of autocommit (resetting an isolation level), psycopg2 runs and ends
+    its own transactions as it did."""
 
     def autocommit(dbapi_connection: Any, *_: Any) -> None:
         if not dbapi_connection.autocommit:
             dbapi_connection.autocommit = True
 
-    def begin(connection: Connection) -> None:
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            _BEGIN_PENDING.add(connection.connection.dbapi_connection)
+    def opens(cursor: Any, context: Any) -> bool:
+        """Whether this statement must open the transaction SQLAlchemy is in."""
+        connection = cursor.connection
+        return bool(connection.autocommit and connection.info.transaction_status == _IDLE and context.execution_options.get("isolation_level") != "AUTOCOMMIT")
 
-    def begin_alone(cursor: Any) -> None:
-        if cursor.connection in _BEGIN_PENDING:
-            _BEGIN_PENDING.discard(cursor.connection)
+    def begin_alone(cursor: Any, context: Any) -> None:
+        if opens(cursor, context):
             with cursor.connection.cursor() as plain:
                 plain.execute("BEGIN")
 
     def execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         if cursor.name is not None:  # a server-side cursor: DECLARE wraps the statement
-            begin_alone(cursor)
+            begin_alone(cursor, context)
             cursor.withhold = True
             return False
-        if cursor.connection not in _BEGIN_PENDING:
+        if not opens(cursor, context):
             return False
-        _BEGIN_PENDING.discard(cursor.connection)
         cursor.execute("BEGIN; " + statement, parameters)
         return True
 
     def execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
-        if cursor.name is not None or cursor.connection not in _BEGIN_PENDING:
+        if cursor.name is not None:
             return execute(cursor, statement, None, context)
-        _BEGIN_PENDING.discard(cursor.connection)
+        if not opens(cursor, context):
+            return False
         cursor.execute("BEGIN; " + statement)
         return True
 
     def execute_many(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
-        begin_alone(cursor)
+        begin_alone(cursor, context)
         return False
 
     def end(command: str) -> Callable[[Any], None]:
         def send(proxied: Any) -> None:
             dbapi_connection = getattr(proxied, "dbapi_connection", proxied)
-            _BEGIN_PENDING.discard(dbapi_connection)
             if not dbapi_connection.autocommit:
                 getattr(dbapi_connection, command.lower())()  # psycopg2's own transaction: it ends it
             elif dbapi_connection.info.transaction_status != _IDLE:
@@ -311,16 +308,9 @@ def install_begin_with_first_statement(engine: Engine) -> None:
     # First among the checkout listeners: the idle ping (install_idle_ping) must not open psycopg2's own BEGIN.
     event.listen(engine, "connect", autocommit)
     event.listen(engine, "checkout", autocommit, insert=True)
-    event.listen(engine, "begin", begin)
     event.listen(engine, "do_execute", execute)
     event.listen(engine, "do_execute_no_params", execute_no_params)
     event.listen(engine, "do_executemany", execute_many)
     # SQLAlchemy calls these inside its error handling, so a failing COMMIT is wrapped (IntegrityError, ...) as before.
     setattr(engine.dialect, "do_commit", end("COMMIT"))  # noqa: B010 - an instance attribute, for this engine only
     setattr(engine.dialect, "do_rollback", end("ROLLBACK"))  # noqa: B010
-
-
-def transaction_open(dbapi_connection: Any) -> bool:
-    """Whether a transaction is open on this connection of an engine with ``install_begin_with_first_statement``:
-    on the server (libpq's own record, no round trip), or begun and waiting for its first statement."""
-    return dbapi_connection in _BEGIN_PENDING or bool(dbapi_connection.info.transaction_status != _IDLE)

@@ -32,7 +32,7 @@ from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
-from gad.pg import Prepared, transaction_open
+from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
@@ -215,7 +215,7 @@ def _append(session: Session, params: dict[str, Any]) -> None:
         if not dbapi_connection.autocommit:
             connection.exec_driver_sql(_append_and_commit() + "; BEGIN", params)
             return
-        if transaction_open(dbapi_connection):
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             connection.exec_driver_sql(_append_and_commit(), params)
             return
     _APPEND_SQL.execute(connection, params)
