@@ -12,7 +12,8 @@ floors (bench.floor_app: bare Flask for /health, one pooled query for "get one" 
 each one gunicorn gevent worker. Every system is logged in with the OAuth2 password form both GAD and
 GRUPO_GAD accept. Rounds are interleaved: in each round every scenario runs on every system, the order of
 the systems rotating from round to round, so a machine that slows down mid-run (these are shared) slows
-every system alike. The report gives, per scenario, each system's median req/s and p50/p99 over the rounds
+every system alike. Before each run the spawned servers are left to go idle (``settle``), so one system's
+background work after a scenario is not charged to the next. The report gives, per scenario, each system's median req/s and p50/p99 over the rounds
 and the first system's req/s divided by each other's (``--baseline`` picks another first system).
 
 ``--server-cpu`` / ``--client-cpu`` pin spawned servers and the load client to different cores (taskset),
@@ -135,15 +136,37 @@ def _load(system: System, scenario: str, concurrency: int, duration: float, clie
     return run_load(system.url, Call(make, {"Authorization": authorization} if authorization else {}), concurrency, duration)
 
 
+SETTLE_WINDOW_S = 0.2
+SETTLE_IDLE_SHARE = 0.02
+SETTLE_TIMEOUT_S = 5.0
+
+
+def settle(pids: list[int]) -> float:
+    """Wait until the spawned servers are idle: at most SETTLE_IDLE_SHARE of a core between them over a
+    SETTLE_WINDOW_S window, or SETTLE_TIMEOUT_S. Without it a system's background work after one scenario
+    (GAD's listener taking in the notifications of 4 s of creates, its sweeper) runs during the next
+    scenario, on whichever system comes next, and is charged to it. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_TIMEOUT_S:
+        before = sum(_cpu_seconds(pid) for pid in pids)
+        time.sleep(SETTLE_WINDOW_S)
+        if sum(_cpu_seconds(pid) for pid in pids) - before <= SETTLE_IDLE_SHARE * SETTLE_WINDOW_S:
+            break
+    return time.monotonic() - started
+
+
 def compare(systems: list[System], scenarios: list[str], concurrency: list[int], rounds: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
     samples: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    spawned = [s.worker_pid for s in systems if s.worker_pid]
     for round_number in range(rounds):
         order = systems[round_number % len(systems) :] + systems[: round_number % len(systems)]
         for scenario in scenarios:
             for clients in concurrency:
                 for system in order:
                     if scenario in system.scenarios:
-                        samples.setdefault((scenario, clients, system.name), []).append(_one_run(system, scenario, clients, duration, client_cpu))
+                        waited = settle(spawned)
+                        run = _one_run(system, scenario, clients, duration, client_cpu)
+                        samples.setdefault((scenario, clients, system.name), []).append(run | {"settle_s": round(waited, 2)})
     return beside(summarise(samples, [s.name for s in systems]))
 
 
@@ -170,6 +193,7 @@ def summarise(samples: dict[tuple[str, int, str], list[dict[str, Any]]], names: 
             "rounds": len(runs),
             "rps_per_round": [r["rps"] for r in runs],
             "errors": sum(sum(r["errors"].values()) for r in runs),
+            "settle_s_per_round": [r.get("settle_s", 0.0) for r in runs],
         }
         if all("cpu_ms_per_request" in r for r in runs):
             entry[name]["cpu_ms_per_request"] = round(statistics.median(r["cpu_ms_per_request"] for r in runs), 4)

@@ -8,7 +8,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -232,9 +232,38 @@ class Prepared:
             raise
 
 
+class PreparedShapes:
+    """One ``Prepared`` per *shape* of a statement whose clauses vary by request — a list's filters present,
+    its sort, who reads — with every value a named bind parameter, so two requests of one shape are the same
+    SQL whatever their values. Building and cache-keying such a statement per request cost about a
+    millisecond; here it is built once per shape. Only the ``limit`` most recently used shapes are kept (each
+    holds its statement tree and SQL, tens of kB): shapes beyond them, least recently used first, are built
+    again when they come back."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._statements: OrderedDict[Hashable, Prepared] = OrderedDict()
+
+    def get(self, shape: Hashable, build: Callable[[], Any]) -> Prepared:
+        """The statement for ``shape``; ``build`` makes its SQLAlchemy statement the first time."""
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements[shape] = Prepared(build())
+            while len(self._statements) > self.limit:
+                self._statements.popitem(last=False)
+        else:
+            self._statements.move_to_end(shape)
+        return statement
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+
 # --- BEGIN sent with a transaction's first statement ---------------------------------------------------
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+# An execution option: this connection's statements run alone, each its own transaction (no BEGIN is sent).
+ALONE = "gad_alone"
 
 
 def install_begin_with_first_statement(engine: Engine) -> None:
@@ -248,7 +277,7 @@ def install_begin_with_first_statement(engine: Engine) -> None:
     SQLAlchemy runs in a transaction while the server has none open (libpq's ``transaction_status``, known
     locally) carries the ``BEGIN`` (so ``now()`` and the snapshot are that statement's, as before), and commit
     and rollback are sent only if the server has a transaction open. A connection SQLAlchemy runs in
-    ``AUTOCOMMIT`` (``db_session.read_row``) gets no ``BEGIN``. Savepoints, errors and the statement counters
+    ``AUTOCOMMIT``, or with the ``ALONE`` option (``db_session.read_row``), gets no ``BEGIN``. Savepoints, errors and the statement counters
     see the same statements as before: only the text psycopg2 sends gains the prefix.
 
     Exceptions, each sending its ``BEGIN`` alone first as psycopg2 did: an ``executemany`` (the prefix would
@@ -265,7 +294,10 @@ def install_begin_with_first_statement(engine: Engine) -> None:
     def opens(cursor: Any, context: Any) -> bool:
         """Whether this statement must open the transaction SQLAlchemy is in."""
         connection = cursor.connection
-        return bool(connection.autocommit and connection.info.transaction_status == _IDLE and context.execution_options.get("isolation_level") != "AUTOCOMMIT")
+        options = context.execution_options
+        return bool(
+            connection.autocommit and connection.info.transaction_status == _IDLE and not options.get(ALONE) and options.get("isolation_level") != "AUTOCOMMIT"
+        )
 
     def begin_alone(cursor: Any, context: Any) -> None:
         if opens(cursor, context):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +9,11 @@ import pytest
 import requests
 from flask import Flask
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import DataError, OperationalError
 
 from gad import pg
+from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Usuario
@@ -27,6 +28,15 @@ PATHS = (
     "/api/v1/tasks?limit=100",
     "/api/v1/tasks?limit=5&offset=1&sort=prioridad&estado=programada&q=PREP",
     "/api/v1/tasks?limit=5&tipo=patrullaje&prioridad_min=1",
+    "/api/v1/efectivos?limit=5",
+    "/api/v1/efectivos?limit=5&unidad=PREP&estado_disponibilidad=disponible&q=prep&en_servicio=false",
+)
+# Lists only a supervisor may read (an agente is refused before any statement).
+SUPERVISOR_PATHS = (
+    "/api/v1/users?limit=5",
+    "/api/v1/users?nivel=1&activo=true&q=%40",
+    "/api/v1/eventos?limit=2",
+    "/api/v1/eventos?limit=5&entity_type=tarea&after_id=1&desde=2020-01-01T00:00:00Z",
 )
 
 
@@ -35,10 +45,11 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
     plain = app_with(DB_PREPARED_STATEMENTS=False)
     admin, agente = build.usuario(3), build.usuario(1)
     tarea = build.tarea(admin, codigo="PREP-1", delegado_usuario_id=agente.id)
+    build.efectivo(usuario_id=agente.id, unidad="PREP", nombre="Prep Uno")
     principal_name, principal_prepared = auth._PRINCIPAL._compile()[0], 0
     for reader in (admin, agente):
         headers = build.headers(reader)
-        for path in (p.format(id=tarea.id) for p in PATHS):
+        for path in (p.format(id=tarea.id) for p in PATHS + (SUPERVISOR_PATHS if reader is admin else ())):
             with sent_to(app) as sent:
                 first = app.test_client().get(path, headers=headers)
                 second = app.test_client().get(path, headers=headers)
@@ -132,8 +143,7 @@ def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
     # Room for the two statements every request here runs (the caller's usuario, auth._PRINCIPAL, and the tarea
     # read) and one list shape at a time: the four list shapes come and go through that one slot.
     monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 3)
-    monkeypatch.setattr(tarea_json, "_MAX_PAGES", 2)
-    monkeypatch.setattr(tarea_json, "_PAGES", OrderedDict())  # the shapes earlier tests left are not this test's
+    monkeypatch.setattr(tarea_json, "_PAGES", pg.PreparedShapes(2))  # two shapes, and none an earlier test left
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin, codigo="PREP-7")
@@ -190,6 +200,46 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
                     db.session.remove()
         finally:
             event.remove(db.engine, "after_cursor_execute", transaction_state)
+
+
+def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The read alone runs its statement without a transaction: a connection going back to the pool with that
+    state would turn the next request's writes into statements committed one by one. The next transactional
+    statement on the same connection opens its transaction (psycopg2 runs in autocommit and GAD sends the
+    BEGIN with that statement, gad.pg.install_begin_with_first_statement). Also when the read fails, and when
+    the connection was replaced (out of step with its statements)."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    failing = pg.Prepared(text("SELECT 1 / CAST(:zero AS integer)"))
+
+    def next_statement_opens_a_transaction() -> None:
+        with db.engine.connect() as connection:  # the only connection of the pool
+            dbapi_connection: Any = connection.connection.dbapi_connection
+            assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE  # nothing left open
+            connection.exec_driver_sql("SELECT 1")
+            assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
+            connection.rollback()
+            assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+
+    with app.app_context():
+        reader = db.session.get(Usuario, admin.id)
+        assert reader is not None
+        db.session.expunge_all()
+        db.session.remove()
+        assert tarea_json.tarea_json(reader, tarea.id)
+        with pytest.raises(DataError):  # division by zero, raised by PostgreSQL
+            read_row(failing, {"zero": 0})
+        next_statement_opens_a_transaction()
+        raw = _the_only_connection(app)
+        try:
+            raw.info[pg._PREPARED_KEY].clear()  # out of step: the next read is a 503 and replaces the connection
+        finally:
+            raw.close()
+        with pytest.raises(OperationalError):  # answered 503 at the edge
+            tarea_json.tarea_json(reader, tarea.id)
+        assert tarea_json.tarea_json(reader, tarea.id)
+        next_statement_opens_a_transaction()
 
 
 def _answer(call: Callable[..., Any]) -> Any:

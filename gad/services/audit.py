@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Text, case, cast, func, select, text
+from sqlalchemy import Integer, Select, Text, bindparam, case, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
+from gad.db_session import read_row
 from gad.extensions import db
 from gad.models import AuditoriaAncla, Evento, Usuario, utcnow
+from gad.pg import PreparedShapes
 from gad.realtime import chain
 from gad.schemas.eventos import EventoOut
 from gad.services import json_sql
@@ -122,31 +124,35 @@ def prune(older_than_days: int, actor: str) -> AuditoriaAncla | None:
     return anchor
 
 
-def _matching(
-    actor: Usuario,
-    actor_id: int | None,
-    entity_type: str | None,
-    entity_id: int | None,
-    event_type: str | None,
-    desde: datetime | None,
-    hasta: datetime | None,
-    after_id: int,
-) -> Select[Any]:
+# The optional filters of the audit trail and the column each compares with (a bind parameter of its type).
+_FILTERS: dict[str, Any] = {
+    "actor_id": Evento.actor_id,
+    "entity_type": Evento.entity_type,
+    "entity_id": Evento.entity_id,
+    "event_type": Evento.event_type,
+    "desde": Evento.created_at,
+    "hasta": Evento.created_at,
+}
+
+
+def _matching(actor: Usuario, values: dict[str, Any]) -> Select[Any]:
+    """The events after the cursor that match the filters present in ``values`` (``_filter_values``), in id
+    order. Every value is a named bind parameter: the same filters present give the same SQL."""
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Reading the audit trail")
-    query: Select[Any] = select(Evento).where(Evento.id > after_id)
-    if actor_id is not None:
-        query = query.where(Evento.actor_id == actor_id)
-    if entity_type:
-        query = query.where(Evento.entity_type == entity_type)
-    if entity_id is not None:
-        query = query.where(Evento.entity_id == entity_id)
-    if event_type:
-        query = query.where(Evento.event_type == event_type)
-    if desde is not None:
-        query = query.where(Evento.created_at >= desde)
-    if hasta is not None:
-        query = query.where(Evento.created_at < hasta)
+
+    def bound(name: str) -> Any:
+        return bindparam(name, values[name], type_=_FILTERS[name].type if name in _FILTERS else Evento.id.type)
+
+    query: Select[Any] = select(Evento).where(Evento.id > bound("after_id"))
+    for name, column in _FILTERS.items():
+        if name in values:
+            query = query.where(column >= bound(name) if name == "desde" else column < bound(name) if name == "hasta" else column == bound(name))
     return query.order_by(Evento.id)
+
+
+def _filter_values(filters: dict[str, Any], after_id: int) -> dict[str, Any]:
+    """The cursor and the filters that are present, by the name of the bind parameter each becomes."""
+    return {"after_id": after_id} | {name: filters[name] for name in _FILTERS if filters.get(name) not in (None, "")}
 
 
 def list_events(
@@ -163,13 +169,16 @@ def list_events(
 ) -> tuple[list[Evento], int | None]:
     """Administradores only. Cursor pagination by event id (never by time: ids are the commit order).
     The API answers ``list_events_json``, which tests/test_list_json.py holds equal to this."""
-    query = _matching(actor, actor_id, entity_type, entity_id, event_type, desde, hasta, after_id)
+    filters = {"actor_id": actor_id, "entity_type": entity_type, "entity_id": entity_id, "event_type": event_type, "desde": desde, "hasta": hasta}
+    query = _matching(actor, _filter_values(filters, after_id))
     items = list(db.session.scalars(query.limit(limit + 1)))
     next_cursor = items[limit - 1].id if len(items) > limit else None
     return items[:limit], next_cursor
 
 
 _EVENT_ITEM = json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
+# One prepared page statement per set of filters present (at most 2^6).
+_PAGES = PreparedShapes(64)
 
 
 def list_events_json(
@@ -186,13 +195,27 @@ def list_events_json(
 ) -> str:
     """``list_events`` as EventoPage JSON built by PostgreSQL in one statement: one row past the page says
     whether there is a next one, and then the cursor is the page's last id. Raises Forbidden."""
-    query = _matching(actor, actor_id, entity_type, entity_id, event_type, desde, hasta, after_id)
-    page = query.add_columns(func.row_number().over(order_by=Evento.id).label("_rn")).limit(limit + 1).subquery(json_sql.PAGE)
-    within = page.c._rn <= limit
-    items = func.coalesce(func.json_agg(aggregate_order_by(_EVENT_ITEM, page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
-    next_cursor = case((func.count() > limit, func.max(page.c.id).filter(within)))
-    body = func.json_build_object(json_sql.key("items"), items, json_sql.key("next_cursor"), next_cursor)
-    return str(db.session.scalar(select(cast(body, Text)).select_from(page)))
+    policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Reading the audit trail")  # on every call: the statement may be built already
+    filters = {"actor_id": actor_id, "entity_type": entity_type, "entity_id": entity_id, "event_type": event_type, "desde": desde, "hasta": hasta}
+    values = _filter_values(filters, after_id)
+
+    def build() -> Any:
+        size = bindparam("limit", limit, type_=Integer)
+        page = (
+            _matching(actor, values)
+            .add_columns(func.row_number().over(order_by=Evento.id).label("_rn"))
+            .limit(cast(size, Integer) + literal_column("1"))  # typed: PostgreSQL cannot add two untyped parameters
+            .subquery(json_sql.PAGE)
+        )
+        within = page.c._rn <= size
+        items = func.coalesce(func.json_agg(aggregate_order_by(_EVENT_ITEM, page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
+        next_cursor = case((func.count() > size, func.max(page.c.id).filter(within)))
+        body = func.json_build_object(json_sql.key("items"), items, json_sql.key("next_cursor"), next_cursor)
+        return select(cast(body, Text)).select_from(page)
+
+    row = read_row(_PAGES.get(tuple(values), build), values | {"limit": limit})
+    assert row is not None  # an aggregate: always one row
+    return str(row[0])
 
 
 # How far back the board's "Últimos eventos" looks for events its viewer may see (bounded work per page load).

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select
 
 from gad import policy
+from gad.db_session import read_row
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.pg import PreparedShapes
 from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
@@ -98,31 +100,42 @@ def get_efectivo(actor: Usuario, efectivo_id: int) -> Efectivo:
     return efectivo
 
 
-def _matching(
-    actor: Usuario,
-    estados: Sequence[str] | None,
-    unidad: str | None,
-    especialidad: str | None,
-    activo: bool | None,
-    q: str | None,
-    en_servicio: bool | None,
-) -> Select[tuple[Efectivo]]:
-    """The efectivos ``actor`` may list that match the filters, in list order (id)."""
+def _filter_values(estados: Sequence[str] | None, unidad: str | None, especialidad: str | None, q: str | None) -> dict[str, Any]:
+    """The values of the filters that are present, by the name of the bind parameter each becomes."""
+    values: dict[str, Any] = {}
+    if estados:
+        values["estados"] = [str(e) for e in estados]
+    if unidad:
+        values["unidad"] = unidad
+    if especialidad:
+        values["especialidad"] = especialidad
+    if q:
+        values["q"] = f"%{q.strip()}%"
+    return values
+
+
+def _matching(actor: Usuario, values: dict[str, Any], activo: bool | None, en_servicio: bool | None) -> Select[tuple[Efectivo]]:
+    """The efectivos ``actor`` may list that match the filters, in list order (id). Every value is a named
+    bind parameter (``_filter_values``, ``actor_id``): the same filters present give the same SQL."""
+
+    def bound(name: str, type_: Any) -> Any:
+        return bindparam(name, values[name], type_=type_)
+
     query: Select[tuple[Efectivo]] = select(Efectivo)
     if not policy.is_supervisor(actor):
-        query = query.where(Efectivo.usuario_id == actor.id)
-    if estados:
-        query = query.where(Efectivo.estado_disponibilidad.in_([str(e) for e in estados]))
-    if unidad:
-        query = query.where(Efectivo.unidad == unidad)
-    if especialidad:
-        query = query.where(Efectivo.especialidad == especialidad)
+        query = query.where(Efectivo.usuario_id == bindparam("actor_id", actor.id, type_=Integer))
+    if "estados" in values:
+        query = query.where(Efectivo.estado_disponibilidad == any_(bound("estados", ARRAY(String))))
+    if "unidad" in values:
+        query = query.where(Efectivo.unidad == bound("unidad", String))
+    if "especialidad" in values:
+        query = query.where(Efectivo.especialidad == bound("especialidad", String))
     if activo is not None:
         query = query.where(Efectivo.activo.is_(activo))
     if en_servicio is not None:
         query = query.where(Efectivo.en_servicio if en_servicio else ~Efectivo.en_servicio)
-    if q:
-        like = f"%{q.strip()}%"
+    if "q" in values:
+        like = bound("q", String)
         query = query.where(or_(Efectivo.nombre.ilike(like), Efectivo.codigo_interno.ilike(like), Efectivo.unidad.ilike(like), Efectivo.rango.ilike(like)))
     return query.order_by(Efectivo.id)
 
@@ -140,12 +153,15 @@ def list_efectivos(
     en_servicio: bool | None = None,
 ) -> tuple[list[Efectivo], int]:
     """A page of the efectivos ``actor`` may list, as ORM objects, and the total (the API answers ``list_efectivos_json``)."""
-    return paginate(_matching(actor, estados, unidad, especialidad, activo, q, en_servicio), limit, offset)
+    return paginate(_matching(actor, _filter_values(estados, unidad, especialidad, q), activo, en_servicio), limit, offset)
 
 
 # The columns an EfectivoOut is built from: the table's and the computed en_servicio.
 _OUT_COLUMNS = (*Efectivo.__table__.c, Efectivo.en_servicio.expression.label("en_servicio"))
 _PAGE_ITEM = json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
+# One prepared page statement per shape: who reads, the filters present, activo and en_servicio (true, false
+# or absent). At most 2 × 2^4 × 3 × 3 = 288 shapes exist; the ones in use are a handful.
+_PAGES = PreparedShapes(64)
 
 
 def list_efectivos_json(
@@ -161,8 +177,16 @@ def list_efectivos_json(
     en_servicio: bool | None = None,
 ) -> str:
     """``list_efectivos`` as Page[EfectivoOut] JSON built by PostgreSQL in one statement (tests/test_list_json.py)."""
-    matching = _matching(actor, estados, unidad, especialidad, activo, q, en_servicio).with_only_columns(*_OUT_COLUMNS)
-    return str(db.session.scalar(json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _PAGE_ITEM)))
+    values = _filter_values(estados, unidad, especialidad, q)
+    shape = (policy.is_supervisor(actor), tuple(values), activo, en_servicio)
+
+    def build() -> Any:
+        matching = _matching(actor, values, activo, en_servicio).with_only_columns(*_OUT_COLUMNS)
+        return json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _PAGE_ITEM)
+
+    row = read_row(_PAGES.get(shape, build), values | {"limit": limit, "offset": offset, "actor_id": actor.id})
+    assert row is not None  # an aggregate: always one row
+    return str(row[0])
 
 
 def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None) -> Efectivo:

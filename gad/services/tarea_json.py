@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, func, select, true
@@ -13,7 +12,7 @@ from gad import policy
 from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
-from gad.pg import Prepared
+from gad.pg import Prepared, PreparedShapes
 from gad.schemas.tareas import AsignadoOut, HistorialOut, TareaOut
 from gad.services import json_sql
 from gad.services.json_sql import EMPTY_ARRAY, document
@@ -97,26 +96,20 @@ _PAGE_OBJECT = json_sql.frozen(tarea_object, (c.name for c in Tarea.__table__.c)
 
 
 # One prepared page statement per shape: who reads (a supervisor reads all, anyone else through the read
-# rule), which filters are present and the sort. Their values are bind parameters, so the shapes are few
-# (the schema bounds filters and sorts); building and cache-keying the statement per request cost ~1 ms.
-_PAGES: OrderedDict[tuple[bool, tuple[str, ...], str | None], Prepared] = OrderedDict()
-# Each holds its statement tree and SQL (~36 kB); shapes beyond this many, least recently used first, are built again.
-_MAX_PAGES = 128
+# rule), which filters are present and the sort (the schema bounds filters and sorts, so shapes are few).
+_PAGES = PreparedShapes(128)
 
 
 def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> str:
     """A page of readable tareas as Page[TareaOut] JSON: rows, order, total and assignments in one statement."""
-    supervisor = policy.is_supervisor(actor)
     values = filter_values(filters)
-    shape = (supervisor, tuple(values), filters.get("sort"))
-    statement = _PAGES.get(shape)
-    if statement is None:
+    shape = (policy.is_supervisor(actor), tuple(values), filters.get("sort"))
+
+    def build() -> Any:
         matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
-        statement = _PAGES[shape] = Prepared(json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT))
-        while len(_PAGES) > _MAX_PAGES:
-            _PAGES.popitem(last=False)
-    else:
-        _PAGES.move_to_end(shape)
+        return json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)
+
+    statement = _PAGES.get(shape, build)
     params = values | {"limit": limit, "offset": offset, "actor_id": actor.id}
     row = read_row(statement, params)
     assert row is not None  # an aggregate: always one row

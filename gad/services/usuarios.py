@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, false, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, case, false, func, literal_column, or_, select
 
 from gad import policy
+from gad.db_session import read_row
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
+from gad.pg import PreparedShapes
 from gad.realtime import events
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
@@ -74,19 +76,39 @@ def get_usuario(actor: Usuario, usuario_id: int) -> Usuario:
 
 
 def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | None) -> Select[tuple[Usuario]]:
-    """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor."""
-    if not policy.is_supervisor(actor):
-        raise Forbidden("Listing usuarios requires nivel 2 (supervisor) or higher.")
+    """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor. The values are
+    named bind parameters (``_filter_values``): the same filters present give the same SQL."""
+    _require_lister(actor)
+    values = _filter_values(nivel, q)
     query: Select[tuple[Usuario]] = select(Usuario)
-    if nivel is not None:
-        query = query.where(Usuario.nivel == nivel)
+    if "nivel" in values:
+        query = query.where(Usuario.nivel == bindparam("nivel", values["nivel"], type_=Integer))
     if activo is not None:
         query = query.where(Usuario.activo.is_(activo))
-    if q:
-        like = f"%{q.strip()}%"
-        searched = [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
-        query = query.where(or_(*(column.ilike(like) for column in searched)))
+    if "q" in values:
+        like = bindparam("q", values["q"], type_=String)
+        query = query.where(or_(*(column.ilike(like) for column in _searched(actor))))
     return query.order_by(Usuario.id)
+
+
+def _require_lister(actor: Usuario) -> None:
+    if not policy.is_supervisor(actor):
+        raise Forbidden("Listing usuarios requires nivel 2 (supervisor) or higher.")
+
+
+def _filter_values(nivel: int | None, q: str | None) -> dict[str, Any]:
+    """The values of the filters that are present, by the name of the bind parameter each becomes."""
+    values: dict[str, Any] = {}
+    if nivel is not None:
+        values["nivel"] = nivel
+    if q:
+        values["q"] = f"%{q.strip()}%"
+    return values
+
+
+def _searched(actor: Usuario) -> list[Any]:
+    """The columns ``q`` searches: the dni only for those who may search by it (gad/policy.py)."""
+    return [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
 
 
 def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> tuple[list[Usuario], int]:
@@ -109,17 +131,32 @@ def _page_item(hidden: frozenset[str]) -> ColumnElement[Any]:
     return json_sql.frozen(lambda page: json_sql.document(UsuarioOut, _out_columns(page), exclude=hidden), (c.name for c in Usuario.__table__.c))
 
 
+# One prepared page statement per shape: the filters present, activo (true, false or absent), the fields the
+# reader may not see of its own row and of others', and whether q searches the dni (gad/policy.py decides).
+_PAGES = PreparedShapes(64)
+
+
 def list_usuarios_json(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> str:
     """``list_usuarios`` as Page[UsuarioOut] JSON built by PostgreSQL in one statement, each usuario without the
     personal fields ``actor`` may not see (gad/policy.py decides: one shape for the actor's own row, one for
     everybody else's). Raises Forbidden."""
-    own = _page_item(policy.hidden_personal_fields(actor, actor.id))
-    others = _page_item(policy.hidden_personal_fields(actor, 0))  # 0: no usuario has it, so "someone else"
+    _require_lister(actor)  # on every call: the statement may be built already
+    values = _filter_values(nivel, q)
+    own_hidden = policy.hidden_personal_fields(actor, actor.id)
+    others_hidden = policy.hidden_personal_fields(actor, 0)  # 0: no usuario has it, so "someone else"
+    shape = (tuple(values), activo, own_hidden, others_hidden, len(_searched(actor)))
 
-    def item(page: Any) -> ColumnElement[Any]:
-        return own if own is others else case((page.id == actor.id, own), else_=others)
+    def build() -> Any:
+        own, others = _page_item(own_hidden), _page_item(others_hidden)
 
-    return str(db.session.scalar(json_sql.page(_matching(actor, nivel, activo, q), (Usuario.id,), limit, offset, item)))
+        def item(page: Any) -> ColumnElement[Any]:
+            return own if own is others else case((page.id == bindparam("actor_id", actor.id, type_=Integer), own), else_=others)
+
+        return json_sql.page(_matching(actor, nivel, activo, q), (Usuario.id,), limit, offset, item)
+
+    row = read_row(_PAGES.get(shape, build), values | {"limit": limit, "offset": offset, "actor_id": actor.id})
+    assert row is not None  # an aggregate: always one row
+    return str(row[0])
 
 
 def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], expected_version: int | None, *, client_address: str = "unknown") -> Usuario:
