@@ -190,8 +190,13 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = env_database_url("DATABASE_URL")
         self.REDIS_URL = env_str("REDIS_URL")
         self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "gad:") or "gad:"
-        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 10, 1)
-        self.DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 20, 0)
+        # Connections a worker may keep, opened only when that many of its requests need one at once. No
+        # overflow by default: an overflow connection is closed as soon as it is returned to a full pool, so
+        # under sustained load past the pool every few requests opened a PostgreSQL session (a backend
+        # started, the connection set up, its statements prepared again) only to close it — 9 % of GETs at 16
+        # clients on 10 + 20 (docs/BENCHMARKS.md). The same 30 at most, kept once opened.
+        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 30, 1)
+        self.DB_MAX_OVERFLOW = env_int("DB_MAX_OVERFLOW", 0, 0)
         self.DB_POOL_TIMEOUT = env_int("DB_POOL_TIMEOUT", 30, 1)
         self.DB_POOL_RECYCLE = env_int("DB_POOL_RECYCLE", 3600, -1)
         self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, 1)
@@ -274,6 +279,9 @@ class Config:
             "max_overflow": self.DB_MAX_OVERFLOW,
             "pool_timeout": self.DB_POOL_TIMEOUT,
             "pool_recycle": self.DB_POOL_RECYCLE,
+            # The connection returned last is handed out first: at ordinary load a few connections stay hot
+            # (their statements prepared, no idle ping due) and the rest of the pool sits idle.
+            "pool_use_lifo": True,
             # SQLAlchemy's own pre-ping costs a round trip on every checkout; gad.pg pings only connections
             # idle for DB_PING_AFTER_IDLE_S, the ones a proxy or a server restart can have cut.
             "pool_pre_ping": self.DB_PING_AFTER_IDLE_S == 0,

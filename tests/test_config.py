@@ -51,7 +51,7 @@ def test_pool_defaults_match_design(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE"):
         monkeypatch.delenv(name, raising=False)
     options = DevelopmentConfig().SQLALCHEMY_ENGINE_OPTIONS
-    assert (options["pool_size"], options["max_overflow"], options["pool_timeout"], options["pool_recycle"]) == (10, 20, 30, 3600)
+    assert (options["pool_size"], options["max_overflow"], options["pool_timeout"], options["pool_recycle"]) == (30, 0, 30, 3600)
 
 
 def test_non_integer_setting_is_rejected_with_the_variable_name(monkeypatch: pytest.MonkeyPatch) -> None:
