@@ -144,6 +144,7 @@ def register_extensions(app: Flask) -> None:
     pg.install_typecasters()
     db.init_app(app)
     with app.app_context():  # the engine exists now (no connection is opened)
+        pg.install_begin_with_first_statement(db.engine)
         pg.install_idle_ping(db.engine, app.config["DB_PING_AFTER_IDLE_S"])
         pg.install_prepared_statements(db.engine, app.config["DB_PREPARED_STATEMENTS"])
     register_migrations(app)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapper, Session
 
 from gad.errors import Conflict, ServiceUnavailable, ValidationProblem, problem_response
 from gad.extensions import WAITING_FOR_SESSION, db
-from gad.pg import Prepared
+from gad.pg import ALONE, Prepared
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,20 +68,14 @@ def read_row(statement: Prepared, params: dict[str, Any]) -> Row[Any] | None:
     spared the BEGIN and COMMIT round trips and the ORM session it would otherwise build for nothing.
     Anything the request does afterwards opens its transaction as usual.
 
-    Autocommit is psycopg2's own flag, set for the statement and cleared before the connection goes back:
-    SQLAlchemy's ``isolation_level`` execution option does the same through its isolation-level bookkeeping
-    on checkout and again on checkin, which cost a fifth of a GET of one tarea's CPU. SQLAlchemy's rollback
-    at close then finds no transaction and psycopg2 sends nothing."""
+    The statement runs alone through ``pg.ALONE``, an execution option (``pg.install_begin_with_first_statement``
+    then sends it without BEGIN, and SQLAlchemy's rollback at close finds no transaction to end): SQLAlchemy's
+    ``isolation_level`` option did the same through its isolation-level bookkeeping on checkout and again on
+    checkin, which cost a fifth of a GET of one tarea's CPU."""
     if db.session.registry.has():
         return statement.execute(db.session.connection(), params).first()
     with db.engine.connect() as connection:
-        dbapi_connection: Any = connection.connection.dbapi_connection  # psycopg2 connection
-        dbapi_connection.autocommit = True
-        try:
-            return statement.execute(connection, params).first()
-        finally:
-            if not dbapi_connection.closed:  # an invalidated connection (gad.pg: out of step) is closed already
-                dbapi_connection.autocommit = False
+        return statement.execute(connection.execution_options(**{ALONE: True}), params).first()
 
 
 def as_uuid(value: Any) -> Any:

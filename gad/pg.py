@@ -70,9 +70,16 @@ def install_idle_ping(engine: Engine, seconds: float) -> None:
     def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if time.monotonic() - record.info.get("idle_since", 0.0) < seconds:
             return
+        # In autocommit: a ping must not leave a transaction open behind the request's back (a read alone
+        # could then not switch the connection to autocommit, and a write would start inside it).
         try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
+            previous, dbapi_connection.autocommit = dbapi_connection.autocommit, True
+            try:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            finally:
+                if not dbapi_connection.closed:
+                    dbapi_connection.autocommit = previous
         except psycopg2.Error as exc:
             raise DisconnectionError(f"pooled connection failed its ping after idling: {exc}") from exc
 
@@ -257,3 +264,92 @@ class PreparedShapes:
 
     def __len__(self) -> int:
         return len(self._statements)
+
+
+# --- BEGIN sent with a transaction's first statement ---------------------------------------------------
+
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+# An execution option: this connection's statements run alone, each its own transaction (no BEGIN is sent).
+ALONE = "gad_alone"
+
+
+def install_begin_with_first_statement(engine: Engine) -> None:
+    """Open each transaction of ``engine`` with its first statement (``BEGIN; <statement>``, one round trip)
+    and end it only if the server has one open.
+
+    psycopg2 sends ``BEGIN`` on its own before a transaction's first statement — a round trip of its own on
+    every request that touches the database — and ``COMMIT`` whenever it believes it opened one, even when
+    the statement before already committed (the event log's append carries the request's COMMIT:
+    ``gad.realtime.events._append``). Here psycopg2 runs in autocommit, so it sends neither: a statement
+    SQLAlchemy runs in a transaction while the server has none open (libpq's ``transaction_status``, known
+    locally) carries the ``BEGIN`` (so ``now()`` and the snapshot are that statement's, as before), and commit
+    and rollback are sent only if the server has a transaction open. A connection SQLAlchemy runs in
+    ``AUTOCOMMIT``, or with the ``ALONE`` option (``db_session.read_row``), gets no ``BEGIN``. Savepoints, errors and the statement counters
+    see the same statements as before: only the text psycopg2 sends gains the prefix.
+
+    Exceptions, each sending its ``BEGIN`` alone first as psycopg2 did: an ``executemany`` (the prefix would
+    run once per row) and a server-side cursor (its statement is wrapped in ``DECLARE``); such cursors are
+    declared ``WITH HOLD``, which psycopg2 requires on a connection in autocommit (within the transaction
+    they behave as before; one still open at commit keeps its rows, so every reader consumes or closes it).
+    While SQLAlchemy has psycopg2 out of autocommit (resetting an isolation level), psycopg2 runs and ends
+    its own transactions as it did."""
+
+    def autocommit(dbapi_connection: Any, *_: Any) -> None:
+        if not dbapi_connection.autocommit:
+            dbapi_connection.autocommit = True
+
+    def opens(cursor: Any, context: Any) -> bool:
+        """Whether this statement must open the transaction SQLAlchemy is in."""
+        connection = cursor.connection
+        options = context.execution_options
+        return bool(
+            connection.autocommit and connection.info.transaction_status == _IDLE and not options.get(ALONE) and options.get("isolation_level") != "AUTOCOMMIT"
+        )
+
+    def begin_alone(cursor: Any, context: Any) -> None:
+        if opens(cursor, context):
+            with cursor.connection.cursor() as plain:
+                plain.execute("BEGIN")
+
+    def execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        if cursor.name is not None:  # a server-side cursor: DECLARE wraps the statement
+            begin_alone(cursor, context)
+            cursor.withhold = True
+            return False
+        if not opens(cursor, context):
+            return False
+        cursor.execute("BEGIN; " + statement, parameters)
+        return True
+
+    def execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
+        if cursor.name is not None:
+            return execute(cursor, statement, None, context)
+        if not opens(cursor, context):
+            return False
+        cursor.execute("BEGIN; " + statement)
+        return True
+
+    def execute_many(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        begin_alone(cursor, context)
+        return False
+
+    def end(command: str) -> Callable[[Any], None]:
+        def send(proxied: Any) -> None:
+            dbapi_connection = getattr(proxied, "dbapi_connection", proxied)
+            if not dbapi_connection.autocommit:
+                getattr(dbapi_connection, command.lower())()  # psycopg2's own transaction: it ends it
+            elif dbapi_connection.info.transaction_status != _IDLE:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute(command)
+
+        return send
+
+    # First among the checkout listeners: the idle ping (install_idle_ping) must not open psycopg2's own BEGIN.
+    event.listen(engine, "connect", autocommit)
+    event.listen(engine, "checkout", autocommit, insert=True)
+    event.listen(engine, "do_execute", execute)
+    event.listen(engine, "do_execute_no_params", execute_no_params)
+    event.listen(engine, "do_executemany", execute_many)
+    # SQLAlchemy calls these inside its error handling, so a failing COMMIT is wrapped (IntegrityError, ...) as before.
+    setattr(engine.dialect, "do_commit", end("COMMIT"))  # noqa: B010 - an instance attribute, for this engine only
+    setattr(engine.dialect, "do_rollback", end("ROLLBACK"))  # noqa: B010

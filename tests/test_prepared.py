@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,7 @@ from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Usuario
-from gad.services import tarea_json
+from gad.services import auth, tarea_json
 from tests.builders import Builders
 from tests.conftest import LiveServer
 from tests.helpers import sent_to
@@ -46,6 +48,7 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
     admin, agente = build.usuario(3), build.usuario(1)
     tarea = build.tarea(admin, codigo="PREP-1", delegado_usuario_id=agente.id)
     build.efectivo(usuario_id=agente.id, unidad="PREP", nombre="Prep Uno")
+    principal_name, principal_prepared = auth._PRINCIPAL._compile()[0], 0
     for reader in (admin, agente):
         headers = build.headers(reader)
         for path in (p.format(id=tarea.id) for p in PATHS + (SUPERVISOR_PATHS if reader is admin else ())):
@@ -58,10 +61,15 @@ def test_each_read_is_prepared_once_per_connection_then_executed_by_name(app_wit
             # The same document either way (the ETag too): the prepared path changes how, not what.
             assert first.get_data() == second.get_data() == expected.get_data(), path
             assert first.headers.get("ETag") == expected.headers.get("ETag")
-            prepares = [s for s in sent if s.startswith("PREPARE ")]
-            executes = [s for s in sent if s.startswith("EXECUTE ")]
+            # The caller's own statement (auth: the usuario read where the token cache has no entry yet) is prepared
+            # too, once for the whole test; the read's own statement is what is counted here.
+            principal = [s for s in sent if principal_name in s]
+            principal_prepared += sum(s.startswith("PREPARE ") for s in principal)
+            prepares = [s for s in sent if s.startswith("PREPARE ") and s not in principal]
+            executes = [s for s in sent if s.startswith("EXECUTE ") and s not in principal]
             assert len(prepares) <= 1 and len(executes) == 2, (path, sent)  # at most once: an earlier path may share it
             assert not [s for s in sent_plain if s.startswith(("PREPARE ", "EXECUTE "))], sent_plain
+    assert principal_prepared == 1
 
 
 def test_ids_no_row_can_have_never_reach_the_database(app_with: Callable[..., Flask], build: Builders) -> None:
@@ -134,7 +142,9 @@ def test_a_connection_past_its_statement_limit_drops_them_and_goes_on(app_with: 
 def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
     app_with: Callable[..., Flask], build: Builders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 2)
+    # Room for the two statements every request here runs (the caller's usuario, auth._PRINCIPAL, and the tarea
+    # read) and one list shape at a time: the four list shapes come and go through that one slot.
+    monkeypatch.setattr(pg, "MAX_PREPARED_PER_CONNECTION", 3)
     monkeypatch.setattr(tarea_json, "_PAGES", pg.PreparedShapes(2))  # two shapes, and none an earlier test left
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
@@ -194,14 +204,29 @@ def test_a_read_before_the_request_opens_its_transaction_runs_alone_in_autocommi
             event.remove(db.engine, "after_cursor_execute", transaction_state)
 
 
+def next_statement_opens_a_transaction() -> None:
+    """The pool's connection (a pool of one, in an app context) has nothing open, and a statement SQLAlchemy runs
+    in a transaction opens one on the server."""
+    with db.engine.connect() as connection:
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE  # nothing left open
+        connection.exec_driver_sql("SELECT 1")
+        assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
+        connection.rollback()
+        assert dbapi_connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+
+
 def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Callable[..., Flask], build: Builders) -> None:
-    """The read alone sets psycopg2's autocommit for its statement only: a connection going back to the pool in
-    autocommit would turn the next request's writes into statements committed one by one. Also when the
-    statement fails, and when the connection was replaced (out of step with its statements)."""
+    """The read alone runs its statement without a transaction: a connection going back to the pool with that
+    state would turn the next request's writes into statements committed one by one. The next transactional
+    statement on the same connection opens its transaction (psycopg2 runs in autocommit and GAD sends the
+    BEGIN with that statement, gad.pg.install_begin_with_first_statement). Also when the read fails, and when
+    the connection was replaced (out of step with its statements)."""
     app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0)
     admin = build.usuario(3)
     tarea = build.tarea(admin)
     failing = pg.Prepared(text("SELECT 1 / CAST(:zero AS integer)"))
+
     with app.app_context():
         reader = db.session.get(Usuario, admin.id)
         assert reader is not None
@@ -210,24 +235,44 @@ def test_a_read_alone_hands_its_connection_back_out_of_autocommit(app_with: Call
         assert tarea_json.tarea_json(reader, tarea.id)
         with pytest.raises(DataError):  # division by zero, raised by PostgreSQL
             read_row(failing, {"zero": 0})
+        next_statement_opens_a_transaction()
         raw = _the_only_connection(app)
         try:
-            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
-            with raw.cursor() as cursor:  # and so a statement on it opens a transaction
-                cursor.execute("SELECT 1")
-            assert raw.dbapi_connection.info.transaction_status == TRANSACTION_STATUS_INTRANS
-            raw.rollback()
             raw.info[pg._PREPARED_KEY].clear()  # out of step: the next read is a 503 and replaces the connection
         finally:
             raw.close()
         with pytest.raises(OperationalError):  # answered 503 at the edge
             tarea_json.tarea_json(reader, tarea.id)
         assert tarea_json.tarea_json(reader, tarea.id)
-        raw = _the_only_connection(app)
+        next_statement_opens_a_transaction()
+
+
+def test_a_read_alone_on_a_connection_pinged_after_idling(app_with: Callable[..., Flask], build: Builders) -> None:
+    """The idle ping (gad.pg.install_idle_ping) runs on checkout, before the read: it must leave no transaction
+    open (with psycopg2 out of autocommit, its SELECT 1 opened one, and a read alone then failed: a 500)."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_PING_AFTER_IDLE_S=0.2)
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    with app.app_context():
+        reader = db.session.get(Usuario, admin.id)
+        assert reader is not None
+        db.session.expunge_all()
+        db.session.remove()
+        idled: list[float] = []
+
+        def idle_at_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            idled.append(time.monotonic() - record.info["idle_since"])
+
+        event.listen(db.engine, "checkout", idle_at_checkout)
         try:
-            assert raw.dbapi_connection is not None and raw.dbapi_connection.autocommit is False
+            for _ in range(3):
+                time.sleep(0.3)  # idle past the threshold: the next checkout pings
+                assert json.loads(tarea_json.tarea_json(reader, tarea.id)[0])["id"] == tarea.id
+                assert json.loads(tarea_json.page_json(reader, {"sort": None}, 5, 0))["total"] >= 1
         finally:
-            raw.close()
+            event.remove(db.engine, "checkout", idle_at_checkout)
+        assert len([seconds for seconds in idled if seconds >= 0.2]) >= 3, idled  # the pings were due
+        next_statement_opens_a_transaction()
 
 
 def _answer(call: Callable[..., Any]) -> Any:

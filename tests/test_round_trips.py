@@ -9,12 +9,17 @@ where the change's own statement takes the ids (a create).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg2.extensions
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
+from gad.extensions import db
+from gad.services import auth
 from tests.builders import Builders
 from tests.helpers import sent_to
 
@@ -50,7 +55,7 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
     # decided by the INSERT itself (one statement, prepared); the event log's append with the COMMIT (one round
     # trip). What they say is checked in plain SQL below.
     assert created.status_code == 201 and len(_per_request(sent)) <= 3 and _per_request(sent)[1].startswith("EXECUTE "), sent
-    assert _per_request(sent)[2].rstrip().endswith("COMMIT; BEGIN"), sent
+    assert _per_request(sent)[2].rstrip().endswith("; COMMIT"), sent
     tarea_id = created.get_json()["id"]
 
     assigned, sent = _sent_by(statements, lambda: client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers))
@@ -78,7 +83,7 @@ def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_on
     assert created.status_code == 201 and len(sent) <= 3, sent
     assert sum("eventos_contador" in s for s in sent) == 2 and "INSERT INTO tareas" in sent[1] and "eventos_contador" in sent[1], sent
     assert sum("INSERT INTO eventos" in s for s in sent) == 1 and "pg_notify" in sent[2] and "INSERT INTO eventos" in sent[2], sent
-    assert sent[2].rstrip().endswith("; COMMIT; BEGIN"), sent  # the commit travels with the append
+    assert sent[2].rstrip().endswith("; COMMIT"), sent  # the commit travels with the append
 
 
 def test_lists_are_one_statement_each(client: FlaskClient, build: Builders, statements: list[str]) -> None:
@@ -99,3 +104,76 @@ def test_lists_are_one_statement_each(client: FlaskClient, build: Builders, stat
     ):
         listed, sent = _sent_by(statements, lambda path=path: client.get(path, headers=headers))
         assert listed.status_code == 200 and len(_per_request(sent)) <= 2, (path, sent)
+
+
+class _Wire(psycopg2.extensions.cursor):
+    """A psycopg2 cursor that records what it sends and whether psycopg2 was in autocommit (then psycopg2 sent
+    no BEGIN or COMMIT of its own: every round trip went through a cursor's execute)."""
+
+    sent: list[tuple[str, bool]] = []
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        _Wire.sent.append((str(query), bool(self.connection.autocommit)))
+        return super().execute(query, vars)
+
+
+@contextmanager
+def _on_the_wire(app: Flask) -> Iterator[list[tuple[str, bool]]]:
+    with app.app_context():
+        engine = db.engine
+
+    def record(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = _Wire
+
+    def stop(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.cursor_factory = psycopg2.extensions.cursor
+
+    _Wire.sent = []
+    event.listen(engine, "checkout", record)
+    event.listen(engine, "checkin", stop)
+    try:
+        yield _Wire.sent
+    finally:
+        event.remove(engine, "checkout", record)
+        event.remove(engine, "checkin", stop)
+
+
+def test_a_create_reaches_postgresql_in_three_round_trips_its_begin_and_commit_included(client: FlaskClient, build: Builders, app: Flask) -> None:
+    """What psycopg2 sends, BEGIN and COMMIT included (gad.pg.install_begin_with_first_statement): the transaction
+    opens with the caller's re-check and closes with the event log's append; psycopg2 sends nothing of its own."""
+    headers = build.headers(build.usuario(2))
+    body = {"titulo": "Contar idas y vueltas", "tipo": "patrullaje"}
+    client.post("/api/v1/tasks", json=body | {"codigo": "RT-W0"}, headers=headers)  # warm: statements prepared
+    with _on_the_wire(app) as sent:
+        created = client.post("/api/v1/tasks", json=body | {"codigo": "RT-W1"}, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    assert len(sent) == 3 and all(autocommit for _, autocommit in sent), sent
+    assert sent[0][0].startswith("BEGIN; EXECUTE ") and auth._PRINCIPAL._compile()[0] in sent[0][0], sent  # the caller
+    assert sent[1][0].startswith("EXECUTE "), sent
+    assert sent[2][0].rstrip().endswith("; COMMIT") and "pg_notify" in sent[2][0], sent
+
+    # A taken codigo: the same two statements, then ROLLBACK, and the connection is left with no transaction open.
+    with _on_the_wire(app) as sent:
+        taken = client.post("/api/v1/tasks", json=body | {"codigo": "RT-W1"}, headers=headers)
+    assert taken.status_code == 409
+    assert [query.split(";")[0] for query, _ in sent][-1] == "ROLLBACK" and len(sent) == 3, sent
+    with app.app_context(), db.engine.connect() as connection:
+        assert connection.connection.dbapi_connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE  # type: ignore[union-attr]
+        assert connection.exec_driver_sql("SELECT count(*) FROM tareas WHERE codigo IN ('RT-W0', 'RT-W1')").scalar() == 2
+
+
+def test_a_transaction_without_a_statement_sends_nothing_and_a_savepoint_can_open_one(app: Flask) -> None:
+    """SQLAlchemy's begin costs nothing until a statement runs; a SAVEPOINT as first statement opens the transaction
+    with it, and what it wrote is rolled back with the transaction."""
+    with app.app_context(), _on_the_wire(app) as sent, db.engine.connect() as connection:
+        connection.begin()
+        connection.commit()
+        assert sent == []
+        with connection.begin():
+            with connection.begin_nested():
+                connection.exec_driver_sql("CREATE TEMP TABLE wire_probe (x int)")
+            assert connection.connection.dbapi_connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE  # type: ignore[union-attr]
+            connection.rollback()
+        assert connection.exec_driver_sql("SELECT to_regclass('pg_temp.wire_probe') IS NULL").scalar() is True
+    assert sent[0][0].startswith("BEGIN; SAVEPOINT"), sent
+    assert [query.split()[0] for query, _ in sent[:4]] == ["BEGIN;", "CREATE", "RELEASE", "ROLLBACK"], sent

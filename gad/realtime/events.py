@@ -3,8 +3,9 @@
 Ordering mechanism (docs/ARCHITECTURE.md §3): ids are not taken from a sequence, because a sequence hands out ids at
 insert time and a slow transaction can commit id 7 after a fast one committed id 8 — a reader that saw 8
 would then skip 7 for ever; and a rolled-back transaction would leave a hole. Instead, pending events
-are written at *commit time* (SQLAlchemy ``before_commit``): the transaction increments the single row
-of ``eventos_contador`` (``UPDATE ... RETURNING``), which row-locks it until commit or rollback. So
+are written at *commit time* (SQLAlchemy ``before_commit``): the transaction locks the single row of
+``eventos_contador`` (``SELECT ... FOR UPDATE``) until commit or rollback, numbers its events from the
+``last_id`` it read, and writes the new ``last_id`` and chain head with the events (one UPDATE). So
 transactions that write events commit one at a time in id order, a rollback gives its ids back, and
 the counter keeps increasing even after old events are pruned. The lock is held only for the last
 moments of a transaction. A writer whose last statement makes the change an event reports (a create) may take
@@ -108,16 +109,20 @@ def _tally_key(actor_id: int | None, payload: SecurityEvent) -> tuple[str, str] 
 # A CTE a writer may put in the statement that makes its change, taking that change's one event id there instead
 # of in a statement of its own at commit (``took_ids``). ``{source}`` names a CTE of the same statement: the id
 # is taken only if it produced a row, and only after it did (the EXISTS needs its result first), so a change
-# that waits on another transaction's row never holds the counter while it waits.
-TAKE_ONE_ID_CTE = "UPDATE eventos_contador SET last_id = last_id + 1 WHERE id = 1 AND EXISTS (SELECT FROM {source}) RETURNING last_id, last_hash"
+# that waits on another transaction's row never holds the counter while it waits. It locks the counter's row
+# and reads it (the next id, the chain head) without writing it: the append writes the new last_id and head in
+# its one UPDATE. Under READ COMMITTED a FOR UPDATE that waited reads the row as its holder committed it, as an
+# UPDATE would have, so ids stay gapless and in commit order.
+TAKE_ONE_ID_CTE = "SELECT last_id + 1 AS last_id, last_hash FROM eventos_contador WHERE id = 1 AND EXISTS (SELECT FROM {source}) FOR UPDATE"
 
 
 def took_ids(session: Session, last_id: int, last_hash: str, count: int) -> None:
-    """A statement of this transaction took ``count`` event ids itself (``TAKE_ONE_ID_CTE``): the counter now
-    stands at ``last_id`` and its row is locked until this transaction ends, so the events queued by commit
-    take these ids without another round trip. For the last change of a transaction only: from here to its
-    commit, every other writer of events waits (a write that then waited on a row lock could deadlock). Not
-    inside a SAVEPOINT: a rolled-back savepoint would give the ids back behind this record's back."""
+    """A statement of this transaction took ``count`` event ids itself (``TAKE_ONE_ID_CTE``), the last of them
+    ``last_id``: the counter's row is locked until this transaction ends, so the events queued by commit take
+    the ids from ``last_id - count + 1`` on without another round trip. For the last change of a transaction
+    only: from here to its commit, every other writer of events waits (a write that then waited on a row lock
+    could deadlock). Not inside a SAVEPOINT: a rolled-back savepoint would release the lock behind this
+    record's back."""
     session.info[_TAKEN_KEY] = (last_id - count, last_hash, count)
 
 
@@ -129,16 +134,14 @@ def _write_pending_events(session: Session) -> None:
         return
     session.flush()
     if taken is None:
-        row = _TAKE_SQL.execute(session.connection(), {"n": len(pending)}).first()
+        row = _TAKE_SQL.execute(session.connection(), {}).first()
         if row is None:
             raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
-        last_id, prev_hash = int(row[0]) - len(pending), str(row[1])
+        last_id, prev_hash = int(row[0]), str(row[1])
     else:
-        last_id, prev_hash, count = taken
-        if count != len(pending):
-            # More events were queued than ids taken, or fewer: this transaction holds the counter's row, so
-            # moving it by the difference keeps the ids gapless.
-            _TAKE_SQL.execute(session.connection(), {"n": len(pending) - count})
+        # However many ids the statement took, the counter was only locked: the events queued are numbered on from
+        # where it stood, and the append sets it to the last of them (none queued: it never moved).
+        last_id, prev_hash, _ = taken
         if not pending:
             return
     now = utcnow()
@@ -165,7 +168,7 @@ def _write_pending_events(session: Session) -> None:
     # of work for them cost more than the statement.
     # The notification names the new head and the topics (gad.realtime.hub._skip_unwatched).
     notice = f"{last_id + len(pending)} {','.join(sorted({item.topic for item in pending}))}"
-    _append(session, {"rows": json.dumps(rows), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
+    _append(session, {"rows": json.dumps(rows), "last": last_id + len(pending), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
@@ -174,7 +177,7 @@ def _write_pending_events(session: Session) -> None:
 
 
 # Both prepared once per connection (gad.pg.Prepared): every write of the service runs them.
-_TAKE_SQL = Prepared(text("UPDATE eventos_contador SET last_id = last_id + :n WHERE id = 1 RETURNING last_id, last_hash"))
+_TAKE_SQL = Prepared(text("SELECT last_id, last_hash FROM eventos_contador WHERE id = 1 FOR UPDATE"))
 _APPEND_SQL = Prepared(
     text(
         """
@@ -186,7 +189,7 @@ _APPEND_SQL = Prepared(
             payload jsonb, created_at timestamptz, prev_hash text, hash text)
         RETURNING 1
     )
-    UPDATE eventos_contador SET last_hash = :h WHERE id = 1
+    UPDATE eventos_contador SET last_id = :last, last_hash = :h WHERE id = 1
     RETURNING pg_notify(:channel, :payload)
     """
     )
@@ -199,24 +202,30 @@ def _append(session: Session, params: dict[str, Any]) -> None:
     From the statement that takes the counter to COMMIT every other writer of events waits: sending the append
     and the COMMIT apart kept the counter's row locked for a round trip more, plus the wait for this greenlet's
     next turn, which under load capped creates below the worker's CPU (measured: docs/BENCHMARKS.md). The
-    statement ends ``; COMMIT; BEGIN``: PostgreSQL commits there, and SQLAlchemy's own COMMIT that follows ends
-    the empty transaction the BEGIN opened (psycopg2 still believes the first one open). Only at the outermost
-    commit of a request's session, on a connection that is in a transaction: a savepoint's release (its
-    ``before_commit`` runs this too) must not commit the transaction around it. After this hook nothing else is
-    written: the session was flushed before it and no other ``before_commit`` listener writes."""
+    statement ends ``; COMMIT``: PostgreSQL commits there, and SQLAlchemy's own commit that follows sends
+    nothing, since the server reports no transaction open (``gad.pg.install_begin_with_first_statement``). On a
+    connection where psycopg2 runs its own transaction (not in autocommit) it ends ``; COMMIT; BEGIN`` instead:
+    psycopg2 will send its COMMIT regardless, and it then ends an empty transaction. Only at the outermost commit
+    of a request's session, in a transaction: a savepoint's release (its ``before_commit`` runs this too) must
+    not commit the transaction around it. After this hook nothing else is written: the session was flushed
+    before it and no other ``before_commit`` listener writes."""
     connection = session.connection()
     dbapi_connection = connection.connection.dbapi_connection
-    if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None and not dbapi_connection.autocommit:
-        connection.exec_driver_sql(_append_and_commit(), params)
-    else:
-        _APPEND_SQL.execute(connection, params)
+    if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None:
+        if not dbapi_connection.autocommit:
+            connection.exec_driver_sql(_append_and_commit() + "; BEGIN", params)
+            return
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql(_append_and_commit(), params)
+            return
+    _APPEND_SQL.execute(connection, params)
 
 
 @functools.cache
 def _append_and_commit() -> str:
     from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
-    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT; BEGIN"
+    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT"
 
 
 def _jsonable(payload: dict[str, Any]) -> Any:

@@ -18,10 +18,11 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
 
 from gad import metrics, policy, throttle
-from gad.db_session import loaded
+from gad.db_session import as_uuid, loaded
 from gad.errors import CurrentPasswordRejected, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
+from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import events
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
@@ -189,12 +190,16 @@ def decode_token(token: str) -> dict[str, Any]:
 
 # Built once: constructing the statement on every request cost more than running it. Plain table columns run on
 # the connection, not an ORM query: a write re-reads its caller on every request, and the ORM's per-execution
-# compile state and row loading cost three times the round trip. The usuario is then built as ``_attach`` does.
+# compile state and row loading cost three times the round trip. Prepared once per connection (gad.pg.Prepared):
+# SQLAlchemy's cache key for the select, walked on every execution, cost more than the EXECUTE. The usuario is
+# then built as ``_attach`` does.
 _USUARIO_TABLE = Usuario.__table__
-_PRINCIPAL = select(
-    *(_USUARIO_TABLE.c[attr.columns[0].name] for attr in inspect(Usuario).column_attrs),
-    select(TokenRevocado.jti).where(TokenRevocado.jti == bindparam("jti")).exists(),
-).where(_USUARIO_TABLE.c.id == bindparam("usuario_id"))
+_PRINCIPAL = Prepared(
+    select(
+        *(_USUARIO_TABLE.c[attr.columns[0].name] for attr in inspect(Usuario).column_attrs),
+        select(TokenRevocado.jti).where(TokenRevocado.jti == bindparam("jti")).exists(),
+    ).where(_USUARIO_TABLE.c.id == bindparam("usuario_id"))
+)
 
 
 def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario, dict[str, Any]]:
@@ -215,10 +220,11 @@ def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario,
     except (TypeError, ValueError):
         raise Unauthorized("The token is invalid.") from None
     # One round trip: the usuario and whether this token was logged out.
-    row = db.session.connection().execute(_PRINCIPAL, {"jti": str(claims["jti"]), "usuario_id": usuario_id}).first()
+    row = _PRINCIPAL.execute(db.session.connection(), {"jti": str(claims["jti"]), "usuario_id": usuario_id}).first()
     if row is None or row[-1]:
         raise Unauthorized("The token has been revoked; log in again.")
     values = dict(zip(_USUARIO_KEYS, row, strict=False))
+    values["uuid"] = as_uuid(values["uuid"])  # a prepared statement's uuid comes as psycopg2 reads it
     if not values["activo"] or claims.get("tv") != values["token_version"]:
         raise Unauthorized("The token has been revoked; log in again.")
     if reuse:
