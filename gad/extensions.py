@@ -31,7 +31,8 @@ class RequestSession(FlaskSQLAlchemySession):
 
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "class_": RequestSession})
 sock = Sock()
-cache = Cache()
+# No template uses Flask-Caching's {% cache %} tag: without it, a worker imports neither the tag nor jinja2.ext.
+cache = Cache(with_jinja2_ext=False)
 # Limits are declared per route; storage (Redis, else PostgreSQL) is chosen in the factory from REDIS_URL.
 # No X-RateLimit-*/Retry-After on every response: a successful login must not carry a Retry-After;
 # a 429 gets its Retry-After from the error handler. Flask-Limiter itself is imported on first use.

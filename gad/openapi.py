@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from gad.schemas.common import Problem
+from gad.schemas.common import Page, Problem
 
 SHIPPED_DOCUMENT = Path(__file__).resolve().parent / "openapi.json"
 
@@ -41,6 +41,21 @@ def _spec() -> Any:
             SecurityScheme(name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer", bearer_format="JWT")),
         ],
     )
+
+
+class PageOf:
+    """``Page[item]`` as a ``documented`` response, parametrised only when the document is generated: a
+    parametrised generic model is built in full (validator and serializer, the item's schema included), ~1 ms
+    each that a serving worker paid at import for a document it serves from a file."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: type[Any]) -> None:
+        self.item = item
+
+    def resolve(self) -> Any:
+        generic: Any = Page  # parametrised with a value, which mypy would read as a type expression
+        return generic[self.item]
 
 
 BEARER: dict[str, list[str]] = {"bearer": []}
@@ -85,7 +100,7 @@ def _describe(view: Callable[..., Any]) -> None:
         json=doc["json"],
         form=doc["form"],
         query=doc["query"],
-        resp=Response(**doc["codes"]),
+        resp=Response(**{code: schema.resolve() if isinstance(schema, PageOf) else schema for code, schema in doc["codes"].items()}),
         tags=doc["tags"],
         security=doc["security"],
         skip_validation=True,

@@ -13,8 +13,7 @@ reads and answers their own notifications, and supervisors also read anyone's (t
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gad.errors import Forbidden
 from gad.models import Usuario
@@ -143,8 +142,7 @@ def visible_topics(actor: Usuario) -> set[str]:
     return {topic for topic, nivel in TOPIC_MIN_NIVEL.items() if actor.nivel >= nivel}
 
 
-@dataclass(frozen=True)
-class SubscriptionDecision:
+class SubscriptionDecision(NamedTuple):
     granted: set[str]  # topics the request may add or remove
     unknown: set[str]  # no such topic
     forbidden: set[str]  # a topic this usuario's nivel may not see
@@ -176,8 +174,7 @@ def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
 TAREA_TOPICS = frozenset({"tareas", "emergencias"})
 
 
-@dataclass(frozen=True)
-class TareaNow:
+class TareaNow(NamedTuple):
     """What the read rule needs to know about a tarea as it is now (None in a map: deleted or gone)."""
 
     delegado_id: int | None

@@ -23,8 +23,7 @@ revocation committed can never be cached after it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gad import metrics
 
@@ -32,8 +31,7 @@ MAX_ENTRIES = 10_000
 INVALIDATING_TOPICS = frozenset({"usuarios", "seguridad"})
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     principal: Any  # what the verification established (the usuario's column values and the claims)
     valid_until: float  # time.monotonic(); never past the token's own expiry
 

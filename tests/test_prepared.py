@@ -157,7 +157,7 @@ def test_the_statement_in_use_stays_prepared_while_rarer_ones_come_and_go(
             assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
             listed = client.get(path, headers=headers)
             assert listed.status_code == 200 and listed.get_json()["total"] == 1, (path, listed.get_json())
-    one = tarea_json._ONE_SUPERVISOR._compile()[1]
+    one = tarea_json._one()[0]._compile()[1]
     assert sent.count(one) <= 1  # the tarea read, used between every list, was never dropped
     assert len(tarea_json._PAGES) <= 2  # and the process keeps only the list shapes in recent use
 

@@ -1,4 +1,4 @@
-"""A serving worker's start-up does only what serving needs: the collector spared the import, Flask-Limiter at first use."""
+"""A serving worker's start-up does only what serving needs: the collector spared the import, Flask-Limiter, rare statements and bcrypt at first use, no annotation eval'd."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def test_the_command_line_binds_the_limiter_at_once_for_flask_limiters_own_comma
 
 
 def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None:
-    # Each validator and serializer is built the first time its schema is used (defer_build), never at import.
-    # Page is the exception pydantic makes: parametrising a generic model (Page[EfectivoOut]) completes it.
+    # Each validator and serializer is built the first time its schema is used (defer_build), never at import;
+    # a parametrised Page (Page[EfectivoOut]), which pydantic builds in full, only by the API document's
+    # generation (gad.openapi.PageOf) or the first request that answers one.
     probe = (
         "import wsgi; from pydantic import BaseModel\n"
         "def below(c):\n"
@@ -63,8 +64,36 @@ def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None
         "        yield s\n"
         "        yield from below(s)\n"
         "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
-        "assert built <= {'gad.schemas.common.Page'}, sorted(built)\n"
+        "assert not built, sorted(built)\n"
         "import gad.schemas.common as common; assert common.Problem.model_validate({'type': 'about:blank', 'title': 't', 'status': 400, 'detail': 'd'}).status == 400\n"
+    )
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_worker_leaves_to_first_use_what_few_requests_need_and_evaluates_no_annotation_strings() -> None:
+    # What a worker's import no longer does (issue 18 item 5): the tarea, efectivo and evento JSON statements
+    # are built by the first request that runs them; bcrypt is loaded by the first carried-over hash a login
+    # checks; no template uses Flask-Caching's {% cache %} tag, so jinja2.ext is not loaded. And the mapped
+    # classes and schemas hold their annotations as objects: as strings (``from __future__ import annotations``)
+    # SQLAlchemy and pydantic eval'd each one at import, ~85 M instructions per worker boot.
+    probe = (
+        "import sys, wsgi\n"
+        "from gad.services import audit, efectivos, tarea_json\n"
+        "lazy = (tarea_json._one, tarea_json._historial, tarea_json._page_object, efectivos._page_item, audit._event_item)\n"
+        "assert all(f.cache_info().currsize == 0 for f in lazy), [f.__qualname__ for f in lazy if f.cache_info().currsize]\n"
+        "assert not {'bcrypt', 'jinja2.ext'} & set(sys.modules), sorted({'bcrypt', 'jinja2.ext'} & set(sys.modules))\n"
+        "from pydantic import BaseModel\n"
+        "from gad.models import Base\n"
+        "def below(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from below(s)\n"
+        "classes = [m.class_ for m in Base.registry.mappers] + [c for c in below(BaseModel) if c.__module__.startswith('gad.schemas')]\n"
+        "assert len(classes) > 100, len(classes)\n"
+        "strings = sorted(f'{c.__module__}.{c.__qualname__}.{n}' for c in classes for n, a in vars(c).get('__annotations__', {}).items() if isinstance(a, str))\n"
+        "assert not strings, strings\n"
     )
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

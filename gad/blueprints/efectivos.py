@@ -6,8 +6,7 @@ from flask import Blueprint, Response, url_for
 
 from gad.blueprints.http import idempotent, if_match_version, json_response, parse_json, parse_query, raw_json, resource_response
 from gad.models import Efectivo
-from gad.openapi import documented
-from gad.schemas.common import Page
+from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
 from gad.schemas.efectivos import DisponibilidadIn, EfectivoIn, EfectivoOut, EfectivoPatch, EfectivoQuery, UbicacionIn
 from gad.security import current_user, require_authentication
@@ -23,7 +22,7 @@ def _out(efectivo: Efectivo, status: int = 200, *, created: bool = False) -> Res
 
 
 @bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
-@documented(tags=("efectivos",), query=EfectivoQuery, resp={"HTTP_200": Page[EfectivoOut]})
+@documented(tags=("efectivos",), query=EfectivoQuery, resp={"HTTP_200": PageOf(EfectivoOut)})
 def list_efectivos() -> Response:
     query = parse_query(EfectivoQuery, list_fields=("estado_disponibilidad",))
     # PostgreSQL builds the page's JSON (tests/test_list_json.py holds it equal to Page[EfectivoOut]).

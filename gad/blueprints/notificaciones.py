@@ -6,7 +6,7 @@ from flask import Blueprint, Response, url_for
 
 from gad.blueprints.http import idempotent, json_response, parse_json, parse_query
 from gad.models import Alerta
-from gad.openapi import documented
+from gad.openapi import PageOf, documented
 from gad.schemas.common import Page, PageQuery
 from gad.schemas.notificaciones import AckIn, AlertaIn, AlertaOut, NotificacionOut, NotificacionPage, NotificacionQuery
 from gad.security import current_user, require_authentication
@@ -53,7 +53,7 @@ def _alerta_out(alerta: Alerta, *, detail: bool, status: int = 200) -> Response:
 
 
 @bp.get("/alertas")
-@documented(tags=("notificaciones",), query=AlertaQuery, resp={"HTTP_200": Page[AlertaOut]})
+@documented(tags=("notificaciones",), query=AlertaQuery, resp={"HTTP_200": PageOf(AlertaOut)})
 def list_alertas() -> Response:
     query = parse_query(AlertaQuery)
     items, total = alertas.list_alertas(current_user(), query.abiertas, query.limit, query.offset)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query, raw_json, resource_response
-from gad.openapi import documented
-from gad.schemas.common import Page
+from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
 from gad.security import current_user, require_authentication
@@ -23,7 +22,7 @@ def _out(row: TareaRow, status: int = 200, *, created: bool = False) -> Response
 
 
 @bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
-@documented(tags=("tareas",), query=TareaQuery, resp={"HTTP_200": Page[TareaOut]})
+@documented(tags=("tareas",), query=TareaQuery, resp={"HTTP_200": PageOf(TareaOut)})
 def list_tareas() -> Response:
     query = parse_query(TareaQuery, list_fields=("estado", "tipo"))
     filters = query.model_dump(exclude={"limit", "offset"})

@@ -12,7 +12,7 @@ from gad.blueprints.http import etag, idempotent, if_match_version, json_respons
 from gad.blueprints.pages import _login_redirect, _page_user, _render
 from gad.errors import ValidationProblem
 from gad.models import Licencia, Turno
-from gad.openapi import documented
+from gad.openapi import PageOf, documented
 from gad.policy import is_supervisor
 from gad.schemas.common import Page
 from gad.schemas.turnos import (
@@ -46,7 +46,7 @@ def _licencia(licencia: Licencia) -> LicenciaOut:
 
 
 @bp.get("/turnos")
-@documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": Page[TurnoOut]})
+@documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": PageOf(TurnoOut)})
 def list_turnos() -> Response:
     q = parse_query(AgendaQuery)
     items, total = turnos.list_turnos(current_user(), efectivo_id=q.efectivo_id, unidad=q.unidad, desde=q.desde, hasta=q.hasta, limit=q.limit, offset=q.offset)
@@ -98,7 +98,7 @@ def delete_turno(turno_id: int) -> Response:
 
 
 @bp.get("/licencias")
-@documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": Page[LicenciaOut]})
+@documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": PageOf(LicenciaOut)})
 def list_licencias() -> Response:
     q = parse_query(AgendaQuery)
     items, total = turnos.list_licencias(current_user(), efectivo_id=q.efectivo_id, desde=q.desde, hasta=q.hasta, limit=q.limit, offset=q.offset)

@@ -9,8 +9,7 @@ from gad.blueprints.http import etag, if_match_version, parse_json, parse_query,
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.net import client_address
-from gad.openapi import documented
-from gad.schemas.common import Page
+from gad.openapi import PageOf, documented
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
 from gad.services import auth, usuarios
@@ -38,7 +37,7 @@ def me() -> Response:
 
 
 @bp.get("", strict_slashes=False)  # GRUPO_GAD clients add a slash: same answer, no redirect
-@documented(tags=("usuarios",), query=UsuarioQuery, resp={"HTTP_200": Page[UsuarioOut]})
+@documented(tags=("usuarios",), query=UsuarioQuery, resp={"HTTP_200": PageOf(UsuarioOut)})
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
     # PostgreSQL builds the page's JSON, personal fields left out as _out does (tests/test_list_json.py).

@@ -1,7 +1,5 @@
 """Declarative base with a constraint naming convention (stable migration names) and time helpers."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Integer, MetaData

@@ -1,7 +1,5 @@
 """Efectivos: field personnel, their availability and last known position."""
 
-from __future__ import annotations
-
 import uuid as uuid_lib
 from datetime import datetime
 from typing import Any

@@ -1,7 +1,5 @@
 """The append-only event log: one row per committed change, ids gapless and in commit order."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Any
 

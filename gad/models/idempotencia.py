@@ -1,7 +1,5 @@
 """Stored responses of POSTs sent with an Idempotency-Key, replayed on repeats for 24 h."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, SmallInteger, String, Text

@@ -1,7 +1,5 @@
 """Notifications (the ledger of who was told what, and how they answered), broadcast alerts, per-channel deliveries."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text

@@ -1,7 +1,5 @@
 """Provenance of imported rows: which row of which old system each GAD row came from."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Index, String

@@ -1,7 +1,5 @@
 """Security state kept in PostgreSQL so every worker and machine shares it: browser sessions and login throttles."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String

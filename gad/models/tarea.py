@@ -1,7 +1,5 @@
 """Tareas, their assignments (the only source of truth for who works what) and state history."""
 
-from __future__ import annotations
-
 import uuid as uuid_lib
 from datetime import datetime
 from typing import Any

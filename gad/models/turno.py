@@ -1,7 +1,5 @@
 """Turnos (shifts) and licencias (leave) of efectivos: time ranges the database keeps from overlapping."""
 
-from __future__ import annotations
-
 import uuid as uuid_lib
 from datetime import datetime
 

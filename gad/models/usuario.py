@@ -1,7 +1,5 @@
 """Usuarios (people who log in) and revoked access tokens."""
 
-from __future__ import annotations
-
 import uuid as uuid_lib
 from datetime import datetime
 from typing import Any

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import gevent
 from gevent.queue import Empty, Full, Queue
@@ -39,16 +39,14 @@ from gad.schemas.ws import EVENT_TYPE_TOPICS, ClientFrame, Topics, WsConnectQuer
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PartialFrame:
+class PartialFrame(NamedTuple):
     """The rest of an event frame the kernel did not take at once; the socket's greenlet finishes it."""
 
     data: bytes
     event: StoredEvent
 
 
-@dataclass(frozen=True)
-class SessionLink:
+class SessionLink(NamedTuple):
     """A socket opened with a browser session: it ends with the session's lifetime, and while open it
     counts as use of the session (``keep_alive`` every ``every_s``), so a watched dashboard does not idle out."""
 

@@ -11,8 +11,8 @@ security event is recorded next (any kind, any source), in that event's transact
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -46,8 +46,7 @@ _CLOSE_EXPIRED = text(
 )
 
 
-@dataclass(frozen=True)
-class Occurrence:
+class Occurrence(NamedTuple):
     first: bool
     window_start: datetime
     window_end: datetime

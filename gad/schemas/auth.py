@@ -1,7 +1,5 @@
 """Login and token schemas (JSON and the OAuth2 password form the seed's clients send)."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
 from pydantic import Field

@@ -1,7 +1,5 @@
 """Shared schema pieces: strict base models, pagination, problem documents, normalised strings."""
 
-from __future__ import annotations
-
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar

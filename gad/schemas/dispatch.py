@@ -1,7 +1,5 @@
 """Dispatch, statistics and cache schemas."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field

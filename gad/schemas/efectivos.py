@@ -1,7 +1,5 @@
 """Efectivo schemas."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 

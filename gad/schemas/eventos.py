@@ -1,7 +1,5 @@
 """Audit trail (event log) schemas."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Any
 

@@ -6,8 +6,6 @@ Changing a payload's shape is a change here, checked by mypy at every writer; ``
 events) and ``SECURITY_EVENT_PAYLOADS`` (topic "seguridad") list them all for the OpenAPI document.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field

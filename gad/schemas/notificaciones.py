@@ -1,7 +1,5 @@
 """Notification, acknowledgement and broadcast-alert schemas (REST bodies and the ``notification`` frame's data)."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Self
 

@@ -1,7 +1,5 @@
 """Report and audit-export query schemas."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field

@@ -1,7 +1,5 @@
 """Tarea, assignment and state-transition schemas."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal, Self

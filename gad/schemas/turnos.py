@@ -1,10 +1,8 @@
 """Turno, licencia and planning schemas."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -20,7 +18,7 @@ class RepeticionIn(InModel):
     dias_semana: list[int] | None = Field(None, min_length=1, max_length=7)
 
     @model_validator(mode="after")
-    def _one_rule(self) -> RepeticionIn:
+    def _one_rule(self) -> Self:
         if (self.cada_horas is None) == (self.dias_semana is None):
             raise ValueError("give exactly one of cada_horas or dias_semana")
         if self.dias_semana is not None and any(d < 0 or d > 6 for d in self.dias_semana):

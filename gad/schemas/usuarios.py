@@ -1,7 +1,5 @@
 """Usuario schemas; no output shape has a password field."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 

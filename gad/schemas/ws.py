@@ -1,7 +1,5 @@
 """Websocket frame schemas (client → server) and the handshake's query parameters."""
 
-from __future__ import annotations
-
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

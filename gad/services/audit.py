@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Integer, Select, Text, bindparam, case, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
 from gad.db_session import read_row
@@ -23,8 +24,7 @@ from gad.vocab import Nivel
 VERIFY_BATCH = 2000
 
 
-@dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(NamedTuple):
     ok: bool
     checked: int
     first_bad_id: int | None = None
@@ -176,7 +176,12 @@ def list_events(
     return items[:limit], next_cursor
 
 
-_EVENT_ITEM = json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
+@functools.cache
+def _event_item() -> ColumnElement[Any]:
+    """The list's item, compiled at the first list rather than at every worker's start-up (json_sql.frozen)."""
+    return json_sql.frozen(lambda page: json_sql.document(EventoOut, {c.key: c for c in page}), (c.name for c in Evento.__table__.c))
+
+
 # One prepared page statement per set of filters present (at most 2^6).
 _PAGES = PreparedShapes(64)
 
@@ -208,7 +213,7 @@ def list_events_json(
             .subquery(json_sql.PAGE)
         )
         within = page.c._rn <= size
-        items = func.coalesce(func.json_agg(aggregate_order_by(_EVENT_ITEM, page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
+        items = func.coalesce(func.json_agg(aggregate_order_by(_event_item(), page.c._rn)).filter(within), json_sql.EMPTY_ARRAY)
         next_cursor = case((func.count() > size, func.max(page.c.id).filter(within)))
         body = func.json_build_object(json_sql.key("items"), items, json_sql.key("next_cursor"), next_cursor)
         return select(cast(body, Text)).select_from(page)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
@@ -115,8 +114,7 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
     db.session.rollback()
 
 
-@dataclass(frozen=True)
-class ExportCheck:
+class ExportCheck(NamedTuple):
     ok: bool
     checked: int
     problem: str | None = None

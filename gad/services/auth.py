@@ -7,12 +7,10 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-import bcrypt
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -92,7 +90,10 @@ BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 
 def _check_bcrypt(password_hash: str, password: str) -> bool:
     # bcrypt only ever used the first 72 bytes (the old hashes were made that way); bcrypt 5 raises on
-    # longer input instead of truncating, so truncate as the hash was made.
+    # longer input instead of truncating, so truncate as the hash was made. Imported here: only a carried-over
+    # hash needs it, once per usuario, and every worker's start-up paid for loading it.
+    import bcrypt
+
     try:
         return bool(bcrypt.checkpw(password.encode()[:72], password_hash.encode()))
     except ValueError:
@@ -147,8 +148,7 @@ def check_password_policy(password: str, email: str | None, field: str = "passwo
         )
 
 
-@dataclass(frozen=True)
-class IssuedToken:
+class IssuedToken(NamedTuple):
     access_token: str
     expires_in: int
     jti: str

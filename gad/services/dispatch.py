@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import ColumnElement, DateTime, Select, and_, exists, func, literal, or_, select, text
@@ -33,8 +32,7 @@ logger = logging.getLogger(__name__)
 EARTH_RADIUS_M = 6_371_008.8
 
 
-@dataclass(frozen=True)
-class Cercano:
+class Cercano(NamedTuple):
     efectivo: Efectivo
     distancia_m: float
     posicion_edad_s: float
@@ -115,8 +113,7 @@ def _next_emergency_code(now: datetime) -> str:
         logger.warning("emergency code %s is held by another tarea; skipped", codigo)
 
 
-@dataclass(frozen=True)
-class EmergencyResult:
+class EmergencyResult(NamedTuple):
     tarea: TareaRow
     asignados: list[tuple[int, float]]
     motivo_sin_asignar: str | None = None

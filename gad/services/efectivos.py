@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
 from gad.db_session import read_row
@@ -158,7 +160,14 @@ def list_efectivos(
 
 # The columns an EfectivoOut is built from: the table's and the computed en_servicio.
 _OUT_COLUMNS = (*Efectivo.__table__.c, Efectivo.en_servicio.expression.label("en_servicio"))
-_PAGE_ITEM = json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
+
+
+@functools.cache
+def _page_item() -> ColumnElement[Any]:
+    """The list's item, compiled at the first list rather than at every worker's start-up (json_sql.frozen)."""
+    return json_sql.frozen(lambda page: json_sql.document(EfectivoOut, {c.key: c for c in page}), (c.name for c in _OUT_COLUMNS))
+
+
 # One prepared page statement per shape: who reads, the filters present, activo and en_servicio (true, false
 # or absent). At most 2 × 2^4 × 3 × 3 = 288 shapes exist; the ones in use are a handful.
 _PAGES = PreparedShapes(64)
@@ -182,7 +191,7 @@ def list_efectivos_json(
 
     def build() -> Any:
         matching = _matching(actor, values, activo, en_servicio).with_only_columns(*_OUT_COLUMNS)
-        return json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _PAGE_ITEM)
+        return json_sql.page(matching, (Efectivo.id,), limit, offset, lambda _page: _page_item())
 
     row = read_row(_PAGES.get(shape, build), values | {"limit": limit, "offset": offset, "actor_id": actor.id})
     assert row is not None  # an aggregate: always one row

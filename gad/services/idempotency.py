@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -14,8 +14,7 @@ from gad.extensions import db
 from gad.models import IdempotencyKey, utcnow
 
 
-@dataclass(frozen=True)
-class StoredResponse:
+class StoredResponse(NamedTuple):
     status_code: int
     body: str
     headers: str

@@ -47,7 +47,7 @@ def document(model: type[BaseModel], columns: dict[str, Any], *, exclude: Collec
     """json_build_object over ``model``'s fields in its order, each from ``columns`` by the name the model
     validates it from (its ``validation_alias`` when it has one, as ``lng`` from ``lon``); ``exclude`` leaves
     fields out as ``model_dump(exclude=...)`` does. The Out model stays the contract: a field added to it
-    without a column here fails at import instead of going missing from responses."""
+    without a column here fails when the statement is built instead of going missing from responses."""
     pairs: list[Any] = []
     for name, info in model.model_fields.items():
         if name in exclude:

@@ -20,9 +20,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, text
@@ -39,8 +38,7 @@ AGRUPACIONES = ("tipo", "prioridad")
 SIN_ASIGNAR_TRAS_S = 60
 
 
-@dataclass(frozen=True)
-class Filtro:
+class Filtro(NamedTuple):
     desde: datetime
     hasta: datetime
     tipos: list[str] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, cast, func, select, true
@@ -45,11 +46,17 @@ def tarea_object(columns: Any) -> ColumnElement[Any]:
     return document(TareaOut, by_name | {"efectivos": _efectivos(by_name["id"])})
 
 
-# GET one: the document, the version (for the ETag) and whether the actor may read it, in one statement;
-# a tarea that exists but is not readable is 403, as the Python path answers (not a 404).
-_ONE = select(cast(tarea_object(Tarea.__table__.c), Text), Tarea.version).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
-_ONE_SUPERVISOR = Prepared(_ONE.add_columns(true()))
-_ONE_OTHERS = Prepared(_ONE.add_columns(readable(bindparam("actor_id", type_=Integer))))
+# The statements below are built the first time a worker serves them, not at import: building their trees
+# cost every worker's start-up some 30 M instructions (~6 ms) that /health and most first requests never use.
+
+
+@functools.cache
+def _one() -> tuple[Prepared, Prepared]:
+    """GET one, for a supervisor and for anyone else: the document, the version (for the ETag) and whether the
+    actor may read it, in one statement; a tarea that exists but is not readable is 403, as the Python path
+    answers (not a 404)."""
+    one = select(cast(tarea_object(Tarea.__table__.c), Text), Tarea.version).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
+    return Prepared(one.add_columns(true())), Prepared(one.add_columns(readable(bindparam("actor_id", type_=Integer))))
 
 
 def _readable(statements: tuple[Prepared, Prepared], actor: Usuario, tarea_id: int) -> Any:
@@ -69,30 +76,33 @@ def _readable(statements: tuple[Prepared, Prepared], actor: Usuario, tarea_id: i
 
 def tarea_json(actor: Usuario, tarea_id: int) -> tuple[str, int]:
     """A readable tarea as TareaOut JSON, and its version. Raises NotFound, Forbidden."""
-    body, version = _readable((_ONE_SUPERVISOR, _ONE_OTHERS), actor, tarea_id)
+    body, version = _readable(_one(), actor, tarea_id)
     return body, version
 
 
-# A tarea's history, oldest first, as list[HistorialOut], with the same found/readable answer as GET one
-# (the same visibility as _ONE_OTHERS: tests/test_list_json.py holds both equal to the Python path).
-_HISTORIAL_ITEMS = (
-    select(func.coalesce(func.json_agg(aggregate_order_by(document(HistorialOut, dict(HistorialEstado.__table__.c)), HistorialEstado.id)), EMPTY_ARRAY))
-    .where(HistorialEstado.tarea_id == Tarea.id)
-    .scalar_subquery()
-)
-_HISTORIAL = select(cast(_HISTORIAL_ITEMS, Text)).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
-_HISTORIAL_SUPERVISOR = Prepared(_HISTORIAL.add_columns(true()))
-_HISTORIAL_OTHERS = Prepared(_HISTORIAL.add_columns(readable(bindparam("actor_id", type_=Integer))))
+@functools.cache
+def _historial() -> tuple[Prepared, Prepared]:
+    """A tarea's history, oldest first, as list[HistorialOut], with the same found/readable answer as GET one
+    (the same visibility: tests/test_list_json.py holds both equal to the Python path)."""
+    items = (
+        select(func.coalesce(func.json_agg(aggregate_order_by(document(HistorialOut, dict(HistorialEstado.__table__.c)), HistorialEstado.id)), EMPTY_ARRAY))
+        .where(HistorialEstado.tarea_id == Tarea.id)
+        .scalar_subquery()
+    )
+    historial = select(cast(items, Text)).where(Tarea.id == bindparam("tarea_id", type_=Integer), Tarea.deleted_at.is_(None))
+    return Prepared(historial.add_columns(true())), Prepared(historial.add_columns(readable(bindparam("actor_id", type_=Integer))))
 
 
 def historial_json(actor: Usuario, tarea_id: int) -> str:
     """A readable tarea's state history as list[HistorialOut] JSON, in one statement. Raises NotFound, Forbidden."""
-    (body,) = _readable((_HISTORIAL_SUPERVISOR, _HISTORIAL_OTHERS), actor, tarea_id)
+    (body,) = _readable(_historial(), actor, tarea_id)
     return str(body)
 
 
-# The list's item over the ``page`` subquery, compiled once (json_sql.frozen).
-_PAGE_OBJECT = json_sql.frozen(tarea_object, (c.name for c in Tarea.__table__.c))
+@functools.cache
+def _page_object() -> ColumnElement[Any]:
+    """The list's item over the ``page`` subquery, compiled once (json_sql.frozen), at the first list."""
+    return json_sql.frozen(tarea_object, (c.name for c in Tarea.__table__.c))
 
 
 # One prepared page statement per shape: who reads (a supervisor reads all, anyone else through the read
@@ -107,7 +117,7 @@ def page_json(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) 
 
     def build() -> Any:
         matching = filtered(visible_to(select(Tarea).where(Tarea.deleted_at.is_(None)), actor), filters)
-        return json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _PAGE_OBJECT)
+        return json_sql.page(matching, ordering(filters.get("sort")), limit, offset, lambda _page: _page_object())
 
     statement = _PAGES.get(shape, build)
     params = values | {"limit": limit, "offset": offset, "actor_id": actor.id}

@@ -12,9 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -110,8 +109,7 @@ def _whose(efectivo: Efectivo) -> dict[str, Any]:
 # --- conflicts -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Choque:
+class Choque(NamedTuple):
     """Something in the way of a candidate range: an existing turno, licencia or booking (tarea)."""
 
     clase: str  # "turno", "licencia" or "reserva"
