@@ -53,23 +53,29 @@ def test_the_command_line_binds_the_limiter_at_once_for_flask_limiters_own_comma
         assert "7 per 1 minute" in lines[at + 1], result.stdout[-2000:]
 
 
+# For probes: every subclass of a class, at any depth.
+_SUBCLASSES = "def below(c):\n    for s in c.__subclasses__():\n        yield s\n        yield from below(s)\n"
+
+
+def _run_in_a_fresh_worker(probe: str) -> None:
+    """Run ``probe`` in a new interpreter, as a worker's first import would (no database reached)."""
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None:
     # Each validator and serializer is built the first time its schema is used (defer_build), never at import;
     # a parametrised Page (Page[EfectivoOut]), which pydantic builds in full, only by the API document's
     # generation (gad.openapi.PageOf) or the first request that answers one.
     probe = (
         "import wsgi; from pydantic import BaseModel\n"
-        "def below(c):\n"
-        "    for s in c.__subclasses__():\n"
-        "        yield s\n"
-        "        yield from below(s)\n"
-        "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
+        + _SUBCLASSES
+        + "built = {f'{c.__module__}.{c.__qualname__}' for c in below(BaseModel) if c.__module__.startswith('gad') and c.__pydantic_complete__}\n"
         "assert not built, sorted(built)\n"
         "import gad.schemas.common as common; assert common.Problem.model_validate({'type': 'about:blank', 'title': 't', 'status': 400, 'detail': 'd'}).status == 400\n"
     )
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_in_a_fresh_worker(probe)
 
 
 def test_a_worker_leaves_to_first_use_what_few_requests_need_and_evaluates_no_annotation_strings() -> None:
@@ -86,15 +92,10 @@ def test_a_worker_leaves_to_first_use_what_few_requests_need_and_evaluates_no_an
         "assert not {'bcrypt', 'jinja2.ext'} & set(sys.modules), sorted({'bcrypt', 'jinja2.ext'} & set(sys.modules))\n"
         "from pydantic import BaseModel\n"
         "from gad.models import Base\n"
-        "def below(c):\n"
-        "    for s in c.__subclasses__():\n"
-        "        yield s\n"
-        "        yield from below(s)\n"
-        "classes = [m.class_ for m in Base.registry.mappers] + [c for c in below(BaseModel) if c.__module__.startswith('gad.schemas')]\n"
+        + _SUBCLASSES
+        + "classes = [m.class_ for m in Base.registry.mappers] + [c for c in below(BaseModel) if c.__module__.startswith('gad.schemas')]\n"
         "assert len(classes) > 100, len(classes)\n"
         "strings = sorted(f'{c.__module__}.{c.__qualname__}.{n}' for c in classes for n, a in vars(c).get('__annotations__', {}).items() if isinstance(a, str))\n"
         "assert not strings, strings\n"
     )
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": "postgresql://gad@127.0.0.1:1/none"}
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_in_a_fresh_worker(probe)
