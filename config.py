@@ -271,6 +271,11 @@ class Config:
         # Sessions in UTC: instants come back as UTC whatever the server's TimeZone, so a value inside the
         # stored window is never rendered in a zone that pushes it past year 9999.
         options = "-c timezone=UTC"
+        # A request's last statement carries its COMMIT (gad.realtime.events._append): if the worker gives up
+        # on it (a killed greenlet, a stopped worker) while it waits for the event log's lock, the server must
+        # notice the client is gone within a second and roll it back, not commit what the client saw fail.
+        # PostgreSQL 14 or later.
+        options += " -c client_connection_check_interval=1000"
         if self.DB_STATEMENT_TIMEOUT_MS:
             options += f" -c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}"
         connect_args: dict[str, Any] = {"connect_timeout": self.DB_CONNECT_TIMEOUT, "application_name": "gad", "options": options}

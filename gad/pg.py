@@ -271,6 +271,7 @@ class PreparedShapes:
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 # An execution option: this connection's statements run alone, each its own transaction (no BEGIN is sent).
 ALONE = "gad_alone"
+_HELD_KEY = "gad_held_cursor"  # in a pooled connection's info: a WITH HOLD cursor was declared on it
 
 
 def install_begin_with_first_statement(engine: Engine) -> None:
@@ -315,6 +316,7 @@ def install_begin_with_first_statement(engine: Engine) -> None:
         if cursor.name is not None:  # a server-side cursor: DECLARE wraps the statement
             begin_alone(cursor, context)
             cursor.withhold = True
+            context.root_connection.connection.info[_HELD_KEY] = True  # closed at checkin if still open
             return False
         if not opens(cursor, context):
             return False
@@ -344,9 +346,23 @@ def install_begin_with_first_statement(engine: Engine) -> None:
 
         return send
 
+    def close_held(dbapi_connection: Any, record: Any) -> None:
+        # A WITH HOLD cursor still open when its transaction committed outlives it (PostgreSQL keeps its rows in
+        # the backend), and neither ROLLBACK nor the pool's reset closes it: the connection's next user must not
+        # inherit it.
+        if record is None or not record.info.pop(_HELD_KEY, False) or dbapi_connection is None or dbapi_connection.closed:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("CLOSE ALL")
+        except psycopg2.Error:
+            logger.warning("could not close held cursors on a pooled connection; it is discarded")
+            record.invalidate()
+
     # First among the checkout listeners: the idle ping (install_idle_ping) must not open psycopg2's own BEGIN.
     event.listen(engine, "connect", autocommit)
     event.listen(engine, "checkout", autocommit, insert=True)
+    event.listen(engine, "checkin", close_held)
     event.listen(engine, "do_execute", execute)
     event.listen(engine, "do_execute_no_params", execute_no_params)
     event.listen(engine, "do_executemany", execute_many)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -131,3 +134,70 @@ def test_pooled_connection_cut_while_idle_is_replaced_before_the_request_sees_it
     assert client.get("/api/v1/tasks", headers=headers).status_code == 200
     with app.app_context():
         db.engine.dispose()
+
+
+def test_a_streamed_cursor_still_open_at_commit_does_not_stay_with_the_pooled_connection(database_url: str) -> None:
+    # Server-side cursors are declared WITH HOLD (psycopg2 runs in autocommit: gad.pg.install_begin_with_first_statement),
+    # and one still open when its transaction commits survives the commit in the backend: the pool closes it
+    # before the connection's next user gets it.
+    from tests.conftest import make_app
+
+    app = make_app(database_url, DB_POOL_SIZE=1)
+    from gad.extensions import db
+
+    with app.app_context():
+        try:
+            with db.engine.connect() as connection:
+                streamed = connection.execution_options(stream_results=True, yield_per=10).exec_driver_sql("SELECT generate_series(1, 100000)")
+                assert len(streamed.fetchmany(5)) == 5
+                connection.commit()  # with the stream unfinished
+                assert connection.exec_driver_sql("SELECT count(*) FROM pg_cursors WHERE is_holdable").scalar() >= 1
+            with db.engine.connect() as connection:  # the pool's only connection, handed out again
+                assert connection.exec_driver_sql("SELECT count(*) FROM pg_cursors").scalar() == 0
+            del streamed
+        finally:
+            db.engine.dispose()
+
+
+def test_a_commit_sent_with_its_statements_is_not_made_once_the_client_is_gone(app: Flask, database_url: str) -> None:
+    # A request's last statement carries its COMMIT (gad.realtime.events._append). If the worker drops the
+    # connection while that statement waits for a lock (a killed greenlet, a stopped worker), the client has seen
+    # the request fail: the server must roll it back rather than commit it once the lock comes free
+    # (client_connection_check_interval, config.py).
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["options"]
+    holder = psycopg2.connect(database_url)
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute(
+            "DROP TABLE IF EXISTS probe_lock, probe_written; CREATE TABLE probe_lock (id int); INSERT INTO probe_lock VALUES (1); CREATE TABLE probe_written (id int)"
+        )
+    holder.autocommit = False
+    waiting = psycopg2.connect(database_url, options=options)
+    waiting.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM probe_lock FOR UPDATE")  # the lock the commit's statement waits for
+
+        def send_and_wait() -> None:
+            with contextlib.suppress(psycopg2.Error), waiting.cursor() as cur:
+                cur.execute("BEGIN; SELECT 1 FROM probe_lock FOR UPDATE; INSERT INTO probe_written VALUES (1); COMMIT")
+
+        sender = threading.Thread(target=send_and_wait, daemon=True)
+        sender.start()
+        time.sleep(0.5)
+        with socket.socket(fileno=os.dup(waiting.fileno())) as client_side:
+            client_side.shutdown(socket.SHUT_RDWR)  # the client is gone
+        time.sleep(2.5)  # the server checks every second
+        holder.commit()  # the lock comes free
+        time.sleep(0.5)
+        with holder.cursor() as cur:
+            cur.execute("SELECT count(*) FROM probe_written")
+            assert cur.fetchone()[0] == 0
+    finally:
+        holder.rollback()
+        holder.autocommit = True
+        with holder.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS probe_lock, probe_written")
+        holder.close()
+        with contextlib.suppress(psycopg2.Error):
+            waiting.close()
