@@ -70,8 +70,8 @@ def install_idle_ping(engine: Engine, seconds: float) -> None:
     def ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if time.monotonic() - record.info.get("idle_since", 0.0) < seconds:
             return
-        # In autocommit: a ping must not leave a transaction open behind the request's back (a read alone
-        # could then not switch the connection to autocommit, and a write would start inside it).
+        # In autocommit: a ping must not leave a transaction open behind the request's back (a read meant to
+        # run alone, db_session.read_row, would run inside it; its snapshot would not be the statement's own).
         try:
             previous, dbapi_connection.autocommit = dbapi_connection.autocommit, True
             try:
@@ -324,12 +324,7 @@ def install_begin_with_first_statement(engine: Engine) -> None:
         return True
 
     def execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
-        if cursor.name is not None:
-            return execute(cursor, statement, None, context)
-        if not opens(cursor, context):
-            return False
-        cursor.execute("BEGIN; " + statement)
-        return True
+        return execute(cursor, statement, None, context)  # psycopg2 interpolates nothing without parameters
 
     def execute_many(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         begin_alone(cursor, context)
