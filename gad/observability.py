@@ -22,6 +22,7 @@ from sqlalchemy.pool import Pool
 
 from gad import metrics as app_metrics
 from gad.errors import Unauthorized
+from gad.reqctx import current_g, current_request
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("gad.access")
@@ -83,7 +84,8 @@ _request_ids = _RequestIds()
 
 def _assign_request_id() -> None:
     # Read from the WSGI environ, not request.headers: the same value without building the headers view.
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")
+    g = current_g()
     # Accept the proxy's id only if it is a sane token: it is echoed into logs and headers.
     g.request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else _request_ids.next()
     g.request_started = time.perf_counter()
@@ -95,6 +97,7 @@ def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Resp
     def finish_request(response: Response) -> Response:
         """The request id header, the HTTP metrics and the access log line in one hook: each hook Flask runs
         costs a lookup and a call per request, and these three share the request id and the clock."""
+        g, request = current_g(), current_request()
         request_id = g.get("request_id")
         response.headers[REQUEST_ID_HEADER] = request_id or ""
         started = g.get("request_started")
@@ -122,6 +125,7 @@ def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Resp
         """A request that ended in an exception no handler turned into a response, as the exporter counts it."""
         if exception is None:
             return
+        g, request = current_g(), current_request()
         http_metrics.exceptions.labels(request.method, 500).inc()
         if not g.get("http_recorded"):
             started = g.get("request_started")

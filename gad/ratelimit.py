@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app
-from flask.globals import request_ctx
+from flask.globals import _cv_request
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter
@@ -23,7 +23,7 @@ View = Callable[..., Any]
 
 def has_limiter_state() -> bool:
     """Whether a limit was checked in this request (only then do Flask-Limiter's after-request hooks act)."""
-    return hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)  # type: ignore[attr-defined]
+    return hasattr(_cv_request.get(), LIMITER_REQUEST_STATE)
 
 
 class LazyLimiter:

@@ -12,6 +12,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 
 from gad.errors import Forbidden, Unauthorized
 from gad.models import Sesion, Usuario
+from gad.reqctx import current_g, current_request
 from gad.services import auth, sesiones
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ SESSION_CSRF_KEY = "csrf"
 
 
 def _bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
+    # The WSGI environ, not request.headers: the same value without building the headers view.
+    header = current_request().environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -92,7 +94,7 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
     token = token or _bearer_token()
     if token:
         # Reads may reuse a recent verification of this token; writes always check PostgreSQL.
-        usuario, claims = auth.authenticate_token(token, read_only=request.method in SAFE_METHODS)
+        usuario, claims = auth.authenticate_token(token, read_only=current_request().method in SAFE_METHODS)
         return usuario, "token", claims
     if allow_session:
         usuario_session = _session_user()
@@ -103,8 +105,10 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
 
 def current_user() -> Usuario:
     """The authenticated usuario of this request (cached on ``g``); cookie-authenticated writes need CSRF."""
-    if "current_user" in g:
-        return g.current_user
+    g = current_g()
+    known: Usuario | None = g.get("current_user")
+    if known is not None:
+        return known
     usuario, method, claims = resolve_user()
     if method == "session" and request.method not in SAFE_METHODS:
         check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))
@@ -151,7 +155,7 @@ def _response_hook(app: Flask) -> Callable[[Response], Response]:
                 headers.add(name, value)
         if "content-security-policy" not in present and response.mimetype == "text/html":
             headers.add("Content-Security-Policy", _CSP)
-        origin = request.environ.get("HTTP_ORIGIN")
+        origin = current_request().environ.get("HTTP_ORIGIN")
         if origin and origin in cors_origins:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Vary"] = "Origin"

@@ -25,6 +25,7 @@ from gad.models import TokenRevocado, Usuario, utcnow
 from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import events
+from gad.reqctx import current_flask_app
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
 
@@ -208,7 +209,7 @@ def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario,
     ``read_only`` requests may reuse a recent verification of the same token (see principal_cache); every
     other request reads the usuario and the logout list from PostgreSQL.
     """
-    ttl_s = current_app.config["AUTH_CACHE_SECONDS"]
+    ttl_s = current_flask_app().config["AUTH_CACHE_SECONDS"]
     reuse = read_only and principals.usable(ttl_s)
     if reuse and (known := principals.get(token)) is not None:
         values, claims = known
