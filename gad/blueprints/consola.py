@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.pages import _login_redirect, _page_user, _render
+from gad.blueprints.pages import bp as pages_bp
 from gad.db_session import commit_or_problem
 from gad.errors import AppError
 from gad.policy import is_supervisor
@@ -22,15 +23,20 @@ bp = Blueprint("consola", __name__)
 _OPEN_WHILE_CHANGING = frozenset({"pages.login_form", "pages.login_submit", "pages.logout", "consola.cambiar_clave", "consola.service_worker"})
 
 
-@bp.before_app_request
 def _password_change_first() -> WerkzeugResponse | None:
     """Browser pages only: someone whose password an administrador chose changes it before anything else."""
-    if request.blueprint not in ("pages", "consola") or request.endpoint in _OPEN_WHILE_CHANGING:
+    if request.endpoint in _OPEN_WHILE_CHANGING:
         return None
     usuario = _page_user()
     if usuario is not None and usuario.debe_cambiar_clave:
         return redirect(url_for("consola.cambiar_clave", next=request.full_path.rstrip("?")))
     return None
+
+
+# On the two page blueprints only, not on the app: an app-wide hook ran on every API request to find it had
+# nothing to do there (docs/BENCHMARKS.md, issue 18's fifth pass).
+bp.before_request(_password_change_first)
+pages_bp.before_request(_password_change_first)
 
 
 @bp.route("/cambiar-clave", methods=["GET", "POST"])
