@@ -8,15 +8,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, g
+from flask import Flask, Response
 from sqlalchemy import Row, event, inspect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from gad.errors import Conflict, ServiceUnavailable, ValidationProblem, problem_response
 from gad.extensions import WAITING_FOR_SESSION, db
 from gad.pg import ALONE, Prepared
+from gad.reqctx import current_g
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,13 +33,13 @@ def add_when_opened(instance: T) -> T:
     identity map, as if it had been loaded; a request that never opens the session never pays for one."""
     if db.session.registry.has():
         session = db.session()
-        key = inspect(instance).key  # type: ignore[union-attr]  # a mapped instance always has a state
+        key = instance_state(instance).key
         already = session.identity_map.get(key) if key is not None else None
         if already is not None:
             return cast(T, already)
         session.add(instance)
     else:
-        g.setdefault(WAITING_FOR_SESSION, []).append(instance)
+        current_g().setdefault(WAITING_FOR_SESSION, []).append(instance)
     return instance
 
 
@@ -48,16 +50,19 @@ def loaded(cls: type[T], values: dict[str, Any], *, attach: bool = True) -> T:
     attribute events per column cost more than the statement that read or wrote the row. ``attach=False``
     leaves it out of the session, for a caller that only reads it: joining the session (its cascade walk) costs
     a sixth of a create's statement."""
-    mapper: Mapper[Any] = inspect(cls, raiseerr=True)
+    mapper, key_names = _loading(cast(Any, cls))
     instance = mapper.class_manager.new_instance()
     instance.__dict__.update(values)
-    inspect(instance).key = mapper.identity_key_from_primary_key(tuple(values[key] for key in _primary_key(mapper)))
+    # instance_state, not inspect(): the same state without inspect's dispatch on the argument's type.
+    instance_state(instance).key = mapper.identity_key_from_primary_key(tuple(map(values.__getitem__, key_names)))
     return cast(T, add_when_opened(instance) if attach else instance)
 
 
 @functools.cache
-def _primary_key(mapper: Mapper[Any]) -> tuple[str, ...]:
-    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+def _loading(cls: Any) -> tuple[Mapper[Any], tuple[str, ...]]:
+    """A mapped class's mapper and primary-key attribute names, looked up once (every cached caller builds one)."""
+    mapper: Mapper[Any] = inspect(cls, raiseerr=True)
+    return mapper, tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
 
 
 def read_row(statement: Prepared, params: dict[str, Any]) -> Row[Any] | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, has_app_context
+from flask.globals import _cv_app
 from flask_caching import Cache
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
+from flask_sqlalchemy.session import _app_ctx_id
 
 from gad.models.base import Base
 from gad.net import client_address
@@ -24,12 +25,29 @@ class RequestSession(FlaskSQLAlchemySession):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if has_app_context():
-            for instance in g.pop(WAITING_FOR_SESSION, ()):
+        context = _cv_app.get(None)  # as has_app_context() and g, without their proxies
+        if context is not None:
+            for instance in context.g.pop(WAITING_FOR_SESSION, ()):
                 self.add(instance)
 
 
-db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "class_": RequestSession})
+def _app_context_id() -> int:
+    """The request session's scope, as Flask-SQLAlchemy's own (the id of the current app context), read from Flask's
+    context variable instead of through the ``app_ctx`` proxy: every ``db.session`` use asks for it, several
+    times a request (docs/BENCHMARKS.md, issue 18's fifth pass)."""
+    context = _cv_app.get(None)
+    return id(context) if context is not None else _app_ctx_id()  # outside one: Flask-SQLAlchemy's own error
+
+
+class RequestSQLAlchemy(SQLAlchemy):
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        # Flask-SQLAlchemy's own removes the session at every app context's end, and where none was opened (most
+        # requests that read through the token cache, /health) that is a KeyError raised and caught.
+        if self.session.registry.has():
+            self.session.remove()
+
+
+db = RequestSQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "class_": RequestSession, "scopefunc": _app_context_id})
 sock = Sock()
 # No template uses Flask-Caching's {% cache %} tag: without it, a worker imports neither the tag nor jinja2.ext.
 cache = Cache(with_jinja2_ext=False)
