@@ -1,4 +1,5 @@
-"""What the per-request machinery was made cheaper by keeps its behaviour: metrics, ids, limiter, cached principals."""
+"""What the per-request machinery was made cheaper by keeps its behaviour: metrics, ids, limiter, cached principals,
+the request context read without proxies, the request session's scope, hooks moved to where they act."""
 
 from __future__ import annotations
 
@@ -6,25 +7,30 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from flask import Flask, g
+from flask import Flask, current_app, g, request
 from flask.globals import request_ctx
 from flask.testing import FlaskClient
+from flask_sqlalchemy.session import _app_ctx_id
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
 from werkzeug.routing import Map, Rule
 
 from gad import LazyBuilderRule
+from gad.blueprints.usuarios import _validated
 from gad.extensions import db, limiter
 from gad.models import Usuario
 from gad.observability import _request_ids
 from gad.principal_cache import principals
 from gad.ratelimit import LIMITER_REQUEST_STATE
+from gad.reqctx import current_flask_app, current_g, current_request
 from gad.schemas.common import Health
+from gad.schemas.usuarios import UsuarioOut
 from gad.security import current_user
-from tests.builders import Builders
+from tests.builders import PASSWORD, Builders
 
 
 def _families(registry: CollectorRegistry) -> dict[str, tuple[str, str, tuple[str, ...]]]:
@@ -147,3 +153,65 @@ def test_url_builders_compiled_on_first_use_build_what_werkzeug_builds(app: Flas
             assert ours.build(rule.endpoint, values | extra, method=next(iter(rule.methods or {"GET"}))) == reference.build(
                 rule.endpoint, values | extra, method=next(iter(rule.methods or {"GET"}))
             )
+
+
+def test_request_context_readers_return_the_objects_flasks_proxies_stand_for(app: Flask) -> None:
+    with app.test_request_context("/health"):
+        assert current_request() is request._get_current_object()  # type: ignore[attr-defined]
+        assert current_g() is g._get_current_object()  # type: ignore[attr-defined]
+        assert current_flask_app() is current_app._get_current_object()  # type: ignore[attr-defined]
+    with pytest.raises(LookupError):
+        current_request()
+
+
+def test_the_request_sessions_scope_is_flask_sqlalchemys_own_and_an_opened_session_is_removed_at_the_end(app: Flask) -> None:
+    with app.app_context():
+        assert db.session.registry.scopefunc() == _app_ctx_id()
+        session = db.session()
+        session.execute(text("SELECT 1"))
+        assert session.in_transaction()
+        key = db.session.registry.scopefunc()
+    assert key not in db.session.registry.registry and not session.in_transaction()
+    with pytest.raises(RuntimeError, match="application context"):
+        db.session.registry.scopefunc()
+
+
+def _browser_login(client: FlaskClient, email: str) -> None:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True))
+    assert token is not None
+    assert client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}).status_code == 302
+
+
+def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_not_from_the_api(app: Flask, build: Builders) -> None:
+    usuario = build.usuario(1, extra={"debe_cambiar_clave": True})
+    client = app.test_client()
+    _browser_login(client, usuario.email)
+    for path in ("/", "/mi", "/tareas", "/efectivos"):  # pages of both page blueprints (pages, consola)
+        response = client.get(path)
+        assert response.status_code == 302 and response.headers["Location"] == f"/cambiar-clave?next={path}", path
+    assert client.get("/cambiar-clave").status_code == 200
+    me = client.get("/api/v1/users/me")  # the API answers: its clients cannot show the form
+    assert me.status_code == 200 and me.get_json()["debe_cambiar_clave"] is True
+    other = app.test_client()
+    _browser_login(other, build.usuario(1).email)
+    assert other.get("/mi").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"extra": {"debe_cambiar_clave": True}}, {"extra": {"otro": 1}}, {"telefono": "+34 600 000 000", "telegram_id": 2**62, "nombre": "Ñandú 🚓"}],
+)
+def test_a_usuario_serialises_alike_from_its_loaded_values_and_through_its_attributes(app: Flask, build: Builders, overrides: dict[str, Any]) -> None:
+    usuario = build.usuario(2, **overrides)
+    with app.app_context():
+        fresh = db.session.get(Usuario, usuario.id)
+        assert fresh is not None
+        assert _validated(fresh).model_dump_json() == UsuarioOut.model_validate(fresh).model_dump_json()
+        fresh.nombre = "Cambiado"  # changed in the session, not flushed: both paths see the new value
+        fresh.debe_cambiar_clave = not fresh.debe_cambiar_clave
+        assert _validated(fresh).model_dump_json() == UsuarioOut.model_validate(fresh).model_dump_json()
+        assert _validated(fresh).nombre == "Cambiado"
+        db.session.rollback()  # expires it: the values are gone from the instance, the attribute path reloads them
+        assert "nombre" not in vars(fresh)
+        assert _validated(fresh).nombre == usuario.nombre
+        assert _validated(fresh).model_dump_json() == UsuarioOut.model_validate(fresh).model_dump_json()

@@ -9,6 +9,7 @@ from gad.blueprints.http import etag, if_match_version, parse_json, parse_query,
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.net import client_address
+from gad.models import Usuario
 from gad.openapi import PageOf, documented
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
@@ -18,10 +19,25 @@ bp = Blueprint("usuarios", __name__, url_prefix="/api/v1/users")
 bp.before_request(require_authentication)
 
 
-def _out(usuario: object, status: int = 200, *, created: bool = False) -> Response:
+# UsuarioOut's fields the ORM keeps in an instance's __dict__ once loaded (debe_cambiar_clave is a property).
+_LOADED_FIELDS = frozenset(UsuarioOut.model_fields) - {"debe_cambiar_clave"}
+
+
+def _validated(usuario: Usuario) -> UsuarioOut:
+    """``UsuarioOut.model_validate(usuario)``, from the values the instance holds when every column it needs is
+    loaded: pydantic otherwise reads each field through SQLAlchemy's attribute instrumentation, a third of
+    /users/me's view (docs/BENCHMARKS.md, issue 18's fifth pass). An expired or partly loaded instance takes the
+    attribute path, which loads what is missing."""
+    values = vars(usuario)
+    if _LOADED_FIELDS <= values.keys():
+        return UsuarioOut.model_validate({**values, "debe_cambiar_clave": usuario.debe_cambiar_clave})
+    return UsuarioOut.model_validate(usuario)
+
+
+def _out(usuario: Usuario, status: int = 200, *, created: bool = False) -> Response:
     """One usuario as the caller may see it — personal fields it may not see are left out (gad/policy.py) —
     serialised by pydantic straight to JSON (no dict in between)."""
-    out = UsuarioOut.model_validate(usuario)
+    out = _validated(usuario)
     body = out.model_dump_json(exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
     response = current_app.response_class(body, status=status, mimetype="application/json")
     response.headers["ETag"] = etag(out.version)
