@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
 from sqlalchemy import event, inspect
@@ -22,7 +22,7 @@ from sqlalchemy.pool import Pool
 
 from gad import metrics as app_metrics
 from gad.errors import Unauthorized
-from gad.reqctx import current_g, current_request
+from gad.reqctx import current_g, current_request, request_or_none
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("gad.access")
@@ -82,28 +82,70 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 
-def _assign_request_id() -> None:
-    # Read from the WSGI environ, not request.headers: the same value without building the headers view.
-    incoming = current_request().environ.get("HTTP_X_REQUEST_ID", "")
-    g = current_g()
-    # Accept the proxy's id only if it is a sane token: it is echoed into logs and headers.
-    g.request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else _request_ids.next()
-    g.request_started = time.perf_counter()
+# Per-request values kept in the WSGI environ (the request's own dict, as WSGI intends for such keys): set and read
+# as plain dict items, where ``g`` runs Python code for each.
+REQUEST_ID_KEY = "gad.request_id"
+STARTED_KEY = "gad.request_started"
+RECORDED_KEY = "gad.http_recorded"
+
+Headers = list[tuple[str, str]]
+# Adds headers to a response as it leaves: the environ, the header list, and the names already in it (lower case)
+# with their values.
+HeaderWriter = Callable[[dict[str, Any], Headers, dict[str, str]], None]
+
+
+class RequestBoundary:
+    """WSGI middleware around the Flask app: every request's id and start time, and the headers every response
+    gets as it leaves (``X-Request-ID``, and those registered with ``add_header_writer``: the security headers).
+
+    Added here, to the header list werkzeug hands to the server, rather than in an after-request hook: werkzeug
+    validates a header as a hook adds it and again as it copies the response's headers for the server, which
+    for the five headers every response carries cost more than the rest of ``/health``'s own code
+    (docs/BENCHMARKS.md, issue 18's fifth pass). The id and the clock are set before Flask sees the request, so
+    logs, events and problem responses can use them from the start.
+    """
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self.wsgi_app = wsgi_app
+        self.header_writers: list[HeaderWriter] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        # Accept the proxy's id only if it is a sane token: it is echoed into logs and headers.
+        request_id = environ[REQUEST_ID_KEY] = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else _request_ids.next()
+        environ[STARTED_KEY] = time.perf_counter()
+        writers = self.header_writers
+
+        def start(status: str, headers: Headers, exc_info: Any = None) -> Any:
+            present = {name.lower(): value for name, value in headers}
+            for write in writers:
+                write(environ, headers, present)
+            if "x-request-id" in present:  # ours replaces any other
+                headers[:] = [header for header in headers if header[0].lower() != "x-request-id"]
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+def add_header_writer(app: Flask, writer: HeaderWriter) -> None:
+    """Have ``writer`` add headers to every response of ``app`` as it leaves (after every after-request hook)."""
+    boundary = app.extensions["gad_boundary"]
+    boundary.header_writers.append(writer)
 
 
 def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Response], Callable[[BaseException | None], None]]:
     """The app's after-request and teardown hooks, bound to its HTTP metrics."""
 
     def finish_request(response: Response) -> Response:
-        """The request id header, the HTTP metrics and the access log line in one hook: each hook Flask runs
-        costs a lookup and a call per request, and these three share the request id and the clock."""
-        g, request = current_g(), current_request()
-        request_id = g.get("request_id")
-        response.headers[REQUEST_ID_HEADER] = request_id or ""
-        started = g.get("request_started")
+        """The HTTP metrics and the access log line in one hook: each hook Flask runs costs a lookup and a call
+        per request, and the two share the clock."""
+        request = current_request()
+        environ = request.environ
+        started = environ.get(STARTED_KEY)
         elapsed = time.perf_counter() - started if started is not None else None
         http_metrics.record(request.method, request.endpoint, response.status_code, elapsed)
-        g.http_recorded = True
+        environ[RECORDED_KEY] = True
         if access_logger.isEnabledFor(logging.INFO):
             # request.path, never request.full_path: query strings may carry tokens (?token=) and must not be logged.
             access_logger.info(
@@ -114,8 +156,8 @@ def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Resp
                         "path": request.path,
                         "status": response.status_code,
                         "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
-                        "user_id": _user_id(g.get("current_user")),
-                        "request_id": request_id,
+                        "user_id": _user_id(current_g().get("current_user")),
+                        "request_id": environ.get(REQUEST_ID_KEY),
                     }
                 },
             )
@@ -125,10 +167,10 @@ def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Resp
         """A request that ended in an exception no handler turned into a response, as the exporter counts it."""
         if exception is None:
             return
-        g, request = current_g(), current_request()
+        request = current_request()
         http_metrics.exceptions.labels(request.method, 500).inc()
-        if not g.get("http_recorded"):
-            started = g.get("request_started")
+        if not request.environ.get(RECORDED_KEY):
+            started = request.environ.get(STARTED_KEY)
             http_metrics.record(request.method, request.endpoint, 500, time.perf_counter() - started if started is not None else None)
 
     return finish_request, record_exception
@@ -146,10 +188,11 @@ def _user_id(user: Any) -> Any:
 
 
 def current_request_id() -> str | None:
-    try:
-        return g.get("request_id")
-    except RuntimeError:  # outside a request (CLI)
+    request = request_or_none()
+    if request is None:  # outside a request (CLI, the background sweeper)
         return None
+    request_id: str | None = request.environ.get(REQUEST_ID_KEY)
+    return request_id
 
 
 def _metrics_guard(app: Flask) -> Any:
@@ -267,6 +310,8 @@ def _track_pool(pool_size: int) -> None:
 
 def init_app(app: Flask) -> None:
     finish_request, record_exception = _request_hooks(_init_metrics(app))
-    app.before_request(_assign_request_id)
+    boundary = RequestBoundary(app.wsgi_app)
+    app.wsgi_app = boundary  # type: ignore[method-assign]  # Flask's documented way to add WSGI middleware
+    app.extensions["gad_boundary"] = boundary
     app.after_request(finish_request)
     app.teardown_request(record_exception)

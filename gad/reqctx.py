@@ -23,6 +23,12 @@ def current_request() -> Request:
     return _cv_request.get().request
 
 
+def request_or_none() -> Request | None:
+    """The current request, or None outside one (the command line, a background greenlet)."""
+    context = _cv_request.get(None)
+    return context.request if context is not None else None
+
+
 def current_g() -> _AppCtxGlobals:
     return _cv_app.get().g
 

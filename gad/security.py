@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Request, Response, g, request, session
@@ -12,6 +11,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 
 from gad.errors import Forbidden, Unauthorized
 from gad.models import Sesion, Usuario
+from gad.observability import HeaderWriter, add_header_writer
 from gad.reqctx import current_g, current_request
 from gad.services import auth, sesiones
 
@@ -136,34 +136,35 @@ _CORS_HEADERS = (
 )
 
 
-def _response_hook(app: Flask) -> Callable[[Response], Response]:
-    """Security headers on every response (a view's own value wins), CORS for listed origins, and the
-    audit of denials — one hook, with what depends only on the settings worked out once here."""
+def _header_writer(app: Flask) -> HeaderWriter:
+    """Security headers on every response (a view's own value wins) and CORS for listed origins, added as the
+    response leaves (``observability.RequestBoundary``), with what depends only on the settings worked out once."""
     always = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "strict-origin-when-cross-origin")]
     if app.config.get("GAD_ENV") == "production":
         always.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
-    defaults = tuple((name, name.lower(), value) for name, value in always)
+    names = frozenset(name.lower() for name, _ in always)
     cors_origins = frozenset(app.config.get("CORS_ORIGINS", []))
+    cors_names = frozenset(name.lower() for name, _ in _CORS_HEADERS) | {"access-control-allow-origin", "vary"}
 
-    def finish(response: Response) -> Response:
-        if response.status_code == 403:
-            _audit_denials(response)
-        headers = response.headers
-        present = {name.lower() for name, _ in headers}
-        for name, lower, value in defaults:
-            if lower not in present:
-                headers.add(name, value)
-        if "content-security-policy" not in present and response.mimetype == "text/html":
-            headers.add("Content-Security-Policy", _CSP)
-        origin = current_request().environ.get("HTTP_ORIGIN")
+    def write(environ: dict[str, Any], headers: list[tuple[str, str]], present: dict[str, str]) -> None:
+        if names.isdisjoint(present):
+            headers.extend(always)
+        else:
+            headers.extend(header for header in always if header[0].lower() not in present)
+        # The mimetype as werkzeug reads it (Response.mimetype): the content type without its parameters.
+        if "content-security-policy" not in present and present.get("content-type", "").partition(";")[0].strip() == "text/html":
+            headers.append(("Content-Security-Policy", _CSP))
+        origin = environ.get("HTTP_ORIGIN")
         if origin and origin in cors_origins:
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Vary"] = "Origin"
-            for name, value in _CORS_HEADERS:
-                headers[name] = value
-        return response
+            # Set, as werkzeug's headers[name] = value would: any value a view gave these is replaced.
+            headers[:] = [header for header in headers if header[0].lower() not in cors_names]
+            headers.extend([("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), *_CORS_HEADERS])
 
-    return finish
+    return write
+
+
+def _audit_denials_hook(response: Response) -> Response:
+    return _audit_denials(response) if response.status_code == 403 else response
 
 
 def _audit_denials(response: Response) -> Response:
@@ -202,7 +203,8 @@ class CookieSessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     app.session_interface = CookieSessionInterface()
-    app.after_request(_response_hook(app))
+    add_header_writer(app, _header_writer(app))
+    app.after_request(_audit_denials_hook)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask.globals import request_ctx
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import _app_ctx_id
@@ -215,3 +215,60 @@ def test_a_usuario_serialises_alike_from_its_loaded_values_and_through_its_attri
         assert "nombre" not in vars(fresh)
         assert _validated(fresh).nombre == usuario.nombre
         assert _validated(fresh).model_dump_json() == UsuarioOut.model_validate(fresh).model_dump_json()
+
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "strict-origin-when-cross-origin"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "html"),
+    [
+        ("GET", "/health", 200, False),
+        ("HEAD", "/health", 200, False),
+        ("GET", "/login", 200, True),
+        ("GET", "/", 302, True),  # a page, signed out: the redirect to /login (an HTML body)
+        ("GET", "/nope", 404, False),
+        ("GET", "/api/v1/users/me", 401, False),
+        ("POST", "/health", 405, False),
+    ],
+)
+def test_every_response_leaves_with_each_security_header_and_one_request_id(client: FlaskClient, method: str, path: str, status: int, html: bool) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.getlist(name) == [value], name
+    assert response.headers.getlist("Content-Security-Policy") == (
+        [
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+        ]
+        if html
+        else []
+    )
+    (request_id,) = response.headers.getlist("X-Request-ID")
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_a_views_own_security_headers_win_and_ours_replace_its_request_id_and_cors(app_with: Callable[..., Flask]) -> None:
+    app = app_with(CORS_ORIGINS=["https://panel.gad.example"])
+    own = {
+        "X-Frame-Options": "SAMEORIGIN",
+        "Content-Security-Policy": "default-src 'none'",
+        "Vary": "Cookie",
+        "x-request-id": "the-views",
+        "access-control-allow-origin": "*",
+    }
+    app.add_url_rule("/_own", "own", lambda: Response("<p>propia</p>", mimetype="text/html", headers=own))
+    client = app.test_client()
+
+    plain = client.get("/_own", headers={"X-Request-ID": "proxy-7"})
+    assert plain.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"] and plain.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+    assert plain.headers.getlist("X-Content-Type-Options") == ["nosniff"] and plain.headers.getlist("Referrer-Policy") == ["strict-origin-when-cross-origin"]
+    assert plain.headers.getlist("X-Request-ID") == ["proxy-7"]  # the id the request was logged under, not the view's
+    assert plain.headers.getlist("Access-Control-Allow-Origin") == ["*"] and plain.headers.getlist("Vary") == ["Cookie"]  # no allowed Origin: untouched
+
+    cross = client.get("/_own", headers={"Origin": "https://panel.gad.example", "X-Request-ID": "bad id with spaces"})
+    assert cross.headers.getlist("Access-Control-Allow-Origin") == ["https://panel.gad.example"] and cross.headers.getlist("Vary") == ["Origin"]
+    assert cross.headers["Access-Control-Expose-Headers"] == "ETag, Location, X-Request-ID, Retry-After"
+    (request_id,) = cross.headers.getlist("X-Request-ID")
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # an id that is not a sane token is replaced, not echoed

@@ -8,8 +8,8 @@ from gad import policy
 from gad.blueprints.http import etag, if_match_version, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
-from gad.net import client_address
 from gad.models import Usuario
+from gad.net import client_address
 from gad.openapi import PageOf, documented
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
@@ -29,7 +29,7 @@ def _validated(usuario: Usuario) -> UsuarioOut:
     /users/me's view (docs/BENCHMARKS.md, issue 18's fifth pass). An expired or partly loaded instance takes the
     attribute path, which loads what is missing."""
     values = vars(usuario)
-    if _LOADED_FIELDS <= values.keys():
+    if values.keys() >= _LOADED_FIELDS:
         return UsuarioOut.model_validate({**values, "debe_cambiar_clave": usuario.debe_cambiar_clave})
     return UsuarioOut.model_validate(usuario)
 
