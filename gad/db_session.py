@@ -39,7 +39,7 @@ def add_when_opened(instance: T) -> T:
             return cast(T, already)
         session.add(instance)
     else:
-        current_g().setdefault(WAITING_FOR_SESSION, []).append(instance)
+        vars(current_g()).setdefault(WAITING_FOR_SESSION, []).append(instance)  # g.setdefault without its Python call
     return instance
 
 

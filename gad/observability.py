@@ -242,17 +242,14 @@ class HttpMetrics:
         )
         self._children: dict[tuple[str, Any, int], tuple[Any, Any]] = {}
 
-    def _labelled(self, method: str, group: Any, status: int) -> tuple[Any, Any]:
+    def record(self, method: str, group: Any, status: int, elapsed: float | None) -> None:
         key = (method, group, status)
         children = self._children.get(key)
         if children is None:
             children = (self.duration.labels(method, group, status), self.total.labels(method, status))
             if len(self._children) < self.MAX_CACHED:
                 self._children[key] = children
-        return children
-
-    def record(self, method: str, group: Any, status: int, elapsed: float | None) -> None:
-        duration, total = self._labelled(method, group, status)
+        duration, total = children
         if elapsed is not None:
             duration.observe(max(elapsed, 0.0))
         total.inc()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, url_for
+from flask import Blueprint, Response, url_for
 
 from gad import policy
 from gad.blueprints.http import etag, if_match_version, parse_json, parse_query, raw_json
@@ -11,6 +11,7 @@ from gad.errors import CurrentPasswordRejected
 from gad.models import Usuario
 from gad.net import client_address
 from gad.openapi import PageOf, documented
+from gad.reqctx import current_flask_app
 from gad.schemas.usuarios import UsuarioIn, UsuarioOut, UsuarioPatch, UsuarioQuery
 from gad.security import current_user, require_authentication
 from gad.services import auth, usuarios
@@ -38,8 +39,9 @@ def _out(usuario: Usuario, status: int = 200, *, created: bool = False) -> Respo
     """One usuario as the caller may see it — personal fields it may not see are left out (gad/policy.py) —
     serialised by pydantic straight to JSON (no dict in between)."""
     out = _validated(usuario)
-    body = out.model_dump_json(exclude=set(policy.hidden_personal_fields(current_user(), out.id)))
-    response = current_app.response_class(body, status=status, mimetype="application/json")
+    hidden = policy.hidden_personal_fields(current_user(), out.id)
+    body = out.model_dump_json(exclude=set(hidden) if hidden else None)  # an empty exclude still costs pydantic a pass
+    response = current_flask_app().response_class(body, status=status, mimetype="application/json")
     response.headers["ETag"] = etag(out.version)
     if created:
         response.headers["Location"] = url_for("usuarios.get_usuario", usuario_id=out.id)
