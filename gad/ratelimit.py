@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, after_this_request, current_app
 from flask.globals import _cv_request
 
 if TYPE_CHECKING:
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # Where Flask-Limiter keeps a request's state (limits checked, deductions pending), created the first time a
 # limit is checked; tests/test_request_overhead.py fails if a Flask-Limiter release moves it.
 LIMITER_REQUEST_STATE = "_limiter_request_context"
+# In app.extensions: GAD, not Flask-Limiter, runs its after-request hook, per request, where a limit is checked.
+_PER_REQUEST_HOOKS = "gad_limiter_per_request"
 
 View = Callable[..., Any]
 
@@ -45,7 +47,6 @@ class LazyLimiter:
         self._shared: list[_SharedLimit] = []
         self._bound: weakref.ref[Flask] | None = None
         self._after: Callable[[Response], Response] | None = None
-        self._teardown: Callable[[BaseException | None], None] | None = None
 
     @property
     def real(self) -> Limiter:
@@ -95,7 +96,7 @@ class LazyLimiter:
     # --- binding (in the factory, then at the first check) -------------------------------------------------
 
     def init_app(self, app: Flask, *, eager: bool) -> None:
-        """Set the app up for limits: at once when ``eager``, else hooks that stay idle until a limit is checked.
+        """Set the app up for limits: at once when ``eager``, else on the first request that checks one.
 
         Flask-Limiter's own ``init_app`` writes two settings into the config; they are written here, with
         the same defaults, so binding later does not write to the (by then read-only) config.
@@ -106,20 +107,11 @@ class LazyLimiter:
             self.real.init_app(app)
             self._bound = weakref.ref(app)
             return
-
-        # Flask-Limiter's after-request hook (conditional deductions, rate-limit headers) and teardown (drop
-        # the request's state) act on the state a limit check leaves on the request; a request no limit was
-        # checked for has none, and there both would be no-ops. Registered here, in the factory, where
-        # Flask-Limiter's own init_app would have put them (after-request hooks run in reverse order).
-        def after(response: Response) -> Response:
-            return self._after(response) if self._after is not None and has_limiter_state() else response
-
-        def teardown(exc: BaseException | None = None) -> None:
-            if self._teardown is not None and has_limiter_state():
-                self._teardown(exc)
-
-        app.after_request(after)
-        app.teardown_request(teardown)
+        # Flask-Limiter's after-request hook (conditional deductions, rate-limit headers) acts on the state a limit
+        # check leaves on the request, and its teardown only clears that state, which lives on the request's
+        # context and ends with it. Only a limited view checks a limit here, so that view runs the after-request
+        # hook for its own request (``_SharedLimit``): app-wide hooks ran on every request to find nothing.
+        app.extensions[_PER_REQUEST_HOOKS] = True
 
     def bound_to(self, app: Flask) -> Limiter:
         """The real limiter, bound to ``app`` (bound now if it was not, or was last bound to another app)."""
@@ -128,7 +120,7 @@ class LazyLimiter:
             hooks = _HookRecorder(app)
             real.init_app(hooks)  # type: ignore[arg-type]  # reads config and extensions, registers three hooks
             if self._after is None and hooks.after is not None:
-                self._after, self._teardown = hooks.after, hooks.teardown
+                self._after = hooks.after  # its teardown only clears the request's state: see init_app
             app.extensions.setdefault("limiter", set()).add(real)
             self._bound = weakref.ref(app)
         return real
@@ -159,7 +151,11 @@ class _SharedLimit:
 
         @functools.wraps(view)
         def limited(*args: Any, **kwargs: Any) -> Any:
-            self._owner.bound_to(current_app._get_current_object())  # type: ignore[attr-defined]
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            owner = self._owner
+            owner.bound_to(app)
+            if owner._after is not None and app.extensions.get(_PER_REQUEST_HOOKS):
+                after_this_request(owner._after)  # also when the check below refuses (429): as the app hook did
             return slot[0](*args, **kwargs)
 
         return limited
@@ -167,14 +163,13 @@ class _SharedLimit:
 
 class _HookRecorder:
     """What ``Limiter.init_app`` is given when binding after start-up: the app's config and extensions, and a
-    record of the hooks it registers. The app already has GAD's idle hooks (``LazyLimiter.init_app``), and
-    Flask refuses new hooks once an app has served a request."""
+    record of the after-request hook it registers, which the limited views run for their own requests
+    (``LazyLimiter.init_app``): Flask refuses new hooks once an app has served a request."""
 
     def __init__(self, app: Flask) -> None:
         self.config = app.config
         self.extensions: dict[str, Any] = {}
         self.after: Callable[[Response], Response] | None = None
-        self.teardown: Callable[[BaseException | None], None] | None = None
 
     def before_request(self, hook: Callable[[], Any]) -> None:
         pass  # its check of default and application limits: GAD binds eagerly when there are any
@@ -183,4 +178,4 @@ class _HookRecorder:
         self.after = hook
 
     def teardown_request(self, hook: Callable[[BaseException | None], None]) -> None:
-        self.teardown = hook
+        pass  # it clears the request's limiter state, which ends with the request's context anyway

@@ -272,3 +272,27 @@ def test_a_views_own_security_headers_win_and_ours_replace_its_request_id_and_co
     assert cross.headers["Access-Control-Expose-Headers"] == "ETag, Location, X-Request-ID, Retry-After"
     (request_id,) = cross.headers.getlist("X-Request-ID")
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # an id that is not a sane token is replaced, not echoed
+
+
+def test_flask_limiters_after_request_hook_runs_for_each_limited_request_and_no_other(app_with: Callable[..., Flask]) -> None:
+    app = app_with(LOGIN_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    body = {"email": "nadie@gad.test", "password": "p"}
+    assert client.post("/api/v1/auth/login", json=body).status_code == 401  # binds Flask-Limiter to this app
+    hook = limiter._after
+    assert hook is not None
+    seen: list[tuple[str | None, int]] = []
+
+    def counted(response: Response) -> Response:  # the real hook, run as before, with a note of where it ran
+        seen.append((request.endpoint, response.status_code))
+        return hook(response)
+
+    limiter._after = counted
+    try:
+        assert client.post("/api/v1/auth/login", json=body).status_code == 401
+        assert client.post("/api/v1/auth/login", json=body).status_code == 429  # refused by the check: still run
+        assert client.get("/health").status_code == 200 and client.get("/nope").status_code == 404
+        assert client.post("/login", data={"email": "nadie@gad.test", "password": "p"}).status_code == 429  # the form shares it
+    finally:
+        limiter._after = hook
+    assert seen == [("auth.login", 401), ("auth.login", 429), ("pages.login_submit", 429)]
