@@ -181,10 +181,11 @@ class Prepared:
     walking and cache-keying the statement's tree on each call than the round trip itself. A Prepared is
     compiled once per process; each connection prepares it on first use (a round trip of its own, so an
     EXECUTE that fails leaves it prepared and known as such) and from then on sends only
-    ``EXECUTE name(values)`` through the same SQLAlchemy connection, so its errors, events and
-    statement counters are those of any other statement. Statements whose shape varies per request (a
+    ``EXECUTE name(values)`` on the same SQLAlchemy connection's cursor (``send``), so its errors, events
+    and statement counters are those of any other statement. Statements whose shape varies per request (a
     list's filters) get one Prepared per shape, with every varying value a named bind parameter. Values
-    reach psycopg2 as given (no SQLAlchemy type processing): ints, strings, lists, datetimes.
+    reach psycopg2 as given (no SQLAlchemy type processing): ints, strings, lists, datetimes; rows come
+    back as psycopg2 reads them (tuples: a uuid as text), read by position.
     """
 
     def __init__(self, statement: Any) -> None:
