@@ -185,7 +185,7 @@ class Prepared:
     and statement counters are those of any other statement. Statements whose shape varies per request (a
     list's filters) get one Prepared per shape, with every varying value a named bind parameter. Values
     reach psycopg2 as given (no SQLAlchemy type processing): ints, strings, lists, datetimes; rows come
-    back as psycopg2 reads them (tuples: a uuid as text), read by position.
+    back as psycopg2 reads them (tuples), read by position.
     """
 
     def __init__(self, statement: Any) -> None:
@@ -260,7 +260,9 @@ def send(connection: Connection, statement: str, parameters: dict[str, Any], *, 
     begins its transaction as it would (autobegin), ``before_cursor_execute`` and ``after_cursor_execute``
     listeners see the statement (the test suite's statement counters), the transaction is opened with the
     statement as ``install_begin_with_first_statement`` does, and a driver error goes through the connection's
-    own handling (wrapped as ``DBAPIError``; on a disconnect the connection and the pool are invalidated)."""
+    own handling (wrapped as ``DBAPIError``; on a disconnect the connection and the pool are invalidated). The
+    listeners get no execution context (None): none of GAD's needs one, and one that does must not be added
+    without moving its statements back to ``exec_driver_sql``."""
     if not connection.in_transaction():
         connection.begin()  # SQLAlchemy's autobegin, so its commit and rollback know of the transaction
     options = connection.get_execution_options()
@@ -279,6 +281,12 @@ def send(connection: Connection, statement: str, parameters: dict[str, Any], *, 
         # SQLAlchemy's own handling of a failed statement (pinned version): wrapping, disconnect detection,
         # pool invalidation, handle_error listeners; it always raises.
         connection._handle_dbapi_exception(exc, statement, parameters, cursor, None)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # Killed mid-statement (a greenlet killed at shutdown, a gevent Timeout): psycopg2 has closed the
+            # connection under SQLAlchemy, which must not send its rollback there (as its own execution does).
+            connection.invalidate(exc)
+        raise
     finally:
         if not cursor.closed:
             cursor.close()

@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 import psycopg2
+import psycopg2.extensions
 import pytest
 import requests
 from flask import Flask
@@ -120,6 +122,30 @@ def test_a_prepared_statement_fails_as_any_sqlalchemy_statement_would(app_with: 
             for connection in (first, second):
                 assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() not in pids
                 assert tuple(add_one.first(connection, {"x": "2"}) or ()) == (3,)
+
+
+def test_a_statement_killed_midway_hands_back_a_connection_the_pool_replaces(app_with: Callable[..., Flask]) -> None:
+    """A request greenlet killed while its statement runs (shutdown, a gevent Timeout) ends with that kill, not
+    with a driver error from a rollback sent on the connection psycopg2 closed under it; the pool's next user
+    gets a new session."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_PING_AFTER_IDLE_S=3600)
+    seen: dict[str, Any] = {}
+
+    def statement() -> None:
+        with app.app_context(), db.engine.connect() as connection:
+            seen["pid"] = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            pg.send(connection, "SELECT pg_sleep(5)", {})
+
+    pg.install_wait_callback()  # as in a gunicorn gevent worker: waits on the server yield to the hub
+    try:
+        killed = gevent.spawn(statement)
+        gevent.sleep(0.5)
+        killed.kill()
+        assert isinstance(killed.value, gevent.GreenletExit) and killed.exception is None, killed.exception
+        with app.app_context(), db.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != seen["pid"]
+    finally:
+        psycopg2.extensions.set_wait_callback(None)
 
 
 def _the_only_connection(app: Flask) -> Any:
