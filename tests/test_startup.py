@@ -99,3 +99,28 @@ def test_a_worker_leaves_to_first_use_what_few_requests_need_and_evaluates_no_an
         "assert not strings, strings\n"
     )
     _run_in_a_fresh_worker(probe)
+
+
+def test_a_workers_schemas_skip_pydantics_field_name_check_and_its_classes_are_no_dataclasses() -> None:
+    # Issue 18 item 5, fifth pass. Every GAD schema is configured by gad.schemas.common.schema_config: pydantic
+    # does not check each field (each inherited one again in every subclass) against its protected ``model_``
+    # prefixes, which was a fifth of creating an event payload class — so no GAD field may start with ``model_``.
+    # And no class a worker imports is a dataclass: each execs its generated methods at import (~3 M instructions).
+    probe = (
+        "import dataclasses, sys, wsgi\n"
+        "from pydantic import BaseModel\n"
+        + _SUBCLASSES
+        + "schemas = [c for c in below(BaseModel) if c.__module__.startswith('gad')]\n"
+        "assert len(schemas) > 100, len(schemas)\n"
+        "checked = sorted(c.__qualname__ for c in schemas if c.model_config.get('protected_namespaces') != ())\n"
+        "assert not checked, checked\n"
+        "deferred = sorted(c.__qualname__ for c in schemas if c.model_config.get('defer_build') is not True)\n"
+        "assert not deferred, deferred\n"
+        "named = sorted(f'{c.__qualname__}.{n}' for c in schemas for n in c.model_fields if n.startswith('model_'))\n"
+        "assert not named, named\n"
+        "gad = [m for name, m in list(sys.modules.items()) if name.startswith('gad') and m is not None]\n"
+        "classes = [v for m in gad for v in vars(m).values() if isinstance(v, type) and v.__module__ == m.__name__]\n"
+        "found = sorted(f'{c.__module__}.{c.__qualname__}' for c in classes if dataclasses.is_dataclass(c))\n"
+        "assert not found, found\n"
+    )
+    _run_in_a_fresh_worker(probe)
