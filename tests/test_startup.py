@@ -81,14 +81,15 @@ def test_a_worker_builds_no_schema_validator_before_the_schema_is_used() -> None
 
 def test_a_worker_leaves_to_first_use_what_few_requests_need_and_evaluates_no_annotation_strings() -> None:
     # What a worker's import no longer does (issue 18 item 5): the tarea, efectivo and evento JSON statements
-    # are built by the first request that runs them; bcrypt is loaded by the first carried-over hash a login
+    # and the reports' statements are built by the first request that runs them; bcrypt is loaded by the first carried-over hash a login
     # checks; no template uses Flask-Caching's {% cache %} tag, so jinja2.ext is not loaded. And the mapped
     # classes and schemas hold their annotations as objects: as strings (``from __future__ import annotations``)
     # SQLAlchemy and pydantic eval'd each one at import, ~85 M instructions per worker boot.
     probe = (
         "import sys, wsgi\n"
-        "from gad.services import audit, efectivos, tarea_json\n"
-        "lazy = (tarea_json._one, tarea_json._historial, tarea_json._page_object, efectivos._page_item, audit._event_item)\n"
+        "from gad.services import audit, efectivos, reportes, tarea_json\n"
+        "lazy = (tarea_json._one, tarea_json._historial, tarea_json._page_object, efectivos._page_item, audit._event_item,\n"
+        "        reportes._histograma, reportes._resultados_q, reportes._sin_asignar_q, reportes._carga, reportes._export)\n"
         "assert all(f.cache_info().currsize == 0 for f in lazy), [f.__qualname__ for f in lazy if f.cache_info().currsize]\n"
         "assert not {'bcrypt', 'jinja2.ext'} & set(sys.modules), sorted({'bcrypt', 'jinja2.ext'} & set(sys.modules))\n"
         "from pydantic import BaseModel\n"
@@ -109,9 +110,7 @@ def test_a_workers_schemas_skip_pydantics_field_name_check_and_its_classes_are_n
     # And no class a worker imports is a dataclass: each execs its generated methods at import (~3 M instructions).
     probe = (
         "import dataclasses, sys, wsgi\n"
-        "from pydantic import BaseModel\n"
-        + _SUBCLASSES
-        + "schemas = [c for c in below(BaseModel) if c.__module__.startswith('gad')]\n"
+        "from pydantic import BaseModel\n" + _SUBCLASSES + "schemas = [c for c in below(BaseModel) if c.__module__.startswith('gad')]\n"
         "assert len(schemas) > 100, len(schemas)\n"
         "checked = sorted(c.__qualname__ for c in schemas if c.model_config.get('protected_namespaces') != ())\n"
         "assert not checked, checked\n"
