@@ -8,14 +8,14 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 logger = logging.getLogger(__name__)
@@ -181,10 +181,11 @@ class Prepared:
     walking and cache-keying the statement's tree on each call than the round trip itself. A Prepared is
     compiled once per process; each connection prepares it on first use (a round trip of its own, so an
     EXECUTE that fails leaves it prepared and known as such) and from then on sends only
-    ``EXECUTE name(values)`` through the same SQLAlchemy connection, so its errors, events and
-    statement counters are those of any other statement. Statements whose shape varies per request (a
+    ``EXECUTE name(values)`` on the same SQLAlchemy connection's cursor (``send``), so its errors, events
+    and statement counters are those of any other statement. Statements whose shape varies per request (a
     list's filters) get one Prepared per shape, with every varying value a named bind parameter. Values
-    reach psycopg2 as given (no SQLAlchemy type processing): ints, strings, lists, datetimes.
+    reach psycopg2 as given (no SQLAlchemy type processing): ints, strings, lists, datetimes; rows come
+    back as psycopg2 reads them (tuples), read by position.
     """
 
     def __init__(self, statement: Any) -> None:
@@ -211,9 +212,18 @@ class Prepared:
             self._compiled = (name, f"PREPARE {name} AS {sql}", execute, defaults)
         return self._compiled
 
-    def execute(self, connection: Connection, params: dict[str, Any]) -> CursorResult[Any]:
+    def first(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any] | None:
+        """The statement's first row (as psycopg2 reads it: a tuple), or None."""
+        return self._run(connection, params, fetch=True)
+
+    def run(self, connection: Connection, params: dict[str, Any]) -> None:
+        """The statement, for what it writes."""
+        self._run(connection, params, fetch=False)
+
+    def _run(self, connection: Connection, params: dict[str, Any], *, fetch: bool) -> Any:
         if not connection.get_execution_options().get(PREPARED_OPTION, False):
-            return connection.execute(self.statement, params)
+            result = connection.execute(self.statement, params)
+            return result.first() if fetch else None
         name, prepare, execute, defaults = self._compile()
         prepared: OrderedDict[str, None] = connection.connection.info.setdefault(_PREPARED_KEY, OrderedDict())
         try:
@@ -226,7 +236,7 @@ class Prepared:
                     del prepared[oldest]
                 connection.exec_driver_sql(prepare, execution_options={"no_parameters": True})
                 prepared[name] = None
-            return connection.exec_driver_sql(execute, defaults | params)
+            return send(connection, execute, defaults | params, fetch=fetch)
         except DBAPIError as exc:
             if exc.orig is not None and getattr(exc.orig, "pgcode", None) in _OUT_OF_STEP:
                 connection.invalidate()  # a new connection starts with no statements and an empty record
@@ -237,6 +247,49 @@ class Prepared:
             # event listener): what this connection has prepared is no longer known, so it is not reused.
             connection.invalidate()
             raise
+
+
+def send(connection: Connection, statement: str, parameters: dict[str, Any], *, fetch: bool = False) -> Sequence[Any] | None:
+    """Run one statement of known shape on ``connection``'s psycopg2 cursor and return its first row (``fetch``)
+    or None, without the result object SQLAlchemy would build for it.
+
+    For SQL given as a string (``exec_driver_sql``, and so every ``Prepared``'s ``EXECUTE``) SQLAlchemy builds
+    the result's column metadata from the cursor's description on every execution — name decoding and a type
+    lookup per column, half of its per-statement cost, for rows GAD reads by position — while compiled
+    statements get theirs from their cache. Everything else SQLAlchemy does around a statement is kept: it
+    begins its transaction as it would (autobegin), ``before_cursor_execute`` and ``after_cursor_execute``
+    listeners see the statement (the test suite's statement counters), the transaction is opened with the
+    statement as ``install_begin_with_first_statement`` does, and a driver error goes through the connection's
+    own handling (wrapped as ``DBAPIError``; on a disconnect the connection and the pool are invalidated). The
+    listeners get no execution context (None): none of GAD's needs one, and one that does must not be added
+    without moving its statements back to ``exec_driver_sql``."""
+    if not connection.in_transaction():
+        connection.begin()  # SQLAlchemy's autobegin, so its commit and rollback know of the transaction
+    options = connection.get_execution_options()
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None  # a checked-out connection
+    cursor = dbapi_connection.cursor()
+    try:
+        for before in connection.dispatch.before_cursor_execute:
+            statement, parameters = before(connection, cursor, statement, parameters, None, False)
+        cursor.execute(("BEGIN; " if _opens_transaction(dbapi_connection, options) else "") + statement, parameters)
+        row: Sequence[Any] | None = cursor.fetchone() if fetch else None
+        for after in connection.dispatch.after_cursor_execute:
+            after(connection, cursor, statement, parameters, None, False)
+        return row
+    except psycopg2.Error as exc:
+        # SQLAlchemy's own handling of a failed statement (pinned version): wrapping, disconnect detection,
+        # pool invalidation, handle_error listeners; it always raises.
+        connection._handle_dbapi_exception(exc, statement, parameters, cursor, None)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # Killed mid-statement (a greenlet killed at shutdown, a gevent Timeout): psycopg2 has closed the
+            # connection under SQLAlchemy, which must not send its rollback there (as its own execution does).
+            connection.invalidate(exc)
+        raise
+    finally:
+        if not cursor.closed:
+            cursor.close()
 
 
 class PreparedShapes:
@@ -274,6 +327,16 @@ ALONE = "gad_alone"
 _HELD_KEY = "gad_held_cursor"  # in a pooled connection's info: a WITH HOLD cursor was declared on it
 
 
+def _opens_transaction(dbapi_connection: Any, options: Any) -> bool:
+    """Whether a statement run in a SQLAlchemy transaction with these execution options must open it on the server."""
+    return bool(
+        dbapi_connection.autocommit
+        and dbapi_connection.info.transaction_status == _IDLE
+        and not options.get(ALONE)
+        and options.get("isolation_level") != "AUTOCOMMIT"
+    )
+
+
 def install_begin_with_first_statement(engine: Engine) -> None:
     """Open each transaction of ``engine`` with its first statement (``BEGIN; <statement>``, one round trip)
     and end it only if the server has one open.
@@ -299,16 +362,8 @@ def install_begin_with_first_statement(engine: Engine) -> None:
         if not dbapi_connection.autocommit:
             dbapi_connection.autocommit = True
 
-    def opens(cursor: Any, context: Any) -> bool:
-        """Whether this statement must open the transaction SQLAlchemy is in."""
-        connection = cursor.connection
-        options = context.execution_options
-        return bool(
-            connection.autocommit and connection.info.transaction_status == _IDLE and not options.get(ALONE) and options.get("isolation_level") != "AUTOCOMMIT"
-        )
-
     def begin_alone(cursor: Any, context: Any) -> None:
-        if opens(cursor, context):
+        if _opens_transaction(cursor.connection, context.execution_options):
             with cursor.connection.cursor() as plain:
                 plain.execute("BEGIN")
 
@@ -318,7 +373,7 @@ def install_begin_with_first_statement(engine: Engine) -> None:
             cursor.withhold = True
             context.root_connection.connection.info[_HELD_KEY] = True  # closed at checkin if still open
             return False
-        if not opens(cursor, context):
+        if not _opens_transaction(cursor.connection, context.execution_options):
             return False
         cursor.execute("BEGIN; " + statement, parameters)
         return True

@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
+import psycopg2
+import psycopg2.extensions
 import pytest
 import requests
 from flask import Flask
@@ -89,6 +92,60 @@ def test_ids_no_row_can_have_never_reach_the_database(app_with: Callable[..., Fl
             assert beyond.status_code == 422 and f"query.{name}" in {e["field"] for e in beyond.get_json()["errors"]}, beyond.get_json()
             assert client.get(f"/api/v1/tasks?{name}=2147483647", headers=headers).get_json()["total"] == 0
         assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).status_code == 200
+
+
+def test_a_prepared_statement_fails_as_any_sqlalchemy_statement_would(app_with: Callable[..., Flask], database_url: str) -> None:
+    """Prepared statements run on the driver's cursor (gad.pg.send), yet fail as SQLAlchemy's own would: a bad
+    value is its DataError and the connection goes on; a connection the server ended is a disconnect that
+    replaces the whole pool (every connection as old may be as dead), so one request fails, not one per
+    pooled connection."""
+    app = app_with(DB_POOL_SIZE=2, DB_MAX_OVERFLOW=0, DB_PING_AFTER_IDLE_S=3600)  # no ping would save them
+    add_one = pg.Prepared(text("SELECT CAST(:x AS integer) + 1"))
+    with app.app_context():
+        with db.engine.connect() as first, db.engine.connect() as second:  # both pooled connections, each prepared
+            pids = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() for connection in (first, second)]
+            assert [tuple(add_one.first(connection, {"x": "41"}) or ()) for connection in (first, second)] == [(42,), (42,)]
+        with db.engine.connect() as connection:
+            with pytest.raises(DataError):
+                add_one.first(connection, {"x": "forty-one"})
+            connection.rollback()
+            assert tuple(add_one.first(connection, {"x": "1"}) or ()) == (2,)
+        admin = psycopg2.connect(database_url)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        admin.close()
+        with db.engine.connect() as connection, pytest.raises(OperationalError) as ended:
+            add_one.first(connection, {"x": "1"})
+        assert ended.value.connection_invalidated
+        with db.engine.connect() as first, db.engine.connect() as second:  # the other one, ended too, went with the pool
+            for connection in (first, second):
+                assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() not in pids
+                assert tuple(add_one.first(connection, {"x": "2"}) or ()) == (3,)
+
+
+def test_a_statement_killed_midway_hands_back_a_connection_the_pool_replaces(app_with: Callable[..., Flask]) -> None:
+    """A request greenlet killed while its statement runs (shutdown, a gevent Timeout) ends with that kill, not
+    with a driver error from a rollback sent on the connection psycopg2 closed under it; the pool's next user
+    gets a new session."""
+    app = app_with(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_PING_AFTER_IDLE_S=3600)
+    seen: dict[str, Any] = {}
+
+    def statement() -> None:
+        with app.app_context(), db.engine.connect() as connection:
+            seen["pid"] = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            pg.send(connection, "SELECT pg_sleep(5)", {})
+
+    pg.install_wait_callback()  # as in a gunicorn gevent worker: waits on the server yield to the hub
+    try:
+        killed = gevent.spawn(statement)
+        gevent.sleep(0.5)
+        killed.kill()
+        assert isinstance(killed.value, gevent.GreenletExit) and killed.exception is None, killed.exception
+        with app.app_context(), db.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() != seen["pid"]
+    finally:
+        psycopg2.extensions.set_wait_callback(None)
 
 
 def _the_only_connection(app: Flask) -> Any:

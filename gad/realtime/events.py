@@ -31,7 +31,7 @@ from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
-from gad.pg import Prepared
+from gad.pg import Prepared, send
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
@@ -135,7 +135,7 @@ def _write_pending_events(session: Session) -> None:
         return
     session.flush()
     if taken is None:
-        row = _TAKE_SQL.execute(session.connection(), {}).first()
+        row = _TAKE_SQL.first(session.connection(), {})
         if row is None:
             raise RuntimeError("eventos_contador is empty: run `flask db upgrade`")
         last_id, prev_hash = int(row[0]), str(row[1])
@@ -214,12 +214,12 @@ def _append(session: Session, params: dict[str, Any]) -> None:
     dbapi_connection = connection.connection.dbapi_connection
     if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None:
         if not dbapi_connection.autocommit:
-            connection.exec_driver_sql(_append_and_commit() + "; BEGIN", params)
+            send(connection, _append_and_commit() + "; BEGIN", params)
             return
         if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            connection.exec_driver_sql(_append_and_commit(), params)
+            send(connection, _append_and_commit(), params)
             return
-    _APPEND_SQL.execute(connection, params)
+    _APPEND_SQL.run(connection, params)
 
 
 @functools.cache

@@ -236,7 +236,7 @@ def authenticate_token(token: str, *, read_only: bool = False) -> tuple[Usuario,
     except (TypeError, ValueError):
         raise Unauthorized("The token is invalid.") from None
     # One round trip: the usuario and whether this token was logged out.
-    row = _PRINCIPAL.execute(db.session.connection(), {"jti": str(claims["jti"]), "usuario_id": usuario_id}).first()
+    row = _PRINCIPAL.first(db.session.connection(), {"jti": str(claims["jti"]), "usuario_id": usuario_id})
     if row is None or row[-1]:
         raise Unauthorized("The token has been revoked; log in again.")
     values = dict(zip(_USUARIO_KEYS, row, strict=False))

@@ -127,7 +127,7 @@ def new_tarea(
     # On the connection, and the instance built from the row: the ORM's statement compile state and row loading
     # cost more than the statement's round trip.
     session = db.session()
-    row = statement.execute(session.connection(), values | {"_actor": actor.id, "_motivo": "Tarea creada"}).first()
+    row = statement.first(session.connection(), values | {"_actor": actor.id, "_motivo": "Tarea creada"})
     if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
     created = dict(zip(_TAREA_KEYS, row, strict=False))
