@@ -124,32 +124,3 @@ def test_a_workers_schemas_skip_pydantics_field_name_check_and_its_classes_are_n
         "assert not found, found\n"
     )
     _run_in_a_fresh_worker(probe)
-
-
-def test_configuring_the_mappers_does_not_build_every_columns_annotated_copy() -> None:
-    # gad.models.base._dispatch_without_probing (fifth pass): SQLAlchemy's slots_dispatcher probed each mapped
-    # attribute with hasattr(), which fell through to the comparator and built the column's ORM-annotated copy
-    # for all ~220 of them at every worker's import (half of configure_mappers). It is applied to the reviewed
-    # SQLAlchemy release only: this fails on another one, so an upgrade reviews the replacement again.
-    probe = (
-        "import sqlalchemy, wsgi\n"
-        "from sqlalchemy.event import base\n"
-        "from gad.models import Base, Usuario\n"
-        "from gad.models.base import SQLALCHEMY_REVIEWED\n"
-        "assert sqlalchemy.__version__ == SQLALCHEMY_REVIEWED, (sqlalchemy.__version__, 'review gad.models.base._dispatch_without_probing')\n"
-        "assert base.slots_dispatcher.__get__.__module__ == 'gad.models.base'\n"
-        "attrs = [a for m in Base.registry.mappers for a in m.class_manager.values() if hasattr(type(a.comparator), '__slots__')]\n"
-        "assert len(attrs) > 200, len(attrs)\n"
-        "def annotated(a):\n"
-        "    try:\n"
-        "        object.__getattribute__(a.comparator, '__clause_element__')\n"
-        "        return True\n"
-        "    except AttributeError:\n"
-        "        return False\n"
-        "built = [f'{a.class_.__name__}.{a.key}' for a in attrs if annotated(a)]\n"
-        "assert len(built) < len(attrs) // 2, (len(built), len(attrs))\n"
-        "# Each attribute still has its own dispatcher, the same on every access, and statements build as before.\n"
-        "assert all(a.dispatch is a.dispatch and a.dispatch is a._slots_dispatch for a in attrs)\n"
-        "assert str(Usuario.email == 'x') == 'usuarios.email = :email_1'\n"
-    )
-    _run_in_a_fresh_worker(probe)
