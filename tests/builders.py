@@ -22,7 +22,7 @@ _counter = itertools.count(1)
 @lru_cache(maxsize=1)
 def _password_hash() -> str:
     # argon2 is deliberately slow; hash the shared test password once per run.
-    return auth._hasher.hash(PASSWORD)
+    return auth._hasher().hash(PASSWORD)
 
 
 class Builders:

@@ -22,7 +22,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import gevent
@@ -59,36 +58,47 @@ class SessionLink(NamedTuple):
 ReplayFilter = Callable[[list[StoredEvent]], list[StoredEvent]]
 
 
-@dataclass(eq=False)
 class Connection:
     """One websocket client: who it is, what it listens to, and its bounded outgoing queue.
 
     ``wake`` is set whenever the socket's greenlet has something to do: a frame queued here, or (it is
     simple-websocket's own event) a client frame received or the socket closed. One greenlet per socket
     then both sends and reads, instead of a separate sender: at 10,000 idle sockets every greenlet costs
-    its own Python frame stack.
+    its own Python frame stack. A plain class, not a dataclass: that execs its generated methods at every
+    worker's import (docs/ARCHITECTURE.md §5 "Start-up"); compared by identity.
     """
 
-    ws: Any
-    usuario: Usuario
-    topics: set[str]
-    queue_size: int
-    jti: str | None = None  # the token the socket was opened with (None: the dashboard's session cookie)
-    session_id: int | None = None  # the browser session it was opened with (None: a bearer token)
-    wake: gevent.event.Event = field(default_factory=gevent.event.Event)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    close_timeout: float = 10.0  # seconds the writer gets to finish its frame and write the close frame
-    last_sent: int = 0
-    closed: bool = False  # nothing more is written: closed, or the peer is gone
-    close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
-    close_reason: str = ""
-    live: bool = False  # replay done: from here on, events may be written straight from the fan-out
-    writing: bool = False  # the socket's greenlet is in the middle of a write
-    queue: Queue = field(init=False)
-    _abort_timer: gevent.Greenlet | None = field(default=None, init=False, repr=False)
+    def __init__(
+        self,
+        ws: Any,
+        usuario: Usuario,
+        topics: set[str],
+        queue_size: int,
+        jti: str | None = None,
+        session_id: int | None = None,
+        wake: gevent.event.Event | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        self.ws = ws
+        self.usuario = usuario
+        self.topics = topics
+        self.queue_size = queue_size
+        self.jti = jti  # the token the socket was opened with (None: the dashboard's session cookie)
+        self.session_id = session_id  # the browser session it was opened with (None: a bearer token)
+        self.wake = gevent.event.Event() if wake is None else wake
+        self.id = uuid.uuid4().hex
+        self.close_timeout = close_timeout  # seconds the writer gets to finish its frame and write the close frame
+        self.last_sent = 0
+        self.closed = False  # nothing more is written: closed, or the peer is gone
+        self.close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
+        self.close_reason = ""
+        self.live = False  # replay done: from here on, events may be written straight from the fan-out
+        self.writing = False  # the socket's greenlet is in the middle of a write
+        self.queue: Queue = Queue(maxsize=queue_size)
+        self._abort_timer: gevent.Greenlet | None = None
 
-    def __post_init__(self) -> None:
-        self.queue = Queue(maxsize=self.queue_size)
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} usuario={self.usuario.id} topics={sorted(self.topics)}>"
 
     @property
     def ending(self) -> bool:

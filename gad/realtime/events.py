@@ -20,8 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import has_request_context
 from sqlalchemy import event, text
@@ -46,15 +45,17 @@ _TAKEN_KEY = "gad_taken_event_ids"
 SECURITY_TOPIC = "seguridad"
 
 
-@dataclass
-class PendingEvent:
+class PendingEvent(NamedTuple):
+    """An event queued in the session until its transaction commits (a record: a dataclass execs its generated
+    methods at every worker's import, docs/ARCHITECTURE.md §5 "Start-up")."""
+
     event_type: str
     topic: str
     entity_type: str
     entity_id: int | None
     actor_id: int | None
-    payload: dict[str, Any] = field(default_factory=dict)
-    request_id: str | None = None
+    payload: dict[str, Any]
+    request_id: str | None
 
 
 def record(session: Session, payload: EventPayload, *, topic: str, entity_type: str, entity_id: int | None, actor_id: int | None) -> None:

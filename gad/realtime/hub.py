@@ -20,7 +20,6 @@ import logging
 import struct
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -48,13 +47,34 @@ CREDENTIAL_CHANGES = frozenset({"tokens_revoked", "user_disabled", "role_changed
 BATCH = 500
 
 
-@dataclass
 class StoredEvent:
-    id: int
-    event_type: str
-    topic: str
-    payload: dict[str, Any]
-    created_at: datetime
+    """One row of the event log as the hub fans it out; its frame is encoded once, on first use.
+
+    A plain class, not a dataclass: that execs its generated methods at every worker's import (docs/ARCHITECTURE.md
+    §5 "Start-up"), and a NamedTuple cannot hold the cached frame."""
+
+    def __init__(self, id: int, event_type: str, topic: str, payload: dict[str, Any], created_at: datetime) -> None:
+        self.id = id
+        self.event_type = event_type
+        self.topic = topic
+        self.payload = payload
+        self.created_at = created_at
+
+    def __repr__(self) -> str:
+        return f"StoredEvent(id={self.id!r}, event_type={self.event_type!r}, topic={self.topic!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredEvent):
+            return NotImplemented
+        return (self.id, self.event_type, self.topic, self.payload, self.created_at) == (
+            other.id,
+            other.event_type,
+            other.topic,
+            other.payload,
+            other.created_at,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as the dataclass was
 
     @cached_property
     def wire(self) -> bytes:

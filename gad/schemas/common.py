@@ -2,13 +2,21 @@
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, Unpack
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
 T = TypeVar("T")
+
+
+def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
+    """Every GAD schema's configuration: ``settings`` plus validators built on first use, not at import
+    (``defer_build``), and no check of field names against pydantic's protected ``model_`` prefixes. That check
+    runs at import for every field of every class (an inherited field again in each subclass) and was a fifth of
+    creating an event payload class; no GAD field starts with ``model_`` (tests/test_startup.py)."""
+    return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
 
 
 def _strip(value: str) -> str:
@@ -67,7 +75,7 @@ class _ClientInput(BaseModel):
     """Anything a client sends: unknown fields are errors (typos never silently do nothing), no NUL bytes."""
 
     # Validators are built on first use, not at import: a worker starts faster and never builds those it never needs.
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = schema_config(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -79,7 +87,7 @@ class _ClientInput(BaseModel):
 class InModel(_ClientInput):
     """Request bodies."""
 
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000, defer_build=True)
+    model_config = schema_config(extra="forbid", str_max_length=10_000)
 
 
 class QueryModel(_ClientInput):
@@ -87,7 +95,7 @@ class QueryModel(_ClientInput):
 
 
 class OutModel(BaseModel):
-    model_config = ConfigDict(from_attributes=True, defer_build=True)
+    model_config = schema_config(from_attributes=True)
 
 
 class Page(OutModel, Generic[T]):
@@ -115,7 +123,7 @@ class PageQuery(QueryModel):
 
 
 class FieldError(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     field: str
     message: str
@@ -134,11 +142,11 @@ class Problem(BaseModel):
     code: str | None = None
     errors: list[FieldError] | None = None
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = schema_config(extra="allow")
 
 
 class Health(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     status: str
     timestamp: datetime
@@ -147,7 +155,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     status: str
     checks: dict[str, Any]

@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from gad.schemas.common import InModel, Lat, Lng, OutModel, QueryModel, Text
+from gad.schemas.common import InModel, Lat, Lng, OutModel, QueryModel, Text, schema_config
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.tareas import TareaOut
 from gad.vocab import TipoTarea
@@ -35,14 +35,14 @@ class EmergenciaIn(InModel):
 
 
 class AsignadoDistancia(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     efectivo_id: int
     distancia_m: float
 
 
 class EmergenciaOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     tarea: TareaOut
     asignados: list[AsignadoDistancia]
@@ -55,7 +55,7 @@ class StatsQuery(QueryModel):
 
 
 class UserStatsOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     usuario_id: int
     dias: int
@@ -67,7 +67,7 @@ class UserStatsOut(BaseModel):
 
 
 class ResumenOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     tareas_por_estado: dict[str, int]
     efectivos_por_disponibilidad: dict[str, int]
@@ -77,7 +77,7 @@ class ResumenOut(BaseModel):
 
 
 class CacheStatsOut(BaseModel):
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
 
     backend: str
     hits: int

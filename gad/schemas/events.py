@@ -8,13 +8,15 @@ events) and ``SECURITY_EVENT_PAYLOADS`` (topic "seguridad") list them all for th
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from gad.schemas.common import schema_config
 
 
 class EventPayload(BaseModel):
     """Base of every event payload. ``event_type`` names the event; fields are the ``data`` of its frame."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = schema_config(extra="forbid", populate_by_name=True)
     event_type: ClassVar[str]
 
     def to_json(self) -> dict[str, Any]:
@@ -71,7 +73,7 @@ class TaskUpdated(TareaEvent):
 class StatusChange(BaseModel):
     """A state change: from which value to which, and why (``motivo`` may be null)."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config = schema_config()
     from_: str = Field(alias="from")
     to: str
     motivo: str | None
@@ -134,7 +136,7 @@ class EfectivoLocationUpdate(EfectivoEvent):
 
 
 class UsuarioSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = schema_config(extra="forbid")
 
     id: int
     email: str

@@ -2,9 +2,9 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-from gad.schemas.common import OutModel, QueryModel, UtcDatetime
+from gad.schemas.common import OutModel, QueryModel, UtcDatetime, schema_config
 from gad.vocab import TipoTarea
 
 
@@ -26,5 +26,5 @@ class AuditExportQuery(QueryModel):
 class ReportOut(OutModel):
     """Every report echoes its filter; the rest differs per report (documented in the README)."""
 
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    model_config = schema_config(extra="allow")
     filtro: dict[str, Any]

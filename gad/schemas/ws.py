@@ -2,11 +2,13 @@
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from gad.schemas.common import schema_config
 
 
 class WsConnectQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = schema_config(extra="ignore")
 
     token: str | None = Field(None, description="Access token, for clients that cannot send headers (never logged)")
     since: int | None = Field(None, ge=0, description="Resume after this event id")
@@ -28,7 +30,7 @@ EVENT_TYPE_TOPICS: dict[str, frozenset[str]] = {
 
 
 class Topics(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = schema_config(extra="forbid")
 
     topics: list[str] | None = Field(None, max_length=20)
     events: list[str] | None = Field(None, max_length=20, description="GRUPO_GAD clients: event type names, mapped onto their topics")
@@ -43,13 +45,13 @@ class Topics(BaseModel):
 class Received(BaseModel):
     """``notification_received``: the notification ids this socket got (the page reports them at once)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = schema_config(extra="forbid")
 
     ids: list[int] = Field(min_length=1, max_length=500)
 
 
 class ClientFrame(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+    model_config = schema_config(extra="ignore")
 
     event_type: Literal["subscribe", "unsubscribe", "pong", "notification_received"]
     # Checked per event type: a pong may carry anything (GRUPO_GAD's clients echo data in it).

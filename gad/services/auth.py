@@ -8,12 +8,10 @@ import secrets
 import threading
 import time
 from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, NamedTuple, TypeVar
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 from sqlalchemy import bindparam, delete, func, inspect, select
 
@@ -29,13 +27,25 @@ from gad.reqctx import current_flask_app
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 logger = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=LoginAttempt)
 
-# argon2id, 64 MiB, t=3, one lane (RFC 9106 memory with a single lane): a verification occupies
-# exactly one core and never fans out into extra threads that would starve the gevent hub.
-_hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+
+@cache
+def _hasher() -> PasswordHasher:
+    # argon2id, 64 MiB, t=3, one lane (RFC 9106 memory with a single lane): a verification occupies
+    # exactly one core and never fans out into extra threads that would starve the gevent hub. argon2-cffi
+    # (its C library and bindings, ~8 M instructions) is loaded by the first password a worker hashes or
+    # checks, not by every worker's import: ~1.5 ms once, beside the ~180 ms the first login's hash costs.
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+
+
 _hash_pool: Any = None
 JWT_ALGORITHM = "HS256"
 GENERIC_LOGIN_FAILURE = "Invalid e-mail or password."
@@ -45,7 +55,7 @@ GENERIC_LOGIN_FAILURE = "Invalid e-mail or password."
 def _dummy_hash() -> str:
     # Verifying against this hash when the e-mail is unknown keeps response time independent of whether it
     # exists. Built on first use, not at import: argon2 with 64 MiB would slow every worker's start-up.
-    return _hasher.hash("not-a-real-password-for-timing")
+    return _hasher().hash("not-a-real-password-for-timing")
 
 
 def _lower_thread_priority() -> None:
@@ -82,7 +92,7 @@ def _off_hub(func: Any, *args: Any) -> Any:
 
 
 def hash_password(password: str) -> str:
-    return str(_off_hub(_hasher.hash, password))
+    return str(_off_hub(_hasher().hash, password))
 
 
 # Hashes carried over from GRUPO_GAD (passlib over bcrypt, cost 12); replaced by argon2id at the first login.
@@ -105,8 +115,11 @@ def needs_rehash(password_hash: str) -> bool:
     """True for a carried-over bcrypt hash or an argon2 hash made with other parameters than ours."""
     if password_hash.startswith(BCRYPT_PREFIXES):
         return True
+    hasher = _hasher()
+    from argon2.exceptions import InvalidHashError
+
     try:
-        return bool(_hasher.check_needs_rehash(password_hash))
+        return bool(hasher.check_needs_rehash(password_hash))
     except InvalidHashError:
         return False
 
@@ -116,9 +129,12 @@ def verify_password(password_hash: str, password: str) -> bool:
         # Cost 12 is ~0.2 s of CPU: off the hub, like argon2 (the bcrypt package releases the GIL).
         return bool(_off_hub(_check_bcrypt, password_hash, password))
 
+    hasher = _hasher()
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     def check() -> bool:
         try:
-            return bool(_hasher.verify(password_hash, password))
+            return bool(hasher.verify(password_hash, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

@@ -18,6 +18,7 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
@@ -112,17 +113,26 @@ def _query(sql: str) -> Any:
 
 
 _LIMITES = bindparam("limites", type_=ARRAY(DateTime(timezone=True)))
+
+
 # The histogram reads base five times. Inlined five times (NOT MATERIALIZED), each is an index-only scan
 # of ix_tareas_reportes and they run in parallel; but with ``unidad`` each would also join asignaciones
 # and efectivos again (3.5 s for a year of one unidad, 0.5 s this way), so then its tareas are collected
 # once (MATERIALIZED) and aggregated five times from memory.
-_HISTOGRAMAS = {
-    (a, unidad): text(_HISTOGRAMA.format(cte=_TAREAS_CTE.replace("base AS (", f"base AS {'' if unidad else 'NOT '}MATERIALIZED ("), agrupar=a)).bindparams(
-        *_TYPES, _LIMITES
-    )
-    for a in AGRUPACIONES
-    for unidad in (False, True)
-}
+# Each statement of this module is built by the first report that runs it, not by every worker's import (parsing
+# these texts for their parameters cost each worker ~1 ms at start-up; docs/ARCHITECTURE.md §5 "Start-up").
+@functools.cache
+def _histograma(agrupar: str, unidad: bool) -> Any:
+    _grouping(agrupar)
+    materialized = "" if unidad else "NOT "
+    sql = _HISTOGRAMA.format(cte=_TAREAS_CTE.replace("base AS (", f"base AS {materialized}MATERIALIZED ("), agrupar=agrupar)
+    return text(sql).bindparams(*_TYPES, _LIMITES)
+
+
+def _grouping(agrupar: str) -> None:
+    # The grouping is spliced into the SQL: only the known column names, whatever the caller validated.
+    if agrupar not in AGRUPACIONES:
+        raise KeyError(agrupar)
 
 
 def percentiles(histograma: dict[int, int], quantiles: tuple[float, ...] = (0.5, 0.9)) -> tuple[list[float | None], int, int | None]:
@@ -183,7 +193,7 @@ def tiempos(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[str, 
     dias: dict[Any, dict[int, int]] = {}
     creadas: dict[Any, int] = {}
     limites = _dias(filtro, zona())
-    for grupo, cubo, k, v, n in db.session.execute(_HISTOGRAMAS[agrupar, filtro.unidad is not None], filtro.params() | {"limites": limites}):
+    for grupo, cubo, k, v, n in db.session.execute(_histograma(agrupar, filtro.unidad is not None), filtro.params() | {"limites": limites}):
         n = int(n)
         if k == 4:
             dia = limites[cubo - 1].date()
@@ -230,8 +240,20 @@ _SIN_ASIGNAR = """WITH {cte}
       FROM base
      WHERE es_emergencia AND (primera_asignacion IS NULL OR primera_asignacion > created_at + make_interval(secs => :umbral))
      GROUP BY 1, 2"""
-_RESULTADOS_Q = {a: _query(_RESULTADOS.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
-_SIN_ASIGNAR_Q = {a: _query(_SIN_ASIGNAR.format(cte=_TAREAS_CTE, agrupar=a)) for a in AGRUPACIONES}
+
+
+@functools.cache
+def _resultados_q(agrupar: str) -> Any:
+    _grouping(agrupar)
+    return _query(_RESULTADOS.format(cte=_TAREAS_CTE, agrupar=agrupar))
+
+
+@functools.cache
+def _sin_asignar_q(agrupar: str) -> Any:
+    _grouping(agrupar)
+    return _query(_SIN_ASIGNAR.format(cte=_TAREAS_CTE, agrupar=agrupar))
+
+
 _CONTADORES = ("n", "finalizadas", "canceladas", "abiertas", "emergencias")
 
 
@@ -240,10 +262,10 @@ def resultados(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[st
     _require(actor)
     _prepare()
     contadores: dict[Any, dict[str, int]] = {}
-    for row in db.session.execute(_RESULTADOS_Q[agrupar], filtro.params()):
+    for row in db.session.execute(_resultados_q(agrupar), filtro.params()):
         contadores[row.grupo] = {k: int(getattr(row, k)) for k in _CONTADORES}
     sin_asignar: dict[Any, dict[int, int]] = {}
-    for grupo, v, n in db.session.execute(_SIN_ASIGNAR_Q[agrupar], filtro.params() | {"umbral": SIN_ASIGNAR_TRAS_S}):
+    for grupo, v, n in db.session.execute(_sin_asignar_q(agrupar), filtro.params() | {"umbral": SIN_ASIGNAR_TRAS_S}):
         sin_asignar.setdefault(grupo, {})[int(v)] = int(n)
 
     def build(counts: dict[str, int], hist: dict[int, int]) -> dict[str, Any]:
@@ -259,8 +281,7 @@ def resultados(actor: Usuario, filtro: Filtro, agrupar: str = "tipo") -> dict[st
     return {"filtro": filtro.as_dict(), "agrupar": agrupar, "grupos": grupos, "total": build(total_counts, total_hist)}
 
 
-_CARGA = text(
-    """
+_CARGA = """
     WITH rango AS (SELECT tstzrange(:desde, :hasta, '[)') AS r),
     turno_h AS (
         SELECT tu.efectivo_id, sum(extract(epoch FROM upper(tu.periodo * rango.r) - lower(tu.periodo * rango.r))) / 3600 AS horas
@@ -294,7 +315,11 @@ _CARGA = text(
      WHERE (CAST(:unidad AS text) IS NULL OR e.unidad = :unidad) AND (th.efectivo_id IS NOT NULL OR ta.efectivo_id IS NOT NULL OR e.activo)
      ORDER BY e.unidad NULLS LAST, e.codigo_interno
     """
-).bindparams(*_TYPES)
+
+
+@functools.cache
+def _carga() -> Any:
+    return text(_CARGA).bindparams(*_TYPES)
 
 
 def carga(actor: Usuario, filtro: Filtro) -> dict[str, Any]:
@@ -311,7 +336,7 @@ def carga(actor: Usuario, filtro: Filtro) -> dict[str, Any]:
             "horas_tarea": round(float(r.horas_tarea), 2),
             "tareas": int(r.tareas),
         }
-        for r in db.session.execute(_CARGA, filtro.params())
+        for r in db.session.execute(_carga(), filtro.params())
     ]
     unidades: dict[str | None, dict[str, Any]] = {}
     for e in efectivos:
@@ -375,7 +400,13 @@ TAREAS_CSV_COLUMNS = (
     "min_ejecucion",
     "min_pausa",
 )
-_EXPORT = _query(f"WITH {_TAREAS_CTE} SELECT * FROM base ORDER BY created_at, id")
+
+
+@functools.cache
+def _export() -> Any:
+    return _query(f"WITH {_TAREAS_CTE} SELECT * FROM base ORDER BY created_at, id")
+
+
 STREAM_BATCH = 2000
 
 
@@ -390,7 +421,7 @@ def tareas_csv(filtro: Filtro, tz: ZoneInfo) -> Iterator[str]:
     writer.writerow(TAREAS_CSV_COLUMNS)
     yield BOM + line.value
     connection = db.session.connection(execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
-    result = connection.execute(_EXPORT, filtro.params())
+    result = connection.execute(_export(), filtro.params())
     chunk: list[str] = []
     for r in result:
         writer.writerow(
