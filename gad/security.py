@@ -143,7 +143,7 @@ def _header_writer(app: Flask) -> HeaderWriter:
         always.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
     names = frozenset(name.lower() for name, _ in always)
     cors_origins = frozenset(app.config.get("CORS_ORIGINS", []))
-    cors_names = frozenset(name.lower() for name, _ in _CORS_HEADERS) | {"access-control-allow-origin", "vary"}
+    cors_names = frozenset(name.lower() for name, _ in _CORS_HEADERS) | {"access-control-allow-origin"}
 
     def write(environ: dict[str, Any], headers: list[tuple[str, str]], present: dict[str, str]) -> None:
         if names.isdisjoint(present):
@@ -155,9 +155,13 @@ def _header_writer(app: Flask) -> HeaderWriter:
             headers.append(("Content-Security-Policy", _CSP))
         origin = environ.get("HTTP_ORIGIN")
         if origin and origin in cors_origins:
-            # Set, as werkzeug's headers[name] = value would: any value a view gave these is replaced.
-            headers[:] = [header for header in headers if header[0].lower() not in cors_names]
-            headers.extend([("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), *_CORS_HEADERS])
+            # Set: any value a view gave these is replaced. Vary is merged instead: the answer also varies with
+            # whatever the view or Flask's session (Cookie) already named.
+            varies = [value.strip() for name, values in headers if name.lower() == "vary" for value in values.split(",") if value.strip()]
+            headers[:] = [header for header in headers if header[0].lower() not in cors_names and header[0].lower() != "vary"]
+            if "origin" not in {value.lower() for value in varies}:
+                varies.append("Origin")
+            headers.extend([("Access-Control-Allow-Origin", origin), ("Vary", ", ".join(varies)), *_CORS_HEADERS])
 
     return write
 
@@ -208,5 +212,11 @@ def init_app(app: Flask) -> None:
 
 
 def require_authentication() -> None:
-    """Blueprint ``before_request`` hook: identify the caller before any input is parsed (401 before 422)."""
+    """Blueprint ``before_request`` hook: identify the caller before any input is parsed (401 before 422).
+
+    Not for ``OPTIONS``: a browser sends a CORS preflight without credentials and gives up unless it gets a 2xx;
+    Flask answers it itself (``Allow``, no view runs, nothing is read) and the CORS headers are added as for any
+    response (``_header_writer``)."""
+    if current_request().method == "OPTIONS":
+        return
     current_user()

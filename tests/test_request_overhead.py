@@ -183,10 +183,10 @@ def _browser_login(client: FlaskClient, email: str) -> None:
 
 
 def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_not_from_the_api(app: Flask, build: Builders) -> None:
-    usuario = build.usuario(1, extra={"debe_cambiar_clave": True})
+    usuario = build.usuario(2, extra={"debe_cambiar_clave": True})  # a supervisor: the report and planning pages too
     client = app.test_client()
     _browser_login(client, usuario.email)
-    for path in ("/", "/mi", "/tareas", "/efectivos"):  # pages of both page blueprints (pages, consola)
+    for path in ("/", "/mi", "/tareas", "/efectivos", "/informes", "/planificacion"):  # every page blueprint's pages
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"] == f"/cambiar-clave?next={path}", path
     assert client.get("/cambiar-clave").status_code == 200
@@ -268,10 +268,37 @@ def test_a_views_own_security_headers_win_and_ours_replace_its_request_id_and_co
     assert plain.headers.getlist("Access-Control-Allow-Origin") == ["*"] and plain.headers.getlist("Vary") == ["Cookie"]  # no allowed Origin: untouched
 
     cross = client.get("/_own", headers={"Origin": "https://panel.gad.example", "X-Request-ID": "bad id with spaces"})
-    assert cross.headers.getlist("Access-Control-Allow-Origin") == ["https://panel.gad.example"] and cross.headers.getlist("Vary") == ["Origin"]
+    assert cross.headers.getlist("Access-Control-Allow-Origin") == ["https://panel.gad.example"] and cross.headers.getlist("Vary") == ["Cookie, Origin"]
     assert cross.headers["Access-Control-Expose-Headers"] == "ETag, Location, X-Request-ID, Retry-After"
     (request_id,) = cross.headers.getlist("X-Request-ID")
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # an id that is not a sane token is replaced, not echoed
+
+
+def test_an_allowed_origins_answer_still_varies_with_the_session_cookie(app_with: Callable[..., Flask]) -> None:
+    """Flask adds ``Vary: Cookie`` when a request reads the session (the login form does); CORS adds Origin to it
+    rather than replacing it, or a shared cache could hand one person's cookie-dependent answer to another."""
+    app = app_with(CORS_ORIGINS=["https://panel.gad.example"])
+    client = app.test_client()
+    plain = client.get("/login")
+    cross = client.get("/login", headers={"Origin": "https://panel.gad.example"})
+    assert plain.headers.getlist("Vary") == ["Cookie"], plain.headers
+    assert cross.headers.getlist("Vary") == ["Cookie, Origin"] and cross.headers["Access-Control-Allow-Origin"] == "https://panel.gad.example", cross.headers
+
+
+def test_a_cors_preflight_to_the_api_is_answered_without_credentials_and_reveals_nothing(app_with: Callable[..., Flask], build: Builders) -> None:
+    """Browsers send the preflight of a cross-origin API call without its Authorization header and give up on
+    anything but a 2xx; the call itself still needs its token."""
+    app = app_with(CORS_ORIGINS=["https://panel.gad.example"])
+    client = app.test_client()
+    tarea = build.tarea(build.usuario(3))
+    preflight = {"Origin": "https://panel.gad.example", "Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "authorization, if-match"}
+    for path in ("/api/v1/tasks", f"/api/v1/tasks/{tarea.id}", "/api/v1/users/me"):
+        answer = client.options(path, headers=preflight)
+        assert answer.status_code == 200 and answer.get_data() == b"", (path, answer.status_code, answer.get_data())
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://panel.gad.example"
+        assert "Authorization" in answer.headers["Access-Control-Allow-Headers"] and "PATCH" in answer.headers["Access-Control-Allow-Methods"]
+    call = client.get(f"/api/v1/tasks/{tarea.id}", headers={"Origin": "https://panel.gad.example"})
+    assert call.status_code == 401 and call.headers["Access-Control-Allow-Origin"] == "https://panel.gad.example"
 
 
 def test_flask_limiters_after_request_hook_runs_for_each_limited_request_and_no_other(app_with: Callable[..., Flask]) -> None:

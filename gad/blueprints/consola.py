@@ -11,6 +11,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.pages import _login_redirect, _page_user, _render
 from gad.blueprints.pages import bp as pages_bp
+from gad.blueprints.reportes import pages as informes_pages
+from gad.blueprints.turnos import pages as planificacion_pages
 from gad.db_session import commit_or_problem
 from gad.errors import AppError
 from gad.policy import is_supervisor
@@ -33,10 +35,10 @@ def _password_change_first() -> WerkzeugResponse | None:
     return None
 
 
-# On the two page blueprints only, not on the app: an app-wide hook ran on every API request to find it had
-# nothing to do there (docs/BENCHMARKS.md, issue 18's fifth pass).
-bp.before_request(_password_change_first)
-pages_bp.before_request(_password_change_first)
+# On the blueprints that serve pages, not on the app: an app-wide hook ran on every API request to find it had
+# nothing to do there (docs/BENCHMARKS.md, issue 18's fifth pass). A new page blueprint is added here.
+for page_blueprint in (bp, pages_bp, informes_pages, planificacion_pages):
+    page_blueprint.before_request(_password_change_first)
 
 
 @bp.route("/cambiar-clave", methods=["GET", "POST"])
