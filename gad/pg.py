@@ -191,6 +191,7 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         self._compiled: tuple[str, str, str, dict[str, Any]] | None = None
+        self._plain_sql: str | None = None
 
     def _compile(self) -> tuple[str, str, str, dict[str, Any]]:
         if self._compiled is None:
@@ -212,16 +213,27 @@ class Prepared:
             self._compiled = (name, f"PREPARE {name} AS {sql}", execute, defaults)
         return self._compiled
 
+    def _plain(self) -> str:
+        """The statement as psycopg2 runs it with named parameters, for ``then`` on a connection that prepares nothing."""
+        if self._plain_sql is None:
+            from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+            self._plain_sql = str(self.statement.compile(dialect=PGDialect_psycopg2()))
+        return self._plain_sql
+
     def first(self, connection: Connection, params: dict[str, Any]) -> Sequence[Any] | None:
         """The statement's first row (as psycopg2 reads it: a tuple), or None."""
         return self._run(connection, params, fetch=True)
 
-    def run(self, connection: Connection, params: dict[str, Any]) -> None:
-        """The statement, for what it writes."""
-        self._run(connection, params, fetch=False)
+    def run(self, connection: Connection, params: dict[str, Any], *, then: str = "") -> None:
+        """The statement, for what it writes. ``then``: statements sent after it in the same round trip (a
+        ``COMMIT``), which take no parameters and return no rows."""
+        self._run(connection, params, fetch=False, then=then)
 
-    def _run(self, connection: Connection, params: dict[str, Any], *, fetch: bool) -> Any:
+    def _run(self, connection: Connection, params: dict[str, Any], *, fetch: bool, then: str = "") -> Any:
         if not connection.get_execution_options().get(PREPARED_OPTION, False):
+            if then:
+                return send(connection, f"{self._plain()}; {then}", params, fetch=fetch)
             result = connection.execute(self.statement, params)
             return result.first() if fetch else None
         name, prepare, execute, defaults = self._compile()
@@ -236,7 +248,7 @@ class Prepared:
                     del prepared[oldest]
                 connection.exec_driver_sql(prepare, execution_options={"no_parameters": True})
                 prepared[name] = None
-            return send(connection, execute, defaults | params, fetch=fetch)
+            return send(connection, f"{execute}; {then}" if then else execute, defaults | params, fetch=fetch)
         except DBAPIError as exc:
             if exc.orig is not None and getattr(exc.orig, "pgcode", None) in _OUT_OF_STEP:
                 connection.invalidate()  # a new connection starts with no statements and an empty record

@@ -17,7 +17,6 @@ the topics, which is all a worker's listener reads when no socket is open (``gad
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any, NamedTuple
@@ -31,7 +30,7 @@ from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
-from gad.pg import Prepared, send
+from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import chain, tallies
 from gad.schemas.events import EventPayload, LoginFailed, PermissionDenied, SecurityEvent
@@ -168,12 +167,13 @@ def _write_pending_events(session: Session) -> None:
     # Plain SQL rather than ORM objects: nothing reads these rows back in this transaction, and the unit
     # of work for them cost more than the statement.
     # The notification names the new head and the topics (gad.realtime.hub._skip_unwatched).
-    notice = f"{last_id + len(pending)} {','.join(sorted({item.topic for item in pending}))}"
+    topics = {item.topic for item in pending}
+    notice = f"{last_id + len(pending)} {','.join(sorted(topics))}"
     _append(session, {"rows": json.dumps(rows), "last": last_id + len(pending), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
     touched = [(item.topic, item.payload) for item in pending]
     on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
-    on_commit(lambda: principals.invalidate_for_topics({topic for topic, _ in touched}), session)
+    on_commit(lambda: principals.invalidate_for_topics(topics), session)
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
 
 
@@ -212,21 +212,13 @@ def _append(session: Session, params: dict[str, Any]) -> None:
     before it and no other ``before_commit`` listener writes."""
     connection = session.connection()
     dbapi_connection = connection.connection.dbapi_connection
+    then = ""
     if has_request_context() and not session.in_nested_transaction() and dbapi_connection is not None:
         if not dbapi_connection.autocommit:
-            send(connection, _append_and_commit() + "; BEGIN", params)
-            return
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            send(connection, _append_and_commit(), params)
-            return
-    _APPEND_SQL.run(connection, params)
-
-
-@functools.cache
-def _append_and_commit() -> str:
-    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
-
-    return f"{_APPEND_SQL.statement.compile(dialect=PGDialect_psycopg2())}; COMMIT"
+            then = "COMMIT; BEGIN"
+        elif connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            then = "COMMIT"
+    _APPEND_SQL.run(connection, params, then=then)
 
 
 def _jsonable(payload: dict[str, Any]) -> Any:
