@@ -1,19 +1,21 @@
-"""The whole cache surface in one file: the backend wiring, key builders, the read-through helper, and invalidation.
+"""The whole cache surface in one file: the backend wiring, key builders and the read-through helper.
 
 Never stale after a write, on any worker: every entry is stamped with the id of the newest event in
 the event log when it was computed, and is served only while no newer event exists (one primary-key
 lookup of the event counter). Every committed change writes an event, so a write committed on another
-worker — or another machine — makes the entry stale at once, even with the per-process cache. On top
-of that, the writer deletes the affected keys after commit (``invalidate_for_events``), which frees
-Redis memory and keeps the local cache small. If Redis is unreachable the service answers from the
-database and logs the degradation.
+worker — or another machine — makes the entry stale at once, even with the per-process cache. That
+stamp is the invalidation: writers never touch the cache. Deleting the keys a write touched only freed
+a few entries (one summary, three per usuario) a minute early, and cost every write a Redis round trip
+after its commit — half a second of connect timeout for each while Redis was unreachable. A stale entry
+is replaced by the next read that computes it, or expires after ``CACHE_DEFAULT_TIMEOUT``. If Redis is
+unreachable the service answers from the database and logs the degradation.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -79,13 +81,6 @@ def _set(key: str, value: Any) -> None:
         _degraded("set", exc)
 
 
-def _delete(keys: Iterable[str]) -> None:
-    try:
-        cache.delete_many(*keys)
-    except Exception as exc:  # noqa: BLE001 - any backend failure degrades to the database
-        _degraded("delete", exc)
-
-
 def head_event_id() -> int:
     """The last event id handed out by a committed transaction (monotonic, even across pruning)."""
     return int(db.session.scalar(select(EventoContador.last_id).where(EventoContador.id == 1)) or 0)
@@ -102,31 +97,6 @@ def cached(key: str, compute: Callable[[], T]) -> T:
     value = compute()
     _set(key, {"head": head, "value": value})
     return value
-
-
-def invalidate_resumen() -> None:
-    _delete([resumen_key()])
-
-
-def invalidate_user_stats(usuario_ids: Iterable[int]) -> None:
-    _delete([user_stats_key(uid, days) for uid in usuario_ids for days in STATS_DAYS_CACHED])
-
-
-def invalidate_for_events(payloads: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Called after commit with (topic, payload) of each event written: drop what those changes touched."""
-    touched_users: set[int] = set()
-    operational = False
-    for topic, payload in payloads:
-        if topic in {"tareas", "emergencias", "efectivos"}:
-            operational = True
-        for field in ("delegado_usuario_id", "usuario_id"):
-            if isinstance(payload.get(field), int):
-                touched_users.add(payload[field])
-        touched_users.update(uid for uid in payload.get("asignados_usuario_ids", []) if isinstance(uid, int))
-    if operational:
-        invalidate_resumen()
-    if touched_users:
-        invalidate_user_stats(touched_users)
 
 
 def clear_all() -> None:

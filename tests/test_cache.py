@@ -53,3 +53,23 @@ def test_redis_cache_is_shared_prefixed_and_survives_an_outage(
     assert raw.exists("gad:dashboard:resumen")  # used again once it is back
     stats = client.get("/api/v1/cache/stats", headers=build.headers(admin)).get_json()
     assert stats["backend"] == "RedisCache" and stats["errors"] >= 1
+
+
+def test_a_write_sends_redis_nothing_and_the_next_read_replaces_the_stale_entry(database_url: str, build: Builders, redis_server: dict) -> None:
+    """The event stamp is the invalidation: a write's commit does not wait on Redis (nor on its timeout while
+    Redis is unreachable), and the summary it made stale is recomputed by the next read."""
+    app = make_app(database_url, REDIS_URL=redis_server["url"])
+    client = app.test_client()
+    headers = build.headers(build.usuario(2))
+    raw = redis.Redis(port=redis_server["port"])
+    assert client.get("/api/v1/dashboard/resumen", headers=headers).get_json()["tareas_por_estado"]["programada"] == 0
+
+    def commands() -> dict[str, int]:
+        return {name: stats["calls"] for name, stats in raw.info("commandstats").items() if name != "cmdstat_info"}
+
+    before = commands()
+    created = client.post("/api/v1/tasks", json={"codigo": "REDIS-QUIET", "titulo": "Sin ida a Redis", "tipo": "patrullaje"}, headers=headers)
+    assert created.status_code == 201
+    assert commands() == before
+    assert client.get("/api/v1/dashboard/resumen", headers=headers).get_json()["tareas_por_estado"]["programada"] == 1
+    assert client.get("/api/v1/dashboard/resumen", headers=headers).get_json()["tareas_por_estado"]["programada"] == 1  # the new entry

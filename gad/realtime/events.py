@@ -26,7 +26,6 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from gad import metrics
-from gad.caching import invalidate_for_events
 from gad.db_session import on_commit
 from gad.models import utcnow
 from gad.observability import current_request_id
@@ -170,8 +169,6 @@ def _write_pending_events(session: Session) -> None:
     topics = {item.topic for item in pending}
     notice = f"{last_id + len(pending)} {','.join(sorted(topics))}"
     _append(session, {"rows": json.dumps(rows), "last": last_id + len(pending), "h": prev_hash, "channel": NOTIFY_CHANNEL, "payload": notice})
-    touched = [(item.topic, item.payload) for item in pending]
-    on_commit(lambda: invalidate_for_events(touched), session)
     # This process must not serve a revoked token even before its listener hears of the commit.
     on_commit(lambda: principals.invalidate_for_topics(topics), session)
     on_commit(lambda: metrics.EVENTS_WRITTEN.inc(len(pending)), session)
