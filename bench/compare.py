@@ -17,7 +17,10 @@ background work after a scenario is not charged to the next. The report gives, p
 and the first system's req/s divided by each other's (``--baseline`` picks another first system).
 
 ``--server-cpu`` / ``--client-cpu`` pin spawned servers and the load client to different cores (taskset),
-as the issue's measurements did, so the client's CPU is not the server's.
+as the issue's measurements did, so the client's CPU is not the server's. The embedded PostgreSQL is not
+pinned: it runs on either core, beside the worker or the client. For spawned systems the report also gives
+the worker's CPU per request and the database's (every PostgreSQL process of the run's cluster, charged to
+the system measured at the time: the others are idle by then), and the ratios by each.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class System:
     tarea_id: int | None = None
     create_extra: str = ""
     worker_pid: int | None = None  # a spawned system's gunicorn worker, whose CPU time per request is reported
+    database_pid: int | None = None  # the postmaster of a spawned system's database, whose CPU per request is reported
 
 
 def _worker_of(master_pid: int) -> int:
@@ -76,6 +80,22 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_cpu_seconds(postmaster: int) -> float:
+    """CPU time so far of a PostgreSQL cluster: the postmaster with its children (backends, WAL writer,
+    autovacuum), those that have exited included (the postmaster's cutime/cstime)."""
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # exited meanwhile: its time is in the postmaster's cutime now
+                continue
+            if int(child[1]) == postmaster:
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _request(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -113,9 +133,12 @@ def _one_run(system: System, scenario: str, concurrency: int, duration: float, c
     """One load run; for a spawned system also the server's CPU time per request, a figure that a shared
     machine disturbs far less than req/s (another session's work on the server's core lowers req/s, not it)."""
     cpu_before = _cpu_seconds(system.worker_pid) if system.worker_pid else None
+    database_before = _database_cpu_seconds(system.database_pid) if system.database_pid else None
     result = _load(system, scenario, concurrency, duration, client_cpu)
     if cpu_before is not None and system.worker_pid and result["requests"]:
         result["cpu_ms_per_request"] = round((_cpu_seconds(system.worker_pid) - cpu_before) * 1000 / result["requests"], 4)
+    if database_before is not None and system.database_pid and result["requests"]:
+        result["db_cpu_ms_per_request"] = round((_database_cpu_seconds(system.database_pid) - database_before) * 1000 / result["requests"], 4)
     return result
 
 
@@ -141,16 +164,21 @@ SETTLE_IDLE_SHARE = 0.02
 SETTLE_TIMEOUT_S = 5.0
 
 
-def settle(pids: list[int]) -> float:
-    """Wait until the spawned servers are idle: at most SETTLE_IDLE_SHARE of a core between them over a
-    SETTLE_WINDOW_S window, or SETTLE_TIMEOUT_S. Without it a system's background work after one scenario
-    (GAD's listener taking in the notifications of 4 s of creates, its sweeper) runs during the next
-    scenario, on whichever system comes next, and is charged to it. Returns the seconds waited."""
+def settle(pids: list[int], databases: frozenset[int] = frozenset()) -> float:
+    """Wait until the spawned servers and their database are idle: at most SETTLE_IDLE_SHARE of a core
+    between them over a SETTLE_WINDOW_S window, or SETTLE_TIMEOUT_S. Without it a system's background work
+    after one scenario (GAD's listener taking in the notifications of 4 s of creates, its sweeper, the
+    autovacuum the creates set off) runs during the next scenario, on whichever system comes next, and is
+    charged to it. Returns the seconds waited."""
+
+    def spent() -> float:
+        return sum(_cpu_seconds(pid) for pid in pids) + sum(_database_cpu_seconds(pid) for pid in databases)
+
     started = time.monotonic()
     while time.monotonic() - started < SETTLE_TIMEOUT_S:
-        before = sum(_cpu_seconds(pid) for pid in pids)
+        before = spent()
         time.sleep(SETTLE_WINDOW_S)
-        if sum(_cpu_seconds(pid) for pid in pids) - before <= SETTLE_IDLE_SHARE * SETTLE_WINDOW_S:
+        if spent() - before <= SETTLE_IDLE_SHARE * SETTLE_WINDOW_S:
             break
     return time.monotonic() - started
 
@@ -158,13 +186,14 @@ def settle(pids: list[int]) -> float:
 def compare(systems: list[System], scenarios: list[str], concurrency: list[int], rounds: int, duration: float, client_cpu: str | None) -> dict[str, Any]:
     samples: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     spawned = [s.worker_pid for s in systems if s.worker_pid]
+    databases = frozenset(s.database_pid for s in systems if s.database_pid)
     for round_number in range(rounds):
         order = systems[round_number % len(systems) :] + systems[: round_number % len(systems)]
         for scenario in scenarios:
             for clients in concurrency:
                 for system in order:
                     if scenario in system.scenarios:
-                        waited = settle(spawned)
+                        waited = settle(spawned, databases)
                         run = _one_run(system, scenario, clients, duration, client_cpu)
                         samples.setdefault((scenario, clients, system.name), []).append(run | {"settle_s": round(waited, 2)})
     return beside(summarise(samples, [s.name for s in systems]))
@@ -198,6 +227,13 @@ def summarise(samples: dict[tuple[str, int, str], list[dict[str, Any]]], names: 
         if all("cpu_ms_per_request" in r for r in runs):
             entry[name]["cpu_ms_per_request"] = round(statistics.median(r["cpu_ms_per_request"] for r in runs), 4)
             entry[name]["cpu_ms_per_round"] = [r["cpu_ms_per_request"] for r in runs]
+        if all("db_cpu_ms_per_request" in r for r in runs):
+            entry[name]["db_cpu_ms_per_request"] = round(statistics.median(r["db_cpu_ms_per_request"] for r in runs), 4)
+            entry[name]["db_cpu_ms_per_round"] = [r["db_cpu_ms_per_request"] for r in runs]
+            # Per round, so the median of the sums is of one run's worker and database together.
+            sums = [r["cpu_ms_per_request"] + r["db_cpu_ms_per_request"] for r in runs if "cpu_ms_per_request" in r]
+            if len(sums) == len(runs):
+                entry[name]["worker_and_db_cpu_ms_per_request"] = round(statistics.median(sums), 4)
     return report
 
 
@@ -211,37 +247,40 @@ def ratios(report: dict[str, Any], baseline: str) -> dict[str, dict[str, float]]
     return out
 
 
-def cpu_ratios(report: dict[str, Any], baseline: str) -> dict[str, dict[str, float]]:
+def cpu_ratios(report: dict[str, Any], baseline: str, figure: str = "cpu_ms_per_request") -> dict[str, dict[str, float]]:
     """Each other system's server CPU per request divided by the baseline's: with GAD as the baseline and a floor
-    as the other, the share of the floor's speed GAD would reach on a core of its own."""
+    as the other, the share of the floor's speed GAD would reach on a core of its own. ``figure``
+    "worker_and_db_cpu_ms_per_request": the same with the database's CPU added, the share it would reach where
+    the worker and PostgreSQL share the cores, as here."""
     out: dict[str, dict[str, float]] = {}
     for key, entry in report.items():
-        mine = entry.get(baseline, {}).get("cpu_ms_per_request")
+        mine = entry.get(baseline, {}).get(figure)
         if mine:
-            out[key] = {
-                name: round(values["cpu_ms_per_request"] / mine, 2) for name, values in entry.items() if name != baseline and "cpu_ms_per_request" in values
-            }
+            out[key] = {name: round(values[figure] / mine, 2) for name, values in entry.items() if name != baseline and figure in values}
     return out
 
 
 def print_table(report: dict[str, Any], names: list[str], baseline: str) -> None:
     """req/s (p99 ms) per system, then the baseline's share of each other system by req/s and, for spawned
-    systems, by server CPU per request (ms) — the second is what a shared machine disturbs least."""
+    systems, by the worker's CPU per request (ms) and by the worker's and the database's together — the CPU
+    figures are what a shared machine disturbs least."""
     others = [n for n in names if n != baseline]
-    header = ["scenario"] + [f"{n} req/s (p99 ms) [CPU ms/req]" for n in names] + [f"{baseline} ÷ {n} (req/s; CPU)" for n in others]
+    header = ["scenario"] + [f"{n} req/s (p99 ms) [CPU ms/req; +db]" for n in names] + [f"{baseline} ÷ {n} (req/s; CPU; CPU+db)" for n in others]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     table_ratios, table_cpu = ratios(report, baseline), cpu_ratios(report, baseline)
+    table_total = cpu_ratios(report, baseline, "worker_and_db_cpu_ms_per_request")
     for key, entry in report.items():
         cells = [key]
         for name in names:
             if name not in entry:
                 cells.append("—")
                 continue
-            cpu = entry[name].get("cpu_ms_per_request")
-            cells.append(f"{entry[name]['rps']:,} ({entry[name]['p99_ms']})" + (f" [{cpu}]" if cpu is not None else ""))
+            cpu, database = entry[name].get("cpu_ms_per_request"), entry[name].get("db_cpu_ms_per_request")
+            spent = f" [{cpu}" + (f"; {database}" if database is not None else "") + "]" if cpu is not None else ""
+            cells.append(f"{entry[name]['rps']:,} ({entry[name]['p99_ms']})" + spent)
         for name in others:
-            cells.append(f"{table_ratios.get(key, {}).get(name, '—')}; {table_cpu.get(key, {}).get(name, '—')}")
+            cells.append(f"{table_ratios.get(key, {}).get(name, '—')}; {table_cpu.get(key, {}).get(name, '—')}; {table_total.get(key, {}).get(name, '—')}")
         print("| " + " | ".join(cells) + " |")
 
 
@@ -287,11 +326,12 @@ def main() -> None:
     with ExitStack() as stack:
         if args.spawn:
             gad_url = stack.enter_context(spawned_server(workers=1, cpu=args.server_cpu))
-            systems.insert(0, System("gad", gad_url, worker_pid=_worker_of(int(os.environ["GAD_BENCH_GUNICORN_PID"]))))
+            database_pid = int(os.environ["GAD_BENCH_DB_PID"])
+            systems.insert(0, System("gad", gad_url, worker_pid=_worker_of(int(os.environ["GAD_BENCH_GUNICORN_PID"])), database_pid=database_pid))
             database_url = os.environ["GAD_BENCH_DB_URL"]
             for variant, scenarios in FLOOR_SCENARIOS.items():
                 url, worker = stack.enter_context(_floor(variant.removeprefix("floor_"), database_url, args.server_cpu))
-                systems.append(System(variant, url, scenarios, worker_pid=worker))
+                systems.append(System(variant, url, scenarios, worker_pid=worker, database_pid=database_pid))
         for system in systems:
             if system.name not in FLOOR_SCENARIOS:
                 _login(system, email, password)
@@ -311,6 +351,7 @@ def main() -> None:
         "report": report,
         "ratios_to_" + baseline: ratios(report, baseline),
         "cpu_ratios_to_" + baseline: cpu_ratios(report, baseline),
+        "worker_and_db_cpu_ratios_to_" + baseline: cpu_ratios(report, baseline, "worker_and_db_cpu_ms_per_request"),
         "seconds": round(time.monotonic() - started),
         "load_average": load,
     }

@@ -47,6 +47,8 @@ def spawned_server(workers: int = 1, extra_env: dict[str, str] | None = None, cp
     proc, url = start_server(db_url, workers, tmp / "gunicorn.log", extra_env, cpu)
     os.environ["GAD_BENCH_DB_URL"] = db_url  # for benchmarks that bulk-load rows directly
     os.environ["GAD_BENCH_GUNICORN_PID"] = str(proc.pid)  # for benchmarks that read the worker's memory
+    # for benchmarks that charge the database's CPU to the requests that caused it (postmaster.pid's first line)
+    os.environ["GAD_BENCH_DB_PID"] = (Path(pg.datadir) / "postmaster.pid").read_text().split("\n", 1)[0].strip()
     try:
         yield url
     finally:
