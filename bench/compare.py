@@ -54,7 +54,12 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
 }
 # What a floor app can stand in for: the scenario is skipped for a system that has no such path.
 # bare Flask is the floor of /users/me too (issue 18: "≥ 60 % of bare Flask"), answering the same constant body.
-FLOOR_SCENARIOS = {"floor_hello": {"health", "me"}, "floor_one_query": {"get_one", "list_100"}, "floor_write": {"create"}}
+FLOOR_SCENARIOS = {
+    "floor_hello": {"health", "me"},
+    "floor_one_query": {"get_one", "list_100"},
+    "floor_write": {"create"},
+    "floor_write_guarantees": {"create"},
+}
 # Scenarios also shown beside another scenario's floor, as the issue's targets are literally stated (a list of
 # 100 at >= 50 % of the one-query floor of get one), under "<floor>_as_<scenario>" beside the list's own floor.
 BESIDE = {"list_100": ("get_one", "floor_one_query")}

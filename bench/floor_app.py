@@ -10,6 +10,12 @@ sessions the other does not: with SQLAlchemy's defaults (10 + 10 overflow) the f
 session for one request in 27 at 16 clients.
 ``write``: one ``INSERT … RETURNING`` of a tarea (its JSON built by PostgreSQL) and its COMMIT through the
 same pool, the JSON body parsed by Flask and nothing else (no validation, event, history or NOTIFY).
+``write_guarantees``: ``write`` plus the work GAD's guarantees add to each create, in GAD's own round trips and
+with statements of the same shape, prepared once per connection: the caller re-read with the logout list (the
+re-check every write makes), the tarea with its creation row in the history and its event id taken from the
+counter, then the event row with its HMAC link (``gad.realtime.chain``), the counter, the NOTIFY and the COMMIT in
+one round trip. No validation, hooks, ORM session, event schema or response schema: what the database and the
+chain cost a create whatever code drives them.
 ``idle_websocket``: flask-sock sockets that only wait for client frames (no hub, no queue, no auth).
 """
 
@@ -109,6 +115,95 @@ def _write_app() -> Flask:
     return app
 
 
+# GAD's statements for a create, written out (gad.services.auth._PRINCIPAL, gad.services.tareas._insert_new,
+# gad.realtime.events._APPEND_SQL): the floor runs the same work in PostgreSQL without GAD's Python around it.
+_GUARANTEED_STATEMENTS = {
+    "floor_principal": ("SELECT id, activo, token_version, nivel, EXISTS (SELECT FROM tokens_revocados WHERE jti = $2) FROM usuarios WHERE id = $1"),
+    "floor_create": (
+        "WITH nueva AS (INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, creado_por_usuario_id, version, "
+        "tiempo_pausado_s, created_at, updated_at) VALUES (gen_random_uuid(), $1, $2, $3, $4, 'programada', false, $5, 1, 0, now(), now()) "
+        "ON CONFLICT (codigo) DO NOTHING RETURNING *), "
+        "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
+        "SELECT id, NULL, estado, $5, 'Tarea creada', created_at FROM nueva), "
+        "ids AS (SELECT last_id + 1 AS last_id, last_hash FROM eventos_contador WHERE id = 1 AND EXISTS (SELECT FROM nueva) FOR UPDATE) "
+        "SELECT json_build_object('id', id, 'codigo', codigo, 'titulo', titulo, 'tipo', tipo, 'prioridad', prioridad, 'estado', estado, "
+        "'version', version, 'created_at', created_at)::text, (SELECT last_id FROM ids), (SELECT last_hash FROM ids), id FROM nueva"
+    ),
+    "floor_append": (
+        "WITH appended AS (INSERT INTO eventos (id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, "
+        "prev_hash, hash) SELECT id, event_type, topic, entity_type, entity_id, actor_id, request_id, payload, created_at, prev_hash, hash "
+        "FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS r(id bigint, event_type text, topic text, entity_type text, entity_id bigint, "
+        "actor_id integer, request_id text, payload jsonb, created_at timestamptz, prev_hash text, hash text) RETURNING 1) "
+        "UPDATE eventos_contador SET last_id = $2, last_hash = $3 WHERE id = 1 RETURNING pg_notify($4, $5)"
+    ),
+}
+
+
+def _guaranteed_write_app() -> Flask:
+    import hmac
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from config import load_config
+    from gad.realtime import chain
+
+    app = _hello_app()
+    engine = _engine()
+    key = str(load_config().AUDIT_KEY).encode()
+    with engine.connect() as conn:
+        creator = conn.execute(text("SELECT min(id) FROM usuarios")).scalar()
+
+    def cursor_of(connection: Any) -> Any:
+        if not connection.info.get("floor_prepared"):  # once per pooled connection, as gad.pg.Prepared
+            connection.dbapi_connection.autocommit = True  # BEGIN goes with the first statement, as in GAD
+            with connection.dbapi_connection.cursor() as cursor:
+                for name, sql in _GUARANTEED_STATEMENTS.items():
+                    cursor.execute(f"PREPARE {name} AS {sql}")
+            connection.info["floor_prepared"] = True
+        return connection.dbapi_connection.cursor()
+
+    @app.post("/api/v1/tasks")
+    def create_tarea() -> Response:
+        body = request.get_json()
+        connection = engine.raw_connection()
+        try:
+            with cursor_of(connection) as cursor:
+                cursor.execute("BEGIN; EXECUTE floor_principal(%s, %s)", (creator, "floor-jti"))
+                principal = cursor.fetchone()
+                if principal is None or not principal[1] or principal[4]:
+                    cursor.execute("ROLLBACK")
+                    return Response(status=401)
+                cursor.execute("EXECUTE floor_create(%s, %s, %s, %s, %s)", (body["codigo"], body["titulo"], body["tipo"], body.get("prioridad", 2), creator))
+                row = cursor.fetchone()
+                if row is None:
+                    cursor.execute("ROLLBACK")
+                    return Response(status=409)
+                created, event_id, prev_hash, tarea_id = row
+                now = datetime.now(UTC)
+                fields = {
+                    "id": event_id,
+                    "event_type": "task_created",
+                    "topic": "floor",
+                    "entity_type": "tarea",
+                    "entity_id": tarea_id,
+                    "actor_id": creator,
+                    "request_id": None,
+                    "payload": json.loads(created),
+                    "created_at": now,
+                }
+                digest = hmac.new(key, prev_hash.encode() + chain.canonical(**fields), "sha256").hexdigest()
+                rows = json.dumps([fields | {"created_at": now.isoformat(), "prev_hash": prev_hash, "hash": digest}])
+                # Another channel than GAD's: GAD's listener, idle in the same run, must not wake for these.
+                cursor.execute("EXECUTE floor_append(%s, %s, %s, %s, %s); COMMIT", (rows, event_id, digest, "gad_floor", str(event_id)))
+        finally:
+            connection.close()
+        return Response(created, status=201, mimetype="application/json")
+
+    return app
+
+
 def _idle_websocket_app() -> Flask:
     from flask_sock import Sock
 
@@ -126,7 +221,14 @@ def _idle_websocket_app() -> Flask:
 
 def __getattr__(name: str) -> Flask:
     # Built on first access so each gunicorn worker imports only the variant it serves.
-    factories = {"hello": _hello_app, "hello_with_stack": _stack_app, "one_query": _one_query_app, "write": _write_app, "idle_websocket": _idle_websocket_app}
+    factories = {
+        "hello": _hello_app,
+        "hello_with_stack": _stack_app,
+        "one_query": _one_query_app,
+        "write": _write_app,
+        "write_guarantees": _guaranteed_write_app,
+        "idle_websocket": _idle_websocket_app,
+    }
     if name not in factories:
         raise AttributeError(name)
     app = factories[name]()
