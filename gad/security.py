@@ -117,6 +117,23 @@ def current_user() -> Usuario:
     return usuario
 
 
+def page_user() -> Usuario | None:
+    """A browser page's caller, or None when nobody is logged in: resolved once per request and shared with
+    ``current_user`` through ``g``. Each resolution of a cached token builds a new Usuario that joins the request's
+    session when it opens, and two copies of one row there fail the first flush (a 403's audit, say). No CSRF
+    check: a page checks the token of the form it handles."""
+    state = vars(current_g())
+    known: Usuario | None = state.get("current_user")
+    if known is not None:
+        return known
+    try:
+        usuario, method, claims = resolve_user()
+    except Unauthorized:
+        return None
+    state.update(current_user=usuario, auth_method=method, token_claims=claims)
+    return usuario
+
+
 def is_local_path(target: str | None) -> bool:
     """Only same-site absolute paths: no scheme, no host, no protocol-relative ``//`` or backslash tricks."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:

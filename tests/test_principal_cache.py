@@ -12,6 +12,7 @@ import requests
 
 from tests.builders import Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
+from tests.helpers import PROBLEM
 
 pytestmark = pytest.mark.slow
 
@@ -160,3 +161,29 @@ def test_a_listener_without_sockets_takes_the_head_and_the_topics_from_the_notif
         assert not hub._skip_unwatched(["16 tareas"]) and hub.last_id == 14
     finally:
         principals.set_listener_connected(was_connected)
+
+
+# Past the cache's warm-up: the first denials write their permission_denied event (which drops the cache), then
+# repeats within SECURITY_EVENT_WINDOW_S are only counted, and the token is served from the cache from there on.
+_PAST_WARM_UP = 8
+
+
+@pytest.mark.parametrize(
+    ("nivel", "path"),
+    [(1, "/usuarios"), (1, "/planificacion"), (1, "/informes"), (1, "/tareas/nueva"), (2, "/usuarios")],
+)
+def test_a_page_refused_to_a_cached_token_stays_403(live_server: LiveServer, build: Builders, nivel: int, path: str) -> None:
+    """A page resolves its caller once per request, however many hooks ask: two copies of one usuario built from
+    the token cache used to meet in the session the 403's audit opens (500 from the fourth request on)."""
+    headers = build.headers(build.usuario(nivel))
+    answers = [live_server.get(path, headers=headers, allow_redirects=False) for _ in range(_PAST_WARM_UP)]
+    assert [a.status_code for a in answers] == [403] * _PAST_WARM_UP, [a.text[:200] for a in answers]
+    assert all(a.headers["Content-Type"] == PROBLEM and a.json()["code"] == "forbidden" for a in answers)
+    assert live_server.get("/api/v1/users/me", headers=headers).json()["nivel"] == nivel  # the caller is unchanged
+
+
+def test_an_api_call_refused_to_a_cached_token_stays_403(live_server: LiveServer, build: Builders) -> None:
+    headers = build.headers(build.usuario(1))
+    answers = [live_server.get("/api/v1/planificacion/semana", headers=headers) for _ in range(_PAST_WARM_UP)]
+    assert [a.status_code for a in answers] == [403] * _PAST_WARM_UP, [a.text[:200] for a in answers]
+    assert all(a.headers["Content-Type"] == PROBLEM and a.json()["code"] == "forbidden" for a in answers)

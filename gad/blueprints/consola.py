@@ -9,14 +9,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, send_from_directory, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.pages import _login_redirect, _page_user, _render
+from gad.blueprints.pages import _login_redirect, _render
 from gad.blueprints.pages import bp as pages_bp
 from gad.blueprints.reportes import pages as informes_pages
 from gad.blueprints.turnos import pages as planificacion_pages
 from gad.db_session import commit_or_problem
 from gad.errors import AppError
 from gad.policy import is_supervisor
-from gad.security import check_csrf, is_local_path, start_session
+from gad.security import check_csrf, is_local_path, page_user, start_session
 from gad.services import usuarios
 from gad.vocab import EstadoTarea, TipoTarea
 
@@ -29,7 +29,7 @@ def _password_change_first() -> WerkzeugResponse | None:
     """Browser pages only: someone whose password an administrador chose changes it before anything else."""
     if request.endpoint in _OPEN_WHILE_CHANGING:
         return None
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is not None and usuario.debe_cambiar_clave:
         return redirect(url_for("consola.cambiar_clave", next=request.full_path.rstrip("?")))
     return None
@@ -43,7 +43,7 @@ for page_blueprint in (bp, pages_bp, informes_pages, planificacion_pages):
 
 @bp.route("/cambiar-clave", methods=["GET", "POST"])
 def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     target = request.values.get("next", "")
@@ -73,7 +73,7 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
 
 @bp.get("/tareas")
 def tareas_lista() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render(
@@ -87,7 +87,7 @@ def tareas_lista() -> WerkzeugResponse | str:
 
 @bp.get("/mi")
 def mi_servicio() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render("mi.html", usuario, operador=is_supervisor(usuario))

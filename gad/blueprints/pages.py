@@ -9,33 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.auth import login_limit
 from gad.db_session import commit_or_problem
-from gad.errors import AppError, Unauthorized, pydantic_errors
+from gad.errors import AppError, pydantic_errors
 from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.schemas.tareas import TareaIn
-from gad.security import check_csrf, end_session, is_local_path, resolve_user, start_session
+from gad.security import check_csrf, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
 from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
 bp = Blueprint("pages", __name__)
 
 ESTADO_LABELS = {"programada": "Programadas", "en_curso": "En curso", "pausada": "Pausadas", "finalizada": "Finalizadas", "cancelada": "Canceladas"}
-
-
-def _page_user() -> Usuario | None:
-    try:
-        usuario, _, _ = resolve_user()
-    except Unauthorized:
-        return None
-    g.current_user = usuario
-    return usuario
 
 
 def _login_redirect() -> WerkzeugResponse:
@@ -95,7 +86,7 @@ def logout() -> WerkzeugResponse:
 
 @bp.get("/")
 def index() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render("tablero.html", usuario, tile_url=current_app.config["MAP_TILE_URL"])
@@ -103,7 +94,7 @@ def index() -> WerkzeugResponse | str:
 
 @bp.get("/tareas/<int:tarea_id>")
 def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render("tarea.html", usuario, tarea_id=tarea_id)
@@ -111,7 +102,7 @@ def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
 
 @bp.route("/tareas/nueva", methods=["GET", "POST"])
 def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     if not is_supervisor(usuario):
@@ -158,7 +149,7 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
 
 @bp.get("/efectivos")
 def efectivos_page() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render("efectivos.html", usuario)
@@ -166,7 +157,7 @@ def efectivos_page() -> WerkzeugResponse | str:
 
 @bp.get("/usuarios")
 def usuarios_page() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     if not is_admin(usuario):
@@ -176,7 +167,7 @@ def usuarios_page() -> WerkzeugResponse | str:
 
 @bp.get("/mapa")
 def mapa() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     return _render("mapa.html", usuario, tile_url=current_app.config["MAP_TILE_URL"])

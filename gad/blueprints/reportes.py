@@ -9,13 +9,13 @@ from flask import Blueprint, Response, abort, current_app, request, stream_with_
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.http import json_response, parse_query
-from gad.blueprints.pages import _login_redirect, _page_user, _render
+from gad.blueprints.pages import _login_redirect, _render
 from gad.errors import ValidationProblem
 from gad.models import Usuario, utcnow
 from gad.openapi import documented
 from gad.policy import is_supervisor
 from gad.schemas.reportes import AuditExportQuery, ReportOut, ReportQuery
-from gad.security import current_user, require_authentication
+from gad.security import current_user, page_user, require_authentication
 from gad.services import auditoria_export, reportes
 from gad.services.turnos import zona
 from gad.vocab import TipoTarea
@@ -128,7 +128,7 @@ def audit_export() -> Response:
 @pages.get("/informes")
 def informes_page() -> WerkzeugResponse | str:
     """The printable report: tables and server-drawn SVG charts, so print and PDF need no script."""
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     if not is_supervisor(usuario):

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
-from gad.blueprints.pages import _login_redirect, _page_user, _render
+from gad.blueprints.pages import _login_redirect, _render
 from gad.errors import ValidationProblem
 from gad.models import Licencia, Turno
 from gad.openapi import PageOf, documented
@@ -28,7 +28,7 @@ from gad.schemas.turnos import (
     TurnoPatch,
     TurnosCreated,
 )
-from gad.security import current_user, require_authentication
+from gad.security import current_user, page_user, require_authentication
 from gad.services import turnos
 from gad.vocab import TipoLicencia, TipoTurno
 
@@ -138,7 +138,7 @@ def planning_week() -> Response:
 
 @pages.get("/planificacion")
 def planning_page() -> WerkzeugResponse | str:
-    usuario = _page_user()
+    usuario = page_user()
     if usuario is None:
         return _login_redirect()
     if not is_supervisor(usuario):
