@@ -73,6 +73,22 @@ def test_boundary_instants_are_accepted_and_every_read_of_them_answers(live_serv
     assert deleted.status_code in {204, 409}, deleted.text
 
 
+def test_planning_week_outside_the_window_is_422_naming_semana(live_server: LiveServer, build: Builders) -> None:
+    """The week of 9999-12-31 ended past Python's last date (500); that of 0001-01-01 answered year-1 instants."""
+    headers = build.headers(build.usuario(2))
+    url = live_server.url + "/api/v1/planificacion/semana"
+    for dia in ("9999-12-31", "0001-01-01", "1899-12-31", "2200-01-01"):
+        response = requests.get(url, params={"semana": dia}, headers=headers, timeout=30)
+        assert_422_naming(response, "query.semana")
+        assert "between 1900-01-01 and 2199-12-31" in response.json()["errors"][0]["message"]
+    assert_422_naming(requests.get(url, params={"semana": "2026-02-30"}, headers=headers, timeout=30), "query.semana")
+    first = requests.get(url, params={"semana": "1900-01-01"}, headers=headers, timeout=30)
+    last = requests.get(url, params={"semana": "2199-12-31"}, headers=headers, timeout=30)
+    assert first.status_code == last.status_code == 200, (first.text, last.text)
+    assert datetime.fromisoformat(first.json()["desde"]) >= datetime(1900, 1, 1, tzinfo=UTC)
+    assert datetime.fromisoformat(last.json()["desde"]).year == 2199
+
+
 def _datetime_fields(schema: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     """Names of the date-time properties of a (possibly $ref'd, possibly nullable) object schema."""
     if "$ref" in schema:

@@ -1,13 +1,13 @@
 """Turno, licencia and planning schemas."""
 
 import uuid
-from datetime import datetime
-from typing import Any, Self
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gad.schemas.common import InModel, OutModel, PageQuery, QueryModel, Text, UtcDatetime
-from gad.vocab import TipoLicencia, TipoTurno
+from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
 class RepeticionIn(InModel):
@@ -117,9 +117,27 @@ class LicenciaOut(OutModel):
     created_at: datetime
 
 
+_PRIMER_DIA = TIEMPO_MIN.date()
+_ULTIMO_DIA = (TIEMPO_MAX - timedelta(days=1)).date()
+
+
+def _dia_en_ventana(value: str) -> str:
+    # The days of the instants' window: the week of 9999-12-31 would end past Python's last date (a 500), and one
+    # of year 1 would answer instants no other endpoint accepts.
+    try:
+        dia = date.fromisoformat(value)
+    except ValueError:  # 2026-02-30 passes the pattern
+        raise ValueError("not a calendar date") from None
+    if not _PRIMER_DIA <= dia <= _ULTIMO_DIA:
+        raise ValueError(f"must be a date between {_PRIMER_DIA} and {_ULTIMO_DIA}")
+    return value
+
+
 class PlanningQuery(QueryModel):
     unidad: str | None = Field(None, max_length=100, description="omit for every unidad")
-    semana: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="any date of the week (local); default this week")
+    semana: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_dia_en_ventana)] | None = Field(
+        None, description=f"any date of the week (local), {_PRIMER_DIA} to {_ULTIMO_DIA}; default this week"
+    )
 
 
 class PlanningOut(OutModel):
