@@ -52,7 +52,7 @@ def _every_security_event(database_url: str, build: Builders) -> tuple[Flask, li
         usuarios.update_usuario(actor, officer.id, {"nivel": 2}, None)
         usuarios.update_usuario(actor, officer.id, {"password": "another-long-password-9"}, None)
         auth.log_out_everywhere(actor, officer.id)
-        usuarios.set_activo(actor, officer.id, False)
+        usuarios.set_activo(actor, officer.id, False, None)
         db.session.commit()
         stored = db.session.query(Evento).filter_by(topic="seguridad").order_by(Evento.id).all()
         db.session.expunge_all()

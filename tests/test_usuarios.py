@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.builders import Builders
+from tests.helpers import PROBLEM, all_events
 
 
 def test_user_cannot_escalate_own_nivel_or_edit_others(client: FlaskClient, build: Builders) -> None:
@@ -25,6 +27,42 @@ def test_admin_changes_nivel_and_old_etag_is_refused(client: FlaskClient, build:
     assert client.patch(f"/api/v1/users/{user.id}", json={"nivel": 2}, headers=headers | {"If-Match": etag}).status_code == 200
     stale = client.patch(f"/api/v1/users/{user.id}", json={"nivel": 3}, headers=headers | {"If-Match": etag})
     assert stale.status_code == 412 and stale.headers["ETag"] == '"2"'
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", ""), ("POST", "/reactivar")])
+def test_deactivate_and_reactivate_honour_if_match_as_patch_does(app: Flask, client: FlaskClient, build: Builders, method: str, path: str) -> None:
+    admin = build.usuario(3)
+    user = build.usuario(1, activo=method == "DELETE")  # each starts where its write changes something
+    headers = build.headers(admin)
+    url = f"/api/v1/users/{user.id}"
+    before = client.get(url, headers=headers).get_json()
+    events = len(all_events(app))
+
+    stale = client.open(url + path, method=method, headers=headers | {"If-Match": '"999"'})
+    assert stale.status_code == 412 and stale.headers["Content-Type"] == PROBLEM and stale.headers["ETag"] == '"1"'
+    malformed = client.open(url + path, method=method, headers=headers | {"If-Match": "not-an-etag"})
+    assert malformed.status_code == 422 and malformed.headers["Content-Type"] == PROBLEM
+    assert [e["field"] for e in malformed.get_json()["errors"]] == ["header.If-Match"]
+    assert client.get(url, headers=headers).get_json() == before and len(all_events(app)) == events  # nothing changed
+
+    done = client.open(url + path, method=method, headers=headers | {"If-Match": '"1"'})
+    assert done.status_code == (204 if method == "DELETE" else 200), done.get_data(as_text=True)
+    after = client.get(url, headers=headers).get_json()
+    assert after["activo"] is (method == "POST") and after["version"] == 2
+    # Absent If-Match: no check, as for PATCH (this time the usuario is already so: nothing to change).
+    assert client.open(url + path, method=method, headers=headers).status_code == done.status_code
+
+
+def test_reactivating_an_active_usuario_changes_nothing(app: Flask, client: FlaskClient, build: Builders) -> None:
+    admin, user = build.usuario(3), build.usuario(1)
+    headers = build.headers(admin)
+    events = len(all_events(app))
+    for _ in range(2):
+        again = client.post(f"/api/v1/users/{user.id}/reactivar", headers=headers)
+        assert again.status_code == 200 and again.get_json()["version"] == 1 and again.headers["ETag"] == '"1"'
+    assert len(all_events(app)) == events
+    stale = client.post(f"/api/v1/users/{user.id}/reactivar", headers=headers | {"If-Match": '"999"'})
+    assert stale.status_code == 412  # nothing to change, but the client's precondition still holds or fails
 
 
 @pytest.mark.parametrize("field", ["email", "dni", "telegram_id"])

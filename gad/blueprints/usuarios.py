@@ -93,14 +93,14 @@ def update_usuario(usuario_id: int) -> Response:
 @bp.delete("/<int:usuario_id>")
 @documented(tags=("usuarios",), resp={"HTTP_204": None})
 def deactivate_usuario(usuario_id: int) -> Response:
-    usuarios.set_activo(current_user(), usuario_id, False)
+    usuarios.set_activo(current_user(), usuario_id, False, if_match_version())
     return Response(status=204)
 
 
 @bp.post("/<int:usuario_id>/reactivar")
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def reactivate_usuario(usuario_id: int) -> Response:
-    return _out(usuarios.set_activo(current_user(), usuario_id, True))
+    return _out(usuarios.set_activo(current_user(), usuario_id, True, if_match_version()))
 
 
 @bp.post("/<int:usuario_id>/logout-all")

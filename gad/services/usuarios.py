@@ -166,11 +166,13 @@ def update_usuario(actor: Usuario, usuario_id: int, changes: dict[str, Any], exp
     Raises NotFound, Forbidden, PreconditionFailed, Conflict, ValidationProblem, CurrentPasswordRejected,
     TooManyAttempts.
     """
-    usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
-    if usuario is None:
-        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    return _update(actor, _locked(usuario_id), changes, expected_version, client_address)
+
+
+def _update(actor: Usuario, usuario: Usuario, changes: dict[str, Any], expected_version: int | None, client_address: str) -> Usuario:
+    """``update_usuario`` of a usuario whose row this transaction has locked."""
     current_password = changes.pop("current_password", None)
-    policy.check_usuario_update(actor, usuario_id, set(changes))
+    policy.check_usuario_update(actor, usuario.id, set(changes))
     check_version(usuario.version, expected_version, "usuario")
     _check_unique(changes.get("email"), changes.get("dni"), changes.get("telegram_id"), exclude_id=usuario.id)
     before = _usuario_payload(usuario)
@@ -218,10 +220,24 @@ def _check_self_demotion(actor: Usuario, usuario: Usuario, changes: dict[str, An
         raise Conflict("You cannot lower your own nivel; ask another administrador.")
 
 
-def set_activo(actor: Usuario, usuario_id: int, activo: bool) -> Usuario:
-    """Deactivate (soft; revokes every token) or reactivate. Administradores only."""
+def _locked(usuario_id: int) -> Usuario:
+    """The usuario, its row locked for the rest of the transaction. Raises NotFound."""
+    usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
+    if usuario is None:
+        raise NotFound(f"Usuario {usuario_id} does not exist.")
+    return usuario
+
+
+def set_activo(actor: Usuario, usuario_id: int, activo: bool, expected_version: int | None) -> Usuario:
+    """Deactivate (soft; revokes every token) or reactivate. Administradores only. A usuario already so is left as
+    it is: no new version, no event (a repeated DELETE or reactivation changes nothing).
+    Raises Forbidden, NotFound, PreconditionFailed, Conflict."""
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deactivating usuarios")
-    usuario = update_usuario(actor, usuario_id, {"activo": activo}, None)
+    usuario = _locked(usuario_id)
+    if usuario.activo is activo:
+        check_version(usuario.version, expected_version, "usuario")
+        return usuario
+    usuario = _update(actor, usuario, {"activo": activo}, expected_version, "unknown")
     if not activo:
         events.record_security(UserDisabled(usuario_id=usuario_id), actor.id)
     return usuario
