@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from gad.extensions import db
-from gad.models import HistorialEstado, Tarea
+from gad.models import HistorialEstado, Tarea, Usuario
 from tests.builders import Builders
 from tests.helpers import TAREA, all_events, count_rows, transition
 
@@ -49,3 +51,47 @@ def test_failed_request_with_key_can_be_retried(app: Flask, client: FlaskClient,
     assert client.post("/api/v1/tasks", json=TAREA | {"delegado_usuario_id": 4242}, headers=headers).status_code == 422
     assert client.post("/api/v1/tasks", json=TAREA | {"delegado_usuario_id": 4242}, headers=headers).status_code == 422
     assert client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup, **{"Idempotency-Key": "retry-2"})).status_code == 201
+
+
+def _twice(client: FlaskClient, path: str, headers: dict[str, str], body: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    first = client.post(path, json=body, headers=headers)
+    second = client.post(path, json=body, headers=headers)
+    assert first.status_code < 300, first.get_json()
+    assert second.status_code == first.status_code and second.get_json() == first.get_json()
+    assert second.headers.get("Idempotent-Replayed") == "true" and "Idempotent-Replayed" not in first.headers
+    return first, second
+
+
+def test_idempotent_usuario_create_makes_one_usuario(app: Flask, client: FlaskClient, build: Builders) -> None:
+    admin = build.usuario(3)
+    body = {"email": "idem@gad.test", "password": "a-long-password-2026", "dni": "55555555K", "nombre": "Idem", "apellido": "Potente"}
+    before = count_rows(app, Usuario)
+    first, second = _twice(client, "/api/v1/users", build.headers(admin, **{"Idempotency-Key": "usuario-1"}), body)
+    assert first.status_code == 201 and second.headers["Location"] == first.headers["Location"]
+    assert count_rows(app, Usuario) == before + 1
+    assert [e.event_type for e in all_events(app)] == ["user_created"]
+
+
+def test_idempotent_alert_resend_resends_once(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup, member = build.usuario(2), build.usuario(1)
+    headers = build.headers(sup)
+    alerta = client.post(
+        "/api/v1/alertas", json={"tipo": "aviso", "texto": "Reunión a las 8", "destino": "usuarios", "usuario_ids": [member.id]}, headers=headers
+    )
+    assert alerta.status_code == 201, alerta.get_json()
+    notified = len([e for e in all_events(app) if e.event_type == "notification"])
+    first, _ = _twice(client, f"/api/v1/alertas/{alerta.get_json()['id']}/reenviar", headers | {"Idempotency-Key": "reenvio-1"})
+    assert first.get_json()["faltan"][0]["reenvios"] == 1
+    assert len([e for e in all_events(app) if e.event_type == "notification"]) == notified + 1
+
+
+def test_reactivar_ack_and_cerrar_replay_a_repeated_key(client: FlaskClient, build: Builders) -> None:
+    admin, sup, member = build.usuario(3), build.usuario(2), build.usuario(1)
+    inactive = build.usuario(1, activo=False)
+    first, _ = _twice(client, f"/api/v1/users/{inactive.id}/reactivar", build.headers(admin, **{"Idempotency-Key": "reactivar-1"}))
+    assert first.get_json()["activo"] is True
+    notificacion = build.notificacion(member)
+    ack = {"respuesta": "acepto"}
+    _twice(client, f"/api/v1/notificaciones/{notificacion.id}/ack", build.headers(member, **{"Idempotency-Key": "ack-1"}), ack)
+    alerta = build.alerta(sup)
+    _twice(client, f"/api/v1/alertas/{alerta.id}/cerrar", build.headers(sup, **{"Idempotency-Key": "cerrar-1"}))

@@ -36,6 +36,7 @@ def get_notificacion(notificacion_id: int) -> Response:
 
 
 @bp.post("/notificaciones/<int:notificacion_id>/ack")
+@idempotent
 @documented(tags=("notificaciones",), json=AckIn, resp={"HTTP_200": NotificacionOut})
 def ack(notificacion_id: int) -> Response:
     actor = current_user()
@@ -77,6 +78,7 @@ def get_alerta(alerta_id: int) -> Response:
 
 
 @bp.post("/alertas/<int:alerta_id>/reenviar")
+@idempotent
 @documented(tags=("notificaciones",), resp={"HTTP_200": AlertaOut})
 def resend(alerta_id: int) -> Response:
     alerta, _ = alertas.resend(current_user(), alerta_id)
@@ -84,6 +86,7 @@ def resend(alerta_id: int) -> Response:
 
 
 @bp.post("/alertas/<int:alerta_id>/cerrar")
+@idempotent
 @documented(tags=("notificaciones",), resp={"HTTP_200": AlertaOut})
 def close(alerta_id: int) -> Response:
     return _alerta_out(alertas.close(current_user(), alerta_id), detail=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad import policy
-from gad.blueprints.http import etag, if_match_version, parse_json, parse_query, raw_json
+from gad.blueprints.http import etag, idempotent, if_match_version, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.models import Usuario
@@ -63,6 +63,7 @@ def list_usuarios() -> Response:
 
 
 @bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
+@idempotent
 @documented(tags=("usuarios",), json=UsuarioIn, resp={"HTTP_201": UsuarioOut})
 def create_usuario() -> Response:
     body = parse_json(UsuarioIn)
@@ -98,6 +99,7 @@ def deactivate_usuario(usuario_id: int) -> Response:
 
 
 @bp.post("/<int:usuario_id>/reactivar")
+@idempotent
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def reactivate_usuario(usuario_id: int) -> Response:
     return _out(usuarios.set_activo(current_user(), usuario_id, True, if_match_version()))
