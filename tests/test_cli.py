@@ -31,6 +31,18 @@ def test_cli_create_admin_rejects_weak_password_and_duplicates(database_url: str
     assert duplicate.returncode != 0 and "email" in duplicate.stderr
 
 
+def test_cli_create_admin_refuses_what_the_api_refuses_in_one_line(database_url: str, app: Flask) -> None:
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "GAD_ADMIN_PASSWORD": "a-strong-admin-pass"}
+    for args, field in ((["bad email"], "email"), (["jefe@gad.local", "--dni", "1"], "dni"), (["jefe@gad.local", "--apellido", " "], "apellido")):
+        result = run_flask(env, "gad", "create-admin", *args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr and "Created" not in result.stdout, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: Invalid administrador: {field}: "), lines
+    with app.app_context():
+        assert db.session.execute(db.text("SELECT count(*) FROM usuarios")).scalar_one() == 0
+
+
 def test_cli_seed_demo_is_idempotent(database_url: str, app: Flask) -> None:
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url}
     assert run_flask(env, "gad", "seed-demo").returncode == 0
