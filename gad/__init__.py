@@ -266,11 +266,11 @@ def register_commands(app: Flask) -> None:
 
 
 class _LazyCommands(click.Group):
-    """``flask gad …``: the real group (gad.commands) and all it imports — the GRUPO_GAD importer, the audit
+    """``flask gad …``: the real group (gad.commands.cli) and all it imports — the GRUPO_GAD importer, the audit
     export, demo seeding — load when the command line first asks for a command, not in every serving worker."""
 
     def _group(self) -> click.Group:
-        from gad.commands import gad_cli
+        from gad.commands.cli import gad_cli
 
         return gad_cli
 

@@ -97,6 +97,22 @@ def test_documented_commands_export_and_check_a_file(app: Flask, client: FlaskCl
     assert broken.exit_code == 1 and "does not verify" in broken.output
 
 
+def test_offline_check_needs_the_audit_key_as_the_readme_says(tmp_path: Path) -> None:
+    """No database and no app, but the key: without AUDIT_KEY the module says so and exits 1."""
+    target = tmp_path / "auditoria.jsonl"
+    target.write_text("", encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if name not in {"AUDIT_KEY", "DATABASE_URL", "GAD_ENV", "SECRET_KEY"}}
+    result = subprocess.run(
+        [sys.executable, "-m", "gad.commands.auditoria_export", str(target)], cwd=ROOT, capture_output=True, text=True, check=False, env=env
+    )
+    # One line, and no runpy warning before it (the package used to import the module it runs).
+    assert result.returncode == 1 and result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("Error: Set AUDIT_KEY"), result.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "AUDIT_KEY='the key the service runs with' python -m gad.commands.auditoria_export auditoria.jsonl" in readme
+    assert "no database or app configuration" not in readme
+
+
 def test_audit_export_is_for_administradores(app: Flask, client: FlaskClient, build: Builders) -> None:
     for nivel in (1, 2):
         response = client.get("/api/v1/auditoria/export", headers=build.headers(build.usuario(nivel)))
