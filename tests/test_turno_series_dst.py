@@ -161,3 +161,16 @@ def test_shift_ending_at_an_earlier_wall_clock_time_cannot_repeat_by_weekday(app
     assert response.get_json()["errors"][0]["field"] == "body.fin"
     single = client.post("/api/v1/turnos/comprobar", json=body | {"repetir": None}, headers=build.headers(build.usuario(2)))
     assert single.status_code == 200 and len(single.get_json()["ocurrencias"]) == 1
+
+
+def test_shift_longer_than_a_day_on_the_wall_clock_cannot_repeat_on_several_weekdays(app: Flask, client: FlaskClient, build: Builders) -> None:
+    # Saturday 06:00 to Sunday 07:00 is 24 real hours the night clocks go forward, but 25 on the wall clock:
+    # every other weekend its Saturday and Sunday shifts would overlap by an hour.
+    body = {
+        "efectivo_id": build.efectivo().id,
+        "inicio": "2027-03-27T06:00:00+01:00",
+        "fin": "2027-03-28T07:00:00+02:00",
+        "repetir": {"hasta": "2027-04-20T00:00:00Z", "dias_semana": [SABADO, DOMINGO]},
+    }
+    response = client.post("/api/v1/turnos/comprobar", json=body, headers=build.headers(build.usuario(2)))
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "body.repetir.dias_semana"

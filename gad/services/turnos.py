@@ -280,7 +280,9 @@ def _semanal(inicio: datetime, fin: datetime, hasta: datetime, dias: set[int], t
     if span <= timedelta(0):
         # Only a shift inside the autumn repeated hour can end at an earlier wall-clock time than it starts.
         raise _invalid("body.fin", "ends at an earlier wall-clock time than it starts (across the autumn change): it cannot repeat by weekday", "pattern")
-    if span > timedelta(hours=24) and len(dias) > 1:
+    # Both measures: the wall-clock span is what other weeks get, and a first occurrence whose end is the
+    # second showing of a repeated hour is longer in real time than on the wall, and could reach the next day's.
+    if max(span, fin - inicio) > timedelta(hours=24) and len(dias) > 1:
         raise _invalid("body.repetir.dias_semana", "a shift longer than 24 h cannot repeat on several weekdays", "pattern")
     hora_inicio, hora_fin = local_inicio.time(), local_fin.time()
     dias_fin = timedelta(days=(local_fin.date() - local_inicio.date()).days)
