@@ -18,7 +18,7 @@ from gad.services import notificaciones, turnos
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, reader_usuario_ids, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
@@ -127,7 +127,9 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
     settle_after_release([efectivo], actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
+    # The released officer is told too (their phone page drops the tarea), though they no longer read it.
+    told = reader_usuario_ids(tarea.id) | ({efectivo.usuario_id} if efectivo.usuario_id is not None else set())
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}), assigned=told)
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:
