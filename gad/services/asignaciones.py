@@ -13,6 +13,7 @@ from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.models.efectivo import en_licencia_at
 from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services import notificaciones, turnos
 from gad.services.common import check_version
@@ -28,7 +29,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     - a tarea with a scheduled window books it (issue 17): refused when the window overlaps another
       booking of the efectivo or a licencia; outside its turnos it is flagged ``fuera_de_turno`` (or
       refused with DESPACHO_REQUIERE_SERVICIO);
-    - a tarea without a window takes the efectivo open-ended: refused while they hold another one.
+    - a tarea without a window takes the efectivo open-ended from now: refused while they hold another one
+      or a licencia covers now.
 
     Efectivo rows are locked in id order (no deadlock between two dispatchers); the exclusion
     constraint on booked windows and the partial unique index on unscheduled assignments are the last
@@ -73,6 +75,10 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
+        if window is None and db.session.scalar(select(en_licencia_at(efectivo.id, now))):
+            # A booked window is checked against licencias by check_booking and the database; an open-ended
+            # assignment starts now, and leave is not negotiable.
+            raise Conflict(f"Efectivo {efectivo.codigo_interno} is on licencia now.", efectivo_id=efectivo.id)
         fuera = turnos.check_booking(efectivo, tarea, window) if window is not None else False
         if fuera:
             fuera_de_turno.append(efectivo.id)
