@@ -4,7 +4,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Generic, TypeVar, Unpack
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
@@ -19,12 +19,14 @@ def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
     return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
 
 
-def _strip(value: str) -> str:
-    return value.strip()
+# Before validators: the value is normalised first, so min_length/max_length judge what is stored ("     " is
+# empty, not five characters). Anything but a string passes untouched for the str schema to refuse.
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
-def _collapse(value: str) -> str:
-    return " ".join(value.split())
+def _collapse(value: Any) -> Any:
+    return " ".join(value.split()) if isinstance(value, str) else value
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -39,8 +41,8 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
-Text = Annotated[str, AfterValidator(_strip)]
-Name = Annotated[str, AfterValidator(_collapse)]
+Text = Annotated[str, BeforeValidator(_strip)]
+Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 _WINDOW = f"between {TIEMPO_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIEMPO_MAX - timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} (UTC)"
