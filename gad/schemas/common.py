@@ -2,9 +2,10 @@
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, TypeVar, Unpack
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Unpack
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
@@ -90,6 +91,38 @@ class InModel(_ClientInput):
     """Request bodies."""
 
     model_config = schema_config(extra="forbid", str_max_length=10_000)
+
+
+def _describe_null_as_validated(schema: dict[str, Any], cls: type[Any]) -> None:
+    """A PatchModel's JSON schema says what validation does: a field outside ``nullable`` is never null."""
+    nullable: frozenset[str] = getattr(cls, "nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable or "anyOf" not in prop:
+            continue
+        kinds = [kind for kind in prop.pop("anyOf") if kind != {"type": "null"}]
+        if len(kinds) == 1:
+            prop.update(kinds[0])
+        else:
+            prop["anyOf"] = kinds
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]  # omitted means "keep", not null
+
+
+class PatchModel(InModel):
+    """Partial updates: an omitted field keeps its value; ``null`` is accepted only for the fields named in
+    ``nullable`` (it clears them). Every other field holds a value the row cannot lack, so ``null`` is a 422 naming
+    the field — decided here, once, so a new Patch schema cannot forget it. The attributes stay ``X | None``: an
+    omitted field reads as None in Python; services apply ``model_dump(exclude_unset=True)``."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+    model_config = schema_config(extra="forbid", str_max_length=10_000, json_schema_extra=_describe_null_as_validated)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_nullable(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise PydanticCustomError("null_forbidden", "may not be null: omit the field to keep its value")
+        return value
 
 
 class QueryModel(_ClientInput):
