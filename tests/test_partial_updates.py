@@ -1,4 +1,5 @@
-"""PATCH semantics shared by every Patch schema: null only where a field may be cleared."""
+"""PATCH semantics shared by every Patch schema: null only where a field may be cleared, and a PATCH that changes
+nothing is a no-op (no new version, no event)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,29 @@ def test_null_clears_a_nullable_field(client: FlaskClient, build: Builders, kind
     response = client.patch(path, json={field: None}, headers=headers)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()[field] is None
+
+
+NO_OPS = {"tarea": TareaPatch, "usuario": UsuarioPatch, "efectivo": EfectivoPatch}
+
+
+@pytest.mark.parametrize("kind", NO_OPS)
+def test_a_patch_that_changes_nothing_is_a_no_op(app: Flask, client: FlaskClient, build: Builders, kind: str) -> None:
+    world = _world(build)
+    headers = build.headers(world["admin"])
+    path = PATHS[kind].format(world[kind].id)
+    current = client.get(path, headers=headers)
+    body = current.get_json()
+    events = len(all_events(app))
+    schema = NO_OPS[kind]
+    same = {name: value for name, value in body.items() if name in schema.model_fields and (value is not None or name in schema.nullable)}
+    for sent in ({}, same):
+        response = client.patch(path, json=sent, headers=headers | {"If-Match": current.headers["ETag"]})
+        assert response.status_code == 200, (sent, response.get_json())
+        assert response.headers["ETag"] == current.headers["ETag"] and response.get_json()["version"] == body["version"], sent
+        assert {k: v for k, v in response.get_json().items() if k != "updated_at"} == {k: v for k, v in body.items() if k != "updated_at"}
+    assert len(all_events(app)) == events  # nothing announced
+    stale = client.patch(path, json={}, headers=headers | {"If-Match": f'"{body["version"] + 7}"'})
+    assert stale.status_code == 412  # a no-op still answers a stale If-Match
+    changed = client.patch(path, json=same | {"nombre" if kind != "tarea" else "titulo": "Cambiado de verdad"}, headers=headers)
+    assert changed.status_code == 200 and changed.get_json()["version"] == body["version"] + 1
+    assert len(all_events(app)) == events + 1
