@@ -197,6 +197,9 @@ def _guaranteed_write_app() -> Flask:
                 rows = json.dumps([fields | {"created_at": now.isoformat(), "prev_hash": prev_hash, "hash": digest}])
                 # Another channel than GAD's: GAD's listener, idle in the same run, must not wake for these.
                 cursor.execute("EXECUTE floor_append(%s, %s, %s, %s, %s); COMMIT", (rows, event_id, digest, "gad_floor", str(event_id)))
+        except BaseException:
+            connection.invalidate()  # its server transaction may still be open: the pool must not hand it out again
+            raise
         finally:
             connection.close()
         return Response(created, status=201, mimetype="application/json")

@@ -147,6 +147,22 @@ def test_wrong_current_password_counts_as_a_failed_login(server: LiveServer, bui
     assert _login(server, user.email, ip="198.51.100.40").status_code == 200
 
 
+def test_a_wrong_current_password_on_the_browser_form_counts_as_the_api_one_does(server: LiveServer, build: Builders, database_url: str) -> None:
+    """/cambiar-clave: each wrong current password is a failed login from the browser's address (its event
+    kept through the form's 422), so the guesses lock that address as through the API and not another one."""
+    user = build.usuario(1)
+    browser = _browser_login(server, user.email, ip="198.51.100.60")
+    form = {"current_password": "wrong-guess!", "password": "a-brand-new-password", "password2": "a-brand-new-password"}
+    wrong = []
+    for _ in range(5):
+        csrf = _csrf(browser.get(server.url + "/cambiar-clave", timeout=30).text)
+        wrong.append(browser.post(server.url + "/cambiar-clave", data=form | {"csrf_token": csrf}, allow_redirects=False, timeout=30))
+    assert [r.status_code for r in wrong] == [422] * 5
+    assert _login(server, user.email, ip="198.51.100.60").status_code == 429  # counted against the browser's address
+    assert _login(server, user.email, ip="198.51.100.61").status_code == 200  # and only that one
+    assert _sql(database_url, "SELECT count(*) FROM eventos WHERE event_type = 'login_failed' AND actor_id = %s", user.id)[0][0] >= 1
+
+
 def test_successful_login_answers_no_retry_after(server: LiveServer, build: Builders) -> None:
     user = build.usuario(1)
     response = _login(server, user.email, ip="198.51.100.50")

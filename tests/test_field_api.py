@@ -66,6 +66,38 @@ def test_recent_events_are_what_the_usuario_would_have_received_live(client: Fla
     assert [f["data"]["codigo"] for f in for_officer] == ["VIS-1"]
 
 
+def test_recent_events_follow_todays_read_rule_as_a_replay_does(client: FlaskClient, build: Builders) -> None:
+    """An officer taken off a tarea (another delegado) or whose tarea is deleted no longer gets its history from
+    the board's recent events, as REST then answers 403/404 and a websocket replay hands none of it over."""
+    sup, officer, other, admin = build.usuario(2), build.usuario(1), build.usuario(1), build.usuario(3)
+    headers = build.headers(sup)
+    kept = client.post(
+        "/api/v1/tasks", json={"codigo": "REC-KEPT", "titulo": "Sigue siendo suya", "tipo": "vigilancia", "delegado_usuario_id": officer.id}, headers=headers
+    )
+    moved = client.post(
+        "/api/v1/tasks", json={"codigo": "REC-MOVED", "titulo": "Pasa a otro", "tipo": "vigilancia", "delegado_usuario_id": officer.id}, headers=headers
+    )
+    gone = client.post(
+        "/api/v1/tasks", json={"codigo": "REC-GONE", "titulo": "Se borra luego", "tipo": "vigilancia", "delegado_usuario_id": officer.id}, headers=headers
+    )
+    assert kept.status_code == moved.status_code == gone.status_code == 201
+
+    def codigos_seen() -> set[str]:
+        frames = client.get("/api/v1/eventos/recientes?limit=50", headers=build.headers(officer)).get_json()
+        return {frame["data"]["codigo"] for frame in frames if "codigo" in frame["data"]}
+
+    assert codigos_seen() == {"REC-KEPT", "REC-MOVED", "REC-GONE"}
+    moved_id, gone_id = moved.get_json()["id"], gone.get_json()["id"]
+    assert client.patch(f"/api/v1/tasks/{moved_id}", json={"delegado_usuario_id": other.id}, headers=headers).status_code == 200
+    assert client.delete(f"/api/v1/tasks/{gone_id}", headers=build.headers(admin)).status_code == 204
+    assert client.get(f"/api/v1/tasks/{moved_id}", headers=build.headers(officer)).status_code == 403
+    assert client.get(f"/api/v1/tasks/{gone_id}", headers=build.headers(officer)).status_code == 404
+    assert codigos_seen() == {"REC-KEPT"}
+    # A supervisor reads all three tareas' histories still (the deleted one's included, as the replay hands it over).
+    frames = client.get("/api/v1/eventos/recientes?limit=50", headers=headers).get_json()
+    assert {"REC-KEPT", "REC-MOVED", "REC-GONE"} <= {frame["data"].get("codigo") for frame in frames}
+
+
 def test_validation_errors_carry_a_spanish_message(client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     response = client.post("/api/v1/tasks", json={"codigo": "minusculas", "titulo": "abc", "tipo": "patrullaje"}, headers=build.headers(sup))

@@ -11,7 +11,19 @@ from tests.conftest import LiveServer
 from tests.wsclient import WsClient
 
 
-@pytest.mark.parametrize("path", ["/api/v1/tasks", "/api/v1/users", "/api/v1/efectivos", "/api/v1/eventos"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/tasks",
+        "/api/v1/users",
+        "/api/v1/efectivos",
+        "/api/v1/eventos",
+        "/api/v1/turnos",
+        "/api/v1/licencias",
+        "/api/v1/notificaciones",
+        "/api/v1/alertas",
+    ],
+)
 def test_collection_with_trailing_slash_answers_like_the_canonical_path(client: FlaskClient, build: Builders, path: str) -> None:
     admin = build.usuario(3)
     build.tarea(admin)
@@ -35,6 +47,8 @@ def test_post_to_collection_with_trailing_slash_creates_without_redirect(client:
         headers=build.headers(admin),
     )
     assert user.status_code == 201, user.get_json()
+    alerta = client.post("/api/v1/alertas/", json={"tipo": "codigo_rojo", "texto": "Alerta con barra final", "destino": "todos"}, headers=build.headers(admin))
+    assert alerta.status_code == 201, alerta.get_json()
     # Unauthenticated, the slashed path fails exactly like the canonical one (401, not a redirect).
     assert client.get("/api/v1/tasks/").status_code == client.get("/api/v1/tasks").status_code == 401
 

@@ -50,6 +50,9 @@ def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, bu
             yield huge[start : start + 65536]
 
     streamed = requests.post(live_server.url + "/api/v1/tasks", data=chunks(), headers=headers, timeout=60)  # no Content-Length
-    assert streamed.status_code in {400, 413} and streamed.headers["Content-Type"] == PROBLEM
+    assert streamed.status_code == 413 and streamed.headers["Content-Type"] == PROBLEM, streamed.text[:300]
+    # A streamed body within the limit that is not JSON stays a 400.
+    broken = requests.post(live_server.url + "/api/v1/tasks", data=iter([b'{"codigo": ', b'"CHUNK-1"']), headers=headers, timeout=30)
+    assert broken.status_code == 400 and broken.headers["Content-Type"] == PROBLEM and "not valid JSON" in broken.json()["detail"]
     digits = requests.post(live_server.url + "/api/v1/tasks", data=b'{"prioridad": ' + b"9" * 5000 + b"}", headers=headers, timeout=30)
     assert digits.status_code == 400 and digits.headers["Content-Type"] == PROBLEM

@@ -14,7 +14,8 @@ from gad.blueprints.pages import bp as pages_bp
 from gad.blueprints.reportes import pages as informes_pages
 from gad.blueprints.turnos import pages as planificacion_pages
 from gad.db_session import commit_or_problem
-from gad.errors import AppError
+from gad.errors import AppError, CurrentPasswordRejected
+from gad.net import client_address
 from gad.policy import is_supervisor
 from gad.security import check_csrf, is_local_path, start_session
 from gad.services import usuarios
@@ -55,8 +56,11 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
             errors["password2"] = "Las dos contraseñas no coinciden."
         else:
             try:
-                usuarios.update_usuario(usuario, usuario.id, {"password": nueva, "current_password": request.form.get("current_password", "")}, None)
+                changes = {"password": nueva, "current_password": request.form.get("current_password", "")}
+                usuarios.update_usuario(usuario, usuario.id, changes, None, client_address=client_address())
             except AppError as exc:
+                if isinstance(exc, CurrentPasswordRejected):
+                    commit_or_problem()  # the failed re-authentication is a security event, as through the API
                 for field_error in exc.errors or []:
                     errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or "Contraseña no válida."
                 if not errors:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from gad.errors import MalformedRequest, ValidationProblem, pydantic_errors
 from gad.security import current_user
@@ -48,6 +48,10 @@ def parse_json(model: type[M]) -> M:
     try:
         payload = request.get_json()
     except BadRequest:
+        if request.content_length is None and getattr(request.stream, "is_exhausted", False):
+            # A streamed (chunked) body is cut at MAX_CONTENT_LENGTH by werkzeug without a word, and what was read
+            # then fails to parse: it was too large, as a sized one would have been told before it was read.
+            raise RequestEntityTooLarge() from None
         raise MalformedRequest("The request body is not valid JSON.") from None
     except RecursionError:
         raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.") from None

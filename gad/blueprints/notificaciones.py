@@ -20,7 +20,7 @@ class AlertaQuery(PageQuery):
     abiertas: bool = False
 
 
-@bp.get("/notificaciones")
+@bp.get("/notificaciones", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @documented(tags=("notificaciones",), query=NotificacionQuery, resp={"HTTP_200": NotificacionPage})
 def list_notificaciones() -> Response:
     query = parse_query(NotificacionQuery, list_fields=("causa",))
@@ -52,7 +52,7 @@ def _alerta_out(alerta: Alerta, *, detail: bool, status: int = 200) -> Response:
     return json_response(AlertaOut.model_validate(data), status, headers)
 
 
-@bp.get("/alertas")
+@bp.get("/alertas", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @documented(tags=("notificaciones",), query=AlertaQuery, resp={"HTTP_200": PageOf(AlertaOut)})
 def list_alertas() -> Response:
     query = parse_query(AlertaQuery)
@@ -61,7 +61,7 @@ def list_alertas() -> Response:
     return json_response(Page[AlertaOut].model_validate(page))
 
 
-@bp.post("/alertas")
+@bp.post("/alertas", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @idempotent
 @documented(tags=("notificaciones",), json=AlertaIn, resp={"HTTP_201": AlertaOut})
 def create_alerta() -> Response:

@@ -45,7 +45,7 @@ def _licencia(licencia: Licencia) -> LicenciaOut:
     return LicenciaOut.model_validate(turnos.licencia_dict(licencia))
 
 
-@bp.get("/turnos")
+@bp.get("/turnos", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": PageOf(TurnoOut)})
 def list_turnos() -> Response:
     q = parse_query(AgendaQuery)
@@ -53,7 +53,7 @@ def list_turnos() -> Response:
     return json_response(Page[TurnoOut](items=[_turno(t) for t in items], total=total, limit=q.limit, offset=q.offset))
 
 
-@bp.post("/turnos")
+@bp.post("/turnos", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @idempotent
 @documented(tags=("turnos",), json=TurnoIn, resp={"HTTP_201": TurnosCreated})
 def create_turnos() -> Response:
@@ -97,7 +97,7 @@ def delete_turno(turno_id: int) -> Response:
     return Response(status=204)
 
 
-@bp.get("/licencias")
+@bp.get("/licencias", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @documented(tags=("turnos",), query=AgendaQuery, resp={"HTTP_200": PageOf(LicenciaOut)})
 def list_licencias() -> Response:
     q = parse_query(AgendaQuery)
@@ -105,7 +105,7 @@ def list_licencias() -> Response:
     return json_response(Page[LicenciaOut](items=[_licencia(item) for item in items], total=total, limit=q.limit, offset=q.offset))
 
 
-@bp.post("/licencias")
+@bp.post("/licencias", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
 @idempotent
 @documented(tags=("turnos",), json=LicenciaIn, resp={"HTTP_201": LicenciaOut})
 def create_licencia() -> Response:

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gad.schemas.common import InModel, OutModel, PageQuery, PatchModel, QueryModel, Text, UtcDatetime
 from gad.vocab import TipoLicencia, TipoTurno
@@ -97,6 +97,15 @@ class AgendaQuery(PageQuery):
     unidad: str | None = Field(None, max_length=100)
     desde: UtcDatetime | None = None
     hasta: UtcDatetime | None = None
+
+    @field_validator("hasta")
+    @classmethod
+    def _after_desde(cls, hasta: datetime | None, info: ValidationInfo) -> datetime | None:
+        # The window is a PostgreSQL range, which refuses a lower bound above its upper one.
+        desde = info.data.get("desde")
+        if hasta is not None and desde is not None and hasta < desde:
+            raise ValueError("must not be before desde")
+        return hasta
 
 
 class LicenciaIn(InModel):

@@ -16,7 +16,7 @@ from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services import notificaciones, turnos
 from gad.services.common import check_version
-from gad.services.efectivos import change_disponibilidad
+from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
@@ -87,8 +87,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             )
             db.session.add(asignacion)
         created.append((asignacion, efectivo))
-        if running:
-            change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    if running:
+        put_to_work((efectivo for _, efectivo in created), actor)
     if tarea.primera_asignacion_en is None:
         tarea.primera_asignacion_en = now  # response-time reports read it without scanning asignaciones
     tarea.version += 1
@@ -100,7 +100,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
 
 
 def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
-    """Release one efectivo from a tarea (supervisor+); they become disponible again if they were working it."""
+    """Release one efectivo from a tarea (supervisor+); they become disponible again unless another running
+    tarea still holds them (``efectivos.settle_after_release``)."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
     check_version(tarea.version, expected_version, "tarea")
@@ -119,10 +120,11 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
 
 def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo, *, motivo: str | None = None) -> None:
     """End one assignment whose tarea, assignment and efectivo rows the caller has locked (unassigning, or the
-    efectivo's "no puedo"): they get back the availability they had (assigning required disponible)."""
+    efectivo's "no puedo"): en_tarea becomes disponible unless another running tarea still holds them, and a
+    hand-set state stays (``efectivos.settle_after_release``)."""
     asignacion.liberado_en = utcnow()
-    if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
-        change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
+    db.session.flush()  # the release is what the rule reads
+    settle_after_release([efectivo], actor)
     tarea.version += 1
     db.session.flush()
     record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
@@ -130,10 +132,12 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:
     """End every active assignment of ``tarea`` because the tarea ended (finished, cancelled or deleted):
-    efectivos that were working it become disponible, and may still read it (``READS_THROUGH``)."""
+    efectivos working it become disponible unless another running tarea still holds them
+    (``efectivos.settle_after_release``), and may still read it (``READS_THROUGH``)."""
     now = utcnow()
-    for asignacion, efectivo in assigned_efectivos(tarea, lock=True):
+    released = assigned_efectivos(tarea, lock=True)
+    for asignacion, _ in released:
         asignacion.liberado_en = now
         asignacion.liberada_al_cerrar = True
-        if efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
-            change_disponibilidad(efectivo, Disponibilidad.DISPONIBLE, actor)
+    db.session.flush()  # the releases are what the rule reads
+    settle_after_release((efectivo for _, efectivo in released), actor)

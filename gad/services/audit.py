@@ -228,13 +228,12 @@ RECENT_SCAN = 2000
 
 
 def recent_events(actor: Usuario, limit: int) -> list[Evento]:
-    """The newest ``limit`` events this usuario would have received live (same visibility as the websocket), newest first."""
+    """The newest ``limit`` events this usuario may have now, newest first: those a websocket replay would hand
+    over (``replay.readable_now``: visible when written *and* the resource readable today), so an officer taken
+    off a tarea no longer sees its history here either, as REST then answers 403."""
+    from gad.services import replay  # replay reads tareas through tarea_queries, which the audit queries do not need
+
     topics = policy.visible_topics(actor)
     rows = db.session.scalars(select(Evento).where(Evento.topic.in_(sorted(topics))).order_by(Evento.id.desc()).limit(RECENT_SCAN))
-    out: list[Evento] = []
-    for event in rows:
-        if policy.can_see_event(actor, event.topic, event.payload):
-            out.append(event)
-            if len(out) >= limit:
-                break
-    return out
+    live = [event for event in rows if policy.can_see_event(actor, event.topic, event.payload)]
+    return replay.readable_now(actor, live)[:limit]

@@ -22,7 +22,7 @@ from gad.models.efectivo import en_servicio_at
 from gad.policy import require_nivel
 from gad.schemas.events import TaskAssigned
 from gad.services import notificaciones, tareas
-from gad.services.efectivos import change_disponibilidad
+from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, row_of
 from gad.vocab import PREFIJO_EMERGENCIA, Disponibilidad, EstadoTarea, Nivel, TipoTarea
@@ -156,8 +156,8 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
         asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
         db.session.add(asignacion)
         created.append((asignacion, efectivo))
-        change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
         asignados.append((efectivo.id, round(float(distance), 1)))
+    put_to_work((efectivo for _, efectivo in created), actor)
     if asignados:
         tarea.primera_asignacion_en = now  # for response-time reports
     db.session.flush()
@@ -204,7 +204,7 @@ def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> E
     efectivo = row[0]
     asignacion = Asignacion(tarea_id=tarea.id, efectivo_id=efectivo.id, asignado_por_usuario_id=actor.id, asignado_en=now)
     db.session.add(asignacion)
-    change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+    put_to_work([efectivo], actor)
     tarea.version += 1
     db.session.flush()
     record_tarea_event(TaskAssigned, tarea, actor, {"efectivo_ids": [efectivo.id]})

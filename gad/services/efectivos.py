@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import json_sql
 from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate
-from gad.vocab import Disponibilidad, Nivel
+from gad.vocab import ESTADOS_EN_MARCHA, Disponibilidad, Nivel
 
 
 def efectivo_payload(efectivo: Efectivo) -> dict[str, Any]:
@@ -236,7 +236,8 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
 
 
 def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad, motivo: str | None, expected_version: int | None) -> Efectivo:
-    """Self or supervisor+. ``en_tarea`` is managed by assignment and cannot be set or left by hand while working."""
+    """Self or supervisor+. ``en_tarea`` is managed by assignment and cannot be set or left by hand while working;
+    ``disponible`` asked for while a tarea they are on runs is ``en_tarea`` (the rule below)."""
     efectivo = _lock(efectivo_id)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only change your own availability.")
@@ -254,9 +255,71 @@ def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad,
             f"Efectivo {efectivo.id} is working tarea {tarea.codigo if tarea else holding.tarea_id}; it is released when the tarea ends.",
             tarea_id=holding.tarea_id,
         )
+    if estado == Disponibilidad.DISPONIBLE and holding is not None:
+        # Back from a hand-set state while a tarea they are on runs: en_tarea, never free for dispatch.
+        estado = _following_assignments(estado, working=efectivo.id in _working({efectivo.id}))
     change_disponibilidad(efectivo, estado, actor, motivo)
     db.session.flush()
     return efectivo
+
+
+# Availability follows assignments by one rule (README "Availability and assignments", docs/ARCHITECTURE.md §6).
+# An efectivo is *working* while actively assigned to a running tarea: en_curso, or pausada (a paused tarea
+# still commits its efectivos, as the reports count it). Working, ``disponible`` becomes ``en_tarea``; working
+# no more, ``en_tarea`` becomes ``disponible``. A state set by hand (``no_disponible``, ``fuera_servicio``) is
+# stricter and stays: a tarea starting or ending never overwrites it, so dispatch never takes them.
+# Concurrency: callers hold the efectivo's row lock (taken after the tarea's), so two tareas of one efectivo
+# ending at once are serialised on it, and the second one's ``_working`` (a statement run after that lock was
+# granted) sees the first one committed.
+
+
+def _following_assignments(estado: Disponibilidad, *, working: bool) -> Disponibilidad:
+    """The rule itself: the state an efectivo in ``estado`` holds, given whether they are working."""
+    if working and estado == Disponibilidad.DISPONIBLE:
+        return Disponibilidad.EN_TAREA
+    if not working and estado == Disponibilidad.EN_TAREA:
+        return Disponibilidad.DISPONIBLE
+    return estado
+
+
+def _working(efectivo_ids: Collection[int]) -> set[int]:
+    """Of ``efectivo_ids``, those actively assigned to a running tarea (one statement)."""
+    rows = db.session.scalars(
+        select(Asignacion.efectivo_id)
+        .join(Tarea, Tarea.id == Asignacion.tarea_id)
+        .where(
+            Asignacion.efectivo_id.in_(sorted(efectivo_ids)),
+            Asignacion.liberado_en.is_(None),
+            Tarea.estado.in_([e.value for e in ESTADOS_EN_MARCHA]),
+            Tarea.deleted_at.is_(None),
+        )
+    )
+    return set(rows)
+
+
+def put_to_work(efectivos: Iterable[Efectivo], actor: Usuario | None) -> None:
+    """The rule for efectivos the caller has just made working (their tarea started or resumed, or they were
+    assigned to a running one): ``disponible`` becomes ``en_tarea``, announced; a hand-set state stays.
+    Runs no statement. The caller holds their row locks."""
+    for efectivo in efectivos:
+        _settle(efectivo, working=True, actor=actor)
+
+
+def settle_after_release(efectivos: Iterable[Efectivo], actor: Usuario | None) -> None:
+    """The rule for efectivos one of whose assignments just ended, or whose tarea just stopped running (the
+    caller has flushed that): ``en_tarea`` becomes ``disponible``, announced, unless another running tarea
+    still holds them. One statement, run only when one of them is ``en_tarea``. The caller holds their row locks."""
+    busy = [e for e in efectivos if e.estado_disponibilidad == Disponibilidad.EN_TAREA]
+    if not busy:
+        return
+    working = _working({e.id for e in busy})
+    for efectivo in busy:
+        _settle(efectivo, working=efectivo.id in working, actor=actor)
+
+
+def _settle(efectivo: Efectivo, *, working: bool, actor: Usuario | None) -> None:
+    estado = Disponibilidad(efectivo.estado_disponibilidad)
+    change_disponibilidad(efectivo, _following_assignments(estado, working=working), actor)
 
 
 def change_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usuario | None, motivo: str | None = None) -> None:

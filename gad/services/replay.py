@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol, TypeVar
+
 from sqlalchemy import select
 
 from gad import policy
 from gad.extensions import db
 from gad.models import Efectivo, Usuario
-from gad.realtime.hub import StoredEvent
 from gad.services.tarea_queries import tareas_now
 
 
-def readable_now(actor: Usuario, batch: list[StoredEvent]) -> list[StoredEvent]:
-    """The events of ``batch`` that ``policy.can_see_replayed_event`` lets ``actor`` have (two or three queries)."""
+class LoggedEvent(Protocol):
+    """An event of the log as a replay reads it: the hub's ``StoredEvent`` or an ``Evento`` row."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+E = TypeVar("E", bound=LoggedEvent)
+
+
+def readable_now(actor: Usuario, batch: list[E]) -> list[E]:
+    """The events of ``batch`` that ``policy.can_see_replayed_event`` lets ``actor`` have (two or three queries):
+    the rule of every look back at the log, a socket's replay and the board's recent events alike."""
     if policy.is_supervisor(actor):
         return batch
     tarea_ids = {e.payload["id"] for e in batch if e.topic in policy.TAREA_TOPICS and isinstance(e.payload.get("id"), int)}

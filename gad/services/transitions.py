@@ -16,10 +16,10 @@ from gad.models import HistorialEstado, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskStatusChanged
 from gad.services.asignaciones import release_all
 from gad.services.common import check_version
-from gad.services.efectivos import change_disponibilidad
+from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, load_tarea, row_of
-from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, Disponibilidad, EstadoTarea
+from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
 
 
 def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario | None, motivo: str | None) -> None:
@@ -79,9 +79,9 @@ def _apply_timings(tarea: Tarea, current: EstadoTarea, to: EstadoTarea, now: dat
 
 
 def _update_efectivos(tarea: Tarea, to: EstadoTarea, actor: Usuario) -> None:
-    """Ending a tarea releases its efectivos; running it (again) puts them en_tarea."""
+    """Ending a tarea releases its efectivos; running it (started, paused, resumed) keeps them working
+    (``efectivos.put_to_work``: disponible becomes en_tarea, a hand-set state stays)."""
     if to in ESTADOS_FINALES:
         release_all(tarea, actor)
     elif to in ESTADOS_EN_MARCHA:
-        for _, efectivo in assigned_efectivos(tarea, lock=True):
-            change_disponibilidad(efectivo, Disponibilidad.EN_TAREA, actor)
+        put_to_work((efectivo for _, efectivo in assigned_efectivos(tarea, lock=True)), actor)
