@@ -253,6 +253,11 @@ class Config:
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
         self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0, 0.1)
+        # The largest client message a websocket takes (characters of a text frame, bytes of a binary one);
+        # beyond it the socket is closed with 1009. The protocol's largest legitimate frame is a
+        # notification_received of 500 ids (about 6 KB): without a limit one logged-in client could make a
+        # worker buffer any size it names.
+        self.WS_MAX_MESSAGE_SIZE = env_int("WS_MAX_MESSAGE_SIZE", 64 * 1024, 1)
         self.AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 30, 0)
         # Escalation deadlines per notification causa (and optionally prioridad); see README "Notificaciones".
         self.NOTIF_PLAZOS = parse_deadlines(env_str("NOTIF_PLAZOS", "emergencia=60,asignacion=300") or "")
@@ -292,6 +297,11 @@ class Config:
             "pool_pre_ping": self.DB_PING_AFTER_IDLE_S == 0,
             "connect_args": connect_args,
         }
+
+    @property
+    def SOCK_SERVER_OPTIONS(self) -> dict[str, Any]:  # noqa: N802 - flask-sock reads this name
+        # flask-sock hands these to simple-websocket's Server for every socket it opens.
+        return {"max_message_size": self.WS_MAX_MESSAGE_SIZE}
 
     def validate(self) -> None:
         """Raise ConfigError for settings that are unusable in every environment."""

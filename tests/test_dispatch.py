@@ -152,3 +152,29 @@ def test_simultaneous_emergencies_never_share_an_efectivo(app: Flask, build: Bui
     assert len({r["tarea"]["codigo"] for r in results}) == 10
     with app.app_context():
         assert db.session.query(Asignacion).filter(Asignacion.liberado_en.is_(None)).count() == 6
+
+
+def test_an_efectivo_on_licencia_now_is_neither_dispatched_nor_assigned_open_ended(client: FlaskClient, build: Builders) -> None:
+    """Leave is not negotiable: it was enforced for booked windows only, so an emergency or an unscheduled tarea
+    still took an efectivo whose licencia covered the moment (reviewer's finding)."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    on_leave, next_one = _placed(build, 0.0001), _placed(build, 0.002)
+    now = datetime.now(UTC)
+    licencia = {
+        "efectivo_id": on_leave.id,
+        "tipo": "enfermedad",
+        "inicio": (now - timedelta(hours=1)).isoformat(),
+        "fin": (now + timedelta(days=2)).isoformat(),
+    }
+    assert client.post("/api/v1/licencias", json=licencia, headers=headers).status_code == 201
+
+    near = client.get(f"/api/v1/efectivos/cercanos?lat={SOL[0]}&lng={SOL[1]}&limit=10", headers=headers).get_json()
+    assert [item["efectivo"]["id"] for item in near] == [next_one.id]  # available ones only, by default
+    emergency = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1], "efectivos": 1}, headers=headers).get_json()
+    assert [a["efectivo_id"] for a in emergency["asignados"]] == [next_one.id]
+
+    open_ended = client.post("/api/v1/tasks", json={"codigo": "SIN-HORA-1", "titulo": "Sin horario", "tipo": "patrullaje"}, headers=headers).get_json()
+    refused = client.post(f"/api/v1/tasks/{open_ended['id']}/efectivos", json={"efectivo_ids": [on_leave.id]}, headers=headers)
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    assert "licencia" in refused.get_json()["detail"] and refused.get_json()["efectivo_id"] == on_leave.id

@@ -4,7 +4,8 @@ Protocol (JSON text frames; the socket itself is run by gad.realtime.connection)
 ``{"id","event_type","topic","data","timestamp"}``; ``ping`` every WS_PING_INTERVAL s; ``error`` for a
 bad client frame; ``resync_required`` when ``since`` is older than the retention window. Client →
 server: ``subscribe`` / ``unsubscribe`` with ``{"topics": [...]}``, ``pong``, and ``notification_received``
-with ``{"ids": [...]}`` (delivery of ``notification`` frames, recorded here).
+with ``{"ids": [...]}`` (delivery of ``notification`` frames, recorded here). A client message longer than
+WS_MAX_MESSAGE_SIZE closes the socket with 1009 (simple-websocket, through config.py's SOCK_SERVER_OPTIONS).
 """
 
 from __future__ import annotations

@@ -16,11 +16,15 @@ _turnos = table("turnos", column("efectivo_id"), column("periodo"))
 _licencias = table("licencias", column("efectivo_id"), column("periodo"))
 
 
+def en_licencia_at(efectivo_id: Any, at: Any) -> ColumnElement[bool]:
+    """SQL: a licencia of the efectivo covers ``at`` (leave is not negotiable: nobody dispatches them then)."""
+    return exists().where(_licencias.c.efectivo_id == efectivo_id, _licencias.c.periodo.op("@>")(at))
+
+
 def en_servicio_at(efectivo_id: Any, at: Any) -> ColumnElement[bool]:
     """SQL: the efectivo is inside a turno at ``at`` and not on licencia (issue 17's definition of on duty)."""
     in_shift = exists().where(_turnos.c.efectivo_id == efectivo_id, _turnos.c.periodo.op("@>")(at))
-    on_leave = exists().where(_licencias.c.efectivo_id == efectivo_id, _licencias.c.periodo.op("@>")(at))
-    return in_shift & ~on_leave
+    return in_shift & ~en_licencia_at(efectivo_id, at)
 
 
 class Efectivo(Timestamps, Versioned, Base):

@@ -10,7 +10,10 @@ Closing (1013 slow client, 1008 credentials revoked or expired, 1001 shutdown) i
 the fan-out, the hub, this greenlet — but written only by this greenlet: after the rest of a frame
 already begun, then the close frame, then EOF, and nothing else. A close frame written from another
 greenlet would land in the middle of a half-sent frame. A client that does not read even that within
-``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped.
+``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped. The one close this greenlet does not write is
+1009: simple-websocket's reader closes the moment a client message passes ``WS_MAX_MESSAGE_SIZE``
+(config.py's ``SOCK_SERVER_OPTIONS``), so no message is ever held beyond the limit; this greenlet then
+finds the socket gone.
 """
 
 from __future__ import annotations

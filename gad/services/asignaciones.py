@@ -13,12 +13,13 @@ from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
+from gad.models.efectivo import en_licencia_at
 from gad.schemas.events import TaskAssigned, TaskUnassigned
 from gad.services import notificaciones, turnos
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, reader_usuario_ids, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
@@ -28,7 +29,8 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     - a tarea with a scheduled window books it (issue 17): refused when the window overlaps another
       booking of the efectivo or a licencia; outside its turnos it is flagged ``fuera_de_turno`` (or
       refused with DESPACHO_REQUIERE_SERVICIO);
-    - a tarea without a window takes the efectivo open-ended: refused while they hold another one.
+    - a tarea without a window takes the efectivo open-ended from now: refused while they hold another one
+      or a licencia covers now.
 
     Efectivo rows are locked in id order (no deadlock between two dispatchers); the exclusion
     constraint on booked windows and the partial unique index on unscheduled assignments are the last
@@ -73,6 +75,10 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
+        if window is None and db.session.scalar(select(en_licencia_at(efectivo.id, now))):
+            # A booked window is checked against licencias by check_booking and the database; an open-ended
+            # assignment starts now, and leave is not negotiable.
+            raise Conflict(f"Efectivo {efectivo.codigo_interno} is on licencia now.", efectivo_id=efectivo.id)
         fuera = turnos.check_booking(efectivo, tarea, window) if window is not None else False
         if fuera:
             fuera_de_turno.append(efectivo.id)
@@ -127,7 +133,9 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
     settle_after_release([efectivo], actor)
     tarea.version += 1
     db.session.flush()
-    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
+    # The released officer is told too (their phone page drops the tarea), though they no longer read it.
+    told = reader_usuario_ids(tarea.id) | ({efectivo.usuario_id} if efectivo.usuario_id is not None else set())
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}), assigned=told)
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:

@@ -18,7 +18,7 @@ from gad import metrics
 from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
-from gad.models.efectivo import en_servicio_at
+from gad.models.efectivo import en_licencia_at, en_servicio_at
 from gad.policy import require_nivel
 from gad.schemas.events import TaskAssigned
 from gad.services import notificaciones, tareas
@@ -72,8 +72,8 @@ def _candidates(lat: float, lng: float, radius_m: float, *, solo_disponibles: bo
     if current_app.config.get("DESPACHO_REQUIERE_SERVICIO"):
         query = query.where(en_servicio)
     if solo_disponibles:
-        # Busy now: an unscheduled assignment, or a booked window that is running at this moment. A
-        # booking for later in the week does not keep an efectivo from an emergency now.
+        # Busy now: an unscheduled assignment, or a booked window that is running at this moment (a booking
+        # for later in the week does not keep an efectivo from an emergency now); or on licencia now.
         busy = exists(
             select(Asignacion.id).where(
                 Asignacion.efectivo_id == Efectivo.id,
@@ -81,7 +81,7 @@ def _candidates(lat: float, lng: float, radius_m: float, *, solo_disponibles: bo
                 or_(Asignacion.periodo.is_(None), Asignacion.periodo.op("@>")(at)),
             )
         )
-        query = query.where(Efectivo.estado_disponibilidad == Disponibilidad.DISPONIBLE.value, ~busy)
+        query = query.where(Efectivo.estado_disponibilidad == Disponibilidad.DISPONIBLE.value, ~busy, ~en_licencia_at(Efectivo.id, at))
     if max_age_s is not None:
         query = query.where(Efectivo.posicion_en >= now - timedelta(seconds=max_age_s))
     return query

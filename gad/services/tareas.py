@@ -266,7 +266,7 @@ def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None) ->
     policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deleting tareas")
     tarea = load_tarea(tarea_id, lock=True)
     check_version(tarea.version, expected_version, "tarea")
-    deleted = tarea_event(TaskDeleted, tarea, assigned=set())  # as it was, with nobody left assigned
+    deleted = tarea_event(TaskDeleted, tarea)  # as it was, told to the efectivos it releases (their phone pages drop it)
     release_all(tarea, actor)
     tarea.deleted_at = utcnow()
     tarea.version += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -259,25 +259,72 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
             if len(out) > MAX_OCURRENCIAS:
                 break
     else:
-        dias = set(repetir.get("dias_semana") or [])
-        if duracion > timedelta(hours=24) and len(dias) > 1:
-            raise _invalid("body.repetir.dias_semana", "a shift longer than 24 h cannot repeat on several weekdays", "pattern")
-        local = inicio.astimezone(tz)
-        day: date = local.date()
-        last = hasta.astimezone(tz).date()
-        while day <= last:
-            if day.weekday() in dias:
-                start = datetime.combine(day, local.timetz().replace(tzinfo=None), tz)
-                if inicio <= start < hasta:
-                    out.append((start, start + duracion))
-            day += timedelta(days=1)
-            if len(out) > MAX_OCURRENCIAS:
-                break
+        out = _semanal(inicio, fin, hasta, set(repetir.get("dias_semana") or []), tz)
     if not out:
         raise _invalid("body.repetir", "the pattern produces no shift before hasta", "pattern")
     if len(out) > MAX_OCURRENCIAS:
         raise _invalid("body.repetir.hasta", f"a pattern creates at most {MAX_OCURRENCIAS} shifts at once", "pattern")
     return out
+
+
+def _semanal(inicio: datetime, fin: datetime, hasta: datetime, dias: set[int], tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """Weekday occurrences: each starts at the local wall-clock time ``inicio`` shows in ``tz`` and ends at the
+    time ``fin`` shows, as many local days later, so a 22:00-06:00 night stays 22:00-06:00 (7 h on the spring
+    night, 9 h on the autumn one). Adding the first one's real duration instead made every occurrence an hour
+    off once a daylight-saving change lay between its two ends. The occurrence on ``inicio``'s own day is
+    exactly ``inicio``-``fin``; a local time the clock skips or shows twice is read as ``_reloj`` says.
+    """
+    local_inicio, local_fin = inicio.astimezone(tz), fin.astimezone(tz)
+    # On the wall clock, not in real time: the span the rota repeats.
+    span = local_fin.replace(tzinfo=None) - local_inicio.replace(tzinfo=None)
+    if span <= timedelta(0):
+        # Only a shift inside the autumn repeated hour can end at an earlier wall-clock time than it starts.
+        raise _invalid("body.fin", "ends at an earlier wall-clock time than it starts (across the autumn change): it cannot repeat by weekday", "pattern")
+    # Both measures: the wall-clock span is what other weeks get, and a first occurrence whose end is the
+    # second showing of a repeated hour is longer in real time than on the wall, and could reach the next day's.
+    if max(span, fin - inicio) > timedelta(hours=24) and len(dias) > 1:
+        raise _invalid("body.repetir.dias_semana", "a shift longer than 24 h cannot repeat on several weekdays", "pattern")
+    hora_inicio, hora_fin = local_inicio.time(), local_fin.time()
+    dias_fin = timedelta(days=(local_fin.date() - local_inicio.date()).days)
+    out: list[tuple[datetime, datetime]] = []
+    day: date = local_inicio.date()
+    last = hasta.astimezone(tz).date()
+    while day <= last and len(out) <= MAX_OCURRENCIAS:
+        if day.weekday() in dias:
+            if day == local_inicio.date():
+                start, end = local_inicio, local_fin
+            else:
+                start, end = _reloj(day, hora_inicio, tz), _reloj(day + dias_fin, hora_fin, tz)
+            # end == start only when the whole shift falls in the hour the clock skips: it does not happen that night.
+            if inicio <= start < hasta and start < end:
+                out.append((start, end))
+        day += timedelta(days=1)
+    return out
+
+
+def _reloj(dia: date, hora: time, tz: ZoneInfo) -> datetime:
+    """The instant the clock in ``tz`` first shows ``hora`` on ``dia`` (README "Turnos").
+
+    A time shown twice (autumn) is its first showing, still in summer time; a time the clock skips
+    (spring) is the moment of the jump, the first instant the clock shows a later time. Both keep the
+    mapping from wall-clock time to instant non-decreasing, so no occurrence comes out reversed and two
+    occurrences at most 24 wall-clock hours apart never overlap.
+    """
+    wall = datetime.combine(dia, hora.replace(fold=0))
+    first = wall.replace(tzinfo=tz)
+    after = first.astimezone(UTC)
+    if after.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    # Skipped: the jump lies between reading ``wall`` with the offset after the change and with the one
+    # before it. zoneinfo does not expose transitions, so find the first second that shows ``wall`` or later.
+    lo, hi = int(wall.replace(fold=1, tzinfo=tz).timestamp()), int(after.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, tz)
 
 
 def _bound(value: datetime | None) -> datetime:
