@@ -17,6 +17,7 @@ _POR_CAMPO = {
 
 _POR_TIPO = {
     "missing": "Este campo es obligatorio.",
+    "null_forbidden": "Este campo no puede quedar vacío.",
     "string_too_short": "Demasiado corto: al menos {min_length} caracteres.",
     "string_too_long": "Demasiado largo: como máximo {max_length} caracteres.",
     "too_short": "Debe tener al menos {min_length} elementos.",

@@ -60,15 +60,20 @@ def run_flask(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 PROBLEM = "application/problem+json"
 
 
+def _json(response: Any) -> Any:
+    # A Flask test client's response or a requests one.
+    return response.get_json() if hasattr(response, "get_json") else response.json()
+
+
 def problem_fields(response: Any) -> set[str]:
     """The field paths a problem+json answer names (``body.codigo``, ``query.desde``)."""
-    return {error["field"] for error in response.json().get("errors") or []}
+    return {error["field"] for error in _json(response).get("errors") or []}
 
 
 def assert_422_naming(response: Any, field: str) -> None:
     assert response.status_code == 422, (field, response.status_code, response.text[:300])
     assert response.headers["Content-Type"] == PROBLEM
-    assert field in problem_fields(response), (field, response.json())
+    assert field in problem_fields(response), (field, _json(response))
 
 
 def tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:

@@ -428,6 +428,19 @@ def test_tarea_edit_that_lost_a_race_shows_the_other_change_and_reapplies_mine(
     assert (saved["titulo"], saved["prioridad"], saved["notas"]) == ("Vigilancia del museo (refuerzo)", 5, "Alerta de robo")
 
 
+def test_tarea_edit_that_empties_the_titulo_says_so_next_to_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, titulo="Vigilancia del museo")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
+        page.get_by_text("Editar datos").click()
+        page.get_by_label("Título").fill("   ")  # sent as null: the form clears what it empties
+        page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#form-tarea-error-titulo")).to_have_text("Este campo no puede quedar vacío.")
+        expect(page.get_by_label("Título")).to_have_attribute("aria-invalid", "true")
+    saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (saved["titulo"], saved["version"]) == ("Vigilancia del museo", 1)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_board_counts_link_to_filtered_lists_and_the_feed_starts_from_the_log(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str

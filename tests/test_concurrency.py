@@ -48,7 +48,11 @@ def test_20_concurrent_patches_with_same_if_match_one_wins(app: Flask, build: Bu
     sup = build.usuario(2)
     tarea = build.tarea(sup)
     headers = build.headers(sup, **{"If-Match": '"1"'})
-    responses = _burst(20, lambda i: requests.patch(f"{live_server.url}/api/v1/tasks/{tarea.id}", json={"prioridad": 1 + i % 5}, headers=headers, timeout=30))
+    # Every PATCH a real change (the tarea has prioridad 3): one equal to the stored value is a no-op that answers
+    # 200 without a new version, so it could not lose anyone's update and would rightly not count as a loser.
+    responses = _burst(
+        20, lambda i: requests.patch(f"{live_server.url}/api/v1/tasks/{tarea.id}", json={"prioridad": (1, 2, 4, 5)[i % 4]}, headers=headers, timeout=30)
+    )
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 1, 412: 19}, statuses
     assert {r.headers["ETag"] for r in responses if r.status_code == 412} == {'"2"'}

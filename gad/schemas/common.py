@@ -2,9 +2,10 @@
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, TypeVar, Unpack
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Unpack
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
@@ -19,12 +20,14 @@ def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
     return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
 
 
-def _strip(value: str) -> str:
-    return value.strip()
+# Before validators: the value is normalised first, so min_length/max_length judge what is stored ("     " is
+# empty, not five characters). Anything but a string passes untouched for the str schema to refuse.
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
 
 
-def _collapse(value: str) -> str:
-    return " ".join(value.split())
+def _collapse(value: Any) -> Any:
+    return " ".join(value.split()) if isinstance(value, str) else value
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -39,8 +42,8 @@ def _email(value: str) -> str:
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
-Text = Annotated[str, AfterValidator(_strip)]
-Name = Annotated[str, AfterValidator(_collapse)]
+Text = Annotated[str, BeforeValidator(_strip)]
+Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 _WINDOW = f"between {TIEMPO_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIEMPO_MAX - timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} (UTC)"
@@ -88,6 +91,38 @@ class InModel(_ClientInput):
     """Request bodies."""
 
     model_config = schema_config(extra="forbid", str_max_length=10_000)
+
+
+def _describe_null_as_validated(schema: dict[str, Any], cls: type[Any]) -> None:
+    """A PatchModel's JSON schema says what validation does: a field outside ``nullable`` is never null."""
+    nullable: frozenset[str] = getattr(cls, "nullable", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable or "anyOf" not in prop:
+            continue
+        kinds = [kind for kind in prop.pop("anyOf") if kind != {"type": "null"}]
+        if len(kinds) == 1:
+            prop.update(kinds[0])
+        else:
+            prop["anyOf"] = kinds
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]  # omitted means "keep", not null
+
+
+class PatchModel(InModel):
+    """Partial updates: an omitted field keeps its value; ``null`` is accepted only for the fields named in
+    ``nullable`` (it clears them). Every other field holds a value the row cannot lack, so ``null`` is a 422 naming
+    the field — decided here, once, so a new Patch schema cannot forget it. The attributes stay ``X | None``: an
+    omitted field reads as None in Python; services apply ``model_dump(exclude_unset=True)``."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+    model_config = schema_config(extra="forbid", str_max_length=10_000, json_schema_extra=_describe_null_as_validated)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_nullable(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise PydanticCustomError("null_forbidden", "may not be null: omit the field to keep its value")
+        return value
 
 
 class QueryModel(_ClientInput):

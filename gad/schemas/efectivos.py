@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, PatchModel, Text, UtcDatetime
 from gad.vocab import Disponibilidad
 
 
@@ -19,7 +19,9 @@ class EfectivoIn(InModel):
     estado_disponibilidad: Disponibilidad = Disponibilidad.DISPONIBLE
 
 
-class EfectivoPatch(InModel):
+class EfectivoPatch(PatchModel):
+    nullable = frozenset({"usuario_id", "rango", "unidad", "especialidad"})
+
     codigo_interno: Text | None = Field(None, min_length=3, max_length=30)
     nombre: Name | None = Field(None, min_length=2, max_length=200)
     usuario_id: int | None = Field(None, ge=1)

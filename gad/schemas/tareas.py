@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, RowId, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -45,7 +45,11 @@ class TareaIn(InModel):
         return self
 
 
-class TareaPatch(InModel):
+class TareaPatch(PatchModel):
+    nullable = frozenset(
+        {"descripcion", "inicio_programado", "fin_programado", "ubicacion_lat", "ubicacion_lng", "ubicacion_descripcion", "delegado_usuario_id", "notas"}
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _estado_has_its_own_endpoint(cls, data: object) -> object:

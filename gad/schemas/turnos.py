@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from gad.schemas.common import InModel, OutModel, PageQuery, QueryModel, Text, UtcDatetime
+from gad.schemas.common import InModel, OutModel, PageQuery, PatchModel, QueryModel, Text, UtcDatetime
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -42,7 +42,9 @@ class TurnoCheckIn(TurnoIn):
     skip_turno: int | None = Field(None, ge=1)
 
 
-class TurnoPatch(InModel):
+class TurnoPatch(PatchModel):
+    nullable = frozenset({"unidad", "notas"})
+
     efectivo_id: int | None = Field(None, ge=1)
     inicio: UtcDatetime | None = None
     fin: UtcDatetime | None = None

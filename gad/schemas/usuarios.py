@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import Email, InModel, Name, OutModel, PageQuery, Text
+from gad.schemas.common import Email, InModel, Name, OutModel, PageQuery, PatchModel, Text
 
 
 class UsuarioIn(InModel):
@@ -20,7 +20,9 @@ class UsuarioIn(InModel):
     verificado: bool = False
 
 
-class UsuarioPatch(InModel):
+class UsuarioPatch(PatchModel):
+    nullable = frozenset({"telefono", "telegram_id"})
+
     email: Email | None = None
     dni: Text | None = Field(None, min_length=5, max_length=20)
     nombre: Name | None = Field(None, min_length=1, max_length=100)

@@ -54,6 +54,12 @@ def check_version(current: int, expected: int | None, what: str) -> None:
         )
 
 
+def changes_nothing(obj: Any, changes: dict[str, Any]) -> bool:
+    """True when every value in ``changes`` (column names) equals what ``obj`` holds, an empty dict included: such a
+    PATCH is a no-op (no new version, no event), so a client re-sending a whole form does not announce a change."""
+    return all(getattr(obj, name) == value for name, value in changes.items())
+
+
 def apply_changes(obj: Any, changes: dict[str, Any]) -> None:
     for name, value in changes.items():
         setattr(obj, name, value)

@@ -20,7 +20,7 @@ from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import json_sql
-from gad.services.common import apply_changes, check_version, count_by, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate
 from gad.vocab import ESTADOS_EN_MARCHA, Disponibilidad, Nivel
 
 
@@ -203,6 +203,8 @@ def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], e
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Editing efectivos")
     efectivo = _lock(efectivo_id)
     check_version(efectivo.version, expected_version, "efectivo")
+    if changes_nothing(efectivo, changes):
+        return efectivo
     _check_codigo(changes.get("codigo_interno"), exclude_id=efectivo.id)
     if "usuario_id" in changes:
         _check_usuario_link(changes["usuario_id"], exclude_id=efectivo.id)

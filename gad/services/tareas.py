@@ -24,7 +24,7 @@ from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
 from gad.services import turnos
 from gad.services.asignaciones import release_all
-from gad.services.common import apply_changes, check_version, count_by, paginate_rows
+from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate_rows
 from gad.services.tarea_events import record_payload, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
     TAREA_COLUMNS,
@@ -232,6 +232,10 @@ def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expecte
     tarea = load_tarea(tarea_id, lock=True)
     check_version(tarea.version, expected_version, "tarea")
     changes = {_FIELD_COLUMNS.get(k, k): v for k, v in changes.items()}
+    if "tipo" in changes:
+        changes["tipo"] = str(changes["tipo"])
+    if changes_nothing(tarea, changes):
+        return row_of(tarea)
     if "delegado_usuario_id" in changes:
         _check_delegado(changes["delegado_usuario_id"])
     _check_schedule(changes.get("inicio_programado", tarea.inicio_programado), changes.get("fin_programado", tarea.fin_programado))
@@ -242,8 +246,6 @@ def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expecte
             "Location is incomplete.",
             errors=[{"field": "body.ubicacion_lng", "message": "ubicacion_lat and ubicacion_lng go together", "type": "location"}],
         )
-    if "tipo" in changes and changes["tipo"] is not None:
-        changes["tipo"] = str(changes["tipo"])
     before = {name: _jsonable(getattr(tarea, name)) for name in changes}
     apply_changes(tarea, changes)
     tarea.version += 1

@@ -18,7 +18,7 @@ from gad.realtime import events
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, check_version, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, paginate
 from gad.vocab import Nivel
 
 PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id", "nivel", "verificado", "activo")
@@ -174,6 +174,8 @@ def _update(actor: Usuario, usuario: Usuario, changes: dict[str, Any], expected_
     current_password = changes.pop("current_password", None)
     policy.check_usuario_update(actor, usuario.id, set(changes))
     check_version(usuario.version, expected_version, "usuario")
+    if "password" not in changes and changes_nothing(usuario, changes):
+        return usuario
     _check_unique(changes.get("email"), changes.get("dni"), changes.get("telegram_id"), exclude_id=usuario.id)
     before = _usuario_payload(usuario)
     password = changes.pop("password", None)
