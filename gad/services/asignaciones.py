@@ -7,7 +7,7 @@ line of defence.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import DateTime, literal, or_, select
 
 from gad import policy
 from gad.errors import Conflict, NotFound, ValidationProblem
@@ -19,7 +19,7 @@ from gad.services import notificaciones, turnos
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, reader_usuario_ids, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
@@ -43,7 +43,16 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
         raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
     ids = sorted(set(efectivo_ids))
-    efectivos = list(db.session.scalars(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id).with_for_update()))
+    now = utcnow()
+    # Locked in id order, each with whether a licencia covers now (the open-ended case's check, no statement of its own).
+    locked = db.session.execute(
+        select(Efectivo, en_licencia_at(Efectivo.id, literal(now, DateTime(timezone=True))))
+        .where(Efectivo.id.in_(ids))
+        .order_by(Efectivo.id)
+        .with_for_update(of=Efectivo)
+    ).all()
+    efectivos = [row[0] for row in locked]
+    on_leave = {row[0].id for row in locked if row[1]}
     missing = set(ids) - {e.id for e in efectivos}
     if missing:
         raise ValidationProblem(
@@ -51,7 +60,6 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             errors=[{"field": "body.efectivo_ids", "message": f"efectivo {i} does not exist", "type": "unknown_id"} for i in sorted(missing)],
         )
     running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
-    now = utcnow()
     window = turnos.ventana(tarea)
     fuera_de_turno: list[int] = []
     created: list[tuple[Asignacion, Efectivo]] = []
@@ -75,7 +83,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
-        if window is None and db.session.scalar(select(en_licencia_at(efectivo.id, now))):
+        if window is None and efectivo.id in on_leave:
             # A booked window is checked against licencias by check_booking and the database; an open-ended
             # assignment starts now, and leave is not negotiable.
             raise Conflict(f"Efectivo {efectivo.codigo_interno} is on licencia now.", efectivo_id=efectivo.id)
@@ -133,9 +141,7 @@ def release_assignment(actor: Usuario, tarea: Tarea, asignacion: Asignacion, efe
     settle_after_release([efectivo], actor)
     tarea.version += 1
     db.session.flush()
-    # The released officer is told too (their phone page drops the tarea), though they no longer read it.
-    told = reader_usuario_ids(tarea.id) | ({efectivo.usuario_id} if efectivo.usuario_id is not None else set())
-    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}), assigned=told)
+    record_tarea_event(TaskUnassigned, tarea, actor, {"efectivo_ids": [efectivo.id]} | ({"motivo": motivo} if motivo else {}))
 
 
 def release_all(tarea: Tarea, actor: Usuario | None) -> None:
