@@ -140,6 +140,23 @@ def test_filters_by_tipo_prioridad_and_unidad(app: Flask, client: FlaskClient, b
     assert naive.status_code == 422 and naive.get_json()["errors"][0]["field"] == "query.desde"
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("desde=0001-01-01T00:00:00Z", "query.desde"),
+        ("desde=0001-01-01", "query.desde"),
+        ("hasta=2200-01-01T00:00:00Z", "query.hasta"),
+        ("desde=1899-12-31T23:59:59Z", "query.desde"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/reportes/tiempos", "/api/v1/reportes/carga", "/api/v1/reportes/resultados", "/api/v1/reportes/tareas.csv"])
+def test_instants_outside_the_stored_window_are_422_naming_the_parameter(client: FlaskClient, build: Builders, path: str, query: str, field: str) -> None:
+    """Not a 500 from the report's local days overflowing the calendar (the attacker review's year 1)."""
+    response = client.get(f"{path}?{query}", headers=build.headers(build.usuario(2)))
+    assert response.status_code == 422 and response.mimetype == "application/problem+json", response.get_data()[:300]
+    assert [error["field"] for error in response.get_json()["errors"]] == [field]
+
+
 def _rows(body: bytes) -> list[list[str]]:
     assert body.startswith("\ufeff".encode())  # BOM: Excel reads the file as UTF-8
     text = body.decode("utf-8-sig")

@@ -14,11 +14,12 @@ from gad.errors import ValidationProblem
 from gad.models import Usuario, utcnow
 from gad.openapi import documented
 from gad.policy import is_supervisor
+from gad.schemas.common import TIME_WINDOW
 from gad.schemas.reportes import AuditExportQuery, ReportOut, ReportQuery
 from gad.security import current_user, page_user, require_authentication
 from gad.services import auditoria_export, reportes
 from gad.services.turnos import zona
-from gad.vocab import TipoTarea
+from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoTarea
 
 bp = Blueprint("reportes", __name__, url_prefix="/api/v1")
 bp.before_request(require_authentication)
@@ -50,10 +51,11 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
     a late database error into a problem response."""
     if value is None:
         return None
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValidationProblem("Invalid date.", errors=[{"field": f"query.{field}", "message": "out of range", "type": "date"}]) from None
+    # Compared before converting (as gad.schemas.common does): a day at the calendar's edge overflows astimezone(),
+    # and one outside the stored window overflowed the report's local days.
+    if not TIEMPO_MIN <= value < TIEMPO_MAX:
+        raise ValidationProblem("Invalid date.", errors=[{"field": f"query.{field}", "message": f"must be {TIME_WINDOW}", "type": "date"}])
+    return value.astimezone(UTC)
 
 
 def _filtro(q: ReportQuery) -> reportes.Filtro:

@@ -46,19 +46,19 @@ Text = Annotated[str, BeforeValidator(_strip)]
 Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-_WINDOW = f"between {TIEMPO_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIEMPO_MAX - timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} (UTC)"
+TIME_WINDOW = f"between {TIEMPO_MIN:%Y-%m-%dT%H:%M:%SZ} and {TIEMPO_MAX - timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ} (UTC)"
 
 
 def _in_time_window(value: datetime) -> datetime:
     # Compared as aware datetimes (no conversion): 9999-12-31T23:59:59-14:00 would overflow astimezone().
     if not TIEMPO_MIN <= value < TIEMPO_MAX:
-        raise ValueError(f"must be {_WINDOW}")
+        raise ValueError(f"must be {TIME_WINDOW}")
     return value
 
 
 # Every datetime a client sends (body, form or query): with an offset, and inside the stored window.
 RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a filter names: larger ones cannot exist
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {_WINDOW}")]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {TIME_WINDOW}")]
 
 
 def _no_nul(value: Any, path: str = "") -> None:
