@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from gad.extensions import db
 from gad.models import HistorialEstado, Tarea, Usuario
+from gad.models.idempotencia import IdempotencyKey
 from tests.builders import Builders
 from tests.helpers import TAREA, all_events, count_rows, transition
 
@@ -70,6 +75,15 @@ def test_idempotent_usuario_create_makes_one_usuario(app: Flask, client: FlaskCl
     assert first.status_code == 201 and second.headers["Location"] == first.headers["Location"]
     assert count_rows(app, Usuario) == before + 1
     assert [e.event_type for e in all_events(app)] == ["user_created"]
+    # The body held a password: what is kept of it for the key is keyed with the app's secret, not a plain
+    # SHA-256 that whoever reads the table could test guesses against at hash speed.
+    raw = json.dumps(body | {"email": "idem2@gad.test", "dni": "55555556Q"}).encode()
+    created = client.post("/api/v1/users", data=raw, content_type="application/json", headers=build.headers(admin, **{"Idempotency-Key": "usuario-2"}))
+    assert created.status_code == 201, created.get_json()
+    with app.app_context():
+        kept = db.session.scalar(select(IdempotencyKey.request_hash).where(IdempotencyKey.key == "usuario-2"))
+    assert kept != hashlib.sha256(raw).hexdigest()
+    assert kept == hmac.new(str(app.config["SECRET_KEY"]).encode(), raw, hashlib.sha256).hexdigest()
 
 
 def test_idempotent_alert_resend_resends_once(app: Flask, client: FlaskClient, build: Builders) -> None:

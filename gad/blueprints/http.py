@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -149,7 +150,9 @@ def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
                 errors=[{"field": "header.Idempotency-Key", "message": f"1 to {_MAX_KEY_LENGTH} characters", "type": "idempotency_key"}],
             )
         actor = current_user()
-        digest = hashlib.sha256(request.get_data() or b"").hexdigest()
+        # Keyed: a body may hold a password (POST /users), and a plain SHA-256 of it, stored for the key's lifetime,
+        # could be guessed at hash speed by whoever reads the table; the app's key makes the digest useless there.
+        digest = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), request.get_data() or b"", hashlib.sha256).hexdigest()
         stored = idempotency.claim(actor.id, key, request.method, request.path, digest)
         if stored is not None:
             replay = current_app.response_class(stored.body, status=stored.status_code, mimetype="application/json")
