@@ -7,6 +7,8 @@ line of defence.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from sqlalchemy import DateTime, literal, or_, select
 
 from gad import policy
@@ -21,6 +23,13 @@ from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
+
+
+class HoldingRow(NamedTuple):
+    """The assignment already holding an efectivo: its tarea."""
+
+    tarea_id: int
+    codigo: str
 
 
 def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
@@ -43,16 +52,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
         raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
     ids = sorted(set(efectivo_ids))
-    now = utcnow()
-    # Locked in id order, each with whether a licencia covers now (the open-ended case's check, no statement of its own).
-    locked = db.session.execute(
-        select(Efectivo, en_licencia_at(Efectivo.id, literal(now, DateTime(timezone=True))))
-        .where(Efectivo.id.in_(ids))
-        .order_by(Efectivo.id)
-        .with_for_update(of=Efectivo)
-    ).all()
-    efectivos = [row[0] for row in locked]
-    on_leave = {row[0].id for row in locked if row[1]}
+    efectivos = list(db.session.scalars(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id).with_for_update()))
     missing = set(ids) - {e.id for e in efectivos}
     if missing:
         raise ValidationProblem(
@@ -60,17 +60,31 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
             errors=[{"field": "body.efectivo_ids", "message": f"efectivo {i} does not exist", "type": "unknown_id"} for i in sorted(missing)],
         )
     running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
+    now = utcnow()
     window = turnos.ventana(tarea)
     fuera_de_turno: list[int] = []
     created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo in efectivos:
         # Already on this tarea, or (for an unscheduled tarea) holding another unscheduled one.
         same_or_open = Asignacion.tarea_id == tarea.id if window is not None else or_(Asignacion.tarea_id == tarea.id, Asignacion.periodo.is_(None))
-        holding = db.session.execute(
-            select(Asignacion.tarea_id, Tarea.codigo)
-            .join(Tarea, Tarea.id == Asignacion.tarea_id)
-            .where(Asignacion.efectivo_id == efectivo.id, Asignacion.liberado_en.is_(None), same_or_open)
-        ).first()
+
+        def holding_one(column: Any, efectivo_id: int = efectivo.id, same_or_open: Any = same_or_open) -> Any:
+            return (
+                select(column)
+                .select_from(Asignacion)
+                .join(Tarea, Tarea.id == Asignacion.tarea_id)
+                .where(Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None), same_or_open)
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        # One statement, run after the efectivo's row lock was granted (so it sees a licencia committed while it
+        # waited): the assignment holding them, and whether a licencia covers now.
+        checked = db.session.execute(
+            select(holding_one(Asignacion.tarea_id), holding_one(Tarea.codigo), en_licencia_at(efectivo.id, literal(now, DateTime(timezone=True))))
+        ).one()
+        holding = HoldingRow(checked[0], checked[1]) if checked[0] is not None else None
+        on_leave = bool(checked[2])
         if holding is not None:
             raise Conflict(
                 f"Efectivo {efectivo.codigo_interno} is already assigned to tarea {holding.codigo}.",
@@ -83,7 +97,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
-        if window is None and efectivo.id in on_leave:
+        if window is None and on_leave:
             # A booked window is checked against licencias by check_booking and the database; an open-ended
             # assignment starts now, and leave is not negotiable.
             raise Conflict(f"Efectivo {efectivo.codigo_interno} is on licencia now.", efectivo_id=efectivo.id)
