@@ -22,7 +22,8 @@ import websocket
 from flask import Flask
 
 from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting
-from gad.models import Usuario, utcnow
+from gad.extensions import db
+from gad.models import Evento, Usuario, utcnow
 from tests.builders import Builders
 from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
 from tests.wsclient import Closed, WsClient
@@ -336,6 +337,40 @@ def test_frames_the_kernel_only_partly_takes_are_finished_in_order() -> None:
     assert [frame["id"] for frame in _text_frames(bytes(received))] == list(range(1, 201))
 
 
+def test_one_sockets_failure_does_not_silence_the_others() -> None:
+    # The fan-out runs in the worker's one listener greenlet: an exception escaping it for one socket used to end
+    # that greenlet, and every socket of the worker went quiet. That socket is closed (1013, resume); the rest get the event.
+    from types import SimpleNamespace
+
+    from gad.realtime.connection import Connection
+    from gad.realtime.hub import Hub, StoredEvent
+
+    class Broken(Connection):
+        def wants(self, event: StoredEvent) -> bool:
+            raise RuntimeError("a bug in one socket's rule")
+
+    pairs = [_tcp_pair(send_buffer=65536, receive_buffer=65536) for _ in range(2)]
+    try:
+        hub = Hub()
+        broken = Broken(ws=SimpleNamespace(sock=pairs[0][0]), usuario=Usuario(id=1, nivel=2), topics={"tareas"}, queue_size=10)
+        healthy = Connection(ws=SimpleNamespace(sock=pairs[1][0]), usuario=Usuario(id=2, nivel=2), topics={"tareas"}, queue_size=10)
+        for conn in (broken, healthy):
+            conn.live = True
+            hub.connections.add(conn)
+        for i in (1, 2):
+            hub.publish(StoredEvent(i, "task_created", "tareas", {"codigo": f"P-{i}"}, utcnow()))
+        assert broken.close_code == 1013 and not broken.queue.qsize()
+        pairs[1][0].shutdown(socket.SHUT_WR)
+        received = bytearray()
+        _read_until_closed(pairs[1][1], received)
+        assert [frame["id"] for frame in _text_frames(bytes(received))] == [1, 2]
+        assert hub.last_id == 2
+    finally:
+        for server_side, client_side in pairs:
+            server_side.close()
+            client_side.close()
+
+
 def _tcp_pair(send_buffer: int, receive_buffer: int) -> tuple[socket.socket, socket.socket]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client_side = socket.socket()
@@ -577,3 +612,47 @@ def test_close_is_written_after_the_frame_in_progress_and_nothing_follows(cause:
     assert texts[0]["event_type"] == "connection_ack"
     assert any(frame.get("event_type") == "task_updated" for frame in texts)
     assert code == {"slow_client_1013": 1013, "revoked_1008": 1008, "shutdown_1001": 1001}[cause]
+
+
+def test_resuming_while_writes_continue_loses_nothing_at_the_seam(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
+    # A socket resuming with ?since= reads the log while its server's hub keeps hearing new commits. A live event
+    # heard meanwhile must wait for the acknowledgement and the replay: sent first, it would come before the
+    # connection_ack and make every older replayed event look like a duplicate, silently lost to the client.
+    a, b = two_servers
+    sup = build.usuario(2)
+    headers, token = build.headers(sup), build.token(sup)
+    watcher = WsClient(b.url, token)
+    head = watcher.recv()["data"]["last_event_id"]
+    watcher.close()
+    stop = threading.Event()
+
+    def write(writer: int) -> None:
+        i = 0
+        while not stop.is_set():
+            _create(a, headers, f"SEAM-{writer}-{i}")
+            i += 1
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    for writer in writers:
+        writer.start()
+    try:
+        for _ in range(15):
+            time.sleep(0.05)
+            resumed = WsClient(b.url, token, since=head)
+            try:
+                ack = resumed.recv()
+                assert ack["event_type"] == "connection_ack"
+                frames = resumed.events(30, timeout=20)
+            finally:
+                resumed.close()
+            ids = [f["id"] for f in frames]
+            with build.app.app_context():
+                written = db.session.scalars(
+                    db.select(Evento.id).where(Evento.topic == "tareas", Evento.id > head, Evento.id <= ids[-1]).order_by(Evento.id)
+                ).all()
+            assert ids == written, f"resumed after {head}: got {ids}, the log has {written}"
+            head = ids[-1]
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(30)

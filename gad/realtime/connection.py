@@ -96,6 +96,11 @@ class Connection:
         self.close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
         self.close_reason = ""
         self.live = False  # replay done: from here on, events may be written straight from the fan-out
+        # While a resuming socket is acknowledged and reads the log, the live events its hub hears wait here, not
+        # in the queue: queued, they would go out before the acknowledgement and before the older events being
+        # replayed, which the seam's duplicate check would then drop. None: nothing is being replayed.
+        self.held: list[StoredEvent] | None = None
+        self.replayed_through = 0  # events up to here were the replay's to send (or withhold): live copies are dropped
         self.writing = False  # the socket's greenlet is in the middle of a write
         self.queue: Queue = Queue(maxsize=queue_size)
         self._abort_timer: gevent.Greenlet | None = None
@@ -129,7 +134,13 @@ class Connection:
         Waking 1,000 greenlets to each write one frame cost more than the writes themselves. The write
         never waits: what the kernel does not take at once is queued, in order, for the socket's greenlet.
         """
-        if self.ending:
+        if self.ending or event.id <= self.replayed_through:
+            return False
+        if self.held is not None:
+            if len(self.held) >= self.queue_size:
+                self.close(CLOSE_TRY_AGAIN, "client too slow; reconnect with ?since=<last id>")
+            else:
+                self.held.append(event)
             return False
         if not self.live or self.writing or not self.queue.empty():
             self.offer(event)
@@ -215,9 +226,12 @@ def serve(
     # Detach the usuario from the request's session: the socket outlives it.
     db.session.expunge(usuario)
     hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
-    hub.register(conn)  # from here on live events queue up, so nothing falls between replay and live
+    if query.since is not None:
+        conn.held = []  # the checks and the replay below wait on the database: the hub keeps fanning out meanwhile
+    hub.register(conn)  # from here on live events queue up (or are held), so nothing falls between replay and live
     try:
         if query.since is not None and not can_resume(query.since, config["EVENT_RETENTION_DAYS"]):
+            conn.held = None
             conn.last_sent = hub.last_id
             send_json(conn, "resync_required", {"since": query.since, "last_event_id": hub.last_id})
         else:
@@ -244,7 +258,9 @@ def send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
 
 
 def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) -> None:
-    """Send visible events with id > since from the log; live events queued meanwhile are de-duplicated by id."""
+    """Queue visible events with id > since from the log, then the live events held meanwhile that the log
+    read did not reach. Live copies of what the log read covered, heard later (the hub may lag behind the log),
+    are dropped: the replay's rule decided those."""
     cursor = since
     while True:
         batch = events_after(cursor)
@@ -254,7 +270,14 @@ def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) ->
             if conn.wants(event):
                 conn.offer(event)
         if len(batch) < BATCH:
-            return
+            break
+    # No yield from the last read to here: every live event is either held (and sent now if the read missed it)
+    # or arrives after, in id order, behind the replayed ones.
+    held, conn.held = conn.held or [], None
+    conn.replayed_through = cursor
+    for event in held:
+        if event.id > cursor:
+            conn.offer(event)
 
 
 def _send_queued(conn: Connection) -> bool:

@@ -191,10 +191,15 @@ class Hub:
                     conn.notifies.clear()
                     if not self._skip_unwatched(heard):
                         self._catch_up(conn)
-            except (psycopg2.Error, OSError) as exc:
+            except Exception as exc:
+                # Not only PostgreSQL going away: a dead listener leaves every socket of the worker silent until
+                # the next handshake restarts it, so any failure is logged and the listener reconnects and catches up.
                 self.connected = False
                 principals.set_listener_connected(False)
-                logger.warning("event listener lost PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                if isinstance(exc, (psycopg2.Error, OSError)):
+                    logger.warning("event listener lost PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                else:
+                    logger.exception("event listener failed; retrying in %.1fs", backoff)
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
@@ -247,8 +252,14 @@ class Hub:
             self._end_revoked(event)
         written = 0
         for conn in list(self.connections):
-            if conn.wants(event) and conn.deliver(event):
-                written += 1
+            try:
+                if conn.wants(event) and conn.deliver(event):
+                    written += 1
+            except Exception:
+                # One socket's failure must not end the fan-out (the listener greenlet would die with it, and
+                # every socket of the worker would go quiet): that client resumes with since, the rest go on.
+                logger.exception("fan-out of event %s to websocket %s failed; closing it", event.id, conn.id)
+                conn.close(CLOSE_TRY_AGAIN, "server error; reconnect with ?since=<last id>")
         if written:
             # Once per fan-out, not per socket: at 1,000 sockets the metric calls cost as much as the writes.
             self.record_delivery(event, written)
