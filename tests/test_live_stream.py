@@ -403,24 +403,54 @@ def _text_frames(data: bytes) -> list[dict]:
 
 def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url: str, build: Builders, tmp_path: Path) -> None:
     server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5"})
+    slow = healthy = None
+    try:
+        sup = build.usuario(2)
+        headers = build.headers(sup)
+        tarea_id = _create(server, headers, "SLOW-0")["id"]
+        slow, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)  # never read while events pour in
+        healthy = WsClient(server.url, build.token(sup))
+        healthy.recv()
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        for i in range(300):  # ~10 KB events: 3 MB, more than the kernel buffers hold for a socket nobody reads
+            body = {"descripcion": f"{i:04d}" + "x" * 4990}
+            response = requests.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
+            assert response.status_code == 200, response.text
+            etag = response.headers["ETag"]
+            assert healthy.events(1)[0]["data"]["version"] == response.json()["version"]  # a reader keeps up, one by one
+        slow.settimeout(60)
+        data = bytearray(received)
+        while chunk := slow.recv(65536):
+            data.extend(chunk)
+        _, (code, _) = _strict_frames(bytes(data))
+        assert code == 1013
+    finally:
+        if slow is not None:
+            slow.close()
+        if healthy is not None:
+            healthy.close()
+        stop_gunicorn(server)
+
+
+def test_a_replay_longer_than_the_queue_streams_through_it(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # The queue bounds what waits for a slow reader, not how far back a client may resume: a replay bigger than
+    # WS_QUEUE_SIZE used to close with 1013 before the acknowledgement, at every reconnection.
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5"})
     try:
         sup = build.usuario(2)
         headers = build.headers(sup)
         probe = WsClient(server.url, build.token(sup))
         start = probe.recv()["data"]["last_event_id"]
         probe.close()
-        for i in range(12):
-            _create(server, headers, f"SLOW-{i}")
-        slow = WsClient(server.url, build.token(sup), since=start)  # a 12-event replay does not fit in 5 slots
-        with pytest.raises(Closed) as closed:
-            slow.events(100, timeout=10)
-        slow.close()
-        assert closed.value.code == 1013
-        healthy = WsClient(server.url, build.token(sup))
-        healthy.recv()
-        _create(server, headers, "SLOW-OK")
-        assert healthy.events(1)[0]["event_type"] == "task_created"
-        healthy.close()
+        created = [_create(server, headers, f"LONG-{i}")["id"] for i in range(12)]
+        resumed = WsClient(server.url, build.token(sup), since=start)
+        try:
+            assert resumed.recv()["event_type"] == "connection_ack"
+            assert [f["data"]["id"] for f in resumed.events(12)] == created
+            live = _create(server, headers, "LONG-LIVE")
+            assert resumed.events(1)[0]["data"]["id"] == live["id"]
+        finally:
+            resumed.close()
     finally:
         stop_gunicorn(server)
 
@@ -549,15 +579,17 @@ def _raw_websocket(server: LiveServer, token: str, receive_buffer: int) -> tuple
     return sock, rest
 
 
-def _strict_frames(data: bytes) -> tuple[list[dict], tuple[int, str]]:
-    """Parse a server's whole byte stream as RFC 6455 frames: only whole unmasked text frames, then exactly one
-    close frame, then nothing. Returns the JSON of the text frames and the close code and reason."""
+def _strict_frames(data: bytes, pongs: list[bytes] | None = None) -> tuple[list[dict], tuple[int, str]]:
+    """Parse a server's whole byte stream as RFC 6455 frames: only whole unmasked text frames (and pong frames,
+    collected into ``pongs`` if given), then exactly one close frame, then nothing. Returns the JSON of the
+    text frames and the close code and reason."""
     texts: list[dict] = []
     at = 0
+    allowed = (0x81, 0x88, 0x8A) if pongs is not None else (0x81, 0x88)
     while True:
         assert at + 2 <= len(data), f"stream ended at byte {at} without a close frame"
         first, second = data[at], data[at + 1]
-        assert first in (0x81, 0x88), f"byte {at}: 0x{first:02x} is not the start of a whole text or close frame"
+        assert first in allowed, f"byte {at}: 0x{first:02x} is not the start of a whole frame"
         assert not second & 0x80, f"byte {at}: server frames are never masked"
         length, at = second & 0x7F, at + 2
         if length == 126:
@@ -569,6 +601,9 @@ def _strict_frames(data: bytes) -> tuple[list[dict], tuple[int, str]]:
         at += length
         if first == 0x81:
             texts.append(json.loads(payload))  # a frame spliced into another is not JSON
+            continue
+        if first == 0x8A and pongs is not None:
+            pongs.append(bytes(payload))
             continue
         assert at == len(data), f"{len(data) - at} bytes follow the close frame"
         return texts, (int.from_bytes(payload[:2], "big"), payload[2:].decode())
@@ -612,6 +647,82 @@ def test_close_is_written_after_the_frame_in_progress_and_nothing_follows(cause:
     assert texts[0]["event_type"] == "connection_ack"
     assert any(frame.get("event_type") == "task_updated" for frame in texts)
     assert code == {"slow_client_1013": 1013, "revoked_1008": 1008, "shutdown_1001": 1001}[cause]
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455: every client frame is masked)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    header = bytes([0x80 | opcode]) + (bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big"))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _read_to_eof(sock: socket.socket, data: bytearray) -> bytes:
+    sock.settimeout(60)
+    while chunk := sock.recv(65536):
+        data.extend(chunk)
+    return bytes(data)
+
+
+def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # simple-websocket's reader answers a ping (and echoes a close) the moment it reads it. Written by the reader
+    # itself, while the socket's writer was in the middle of a big frame the kernel had not taken, that pong
+    # landed inside the frame and every frame after it was garbage (Python's websockets pings every 20 s).
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000"})
+    sock = None
+    try:
+        sup = build.usuario(2)
+        headers = build.headers(sup)
+        tarea_id = _create(server, headers, "PING-1")["id"]
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        sock, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        with requests.Session() as http:  # never reading from ``sock`` meanwhile: the writer stalls mid-frame
+            for i in range(300):
+                body = {"descripcion": f"{i:04d}" + "x" * 4990}
+                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
+                assert response.status_code == 200, response.text
+                etag = response.headers["ETag"]
+        sock.sendall(_client_frame(0x9, b"are you there"))
+        time.sleep(0.5)  # the reader has read the ping and answered it before the close comes
+        sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+        pongs: list[bytes] = []
+        texts, (code, _) = _strict_frames(_read_to_eof(sock, bytearray(received)), pongs)
+    finally:
+        if sock is not None:
+            sock.close()
+        stop_gunicorn(server)
+    assert texts[0]["event_type"] == "connection_ack" and any(f.get("event_type") == "task_updated" for f in texts)
+    assert pongs == [b"are you there"]
+    assert code == 1000  # the close echoed, last, after the frame that was in progress
+
+
+def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() -> None:
+    # The acknowledgement, pings, errors and subscriptions went through simple-websocket's send(), which makes one
+    # socket send() and ignores how much the kernel took: behind a burst, such a frame could be cut short.
+    from types import SimpleNamespace
+
+    from gad.realtime.connection import Connection, _send_queued, send_json
+    from gad.realtime.hub import StoredEvent
+
+    server_side, client_side = _tcp_pair(send_buffer=4096, receive_buffer=4096)
+    received = bytearray()
+    try:
+        # No send() on this ws: every frame must be written by the connection itself, whole.
+        conn = Connection(ws=SimpleNamespace(sock=server_side), usuario=Usuario(id=1, nivel=2), topics={"tareas"}, queue_size=1000)
+        for i in range(1, 101):
+            conn.offer(StoredEvent(i, "task_created", "tareas", {"codigo": f"P-{i}", "titulo": "x" * 3000}, utcnow()))
+            send_json(conn, "error", {"message": "m" * 3000, "n": i})
+        reader = threading.Thread(target=lambda: _read_until_closed(client_side, received))
+        reader.start()
+        assert _send_queued(conn)
+        server_side.shutdown(socket.SHUT_WR)
+        reader.join(10)
+    finally:
+        server_side.close()
+        client_side.close()
+    frames = _text_frames(bytes(received))
+    assert [(f.get("id"), f["event_type"]) for f in frames] == [x for i in range(1, 101) for x in ((i, "task_created"), (None, "error"))]
+    assert [f["data"]["n"] for f in frames if f["event_type"] == "error"] == list(range(1, 101))
 
 
 def test_resuming_while_writes_continue_loses_nothing_at_the_seam(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:

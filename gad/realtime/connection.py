@@ -10,10 +10,11 @@ Closing (1013 slow client, 1008 credentials revoked or expired, 1001 shutdown) i
 the fan-out, the hub, this greenlet — but written only by this greenlet: after the rest of a frame
 already begun, then the close frame, then EOF, and nothing else. A close frame written from another
 greenlet would land in the middle of a half-sent frame. A client that does not read even that within
-``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped. The one close this greenlet does not write is
-1009: simple-websocket's reader closes the moment a client message passes ``WS_MAX_MESSAGE_SIZE``
-(config.py's ``SOCK_SERVER_OPTIONS``), so no message is ever held beyond the limit; this greenlet then
-finds the socket gone.
+``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped. simple-websocket's reader greenlet also writes:
+a pong to a client's ping, the echo of a client's close, and 1009 the moment a client message passes
+``WS_MAX_MESSAGE_SIZE`` (config.py's ``SOCK_SERVER_OPTIONS``, so no message is ever held beyond the limit).
+It writes to a ``ReaderSocket``, which hands those bytes to this greenlet's queue: written by the reader
+itself they would land inside a frame half sent.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from wsproto.events import CloseConnection
 from gad import policy
 from gad.extensions import db
 from gad.models import Usuario, utcnow
-from gad.realtime.hub import BATCH, CLOSE_POLICY, CLOSE_TRY_AGAIN, StoredEvent, can_resume, events_after, hub
+from gad.realtime.hub import BATCH, CLOSE_POLICY, CLOSE_TRY_AGAIN, StoredEvent, can_resume, encode_text_frame, events_after, hub
 from gad.schemas.ws import EVENT_TYPE_TOPICS, ClientFrame, Topics, WsConnectQuery
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,36 @@ class PartialFrame(NamedTuple):
 
     data: bytes
     event: StoredEvent
+
+
+class ReaderFrame(NamedTuple):
+    """Bytes simple-websocket's reader greenlet wrote (pong, close echo, its 1009 close), sent between whole frames."""
+
+    data: bytes
+
+
+class ReaderSocket:
+    """The socket as simple-websocket's reader greenlet sees it once the connection is served: it reads from the
+    real socket, and what it writes goes through the connection's queue, in order with everything else."""
+
+    def __init__(self, sock: socket.socket, conn: Connection) -> None:
+        self._sock = sock
+        self._conn = conn
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def send(self, data: bytes) -> int:
+        self._conn.offer(ReaderFrame(bytes(data)))
+        return len(data)
+
+    def close(self) -> None:
+        """The reader ends (client closed, 1009, dead peer): the socket's greenlet writes what it queued; the server
+        closes the TCP connection when the handler returns."""
+        self._conn.wake.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class SessionLink(NamedTuple):
@@ -83,6 +114,7 @@ class Connection:
         close_timeout: float = 10.0,
     ) -> None:
         self.ws = ws
+        self.sock: socket.socket = ws.sock  # the real socket: every write of this greenlet and the fan-out goes here
         self.usuario = usuario
         self.topics = topics
         self.queue_size = queue_size
@@ -151,7 +183,7 @@ class Connection:
         try:
             # gevent keeps every socket's descriptor non-blocking: a plain write() takes what the kernel
             # accepts now or raises BlockingIOError, and never waits.
-            sent = os.write(self.ws.sock.fileno(), wire)
+            sent = os.write(self.sock.fileno(), wire)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -183,7 +215,7 @@ class Connection:
         self.closed = True
         self.wake.set()
         try:
-            self.ws.sock.close()
+            self.sock.close()
         except OSError:
             pass
 
@@ -228,6 +260,7 @@ def serve(
     hub.ensure_started(config["SQLALCHEMY_DATABASE_URI"])
     if query.since is not None:
         conn.held = []  # the checks and the replay below wait on the database: the hub keeps fanning out meanwhile
+    ws.sock = ReaderSocket(conn.sock, conn)
     hub.register(conn)  # from here on live events queue up (or are held), so nothing falls between replay and live
     try:
         if query.since is not None and not can_resume(query.since, config["EVENT_RETENTION_DAYS"]):
@@ -246,11 +279,14 @@ def serve(
         _run(conn, expires_at, config["WS_PING_INTERVAL"], session)
         if conn.close_code is not None:
             _write_close(conn)
+        elif not conn.closed:
+            _answer_reader(conn)
     finally:
         conn.closed = True
         if conn._abort_timer is not None:
             conn._abort_timer.kill(block=False)
         hub.unregister(conn)
+        ws.sock = conn.sock  # nothing of ours writes any more: flask-sock's own close may go straight out
 
 
 def send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
@@ -262,17 +298,24 @@ def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) ->
     read did not reach. Live copies of what the log read covered, heard later (the hub may lag behind the log),
     are dropped: the replay's rule decided those."""
     cursor = since
+    limit = min(BATCH, conn.queue_size)
     while True:
-        batch = events_after(cursor)
+        # What is queued (the acknowledgement, the last batch) is written before the next batch is read, without a
+        # pooled connection held meanwhile: a replay longer than the queue streams through it instead of closing
+        # with 1013 at every attempt, and a client slow to read holds no database connection.
+        db.session.remove()
+        if not _send_queued(conn):
+            return
+        batch = events_after(cursor, limit)
         if batch:
             cursor = batch[-1].id
         for event in replay_filter(batch) if replay_filter and batch else batch:
             if conn.wants(event):
                 conn.offer(event)
-        if len(batch) < BATCH:
+        if len(batch) < limit:
             break
-    # No yield from the last read to here: every live event is either held (and sent now if the read missed it)
-    # or arrives after, in id order, behind the replayed ones.
+    # Until here every live event was held (the reads above wait on the database); from here on each one queues
+    # behind the replayed ones, in id order, or is dropped as a copy of what the reads covered.
     held, conn.held = conn.held or [], None
     conn.replayed_through = cursor
     for event in held:
@@ -298,15 +341,18 @@ def _send_queued(conn: Connection) -> bool:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
                     continue
-                # Pre-encoded frame straight to the socket; every other frame goes through simple-websocket.
-                conn.ws.sock.sendall(item.wire)
+                conn.sock.sendall(item.wire)  # encoded once for every socket it goes to
                 conn.last_sent = item.id
                 hub.record_delivery(item)
             elif isinstance(item, PartialFrame):
-                conn.ws.sock.sendall(item.data)
+                conn.sock.sendall(item.data)
                 hub.record_delivery(item.event)
+            elif isinstance(item, ReaderFrame):
+                conn.sock.sendall(item.data)
             else:
-                conn.ws.send(item)
+                # Encoded here and written whole: simple-websocket's send() makes one send() call and ignores
+                # how much of the frame the kernel took.
+                conn.sock.sendall(encode_text_frame(item))
         except Exception:  # noqa: BLE001 - a dead peer ends the connection
             conn.closed = True
             return False
@@ -323,13 +369,33 @@ def _write_close(conn: Connection) -> None:
         if not conn.closed and code is not None:
             # Through wsproto's state machine, so simple-websocket's reader answers nothing after it (a pong
             # or an echoed close would follow our close frame).
-            ws.sock.sendall(ws.ws.send(CloseConnection(code, conn.close_reason)))
-            ws.sock.shutdown(socket.SHUT_WR)
+            conn.sock.sendall(ws.ws.send(CloseConnection(code, conn.close_reason)))
+            conn.sock.shutdown(socket.SHUT_WR)
     except Exception:
         logger.debug("closing websocket %s failed", conn.id, exc_info=True)
     finally:
         conn.closed = True
         ws.connected = False  # flask-sock's own close() after the handler must write nothing
+
+
+def _answer_reader(conn: Connection) -> None:
+    """The client closed (or passed the message size): the rest of a frame already begun, then what the reader
+    answered (the close echo, or its 1009 close), and nothing else — for at most WS_CLOSE_TIMEOUT seconds."""
+    try:
+        with gevent.Timeout(conn.close_timeout, False):
+            _write_reader_frames(conn)
+    except OSError:
+        pass  # the peer is gone: nothing more to say
+
+
+def _write_reader_frames(conn: Connection) -> None:
+    while True:
+        try:
+            item = conn.queue.get_nowait()
+        except Empty:
+            return
+        if isinstance(item, (PartialFrame, ReaderFrame)):
+            conn.sock.sendall(item.data)
 
 
 def _run(conn: Connection, expires_at: float | None, ping_interval: float, session: SessionLink | None = None) -> None:

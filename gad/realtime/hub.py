@@ -143,6 +143,7 @@ class Hub:
         self.dsn: str | None = None
         self._listener: gevent.Greenlet | None = None
         self._ready = gevent.event.Event()
+        self._positioned = False  # last_id was read from the event counter (the listener's first connection)
         self.connected = False
         self.shutting_down = False
 
@@ -167,7 +168,6 @@ class Hub:
 
     def _listen_forever(self) -> None:
         backoff = 0.25
-        first = True
         while not self.shutting_down:
             conn = None
             try:
@@ -175,15 +175,15 @@ class Hub:
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    if first:
+                    if not self._positioned:  # once per process: a reconnect (or a restarted listener) catches up instead
                         cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1")
                         self.last_id = int(cur.fetchone()[0])
-                        first = False
+                        self._positioned = True
                 self.connected = True
                 principals.set_listener_connected(True)
                 self._ready.set()
-                backoff = 0.25
                 self._catch_up(conn)
+                backoff = 0.25  # only once caught up: a failure that repeats at every catch-up keeps backing off
                 while not self.shutting_down:
                     gevent.select.select([conn], [], [], SAFETY_POLL_S)
                     conn.poll()
@@ -247,9 +247,13 @@ class Hub:
         if event.id <= self.last_id:
             return
         self.last_id = event.id
-        principals.invalidate_for_topics({event.topic})
-        if event.topic == SECURITY_TOPIC:
-            self._end_revoked(event)
+        try:
+            principals.invalidate_for_topics({event.topic})
+            if event.topic == SECURITY_TOPIC:
+                self._end_revoked(event)
+        except Exception:
+            # last_id has moved on (a socket registering now starts after this event): the event must still go out.
+            logger.exception("applying event %s to this worker's credentials failed", event.id)
         written = 0
         for conn in list(self.connections):
             try:
