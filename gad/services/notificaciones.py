@@ -1,9 +1,9 @@
 """The notification ledger: notify in the cause's transaction, answer (acepto / no puedo / leída), escalate once.
 
 Every notification is a row written in the same transaction as what caused it (an assignment, an
-efectivo taken off a tarea, an emergency, an alert, an escalation), handed to each active channel (gad.services.canales; the in-app
-channel appends a ``notification`` event, so delivery to every socket of the recipient on any worker
-or machine, and replay on resume, are the event log's). Answers lock the row (``FOR UPDATE``) so a
+efectivo taken off a tarea, an emergency, an alert, an escalation), handed to each active channel
+(gad.services.canales; the in-app channel appends a ``notification`` event, so delivery to every socket
+of the recipient on any worker or machine, and replay on resume, are the event log's). Answers lock the row (``FOR UPDATE``) so a
 second, different answer is refused (409) and the same one is a no-op.
 
 Escalation: a notification that asks for an answer gets a deadline (``escalar_en``, from
