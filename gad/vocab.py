@@ -108,6 +108,8 @@ class CausaNotificacion(StrEnum):
     ALERTA = "alerta"
     ESCALACION = "escalacion"
     RECHAZO = "rechazo"  # someone answered "no puedo": the tarea's delegado and supervisors are told
+    # A supervisor took the efectivo off a tarea that goes on: they are told, informational (never escalates).
+    DESASIGNACION = "desasignacion"
 
 
 class RespuestaNotificacion(StrEnum):

@@ -238,6 +238,34 @@ def test_officer_runs_a_tarea_sets_availability_and_shares_position_from_the_pho
         shot(page, "mi-servicio", size)
 
 
+def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The tarea's own frames stop at the release (they may no longer read it); the desasignacion notification
+    makes the phone drop the card and the pending acceptance, say so, and mark the notice read when seen."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto", tipo="vigilancia")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        errors = _errors(page)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        expect(card).to_contain_text("Vigilancia del puerto")
+        expect(page.locator("#alerta")).to_be_visible()  # asked to accept; the officer has not answered yet
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}").status_code == 200
+        expect(card).to_have_count(0, timeout=5_000)
+        expect(page.locator("#alerta")).to_be_hidden()
+        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+        expect(page.locator("#actuales")).to_contain_text("No tiene tareas abiertas.")
+        shot(page, "mi-desasignada", "movil")
+        aviso.get_by_role("button", name="Entendido").click()
+        expect(aviso).to_be_hidden()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        [notificacion] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]
+        assert (notificacion["tarea_id"], notificacion["estado"]) == (tarea.id, "leida")
+        assert errors == []
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
     sup = build.usuario(2)

@@ -33,6 +33,42 @@ def test_migrations_upgrade_check_downgrade_roundtrip(pg_server: str) -> None:
     conn.close()
 
 
+def test_desasignacion_migration_widens_the_causa_check_and_its_downgrade_refuses_while_such_rows_exist(pg_server: str) -> None:
+    """0004k: the new causa is stored after the upgrade; the downgrade says what to do instead of dropping or
+    recasting the ledger's rows, and runs once they are gone, leaving the old CHECK."""
+    url = recreate_database(pg_server, "gad_migrations_0004k")
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
+    assert run_flask(env, "db", "upgrade", "0004k").returncode == 0
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version,"
+                " created_at, updated_at, version) VALUES (gen_random_uuid(), 'mig@gad.test', '12345678Z', 'N', 'Apellido', 1, 'x', true, true, 0, 1,"
+                " now(), now(), 1) RETURNING id"
+            )
+            usuario_id = cur.fetchone()[0]
+            insert = (
+                "INSERT INTO notificaciones (usuario_id, causa, titulo, texto, prioridad, requiere_respuesta, creada_en)"
+                " VALUES (%s, 'desasignacion', 'Desasignado: T-1', 't', 3, false, now())"
+            )
+            cur.execute(insert, (usuario_id,))
+            refused = run_flask(env, "db", "downgrade", "0004h")
+            assert refused.returncode != 0 and "1 notificaciones have causa 'desasignacion'" in refused.stderr, refused.stderr
+            cur.execute("SELECT version_num FROM alembic_version")
+            assert cur.fetchone() == ("0004k",)
+            cur.execute("DELETE FROM notificaciones WHERE causa = 'desasignacion'")
+            downgraded = run_flask(env, "db", "downgrade", "0004h")
+            assert downgraded.returncode == 0, downgraded.stderr
+            with pytest.raises(psycopg2.errors.CheckViolation, match="ck_notificaciones_causa_valida"):
+                cur.execute(insert, (usuario_id,))
+            assert run_flask(env, "db", "upgrade").returncode == 0
+            cur.execute(insert, (usuario_id,))
+    finally:
+        conn.close()
+
+
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
     admin = build.usuario(3)
     bad_rows = [

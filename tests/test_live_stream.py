@@ -26,7 +26,7 @@ from gad.extensions import db
 from gad.models import Evento, Usuario, utcnow
 from tests.builders import Builders
 from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
-from tests.wsclient import Closed, WsClient
+from tests.wsclient import Closed, WsClient, replay_after
 
 pytestmark = pytest.mark.slow
 
@@ -269,6 +269,50 @@ def test_the_officers_of_a_deleted_tarea_are_told_live(build: Builders, live_ser
     told = [frame for frame in watcher.quiet(1.0) if frame.get("topic") == "tareas"]
     assert [(frame["event_type"], frame["data"]["id"]) for frame in told] == [("task_deleted", tarea["id"])], told
     watcher.close()
+
+
+def test_an_officer_taken_off_a_tarea_is_told_live_and_on_resume_and_only_what_they_may_know(build: Builders, live_server: LiveServer) -> None:
+    """task_unassigned reaches only those who may read the tarea after the change, which the released officer
+    may not: they hear of it through a desasignacion notification to their own sockets (and their ledger)."""
+    sup = build.usuario(2)
+    released, staying, offline = build.usuario(1), build.usuario(1), build.usuario(1)
+    efectivos = {u.id: build.efectivo(usuario_id=u.id) for u in (released, staying, offline)}
+    headers = build.headers(sup)
+    tarea = _create(live_server, headers, "OFF-3", descripcion="Punto de encuentro reservado", ubicacion_descripcion="Calle Reservada 7")
+    everyone = {"efectivo_ids": [e.id for e in efectivos.values()]}
+    assert live_server.post(f"/api/v1/tasks/{tarea['id']}/efectivos", json=everyone, headers=headers).status_code == 200
+    watchers = {u.id: WsClient(live_server.url, build.token(u)) for u in (released, staying, offline)}
+    last_seen = {uid: watcher.recv()["data"]["last_event_id"] for uid, watcher in watchers.items()}  # connection_ack
+    watchers[offline.id].close()  # this one's phone has no coverage while it happens
+    for u in (released, offline):
+        assert live_server.request("DELETE", f"/api/v1/tasks/{tarea['id']}/efectivos/{efectivos[u.id].id}", headers=headers).status_code == 200
+
+    started = time.monotonic()
+    told = watchers[released.id].events(1, timeout=10)
+    assert told[0]["event_type"] == "notification" and time.monotonic() - started < 5, told
+    data = told[0]["data"]
+    assert (data["causa"], data["tarea_id"], data["usuario_id"]) == ("desasignacion", tarea["id"], released.id)
+    assert (data["requiere_respuesta"], data["escalar_en"]) == (False, None)
+    assert tarea["codigo"] in data["titulo"] and tarea["titulo"] in data["texto"]
+    # Only what the assignment's notification told them: nothing the tarea says that they may no longer read.
+    assert "Reservad" not in json.dumps(told[0]), told[0]
+    assert [f for f in watchers[released.id].quiet(1.0) if f["event_type"] == "notification"] == []  # one, not one per release
+    # The officer still on the tarea hears of the change (task_unassigned) and gets no notification.
+    heard = watchers[staying.id].quiet(1.5)
+    assert ("task_unassigned", tarea["id"]) in [(f["event_type"], f["data"].get("id")) for f in heard], heard
+    assert [f for f in heard if f["event_type"] == "notification"] == [], heard
+
+    listing = live_server.get("/api/v1/notificaciones?causa=desasignacion", headers=build.headers(released)).json()
+    assert [(n["id"], n["tarea_id"], n["estado"]) for n in listing["items"]] == [(data["id"], tarea["id"], "creada")], listing
+    assert live_server.get("/api/v1/notificaciones?causa=desasignacion", headers=build.headers(staying)).json()["total"] == 0
+    # Telling them widened nothing: the tarea itself stays out of their reach.
+    assert live_server.get(f"/api/v1/tasks/{tarea['id']}", headers=build.headers(released)).status_code == 403
+
+    # Back in coverage: resuming after the last event it saw delivers its own desasignacion, and only that.
+    replayed = [f for f in replay_after(live_server.url, build.token(offline), since=last_seen[offline.id]) if f["event_type"] == "notification"]
+    assert [(f["data"]["causa"], f["data"]["usuario_id"], f["data"]["tarea_id"]) for f in replayed] == [("desasignacion", offline.id, tarea["id"])], replayed
+    for watcher in (watchers[released.id], watchers[staying.id]):
+        watcher.close()
 
 
 def test_subscriptions_filter_topics_and_bad_topics_get_an_error_frame(build: Builders, live_server: LiveServer) -> None:

@@ -148,8 +148,56 @@ def test_answer_to_an_assignment_released_meanwhile_is_409(app: Flask, client: F
     tarea = build.tarea(sup)
     assert _assign(client, build, sup, tarea, efectivo).status_code == 200
     assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
-    [n] = _ledger(app)
+    [n] = _ledger(app, causa="asignacion")
     assert _ack(client, build, officer, n.id, "acepto").status_code == 409
+
+
+# --- taken off a tarea -------------------------------------------------------------------------
+
+
+def test_unassigned_efectivo_is_told_informationally_on_every_channel_and_it_never_escalates(app_with: Any, build: Builders) -> None:
+    """Even a deadline configured for the causa is never set: nothing to answer, nothing to escalate."""
+    from gad.services import canales
+
+    canales.register_canal(FlakyCanal(failures=0))
+    custom = app_with(NOTIF_PLAZOS={"asignacion": 300, "desasignacion": 1}, NOTIF_CANALES=["inapp", "prueba"])
+    client = custom.test_client()
+    sup, officer = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    tarea = build.tarea(sup, prioridad=4, descripcion="Detalle que ya no le corresponde")
+    assert _assign(client, build, sup, tarea, efectivo).status_code == 200
+    assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    [n] = _ledger(custom, causa="desasignacion")
+    with custom.app_context():
+        asignacion_id = db.session.scalars(db.select(Asignacion.id)).one()
+    assert (n.usuario_id, n.tarea_id, n.efectivo_id, n.asignacion_id) == (officer.id, tarea.id, efectivo.id, asignacion_id)
+    assert (n.prioridad, n.creado_por_usuario_id) == (4, sup.id)
+    assert (n.requiere_respuesta, n.escalar_en) == (False, None)
+    assert n.titulo == f"Desasignado: {tarea.codigo}" and tarea.titulo in n.texto and "Detalle" not in n.texto
+    with custom.app_context():
+        canales_de_n = {e.canal: e.estado for e in db.session.scalars(db.select(NotificacionEntrega).where(NotificacionEntrega.notificacion_id == n.id))}
+        assert canales_de_n == {"inapp": "enviada", "prueba": "pendiente"}  # outbound too: the officer may be on the road
+        assert notificaciones.escalate_due(now=datetime.now(UTC) + timedelta(days=1)) == 1  # the assignment's, dropped: released
+        db.session.commit()
+    assert _events(custom, "notification_escalated") == [] and _ledger(custom, causa="escalacion") == []
+    # Read, yes; an answer to an assignment that no longer exists, no.
+    assert _ack(client, build, officer, n.id, "leida").get_json()["estado"] == "leida"
+    assert _ack(client, build, officer, n.id, "acepto").status_code == 409
+
+
+def test_nobody_is_told_of_a_release_they_caused_or_that_has_no_usuario(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A "no puedo" releases the efectivo who asked; an efectivo with no usuario has no phone to tell; a
+    supervisor taking their own efectivo off did it themselves."""
+    sup, officer = build.usuario(2), build.usuario(1)
+    declining, unlinked, own = build.efectivo(usuario_id=officer.id), build.efectivo(), build.efectivo(usuario_id=sup.id)
+    tarea = build.tarea(sup)
+    assert _assign(client, build, sup, tarea, declining, unlinked, own).status_code == 200
+    [asked] = _ledger(app, causa="asignacion", usuario_id=officer.id)
+    assert _ack(client, build, officer, asked.id, "no_puedo").status_code == 200
+    for efectivo in (unlinked, own):
+        assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    assert len(_events(app, "task_unassigned")) == 3
+    assert _ledger(app, causa="desasignacion") == []
 
 
 # --- emergencies -------------------------------------------------------------------------------

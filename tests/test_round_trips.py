@@ -74,6 +74,24 @@ def test_writes_and_reads_stay_within_their_statement_budgets(client: FlaskClien
     assert me.status_code == 200 and len(sent) <= 1, sent
 
 
+def test_unassigning_tells_the_efectivo_with_two_statements_more(client: FlaskClient, build: Builders, statements: list[str]) -> None:
+    """Unassigning cost 9 statements before the released efectivo was told (a desasignacion notification); it
+    now costs 11: the ledger's row and its delivery record (the in-app channel's event rides in the log's append,
+    and the recipient's name comes with the assignment's row, so no SELECT of usuarios)."""
+    supervisor, officer = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    headers = build.headers(supervisor)
+    tarea_id = client.post("/api/v1/tasks", json={"codigo": "RT-3", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers).get_json()["id"]
+    assert client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers).status_code == 200
+
+    released, sent = _sent_by(statements, lambda: client.delete(f"/api/v1/tasks/{tarea_id}/efectivos/{efectivo.id}", headers=headers))
+    per_request = _per_request(sent)
+    assert released.status_code == 200 and len(per_request) <= 11, sent
+    assert sum(s.startswith("INSERT INTO notificaciones ") for s in per_request) == 1, sent
+    assert sum(s.startswith("INSERT INTO notificacion_entregas ") for s in per_request) == 1, sent
+    assert not any("FROM usuarios" in s for s in per_request[1:]), sent  # the first is the caller's token
+
+
 def test_a_create_takes_its_event_id_in_its_insert_and_appends_with_notify_in_one_statement(app_with: Any, build: Builders) -> None:
     """The create's statements as SQL (prepared statements off): the counter is taken in the INSERT of the tarea
     and its history row, and the event's rows, the chain head, the NOTIFY and the COMMIT go in one round trip."""

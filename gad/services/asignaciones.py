@@ -129,20 +129,26 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
 
 def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
     """Release one efectivo from a tarea (supervisor+); they become disponible again unless another running
-    tarea still holds them (``efectivos.settle_after_release``)."""
+    tarea still holds them (``efectivos.settle_after_release``), and their usuario is told (a ``desasignacion``
+    notification: the tarea's own events stop reaching someone who may no longer read it)."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
     tarea = load_tarea(tarea_id, lock=True)
     check_version(tarea.version, expected_version, "tarea")
     row = db.session.execute(
-        select(Asignacion, Efectivo)
+        # The efectivo's usuario comes in the same statement (unlocked): the notification names its recipient.
+        select(Asignacion, Efectivo, Usuario)
         .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .outerjoin(Usuario, Usuario.id == Efectivo.usuario_id)
         .where(Asignacion.tarea_id == tarea.id, Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None))
-        .with_for_update()
+        .with_for_update(of=(Asignacion, Efectivo))
     ).first()
     if row is None:
         raise NotFound(f"Efectivo {efectivo_id} is not assigned to tarea {tarea.codigo}.")
-    asignacion, efectivo = row
+    asignacion, efectivo, _ = row
     release_assignment(actor, tarea, asignacion, efectivo)
+    # Same transaction: a release that commits has told the efectivo; one that rolls back, nobody. A "no puedo"
+    # (gad.services.respuestas) releases too, but the efectivo asked for it: nothing to tell them.
+    notificaciones.notify_release(actor.id, tarea, asignacion, efectivo)
     return row_of(tarea)
 
 

@@ -1,9 +1,9 @@
 """The notification ledger: notify in the cause's transaction, answer (acepto / no puedo / leída), escalate once.
 
 Every notification is a row written in the same transaction as what caused it (an assignment, an
-emergency, an alert, an escalation), handed to each active channel (gad.services.canales; the in-app
-channel appends a ``notification`` event, so delivery to every socket of the recipient on any worker
-or machine, and replay on resume, are the event log's). Answers lock the row (``FOR UPDATE``) so a
+efectivo taken off a tarea, an emergency, an alert, an escalation), handed to each active channel
+(gad.services.canales; the in-app channel appends a ``notification`` event, so delivery to every socket
+of the recipient on any worker or machine, and replay on resume, are the event log's). Answers lock the row (``FOR UPDATE``) so a
 second, different answer is refused (409) and the same one is a no-op.
 
 Escalation: a notification that asks for an answer gets a deadline (``escalar_en``, from
@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm.util import identity_key
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, NotFound
@@ -174,8 +175,11 @@ def write(rows: list[Notificacion], now: datetime) -> list[Notificacion]:
     session = db.session()
     session.add_all(rows)
     session.flush()
-    # Load every recipient at once: their names go into the frames, one query instead of one per row.
-    list(db.session.scalars(select(Usuario).where(Usuario.id.in_({n.usuario_id for n in rows}))))
+    # Load every recipient at once: their names go into the frames, one query instead of one per row (none when
+    # the caller already holds them all, as unassigning does).
+    missing = {n.usuario_id for n in rows if identity_key(Usuario, n.usuario_id) not in session.identity_map}
+    if missing:
+        list(db.session.scalars(select(Usuario).where(Usuario.id.in_(missing))))
     _hand_to_channels(rows, now)
     return rows
 
@@ -231,6 +235,29 @@ def notify_assignment(actor_id: int | None, tarea: Tarea, pairs: Iterable[tuple[
         if efectivo.usuario_id is not None
     ]
     return write(rows, now)
+
+
+def notify_release(actor_id: int, tarea: Tarea, asignacion: Asignacion, efectivo: Efectivo) -> list[Notificacion]:
+    """The efectivo a supervisor took off a tarea that goes on is told (their usuario, if linked, and not the
+    one who did it): informational, so no deadline and no escalation. It says only what the assignment's
+    notification said, the tarea's id, codigo and titulo: from now on the efectivo may not read the tarea
+    (``READS_THROUGH``), and the notification is theirs to read (``can_read_notificacion``) for good."""
+    if efectivo.usuario_id is None or efectivo.usuario_id == actor_id:
+        return []
+    now = utcnow()
+    row = new_notificacion(
+        efectivo.usuario_id,
+        causa=CausaNotificacion.DESASIGNACION,
+        titulo=f"Desasignado: {tarea.codigo}",
+        texto=f"{tarea.titulo} — ya no tiene esta tarea asignada: no acuda.",
+        prioridad=tarea.prioridad,
+        actor_id=actor_id,
+        now=now,
+        tarea_id=tarea.id,
+        asignacion_id=asignacion.id,
+        efectivo_id=efectivo.id,
+    )
+    return write([row], now)
 
 
 def notify_emergency_supervisors(actor_id: int | None, tarea: Tarea, asignados: int) -> list[Notificacion]:

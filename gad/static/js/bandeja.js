@@ -13,7 +13,7 @@ const alertasLista = document.getElementById("alertas-abiertas");
 const TRAY_KEY = "gad:bandeja-last-event-id";
 
 const ESTADO = { creada: "Nueva", entregada: "Recibida", leida: "Leída", aceptada: "Aceptada", rechazada: "No puede" };
-const CAUSA = { asignacion: "Asignación", emergencia: "Emergencia", alerta: "Alerta", escalacion: "Escalada", rechazo: "Rechazo" };
+const CAUSA = { asignacion: "Asignación", emergencia: "Emergencia", alerta: "Alerta", escalacion: "Escalada", rechazo: "Rechazo", desasignacion: "Desasignación" };
 const TIPO_ALERTA = { codigo_rojo: "Código rojo", evacuacion: "Evacuación", refuerzos: "Refuerzos", aviso: "Aviso" };
 
 function showError(node, error) {

@@ -308,10 +308,34 @@ async function answer(respuesta) {
   if (!result?.error) setTimeout(() => ($("alerta").hidden = true), 1500);
 }
 
+// --- taken off a tarea: the tarea's own events no longer reach this officer, their notification does ---
+
+let desasignacion = null; // the notification id the notice shows, marked read when acknowledged
+
+function dropTarea(d) {
+  tareas = tareas.filter((t) => t.id !== d.tarea_id);
+  saveCache();
+  renderTareas();
+  if (alerta?.tareaId === d.tarea_id) $("alerta").hidden = true; // nothing left to accept
+  desasignacion = d.id;
+  $("desasignada-texto").textContent = `${d.titulo}. ${d.texto}`;
+  $("desasignada").hidden = false;
+  beep();
+  load(); // availability may have changed back to disponible
+}
+
+async function desasignacionVista() {
+  $("desasignada").hidden = true;
+  const id = desasignacion;
+  desasignacion = null;
+  if (id) await cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" });
+}
+
 function onFrame(frame) {
   const d = frame.data ?? {};
   if (frame.event_type === "notification" && d.usuario_id === me) {
-    if (d.requiere_respuesta && !d.respuesta) showAlert({ tareaId: d.tarea_id, notificacionId: d.id, texto: `${d.titulo}. ${d.texto}` });
+    if (d.causa === "desasignacion") dropTarea(d);
+    else if (d.requiere_respuesta && !d.respuesta) showAlert({ tareaId: d.tarea_id, notificacionId: d.id, texto: `${d.titulo}. ${d.texto}` });
     return;
   }
   const assignedToMe = ["task_assigned", "emergency_created"].includes(frame.event_type) && (d.asignados_usuario_ids ?? []).includes(me);
@@ -335,6 +359,7 @@ $("disponibilidad").addEventListener("click", (event) => {
 $("sos").addEventListener("click", sos);
 $("acepto").addEventListener("click", () => answer("acepto"));
 $("no-puedo").addEventListener("click", () => answer("no_puedo"));
+$("entendido").addEventListener("click", desasignacionVista);
 $("compartir").addEventListener("change", (event) => setSharing(event.target.checked));
 cola.onChange(renderQueue);
 renderQueue();
