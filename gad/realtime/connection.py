@@ -59,6 +59,8 @@ class ReaderSocket:
     """The socket as simple-websocket's reader greenlet sees it once the connection is served: it reads from the
     real socket, and what it writes goes through the connection's queue, in order with everything else."""
 
+    __slots__ = ("_conn", "_sock")  # one per open socket, and 10,000 of them idle on a worker
+
     def __init__(self, sock: socket.socket, conn: Connection) -> None:
         self._sock = sock
         self._conn = conn
