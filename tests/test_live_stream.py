@@ -726,9 +726,16 @@ def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url
                 response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
                 assert response.status_code == 200, response.text
                 etag = response.headers["ETag"]
-        sock.sendall(_client_frame(0x9, b"are you there"))
-        time.sleep(0.5)  # the reader has read the ping and answered it before the close comes
-        sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+            sock.sendall(_client_frame(0x9, b"are you there"))
+            time.sleep(0.5)  # the reader has read the ping and answered it before the close comes
+            sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+            time.sleep(0.5)
+            for i in range(3):  # events after the client's close: none may follow the echo
+                response = http.patch(
+                    f"{server.url}/api/v1/tasks/{tarea_id}", json={"descripcion": f"after {i}"}, headers=headers | {"If-Match": etag}, timeout=30
+                )
+                assert response.status_code == 200, response.text
+                etag = response.headers["ETag"]
         pongs: list[bytes] = []
         texts, (code, _) = _strict_frames(_read_to_eof(sock, bytearray(received)), pongs)
     finally:
@@ -738,6 +745,35 @@ def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url
     assert texts[0]["event_type"] == "connection_ack" and any(f.get("event_type") == "task_updated" for f in texts)
     assert pongs == [b"are you there"]
     assert code == 1000  # the close echoed, last, after the frame that was in progress
+
+
+def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeout(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # The echo of a client's close waits behind a frame the kernel has not taken; a client that sent its close
+    # and reads nothing more must not hold the worker's socket, greenlet and hub slot beyond WS_CLOSE_TIMEOUT.
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000", "WS_CLOSE_TIMEOUT": "2"})
+    sock = None
+    try:
+        sup = build.usuario(2)
+        headers, admin = build.headers(sup), build.headers(build.usuario(3))
+        tarea_id = _create(server, headers, "GONE-1")["id"]
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        sock, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        with requests.Session() as http:
+            for i in range(300):
+                body = {"descripcion": f"{i:04d}" + "x" * 4990}
+                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
+                assert response.status_code == 200, response.text
+                etag = response.headers["ETag"]
+        sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big")))
+        assert server.get("/ws/stats", headers=admin).json()["connections"] == 1
+        deadline = time.monotonic() + 15
+        while server.get("/ws/stats", headers=admin).json()["connections"] and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert server.get("/ws/stats", headers=admin).json()["connections"] == 0
+    finally:
+        if sock is not None:
+            sock.close()
+        stop_gunicorn(server)
 
 
 def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() -> None:

@@ -50,9 +50,12 @@ class PartialFrame(NamedTuple):
 
 
 class ReaderFrame(NamedTuple):
-    """Bytes simple-websocket's reader greenlet wrote (pong, close echo, its 1009 close), sent between whole frames."""
+    """A pong simple-websocket's reader greenlet answered to a client's ping, sent between whole frames."""
 
     data: bytes
+
+
+CLOSE_OPCODE_BYTE = 0x88  # FIN + opcode 8: the first byte of an unfragmented close frame
 
 
 class ReaderSocket:
@@ -69,12 +72,15 @@ class ReaderSocket:
         return self._sock.recv(size)
 
     def send(self, data: bytes) -> int:
-        self._conn.offer(ReaderFrame(bytes(data)))
+        if data[:1] == bytes([CLOSE_OPCODE_BYTE]):
+            self._conn.end_with(bytes(data))  # the echo of the client's close, or 1009: the stream's last frame
+        else:
+            self._conn.offer(ReaderFrame(bytes(data)))
         return len(data)
 
     def close(self) -> None:
-        """The reader ends (client closed, 1009, dead peer): the socket's greenlet writes what it queued; the server
-        closes the TCP connection when the handler returns."""
+        """The reader ends (client closed, 1009, dead peer): the socket's greenlet finishes; the server closes the
+        TCP connection when the handler returns."""
         self._conn.wake.set()
 
     def __getattr__(self, name: str) -> Any:
@@ -129,6 +135,9 @@ class Connection:
         self.closed = False  # nothing more is written: closed, or the peer is gone
         self.close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
         self.close_reason = ""
+        # The close frame simple-websocket's reader already encoded (its echo of the client's close, or 1009): once
+        # its state machine has closed the connection, this is the close the writer sends, whatever was decided.
+        self.final_frame: bytes | None = None
         self.live = False  # replay done: from here on, events may be written straight from the fan-out
         # While a resuming socket is acknowledged and reads the log, the live events its hub hears wait here, not
         # in the queue: queued, they would go out before the acknowledgement and before the older events being
@@ -209,6 +218,14 @@ class Connection:
         self._abort_timer = gevent.spawn_later(self.close_timeout, self._abort)
         self.wake.set()
 
+    def end_with(self, frame: bytes) -> None:
+        """The reader answered a close (or refused an oversize message): nothing new may start, the writer sends the
+        rest of a frame already begun and then ``frame``, within the close timeout, as for any close."""
+        self.final_frame = frame
+        code = int.from_bytes(frame[2:4], "big") if len(frame) >= 4 else 1005
+        self.close(code, "")  # a no-op when a close was already decided: its writer sends ``frame`` instead
+        self.wake.set()
+
     def _abort(self) -> None:
         """The close could not be written in time: drop the TCP connection (the writer's pending write fails)."""
         if self.closed:
@@ -281,8 +298,6 @@ def serve(
         _run(conn, expires_at, config["WS_PING_INTERVAL"], session)
         if conn.close_code is not None:
             _write_close(conn)
-        elif not conn.closed:
-            _answer_reader(conn)
     finally:
         conn.closed = True
         if conn._abort_timer is not None:
@@ -300,7 +315,7 @@ def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) ->
     read did not reach. Live copies of what the log read covered, heard later (the hub may lag behind the log),
     are dropped: the replay's rule decided those."""
     cursor = since
-    limit = min(BATCH, conn.queue_size)
+    limit = max(1, min(BATCH, conn.queue_size // 2))  # half the queue at most: room for pongs while a batch waits
     while True:
         # What is queued (the acknowledgement, the last batch) is written before the next batch is read, without a
         # pooled connection held meanwhile: a replay longer than the queue streams through it instead of closing
@@ -316,6 +331,10 @@ def _replay(conn: Connection, since: int, replay_filter: ReplayFilter | None) ->
                 conn.offer(event)
         if len(batch) < limit:
             break
+    # The last batch written too: the held events (at most a queue's worth) then fit behind whatever follows.
+    db.session.remove()
+    if not _send_queued(conn):
+        return
     # Until here every live event was held (the reads above wait on the database); from here on each one queues
     # behind the replayed ones, in id order, or is dropped as a copy of what the reads covered.
     held, conn.held = conn.held or [], None
@@ -329,15 +348,15 @@ def _send_queued(conn: Connection) -> bool:
     """Write every queued frame, in order; False once the connection is to end (close decided, dead peer).
 
     Once a close is decided only the rest of a frame already begun (a PartialFrame, always at the head of
-    the queue) is written; everything else is dropped: the client resumes with ``since``.
+    the queue) and the reader's pongs are written; everything else is dropped: the client resumes with ``since``.
     """
     while True:
         try:
             item = conn.queue.get_nowait()
         except Empty:
             return not conn.ending
-        if conn.close_code is not None and not isinstance(item, PartialFrame):
-            continue
+        if conn.close_code is not None and not isinstance(item, (PartialFrame, ReaderFrame)):
+            continue  # a pong the reader answered before the close still goes: a control frame, not news
         conn.writing = True  # the fan-out must not write between the pieces of this frame
         try:
             if isinstance(item, StoredEvent):
@@ -369,35 +388,16 @@ def _write_close(conn: Connection) -> None:
         if not conn.closed:
             _send_queued(conn)  # the rest of a frame already begun, if any
         if not conn.closed and code is not None:
-            # Through wsproto's state machine, so simple-websocket's reader answers nothing after it (a pong
-            # or an echoed close would follow our close frame).
-            conn.sock.sendall(ws.ws.send(CloseConnection(code, conn.close_reason)))
+            # Ours goes through wsproto's state machine, so simple-websocket's reader answers nothing after it (a
+            # pong or an echoed close would follow our close frame); the reader's own close is already encoded.
+            frame = conn.final_frame if conn.final_frame is not None else ws.ws.send(CloseConnection(code, conn.close_reason))
+            conn.sock.sendall(frame)
             conn.sock.shutdown(socket.SHUT_WR)
     except Exception:
         logger.debug("closing websocket %s failed", conn.id, exc_info=True)
     finally:
         conn.closed = True
         ws.connected = False  # flask-sock's own close() after the handler must write nothing
-
-
-def _answer_reader(conn: Connection) -> None:
-    """The client closed (or passed the message size): the rest of a frame already begun, then what the reader
-    answered (the close echo, or its 1009 close), and nothing else — for at most WS_CLOSE_TIMEOUT seconds."""
-    try:
-        with gevent.Timeout(conn.close_timeout, False):
-            _write_reader_frames(conn)
-    except OSError:
-        pass  # the peer is gone: nothing more to say
-
-
-def _write_reader_frames(conn: Connection) -> None:
-    while True:
-        try:
-            item = conn.queue.get_nowait()
-        except Empty:
-            return
-        if isinstance(item, (PartialFrame, ReaderFrame)):
-            conn.sock.sendall(item.data)
 
 
 def _run(conn: Connection, expires_at: float | None, ping_interval: float, session: SessionLink | None = None) -> None:

@@ -253,7 +253,11 @@ class Hub:
                 self._end_revoked(event)
         except Exception:
             # last_id has moved on (a socket registering now starts after this event): the event must still go out.
+            # A credential change that could not be applied fails closed: every socket of the worker authenticates again.
             logger.exception("applying event %s to this worker's credentials failed", event.id)
+            if event.topic == SECURITY_TOPIC:
+                for conn in list(self.connections):
+                    conn.close(CLOSE_POLICY, "credentials revoked or changed; authenticate again")
         written = 0
         for conn in list(self.connections):
             try:
