@@ -263,6 +263,24 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
         [notificacion] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]
         assert (notificacion["tarea_id"], notificacion["estado"]) == (tarea.id, "leida")
+        # Three releases before anyone looks: all three are shown; one read on another device leaves the notice;
+        # "Entendido" marks the other two read.
+        otras = [build.tarea(sup, titulo=f"Ronda {n}", tipo="vigilancia") for n in range(3)]
+        for otra in otras:  # one at a time: an efectivo is not booked on overlapping tareas
+            assert _api(server, build, sup, "POST", f"/api/v1/tasks/{otra.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+            assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{otra.id}/efectivos/{efectivo.id}").status_code == 200
+        for otra in otras:
+            expect(aviso).to_contain_text(f"Desasignado: {otra.codigo}")
+        todas = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]
+        leida_fuera = next(n for n in todas if n["tarea_id"] == otras[0].id)
+        assert _api(server, build, officer, "POST", f"/api/v1/notificaciones/{leida_fuera['id']}/ack", json={"respuesta": "leida"}).status_code == 200
+        expect(aviso).not_to_contain_text(f"Desasignado: {otras[0].codigo}")
+        expect(aviso).to_contain_text(f"Desasignado: {otras[2].codigo}")
+        aviso.get_by_role("button", name="Entendido").click()
+        expect(aviso).to_be_hidden()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        estados = {n["tarea_id"]: n["estado"] for n in _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]}
+        assert estados == {tarea.id: "leida"} | {otra.id: "leida" for otra in otras}
         assert errors == []
 
 

@@ -310,29 +310,46 @@ async function answer(respuesta) {
 
 // --- taken off a tarea: the tarea's own events no longer reach this officer, their notification does ---
 
-let desasignacion = null; // the notification id the notice shows, marked read when acknowledged
+// Every release not yet acknowledged (notification id -> its text): two in a row are both shown and both marked
+// read by one "Entendido"; one read elsewhere (another device, or the read replayed after a reconnection) leaves.
+const desasignaciones = new Map();
+
+function renderDesasignaciones() {
+  $("desasignada-texto").textContent = [...desasignaciones.values()].join(" · ");
+  $("desasignada").hidden = desasignaciones.size === 0;
+}
 
 function dropTarea(d) {
   tareas = tareas.filter((t) => t.id !== d.tarea_id);
   saveCache();
   renderTareas();
   if (alerta?.tareaId === d.tarea_id) $("alerta").hidden = true; // nothing left to accept
-  desasignacion = d.id;
-  $("desasignada-texto").textContent = `${d.titulo}. ${d.texto}`;
-  $("desasignada").hidden = false;
+  if (d.estado === "leida" || desasignaciones.has(d.id)) return;
+  desasignaciones.set(d.id, `${d.titulo}. ${d.texto}`);
+  renderDesasignaciones();
   beep();
   load(); // availability may have changed back to disponible
 }
 
 async function desasignacionVista() {
-  $("desasignada").hidden = true;
-  const id = desasignacion;
-  desasignacion = null;
-  if (id) await cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" });
+  const ids = [...desasignaciones.keys()];
+  desasignaciones.clear();
+  renderDesasignaciones();
+  for (const id of ids) await cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" });
+}
+
+function notificationSettled(d) {
+  // Read or answered (here, on another device, or replayed after a reconnection): nothing left to ask.
+  if (desasignaciones.delete(d.id)) renderDesasignaciones();
+  if (alerta?.notificacionId === d.id) $("alerta").hidden = true;
 }
 
 function onFrame(frame) {
   const d = frame.data ?? {};
+  if (["notification_read", "notification_answered"].includes(frame.event_type) && d.usuario_id === me) {
+    notificationSettled(d);
+    return;
+  }
   if (frame.event_type === "notification" && d.usuario_id === me) {
     if (d.causa === "desasignacion") dropTarea(d);
     else if (d.requiere_respuesta && !d.respuesta) showAlert({ tareaId: d.tarea_id, notificacionId: d.id, texto: `${d.titulo}. ${d.texto}` });
