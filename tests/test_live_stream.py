@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -350,7 +351,7 @@ def test_frames_the_kernel_only_partly_takes_are_finished_in_order() -> None:
     # rest of that frame and every later frame must follow through the socket's queue, whole and in order.
     from types import SimpleNamespace
 
-    from gad.realtime.connection import Connection, PartialFrame, _send_queued
+    from gad.realtime.connection import Connection, PartialFrame
     from gad.realtime.hub import StoredEvent
 
     server_side, client_side = _tcp_pair(send_buffer=4096, receive_buffer=4096)  # TCP, as in production
@@ -369,12 +370,7 @@ def test_frames_the_kernel_only_partly_takes_are_finished_in_order() -> None:
         received = bytearray(client_side.recv(8192))
         assert not any(conn.deliver(event(i)) for i in range(101, 201))
 
-        reader = threading.Thread(target=lambda: _read_until_closed(client_side, received))
-        reader.start()
-        server_side.setblocking(True)
-        assert _send_queued(conn)
-        server_side.shutdown(socket.SHUT_WR)
-        reader.join(10)
+        _write_queue_to_reader(conn, server_side, client_side, received)
     finally:
         server_side.close()
         client_side.close()
@@ -430,6 +426,18 @@ def _read_until_closed(sock: socket.socket, into: bytearray) -> None:
         into.extend(chunk)
 
 
+def _write_queue_to_reader(conn: Any, server_side: socket.socket, client_side: socket.socket, received: bytearray) -> None:
+    """The socket's greenlet writes everything queued (blocking, as under gevent) while a client reads all of it."""
+    from gad.realtime.connection import _send_queued
+
+    reader = threading.Thread(target=lambda: _read_until_closed(client_side, received))
+    reader.start()
+    server_side.setblocking(True)
+    assert _send_queued(conn)
+    server_side.shutdown(socket.SHUT_WR)
+    reader.join(10)
+
+
 def _text_frames(data: bytes) -> list[dict]:
     """Decode unmasked server text frames (RFC 6455), failing on anything cut or interleaved."""
     frames, at = [], 0
@@ -445,6 +453,32 @@ def _text_frames(data: bytes) -> list[dict]:
     return frames
 
 
+def _update(http: requests.Session, server: LiveServer, headers: dict[str, str], tarea_id: int, etag: str, descripcion: str) -> requests.Response:
+    response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json={"descripcion": descripcion}, headers=headers | {"If-Match": etag}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _pour_big_updates(
+    http: requests.Session, server: LiveServer, headers: dict[str, str], tarea_id: int, etag: str, each: Callable[[requests.Response], None] | None = None
+) -> str:
+    """300 task_updated events of ~10 KB (the descripcion before and after): 3 MB, more than the kernel buffers hold
+    for a socket nobody reads, so the server's writer stalls mid-frame. Returns the tarea's last ETag."""
+    for i in range(300):
+        response = _update(http, server, headers, tarea_id, etag, f"{i:04d}" + "x" * 4990)
+        etag = response.headers["ETag"]
+        if each is not None:
+            each(response)
+    return etag
+
+
+def _read_to_eof(sock: socket.socket, data: bytearray) -> bytes:
+    sock.settimeout(60)
+    while chunk := sock.recv(65536):
+        data.extend(chunk)
+    return bytes(data)
+
+
 def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url: str, build: Builders, tmp_path: Path) -> None:
     server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5"})
     slow = healthy = None
@@ -456,17 +490,13 @@ def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url:
         healthy = WsClient(server.url, build.token(sup))
         healthy.recv()
         etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
-        for i in range(300):  # ~10 KB events: 3 MB, more than the kernel buffers hold for a socket nobody reads
-            body = {"descripcion": f"{i:04d}" + "x" * 4990}
-            response = requests.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
-            assert response.status_code == 200, response.text
-            etag = response.headers["ETag"]
-            assert healthy.events(1)[0]["data"]["version"] == response.json()["version"]  # a reader keeps up, one by one
-        slow.settimeout(60)
-        data = bytearray(received)
-        while chunk := slow.recv(65536):
-            data.extend(chunk)
-        _, (code, _) = _strict_frames(bytes(data))
+
+        def keeps_up(response: requests.Response) -> None:  # a reader keeps up, one by one
+            assert healthy is not None and healthy.events(1)[0]["data"]["version"] == response.json()["version"]
+
+        with requests.Session() as http:
+            _pour_big_updates(http, server, headers, tarea_id, etag, each=keeps_up)
+        _, (code, _) = _strict_frames(_read_to_eof(slow, bytearray(received)))
         assert code == 1013
     finally:
         if slow is not None:
@@ -670,24 +700,17 @@ def test_close_is_written_after_the_frame_in_progress_and_nothing_follows(cause:
         tarea_id, etag = created.json()["id"], created.headers["ETag"]
         sock, received = _raw_websocket(server, listener_token, receive_buffer=4096)
         with requests.Session() as http:  # never reading from ``sock`` meanwhile
-            for i in range(300):
-                body = {"descripcion": f"{i:04d}" + "x" * 4990}
-                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
-                assert response.status_code == 200, response.text
-                etag = response.headers["ETag"]
+            _pour_big_updates(http, server, headers, tarea_id, etag)
             if cause == "revoked_1008":
                 assert http.post(f"{server.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {listener_token}"}, timeout=30).status_code == 204
         if cause == "shutdown_1001":
             server.process.send_signal(signal.SIGTERM)
-        sock.settimeout(60)
-        data = bytearray(received)
-        while chunk := sock.recv(65536):
-            data.extend(chunk)
+        data = _read_to_eof(sock, bytearray(received))
     finally:
         if sock is not None:
             sock.close()
         stop_gunicorn(server)
-    texts, (code, _) = _strict_frames(bytes(data))
+    texts, (code, _) = _strict_frames(data)
     assert texts[0]["event_type"] == "connection_ack"
     assert any(frame.get("event_type") == "task_updated" for frame in texts)
     assert code == {"slow_client_1013": 1013, "revoked_1008": 1008, "shutdown_1001": 1001}[cause]
@@ -699,13 +722,6 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
     length = len(payload)
     header = bytes([0x80 | opcode]) + (bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big"))
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def _read_to_eof(sock: socket.socket, data: bytearray) -> bytes:
-    sock.settimeout(60)
-    while chunk := sock.recv(65536):
-        data.extend(chunk)
-    return bytes(data)
 
 
 def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url: str, build: Builders, tmp_path: Path) -> None:
@@ -721,21 +737,13 @@ def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url
         etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
         sock, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)
         with requests.Session() as http:  # never reading from ``sock`` meanwhile: the writer stalls mid-frame
-            for i in range(300):
-                body = {"descripcion": f"{i:04d}" + "x" * 4990}
-                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
-                assert response.status_code == 200, response.text
-                etag = response.headers["ETag"]
+            etag = _pour_big_updates(http, server, headers, tarea_id, etag)
             sock.sendall(_client_frame(0x9, b"are you there"))
             time.sleep(0.5)  # the reader has read the ping and answered it before the close comes
             sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
             time.sleep(0.5)
             for i in range(3):  # events after the client's close: none may follow the echo
-                response = http.patch(
-                    f"{server.url}/api/v1/tasks/{tarea_id}", json={"descripcion": f"after {i}"}, headers=headers | {"If-Match": etag}, timeout=30
-                )
-                assert response.status_code == 200, response.text
-                etag = response.headers["ETag"]
+                etag = _update(http, server, headers, tarea_id, etag, f"after {i}").headers["ETag"]
         pongs: list[bytes] = []
         texts, (code, _) = _strict_frames(_read_to_eof(sock, bytearray(received)), pongs)
     finally:
@@ -759,11 +767,7 @@ def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeo
         etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
         sock, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
         with requests.Session() as http:
-            for i in range(300):
-                body = {"descripcion": f"{i:04d}" + "x" * 4990}
-                response = http.patch(f"{server.url}/api/v1/tasks/{tarea_id}", json=body, headers=headers | {"If-Match": etag}, timeout=30)
-                assert response.status_code == 200, response.text
-                etag = response.headers["ETag"]
+            _pour_big_updates(http, server, headers, tarea_id, etag)
         sock.sendall(_client_frame(0x8, (1000).to_bytes(2, "big")))
         assert server.get("/ws/stats", headers=admin).json()["connections"] == 1
         deadline = time.monotonic() + 15
@@ -781,7 +785,7 @@ def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() 
     # socket send() and ignores how much the kernel took: behind a burst, such a frame could be cut short.
     from types import SimpleNamespace
 
-    from gad.realtime.connection import Connection, _send_queued, send_json
+    from gad.realtime.connection import Connection, send_json
     from gad.realtime.hub import StoredEvent
 
     server_side, client_side = _tcp_pair(send_buffer=4096, receive_buffer=4096)
@@ -792,11 +796,7 @@ def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() 
         for i in range(1, 101):
             conn.offer(StoredEvent(i, "task_created", "tareas", {"codigo": f"P-{i}", "titulo": "x" * 3000}, utcnow()))
             send_json(conn, "error", {"message": "m" * 3000, "n": i})
-        reader = threading.Thread(target=lambda: _read_until_closed(client_side, received))
-        reader.start()
-        assert _send_queued(conn)
-        server_side.shutdown(socket.SHUT_WR)
-        reader.join(10)
+        _write_queue_to_reader(conn, server_side, client_side, received)
     finally:
         server_side.close()
         client_side.close()
