@@ -629,7 +629,7 @@ def test_sigterm_closes_websockets_with_1001(build: Builders, database_url: str,
         server.log_file.close()
 
 
-def _raw_websocket(server: LiveServer, token: str, receive_buffer: int) -> tuple[socket.socket, bytes]:
+def _raw_websocket(server: LiveServer, token: str, receive_buffer: int, query: str = "") -> tuple[socket.socket, bytes]:
     """A websocket handshake on a plain TCP socket with a small receive buffer; returns it and any bytes past the headers."""
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.socket()
@@ -638,7 +638,7 @@ def _raw_websocket(server: LiveServer, token: str, receive_buffer: int) -> tuple
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
-            f"GET /ws/connect HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET /ws/connect{query} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
         ).encode()
     )
@@ -778,6 +778,56 @@ def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeo
         if sock is not None:
             sock.close()
         stop_gunicorn(server)
+
+
+def test_a_ping_and_a_close_in_one_packet_end_the_stream_with_the_echo(build: Builders, database_url: str, tmp_path: Path) -> None:
+    # simple-websocket answers everything one read brought in one write: here a pong and the close's echo. The
+    # close must end the stream even when it is not the first frame of that write: a replay under way stops, and
+    # nothing follows the echo.
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "20"})
+    sock = None
+    try:
+        sup = build.usuario(2)
+        probe = WsClient(server.url, build.token(sup))
+        since = probe.recv()["data"]["last_event_id"]
+        probe.close()
+        for i in range(40):  # a replay of four batches (half a queue each)
+            _create(server, build.headers(sup), f"BND-{i}")
+        sock, received = _raw_websocket(server, build.token(sup), receive_buffer=65536, query=f"?since={since}")
+        sock.sendall(_client_frame(0x9, b"p") + _client_frame(0x8, (1000).to_bytes(2, "big") + b"bye"))
+        pongs: list[bytes] = []
+        texts, (code, reason) = _strict_frames(_read_to_eof(sock, bytearray(received)), pongs)
+    finally:
+        if sock is not None:
+            sock.close()
+        stop_gunicorn(server)
+    assert (code, reason, pongs) == (1000, "bye", [b"p"])
+    assert len([t for t in texts if "id" in t]) < 40  # the replay stopped at the client's close
+
+
+def test_a_replay_that_fails_in_the_database_closes_with_1011_not_an_http_500(build: Builders, database_url: str, tmp_path: Path) -> None:
+    # An exception escaping the socket's handler went to Flask, which wrote an HTTP 500 response onto the upgraded
+    # socket, after the frames already sent. The client must get a close it understands (1011) and resume later.
+    server = start_gunicorn(database_url, workers=1, app_spec="tests.support.failing_replay_wsgi:app", tmp=tmp_path)
+    try:
+        sup = build.usuario(2)
+        head = WsClient(server.url, build.token(sup))
+        since = head.recv()["data"]["last_event_id"]
+        head.close()
+        resumed = WsClient(server.url, build.token(sup), since=since)
+        assert resumed.recv()["event_type"] == "connection_ack"
+        with pytest.raises(Closed) as closed:
+            resumed.recv()
+        resumed.close()
+        assert closed.value.code == 1011
+        live = WsClient(server.url, build.token(sup))  # the worker goes on serving
+        live.recv()
+        _create(server, build.headers(sup), "AFTER-1011")
+        assert live.events(1)[0]["event_type"] == "task_created"
+        live.close()
+    finally:
+        stop_gunicorn(server)
+    assert "HTTP/1.1 500" not in server.log_path.read_text()
 
 
 def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() -> None:

@@ -32,6 +32,7 @@ import gevent
 from gevent.queue import Empty, Full, Queue
 from pydantic import ValidationError
 from wsproto.events import CloseConnection
+from wsproto.utilities import LocalProtocolError
 
 from gad import policy
 from gad.extensions import db
@@ -55,7 +56,18 @@ class ReaderFrame(NamedTuple):
     data: bytes
 
 
-CLOSE_OPCODE_BYTE = 0x88  # FIN + opcode 8: the first byte of an unfragmented close frame
+CLOSE_SERVER_ERROR = 1011
+
+
+def _close_code_in(frames: bytes) -> int | None:
+    """The close code if these whole unmasked server control frames (payloads under 126 bytes) hold a close."""
+    at = 0
+    while at + 2 <= len(frames):
+        opcode, length = frames[at] & 0x0F, frames[at + 1] & 0x7F
+        if opcode == 0x8:
+            return int.from_bytes(frames[at + 2 : at + 4], "big") if length >= 2 else 1005
+        at += 2 + length
+    return None
 
 
 class ReaderSocket:
@@ -72,10 +84,13 @@ class ReaderSocket:
         return self._sock.recv(size)
 
     def send(self, data: bytes) -> int:
-        if data[:1] == bytes([CLOSE_OPCODE_BYTE]):
-            self._conn.end_with(bytes(data))  # the echo of the client's close, or 1009: the stream's last frame
-        else:
+        # One call carries everything the reader answered to one read: pongs, and perhaps (always last: wsproto
+        # sends nothing after it) the echo of the client's close or a 1009. With a close, the whole of it ends the stream.
+        code = _close_code_in(bytes(data))
+        if code is None:
             self._conn.offer(ReaderFrame(bytes(data)))
+        else:
+            self._conn.end_with(bytes(data), code)
         return len(data)
 
     def close(self) -> None:
@@ -218,12 +233,11 @@ class Connection:
         self._abort_timer = gevent.spawn_later(self.close_timeout, self._abort)
         self.wake.set()
 
-    def end_with(self, frame: bytes) -> None:
+    def end_with(self, frames: bytes, code: int) -> None:
         """The reader answered a close (or refused an oversize message): nothing new may start, the writer sends the
-        rest of a frame already begun and then ``frame``, within the close timeout, as for any close."""
-        self.final_frame = frame
-        code = int.from_bytes(frame[2:4], "big") if len(frame) >= 4 else 1005
-        self.close(code, "")  # a no-op when a close was already decided: its writer sends ``frame`` instead
+        rest of a frame already begun and then ``frames`` (ending with that close), within the close timeout."""
+        self.final_frame = frames
+        self.close(code, "")  # a no-op when a close was already decided: its writer sends ``frames`` instead
         self.wake.set()
 
     def _abort(self) -> None:
@@ -298,6 +312,12 @@ def serve(
         _run(conn, expires_at, config["WS_PING_INTERVAL"], session)
         if conn.close_code is not None:
             _write_close(conn)
+    except Exception:
+        # Raised on, Flask would answer an HTTP 500 onto the upgraded socket (after frames already sent, perhaps in
+        # the middle of one): the client gets 1011 after whole frames and resumes with since, like any other close.
+        logger.exception("websocket %s failed", conn.id)
+        conn.close(CLOSE_SERVER_ERROR, "server error; reconnect with ?since=<last id>")
+        _write_close(conn)
     finally:
         conn.closed = True
         if conn._abort_timer is not None:
@@ -390,7 +410,7 @@ def _write_close(conn: Connection) -> None:
         if not conn.closed and code is not None:
             # Ours goes through wsproto's state machine, so simple-websocket's reader answers nothing after it (a
             # pong or an echoed close would follow our close frame); the reader's own close is already encoded.
-            frame = conn.final_frame if conn.final_frame is not None else ws.ws.send(CloseConnection(code, conn.close_reason))
+            frame = conn.final_frame if conn.final_frame is not None else _our_close_frame(ws, code, conn.close_reason)
             conn.sock.sendall(frame)
             conn.sock.shutdown(socket.SHUT_WR)
     except Exception:
@@ -398,6 +418,13 @@ def _write_close(conn: Connection) -> None:
     finally:
         conn.closed = True
         ws.connected = False  # flask-sock's own close() after the handler must write nothing
+
+
+def _our_close_frame(ws: Any, code: int, reason: str) -> bytes:
+    try:
+        return bytes(ws.ws.send(CloseConnection(code, reason)))
+    except LocalProtocolError:
+        return b""  # the reader's state machine has already closed: EOF is all that is left to send
 
 
 def _run(conn: Connection, expires_at: float | None, ping_interval: float, session: SessionLink | None = None) -> None:
