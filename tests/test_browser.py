@@ -271,6 +271,10 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
             assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{otra.id}/efectivos/{efectivo.id}").status_code == 200
         for otra in otras:
             expect(aviso).to_contain_text(f"Desasignado: {otra.codigo}")
+        page.reload()  # not acknowledged yet: the notice outlives a reload (the ledger, not the stream, says so)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        for otra in otras:
+            expect(aviso).to_contain_text(f"Desasignado: {otra.codigo}")
         todas = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]
         leida_fuera = next(n for n in todas if n["tarea_id"] == otras[0].id)
         assert _api(server, build, officer, "POST", f"/api/v1/notificaciones/{leida_fuera['id']}/ack", json={"respuesta": "leida"}).status_code == 200

@@ -111,6 +111,7 @@ async function load() {
     ]);
     tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
     saveCache();
+    await unreadReleases();
     $("red").hidden = true;
   } catch (error) {
     if (error.status === undefined) showOffline();
@@ -329,6 +330,13 @@ function dropTarea(d) {
   renderDesasignaciones();
   beep();
   load(); // availability may have changed back to disponible
+}
+
+async function unreadReleases() {
+  // A release not yet acknowledged outlives a reload, and a resume that starts after its frame: the ledger says.
+  const { data } = await api("/api/v1/notificaciones?causa=desasignacion&no_leidas=true&limit=50");
+  for (const n of [...data.items].reverse()) if (!desasignaciones.has(n.id)) desasignaciones.set(n.id, `${n.titulo}. ${n.texto}`);
+  renderDesasignaciones();
 }
 
 async function desasignacionVista() {
