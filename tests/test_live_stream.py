@@ -830,6 +830,59 @@ def test_a_replay_that_fails_in_the_database_closes_with_1011_not_an_http_500(bu
     assert "HTTP/1.1 500" not in server.log_path.read_text()
 
 
+def test_a_logout_during_the_handshake_still_closes_the_socket(build: Builders, database_url: str, tmp_path: Path) -> None:
+    # The handshake checks the token, then the socket registers with the hub; a logout fanned out in between used
+    # to reach no socket, which then lived until the token expired. The window is widened here to a second.
+    server = start_gunicorn(
+        database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env={"GAD_TEST_REGISTER_DELAY_S": "1.5"}
+    )
+    try:
+        sup = build.usuario(2)
+        token = build.token(sup)
+        opened: list[WsClient] = []
+        opener = threading.Thread(target=lambda: opened.append(WsClient(server.url, token)))
+        opener.start()
+        time.sleep(0.5)  # the handshake has checked the token; the socket is not registered yet
+        assert server.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+        opener.join(10)
+        [client] = opened
+        with pytest.raises(Closed) as closed:
+            client.events(1, timeout=5, skip=("connection_ack", "ping", "subscriptions"))
+        client.close()
+        assert closed.value.code == 1008
+        other = build.token(sup)  # the usuario's other credentials are unaffected, and the check costs them nothing
+        healthy = WsClient(server.url, other)
+        assert healthy.recv()["event_type"] == "connection_ack"
+        healthy.close()
+    finally:
+        stop_gunicorn(server)
+
+
+def test_a_token_expiring_during_a_long_replay_ends_it_with_1008(app: Flask, build: Builders, database_url: str, tmp_path: Path) -> None:
+    # The expiry was checked only by the socket's loop, which a replay (or a write stalled on a client) keeps from
+    # running: a replay went on past the token's end. A timer now closes the socket when its credentials end.
+    env = {"GAD_TEST_REPLAY_BATCH_DELAY_S": "0.5", "WS_QUEUE_SIZE": "4"}  # two events a batch, half a second each
+    server = start_gunicorn(database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env=env)
+    try:
+        sup = build.usuario(2)
+        probe = WsClient(server.url, build.token(sup))
+        since = probe.recv()["data"]["last_event_id"]
+        probe.close()
+        for i in range(20):  # ten batches: five seconds of replay
+            _create(server, build.headers(sup), f"EXP-{i}")
+        resumed = WsClient(server.url, _token(app, sup, expires_in_s=2), since=since)
+        got: list[dict] = []
+        with pytest.raises(Closed) as closed:
+            while True:
+                got.append(resumed.recv(timeout=10))
+        resumed.close()
+        assert closed.value.code == 1008 and closed.value.reason == "token expired"
+        assert got[0]["event_type"] == "connection_ack"
+        assert 0 < len([f for f in got if "id" in f]) < 20  # ended with the token, not with the replay
+    finally:
+        stop_gunicorn(server)
+
+
 def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() -> None:
     # The acknowledgement, pings, errors and subscriptions went through simple-websocket's send(), which makes one
     # socket send() and ignores how much the kernel took: behind a burst, such a frame could be cut short.

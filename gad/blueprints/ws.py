@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from gad import policy
 from gad.blueprints.http import json_response
-from gad.errors import ValidationProblem, pydantic_errors
+from gad.errors import AppError, ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
 from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
 from gad.realtime.hub import hub
@@ -54,6 +54,7 @@ def _authenticate_handshake() -> None:
     # uncompressed anyway. simple-websocket accepts whatever the client offers, so the offer is removed.
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     token = request.args.get("token")
+    g.ws_hub_mark = hub.last_id  # what this worker had fanned out when the credentials were checked
     usuario, method, claims = resolve_user(token=token, allow_session=_origin_allowed())
     g.current_user, g.auth_method, g.token_claims = usuario, method, claims
     g.ws_session = current_browser_session() if method == "session" else None
@@ -92,7 +93,31 @@ def connect(ws: Any) -> None:
     if sesion is not None:
         every_s = min(300.0, current_app.config["SESSION_IDLE_MINUTES"] * 60 / 3)
         link = SessionLink(id=sesion.id, expires_at=sesion.expires_at.timestamp(), keep_alive=_keep_alive(sesion.id), every_s=every_s)
-    serve(ws, usuario, g.ws_query, g.token_claims, current_app.config, session=link, replay_filter=lambda batch: replay.readable_now(usuario, batch))
+    serve(
+        ws,
+        usuario,
+        g.ws_query,
+        g.token_claims,
+        current_app.config,
+        session=link,
+        replay_filter=lambda batch: replay.readable_now(usuario, batch),
+        credentials_hold=_credentials_hold,
+    )
+
+
+def _credentials_hold() -> bool:
+    """Still the same usuario at the same level, with credentials not revoked? Asked once the socket is registered:
+    a logout, deactivation or role change the hub fanned out since the handshake's check reached no socket of it.
+    Only when the hub has moved since that check; the event that moved it dropped the token cache, so this
+    reads PostgreSQL."""
+    if hub.last_id == g.ws_hub_mark:
+        return True
+    g.pop("browser_session", None)  # resolved once per request: resolve it again
+    try:
+        usuario, _, _ = resolve_user(token=request.args.get("token"), allow_session=_origin_allowed())
+    except AppError:
+        return False
+    return usuario.id == g.current_user.id and usuario.nivel == g.current_user.nivel
 
 
 def _keep_alive(sesion_id: int) -> Callable[[], None]:

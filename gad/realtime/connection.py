@@ -271,10 +271,12 @@ def serve(
     *,
     session: SessionLink | None = None,
     replay_filter: ReplayFilter | None = None,
+    credentials_hold: Callable[[], bool] | None = None,
 ) -> None:
     """Run an authenticated socket until it ends: register, acknowledge or ask to resync, replay, then live.
 
     ``replay_filter`` keeps the replayed events the usuario may read *now* (see gad.policy).
+    ``credentials_hold`` looks again at the credentials once the socket is registered (see gad.blueprints.ws).
     """
     # simple-websocket's reader sets ws.event when a client frame arrives or the peer closes: sharing it
     # as the connection's wake-up lets one greenlet serve the socket in both directions.
@@ -294,8 +296,16 @@ def serve(
     if query.since is not None:
         conn.held = []  # the checks and the replay below wait on the database: the hub keeps fanning out meanwhile
     ws.sock = ReaderSocket(conn.sock, conn)
+    expires_at = float(claims["exp"]) if claims else session.expires_at if session else None
+    # A timer, not a check in the socket's loop: a long replay or a write stalled on a client that stopped reading
+    # keeps the loop from running, and the socket must not outlive its credentials meanwhile.
+    expiry = _close_at(conn, expires_at, "token expired" if session is None else "session expired")
     hub.register(conn)  # from here on live events queue up (or are held), so nothing falls between replay and live
     try:
+        # A logout or role change the hub fanned out between the handshake's check and this registration reached
+        # no socket of this usuario: look again now that nothing more can be missed.
+        if credentials_hold is not None and not credentials_hold():
+            conn.close(CLOSE_POLICY, "credentials revoked or changed; authenticate again")
         if query.since is not None and not can_resume(query.since, config["EVENT_RETENTION_DAYS"]):
             conn.held = None
             conn.last_sent = hub.last_id
@@ -308,8 +318,7 @@ def serve(
                 conn.last_sent = hub.last_id
         db.session.remove()  # give the pooled connection back: a socket may stay open for hours
         conn.live = True
-        expires_at = float(claims["exp"]) if claims else session.expires_at if session else None
-        _run(conn, expires_at, config["WS_PING_INTERVAL"], session)
+        _run(conn, config["WS_PING_INTERVAL"], session)
         if conn.close_code is not None:
             _write_close(conn)
     except Exception:
@@ -322,8 +331,20 @@ def serve(
         conn.closed = True
         if conn._abort_timer is not None:
             conn._abort_timer.kill(block=False)
+        if expiry is not None:
+            expiry.close()
         hub.unregister(conn)
         ws.sock = conn.sock  # nothing of ours writes any more: flask-sock's own close may go straight out
+
+
+def _close_at(conn: Connection, at: float | None, reason: str) -> Any:
+    """Close ``conn`` with 1008 at epoch second ``at``: a libev timer on the worker's loop (no greenlet of its own:
+    10,000 idle sockets would each carry one). None when the credentials do not expire."""
+    if at is None:
+        return None
+    timer = gevent.get_hub().loop.timer(max(at - time.time(), 0.0))
+    timer.start(conn.close, CLOSE_POLICY, reason)
+    return timer
 
 
 def send_json(conn: Connection, event_type: str, data: dict[str, Any]) -> None:
@@ -427,26 +448,20 @@ def _our_close_frame(ws: Any, code: int, reason: str) -> bytes:
         return b""  # the reader's state machine has already closed: EOF is all that is left to send
 
 
-def _run(conn: Connection, expires_at: float | None, ping_interval: float, session: SessionLink | None = None) -> None:
-    """The socket's only greenlet: sleeps until woken (frame queued, client frame, close), the next ping or
-    the credentials' expiry; frames leave in queue order, one writer at a time."""
+def _run(conn: Connection, ping_interval: float, session: SessionLink | None = None) -> None:
+    """The socket's only greenlet: sleeps until woken (frame queued, client frame, close — the credentials' expiry
+    among them) or the next ping; frames leave in queue order, one writer at a time."""
     ws = conn.ws
     next_ping = time.monotonic() + ping_interval
     next_keep_alive = time.monotonic() + (session.every_s if session else 0)
     while not conn.ending and ws.connected:
-        timeout = next_ping - time.monotonic()
-        if expires_at is not None:
-            timeout = min(timeout, expires_at - time.time())
-        conn.wake.wait(timeout=max(timeout, 0))
+        conn.wake.wait(timeout=max(next_ping - time.monotonic(), 0))
         conn.wake.clear()
         # Look before calling receive(): on an empty buffer even receive(timeout=0) yields to the hub, and a
         # fan-out to 1,000 sockets would pay 1,000 extra hub cycles.
         while ws.input_buffer and not conn.ending:
             _handle_client_frame(conn, ws.receive(timeout=0))
         if not _send_queued(conn):
-            return
-        if expires_at is not None and time.time() >= expires_at:
-            conn.close(CLOSE_POLICY, "token expired" if session is None else "session expired")
             return
         if time.monotonic() >= next_ping:
             send_json(conn, "ping", {})
