@@ -38,6 +38,15 @@ def _create(server: LiveServer, headers: dict[str, str], codigo: str, **extra: o
     return response.json()
 
 
+def _last_event_id(server: LiveServer, token: str) -> int:
+    """Where the stream stands now, as a new socket's connection_ack says."""
+    probe = WsClient(server.url, token)
+    try:
+        return int(probe.recv()["data"]["last_event_id"])
+    finally:
+        probe.close()
+
+
 def _token(app: Flask, user: Usuario, *, expires_in_s: int) -> str:
     """A correctly signed token with a chosen lifetime (negative: already expired)."""
     now = int(utcnow().timestamp())
@@ -190,9 +199,7 @@ def test_since_beyond_retention_gets_resync_required(build: Builders, live_serve
 
 def test_since_equal_to_head_resumes_with_nothing_to_replay(build: Builders, live_server: LiveServer) -> None:
     sup = build.usuario(2)
-    probe = WsClient(live_server.url, build.token(sup))
-    head = probe.recv()["data"]["last_event_id"]
-    probe.close()
+    head = _last_event_id(live_server, build.token(sup))
     client = WsClient(live_server.url, build.token(sup), since=head)
     assert client.recv()["event_type"] == "connection_ack"
     assert client.quiet(0.5) == []
@@ -513,9 +520,7 @@ def test_a_replay_longer_than_the_queue_streams_through_it(database_url: str, bu
     try:
         sup = build.usuario(2)
         headers = build.headers(sup)
-        probe = WsClient(server.url, build.token(sup))
-        start = probe.recv()["data"]["last_event_id"]
-        probe.close()
+        start = _last_event_id(server, build.token(sup))
         created = [_create(server, headers, f"LONG-{i}")["id"] for i in range(12)]
         resumed = WsClient(server.url, build.token(sup), since=start)
         try:
@@ -788,9 +793,7 @@ def test_a_ping_and_a_close_in_one_packet_end_the_stream_with_the_echo(build: Bu
     sock = None
     try:
         sup = build.usuario(2)
-        probe = WsClient(server.url, build.token(sup))
-        since = probe.recv()["data"]["last_event_id"]
-        probe.close()
+        since = _last_event_id(server, build.token(sup))
         for i in range(40):  # a replay of four batches (half a queue each)
             _create(server, build.headers(sup), f"BND-{i}")
         sock, received = _raw_websocket(server, build.token(sup), receive_buffer=65536, query=f"?since={since}")
@@ -865,9 +868,7 @@ def test_a_token_expiring_during_a_long_replay_ends_it_with_1008(app: Flask, bui
     server = start_gunicorn(database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env=env)
     try:
         sup = build.usuario(2)
-        probe = WsClient(server.url, build.token(sup))
-        since = probe.recv()["data"]["last_event_id"]
-        probe.close()
+        since = _last_event_id(server, build.token(sup))
         for i in range(20):  # ten batches: five seconds of replay
             _create(server, build.headers(sup), f"EXP-{i}")
         resumed = WsClient(server.url, _token(app, sup, expires_in_s=2), since=since)
