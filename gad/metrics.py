@@ -18,6 +18,13 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 WEBSOCKETS_OPEN = Gauge("gad_websockets_open", "Open websocket connections", registry=None, multiprocess_mode="livesum")
+WEBSOCKETS_DROPPED = Counter(
+    "gad_websockets_dropped_total",
+    "Websocket connections dropped without a close frame: a write made no progress within WS_WRITE_TIMEOUT (reason"
+    ' "write_stalled"), or the close frame was not taken within WS_CLOSE_TIMEOUT ("close_timeout")',
+    ["reason"],
+    registry=None,
+)
 EVENTS_WRITTEN = Counter("gad_events_written_total", "Events appended to the event log", registry=None)
 EVENTS_DELIVERED = Counter("gad_events_delivered_total", "Event frames sent to websocket clients", registry=None)
 COMMIT_TO_SEND = Histogram(
@@ -35,6 +42,7 @@ DB_POOL_OVERFLOW = Gauge("gad_db_pool_overflow", "Connections opened beyond the 
 
 ALL = (
     WEBSOCKETS_OPEN,
+    WEBSOCKETS_DROPPED,
     EVENTS_WRITTEN,
     EVENTS_DELIVERED,
     COMMIT_TO_SEND,

@@ -785,6 +785,187 @@ def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeo
         stop_gunicorn(server)
 
 
+def _stall_server(database_url: str, tmp_path: Path, write_timeout: float) -> LiveServer:
+    """One worker whose writes to a client may make no progress for ``write_timeout`` s, with a queue no test fills
+    (no 1013), pings every second, its metrics on the public port and its info lines in the log."""
+    env = {"WS_QUEUE_SIZE": "5000", "WS_WRITE_TIMEOUT": str(write_timeout), "WS_PING_INTERVAL": "1", "LOG_LEVEL": "INFO"}
+    env |= {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": "scrape-secret"}
+    return start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env=env)
+
+
+def _dropped_stalled(server: LiveServer) -> float:
+    text = requests.get(server.url + "/metrics", headers={"Authorization": "Bearer scrape-secret"}, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith('gad_websockets_dropped_total{reason="write_stalled"}'))
+
+
+def _connections(server: LiveServer, admin: dict[str, str]) -> int:
+    return int(server.get("/ws/stats", headers=admin).json()["connections"])
+
+
+def _wait_for_connections(server: LiveServer, admin: dict[str, str], count: int, within: float) -> float:
+    """Seconds until the worker holds ``count`` sockets (fails after ``within``)."""
+    started = time.monotonic()
+    while _connections(server, admin) != count:
+        assert time.monotonic() - started < within, f"still {_connections(server, admin)} sockets after {within}s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _whole_frames(data: bytearray) -> list[dict]:
+    """Take the whole unmasked text frames (JSON) off the front of ``data``, leaving a frame cut short in it."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        assert data[at] == 0x81, f"byte {at}: 0x{data[at]:02x} is not the start of a whole text frame"
+        length, start = data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, start = int.from_bytes(data[start : start + 2], "big"), start + 2
+        elif length == 127:
+            length, start = int.from_bytes(data[start : start + 8], "big"), start + 8
+        if start + length > len(data):
+            break
+        frames.append(json.loads(data[start : start + length]))
+        at = start + length
+    del data[:at]
+    return frames
+
+
+def _ended_by_server(sock: socket.socket) -> str:
+    """How the server ended a connection it dropped: "reset", or "eof" once whatever it had sent is read."""
+    sock.settimeout(30)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    return "eof"
+
+
+def test_a_client_that_stops_reading_is_dropped_within_the_write_timeout(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # A client that stops reading (a phone that lost its radio without a FIN, a malicious one) fills its receive window;
+    # the socket's greenlet then waited in that write with no bound until the queue overflowed (hours on a quiet
+    # board), its pings could not go out, and the greenlet, the socket and its buffers stayed.
+    server = _stall_server(database_url, tmp_path, write_timeout=2)
+    stalled = None
+    try:
+        sup = build.usuario(2)
+        headers, admin = build.headers(sup), build.headers(build.usuario(3))
+        tarea_id = _create(server, headers, "STALL-1")["id"]
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)  # reads nothing from here on
+        with requests.Session() as http:  # 3 MB: the writer waits long before the last update
+            _pour_big_updates(http, server, headers, tarea_id, etag)
+        _wait_for_connections(server, admin, 0, within=2 + 3)  # the write timeout and a margin for a loaded machine
+        assert _ended_by_server(stalled) == "reset"  # not left to the kernel to trickle out to a zero window
+        assert _dropped_stalled(server) == 1
+        server.log_file.flush()
+        assert server.log_path.read_text().count("took nothing of a write for 2s; dropping the connection") == 1
+    finally:
+        if stalled is not None:
+            stalled.close()
+        stop_gunicorn(server)
+
+
+def test_a_slow_but_steady_reader_is_never_dropped_and_gets_every_event_in_order(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # The bound is on a write that makes no progress, not on a frame or a backlog: a phone on a slow link taking a long
+    # burst (or a replay) falls far behind for longer than the timeout, and must get all of it. The stalled client
+    # beside it shows the bound is armed.
+    server = _stall_server(database_url, tmp_path, write_timeout=2)
+    stalled = slow = None
+    try:
+        sup = build.usuario(2)
+        headers, admin = build.headers(sup), build.headers(build.usuario(3))
+        tarea_id = _create(server, headers, "STALL-2")["id"]
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        slow, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        pending, frames, caught_up = bytearray(received), [], threading.Event()
+
+        def read_slowly() -> None:  # about 130 KB/s, a few KB at a time: slower than the updates pour in
+            assert slow is not None
+            slow.settimeout(30)
+            while not caught_up.is_set() and (chunk := slow.recv(4096)):
+                pending.extend(chunk)
+                new = _whole_frames(pending)
+                frames.extend(new)
+                if any(f.get("event_type") == "task_updated" and f["data"]["after"]["descripcion"].startswith("0299") for f in new):
+                    caught_up.set()
+                time.sleep(0.03)
+
+        reader = threading.Thread(target=read_slowly)
+        reader.start()
+        with requests.Session() as http:
+            _pour_big_updates(http, server, headers, tarea_id, etag)
+        poured = time.monotonic()
+        _wait_for_connections(server, admin, 1, within=2 + 3)
+        reader.join(180)
+        behind_for = time.monotonic() - poured
+        assert caught_up.is_set(), f"the slow reader got {len(frames)} frames"
+        updates = [f for f in frames if f.get("event_type") == "task_updated"]
+        assert [f["data"]["after"]["descripcion"][:4] for f in updates] == [f"{i:04d}" for i in range(300)]
+        ids = [f["id"] for f in updates]
+        assert ids == list(range(ids[0], ids[0] + 300))
+        assert behind_for > 2, behind_for  # it stayed behind for longer than the write timeout, and was not dropped for it
+        assert _connections(server, admin) == 1 and _dropped_stalled(server) == 1
+        slow.settimeout(10)
+        later = bytearray()
+        while not (after := _whole_frames(later)):
+            later.extend(slow.recv(4096))
+        assert after[0]["event_type"] == "ping"
+    finally:
+        for sock in (stalled, slow):
+            if sock is not None:
+                sock.close()
+        stop_gunicorn(server)
+
+
+def test_an_idle_client_that_reads_but_never_sends_is_never_dropped(database_url: str, build: Builders, tmp_path: Path) -> None:
+    # simple-websocket's reader waits on the same socket as the writer: a bound on waiting for the socket (its
+    # timeout) would drop a client that reads fine but has nothing to say. Nothing is written to it but pings; the
+    # stalled client beside it shows the bound is armed.
+    server = _stall_server(database_url, tmp_path, write_timeout=1)
+    stalled = idle = None
+    try:
+        sup = build.usuario(2)
+        headers, admin = build.headers(sup), build.headers(build.usuario(3))
+        tarea_id = _create(server, headers, "STALL-3")["id"]
+        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        idle = WsClient(server.url, build.token(build.usuario(1)))  # an efectivo: the tarea's updates are not theirs
+        assert idle.recv()["event_type"] == "connection_ack"
+        frames: list[dict] = []
+        started = time.monotonic()
+        stop = threading.Event()
+
+        def read_only() -> None:
+            assert idle is not None
+            while not stop.is_set():
+                frames.append(idle.recv(timeout=5))
+
+        reader = threading.Thread(target=read_only)
+        reader.start()
+        stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        with requests.Session() as http:
+            _pour_big_updates(http, server, headers, tarea_id, etag)
+        _wait_for_connections(server, admin, 1, within=1 + 3)
+        time.sleep(3)  # idle for three times the write timeout after the stalled socket went
+        stop.set()
+        reader.join(10)
+        idle_for = time.monotonic() - started
+        assert _connections(server, admin) == 1 and _dropped_stalled(server) == 1
+        assert {f["event_type"] for f in frames} == {"ping"}
+        assert len(frames) >= idle_for - 3  # one a second, the whole time
+        idle.ws.ping(b"still there?")  # and the socket still answers in both directions
+        idle.ws.settimeout(5)
+        while (answer := idle.ws.recv_data(control_frame=True))[0] != websocket.ABNF.OPCODE_PONG:
+            pass
+        assert answer[1] == b"still there?"
+    finally:
+        if stalled is not None:
+            stalled.close()
+        if idle is not None:
+            idle.close()
+        stop_gunicorn(server)
+
+
 def test_a_ping_and_a_close_in_one_packet_end_the_stream_with_the_echo(build: Builders, database_url: str, tmp_path: Path) -> None:
     # simple-websocket answers everything one read brought in one write: here a pong and the close's echo. The
     # close must end the stream even when it is not the first frame of that write: a replay under way stops, and

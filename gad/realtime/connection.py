@@ -10,7 +10,9 @@ Closing (1013 slow client, 1008 credentials revoked or expired, 1001 shutdown) i
 the fan-out, the hub, this greenlet — but written only by this greenlet: after the rest of a frame
 already begun, then the close frame, then EOF, and nothing else. A close frame written from another
 greenlet would land in the middle of a half-sent frame. A client that does not read even that within
-``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped. simple-websocket's reader greenlet also writes:
+``WS_CLOSE_TIMEOUT`` seconds has its TCP connection dropped, and so has one whose write the kernel lets make no progress
+for ``WS_WRITE_TIMEOUT`` seconds, close decided or not (a client that stopped reading: the greenlet would wait in that
+write until its queue overflowed, and its pings could not go out meanwhile). simple-websocket's reader greenlet also writes:
 a pong to a client's ping, the echo of a client's close, and 1009 the moment a client message passes
 ``WS_MAX_MESSAGE_SIZE`` (config.py's ``SOCK_SERVER_OPTIONS``, so no message is ever held beyond the limit).
 It writes to a ``ReaderSocket``, which hands those bytes to this greenlet's queue: written by the reader
@@ -19,10 +21,13 @@ itself they would land inside a frame half sent.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import socket
+import struct
+import termios
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,7 +39,7 @@ from pydantic import ValidationError
 from wsproto.events import CloseConnection
 from wsproto.utilities import LocalProtocolError
 
-from gad import policy
+from gad import metrics, policy
 from gad.extensions import db
 from gad.models import Usuario, utcnow
 from gad.realtime.hub import BATCH, CLOSE_POLICY, CLOSE_TRY_AGAIN, StoredEvent, can_resume, encode_text_frame, events_after, hub
@@ -57,6 +62,10 @@ class ReaderFrame(NamedTuple):
 
 
 CLOSE_SERVER_ERROR = 1011
+# SO_LINGER on with a zero delay: close() resets the connection and frees at once what the peer never took, instead
+# of leaving the kernel an orphan socket that probes a zero window with those bytes for minutes.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+_SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None)  # on a TCP socket, Linux answers its unacknowledged bytes
 
 
 def _close_code_in(frames: bytes) -> int | None:
@@ -135,6 +144,7 @@ class Connection:
         session_id: int | None = None,
         wake: gevent.event.Event | None = None,
         close_timeout: float = 10.0,
+        write_timeout: float = 60.0,
     ) -> None:
         self.ws = ws
         self.sock: socket.socket = ws.sock  # the real socket: every write of this greenlet and the fan-out goes here
@@ -146,6 +156,7 @@ class Connection:
         self.wake = gevent.event.Event() if wake is None else wake
         self.id = uuid.uuid4().hex
         self.close_timeout = close_timeout  # seconds the writer gets to finish its frame and write the close frame
+        self.write_timeout = write_timeout  # seconds a write of this greenlet may make no progress (see _write)
         self.last_sent = 0
         self.closed = False  # nothing more is written: closed, or the peer is gone
         self.close_code: int | None = None  # set once a close is decided; the writer then sends it and ends
@@ -242,12 +253,19 @@ class Connection:
 
     def _abort(self) -> None:
         """The close could not be written in time: drop the TCP connection (the writer's pending write fails)."""
+        self.drop("close_timeout", f"did not take its close frame within {self.close_timeout:g}s")
+
+    def drop(self, reason: str, why: str) -> None:
+        """End the connection without a close frame: reset the TCP connection (a write waiting on it fails, and so
+        does simple-websocket's read). The client resumes with ``since``. Logged and counted once."""
         if self.closed:
             return
-        logger.info("websocket %s did not take its close frame within %.0fs; dropping the connection", self.id, self.close_timeout)
+        logger.info("websocket %s %s; dropping the connection", self.id, why)
+        metrics.WEBSOCKETS_DROPPED.labels(reason).inc()
         self.closed = True
         self.wake.set()
         try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
             self.sock.close()
         except OSError:
             pass
@@ -289,6 +307,7 @@ def serve(
         session_id=session.id if session else None,
         wake=ws.event,
         close_timeout=config["WS_CLOSE_TIMEOUT"],
+        write_timeout=config["WS_WRITE_TIMEOUT"],
     )
     # Detach the usuario from the request's session: the socket outlives it.
     db.session.expunge(usuario)
@@ -403,23 +422,78 @@ def _send_queued(conn: Connection) -> bool:
             if isinstance(item, StoredEvent):
                 if item.id <= conn.last_sent:  # already sent by the replay (seam between replay and live)
                     continue
-                conn.sock.sendall(item.wire)  # encoded once for every socket it goes to
+                _write(conn, item.wire)  # encoded once for every socket it goes to
                 conn.last_sent = item.id
                 hub.record_delivery(item)
             elif isinstance(item, PartialFrame):
-                conn.sock.sendall(item.data)
+                _write(conn, item.data)
                 hub.record_delivery(item.event)
             elif isinstance(item, ReaderFrame):
-                conn.sock.sendall(item.data)
+                _write(conn, item.data)
             else:
                 # Encoded here and written whole: simple-websocket's send() makes one send() call and ignores
                 # how much of the frame the kernel took.
-                conn.sock.sendall(encode_text_frame(item))
+                _write(conn, encode_text_frame(item))
         except Exception:  # noqa: BLE001 - a dead peer ends the connection
             conn.closed = True
             return False
         finally:
             conn.writing = False
+
+
+def _write(conn: Connection, data: bytes) -> None:
+    """Write all of ``data`` from the socket's greenlet. A client that lets the write make no progress for
+    ``write_timeout`` seconds is dropped, and this raises OSError, as for any dead peer.
+
+    Nearly always the kernel takes the whole frame at once: one write() and no timer, less than gevent's sendall.
+    Only a write that has to wait arms a timer, once, restarted whenever the kernel takes more or the client
+    acknowledges more: the bound is on no progress, so a slow but steady reader is never dropped, whatever the
+    frame's size or the replay's length. Not the socket's own timeout: simple-websocket's reader waits on the same
+    socket, and an idle client that reads fine but sends nothing would time that out.
+    """
+    try:
+        # gevent keeps the descriptor non-blocking: this never waits (see Connection.deliver).
+        sent = os.write(conn.sock.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        return
+    rest = memoryview(data)[sent:]
+    stalled = gevent.Timeout(conn.write_timeout)
+    try:
+        while rest:
+            if not stalled.pending:
+                unacked = _unacked(conn.sock)
+                stalled.start()
+            try:
+                # gevent's send(): one attempt, and if the kernel refuses, one wait until the socket is writable and
+                # another attempt (0 bytes if that too is refused). A wait woken by a drop's close raises OSError.
+                sent = conn.sock.send(rest)
+            except gevent.Timeout as timeout:
+                if timeout is not stalled:
+                    raise
+                # The kernel wakes a writer only once about a third of the send buffer is free: a big buffer drained
+                # by a slow but steady reader may take longer than that. What the client acknowledged is progress too.
+                now = _unacked(conn.sock)
+                if now is None or unacked is None or now >= unacked:
+                    conn.drop("write_stalled", f"took nothing of a write for {conn.write_timeout:g}s")
+                    raise ConnectionAbortedError(f"websocket {conn.id} dropped: no progress") from None
+                continue
+            if sent:
+                stalled.cancel()
+                rest = rest[sent:]
+    finally:
+        stalled.close()
+
+
+def _unacked(sock: socket.socket) -> int | None:
+    """Bytes written to ``sock`` that its peer has not acknowledged yet (Linux's SIOCOUTQ); None where unknown."""
+    if _SIOCOUTQ is None:
+        return None
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return None
 
 
 def _write_close(conn: Connection) -> None:
@@ -432,7 +506,7 @@ def _write_close(conn: Connection) -> None:
             # Ours goes through wsproto's state machine, so simple-websocket's reader answers nothing after it (a
             # pong or an echoed close would follow our close frame); the reader's own close is already encoded.
             frame = conn.final_frame if conn.final_frame is not None else _our_close_frame(ws, code, conn.close_reason)
-            conn.sock.sendall(frame)
+            _write(conn, frame)
             conn.sock.shutdown(socket.SHUT_WR)
     except Exception:
         logger.debug("closing websocket %s failed", conn.id, exc_info=True)
