@@ -694,7 +694,9 @@ def test_close_is_written_after_the_frame_in_progress_and_nothing_follows(cause:
     # when the close is decided (queue overflow, token logged out, SIGTERM). The close frame must come after
     # that frame, whole, and be the last thing on the wire before EOF.
     queue_size = "20" if cause == "slow_client_1013" else "5000"
-    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": queue_size, "WS_CLOSE_TIMEOUT": "120"})
+    server = start_gunicorn(
+        database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": queue_size, "WS_CLOSE_TIMEOUT": "120", "WS_WRITE_TIMEOUT": "120"}
+    )
     sock = None
     try:
         sup = build.usuario(2)
@@ -733,7 +735,7 @@ def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url
     # simple-websocket's reader answers a ping (and echoes a close) the moment it reads it. Written by the reader
     # itself, while the socket's writer was in the middle of a big frame the kernel had not taken, that pong
     # landed inside the frame and every frame after it was garbage (Python's websockets pings every 20 s).
-    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000"})
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000", "WS_WRITE_TIMEOUT": "120"})
     sock = None
     try:
         sup = build.usuario(2)
@@ -763,7 +765,8 @@ def test_a_clients_ping_and_close_are_answered_between_whole_frames(database_url
 def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeout(database_url: str, build: Builders, tmp_path: Path) -> None:
     # The echo of a client's close waits behind a frame the kernel has not taken; a client that sent its close
     # and reads nothing more must not hold the worker's socket, greenlet and hub slot beyond WS_CLOSE_TIMEOUT.
-    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000", "WS_CLOSE_TIMEOUT": "2"})
+    # (The write timeout is not what this test is about: it must not be the one that lets the client go.)
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "5000", "WS_CLOSE_TIMEOUT": "2", "WS_WRITE_TIMEOUT": "120"})
     sock = None
     try:
         sup = build.usuario(2)
@@ -907,9 +910,8 @@ def test_a_slow_but_steady_reader_is_never_dropped_and_gets_every_event_in_order
         assert behind_for > 2, behind_for  # it stayed behind for longer than the write timeout, and was not dropped for it
         assert _connections(server, admin) == 1 and _dropped_stalled(server) == 1
         slow.settimeout(10)
-        later = bytearray()
-        while not (after := _whole_frames(later)):
-            later.extend(slow.recv(4096))
+        while not (after := _whole_frames(pending)):  # from where the reader stopped, perhaps inside a frame
+            pending.extend(slow.recv(4096))
         assert after[0]["event_type"] == "ping"
     finally:
         for sock in (stalled, slow):
@@ -1088,6 +1090,61 @@ def test_server_json_frames_go_out_whole_when_the_kernel_takes_them_in_pieces() 
     frames = _text_frames(bytes(received))
     assert [(f.get("id"), f["event_type"]) for f in frames] == [x for i in range(1, 101) for x in ((i, "task_created"), (None, "error"))]
     assert [f["data"]["n"] for f in frames if f["event_type"] == "error"] == list(range(1, 101))
+
+
+def test_a_write_is_bounded_by_no_progress_not_by_a_big_send_buffer_draining_slowly() -> None:
+    # The kernel wakes a waiting writer only once about a third of the send buffer is free, and on a TCP socket that
+    # buffer grows to megabytes: a reader taking some 130 KB/s frees that much only every few seconds, and a bound
+    # on waiting for the socket to be writable dropped it after one timeout. What the client acknowledges is progress
+    # too; a client that stops reading is dropped one timeout after its buffers are full.
+    from types import SimpleNamespace
+
+    import gevent.socket
+
+    from gad.realtime.connection import Connection, _write
+
+    def pair() -> tuple[Any, socket.socket]:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            client_side = socket.socket()
+            client_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client_side.connect(listener.getsockname())
+            server_side, _ = listener.accept()
+        return gevent.socket.socket(fileno=server_side.detach()), client_side
+
+    (steady_server, steady_client), (stalled_server, stalled_client) = pair(), pair()
+    stop, received = threading.Event(), [0]
+
+    def read_steadily() -> None:
+        while not stop.is_set() and (chunk := steady_client.recv(4096)):
+            received[0] += len(chunk)
+            time.sleep(0.03)
+
+    reader = threading.Thread(target=read_steadily)
+    reader.start()
+    try:
+        steady, stalled = (
+            Connection(ws=SimpleNamespace(sock=sock), usuario=Usuario(id=1, nivel=2), topics={"tareas"}, queue_size=10, write_timeout=1.0)
+            for sock in (steady_server, stalled_server)
+        )
+        frame, longest = b"x" * 10_000, 0.0
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            began = time.monotonic()
+            _write(steady, frame)
+            longest = max(longest, time.monotonic() - began)
+        assert not steady.closed and longest > 1.0  # one write waited longer than the timeout, progressing all along
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            while True:
+                _write(stalled, frame)
+        assert stalled.closed and 1.0 <= time.monotonic() - started < 3.0
+        assert _ended_by_server(stalled_client) == "reset"
+    finally:
+        stop.set()
+        steady_server.close()
+        reader.join(10)
+        for sock in (steady_client, stalled_server, stalled_client):
+            sock.close()
 
 
 def test_resuming_while_writes_continue_loses_nothing_at_the_seam(build: Builders, two_servers: tuple[LiveServer, LiveServer]) -> None:
