@@ -253,13 +253,12 @@ class Config:
         self.WS_PING_INTERVAL = env_float("WS_PING_INTERVAL", 25.0, 1.0)
         self.WS_QUEUE_SIZE = env_int("WS_QUEUE_SIZE", 1000, 1)
         self.WS_CLOSE_TIMEOUT = env_float("WS_CLOSE_TIMEOUT", 10.0, 0.1)
-        # A websocket write the kernel lets make no progress for this long drops the connection (the client resumes
-        # with ?since=): a client that stopped reading otherwise holds its greenlet, socket and buffers until its
-        # queue overflows, hours on a quiet board. The bound is on no progress, not on a frame or a replay: a phone
-        # on a slow link taking a long replay progresses every few seconds. 60 s is nginx's send_timeout (also
-        # "between two successive write operations"), and outlasts a mobile radio's outage with TCP's doubling
-        # retransmission backoff (1+2+4+8+16 s) before it, and a full send buffer (its last third, before the
-        # kernel wakes the writer) drained at a few KB/s.
+        # A websocket write that makes no progress (the client takes and acknowledges nothing) for this long drops
+        # the connection; the client resumes with ?since=. Without it a client that stopped reading held its greenlet,
+        # socket and buffers until its queue overflowed, hours on a quiet board. The bound is on no progress, not on a
+        # frame or a replay: a phone on a slow link taking a long replay progresses all along and is never cut. 60 s
+        # is nginx's send_timeout (also "between two successive write operations"), and outlasts a mobile radio's
+        # outage of several seconds with TCP's doubling retransmission backoff (1+2+4+8+16 s) after it.
         self.WS_WRITE_TIMEOUT = env_float("WS_WRITE_TIMEOUT", 60.0, 0.1)
         # The largest client message a websocket takes (characters of a text frame, bytes of a binary one);
         # beyond it the socket is closed with 1009. The protocol's largest legitimate frame is a
