@@ -796,6 +796,14 @@ def _stall_server(database_url: str, tmp_path: Path, write_timeout: float) -> Li
     return start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env=env)
 
 
+def _stall_board(server: LiveServer, build: Builders, codigo: str) -> tuple[Usuario, dict[str, str], dict[str, str], int, str]:
+    """A supervisor, their headers, an administrador's headers (for /ws/stats), and a new tarea's id and ETag."""
+    sup = build.usuario(2)
+    headers, admin = build.headers(sup), build.headers(build.usuario(3))
+    tarea_id = _create(server, headers, codigo)["id"]
+    return sup, headers, admin, tarea_id, server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+
+
 def _dropped_stalled(server: LiveServer) -> float:
     text = requests.get(server.url + "/metrics", headers={"Authorization": "Bearer scrape-secret"}, timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith('gad_websockets_dropped_total{reason="write_stalled"}'))
@@ -850,10 +858,7 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_timeout(databas
     server = _stall_server(database_url, tmp_path, write_timeout=2)
     stalled = None
     try:
-        sup = build.usuario(2)
-        headers, admin = build.headers(sup), build.headers(build.usuario(3))
-        tarea_id = _create(server, headers, "STALL-1")["id"]
-        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-1")
         stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)  # reads nothing from here on
         with requests.Session() as http:  # 3 MB: the writer waits long before the last update
             _pour_big_updates(http, server, headers, tarea_id, etag)
@@ -875,10 +880,7 @@ def test_a_slow_but_steady_reader_is_never_dropped_and_gets_every_event_in_order
     server = _stall_server(database_url, tmp_path, write_timeout=2)
     stalled = slow = None
     try:
-        sup = build.usuario(2)
-        headers, admin = build.headers(sup), build.headers(build.usuario(3))
-        tarea_id = _create(server, headers, "STALL-2")["id"]
-        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-2")
         stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
         slow, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)
         pending, frames, caught_up = bytearray(received), [], threading.Event()
@@ -927,10 +929,7 @@ def test_an_idle_client_that_reads_but_never_sends_is_never_dropped(database_url
     server = _stall_server(database_url, tmp_path, write_timeout=1)
     stalled = idle = None
     try:
-        sup = build.usuario(2)
-        headers, admin = build.headers(sup), build.headers(build.usuario(3))
-        tarea_id = _create(server, headers, "STALL-3")["id"]
-        etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
+        sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-3")
         idle = WsClient(server.url, build.token(build.usuario(1)))  # an efectivo: the tarea's updates are not theirs
         assert idle.recv()["event_type"] == "connection_ack"
         frames: list[dict] = []
