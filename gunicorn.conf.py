@@ -115,6 +115,13 @@ def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
 
 
 def post_worker_init(worker):
+    # A request gunicorn rejects before the app sees it (a URI past limit_request_line, a header past
+    # limit_request_field_size, a malformed request line…) is answered as problem+json with gunicorn's status,
+    # instead of gunicorn's HTML page. The limits stay: they bound what a worker buffers. Only the error path runs it.
+    from gad.rejections import install
+
+    install(worker)
+
     # Every worker listens for committed events from boot: websockets need them, and so does the cache of
     # recently verified tokens, which is only used while this listener is connected (it drops the cache
     # when a usuario or security event arrives). Not waited for: a worker must boot with PostgreSQL down.
