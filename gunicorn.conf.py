@@ -22,6 +22,12 @@ worker_connections = _settings.WORKER_CONNECTIONS
 timeout = _settings.GUNICORN_TIMEOUT
 graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT
 keepalive = 5
+# What one request's head may hold before gunicorn refuses it (gunicorn's defaults, named here because the README
+# documents them and they bound what a worker buffers per connection): the request line (414), the number of
+# header fields and the size of each (431). gad/rejections.py answers those refusals as problem+json.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 # No preload_app: with gevent, locks created at import time before monkey-patching become real OS locks.
 preload_app = False
 accesslog = None  # the app writes one JSON line per request itself
