@@ -126,7 +126,8 @@ def problem_bytes(status: int, detail: str, header_writers: list[Any]) -> bytes:
 
 
 def install(worker: Any) -> None:
-    """Answer what gunicorn rejects on ``worker`` as problem+json (call from ``post_fork``)."""
+    """Answer what gunicorn rejects on ``worker`` as problem+json (gunicorn.conf.py's ``post_worker_init``: the app,
+    whose header writers it uses, is loaded by then)."""
     from gunicorn.http.errors import ParseException
     from gunicorn.util import write_nonblock
 
@@ -147,4 +148,3 @@ def install(worker: Any) -> None:
             logger.debug("could not send the %s problem to the client", status)
 
     worker.handle_error = handle_error
-    worker.gad_rejections_installed = True
