@@ -270,6 +270,42 @@ def test_escalation_fires_once_for_unanswered_and_never_for_answered_or_released
     assert _ledger(app, id=by_user[c.id].id)[0].escalar_en is None
 
 
+def test_pendientes_lists_only_what_still_waits_for_an_answer(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """What the phone asks again after a reload: unanswered, assignment still on, alert still open; escalated included."""
+    sup, officer = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    hour = timedelta(hours=1)
+    # Five tareas apart in time: an efectivo is never booked on two overlapping ones.
+    waiting, escalated, answered, taken_off, ended = (
+        build.tarea(sup, inicio_programado=utcnow() + (1 + 4 * n) * hour, fin_programado=utcnow() + (3 + 4 * n) * hour) for n in range(5)
+    )
+    for tarea in (waiting, escalated, answered, taken_off, ended):
+        assert _assign(client, build, sup, tarea, efectivo).status_code == 200
+    ids = {n.tarea_id: n.id for n in _ledger(app, causa="asignacion")}
+    assert _ack(client, build, officer, ids[answered.id], "acepto").status_code == 200
+    assert client.delete(f"/api/v1/tasks/{taken_off.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    assert client.post(f"/api/v1/tasks/{ended.id}/estado", json={"estado": "cancelada"}, headers=build.headers(sup)).status_code == 200
+    with app.app_context():
+        db.session.execute(db.update(Notificacion).where(Notificacion.tarea_id != escalated.id).values(escalar_en=None))
+        assert notificaciones.escalate_due(now=datetime.now(UTC) + timedelta(days=1)) == 1
+        db.session.commit()
+    open_alert, closed_alert = (
+        client.post(
+            "/api/v1/alertas", json={"tipo": "aviso", "texto": texto, "destino": "usuarios", "usuario_ids": [officer.id]}, headers=build.headers(sup)
+        ).get_json()
+        for texto in ("Reunión a las 8", "Corte de tráfico")
+    )
+    assert client.post(f"/api/v1/alertas/{closed_alert['id']}/cerrar", headers=build.headers(sup)).status_code == 200
+
+    listing = client.get("/api/v1/notificaciones?pendientes=true", headers=build.headers(officer)).get_json()
+    assert listing["total"] == 3
+    assert [(n["tarea_id"], n["alerta_id"]) for n in listing["items"]] == [(None, open_alert["id"]), (escalated.id, None), (waiting.id, None)]
+    assert listing["items"][1]["escalada_en"] is not None
+    # Each one left out is refused or moot: the released ones' answer is 409.
+    assert _ack(client, build, officer, ids[taken_off.id], "acepto").status_code == 409
+    assert _ack(client, build, officer, ids[ended.id], "acepto").status_code == 409
+
+
 def test_deadlines_are_configurable_per_causa_and_prioridad(database_url: str, build: Builders) -> None:
     from tests.conftest import make_app
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm.util import identity_key
 
 from gad import policy
@@ -276,6 +276,14 @@ def notify_emergency_supervisors(actor_id: int | None, tarea: Tarea, asignados: 
 
 # --- reading -------------------------------------------------------------------------------------
 
+# An unanswered question no longer waits once what it asked about is over: its assignment was released (taken
+# off, declined, or the tarea ended: answering is 409) or its alert was closed. The phone asks again, after a
+# reload, exactly what this leaves; an escalated one stays (a late answer still tells the supervisors).
+_STILL_ASKED = (
+    ~exists().where(Asignacion.id == Notificacion.asignacion_id, Asignacion.liberado_en.is_not(None)),
+    ~exists().where(Alerta.id == Notificacion.alerta_id, Alerta.cerrada_en.is_not(None)),
+)
+
 
 def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[Notificacion], int, int]:
     """A page of one usuario's notifications (every usuario's with ``todos``: supervisors, for the board),
@@ -293,7 +301,7 @@ def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, off
     if filters.get("no_leidas"):
         conditions.append(Notificacion.leida_en.is_(None))
     if filters.get("pendientes"):
-        conditions += [Notificacion.requiere_respuesta.is_(True), Notificacion.respuesta.is_(None)]
+        conditions += [Notificacion.requiere_respuesta.is_(True), Notificacion.respuesta.is_(None), *_STILL_ASKED]
     for name in ("tarea_id", "alerta_id"):
         if filters.get(name) is not None:
             conditions.append(getattr(Notificacion, name) == filters[name])
