@@ -185,6 +185,23 @@ def test_unassigned_efectivo_is_told_informationally_on_every_channel_and_it_nev
     assert _ack(client, build, officer, n.id, "acepto").status_code == 409
 
 
+def test_release_notice_tells_a_delegado_they_keep_the_tarea_and_others_not_to_go(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup, delegado, officer = build.usuario(2), build.usuario(1), build.usuario(1)
+    suyo, otro = build.efectivo(usuario_id=delegado.id), build.efectivo(usuario_id=officer.id)
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto", delegado_usuario_id=delegado.id)
+    assert _assign(client, build, sup, tarea, suyo, otro).status_code == 200
+    for efectivo in (suyo, otro):
+        assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    textos = {n.usuario_id: n.texto for n in _ledger(app, causa="desasignacion")}
+    assert textos == {
+        delegado.id: "Vigilancia del puerto — ya no está asignado a ella como efectivo; sigue siendo su delegado.",
+        officer.id: "Vigilancia del puerto — ya no tiene esta tarea asignada: no acuda.",
+    }
+    # What the text says holds: the delegado still reads the tarea, the other efectivo no longer does.
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(delegado)).status_code == 200
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(officer)).status_code == 403
+
+
 def test_nobody_is_told_of_a_release_they_caused_or_that_has_no_usuario(app: Flask, client: FlaskClient, build: Builders) -> None:
     """A "no puedo" releases the efectivo who asked; an efectivo with no usuario has no phone to tell; a
     supervisor taking their own efectivo off did it themselves."""

@@ -241,15 +241,21 @@ def notify_release(actor_id: int, tarea: Tarea, asignacion: Asignacion, efectivo
     """The efectivo a supervisor took off a tarea that goes on is told (their usuario, if linked, and not the
     one who did it): informational, so no deadline and no escalation. It says only what the assignment's
     notification said, the tarea's id, codigo and titulo: from now on the efectivo may not read the tarea
-    (``READS_THROUGH``), and the notification is theirs to read (``can_read_notificacion``) for good."""
+    (``READS_THROUGH``) unless they are its delegado, and the notification is theirs to read
+    (``can_read_notificacion``) for good."""
     if efectivo.usuario_id is None or efectivo.usuario_id == actor_id:
         return []
+    if tarea.delegado_usuario_id == efectivo.usuario_id:
+        # Still its delegado: they keep the tarea and may be needed there; "no acuda" would be false.
+        texto = f"{tarea.titulo} — ya no está asignado a ella como efectivo; sigue siendo su delegado."
+    else:
+        texto = f"{tarea.titulo} — ya no tiene esta tarea asignada: no acuda."
     now = utcnow()
     row = new_notificacion(
         efectivo.usuario_id,
         causa=CausaNotificacion.DESASIGNACION,
         titulo=f"Desasignado: {tarea.codigo}",
-        texto=f"{tarea.titulo} — ya no tiene esta tarea asignada: no acuda.",
+        texto=texto,
         prioridad=tarea.prioridad,
         actor_id=actor_id,
         now=now,
