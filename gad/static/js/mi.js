@@ -393,6 +393,7 @@ async function answer(respuesta) {
   $("acepto").disabled = $("no-puedo").disabled = true;
   let id = p.notificacionId;
   let estado = "Esta asignación ya no espera respuesta.";
+  let refused = false;
   if (!id) {
     // Answered before its notification arrived: the ledger names it (none listed: answered or released elsewhere).
     try {
@@ -410,6 +411,7 @@ async function answer(respuesta) {
       body: motivo ? { respuesta, motivo } : { respuesta },
       label: respuesta === "acepto" ? "Acepto" : "No puedo",
     });
+    refused = Boolean(result?.error);
     estado = result?.error ? `No se registró: ${result.error.message}` : result ? "Respuesta enviada a la central." : "Sin cobertura: la respuesta se enviará al volver.";
   }
   $("alerta-estado").textContent = estado;
@@ -418,7 +420,7 @@ async function answer(respuesta) {
     alerta = null;
     $("alerta").hidden = true;
     showNext();
-  }, 1500);
+  }, refused ? 4000 : 1500); // a refusal stays to be read (and is listed under "Pendiente de enviar")
 }
 
 // --- taken off a tarea: the tarea's own events no longer reach this officer, their notification does ---
@@ -477,8 +479,8 @@ function onFrame(frame, replayed) {
     return;
   }
   // task_assigned lists everyone on the tarea: only the efectivos it names were just assigned.
-  const justMe = frame.event_type === "emergency_created" || !efectivo || (d.efectivo_ids ?? []).includes(efectivo.id);
-  if (!replayed && ["task_assigned", "emergency_created"].includes(frame.event_type) && (d.asignados_usuario_ids ?? []).includes(me) && justMe) {
+  const newlyMine = frame.event_type === "emergency_created" || !efectivo || (d.efectivo_ids ?? []).includes(efectivo.id);
+  if (!replayed && ["task_assigned", "emergency_created"].includes(frame.event_type) && (d.asignados_usuario_ids ?? []).includes(me) && newlyMine) {
     const causa = frame.event_type === "emergency_created" || d.es_emergencia ? "emergencia" : "asignacion";
     ask({ tareaId: d.id, notificacionId: null, causa, prioridad: d.prioridad ?? 3, texto: `${d.codigo ?? ""} ${d.titulo ?? ""}`.trim() });
   }
