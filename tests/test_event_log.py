@@ -64,7 +64,7 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
         licencia = agenda.create_licencia(admin, {"efectivo_id": efectivo.id, "tipo": "vacaciones", "inicio": start, "fin": start + timedelta(days=2)})
         agenda.delete_licencia(admin, licencia.id, None)
         tarea = tareas.create_tarea(admin, {"codigo": "EV-T1", "titulo": "Tarea de eventos", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})
-        tarea_id = tarea["id"]
+        tarea_id = tarea.id
         tareas.update_tarea(admin, tarea_id, {"descripcion": "cambiada"}, None)
         asignaciones.assign(admin, tarea_id, [efectivo.id], None)
         transitions.transition(admin, tarea_id, EstadoTarea.EN_CURSO, None, None)

@@ -68,7 +68,7 @@ def _operations(rng: random.Random, admin: Any, efectivo_ids: list[int], tarea_i
     if op == "create" or tarea_id is None:
         tipo = rng.choice(list(TipoTarea))
         tarea_ids.append(
-            tareas.create_tarea(admin, {"codigo": f"DRV-{step}", "titulo": f"Tarea derivada {step}", "tipo": tipo, "prioridad": rng.randint(1, 5)})["id"]
+            tareas.create_tarea(admin, {"codigo": f"DRV-{step}", "titulo": f"Tarea derivada {step}", "tipo": tipo, "prioridad": rng.randint(1, 5)}).id
         )
     elif op == "assign":
         asignaciones.assign(admin, tarea_id, [rng.choice(efectivo_ids)], None)

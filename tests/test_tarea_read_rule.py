@@ -39,7 +39,7 @@ def _build(admin: Usuario, efectivo_id: int) -> dict[str, int]:
     ids: dict[str, int] = {}
 
     def create(case: str) -> int:
-        ids[case] = tareas.create_tarea(admin, {"codigo": f"RR-{len(ids) + 1:03d}", "titulo": case, "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})["id"]
+        ids[case] = tareas.create_tarea(admin, {"codigo": f"RR-{len(ids) + 1:03d}", "titulo": case, "tipo": TipoTarea.PATRULLAJE, "prioridad": 2}).id
         return ids[case]
 
     # The efectivo holds one unscheduled tarea at a time, so the cases are built one after the other.
@@ -134,7 +134,7 @@ def test_upgrade_marks_the_assignments_existing_tareas_released_at_their_end(pg_
         admin = db.session.get(Usuario, admin_id)
         assert admin is not None
         ids = _build(admin, efectivo_id)
-        doomed = tareas.create_tarea(admin, {"codigo": "RR-DEL", "titulo": "deleted", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2})["id"]
+        doomed = tareas.create_tarea(admin, {"codigo": "RR-DEL", "titulo": "deleted", "tipo": TipoTarea.PATRULLAJE, "prioridad": 2}).id
         asignaciones.unassign(admin, ids["active"], efectivo_id, None)
         asignaciones.assign(admin, doomed, [efectivo_id], None)
         tareas.delete_tarea(admin, doomed, None)

@@ -100,9 +100,9 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
-def raw_json(body: str, headers: dict[str, str] | None = None) -> Response:
-    """A 200 whose JSON document PostgreSQL already built (gad/services/json_sql.py): passed through as is."""
-    return current_app.response_class(body, status=200, headers=headers, mimetype="application/json")
+def raw_json(body: str, headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    """A response whose JSON document PostgreSQL already built (gad/services/json_sql.py): passed through as is."""
+    return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 
 def etag(version: int) -> str:

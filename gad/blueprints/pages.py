@@ -135,7 +135,7 @@ def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | N
         return None, errors
     if commit_or_problem() is not None:
         return None, {"general": "No se pudo guardar; inténtelo de nuevo."}
-    return int(tarea["id"]), {}
+    return tarea.id, {}
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:

@@ -101,7 +101,7 @@ def seed_demo(force: bool) -> None:
                 "ubicacion_lng": CENTER[1] + OFFSETS[position][1],
                 "delegado_usuario_id": by_email["supervisor@gad.local"].id,
             },
-        )["id"]
+        ).id
         if position == 1:
             first = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == "EF-001"))
             if first is not None:

@@ -13,26 +13,28 @@ from gad.services.tarea_queries import reader_usuario_ids
 E = TypeVar("E", bound=TareaEvent)
 
 
-def topic_of(tarea: Tarea) -> str:
-    return "emergencias" if tarea.es_emergencia else "tareas"
+# The columns of a tarea every tarea event carries (``gad.schemas.events.TareaEvent``), by the event's field name.
+# Each is also the name of its Tarea attribute (``tarea_fields`` reads them so): a column mapped under another
+# attribute name would need its attribute here.
+SUMMARY_COLUMNS = {
+    "id": "id",
+    "codigo": "codigo",
+    "titulo": "titulo",
+    "tipo": "tipo",
+    "prioridad": "prioridad",
+    "estado": "estado",
+    "es_emergencia": "es_emergencia",
+    "delegado_usuario_id": "delegado_usuario_id",
+    "creado_por_usuario_id": "creado_por_usuario_id",
+    "ubicacion_lat": "ubicacion_lat",
+    "ubicacion_lng": "ubicacion_lon",
+    "version": "version",
+}
 
 
 def tarea_fields(tarea: Tarea) -> dict[str, Any]:
-    """The summary of a tarea every tarea event carries (``gad.schemas.events.TareaEvent``)."""
-    return {
-        "id": tarea.id,
-        "codigo": tarea.codigo,
-        "titulo": tarea.titulo,
-        "tipo": tarea.tipo,
-        "prioridad": tarea.prioridad,
-        "estado": tarea.estado,
-        "es_emergencia": tarea.es_emergencia,
-        "delegado_usuario_id": tarea.delegado_usuario_id,
-        "creado_por_usuario_id": tarea.creado_por_usuario_id,
-        "ubicacion_lat": tarea.ubicacion_lat,
-        "ubicacion_lng": tarea.ubicacion_lon,
-        "version": tarea.version,
-    }
+    """The summary of a tarea every tarea event carries (``SUMMARY_COLUMNS``)."""
+    return {field: getattr(tarea, column) for field, column in SUMMARY_COLUMNS.items()}
 
 
 def tarea_event(kind: type[E], tarea: Tarea, extra: dict[str, Any] | None = None, assigned: set[int] | None = None) -> E:
@@ -43,15 +45,22 @@ def tarea_event(kind: type[E], tarea: Tarea, extra: dict[str, Any] | None = None
     """
     if assigned is None:
         assigned = reader_usuario_ids(tarea.id)
-    return kind.model_validate(tarea_fields(tarea) | {"asignados_usuario_ids": sorted(assigned)} | (extra or {}))
+    return event_of(kind, tarea_fields(tarea), assigned, extra)
+
+
+def event_of(kind: type[E], fields: dict[str, Any], assigned: set[int], extra: dict[str, Any] | None = None) -> E:
+    """A ``kind`` payload from a tarea's summary (``tarea_fields``, or the ``SUMMARY_COLUMNS`` a statement returned)."""
+    return kind.model_validate(fields | {"asignados_usuario_ids": sorted(assigned)} | (extra or {}))
 
 
 def record_tarea_event(
     kind: type[TareaEvent], tarea: Tarea, actor: Usuario | None, extra: dict[str, Any] | None = None, assigned: set[int] | None = None
 ) -> None:
     """Queue a ``kind`` event for ``tarea`` in the current transaction (see ``tarea_event``)."""
-    record_payload(tarea_event(kind, tarea, extra, assigned), tarea, actor)
+    record_payload(tarea_event(kind, tarea, extra, assigned), actor)
 
 
-def record_payload(payload: TareaEvent, tarea: Tarea, actor: Usuario | None) -> None:
-    events.record(db.session(), payload, topic=topic_of(tarea), entity_type="tarea", entity_id=tarea.id, actor_id=actor.id if actor else None)
+def record_payload(payload: TareaEvent, actor: Usuario | None) -> None:
+    """Queue ``payload`` in the current transaction, on the topic of the tarea it is about."""
+    topic = "emergencias" if payload.es_emergencia else "tareas"
+    events.record(db.session(), payload, topic=topic, entity_type="tarea", entity_id=payload.id, actor_id=actor.id if actor else None)

@@ -12,39 +12,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from gad import policy
 from gad.db_session import read_row
 from gad.errors import Forbidden, NotFound
-from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
+from gad.models import HistorialEstado, Tarea, Usuario
 from gad.pg import Prepared, PreparedShapes
-from gad.schemas.tareas import AsignadoOut, HistorialOut, TareaOut
+from gad.schemas.tareas import HistorialOut
 from gad.services import json_sql
 from gad.services.json_sql import EMPTY_ARRAY, document
-from gad.services.tarea_queries import READ_FORBIDDEN, readable, visible_to
+from gad.services.tarea_queries import READ_FORBIDDEN, readable, tarea_object, visible_to
 from gad.services.tareas import filter_values, filtered, ordering
 from gad.vocab import ID_MAX
-
-# A tarea's active assignments, oldest first, as TareaOut.efectivos (correlated to the tarea outside).
-_ASIGNACION_COLUMNS = {
-    "efectivo_id": Efectivo.id,
-    "codigo_interno": Efectivo.codigo_interno,
-    "nombre": Efectivo.nombre,
-    "asignado_en": Asignacion.asignado_en,
-}
-
-
-def _efectivos(tarea_id: Any) -> ColumnElement[Any]:
-    agg = func.json_agg(aggregate_order_by(document(AsignadoOut, _ASIGNACION_COLUMNS), Asignacion.asignado_en, Asignacion.id))
-    return (
-        select(func.coalesce(agg, EMPTY_ARRAY))
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id == tarea_id, Asignacion.liberado_en.is_(None))
-        .scalar_subquery()
-    )
-
-
-def tarea_object(columns: Any) -> ColumnElement[Any]:
-    """The TareaOut document of the tarea whose columns (by column name) are ``columns``."""
-    by_name = {column.key: getattr(columns, column.key) for column in Tarea.__table__.c}
-    return document(TareaOut, by_name | {"efectivos": _efectivos(by_name["id"])})
-
 
 # The statements below are built the first time a worker serves them, not at import: building their trees
 # cost every worker's start-up some 30 M instructions (~6 ms) that /health and most first requests never use.

@@ -13,6 +13,8 @@ from gad import policy
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario
+from gad.schemas.tareas import AsignadoOut, TareaOut
+from gad.services.json_sql import EMPTY_ARRAY, document
 
 # Statements built once at import: building and cache-keying them per call cost more than running them.
 # A tarea's row as the API knows it: deferred columns (the reports' stored measures) are not part of it.
@@ -70,6 +72,33 @@ _ACTIVE_ASSIGNMENTS = (
     .where(Asignacion.tarea_id == any_(bindparam("tarea_ids", type_=ARRAY(Integer))), Asignacion.liberado_en.is_(None))
     .order_by(Asignacion.asignado_en)
 )
+
+
+# A tarea's active assignments, oldest first, as TareaOut.efectivos (correlated to the tarea outside).
+_ASIGNACION_COLUMNS = {
+    "efectivo_id": Efectivo.id,
+    "codigo_interno": Efectivo.codigo_interno,
+    "nombre": Efectivo.nombre,
+    "asignado_en": Asignacion.asignado_en,
+}
+
+
+def _efectivos(tarea_id: Any) -> ColumnElement[Any]:
+    agg = func.json_agg(aggregate_order_by(document(AsignadoOut, _ASIGNACION_COLUMNS), Asignacion.asignado_en, Asignacion.id))
+    return (
+        select(func.coalesce(agg, EMPTY_ARRAY))
+        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+        .where(Asignacion.tarea_id == tarea_id, Asignacion.liberado_en.is_(None))
+        .scalar_subquery()
+    )
+
+
+def tarea_object(columns: Any, *, unassigned: bool = False) -> ColumnElement[Any]:
+    """The TareaOut document of the tarea whose columns (by column name) are ``columns``, built by PostgreSQL
+    (``json_sql.document``); ``unassigned``: a tarea known to have nobody assigned (just created), whose
+    assignments are not looked up."""
+    by_name = {column.key: getattr(columns, column.key) for column in Tarea.__table__.c}
+    return document(TareaOut, by_name | {"efectivos": EMPTY_ARRAY if unassigned else _efectivos(by_name["id"])})
 
 
 READ_FORBIDDEN = "You may only see tareas you are assigned to or delegated."

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Select, String, any_, bindparam, column, exists, or_, select, text
+from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Select, String, Text, any_, bindparam, column, exists, or_, select, text
 
 from gad import policy
 from gad.db_session import as_uuid, loaded
@@ -22,10 +23,10 @@ from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
 from gad.pg import Prepared
 from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
-from gad.services import turnos
+from gad.services import json_sql, turnos
 from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate_rows
-from gad.services.tarea_events import record_payload, record_tarea_event, tarea_event
+from gad.services.tarea_events import SUMMARY_COLUMNS, event_of, record_payload, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
     TAREA_COLUMNS,
     WITH_ASSIGNED,
@@ -35,6 +36,7 @@ from gad.services.tarea_queries import (
     reader_usuario_ids,
     require_readable,
     row_of,
+    tarea_object,
     visible_to,
 )
 from gad.vocab import EstadoTarea, Nivel
@@ -73,43 +75,75 @@ _AS_TEXT = {"uuid": "uuid", "extra": "jsonb"}
 
 
 @functools.cache
-def _insert_new(columns: tuple[str, ...], take_event_id: bool) -> Prepared:
+def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
     """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
     SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached), prepared once per connection
     (``gad.pg.Prepared``: planning it took PostgreSQL half the time of running it). The unique index decides a
-    taken codigo: no row comes back, and the history row is not written either. With ``take_event_id`` the
-    statement also takes the creation event's id from the event log's counter (``events.TAKE_ONE_ID_CTE``),
-    after the tarea row exists and only if it does: the commit then appends the event without that round trip."""
+    taken codigo: no row comes back, and the history row is not written either.
+
+    Without ``answered`` it returns the row's columns, for a caller that goes on working with the tarea. With it,
+    the creation is the request's last write and its answer: the statement also takes the creation event's id
+    from the event log's counter (``events.TAKE_ONE_ID_CTE``), after the tarea row exists and only if it does, so
+    the commit appends the event without that round trip; and it returns the tarea's TareaOut document built by
+    PostgreSQL from the row it wrote (as a GET builds it, ``tarea_queries.tarea_object``), then the columns its
+    event carries, then the event id and chain head it took (``NewTarea`` reads them)."""
     params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
-    ids = f", ids AS ({events.TAKE_ONE_ID_CTE.format(source='nueva')})" if take_event_id else ""
-    taken = ", (SELECT last_id FROM ids), (SELECT last_hash FROM ids)" if take_event_id else ""
+    ids = taken = ""
+    selected: list[Any] = list(_TAREAS.c)
+    select_list = ", ".join(column.name for column in _TAREAS.c)
+    if answered:
+        ids = f", ids AS ({events.TAKE_ONE_ID_CTE.format(source='nueva')})"
+        taken = ", (SELECT last_id FROM ids), (SELECT last_hash FROM ids)"
+        built = json_sql.frozen(lambda row: tarea_object(row, unassigned=True), (column.name for column in _TAREAS.c), source="nueva")
+        summary = [_TAREAS.c[name] for name in SUMMARY_COLUMNS.values()]
+        selected = [column("_document", Text), *summary, column("_last_id", BigInteger), column("_last_hash", String)]
+        select_list = ", ".join([f"CAST({built.name} AS text)", *SUMMARY_COLUMNS.values()])
     statement = text(
         f"WITH nueva AS (INSERT INTO tareas ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (codigo) DO NOTHING RETURNING *), "
         "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
         f"SELECT id, NULL, estado, CAST(:_actor AS integer), CAST(:_motivo AS text), created_at FROM nueva){ids} "
-        f"SELECT {', '.join(column.name for column in _TAREAS.c)}{taken} FROM nueva"  # in the order .columns() reads them
+        f"SELECT {select_list}{taken} FROM nueva"  # in the order .columns() reads them
     )
     typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in columns]
-    extra = (column("_last_id", BigInteger), column("_last_hash", String)) if take_event_id else ()
-    return Prepared(statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*_TAREAS.c, *extra))
+    return Prepared(statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*selected))
 
 
-def create_tarea(actor: Usuario, data: dict[str, Any]) -> TareaRow:
+class CreatedTarea(NamedTuple):
+    """A tarea just created: its TareaOut document as PostgreSQL built it, and what a response's headers need."""
+
+    document: str
+    id: int
+    version: int
+
+
+def create_tarea(actor: Usuario, data: dict[str, Any]) -> CreatedTarea:
     """Supervisor+. ``creado_por`` is always ``actor``. The creation is the request's last write: its statement
-    takes the event's id too (``events.took_ids``), and the tarea is only read from here on.
+    takes the event's id too (``events.took_ids``) and returns the new tarea as TareaOut JSON built by PostgreSQL
+    (nobody is assigned yet), so nothing of it is loaded, validated or serialised again in Python.
 
     Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
     """
-    return row_of(new_tarea(actor, data, last_write=True), efectivos=[])  # a new tarea has nobody assigned
+    row = _insert(actor, data, es_emergencia=False, estado=EstadoTarea.PROGRAMADA, answered=True)
+    document, summary, (last_id, last_hash) = row[0], row[1:-2], row[-2:]
+    fields = dict(zip(SUMMARY_COLUMNS, summary, strict=True))
+    events.took_ids(db.session(), int(last_id), str(last_hash), 1)
+    record_payload(event_of(TaskCreated, fields, assigned=set()), actor)  # nobody assigned yet
+    return CreatedTarea(str(document), fields["id"], fields["version"])
 
 
-def new_tarea(
-    actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA, last_write: bool = False
-) -> Tarea:
-    """The tarea itself, for services that go on working with it (dispatch); emergencies skip the nivel check
-    (any usuario may raise one: ``dispatch.raise_emergency`` decides). ``last_write``: the caller writes nothing
-    more before its commit, so the statement takes the event's id (see ``events.took_ids``) and the tarea stays
-    out of the session (nothing will change it). Raises as ``create_tarea``."""
+def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA) -> Tarea:
+    """The tarea itself, in the session, for services that go on working with it (dispatch). Raises as
+    ``create_tarea`` (an emergency is any usuario's to raise: ``dispatch.raise_emergency`` decides)."""
+    row = _insert(actor, data, es_emergencia=es_emergencia, estado=estado, answered=False)
+    created = dict(zip(_TAREA_KEYS, row, strict=True))
+    created["uuid"] = as_uuid(created["uuid"])
+    tarea = loaded(Tarea, created)
+    record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
+    return tarea
+
+
+def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado: EstadoTarea, answered: bool) -> Sequence[Any]:
+    """The new tarea's row as ``_insert_new`` returns it. Raises Forbidden, Conflict, ValidationProblem."""
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
@@ -120,23 +154,16 @@ def new_tarea(
     for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
         if default.key not in values:
             values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
-    statement = _insert_new(tuple(sorted(values)), last_write)
+    statement = _insert_new(tuple(sorted(values)), answered)
     values["uuid"] = str(values["uuid"])
     if values.get("extra") is not None:
         values["extra"] = json.dumps(values["extra"])
-    # On the connection, and the instance built from the row: the ORM's statement compile state and row loading
-    # cost more than the statement's round trip.
-    session = db.session()
-    row = statement.first(session.connection(), values | {"_actor": actor.id, "_motivo": "Tarea creada"})
+    # On the connection, and only what the caller needs of the row: the ORM's statement compile state and row
+    # loading cost more than the statement's round trip.
+    row = statement.first(db.session().connection(), values | {"_actor": actor.id, "_motivo": "Tarea creada"})
     if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
-    created = dict(zip(_TAREA_KEYS, row, strict=False))
-    created["uuid"] = as_uuid(created["uuid"])
-    tarea = loaded(Tarea, created, attach=not last_write)
-    if last_write:
-        events.took_ids(session, int(row[-2]), str(row[-1]), 1)
-    record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
-    return tarea
+    return row
 
 
 def get_tarea(actor: Usuario, tarea_id: int) -> Tarea:
@@ -271,7 +298,7 @@ def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None) ->
     tarea.deleted_at = utcnow()
     tarea.version += 1
     db.session.flush()
-    record_payload(deleted, tarea, actor)
+    record_payload(deleted, actor)
 
 
 def historial(actor: Usuario, tarea_id: int) -> list[HistorialEstado]:
