@@ -22,6 +22,12 @@ worker_connections = _settings.WORKER_CONNECTIONS
 timeout = _settings.GUNICORN_TIMEOUT
 graceful_timeout = _settings.GUNICORN_GRACEFUL_TIMEOUT
 keepalive = 5
+# What one request's head may hold before gunicorn refuses it (gunicorn's defaults, named here because the README
+# documents them and they bound what a worker buffers per connection): the request line (414), the number of
+# header fields and the size of each (431). gad/rejections.py answers those refusals as problem+json.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 # No preload_app: with gevent, locks created at import time before monkey-patching become real OS locks.
 preload_app = False
 accesslog = None  # the app writes one JSON line per request itself
@@ -115,6 +121,13 @@ def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
 
 
 def post_worker_init(worker):
+    # A request gunicorn rejects before the app sees it (a URI past limit_request_line, a header past
+    # limit_request_field_size, a malformed request line…) is answered as problem+json with gunicorn's status,
+    # instead of gunicorn's HTML page. The limits stay: they bound what a worker buffers. Only the error path runs it.
+    from gad.rejections import install
+
+    install(worker)
+
     # Every worker listens for committed events from boot: websockets need them, and so does the cache of
     # recently verified tokens, which is only used while this listener is connected (it drops the cache
     # when a usuario or security event arrives). Not waited for: a worker must boot with PostgreSQL down.

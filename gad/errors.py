@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
@@ -183,9 +184,24 @@ def _rate_limit_retry_after() -> str:
 
 
 def _handle_unexpected(exc: Exception) -> Response:
+    if _unreadable_body(exc):
+        # The client's fault, not ours: a chunked body gunicorn could not decode while the view read it (a bad
+        # chunk size, a chunk without its CRLF), or one that ended early. gunicorn closes the connection after
+        # this answer, since where the next request would start is unknown.
+        from gad.rejections import body_detail
+
+        logger.warning("unreadable request body on %s %s: %s", request.method, request.path, type(exc).__name__)
+        return problem_response(400, "Bad Request", body_detail(exc), code="bad_request")
     # In tests (PROPAGATE_EXCEPTIONS) Flask re-raises before reaching here, so bugs are not hidden.
     logger.exception("unhandled error on %s %s", request.method, request.path)
     return problem_response(500, "Internal server error", "An unexpected error occurred.", code="internal_error")
+
+
+def _unreadable_body(exc: Exception) -> bool:
+    """Whether ``exc`` is gunicorn's, raised from ``wsgi.input`` as the body was read: gunicorn's module is looked up,
+    not imported, so this costs nothing where gunicorn is not serving (tests, ``flask run``) or on success."""
+    errors = sys.modules.get("gunicorn.http.errors")
+    return errors is not None and isinstance(exc, (errors.ParseException, errors.NoMoreData))
 
 
 def register_error_handlers(app: Flask) -> None:

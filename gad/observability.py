@@ -82,6 +82,11 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 
+def new_request_id() -> str:
+    """A fresh request id, for an answer written outside a request (gad/rejections.py)."""
+    return _request_ids.next()
+
+
 # Per-request values kept in the WSGI environ (the request's own dict, as WSGI intends for such keys): set and read
 # as plain dict items, where ``g`` runs Python code for each.
 REQUEST_ID_KEY = "gad.request_id"

@@ -288,6 +288,111 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         assert errors == []
 
 
+# Records each question #alerta shows (its text when it appears or changes), to see what was ever on screen.
+ASKED = """
+window.__asked = [];
+new MutationObserver(() => {
+  const box = document.getElementById("alerta");
+  const text = box && !box.hidden ? document.getElementById("alerta-texto").textContent : null;
+  if (text && text !== window.__asked.at(-1)) window.__asked.push(text);
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["hidden"] });
+"""
+
+
+def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_answered(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A question waits in the ledger, not in the page: closing, reopening or reloading the phone page asks again
+    every assignment not yet answered, one at a time (emergencies first, then by prioridad), never one answered on
+    another device or one whose tarea the officer was taken off meanwhile, and never the same one twice."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    now = datetime.now(UTC)
+    leve, urgente, quitada, auxilio = (
+        build.tarea(
+            sup,
+            titulo=titulo,
+            prioridad=prioridad,
+            es_emergencia=emergencia,
+            inicio_programado=now + (1 + 4 * n) * timedelta(hours=1),
+            fin_programado=now + (3 + 4 * n) * timedelta(hours=1),
+        )
+        for n, (titulo, prioridad, emergencia) in enumerate(
+            [("Ronda del parque", 2, False), ("Custodia en el juzgado", 4, False), ("Control de accesos", 5, True), ("Auxilio en la estación", 3, True)]
+        )
+    )
+
+    def assign(tarea) -> None:  # type: ignore[no-untyped-def]
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+
+    def ledger() -> dict[int, dict]:  # type: ignore[type-arg]
+        items = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=asignacion,emergencia").json()["items"]
+        return {n["tarea_id"]: n for n in items}
+
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        errors = _errors(page)
+        alerta, texto, despues = page.locator("#alerta"), page.locator("#alerta-texto"), page.locator("#alerta-cola")
+        page.add_init_script(ASKED)  # from the next load on: every question this page puts on screen, in order
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        # Two assignments in a row, the officer not looking: the more urgent is asked, the other waits behind it,
+        # each once (the task_assigned frame's prompt yields to the notification's).
+        assign(leve)
+        expect(texto).to_contain_text(leve.codigo)
+        assign(urgente)
+        expect(texto).to_contain_text(f"Nueva asignación: {urgente.codigo}")
+        expect(despues).to_have_text("Después: 1 pregunta(s) más.")
+        # The phone leaves the page; meanwhile a tarea is assigned and taken off again, and an emergency assigned.
+        page.goto("about:blank")
+        assign(quitada)
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{quitada.id}/efectivos/{efectivo.id}").status_code == 200
+        assign(auxilio)
+        # Back on the page (a resume replays what it missed; the ledger decides what is still asked): the emergency
+        # first, then by prioridad; the tarea taken off is not asked.
+        reads: list[str] = []
+        page.on("requestfinished", lambda request: reads.append(request.url) if "pendientes=true" in request.url else None)
+        page.goto("/mi")
+        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(quitada.codigo)
+        expect(texto).to_contain_text(f"Emergencia: {auxilio.codigo}")
+        expect(despues).to_have_text("Después: 2 pregunta(s) más.")
+        # The first read of the ledger is the load's, before the socket; a second one follows the replayed frames.
+        for _ in range(100):
+            if len(reads) >= 2:
+                break
+            page.wait_for_timeout(100)
+        assert len(reads) >= 2, reads
+        page.wait_for_timeout(200)
+        # Never the released one, not even for a moment while its replayed frames arrived; the emergency once.
+        assert [quitada.codigo in t for t in page.evaluate("window.__asked")] == [False]
+        page.reload()  # a fresh load and a resume with nothing to replay: the same questions, each once
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(texto).to_contain_text(f"Emergencia: {auxilio.codigo}")
+        expect(despues).to_have_text("Después: 2 pregunta(s) más.")
+        shot(page, "mi-preguntas-pendientes", "movil")
+        # Answered on another device: it leaves this phone, which asks the next.
+        answered = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{ledger()[auxilio.id]['id']}/ack", json={"respuesta": "acepto"})
+        assert answered.status_code == 200
+        expect(texto).to_contain_text(f"Nueva asignación: {urgente.codigo}")
+        expect(despues).to_have_text("Después: 1 pregunta(s) más.")
+        page.get_by_role("button", name="Acepto").click()
+        expect(page.locator("#alerta-estado")).to_contain_text("Respuesta enviada")
+        expect(texto).to_contain_text(f"Nueva asignación: {leve.codigo}")
+        expect(despues).to_have_text("")
+        page.get_by_label("Motivo si no puede (opcional)").fill("Sin vehículo")
+        page.get_by_role("button", name="No puedo").click()
+        expect(page.locator("#alerta-estado")).to_contain_text("Respuesta enviada")
+        expect(alerta).to_be_hidden()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        answers = {tarea_id: (n["respuesta"], n["motivo"]) for tarea_id, n in ledger().items()}
+        assert answers == {auxilio.id: ("acepto", None), urgente.id: ("acepto", None), leve.id: ("no_puedo", "Sin vehículo"), quitada.id: (None, None)}
+        assert _api(server, build, officer, "GET", "/api/v1/notificaciones?pendientes=true").json()["total"] == 0
+        # Nothing left to ask: a reload asks nothing (the release notice, read by the same load, proves it ran).
+        page.reload()
+        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(quitada.codigo)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(alerta).to_be_hidden()
+        assert errors == []
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str) -> None:
     sup = build.usuario(2)

@@ -25,6 +25,7 @@ INFRASTRUCTURE = (
     "gad.ratelimit_storage",
     "gad.readiness",
     "gad.realtime",
+    "gad.rejections",
     "gad.reqctx",
     "gad.throttle",
     "gad.vocab",

@@ -185,6 +185,23 @@ def test_unassigned_efectivo_is_told_informationally_on_every_channel_and_it_nev
     assert _ack(client, build, officer, n.id, "acepto").status_code == 409
 
 
+def test_release_notice_tells_a_delegado_they_keep_the_tarea_and_others_not_to_go(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup, delegado, officer = build.usuario(2), build.usuario(1), build.usuario(1)
+    suyo, otro = build.efectivo(usuario_id=delegado.id), build.efectivo(usuario_id=officer.id)
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto", delegado_usuario_id=delegado.id)
+    assert _assign(client, build, sup, tarea, suyo, otro).status_code == 200
+    for efectivo in (suyo, otro):
+        assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    textos = {n.usuario_id: n.texto for n in _ledger(app, causa="desasignacion")}
+    assert textos == {
+        delegado.id: "Vigilancia del puerto — ya no está asignado a ella como efectivo; sigue siendo su delegado.",
+        officer.id: "Vigilancia del puerto — ya no tiene esta tarea asignada: no acuda.",
+    }
+    # What the text says holds: the delegado still reads the tarea, the other efectivo no longer does.
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(delegado)).status_code == 200
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(officer)).status_code == 403
+
+
 def test_nobody_is_told_of_a_release_they_caused_or_that_has_no_usuario(app: Flask, client: FlaskClient, build: Builders) -> None:
     """A "no puedo" releases the efectivo who asked; an efectivo with no usuario has no phone to tell; a
     supervisor taking their own efectivo off did it themselves."""
@@ -268,6 +285,42 @@ def test_escalation_fires_once_for_unanswered_and_never_for_answered_or_released
     [escalation] = _ledger(app, causa="escalacion")
     assert escalation.usuario_id == sup.id and escalation.origen_id == by_user[a.id].id
     assert _ledger(app, id=by_user[c.id].id)[0].escalar_en is None
+
+
+def test_pendientes_lists_only_what_still_waits_for_an_answer(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """What the phone asks again after a reload: unanswered, assignment still on, alert still open; escalated included."""
+    sup, officer = build.usuario(2), build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    hour = timedelta(hours=1)
+    # Five tareas apart in time: an efectivo is never booked on two overlapping ones.
+    waiting, escalated, answered, taken_off, ended = (
+        build.tarea(sup, inicio_programado=utcnow() + (1 + 4 * n) * hour, fin_programado=utcnow() + (3 + 4 * n) * hour) for n in range(5)
+    )
+    for tarea in (waiting, escalated, answered, taken_off, ended):
+        assert _assign(client, build, sup, tarea, efectivo).status_code == 200
+    ids = {n.tarea_id: n.id for n in _ledger(app, causa="asignacion")}
+    assert _ack(client, build, officer, ids[answered.id], "acepto").status_code == 200
+    assert client.delete(f"/api/v1/tasks/{taken_off.id}/efectivos/{efectivo.id}", headers=build.headers(sup)).status_code == 200
+    assert client.post(f"/api/v1/tasks/{ended.id}/estado", json={"estado": "cancelada"}, headers=build.headers(sup)).status_code == 200
+    with app.app_context():
+        db.session.execute(db.update(Notificacion).where(Notificacion.tarea_id != escalated.id).values(escalar_en=None))
+        assert notificaciones.escalate_due(now=datetime.now(UTC) + timedelta(days=1)) == 1
+        db.session.commit()
+    open_alert, closed_alert = (
+        client.post(
+            "/api/v1/alertas", json={"tipo": "aviso", "texto": texto, "destino": "usuarios", "usuario_ids": [officer.id]}, headers=build.headers(sup)
+        ).get_json()
+        for texto in ("Reunión a las 8", "Corte de tráfico")
+    )
+    assert client.post(f"/api/v1/alertas/{closed_alert['id']}/cerrar", headers=build.headers(sup)).status_code == 200
+
+    listing = client.get("/api/v1/notificaciones?pendientes=true", headers=build.headers(officer)).get_json()
+    assert listing["total"] == 3
+    assert [(n["tarea_id"], n["alerta_id"]) for n in listing["items"]] == [(None, open_alert["id"]), (escalated.id, None), (waiting.id, None)]
+    assert listing["items"][1]["escalada_en"] is not None
+    # Each one left out is refused or moot: the released ones' answer is 409.
+    assert _ack(client, build, officer, ids[taken_off.id], "acepto").status_code == 409
+    assert _ack(client, build, officer, ids[ended.id], "acepto").status_code == 409
 
 
 def test_deadlines_are_configurable_per_causa_and_prioridad(database_url: str, build: Builders) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, request
 
-from gad.blueprints.http import json_response, parse_form, parse_json
+from gad.blueprints.http import json_response, no_query, parse_form, parse_json
 from gad.db_session import commit_or_problem
 from gad.errors import AppError
 from gad.extensions import limiter
@@ -59,6 +59,7 @@ def logout() -> Response:
 @bp.get("/sessions")
 @documented(tags=("auth",), resp={"HTTP_200": SesionList})
 def list_sessions() -> Response:
+    no_query()
     usuario = current_user()
     current = current_browser_session()
     items = [

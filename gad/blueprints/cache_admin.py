@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from gad import caching, policy
-from gad.blueprints.http import json_response
+from gad.blueprints.http import json_response, no_query
 from gad.openapi import documented
 from gad.schemas.dispatch import CacheStatsOut
 from gad.security import current_user, require_authentication
@@ -18,6 +18,7 @@ bp.before_request(require_authentication)
 @bp.get("/stats")
 @documented(tags=("admin",), resp={"HTTP_200": CacheStatsOut})
 def cache_stats() -> Response:
+    no_query()
     policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Cache administration")
     return json_response(CacheStatsOut.model_validate(caching.stats()))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import idempotent, if_match_version, json_response, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
 from gad.models import Efectivo
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
@@ -73,6 +73,7 @@ def create_efectivo() -> Response:
 @bp.get("/<int:efectivo_id>")
 @documented(tags=("efectivos",), resp={"HTTP_200": EfectivoOut})
 def get_efectivo(efectivo_id: int) -> Response:
+    no_query()
     return _out(efectivos.get_efectivo(current_user(), efectivo_id))
 
 

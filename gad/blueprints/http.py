@@ -14,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from gad.errors import MalformedRequest, ValidationProblem, pydantic_errors
+from gad.reqctx import current_request
+from gad.schemas.common import NoQuery
 from gad.security import current_user
 from gad.services import idempotency
 
@@ -87,6 +89,13 @@ def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationProblem("The query parameters are invalid.", errors=pydantic_errors(exc, "query")) from None
+
+
+def no_query() -> None:
+    """For an endpoint that takes no query parameters: any is refused as a list endpoint refuses an unknown one
+    (422, ``errors[].field`` = ``query.<name>``), never silently ignored. One dict lookup when there is none."""
+    if current_request().environ.get("QUERY_STRING"):
+        parse_query(NoQuery)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

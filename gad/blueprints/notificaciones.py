@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import idempotent, json_response, parse_json, parse_query
+from gad.blueprints.http import idempotent, json_response, no_query, parse_json, parse_query
 from gad.models import Alerta
 from gad.openapi import PageOf, documented
 from gad.schemas.common import Page, PageQuery
@@ -32,6 +32,7 @@ def list_notificaciones() -> Response:
 @bp.get("/notificaciones/<int:notificacion_id>")
 @documented(tags=("notificaciones",), resp={"HTTP_200": NotificacionOut})
 def get_notificacion(notificacion_id: int) -> Response:
+    no_query()
     return json_response(NotificacionOut.model_validate(notificaciones.payload(notificaciones.get_notificacion(current_user(), notificacion_id))))
 
 
@@ -74,6 +75,7 @@ def create_alerta() -> Response:
 @bp.get("/alertas/<int:alerta_id>")
 @documented(tags=("notificaciones",), resp={"HTTP_200": AlertaOut})
 def get_alerta(alerta_id: int) -> Response:
+    no_query()
     return _alerta_out(alertas.get_alerta(current_user(), alerta_id), detail=True)
 
 

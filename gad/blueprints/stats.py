@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from gad.blueprints.http import json_response, parse_query
+from gad.blueprints.http import json_response, no_query, parse_query
 from gad.openapi import documented
 from gad.schemas.dispatch import ResumenOut, StatsQuery, UserStatsOut
 from gad.security import current_user, require_authentication
@@ -24,4 +24,5 @@ def user_stats(usuario_id: int) -> Response:
 @bp.get("/dashboard/resumen")
 @documented(tags=("stats",), resp={"HTTP_200": ResumenOut})
 def resumen() -> Response:
+    no_query()
     return json_response(ResumenOut.model_validate(stats.resumen(current_user())))

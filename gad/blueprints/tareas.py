@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
@@ -62,6 +62,7 @@ def emergency() -> Response:
 @bp.get("/<int:tarea_id>")
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def get_tarea(tarea_id: int) -> Response:
+    no_query()
     body, version = tarea_json.tarea_json(current_user(), tarea_id)
     return raw_json(body, {"ETag": etag(version)})
 
@@ -108,5 +109,6 @@ def unassign(tarea_id: int, efectivo_id: int) -> Response:
 @bp.get("/<int:tarea_id>/historial")
 @documented(tags=("tareas",), resp={"HTTP_200": list[HistorialOut]})
 def historial(tarea_id: int) -> Response:
+    no_query()
     # PostgreSQL builds the JSON (tests/test_list_json.py holds it equal to list[HistorialOut]).
     return raw_json(tarea_json.historial_json(current_user(), tarea_id))

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, parse_json, parse_query
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query
 from gad.blueprints.pages import _login_redirect, _render
 from gad.models import Licencia, Turno
 from gad.openapi import PageOf, documented
@@ -76,6 +76,7 @@ def check_turnos() -> Response:
 @bp.get("/turnos/<int:turno_id>")
 @documented(tags=("turnos",), resp={"HTTP_200": TurnoOut})
 def get_turno(turno_id: int) -> Response:
+    no_query()
     turno = turnos.get_turno(current_user(), turno_id)
     return json_response(_turno(turno), headers={"ETag": etag(turno.version)})
 

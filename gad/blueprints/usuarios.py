@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad import policy
-from gad.blueprints.http import etag, idempotent, if_match_version, parse_json, parse_query, raw_json
+from gad.blueprints.http import etag, idempotent, if_match_version, no_query, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.models import Usuario
@@ -51,6 +51,7 @@ def _out(usuario: Usuario, status: int = 200, *, created: bool = False) -> Respo
 @bp.get("/me")
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def me() -> Response:
+    no_query()
     return _out(current_user())
 
 
@@ -73,6 +74,7 @@ def create_usuario() -> Response:
 @bp.get("/<int:usuario_id>")
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def get_usuario(usuario_id: int) -> Response:
+    no_query()
     return _out(usuarios.get_usuario(current_user(), usuario_id))
 
 

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, g, request
 from pydantic import ValidationError
 
 from gad import policy
-from gad.blueprints.http import json_response
+from gad.blueprints.http import json_response, no_query
 from gad.errors import AppError, ValidationProblem, pydantic_errors
 from gad.extensions import db, sock
 from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
@@ -138,5 +138,6 @@ def _keep_alive(sesion_id: int) -> Callable[[], None]:
 
 @bp.get("/stats")
 def ws_stats() -> Response:
+    no_query()
     policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Websocket statistics")
     return json_response(hub.stats())

@@ -129,6 +129,10 @@ class QueryModel(_ClientInput):
     """Query strings."""
 
 
+class NoQuery(QueryModel):
+    """The query of an endpoint that takes no parameters: any one is unknown (``blueprints.http.no_query``)."""
+
+
 class OutModel(BaseModel):
     model_config = schema_config(from_attributes=True)
 

@@ -45,7 +45,11 @@ class NotificacionPage(OutModel):
 
 class NotificacionQuery(PageQuery):
     no_leidas: bool = Field(False, description="Only notifications not yet read")
-    pendientes: bool = Field(False, description="Only notifications that still wait for acepto / no_puedo")
+    pendientes: bool = Field(
+        False,
+        description="Only notifications that still wait for acepto / no_puedo: unanswered, their assignment not released "
+        "(taken off, declined, tarea ended) and their alert not closed; escalated ones included",
+    )
     usuario_id: int | None = Field(None, ge=1, description="Supervisors: another usuario's notifications")
     todos: bool = Field(False, description="Supervisors: every usuario's notifications (the board's answer marks)")
     causa: list[CausaNotificacion] | None = Field(None, description="Only these causas (comma-separated)")

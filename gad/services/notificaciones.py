@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm.util import identity_key
 
 from gad import policy
@@ -241,15 +241,21 @@ def notify_release(actor_id: int, tarea: Tarea, asignacion: Asignacion, efectivo
     """The efectivo a supervisor took off a tarea that goes on is told (their usuario, if linked, and not the
     one who did it): informational, so no deadline and no escalation. It says only what the assignment's
     notification said, the tarea's id, codigo and titulo: from now on the efectivo may not read the tarea
-    (``READS_THROUGH``), and the notification is theirs to read (``can_read_notificacion``) for good."""
+    (``READS_THROUGH``) unless they are its delegado, and the notification is theirs to read
+    (``can_read_notificacion``) for good."""
     if efectivo.usuario_id is None or efectivo.usuario_id == actor_id:
         return []
+    if tarea.delegado_usuario_id == efectivo.usuario_id:
+        # Still its delegado: they keep the tarea and may be needed there; "no acuda" would be false.
+        texto = f"{tarea.titulo} — ya no está asignado a ella como efectivo; sigue siendo su delegado."
+    else:
+        texto = f"{tarea.titulo} — ya no tiene esta tarea asignada: no acuda."
     now = utcnow()
     row = new_notificacion(
         efectivo.usuario_id,
         causa=CausaNotificacion.DESASIGNACION,
         titulo=f"Desasignado: {tarea.codigo}",
-        texto=f"{tarea.titulo} — ya no tiene esta tarea asignada: no acuda.",
+        texto=texto,
         prioridad=tarea.prioridad,
         actor_id=actor_id,
         now=now,
@@ -276,6 +282,14 @@ def notify_emergency_supervisors(actor_id: int | None, tarea: Tarea, asignados: 
 
 # --- reading -------------------------------------------------------------------------------------
 
+# An unanswered question no longer waits once what it asked about is over: its assignment was released (taken
+# off, declined, or the tarea ended: answering is 409) or its alert was closed. The phone asks again, after a
+# reload, exactly what this leaves; an escalated one stays (a late answer still tells the supervisors).
+_STILL_ASKED = (
+    ~exists().where(Asignacion.id == Notificacion.asignacion_id, Asignacion.liberado_en.is_not(None)),
+    ~exists().where(Alerta.id == Notificacion.alerta_id, Alerta.cerrada_en.is_not(None)),
+)
+
 
 def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[Notificacion], int, int]:
     """A page of one usuario's notifications (every usuario's with ``todos``: supervisors, for the board),
@@ -293,7 +307,7 @@ def list_notificaciones(actor: Usuario, filters: dict[str, Any], limit: int, off
     if filters.get("no_leidas"):
         conditions.append(Notificacion.leida_en.is_(None))
     if filters.get("pendientes"):
-        conditions += [Notificacion.requiere_respuesta.is_(True), Notificacion.respuesta.is_(None)]
+        conditions += [Notificacion.requiere_respuesta.is_(True), Notificacion.respuesta.is_(None), *_STILL_ASKED]
     for name in ("tarea_id", "alerta_id"):
         if filters.get(name) is not None:
             conditions.append(getattr(Notificacion, name) == filters[name])

@@ -14,6 +14,8 @@ E = TypeVar("E", bound=TareaEvent)
 
 
 # The columns of a tarea every tarea event carries (``gad.schemas.events.TareaEvent``), by the event's field name.
+# Each is also the name of its Tarea attribute (``tarea_fields`` reads them so): a column mapped under another
+# attribute name would need its attribute here.
 SUMMARY_COLUMNS = {
     "id": "id",
     "codigo": "codigo",

@@ -75,24 +75,29 @@ _AS_TEXT = {"uuid": "uuid", "extra": "jsonb"}
 
 
 @functools.cache
-def _insert_new(columns: tuple[str, ...], take_event_id: bool, document: bool) -> Prepared:
+def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
     """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
     SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached), prepared once per connection
     (``gad.pg.Prepared``: planning it took PostgreSQL half the time of running it). The unique index decides a
-    taken codigo: no row comes back, and the history row is not written either. With ``take_event_id`` the
-    statement also takes the creation event's id from the event log's counter (``events.TAKE_ONE_ID_CTE``),
-    after the tarea row exists and only if it does: the commit then appends the event without that round trip.
-    It returns the row's columns, or with ``document`` the tarea's TareaOut document built by PostgreSQL from the
-    row it wrote (as a GET builds it: ``tarea_queries.tarea_object``) and the columns its event carries."""
+    taken codigo: no row comes back, and the history row is not written either.
+
+    Without ``answered`` it returns the row's columns, for a caller that goes on working with the tarea. With it,
+    the creation is the request's last write and its answer: the statement also takes the creation event's id
+    from the event log's counter (``events.TAKE_ONE_ID_CTE``), after the tarea row exists and only if it does, so
+    the commit appends the event without that round trip; and it returns the tarea's TareaOut document built by
+    PostgreSQL from the row it wrote (as a GET builds it, ``tarea_queries.tarea_object``), then the columns its
+    event carries, then the event id and chain head it took (``NewTarea`` reads them)."""
     params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
-    ids = f", ids AS ({events.TAKE_ONE_ID_CTE.format(source='nueva')})" if take_event_id else ""
-    taken = ", (SELECT last_id FROM ids), (SELECT last_hash FROM ids)" if take_event_id else ""
-    if document:
+    ids = taken = ""
+    selected: list[Any] = list(_TAREAS.c)
+    select_list = ", ".join(column.name for column in _TAREAS.c)
+    if answered:
+        ids = f", ids AS ({events.TAKE_ONE_ID_CTE.format(source='nueva')})"
+        taken = ", (SELECT last_id FROM ids), (SELECT last_hash FROM ids)"
         built = json_sql.frozen(lambda row: tarea_object(row, unassigned=True), (column.name for column in _TAREAS.c), source="nueva")
-        selected = [column("_document", Text), *(_TAREAS.c[name] for name in SUMMARY_COLUMNS.values())]
+        summary = [_TAREAS.c[name] for name in SUMMARY_COLUMNS.values()]
+        selected = [column("_document", Text), *summary, column("_last_id", BigInteger), column("_last_hash", String)]
         select_list = ", ".join([f"CAST({built.name} AS text)", *SUMMARY_COLUMNS.values()])
-    else:
-        selected, select_list = list(_TAREAS.c), ", ".join(column.name for column in _TAREAS.c)
     statement = text(
         f"WITH nueva AS (INSERT INTO tareas ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (codigo) DO NOTHING RETURNING *), "
         "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
@@ -100,8 +105,7 @@ def _insert_new(columns: tuple[str, ...], take_event_id: bool, document: bool) -
         f"SELECT {select_list}{taken} FROM nueva"  # in the order .columns() reads them
     )
     typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in columns]
-    extra = (column("_last_id", BigInteger), column("_last_hash", String)) if take_event_id else ()
-    return Prepared(statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*selected, *extra))
+    return Prepared(statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*selected))
 
 
 class CreatedTarea(NamedTuple):
@@ -119,30 +123,29 @@ def create_tarea(actor: Usuario, data: dict[str, Any]) -> CreatedTarea:
 
     Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
     """
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
-    row = _insert(actor, data, es_emergencia=False, estado=EstadoTarea.PROGRAMADA, last_write=True, document=True)
-    fields = dict(zip(SUMMARY_COLUMNS, row[1 : 1 + len(SUMMARY_COLUMNS)], strict=True))
-    events.took_ids(db.session(), int(row[-2]), str(row[-1]), 1)
+    row = _insert(actor, data, es_emergencia=False, estado=EstadoTarea.PROGRAMADA, answered=True)
+    document, summary, (last_id, last_hash) = row[0], row[1:-2], row[-2:]
+    fields = dict(zip(SUMMARY_COLUMNS, summary, strict=True))
+    events.took_ids(db.session(), int(last_id), str(last_hash), 1)
     record_payload(event_of(TaskCreated, fields, assigned=set()), actor)  # nobody assigned yet
-    return CreatedTarea(str(row[0]), fields["id"], fields["version"])
+    return CreatedTarea(str(document), fields["id"], fields["version"])
 
 
 def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = False, estado: EstadoTarea = EstadoTarea.PROGRAMADA) -> Tarea:
-    """The tarea itself, in the session, for services that go on working with it (dispatch); emergencies skip the
-    nivel check (any usuario may raise one: ``dispatch.raise_emergency`` decides). Raises as ``create_tarea``."""
-    if not es_emergencia:
-        policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
-    row = _insert(actor, data, es_emergencia=es_emergencia, estado=estado, last_write=False, document=False)
-    created = dict(zip(_TAREA_KEYS, row, strict=False))
+    """The tarea itself, in the session, for services that go on working with it (dispatch). Raises as
+    ``create_tarea`` (an emergency is any usuario's to raise: ``dispatch.raise_emergency`` decides)."""
+    row = _insert(actor, data, es_emergencia=es_emergencia, estado=estado, answered=False)
+    created = dict(zip(_TAREA_KEYS, row, strict=True))
     created["uuid"] = as_uuid(created["uuid"])
     tarea = loaded(Tarea, created)
     record_tarea_event(EmergencyCreated if es_emergencia else TaskCreated, tarea, actor, assigned=set())  # nobody yet
     return tarea
 
 
-def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado: EstadoTarea, last_write: bool, document: bool) -> Sequence[Any]:
-    """The new tarea's row as ``_insert_new`` returns it; ``last_write``: the caller writes nothing more before its
-    commit, so the statement takes the event's id (see ``events.took_ids``). Raises Conflict, ValidationProblem."""
+def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado: EstadoTarea, answered: bool) -> Sequence[Any]:
+    """The new tarea's row as ``_insert_new`` returns it. Raises Forbidden, Conflict, ValidationProblem."""
+    if not es_emergencia:
+        policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
     _check_delegado(data.get("delegado_usuario_id"))
     values = data | {"tipo": str(data["tipo"]), "estado": estado.value, "es_emergencia": es_emergencia, "creado_por_usuario_id": actor.id}
@@ -151,7 +154,7 @@ def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado
     for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
         if default.key not in values:
             values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
-    statement = _insert_new(tuple(sorted(values)), last_write, document)
+    statement = _insert_new(tuple(sorted(values)), answered)
     values["uuid"] = str(values["uuid"])
     if values.get("extra") is not None:
         values["extra"] = json.dumps(values["extra"])

@@ -114,6 +114,18 @@ export function newKey() {
 }
 
 // Fetch every page of a list endpoint (lists are capped at 200 per request).
+// Pages reload on every live frame and every filter change, and answers can overtake each other: an older answer
+// shown last left a stale list, or a stale ETag that failed the next write with 412, until the next change.
+// Each call of the function this returns starts a request and returns a check: true once a newer request has
+// started, whose answer is then the one to show.
+export function newestOnly() {
+  let newest = 0;
+  return () => {
+    const mine = ++newest;
+    return () => mine !== newest;
+  };
+}
+
 export async function fetchAll(path) {
   const items = [];
   const sep = path.includes("?") ? "&" : "?";

@@ -1,6 +1,6 @@
 // Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
 // events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
-import { api, el, fetchAll, ESTADOS, DISPONIBILIDAD } from "./api.js";
+import { api, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
 import { createMap } from "./mapview.js";
 import { setupEmergencyDialog } from "./emergencia.js";
@@ -64,16 +64,25 @@ function render() {
   view.showTareas(sorted.filter((t) => OPEN.includes(t.estado)));
 }
 
+const beginTareas = newestOnly();
+const beginEfectivos = newestOnly();
+const beginFeed = newestOnly();
+const beginTarea = new Map(); // tarea id -> its own newestOnly: two frames of one tarea ask for it twice
+
 async function loadTareas() {
-  tareas.clear();
+  const superseded = beginTareas();
   const { items } = await fetchAll("/api/v1/tasks?sort=-created_at");
+  if (superseded()) return;
+  tareas.clear();
   for (const tarea of items) tareas.set(tarea.id, tarea);
   render();
 }
 
 async function loadEfectivos() {
+  const superseded = beginEfectivos();
   try {
     const { items } = await fetchAll("/api/v1/efectivos?");
+    if (superseded()) return;
     efectivos.clear();
     const counts = {};
     for (const e of items) {
@@ -92,10 +101,15 @@ async function loadEfectivos() {
 }
 
 async function refreshTarea(id) {
+  if (!beginTarea.has(id)) beginTarea.set(id, newestOnly());
+  const superseded = beginTarea.get(id)();
   try {
     const { data } = await api(`/api/v1/tasks/${id}`);
+    // A full reload (resync) may have brought a newer version meanwhile: versions only grow.
+    if (superseded() || (tareas.get(id)?.version ?? 0) > data.version) return;
     tareas.set(id, data);
   } catch (error) {
+    if (superseded()) return;
     if (error.status === 404 || error.status === 403) tareas.delete(id);
   }
   render();
@@ -136,8 +150,10 @@ function addToFeed(frame, { prepend = true } = {}) {
 }
 
 async function loadFeed() {
+  const superseded = beginFeed();
   try {
     const { data } = await api("/api/v1/eventos/recientes?limit=30");
+    if (superseded()) return;
     feed.replaceChildren();
     for (const frame of data) addToFeed(frame, { prepend: false });
   } catch {

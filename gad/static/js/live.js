@@ -1,5 +1,7 @@
 // The live stream: opens /ws/connect with the session cookie, remembers the last event id, and on
-// reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches.
+// reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
+// handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
+// ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
 const KEY = "gad:last-event-id";
 const indicator = () => document.getElementById("conexion");
 
@@ -16,6 +18,7 @@ export function connectLive({ onEvent, onResync }) {
   document.body.dataset.live = "1";
   let delay = 500;
   let socket;
+  let head = Infinity;
   const open = () => {
     const since = sessionStorage.getItem(KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -25,6 +28,7 @@ export function connectLive({ onEvent, onResync }) {
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
       if (frame.event_type === "connection_ack") {
+        head = frame.data.last_event_id;
         delay = 500;
         setStatus("conectado", "En vivo");
         if (!since) sessionStorage.setItem(KEY, String(frame.data.last_event_id));
@@ -36,7 +40,7 @@ export function connectLive({ onEvent, onResync }) {
         socket.send(JSON.stringify({ event_type: "pong" }));
       } else if (typeof frame.id === "number") {
         sessionStorage.setItem(KEY, String(frame.id));
-        onEvent(frame);
+        onEvent(frame, { replayed: frame.id <= head });
         window.dispatchEvent(new CustomEvent("gad:frame", { detail: { frame, socket } }));
       }
     });

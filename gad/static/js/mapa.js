@@ -1,13 +1,17 @@
 // Map page: efectivos (position age in the tooltip and the list) and located open tareas; works without tiles.
-import { age, el, fetchAll } from "./api.js";
+import { age, el, fetchAll, newestOnly } from "./api.js";
 import { createMap } from "./mapview.js";
 import { connectLive } from "./live.js";
 
 const view = createMap(document.getElementById("mapa"));
 const lista = document.getElementById("posiciones");
 
+const begin = newestOnly();
+
 async function load() {
+  const superseded = begin();
   const [{ items: efectivos }, { items: tareas }] = await Promise.all([fetchAll("/api/v1/efectivos?"), fetchAll("/api/v1/tasks?estado=programada,en_curso,pausada")]);
+  if (superseded()) return;
   view.showEfectivos(efectivos);
   view.showTareas(tareas);
   lista.replaceChildren(

@@ -24,7 +24,6 @@ let tareas = [];
 let lastFix = null; // {lat, lng, at} of the last fix handed to the outbox
 let serverSaw = null;
 let watchId = null;
-let alerta = null; // {tareaId, notificacionId}
 
 const $ = (id) => document.getElementById(id);
 
@@ -111,7 +110,7 @@ async function load() {
     ]);
     tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
     saveCache();
-    await unreadReleases();
+    await Promise.all([unreadReleases(), pendingQuestions()]);
     $("red").hidden = true;
   } catch (error) {
     if (error.status === undefined) showOffline();
@@ -279,34 +278,149 @@ function beep() {
   }
 }
 
-function showAlert({ tareaId, notificacionId, texto }) {
-  alerta = { tareaId, notificacionId };
-  $("alerta-texto").textContent = texto;
+// Every question not yet answered, by key: the notification's id, or `t<tareaId>` for a task_assigned frame
+// seen before its notification is known (it yields to the notification, which names what to answer). One is
+// shown at a time; the next after the answer is sent or queued, so two assignments in a row are both asked.
+const preguntas = new Map();
+// Notification ids answered here or settled elsewhere (answered, read, released): a late frame or a ledger read
+// that started before the answer never asks them again.
+const cerradas = new Set();
+let alerta = null; // the pregunta on screen
+let respondiendo = false; // the answer's outcome is on screen; the next question waits for it
+
+// Emergencies first (someone may be in danger and their deadline is the shortest), then the most urgent
+// prioridad, then the oldest: of equal urgency it is the nearest to escalating to the supervisors.
+const masUrgente = (a, b) => (b.causa === "emergencia") - (a.causa === "emergencia") || b.prioridad - a.prioridad || a.orden - b.orden;
+
+function ask(n) {
+  if (n.notificacionId) {
+    if (cerradas.has(n.notificacionId) || preguntas.has(n.notificacionId)) return;
+    const asked = preguntas.get(`t${n.tareaId}`);
+    preguntas.delete(`t${n.tareaId}`);
+    preguntas.set(n.notificacionId, { ...n, key: n.notificacionId, orden: n.notificacionId, desde: performance.now(), avisada: asked?.avisada });
+  } else {
+    // The frame announcing the assignment comes before its notification; once that is known, no placeholder.
+    if ([...preguntas.values()].some((p) => p.tareaId === n.tareaId)) return;
+    preguntas.set(`t${n.tareaId}`, { ...n, key: `t${n.tareaId}`, orden: Number.MAX_SAFE_INTEGER, desde: performance.now() });
+  }
+  showNext();
+}
+
+function fromNotification(n) {
+  const tarde = n.escalada_en ? " (sin respuesta a tiempo: la central ya fue avisada; conteste igualmente)" : "";
+  return { tareaId: n.tarea_id, notificacionId: n.id, causa: n.causa, prioridad: n.prioridad, texto: `${n.titulo}. ${n.texto}${tarde}` };
+}
+
+function forget(key) {
+  const p = preguntas.get(key);
+  if (!p) return;
+  preguntas.delete(key);
+  if (p.notificacionId) cerradas.add(p.notificacionId);
+  if (alerta?.key === key && !respondiendo) {
+    alerta = null;
+    showNext();
+  }
+}
+
+function showNext() {
+  if (respondiendo) return;
+  const orden = [...preguntas.values()].sort(masUrgente);
+  const next = orden[0];
+  $("alerta-cola").textContent = orden.length > 1 ? `Después: ${orden.length - 1} pregunta(s) más.` : "";
+  if (!next) {
+    alerta = null;
+    $("alerta").hidden = true;
+    return;
+  }
+  if (alerta && !$("alerta").hidden && (alerta.key === next.key || (alerta.notificacionId === null && alerta.tareaId === next.tareaId))) {
+    // Already asked (perhaps by its task_assigned frame, now named by its notification): keep what is being typed.
+    alerta = next;
+    $("alerta-texto").textContent = next.texto;
+    return;
+  }
+  const nueva = !next.avisada;
+  next.avisada = true;
+  alerta = next;
+  $("alerta-texto").textContent = next.texto;
   $("alerta-estado").textContent = "";
   $("alerta-motivo").value = "";
   $("alerta").hidden = false;
   $("acepto").disabled = $("no-puedo").disabled = false;
   $("acepto").focus();
-  beep();
+  if (nueva) beep();
+}
+
+// Answers waiting in the outbox (sent when coverage returns): the ledger still calls them pending.
+function answersQueued() {
+  return new Set(
+    cola
+      .pending()
+      .filter((q) => q.body?.respuesta && q.body.respuesta !== "leida")
+      .map((q) => Number(/^\/api\/v1\/notificaciones\/(\d+)\/ack$/.exec(q.path)?.[1]))
+      .filter(Boolean),
+  );
+}
+
+async function pendingQuestions() {
+  // The ledger, not the stream, says what is still asked: a question outlives a reload, the phone reopening the
+  // page, and a resume that starts after its frame; one settled meanwhile (answered on another device, its
+  // assignment released, the tarea ended) is no longer listed and leaves.
+  const desde = performance.now();
+  const { data } = await api("/api/v1/notificaciones?pendientes=true&limit=50");
+  const queued = answersQueued();
+  const listed = new Set(data.items.map((n) => n.id));
+  for (const [key, p] of preguntas) if (p.desde < desde && !listed.has(p.notificacionId)) forget(key);
+  for (const n of data.items) if (!queued.has(n.id)) ask(fromNotification(n));
+  showNext();
+}
+
+// A replayed question is checked against the ledger, read after the replay's events committed, rather than
+// asked: it may have been answered or released since, and its settling frame would only come after it.
+let rereading = null;
+function reread() {
+  rereading ??= new Promise((resolve) => setTimeout(resolve, 50))
+    .then(pendingQuestions)
+    .catch(() => {}) // without coverage the next load asks again
+    .finally(() => (rereading = null));
 }
 
 async function answer(respuesta) {
-  if (!alerta) return;
+  if (!alerta || respondiendo) return;
+  const p = alerta;
   const motivo = $("alerta-motivo").value.trim();
+  respondiendo = true;
+  preguntas.delete(p.key);
   $("acepto").disabled = $("no-puedo").disabled = true;
-  if (!alerta.notificacionId) {
-    $("alerta-estado").textContent = respuesta === "acepto" ? "Anotado: acepta." : "Anotado: no puede. Avise a la central.";
-    setTimeout(() => ($("alerta").hidden = true), 1500);
-    return;
+  let id = p.notificacionId;
+  let estado = "Esta asignación ya no espera respuesta.";
+  let refused = false;
+  if (!id) {
+    // Answered before its notification arrived: the ledger names it (none listed: answered or released elsewhere).
+    try {
+      id = (await api(`/api/v1/notificaciones?pendientes=true&tarea_id=${p.tareaId}&limit=1`)).data.items[0]?.id ?? null;
+    } catch {
+      estado = "Sin cobertura: se le volverá a preguntar cuando vuelva la red.";
+    }
   }
-  const result = await cola.enqueue({
-    method: "POST",
-    path: `/api/v1/notificaciones/${alerta.notificacionId}/ack`,
-    body: motivo ? { respuesta, motivo } : { respuesta },
-    label: respuesta === "acepto" ? "Acepto" : "No puedo",
-  });
-  $("alerta-estado").textContent = result?.error ? `No se registró: ${result.error.message}` : result ? "Respuesta enviada a la central." : "Sin cobertura: la respuesta se enviará al volver.";
-  if (!result?.error) setTimeout(() => ($("alerta").hidden = true), 1500);
+  if (id) {
+    cerradas.add(id);
+    preguntas.delete(id);
+    const result = await cola.enqueue({
+      method: "POST",
+      path: `/api/v1/notificaciones/${id}/ack`,
+      body: motivo ? { respuesta, motivo } : { respuesta },
+      label: respuesta === "acepto" ? "Acepto" : "No puedo",
+    });
+    refused = Boolean(result?.error);
+    estado = result?.error ? `No se registró: ${result.error.message}` : result ? "Respuesta enviada a la central." : "Sin cobertura: la respuesta se enviará al volver.";
+  }
+  $("alerta-estado").textContent = estado;
+  setTimeout(() => {
+    respondiendo = false;
+    alerta = null;
+    $("alerta").hidden = true;
+    showNext();
+  }, refused ? 4000 : 1500); // a refusal stays to be read (and is listed under "Pendiente de enviar")
 }
 
 // --- taken off a tarea: the tarea's own events no longer reach this officer, their notification does ---
@@ -324,7 +438,7 @@ function dropTarea(d) {
   tareas = tareas.filter((t) => t.id !== d.tarea_id);
   saveCache();
   renderTareas();
-  if (alerta?.tareaId === d.tarea_id) $("alerta").hidden = true; // nothing left to accept
+  for (const [key, p] of preguntas) if (p.tareaId === d.tarea_id) forget(key); // nothing left to accept
   if (d.estado === "leida" || desasignaciones.has(d.id)) return;
   desasignaciones.set(d.id, `${d.titulo}. ${d.texto}`);
   renderDesasignaciones();
@@ -349,10 +463,11 @@ async function desasignacionVista() {
 function notificationSettled(d) {
   // Read or answered (here, on another device, or replayed after a reconnection): nothing left to ask.
   if (desasignaciones.delete(d.id)) renderDesasignaciones();
-  if (alerta?.notificacionId === d.id) $("alerta").hidden = true;
+  cerradas.add(d.id);
+  forget(d.id);
 }
 
-function onFrame(frame) {
+function onFrame(frame, replayed) {
   const d = frame.data ?? {};
   if (["notification_read", "notification_answered"].includes(frame.event_type) && d.usuario_id === me) {
     notificationSettled(d);
@@ -360,12 +475,14 @@ function onFrame(frame) {
   }
   if (frame.event_type === "notification" && d.usuario_id === me) {
     if (d.causa === "desasignacion") dropTarea(d);
-    else if (d.requiere_respuesta && !d.respuesta) showAlert({ tareaId: d.tarea_id, notificacionId: d.id, texto: `${d.titulo}. ${d.texto}` });
+    else if (d.requiere_respuesta && !d.respuesta) replayed ? reread() : ask(fromNotification(d));
     return;
   }
-  const assignedToMe = ["task_assigned", "emergency_created"].includes(frame.event_type) && (d.asignados_usuario_ids ?? []).includes(me);
-  if (assignedToMe && (!alerta || alerta.tareaId !== d.id || $("alerta").hidden)) {
-    showAlert({ tareaId: d.id, notificacionId: null, texto: `${d.codigo ?? ""} ${d.titulo ?? ""}`.trim() });
+  // task_assigned lists everyone on the tarea: only the efectivos it names were just assigned.
+  const newlyMine = frame.event_type === "emergency_created" || !efectivo || (d.efectivo_ids ?? []).includes(efectivo.id);
+  if (!replayed && ["task_assigned", "emergency_created"].includes(frame.event_type) && (d.asignados_usuario_ids ?? []).includes(me) && newlyMine) {
+    const causa = frame.event_type === "emergency_created" || d.es_emergencia ? "emergencia" : "asignacion";
+    ask({ tareaId: d.id, notificacionId: null, causa, prioridad: d.prioridad ?? 3, texto: `${d.codigo ?? ""} ${d.titulo ?? ""}`.trim() });
   }
 }
 
@@ -401,8 +518,8 @@ setInterval(() => {
   cola.flush();
 }, 15000);
 connectLive({
-  onEvent(frame) {
-    onFrame(frame);
+  onEvent(frame, { replayed }) {
+    onFrame(frame, replayed);
     if (["tareas", "emergencias", "efectivos"].includes(frame.topic)) load();
   },
   onResync: load,

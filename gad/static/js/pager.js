@@ -1,5 +1,5 @@
 // A paged list: "N en total · del X al Y", previous/next, filters from a form; the URL keeps the filters.
-import { api } from "./api.js";
+import { api, newestOnly } from "./api.js";
 
 export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}) }) {
   let offset = 0;
@@ -15,21 +15,26 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
     return query;
   };
 
+  const begin = newestOnly();
+
   async function load() {
+    const superseded = begin();
     const query = params();
+    const asked = offset; // the page this answer is about, whatever the buttons do meanwhile
     history.replaceState(null, "", `${location.pathname}?${query}`);
     query.set("limit", String(pageSize));
-    query.set("offset", String(offset));
+    query.set("offset", String(asked));
     try {
       const { data } = await api(`${path}?${query}`);
+      if (superseded()) return;
       render(data.items);
-      const first = data.total ? offset + 1 : 0;
-      total.textContent = `${data.total} en total · del ${first} al ${offset + data.items.length}`;
-      pagina.textContent = `Página ${Math.floor(offset / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
-      prev.disabled = offset === 0;
-      next.disabled = offset + data.items.length >= data.total;
+      const first = data.total ? asked + 1 : 0;
+      total.textContent = `${data.total} en total · del ${first} al ${asked + data.items.length}`;
+      pagina.textContent = `Página ${Math.floor(asked / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
+      prev.disabled = asked === 0;
+      next.disabled = asked + data.items.length >= data.total;
     } catch (error) {
-      total.textContent = error.message;
+      if (!superseded()) total.textContent = error.message;
     }
   }
   form.addEventListener("submit", (event) => {

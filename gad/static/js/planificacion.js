@@ -1,6 +1,6 @@
 // Planificación: a week per unidad (turnos, licencias, reservas), create and move turnos, conflicts
 // checked with the server before saving. Times are shown in the server's zone (ZONA_HORARIA).
-import { api, el } from "./api.js";
+import { api, el, newestOnly } from "./api.js";
 import { connectLive } from "./live.js";
 
 const DIAS = ["Lunes", "Martes", "Miércoles", "Jueves", "Viernes", "Sábado", "Domingo"];
@@ -93,11 +93,15 @@ function render() {
   unidad.value = semana.unidad ?? actual;
 }
 
+const begin = newestOnly();
+
 async function cargar() {
+  const superseded = begin();
   const params = new URLSearchParams();
   if ($("unidad").value) params.set("unidad", $("unidad").value);
   if ($("semana").value) params.set("semana", $("semana").value);
   const { data } = await api(`/api/v1/planificacion/semana?${params}`);
+  if (superseded()) return;
   semana = data;
   if (!$("semana").value) $("semana").value = partes(semana.desde, semana.zona_horaria).dia;
   render();

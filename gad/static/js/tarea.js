@@ -1,6 +1,6 @@
 // Tarea detail: data, history, the transitions this user may perform, assignment with suggestions, and
 // editing with If-Match: a 412 shows what the other person changed and lets the operator reapply or discard.
-import { api, age, clearFormErrors, el, showFormErrors, ESTADOS } from "./api.js";
+import { api, age, clearFormErrors, el, newestOnly, showFormErrors, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 
 const root = document.getElementById("tarea");
@@ -118,14 +118,19 @@ if (form) {
   });
 }
 
+const begin = newestOnly();
+
 async function load({ refill = false } = {}) {
-  let tarea;
+  const superseded = begin();
+  let tarea, fresh;
   try {
-    ({ data: tarea, etag } = await api(`/api/v1/tasks/${id}`));
+    ({ data: tarea, etag: fresh } = await api(`/api/v1/tasks/${id}`));
   } catch (error) {
-    showError(error);
+    if (!superseded()) showError(error);
     return;
   }
+  if (superseded()) return; // an older answer must not bring back an older ETag: the next write would be 412
+  etag = fresh;
   current = tarea;
   // While the operator edits, the form keeps their view; the header still shows the live tarea.
   if (!editing || refill || base === null) fillForm(tarea);
@@ -146,6 +151,7 @@ async function load({ refill = false } = {}) {
     ),
   );
   const { data: historial } = await api(`/api/v1/tasks/${id}/historial`);
+  if (superseded()) return;
   document.getElementById("historial").replaceChildren(
     ...historial.map((h) => el("li", {}, `${new Date(h.created_at).toLocaleString("es-ES")}: ${h.estado_anterior ? ESTADOS[h.estado_anterior] : "—"} → ${ESTADOS[h.estado_nuevo]}${h.motivo ? ` (${h.motivo})` : ""}`)),
   );
@@ -154,6 +160,7 @@ async function load({ refill = false } = {}) {
   panel.hidden = !(supervisor && activa && tarea.ubicacion_lat !== null);
   if (!panel.hidden) {
     const { data: cercanos } = await api(`/api/v1/efectivos/cercanos?lat=${tarea.ubicacion_lat}&lng=${tarea.ubicacion_lng}&radio_m=20000&limit=5`);
+    if (superseded()) return;
     document.getElementById("sugerencias").replaceChildren(
       ...cercanos.map((c) =>
         el("li", {}, `${c.efectivo.nombre} a ${Math.round(c.distancia_m)} m (posición ${age(c.efectivo.posicion_en)}) `, el("button", { type: "button", "aria-label": `Asignar a ${c.efectivo.nombre}`, onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos`, { method: "POST", body: { efectivo_ids: [c.efectivo.id] } })) }, "Asignar")),

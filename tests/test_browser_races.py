@@ -1,0 +1,95 @@
+"""Live pages whose reloads overtake each other: the newest request's answer is the one left on screen (Playwright, real gunicorn)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, Playwright, Route, expect
+
+from tests.builders import PASSWORD, Builders
+from tests.conftest import LiveServer
+from tests.support.browser import logged_in, server_without_tiles_fixture
+
+pytestmark = pytest.mark.slow
+
+server = server_without_tiles_fixture("server")
+
+
+class LateAnswers:
+    """Holds back the answer to the next request ``wanted`` picks: the server answers it at once (its state then),
+    and the page receives that answer only when the test releases it, after newer requests were answered."""
+
+    def __init__(self, page: Page, pattern: str, wanted: Callable[[str], bool]) -> None:
+        self.page = page
+        self.wanted = wanted
+        self.held: list[tuple[Route, object]] = []
+        self.armed = True
+        page.route(pattern, self._handle)
+
+    def _handle(self, route: Route) -> None:
+        if self.armed and self.wanted(route.request.url):
+            self.armed = False
+            self.held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    def wait_held(self) -> None:
+        for _ in range(200):
+            if self.held:
+                return
+            self.page.wait_for_timeout(50)
+        raise AssertionError("the page never sent the request to hold back")
+
+    def release(self) -> None:
+        route, answer = self.held.pop()
+        route.fulfill(response=answer)  # type: ignore[arg-type]
+        self.page.wait_for_timeout(500)  # time for the page to read it and, on the old code, to render it
+
+
+def _api(server: LiveServer, build: Builders, who, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+    return requests.request(method, server.url + path, headers=build.headers(who, **kwargs.pop("headers", {})), timeout=30, **kwargs)
+
+
+def test_a_paged_list_shows_the_page_it_asked_for_last(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A live reload of page 2 under the new filter, answered after the filter's own first page, used to leave
+    "1 en total · del 1 al 0" and an empty table on screen."""
+    sup = build.usuario(2)
+    for n in range(55):
+        build.efectivo(codigo_interno=f"LOTE-{n:03d}", nombre=f"Agente Lote {n}")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.get_by_role("button", name="Siguiente").click()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        late = LateAnswers(page, "**/api/v1/efectivos?*", lambda url: "q=LOTE-007" in url and "offset=50" in url)
+        page.get_by_label("Buscar").fill("LOTE-007")
+        # Someone else's change reaches the page live: it reloads the page it is on, with the filter typed so far.
+        assert _api(server, build, sup, "POST", "/api/v1/efectivos", json={"codigo_interno": "OTRO-001", "nombre": "Agente Otro"}).status_code == 201
+        late.wait_held()
+        page.get_by_role("button", name="Filtrar").click()
+        expect(page.locator("#total")).to_have_text("1 en total · del 1 al 1")
+        late.release()
+        expect(page.locator("#total")).to_have_text("1 en total · del 1 al 1")
+        expect(page.locator("#efectivos tr")).to_have_count(1)
+        expect(page.locator("#pagina")).to_have_text("Página 1 de 1")
+
+
+def test_a_tarea_page_keeps_the_newest_version_and_its_etag(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Two changes in a row reload the page twice; the first answer arriving last used to put the older title
+    back on screen and, with it, the older ETag, so the operator's next action failed with 412."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, titulo="Ronda inicial")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late = LateAnswers(page, f"**/api/v1/tasks/{tarea.id}", lambda url: url.endswith(f"/api/v1/tasks/{tarea.id}"))
+        assert _api(server, build, sup, "PATCH", f"/api/v1/tasks/{tarea.id}", json={"titulo": "Ronda primera"}).status_code == 200
+        late.wait_held()  # the page asked after the first change; the server answered version 2
+        assert _api(server, build, sup, "PATCH", f"/api/v1/tasks/{tarea.id}", json={"titulo": "Ronda segunda"}).status_code == 200
+        expect(page.locator("#tarea-titulo")).to_have_text("Ronda segunda")
+        late.release()
+        expect(page.locator("#tarea-titulo")).to_have_text("Ronda segunda")
+        page.get_by_role("button", name="Pasar a En curso").click()
+        expect(page.locator("#tarea-estado")).to_have_text("En curso")
+        estado = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()["estado"]
+        assert estado == "en_curso"

@@ -1,0 +1,76 @@
+"""An unknown query parameter is a 422 naming it on every JSON GET endpoint, the lists' answer, never ignored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.builders import Builders
+from tests.helpers import PROBLEM
+
+# Static documents: a cache-busting ``?v=`` on them is harmless and a browser may add one.
+NOT_CHECKED = {"/api/v1/docs", "/api/v1/docs/", "/api/v1/openapi.json"}
+# The parameters an endpoint requires, sent with the unknown one so that only it is wrong.
+REQUIRED = {"/api/v1/efectivos/cercanos": "lat=40.4&lng=-3.7&"}
+
+
+def _json_get_rules(app: Flask) -> list[str]:
+    rules = [rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())]
+    return sorted(rule for rule in rules if (rule.startswith("/api/v1/") or rule == "/ws/stats") and rule not in NOT_CHECKED)
+
+
+@pytest.fixture
+def world(app: Flask, build: Builders) -> dict[str, Any]:
+    admin = build.usuario(nivel=3)
+    efectivo = build.efectivo()
+    return {
+        "headers": build.headers(admin),
+        "tarea_id": build.tarea(admin).id,
+        "efectivo_id": efectivo.id,
+        "usuario_id": admin.id,
+        "turno_id": build.turno(efectivo, datetime.now(UTC) + timedelta(days=1)).id,
+        "alerta_id": build.alerta(admin).id,
+        "notificacion_id": build.notificacion(admin).id,
+    }
+
+
+def _path(rule: str, world: dict[str, Any]) -> str:
+    for name, value in world.items():
+        rule = rule.replace(f"<int:{name}>", str(value))
+    assert "<" not in rule, f"no id for {rule}: add it to the world"
+    return rule
+
+
+def test_an_unknown_parameter_is_the_same_422_everywhere(app: Flask, world: dict[str, Any]) -> None:
+    client = app.test_client()
+    reference = client.get("/api/v1/tasks?zz_unknown=1", headers=world["headers"]).get_json()
+    assert reference["status"] == 422 and reference["code"] == "validation_error"
+    assert [error["field"] for error in reference["errors"]] == ["query.zz_unknown"]
+    ignoring = []
+    for rule in _json_get_rules(app):
+        path = _path(rule, world) + "?" + REQUIRED.get(rule, "")
+        assert client.get(path, headers=world["headers"]).status_code == 200, path  # the endpoint answers without it
+        response = client.get(path + "zz_unknown=1", headers=world["headers"])
+        if response.status_code != 422:
+            ignoring.append((path, response.status_code))
+            continue
+        assert response.headers["Content-Type"] == PROBLEM, path
+        body = response.get_json()
+        assert (body["code"], body["title"], body["errors"]) == (reference["code"], reference["title"], reference["errors"]), path
+    assert not ignoring
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks/{tarea_id}/historial", "/api/v1/auth/sessions"])
+def test_historial_and_sessions_name_every_unknown_parameter(app: Flask, world: dict[str, Any], path: str) -> None:
+    response = app.test_client().get(path.format(**world) + "?limit=5&since=3", headers=world["headers"])
+    assert response.status_code == 422
+    assert {error["field"] for error in response.get_json()["errors"]} == {"query.limit", "query.since"}
+
+
+def test_an_unknown_parameter_is_refused_after_authentication(app: Flask, world: dict[str, Any]) -> None:
+    # 401 before 422, as for every input: an anonymous caller learns nothing about the endpoint's parameters.
+    response = app.test_client().get(f"/api/v1/tasks/{world['tarea_id']}/historial?zz=1")
+    assert response.status_code == 401
