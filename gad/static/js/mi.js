@@ -1,7 +1,7 @@
 // Mi servicio: the field officer's phone page. My tareas with start/pause/resume/finish, my availability in
 // one tap, my position shared (throttled by time and distance), SOS, live updates with resume, and an outbox
 // for everything done without coverage. The last known data is kept so the page opens offline.
-import { age, api, el, ESTADOS } from "./api.js";
+import { age, api, el, newestOnly, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 import * as cola from "./cola.js";
 
@@ -100,19 +100,26 @@ function renderTareas() {
   $("historial").replaceChildren(...hechas.map((t) => el("li", {}, `${t.codigo} · ${t.titulo} · ${ESTADOS[t.estado]}`)));
 }
 
+const beginLoad = newestOnly();
+
 async function load() {
+  // Every frame of a busy tarea reloads: an older answer arriving last must not put older cards back.
+  const superseded = beginLoad();
   try {
-    efectivo = operador ? await ownEfectivo() : ((await api("/api/v1/efectivos?limit=1")).data.items[0] ?? null);
-    const filtro = efectivo && operador ? `&efectivo_id=${efectivo.id}` : "";
+    const mine = operador ? await ownEfectivo() : ((await api("/api/v1/efectivos?limit=1")).data.items[0] ?? null);
+    const filtro = mine && operador ? `&efectivo_id=${mine.id}` : "";
     const [abiertas, hechas] = await Promise.all([
       api(`/api/v1/tasks?estado=programada,en_curso,pausada&sort=inicio_programado&limit=100${filtro}`),
       api(`/api/v1/tasks?estado=finalizada,cancelada&sort=-created_at&limit=20${filtro}`),
     ]);
+    if (superseded()) return;
+    efectivo = mine;
     tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
     saveCache();
     await Promise.all([unreadReleases(), pendingQuestions()]);
     $("red").hidden = true;
   } catch (error) {
+    if (superseded()) return;
     if (error.status === undefined) showOffline();
     else $("red").textContent = error.message;
   }
