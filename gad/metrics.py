@@ -25,6 +25,9 @@ WEBSOCKETS_DROPPED = Counter(
     ["reason"],
     registry=None,
 )
+# Both reasons exist from the start at 0: a series that first appears at 1 is invisible to increase() and rate().
+for _reason in ("write_stalled", "close_timeout"):
+    WEBSOCKETS_DROPPED.labels(_reason)
 EVENTS_WRITTEN = Counter("gad_events_written_total", "Events appended to the event log", registry=None)
 EVENTS_DELIVERED = Counter("gad_events_delivered_total", "Event frames sent to websocket clients", registry=None)
 COMMIT_TO_SEND = Histogram(

@@ -334,13 +334,15 @@ def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_an
         alerta, texto, despues = page.locator("#alerta"), page.locator("#alerta-texto"), page.locator("#alerta-cola")
         page.add_init_script(ASKED)  # from the next load on: every question this page puts on screen, in order
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        # Two assignments in a row, the officer not looking: the more urgent is asked, the other waits behind it,
-        # each once (the task_assigned frame's prompt yields to the notification's).
+        # Two assignments in a row: the question on screen stays, with the reason being typed, and the more urgent
+        # one waits first in line (each asked once: the task_assigned frame's prompt yields to the notification's).
         assign(leve)
         expect(texto).to_contain_text(leve.codigo)
+        page.get_by_label("Motivo si no puede (opcional)").fill("Estoy en otra")
         assign(urgente)
-        expect(texto).to_contain_text(f"Nueva asignación: {urgente.codigo}")
         expect(despues).to_have_text("Después: 1 pregunta(s) más.")
+        expect(texto).to_contain_text(f"Nueva asignación: {leve.codigo}")
+        expect(page.get_by_label("Motivo si no puede (opcional)")).to_have_value("Estoy en otra")
         # The phone leaves the page; meanwhile a tarea is assigned and taken off again, and an emergency assigned.
         page.goto("about:blank")
         assign(quitada)
@@ -368,6 +370,12 @@ def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_an
         expect(texto).to_contain_text(f"Emergencia: {auxilio.codigo}")
         expect(despues).to_have_text("Después: 2 pregunta(s) más.")
         shot(page, "mi-preguntas-pendientes", "movil")
+        # Marked read on another device (the tray's "Marcar leída") is not answered: it is still asked.
+        leida = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{ledger()[auxilio.id]['id']}/ack", json={"respuesta": "leida"})
+        assert leida.status_code == 200
+        page.wait_for_timeout(700)  # the notification_read frame has arrived
+        expect(alerta).to_be_visible()
+        expect(texto).to_contain_text(f"Emergencia: {auxilio.codigo}")
         # Answered on another device: it leaves this phone, which asks the next.
         answered = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{ledger()[auxilio.id]['id']}/ack", json={"respuesta": "acepto"})
         assert answered.status_code == 200

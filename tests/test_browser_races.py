@@ -93,3 +93,29 @@ def test_a_tarea_page_keeps_the_newest_version_and_its_etag(browser: Browser, pw
         expect(page.locator("#tarea-estado")).to_have_text("En curso")
         estado = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()["estado"]
         assert estado == "en_curso"
+
+
+def test_an_answer_is_dropped_only_when_a_newer_one_was_shown(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The pages' rule itself (api.newestOnly), in the browser: while requests start faster than answers come back, each
+    answer newer than the one on screen is still shown (dropping every answer that a newer request had overtaken left
+    a busy map or board never redrawn); only an answer older than one already shown is dropped."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        script = page.locator("script[type=module]").first.get_attribute("src")
+        assert script is not None
+        api_js = script.rsplit("/", 1)[0] + "/api.js"
+        verdicts = page.evaluate(
+            """async (path) => {
+                const { newestOnly } = await import(path);
+                const begin = newestOnly();
+                const one = begin(), two = begin();      // two requests out, frames faster than answers
+                const three = begin();
+                const first = one();                      // the oldest answers first: nothing newer shown yet
+                const second = two();                     // newer than what is shown: shown
+                const fourth = begin();
+                const fifth = begin();
+                return [first, second, fifth(), three(), fourth()];  // the newest shown; the two it overtook dropped
+            }""",
+            api_js,
+        )
+        assert verdicts == [False, False, False, True, True]

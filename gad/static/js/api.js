@@ -116,13 +116,20 @@ export function newKey() {
 // Fetch every page of a list endpoint (lists are capped at 200 per request).
 // Pages reload on every live frame and every filter change, and answers can overtake each other: an older answer
 // shown last left a stale list, or a stale ETag that failed the next write with 412, until the next change.
-// Each call of the function this returns starts a request and returns a check: true once a newer request has
-// started, whose answer is then the one to show.
+// Each call of the function this returns starts a request and returns a check to make before showing its answer:
+// true when the answer to a newer request was already shown (this one is older: drop it); false otherwise, and
+// the answer then counts as shown. Not "a newer request has started": while frames come faster than answers,
+// every answer would be dropped and the page would never redraw.
 export function newestOnly() {
-  let newest = 0;
+  let started = 0;
+  let shown = 0;
   return () => {
-    const mine = ++newest;
-    return () => mine !== newest;
+    const mine = ++started;
+    return () => {
+      if (mine < shown) return true;
+      shown = mine;
+      return false;
+    };
   };
 }
 

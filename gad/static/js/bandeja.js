@@ -1,7 +1,7 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, el } from "./api.js";
+import { api, el, newestOnly } from "./api.js";
 
 const me = Number(document.body.dataset.usuarioId);
 const nivel = Number(document.body.dataset.nivel);
@@ -55,8 +55,13 @@ function row(item) {
   return li;
 }
 
+const beginLoad = newestOnly();
+const beginAlertas = newestOnly();
+
 async function load() {
+  const superseded = beginLoad();
   const { data } = await api("/api/v1/notificaciones?limit=30");
+  if (superseded()) return;
   contador.textContent = String(data.no_leidas);
   contador.dataset.count = String(data.no_leidas);
   boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
@@ -111,7 +116,9 @@ async function alertaAction(id, action) {
 
 async function loadAlertas() {
   if (!alertasLista) return;
+  const superseded = beginAlertas();
   const { data } = await api("/api/v1/alertas?abiertas=true&limit=20");
+  if (superseded()) return;
   alertas.clear();
   for (const a of data.items) alertas.set(a.id, a);
   renderAlertas();

@@ -73,8 +73,10 @@ async function loadTareas() {
   const superseded = beginTareas();
   const { items } = await fetchAll("/api/v1/tasks?sort=-created_at");
   if (superseded()) return;
+  // A live refresh may have shown a newer version of a tarea while this list was read: versions only grow.
+  const seen = new Map(tareas);
   tareas.clear();
-  for (const tarea of items) tareas.set(tarea.id, tarea);
+  for (const tarea of items) tareas.set(tarea.id, (seen.get(tarea.id)?.version ?? 0) > tarea.version ? seen.get(tarea.id) : tarea);
   render();
 }
 

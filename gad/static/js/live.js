@@ -33,6 +33,7 @@ export function connectLive({ onEvent, onResync }) {
         setStatus("conectado", "En vivo");
         if (!since) sessionStorage.setItem(KEY, String(frame.data.last_event_id));
       } else if (frame.event_type === "resync_required") {
+        head = frame.data.last_event_id; // nothing is replayed: the page refetches, and what follows is live
         sessionStorage.setItem(KEY, String(frame.data.last_event_id));
         setStatus("conectado", "En vivo");
         onResync();

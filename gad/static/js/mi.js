@@ -332,15 +332,18 @@ function forget(key) {
 function showNext() {
   if (respondiendo) return;
   const orden = [...preguntas.values()].sort(masUrgente);
-  const next = orden[0];
+  // The question on screen stays until it is answered or settled (perhaps asked by its task_assigned frame, now
+  // named by its notification): a more urgent one waits first in line rather than take its place under the
+  // officer's thumb, with the reason they were typing, and receive the answer meant for the other.
+  const onScreen = alerta && !$("alerta").hidden ? orden.find((p) => p.key === alerta.key || (alerta.notificacionId === null && p.tareaId === alerta.tareaId)) : undefined;
+  const next = onScreen ?? orden[0];
   $("alerta-cola").textContent = orden.length > 1 ? `Después: ${orden.length - 1} pregunta(s) más.` : "";
   if (!next) {
     alerta = null;
     $("alerta").hidden = true;
     return;
   }
-  if (alerta && !$("alerta").hidden && (alerta.key === next.key || (alerta.notificacionId === null && alerta.tareaId === next.tareaId))) {
-    // Already asked (perhaps by its task_assigned frame, now named by its notification): keep what is being typed.
+  if (onScreen) {
     alerta = next;
     $("alerta-texto").textContent = next.texto;
     return;
@@ -468,8 +471,10 @@ async function desasignacionVista() {
 }
 
 function notificationSettled(d) {
-  // Read or answered (here, on another device, or replayed after a reconnection): nothing left to ask.
+  // Read or answered (here, on another device, or replayed after a reconnection): nothing left to tell. A question
+  // marked read (the tray's "Marcar leída") is not answered: it still waits for acepto / no puedo, and is still asked.
   if (desasignaciones.delete(d.id)) renderDesasignaciones();
+  if (d.requiere_respuesta && !d.respuesta) return;
   cerradas.add(d.id);
   forget(d.id);
 }
