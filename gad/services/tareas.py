@@ -86,7 +86,7 @@ def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
     from the event log's counter (``events.TAKE_ONE_ID_CTE``), after the tarea row exists and only if it does, so
     the commit appends the event without that round trip; and it returns the tarea's TareaOut document built by
     PostgreSQL from the row it wrote (as a GET builds it, ``tarea_queries.tarea_object``), then the columns its
-    event carries, then the event id and chain head it took (``NewTarea`` reads them)."""
+    event carries, then the event id and chain head it took (``create_tarea`` reads them)."""
     params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
     ids = taken = ""
     selected: list[Any] = list(_TAREAS.c)
