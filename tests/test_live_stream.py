@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -447,16 +448,9 @@ def _write_queue_to_reader(conn: Any, server_side: socket.socket, client_side: s
 
 def _text_frames(data: bytes) -> list[dict]:
     """Decode unmasked server text frames (RFC 6455), failing on anything cut or interleaved."""
-    frames, at = [], 0
-    while at < len(data):
-        assert data[at] == 0x81, f"not a whole text frame at byte {at}"
-        length, at = data[at + 1] & 0x7F, at + 2
-        if length == 126:
-            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
-        elif length == 127:
-            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
-        frames.append(json.loads(data[at : at + length]))
-        at += length
+    pending = bytearray(data)
+    frames = _whole_frames(pending)
+    assert not pending, f"{len(pending)} bytes left: a frame cut short"
     return frames
 
 
@@ -788,12 +782,19 @@ def test_a_client_that_closes_and_stops_reading_is_let_go_within_the_close_timeo
         stop_gunicorn(server)
 
 
-def _stall_server(database_url: str, tmp_path: Path, write_timeout: float) -> LiveServer:
+@contextmanager
+def _stall_server(database_url: str, tmp_path: Path, write_timeout: float) -> Iterator[tuple[LiveServer, ExitStack]]:
     """One worker whose writes to a client may make no progress for ``write_timeout`` s, with a queue no test fills
-    (no 1013), pings every second, its metrics on the public port and its info lines in the log."""
+    (no 1013), pings every second, its metrics on the public port and its info lines in the log. What the test puts
+    on the stack (its sockets) is closed before the worker stops, whatever happens."""
     env = {"WS_QUEUE_SIZE": "5000", "WS_WRITE_TIMEOUT": str(write_timeout), "WS_PING_INTERVAL": "1", "LOG_LEVEL": "INFO"}
     env |= {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_TOKEN": "scrape-secret"}
-    return start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env=env)
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env=env)
+    try:
+        with ExitStack() as opened:
+            yield server, opened
+    finally:
+        stop_gunicorn(server)
 
 
 def _stall_board(server: LiveServer, build: Builders, codigo: str) -> tuple[Usuario, dict[str, str], dict[str, str], int, str]:
@@ -855,11 +856,10 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_timeout(databas
     # A client that stops reading (a phone that lost its radio without a FIN, a malicious one) fills its receive window;
     # the socket's greenlet then waited in that write with no bound until the queue overflowed (hours on a quiet
     # board), its pings could not go out, and the greenlet, the socket and its buffers stayed.
-    server = _stall_server(database_url, tmp_path, write_timeout=2)
-    stalled = None
-    try:
+    with _stall_server(database_url, tmp_path, write_timeout=2) as (server, opened):
         sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-1")
         stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)  # reads nothing from here on
+        opened.callback(stalled.close)
         with requests.Session() as http:  # 3 MB: the writer waits long before the last update
             _pour_big_updates(http, server, headers, tarea_id, etag)
         _wait_for_connections(server, admin, 0, within=2 + 3)  # the write timeout and a margin for a loaded machine
@@ -867,26 +867,21 @@ def test_a_client_that_stops_reading_is_dropped_within_the_write_timeout(databas
         assert _dropped_stalled(server) == 1
         server.log_file.flush()
         assert server.log_path.read_text().count("took nothing of a write for 2s; dropping the connection") == 1
-    finally:
-        if stalled is not None:
-            stalled.close()
-        stop_gunicorn(server)
 
 
 def test_a_slow_but_steady_reader_is_never_dropped_and_gets_every_event_in_order(database_url: str, build: Builders, tmp_path: Path) -> None:
     # The bound is on a write that makes no progress, not on a frame or a backlog: a phone on a slow link taking a long
     # burst (or a replay) falls far behind for longer than the timeout, and must get all of it. The stalled client
     # beside it shows the bound is armed.
-    server = _stall_server(database_url, tmp_path, write_timeout=2)
-    stalled = slow = None
-    try:
+    with _stall_server(database_url, tmp_path, write_timeout=2) as (server, opened):
         sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-2")
         stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        opened.callback(stalled.close)
         slow, received = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        opened.callback(slow.close)
         pending, frames, caught_up = bytearray(received), [], threading.Event()
 
         def read_slowly() -> None:  # about 130 KB/s, a few KB at a time: slower than the updates pour in
-            assert slow is not None
             slow.settimeout(30)
             while not caught_up.is_set() and (chunk := slow.recv(4096)):
                 pending.extend(chunk)
@@ -915,35 +910,29 @@ def test_a_slow_but_steady_reader_is_never_dropped_and_gets_every_event_in_order
         while not (after := _whole_frames(pending)):  # from where the reader stopped, perhaps inside a frame
             pending.extend(slow.recv(4096))
         assert after[0]["event_type"] == "ping"
-    finally:
-        for sock in (stalled, slow):
-            if sock is not None:
-                sock.close()
-        stop_gunicorn(server)
 
 
 def test_an_idle_client_that_reads_but_never_sends_is_never_dropped(database_url: str, build: Builders, tmp_path: Path) -> None:
     # simple-websocket's reader waits on the same socket as the writer: a bound on waiting for the socket (its
     # timeout) would drop a client that reads fine but has nothing to say. Nothing is written to it but pings; the
     # stalled client beside it shows the bound is armed.
-    server = _stall_server(database_url, tmp_path, write_timeout=1)
-    stalled = idle = None
-    try:
+    with _stall_server(database_url, tmp_path, write_timeout=1) as (server, opened):
         sup, headers, admin, tarea_id, etag = _stall_board(server, build, "STALL-3")
         idle = WsClient(server.url, build.token(build.usuario(1)))  # an efectivo: the tarea's updates are not theirs
+        opened.callback(idle.close)
         assert idle.recv()["event_type"] == "connection_ack"
         frames: list[dict] = []
         started = time.monotonic()
         stop = threading.Event()
 
         def read_only() -> None:
-            assert idle is not None
             while not stop.is_set():
                 frames.append(idle.recv(timeout=5))
 
         reader = threading.Thread(target=read_only)
         reader.start()
         stalled, _ = _raw_websocket(server, build.token(sup), receive_buffer=4096)
+        opened.callback(stalled.close)
         with requests.Session() as http:
             _pour_big_updates(http, server, headers, tarea_id, etag)
         _wait_for_connections(server, admin, 1, within=1 + 3)
@@ -959,12 +948,6 @@ def test_an_idle_client_that_reads_but_never_sends_is_never_dropped(database_url
         while (answer := idle.ws.recv_data(control_frame=True))[0] != websocket.ABNF.OPCODE_PONG:
             pass
         assert answer[1] == b"still there?"
-    finally:
-        if stalled is not None:
-            stalled.close()
-        if idle is not None:
-            idle.close()
-        stop_gunicorn(server)
 
 
 def test_a_ping_and_a_close_in_one_packet_end_the_stream_with_the_echo(build: Builders, database_url: str, tmp_path: Path) -> None:
