@@ -119,3 +119,70 @@ def test_an_answer_is_dropped_only_when_a_newer_one_was_shown(browser: Browser, 
             api_js,
         )
         assert verdicts == [False, False, False, True, True]
+
+
+def _released_twice(server: LiveServer, build: Builders):  # type: ignore[no-untyped-def]
+    """An officer taken off two tareas: two release notices waiting on their phone, newest last."""
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Elena")
+    tareas = [build.tarea(sup, titulo=f"Ronda {n}", tipo="vigilancia") for n in range(2)]
+    for tarea in tareas:  # one at a time: an efectivo is not booked on overlapping tareas
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}").status_code == 200
+    avisos = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion").json()["items"]
+    return officer, tareas, {n["tarea_id"]: n["id"] for n in avisos}
+
+
+def _reload_from_the_ledger(page: Page) -> None:
+    # Coverage coming back makes /mi send its outbox and read everything again, the ledger included.
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+
+
+def test_a_release_notice_read_elsewhere_is_not_put_back_by_an_older_ledger_answer(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The ledger read that started before the notice was read on another device, answered after its
+    notification_read frame, used to show the notice again (and "Entendido" to mark it read a second time)."""
+    officer, tareas, avisos = _released_twice(server, build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        for tarea in tareas:
+            expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+        late = LateAnswers(page, "**/api/v1/notificaciones?*", lambda url: "causa=desasignacion" in url and "no_leidas=true" in url)
+        _reload_from_the_ledger(page)
+        late.wait_held()  # the server answered with both notices unread
+        leida = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{avisos[tareas[0].id]}/ack", json={"respuesta": "leida"})
+        assert leida.status_code == 200
+        expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
+        late.release()
+        expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
+        expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")
+
+
+def test_a_release_notice_read_while_its_frame_was_missed_leaves_at_the_next_ledger_read(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A phone that missed the notification_read frame (asleep past the replay window: the stream then says
+    resync_required and replays nothing) used to keep the notice until "Entendido"; the ledger now says it was read."""
+    officer, tareas, avisos = _released_twice(server, build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+
+        def without_reads(ws) -> None:  # type: ignore[no-untyped-def]
+            upstream = ws.connect_to_server()
+            upstream.on_message(lambda message: None if "notification_read" in str(message) else ws.send(message))
+
+        page.route_web_socket("**/ws/connect*", without_reads)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        for tarea in tareas:
+            expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+        leida = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{avisos[tareas[0].id]}/ack", json={"respuesta": "leida"})
+        assert leida.status_code == 200
+        page.wait_for_timeout(500)
+        expect(aviso).to_contain_text(f"Desasignado: {tareas[0].codigo}")  # the frame never came
+        _reload_from_the_ledger(page)
+        expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
+        expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")

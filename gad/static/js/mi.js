@@ -289,7 +289,7 @@ function beep() {
 // seen before its notification is known (it yields to the notification, which names what to answer). One is
 // shown at a time; the next after the answer is sent or queued, so two assignments in a row are both asked.
 const preguntas = new Map();
-// Notification ids answered here or settled elsewhere (answered, read, released): a late frame or a ledger read
+// Notification ids answered or read here or settled elsewhere (answered, read, released): a late frame or a ledger read
 // that started before the answer never asks them again.
 const cerradas = new Set();
 let alerta = null; // the pregunta on screen
@@ -440,7 +440,7 @@ async function answer(respuesta) {
 const desasignaciones = new Map();
 
 function renderDesasignaciones() {
-  $("desasignada-texto").textContent = [...desasignaciones.values()].join(" · ");
+  $("desasignada-texto").textContent = [...desasignaciones.values()].map((r) => r.texto).join(" · ");
   $("desasignada").hidden = desasignaciones.size === 0;
 }
 
@@ -449,8 +449,9 @@ function dropTarea(d) {
   saveCache();
   renderTareas();
   for (const [key, p] of preguntas) if (p.tareaId === d.tarea_id) forget(key); // nothing left to accept
-  if (d.estado === "leida" || desasignaciones.has(d.id)) return;
-  desasignaciones.set(d.id, `${d.titulo}. ${d.texto}`);
+  if (d.estado === "leida") cerradas.add(d.id);
+  if (cerradas.has(d.id) || desasignaciones.has(d.id)) return;
+  desasignaciones.set(d.id, { texto: `${d.titulo}. ${d.texto}`, desde: performance.now() });
   renderDesasignaciones();
   beep();
   load(); // availability may have changed back to disponible
@@ -458,13 +459,21 @@ function dropTarea(d) {
 
 async function unreadReleases() {
   // A release not yet acknowledged outlives a reload, and a resume that starts after its frame: the ledger says.
+  // One read while this request was on its way (its frame came first) is not put back by the older answer, and
+  // one read elsewhere whose frame this page missed leaves, as questions do.
+  const desde = performance.now();
   const { data } = await api("/api/v1/notificaciones?causa=desasignacion&no_leidas=true&limit=50");
-  for (const n of [...data.items].reverse()) if (!desasignaciones.has(n.id)) desasignaciones.set(n.id, `${n.titulo}. ${n.texto}`);
+  const listed = new Set(data.items.map((n) => n.id));
+  for (const [id, r] of desasignaciones) if (r.desde < desde && !listed.has(id)) desasignaciones.delete(id);
+  for (const n of [...data.items].reverse()) {
+    if (!cerradas.has(n.id) && !desasignaciones.has(n.id)) desasignaciones.set(n.id, { texto: `${n.titulo}. ${n.texto}`, desde });
+  }
   renderDesasignaciones();
 }
 
 async function desasignacionVista() {
   const ids = [...desasignaciones.keys()];
+  for (const id of ids) cerradas.add(id);
   desasignaciones.clear();
   renderDesasignaciones();
   for (const id of ids) await cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" });
