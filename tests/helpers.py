@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy import event
 
 from gad.extensions import db
 from gad.models import Evento
-from tests.conftest import ROOT
+from tests.conftest import ROOT, LiveServer
 
 # A minimal valid tarea body for POST /api/v1/tasks.
 TAREA = {"codigo": "PAT-001", "titulo": "Patrullaje nocturno", "tipo": "patrullaje", "prioridad": 3}
@@ -78,3 +79,11 @@ def assert_422_naming(response: Any, field: str) -> None:
 
 def tarea_body(codigo: str, **overrides: Any) -> dict[str, Any]:
     return {"codigo": codigo, "titulo": "Patrulla de prueba", "tipo": "patrullaje"} | overrides
+
+
+def wait_until_heard(server: LiveServer, admin_headers: dict[str, str], event_id: int, timeout: float = 10) -> None:
+    """Until ``server``'s event listener has read event ``event_id`` (its /ws/stats reports the last id it read)."""
+    deadline = time.monotonic() + timeout
+    while (last := server.get("/ws/stats", headers=admin_headers).json()["last_event_id"]) < event_id:
+        assert time.monotonic() < deadline, f"listener still at event {last}, waiting for {event_id}"
+        time.sleep(0.02)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import psycopg2
 import pytest
 import requests
 import websocket
@@ -28,6 +29,7 @@ from gad.extensions import db
 from gad.models import Evento, Usuario, utcnow
 from tests.builders import Builders
 from tests.conftest import ROOT, LiveServer, start_gunicorn, stop_gunicorn
+from tests.helpers import wait_until_heard
 from tests.wsclient import Closed, WsClient, replay_after
 
 pytestmark = pytest.mark.slow
@@ -1000,18 +1002,27 @@ def test_a_replay_that_fails_in_the_database_closes_with_1011_not_an_http_500(bu
 
 def test_a_logout_during_the_handshake_still_closes_the_socket(build: Builders, database_url: str, tmp_path: Path) -> None:
     # The handshake checks the token, then the socket registers with the hub; a logout fanned out in between used
-    # to reach no socket, which then lived until the token expired. The window is widened here to a second.
+    # to reach no socket, which then lived until the token expired. The worker holds the socket in that window
+    # until the logout is made and its hub has fanned it out (a fixed sleep guessed how long the check takes).
+    gate = tmp_path / "gate"
+    gate.mkdir()
     server = start_gunicorn(
-        database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env={"GAD_TEST_REGISTER_DELAY_S": "1.5"}
+        database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env={"GAD_TEST_REGISTER_GATE": str(gate)}
     )
     try:
         sup = build.usuario(2)
         token = build.token(sup)
+        admin = build.headers(build.usuario(3))
         opened: list[WsClient] = []
         opener = threading.Thread(target=lambda: opened.append(WsClient(server.url, token)))
         opener.start()
-        time.sleep(0.5)  # the handshake has checked the token; the socket is not registered yet
+        deadline = time.monotonic() + 20
+        while not (gate / "checked").exists():  # the handshake has checked the token; the socket is not registered yet
+            assert time.monotonic() < deadline, "the handshake never reached the socket's registration"
+            time.sleep(0.02)
         assert server.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+        wait_until_heard(server, admin, _log_head(database_url))  # fanned out to no socket of this usuario
+        (gate / "release").touch()
         opener.join(10)
         [client] = opened
         with pytest.raises(Closed) as closed:
@@ -1023,7 +1034,19 @@ def test_a_logout_during_the_handshake_still_closes_the_socket(build: Builders, 
         assert healthy.recv()["event_type"] == "connection_ack"
         healthy.close()
     finally:
+        (gate / "release").touch()
         stop_gunicorn(server)
+
+
+def _log_head(database_url: str) -> int:
+    """The id of the last event committed."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
 
 
 def test_a_token_expiring_during_a_long_replay_ends_it_with_1008(app: Flask, build: Builders, database_url: str, tmp_path: Path) -> None:

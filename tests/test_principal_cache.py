@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import psycopg2
@@ -12,7 +11,7 @@ import requests
 
 from tests.builders import Builders
 from tests.conftest import LiveServer, start_gunicorn, stop_gunicorn
-from tests.helpers import PROBLEM
+from tests.helpers import PROBLEM, wait_until_heard
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +58,6 @@ def test_password_change_and_demotion_hold_for_the_very_next_read(live_server: L
     assert live_server.get("/api/v1/users/me", headers=old).status_code == 401
 
 
-def _wait_until_heard(server: LiveServer, admin_headers: dict[str, str], event_id: int, timeout: float = 10) -> None:
-    """Until ``server``'s event listener has read event ``event_id`` (its /ws/stats reports the last id it read)."""
-    deadline = time.monotonic() + timeout
-    while (last := server.get("/ws/stats", headers=admin_headers).json()["last_event_id"]) < event_id:
-        assert time.monotonic() < deadline, f"listener still at event {last}, waiting for {event_id}"
-        time.sleep(0.02)
-
-
 def test_a_logout_anywhere_reaches_the_cache_of_every_process(live_server: LiveServer, other_server: LiveServer, build: Builders, database_url: str) -> None:
     usuario = build.usuario(1)
     headers = build.headers(usuario)
@@ -82,7 +73,7 @@ def test_a_logout_anywhere_reaches_the_cache_of_every_process(live_server: LiveS
             logout_id = int(cur.fetchone()[0])
     finally:
         conn.close()
-    _wait_until_heard(other_server, admin, logout_id)  # the other process hears of the commit through its listener
+    wait_until_heard(other_server, admin, logout_id)  # the other process hears of the commit through its listener
     hits = _cache_hits(other_server)
     assert other_server.get("/api/v1/users/me", headers=headers).status_code == 401
     assert _cache_hits(other_server) == hits  # it was refused by the database, not by luck of a cold cache
