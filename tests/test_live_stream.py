@@ -955,8 +955,10 @@ def test_an_idle_client_that_reads_but_never_sends_is_never_dropped(database_url
 def test_a_ping_and_a_close_in_one_packet_end_the_stream_with_the_echo(build: Builders, database_url: str, tmp_path: Path) -> None:
     # simple-websocket answers everything one read brought in one write: here a pong and the close's echo. The
     # close must end the stream even when it is not the first frame of that write: a replay under way stops, and
-    # nothing follows the echo.
-    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"WS_QUEUE_SIZE": "20"})
+    # nothing follows the echo. Each batch of the replay takes half a second here: at full speed the whole replay could
+    # be written before the client's packet arrived (a test process descheduled for 50 ms on a loaded machine).
+    env = {"WS_QUEUE_SIZE": "20", "GAD_TEST_REPLAY_BATCH_DELAY_S": "0.5"}
+    server = start_gunicorn(database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env=env)
     sock = None
     try:
         sup = build.usuario(2)
