@@ -1054,14 +1054,17 @@ def _log_head(database_url: str) -> int:
 def test_a_token_expiring_during_a_long_replay_ends_it_with_1008(app: Flask, build: Builders, database_url: str, tmp_path: Path) -> None:
     # The expiry was checked only by the socket's loop, which a replay (or a write stalled on a client) keeps from
     # running: a replay went on past the token's end. A timer now closes the socket when its credentials end.
-    env = {"GAD_TEST_REPLAY_BATCH_DELAY_S": "0.5", "WS_QUEUE_SIZE": "4"}  # two events a batch, half a second each
+    # A token's exp is in whole seconds, so "4 s" lives 3 to 4 s: the first batch comes a second after the handshake
+    # and the replay lasts ten, with room on both sides for a loaded machine (with half-second batches and "2 s", a
+    # token made late in its second and a connection 0.6 s slow saw nothing replayed before the expiry).
+    env = {"GAD_TEST_REPLAY_BATCH_DELAY_S": "1.0", "WS_QUEUE_SIZE": "4"}  # two events a batch, one second each
     server = start_gunicorn(database_url, workers=1, app_spec="tests.support.slow_realtime_wsgi:app", tmp=tmp_path, extra_env=env)
     try:
         sup = build.usuario(2)
         since = _last_event_id(server, build.token(sup))
-        for i in range(20):  # ten batches: five seconds of replay
+        for i in range(20):  # ten batches: ten seconds of replay
             _create(server, build.headers(sup), f"EXP-{i}")
-        resumed = WsClient(server.url, _token(app, sup, expires_in_s=2), since=since)
+        resumed = WsClient(server.url, _token(app, sup, expires_in_s=4), since=since)
         got: list[dict] = []
         with pytest.raises(Closed) as closed:
             while True:
