@@ -19,6 +19,8 @@ from tests.builders import Builders
 from tests.conftest import start_gunicorn, stop_gunicorn
 from tests.wsclient import Closed, WsClient
 
+HELD_LOCK = 4242  # the advisory lock that keeps tests/support/sleepy_wsgi.py's /_test/held requests waiting
+
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
@@ -27,11 +29,13 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> 
         time.sleep(0.02)
 
 
-def _sleeping_queries(database_url: str) -> int:
+def _held_requests(database_url: str) -> int:
     conn = psycopg2.connect(database_url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query ILIKE '%pg_sleep%' AND pid <> pg_backend_pid()")
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%pg_advisory_xact_lock_shared%' AND pid <> pg_backend_pid()"
+            )
             return int(cur.fetchone()[0])
     finally:
         conn.close()
@@ -47,39 +51,55 @@ def _refused(url: str) -> bool:
 
 @pytest.mark.slow
 def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: str, tmp_path: Path, build: Builders) -> None:
+    # The requests wait inside PostgreSQL until the test lets them go (each used to sleep 1 s: on a loaded machine the
+    # first had finished before the last had started, and the hundred were never in flight at once).
     server = start_gunicorn(database_url, workers=1, app_spec="tests.support.sleepy_wsgi:app", tmp=tmp_path, extra_env={"DB_MAX_OVERFLOW": "100"})
+    gate = psycopg2.connect(database_url)
+    gate.autocommit = True
+    with gate.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (HELD_LOCK,))
     sup = build.usuario(2)
     ws = WsClient(server.url, build.token(sup))
-    ws.recv()
-    results: list[int] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(101)
+    threads: list[threading.Thread] = []
+    try:
+        ws.recv()
+        results: list[int] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(101)
 
-    def call() -> None:
+        def call() -> None:
+            barrier.wait()
+            response = requests.get(server.url + f"/_test/held?lock={HELD_LOCK}", timeout=60)
+            with lock:
+                results.append(response.status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(100)]
+        for thread in threads:
+            thread.start()
         barrier.wait()
-        response = requests.get(server.url + "/_test/pg-sleep", timeout=30)
-        with lock:
-            results.append(response.status_code)
-
-    threads = [threading.Thread(target=call) for _ in range(100)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    _wait_for(lambda: _sleeping_queries(database_url) >= 100, "all 100 requests in flight inside pg_sleep(1)")
-    started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    _wait_for(lambda: _refused(server.url + "/health"), "the worker stops accepting (it notices within its 1 s loop)")
-    with pytest.raises(Closed) as closed:
-        ws.events(1, timeout=10)
-    ws.close()
-    for thread in threads:
-        thread.join(30)
-    assert Counter(results) == {200: 100}
-    assert server.process.wait(timeout=30) == 0
-    assert time.monotonic() - started < 20  # within gunicorn's graceful timeout
-    assert closed.value.code == 1001
-    if server.log_file is not None:
-        server.log_file.close()
+        _wait_for(lambda: _held_requests(database_url) >= 100, "all 100 requests in flight, waiting inside PostgreSQL", timeout=60)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        _wait_for(lambda: _refused(server.url + "/health"), "the worker stops accepting (it notices within its 1 s loop)")
+        with gate.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (HELD_LOCK,))  # the requests in flight may finish now
+        with pytest.raises(Closed) as closed:
+            ws.events(1, timeout=10)
+        for thread in threads:
+            thread.join(30)
+        assert Counter(results) == {200: 100}
+        assert server.process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 20  # within gunicorn's graceful timeout
+        assert closed.value.code == 1001
+    finally:
+        ws.close()
+        gate.close()  # its lock goes with it, whatever happened
+        for thread in threads:
+            thread.join(30)
+        if server.process.poll() is None:
+            stop_gunicorn(server)
+        elif server.log_file is not None:
+            server.log_file.close()
 
 
 def _read_response(sock: socket.socket) -> bytes:

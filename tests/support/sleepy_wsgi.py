@@ -1,6 +1,7 @@
-"""The real app plus one route that sleeps in PostgreSQL: proves gunicorn's gevent workers stay cooperative."""
+"""The real app plus routes that wait in PostgreSQL: proves gunicorn's gevent workers stay cooperative, and holds
+requests in flight for as long as a test needs."""
 
-from flask import jsonify
+from flask import jsonify, request
 from sqlalchemy import text
 
 from gad import create_app
@@ -13,3 +14,10 @@ app = create_app()
 def pg_sleep():
     db.session.execute(text("SELECT pg_sleep(1)"))
     return jsonify(slept=True)
+
+
+@app.get("/_test/held")
+def held():
+    # Waits while the test holds the advisory lock ``?lock=`` exclusively: in flight for as long as the test needs.
+    db.session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": int(request.args["lock"])})
+    return jsonify(held=True)
