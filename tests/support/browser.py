@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import LiveServer
 
@@ -32,6 +32,11 @@ CHROMIUM_ARGS = [
 SOL = {"latitude": 40.4169, "longitude": -3.7035, "accuracy": 10}
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
 SIZES = ("escritorio", "movil")
+# Playwright's default of 5 s for an expect() assumes an idle machine. Creating a usuario or resetting a password
+# hashes it (argon2, a few seconds at a load of 10 on two cores) before the page can redraw: with the browser's CPU
+# slowed sixfold, the new row and the reset's notice came later than that. An expect that is about latency passes
+# its own timeout.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="module")
