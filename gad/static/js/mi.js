@@ -460,11 +460,17 @@ function dropTarea(d) {
 async function unreadReleases() {
   // A release not yet acknowledged outlives a reload, and a resume that starts after its frame: the ledger says.
   // One read while this request was on its way (its frame came first) is not put back by the older answer, and
-  // one read elsewhere whose frame this page missed leaves, as questions do.
+  // one read elsewhere whose frame this page missed leaves, as questions do, for good: a read notice stays read,
+  // and an older ledger read (two loads in flight) answered after this one would otherwise show it again.
   const desde = performance.now();
   const { data } = await api("/api/v1/notificaciones?causa=desasignacion&no_leidas=true&limit=50");
   const listed = new Set(data.items.map((n) => n.id));
-  for (const [id, r] of desasignaciones) if (r.desde < desde && !listed.has(id)) desasignaciones.delete(id);
+  for (const [id, r] of desasignaciones) {
+    if (r.desde < desde && !listed.has(id)) {
+      desasignaciones.delete(id);
+      cerradas.add(id);
+    }
+  }
   for (const n of [...data.items].reverse()) {
     if (!cerradas.has(n.id) && !desasignaciones.has(n.id)) desasignaciones.set(n.id, { texto: `${n.titulo}. ${n.texto}`, desde });
   }
