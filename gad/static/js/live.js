@@ -37,6 +37,7 @@ export function connectLive({ onEvent, onResync }) {
         sessionStorage.setItem(KEY, String(frame.data.last_event_id));
         setStatus("conectado", "En vivo");
         onResync();
+        window.dispatchEvent(new CustomEvent("gad:resync")); // the tray (bandeja.js) refetches as well
       } else if (frame.event_type === "ping") {
         socket.send(JSON.stringify({ event_type: "pong" }));
       } else if (typeof frame.id === "number") {
