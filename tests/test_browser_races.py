@@ -410,3 +410,23 @@ def test_the_planning_week_drops_a_booking_its_tarea_no_longer_holds(browser: Br
         assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tareas[0].id}/estado", json={"estado": "cancelada"}).status_code == 200
         expect(fila.locator(f'.bloque.reserva[data-tarea-id="{tareas[0].id}"]')).to_have_count(0)
         expect(fila.locator(f'.bloque.reserva[data-tarea-id="{tareas[1].id}"]')).to_have_count(1)
+
+
+def test_the_phone_keeps_a_newer_availability_than_its_own_late_answer(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The officer's "No disponible" answered after the supervisor set them back to disponible (its frame reloaded
+    the page first) used to press "No disponible" again: the phone said what the central no longer had."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late = LateAnswers(page, "**/api/v1/efectivos/*/disponibilidad", lambda url: True)
+        page.get_by_role("button", name="No disponible").click()
+        late.wait_held()  # applied on the server; its answer is on its way
+        vuelta = _api(server, build, sup, "POST", f"/api/v1/efectivos/{efectivo.id}/disponibilidad", json={"estado": "disponible"})
+        assert vuelta.status_code == 200, vuelta.text
+        disponible = page.locator('#disponibilidad button[data-estado="disponible"]')
+        expect(disponible).to_have_attribute("aria-pressed", "true")
+        late.release()
+        expect(disponible).to_have_attribute("aria-pressed", "true")
+        expect(page.locator('#disponibilidad button[data-estado="no_disponible"]')).to_have_attribute("aria-pressed", "false")

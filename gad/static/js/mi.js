@@ -157,7 +157,8 @@ async function setDisponibilidad(estado, button) {
   efectivo.estado_disponibilidad = estado;
   renderEfectivo();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`, body: { estado }, label: `Disponibilidad: ${button.textContent}` });
-  if (result?.data) {
+  // The answer may come back after a newer change (the supervisor's, shown by its frame's reload): versions only grow.
+  if (result?.data && result.data.version >= (efectivo?.version ?? 0)) {
     efectivo = result.data;
     saveCache();
     renderEfectivo();
