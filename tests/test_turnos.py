@@ -96,6 +96,32 @@ def test_weekly_rota_keeps_wall_clock_hours_across_the_daylight_saving_change(ap
     assert [s.weekday() for s in starts] == [0, 2, 4, 0, 2, 4]
 
 
+def test_weekly_72_hour_shift_that_would_last_73_hours_across_the_autumn_change_is_refused_whole(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """Kept on the wall clock (Friday 08:00 to Monday 08:00), the weekend the clocks go back lasts 73 h: it used to
+    be stored so, past the 72 h any turno created or edited alone is held to."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(sup)
+    friday = datetime(2027, 10, 8, 6, 0, tzinfo=UTC)  # 08:00 CEST; Spain returns to CET on Sunday 31 October 2027
+    for path in ("/api/v1/turnos/comprobar", "/api/v1/turnos"):
+        body = {"efectivo_id": efectivo.id, "inicio": _iso(friday), "fin": _iso(friday + timedelta(hours=72))}
+        refused = client.post(path, json=body | {"repetir": {"dias_semana": [4], "hasta": _iso(friday + timedelta(weeks=5))}}, headers=headers)
+        assert refused.status_code == 422, refused.get_json()
+        [error] = refused.get_json()["errors"]
+        assert error["field"] == "body.repetir.dias_semana"
+        assert "2027-10-29 lasts 73 hours" in error["message"] and "at most 72 hours" in error["message"]
+    with app.app_context():
+        assert db.session.query(Turno).count() == 0
+    # Ending before the change, the same rota is created; the spring change makes its weekend 71 h, within the cap.
+    created = _turno(client, headers, efectivo.id, friday, horas=72, repetir={"dias_semana": [4], "hasta": _iso(friday + timedelta(weeks=2))})
+    assert created.status_code == 201 and created.get_json()["total"] == 2
+    spring = datetime(2027, 3, 26, 7, 0, tzinfo=UTC)  # Friday 08:00 CET; CEST from Sunday 28 March 2027
+    items = _turno(client, headers, efectivo.id, spring - timedelta(weeks=1), horas=72, repetir={"dias_semana": [4], "hasta": _iso(spring + timedelta(days=1))})
+    assert items.status_code == 201, items.get_json()
+    spans = [datetime.fromisoformat(i["fin"]) - datetime.fromisoformat(i["inicio"]) for i in items.get_json()["items"]]
+    assert spans == [timedelta(hours=72), timedelta(hours=71)]
+
+
 def test_pattern_colliding_in_its_30th_week_is_refused_whole(app: Flask, client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo()

@@ -239,7 +239,7 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
     _check_range(inicio, fin, "body")
     duracion = fin - inicio
     if duracion > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {int(MAX_TURNO.total_seconds() // 3600)} hours", "duration")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
     if not repetir:
         return [(inicio, fin)]
     hasta: datetime = repetir["hasta"]
@@ -260,6 +260,17 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
                 break
     else:
         out = _semanal(inicio, fin, hasta, set(repetir.get("dias_semana") or []), tz)
+        # Kept on the wall clock, an occurrence spanning the autumn change lasts an hour more in real time: the
+        # cap holds for every shift stored, as it does for one edited alone.
+        for start, end in out:
+            real = end.astimezone(UTC) - start.astimezone(UTC)  # between two times of one zone Python subtracts wall clocks
+            if real > MAX_TURNO:
+                raise _invalid(
+                    "body.repetir.dias_semana",
+                    f"the shift starting {start.astimezone(tz).date().isoformat()} lasts {_hours(real)} hours across the daylight-saving change; "
+                    f"a turno lasts at most {_hours(MAX_TURNO)} hours",
+                    "duration",
+                )
     if not out:
         raise _invalid("body.repetir", "the pattern produces no shift before hasta", "pattern")
     if len(out) > MAX_OCURRENCIAS:
@@ -334,6 +345,10 @@ def _bound(value: datetime | None) -> datetime:
 
 def _invalid(field: str, message: str, kind: str) -> ValidationProblem:
     return ValidationProblem("The turno is invalid.", errors=[{"field": field, "message": message, "type": kind}])
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g}"
 
 
 def _check_range(inicio: datetime, fin: datetime, where: str) -> None:
@@ -439,7 +454,7 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
     fin: datetime = changes.get("fin") or _bound(turno.periodo.upper)
     _check_range(inicio, fin, "body")
     if fin - inicio > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {int(MAX_TURNO.total_seconds() // 3600)} hours", "duration")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
     efectivo = db.session.get(Efectivo, target_id)
     assert efectivo is not None  # locked above
     before = _event_item(turno_dict(turno))
