@@ -437,3 +437,49 @@ def test_the_phone_keeps_a_newer_availability_than_its_own_late_answer(browser: 
         late.release()
         expect(disponible).to_have_attribute("aria-pressed", "true")
         expect(page.locator('#disponibilidad button[data-estado="no_disponible"]')).to_have_attribute("aria-pressed", "false")
+
+
+def test_the_first_page_of_a_tab_gets_what_committed_between_its_reads_and_its_socket(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A tab's first page read the board over REST and then connected without ``since``: a tarea (an emergency)
+    created between those reads and the handshake was never delivered, and the board did not show it until
+    something else made it reload. The page now resumes from the event log's head the server read before rendering."""
+    sup = build.usuario(2)
+    antes = build.tarea(sup, titulo="Ronda de antes")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (context, _):
+        held: list[WebSocketRoute] = []
+        tab = context.new_page()  # a new tab: nothing in its sessionStorage
+        tab.route_web_socket("**/ws/connect*", lambda ws: held.append(ws))  # the handshake waits until the test lets it through
+        tab.goto("/")
+        expect(tab.locator(f'.tarjeta[data-tarea-id="{antes.id}"]')).to_have_count(1)  # its REST reads are done
+        for _ in range(200):
+            if held:
+                break
+            tab.wait_for_timeout(50)
+        assert held, "the board never opened its live socket"
+        created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": "ENTRE-1", "titulo": "Ronda de entretanto", "tipo": "patrullaje"})
+        assert created.status_code == 201, created.text
+        held[0].connect_to_server()
+        expect(tab.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(tab.locator(f'.tarjeta[data-tarea-id="{created.json()["id"]}"]')).to_have_count(1)
+
+
+def test_a_list_reloads_while_position_frames_keep_coming(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Each frame restarted the list's 300 ms wait before reloading: under a steady stream of positions (one every
+    100 ms here) the efectivos page never reloaded, and an efectivo created meanwhile never appeared."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        stream = Stream(page)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        created = _api(server, build, sup, "POST", "/api/v1/efectivos", json={"codigo_interno": "NUEVO-001", "nombre": "Agente Nuevo"})
+        assert created.status_code == 201, created.text
+        fila = page.locator("#efectivos tr").filter(has_text="Agente Nuevo")
+        for _ in range(60):  # six seconds of positions, as a busy unidad sends them
+            position = {"id": stream.last_id, "event_type": "efectivo_location_update", "topic": "efectivos", "data": {"id": 0}}
+            stream.sockets[-1].send(json.dumps(position))
+            page.wait_for_timeout(100)
+            if fila.count():
+                break
+        assert fila.count() == 1, "the list was not reloaded while the positions kept coming"

@@ -1,7 +1,7 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, el, newestOnly } from "./api.js";
+import { api, coalesced, el, newestOnly, resumeFrom } from "./api.js";
 
 const me = Number(document.body.dataset.usuarioId);
 const nivel = Number(document.body.dataset.nivel);
@@ -68,11 +68,7 @@ async function load() {
   lista.replaceChildren(...(data.items.length ? data.items.map(row) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
 }
 
-let reload;
-function reloadSoon() {
-  clearTimeout(reload);
-  reload = setTimeout(() => load().catch(() => {}), 150);
-}
+const reloadSoon = coalesced(() => load().catch(() => {}), 150);
 
 // --- alerts (supervisors) --------------------------------------------------------------------------
 
@@ -188,7 +184,7 @@ function ownSocket() {
   let delay = 500;
   const others = ["tareas", "emergencias", "efectivos", "sistema", ...(nivel >= 3 ? ["usuarios", "seguridad"] : [])];
   const open = () => {
-    const since = sessionStorage.getItem(TRAY_KEY);
+    const since = resumeFrom(TRAY_KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`);
     socket.addEventListener("message", (message) => {

@@ -1,6 +1,6 @@
 // Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
 // events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
-import { api, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
+import { api, coalesced, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
 import { createMap } from "./mapview.js";
 import { setupEmergencyDialog } from "./emergencia.js";
@@ -197,7 +197,7 @@ function efectivoDeUsuario(usuarioId) {
 }
 
 await Promise.all([loadTareas(), loadEfectivos(), loadFeed()]);
-let efectivosPending = null;
+const loadEfectivosSoon = coalesced(loadEfectivos, 250);
 connectLive({
   onEvent(frame) {
     addToFeed(frame);
@@ -208,8 +208,7 @@ connectLive({
     if (frame.event_type === "notification_answered") onAnswer(frame);
     if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) refreshTarea(frame.data.id);
     if (frame.topic === "efectivos" || frame.topic === "turnos") {
-      clearTimeout(efectivosPending);
-      efectivosPending = setTimeout(loadEfectivos, 250);
+      loadEfectivosSoon();
     }
   },
   onResync() {

@@ -2,6 +2,8 @@
 // reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
 // handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
 // ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
+import { resumeFrom } from "./api.js";
+
 const KEY = "gad:last-event-id";
 const indicator = () => document.getElementById("conexion");
 
@@ -20,7 +22,7 @@ export function connectLive({ onEvent, onResync }) {
   let socket;
   let head = Infinity;
   const open = () => {
-    const since = sessionStorage.getItem(KEY);
+    const since = resumeFrom(KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
     setStatus("conectando", "Conectando…");
