@@ -299,6 +299,27 @@ new MutationObserver(() => {
 """
 
 
+def test_officer_released_more_times_than_one_page_holds_is_told_of_every_release(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The phone read the 50 newest unread releases: of 55, the five oldest were never shown, nor marked read."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    otras = [build.tarea(sup, titulo=f"Ronda {n}", tipo="vigilancia") for n in range(55)]
+    for otra in otras:  # one at a time: an efectivo is not booked on overlapping tareas
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{otra.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{otra.id}/efectivos/{efectivo.id}").status_code == 200
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        for otra in (otras[0], otras[-1]):
+            expect(aviso).to_contain_text(f"Desasignado: {otra.codigo}.")
+        aviso.get_by_role("button", name="Entendido").click()
+        expect(aviso).to_be_hidden()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=20_000)
+    unread = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=desasignacion&no_leidas=true").json()
+    assert unread["total"] == 0
+
+
 def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_answered(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:

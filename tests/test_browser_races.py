@@ -1,12 +1,16 @@
-"""Live pages whose reloads overtake each other: the newest request's answer is the one left on screen (Playwright, real gunicorn)."""
+"""Live pages whose reloads and frames overtake each other: what is left on screen is the newest state (Playwright, real gunicorn)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, Route, expect
+from playwright.sync_api import Browser, Locator, Page, Playwright, Route, WebSocketRoute, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
@@ -46,6 +50,45 @@ class LateAnswers:
         route, answer = self.held.pop()
         route.fulfill(response=answer)  # type: ignore[arg-type]
         self.page.wait_for_timeout(500)  # time for the page to read it and, on the old code, to render it
+
+
+class Stream:
+    """The page's live socket, through the test: every frame passes except those ``drop`` picks, and the test can
+    send the page what the server sends a client that slept past the replay window (resync_required)."""
+
+    def __init__(self, page: Page, drop: Callable[[dict[str, Any]], bool] = lambda frame: False) -> None:
+        self.drop = drop
+        self.dropped: list[dict[str, Any]] = []
+        self.sockets: list[WebSocketRoute] = []
+        self.last_id = 0
+        page.route_web_socket("**/ws/connect*", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        self.sockets.append(ws)
+
+        def down(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if isinstance(frame.get("id"), int):
+                self.last_id = max(self.last_id, frame["id"])
+            if self.drop(frame):
+                self.dropped.append(frame)
+            else:
+                ws.send(message)
+
+        upstream.on_message(down)
+
+    def resync(self) -> None:
+        self.sockets[-1].send(json.dumps({"event_type": "resync_required", "data": {"last_event_id": self.last_id}}))
+
+
+def _record_frames(page: Page) -> None:
+    """From the next navigation on, the page keeps the type of every live frame its scripts were handed."""
+    page.add_init_script("addEventListener('gad:frame', (e) => (window.gadFrames ??= []).push(e.detail.frame.event_type))")
+
+
+def _frame_reached(page: Page, event_type: str) -> None:
+    page.wait_for_function("(t) => (window.gadFrames ?? []).includes(t)", arg=event_type)
 
 
 def _api(server: LiveServer, build: Builders, who, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
@@ -134,6 +177,21 @@ def _released_twice(server: LiveServer, build: Builders):  # type: ignore[no-unt
     return officer, tareas, {n["tarea_id"]: n["id"] for n in avisos}
 
 
+def _reads_and_positions(frame: dict[str, Any]) -> bool:
+    # The read frames the phone misses; and its own position fixes, whose frames reload the page (and read the
+    # ledger) whenever geolocation answers: ledger reads the test did not ask for, held back in its place.
+    return frame.get("event_type") in ("notification_read", "efectivo_location_update")
+
+
+def _both_notices_shown(page: Page, tareas: list[Any]) -> Locator:
+    """The phone, live, showing both release notices; the notice is returned."""
+    expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+    aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+    for tarea in tareas:
+        expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+    return aviso
+
+
 def _reload_from_the_ledger(page: Page) -> None:
     # Coverage coming back makes /mi send its outbox and read everything again, the ledger included.
     page.evaluate("window.dispatchEvent(new Event('online'))")
@@ -146,10 +204,7 @@ def test_a_release_notice_read_elsewhere_is_not_put_back_by_an_older_ledger_answ
     notification_read frame, used to show the notice again (and "Entendido" to mark it read a second time)."""
     officer, tareas, avisos = _released_twice(server, build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
-        for tarea in tareas:
-            expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+        aviso = _both_notices_shown(page, tareas)
         late = LateAnswers(page, "**/api/v1/notificaciones?*", lambda url: "causa=desasignacion" in url and "no_leidas=true" in url)
         _reload_from_the_ledger(page)
         late.wait_held()  # the server answered with both notices unread
@@ -168,25 +223,263 @@ def test_a_release_notice_read_while_its_frame_was_missed_leaves_at_the_next_led
     resync_required and replays nothing) used to keep the notice until "Entendido"; the ledger now says it was read."""
     officer, tareas, avisos = _released_twice(server, build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
-        dropped: list[str] = []
-
-        def without_reads(ws) -> None:  # type: ignore[no-untyped-def]
-            upstream = ws.connect_to_server()
-            upstream.on_message(lambda message: dropped.append(message) if "notification_read" in str(message) else ws.send(message))
-
-        page.route_web_socket("**/ws/connect*", without_reads)
+        stream = Stream(page, drop=_reads_and_positions)
         page.reload()
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
-        for tarea in tareas:
-            expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
+        aviso = _both_notices_shown(page, tareas)
         leida = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{avisos[tareas[0].id]}/ack", json={"respuesta": "leida"})
         assert leida.status_code == 200
         _reload_from_the_ledger(page)  # (a live reload still on its way may read the ledger first: the same path)
         expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
         expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")
         for _ in range(100):  # the frame was sent (and dropped), so the page could only have learnt it from the ledger
-            if dropped:
+            if any(frame.get("event_type") == "notification_read" for frame in stream.dropped):
                 break
             page.wait_for_timeout(50)
-        assert dropped, "no notification_read frame was dropped: the test did not make the page miss it"
+        else:
+            raise AssertionError("no notification_read frame was dropped: the test did not make the page miss it")
+
+
+def test_a_release_notice_a_newer_ledger_read_took_off_is_not_put_back_by_an_older_one(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Two ledger reads in flight, the notice's read frame missed: the newer read took the notice off, and the older
+    one, answered last, used to show it again (and "Entendido" to mark it read a second time)."""
+    officer, tareas, avisos = _released_twice(server, build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        Stream(page, drop=_reads_and_positions)
+        page.reload()
+        aviso = _both_notices_shown(page, tareas)
+        late = LateAnswers(page, "**/api/v1/notificaciones?*", lambda url: "causa=desasignacion" in url and "no_leidas=true" in url)
+        _reload_from_the_ledger(page)
+        late.wait_held()  # the older read: both notices unread
+        leida = _api(server, build, officer, "POST", f"/api/v1/notificaciones/{avisos[tareas[0].id]}/ack", json={"respuesta": "leida"})
+        assert leida.status_code == 200
+        _reload_from_the_ledger(page)  # the newer read no longer lists it
+        expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
+        late.release()
+        expect(aviso).not_to_contain_text(f"Desasignado: {tareas[0].codigo}")
+        expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")
+
+
+def test_open_alerts_read_before_a_tally_and_a_closing_keep_what_the_frames_said(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The tray's list of open alerts, read as the page opened and answered after the frames that tallied one alert
+    and closed another, used to put the tally back to "0 / 1" and the closed alert back among the open ones."""
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Marta", apellido="Muelle")
+    alertas = {}
+    for texto in ("Corte de tráfico en el puente", "Refuerzos en la lonja"):
+        created = _api(
+            server, build, sup, "POST", "/api/v1/alertas", json={"tipo": "aviso", "texto": texto, "destino": "usuarios", "usuario_ids": [officer.id]}
+        )
+        assert created.status_code == 201, created.text
+        alertas[texto] = created.json()["id"]
+    puente, lonja = alertas.values()
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        _record_frames(page)
+        late = LateAnswers(page, "**/api/v1/alertas?*", lambda url: "abiertas=true" in url)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late.wait_held()  # both open, nobody has confirmed
+        assert _api(server, build, sup, "POST", f"/api/v1/alertas/{puente}/cerrar").status_code == 200
+        aviso = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]
+        confirm = next(n["id"] for n in aviso if n["alerta_id"] == lonja)
+        assert _api(server, build, officer, "POST", f"/api/v1/notificaciones/{confirm}/ack", json={"respuesta": "acepto"}).status_code == 200
+        _frame_reached(page, "alert_closed")
+        _frame_reached(page, "alert_tally")
+        late.release()
+        page.get_by_role("button", name="Notificaciones").click()
+        abiertas = page.locator("#alertas-abiertas .alerta")
+        expect(abiertas).to_have_count(1)
+        expect(abiertas).to_contain_text("Refuerzos en la lonja")
+        expect(abiertas.locator(".recuento")).to_have_text("1 / 1 confirmados")
+
+
+def test_the_tray_reads_again_when_the_stream_says_resync(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A page asleep past the replay window is told resync_required and the frames it missed are never sent: the page
+    reloaded its own data, but the tray kept counting as unread a notification read on another device."""
+    officer = build.usuario(1)
+    unread = build.notificacion(officer, requiere_respuesta=False, titulo="Cambio de turno")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
+        stream = Stream(page, drop=lambda frame: frame.get("event_type") == "notification_read")
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        contador = page.locator("#bandeja-contador")
+        expect(contador).to_have_text("1")
+        assert _api(server, build, officer, "POST", f"/api/v1/notificaciones/{unread.id}/ack", json={"respuesta": "leida"}).status_code == 200
+        page.wait_for_timeout(500)
+        expect(contador).to_have_text("1")  # the frame never came
+        stream.resync()
+        expect(contador).to_have_text("0")
+
+
+def test_a_board_resync_keeps_the_cards_frames_added_and_took_off_meanwhile(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The board's full reload after resync_required, answered after the frames of a tarea deleted and one created
+    meanwhile, used to put the deleted card back and take the new one off, until the next reload."""
+    sup = build.usuario(3)  # deleting a tarea is an administrador's
+    borrada = build.tarea(sup, titulo="Ronda que se anula")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/") as (_, page):
+        stream = Stream(page)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        tarjeta = page.locator(f'.tarjeta[data-tarea-id="{borrada.id}"]')
+        expect(tarjeta).to_have_count(1)
+        late = LateAnswers(page, "**/api/v1/tasks?*", lambda url: "sort=-created_at" in url)
+        stream.resync()
+        late.wait_held()  # the list as it was: the first tarea, not the second
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{borrada.id}").status_code in (200, 204)
+        created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": "NUEVA-1", "titulo": "Ronda recién creada", "tipo": "patrullaje"})
+        assert created.status_code == 201, created.text
+        nueva = page.locator(f'.tarjeta[data-tarea-id="{created.json()["id"]}"]')
+        expect(tarjeta).to_have_count(0)
+        expect(nueva).to_have_count(1)
+        late.release()
+        expect(tarjeta).to_have_count(0)
+        expect(nueva).to_have_count(1)
+
+
+def test_the_board_marks_an_answer_given_while_its_marks_were_read(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The board's marks listened for answers only once their ledger read was answered: an answer whose frame came
+    while that read was on its way was never marked on the card."""
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Iker", apellido="Ibarra")
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Iker")
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto", tipo="vigilancia")
+    assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        late = LateAnswers(page, "**/api/v1/notificaciones?*", lambda url: "todos=true" in url)
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late.wait_held()  # read before the answer
+        pregunta = _api(server, build, officer, "GET", f"/api/v1/notificaciones?pendientes=true&tarea_id={tarea.id}").json()["items"][0]
+        assert _api(server, build, officer, "POST", f"/api/v1/notificaciones/{pregunta['id']}/ack", json={"respuesta": "acepto"}).status_code == 200
+        expect(page.locator("#feed")).to_contain_text("Respuesta")  # the board has the frame
+        late.release()
+        expect(page.locator(f'.tarjeta[data-tarea-id="{tarea.id}"] .marca-aceptada')).to_have_text("✓ Acepta: Iker Ibarra")
+
+
+def test_the_board_feed_keeps_a_frame_that_came_while_the_log_was_read(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The feed's reload after resync_required, answered after the frame of a change made meanwhile, used to replace
+    the feed with the older log and lose that change from "últimos eventos"."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/") as (_, page):
+        stream = Stream(page)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late = LateAnswers(page, "**/api/v1/eventos/recientes*", lambda url: True)
+        stream.resync()
+        late.wait_held()
+        created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": "FEED-1", "titulo": "Ronda del feed", "tipo": "patrullaje"})
+        assert created.status_code == 201, created.text
+        entrada = page.locator("#feed li").filter(has_text="FEED-1")
+        expect(entrada).to_have_count(1)
+        late.release()
+        expect(entrada).to_have_count(1)
+
+
+def test_the_board_feed_lists_an_event_once_when_the_log_and_the_resume_both_have_it(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Coming back to the board from another page, the socket resumes from the last event that page saw: an event
+    made in between is in the log the feed opens with and in the replay, and used to be listed twice."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.goto("/informes")  # no live socket of its own: the resume point stays where /tareas left it
+        created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": "DOBLE-1", "titulo": "Ronda repetida", "tipo": "patrullaje"})
+        assert created.status_code == 201, created.text
+        _record_frames(page)
+        page.goto("/")
+        _frame_reached(page, "task_created")  # replayed, after the feed was read from the log
+        expect(page.locator("#feed li").filter(has_text="DOBLE-1")).to_have_count(1)
+
+
+def test_the_planning_week_drops_a_booking_its_tarea_no_longer_holds(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The planning reloaded on (un)assignments only: a tarea cancelled or moved frees or moves its bookings with no
+    task_unassigned frame, and the week went on showing them where they were."""
+    sup = build.usuario(2)
+    ana = build.efectivo(unidad="Móvil 7", nombre="Ana Reservada")
+    madrid = ZoneInfo("Europe/Madrid")  # the planning's zone (ZONA_HORARIA); the page opens on this week
+    hoy = datetime.now(madrid).date()
+    miercoles = datetime.combine(hoy - timedelta(days=hoy.weekday() - 2), time(10), madrid)
+    tareas = [
+        build.tarea(sup, codigo=f"RES-{n}", inicio_programado=miercoles + timedelta(hours=n), fin_programado=miercoles + timedelta(hours=n, minutes=30))
+        for n in (1, 2)
+    ]
+    for tarea in tareas:
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [ana.id]}).status_code == 200
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/planificacion") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("body")).to_have_attribute("data-listo", "true")
+        page.locator("#unidad").select_option("Móvil 7")
+        fila = page.locator(f'tr[data-efectivo-id="{ana.id}"]')
+        for tarea in tareas:
+            expect(fila.locator(f'.bloque.reserva[data-tarea-id="{tarea.id}"]')).to_have_count(1)
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tareas[0].id}/estado", json={"estado": "cancelada"}).status_code == 200
+        expect(fila.locator(f'.bloque.reserva[data-tarea-id="{tareas[0].id}"]')).to_have_count(0)
+        expect(fila.locator(f'.bloque.reserva[data-tarea-id="{tareas[1].id}"]')).to_have_count(1)
+
+
+def test_the_phone_keeps_a_newer_availability_than_its_own_late_answer(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The officer's "No disponible" answered after the supervisor set them back to disponible (its frame reloaded
+    the page first) used to press "No disponible" again: the phone said what the central no longer had."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        late = LateAnswers(page, "**/api/v1/efectivos/*/disponibilidad", lambda url: True)
+        page.get_by_role("button", name="No disponible").click()
+        late.wait_held()  # applied on the server; its answer is on its way
+        vuelta = _api(server, build, sup, "POST", f"/api/v1/efectivos/{efectivo.id}/disponibilidad", json={"estado": "disponible"})
+        assert vuelta.status_code == 200, vuelta.text
+        disponible = page.locator('#disponibilidad button[data-estado="disponible"]')
+        expect(disponible).to_have_attribute("aria-pressed", "true")
+        late.release()
+        expect(disponible).to_have_attribute("aria-pressed", "true")
+        expect(page.locator('#disponibilidad button[data-estado="no_disponible"]')).to_have_attribute("aria-pressed", "false")
+
+
+def test_the_first_page_of_a_tab_gets_what_committed_between_its_reads_and_its_socket(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A tab's first page read the board over REST and then connected without ``since``: a tarea (an emergency)
+    created between those reads and the handshake was never delivered, and the board did not show it until
+    something else made it reload. The page now resumes from the event log's head the server read before rendering."""
+    sup = build.usuario(2)
+    antes = build.tarea(sup, titulo="Ronda de antes")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (context, _):
+        held: list[WebSocketRoute] = []
+        tab = context.new_page()  # a new tab: nothing in its sessionStorage
+        tab.route_web_socket("**/ws/connect*", lambda ws: held.append(ws))  # the handshake waits until the test lets it through
+        tab.goto("/")
+        expect(tab.locator(f'.tarjeta[data-tarea-id="{antes.id}"]')).to_have_count(1)  # its REST reads are done
+        for _ in range(200):
+            if held:
+                break
+            tab.wait_for_timeout(50)
+        assert held, "the board never opened its live socket"
+        created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": "ENTRE-1", "titulo": "Ronda de entretanto", "tipo": "patrullaje"})
+        assert created.status_code == 201, created.text
+        held[0].connect_to_server()
+        expect(tab.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(tab.locator(f'.tarjeta[data-tarea-id="{created.json()["id"]}"]')).to_have_count(1)
+
+
+def test_a_list_reloads_while_position_frames_keep_coming(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Each frame restarted the list's 300 ms wait before reloading: under a steady stream of positions (one every
+    100 ms here) the efectivos page never reloaded, and an efectivo created meanwhile never appeared."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        stream = Stream(page)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        created = _api(server, build, sup, "POST", "/api/v1/efectivos", json={"codigo_interno": "NUEVO-001", "nombre": "Agente Nuevo"})
+        assert created.status_code == 201, created.text
+        fila = page.locator("#efectivos tr").filter(has_text="Agente Nuevo")
+        for _ in range(60):  # six seconds of positions, as a busy unidad sends them
+            position = {"id": stream.last_id, "event_type": "efectivo_location_update", "topic": "efectivos", "data": {"id": 0}}
+            stream.sockets[-1].send(json.dumps(position))
+            page.wait_for_timeout(100)
+            if fila.count():
+                break
+        assert fila.count() == 1, "the list was not reloaded while the positions kept coming"

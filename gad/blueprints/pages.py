@@ -16,9 +16,11 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from gad.blueprints.auth import login_limit
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, pydantic_errors
+from gad.extensions import db
 from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
+from gad.realtime import events
 from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
@@ -46,6 +48,9 @@ def _render(template: str, usuario: Usuario, **context: Any) -> str:
     return render_template(
         template,
         usuario=usuario,
+        # Read before the page's scripts read anything: their live socket resumes from here, so what commits between
+        # those reads and its handshake is replayed, not lost (live.js).
+        last_event_id=events.head(db.session()),
         es_supervisor=is_supervisor(usuario),
         es_admin=is_admin(usuario),
         transiciones=_transitions_for(usuario),

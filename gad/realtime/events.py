@@ -125,6 +125,12 @@ def took_ids(session: Session, last_id: int, last_hash: str, count: int) -> None
     session.info[_TAKEN_KEY] = (last_id - count, last_hash, count)
 
 
+def head(session: Session) -> int:
+    """The id of the last event committed (0 before the first): a client that read state after this resumes from
+    it and misses nothing committed since (a page renders it for its first connection, ``live.js``)."""
+    return int(session.scalar(text("SELECT last_id FROM eventos_contador WHERE id = 1")) or 0)
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending_events(session: Session) -> None:
     pending: list[PendingEvent] = session.info.pop(_PENDING_KEY, [])

@@ -16,7 +16,7 @@ from gad.db_session import read_row
 from gad.extensions import db
 from gad.models import AuditoriaAncla, Evento, Usuario, utcnow
 from gad.pg import PreparedShapes
-from gad.realtime import chain
+from gad.realtime import chain, events
 from gad.schemas.eventos import EventoOut
 from gad.services import json_sql
 from gad.vocab import Nivel
@@ -93,7 +93,7 @@ def verify_chain(expect: tuple[int, str] | None = None) -> VerifyResult:
             checked += 1
         if len(rows) < VERIFY_BATCH:
             break
-    head = db.session.scalar(text("SELECT last_id FROM eventos_contador WHERE id = 1")) or 0
+    head = events.head(db.session())
     if expected_id is not None and expected_id <= head:
         return VerifyResult(False, checked, expected_id, f"events {expected_id}..{head} are missing from the end of the log")
     if not expect_seen and expect is not None:

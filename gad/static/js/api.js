@@ -148,3 +148,24 @@ export const ESTADOS = { programada: "Programada", en_curso: "En curso", pausada
 export const DISPONIBILIDAD = { disponible: "Disponible", en_tarea: "En tarea", fuera_servicio: "Fuera de servicio", no_disponible: "No disponible" };
 export const NIVELES = { 1: "Efectivo", 2: "Supervisor", 3: "Administrador" };
 export const TIPOS = ["patrullaje", "investigacion", "vigilancia", "intervencion", "administrativa", "entrenamiento", "emergencia"];
+
+// Where a socket stored under `key` resumes: its tab's last event id, or on the tab's first page the event log's
+// head the server read before rendering it (body[data-last-event-id]), so what commits between the page's first
+// REST reads and the handshake is replayed rather than never delivered (an emergency raised while the board loads).
+export function resumeFrom(key) {
+  const rendered = document.body.dataset.lastEventId;
+  if (sessionStorage.getItem(key) === null && rendered) sessionStorage.setItem(key, rendered);
+  return sessionStorage.getItem(key);
+}
+
+// `fn` once for a burst of calls, `ms` after the first of it. A debounce (restarted by each call) would never run
+// under a steady stream of frames, positions every few hundred ms, and the page would stop showing anything else.
+export function coalesced(fn, ms) {
+  let timer = null;
+  return () => {
+    timer ??= setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}

@@ -1,7 +1,7 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, el, newestOnly } from "./api.js";
+import { api, coalesced, el, newestOnly, resumeFrom } from "./api.js";
 
 const me = Number(document.body.dataset.usuarioId);
 const nivel = Number(document.body.dataset.nivel);
@@ -68,15 +68,19 @@ async function load() {
   lista.replaceChildren(...(data.items.length ? data.items.map(row) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
 }
 
-let reload;
-function reloadSoon() {
-  clearTimeout(reload);
-  reload = setTimeout(() => load().catch(() => {}), 150);
-}
+const reloadSoon = coalesced(() => load().catch(() => {}), 150);
 
 // --- alerts (supervisors) --------------------------------------------------------------------------
 
+// Alert id -> the alert; `vivo`: when (performance.now()) a frame last changed it.
 const alertas = new Map();
+
+// An alert as a REST answer asked for at `desde` shows it, unless a frame changed it after that: the frame is
+// newer (its tally, or its closing) and the older answer, arriving last, would put the tally back or re-open it.
+function fromRest(a, desde) {
+  const live = alertas.get(a.id);
+  alertas.set(a.id, live?.vivo > desde ? { ...a, ...live, cerrada_en: live.cerrada_en ?? a.cerrada_en } : a);
+}
 
 function alertaRow(a) {
   const faltan = el("ul", { class: "faltan" });
@@ -109,18 +113,23 @@ async function showMissing(id, node) {
 }
 
 async function alertaAction(id, action) {
+  const desde = performance.now();
   const { data } = await api(`/api/v1/alertas/${id}/${action}`, { method: "POST" });
-  alertas.set(id, data);
+  fromRest(data, desde);
   renderAlertas();
 }
 
 async function loadAlertas() {
   if (!alertasLista) return;
   const superseded = beginAlertas();
+  const desde = performance.now();
   const { data } = await api("/api/v1/alertas?abiertas=true&limit=20");
   if (superseded()) return;
+  // One a frame created, tallied or closed while this list was read keeps what the frame said.
+  const vivas = [...alertas.values()].filter((a) => a.vivo > desde);
   alertas.clear();
-  for (const a of data.items) alertas.set(a.id, a);
+  for (const a of vivas) alertas.set(a.id, a);
+  for (const a of data.items) fromRest(a, desde);
   renderAlertas();
 }
 
@@ -155,19 +164,27 @@ function handle(frame, socket) {
     reloadSoon();
   } else if (["alert_created", "alert_tally", "alert_closed"].includes(frame.event_type)) {
     const id = data.alerta_id;
-    alertas.set(id, { ...(alertas.get(id) ?? {}), ...data, id, ...(frame.event_type === "alert_closed" ? { cerrada_en: data.cerrada_en ?? "cerrada" } : {}) });
+    alertas.set(id, { ...(alertas.get(id) ?? {}), ...data, id, vivo: performance.now(), ...(frame.event_type === "alert_closed" ? { cerrada_en: data.cerrada_en ?? "cerrada" } : {}) });
     renderAlertas();
   }
 }
 
 window.addEventListener("gad:frame", (event) => handle(event.detail.frame, event.detail.socket));
+// The page's socket was told to refetch (it slept past the replay window): the frames it missed are never
+// replayed, so the tray reads again too, or it would keep counting as unread what was read meanwhile.
+window.addEventListener("gad:resync", resync);
+
+function resync() {
+  reloadSoon();
+  loadAlertas().catch(() => {});
+}
 
 function ownSocket() {
   // Pages without a live board: one socket for the tray, subscribed to notifications only.
   let delay = 500;
   const others = ["tareas", "emergencias", "efectivos", "sistema", ...(nivel >= 3 ? ["usuarios", "seguridad"] : [])];
   const open = () => {
-    const since = sessionStorage.getItem(TRAY_KEY);
+    const since = resumeFrom(TRAY_KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`);
     socket.addEventListener("message", (message) => {
@@ -178,7 +195,7 @@ function ownSocket() {
         if (!since) sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
       } else if (frame.event_type === "resync_required") {
         sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
-        reloadSoon();
+        resync();
       } else if (frame.event_type === "ping") {
         socket.send(JSON.stringify({ event_type: "pong" }));
       } else if (typeof frame.id === "number") {

@@ -1,6 +1,6 @@
 // Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
 // events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
-import { api, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
+import { api, coalesced, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
 import { createMap } from "./mapview.js";
 import { setupEmergencyDialog } from "./emergencia.js";
@@ -68,15 +68,24 @@ const beginTareas = newestOnly();
 const beginEfectivos = newestOnly();
 const beginFeed = newestOnly();
 const beginTarea = new Map(); // tarea id -> its own newestOnly: two frames of one tarea ask for it twice
+const leida = new Map(); // tarea id -> when (performance.now()) the read that last put or took off its card was asked
 
 async function loadTareas() {
   const superseded = beginTareas();
+  const desde = performance.now();
   const { items } = await fetchAll("/api/v1/tasks?sort=-created_at");
   if (superseded()) return;
-  // A live refresh may have shown a newer version of a tarea while this list was read: versions only grow.
+  // A live refresh may have shown a newer version of a tarea while this list was read: versions only grow. And a
+  // tarea read on its own after this list was asked for is newer than the list: a card its frame added (created
+  // meanwhile) stays, and one its frame took off (deleted, or no longer visible to this user) is not put back.
+  const newer = (id) => (leida.get(id) ?? -Infinity) > desde;
   const seen = new Map(tareas);
   tareas.clear();
-  for (const tarea of items) tareas.set(tarea.id, (seen.get(tarea.id)?.version ?? 0) > tarea.version ? seen.get(tarea.id) : tarea);
+  for (const tarea of items) {
+    if (newer(tarea.id) && !seen.has(tarea.id)) continue;
+    tareas.set(tarea.id, (seen.get(tarea.id)?.version ?? 0) > tarea.version ? seen.get(tarea.id) : tarea);
+  }
+  for (const [id, tarea] of seen) if (!tareas.has(id) && newer(id)) tareas.set(id, tarea);
   render();
 }
 
@@ -105,14 +114,19 @@ async function loadEfectivos() {
 async function refreshTarea(id) {
   if (!beginTarea.has(id)) beginTarea.set(id, newestOnly());
   const superseded = beginTarea.get(id)();
+  const desde = performance.now();
   try {
     const { data } = await api(`/api/v1/tasks/${id}`);
     // A full reload (resync) may have brought a newer version meanwhile: versions only grow.
     if (superseded() || (tareas.get(id)?.version ?? 0) > data.version) return;
     tareas.set(id, data);
+    leida.set(id, desde);
   } catch (error) {
     if (superseded()) return;
-    if (error.status === 404 || error.status === 403) tareas.delete(id);
+    if (error.status === 404 || error.status === 403) {
+      tareas.delete(id);
+      leida.set(id, desde);
+    }
   }
   render();
 }
@@ -144,6 +158,8 @@ function describe(frame) {
 
 function addToFeed(frame, { prepend = true } = {}) {
   if (frame.event_type === "efectivo_location_update") return; // positions move the map; the feed keeps what people did
+  // A resume replays from the last event an earlier page saw: what happened since is in the log read on opening too.
+  if (feed.querySelector(`[data-evento-id="${frame.id}"]`)) return;
   const when = new Date(frame.timestamp).toLocaleTimeString("es-ES");
   const item = el("li", { "data-evento-id": String(frame.id), class: frame.topic === "emergencias" ? "evento-emergencia" : "" }, el("time", { dateTime: frame.timestamp }, when), ` ${describe(frame)}`);
   if (prepend) feed.prepend(item);
@@ -156,7 +172,9 @@ async function loadFeed() {
   try {
     const { data } = await api("/api/v1/eventos/recientes?limit=30");
     if (superseded()) return;
-    feed.replaceChildren();
+    // Frames that came while the log was read, newer than it (ids are in commit order), stay on top: the log does not list them.
+    const newest = Math.max(0, ...data.map((frame) => frame.id));
+    feed.replaceChildren(...[...feed.children].filter((item) => Number(item.dataset.eventoId) > newest));
     for (const frame of data) addToFeed(frame, { prepend: false });
   } catch {
     /* the feed fills live */
@@ -179,7 +197,7 @@ function efectivoDeUsuario(usuarioId) {
 }
 
 await Promise.all([loadTareas(), loadEfectivos(), loadFeed()]);
-let efectivosPending = null;
+const loadEfectivosSoon = coalesced(loadEfectivos, 250);
 connectLive({
   onEvent(frame) {
     addToFeed(frame);
@@ -190,8 +208,7 @@ connectLive({
     if (frame.event_type === "notification_answered") onAnswer(frame);
     if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) refreshTarea(frame.data.id);
     if (frame.topic === "efectivos" || frame.topic === "turnos") {
-      clearTimeout(efectivosPending);
-      efectivosPending = setTimeout(loadEfectivos, 250);
+      loadEfectivosSoon();
     }
   },
   onResync() {

@@ -1,6 +1,6 @@
 // Efectivos: paged list with the age of each last position; supervisors create, edit, link to a usuario,
 // deactivate and change availability (with motivo). An efectivo sees and sets only their own.
-import { age, api, el, DISPONIBILIDAD } from "./api.js";
+import { age, api, coalesced, el, DISPONIBILIDAD } from "./api.js";
 import { clean, openForm } from "./formdialog.js";
 import { pagedList } from "./pager.js";
 import { connectLive } from "./live.js";
@@ -115,12 +115,11 @@ function row(e) {
 const list = pagedList({ path: "/api/v1/efectivos", form: document.getElementById("filtros"), render: (items) => body.replaceChildren(...items.map(row)) });
 document.getElementById("nuevo-efectivo")?.addEventListener("click", create);
 await list.load();
-let pending = null;
+const loadSoon = coalesced(list.load, 300);
 connectLive({
   onEvent(frame) {
     if (frame.topic !== "efectivos") return;
-    clearTimeout(pending);
-    pending = setTimeout(list.load, 300);
+    loadSoon();
   },
   onResync: list.load,
 });

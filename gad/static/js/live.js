@@ -2,6 +2,8 @@
 // reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
 // handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
 // ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
+import { resumeFrom } from "./api.js";
+
 const KEY = "gad:last-event-id";
 const indicator = () => document.getElementById("conexion");
 
@@ -20,7 +22,7 @@ export function connectLive({ onEvent, onResync }) {
   let socket;
   let head = Infinity;
   const open = () => {
-    const since = sessionStorage.getItem(KEY);
+    const since = resumeFrom(KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
     setStatus("conectando", "Conectando…");
@@ -37,6 +39,7 @@ export function connectLive({ onEvent, onResync }) {
         sessionStorage.setItem(KEY, String(frame.data.last_event_id));
         setStatus("conectado", "En vivo");
         onResync();
+        window.dispatchEvent(new CustomEvent("gad:resync")); // the tray (bandeja.js) refetches as well
       } else if (frame.event_type === "ping") {
         socket.send(JSON.stringify({ event_type: "pong" }));
       } else if (typeof frame.id === "number") {

@@ -1,5 +1,5 @@
 // Map page: efectivos (position age in the tooltip and the list) and located open tareas; works without tiles.
-import { age, el, fetchAll, newestOnly } from "./api.js";
+import { age, coalesced, el, fetchAll, newestOnly } from "./api.js";
 import { createMap } from "./mapview.js";
 import { connectLive } from "./live.js";
 
@@ -21,12 +21,11 @@ async function load() {
 }
 
 await load();
-let pending = null;
+const loadSoon = coalesced(load, 300);
 connectLive({
   onEvent() {
-    // Bursts of position updates redraw once.
-    clearTimeout(pending);
-    pending = setTimeout(load, 300);
+    // Bursts of position updates redraw once, and a steady stream of them at most every 300 ms.
+    loadSoon();
   },
   onResync: load,
 });

@@ -37,14 +37,18 @@ function decorate() {
 }
 
 if (supervisor) {
-  const { data } = await api("/api/v1/notificaciones?todos=true&causa=asignacion,emergencia&limit=200");
-  for (const n of data.items.reverse()) remember(n);
-  decorate();
-  new MutationObserver(decorate).observe(document.getElementById("contenido"), { childList: true, subtree: true });
+  // Heard from before the ledger is read: an answer given while the read was on its way (the board's socket is
+  // often open by then) was never marked. Its frame is newer than that read, whose older copy does not replace it.
+  const heard = new Set();
   window.addEventListener("gad:frame", ({ detail: { frame } }) => {
     if (frame.topic === "notificaciones" && ["notification_answered", "notification_escalated"].includes(frame.event_type)) {
+      heard.add(frame.data.id);
       remember(frame.data);
       decorate();
     }
   });
+  const { data } = await api("/api/v1/notificaciones?todos=true&causa=asignacion,emergencia&limit=200");
+  for (const n of data.items.reverse()) if (!heard.has(n.id)) remember(n);
+  decorate();
+  new MutationObserver(decorate).observe(document.getElementById("contenido"), { childList: true, subtree: true });
 }

@@ -1,7 +1,7 @@
 // Mi servicio: the field officer's phone page. My tareas with start/pause/resume/finish, my availability in
 // one tap, my position shared (throttled by time and distance), SOS, live updates with resume, and an outbox
 // for everything done without coverage. The last known data is kept so the page opens offline.
-import { age, api, el, newestOnly, ESTADOS } from "./api.js";
+import { age, api, el, fetchAll, newestOnly, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 import * as cola from "./cola.js";
 
@@ -157,7 +157,8 @@ async function setDisponibilidad(estado, button) {
   efectivo.estado_disponibilidad = estado;
   renderEfectivo();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`, body: { estado }, label: `Disponibilidad: ${button.textContent}` });
-  if (result?.data) {
+  // The answer may come back after a newer change (the supervisor's, shown by its frame's reload): versions only grow.
+  if (result?.data && result.data.version >= (efectivo?.version ?? 0)) {
     efectivo = result.data;
     saveCache();
     renderEfectivo();
@@ -376,11 +377,12 @@ async function pendingQuestions() {
   // page, and a resume that starts after its frame; one settled meanwhile (answered on another device, its
   // assignment released, the tarea ended) is no longer listed and leaves.
   const desde = performance.now();
-  const { data } = await api("/api/v1/notificaciones?pendientes=true&limit=50");
+  // Every one, page after page: one left out would neither be asked nor, when it came from a frame, be kept.
+  const { items } = await fetchAll("/api/v1/notificaciones?pendientes=true");
   const queued = answersQueued();
-  const listed = new Set(data.items.map((n) => n.id));
+  const listed = new Set(items.map((n) => n.id));
   for (const [key, p] of preguntas) if (p.desde < desde && !listed.has(p.notificacionId)) forget(key);
-  for (const n of data.items) if (!queued.has(n.id)) ask(fromNotification(n));
+  for (const n of items) if (!queued.has(n.id)) ask(fromNotification(n));
   showNext();
 }
 
@@ -460,12 +462,18 @@ function dropTarea(d) {
 async function unreadReleases() {
   // A release not yet acknowledged outlives a reload, and a resume that starts after its frame: the ledger says.
   // One read while this request was on its way (its frame came first) is not put back by the older answer, and
-  // one read elsewhere whose frame this page missed leaves, as questions do.
+  // one read elsewhere whose frame this page missed leaves, as questions do, for good: a read notice stays read,
+  // and an older ledger read (two loads in flight) answered after this one would otherwise show it again.
   const desde = performance.now();
-  const { data } = await api("/api/v1/notificaciones?causa=desasignacion&no_leidas=true&limit=50");
-  const listed = new Set(data.items.map((n) => n.id));
-  for (const [id, r] of desasignaciones) if (r.desde < desde && !listed.has(id)) desasignaciones.delete(id);
-  for (const n of [...data.items].reverse()) {
+  const { items } = await fetchAll("/api/v1/notificaciones?causa=desasignacion&no_leidas=true");
+  const listed = new Set(items.map((n) => n.id));
+  for (const [id, r] of desasignaciones) {
+    if (r.desde < desde && !listed.has(id)) {
+      desasignaciones.delete(id);
+      cerradas.add(id);
+    }
+  }
+  for (const n of [...items].reverse()) {
     if (!cerradas.has(n.id) && !desasignaciones.has(n.id)) desasignaciones.set(n.id, { texto: `${n.titulo}. ${n.texto}`, desde });
   }
   renderDesasignaciones();

@@ -206,9 +206,13 @@ $("form-turno").addEventListener("submit", guardar);
 
 await cargar();
 document.body.dataset.listo = "true";
+// Bookings change with more than (un)assignments: a tarea finished, cancelled or deleted frees them (no
+// task_unassigned then), a new schedule moves them; and an efectivo created, moved to another unidad or taken off
+// duty changes the rows. Only positions leave the week as it is.
+const AFFECTS_WEEK = ["turnos", "tareas", "emergencias", "efectivos"];
 connectLive({
   onEvent(frame) {
-    if (frame.topic === "turnos" || frame.event_type === "task_assigned" || frame.event_type === "task_unassigned") cargar();
+    if (AFFECTS_WEEK.includes(frame.topic) && frame.event_type !== "efectivo_location_update") cargar();
   },
   onResync: cargar,
 });

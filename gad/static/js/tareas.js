@@ -1,5 +1,5 @@
 // Tareas list: every tarea the viewer may read, filtered and paged, with the total.
-import { el, ESTADOS } from "./api.js";
+import { coalesced, el, ESTADOS } from "./api.js";
 import { pagedList } from "./pager.js";
 import { connectLive } from "./live.js";
 
@@ -25,12 +25,11 @@ const list = pagedList({
   },
 });
 await list.load();
-let pending = null;
+const loadSoon = coalesced(list.load, 300);
 connectLive({
   onEvent(frame) {
     if (frame.topic !== "tareas" && frame.topic !== "emergencias") return;
-    clearTimeout(pending);
-    pending = setTimeout(list.load, 300);
+    loadSoon();
   },
   onResync: list.load,
 });
