@@ -432,6 +432,7 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
         page.wait_for_function("navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(() => true)")
         page.evaluate("navigator.serviceWorker.ready")
+        assert page.evaluate("document.body.dataset.lastEventId") is not None  # online: the socket resumes from the head
         context.set_offline(True)
         page.get_by_role("button", name="Fuera de servicio").click()
         page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Iniciar").click()
@@ -442,6 +443,8 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         page.reload()
         expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
         expect(page.locator("#red")).to_contain_text("Sin cobertura")
+        # The cached copy's head is as old as the copy: resuming from it would replay every event since.
+        assert page.evaluate("document.body.dataset.lastEventId") is None
         shot(page, "mi-sin-cobertura", size)
         context.set_offline(False)
         page.evaluate("window.dispatchEvent(new Event('online'))")

@@ -483,3 +483,113 @@ def test_a_list_reloads_while_position_frames_keep_coming(browser: Browser, pw: 
             if fila.count():
                 break
         assert fila.count() == 1, "the list was not reloaded while the positions kept coming"
+
+
+def _question_then_release_then_question_again(server: LiveServer, build: Builders, sup, efectivo, tarea) -> None:  # type: ignore[no-untyped-def]
+    for path, method in ((f"/api/v1/tasks/{tarea.id}/efectivos", "POST"), (f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", "DELETE")):
+        body = {"json": {"efectivo_ids": [efectivo.id]}} if method == "POST" else {}
+        assert _api(server, build, sup, method, path, **body).status_code == 200
+    assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+
+
+def test_a_replayed_release_does_not_take_away_the_question_of_the_assignment_after_it(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Taken off a tarea and assigned to it again while the phone was away: the resume replays the release after the
+    ledger has asked about the new assignment, and the release used to forget every question of that tarea, the
+    new one too, which then was never asked again (and escalated to the supervisors unanswered)."""
+    sup = build.usuario(2)
+    officer = build.usuario(1, nombre="Elena", apellido="Campo")
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Elena")
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto", tipo="vigilancia")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        stream = Stream(page, drop=lambda frame: (frame.get("data") or {}).get("causa") == "desasignacion")
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        _question_then_release_then_question_again(server, build, sup, efectivo, tarea)
+        alerta = page.locator("#alerta")
+        expect(alerta).to_be_visible()
+        expect(page.locator("#alerta-texto")).to_contain_text(tarea.codigo)
+        for _ in range(100):
+            if stream.dropped:
+                break
+            page.wait_for_timeout(50)
+        [release] = stream.dropped
+        page.wait_for_timeout(500)  # the first question, released, has been forgotten by the ledger reads by now
+        stream.sockets[-1].send(json.dumps(release))  # as a resume replays it, after the ledger asked again
+        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(f"Desasignado: {tarea.codigo}")
+        expect(alerta).to_be_visible()
+        expect(page.locator("#alerta-texto")).to_contain_text(tarea.codigo)
+
+
+def test_a_release_notice_acknowledged_with_its_ack_still_queued_is_not_shown_again_after_a_reload(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """ "Entendido" while the ack could not be sent (it waits in the outbox): a reload read the notice as unread from
+    the ledger and showed it again."""
+    officer, tareas, _ = _released_twice(server, build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")
+        page.route("**/api/v1/notificaciones/*/ack", lambda route: route.abort())  # the ack does not get through
+        aviso.get_by_role("button", name="Entendido").click()
+        expect(aviso).to_be_hidden()
+        expect(page.locator("#cola-resumen")).not_to_have_text("Todo enviado.")
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")  # both acks still queued
+        page.wait_for_timeout(1000)  # the ledger has been read
+        expect(aviso).to_be_hidden()
+
+
+def test_the_board_feed_stays_newest_first_when_a_resume_replays_events_older_than_its_log(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The board's feed shows the log's 30 newest events; a resume from further back replays older ones too, and they
+    used to go on top, older times above newer ones."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        since = page.evaluate("document.body.dataset.lastEventId")
+        for n in range(40):
+            created = _api(server, build, sup, "POST", "/api/v1/tasks", json={"codigo": f"FEED-{n:02d}", "titulo": f"Ronda {n}", "tipo": "patrullaje"})
+            assert created.status_code == 201, created.text
+        page.wait_for_timeout(500)  # the frames reached this page; what it stored is overwritten next
+        page.evaluate("(since) => sessionStorage.setItem('gad:last-event-id', since)", since)  # a tab that was away
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        feed = page.locator("#feed [data-evento-id]")
+        expect(feed.first).to_contain_text("FEED-39")
+        page.wait_for_timeout(1000)  # the replay has been applied
+        ids = [int(value) for value in feed.evaluate_all("(items) => items.map((item) => item.dataset.eventoId)")]
+        assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids))
+
+
+def test_coalesced_reloads_never_overlap_and_never_miss_a_call(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """api.coalesced, in the browser: calls every 50 ms against a reload that takes 400 ms (a loaded server) start
+    one reload at a time, where a timer per burst piled them up; and a call made during a run gets a run after it."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        script = page.locator("script[type=module]").first.get_attribute("src")
+        assert script is not None
+        outcome = page.evaluate(
+            """async (path) => {
+                const { coalesced } = await import(path);
+                let running = 0, most = 0, runs = 0, lastCall = 0, lastStart = 0;
+                const reload = coalesced(async () => {
+                    running += 1; runs += 1; most = Math.max(most, running); lastStart = performance.now();
+                    await new Promise((resolve) => setTimeout(resolve, 400));
+                    running -= 1;
+                }, 100);
+                for (let i = 0; i < 40; i++) {
+                    reload(); lastCall = performance.now();
+                    await new Promise((resolve) => setTimeout(resolve, 50));
+                }
+                await new Promise((resolve) => setTimeout(resolve, 1200));
+                return { most, runs, lastRunAfterLastCall: lastStart > lastCall };
+            }""",
+            script.rsplit("/", 1)[0] + "/api.js",
+        )
+        assert outcome["most"] == 1
+        assert outcome["runs"] >= 3  # it kept reloading through the burst
+        assert outcome["lastRunAfterLastCall"]

@@ -6,7 +6,7 @@ Shells rendered by the server; data and actions go through the JSON API from ES 
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_from_directory, url_for
+from flask import Blueprint, current_app, redirect, request, send_from_directory, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.pages import _login_redirect, _render
@@ -71,8 +71,8 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
                     start_session(usuario)
                     return redirect(target if is_local_path(target) else url_for("pages.index"))
                 errors["general"] = "No se pudo guardar; inténtelo de nuevo."
-        return render_template("cambiar_clave.html", usuario=usuario, errors=errors, next=target), 422
-    return render_template("cambiar_clave.html", usuario=usuario, errors=errors, next=target)
+        return _render("cambiar_clave.html", usuario, errors=errors, next=target), 422
+    return _render("cambiar_clave.html", usuario, errors=errors, next=target)
 
 
 @bp.get("/tareas")

@@ -160,12 +160,30 @@ export function resumeFrom(key) {
 
 // `fn` once for a burst of calls, `ms` after the first of it. A debounce (restarted by each call) would never run
 // under a steady stream of frames, positions every few hundred ms, and the page would stop showing anything else.
+// Never two runs at once: a call during a run schedules one more after it (that run starts after the call, so it
+// sees its change), or reloads slower than `ms` on a loaded server would pile up requests.
 export function coalesced(fn, ms) {
   let timer = null;
-  return () => {
-    timer ??= setTimeout(() => {
-      timer = null;
-      fn();
-    }, ms);
+  let running = false;
+  let again = false;
+  const run = async () => {
+    timer = null;
+    running = true;
+    try {
+      await fn();
+    } catch {
+      /* the next call reloads again */
+    } finally {
+      running = false;
+    }
+    if (again) {
+      again = false;
+      schedule();
+    }
   };
+  const schedule = () => {
+    if (running) again = true;
+    else timer ??= setTimeout(run, ms);
+  };
+  return schedule;
 }

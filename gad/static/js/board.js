@@ -162,8 +162,16 @@ function addToFeed(frame, { prepend = true } = {}) {
   if (feed.querySelector(`[data-evento-id="${frame.id}"]`)) return;
   const when = new Date(frame.timestamp).toLocaleTimeString("es-ES");
   const item = el("li", { "data-evento-id": String(frame.id), class: frame.topic === "emergencias" ? "evento-emergencia" : "" }, el("time", { dateTime: frame.timestamp }, when), ` ${describe(frame)}`);
-  if (prepend) feed.prepend(item);
-  else feed.append(item);
+  if (!prepend) {
+    feed.append(item);
+  } else {
+    // Newest first, by id (commit order): a resume replays events older than the ones the log read on opening
+    // listed, and on top they would show older times above newer ones.
+    const older = [...feed.children].find((other) => Number(other.dataset.eventoId) < frame.id);
+    if (older) feed.insertBefore(item, older);
+    else if (feed.children.length < 40) feed.append(item);
+    else return; // older than everything a full feed shows
+  }
   while (feed.children.length > 40) feed.lastChild.remove();
 }
 

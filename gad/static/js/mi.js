@@ -361,12 +361,12 @@ function showNext() {
   if (nueva) beep();
 }
 
-// Answers waiting in the outbox (sent when coverage returns): the ledger still calls them pending.
-function answersQueued() {
+// Acks waiting in the outbox (sent when coverage returns), answers or "leida": the ledger still lists them.
+function acksQueued(answered) {
   return new Set(
     cola
       .pending()
-      .filter((q) => q.body?.respuesta && q.body.respuesta !== "leida")
+      .filter((q) => q.body?.respuesta && (q.body.respuesta !== "leida") === answered)
       .map((q) => Number(/^\/api\/v1\/notificaciones\/(\d+)\/ack$/.exec(q.path)?.[1]))
       .filter(Boolean),
   );
@@ -379,7 +379,7 @@ async function pendingQuestions() {
   const desde = performance.now();
   // Every one, page after page: one left out would neither be asked nor, when it came from a frame, be kept.
   const { items } = await fetchAll("/api/v1/notificaciones?pendientes=true");
-  const queued = answersQueued();
+  const queued = acksQueued(true);
   const listed = new Set(items.map((n) => n.id));
   for (const [key, p] of preguntas) if (p.desde < desde && !listed.has(p.notificacionId)) forget(key);
   for (const n of items) if (!queued.has(n.id)) ask(fromNotification(n));
@@ -450,7 +450,9 @@ function dropTarea(d) {
   tareas = tareas.filter((t) => t.id !== d.tarea_id);
   saveCache();
   renderTareas();
-  for (const [key, p] of preguntas) if (p.tareaId === d.tarea_id) forget(key); // nothing left to accept
+  // Nothing left to accept, but only of what came before this release: a resume replays it after the phone has
+  // already been asked, from the ledger, about the tarea assigned to it again since (a newer notification).
+  for (const [key, p] of preguntas) if (p.tareaId === d.tarea_id && (p.notificacionId ?? 0) < d.id) forget(key);
   if (d.estado === "leida") cerradas.add(d.id);
   if (cerradas.has(d.id) || desasignaciones.has(d.id)) return;
   desasignaciones.set(d.id, { texto: `${d.titulo}. ${d.texto}`, desde: performance.now() });
@@ -467,6 +469,7 @@ async function unreadReleases() {
   const desde = performance.now();
   const { items } = await fetchAll("/api/v1/notificaciones?causa=desasignacion&no_leidas=true");
   const listed = new Set(items.map((n) => n.id));
+  for (const id of acksQueued(false)) cerradas.add(id); // "Entendido" before a reload, its ack still in the outbox
   for (const [id, r] of desasignaciones) {
     if (r.desde < desde && !listed.has(id)) {
       desasignaciones.delete(id);
@@ -484,7 +487,9 @@ async function desasignacionVista() {
   for (const id of ids) cerradas.add(id);
   desasignaciones.clear();
   renderDesasignaciones();
-  for (const id of ids) await cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" });
+  // All queued at once (each enqueue stores its ack before it tries to send): one at a time, a reload while the
+  // first could not be sent left the others unqueued, and their notices came back.
+  await Promise.all(ids.map((id) => cola.enqueue({ method: "POST", path: `/api/v1/notificaciones/${id}/ack`, body: { respuesta: "leida" }, label: "Aviso leído" })));
 }
 
 function notificationSettled(d) {

@@ -1,6 +1,6 @@
 // Planificación: a week per unidad (turnos, licencias, reservas), create and move turnos, conflicts
 // checked with the server before saving. Times are shown in the server's zone (ZONA_HORARIA).
-import { api, el, newestOnly } from "./api.js";
+import { api, coalesced, el, newestOnly } from "./api.js";
 import { connectLive } from "./live.js";
 
 const DIAS = ["Lunes", "Martes", "Miércoles", "Jueves", "Viernes", "Sábado", "Domingo"];
@@ -210,9 +210,10 @@ document.body.dataset.listo = "true";
 // task_unassigned then), a new schedule moves them; and an efectivo created, moved to another unidad or taken off
 // duty changes the rows. Only positions leave the week as it is.
 const AFFECTS_WEEK = ["turnos", "tareas", "emergencias", "efectivos"];
+const cargarSoon = coalesced(cargar, 300); // a busy service sends many such frames a second: one reload for a burst
 connectLive({
   onEvent(frame) {
-    if (AFFECTS_WEEK.includes(frame.topic) && frame.event_type !== "efectivo_location_update") cargar();
+    if (AFFECTS_WEEK.includes(frame.topic) && frame.event_type !== "efectivo_location_update") cargarSoon();
   },
   onResync: cargar,
 });

@@ -26,6 +26,13 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// The copy's event-log head is as old as the copy: the page would resume from it and have every event since
+// replayed when coverage returns. Without it the page reads everything afresh then, as it does on "online".
+async function withoutHead(cached) {
+  const html = (await cached.text()).replace(/ data-last-event-id="\d*"/, "");
+  return new Response(html, { status: cached.status, statusText: cached.statusText, headers: cached.headers });
+}
+
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
@@ -39,7 +46,7 @@ self.addEventListener("fetch", (event) => {
           }
           return response;
         })
-        .catch(() => caches.match("/mi")),
+        .catch(() => caches.match("/mi").then((cached) => cached && withoutHead(cached))),
     );
     return;
   }
