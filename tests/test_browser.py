@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import SIZES, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
+from tests.support.browser import RELEASE_NOTICE, SIZES, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
@@ -254,7 +254,7 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}").status_code == 200
         expect(card).to_have_count(0, timeout=5_000)
         expect(page.locator("#alerta")).to_be_hidden()
-        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        aviso = page.get_by_role("alert", name=RELEASE_NOTICE)
         expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
         expect(page.locator("#actuales")).to_contain_text("No tiene tareas abiertas.")
         shot(page, "mi-desasignada", "movil")
@@ -288,6 +288,39 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         assert errors == []
 
 
+def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A delegado taken off as efectivo keeps the tarea, and their notice says so; its heading said "Ya no tiene
+    esta tarea" all the same, and the same singular heading stood over several notices."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    suya = build.tarea(sup, titulo="Vigilancia del puerto", tipo="vigilancia", delegado_usuario_id=officer.id)
+    ajena = build.tarea(sup, titulo="Ronda del mercado", tipo="vigilancia")
+
+    def release(tarea) -> None:  # type: ignore[no-untyped-def]
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
+        assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}").status_code == 200
+
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        errors = _errors(page)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        release(suya)
+        expect(page.locator("#desasignada-texto")).to_contain_text("sigue siendo su delegado")
+        expect(page.locator("#desasignada-titulo")).to_have_text("Asignación retirada")
+        aviso = page.get_by_role("alert", name=RELEASE_NOTICE)
+        release(ajena)  # both kinds at once: one heading true of both
+        expect(aviso).to_contain_text("no acuda")
+        expect(page.locator("#desasignada-titulo")).to_have_text("2 asignaciones retiradas")
+        page.reload()  # the same from the ledger
+        expect(page.locator("#desasignada-titulo")).to_have_text("2 asignaciones retiradas")
+        expect(aviso).to_contain_text("sigue siendo su delegado")
+        aviso.get_by_role("button", name="Entendido").click()
+        expect(aviso).to_be_hidden()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        assert errors == []
+
+
 # Records each question #alerta shows (its text when it appears or changes), to see what was ever on screen.
 ASKED = """
 window.__asked = [];
@@ -310,7 +343,7 @@ def test_officer_released_more_times_than_one_page_holds_is_told_of_every_releas
         assert _api(server, build, sup, "POST", f"/api/v1/tasks/{otra.id}/efectivos", json={"efectivo_ids": [efectivo.id]}).status_code == 200
         assert _api(server, build, sup, "DELETE", f"/api/v1/tasks/{otra.id}/efectivos/{efectivo.id}").status_code == 200
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
-        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        aviso = page.get_by_role("alert", name=RELEASE_NOTICE)
         for otra in (otras[0], otras[-1]):
             expect(aviso).to_contain_text(f"Desasignado: {otra.codigo}.")
         aviso.get_by_role("button", name="Entendido").click()
@@ -374,7 +407,7 @@ def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_an
         reads: list[str] = []
         page.on("requestfinished", lambda request: reads.append(request.url) if "pendientes=true" in request.url else None)
         page.goto("/mi")
-        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(quitada.codigo)
+        expect(page.get_by_role("alert", name=RELEASE_NOTICE)).to_contain_text(quitada.codigo)
         expect(texto).to_contain_text(f"Emergencia: {auxilio.codigo}")
         expect(despues).to_have_text("Después: 2 pregunta(s) más.")
         # The first read of the ledger is the load's, before the socket; a second one follows the replayed frames.
@@ -416,7 +449,7 @@ def test_officer_is_asked_again_after_a_reload_about_every_assignment_not_yet_an
         assert _api(server, build, officer, "GET", "/api/v1/notificaciones?pendientes=true").json()["total"] == 0
         # Nothing left to ask: a reload asks nothing (the release notice, read by the same load, proves it ran).
         page.reload()
-        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(quitada.codigo)
+        expect(page.get_by_role("alert", name=RELEASE_NOTICE)).to_contain_text(quitada.codigo)
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
         expect(alerta).to_be_hidden()
         assert errors == []

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Locator, Page, Playwright, Route, WebSo
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import logged_in, server_without_tiles_fixture
+from tests.support.browser import RELEASE_NOTICE, logged_in, server_without_tiles_fixture
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +186,7 @@ def _reads_and_positions(frame: dict[str, Any]) -> bool:
 def _both_notices_shown(page: Page, tareas: list[Any]) -> Locator:
     """The phone, live, showing both release notices; the notice is returned."""
     expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-    aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+    aviso = page.get_by_role("alert", name=RELEASE_NOTICE)
     for tarea in tareas:
         expect(aviso).to_contain_text(f"Desasignado: {tarea.codigo}")
     return aviso
@@ -517,7 +517,7 @@ def test_a_replayed_release_does_not_take_away_the_question_of_the_assignment_af
         [release] = stream.dropped
         page.wait_for_timeout(500)  # the first question, released, has been forgotten by the ledger reads by now
         stream.sockets[-1].send(json.dumps(release))  # as a resume replays it, after the ledger asked again
-        expect(page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")).to_contain_text(f"Desasignado: {tarea.codigo}")
+        expect(page.get_by_role("alert", name=RELEASE_NOTICE)).to_contain_text(f"Desasignado: {tarea.codigo}")
         expect(alerta).to_be_visible()
         expect(page.locator("#alerta-texto")).to_contain_text(tarea.codigo)
 
@@ -529,7 +529,7 @@ def test_a_release_notice_acknowledged_with_its_ack_still_queued_is_not_shown_ag
     the ledger and showed it again."""
     officer, tareas, _ = _released_twice(server, build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
-        aviso = page.get_by_role("alert").filter(has_text="Ya no tiene esta tarea")
+        aviso = page.get_by_role("alert", name=RELEASE_NOTICE)
         expect(aviso).to_contain_text(f"Desasignado: {tareas[1].codigo}")
         page.route("**/api/v1/notificaciones/*/ack", lambda route: route.abort())  # the ack does not get through
         aviso.get_by_role("button", name="Entendido").click()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ CHROMIUM_ARGS = [
 SOL = {"latitude": 40.4169, "longitude": -3.7035, "accuracy": 10}
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 900}}
 SIZES = ("escritorio", "movil")
+# /mi's notice of assignments taken off the officer (causa desasignacion), by its heading: its accessible name.
+RELEASE_NOTICE = re.compile(r"^(Asignación retirada|\d+ asignaciones retiradas)$")
 # Playwright's default of 5 s for an expect() assumes an idle machine. Creating a usuario or resetting a password
 # hashes it (argon2, a few seconds at a load of 10 on two cores) before the page can redraw: with the browser's CPU
 # slowed sixfold, the new row and the reset's notice came later than that. An expect that is about latency passes

@@ -442,6 +442,9 @@ async function answer(respuesta) {
 const desasignaciones = new Map();
 
 function renderDesasignaciones() {
+  // A heading true of every notice under it: the one to a tarea's delegado says they keep the tarea ("sigue siendo
+  // su delegado"), and nothing in the notification but its text tells the two kinds apart.
+  $("desasignada-titulo").textContent = desasignaciones.size > 1 ? `${desasignaciones.size} asignaciones retiradas` : "Asignación retirada";
   $("desasignada-texto").textContent = [...desasignaciones.values()].map((r) => r.texto).join(" · ");
   $("desasignada").hidden = desasignaciones.size === 0;
 }
