@@ -288,9 +288,7 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         assert errors == []
 
 
-def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(
-    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
-) -> None:
+def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """A delegado taken off as efectivo keeps the tarea, and their notice says so; its heading said "Ya no tiene
     esta tarea" all the same, and the same singular heading stood over several notices."""
     sup = build.usuario(2)
