@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -593,3 +594,75 @@ def test_coalesced_reloads_never_overlap_and_never_miss_a_call(browser: Browser,
         assert outcome["most"] == 1
         assert outcome["runs"] >= 3  # it kept reloading through the burst
         assert outcome["lastRunAfterLastCall"]
+
+
+@pytest.mark.parametrize("removed", [1, 30], ids=["one", "more_than_the_overlap"])
+def test_a_list_read_page_by_page_leaves_out_no_item_when_others_leave_between_its_pages(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders, removed: int
+) -> None:
+    """api.fetchAll paged by offset: tareas deleted from the first page while the second was on its way moved every
+    later one back, and the second page, asked at the old offset, began past the first it had never read; the board
+    went without those cards until its next full reload (a tarea's frames reload that tarea only)."""
+    sup, admin = build.usuario(2), build.usuario(3)
+    tareas = [build.tarea(sup, titulo=f"Lote {n}") for n in range(230)]  # the board lists the newest first
+    held: list[Route] = []
+
+    def hold_second_page(route: Route) -> None:
+        if not held and "offset=0" not in route.request.url:
+            held.append(route)  # asked, and not yet sent to the server
+        else:
+            route.continue_()
+
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        page.route("**/api/v1/tasks?*", hold_second_page)
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url) if "/api/v1/tasks?" in request.url else None)
+        page.goto("/")
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the board never asked for a second page"
+        for tarea in tareas[-removed:]:  # the newest: all on the first page, already read
+            assert _api(server, build, admin, "DELETE", f"/api/v1/tasks/{tarea.id}").status_code == 204
+        held[0].continue_()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        for tarea in tareas[-removed:]:  # read on the first page; their replayed task_deleted frames take them off
+            expect(page.locator(f'.tarjeta[data-tarea-id="{tarea.id}"]')).to_have_count(0)
+        for tarea in tareas[: 30 - removed + 1]:  # those that were past the first page: the oldest
+            expect(page.locator(f'.tarjeta[data-tarea-id="{tarea.id}"]')).to_be_visible()
+        expect(page.locator(".tarjeta[data-tarea-id]")).to_have_count(len(tareas) - removed)
+        # Pages overlap by 20; past that, the second page holds nothing of the first and is asked again further back.
+        offsets = [int(re.search(r"offset=(\d+)", url)[1]) for url in asked]  # type: ignore[index]
+        assert offsets == ([0, 180] if removed == 1 else [0, 180, 0, 180])
+
+
+def test_a_supervisors_phone_page_finds_its_efectivo_when_another_leaves_between_pages(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """/mi looks for a supervisor's own efectivo page by page: one deleted from the first page while the second was
+    on its way moved theirs back onto the first, and the page said they were linked to none."""
+    sup = build.usuario(2)
+    otros = [build.efectivo() for _ in range(200)]  # the list is in id order: the supervisor's is the 201st
+    build.efectivo(usuario_id=sup.id, codigo_interno="SUP-001", nombre="Agente Supervisor")
+    held: list[Route] = []
+
+    def hold_second_page(route: Route) -> None:
+        if not held and "offset=0" not in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "movil", landing="/efectivos") as (_, page):
+        Stream(page, drop=lambda frame: frame.get("topic") == "efectivos")  # no reload from the deletion's frame
+        page.route("**/api/v1/efectivos?*", hold_second_page)
+        page.goto("/mi")
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page never asked for a second page"
+        assert _api(server, build, sup, "DELETE", f"/api/v1/efectivos/{otros[0].id}").status_code == 204
+        held[0].continue_()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("#mi-efectivo")).to_contain_text("SUP-001 · Agente Supervisor")

@@ -133,15 +133,42 @@ export function newestOnly() {
   };
 }
 
-export async function fetchAll(path) {
-  const items = [];
+// Every page of a list endpoint (lists are capped at 200 per request), page by page; an item may come in two pages.
+// Paging by offset while the list changes: an item that leaves a page already read (settled, deleted, no longer
+// matching the filter) moves every later one back, and the next page, asked at the old offset, began one past an
+// item it never read, left out until the next reload. So each page after the first is asked OVERLAP items early and
+// must hold an item of the page before it: then every item listed throughout lies before that one (read already)
+// or after it, in this page or the next. A page that holds none (more than OVERLAP left meanwhile) is asked again
+// further back; the first page needs no check. It relies on an order a change does not move an item in, as every
+// caller's is (id; created_at, then id). An item that comes in meanwhile moves later ones forward: read twice, not
+// skipped. The end is a short page, not `total`: a count read apart from its page (notificaciones) can be short by
+// one that came in between.
+const PAGE = 200;
+const OVERLAP = 20;
+
+export async function* pages(path) {
   const sep = path.includes("?") ? "&" : "?";
+  let previous = null; // ids of the last page yielded
   for (let offset = 0; ; ) {
-    const { data } = await api(`${path}${sep}limit=200&offset=${offset}`);
-    items.push(...data.items);
-    offset += data.items.length;
-    if (offset >= data.total || data.items.length === 0) return { items, total: data.total };
+    const { data } = await api(`${path}${sep}limit=${PAGE}&offset=${offset}`);
+    const ids = new Set(data.items.map((item) => item.id));
+    if (offset > 0 && ![...previous].some((id) => ids.has(id))) {
+      offset = Math.max(0, offset - (PAGE - OVERLAP));
+      continue;
+    }
+    yield data.items;
+    if (data.items.length < PAGE) return;
+    previous = ids;
+    offset += PAGE - OVERLAP;
   }
+}
+
+// Every item of a list endpoint, each once (the later copy of one read twice).
+export async function fetchAll(path) {
+  const byId = new Map();
+  for await (const items of pages(path)) for (const item of items) byId.set(item.id, item);
+  const items = [...byId.values()];
+  return { items, total: items.length };
 }
 
 export const ESTADOS = { programada: "Programada", en_curso: "En curso", pausada: "Pausada", finalizada: "Finalizada", cancelada: "Cancelada" };

@@ -1,7 +1,7 @@
 // Mi servicio: the field officer's phone page. My tareas with start/pause/resume/finish, my availability in
 // one tap, my position shared (throttled by time and distance), SOS, live updates with resume, and an outbox
 // for everything done without coverage. The last known data is kept so the page opens offline.
-import { age, api, el, fetchAll, newestOnly, ESTADOS } from "./api.js";
+import { age, api, el, fetchAll, newestOnly, pages, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 import * as cola from "./cola.js";
 
@@ -129,11 +129,11 @@ async function load() {
 
 // Supervisors see every efectivo: find the one linked to this usuario.
 async function ownEfectivo() {
-  for (let offset = 0; ; offset += 200) {
-    const { data } = await api(`/api/v1/efectivos?limit=200&offset=${offset}`);
-    const mine = data.items.find((e) => e.usuario_id === me);
-    if (mine || offset + data.items.length >= data.total) return mine ?? null;
+  for await (const items of pages("/api/v1/efectivos")) {
+    const mine = items.find((e) => e.usuario_id === me);
+    if (mine) return mine;
   }
+  return null;
 }
 
 function showOffline() {
