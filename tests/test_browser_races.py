@@ -53,6 +53,37 @@ class LateAnswers:
         self.page.wait_for_timeout(500)  # time for the page to read it and, on the old code, to render it
 
 
+class SecondPage:
+    """Holds back the first request for a page past the first of a list (``pattern``) before it reaches the server,
+    so the list can change between two page reads; records the offset of every page of it the page asks for."""
+
+    def __init__(self, page: Page, pattern: str) -> None:
+        self.page = page
+        self.held: list[Route] = []
+        self.armed = True
+        self.offsets: list[int] = []
+        page.route(pattern, self._handle)
+
+    def _handle(self, route: Route) -> None:
+        offset = int(re.search(r"[?&]offset=(\d+)", route.request.url)[1])  # type: ignore[index]
+        self.offsets.append(offset)
+        if offset > 0 and self.armed:
+            self.armed = False
+            self.held.append(route)  # asked, and not yet sent to the server
+        else:
+            route.continue_()
+
+    def wait_held(self) -> None:
+        for _ in range(200):
+            if self.held:
+                return
+            self.page.wait_for_timeout(50)
+        raise AssertionError("the page never asked for a second page")
+
+    def release(self) -> None:
+        self.held.pop().continue_()
+
+
 class Stream:
     """The page's live socket, through the test: every frame passes except those ``drop`` picks, and the test can
     send the page what the server sends a client that slept past the replay window (resync_required)."""
@@ -605,27 +636,13 @@ def test_a_list_read_page_by_page_leaves_out_no_item_when_others_leave_between_i
     went without those cards until its next full reload (a tarea's frames reload that tarea only)."""
     sup, admin = build.usuario(2), build.usuario(3)
     tareas = [build.tarea(sup, titulo=f"Lote {n}") for n in range(230)]  # the board lists the newest first
-    held: list[Route] = []
-
-    def hold_second_page(route: Route) -> None:
-        if not held and "offset=0" not in route.request.url:
-            held.append(route)  # asked, and not yet sent to the server
-        else:
-            route.continue_()
-
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
-        page.route("**/api/v1/tasks?*", hold_second_page)
-        asked: list[str] = []
-        page.on("request", lambda request: asked.append(request.url) if "/api/v1/tasks?" in request.url else None)
+        second = SecondPage(page, "**/api/v1/tasks?*")
         page.goto("/")
-        for _ in range(200):
-            if held:
-                break
-            page.wait_for_timeout(50)
-        assert held, "the board never asked for a second page"
+        second.wait_held()
         for tarea in tareas[-removed:]:  # the newest: all on the first page, already read
             assert _api(server, build, admin, "DELETE", f"/api/v1/tasks/{tarea.id}").status_code == 204
-        held[0].continue_()
+        second.release()
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
         for tarea in tareas[-removed:]:  # read on the first page; their replayed task_deleted frames take them off
             expect(page.locator(f'.tarjeta[data-tarea-id="{tarea.id}"]')).to_have_count(0)
@@ -633,8 +650,7 @@ def test_a_list_read_page_by_page_leaves_out_no_item_when_others_leave_between_i
             expect(page.locator(f'.tarjeta[data-tarea-id="{tarea.id}"]')).to_be_visible()
         expect(page.locator(".tarjeta[data-tarea-id]")).to_have_count(len(tareas) - removed)
         # Pages overlap by 20; past that, the second page holds nothing of the first and is asked again further back.
-        offsets = [int(re.search(r"offset=(\d+)", url)[1]) for url in asked]  # type: ignore[index]
-        assert offsets == ([0, 180] if removed == 1 else [0, 180, 0, 180])
+        assert second.offsets == ([0, 180] if removed == 1 else [0, 180, 0, 180])
 
 
 def test_a_supervisors_phone_page_finds_its_efectivo_when_another_leaves_between_pages(
@@ -645,24 +661,12 @@ def test_a_supervisors_phone_page_finds_its_efectivo_when_another_leaves_between
     sup = build.usuario(2)
     otros = [build.efectivo() for _ in range(200)]  # the list is in id order: the supervisor's is the 201st
     build.efectivo(usuario_id=sup.id, codigo_interno="SUP-001", nombre="Agente Supervisor")
-    held: list[Route] = []
-
-    def hold_second_page(route: Route) -> None:
-        if not held and "offset=0" not in route.request.url:
-            held.append(route)
-        else:
-            route.continue_()
-
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "movil", landing="/efectivos") as (_, page):
         Stream(page, drop=lambda frame: frame.get("topic") == "efectivos")  # no reload from the deletion's frame
-        page.route("**/api/v1/efectivos?*", hold_second_page)
+        second = SecondPage(page, "**/api/v1/efectivos?*")
         page.goto("/mi")
-        for _ in range(200):
-            if held:
-                break
-            page.wait_for_timeout(50)
-        assert held, "the page never asked for a second page"
+        second.wait_held()
         assert _api(server, build, sup, "DELETE", f"/api/v1/efectivos/{otros[0].id}").status_code == 204
-        held[0].continue_()
+        second.release()
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
         expect(page.locator("#mi-efectivo")).to_contain_text("SUP-001 · Agente Supervisor")
