@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Flask, Request, Response, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from gad.errors import Forbidden, Unauthorized
+from gad.extensions import db
 from gad.models import Sesion, Usuario
 from gad.observability import HeaderWriter, add_header_writer
-from gad.reqctx import current_g, current_request
+from gad.reqctx import current_flask_app, current_g, current_request
 from gad.services import auth, sesiones
 
 logger = logging.getLogger(__name__)
@@ -93,14 +96,63 @@ def resolve_user(token: str | None = None, allow_session: bool = True) -> tuple[
     """Authenticate from an explicit token, the Authorization header, or the session cookie. Raises Unauthorized."""
     token = token or _bearer_token()
     if token:
-        # Reads may reuse a recent verification of this token; writes always check PostgreSQL.
-        usuario, claims = auth.authenticate_token(token, read_only=current_request().method in SAFE_METHODS)
+        safe = current_request().method in SAFE_METHODS
+        if not safe and _view_checks_caller():
+            cached = auth.cached_for_write(token)
+            if cached is not None:
+                usuario, check = cached
+                vars(current_g())[_CALLER_CHECK_KEY] = check
+                return usuario, "token", check.claims
+        # Reads may reuse a recent verification of this token; writes check PostgreSQL.
+        usuario, claims = auth.authenticate_token(token, read_only=safe)
         return usuario, "token", claims
     if allow_session:
         usuario_session = _session_user()
         if usuario_session is not None:
             return usuario_session, "session", None
     raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>' or log in.")
+
+
+_CHECKS_CALLER_ATTRIBUTE = "gad_checks_caller_in_statement"
+_CALLER_CHECK_KEY = "caller_check"
+
+
+def checks_caller_in_statement(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A write view whose service checks its caller inside its own write statement (``caller_check()``, passed
+    on: ``auth.CallerCheck``), so its caller may come from the token cache and the round trip that re-reads it
+    first is saved. Whatever the statement did not confirm is confirmed here, against PostgreSQL, before the
+    response leaves: after a failure (a logged-out or outdated token gets its 401, never the failure's own
+    answer) and after a success that ran no checked statement (an idempotent replay)."""
+
+    @wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Response:
+        try:
+            response = view(*args, **kwargs)
+        except Exception:
+            check = caller_check()
+            if check is not None and not check.confirmed:
+                db.session.rollback()  # the request fails either way, and a failed statement would refuse the check
+                auth.confirm_caller(check, current_user())
+            raise
+        check = caller_check()
+        if check is not None:
+            auth.confirm_caller(check, current_user())
+        return response
+
+    setattr(checked, _CHECKS_CALLER_ATTRIBUTE, True)
+    return checked
+
+
+def _view_checks_caller() -> bool:
+    request_ = current_request()
+    view = current_flask_app().view_functions.get(request_.endpoint) if request_.endpoint else None
+    return getattr(view, _CHECKS_CALLER_ATTRIBUTE, False)
+
+
+def caller_check() -> auth.CallerCheck | None:
+    """This request's caller still to be checked by its write statement, or None when it was read from PostgreSQL."""
+    check: auth.CallerCheck | None = vars(current_g()).get(_CALLER_CHECK_KEY)
+    return check
 
 
 def current_user() -> Usuario:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from config import TestingConfig  # noqa: E402 - after sys.path points at the repository root
 from gad import create_app  # noqa: E402 - after sys.path points at the repository root
 from gad.embedded import EmbeddedPostgres, free_port, wait_until_accepting  # noqa: E402 - after sys.path points at the repository root
+from gad.principal_cache import principals  # noqa: E402 - after sys.path points at the repository root
 from gad.realtime import chain  # noqa: E402 - after sys.path points at the repository root
 from tests.builders import Builders  # noqa: E402 - after sys.path points at the repository root
 
@@ -190,6 +191,14 @@ def client(app: Flask) -> FlaskClient:
 def build(app: Flask) -> Builders:
     # No app context is held open here: requests must get their own g and session, as in production.
     return Builders(app)
+
+
+@pytest.fixture
+def listener_connected() -> Iterator[None]:
+    """The token cache in use, as in a gunicorn worker whose event listener is connected."""
+    principals.set_listener_connected(True)
+    yield
+    principals.set_listener_connected(False)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +24,6 @@ from gad.blueprints.usuarios import _validated
 from gad.extensions import db, limiter
 from gad.models import Usuario
 from gad.observability import _request_ids
-from gad.principal_cache import principals
 from gad.ratelimit import LIMITER_REQUEST_STATE
 from gad.reqctx import current_flask_app, current_g, current_request
 from gad.schemas.common import Health
@@ -92,14 +91,6 @@ def test_flask_limiter_keeps_its_request_state_where_gad_looks_for_it(app: Flask
         assert not hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)
         limiter.context  # noqa: B018 - what a limit check does first
         assert hasattr(request_ctx._get_current_object(), LIMITER_REQUEST_STATE)
-
-
-@pytest.fixture
-def listener_connected() -> Iterator[None]:
-    """The token cache in use, as in a gunicorn worker whose event listener is connected."""
-    principals.set_listener_connected(True)
-    yield
-    principals.set_listener_connected(False)
 
 
 def test_a_cached_principal_joins_the_session_as_if_loaded_and_only_when_the_request_opens_it(app: Flask, build: Builders, listener_connected: None) -> None:

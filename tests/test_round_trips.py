@@ -1,7 +1,8 @@
 """Statements per request on the hot paths: a budget per operation, so extra round trips cannot creep back.
 
 Counted on the engine (every statement SQLAlchemy sends; BEGIN and COMMIT are not statements here). Each
-budget is what the operation needs with its guarantees: the caller's usuario, the row(s) it changes, the
+budget is what the operation needs with its guarantees: the caller's usuario (checked inside a create's INSERT
+when the token cache knows the caller), the row(s) it changes, the
 history row, and two for the event log (take ids from the counter; append rows + chain head + NOTIFY) — one
 where the change's own statement takes the ids (a create).
 """
@@ -179,6 +180,25 @@ def test_a_create_reaches_postgresql_in_three_round_trips_its_begin_and_commit_i
     with app.app_context(), db.engine.connect() as connection:
         assert connection.connection.dbapi_connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE  # type: ignore[union-attr]
         assert connection.exec_driver_sql("SELECT count(*) FROM tareas WHERE codigo IN ('RT-W0', 'RT-W1')").scalar() == 2
+
+
+def test_a_create_whose_caller_the_token_cache_knows_reaches_postgresql_in_two_round_trips(
+    client: FlaskClient, build: Builders, app: Flask, listener_connected: None
+) -> None:
+    """With the token cache in use (a worker whose event listener is connected), the create's INSERT checks the
+    caller itself (tests/test_write_caller_check.py): the round trip that read the caller first is gone."""
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    body = {"titulo": "Contar idas y vueltas", "tipo": "patrullaje"}
+    for warm in ("RT-C0", "RT-C00"):  # the first learns the token for the cache, the second prepares the checked INSERT
+        assert client.post("/api/v1/tasks", json=body | {"codigo": warm}, headers=headers).status_code == 201
+    with _on_the_wire(app) as sent:
+        created = client.post("/api/v1/tasks", json=body | {"codigo": "RT-C1"}, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    assert len(sent) == 2 and sent[0][0].startswith("BEGIN; EXECUTE ") and sent[1][0].endswith("; COMMIT"), sent
+    assert not any(auth._PRINCIPAL._compile()[0] in query for query, _ in sent), sent
+    with app.app_context(), db.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT creado_por_usuario_id FROM tareas WHERE codigo = 'RT-C1'").scalar() == supervisor.id
 
 
 def test_a_transaction_without_a_statement_sends_nothing_and_a_savepoint_can_open_one(app: Flask) -> None:

@@ -8,7 +8,7 @@ from gad.blueprints.http import etag, idempotent, if_match_version, json_respons
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
-from gad.security import current_user, require_authentication
+from gad.security import caller_check, checks_caller_in_statement, current_user, require_authentication
 from gad.services import asignaciones, dispatch, tarea_json, tareas, transitions
 from gad.services.tarea_queries import TareaRow
 
@@ -30,13 +30,14 @@ def list_tareas() -> Response:
 
 
 @bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients
+@checks_caller_in_statement  # the INSERT checks its caller: no round trip of its own to re-read it
 @idempotent
 @documented(tags=("tareas",), json=TareaIn, resp={"HTTP_201": TareaOut})
 def create_tarea() -> Response:
     actor = current_user()
     body = parse_json(TareaIn)
     # PostgreSQL built the new tarea's JSON (tests/test_tarea_json.py holds it equal to TareaOut's).
-    created = tareas.create_tarea(actor, body.model_dump())
+    created = tareas.create_tarea(actor, body.model_dump(), caller_check())
     location = url_for("tareas.get_tarea", tarea_id=created.id)
     return raw_json(created.document, {"ETag": etag(created.version), "Location": location}, status=201)
 

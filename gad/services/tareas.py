@@ -23,7 +23,7 @@ from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
 from gad.pg import Prepared
 from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
-from gad.services import json_sql, turnos
+from gad.services import auth, json_sql, turnos
 from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate_rows
 from gad.services.tarea_events import SUMMARY_COLUMNS, event_of, record_payload, record_tarea_event, tarea_event
@@ -75,7 +75,7 @@ _AS_TEXT = {"uuid": "uuid", "extra": "jsonb"}
 
 
 @functools.cache
-def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
+def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False) -> Prepared:
     """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
     SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached), prepared once per connection
     (``gad.pg.Prepared``: planning it took PostgreSQL half the time of running it). The unique index decides a
@@ -86,8 +86,14 @@ def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
     from the event log's counter (``events.TAKE_ONE_ID_CTE``), after the tarea row exists and only if it does, so
     the commit appends the event without that round trip; and it returns the tarea's TareaOut document built by
     PostgreSQL from the row it wrote (as a GET builds it, ``tarea_queries.tarea_object``), then the columns its
-    event carries, then the event id and chain head it took (``create_tarea`` reads them)."""
+    event carries, then the event id and chain head it took (``create_tarea`` reads them).
+
+    ``checked``: the tarea is written only if the caller may create it as PostgreSQL sees the usuario in this
+    same statement (``auth.CALLER_CHECK_SQL``, for a caller the token cache gave): otherwise no row comes back,
+    as for a taken codigo, and ``_insert`` finds out which it was."""
     params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
+    # PostgreSQL types the values of an INSERT's SELECT by the target columns, as it does a VALUES list's.
+    caller, rows = (f"caller AS ({auth.CALLER_CHECK_SQL}), ", f"SELECT {params} FROM caller") if checked else ("", f"VALUES ({params})")
     ids = taken = ""
     selected: list[Any] = list(_TAREAS.c)
     select_list = ", ".join(column.name for column in _TAREAS.c)
@@ -99,7 +105,7 @@ def _insert_new(columns: tuple[str, ...], answered: bool) -> Prepared:
         selected = [column("_document", Text), *summary, column("_last_id", BigInteger), column("_last_hash", String)]
         select_list = ", ".join([f"CAST({built.name} AS text)", *SUMMARY_COLUMNS.values()])
     statement = text(
-        f"WITH nueva AS (INSERT INTO tareas ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (codigo) DO NOTHING RETURNING *), "
+        f"WITH {caller}nueva AS (INSERT INTO tareas ({', '.join(columns)}) {rows} ON CONFLICT (codigo) DO NOTHING RETURNING *), "
         "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
         f"SELECT id, NULL, estado, CAST(:_actor AS integer), CAST(:_motivo AS text), created_at FROM nueva){ids} "
         f"SELECT {select_list}{taken} FROM nueva"  # in the order .columns() reads them
@@ -116,14 +122,16 @@ class CreatedTarea(NamedTuple):
     version: int
 
 
-def create_tarea(actor: Usuario, data: dict[str, Any]) -> CreatedTarea:
+def create_tarea(actor: Usuario, data: dict[str, Any], caller: auth.CallerCheck | None = None) -> CreatedTarea:
     """Supervisor+. ``creado_por`` is always ``actor``. The creation is the request's last write: its statement
     takes the event's id too (``events.took_ids``) and returns the new tarea as TareaOut JSON built by PostgreSQL
-    (nobody is assigned yet), so nothing of it is loaded, validated or serialised again in Python.
+    (nobody is assigned yet), so nothing of it is loaded, validated or serialised again in Python. ``caller``:
+    ``actor`` came from the token cache, and the statement checks it (``_insert_new``'s ``checked``).
 
-    Raises Forbidden, Conflict (codigo taken), ValidationProblem (unknown delegado, bad schedule).
+    Raises Unauthorized (``caller``'s token no longer holds), Forbidden, Conflict (codigo taken),
+    ValidationProblem (unknown delegado, bad schedule).
     """
-    row = _insert(actor, data, es_emergencia=False, estado=EstadoTarea.PROGRAMADA, answered=True)
+    row = _insert(actor, data, es_emergencia=False, estado=EstadoTarea.PROGRAMADA, answered=True, caller=caller)
     document, summary, (last_id, last_hash) = row[0], row[1:-2], row[-2:]
     fields = dict(zip(SUMMARY_COLUMNS, summary, strict=True))
     events.took_ids(db.session(), int(last_id), str(last_hash), 1)
@@ -142,8 +150,13 @@ def new_tarea(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool = Fal
     return tarea
 
 
-def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado: EstadoTarea, answered: bool) -> Sequence[Any]:
-    """The new tarea's row as ``_insert_new`` returns it. Raises Forbidden, Conflict, ValidationProblem."""
+def _insert(
+    actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado: EstadoTarea, answered: bool, caller: auth.CallerCheck | None = None
+) -> Sequence[Any]:
+    """The new tarea's row as ``_insert_new`` returns it. Raises Unauthorized, Forbidden, Conflict, ValidationProblem."""
+    nivel = Nivel.EFECTIVO if es_emergencia else Nivel.SUPERVISOR  # an emergency is any usuario's to raise
+    if caller is not None and actor.nivel < nivel:
+        auth.confirm_caller(caller, actor)  # refuse on the nivel PostgreSQL holds, not on the cache's
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
@@ -154,13 +167,24 @@ def _insert(actor: Usuario, data: dict[str, Any], *, es_emergencia: bool, estado
     for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
         if default.key not in values:
             values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
-    statement = _insert_new(tuple(sorted(values)), answered)
+    columns = tuple(sorted(values))
     values["uuid"] = str(values["uuid"])
     if values.get("extra") is not None:
         values["extra"] = json.dumps(values["extra"])
+    values |= {"_actor": actor.id, "_motivo": "Tarea creada"}
     # On the connection, and only what the caller needs of the row: the ORM's statement compile state and row
     # loading cost more than the statement's round trip.
-    row = statement.first(db.session().connection(), values | {"_actor": actor.id, "_motivo": "Tarea creada"})
+    connection = db.session().connection()
+    if caller is None or caller.confirmed:
+        row = _insert_new(columns, answered).first(connection, values)
+    else:
+        row = _insert_new(columns, answered, checked=True).first(connection, values | caller.params(nivel))
+        if row is not None:
+            caller.confirmed = True
+        else:  # a taken codigo, or a caller who may no longer write: read the caller, then write as before
+            auth.confirm_caller(caller, actor)
+            policy.require_nivel(actor, nivel, "Creating tareas")
+            row = _insert_new(columns, answered).first(connection, values)
     if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
     return row

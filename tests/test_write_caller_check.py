@@ -1,0 +1,125 @@
+"""A create whose caller came from the token cache is checked against PostgreSQL by its own INSERT.
+
+Each test first lets the cache learn the token (a read), then changes the usuario or the logout list
+directly in the database, as another machine whose event has not arrived yet would have: the cache still
+holds the old principal, and the create must act on what PostgreSQL holds, writing nothing it may not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from gad.extensions import db
+from gad.models import Tarea
+from gad.services import auth
+from tests.builders import Builders
+from tests.helpers import PROBLEM, TAREA, all_events, count_rows
+
+pytestmark = pytest.mark.usefixtures("listener_connected")
+
+
+def _behind_the_cache(app: Flask, sql: str, **params: Any) -> None:
+    """A change the token cache does not hear of: no event, so nothing invalidates it."""
+    with app.app_context(), db.engine.begin() as connection:
+        connection.exec_driver_sql(sql, params)
+
+
+def _cached(client: FlaskClient, headers: dict[str, str]) -> None:
+    assert client.get("/api/v1/users/me", headers=headers).status_code == 200  # the cache now knows the token
+
+
+def _refused(app: Flask, response: Any, status: int) -> None:
+    assert response.status_code == status and response.headers["Content-Type"] == PROBLEM, response.get_json()
+    assert count_rows(app, Tarea) == 0  # nothing written; the log holds at most the refusal's own audit
+    assert [event.event_type for event in all_events(app)] == (["permission_denied"] if status == 403 else [])
+
+
+def test_a_cached_supervisor_creates_with_the_check_in_the_insert(app: Flask, client: FlaskClient, build: Builders) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
+    assert created.status_code == 201 and created.get_json()["creado_por_usuario_id"] == supervisor.id
+    assert [event.actor_id for event in all_events(app)] == [supervisor.id]
+
+
+def test_a_logout_the_cache_has_not_heard_of_stops_the_create(app: Flask, client: FlaskClient, build: Builders) -> None:
+    supervisor = build.usuario(2)
+    token = build.token(supervisor)
+    headers = {"Authorization": f"Bearer {token}"}
+    _cached(client, headers)
+    with app.app_context():
+        jti = auth.decode_token(token)["jti"]
+    _behind_the_cache(
+        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
+    )
+    _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), 401)
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("UPDATE usuarios SET activo = false WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET token_version = token_version + 1 WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", 403),
+    ],
+    ids=["deactivated", "tokens-revoked", "demoted"],
+)
+def test_a_change_the_cache_has_not_heard_of_stops_the_create(app: Flask, client: FlaskClient, build: Builders, change: str, status: int) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    _behind_the_cache(app, change, id=supervisor.id)
+    _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), status)
+
+
+def test_a_promotion_the_cache_has_not_heard_of_lets_the_create_through(app: Flask, client: FlaskClient, build: Builders) -> None:
+    efectivo = build.usuario(1)
+    headers = build.headers(efectivo)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 2 WHERE id = %(id)s", id=efectivo.id)
+    assert client.post("/api/v1/tasks", json=TAREA, headers=headers).status_code == 201
+
+
+def test_a_logged_out_caller_gets_401_not_what_its_request_would_have_got(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """Before, the caller was read first, so a logged-out token never learnt more than 401: still so."""
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor, **{"Idempotency-Key": "k-1"})
+    _cached(client, headers)
+    first = client.post("/api/v1/tasks", json=TAREA, headers=headers)
+    assert first.status_code == 201
+    _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
+    replay = client.post("/api/v1/tasks", json=TAREA, headers=headers)  # a stored answer, no INSERT to check it
+    assert replay.status_code == 401 and "Idempotent-Replayed" not in replay.headers
+    bad_body = client.post("/api/v1/tasks", json={"titulo": 7}, headers={"Authorization": headers["Authorization"]})
+    assert bad_body.status_code == 401 and bad_body.headers["Content-Type"] == PROBLEM
+    taken = client.post("/api/v1/tasks", json=TAREA, headers={"Authorization": headers["Authorization"]})
+    assert taken.status_code == 401
+    assert count_rows(app, Tarea) == 1 and len(all_events(app)) == 1
+
+
+def test_a_taken_codigo_is_still_409_for_a_cached_caller(app: Flask, client: FlaskClient, build: Builders) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    assert client.post("/api/v1/tasks", json=TAREA, headers=headers).status_code == 201
+    taken = client.post("/api/v1/tasks", json=TAREA | {"titulo": "Otra patrulla"}, headers=headers)
+    assert taken.status_code == 409 and taken.get_json()["field"] == "codigo"
+    assert count_rows(app, Tarea) == 1 and len(all_events(app)) == 1
+
+
+def test_the_check_holds_without_prepared_statements(app_with: Any, build: Builders) -> None:
+    """Behind a pooler in transaction mode (``DB_PREPARED_STATEMENTS=false``) the same INSERT runs as plain SQL."""
+    plain = app_with(DB_PREPARED_STATEMENTS=False)
+    client = plain.test_client()
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    assert client.post("/api/v1/tasks", json=TAREA, headers=headers).status_code == 201
+    _behind_the_cache(plain, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
+    refused = client.post("/api/v1/tasks", json=TAREA | {"codigo": "PAT-002"}, headers=headers)
+    assert refused.status_code == 403 and count_rows(plain, Tarea) == 1
