@@ -1,7 +1,10 @@
 // Service worker of /mi: keeps the page's own files so the phone page opens without coverage.
 // The page shell is network-first (a fresh CSRF token and code when online), its static files are
 // served from the cache and refreshed behind; API calls are never cached here (the page keeps its data).
-const CACHE = "gad-mi-v1";
+// A new name when a release changes what one of these files imports from another (mi.js from api.js): each is
+// refreshed on its own behind the page, and a new mi.js beside an api.js whose refresh failed would not load at
+// all; the install below fetches every one of a new name together (addAll: all or none) and drops the old.
+const CACHE = "gad-mi-v2";
 const SHELL = [
   "/mi",
   "/static/css/app.css",
