@@ -65,6 +65,10 @@ class PrincipalCache:
             self._entries.clear()
         self._entries[token] = Entry(principal, time.monotonic() + seconds)
 
+    def discard(self, token: str) -> None:
+        """Forget one token's verification: a write found it no longer holds."""
+        self._entries.pop(token, None)
+
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
