@@ -37,7 +37,7 @@ COMMIT_TO_SEND = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=None,
 )
-AUTH_CACHE_HITS = Counter("gad_auth_cache_hits_total", "Safe requests whose token was verified recently, without a query", registry=None)
+AUTH_CACHE_HITS = Counter("gad_auth_cache_hits_total", "Requests whose token a recent verification served, without a query of its own", registry=None)
 LOGIN_FAILURES = Counter("gad_login_failures_total", "Failed login attempts", registry=None)
 EMERGENCIES_UNASSIGNED = Counter("gad_emergencies_unassigned_total", "Emergencies created with nobody available", registry=None)
 DB_POOL_CHECKED_OUT = Gauge("gad_db_pool_checked_out", "Database connections in use", registry=None, multiprocess_mode="livesum")

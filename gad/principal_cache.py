@@ -6,8 +6,9 @@ token string, the claims its signature carried and the usuario it was verified f
 skips both the query and the signature check — but only under three conditions that keep
 revocation honest:
 
-* only **safe requests** (GET/HEAD, websocket handshakes) may use an entry; every write re-verifies
-  against the database, so a role change or logout always holds for writes at once;
+* only **safe requests** (GET/HEAD, websocket handshakes) may use an entry as it is; every write re-verifies
+  against the database — a create in its own INSERT (``auth.CallerCheck``), any other write with a read
+  first — so a role change or logout always holds for writes at once;
 * only while this process's **event listener is connected** (``gad.realtime.hub``): every change to a
   usuario and every security event (logout, token revocation, role change, deactivation) writes an
   event in the same transaction, and when any such event reaches the listener — from any worker or
@@ -63,6 +64,10 @@ class PrincipalCache:
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[token] = Entry(principal, time.monotonic() + seconds)
+
+    def discard(self, token: str) -> None:
+        """Forget one token's verification: a write found it no longer holds."""
+        self._entries.pop(token, None)
 
     def clear(self) -> None:
         self.generation += 1

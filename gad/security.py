@@ -128,6 +128,8 @@ def checks_caller_in_statement(view: Callable[..., Response]) -> Callable[..., R
     def checked(*args: Any, **kwargs: Any) -> Response:
         try:
             response = view(*args, **kwargs)
+        except Unauthorized:
+            raise  # already the answer a check would give
         except Exception:
             check = caller_check()
             if check is not None and not check.confirmed:

@@ -7,14 +7,17 @@ holds the old principal, and the create must act on what PostgreSQL holds, writi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from gad.extensions import db
 from gad.models import Tarea
+from gad.principal_cache import principals
 from gad.services import auth
 from tests.builders import Builders
 from tests.helpers import PROBLEM, TAREA, all_events, count_rows
@@ -58,6 +61,7 @@ def test_a_logout_the_cache_has_not_heard_of_stops_the_create(app: Flask, client
         app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
     )
     _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), 401)
+    assert principals.get(token) is None  # the failed check made this worker forget the token for reads too
 
 
 @pytest.mark.parametrize(
@@ -123,3 +127,24 @@ def test_the_check_holds_without_prepared_statements(app_with: Any, build: Build
     _behind_the_cache(plain, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
     refused = client.post("/api/v1/tasks", json=TAREA | {"codigo": "PAT-002"}, headers=headers)
     assert refused.status_code == 403 and count_rows(plain, Tarea) == 1
+
+
+def test_a_demoted_caller_learns_nothing_about_other_usuarios(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """Whether a delegado exists is the create's answer to a supervisor only: a caller demoted behind the cache
+    gets the 403 (audited) whatever delegado it names, as a caller read from PostgreSQL would."""
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
+    _refused(app, client.post("/api/v1/tasks", json=TAREA | {"delegado_usuario_id": 987654}, headers=headers), 403)
+
+
+def test_a_token_version_that_is_not_an_integer_is_refused_not_a_500(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """``true == 1`` to Python, not to PostgreSQL: such a claim (it takes the signing key to make one) is refused
+    when the token is read, before the cache or a statement sees it."""
+    supervisor = build.usuario(2)
+    now = int(time.time())
+    claims = {"sub": str(supervisor.id), "nivel": 2, "tv": True, "jti": "bool-tv", "iat": now, "exp": now + 300}
+    headers = {"Authorization": "Bearer " + jwt.encode(claims, app.config["SECRET_KEY"], algorithm="HS256")}
+    assert client.get("/api/v1/users/me", headers=headers).status_code == 401
+    _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), 401)

@@ -200,7 +200,7 @@ def decode_token(token: str) -> dict[str, Any]:
         raise Unauthorized("The token has expired; log in again.") from None
     except jwt.PyJWTError:
         raise Unauthorized("The token is invalid.") from None
-    if "tv" not in claims:
+    if type(claims.get("tv")) is not int:  # bool is an int to Python, not to PostgreSQL's integer
         raise Unauthorized("The token is invalid.")
     return claims
 
@@ -276,7 +276,7 @@ class CallerCheck:
 
     def params(self, nivel: int) -> dict[str, Any]:
         """``CALLER_CHECK_SQL``'s values, for a write that needs ``nivel``."""
-        return {"_caller": int(self.claims["sub"]), "_caller_tv": self.claims.get("tv"), "_caller_jti": str(self.claims["jti"]), "_caller_nivel": int(nivel)}
+        return {"_caller": int(self.claims["sub"]), "_caller_tv": int(self.claims["tv"]), "_caller_jti": str(self.claims["jti"]), "_caller_nivel": int(nivel)}
 
 
 # What authenticate_token and _checked_principal decide, as a condition a write statement embeds (a CTE that has
@@ -304,7 +304,11 @@ def confirm_caller(check: CallerCheck, usuario: Usuario) -> None:
     the request's caller, takes the values read. Raises Unauthorized when the token no longer holds."""
     if check.confirmed:
         return
-    values = _checked_principal(check.claims)
+    try:
+        values = _checked_principal(check.claims)
+    except Unauthorized:
+        principals.discard(check.token)  # the next read of this worker checks the token again too
+        raise
     vars(usuario).update(values)  # as a load would have placed them (``db_session.loaded``)
     check.confirmed = True
 

@@ -155,8 +155,10 @@ def _insert(
 ) -> Sequence[Any]:
     """The new tarea's row as ``_insert_new`` returns it. Raises Unauthorized, Forbidden, Conflict, ValidationProblem."""
     nivel = Nivel.EFECTIVO if es_emergencia else Nivel.SUPERVISOR  # an emergency is any usuario's to raise
-    if caller is not None and actor.nivel < nivel:
-        auth.confirm_caller(caller, actor)  # refuse on the nivel PostgreSQL holds, not on the cache's
+    if caller is not None and (actor.nivel < nivel or data.get("delegado_usuario_id") is not None):
+        # Refuse on the nivel PostgreSQL holds, not on the cache's; and before telling a caller the INSERT would
+        # refuse anything about another usuario (whether a delegado exists).
+        auth.confirm_caller(caller, actor)
     if not es_emergencia:
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
