@@ -1,4 +1,5 @@
-"""A create whose caller came from the token cache is checked against PostgreSQL by its own INSERT.
+"""A write whose caller came from the token cache is checked against PostgreSQL by its own statement: a
+create by its INSERT, a position by the efectivo's lock.
 
 Each test first lets the cache learn the token (a read), then changes the usuario or the logout list
 directly in the database, as another machine whose event has not arrived yet would have: the cache still
@@ -16,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from gad.extensions import db
-from gad.models import Tarea
+from gad.models import Efectivo, Tarea
 from gad.principal_cache import principals
 from gad.services import auth
 from tests.builders import Builders
@@ -148,3 +149,66 @@ def test_a_token_version_that_is_not_an_integer_is_refused_not_a_500(app: Flask,
     headers = {"Authorization": "Bearer " + jwt.encode(claims, app.config["SECRET_KEY"], algorithm="HS256")}
     assert client.get("/api/v1/users/me", headers=headers).status_code == 401
     _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), 401)
+
+
+def _position(client: FlaskClient, efectivo_id: int, headers: dict[str, str]) -> Any:
+    return client.put(f"/api/v1/efectivos/{efectivo_id}/ubicacion", json={"lat": 40.41, "lng": -3.7}, headers=headers)
+
+
+def _unmoved(app: Flask, efectivo_id: int) -> None:
+    with app.app_context():
+        efectivo = db.session.get(Efectivo, efectivo_id)
+        assert efectivo is not None and efectivo.lat is None and efectivo.posicion_en is None
+    assert [event.event_type for event in all_events(app) if event.event_type == "efectivo_location_update"] == []
+
+
+def test_a_cached_officer_reports_a_position_checked_by_the_lock(app: Flask, client: FlaskClient, build: Builders) -> None:
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    headers = build.headers(officer)
+    _cached(client, headers)
+    moved = _position(client, efectivo.id, headers)
+    assert moved.status_code == 200 and moved.get_json()["lat"] == 40.41
+    assert [event.actor_id for event in all_events(app)] == [officer.id]
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("UPDATE usuarios SET activo = false WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET token_version = token_version + 1 WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", 403),
+    ],
+    ids=["deactivated", "tokens-revoked", "demoted"],
+)
+def test_a_change_the_cache_has_not_heard_of_stops_a_position_report(app: Flask, client: FlaskClient, build: Builders, change: str, status: int) -> None:
+    """A supervisor reports for another's efectivo: once demoted (an efectivo-level usuario may report only
+    their own), logged out or deactivated behind the cache, nothing moves."""
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo(usuario_id=build.usuario(1).id)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    _behind_the_cache(app, change, id=supervisor.id)
+    refused = _position(client, efectivo.id, headers)
+    assert refused.status_code == status and refused.headers["Content-Type"] == PROBLEM, refused.get_json()
+    _unmoved(app, efectivo.id)
+
+
+def test_an_unknown_efectivo_is_404_for_a_cached_caller_and_401_once_logged_out(app: Flask, client: FlaskClient, build: Builders) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    assert _position(client, 987654, headers).status_code == 404
+    _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
+    assert _position(client, 987654, headers).status_code == 401
+
+
+def test_a_nivel_changed_behind_the_cache_within_what_the_create_needs_still_creates(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """The statement checks that the cached nivel is still the usuario's; when it is not, the caller is read and
+    the rule decided again: an administrador made supervisor may still create."""
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 2 WHERE id = %(id)s", id=admin.id)
+    created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
+    assert created.status_code == 201 and count_rows(app, Tarea) == 1 and len(all_events(app)) == 1

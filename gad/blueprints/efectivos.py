@@ -9,7 +9,7 @@ from gad.models import Efectivo
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
 from gad.schemas.efectivos import DisponibilidadIn, EfectivoIn, EfectivoOut, EfectivoPatch, EfectivoQuery, UbicacionIn
-from gad.security import current_user, require_authentication
+from gad.security import caller_check, checks_caller_in_statement, current_user, require_authentication
 from gad.services import dispatch, efectivos
 
 bp = Blueprint("efectivos", __name__, url_prefix="/api/v1/efectivos")
@@ -102,8 +102,9 @@ def set_disponibilidad(efectivo_id: int) -> Response:
 
 
 @bp.put("/<int:efectivo_id>/ubicacion")
+@checks_caller_in_statement  # the efectivo's lock checks its caller: no round trip of its own to re-read it
 @documented(tags=("efectivos",), json=UbicacionIn, resp={"HTTP_200": EfectivoOut})
 def set_ubicacion(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(UbicacionIn)
-    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng, body.registrado_en))
+    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng, body.registrado_en, caller_check()))

@@ -261,29 +261,32 @@ class CallerCheck:
     """A write's caller as the token cache remembers it, still to be checked against PostgreSQL.
 
     A write must act only for a usuario who, as its transaction sees the database, is active, at the nivel
-    the write needs, with this token neither logged out nor outdated. Reading that first costs a round trip
-    of its own (a sixth of a create's CPU in the worker). A write statement that embeds ``CALLER_CHECK_SQL``
-    checks it in the same statement instead, atomically with what it writes; whatever did the check sets
-    ``confirmed``. ``confirm_caller`` does it the old way, for a request whose statement did not (a failure,
-    a replayed response): ``gad.security.checks_caller_in_statement`` sees to that."""
+    its rules were decided on, with this token neither logged out nor outdated. Reading that first costs a
+    round trip of its own (a sixth of a create's CPU in the worker). A write statement that embeds
+    ``CALLER_CHECK_SQL`` checks it in the same statement instead, atomically with what it writes: the usuario
+    the cache gave, with its ``nivel``, is still the one PostgreSQL holds, so every rule decided on it in
+    Python holds as of that statement. Whatever did the check sets ``confirmed``. ``confirm_caller`` does it
+    the old way, for a request whose statement did not (a failure, a replayed response):
+    ``gad.security.checks_caller_in_statement`` sees to that."""
 
-    __slots__ = ("claims", "confirmed", "token")
+    __slots__ = ("claims", "confirmed", "nivel", "token")
 
-    def __init__(self, token: str, claims: dict[str, Any]) -> None:
+    def __init__(self, token: str, claims: dict[str, Any], nivel: int) -> None:
         self.token = token
         self.claims = claims
+        self.nivel = nivel  # the cached usuario's, which the request's rules are decided on
         self.confirmed = False
 
-    def params(self, nivel: int) -> dict[str, Any]:
-        """``CALLER_CHECK_SQL``'s values, for a write that needs ``nivel``."""
-        return {"_caller": int(self.claims["sub"]), "_caller_tv": int(self.claims["tv"]), "_caller_jti": str(self.claims["jti"]), "_caller_nivel": int(nivel)}
+    def params(self) -> dict[str, Any]:
+        """``CALLER_CHECK_SQL``'s values."""
+        return {"_caller": int(self.claims["sub"]), "_caller_tv": int(self.claims["tv"]), "_caller_jti": str(self.claims["jti"]), "_caller_nivel": self.nivel}
 
 
-# What authenticate_token and _checked_principal decide, as a condition a write statement embeds (a CTE that has
-# one row when the caller may write at the given nivel): the same columns, the same logout list.
+# What authenticate_token and _checked_principal decide, as a condition a write statement embeds (one row when the
+# cached caller still holds, at the nivel the request's rules were decided on): the same columns, the same logout list.
 CALLER_CHECK_SQL = (
     "SELECT 1 FROM usuarios WHERE id = CAST(:_caller AS integer) AND activo AND token_version = CAST(:_caller_tv AS integer) "
-    "AND nivel >= CAST(:_caller_nivel AS integer) AND NOT EXISTS (SELECT 1 FROM tokens_revocados WHERE jti = CAST(:_caller_jti AS text))"
+    "AND nivel = CAST(:_caller_nivel AS integer) AND NOT EXISTS (SELECT 1 FROM tokens_revocados WHERE jti = CAST(:_caller_jti AS text))"
 )
 
 
@@ -296,7 +299,7 @@ def cached_for_write(token: str) -> tuple[Usuario, CallerCheck] | None:
     if known is None:
         return None
     values, claims = known
-    return _attach(values), CallerCheck(token, claims)
+    return _attach(values), CallerCheck(token, claims, int(values["nivel"]))
 
 
 def confirm_caller(check: CallerCheck, usuario: Usuario) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select
+from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
@@ -19,7 +19,7 @@ from gad.pg import PreparedShapes
 from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
-from gad.services import json_sql
+from gad.services import auth, json_sql
 from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate
 from gad.vocab import ESTADOS_EN_MARCHA, Disponibilidad, Nivel
 
@@ -44,8 +44,19 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
     events.record(db.session(), payload, topic="efectivos", entity_type="efectivo", entity_id=efectivo.id, actor_id=actor.id if actor else None)
 
 
-def _lock(efectivo_id: int) -> Efectivo:
-    efectivo = db.session.scalar(select(Efectivo).where(Efectivo.id == efectivo_id).with_for_update())
+def _lock(efectivo_id: int, checking: tuple[auth.CallerCheck, Usuario] | None = None) -> Efectivo:
+    """The efectivo, locked for the transaction. ``checking``: a caller the token cache gave and its usuario,
+    checked by the same statement (``auth.CALLER_CHECK_SQL``); no row then means an unknown efectivo or a
+    caller who no longer holds, and the caller is read to tell which (Unauthorized)."""
+    query = select(Efectivo).where(Efectivo.id == efectivo_id).with_for_update()
+    if checking is not None and not checking[0].confirmed:
+        caller, actor = checking
+        efectivo = db.session.scalar(query.where(text(f"EXISTS ({auth.CALLER_CHECK_SQL})").bindparams(**caller.params())))
+        if efectivo is not None:
+            caller.confirmed = True
+            return efectivo
+        auth.confirm_caller(caller, actor)
+    efectivo = db.session.scalar(query)
     if efectivo is None:
         raise NotFound(f"Efectivo {efectivo_id} does not exist.")
     return efectivo
@@ -349,14 +360,17 @@ def _apply_disponibilidad(efectivo: Efectivo, estado: Disponibilidad) -> str | N
 FIX_CLOCK_SKEW = timedelta(seconds=30)
 
 
-def set_ubicacion(actor: Usuario, efectivo_id: int, lat: float, lng: float, registrado_en: datetime | None = None) -> Efectivo:
+def set_ubicacion(
+    actor: Usuario, efectivo_id: int, lat: float, lng: float, registrado_en: datetime | None = None, caller: auth.CallerCheck | None = None
+) -> Efectivo:
     """Record a position and the time the fix was taken (self or supervisor+). No version check: the newest fix wins.
+    ``caller``: ``actor`` came from the token cache, and the efectivo's lock checks it (``_lock``).
 
     ``registrado_en`` is the device's fix time (a fix queued offline arrives late); it defaults to now and may
     not be in the future (ValidationProblem). Dispatch reads ``posicion_en``, so a late fix counts as old as it
     is. A fix older than the recorded one is acknowledged without moving the efectivo back.
     """
-    efectivo = _lock(efectivo_id)
+    efectivo = _lock(efectivo_id, (caller, actor) if caller is not None else None)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only report your own position.")
     now = utcnow()

@@ -88,8 +88,8 @@ def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False)
     PostgreSQL from the row it wrote (as a GET builds it, ``tarea_queries.tarea_object``), then the columns its
     event carries, then the event id and chain head it took (``create_tarea`` reads them).
 
-    ``checked``: the tarea is written only if the caller may create it as PostgreSQL sees the usuario in this
-    same statement (``auth.CALLER_CHECK_SQL``, for a caller the token cache gave): otherwise no row comes back,
+    ``checked``: the tarea is written only if the caller the token cache gave still holds as PostgreSQL sees the
+    usuario in this same statement (``auth.CALLER_CHECK_SQL``): otherwise no row comes back,
     as for a taken codigo, and ``_insert`` finds out which it was."""
     params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
     # PostgreSQL types the values of an INSERT's SELECT by the target columns, as it does a VALUES list's.
@@ -180,7 +180,7 @@ def _insert(
     if caller is None or caller.confirmed:
         row = _insert_new(columns, answered).first(connection, values)
     else:
-        row = _insert_new(columns, answered, checked=True).first(connection, values | caller.params(nivel))
+        row = _insert_new(columns, answered, checked=True).first(connection, values | caller.params())
         if row is not None:
             caller.confirmed = True
         else:  # a taken codigo, or a caller who may no longer write: read the caller, then write as before
