@@ -653,6 +653,51 @@ def test_a_list_read_page_by_page_leaves_out_no_item_when_others_leave_between_i
         assert second.offsets == ([0, 180] if removed == 1 else [0, 180, 0, 180])
 
 
+def test_the_phone_page_loads_beside_an_api_module_cached_before_it_had_pages(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The /mi service worker refreshes the shell's files one by one: a phone can hold the new mi.js beside an api.js
+    cached before ``pages`` existed. A named import of it failed the whole module, and /mi showed nothing."""
+    sup = build.usuario(2)
+    build.efectivo(usuario_id=sup.id, codigo_interno="SUP-002", nombre="Agente Anterior")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "movil", landing="/efectivos") as (_, page):
+
+        def older_api(route: Route) -> None:
+            current = route.fetch().text()
+            assert "export async function* pages(" in current
+            route.fulfill(status=200, content_type="text/javascript", body=current.replace("export async function* pages(", "async function* pages("))
+
+        page.route("**/static/js/api.js*", older_api)
+        page.goto("/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("#mi-efectivo")).to_contain_text("SUP-002 · Agente Anterior")
+
+
+def test_a_list_that_changes_faster_than_it_is_read_is_still_read_to_its_end(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """api.pages asks a page again further back when it shares nothing with the one before (items left meanwhile).
+    Under churn faster than the reads — every page all new — that went on for ever, a request storm from one tab;
+    it now gives up asking again after a few times and ends as plain offset paging does."""
+    sup = build.usuario(2)
+    offsets: list[int] = []
+
+    def churning(route: Route) -> None:  # every answer all new ids: 200 of them until offset 360, then the end
+        offset = int(re.search(r"[?&]offset=(\d+)", route.request.url)[1])  # type: ignore[index]
+        offsets.append(offset)
+        first = len(offsets) * 1000
+        items = [{"id": first + n} for n in range(200 if offset < 360 else 10)]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({"items": items, "total": 1000, "limit": 200, "offset": offset}))
+
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        page.route("**/api/v1/churn?*", churning)
+        sizes = page.evaluate(
+            """async () => {
+                const api = await import(new URL("api.js", document.querySelector('script[type="module"]').src));
+                const sizes = [];
+                for await (const items of api.pages("/api/v1/churn")) { sizes.push(items.length); if (sizes.length > 50) break; }
+                return sizes;
+            }"""
+        )
+    assert sizes[-1] == 10 and len(offsets) <= 13, (sizes, offsets)  # ended on its short page after five asks again at most
+
+
 def test_a_supervisors_phone_page_finds_its_efectivo_when_another_leaves_between_pages(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:

@@ -29,6 +29,19 @@ def test_efectivo_list_shows_and_filters_en_servicio(app: Flask, client: FlaskCl
     assert {e["id"] for e in off["items"]} == {off_duty.id, on_leave.id}
 
 
+def test_a_position_report_answers_en_servicio_as_it_is(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A position's write does not read en_servicio back after its UPDATE (tests/test_round_trips.py): what the
+    answer says is still the efectivo's duty, on a turno, on licencia, or neither."""
+    sup = build.usuario(2)
+    on_duty, on_leave, off_duty = build.efectivo(), build.efectivo(), build.efectivo()
+    build.turno(on_duty, utcnow() - timedelta(hours=2))
+    build.licencia(on_leave, utcnow() - timedelta(hours=1))
+    headers = build.headers(sup)
+    for efectivo, expected in ((on_duty, True), (on_leave, False), (off_duty, False)):
+        moved = client.put(f"/api/v1/efectivos/{efectivo.id}/ubicacion", json={"lat": 40.4, "lng": -3.7}, headers=headers)
+        assert moved.status_code == 200 and moved.get_json()["en_servicio"] is expected
+
+
 def test_dispatch_prefers_on_duty_and_can_require_it(app: Flask, client: FlaskClient, build: Builders, app_with: Callable[..., Flask]) -> None:
     sup = build.usuario(2)
     now = utcnow()

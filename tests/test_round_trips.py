@@ -217,8 +217,9 @@ def test_a_position_whose_caller_the_token_cache_knows_has_no_statement_of_its_o
     assert moved.status_code == 200, moved.get_json()
     assert not any("FROM usuarios" in query.split("FOR UPDATE")[0] and "FROM efectivos" not in query for query, _ in sent), sent
     assert sent[0][0].startswith("BEGIN; SELECT") and "FROM efectivos" in sent[0][0] and "tokens_revocados" in sent[0][0], sent
-    # Then the UPDATE, the efectivo's computed availability read back, the event's id, the append with the COMMIT.
-    assert len(sent) <= 5 and sent[-1][0].endswith("; COMMIT"), sent
+    # Then the UPDATE, the event's id, the append with the COMMIT; the efectivo's computed en_servicio is not read back.
+    assert len(sent) <= 4 and sent[-1][0].endswith("; COMMIT"), sent
+    assert moved.get_json()["en_servicio"] is False  # no turno: as the lock read it
 
 
 def test_a_transaction_without_a_statement_sends_nothing_and_a_savepoint_can_open_one(app: Flask) -> None:

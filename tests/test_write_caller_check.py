@@ -212,3 +212,4 @@ def test_a_nivel_changed_behind_the_cache_within_what_the_create_needs_still_cre
     _behind_the_cache(app, "UPDATE usuarios SET nivel = 2 WHERE id = %(id)s", id=admin.id)
     created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
     assert created.status_code == 201 and count_rows(app, Tarea) == 1 and len(all_events(app)) == 1
+    assert client.get("/api/v1/users/me", headers=headers).get_json()["nivel"] == 2  # the write told this worker's reads

@@ -312,7 +312,10 @@ def confirm_caller(check: CallerCheck, usuario: Usuario) -> None:
     except Unauthorized:
         principals.discard(check.token)  # the next read of this worker checks the token again too
         raise
-    vars(usuario).update(values)  # as a load would have placed them (``db_session.loaded``)
+    held = vars(usuario)
+    if any(held.get(key) != value for key, value in values.items()):
+        principals.discard(check.token)  # changed behind the cache (a nivel, say): reads must not go on with the old
+    held.update(values)  # as a load would have placed them (``db_session.loaded``)
     check.confirmed = True
 
 

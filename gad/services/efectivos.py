@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select, text
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from gad import policy
@@ -389,11 +390,15 @@ def set_ubicacion(
     fix_time = min(registrado_en, now) if registrado_en is not None else now
     if efectivo.posicion_en is not None and fix_time < efectivo.posicion_en:
         return efectivo
+    en_servicio = efectivo.en_servicio  # as the lock loaded it
     efectivo.lat = lat
     efectivo.lon = lng
     efectivo.posicion_en = fix_time
     efectivo.version += 1
     db.session.flush()
+    # The flush expires the computed column, and reading it again cost a position (the bulk of the writes) a round
+    # trip: this transaction changes no turno or licencia, and now() is its start time, so the value holds.
+    set_committed_value(efectivo, "en_servicio", en_servicio)
     _record(EfectivoLocationUpdate, efectivo, actor)
     return efectivo
 

@@ -145,14 +145,20 @@ export function newestOnly() {
 // one that came in between.
 const PAGE = 200;
 const OVERLAP = 20;
+const MAX_BACKOFFS = 5;
 
 export async function* pages(path) {
   const sep = path.includes("?") ? "&" : "?";
   let previous = null; // ids of the last page yielded
+  let backoffs = 0;
   for (let offset = 0; ; ) {
     const { data } = await api(`${path}${sep}limit=${PAGE}&offset=${offset}`);
     const ids = new Set(data.items.map((item) => item.id));
-    if (offset > 0 && ![...previous].some((id) => ids.has(id))) {
+    // Bounded for the whole read: under churn faster than the pages are read it would ask again for ever; after
+    // MAX_BACKOFFS it goes on as plain offset paging would (an item it skips is shown by the next reload, which the
+    // churn brings).
+    if (offset > 0 && ![...previous].some((id) => ids.has(id)) && backoffs < MAX_BACKOFFS) {
+      backoffs += 1;
       offset = Math.max(0, offset - (PAGE - OVERLAP));
       continue;
     }

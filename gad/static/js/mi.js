@@ -1,7 +1,8 @@
 // Mi servicio: the field officer's phone page. My tareas with start/pause/resume/finish, my availability in
 // one tap, my position shared (throttled by time and distance), SOS, live updates with resume, and an outbox
 // for everything done without coverage. The last known data is kept so the page opens offline.
-import { age, api, el, fetchAll, newestOnly, pages, ESTADOS } from "./api.js";
+import { age, api, el, fetchAll, newestOnly, ESTADOS } from "./api.js";
+import * as apiModule from "./api.js";
 import { connectLive } from "./live.js";
 import * as cola from "./cola.js";
 
@@ -127,9 +128,13 @@ async function load() {
   renderTareas();
 }
 
+// The service worker refreshes the shell's files one by one: a phone may hold this mi.js beside an api.js cached
+// before `pages` existed, and a named import of it would stop /mi from loading at all (offline, until both match).
+const pagesOf = apiModule.pages ?? async function* (path) { yield (await fetchAll(path)).items; };
+
 // Supervisors see every efectivo: find the one linked to this usuario.
 async function ownEfectivo() {
-  for await (const items of pages("/api/v1/efectivos")) {
+  for await (const items of pagesOf("/api/v1/efectivos")) {
     const mine = items.find((e) => e.usuario_id === me);
     if (mine) return mine;
   }
