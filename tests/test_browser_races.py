@@ -22,6 +22,14 @@ pytestmark = pytest.mark.slow
 server = server_without_tiles_fixture("server")
 
 
+def _wait_until_held(page: Page, held: list[Any], never: str) -> None:
+    for _ in range(200):
+        if held:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(never)
+
+
 class LateAnswers:
     """Holds back the answer to the next request ``wanted`` picks: the server answers it at once (its state then),
     and the page receives that answer only when the test releases it, after newer requests were answered."""
@@ -41,11 +49,7 @@ class LateAnswers:
             route.continue_()
 
     def wait_held(self) -> None:
-        for _ in range(200):
-            if self.held:
-                return
-            self.page.wait_for_timeout(50)
-        raise AssertionError("the page never sent the request to hold back")
+        _wait_until_held(self.page, self.held, "the page never sent the request to hold back")
 
     def release(self) -> None:
         route, answer = self.held.pop()
@@ -74,11 +78,7 @@ class SecondPage:
             route.continue_()
 
     def wait_held(self) -> None:
-        for _ in range(200):
-            if self.held:
-                return
-            self.page.wait_for_timeout(50)
-        raise AssertionError("the page never asked for a second page")
+        _wait_until_held(self.page, self.held, "the page never asked for a second page")
 
     def release(self) -> None:
         self.held.pop().continue_()

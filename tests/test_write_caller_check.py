@@ -26,6 +26,18 @@ from tests.helpers import PROBLEM, TAREA, all_events, count_rows
 pytestmark = pytest.mark.usefixtures("listener_connected")
 
 
+# Each change, made where the token cache does not hear of it, and what a write by the changed usuario gets.
+_CHANGES_BEHIND_THE_CACHE = pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ("UPDATE usuarios SET activo = false WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET token_version = token_version + 1 WHERE id = %(id)s", 401),
+        ("UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", 403),
+    ],
+    ids=["deactivated", "tokens-revoked", "demoted"],
+)
+
+
 def _behind_the_cache(app: Flask, sql: str, **params: Any) -> None:
     """A change the token cache does not hear of: no event, so nothing invalidates it."""
     with app.app_context(), db.engine.begin() as connection:
@@ -65,15 +77,7 @@ def test_a_logout_the_cache_has_not_heard_of_stops_the_create(app: Flask, client
     assert principals.get(token) is None  # the failed check made this worker forget the token for reads too
 
 
-@pytest.mark.parametrize(
-    ("change", "status"),
-    [
-        ("UPDATE usuarios SET activo = false WHERE id = %(id)s", 401),
-        ("UPDATE usuarios SET token_version = token_version + 1 WHERE id = %(id)s", 401),
-        ("UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", 403),
-    ],
-    ids=["deactivated", "tokens-revoked", "demoted"],
-)
+@_CHANGES_BEHIND_THE_CACHE
 def test_a_change_the_cache_has_not_heard_of_stops_the_create(app: Flask, client: FlaskClient, build: Builders, change: str, status: int) -> None:
     supervisor = build.usuario(2)
     headers = build.headers(supervisor)
@@ -172,15 +176,7 @@ def test_a_cached_officer_reports_a_position_checked_by_the_lock(app: Flask, cli
     assert [event.actor_id for event in all_events(app)] == [officer.id]
 
 
-@pytest.mark.parametrize(
-    ("change", "status"),
-    [
-        ("UPDATE usuarios SET activo = false WHERE id = %(id)s", 401),
-        ("UPDATE usuarios SET token_version = token_version + 1 WHERE id = %(id)s", 401),
-        ("UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", 403),
-    ],
-    ids=["deactivated", "tokens-revoked", "demoted"],
-)
+@_CHANGES_BEHIND_THE_CACHE
 def test_a_change_the_cache_has_not_heard_of_stops_a_position_report(app: Flask, client: FlaskClient, build: Builders, change: str, status: int) -> None:
     """A supervisor reports for another's efectivo: once demoted (an efectivo-level usuario may report only
     their own), logged out or deactivated behind the cache, nothing moves."""
