@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
 from gad.models import Efectivo
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
@@ -102,9 +102,10 @@ def set_disponibilidad(efectivo_id: int) -> Response:
 
 
 @bp.put("/<int:efectivo_id>/ubicacion")
-@checks_caller_in_statement  # the efectivo's lock checks its caller: no round trip of its own to re-read it
+@checks_caller_in_statement  # the position's statement checks its caller: no round trip of its own to re-read it
 @documented(tags=("efectivos",), json=UbicacionIn, resp={"HTTP_200": EfectivoOut})
 def set_ubicacion(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(UbicacionIn)
-    return _out(efectivos.set_ubicacion(actor, efectivo_id, body.lat, body.lng, body.registrado_en, caller_check()))
+    answer = efectivos.report_position(actor, efectivo_id, body.lat, body.lng, body.registrado_en, caller_check())
+    return raw_json(answer.document, {"ETag": etag(answer.version)})

@@ -5,18 +5,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, or_, select, text
+from sqlalchemy import ARRAY, DateTime, Float, Integer, Select, String, any_, bindparam, func, or_, select, text
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
 
 from gad import policy
 from gad.db_session import read_row
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
-from gad.pg import PreparedShapes
+from gad.models.efectivo import en_servicio_at
+from gad.pg import Prepared, PreparedShapes
 from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
@@ -401,6 +403,76 @@ def set_ubicacion(
     set_committed_value(efectivo, "en_servicio", en_servicio)
     _record(EfectivoLocationUpdate, efectivo, actor)
     return efectivo
+
+
+class PositionAnswer(NamedTuple):
+    """A position report's answer: the efectivo's EfectivoOut JSON and its version (the ETag)."""
+
+    document: str
+    version: int
+
+
+def report_position(
+    actor: Usuario, efectivo_id: int, lat: float, lng: float, registrado_en: datetime | None = None, caller: auth.CallerCheck | None = None
+) -> PositionAnswer:
+    """``set_ubicacion`` for the API, where a phone reports every few seconds (the bulk of the service's writes):
+    the usual report — the newest fix of an efectivo the caller may report for — is one statement that locks and
+    updates the row, checks a cached caller (``auth.CALLER_CHECK_SQL``), takes the event's id and returns the
+    EfectivoOut document PostgreSQL builds (``_page_item``, as the list's; tests/test_position_json.py holds it
+    equal to the ORM path's). Anything else — an unknown efectivo, someone else's, an older or future fix, a
+    caller who no longer holds — writes nothing there and is decided by ``set_ubicacion``, with its answers."""
+    now = utcnow()
+    fix_time = registrado_en if registrado_en is not None else now
+    if fix_time <= now:  # a fix from the future is set_ubicacion's to refuse
+        checked = caller is not None and not caller.confirmed
+        own_only = not policy.can_report_for_efectivo(actor, None)  # not a supervisor: their own efectivo only
+        values = {"efectivo_id": efectivo_id, "lat": lat, "lon": lng, "fix": fix_time, "now": now, "actor": actor.id}
+        if checked and caller is not None:
+            values |= caller.params()
+        row = _move(checked, own_only).first(db.session().connection(), values)
+        if row is not None:
+            document, version, fields, (last_id, last_hash) = row[0], row[1], row[2:-2], row[-2:]
+            if caller is not None:
+                caller.confirmed = True
+            events.took_ids(db.session(), int(last_id), str(last_hash), 1)
+            payload = dict(zip(_MOVED_FIELDS, fields, strict=True)) | {"lat": lat, "lng": lng, "posicion_en": fix_time.isoformat()}
+            event = EfectivoLocationUpdate.model_validate(payload)
+            events.record(db.session(), event, topic="efectivos", entity_type="efectivo", entity_id=efectivo_id, actor_id=actor.id)
+            return PositionAnswer(str(document), int(version))
+    efectivo = set_ubicacion(actor, efectivo_id, lat, lng, registrado_en, caller)
+    return PositionAnswer(EfectivoOut.model_validate(efectivo).model_dump_json(), efectivo.version)
+
+
+# What an efectivo_location_update carries besides the position (efectivo_payload's other fields).
+_MOVED_FIELDS = ("id", "usuario_id", "codigo_interno", "nombre", "unidad", "estado_disponibilidad")
+
+
+@functools.cache
+def _move(checked: bool, own_only: bool) -> Prepared:
+    """The usual position report in one statement, prepared once per connection: the efectivo's row updated only
+    if the fix is not older than the recorded one, the caller may report for it (``own_only``: it is the caller's)
+    and, ``checked``, the cached caller still holds; then the event's id taken from the counter (only if a row was
+    updated), and the document, the version, the event's fields and the ids. No row: nothing was written."""
+    own = " AND usuario_id = CAST(:actor AS integer)" if own_only else ""
+    check = f" AND EXISTS ({auth.CALLER_CHECK_SQL})" if checked else ""
+    en_servicio = json_sql.frozen(lambda moved: en_servicio_at(moved.id, func.now()), ["id"], source="moved")
+    statement = text(
+        "WITH moved AS (UPDATE efectivos SET lat = :lat, lon = :lon, posicion_en = :fix, updated_at = :now, version = version + 1 "
+        f"WHERE id = :efectivo_id AND (posicion_en IS NULL OR posicion_en <= :fix){own}{check} RETURNING *), "
+        f"ids AS ({events.TAKE_ONE_ID_CTE.format(source='moved')}) "
+        f"SELECT CAST({_page_item().name} AS text), {json_sql.PAGE}.version, {', '.join(f'{json_sql.PAGE}.{name}' for name in _MOVED_FIELDS)}, "
+        "(SELECT last_id FROM ids), (SELECT last_hash FROM ids) "
+        f"FROM (SELECT moved.*, {en_servicio.name} AS en_servicio FROM moved) AS {json_sql.PAGE}"
+    )
+    typed: dict[str, TypeEngine[Any]] = {
+        "efectivo_id": Integer(),
+        "lat": Float(),
+        "lon": Float(),
+        "fix": DateTime(timezone=True),
+        "now": DateTime(timezone=True),
+        "actor": Integer(),
+    }
+    return Prepared(statement.bindparams(*(bindparam(name, type_=type_) for name, type_ in typed.items() if f":{name}" in statement.text)))
 
 
 def count_by_disponibilidad() -> dict[str, int]:
