@@ -80,7 +80,8 @@ def test_what_the_statement_does_not_write_is_decided_as_before(app: Flask, clie
     assert older.status_code == 200 and older.get_json()["lat"] == 10.0
     assert _values(older.data) == _values(_as_the_orm_answers(app, mine.id)[0])
     assert client.put(f"/api/v1/efectivos/{other.id}/ubicacion", json={"lat": 1.0, "lng": 1.0}, headers=headers).status_code == 403
-    assert client.put("/api/v1/efectivos/987654/ubicacion", json={"lat": 1.0, "lng": 1.0}, headers=headers).status_code == 404
+    for unknown in (987654, 2**31, 10**23):  # beyond the id column's integer: still no such efectivo
+        assert client.put(f"/api/v1/efectivos/{unknown}/ubicacion", json={"lat": 1.0, "lng": 1.0}, headers=headers).status_code == 404
     future = client.put(path, json={"lat": 1.0, "lng": 1.0, "registrado_en": (utcnow() + timedelta(hours=1)).isoformat()}, headers=headers)
     assert future.status_code == 422
     assert [event.event_type for event in all_events(app)].count("efectivo_location_update") == 1

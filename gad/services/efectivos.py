@@ -24,7 +24,7 @@ from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import auth, json_sql
 from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate
-from gad.vocab import ESTADOS_EN_MARCHA, Disponibilidad, Nivel
+from gad.vocab import ESTADOS_EN_MARCHA, ID_MAX, Disponibilidad, Nivel
 
 
 def efectivo_payload(efectivo: Efectivo) -> dict[str, Any]:
@@ -423,7 +423,9 @@ def report_position(
     caller who no longer holds — writes nothing there and is decided by ``set_ubicacion``, with its answers."""
     now = utcnow()
     fix_time = registrado_en if registrado_en is not None else now
-    if fix_time <= now:  # a fix from the future is set_ubicacion's to refuse
+    # A fix from the future is set_ubicacion's to refuse, and an id beyond the column's range its 404: bound as the
+    # prepared statement's integer, it would fail as a value out of range.
+    if fix_time <= now and efectivo_id <= ID_MAX:
         checked = caller is not None and not caller.confirmed
         own_only = not policy.can_report_for_efectivo(actor, None)  # not a supervisor: their own efectivo only
         values = {"efectivo_id": efectivo_id, "lat": lat, "lon": lng, "fix": fix_time, "now": now, "actor": actor.id}
