@@ -653,6 +653,26 @@ def test_a_list_read_page_by_page_leaves_out_no_item_when_others_leave_between_i
         assert second.offsets == ([0, 180] if removed == 1 else [0, 180, 0, 180])
 
 
+def test_what_an_operator_types_before_the_tarea_arrives_is_kept(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The tarea page opens its edit form before the tarea's answer arrives; the answer filled every field, and what
+    the operator had typed meanwhile was gone — the save then sent the old title and said nothing."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, titulo="Vigilancia del museo", notas="Puerta norte")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        late = LateAnswers(page, "**/api/v1/tasks/*", lambda url: url.split("?")[0].endswith(f"/api/v1/tasks/{tarea.id}"))
+        page.goto(f"/tareas/{tarea.id}")
+        late.wait_held()
+        page.get_by_text("Editar datos").click()
+        page.get_by_label("Título").fill("   ")
+        late.release()
+        expect(page.get_by_label("Notas")).to_have_value("Puerta norte")  # the answer filled what was not typed in
+        expect(page.get_by_label("Título")).to_have_value("   ")
+        page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#form-tarea-error-titulo")).to_have_text("Este campo no puede quedar vacío.")
+    saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (saved["titulo"], saved["version"]) == ("Vigilancia del museo", 1)
+
+
 def test_the_phone_page_loads_beside_an_api_module_cached_before_it_had_pages(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """The /mi service worker refreshes the shell's files one by one: a phone can hold the new mi.js beside an api.js
     cached before ``pages`` existed. A named import of it failed the whole module, and /mi showed nothing."""

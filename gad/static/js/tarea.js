@@ -15,6 +15,7 @@ let etag = null;
 let current = null;
 let base = null; // the tarea as it was when the form was filled: what "my changes" are measured against
 let editing = false;
+const touched = new Set(); // fields the operator typed in since the form was last filled
 let pendingChanges = null;
 
 function showError(error) {
@@ -34,10 +35,13 @@ async function act(fn) {
 
 const asText = (v) => (v === null || v === undefined ? "" : String(v));
 
-function fillForm(tarea) {
+// `keepTouched`: the first answer arrived after the operator began typing (the form opens before it): what they
+// typed stays, and only the fields they did not touch are filled.
+function fillForm(tarea, { keepTouched = false } = {}) {
   if (!form) return;
   base = tarea;
-  for (const field of EDITABLE) form.elements.namedItem(field).value = asText(tarea[field]);
+  for (const field of EDITABLE) if (!(keepTouched && touched.has(field))) form.elements.namedItem(field).value = asText(tarea[field]);
+  if (!keepTouched) touched.clear();
   clearFormErrors(form);
 }
 
@@ -98,7 +102,10 @@ async function showConflict(changes) {
 }
 
 if (form) {
-  form.addEventListener("input", () => (editing = true));
+  form.addEventListener("input", (event) => {
+    editing = true;
+    if (event.target.name) touched.add(event.target.name);
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const changes = formChanges();
@@ -133,7 +140,8 @@ async function load({ refill = false } = {}) {
   etag = fresh;
   current = tarea;
   // While the operator edits, the form keeps their view; the header still shows the live tarea.
-  if (!editing || refill || base === null) fillForm(tarea);
+  if (!editing || refill) fillForm(tarea);
+  else if (base === null) fillForm(tarea, { keepTouched: true });
   document.getElementById("tarea-titulo").textContent = tarea.titulo;
   document.getElementById("tarea-codigo").textContent = tarea.codigo;
   document.getElementById("tarea-estado").textContent = ESTADOS[tarea.estado];
