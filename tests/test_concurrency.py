@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -93,3 +94,35 @@ def test_event_ids_stay_gapless_under_concurrent_writers(app: Flask, build: Buil
     with app.app_context():
         ids = [row[0] for row in db.session.execute(db.text("SELECT id FROM eventos ORDER BY id"))]
     assert len(ids) == 30 and ids == list(range(ids[0], ids[0] + 30))
+
+
+def test_concurrent_position_reports_never_move_an_efectivo_back_and_keep_event_ids_gapless(app: Flask, build: Builders, live_server: LiveServer) -> None:
+    """Twenty phones' fixes of one efectivo, in any order, beside creates that take event ids too: each answered
+    200; the efectivo ends at the newest fix; the positions the log records only move forward in time (a fix older
+    than one committed meanwhile writes nothing); and the log stays gapless (positions take their event's id in
+    the statement that writes them, as a create does)."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(sup)
+    assert live_server.get("/api/v1/users/me", headers=headers).status_code == 200  # the token cache knows the caller
+    newest = datetime.now(UTC) - timedelta(seconds=5)
+    fixes = [newest - timedelta(seconds=7 * ((i * 11) % 20)) for i in range(20)]  # a shuffle, the newest among them
+
+    def send(i: int) -> requests.Response:
+        if i >= 20:
+            body = {"codigo": f"POS-{i:03d}", "titulo": "Carrera de posiciones", "tipo": "vigilancia"}
+            return live_server.post("/api/v1/tasks", json=body, headers=headers)
+        body = {"lat": 40.0 + i / 1000, "lng": -3.7, "registrado_en": fixes[i].isoformat()}
+        return live_server.request("PUT", f"/api/v1/efectivos/{efectivo.id}/ubicacion", json=body, headers=headers)
+
+    responses = _burst(30, send)
+    assert [r.status_code for r in responses] == [200] * 20 + [201] * 10, [r.text[:200] for r in responses if r.status_code >= 300]
+    final = live_server.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).json()
+    assert datetime.fromisoformat(final["posicion_en"]) == newest
+    assert final["lat"] == 40.0 + fixes.index(newest) / 1000
+    with app.app_context():
+        rows = db.session.execute(db.text("SELECT id, event_type, payload FROM eventos ORDER BY id")).all()
+    recorded = [datetime.fromisoformat(payload["posicion_en"]) for _, kind, payload in rows if kind == "efectivo_location_update"]
+    assert 1 <= len(recorded) <= 20 and recorded == sorted(recorded) and recorded[-1] == newest
+    ids = [row[0] for row in rows]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
