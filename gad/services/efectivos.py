@@ -445,8 +445,9 @@ def report_position(
     return PositionAnswer(EfectivoOut.model_validate(efectivo).model_dump_json(), efectivo.version)
 
 
-# What an efectivo_location_update carries besides the position (efectivo_payload's other fields).
-_MOVED_FIELDS = ("id", "usuario_id", "codigo_interno", "nombre", "unidad", "estado_disponibilidad")
+# What an efectivo_location_update carries besides the position the request gave, read from the row by the same
+# names: the event's schema decides, so a field added to it is selected too (or fails as the statement is built).
+_MOVED_FIELDS = tuple(name for name in EfectivoLocationUpdate.model_fields if name not in {"lat", "lng", "posicion_en"})
 
 
 @functools.cache
