@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
@@ -96,9 +96,16 @@ def server_without_tiles_fixture(name: str) -> Any:
 
 @contextmanager
 def logged_in(
-    browser: Browser, playwright: Playwright, base_url: str, email: str, password: str, size: str = "escritorio", landing: str = "/"
+    browser: Browser,
+    playwright: Playwright,
+    base_url: str,
+    email: str,
+    password: str,
+    size: str = "escritorio",
+    landing: str = "/",
+    service_workers: Literal["allow", "block"] = "allow",
 ) -> Iterator[tuple[BrowserContext, Page]]:
-    context = browser.new_context(**context_options(playwright, size, base_url))
+    context = browser.new_context(**context_options(playwright, size, base_url), service_workers=service_workers)
     try:
         page = context.new_page()
         page.goto("/login?next=" + landing)
