@@ -201,6 +201,27 @@ def test_a_create_whose_caller_the_token_cache_knows_reaches_postgresql_in_two_r
         assert connection.exec_driver_sql("SELECT creado_por_usuario_id FROM tareas WHERE codigo = 'RT-C1'").scalar() == supervisor.id
 
 
+def test_an_assignment_a_transition_and_a_release_read_no_caller_of_their_own_when_the_cache_knows_it(
+    client: FlaskClient, build: Builders, statements: list[str], listener_connected: None
+) -> None:
+    """The tarea's lock checks the cached caller (tests/test_write_caller_check.py): one statement fewer each than
+    the budgets above, which hold for a caller read from PostgreSQL."""
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(supervisor)
+    created = client.post("/api/v1/tasks", json={"codigo": "RT-L1", "titulo": "Contar sentencias", "tipo": "patrullaje"}, headers=headers)
+    assert created.status_code == 201  # a tarea without a window, as above; and the cache learns the token
+    base = f"/api/v1/tasks/{created.get_json()['id']}"
+    for name, call, budget in (
+        ("assign", lambda: client.post(f"{base}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers), 11),
+        ("start", lambda: client.post(f"{base}/estado", json={"estado": "en_curso"}, headers=headers), 10),
+        ("release", lambda: client.delete(f"{base}/efectivos/{efectivo.id}", headers=headers), 10),
+    ):
+        done, sent = _sent_by(statements, call)
+        assert done.status_code == 200 and len(_per_request(sent)) <= budget, (name, sent)
+        assert not any(auth._PRINCIPAL._compile()[0] in query for query in sent), (name, sent)
+
+
 def test_a_position_reaches_postgresql_in_two_round_trips(client: FlaskClient, build: Builders, app: Flask, listener_connected: None) -> None:
     """A phone reports its position every few seconds, the bulk of the service's writes. One statement updates the
     efectivo (the fix not older, the caller's own or a supervisor's), checks the cached caller

@@ -1,5 +1,5 @@
 """A write whose caller came from the token cache is checked against PostgreSQL by its own statement: a
-create by its INSERT, a position by the efectivo's lock.
+create by its INSERT, a position by the efectivo's lock, a transition, an assignment and a release by the tarea's.
 
 Each test first lets the cache learn the token (a read), then changes the usuario or the logout list
 directly in the database, as another machine whose event has not arrived yet would have: the cache still
@@ -15,13 +15,14 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from gad.extensions import db
 from gad.models import Efectivo, Tarea
 from gad.principal_cache import principals
 from gad.services import auth
 from tests.builders import Builders
-from tests.helpers import PROBLEM, TAREA, all_events, count_rows
+from tests.helpers import PROBLEM, TAREA, all_events, count_rows, sent_to
 
 pytestmark = pytest.mark.usefixtures("listener_connected")
 
@@ -209,3 +210,117 @@ def test_a_nivel_changed_behind_the_cache_within_what_the_create_needs_still_cre
     created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
     assert created.status_code == 201 and count_rows(app, Tarea) == 1 and len(all_events(app)) == 1
     assert client.get("/api/v1/users/me", headers=headers).get_json()["nivel"] == 2  # the write told this worker's reads
+
+
+# The writes that lock a tarea first (a transition, an assignment, a release): the lock's statement checks the caller.
+_TAREA_WRITES = pytest.mark.parametrize("write", ["start", "assign", "release"])
+
+
+def _tarea_write(client: FlaskClient, write: str, tarea_id: int, efectivo_id: int, headers: dict[str, str]) -> Any:
+    if write == "start":
+        return client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers)
+    if write == "assign":
+        return client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo_id]}, headers=headers)
+    return client.delete(f"/api/v1/tasks/{tarea_id}/efectivos/{efectivo_id}", headers=headers)
+
+
+def _tarea_to_write(client: FlaskClient, build: Builders, write: str) -> tuple[int, int]:
+    """A tarea the write applies to (with the efectivo assigned, to be released), written by another supervisor."""
+    owner = build.usuario(2)
+    tarea = build.tarea(owner)
+    efectivo = build.efectivo()
+    if write == "release":
+        assigned = client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=build.headers(owner))
+        assert assigned.status_code == 200, assigned.get_json()
+    return tarea.id, efectivo.id
+
+
+def _written(app: Flask, tarea_id: int) -> tuple[Any, ...]:
+    """What any of the three writes changes: the tarea's version and estado, its assignments, the event log."""
+    with app.app_context():
+        tarea = db.session.get(Tarea, tarea_id)
+        assert tarea is not None
+        rows = db.session.execute(text("SELECT efectivo_id, liberado_en FROM asignaciones WHERE tarea_id = :t ORDER BY id"), {"t": tarea_id}).all()
+        return tarea.version, tarea.estado, [tuple(row) for row in rows], len(all_events(app))
+
+
+@_TAREA_WRITES
+def test_a_cached_supervisors_tarea_write_is_checked_by_the_tareas_lock(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    tarea_id, efectivo_id = _tarea_to_write(client, build, write)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    with sent_to(app) as sent:
+        done = _tarea_write(client, write, tarea_id, efectivo_id, headers)
+    assert done.status_code == 200, done.get_json()
+    # No round trip of its own reads the caller: the first statement locks the tarea and checks the caller.
+    assert sent[0].startswith("SELECT tareas.id") and "FOR UPDATE" in sent[0] and "tokens_revocados" in sent[0], sent[:2]
+    assert all_events(app)[-1].actor_id == supervisor.id
+
+
+@_TAREA_WRITES
+@_CHANGES_BEHIND_THE_CACHE
+def test_a_change_the_cache_has_not_heard_of_stops_a_tarea_write(
+    app: Flask, client: FlaskClient, build: Builders, write: str, change: str, status: int
+) -> None:
+    supervisor = build.usuario(2)
+    tarea_id, efectivo_id = _tarea_to_write(client, build, write)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    before = _written(app, tarea_id)
+    _behind_the_cache(app, change, id=supervisor.id)
+    refused = _tarea_write(client, write, tarea_id, efectivo_id, headers)
+    assert refused.status_code == status and refused.headers["Content-Type"] == PROBLEM, refused.get_json()
+    version, estado, asignaciones, events = _written(app, tarea_id)
+    assert (version, estado, asignaciones) == before[:3]
+    assert events == before[3] + (1 if status == 403 else 0)  # the refusal's own audit, nothing else
+
+
+@_TAREA_WRITES
+def test_a_logout_the_cache_has_not_heard_of_stops_a_tarea_write(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    tarea_id, efectivo_id = _tarea_to_write(client, build, write)
+    token = build.token(supervisor)
+    headers = {"Authorization": f"Bearer {token}"}
+    _cached(client, headers)
+    before = _written(app, tarea_id)
+    with app.app_context():
+        jti = auth.decode_token(token)["jti"]
+    _behind_the_cache(
+        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
+    )
+    assert _tarea_write(client, write, tarea_id, efectivo_id, headers).status_code == 401
+    assert _written(app, tarea_id) == before
+    assert principals.get(token) is None
+
+
+@pytest.mark.parametrize("write", ["assign", "release"])
+def test_a_promotion_the_cache_has_not_heard_of_lets_an_assignment_through(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    officer = build.usuario(1)
+    tarea_id, efectivo_id = _tarea_to_write(client, build, write)
+    headers = build.headers(officer)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 2 WHERE id = %(id)s", id=officer.id)
+    done = _tarea_write(client, write, tarea_id, efectivo_id, headers)
+    assert done.status_code == 200, done.get_json()
+
+
+@pytest.mark.parametrize("write", ["assign", "release"])
+def test_a_caller_demoted_behind_the_cache_does_not_learn_which_tareas_exist(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    """Assigning is a supervisor's: a caller read from PostgreSQL as an efectivo gets 403 for any tarea id, as
+    it did when the caller was read first, never a 404 that tells an unknown id from a known one."""
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
+    assert _tarea_write(client, write, 987654, 1, headers).status_code == 403
+
+
+@_TAREA_WRITES
+def test_an_unknown_tarea_is_404_for_a_cached_caller_and_401_once_deactivated(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    assert _tarea_write(client, write, 987654, 1, headers).status_code == 404
+    _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
+    assert _tarea_write(client, write, 987654, 1, headers).status_code == 401

@@ -84,27 +84,30 @@ def delete_tarea(tarea_id: int) -> Response:
 
 
 @bp.post("/<int:tarea_id>/estado")
+@checks_caller_in_statement  # the tarea's lock checks its caller
 @idempotent
 @documented(tags=("tareas",), json=TransicionIn, resp={"HTTP_200": TareaOut})
 def transition(tarea_id: int) -> Response:
     actor = current_user()
     body = parse_json(TransicionIn)
-    return _out(transitions.transition(actor, tarea_id, body.estado, body.motivo, if_match_version()))
+    return _out(transitions.transition(actor, tarea_id, body.estado, body.motivo, if_match_version(), caller_check()))
 
 
 @bp.post("/<int:tarea_id>/efectivos")
+@checks_caller_in_statement  # the tarea's lock checks its caller
 @idempotent
 @documented(tags=("tareas",), json=AsignacionIn, resp={"HTTP_200": TareaOut})
 def assign(tarea_id: int) -> Response:
     actor = current_user()
     body = parse_json(AsignacionIn)
-    return _out(asignaciones.assign(actor, tarea_id, body.efectivo_ids, if_match_version()))
+    return _out(asignaciones.assign(actor, tarea_id, body.efectivo_ids, if_match_version(), caller_check()))
 
 
 @bp.delete("/<int:tarea_id>/efectivos/<int:efectivo_id>")
+@checks_caller_in_statement  # the tarea's lock checks its caller
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def unassign(tarea_id: int, efectivo_id: int) -> Response:
-    return _out(asignaciones.unassign(current_user(), tarea_id, efectivo_id, if_match_version()))
+    return _out(asignaciones.unassign(current_user(), tarea_id, efectivo_id, if_match_version(), caller_check()))
 
 
 @bp.get("/<int:tarea_id>/historial")

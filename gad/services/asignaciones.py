@@ -7,6 +7,7 @@ line of defence.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 from sqlalchemy import DateTime, literal, or_, select
@@ -17,11 +18,11 @@ from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_licencia_at
 from gad.schemas.events import TaskAssigned, TaskUnassigned
-from gad.services import notificaciones, turnos
+from gad.services import auth, notificaciones, turnos
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work, settle_after_release
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, load_tarea, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, lock_tarea, row_of
 from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_EN_MARCHA, Disponibilidad, EstadoTarea, Nivel
 
 
@@ -32,7 +33,7 @@ class HoldingRow(NamedTuple):
     codigo: str
 
 
-def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None) -> TareaRow:
+def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_version: int | None, caller: auth.CallerCheck | None = None) -> TareaRow:
     """Assign efectivos (supervisor+). Each must be active and disponible, and free for the tarea:
 
     - a tarea with a scheduled window books it (issue 17): refused when the window overlaps another
@@ -43,11 +44,12 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
 
     Efectivo rows are locked in id order (no deadlock between two dispatchers); the exclusion
     constraint on booked windows and the partial unique index on unscheduled assignments are the last
-    line of defence. Raises NotFound, Forbidden, PreconditionFailed, Conflict (naming the efectivo and
-    the tarea holding them), ValidationProblem.
+    line of defence. ``caller``: ``actor`` came from the token cache, and the tarea's lock checks it
+    (``lock_tarea``). Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, Conflict (naming the
+    efectivo and the tarea holding them), ValidationProblem.
     """
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Assigning efectivos")
-    tarea = load_tarea(tarea_id, lock=True)
+    checking = (caller, actor) if caller is not None else None
+    tarea = lock_tarea(tarea_id, checking, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Assigning efectivos"))
     check_version(tarea.version, expected_version, "tarea")
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
         raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
@@ -127,12 +129,13 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     return row_of(tarea)
 
 
-def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None) -> TareaRow:
+def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: int | None, caller: auth.CallerCheck | None = None) -> TareaRow:
     """Release one efectivo from a tarea (supervisor+); they become disponible again unless another running
     tarea still holds them (``efectivos.settle_after_release``), and their usuario is told (a ``desasignacion``
-    notification: the tarea's own events stop reaching someone who may no longer read it)."""
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Unassigning efectivos")
-    tarea = load_tarea(tarea_id, lock=True)
+    notification: the tarea's own events stop reaching someone who may no longer read it). ``caller``: as
+    ``assign``'s."""
+    checking = (caller, actor) if caller is not None else None
+    tarea = lock_tarea(tarea_id, checking, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Unassigning efectivos"))
     check_version(tarea.version, expected_version, "tarea")
     row = db.session.execute(
         # The efectivo's usuario comes in the same statement (unlocked): the notification names its recipient.

@@ -7,17 +7,18 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import jwt
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, inspect, select
+from sqlalchemy import Select, bindparam, delete, func, inspect, select, text
 
 from gad import metrics, policy, throttle
 from gad.db_session import as_uuid, loaded
-from gad.errors import CurrentPasswordRejected, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
+from gad.errors import CurrentPasswordRejected, Forbidden, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.pg import Prepared
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=LoginAttempt)
+_Locked = TypeVar("_Locked")
 
 
 @cache
@@ -300,6 +302,44 @@ def cached_for_write(token: str) -> tuple[Usuario, CallerCheck] | None:
         return None
     values, claims = known
     return _attach(values), CallerCheck(token, claims, int(values["nivel"]))
+
+
+class CallerCheckedLock(Generic[_Locked]):
+    """A statement that locks one row (``FOR UPDATE``), and the same statement checking a caller the token cache
+    gave (``CALLER_CHECK_SQL``, its values bound at execution): both built once, so each use costs what the plain
+    lock cost (SQLAlchemy keys a statement built per call for its compiled cache on every execution)."""
+
+    def __init__(self, query: Select[tuple[_Locked]]) -> None:
+        self.query = query
+        self.checked = query.where(text(f"EXISTS ({CALLER_CHECK_SQL})"))
+
+    def one(self, params: dict[str, Any], checking: tuple[CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> _Locked | None:
+        """The row, locked, with the caller (``checking``: its check and its usuario) checked by the same statement
+        instead of a round trip of its own first.
+
+        ``decide``: the rules that depend on the caller alone (a nivel), decided on the cached caller before the
+        statement; the check holds that nivel as of the statement. When they refuse, the caller is read first
+        (promoted behind the cache) and they decide again. No row back means no row to lock or a caller who no
+        longer holds: the caller is read (Unauthorized, or the usuario takes the values PostgreSQL holds), the
+        rules decide again on those, and only then is the row looked up unchecked — so a caller they refuse
+        never learns whether the row exists."""
+        if checking is None or checking[0].confirmed:
+            decide()
+            return db.session.scalar(self.query, params)
+        caller, usuario = checking
+        try:
+            decide()
+        except Forbidden:
+            confirm_caller(caller, usuario)
+            decide()
+        if not caller.confirmed:
+            found = db.session.scalar(self.checked, params | caller.params())
+            if found is not None:
+                caller.confirmed = True
+                return found
+            confirm_caller(caller, usuario)
+            decide()
+        return db.session.scalar(self.query, params)
 
 
 def confirm_caller(check: CallerCheck, usuario: Usuario) -> None:

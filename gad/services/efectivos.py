@@ -47,19 +47,14 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
     events.record(db.session(), payload, topic="efectivos", entity_type="efectivo", entity_id=efectivo.id, actor_id=actor.id if actor else None)
 
 
+_LOCK = auth.CallerCheckedLock(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
+
+
 def _lock(efectivo_id: int, checking: tuple[auth.CallerCheck, Usuario] | None = None) -> Efectivo:
     """The efectivo, locked for the transaction. ``checking``: a caller the token cache gave and its usuario,
     checked by the same statement (``auth.CALLER_CHECK_SQL``); no row then means an unknown efectivo or a
     caller who no longer holds, and the caller is read to tell which (Unauthorized)."""
-    query = select(Efectivo).where(Efectivo.id == efectivo_id).with_for_update()
-    if checking is not None and not checking[0].confirmed:
-        caller, actor = checking
-        efectivo = db.session.scalar(query.where(text(f"EXISTS ({auth.CALLER_CHECK_SQL})").bindparams(**caller.params())))
-        if efectivo is not None:
-            caller.confirmed = True
-            return efectivo
-        auth.confirm_caller(caller, actor)
-    efectivo = db.session.scalar(query)
+    efectivo = _LOCK.one({"efectivo_id": efectivo_id}, checking)
     if efectivo is None:
         raise NotFound(f"Efectivo {efectivo_id} does not exist.")
     return efectivo

@@ -14,6 +14,7 @@ from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario
 from gad.schemas.tareas import AsignadoOut, TareaOut
+from gad.services import auth
 from gad.services.json_sql import EMPTY_ARRAY, document
 
 # Statements built once at import: building and cache-keying them per call cost more than running them.
@@ -21,6 +22,7 @@ from gad.services.json_sql import EMPTY_ARRAY, document
 TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs if not attr.deferred)
 _BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
+_LOCK = auth.CallerCheckedLock(_BY_ID_LOCKED)
 # The tarea, its active assignments and who reads it through an assignment (``_READERS``, for the read
 # policy) in one round trip: GET of one tarea is the most frequent request of the service.
 _ASSIGNED_JSON = (
@@ -117,7 +119,16 @@ def row_of(tarea: Tarea, efectivos: list[dict[str, Any]] | None = None) -> Tarea
 
 def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
     """The live (not soft-deleted) tarea, row-locked when the caller is about to decide on it. Raises NotFound."""
-    tarea = db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id})
+    return _found(tarea_id, db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id}))
+
+
+def lock_tarea(tarea_id: int, checking: tuple[auth.CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> Tarea:
+    """``load_tarea(lock=True)`` whose statement also checks a caller the token cache gave, and ``decide``s the
+    rules that depend on the caller alone first (``auth.CallerCheckedLock``). Raises Unauthorized, Forbidden, NotFound."""
+    return _found(tarea_id, _LOCK.one({"tarea_id": tarea_id}, checking, decide))
+
+
+def _found(tarea_id: int, tarea: Tarea | None) -> Tarea:
     if tarea is None:
         raise NotFound(f"Tarea {tarea_id} does not exist.")
     return tarea

@@ -14,11 +14,12 @@ from gad.errors import Forbidden, InvalidTransition
 from gad.extensions import db
 from gad.models import HistorialEstado, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskStatusChanged
+from gad.services import auth
 from gad.services.asignaciones import release_all
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, load_tarea, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, lock_tarea, row_of
 from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
 
 
@@ -27,12 +28,15 @@ def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario |
     db.session.add(HistorialEstado(tarea_id=tarea.id, estado_anterior=anterior, estado_nuevo=nuevo, usuario_id=actor.id if actor else None, motivo=motivo))
 
 
-def transition(actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None) -> TareaRow:
+def transition(
+    actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None, caller: auth.CallerCheck | None = None
+) -> TareaRow:
     """Move a tarea through the state machine in one transaction (timings, history, efectivos, event).
+    ``caller``: ``actor`` came from the token cache, and the tarea's lock checks it (``lock_tarea``).
 
-    Raises NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
+    Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
     """
-    tarea = load_tarea(tarea_id, lock=True)
+    tarea = lock_tarea(tarea_id, (caller, actor) if caller is not None else None)
     _check_may_transition(actor, tarea, to)
     check_version(tarea.version, expected_version, "tarea")
     current = EstadoTarea(tarea.estado)
