@@ -20,7 +20,7 @@ from sqlalchemy import text
 from gad.extensions import db
 from gad.models import Efectivo, Tarea
 from gad.principal_cache import principals
-from gad.services import auth
+from gad.services import auth, tarea_queries
 from tests.builders import Builders
 from tests.helpers import PROBLEM, TAREA, all_events, count_rows, sent_to
 
@@ -254,7 +254,9 @@ def test_a_cached_supervisors_tarea_write_is_checked_by_the_tareas_lock(app: Fla
         done = _tarea_write(client, write, tarea_id, efectivo_id, headers)
     assert done.status_code == 200, done.get_json()
     # No round trip of its own reads the caller: the first statement locks the tarea and checks the caller.
-    assert sent[0].startswith("SELECT tareas.id") and "FOR UPDATE" in sent[0] and "tokens_revocados" in sent[0], sent[:2]
+    name, prepare, _, _ = tarea_queries._LOCKED[True]._compile()
+    assert "FOR UPDATE" in prepare and "tokens_revocados" in prepare
+    assert next(s for s in sent if not s.startswith("PREPARE ")).startswith(f"EXECUTE {name}("), sent[:2]
     assert all_events(app)[-1].actor_id == supervisor.id
 
 
@@ -324,3 +326,19 @@ def test_an_unknown_tarea_is_404_for_a_cached_caller_and_401_once_deactivated(ap
     assert _tarea_write(client, write, 987654, 1, headers).status_code == 404
     _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
     assert _tarea_write(client, write, 987654, 1, headers).status_code == 401
+
+
+def test_the_tareas_lock_checks_without_prepared_statements(app_with: Any, build: Builders) -> None:
+    """Behind a pooler in transaction mode the tarea's lock runs as plain SQL, with the same check."""
+    plain = app_with(DB_PREPARED_STATEMENTS=False)
+    client = plain.test_client()
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    tarea_id, efectivo_id = _tarea_to_write(client, build, "assign")
+    assert _tarea_write(client, "assign", tarea_id, efectivo_id, headers).status_code == 200
+    assert _tarea_write(client, "start", tarea_id, efectivo_id, headers).get_json()["estado"] == "en_curso"
+    before = _written(plain, tarea_id)
+    _behind_the_cache(plain, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
+    assert _tarea_write(client, "release", tarea_id, efectivo_id, headers).status_code == 401
+    assert _written(plain, tarea_id) == before

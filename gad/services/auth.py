@@ -305,13 +305,18 @@ def cached_for_write(token: str) -> tuple[Usuario, CallerCheck] | None:
 
 
 class CallerCheckedLock(Generic[_Locked]):
-    """A statement that locks one row (``FOR UPDATE``), and the same statement checking a caller the token cache
-    gave (``CALLER_CHECK_SQL``, its values bound at execution): both built once, so each use costs what the plain
-    lock cost (SQLAlchemy keys a statement built per call for its compiled cache on every execution)."""
+    """A row a write locks (``FOR UPDATE``) before it changes it, read by one of two statements built once: the
+    plain one, and the same with ``CALLER_CHECK_SQL`` (its values bound at execution) for a caller the token cache
+    gave. ``fetch(params, checked)`` runs one of them and returns the row's object, or None."""
 
-    def __init__(self, query: Select[tuple[_Locked]]) -> None:
-        self.query = query
-        self.checked = query.where(text(f"EXISTS ({CALLER_CHECK_SQL})"))
+    def __init__(self, fetch: Callable[[dict[str, Any], bool], _Locked | None]) -> None:
+        self.fetch = fetch
+
+    @classmethod
+    def of_query(cls, query: Select[tuple[_Locked]]) -> CallerCheckedLock[_Locked]:
+        """For an ORM query; built once, since SQLAlchemy keys a statement built per call on every execution."""
+        checked = query.where(text(f"EXISTS ({CALLER_CHECK_SQL})"))
+        return cls(lambda params, check: db.session.scalar(checked if check else query, params))
 
     def one(self, params: dict[str, Any], checking: tuple[CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> _Locked | None:
         """The row, locked, with the caller (``checking``: its check and its usuario) checked by the same statement
@@ -325,7 +330,7 @@ class CallerCheckedLock(Generic[_Locked]):
         never learns whether the row exists."""
         if checking is None or checking[0].confirmed:
             decide()
-            return db.session.scalar(self.query, params)
+            return self.fetch(params, False)
         caller, usuario = checking
         try:
             decide()
@@ -333,13 +338,13 @@ class CallerCheckedLock(Generic[_Locked]):
             confirm_caller(caller, usuario)
             decide()
         if not caller.confirmed:
-            found = db.session.scalar(self.checked, params | caller.params())
+            found = self.fetch(params | caller.params(), True)
             if found is not None:
                 caller.confirmed = True
                 return found
             confirm_caller(caller, usuario)
             decide()
-        return db.session.scalar(self.query, params)
+        return self.fetch(params, False)
 
 
 def confirm_caller(check: CallerCheck, usuario: Usuario) -> None:

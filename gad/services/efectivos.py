@@ -47,7 +47,7 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
     events.record(db.session(), payload, topic="efectivos", entity_type="efectivo", entity_id=efectivo.id, actor_id=actor.id if actor else None)
 
 
-_LOCK = auth.CallerCheckedLock(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
+_LOCK = auth.CallerCheckedLock.of_query(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
 
 
 def _lock(efectivo_id: int, checking: tuple[auth.CallerCheck, Usuario] | None = None) -> Efectivo:

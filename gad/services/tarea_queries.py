@@ -10,19 +10,49 @@ from sqlalchemy import ARRAY, ColumnElement, Integer, Select, and_, any_, bindpa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
+from gad.db_session import as_uuid, loaded
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario
+from gad.pg import Prepared
 from gad.schemas.tareas import AsignadoOut, TareaOut
 from gad.services import auth
 from gad.services.json_sql import EMPTY_ARRAY, document
+from gad.vocab import ID_MAX
 
 # Statements built once at import: building and cache-keying them per call cost more than running them.
 # A tarea's row as the API knows it: deferred columns (the reports' stored measures) are not part of it.
-TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in inspect(Tarea).column_attrs if not attr.deferred)
+_LOADED_ATTRIBUTES = tuple(attr for attr in inspect(Tarea).column_attrs if not attr.deferred)
+TAREA_COLUMNS = tuple(getattr(Tarea, attr.key) for attr in _LOADED_ATTRIBUTES)
+_TAREA_KEYS = tuple(attr.key for attr in _LOADED_ATTRIBUTES)
 _BY_ID = select(Tarea).where(Tarea.id == bindparam("tarea_id"), Tarea.deleted_at.is_(None))
-_BY_ID_LOCKED = _BY_ID.with_for_update()
-_LOCK = auth.CallerCheckedLock(_BY_ID_LOCKED)
+
+
+def _locked_statement(checked: bool) -> Prepared:
+    check = f" AND EXISTS ({auth.CALLER_CHECK_SQL})" if checked else ""
+    columns = ", ".join(attr.columns[0].name for attr in _LOADED_ATTRIBUTES)
+    sql = f"SELECT {columns} FROM tareas WHERE id = :tarea_id AND deleted_at IS NULL{check} FOR UPDATE"
+    return Prepared(text(sql).bindparams(bindparam("tarea_id", type_=Integer)))
+
+
+# The tarea a write is about to change, locked: prepared, and its row placed in the session as the ORM would have
+# loaded it (``db_session.loaded``, as ``tareas.new_tarea`` does): the ORM's select and load of the row cost a
+# write more than its round trip (docs/BENCHMARKS.md, thirteenth session).
+_LOCKED = {checked: _locked_statement(checked) for checked in (False, True)}
+
+
+def _locked_tarea(params: dict[str, Any], checked: bool) -> Tarea | None:
+    if params["tarea_id"] > ID_MAX:  # no such row; bound as an integer, it would fail as out of range
+        return None
+    row = _LOCKED[checked].first(db.session().connection(), params)
+    if row is None:
+        return None
+    values = dict(zip(_TAREA_KEYS, row, strict=True))
+    values["uuid"] = as_uuid(values["uuid"])
+    return loaded(Tarea, values)
+
+
+_LOCK = auth.CallerCheckedLock(_locked_tarea)
 # The tarea, its active assignments and who reads it through an assignment (``_READERS``, for the read
 # policy) in one round trip: GET of one tarea is the most frequent request of the service.
 _ASSIGNED_JSON = (
@@ -119,7 +149,9 @@ def row_of(tarea: Tarea, efectivos: list[dict[str, Any]] | None = None) -> Tarea
 
 def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
     """The live (not soft-deleted) tarea, row-locked when the caller is about to decide on it. Raises NotFound."""
-    return _found(tarea_id, db.session.scalar(_BY_ID_LOCKED if lock else _BY_ID, {"tarea_id": tarea_id}))
+    if lock:
+        return lock_tarea(tarea_id, None)
+    return _found(tarea_id, db.session.scalar(_BY_ID, {"tarea_id": tarea_id}))
 
 
 def lock_tarea(tarea_id: int, checking: tuple[auth.CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> Tarea:
@@ -136,21 +168,29 @@ def _found(tarea_id: int, tarea: Tarea | None) -> Tarea:
 
 def assigned_usuario_ids(tarea_id: int) -> set[int]:
     """Usuarios behind the efectivos actively assigned to a tarea (who may act on it)."""
-    return _usuario_ids(tarea_id, Asignacion.liberado_en.is_(None))
+    return _usuario_ids(_ASSIGNED_USUARIOS, tarea_id)
 
 
 def reader_usuario_ids(tarea_id: int) -> set[int]:
     """Usuarios who may read a tarea through an assignment (``READS_THROUGH``): for ``policy.can_read_tarea``."""
-    return _usuario_ids(tarea_id, READS_THROUGH)
+    return _usuario_ids(_READER_USUARIOS, tarea_id)
 
 
-def _usuario_ids(tarea_id: int, which: ColumnElement[bool]) -> set[int]:
-    rows = db.session.scalars(
+def _usuarios_through(which: ColumnElement[bool]) -> Select[tuple[int | None]]:
+    return (
         select(Efectivo.usuario_id)
         .join(Asignacion, Asignacion.efectivo_id == Efectivo.id)
-        .where(Asignacion.tarea_id == tarea_id, which, Efectivo.usuario_id.is_not(None))
+        .where(Asignacion.tarea_id == bindparam("tarea_id"), which, Efectivo.usuario_id.is_not(None))
     )
-    return {int(uid) for uid in rows if uid is not None}
+
+
+# Built once: every transition, assignment and release reads one of them, some twice.
+_ASSIGNED_USUARIOS = _usuarios_through(Asignacion.liberado_en.is_(None))
+_READER_USUARIOS = _usuarios_through(READS_THROUGH)
+
+
+def _usuario_ids(statement: Select[tuple[int | None]], tarea_id: int) -> set[int]:
+    return {int(uid) for uid in db.session.scalars(statement, {"tarea_id": tarea_id}) if uid is not None}
 
 
 def asignados_by_tarea(tarea_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
