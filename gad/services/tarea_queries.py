@@ -203,17 +203,19 @@ def asignados_by_tarea(tarea_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
+_ACTIVE_WITH_EFECTIVOS = (
+    select(Asignacion, Efectivo)
+    .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+    .where(Asignacion.tarea_id == bindparam("tarea_id"), Asignacion.liberado_en.is_(None))
+    .order_by(Efectivo.id)
+)
+_ACTIVE_WITH_EFECTIVOS_LOCKED = _ACTIVE_WITH_EFECTIVOS.with_for_update()
+
+
 def assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Efectivo]]:
     """Active assignments of one tarea with their efectivos, in efectivo id order (the lock order)."""
-    query = (
-        select(Asignacion, Efectivo)
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id == tarea.id, Asignacion.liberado_en.is_(None))
-        .order_by(Efectivo.id)
-    )
-    if lock:
-        query = query.with_for_update()
-    return [(row[0], row[1]) for row in db.session.execute(query)]
+    query = _ACTIVE_WITH_EFECTIVOS_LOCKED if lock else _ACTIVE_WITH_EFECTIVOS
+    return [(row[0], row[1]) for row in db.session.execute(query, {"tarea_id": tarea.id})]
 
 
 def readable(actor_id: Any) -> ColumnElement[bool]:
