@@ -291,19 +291,22 @@ def _following_assignments(estado: Disponibilidad, *, working: bool) -> Disponib
     return estado
 
 
+# Built once: every release and every tarea that stops running asks it.
+_WORKING = (
+    select(Asignacion.efectivo_id)
+    .join(Tarea, Tarea.id == Asignacion.tarea_id)
+    .where(
+        Asignacion.efectivo_id.in_(bindparam("efectivo_ids", expanding=True)),
+        Asignacion.liberado_en.is_(None),
+        Tarea.estado.in_([e.value for e in ESTADOS_EN_MARCHA]),
+        Tarea.deleted_at.is_(None),
+    )
+)
+
+
 def _working(efectivo_ids: Collection[int]) -> set[int]:
     """Of ``efectivo_ids``, those actively assigned to a running tarea (one statement)."""
-    rows = db.session.scalars(
-        select(Asignacion.efectivo_id)
-        .join(Tarea, Tarea.id == Asignacion.tarea_id)
-        .where(
-            Asignacion.efectivo_id.in_(sorted(efectivo_ids)),
-            Asignacion.liberado_en.is_(None),
-            Tarea.estado.in_([e.value for e in ESTADOS_EN_MARCHA]),
-            Tarea.deleted_at.is_(None),
-        )
-    )
-    return set(rows)
+    return set(db.session.scalars(_WORKING, {"efectivo_ids": sorted(efectivo_ids)}))
 
 
 def put_to_work(efectivos: Iterable[Efectivo], actor: Usuario | None) -> None:
