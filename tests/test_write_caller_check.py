@@ -1,5 +1,6 @@
 """A write whose caller came from the token cache is checked against PostgreSQL by its own statement: a
-create by its INSERT, a position by the efectivo's lock, a transition, an assignment and a release by the tarea's.
+create by its INSERT, a position by the efectivo's lock, a transition, an assignment, a release, an edit and a
+deletion by the tarea's.
 
 Each test first lets the cache learn the token (a read), then changes the usuario or the logout list
 directly in the database, as another machine whose event has not arrived yet would have: the cache still
@@ -217,8 +218,10 @@ def test_a_nivel_changed_behind_the_cache_within_what_the_create_needs_still_cre
     assert client.get("/api/v1/users/me", headers=headers).get_json()["nivel"] == 2  # the write told this worker's reads
 
 
-# The writes that lock a tarea first (a transition, an assignment, a release): the lock's statement checks the caller.
-_TAREA_WRITES = pytest.mark.parametrize("write", ["start", "assign", "release"])
+# The writes that lock a tarea first (a transition, an assignment, a release, an edit, a deletion): the lock's
+# statement checks the caller.
+_TAREA_WRITES = pytest.mark.parametrize("write", ["start", "assign", "release", "edit", "delete"])
+_NIVEL_FOR = {"delete": 3}  # an administrador's; the others a supervisor's
 
 
 def _tarea_write(client: FlaskClient, write: str, tarea_id: int, efectivo_id: int, headers: dict[str, str]) -> Any:
@@ -226,7 +229,15 @@ def _tarea_write(client: FlaskClient, write: str, tarea_id: int, efectivo_id: in
         return client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers)
     if write == "assign":
         return client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo_id]}, headers=headers)
+    if write == "edit":
+        return client.patch(f"/api/v1/tasks/{tarea_id}", json={"titulo": "Ronda cambiada"}, headers=headers)
+    if write == "delete":
+        return client.delete(f"/api/v1/tasks/{tarea_id}", headers=headers)
     return client.delete(f"/api/v1/tasks/{tarea_id}/efectivos/{efectivo_id}", headers=headers)
+
+
+def _writer(build: Builders, write: str) -> Any:
+    return build.usuario(_NIVEL_FOR.get(write, 2))
 
 
 def _tarea_to_write(client: FlaskClient, build: Builders, write: str) -> tuple[int, int]:
@@ -251,13 +262,13 @@ def _written(app: Flask, tarea_id: int) -> tuple[Any, ...]:
 
 @_TAREA_WRITES
 def test_a_cached_supervisors_tarea_write_is_checked_by_the_tareas_lock(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
-    supervisor = build.usuario(2)
+    supervisor = _writer(build, write)
     tarea_id, efectivo_id = _tarea_to_write(client, build, write)
     headers = build.headers(supervisor)
     _cached(client, headers)
     with sent_to(app) as sent:
         done = _tarea_write(client, write, tarea_id, efectivo_id, headers)
-    assert done.status_code == 200, done.get_json()
+    assert done.status_code == (204 if write == "delete" else 200), done.get_json()
     # No round trip of its own reads the caller: the first statement locks the tarea and checks the caller.
     name, prepare, _, _ = tarea_queries._LOCKED[True]._compile()
     assert "FOR UPDATE" in prepare and "tokens_revocados" in prepare
@@ -271,7 +282,7 @@ def test_a_cached_supervisors_tarea_write_is_checked_by_the_tareas_lock(app: Fla
 def test_a_change_the_cache_has_not_heard_of_stops_a_tarea_write(
     app: Flask, client: FlaskClient, build: Builders, write: str, change: str, status: int
 ) -> None:
-    supervisor = build.usuario(2)
+    supervisor = _writer(build, write)
     tarea_id, efectivo_id = _tarea_to_write(client, build, write)
     headers = build.headers(supervisor)
     _cached(client, headers)
@@ -286,7 +297,7 @@ def test_a_change_the_cache_has_not_heard_of_stops_a_tarea_write(
 
 @_TAREA_WRITES
 def test_a_logout_the_cache_has_not_heard_of_stops_a_tarea_write(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
-    supervisor = build.usuario(2)
+    supervisor = _writer(build, write)
     tarea_id, efectivo_id = _tarea_to_write(client, build, write)
     token = build.token(supervisor)
     headers = {"Authorization": f"Bearer {token}"}
@@ -302,8 +313,8 @@ def test_a_logout_the_cache_has_not_heard_of_stops_a_tarea_write(app: Flask, cli
     assert principals.get(token) is None
 
 
-@pytest.mark.parametrize("write", ["assign", "release"])
-def test_a_promotion_the_cache_has_not_heard_of_lets_an_assignment_through(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+@pytest.mark.parametrize("write", ["assign", "release", "edit"])
+def test_a_promotion_the_cache_has_not_heard_of_lets_a_supervisors_tarea_write_through(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
     officer = build.usuario(1)
     tarea_id, efectivo_id = _tarea_to_write(client, build, write)
     headers = build.headers(officer)
@@ -313,11 +324,12 @@ def test_a_promotion_the_cache_has_not_heard_of_lets_an_assignment_through(app: 
     assert done.status_code == 200, done.get_json()
 
 
-@pytest.mark.parametrize("write", ["assign", "release"])
+@pytest.mark.parametrize("write", ["assign", "release", "edit", "delete"])
 def test_a_caller_demoted_behind_the_cache_does_not_learn_which_tareas_exist(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
-    """Assigning is a supervisor's: a caller read from PostgreSQL as an efectivo gets 403 for any tarea id, as
-    it did when the caller was read first, never a 404 that tells an unknown id from a known one."""
-    supervisor = build.usuario(2)
+    """Assigning is a supervisor's (deleting an administrador's): a caller read from PostgreSQL as an efectivo gets
+    403 for any tarea id, as it did when the caller was read first, never a 404 that tells an unknown id from a
+    known one."""
+    supervisor = _writer(build, write)
     headers = build.headers(supervisor)
     _cached(client, headers)
     _behind_the_cache(app, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
@@ -326,7 +338,7 @@ def test_a_caller_demoted_behind_the_cache_does_not_learn_which_tareas_exist(app
 
 @_TAREA_WRITES
 def test_an_unknown_tarea_is_404_for_a_cached_caller_and_401_once_deactivated(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
-    supervisor = build.usuario(2)
+    supervisor = _writer(build, write)
     headers = build.headers(supervisor)
     _cached(client, headers)
     assert _tarea_write(client, write, 987654, 1, headers).status_code == 404

@@ -69,17 +69,19 @@ def get_tarea(tarea_id: int) -> Response:
 
 
 @bp.route("/<int:tarea_id>", methods=["PATCH", "PUT"])
+@checks_caller_in_statement  # the tarea's lock checks its caller
 @documented(tags=("tareas",), json=TareaPatch, resp={"HTTP_200": TareaOut})
 def update_tarea(tarea_id: int) -> Response:
     actor = current_user()
     changes = parse_json(TareaPatch).model_dump(exclude_unset=True)
-    return _out(tareas.update_tarea(actor, tarea_id, changes, if_match_version()))
+    return _out(tareas.update_tarea(actor, tarea_id, changes, if_match_version(), caller_check()))
 
 
 @bp.delete("/<int:tarea_id>")
+@checks_caller_in_statement  # the tarea's lock checks its caller
 @documented(tags=("tareas",), resp={"HTTP_204": None})
 def delete_tarea(tarea_id: int) -> Response:
-    tareas.delete_tarea(current_user(), tarea_id, if_match_version())
+    tareas.delete_tarea(current_user(), tarea_id, if_match_version(), caller_check())
     return Response(status=204)
 
 

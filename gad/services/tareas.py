@@ -33,6 +33,7 @@ from gad.services.tarea_queries import (
     TareaRow,
     asignados_by_tarea,
     load_tarea,
+    lock_tarea,
     reader_usuario_ids,
     require_readable,
     row_of,
@@ -276,13 +277,14 @@ def ordering(sort: str | None) -> tuple[ColumnElement[Any], ...]:
     return (ordered, Tarea.id.desc())
 
 
-def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expected_version: int | None) -> TareaRow:
-    """Partial update (supervisor+). ``estado`` is not editable here: use ``transition``.
+def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expected_version: int | None, caller: auth.CallerCheck | None = None) -> TareaRow:
+    """Partial update (supervisor+). ``estado`` is not editable here: use ``transition``. ``caller``: ``actor``
+    came from the token cache, and the tarea's lock checks it (``lock_tarea``).
 
-    Raises NotFound, Forbidden, PreconditionFailed, ValidationProblem.
+    Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, ValidationProblem.
     """
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Editing tareas")
-    tarea = load_tarea(tarea_id, lock=True)
+    checking = (caller, actor) if caller is not None else None
+    tarea = lock_tarea(tarea_id, checking, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Editing tareas"))
     check_version(tarea.version, expected_version, "tarea")
     changes = {_FIELD_COLUMNS.get(k, k): v for k, v in changes.items()}
     if "tipo" in changes:
@@ -314,10 +316,10 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None) -> None:
-    """Soft-delete (administradores). Releases any efectivo still assigned."""
-    policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deleting tareas")
-    tarea = load_tarea(tarea_id, lock=True)
+def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None, caller: auth.CallerCheck | None = None) -> None:
+    """Soft-delete (administradores). Releases any efectivo still assigned. ``caller``: as ``update_tarea``'s."""
+    checking = (caller, actor) if caller is not None else None
+    tarea = lock_tarea(tarea_id, checking, functools.partial(policy.require_nivel, actor, Nivel.ADMINISTRADOR, "Deleting tareas"))
     check_version(tarea.version, expected_version, "tarea")
     deleted = tarea_event(TaskDeleted, tarea)  # as it was, told to the efectivos it releases (their phone pages drop it)
     release_all(tarea, actor)
