@@ -48,8 +48,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     (``lock_tarea``). Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, Conflict (naming the
     efectivo and the tarea holding them), ValidationProblem.
     """
-    checking = (caller, actor) if caller is not None else None
-    tarea = lock_tarea(tarea_id, checking, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Assigning efectivos"))
+    tarea = lock_tarea(tarea_id, actor, caller, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Assigning efectivos"))
     check_version(tarea.version, expected_version, "tarea")
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
         raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
@@ -134,8 +133,7 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
     tarea still holds them (``efectivos.settle_after_release``), and their usuario is told (a ``desasignacion``
     notification: the tarea's own events stop reaching someone who may no longer read it). ``caller``: as
     ``assign``'s."""
-    checking = (caller, actor) if caller is not None else None
-    tarea = lock_tarea(tarea_id, checking, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Unassigning efectivos"))
+    tarea = lock_tarea(tarea_id, actor, caller, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Unassigning efectivos"))
     check_version(tarea.version, expected_version, "tarea")
     row = db.session.execute(
         # The efectivo's usuario comes in the same statement (unlocked): the notification names its recipient.

@@ -318,9 +318,11 @@ class CallerCheckedLock(Generic[_Locked]):
         checked = query.where(text(f"EXISTS ({CALLER_CHECK_SQL})"))
         return cls(lambda params, check: db.session.scalar(checked if check else query, params))
 
-    def one(self, params: dict[str, Any], checking: tuple[CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> _Locked | None:
-        """The row, locked, with the caller (``checking``: its check and its usuario) checked by the same statement
-        instead of a round trip of its own first.
+    def one(
+        self, params: dict[str, Any], caller: CallerCheck | None = None, usuario: Usuario | None = None, decide: Callable[[], None] = lambda: None
+    ) -> _Locked | None:
+        """The row, locked, with ``caller`` (the token cache's check of ``usuario``, the request's caller; None when
+        the caller was read from PostgreSQL) checked by the same statement instead of a round trip of its own first.
 
         ``decide``: the rules that depend on the caller alone (a nivel), decided on the cached caller before the
         statement; the check holds that nivel as of the statement. When they refuse, the caller is read first
@@ -328,10 +330,10 @@ class CallerCheckedLock(Generic[_Locked]):
         longer holds: the caller is read (Unauthorized, or the usuario takes the values PostgreSQL holds), the
         rules decide again on those, and only then is the row looked up unchecked — so a caller they refuse
         never learns whether the row exists."""
-        if checking is None or checking[0].confirmed:
+        if caller is None or caller.confirmed:
             decide()
             return self.fetch(params, False)
-        caller, usuario = checking
+        assert usuario is not None, "a caller to check is some usuario's"
         try:
             decide()
         except Forbidden:

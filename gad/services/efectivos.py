@@ -50,11 +50,11 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
 _LOCK = auth.CallerCheckedLock.of_query(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
 
 
-def _lock(efectivo_id: int, checking: tuple[auth.CallerCheck, Usuario] | None = None) -> Efectivo:
-    """The efectivo, locked for the transaction. ``checking``: a caller the token cache gave and its usuario,
-    checked by the same statement (``auth.CALLER_CHECK_SQL``); no row then means an unknown efectivo or a
-    caller who no longer holds, and the caller is read to tell which (Unauthorized)."""
-    efectivo = _LOCK.one({"efectivo_id": efectivo_id}, checking)
+def _lock(efectivo_id: int, caller: auth.CallerCheck | None = None, actor: Usuario | None = None) -> Efectivo:
+    """The efectivo, locked for the transaction. ``caller``: ``actor`` came from the token cache, and the same
+    statement checks it (``auth.CallerCheckedLock``); no row then means an unknown efectivo or a caller who no
+    longer holds, and the caller is read to tell which (Unauthorized)."""
+    efectivo = _LOCK.one({"efectivo_id": efectivo_id}, caller, actor)
     if efectivo is None:
         raise NotFound(f"Efectivo {efectivo_id} does not exist.")
     return efectivo
@@ -371,7 +371,7 @@ def set_ubicacion(
     not be in the future (ValidationProblem). Dispatch reads ``posicion_en``, so a late fix counts as old as it
     is. A fix older than the recorded one is acknowledged without moving the efectivo back.
     """
-    efectivo = _lock(efectivo_id, (caller, actor) if caller is not None else None)
+    efectivo = _lock(efectivo_id, caller, actor)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only report your own position.")
     now = utcnow()

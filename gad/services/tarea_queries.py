@@ -147,17 +147,16 @@ def row_of(tarea: Tarea, efectivos: list[dict[str, Any]] | None = None) -> Tarea
     return {column.key: getattr(tarea, column.key) for column in TAREA_COLUMNS} | {"efectivos": efectivos}
 
 
-def load_tarea(tarea_id: int, *, lock: bool = False) -> Tarea:
-    """The live (not soft-deleted) tarea, row-locked when the caller is about to decide on it. Raises NotFound."""
-    if lock:
-        return lock_tarea(tarea_id, None)
+def load_tarea(tarea_id: int) -> Tarea:
+    """The live (not soft-deleted) tarea. Raises NotFound."""
     return _found(tarea_id, db.session.scalar(_BY_ID, {"tarea_id": tarea_id}))
 
 
-def lock_tarea(tarea_id: int, checking: tuple[auth.CallerCheck, Usuario] | None, decide: Callable[[], None] = lambda: None) -> Tarea:
-    """``load_tarea(lock=True)`` whose statement also checks a caller the token cache gave, and ``decide``s the
-    rules that depend on the caller alone first (``auth.CallerCheckedLock``). Raises Unauthorized, Forbidden, NotFound."""
-    return _found(tarea_id, _LOCK.one({"tarea_id": tarea_id}, checking, decide))
+def lock_tarea(tarea_id: int, actor: Usuario, caller: auth.CallerCheck | None, decide: Callable[[], None] = lambda: None) -> Tarea:
+    """The live tarea, row-locked for a write about to decide on it. ``caller``: ``actor`` came from the token
+    cache, and the same statement checks it; ``decide``: the rules that depend on the caller alone, decided first
+    (``auth.CallerCheckedLock``). Raises Unauthorized, Forbidden, NotFound."""
+    return _found(tarea_id, _LOCK.one({"tarea_id": tarea_id}, caller, actor, decide))
 
 
 def _found(tarea_id: int, tarea: Tarea | None) -> Tarea:

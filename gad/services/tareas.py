@@ -283,8 +283,7 @@ def update_tarea(actor: Usuario, tarea_id: int, changes: dict[str, Any], expecte
 
     Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, ValidationProblem.
     """
-    checking = (caller, actor) if caller is not None else None
-    tarea = lock_tarea(tarea_id, checking, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Editing tareas"))
+    tarea = lock_tarea(tarea_id, actor, caller, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Editing tareas"))
     check_version(tarea.version, expected_version, "tarea")
     changes = {_FIELD_COLUMNS.get(k, k): v for k, v in changes.items()}
     if "tipo" in changes:
@@ -318,8 +317,7 @@ def _jsonable(value: Any) -> Any:
 
 def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None, caller: auth.CallerCheck | None = None) -> None:
     """Soft-delete (administradores). Releases any efectivo still assigned. ``caller``: as ``update_tarea``'s."""
-    checking = (caller, actor) if caller is not None else None
-    tarea = lock_tarea(tarea_id, checking, functools.partial(policy.require_nivel, actor, Nivel.ADMINISTRADOR, "Deleting tareas"))
+    tarea = lock_tarea(tarea_id, actor, caller, functools.partial(policy.require_nivel, actor, Nivel.ADMINISTRADOR, "Deleting tareas"))
     check_version(tarea.version, expected_version, "tarea")
     deleted = tarea_event(TaskDeleted, tarea)  # as it was, told to the efectivos it releases (their phone pages drop it)
     release_all(tarea, actor)

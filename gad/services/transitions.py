@@ -36,7 +36,7 @@ def transition(
 
     Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
     """
-    tarea = lock_tarea(tarea_id, (caller, actor) if caller is not None else None)
+    tarea = lock_tarea(tarea_id, actor, caller)
     _check_may_transition(actor, tarea, to)
     check_version(tarea.version, expected_version, "tarea")
     current = EstadoTarea(tarea.estado)
