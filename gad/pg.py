@@ -281,13 +281,18 @@ def send(connection: Connection, statement: str, parameters: dict[str, Any], *, 
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None  # a checked-out connection
     cursor = dbapi_connection.cursor()
+    # Whether any listener could be there, asked as SQLAlchemy's own execution asks it: walking the listener
+    # collections costs each statement more than the answer (a fresh connection joins its engine's anew).
+    dispatching = connection._has_events or connection.engine._has_events
     try:
-        for before in connection.dispatch.before_cursor_execute:
-            statement, parameters = before(connection, cursor, statement, parameters, None, False)
+        if dispatching:
+            for before in connection.dispatch.before_cursor_execute:
+                statement, parameters = before(connection, cursor, statement, parameters, None, False)
         cursor.execute(("BEGIN; " if _opens_transaction(dbapi_connection, options) else "") + statement, parameters)
         row: Sequence[Any] | None = cursor.fetchone() if fetch else None
-        for after in connection.dispatch.after_cursor_execute:
-            after(connection, cursor, statement, parameters, None, False)
+        if dispatching:
+            for after in connection.dispatch.after_cursor_execute:
+                after(connection, cursor, statement, parameters, None, False)
         return row
     except psycopg2.Error as exc:
         # SQLAlchemy's own handling of a failed statement (pinned version): wrapping, disconnect detection,

@@ -124,6 +124,34 @@ def test_a_prepared_statement_fails_as_any_sqlalchemy_statement_would(app_with: 
                 assert tuple(add_one.first(connection, {"x": "2"}) or ()) == (3,)
 
 
+def test_statements_reach_cursor_listeners_only_when_one_is_there(app_with: Callable[..., Flask]) -> None:
+    """``gad.pg.send`` asks, as SQLAlchemy's own execution does, whether the engine or connection has listeners
+    before walking them. The service registers none (pool and dialect events only), so a statement walks
+    nothing; a listener added later (the tests' statement counters) sees every statement, before and after."""
+    app = app_with()
+    add_one = pg.Prepared(text("SELECT CAST(:x AS integer) + 1"))
+    with app.app_context():
+        engine = db.engine
+        assert not engine._has_events
+        with engine.connect() as connection:
+            assert tuple(add_one.first(connection, {"x": "1"}) or ()) == (2,)
+        seen: list[tuple[str, str]] = []
+        before = lambda _c, _cur, statement, *_: seen.append(("before", statement))  # noqa: E731
+        after = lambda _c, _cur, statement, *_: seen.append(("after", statement))  # noqa: E731
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
+        try:
+            with engine.connect() as connection:
+                assert tuple(add_one.first(connection, {"x": "2"}) or ()) == (3,)
+                assert tuple(pg.send(connection, "SELECT 7", {}, fetch=True) or ()) == (7,)
+        finally:
+            event.remove(engine, "before_cursor_execute", before)
+            event.remove(engine, "after_cursor_execute", after)
+    sent = [statement for moment, statement in seen if moment == "before"]
+    assert [statement for moment, statement in seen if moment == "after"] == sent
+    assert any(statement.startswith("EXECUTE") for statement in sent) and sent[-1] == "SELECT 7"
+
+
 def test_a_statement_killed_midway_hands_back_a_connection_the_pool_replaces(app_with: Callable[..., Flask]) -> None:
     """A request greenlet killed while its statement runs (shutdown, a gevent Timeout) ends with that kill, not
     with a driver error from a rollback sent on the connection psycopg2 closed under it; the pool's next user
