@@ -26,6 +26,7 @@ the system measured at the time: the others are idle by then), and the ratios by
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -156,12 +157,14 @@ def _load(system: System, scenario: str, concurrency: int, duration: float, clie
         body = body.format(prefix=prefix, extra=system.create_extra)
     if wrk_available():
         return run_wrk(system.url, method, path, authorization, concurrency, duration, body_template=body, cpu=client_cpu)
-    template = body
-
-    def make(index: int, seq: int) -> tuple[str, str, dict[str, Any] | None]:
-        return method, path, json.loads(template.replace("%08d", f"{index:03d}{seq:05d}")) if template else None
-
+    # The Python client runs in spawned processes: what makes each request must pickle (no closure).
+    make = functools.partial(_python_client_request, method, path, body)
     return run_load(system.url, Call(make, {"Authorization": authorization} if authorization else {}), concurrency, duration)
+
+
+def _python_client_request(method: str, path: str, template: str, index: int, seq: int) -> tuple[str, str, dict[str, Any] | None]:
+    """One request of the Python client (no wrk): the scenario's body with a codigo unique to client and turn."""
+    return method, path, json.loads(template.replace("%08d", f"{index:03d}{seq:05d}")) if template else None
 
 
 SETTLE_WINDOW_S = 0.2
