@@ -1,6 +1,6 @@
 """A write whose caller came from the token cache is checked against PostgreSQL by its own statement: a
-create by its INSERT, a position by the efectivo's lock, a transition, an assignment, a release, an edit and a
-deletion by the tarea's.
+create by its INSERT, a position by its UPDATE or the efectivo's lock, a transition, an assignment, a release,
+an edit and a deletion by the tarea's lock, an efectivo's edit, deactivation and availability by the efectivo's.
 
 Each test first lets the cache learn the token (a read), then changes the usuario or the logout list
 directly in the database, as another machine whose event has not arrived yet would have: the cache still
@@ -356,3 +356,119 @@ def test_the_tareas_lock_checks_without_prepared_statements(app_with: Any, build
     _behind_the_cache(plain, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
     assert _tarea_write(client, "release", tarea_id, efectivo_id, headers).status_code == 401
     assert _written(plain, tarea_id) == before
+
+
+# The writes that lock an efectivo first (an edit, a deactivation, a change of availability): the efectivo's lock
+# checks the caller, as it does for a position the single statement does not write.
+_EFECTIVO_WRITES = pytest.mark.parametrize("write", ["edit", "deactivate", "disponibilidad"])
+
+
+def _efectivo_write(client: FlaskClient, write: str, efectivo_id: int, headers: dict[str, str]) -> Any:
+    if write == "edit":
+        return client.patch(f"/api/v1/efectivos/{efectivo_id}", json={"unidad": "Móvil 202"}, headers=headers)
+    if write == "deactivate":
+        return client.delete(f"/api/v1/efectivos/{efectivo_id}", headers=headers)
+    return client.post(f"/api/v1/efectivos/{efectivo_id}/disponibilidad", json={"estado": "no_disponible", "motivo": "Relevo"}, headers=headers)
+
+
+def _efectivo_written(app: Flask, efectivo_id: int) -> tuple[Any, ...]:
+    """What any of the three writes changes: the efectivo's version, unit, activity and availability, the log."""
+    with app.app_context():
+        efectivo = db.session.get(Efectivo, efectivo_id)
+        assert efectivo is not None
+        return efectivo.version, efectivo.unidad, efectivo.activo, efectivo.estado_disponibilidad, len(all_events(app))
+
+
+@_EFECTIVO_WRITES
+def test_a_cached_supervisors_efectivo_write_is_checked_by_the_efectivos_lock(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo(usuario_id=build.usuario(1).id)  # someone else's: the supervisor's nivel decides
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    before = _efectivo_written(app, efectivo.id)
+    with sent_to(app) as sent:
+        done = _efectivo_write(client, write, efectivo.id, headers)
+    assert done.status_code == (204 if write == "deactivate" else 200), done.get_json()
+    # No round trip of its own reads the caller: the first statement locks the efectivo and checks the caller.
+    assert "FOR UPDATE" in sent[0] and "tokens_revocados" in sent[0], sent[:2]
+    assert _efectivo_written(app, efectivo.id)[0] == before[0] + 1
+    assert all_events(app)[-1].actor_id == supervisor.id
+
+
+@_EFECTIVO_WRITES
+@_CHANGES_BEHIND_THE_CACHE
+def test_a_change_the_cache_has_not_heard_of_stops_an_efectivo_write(
+    app: Flask, client: FlaskClient, build: Builders, write: str, change: str, status: int
+) -> None:
+    """Demoted, the supervisor is an efectivo-level usuario, who may change only their own availability."""
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo(usuario_id=build.usuario(1).id)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    before = _efectivo_written(app, efectivo.id)
+    _behind_the_cache(app, change, id=supervisor.id)
+    refused = _efectivo_write(client, write, efectivo.id, headers)
+    assert refused.status_code == status and refused.headers["Content-Type"] == PROBLEM, refused.get_json()
+    after = _efectivo_written(app, efectivo.id)
+    assert after[:4] == before[:4]
+    assert after[4] == before[4] + (1 if status == 403 else 0)  # the refusal's own audit, nothing else
+
+
+@_EFECTIVO_WRITES
+def test_a_logout_the_cache_has_not_heard_of_stops_an_efectivo_write(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    efectivo = build.efectivo()
+    token = build.token(supervisor)
+    headers = {"Authorization": f"Bearer {token}"}
+    _cached(client, headers)
+    before = _efectivo_written(app, efectivo.id)
+    with app.app_context():
+        jti = auth.decode_token(token)["jti"]
+    _behind_the_cache(
+        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
+    )
+    assert _efectivo_write(client, write, efectivo.id, headers).status_code == 401
+    assert _efectivo_written(app, efectivo.id) == before
+    assert principals.get(token) is None
+
+
+def test_an_officer_changes_their_own_availability_checked_by_the_lock(app: Flask, client: FlaskClient, build: Builders) -> None:
+    officer = build.usuario(1)
+    own = build.efectivo(usuario_id=officer.id)
+    other = build.efectivo(usuario_id=build.usuario(1).id)
+    headers = build.headers(officer)
+    _cached(client, headers)
+    changed = _efectivo_write(client, "disponibilidad", own.id, headers)
+    assert changed.status_code == 200 and changed.get_json()["estado_disponibilidad"] == "no_disponible"
+    assert _efectivo_write(client, "disponibilidad", other.id, headers).status_code == 403  # the nivel the lock checked
+
+
+@pytest.mark.parametrize("write", ["edit", "deactivate"])
+def test_a_promotion_the_cache_has_not_heard_of_lets_a_supervisors_efectivo_write_through(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    officer = build.usuario(1)
+    efectivo = build.efectivo()
+    headers = build.headers(officer)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 2 WHERE id = %(id)s", id=officer.id)
+    done = _efectivo_write(client, write, efectivo.id, headers)
+    assert done.status_code in (200, 204), done.get_json()
+
+
+@pytest.mark.parametrize("write", ["edit", "deactivate"])
+def test_a_caller_demoted_behind_the_cache_does_not_learn_which_efectivos_exist(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    _behind_the_cache(app, "UPDATE usuarios SET nivel = 1 WHERE id = %(id)s", id=supervisor.id)
+    assert _efectivo_write(client, write, 987654, headers).status_code == 403
+
+
+@_EFECTIVO_WRITES
+def test_an_unknown_efectivo_is_404_for_a_cached_writer_and_401_once_deactivated(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    supervisor = build.usuario(2)
+    headers = build.headers(supervisor)
+    _cached(client, headers)
+    assert _efectivo_write(client, write, 987654, headers).status_code == 404
+    assert _efectivo_write(client, write, 2**63, headers).status_code == 404
+    _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
+    assert _efectivo_write(client, write, 987654, headers).status_code == 401

@@ -78,27 +78,30 @@ def get_efectivo(efectivo_id: int) -> Response:
 
 
 @bp.patch("/<int:efectivo_id>")
+@checks_caller_in_statement  # the efectivo's lock checks its caller
 @documented(tags=("efectivos",), json=EfectivoPatch, resp={"HTTP_200": EfectivoOut})
 def update_efectivo(efectivo_id: int) -> Response:
     actor = current_user()
     changes = parse_json(EfectivoPatch).model_dump(exclude_unset=True)
-    return _out(efectivos.update_efectivo(actor, efectivo_id, changes, if_match_version()))
+    return _out(efectivos.update_efectivo(actor, efectivo_id, changes, if_match_version(), caller_check()))
 
 
 @bp.delete("/<int:efectivo_id>")
+@checks_caller_in_statement  # the efectivo's lock checks its caller
 @documented(tags=("efectivos",), resp={"HTTP_204": None})
 def deactivate_efectivo(efectivo_id: int) -> Response:
-    efectivos.deactivate_efectivo(current_user(), efectivo_id, if_match_version())
+    efectivos.deactivate_efectivo(current_user(), efectivo_id, if_match_version(), caller_check())
     return Response(status=204)
 
 
 @bp.post("/<int:efectivo_id>/disponibilidad")
+@checks_caller_in_statement  # the efectivo's lock checks its caller
 @idempotent
 @documented(tags=("efectivos",), json=DisponibilidadIn, resp={"HTTP_200": EfectivoOut})
 def set_disponibilidad(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(DisponibilidadIn)
-    return _out(efectivos.set_disponibilidad(actor, efectivo_id, body.estado, body.motivo, if_match_version()))
+    return _out(efectivos.set_disponibilidad(actor, efectivo_id, body.estado, body.motivo, if_match_version(), caller_check()))
 
 
 @bp.put("/<int:efectivo_id>/ubicacion")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -50,11 +50,12 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
 _LOCK = auth.CallerCheckedLock.of_query(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
 
 
-def _lock(efectivo_id: int, caller: auth.CallerCheck | None = None, actor: Usuario | None = None) -> Efectivo:
+def _lock(efectivo_id: int, caller: auth.CallerCheck | None = None, actor: Usuario | None = None, decide: Callable[[], None] = lambda: None) -> Efectivo:
     """The efectivo, locked for the transaction. ``caller``: ``actor`` came from the token cache, and the same
-    statement checks it (``auth.CallerCheckedLock``); no row then means an unknown efectivo or a caller who no
-    longer holds, and the caller is read to tell which (Unauthorized)."""
-    efectivo = _LOCK.one({"efectivo_id": efectivo_id}, caller, actor)
+    statement checks it; ``decide``: the rules that depend on the caller alone, decided first
+    (``auth.CallerCheckedLock``). No row means an unknown efectivo or a caller who no longer holds, and the
+    caller is read to tell which (Unauthorized)."""
+    efectivo = _LOCK.one({"efectivo_id": efectivo_id}, caller, actor, decide)
     if efectivo is None:
         raise NotFound(f"Efectivo {efectivo_id} does not exist.")
     return efectivo
@@ -207,10 +208,11 @@ def list_efectivos_json(
     return str(row[0])
 
 
-def update_efectivo(actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None) -> Efectivo:
-    """Supervisor+. Raises NotFound, Forbidden, PreconditionFailed, Conflict."""
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Editing efectivos")
-    efectivo = _lock(efectivo_id)
+def update_efectivo(
+    actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None, caller: auth.CallerCheck | None = None
+) -> Efectivo:
+    """Supervisor+. ``caller``: as ``_lock``'s. Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, Conflict."""
+    efectivo = _lock(efectivo_id, caller, actor, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Editing efectivos"))
     check_version(efectivo.version, expected_version, "efectivo")
     if changes_nothing(efectivo, changes):
         return efectivo
@@ -228,10 +230,9 @@ def active_assignment(efectivo_id: int) -> Asignacion | None:
     return db.session.scalar(select(Asignacion).where(Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None)))
 
 
-def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int | None) -> Efectivo:
-    """Soft-delete. Refused (409) while the efectivo holds an active assignment."""
-    policy.require_nivel(actor, Nivel.SUPERVISOR, "Deactivating efectivos")
-    efectivo = _lock(efectivo_id)
+def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int | None, caller: auth.CallerCheck | None = None) -> Efectivo:
+    """Soft-delete, supervisor+. Refused (409) while the efectivo holds an active assignment. ``caller``: as ``_lock``'s."""
+    efectivo = _lock(efectivo_id, caller, actor, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Deactivating efectivos"))
     check_version(efectivo.version, expected_version, "efectivo")
     holding = active_assignment(efectivo.id)
     if holding is not None:
@@ -244,10 +245,13 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
     return efectivo
 
 
-def set_disponibilidad(actor: Usuario, efectivo_id: int, estado: Disponibilidad, motivo: str | None, expected_version: int | None) -> Efectivo:
+def set_disponibilidad(
+    actor: Usuario, efectivo_id: int, estado: Disponibilidad, motivo: str | None, expected_version: int | None, caller: auth.CallerCheck | None = None
+) -> Efectivo:
     """Self or supervisor+. ``en_tarea`` is managed by assignment and cannot be set or left by hand while working;
-    ``disponible`` asked for while a tarea they are on runs is ``en_tarea`` (the rule below)."""
-    efectivo = _lock(efectivo_id)
+    ``disponible`` asked for while a tarea they are on runs is ``en_tarea`` (the rule below). ``caller``: as
+    ``_lock``'s; whose efectivo it is decides on the nivel the lock checked."""
+    efectivo = _lock(efectivo_id, caller, actor)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only change your own availability.")
     check_version(efectivo.version, expected_version, "efectivo")
