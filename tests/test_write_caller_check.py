@@ -46,6 +46,15 @@ def _behind_the_cache(app: Flask, sql: str, **params: Any) -> None:
         connection.exec_driver_sql(sql, params)
 
 
+def _logged_out_behind_the_cache(app: Flask, token: str, usuario_id: int) -> None:
+    """The token put on the logout list as another machine's logout would, before its event arrives."""
+    with app.app_context():
+        jti = auth.decode_token(token)["jti"]
+    _behind_the_cache(
+        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=usuario_id
+    )
+
+
 def _cached(client: FlaskClient, headers: dict[str, str]) -> None:
     assert client.get("/api/v1/users/me", headers=headers).status_code == 200  # the cache now knows the token
 
@@ -70,11 +79,7 @@ def test_a_logout_the_cache_has_not_heard_of_stops_the_create(app: Flask, client
     token = build.token(supervisor)
     headers = {"Authorization": f"Bearer {token}"}
     _cached(client, headers)
-    with app.app_context():
-        jti = auth.decode_token(token)["jti"]
-    _behind_the_cache(
-        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
-    )
+    _logged_out_behind_the_cache(app, token, supervisor.id)
     _refused(app, client.post("/api/v1/tasks", json=TAREA, headers=headers), 401)
     assert principals.get(token) is None  # the failed check made this worker forget the token for reads too
 
@@ -303,11 +308,7 @@ def test_a_logout_the_cache_has_not_heard_of_stops_a_tarea_write(app: Flask, cli
     headers = {"Authorization": f"Bearer {token}"}
     _cached(client, headers)
     before = _written(app, tarea_id)
-    with app.app_context():
-        jti = auth.decode_token(token)["jti"]
-    _behind_the_cache(
-        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
-    )
+    _logged_out_behind_the_cache(app, token, supervisor.id)
     assert _tarea_write(client, write, tarea_id, efectivo_id, headers).status_code == 401
     assert _written(app, tarea_id) == before
     assert principals.get(token) is None
@@ -422,11 +423,7 @@ def test_a_logout_the_cache_has_not_heard_of_stops_an_efectivo_write(app: Flask,
     headers = {"Authorization": f"Bearer {token}"}
     _cached(client, headers)
     before = _efectivo_written(app, efectivo.id)
-    with app.app_context():
-        jti = auth.decode_token(token)["jti"]
-    _behind_the_cache(
-        app, "INSERT INTO tokens_revocados (jti, usuario_id, expires_at) VALUES (%(jti)s, %(id)s, now() + interval '1 hour')", jti=jti, id=supervisor.id
-    )
+    _logged_out_behind_the_cache(app, token, supervisor.id)
     assert _efectivo_write(client, write, efectivo.id, headers).status_code == 401
     assert _efectivo_written(app, efectivo.id) == before
     assert principals.get(token) is None
