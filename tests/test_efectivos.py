@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.builders import Builders
+from tests.helpers import all_events
 
 
 def test_supervisor_creates_efectivo_and_reads_it_back(client: FlaskClient, build: Builders) -> None:
@@ -78,3 +80,20 @@ def test_deactivating_an_assigned_efectivo_is_refused(client: FlaskClient, build
     free = build.efectivo()
     assert client.delete(f"/api/v1/efectivos/{free.id}", headers=build.headers(sup)).status_code == 204
     assert client.get(f"/api/v1/efectivos/{free.id}", headers=build.headers(sup)).get_json()["activo"] is False
+
+
+def test_deactivating_a_deactivated_efectivo_again_changes_and_announces_nothing(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A client retrying its DELETE gets 204 again; the efectivo keeps its version (other clients' If-Match stays
+    good) and the board hears of the deactivation once."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(sup)
+    assert client.delete(f"/api/v1/efectivos/{efectivo.id}", headers=headers).status_code == 204
+    deactivated = client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers)
+    events = len(all_events(app))
+    again = client.delete(f"/api/v1/efectivos/{efectivo.id}", headers=headers)
+    assert again.status_code == 204
+    assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).headers["ETag"] == deactivated.headers["ETag"]
+    assert len(all_events(app)) == events
+    stale = client.delete(f"/api/v1/efectivos/{efectivo.id}", headers=headers | {"If-Match": '"1"'})
+    assert stale.status_code == 412  # a stale precondition is still refused, whatever the row's state

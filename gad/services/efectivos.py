@@ -234,6 +234,8 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
     """Soft-delete, supervisor+. Refused (409) while the efectivo holds an active assignment. ``caller``: as ``_lock``'s."""
     efectivo = _lock(efectivo_id, caller, actor, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Deactivating efectivos"))
     check_version(efectivo.version, expected_version, "efectivo")
+    if not efectivo.activo:
+        return efectivo  # a DELETE retried: nothing changes, so no new version for other clients and no event
     holding = active_assignment(efectivo.id)
     if holding is not None:
         raise Conflict(f"Efectivo {efectivo.id} is assigned to tarea {holding.tarea_id}; unassign first.", tarea_id=holding.tarea_id)
