@@ -7,8 +7,9 @@ skips both the query and the signature check — but only under three conditions
 revocation honest:
 
 * only **safe requests** (GET/HEAD, websocket handshakes) may use an entry as it is; every write re-verifies
-  against the database — a create or a position in its own statement (``auth.CallerCheck``), any other write with a read
-  first — so a role change or logout always holds for writes at once;
+  against the database — a create or a position in its own statement, the writes that lock a tarea or an efectivo
+  in that lock (``auth.CallerCheck``, ``auth.CallerCheckedLock``), any other write with a read first — so a role
+  change or logout always holds for writes at once;
 * only while this process's **event listener is connected** (``gad.realtime.hub``): every change to a
   usuario and every security event (logout, token revocation, role change, deactivation) writes an
   event in the same transaction, and when any such event reaches the listener — from any worker or

@@ -15,6 +15,7 @@ import requests
 from flask import Flask
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 from sqlalchemy import event, text
+from sqlalchemy.event.base import _JoinedDispatcher
 from sqlalchemy.exc import DataError, OperationalError
 
 from gad import pg
@@ -124,17 +125,31 @@ def test_a_prepared_statement_fails_as_any_sqlalchemy_statement_would(app_with: 
                 assert tuple(add_one.first(connection, {"x": "2"}) or ()) == (3,)
 
 
-def test_statements_reach_cursor_listeners_only_when_one_is_there(app_with: Callable[..., Flask]) -> None:
+def test_statements_reach_cursor_listeners_only_when_one_is_there(app_with: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
     """``gad.pg.send`` asks, as SQLAlchemy's own execution does, whether the engine or connection has listeners
     before walking them. The service registers none (pool and dialect events only), so a statement walks
     nothing; a listener added later (the tests' statement counters) sees every statement, before and after."""
     app = app_with()
     add_one = pg.Prepared(text("SELECT CAST(:x AS integer) + 1"))
+    walked: list[str] = []
+    joined_lookup = _JoinedDispatcher.__getattr__
+
+    def recording_lookup(dispatcher: Any, name: str) -> Any:
+        walked.append(name)
+        return joined_lookup(dispatcher, name)
+
+    monkeypatch.setattr(_JoinedDispatcher, "__getattr__", recording_lookup)
     with app.app_context():
         engine = db.engine
         assert not engine._has_events
         with engine.connect() as connection:
             assert tuple(add_one.first(connection, {"x": "1"}) or ()) == (2,)
+        assert not {"before_cursor_execute", "after_cursor_execute"} & set(walked)  # nothing to walk, nothing walked
+        with engine.connect() as connection:  # a listener on one connection only
+            on_connection: list[str] = []
+            event.listen(connection, "before_cursor_execute", lambda _c, _cur, statement, *_: on_connection.append(statement))
+            assert tuple(add_one.first(connection, {"x": "3"}) or ()) == (4,)
+            assert len(on_connection) == 1 and on_connection[0].startswith("EXECUTE")
         seen: list[tuple[str, str]] = []
         before = lambda _c, _cur, statement, *_: seen.append(("before", statement))  # noqa: E731
         after = lambda _c, _cur, statement, *_: seen.append(("after", statement))  # noqa: E731

@@ -435,8 +435,10 @@ def test_an_officer_changes_their_own_availability_checked_by_the_lock(app: Flas
     other = build.efectivo(usuario_id=build.usuario(1).id)
     headers = build.headers(officer)
     _cached(client, headers)
-    changed = _efectivo_write(client, "disponibilidad", own.id, headers)
+    with sent_to(app) as sent:
+        changed = _efectivo_write(client, "disponibilidad", own.id, headers)
     assert changed.status_code == 200 and changed.get_json()["estado_disponibilidad"] == "no_disponible"
+    assert "FOR UPDATE" in sent[0] and "tokens_revocados" in sent[0], sent[:2]
     assert _efectivo_write(client, "disponibilidad", other.id, headers).status_code == 403  # the nivel the lock checked
 
 
@@ -469,3 +471,25 @@ def test_an_unknown_efectivo_is_404_for_a_cached_writer_and_401_once_deactivated
     assert _efectivo_write(client, write, 2**63, headers).status_code == 404
     _behind_the_cache(app, "UPDATE usuarios SET activo = false WHERE id = %(id)s", id=supervisor.id)
     assert _efectivo_write(client, write, 987654, headers).status_code == 401
+
+
+@pytest.mark.parametrize("write", ["disponibilidad", "start", "assign"])
+def test_a_logout_the_cache_has_not_heard_of_stops_an_idempotent_replay(app: Flask, client: FlaskClient, build: Builders, write: str) -> None:
+    """These writes keep their answer under an Idempotency-Key, and a replay runs no statement to check the caller:
+    the check around the view (outside the replay) answers 401, never the stored 200."""
+    supervisor = build.usuario(2)
+    token = build.token(supervisor)
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"replay-{write}"}
+    _cached(client, headers)
+    if write == "disponibilidad":
+        efectivo_id = build.efectivo().id
+        again = lambda: _efectivo_write(client, write, efectivo_id, headers)  # noqa: E731
+    else:
+        tarea_id, efectivo_id = _tarea_to_write(client, build, write)
+        again = lambda: _tarea_write(client, write, tarea_id, efectivo_id, headers)  # noqa: E731
+    assert again().status_code == 200
+    replayed = again()
+    assert replayed.status_code == 200 and replayed.headers.get("Idempotent-Replayed") == "true"
+    _logged_out_behind_the_cache(app, token, supervisor.id)
+    refused = again()
+    assert refused.status_code == 401 and "Idempotent-Replayed" not in refused.headers, refused.get_json()

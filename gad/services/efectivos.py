@@ -211,7 +211,8 @@ def list_efectivos_json(
 def update_efectivo(
     actor: Usuario, efectivo_id: int, changes: dict[str, Any], expected_version: int | None, caller: auth.CallerCheck | None = None
 ) -> Efectivo:
-    """Supervisor+. ``caller``: as ``_lock``'s. Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, Conflict."""
+    """Supervisor+. ``caller``: as ``_lock``'s. Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, Conflict,
+    ValidationProblem (an unknown usuario to link)."""
     efectivo = _lock(efectivo_id, caller, actor, functools.partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Editing efectivos"))
     check_version(efectivo.version, expected_version, "efectivo")
     if changes_nothing(efectivo, changes):
