@@ -107,19 +107,37 @@ def disposed_after(application: Flask) -> Iterator[Flask]:
         db.engine.dispose()
 
 
+# What TRUNCATE … RESTART IDENTITY does, for the few rows a test leaves, without TRUNCATE's new files for every
+# table and index (50–100 ms a test, a minute and more of a CI run): every row deleted with the foreign keys' and
+# the log's guard triggers off for this transaction only (replication role: superuser, as the embedded server's
+# is), and the tables' sequences back at their start.
+_DELETE_ALL = (
+    "BEGIN; SET LOCAL session_replication_role = replica; "
+    + " ".join(f"DELETE FROM {table.strip()};" for table in TABLES.split(","))
+    + " SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s JOIN pg_depend d ON d.objid = s.seqrelid"
+    + f" AND d.deptype IN ('a', 'i') WHERE d.refobjid = ANY(ARRAY[{', '.join(repr(t.strip()) for t in TABLES.split(','))}]::regclass[]);"
+    + " COMMIT;"
+)
+
+
 def clean_database(url: str) -> None:
     """Empty every table the app writes and re-anchor the event log's chain where the counter stands."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
         # A module's own gunicorn (its sweeper, a socket's replay) may hold row locks on these tables while
-        # TRUNCATE takes them one by one: PostgreSQL may break the cycle by aborting the TRUNCATE. The server
+        # they are emptied one by one: PostgreSQL may break the cycle by aborting the statement. The server
         # is idle between tests, so a second attempt finds nothing in its way.
         for attempt in range(5):
             try:
-                cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+                try:
+                    cur.execute(_DELETE_ALL)
+                except psycopg2.errors.InsufficientPrivilege:  # a TEST_DATABASE_URL role that is no superuser
+                    cur.execute("ROLLBACK")
+                    cur.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
                 break
             except psycopg2.errors.DeadlockDetected:
+                cur.execute("ROLLBACK")
                 if attempt == 4:
                     raise
                 time.sleep(0.1)
