@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from tests.builders import Builders
 from tests.conftest import make_app
 
 PROBLEM = "application/problem+json"
@@ -51,3 +52,18 @@ def test_unexpected_error_is_problem_json_without_traceback(database_url: str) -
     assert response.mimetype == PROBLEM
     assert "secret internals" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_204_carries_neither_body_nor_content_type(client: FlaskClient, build: Builders) -> None:
+    """No Content has nothing to label: a JSON client must not find an empty body announced as text/html."""
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    answers = {
+        "delete tarea": client.delete(f"/api/v1/tasks/{build.tarea(admin).id}", headers=headers),
+        "deactivate efectivo": client.delete(f"/api/v1/efectivos/{build.efectivo().id}", headers=headers),
+        "deactivate usuario": client.delete(f"/api/v1/users/{build.usuario(1).id}", headers=headers),
+        "logout": client.post("/api/v1/auth/logout", headers=headers),
+    }
+    for what, answer in answers.items():
+        assert answer.status_code == 204, (what, answer.get_json())
+        assert answer.data == b"" and "Content-Type" not in answer.headers, (what, dict(answer.headers))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, request
 
-from gad.blueprints.http import json_response, no_query, parse_form, parse_json
+from gad.blueprints.http import json_response, no_content, no_query, parse_form, parse_json
 from gad.db_session import commit_or_problem
 from gad.errors import AppError
 from gad.extensions import limiter
@@ -53,7 +53,7 @@ def logout() -> Response:
         auth.revoke_token(usuario, g.token_claims)
     else:
         end_session()
-    return Response(status=204)
+    return no_content()
 
 
 @bp.get("/sessions")
@@ -82,7 +82,7 @@ def list_sessions() -> Response:
 @documented(tags=("auth",), resp={"HTTP_204": None})
 def end_one_session(sesion_id: int) -> Response:
     sesiones.end_session_by_id(current_user(), sesion_id)
-    return Response(status=204)
+    return no_content()
 
 
 @bp.post("/logout-all")
@@ -91,4 +91,4 @@ def logout_everywhere() -> Response:
     """Every browser session and every token of the caller ends now (this one included)."""
     usuario = current_user()
     auth.log_out_everywhere(usuario, usuario.id)
-    return Response(status=204)
+    return no_content()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query, raw_json, resource_response
 from gad.models import Efectivo
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
@@ -91,7 +91,7 @@ def update_efectivo(efectivo_id: int) -> Response:
 @documented(tags=("efectivos",), resp={"HTTP_204": None})
 def deactivate_efectivo(efectivo_id: int) -> Response:
     efectivos.deactivate_efectivo(current_user(), efectivo_id, if_match_version(), caller_check())
-    return Response(status=204)
+    return no_content()
 
 
 @bp.post("/<int:efectivo_id>/disponibilidad")

@@ -114,6 +114,13 @@ def raw_json(body: str, headers: dict[str, str] | None = None, status: int = 200
     return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 
+def no_content() -> Response:
+    """204 No Content: no body, so no Content-Type either (werkzeug would label the empty body text/html)."""
+    response = current_app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 

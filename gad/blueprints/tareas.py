@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query, raw_json, resource_response
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
@@ -82,7 +82,7 @@ def update_tarea(tarea_id: int) -> Response:
 @documented(tags=("tareas",), resp={"HTTP_204": None})
 def delete_tarea(tarea_id: int) -> Response:
     tareas.delete_tarea(current_user(), tarea_id, if_match_version(), caller_check())
-    return Response(status=204)
+    return no_content()
 
 
 @bp.post("/<int:tarea_id>/estado")

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_query, parse_json, parse_query
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query
 from gad.blueprints.pages import _login_redirect, _render
 from gad.models import Licencia, Turno
 from gad.openapi import PageOf, documented
@@ -94,7 +94,7 @@ def update_turno(turno_id: int) -> Response:
 @documented(tags=("turnos",), resp={"HTTP_204": None})
 def delete_turno(turno_id: int) -> Response:
     turnos.delete_turno(current_user(), turno_id, if_match_version())
-    return Response(status=204)
+    return no_content()
 
 
 @bp.get("/licencias", strict_slashes=False)  # collection paths answer with a trailing slash too (README)
@@ -118,7 +118,7 @@ def create_licencia() -> Response:
 @documented(tags=("turnos",), resp={"HTTP_204": None})
 def delete_licencia(licencia_id: int) -> Response:
     turnos.delete_licencia(current_user(), licencia_id, if_match_version())
-    return Response(status=204)
+    return no_content()
 
 
 @bp.get("/planificacion/semana")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad import policy
-from gad.blueprints.http import etag, idempotent, if_match_version, no_query, parse_json, parse_query, raw_json
+from gad.blueprints.http import etag, idempotent, if_match_version, no_content, no_query, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.models import Usuario
@@ -97,7 +97,7 @@ def update_usuario(usuario_id: int) -> Response:
 @documented(tags=("usuarios",), resp={"HTTP_204": None})
 def deactivate_usuario(usuario_id: int) -> Response:
     usuarios.set_activo(current_user(), usuario_id, False, if_match_version())
-    return Response(status=204)
+    return no_content()
 
 
 @bp.post("/<int:usuario_id>/reactivar")
@@ -112,4 +112,4 @@ def reactivate_usuario(usuario_id: int) -> Response:
 def logout_everywhere(usuario_id: int) -> Response:
     """An administrador (or the usuario) ends every session and token of this usuario."""
     auth.log_out_everywhere(current_user(), usuario_id)
-    return Response(status=204)
+    return no_content()
