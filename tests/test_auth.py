@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from gad.extensions import db
-from gad.models import Evento, Usuario, utcnow
+from gad.models import Evento, Tarea, Usuario, utcnow
 from tests.builders import PASSWORD, Builders
 from tests.conftest import make_app
+from tests.helpers import TAREA, count_rows
 
 
 def _login(client: FlaskClient, email: str, password: str = PASSWORD, **kwargs: object):
@@ -133,6 +134,44 @@ def test_bad_tokens_are_rejected_with_401(app: Flask, client: FlaskClient, build
     response = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"jti": "abc\u0000def"},
+        {"jti": "j" * 65},
+        {"jti": ""},
+        {"jti": 7},
+        {"sub": "99999999999999999999999"},
+        {"sub": "2147483648"},
+        {"sub": "-1"},
+        {"sub": "0"},
+        {"sub": " 1"},
+        {"tv": 2**31},
+        {"tv": -1},
+    ],
+    ids=["nul_jti", "long_jti", "empty_jti", "int_jti", "huge_sub", "sub_past_integer", "negative_sub", "zero_sub", "spaced_sub", "huge_tv", "negative_tv"],
+)
+def test_signed_tokens_whose_claims_no_token_of_ours_carries_are_401_everywhere(
+    app: Flask, client: FlaskClient, build: Builders, claims: dict[str, object]
+) -> None:
+    """A token signed with the key but with a claim ``issue_token`` never writes (a stolen key, a bug in another
+    issuer) is invalid: 401 before any statement sees the claim, never a 500 (a NUL) or a 422 (out of range), on
+    reads, on the logout that must be able to revoke it, and on a write that checks its caller in its statement."""
+    user = build.usuario(3)
+    headers = {"Authorization": f"Bearer {_token(app, user, **claims)}"}
+    for response in (
+        client.get("/api/v1/users/me", headers=headers),
+        client.post("/api/v1/auth/logout", headers=headers),
+        client.post("/api/v1/tasks", json=TAREA, headers=headers),
+    ):
+        assert response.status_code == 401, response.get_data(as_text=True)
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["detail"] == "The token is invalid."
+    assert count_rows(app, Tarea) == 0
+    valid = {"Authorization": f"Bearer {_token(app, user, jti='a' * 64, sub=str(user.id))}"}
+    assert client.get("/api/v1/users/me", headers=valid).status_code == 200
 
 
 def test_logout_revokes_only_that_token(client: FlaskClient, build: Builders) -> None:

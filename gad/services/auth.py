@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -202,9 +203,31 @@ def decode_token(token: str) -> dict[str, Any]:
         raise Unauthorized("The token has expired; log in again.") from None
     except jwt.PyJWTError:
         raise Unauthorized("The token is invalid.") from None
-    if type(claims.get("tv")) is not int:  # bool is an int to Python, not to PostgreSQL's integer
+    if not _claims_fit(claims):
         raise Unauthorized("The token is invalid.")
     return claims
+
+
+# What ``issue_token`` writes, and what the statements that check a token can hold: ``sub`` a usuario's id and
+# ``tv`` its token version (PostgreSQL integers), ``jti`` a logout list key (64 characters). A token signed with
+# the key but carrying anything else (a NUL, an id beyond integer, a jti too long to be logged out) is refused
+# here, as invalid, before any statement sees it.
+_INT4_MAX = 2**31 - 1
+_SUB = re.compile(r"[1-9][0-9]{0,9}")
+_JTI = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _claims_fit(claims: dict[str, Any]) -> bool:
+    sub, jti, tv = claims.get("sub"), claims.get("jti"), claims.get("tv")
+    return (
+        isinstance(sub, str)
+        and _SUB.fullmatch(sub) is not None
+        and int(sub) <= _INT4_MAX
+        and isinstance(jti, str)
+        and _JTI.fullmatch(jti) is not None
+        and type(tv) is int  # bool is an int to Python, not to PostgreSQL's integer
+        and 0 <= tv <= _INT4_MAX
+    )
 
 
 # Built once: constructing the statement on every request cost more than running it. Plain table columns run on
