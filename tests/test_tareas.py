@@ -122,6 +122,19 @@ def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) 
     assert client.get("/api/v1/tasks?sort=titulo", headers=headers).status_code == 422
 
 
+@pytest.mark.parametrize(("q", "found"), [("_", "underscore"), ("%", "percent"), ("\\", "backslash"), ("0%", "percent"), ("a_n", "underscore")])
+def test_a_search_finds_percent_underscore_and_backslash_as_typed_in_every_list(client: FlaskClient, build: Builders, q: str, found: str) -> None:
+    """``q`` is text to find, not a pattern: ``_`` and ``%`` are no wildcards in the tarea, efectivo and usuario lists."""
+    admin = build.usuario(3, nombre="Admin", apellido="Central")
+    stored = {"underscore": "Ruta_norte", "percent": "Al 100% de cobertura", "backslash": "Sector A\\B", "plain": "Ruta sur"}
+    ids = {name: (build.tarea(admin, titulo=t).id, build.efectivo(nombre=t).id, build.usuario(1, apellido=t).id) for name, t in stored.items()}
+    headers = build.headers(admin)
+    for column, path in enumerate(("/api/v1/tasks", "/api/v1/efectivos", "/api/v1/users")):
+        response = client.get(path, query_string={"q": q}, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        assert [item["id"] for item in response.get_json()["items"]] == [ids[found][column]], path
+
+
 def test_efectivo_user_lists_only_tareas_they_work_or_lead(client: FlaskClient, build: Builders) -> None:
     sup, user = build.usuario(2), build.usuario(1)
     efectivo = build.efectivo(usuario_id=user.id)

@@ -132,5 +132,5 @@ class TareaQuery(PageQuery):
     efectivo_id: RowId | None = None
     desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
     hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
-    q: str | None = Field(None, max_length=100)
+    q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in codigo, titulo or descripcion")
     sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"] = "-created_at"

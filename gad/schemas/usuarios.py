@@ -58,4 +58,4 @@ class UsuarioOut(OutModel):
 class UsuarioQuery(PageQuery):
     nivel: int | None = Field(None, ge=1, le=3)
     activo: bool | None = None
-    q: str | None = Field(None, max_length=100, description="Free text over nombre, apellido, e-mail and DNI")
+    q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in nombre, apellido, e-mail (and DNI, for administradores)")

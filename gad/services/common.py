@@ -1,4 +1,4 @@
-"""Helpers shared by services: pagination, optimistic-lock checks, applying validated changes."""
+"""Helpers shared by services: pagination, free-text search, optimistic-lock checks, applying validated changes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def paginate_rows(query: Select[Any], limit: int, offset: int) -> tuple[list[dic
     for row in rows:
         del row["_total"]
     return rows, int(total)
+
+
+def contains_pattern(text: str) -> str:
+    """The ``ILIKE`` pattern of a search box's ``q``: rows containing the text as typed. ``%`` and ``_`` in it are
+    escaped (PostgreSQL's default escape character is the backslash, escaped too): a search for ``_`` finds
+    codes with an underscore, not every row."""
+    escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def count_by(column: Any, vocabulary: Iterable[str], *conditions: Any) -> dict[str, int]:

@@ -23,7 +23,7 @@ from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate
 from gad.vocab import ESTADOS_EN_MARCHA, ID_MAX, Disponibilidad, Nivel
 
 
@@ -122,7 +122,7 @@ def _filter_values(estados: Sequence[str] | None, unidad: str | None, especialid
     if especialidad:
         values["especialidad"] = especialidad
     if q:
-        values["q"] = f"%{q.strip()}%"
+        values["q"] = contains_pattern(q)
     return values
 
 

@@ -25,7 +25,7 @@ from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
 from gad.services import auth, json_sql, turnos
 from gad.services.asignaciones import release_all
-from gad.services.common import apply_changes, changes_nothing, check_version, count_by, paginate_rows
+from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate_rows
 from gad.services.tarea_events import SUMMARY_COLUMNS, event_of, record_payload, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
     TAREA_COLUMNS,
@@ -230,7 +230,7 @@ def filter_values(filters: dict[str, Any]) -> dict[str, Any]:
         if filters.get(name) is not None:
             values[name] = filters[name]
     if filters.get("q"):
-        values["q"] = f"%{filters['q'].strip()}%"
+        values["q"] = contains_pattern(filters['q'])
     return values
 
 

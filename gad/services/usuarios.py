@@ -18,7 +18,7 @@ from gad.realtime import events
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, changes_nothing, check_version, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, paginate
 from gad.vocab import Nivel
 
 PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id", "nivel", "verificado", "activo")
@@ -102,7 +102,7 @@ def _filter_values(nivel: int | None, q: str | None) -> dict[str, Any]:
     if nivel is not None:
         values["nivel"] = nivel
     if q:
-        values["q"] = f"%{q.strip()}%"
+        values["q"] = contains_pattern(q)
     return values
 
 
