@@ -147,9 +147,17 @@ def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[s
     """Field paths such as ``body.prioridad`` or ``query.limit`` with pydantic's message and type, and the Spanish ``mensaje`` forms show."""
     out = []
     for err in exc.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in (location, *err["loc"]))
-        out.append({"field": path, "message": err["msg"], "type": err["type"], "mensaje": mensaje(path, err["type"], err.get("ctx"))})
+        parts = [location, *err["loc"]]
+        inside = (err.get("ctx") or {}).get("path")  # a model-level check names the value it refused (a NUL)
+        if inside:
+            parts.append(inside)
+        out.append(field_error(".".join(str(part) for part in parts), err["type"], err["msg"], err.get("ctx")))
     return out
+
+
+def field_error(path: str, kind: str, message: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One entry of a 422's ``errors``: the field's path, pydantic's message and type, and the Spanish ``mensaje``."""
+    return {"field": path, "message": message, "type": kind, "mensaje": mensaje(path, kind, ctx)}
 
 
 def _handle_app_error(exc: AppError) -> Response:

@@ -33,6 +33,8 @@ _POR_TIPO = {
     "int_type": "Escriba un número entero.",
     "finite_number": "Escriba un número.",
     "bool_parsing": "Valor no válido: sí o no.",
+    "bool_type": "Valor no válido: sí o no.",
+    "nul_character": "Quite el carácter nulo (NUL) del texto.",
     "enum": "Elija uno de los valores de la lista.",
     "literal_error": "Elija uno de los valores de la lista.",
     "datetime_parsing": "Fecha y hora no válidas (p. ej. 2026-12-01T08:00+01:00).",

@@ -67,3 +67,53 @@ def test_a_204_carries_neither_body_nor_content_type(client: FlaskClient, build:
     for what, answer in answers.items():
         assert answer.status_code == 204, (what, answer.get_json())
         assert answer.data == b"" and "Content-Type" not in answer.headers, (what, dict(answer.headers))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "kind"),
+    [
+        ("/api/v1/tasks", {"prioridad": True}, "body.prioridad", "int_type"),
+        ("/api/v1/tasks", {"prioridad": "3"}, "body.prioridad", "int_type"),
+        ("/api/v1/tasks", {"prioridad": 3.0}, "body.prioridad", "int_type"),
+        ("/api/v1/tasks", {"delegado_usuario_id": "2"}, "body.delegado_usuario_id", "int_type"),
+        ("/api/v1/tasks", {"ubicacion_lat": "40.4", "ubicacion_lng": -3.7}, "body.ubicacion_lat", "float_type"),
+        ("/api/v1/tasks", {"ubicacion_lat": True, "ubicacion_lng": -3.7}, "body.ubicacion_lat", "float_type"),
+        ("/api/v1/users", {"verificado": 1}, "body.verificado", "bool_type"),
+        ("/api/v1/users", {"verificado": "true"}, "body.verificado", "bool_type"),
+        ("/api/v1/users", {"nivel": "1"}, "body.nivel", "int_type"),
+        ("/api/v1/alertas", {"usuario_ids": [1, "2"]}, "body.usuario_ids.1", "int_type"),
+        ("/api/v1/turnos", {"repetir": {"cada_horas": "24"}}, "body.repetir.cada_horas", "int_type"),
+    ],
+)
+def test_a_json_value_of_the_wrong_json_type_is_422_naming_it(client: FlaskClient, build: Builders, path: str, body: dict, field: str, kind: str) -> None:
+    """JSON has numbers, booleans and strings: ``"3"``, ``3.0`` and ``true`` are not the integer 3 or 1 a form's
+    text would be converted to, and ``1`` is not a boolean. Refused before anything else is judged."""
+    admin = build.usuario(3)
+    response = client.post(path, json=body, headers=build.headers(admin))
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    errors = response.get_json()["errors"]
+    assert [(error["field"], error["type"]) for error in errors] == [(field, kind)]
+    assert errors[0]["mensaje"]
+
+
+def test_json_numbers_booleans_and_null_of_the_right_type_are_accepted(client: FlaskClient, build: Builders) -> None:
+    admin = build.usuario(3)
+    body = {"codigo": "TIPOS-1", "titulo": "Tipos correctos", "tipo": "patrullaje", "prioridad": 4, "ubicacion_lat": 40, "ubicacion_lng": -3.5}
+    created = client.post("/api/v1/tasks", json=body | {"delegado_usuario_id": None}, headers=build.headers(admin))
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["ubicacion_lat"] == 40 and created.get_json()["prioridad"] == 4
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "field"),
+    [
+        ("post", "/api/v1/tasks", {"json": {"codigo": "NUL-1", "titulo": "abc\u0000def", "tipo": "patrullaje"}}, "body.titulo"),
+        ("post", "/api/v1/tasks", {"json": {"codigo": "NUL-2", "titulo": "Con notas", "tipo": "patrullaje", "notas": {"a": ["x\u0000"]}}}, "body.notas.a.0"),
+        ("post", "/api/v1/auth/login", {"json": {"email": "a\u0000@gad.test", "password": "p"}}, "body.email"),
+        ("get", "/api/v1/efectivos", {"query_string": {"unidad": "\u0000"}}, "query.unidad"),
+    ],
+)
+def test_a_nul_character_is_422_naming_the_field_that_holds_it(client: FlaskClient, build: Builders, method: str, path: str, kwargs: dict, field: str) -> None:
+    response = getattr(client, method)(path, headers=build.headers(build.usuario(3)), **kwargs)
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    assert [(error["field"], error["type"]) for error in response.get_json()["errors"]] == [(field, "nul_character")]

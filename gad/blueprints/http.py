@@ -13,9 +13,9 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from gad.errors import MalformedRequest, ValidationProblem, pydantic_errors
+from gad.errors import MalformedRequest, ValidationProblem, field_error, pydantic_errors
 from gad.reqctx import current_request
-from gad.schemas.common import NoQuery
+from gad.schemas.common import NoQuery, json_type_errors
 from gad.security import current_user
 from gad.services import idempotency
 
@@ -62,6 +62,9 @@ def parse_json(model: type[M]) -> M:
         raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     if not isinstance(payload, dict):
         raise ValidationProblem("The JSON body must be an object.", errors=[{"field": "body", "message": "must be a JSON object", "type": "type_error"}])
+    wrong_types = json_type_errors(model, payload)
+    if wrong_types:
+        raise ValidationProblem("The request body is invalid.", errors=[field_error(f"body.{path}", kind, message) for path, kind, message in wrong_types])
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

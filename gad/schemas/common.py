@@ -1,8 +1,10 @@
 """Shared schema pieces: strict base models, pagination, problem documents, normalised strings."""
 
+import functools
 import re
+import types
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Generic, TypeVar, Unpack
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, Unpack, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -62,16 +64,80 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(de
 
 
 def _no_nul(value: Any, path: str = "") -> None:
-    # PostgreSQL text cannot hold NUL; refuse it here (422) instead of failing in the database (500).
+    # PostgreSQL text cannot hold NUL; refuse it here (422) instead of failing in the database (500). The path
+    # travels in the error's context: a model-level check has no field of its own (errors.pydantic_errors).
     if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{path or 'value'} must not contain NUL characters")
+        raise PydanticCustomError("nul_character", "{where} must not contain NUL characters", {"where": path or "value", "path": path})
     if isinstance(value, dict):
         for key, item in value.items():
             _no_nul(key, path)
             _no_nul(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _no_nul(item, f"{path}[{index}]")
+            _no_nul(item, f"{path}.{index}" if path else str(index))
+
+
+# What a JSON body's value must be for a field of each Python type; pydantic's lax mode, right for forms and query
+# strings, would turn ``"3"``, ``3.0`` and ``true`` into the integer 3 or 1, and ``1`` or ``"yes"`` into True.
+_JSON_KINDS: dict[Any, tuple[tuple[type, ...], str, str]] = {
+    int: ((int,), "int_type", "Input should be a valid integer"),
+    float: ((int, float), "float_type", "Input should be a valid number"),
+    bool: ((bool,), "bool_type", "Input should be a valid boolean"),
+}
+_SEQUENCES = (list, set, frozenset, tuple)
+
+
+def _json_kind(annotation: Any) -> tuple[str, Any] | None:
+    """How a JSON body's value for a field of ``annotation`` is checked: ``("scalar", int)`` for an int, float or
+    bool field (possibly optional or annotated), ``("items", int)`` for a homogeneous sequence of one, ``("object",
+    Model)`` for a nested request model; None for any other field."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _json_kind(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        present = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return _json_kind(present[0]) if len(present) == 1 else None
+    if origin in _SEQUENCES:
+        args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+        inner = _json_kind(args[0]) if len(args) == 1 else None
+        return ("items", inner[1]) if inner is not None and inner[0] == "scalar" else None
+    if annotation in _JSON_KINDS:
+        return ("scalar", annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return ("object", annotation)
+    return None
+
+
+@functools.cache
+def _json_fields(model: type[BaseModel]) -> dict[str, tuple[str, Any]]:
+    """The body keys of ``model``'s fields that ``json_type_errors`` checks, worked out once per model."""
+    kinds = {}
+    for name, field in model.model_fields.items():
+        kind = _json_kind(field.annotation)
+        if kind is not None:
+            kinds[field.alias or name] = kind
+    return kinds
+
+
+def json_type_errors(model: type[BaseModel], body: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(path in the body, error type, message) for each value of a JSON ``body`` whose JSON type is not its field's:
+    a string or a boolean where a number goes, a number where a boolean goes. ``bool`` is an ``int`` to Python,
+    so the types are compared exactly. Null, absent and otherwise shaped values are left to the model."""
+    errors = []
+    for key, (how, of) in _json_fields(model).items():
+        value = body.get(key)
+        path = f"{prefix}{key}"
+        if how == "object":
+            if isinstance(value, dict):
+                errors += json_type_errors(of, value, f"{path}.")
+            continue
+        if value is None or (how == "items" and not isinstance(value, list)):
+            continue
+        allowed, kind, message = _JSON_KINDS[of]
+        for item_path, item in [(f"{path}.{index}", item) for index, item in enumerate(value)] if how == "items" else [(path, value)]:
+            if type(item) not in allowed:
+                errors.append((item_path, kind, message))
+    return errors
 
 
 class _ClientInput(BaseModel):

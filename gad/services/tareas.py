@@ -230,7 +230,7 @@ def filter_values(filters: dict[str, Any]) -> dict[str, Any]:
         if filters.get(name) is not None:
             values[name] = filters[name]
     if filters.get("q"):
-        values["q"] = contains_pattern(filters['q'])
+        values["q"] = contains_pattern(filters["q"])
     return values
 
 
