@@ -233,6 +233,8 @@ class Config:
         self.IDEMPOTENCY_TTL_HOURS = env_int("IDEMPOTENCY_TTL_HOURS", 24, 1)
         self.POSICION_MAX_EDAD_S = env_int("POSICION_MAX_EDAD_S", 900, 1)
         self.EMERGENCIA_RADIO_M = env_int("EMERGENCIA_RADIO_M", 100_000, 1)
+        # An efectivo's SOS asks for backup, not for the whole force: a supervisor sends more (gad/policy.py).
+        self.EMERGENCIA_EFECTIVOS_AGENTE = env_int("EMERGENCIA_EFECTIVOS_AGENTE", 2, 1, 20)
         # Dispatch prefers efectivos en servicio (inside a turno, not on licencia); true makes it a requirement
         # for cercanos, emergencies and bookings.
         self.DESPACHO_REQUIERE_SERVICIO = env_bool("DESPACHO_REQUIERE_SERVICIO", False)

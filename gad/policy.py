@@ -36,6 +36,13 @@ def require_nivel(actor: Usuario, nivel: Nivel, action: str) -> None:
         raise Forbidden(f"{action} requires nivel {int(nivel)} ({nivel.name.lower()}) or higher.")
 
 
+def require_emergency_size(actor: Usuario, efectivos: int, most_for_efectivo: int) -> None:
+    """Any usuario may raise an emergency, but only a supervisor may send more than ``most_for_efectivo``
+    efectivos to one: a nivel-1 account (or its stolen token) must not be able to pull the whole force."""
+    if efectivos > most_for_efectivo and not is_supervisor(actor):
+        raise Forbidden(f"An efectivo's emergency sends at most {most_for_efectivo} efectivos; a supervisor can assign more.")
+
+
 def can_read_tarea(actor: Usuario, delegado_id: int | None, assigned_usuario_ids: Collection[int], reporter_id: int | None = None) -> bool:
     """Supervisors read every tarea; anyone else the ones they lead, work, or (an emergency) raised.
 

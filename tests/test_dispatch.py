@@ -113,6 +113,23 @@ def test_emergency_with_nobody_available_is_still_created_unassigned(app: Flask,
     assert resumen["emergencias_activas"] == 1 and resumen["emergencias_sin_asignar"] == 1
 
 
+def test_an_efectivos_emergency_sends_at_most_the_configured_few_and_a_supervisors_more(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A nivel-1 account may raise an SOS, not pull the whole force onto it: asking for more than
+    ``EMERGENCIA_EFECTIVOS_AGENTE`` (2) is 403 and nothing is created or assigned; a supervisor may ask for more."""
+    officer, supervisor = build.usuario(1), build.usuario(2)
+    placed = [_placed(build, 0.001 * n) for n in range(1, 6)]
+    too_many = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1], "efectivos": 3}, headers=build.headers(officer))
+    assert too_many.status_code == 403 and too_many.mimetype == "application/problem+json"
+    assert "at most 2" in too_many.get_json()["detail"]
+    assert [event.event_type for event in all_events(app)] == ["permission_denied"]  # audited, nothing raised
+    with app.app_context():
+        assert db.session.query(Asignacion).count() == 0
+    allowed = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1], "efectivos": 2}, headers=build.headers(officer))
+    assert allowed.status_code == 201 and [a["efectivo_id"] for a in allowed.get_json()["asignados"]] == [placed[0].id, placed[1].id]
+    more = client.post("/api/v1/tasks/emergency", json={"lat": SOL[0], "lng": SOL[1], "efectivos": 3}, headers=build.headers(supervisor))
+    assert more.status_code == 201 and [a["efectivo_id"] for a in more.get_json()["asignados"]] == [p.id for p in placed[2:]]
+
+
 def test_emergency_honours_idempotency_key(app: Flask, client: FlaskClient, build: Builders) -> None:
     user = build.usuario(1)
     _placed(build, 0.001)

@@ -19,7 +19,7 @@ from gad.db_session import on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_licencia_at, en_servicio_at
-from gad.policy import require_nivel
+from gad.policy import require_emergency_size, require_nivel
 from gad.schemas.events import TaskAssigned
 from gad.services import notificaciones, tareas
 from gad.services.efectivos import put_to_work
@@ -122,11 +122,13 @@ class EmergencyResult(NamedTuple):
 def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str | None, tipo: TipoTarea, prioridad: int, efectivos: int) -> EmergencyResult:
     """Create an en_curso tarea at (lat, lng) and assign the N nearest available efectivos, in one transaction.
 
-    Any authenticated usuario may raise one. Candidates are locked with ``FOR UPDATE SKIP LOCKED``: two
+    Any authenticated usuario may raise one; more than ``EMERGENCIA_EFECTIVOS_AGENTE`` efectivos only a
+    supervisor (Forbidden). Candidates are locked with ``FOR UPDATE SKIP LOCKED``: two
     emergencies raised at the same instant each take different efectivos instead of waiting for (or
     stealing) the other's. When nobody is available the tarea is still created, unassigned — an
     emergency is never dropped.
     """
+    require_emergency_size(actor, efectivos, int(current_app.config["EMERGENCIA_EFECTIVOS_AGENTE"]))
     now = utcnow()
     radius = float(current_app.config["EMERGENCIA_RADIO_M"])
     max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
