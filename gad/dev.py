@@ -32,8 +32,11 @@ def say(message: str) -> None:
 
 
 def port_is_free(port: int) -> bool:
-    """Try to bind the port gunicorn will bind (all interfaces), without SO_REUSEADDR tricks."""
+    """Whether gunicorn (or PostgreSQL) could listen on the port: bind it on all interfaces as they do, with
+    SO_REUSEADDR. A socket still listening there refuses the bind either way; without the option, the
+    TIME-WAIT connections a server just stopped leaves behind refused it too, for a minute after a restart."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:
@@ -63,13 +66,14 @@ def start_database(env: dict[str, str]) -> EmbeddedPostgres | None:
         url = server.start()  # finds its port from the pid file
         say(f"PostgreSQL ya estaba en marcha en {url} (no se parará al salir)")
     else:
+        if not port_is_free(server.port):
+            taken, server.port = server.port, free_port()
+            say(f"El puerto {taken} de PostgreSQL está ocupado; se usa el {server.port}")
         say(f"Arrancando PostgreSQL embebido (datos en {datadir}; la primera vez tarda unos segundos)")
         try:
             url = server.start()
-        except RuntimeError:
-            server.port = free_port()
-            say(f"El puerto {DEFAULT_PORT} de PostgreSQL está ocupado; se usa el {server.port}")
-            url = server.start()
+        except RuntimeError as exc:  # the server's own failure now, not a port taken: main() prints it on its own
+            raise RuntimeError(f"{str(exc).strip()} (registro del servidor: {datadir / 'server.log'})") from None
     wait_until_accepting(url)
     env["DATABASE_URL"] = url
     return None if already else server
@@ -90,10 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GAD configuration error: {exc}", file=sys.stderr)
         return 1
     port = int(env.get("PORT", "8080"))
+    if port == 0:  # gunicorn would take any free port, and this run would wait on port 0 for it
+        print("PORT=0 no sirve aquí: elija un puerto, p. ej. PORT=8080 ./scripts/run", file=sys.stderr)
+        return 1
     if not port_is_free(port):
         print(f"El puerto {port} está ocupado (¿otro GAD en marcha?). Párelo o use otro: PORT={port + 1} ./scripts/run", file=sys.stderr)
         return 1
-    database = start_database(env) if not env.get("DATABASE_URL") else None
+    try:
+        database = start_database(env) if not env.get("DATABASE_URL") else None
+    except RuntimeError as exc:
+        print(f"No arrancó PostgreSQL embebido: {exc}", file=sys.stderr)
+        return 1
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from flask import Flask
 
+from gad.dev import port_is_free
 from gad.embedded import EmbeddedPostgres, free_port
 from gad.extensions import db
 from gad.models import Efectivo, Tarea
@@ -40,6 +41,43 @@ def test_run_says_the_port_is_taken_before_starting_anything(tmp_path: Path) -> 
     assert f"El puerto {port} está ocupado" in result.stderr
     assert "escuchando" not in result.stdout
     assert not (tmp_path / "pg").exists()  # no PostgreSQL was started for nothing
+
+
+def test_a_port_a_stopped_server_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
+    """Right after ``./scripts/run`` is stopped with a client connected, its port has connections in TIME-WAIT for a
+    minute; gunicorn binds it regardless (SO_REUSEADDR), so the check before starting must not call it taken."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn's: its connections inherit it
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert not port_is_free(port)
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first, as gunicorn does at shutdown: its side ends in TIME-WAIT
+        client.recv(1)
+        client.close()
+        time.sleep(0.2)
+    assert port_is_free(port)
+
+
+def test_run_refuses_port_0_at_once(tmp_path: Path) -> None:
+    env = os.environ | {"GAD_ENV": "development", "PORT": "0", "EMBEDDED_DB_DIR": str(tmp_path / "pg")}
+    result = subprocess.run([sys.executable, "-m", "gad.dev"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "PORT=0" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "pg").exists()
+
+
+def test_run_reports_an_embedded_server_that_cannot_start_as_such_in_one_message(tmp_path: Path) -> None:
+    datadir = tmp_path / "pg"
+    datadir.mkdir()
+    (datadir / "PG_VERSION").write_text("7\n")  # a data directory no server of ours can start
+    env = os.environ | {"GAD_ENV": "development", "PORT": str(free_port()), "EMBEDDED_DB_DIR": str(datadir), "EMBEDDED_DB_PORT": str(free_port())}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "gad.dev"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "No arrancó PostgreSQL embebido: pg_ctl failed" in result.stderr and "server.log" in result.stderr
+    assert "ocupado" not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
 def test_run_prints_progress_and_sigterm_stops_gunicorn_and_the_embedded_postgresql(pg_datadir: Path) -> None:
