@@ -65,6 +65,8 @@ TIEMPO_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 # The largest id a row can have (PostgreSQL ``integer`` keys): a larger one names nothing, and as a
 # parameter of a prepared statement (gad.pg.Prepared) it would not even fit the parameter's type.
 ID_MAX = 2**31 - 1
+# The largest event id (``eventos.id`` is a ``bigint``): a cursor past it names no event and fits no parameter.
+EVENT_ID_MAX = 2**63 - 1
 
 MOTIVOS_AUTOMATICOS: dict[EstadoTarea, str] = {
     EstadoTarea.EN_CURSO: "Tarea iniciada",

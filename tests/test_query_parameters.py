@@ -74,3 +74,24 @@ def test_an_unknown_parameter_is_refused_after_authentication(app: Flask, world:
     # 401 before 422, as for every input: an anonymous caller learns nothing about the endpoint's parameters.
     response = app.test_client().get(f"/api/v1/tasks/{world['tarea_id']}/historial?zz=1")
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("get", "/api/v1/tasks?offset=2147483648", None, "query.offset"),
+        ("get", "/api/v1/efectivos?skip=99999999999999999999", None, "query.offset"),
+        ("get", "/api/v1/eventos?after_id=99999999999999999999", None, "query.after_id"),
+        ("get", "/api/v1/eventos?actor_id=2147483648", None, "query.actor_id"),
+        ("get", "/api/v1/eventos?entity_id=2147483648", None, "query.entity_id"),
+        ("post", "/api/v1/efectivos", {"codigo_interno": "EF-BIG", "nombre": "Agente Grande", "usuario_id": 2**31}, "body.usuario_id"),
+    ],
+)
+def test_a_number_past_what_the_database_holds_is_422_naming_it(
+    app: Flask, world: dict[str, Any], method: str, path: str, body: dict[str, Any] | None, field: str
+) -> None:
+    """Not the database's anonymous "out of range" (no ``errors``): the schema bounds each number by its column."""
+    client = app.test_client()
+    response = getattr(client, method)(path, json=body, headers=world["headers"]) if body else getattr(client, method)(path, headers=world["headers"])
+    assert response.status_code == 422 and response.headers["Content-Type"] == PROBLEM
+    assert [error["field"] for error in response.get_json()["errors"]] == [field]

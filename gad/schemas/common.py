@@ -212,7 +212,7 @@ class Page(OutModel, Generic[T]):
 
 class PageQuery(QueryModel):
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=ID_MAX)  # no list holds more rows than a table has ids
 
     @model_validator(mode="before")
     @classmethod

@@ -5,14 +5,14 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, PatchModel, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
 from gad.vocab import Disponibilidad
 
 
 class EfectivoIn(InModel):
     codigo_interno: Text = Field(min_length=3, max_length=30)
     nombre: Name = Field(min_length=2, max_length=200)
-    usuario_id: int | None = Field(None, ge=1)
+    usuario_id: RowId | None = None
     rango: Text | None = Field(None, max_length=50)
     unidad: Text | None = Field(None, max_length=100)
     especialidad: Text | None = Field(None, max_length=100)
@@ -24,7 +24,7 @@ class EfectivoPatch(PatchModel):
 
     codigo_interno: Text | None = Field(None, min_length=3, max_length=30)
     nombre: Name | None = Field(None, min_length=2, max_length=200)
-    usuario_id: int | None = Field(None, ge=1)
+    usuario_id: RowId | None = None
     rango: Text | None = Field(None, max_length=50)
     unidad: Text | None = Field(None, max_length=100)
     especialidad: Text | None = Field(None, max_length=100)

@@ -5,13 +5,14 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, Field, model_validator
 
 from gad.schemas.common import schema_config
+from gad.vocab import EVENT_ID_MAX
 
 
 class WsConnectQuery(BaseModel):
     model_config = schema_config(extra="ignore")
 
     token: str | None = Field(None, description="Access token, for clients that cannot send headers (never logged)")
-    since: int | None = Field(None, ge=0, description="Resume after this event id")
+    since: int | None = Field(None, ge=0, le=EVENT_ID_MAX, description="Resume after this event id")
 
 
 # GRUPO_GAD's clients subscribe to event types; GAD delivers by topic. Each old name maps onto the topics
