@@ -67,6 +67,10 @@ class Forbidden(AppError):
     title = "Forbidden"
 
 
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
+
+
 class NotFound(AppError):
     status = 404
     code = "not_found"

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Request, Response, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
-from gad.errors import Forbidden, Unauthorized
+from gad.errors import Forbidden, PasswordChangeRequired, Unauthorized
 from gad.extensions import db
 from gad.models import Sesion, Usuario
 from gad.observability import HeaderWriter, add_header_writer
@@ -282,12 +282,31 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 
+# The API a usuario whose password an administrador chose may still use: who they are, and their own PATCH that
+# changes it. Logging out (the auth blueprint) runs no authentication hook. The pages' counterpart is
+# gad.blueprints.consola's redirect to /cambiar-clave.
+_API_OPEN_WHILE_CHANGING = frozenset({"usuarios.me", "usuarios.update_usuario"})
+
+
 def require_authentication() -> None:
-    """Blueprint ``before_request`` hook: identify the caller before any input is parsed (401 before 422).
+    """Blueprint ``before_request`` hook: identify the caller before any input is parsed (401 before 422), and
+    refuse (403) one who must first change the password an administrador chose, except to change it.
 
     Not for ``OPTIONS``: a browser sends a CORS preflight without credentials and gives up unless it gets a 2xx;
     Flask answers it itself (``Allow``, no view runs, nothing is read) and the CORS headers are added as for any
     response (``_header_writer``)."""
-    if current_request().method == "OPTIONS":
+    request_ = current_request()
+    if request_.method == "OPTIONS":
         return
-    current_user()
+    usuario = current_user()
+    if usuario.debe_cambiar_clave:
+        own = request_.endpoint in _API_OPEN_WHILE_CHANGING and (request_.view_args or {}).get("usuario_id", usuario.id) == usuario.id
+        if not own:
+            require_chosen_password(usuario)
+
+
+def require_chosen_password(usuario: Usuario) -> None:
+    """Raises PasswordChangeRequired while ``usuario`` still has a password an administrador chose (created or
+    reset by one): whoever chose it could otherwise go on using the account."""
+    if usuario.debe_cambiar_clave:
+        raise PasswordChangeRequired(f"Change the password an administrador chose first: PATCH /api/v1/users/{usuario.id} with password and current_password.")

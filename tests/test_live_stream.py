@@ -211,7 +211,14 @@ def test_since_equal_to_head_resumes_with_nothing_to_replay(build: Builders, liv
     client.close()
 
 
-@pytest.mark.parametrize("since", ["abc", "-1"])
+def test_a_usuario_who_must_change_the_password_an_administrador_chose_gets_no_socket(build: Builders, live_server: LiveServer) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        WsClient(live_server.url, build.token(build.usuario(2, extra={"debe_cambiar_clave": True})))
+    assert refused.value.status_code == 403
+    WsClient(live_server.url, build.token(build.usuario(2))).close()
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", "99999999999999999999"])
 def test_malformed_since_is_refused_at_the_handshake(build: Builders, live_server: LiveServer, since: str) -> None:
     url = live_server.url.replace("http://", "ws://") + f"/ws/connect?since={since}"
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:

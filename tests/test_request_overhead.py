@@ -173,7 +173,7 @@ def _browser_login(client: FlaskClient, email: str) -> None:
     assert client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}).status_code == 302
 
 
-def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_not_from_the_api(app: Flask, build: Builders) -> None:
+def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_told_so_by_the_api(app: Flask, build: Builders) -> None:
     usuario = build.usuario(2, extra={"debe_cambiar_clave": True})  # a supervisor: the report and planning pages too
     client = app.test_client()
     _browser_login(client, usuario.email)
@@ -181,8 +181,9 @@ def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"] == f"/cambiar-clave?next={path}", path
     assert client.get("/cambiar-clave").status_code == 200
-    me = client.get("/api/v1/users/me")  # the API answers: its clients cannot show the form
+    me = client.get("/api/v1/users/me")  # the API answers who it is: its clients cannot show the form
     assert me.status_code == 200 and me.get_json()["debe_cambiar_clave"] is True
+    assert client.get("/api/v1/tasks").get_json()["code"] == "password_change_required"  # and nothing else
     other = app.test_client()
     _browser_login(other, build.usuario(1).email)
     assert other.get("/mi").status_code == 200

@@ -94,3 +94,25 @@ def test_efectivo_reads_only_own_profile(client: FlaskClient, build: Builders) -
     user, other = build.usuario(1), build.usuario(1)
     assert client.get(f"/api/v1/users/{user.id}", headers=build.headers(user)).status_code == 200
     assert client.get(f"/api/v1/users/{other.id}", headers=build.headers(user)).status_code == 403
+
+
+def test_a_password_an_administrador_chose_must_be_changed_before_the_api_does_anything_else(client: FlaskClient, build: Builders) -> None:
+    """Whoever chose the password (creation, reset) could otherwise go on using the account: until its owner
+    changes it, every API call but who-am-I and their own PATCH is 403 ``password_change_required``."""
+    admin, other = build.usuario(3), build.usuario(1)
+    body = {"dni": "12345678Z", "nombre": "Nueva", "apellido": "Persona", "email": "nueva@gad.test", "password": "elegida-por-admin", "nivel": 2}
+    created = client.post("/api/v1/users", json=body, headers=build.headers(admin))
+    assert created.status_code == 201 and created.get_json()["debe_cambiar_clave"] is True
+    nueva = created.get_json()
+    login = client.post("/api/v1/auth/login", json={"email": "nueva@gad.test", "password": "elegida-por-admin"})
+    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    for method, path in (("get", "/api/v1/tasks"), ("get", f"/api/v1/users/{other.id}"), ("patch", f"/api/v1/users/{other.id}"), ("get", "/api/v1/efectivos")):
+        refused = getattr(client, method)(path, headers=headers, **({"json": {"nombre": "Otro"}} if method == "patch" else {}))
+        assert refused.status_code == 403 and refused.mimetype == PROBLEM, path
+        assert refused.get_json()["code"] == "password_change_required"
+        assert f"PATCH /api/v1/users/{nueva['id']}" in refused.get_json()["detail"]
+    assert client.get("/api/v1/users/me", headers=headers).get_json()["debe_cambiar_clave"] is True
+    changed = client.patch(f"/api/v1/users/{nueva['id']}", json={"password": "elegida-por-mi-2026", "current_password": "elegida-por-admin"}, headers=headers)
+    assert changed.status_code == 200 and changed.get_json()["debe_cambiar_clave"] is False
+    login = client.post("/api/v1/auth/login", json={"email": "nueva@gad.test", "password": "elegida-por-mi-2026"})
+    assert client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {login.get_json()['access_token']}"}).status_code == 200
