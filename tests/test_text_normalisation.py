@@ -96,3 +96,17 @@ def test_new_tarea_form_shows_the_error_next_to_a_blank_titulo(app: Flask, clien
         response = client.post("/tareas/nueva", data=form)
         assert response.status_code == 422 and 'id="error-titulo"' in response.get_data(as_text=True), titulo
     assert count_rows(app, Tarea) == 0
+
+
+@pytest.mark.parametrize(("extra", "named"), [({"extra": "1"}, "(extra)"), ({"delegado_usuario_id": "abc"}, "(delegado_usuario_id)")])
+def test_new_tarea_form_says_why_when_the_refused_field_is_not_on_it(app: Flask, client: FlaskClient, build: Builders, extra: dict, named: str) -> None:
+    """A hand-made POST with a field the form does not show still gets its reason, at the top of the form."""
+    supervisor = build.usuario(2)
+    client.post("/login", data={"csrf_token": _csrf(client.get("/login").get_data(as_text=True)), "email": supervisor.email, "password": PASSWORD})
+    form = {"csrf_token": _csrf(client.get("/tareas/nueva").get_data(as_text=True)), "codigo": "FORM-EXTRA", "titulo": "Con campo de más", "tipo": "patrullaje"}
+    response = client.post("/tareas/nueva", data=form | extra)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    alert = re.search(r'<p class="error" role="alert">([^<]+)</p>', page)
+    assert alert is not None and named in alert.group(1)
+    assert count_rows(app, Tarea) == 0

@@ -119,6 +119,7 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
         tarea_id, errors = _create_from_form(usuario, values)
         if tarea_id is not None:
             return redirect(url_for("pages.tarea_detalle", tarea_id=tarea_id))
+        errors = _shown(errors)
         return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea]), 422
     return _render("tarea_nueva.html", usuario, errors={}, values=values, tipos=[t.value for t in TipoTarea])
 
@@ -141,6 +142,21 @@ def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | N
     if commit_or_problem() is not None:
         return None, {"general": "No se pudo guardar; inténtelo de nuevo."}
     return tarea.id, {}
+
+
+# The fields tarea_nueva.html shows, each with its error beside it.
+_NUEVA_TAREA_FIELDS = frozenset(
+    {"codigo", "titulo", "tipo", "prioridad", "descripcion", "inicio_programado", "fin_programado", "ubicacion_lat", "ubicacion_lng"}
+)
+
+
+def _shown(errors: dict[str, str]) -> dict[str, str]:
+    """Errors on fields the form does not show (a field it never sends, from a hand-made POST) go to the top of
+    the form, each named: a refused form must say why."""
+    shown = {field: message for field, message in errors.items() if field in _NUEVA_TAREA_FIELDS}
+    hidden = [f"{message} ({field})" for field, message in errors.items() if field not in _NUEVA_TAREA_FIELDS and field != "general"]
+    general = " ".join(filter(None, [errors.get("general"), *hidden]))
+    return shown | ({"general": general} if general else {})
 
 
 def _field_errors(exc: ValidationError) -> dict[str, str]:
