@@ -132,7 +132,7 @@ def _resolve_database_url(app: Flask) -> None:
     if url is None:
         raise ConfigError(
             "DATABASE_URL is not set and no embedded PostgreSQL is running: start the service with "
-            "`python -m gad.dev` (it starts one under instance/) or set DATABASE_URL=postgres://..."
+            "`./scripts/run` (it starts one under instance/; leave it running for `flask` commands) or set DATABASE_URL=postgres://..."
         )
     app.config["SQLALCHEMY_DATABASE_URI"] = url
 
