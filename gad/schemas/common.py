@@ -115,7 +115,8 @@ def _json_fields(model: type[BaseModel]) -> dict[str, tuple[str, Any]]:
     for name, field in model.model_fields.items():
         kind = _json_kind(field.annotation)
         if kind is not None:
-            kinds[field.alias or name] = kind
+            key = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+            kinds[key or name] = kind
     return kinds
 
 
