@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
-from gad.errors import Forbidden
+from gad.errors import Forbidden, PasswordChangeRequired
 from gad.models import Usuario
 from gad.vocab import EstadoTarea, Nivel
 
@@ -130,8 +130,18 @@ def event_payload_without_personal_data(payload: dict[str, Any]) -> dict[str, An
 SELF_EDITABLE_FIELDS = frozenset({"nombre", "apellido", "telefono", "password"})
 
 
+def require_chosen_password(usuario: Usuario) -> None:
+    """Raises PasswordChangeRequired while ``usuario`` still has a password an administrador chose (created or
+    reset by one): until its owner changes it, the account does nothing else."""
+    if usuario.debe_cambiar_clave:
+        raise PasswordChangeRequired(f"Change the password an administrador chose first: PATCH /api/v1/users/{usuario.id} with password and current_password.")
+
+
 def check_usuario_update(actor: Usuario, target_id: int, fields: set[str]) -> None:
-    """Admins change anything; a user changes only their own name, phone and password."""
+    """Admins change anything; a user changes only their own name, phone and password. Someone who must
+    change the password an administrador chose changes it before anything else (``require_chosen_password``)."""
+    if actor.id == target_id and "password" not in fields:
+        require_chosen_password(actor)
     if is_admin(actor):
         return
     if actor.id != target_id:

@@ -11,7 +11,8 @@ from typing import Any
 from flask import Flask, Request, Response, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
-from gad.errors import Forbidden, PasswordChangeRequired, Unauthorized
+from gad import policy
+from gad.errors import Forbidden, Unauthorized
 from gad.extensions import db
 from gad.models import Sesion, Usuario
 from gad.observability import HeaderWriter, add_header_writer
@@ -283,8 +284,9 @@ def init_app(app: Flask) -> None:
 
 
 # The API a usuario whose password an administrador chose may still use: who they are, and their own PATCH that
-# changes it. Logging out (the auth blueprint) runs no authentication hook. The pages' counterpart is
-# gad.blueprints.consola's redirect to /cambiar-clave.
+# changes it (policy.check_usuario_update refuses one without a password). The auth blueprint runs no
+# authentication hook: logging out, here or everywhere, and listing or ending one's own sessions stay open. The
+# pages' counterpart is gad.blueprints.consola's redirect to /cambiar-clave.
 _API_OPEN_WHILE_CHANGING = frozenset({"usuarios.me", "usuarios.update_usuario"})
 
 
@@ -302,11 +304,4 @@ def require_authentication() -> None:
     if usuario.debe_cambiar_clave:
         own = request_.endpoint in _API_OPEN_WHILE_CHANGING and (request_.view_args or {}).get("usuario_id", usuario.id) == usuario.id
         if not own:
-            require_chosen_password(usuario)
-
-
-def require_chosen_password(usuario: Usuario) -> None:
-    """Raises PasswordChangeRequired while ``usuario`` still has a password an administrador chose (created or
-    reset by one): whoever chose it could otherwise go on using the account."""
-    if usuario.debe_cambiar_clave:
-        raise PasswordChangeRequired(f"Change the password an administrador chose first: PATCH /api/v1/users/{usuario.id} with password and current_password.")
+            policy.require_chosen_password(usuario)

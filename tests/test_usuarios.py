@@ -112,7 +112,17 @@ def test_a_password_an_administrador_chose_must_be_changed_before_the_api_does_a
         assert refused.get_json()["code"] == "password_change_required"
         assert f"PATCH /api/v1/users/{nueva['id']}" in refused.get_json()["detail"]
     assert client.get("/api/v1/users/me", headers=headers).get_json()["debe_cambiar_clave"] is True
+    own_other_field = client.patch(f"/api/v1/users/{nueva['id']}", json={"telefono": "600000000"}, headers=headers)
+    assert own_other_field.status_code == 403 and own_other_field.get_json()["code"] == "password_change_required"
+    assert client.get("/api/v1/auth/sessions", headers=headers).status_code == 200  # one's own sessions stay open
     changed = client.patch(f"/api/v1/users/{nueva['id']}", json={"password": "elegida-por-mi-2026", "current_password": "elegida-por-admin"}, headers=headers)
     assert changed.status_code == 200 and changed.get_json()["debe_cambiar_clave"] is False
     login = client.post("/api/v1/auth/login", json={"email": "nueva@gad.test", "password": "elegida-por-mi-2026"})
     assert client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {login.get_json()['access_token']}"}).status_code == 200
+
+
+def test_an_administrador_who_must_change_the_password_cannot_read_websocket_statistics(client: FlaskClient, build: Builders) -> None:
+    flagged = build.usuario(3, extra={"debe_cambiar_clave": True})
+    refused = client.get("/ws/stats", headers=build.headers(flagged))
+    assert refused.status_code == 403 and refused.get_json()["code"] == "password_change_required"
+    assert client.get("/ws/stats", headers=build.headers(build.usuario(3))).status_code == 200

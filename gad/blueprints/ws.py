@@ -25,7 +25,7 @@ from gad.extensions import db, sock
 from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
 from gad.realtime.hub import hub
 from gad.schemas.ws import Received, WsConnectQuery
-from gad.security import current_browser_session, current_user, require_chosen_password, resolve_user
+from gad.security import current_browser_session, current_user, resolve_user
 from gad.services import notificaciones, replay, sesiones
 from gad.vocab import Nivel
 
@@ -56,7 +56,7 @@ def _authenticate_handshake() -> None:
     token = request.args.get("token")
     g.ws_hub_mark = hub.last_id  # what this worker had fanned out when the credentials were checked
     usuario, method, claims = resolve_user(token=token, allow_session=_origin_allowed())
-    require_chosen_password(usuario)
+    policy.require_chosen_password(usuario)
     g.current_user, g.auth_method, g.token_claims = usuario, method, claims
     g.ws_session = current_browser_session() if method == "session" else None
     try:
@@ -140,5 +140,7 @@ def _keep_alive(sesion_id: int) -> Callable[[], None]:
 @bp.get("/stats")
 def ws_stats() -> Response:
     no_query()
-    policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Websocket statistics")
+    usuario = current_user()
+    policy.require_chosen_password(usuario)
+    policy.require_nivel(usuario, Nivel.ADMINISTRADOR, "Websocket statistics")
     return json_response(hub.stats())
