@@ -1206,3 +1206,34 @@ def test_resuming_while_writes_continue_loses_nothing_at_the_seam(build: Builder
         stop.set()
         for writer in writers:
             writer.join(30)
+
+
+@pytest.mark.parametrize("ids", [["ID"], [True], ["ID", "ID"], [2**31]])
+def test_a_delivery_report_with_ids_that_are_not_json_integers_is_refused_and_records_nothing(
+    build: Builders, live_server: LiveServer, ids: list[Any]
+) -> None:
+    officer, supervisor = build.usuario(1), build.usuario(2)
+    client = WsClient(live_server.url, build.token(officer))
+    try:
+        assert client.recv()["event_type"] == "connection_ack"
+        alerta = {"tipo": "aviso", "texto": "Prueba de entrega", "destino": "usuarios", "usuario_ids": [officer.id]}
+        assert live_server.post("/api/v1/alertas", json=alerta, headers=build.headers(supervisor)).status_code == 201
+        frame = client.recv()
+        while frame.get("event_type") != "notification":
+            frame = client.recv()
+        notification_id = frame["data"]["id"]
+        sent = [str(notification_id) if item == "ID" else item for item in ids]
+        client.send("notification_received", ids=sent)
+        reply = client.recv()
+        while reply.get("event_type") != "error":
+            reply = client.recv()
+        assert "notification_received" in reply["data"]["message"]
+        listed = f"/api/v1/notificaciones?alerta_id={frame['data']['alerta_id']}"
+        assert [item["entregada_en"] for item in live_server.get(listed, headers=build.headers(officer)).json()["items"]] == [None]
+        client.send("notification_received", ids=[notification_id])  # the same report, as the page sends it
+        deadline = time.monotonic() + 10
+        while live_server.get(listed, headers=build.headers(officer)).json()["items"][0]["entregada_en"] is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        client.close()

@@ -62,13 +62,18 @@ def parse_json(model: type[M]) -> M:
         raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     if not isinstance(payload, dict):
         raise ValidationProblem("The JSON body must be an object.", errors=[{"field": "body", "message": "must be a JSON object", "type": "type_error"}])
-    wrong_types = json_type_errors(model, payload)
-    if wrong_types:
-        raise ValidationProblem("The request body is invalid.", errors=[field_error(f"body.{path}", kind, message) for path, kind, message in wrong_types])
+    # A value of the wrong JSON type is an error even where pydantic's lax mode would convert it; reported with
+    # whatever else is wrong with the body, so a client learns everything at once.
+    wrong_types = [field_error(f"body.{path}", kind, message) for path, kind, message in json_type_errors(model, payload)]
     try:
-        return model.model_validate(payload)
+        parsed = model.model_validate(payload)
     except ValidationError as exc:
-        raise ValidationProblem("The request body is invalid.", errors=pydantic_errors(exc, "body")) from None
+        named = {error["field"] for error in wrong_types}
+        others = [error for error in pydantic_errors(exc, "body") if error["field"] not in named]
+        raise ValidationProblem("The request body is invalid.", errors=wrong_types + others) from None
+    if wrong_types:
+        raise ValidationProblem("The request body is invalid.", errors=wrong_types)
+    return parsed
 
 
 def parse_form(model: type[M]) -> M:

@@ -70,8 +70,9 @@ def _no_nul(value: Any, path: str = "") -> None:
         raise PydanticCustomError("nul_character", "{where} must not contain NUL characters", {"where": path or "value", "path": path})
     if isinstance(value, dict):
         for key, item in value.items():
-            _no_nul(key, path)
-            _no_nul(item, f"{path}.{key}" if path else str(key))
+            inside = f"{path}.{key}" if path else str(key)
+            _no_nul(key, inside)  # a key is named by itself: its parent would name a whole object
+            _no_nul(item, inside)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _no_nul(item, f"{path}.{index}" if path else str(index))
@@ -90,7 +91,7 @@ _SEQUENCES = (list, set, frozenset, tuple)
 def _json_kind(annotation: Any) -> tuple[str, Any] | None:
     """How a JSON body's value for a field of ``annotation`` is checked: ``("scalar", int)`` for an int, float or
     bool field (possibly optional or annotated), ``("items", int)`` for a homogeneous sequence of one, ``("object",
-    Model)`` for a nested request model; None for any other field."""
+    Model)`` for a nested request model, ``("objects", Model)`` for a sequence of them; None for any other field."""
     origin = get_origin(annotation)
     if origin is Annotated:
         return _json_kind(get_args(annotation)[0])
@@ -100,7 +101,9 @@ def _json_kind(annotation: Any) -> tuple[str, Any] | None:
     if origin in _SEQUENCES:
         args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
         inner = _json_kind(args[0]) if len(args) == 1 else None
-        return ("items", inner[1]) if inner is not None and inner[0] == "scalar" else None
+        if inner is None or inner[0] not in ("scalar", "object"):
+            return None
+        return ("items" if inner[0] == "scalar" else "objects", inner[1])
     if annotation in _JSON_KINDS:
         return ("scalar", annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -131,6 +134,11 @@ def json_type_errors(model: type[BaseModel], body: dict[str, Any], prefix: str =
         if how == "object":
             if isinstance(value, dict):
                 errors += json_type_errors(of, value, f"{path}.")
+            continue
+        if how == "objects":
+            for index, item in enumerate(value if isinstance(value, list) else []):
+                if isinstance(item, dict):
+                    errors += json_type_errors(of, item, f"{path}.{index}.")
             continue
         if value is None or (how == "items" and not isinstance(value, list)):
             continue

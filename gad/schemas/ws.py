@@ -1,11 +1,11 @@
 """Websocket frame schemas (client → server) and the handshake's query parameters."""
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, Strict, model_validator
 
 from gad.schemas.common import schema_config
-from gad.vocab import EVENT_ID_MAX
+from gad.vocab import EVENT_ID_MAX, ID_MAX
 
 
 class WsConnectQuery(BaseModel):
@@ -48,7 +48,8 @@ class Received(BaseModel):
 
     model_config = schema_config(extra="forbid")
 
-    ids: list[int] = Field(min_length=1, max_length=500)
+    # Strict: a frame is JSON, where "5" and true are not the id 5 or 1 (as in request bodies, blueprints.http).
+    ids: list[Annotated[int, Strict(), Field(ge=1, le=ID_MAX)]] = Field(min_length=1, max_length=500)
 
 
 class ClientFrame(BaseModel):
