@@ -34,7 +34,7 @@ class TareaIn(InModel):
     ubicacion_lat: Lat | None = None
     ubicacion_lng: Lng | None = None
     ubicacion_descripcion: Text | None = Field(None, max_length=300)
-    delegado_usuario_id: int | None = Field(None, ge=1)
+    delegado_usuario_id: RowId | None = None
     notas: Text | None = Field(None, max_length=5000)
 
     @model_validator(mode="after")
@@ -66,7 +66,7 @@ class TareaPatch(PatchModel):
     ubicacion_lat: Lat | None = None
     ubicacion_lng: Lng | None = None
     ubicacion_descripcion: Text | None = Field(None, max_length=300)
-    delegado_usuario_id: int | None = Field(None, ge=1)
+    delegado_usuario_id: RowId | None = None
     notas: Text | None = Field(None, max_length=5000)
 
 
@@ -76,7 +76,7 @@ class TransicionIn(InModel):
 
 
 class AsignacionIn(InModel):
-    efectivo_ids: list[int] = Field(min_length=1, max_length=50)
+    efectivo_ids: list[RowId] = Field(min_length=1, max_length=50)
 
 
 class AsignadoOut(OutModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from gad.schemas.common import InModel, OutModel, PageQuery, PatchModel, QueryModel, Text, UtcDatetime
+from gad.schemas.common import InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -27,7 +27,7 @@ class RepeticionIn(InModel):
 
 
 class TurnoIn(InModel):
-    efectivo_id: int = Field(ge=1)
+    efectivo_id: RowId
     inicio: UtcDatetime
     fin: UtcDatetime
     tipo: TipoTurno = TipoTurno.SERVICIO
@@ -45,7 +45,7 @@ class TurnoCheckIn(TurnoIn):
 class TurnoPatch(PatchModel):
     nullable = frozenset({"unidad", "notas"})
 
-    efectivo_id: int | None = Field(None, ge=1)
+    efectivo_id: RowId | None = None
     inicio: UtcDatetime | None = None
     fin: UtcDatetime | None = None
     tipo: TipoTurno | None = None
@@ -93,7 +93,7 @@ class TurnoCheckOut(OutModel):
 
 
 class AgendaQuery(PageQuery):
-    efectivo_id: int | None = Field(None, ge=1)
+    efectivo_id: RowId | None = None
     unidad: str | None = Field(None, max_length=100)
     desde: UtcDatetime | None = None
     hasta: UtcDatetime | None = None
@@ -109,7 +109,7 @@ class AgendaQuery(PageQuery):
 
 
 class LicenciaIn(InModel):
-    efectivo_id: int = Field(ge=1)
+    efectivo_id: RowId
     tipo: TipoLicencia
     inicio: UtcDatetime
     fin: UtcDatetime

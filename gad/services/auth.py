@@ -28,6 +28,7 @@ from gad.realtime import events
 from gad.reqctx import current_flask_app
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
+from gad.vocab import ID_MAX
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -212,7 +213,6 @@ def decode_token(token: str) -> dict[str, Any]:
 # ``tv`` its token version (PostgreSQL integers), ``jti`` a logout list key (64 characters). A token signed with
 # the key but carrying anything else (a NUL, an id beyond integer, a jti too long to be logged out) is refused
 # here, as invalid, before any statement sees it.
-_INT4_MAX = 2**31 - 1
 _SUB = re.compile(r"[1-9][0-9]{0,9}")
 _JTI = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -222,11 +222,11 @@ def _claims_fit(claims: dict[str, Any]) -> bool:
     return (
         isinstance(sub, str)
         and _SUB.fullmatch(sub) is not None
-        and int(sub) <= _INT4_MAX
+        and int(sub) <= ID_MAX
         and isinstance(jti, str)
         and _JTI.fullmatch(jti) is not None
         and type(tv) is int  # bool is an int to Python, not to PostgreSQL's integer
-        and 0 <= tv <= _INT4_MAX
+        and 0 <= tv <= ID_MAX
     )
 
 
