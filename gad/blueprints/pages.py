@@ -105,6 +105,22 @@ def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
     return _render("tarea.html", usuario, tarea_id=tarea_id)
 
 
+# The new-tarea form's fields, in order: name, label and input type ("select": the tipos). tarea_nueva.html shows
+# each with its error beside it.
+_NUEVA_TAREA_CAMPOS = (
+    ("codigo", "Código (MAYÚSCULAS, 3-20)", "text"),
+    ("titulo", "Título", "text"),
+    ("tipo", "Tipo", "select"),
+    ("prioridad", "Prioridad (1-5)", "number"),
+    ("descripcion", "Descripción", "text"),
+    ("inicio_programado", "Inicio programado (ISO 8601 con zona, p. ej. 2026-12-01T08:00:00+01:00)", "text"),
+    ("fin_programado", "Fin programado", "text"),
+    ("ubicacion_lat", "Latitud", "number"),
+    ("ubicacion_lng", "Longitud", "number"),
+)
+_NUEVA_TAREA_FIELDS = frozenset(name for name, _, _ in _NUEVA_TAREA_CAMPOS)
+
+
 @bp.route("/tareas/nueva", methods=["GET", "POST"])
 def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
     usuario = page_user()
@@ -120,8 +136,8 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
         if tarea_id is not None:
             return redirect(url_for("pages.tarea_detalle", tarea_id=tarea_id))
         errors = _shown(errors)
-        return _render("tarea_nueva.html", usuario, errors=errors, values=values, tipos=[t.value for t in TipoTarea]), 422
-    return _render("tarea_nueva.html", usuario, errors={}, values=values, tipos=[t.value for t in TipoTarea])
+        return _render("tarea_nueva.html", usuario, errors=errors, values=values, campos=_NUEVA_TAREA_CAMPOS, tipos=[t.value for t in TipoTarea]), 422
+    return _render("tarea_nueva.html", usuario, errors={}, values=values, campos=_NUEVA_TAREA_CAMPOS, tipos=[t.value for t in TipoTarea])
 
 
 def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | None, dict[str, str]]:
@@ -142,12 +158,6 @@ def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | N
     if commit_or_problem() is not None:
         return None, {"general": "No se pudo guardar; inténtelo de nuevo."}
     return tarea.id, {}
-
-
-# The fields tarea_nueva.html shows, each with its error beside it.
-_NUEVA_TAREA_FIELDS = frozenset(
-    {"codigo", "titulo", "tipo", "prioridad", "descripcion", "inicio_programado", "fin_programado", "ubicacion_lat", "ubicacion_lng"}
-)
 
 
 def _shown(errors: dict[str, str]) -> dict[str, str]:
