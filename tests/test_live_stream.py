@@ -1209,9 +1209,7 @@ def test_resuming_while_writes_continue_loses_nothing_at_the_seam(build: Builder
 
 
 @pytest.mark.parametrize("ids", [["ID"], [True], ["ID", "ID"], [2**31]])
-def test_a_delivery_report_with_ids_that_are_not_json_integers_is_refused_and_records_nothing(
-    build: Builders, live_server: LiveServer, ids: list[Any]
-) -> None:
+def test_a_delivery_report_with_ids_that_are_not_json_integers_is_refused_and_records_nothing(build: Builders, live_server: LiveServer, ids: list[Any]) -> None:
     officer, supervisor = build.usuario(1), build.usuario(2)
     client = WsClient(live_server.url, build.token(officer))
     try:
