@@ -189,3 +189,21 @@ def test_reports_are_for_supervisors(app: Flask, client: FlaskClient, build: Bui
     for path in ("/api/v1/reportes/tiempos", "/api/v1/reportes/carga", "/api/v1/reportes/resultados", "/api/v1/reportes/tareas.csv"):
         response = client.get(path, headers=build.headers(field))
         assert response.status_code == 403 and response.mimetype == "application/problem+json"
+
+
+def test_free_text_a_spreadsheet_would_run_as_a_formula_is_exported_as_text(client: FlaskClient, build: Builders) -> None:
+    """CSV injection: a titulo, nombre or unidad typed as ``=HYPERLINK(…)`` must not run where the export is opened."""
+    sup = build.usuario(2)
+    formulas = ['=HYPERLINK("http://x.example","y")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB"]
+    efectivo = build.efectivo(nombre="@Nombre", unidad="=Unidad")
+    for n, titulo in enumerate(formulas):
+        tarea = _tarea(
+            build, sup, T + n * M, codigo=f"FORM-{n}", titulo=f"{titulo} tarea", estado="finalizada", inicio_real=T + n * M, fin_real=T + (n + 5) * M
+        )
+        _asignar(build, tarea, efectivo, T + n * M, T + (n + 5) * M)
+    rows = _rows(_get(client, build, sup, f"/api/v1/reportes/tareas.csv?{RANGE}").get_data())
+    titulos = sorted(row[2] for row in rows[1:])
+    assert titulos == sorted(f"'{titulo} tarea" for titulo in formulas)
+    assert all(row[1].startswith("FORM-") for row in rows[1:])  # ordinary text is left as it is
+    carga = _rows(_get(client, build, sup, f"/api/v1/reportes/carga?{RANGE}&formato=csv").get_data())
+    assert [(row[2], row[3]) for row in carga[1:]] == [("'@Nombre", "'=Unidad")]

@@ -363,6 +363,16 @@ def _number(value: Any, decimals: int = 1) -> str:
     return f"{float(value):.{decimals}f}".replace(".", ",")
 
 
+# A cell a spreadsheet would run as a formula (OWASP's "CSV injection"): a titulo "=HYPERLINK(…)" one usuario typed
+# would run on the computer of whoever opens the export. Free text starting so gets a leading apostrophe, which
+# spreadsheets take as "this is text" and do not show.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def _when(value: datetime | None, tz: ZoneInfo) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
@@ -427,8 +437,8 @@ def tareas_csv(filtro: Filtro, tz: ZoneInfo) -> Iterator[str]:
         writer.writerow(
             (
                 r.id,
-                r.codigo,
-                r.titulo,
+                _text(r.codigo),
+                _text(r.titulo),
                 r.tipo,
                 r.prioridad,
                 r.estado,
@@ -476,5 +486,5 @@ def resumen_csv(report: dict[str, Any], kind: str) -> str:
         row(["efectivo_id", "codigo_interno", "nombre", "unidad", "horas_turno", "horas_tarea", "tareas"])
         for e in report["efectivos"]:
             horas = (_number(e["horas_turno"], 2), _number(e["horas_tarea"], 2))
-            row([e["efectivo_id"], e["codigo_interno"], e["nombre"], e["unidad"] or "", *horas, e["tareas"]])
+            row([e["efectivo_id"], _text(e["codigo_interno"]), _text(e["nombre"]), _text(e["unidad"] or ""), *horas, e["tareas"]])
     return out.getvalue()
