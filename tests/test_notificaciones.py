@@ -140,6 +140,13 @@ def test_no_puedo_releases_the_assignment_and_tells_delegado_and_supervisors(app
     assert _events(app, "task_unassigned")[-1].payload["motivo"] == "no_puedo"
     # Accepting it afterwards is a different answer.
     assert _ack(client, build, officer, n.id, "acepto").status_code == 409
+    # The notice to the delegado asks for no answer: it can be read, not accepted or declined.
+    notice = next(x for x in told if x.usuario_id == delegado.id)
+    for respuesta in ("acepto", "no_puedo"):
+        refused = _ack(client, build, delegado, notice.id, respuesta)
+        assert refused.status_code == 409 and "asks for no answer" in refused.get_json()["detail"]
+    assert _ack(client, build, delegado, notice.id, "leida").get_json()["estado"] == "leida"
+    assert _events(app, "notification_answered")[-1].payload["id"] == n.id  # only the officer's answer
 
 
 def test_answer_to_an_assignment_released_meanwhile_is_409(app: Flask, client: FlaskClient, build: Builders) -> None:
@@ -380,6 +387,15 @@ def test_alert_to_a_unidad_tally_resend_and_close(app: Flask, client: FlaskClien
     assert closed.status_code == 200 and closed.get_json()["cerrada_en"] is not None
     assert client.post(f"/api/v1/alertas/{alerta['id']}/reenviar", headers=build.headers(sup)).status_code == 409
     assert client.post(f"/api/v1/alertas/{alerta['id']}/cerrar", headers=build.headers(sup)).status_code == 200  # idempotent
+    # Closed, its tally is final: a late answer is 409 and changes nothing; reading it and repeating an answer still work.
+    tallies_before = len(_events(app, "alert_tally"))
+    late = _ack(client, build, members[2], ledger[members[2].id].id, "no_puedo")
+    assert late.status_code == 409 and late.get_json()["respuesta_actual"] is None
+    assert _ack(client, build, members[2], ledger[members[2].id].id, "leida").status_code == 200
+    assert _ack(client, build, members[0], ledger[members[0].id].id, "acepto").status_code == 200
+    detail = client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json()
+    assert (detail["confirmados"], detail["no_pueden"], detail["pendientes"]) == (1, 1, 1)
+    assert len(_events(app, "alert_tally")) == tallies_before
 
 
 def test_alert_to_everyone_skips_the_sender_and_inactive_usuarios(app: Flask, client: FlaskClient, build: Builders) -> None:

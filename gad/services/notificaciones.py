@@ -352,9 +352,11 @@ def mark_delivered(usuario_id: int, ids: list[int]) -> list[int]:
 def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, motivo: str | None) -> Notificacion:
     """Answer a notification: ``leida`` marks it read; ``acepto`` / ``no_puedo`` answer it, once.
 
-    The same answer again changes nothing (idempotent); a different one raises Conflict (409). "No puedo"
-    to an assignment releases that assignment in this transaction, tells the tarea's delegado and the
-    supervisors on duty, and for an emergency assigns the next nearest available efectivo.
+    The same answer again changes nothing (idempotent); a different one raises Conflict (409), as does an
+    answer to a notice that asks for none (``requiere_respuesta`` false: only ``leida``) or to an alert closed
+    meanwhile (its tally is final). "No puedo" to an assignment releases that assignment in this transaction,
+    tells the tarea's delegado and the supervisors on duty, and for an emergency assigns the next nearest
+    available efectivo.
     Raises NotFound, Forbidden (not the recipient), Conflict.
     """
     peek = get_notificacion(actor, notificacion_id)
@@ -386,6 +388,10 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
             f"Notificación {n.id} was already answered {n.respuesta}; it cannot become {respuesta.value}.",
             respuesta_actual=n.respuesta,
         )
+    if not n.requiere_respuesta:
+        raise Conflict(f"Notificación {n.id} asks for no answer: mark it leida.", respuesta_actual=None)
+    if alerta is not None and alerta.cerrada_en is not None:
+        raise Conflict(f"Alerta {alerta.id} was closed; it takes no more answers.", respuesta_actual=None)
     asignacion = None
     if n.asignacion_id is not None:
         # Lock order tarea -> asignacion, as unassigning does, so the two never deadlock.
