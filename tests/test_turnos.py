@@ -219,6 +219,18 @@ def test_move_turno_checks_conflicts_and_version(app: Flask, client: FlaskClient
     assert kinds == ["turnos_created", "turnos_created", "turno_updated", "turno_deleted"]
 
 
+def test_a_turno_is_neither_given_nor_moved_to_a_deactivated_efectivo(app: Flask, client: FlaskClient, build: Builders) -> None:
+    sup = build.usuario(2)
+    working, gone = build.efectivo(), build.efectivo(activo=False)
+    headers = build.headers(sup)
+    refused = _turno(client, headers, gone.id, T0)
+    assert refused.status_code == 409 and refused.get_json()["efectivo_id"] == gone.id
+    turno = _turno(client, headers, working.id, T0).get_json()["items"][0]
+    moved = client.patch(f"/api/v1/turnos/{turno['id']}", json={"efectivo_id": gone.id}, headers=headers)
+    assert moved.status_code == 409 and moved.get_json()["efectivo_id"] == gone.id
+    assert client.get(f"/api/v1/turnos/{turno['id']}", headers=headers).get_json()["efectivo_id"] == working.id
+
+
 def test_check_endpoint_lists_conflicts_without_writing(app: Flask, client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo()

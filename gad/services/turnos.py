@@ -102,6 +102,12 @@ def _record(payload: AgendaEvent, entity_type: str, entity_id: int | None, actor
     events.record(db.session(), payload, topic=TOPIC, entity_type=entity_type, entity_id=entity_id, actor_id=actor.id)
 
 
+def _require_active(efectivo: Efectivo) -> None:
+    """A shift is given only to an efectivo still in service (Conflict)."""
+    if not efectivo.activo:
+        raise Conflict(f"Efectivo {efectivo.codigo_interno} is deactivated.", efectivo_id=efectivo.id)
+
+
 def _whose(efectivo: Efectivo) -> dict[str, Any]:
     return {"efectivo_id": efectivo.id, "usuario_id": efectivo.usuario_id, "unidad": efectivo.unidad}
 
@@ -379,8 +385,7 @@ def create_turnos(actor: Usuario, data: dict[str, Any]) -> list[Turno]:
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating turnos")
     rangos = ocurrencias(data["inicio"], data["fin"], data.get("repetir"), zona())
     efectivo = _lock_efectivo(data["efectivo_id"])
-    if not efectivo.activo:
-        raise Conflict(f"Efectivo {efectivo.codigo_interno} is deactivated.", efectivo_id=efectivo.id)
+    _require_active(efectivo)
     subject = "The turno" if len(rangos) == 1 else f"The pattern ({len(rangos)} turnos)"
     found = choques(efectivo.id, rangos)
     if found:
@@ -457,6 +462,8 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
         raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
     efectivo = db.session.get(Efectivo, target_id)
     assert efectivo is not None  # locked above
+    if target_id != turno.efectivo_id:
+        _require_active(efectivo)  # as a new turno; a deactivated efectivo's own turnos may still be edited
     before = _event_item(turno_dict(turno))
     found = choques(target_id, [(inicio, fin)], skip_turno=turno.id)
     if found:
