@@ -204,6 +204,22 @@ class QueryModel(_ClientInput):
     """Query strings."""
 
 
+class DateWindow(QueryModel):
+    """A window of instants a list or an export is read over: ``hasta`` before ``desde`` is a mistake (a 422
+    naming ``hasta``), never an empty answer that looks like "nothing happened"."""
+
+    desde: UtcDatetime | None = None
+    hasta: UtcDatetime | None = None
+
+    @field_validator("hasta")
+    @classmethod
+    def _not_before_desde(cls, hasta: datetime | None, info: ValidationInfo) -> datetime | None:
+        desde = info.data.get("desde")
+        if hasta is not None and desde is not None and hasta < desde:
+            raise ValueError("must not be before desde")
+        return hasta
+
+
 class NoQuery(QueryModel):
     """The query of an endpoint that takes no parameters: any one is unknown (``blueprints.http.no_query``)."""
 

@@ -5,17 +5,15 @@ from typing import Any
 
 from pydantic import Field
 
-from gad.schemas.common import OutModel, QueryModel, RowId, UtcDatetime
+from gad.schemas.common import DateWindow, OutModel, QueryModel, RowId
 from gad.vocab import EVENT_ID_MAX
 
 
-class EventoQuery(QueryModel):
+class EventoQuery(DateWindow):
     actor_id: RowId | None = None
     entity_type: str | None = Field(None, max_length=30)
     entity_id: RowId | None = None
     event_type: str | None = Field(None, max_length=50)
-    desde: UtcDatetime | None = None
-    hasta: UtcDatetime | None = None
     after_id: int = Field(0, ge=0, le=EVENT_ID_MAX, description="Cursor: return events with id greater than this")
     limit: int = Field(100, ge=1, le=500)
 

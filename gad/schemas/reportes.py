@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gad.schemas.common import OutModel, QueryModel, UtcDatetime, schema_config
+from gad.schemas.common import DateWindow, OutModel, QueryModel, schema_config
 from gad.vocab import TipoTarea
 
 
@@ -18,9 +18,8 @@ class ReportQuery(QueryModel):
     formato: Literal["json", "csv"] = "json"
 
 
-class AuditExportQuery(QueryModel):
-    desde: UtcDatetime | None = None
-    hasta: UtcDatetime | None = None
+class AuditExportQuery(DateWindow):
+    """The window of the event log an export covers (both ends optional)."""
 
 
 class ReportOut(OutModel):

@@ -4,9 +4,9 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime
+from gad.schemas.common import DateWindow, InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -92,20 +92,9 @@ class TurnoCheckOut(OutModel):
     conflictos: list[ChoqueOut]
 
 
-class AgendaQuery(PageQuery):
+class AgendaQuery(PageQuery, DateWindow):  # the window is also a PostgreSQL range, which refuses it reversed
     efectivo_id: RowId | None = None
     unidad: str | None = Field(None, max_length=100)
-    desde: UtcDatetime | None = None
-    hasta: UtcDatetime | None = None
-
-    @field_validator("hasta")
-    @classmethod
-    def _after_desde(cls, hasta: datetime | None, info: ValidationInfo) -> datetime | None:
-        # The window is a PostgreSQL range, which refuses a lower bound above its upper one.
-        desde = info.data.get("desde")
-        if hasta is not None and desde is not None and hasta < desde:
-            raise ValueError("must not be before desde")
-        return hasta
 
 
 class LicenciaIn(InModel):
