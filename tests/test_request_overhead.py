@@ -189,6 +189,22 @@ def test_someone_who_must_change_the_password_is_sent_there_from_every_page_and_
     assert other.get("/mi").status_code == 200
 
 
+def test_the_change_password_page_says_too_many_attempts_as_the_login_form_does(app_with: Callable[..., Flask], build: Builders) -> None:
+    """Guessing the current password on /cambiar-clave is throttled as logins are; past the limit the page answers
+    429 with Retry-After and says so, not a 422 "could not change it"."""
+    app = app_with(LOGIN_MAX_FAILURES=2)
+    usuario = build.usuario(2, extra={"debe_cambiar_clave": True})
+    client = app.test_client()
+    _browser_login(client, usuario.email)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/cambiar-clave").get_data(as_text=True))
+    assert token is not None
+    form = {"csrf_token": token.group(1), "current_password": "not-the-password", "password": "una-clave-nueva-2026", "password2": "una-clave-nueva-2026"}
+    statuses = [client.post("/cambiar-clave", data=form) for _ in range(3)]
+    assert [response.status_code for response in statuses] == [422, 422, 429]
+    assert int(statuses[-1].headers["Retry-After"]) > 0
+    assert "Demasiados intentos" in statuses[-1].get_data(as_text=True)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"extra": {"debe_cambiar_clave": True}}, {"extra": {"otro": 1}}, {"telefono": "+34 600 000 000", "telegram_id": 2**62, "nombre": "Ñandú 🚓"}],

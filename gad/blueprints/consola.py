@@ -43,12 +43,13 @@ for page_blueprint in (bp, pages_bp, informes_pages, planificacion_pages):
 
 
 @bp.route("/cambiar-clave", methods=["GET", "POST"])
-def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
+def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int, dict[str, str]]:
     usuario = page_user()
     if usuario is None:
         return _login_redirect()
     target = request.values.get("next", "")
     errors: dict[str, str] = {}
+    status, headers = 422, {}
     if request.method == "POST":
         check_csrf(request.form.get("csrf_token"))
         nueva = request.form.get("password", "")
@@ -63,6 +64,9 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
                     commit_or_problem()  # the failed re-authentication is a security event, as through the API
                 for field_error in exc.errors or []:
                     errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or "Contraseña no válida."
+                if exc.status == 429:  # the current password was guessed at too often: as the login form says it
+                    status, headers = 429, exc.headers
+                    errors["general"] = "Demasiados intentos. Inténtelo más tarde."
                 if not errors:
                     errors["general"] = "No se pudo cambiar la contraseña."
             else:
@@ -71,7 +75,7 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int]:
                     start_session(usuario)
                     return redirect(target if is_local_path(target) else url_for("pages.index"))
                 errors["general"] = "No se pudo guardar; inténtelo de nuevo."
-        return _render("cambiar_clave.html", usuario, errors=errors, next=target), 422
+        return _render("cambiar_clave.html", usuario, errors=errors, next=target), status, headers
     return _render("cambiar_clave.html", usuario, errors=errors, next=target)
 
 
