@@ -225,6 +225,11 @@ def _header_writer(app: Flask) -> HeaderWriter:
         # The mimetype as werkzeug reads it (Response.mimetype): the content type without its parameters.
         if "content-security-policy" not in present and present.get("content-type", "").partition(";")[0].strip() == "text/html":
             headers.append(("Content-Security-Policy", _CSP))
+        # An answer to a request with credentials may hold personal data (a DNI, someone's tareas): no browser or
+        # proxy keeps it, so a shared terminal's disk cache or back button shows nothing after logout. A response
+        # that chose its caching keeps it (static files, the API document, the exports).
+        if "cache-control" not in present and ("HTTP_AUTHORIZATION" in environ or "HTTP_COOKIE" in environ):
+            headers.append(("Cache-Control", "no-store"))
         origin = environ.get("HTTP_ORIGIN")
         if origin and origin in cors_origins:
             # Set: any value a view gave these is replaced. Vary is merged instead: the answer also varies with

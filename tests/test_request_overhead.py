@@ -257,6 +257,22 @@ def test_every_response_leaves_with_each_security_header_and_one_request_id(clie
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
+def test_answers_to_requests_with_credentials_are_never_stored_and_chosen_caching_is_kept(client: FlaskClient, build: Builders) -> None:
+    """A shared terminal's disk cache or back button must not show a usuario's data after logout."""
+    usuario = build.usuario(3)
+    headers = build.headers(usuario)
+    for path in ("/api/v1/users/me", "/api/v1/tasks", "/api/v1/notificaciones", "/api/v1/tasks/999999"):
+        assert client.get(path, headers=headers).headers.getlist("Cache-Control") == ["no-store"], path
+    _browser_login(client, usuario.email)
+    for path in ("/", "/mi", "/tareas", "/api/v1/users/me"):
+        assert client.get(path).headers.getlist("Cache-Control") == ["no-store"], path
+    static = client.get("/static/js/api.js")
+    static.close()
+    assert static.headers["Cache-Control"] == "no-cache"  # revalidated by its ETag, not fetched again
+    assert client.get("/api/v1/openapi.json").headers["Cache-Control"] in {"public, no-cache", "no-cache, public"}
+    assert "Cache-Control" not in client.application.test_client().get("/health").headers  # no credentials
+
+
 def test_a_views_own_security_headers_win_and_ours_replace_its_request_id_and_cors(app_with: Callable[..., Flask]) -> None:
     app = app_with(CORS_ORIGINS=["https://panel.gad.example"])
     own = {

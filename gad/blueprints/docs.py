@@ -17,6 +17,9 @@ def openapi_json() -> Response:
     body = shipped()
     response = Response(body, mimetype="application/json")
     response.set_etag(hashlib.sha256(body).hexdigest()[:32])
+    # Public and revalidated by its ETag: not the no-store a request with credentials gets by default (security).
+    response.cache_control.public = True
+    response.cache_control.no_cache = True
     response.make_conditional(request)
     return response
 
