@@ -218,3 +218,21 @@ def test_a_stored_out_of_range_instant_never_breaks_a_read(live_server: LiveServ
             " CHECK (fin_programado IS NULL OR inicio_programado IS NULL OR fin_programado > inicio_programado)"
         )
         conn.close()
+
+
+@pytest.mark.parametrize("offset", ["+23:59", "-23:59", "+15:59"])
+def test_an_instant_with_any_offset_iso_8601_allows_is_the_same_instant_stored(live_server: LiveServer, build: Builders, offset: str) -> None:
+    """PostgreSQL takes offsets up to ±15:59 only; the instant is stored in UTC, whatever offset it came with,
+    for tareas and turnos alike (the turno's used to be refused with the database's anonymous "out of range")."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    inicio = datetime.fromisoformat(f"2030-06-01T12:00:00{offset}")
+    body = tarea_body(f"OFF-{'P' if offset[0] == '+' else 'M'}{offset[1:3]}", inicio_programado=inicio.isoformat())
+    created = requests.post(live_server.url + "/api/v1/tasks", json=body, headers=headers, timeout=30)
+    assert created.status_code == 201, created.text
+    assert datetime.fromisoformat(created.json()["inicio_programado"]) == inicio
+    efectivo = build.efectivo()
+    turno = {"efectivo_id": efectivo.id, "inicio": inicio.isoformat(), "fin": (inicio.replace(hour=20)).isoformat()}
+    response = requests.post(live_server.url + "/api/v1/turnos", json=turno, headers=headers, timeout=30)
+    assert response.status_code == 201, response.text
+    assert datetime.fromisoformat(response.json()["items"][0]["inicio"]) == inicio

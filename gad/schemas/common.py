@@ -3,7 +3,7 @@
 import functools
 import re
 import types
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, Unpack, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -55,7 +55,9 @@ def _in_time_window(value: datetime) -> datetime:
     # Compared as aware datetimes (no conversion): 9999-12-31T23:59:59-14:00 would overflow astimezone().
     if not TIEMPO_MIN <= value < TIEMPO_MAX:
         raise ValueError(f"must be {TIME_WINDOW}")
-    return value
+    # The same instant in UTC, as it is stored: an offset Python accepts (up to ±23:59) may be past PostgreSQL's
+    # (±15:59), which refused it as "out of range" naming no field.
+    return value.astimezone(UTC)
 
 
 # Every datetime a client sends (body, form or query): with an offset, and inside the stored window.
