@@ -271,6 +271,9 @@ def test_answers_to_requests_with_credentials_are_never_stored_and_chosen_cachin
     assert static.headers["Cache-Control"] == "no-cache"  # revalidated by its ETag, not fetched again
     assert client.get("/api/v1/openapi.json").headers["Cache-Control"] in {"public, no-cache", "no-cache, public"}
     assert "Cache-Control" not in client.application.test_client().get("/health").headers  # no credentials
+    # The login's answer holds a token although its request carried none (RFC 6749 5.1).
+    login = client.application.test_client().post("/api/v1/auth/login", json={"email": usuario.email, "password": PASSWORD})
+    assert login.status_code == 200 and login.headers.getlist("Cache-Control") == ["no-store"]
 
 
 def test_a_views_own_security_headers_win_and_ours_replace_its_request_id_and_cors(app_with: Callable[..., Flask]) -> None:

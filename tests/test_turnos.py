@@ -228,6 +228,8 @@ def test_a_turno_is_neither_given_nor_moved_to_a_deactivated_efectivo(app: Flask
     turno = _turno(client, headers, working.id, T0).get_json()["items"][0]
     moved = client.patch(f"/api/v1/turnos/{turno['id']}", json={"efectivo_id": gone.id}, headers=headers)
     assert moved.status_code == 409 and moved.get_json()["efectivo_id"] == gone.id
+    dry_run = client.post("/api/v1/turnos/comprobar", json={"efectivo_id": gone.id, "inicio": _iso(T0), "fin": _iso(T0 + timedelta(hours=8))}, headers=headers)
+    assert dry_run.status_code == 409 and dry_run.get_json()["efectivo_id"] == gone.id  # as the create it previews
     assert client.get(f"/api/v1/turnos/{turno['id']}", headers=headers).get_json()["efectivo_id"] == working.id
 
 
@@ -284,7 +286,7 @@ def test_turnos_topic_reaches_supervisors_and_only_the_efectivo_concerned(app: F
     assert not policy.can_see_event(other, "turnos", payload | {"usuario_id": None})
 
 
-@pytest.mark.parametrize("path", ["/api/v1/turnos", "/api/v1/licencias", "/api/v1/eventos", "/api/v1/auditoria/export"])
+@pytest.mark.parametrize("path", ["/api/v1/turnos", "/api/v1/licencias", "/api/v1/eventos", "/api/v1/auditoria/export", "/api/v1/tasks"])
 def test_a_window_that_ends_before_it_starts_is_422_naming_hasta(client: FlaskClient, build: Builders, path: str) -> None:
     """Not the database's "value out of range" with no field (the agendas' windows become ranges), nor an empty
     answer that reads as "nothing happened" (the event log and its export)."""

@@ -42,7 +42,8 @@ def login() -> Response:
         # Failure counters and the security event must survive the error response's rollback.
         commit_or_problem()
         raise
-    return json_response(TokenOut(access_token=token.access_token, expires_in=token.expires_in))
+    # A token in the body: never stored by a cache (RFC 6749 5.1), though the request itself carried no credentials.
+    return json_response(TokenOut(access_token=token.access_token, expires_in=token.expires_in), headers={"Cache-Control": "no-store"})
 
 
 @bp.post("/logout")

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
+from gad.schemas.common import DateWindow, InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -123,7 +123,7 @@ class HistorialOut(OutModel):
     created_at: datetime
 
 
-class TareaQuery(PageQuery):
+class TareaQuery(PageQuery, DateWindow):
     estado: list[EstadoTarea] | None = None
     tipo: list[TipoTarea] | None = None
     prioridad_min: int | None = Field(None, ge=1, le=5)

@@ -369,10 +369,12 @@ def comprobar_turnos(actor: Usuario, data: dict[str, Any]) -> tuple[list[tuple[d
     """Dry run of ``create_turnos`` (supervisor+): the ranges it would create and what is in their way."""
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Planning turnos")
     rangos = ocurrencias(data["inicio"], data["fin"], data.get("repetir"), zona())
-    if db.session.get(Efectivo, data["efectivo_id"]) is None:
+    efectivo = db.session.get(Efectivo, data["efectivo_id"])
+    if efectivo is None:
         raise ValidationProblem(
             "Unknown efectivo.", errors=[{"field": "body.efectivo_id", "message": f"efectivo {data['efectivo_id']} does not exist", "type": "unknown_id"}]
         )
+    _require_active(efectivo)  # as create_turnos would answer
     return rangos, choques(data["efectivo_id"], rangos, skip_turno=data.get("skip_turno") or 0)
 
 
