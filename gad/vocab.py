@@ -64,7 +64,8 @@ TIEMPO_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 
 # The largest id a row can have (PostgreSQL ``integer`` keys): a larger one names nothing, and as a
 # parameter of a prepared statement (gad.pg.Prepared) it would not even fit the parameter's type.
-ID_MAX = 2**31 - 1
+PG_INTEGER_MAX = 2**31 - 1
+ID_MAX = PG_INTEGER_MAX
 # The largest event id (``eventos.id`` is a ``bigint``): a cursor past it names no event and fits no parameter.
 EVENT_ID_MAX = 2**63 - 1
 

@@ -123,7 +123,7 @@ def audit_export() -> Response:
     """Administradores: the event log of a range as JSON Lines, checkable offline (see README)."""
     q = parse_query(AuditExportQuery)
     auditoria_export.check_export(current_user())
-    body = stream_with_context(auditoria_export.export_lines(_utc(q.desde, "desde"), _utc(q.hasta, "hasta")))
+    body = stream_with_context(auditoria_export.export_lines(q.desde, q.hasta))  # UtcDatetime: in the window, in UTC
     return current_app.response_class(body, content_type=auditoria_export.MEDIA_TYPE, headers=_csv_headers("gad-auditoria.jsonl"))
 
 

@@ -60,8 +60,8 @@ def _in_time_window(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# Every datetime a client sends (body, form or query): with an offset, and inside the stored window.
-RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a filter names: larger ones cannot exist
+RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a request names: larger ones cannot exist
+# Every datetime a client sends (body, form or query): with an offset, inside the stored window, then in UTC.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {TIME_WINDOW}")]
 
 

@@ -4,8 +4,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, Field, Strict, model_validator
 
-from gad.schemas.common import schema_config
-from gad.vocab import EVENT_ID_MAX, ID_MAX
+from gad.schemas.common import RowId, schema_config
+from gad.vocab import EVENT_ID_MAX
 
 
 class WsConnectQuery(BaseModel):
@@ -49,7 +49,7 @@ class Received(BaseModel):
     model_config = schema_config(extra="forbid")
 
     # Strict: a frame is JSON, where "5" and true are not the id 5 or 1 (as in request bodies, blueprints.http).
-    ids: list[Annotated[int, Strict(), Field(ge=1, le=ID_MAX)]] = Field(min_length=1, max_length=500)
+    ids: list[Annotated[RowId, Strict()]] = Field(min_length=1, max_length=500)
 
 
 class ClientFrame(BaseModel):

@@ -28,7 +28,7 @@ from gad.realtime import events
 from gad.reqctx import current_flask_app
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
-from gad.vocab import ID_MAX
+from gad.vocab import PG_INTEGER_MAX
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -222,11 +222,11 @@ def _claims_fit(claims: dict[str, Any]) -> bool:
     return (
         isinstance(sub, str)
         and _SUB.fullmatch(sub) is not None
-        and int(sub) <= ID_MAX
+        and int(sub) <= PG_INTEGER_MAX
         and isinstance(jti, str)
         and _JTI.fullmatch(jti) is not None
         and type(tv) is int  # bool is an int to Python, not to PostgreSQL's integer
-        and 0 <= tv <= ID_MAX
+        and 0 <= tv <= PG_INTEGER_MAX
     )
 
 

@@ -364,8 +364,8 @@ def _number(value: Any, decimals: int = 1) -> str:
 
 
 # A cell a spreadsheet would run as a formula (OWASP's "CSV injection"): a titulo "=HYPERLINK(…)" one usuario typed
-# would run on the computer of whoever opens the export. Free text starting so gets a leading apostrophe, which
-# spreadsheets take as "this is text" and do not show.
+# would run on the computer of whoever opens the export. Free text starting so gets a leading apostrophe, so a
+# spreadsheet opening the file shows it as text (OWASP's advice) instead of running it.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
