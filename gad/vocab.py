@@ -62,9 +62,10 @@ PREFIJO_EMERGENCIA = "EMG-"
 TIEMPO_MIN = datetime(1900, 1, 1, tzinfo=UTC)
 TIEMPO_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 
-# The largest id a row can have (PostgreSQL ``integer`` keys): a larger one names nothing, and as a
-# parameter of a prepared statement (gad.pg.Prepared) it would not even fit the parameter's type.
+# PostgreSQL's ``integer``: a larger value, as a parameter of a prepared statement (gad.pg.Prepared), would not
+# even fit the parameter's type.
 PG_INTEGER_MAX = 2**31 - 1
+# The largest id a row can have (``integer`` keys): a larger one names nothing.
 ID_MAX = PG_INTEGER_MAX
 # The largest event id (``eventos.id`` is a ``bigint``): a cursor past it names no event and fits no parameter.
 EVENT_ID_MAX = 2**63 - 1
