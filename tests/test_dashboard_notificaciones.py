@@ -86,6 +86,24 @@ def test_officer_answers_from_the_tray_and_the_operator_board_shows_answers_and_
         operator.screenshot(path=str(SCREENSHOTS / "tablero-marcas-y-alertas.png"), full_page=True)
         alerta.get_by_role("button", name="Cerrar").click()
         expect(alerta).to_have_count(0)
+
+        # An alert closed before the officer answered: its question is withdrawn. A tray that still offers it gets
+        # the 409 and drops the buttons; a tray loaded afterwards never offers them.
+        alert_form.get_by_label("Texto").fill("Aviso que se cierra")
+        operator.get_by_role("button", name="Enviar alerta").click()
+        withdrawn = phone.locator(".notificacion").filter(has_text="Aviso que se cierra")
+        expect(withdrawn.get_by_role("button", name="Acepto")).to_be_visible(timeout=5000)
+        operator.locator(".alerta").filter(has_text="Aviso que se cierra").get_by_role("button", name="Cerrar").click()
+        expect(operator.locator(".alerta").filter(has_text="Aviso que se cierra")).to_have_count(0)
+        withdrawn.get_by_role("button", name="Acepto").click()
+        expect(withdrawn.get_by_role("button", name="Acepto")).to_have_count(0)
+        expect(withdrawn.locator(".error")).not_to_be_empty()
+        phone.reload()
+        phone.get_by_role("button", name="Notificaciones").click()
+        reloaded = phone.locator(".notificacion").filter(has_text="Aviso que se cierra")
+        expect(reloaded).to_be_visible()
+        expect(reloaded.get_by_role("button", name="Acepto")).to_have_count(0)
+        expect(phone.locator(".notificacion").filter(has_text="Refuerzos en la plaza").get_by_role("button", name="No puedo")).to_have_count(0)
     finally:
         ctx_op.close()
         ctx_of.close()

@@ -26,12 +26,15 @@ async function answer(item, respuesta, motivo) {
     await api(`/api/v1/notificaciones/${item.id}/ack`, { method: "POST", body });
     await load();
   } catch (error) {
+    // 409: the question was withdrawn meanwhile (its alert closed, its assignment released): show the list as
+    // it stands now, without the buttons, and say why beside the notification.
+    if (error.status === 409) await load().catch(() => {});
     const node = lista.querySelector(`[data-notificacion-id="${item.id}"] .error`);
     if (node) showError(node, error);
   }
 }
 
-function row(item) {
+function row(item, stillAsked) {
   const when = new Date(item.creada_en).toLocaleTimeString("es-ES");
   const li = el(
     "li",
@@ -41,7 +44,7 @@ function row(item) {
     el("p", { class: "meta" }, `${CAUSA[item.causa] ?? item.causa} · ${when}`),
   );
   const acciones = el("div", { class: "acciones" });
-  if (item.requiere_respuesta && item.respuesta === null) {
+  if (stillAsked.has(item.id)) {
     const motivo = el("input", { type: "text", maxLength: 500, placeholder: "Motivo (si no puede)", ariaLabel: "Motivo" });
     acciones.append(
       el("button", { type: "button", class: "acepto", onclick: () => answer(item, "acepto") }, "Acepto"),
@@ -60,12 +63,15 @@ const beginAlertas = newestOnly();
 
 async function load() {
   const superseded = beginLoad();
-  const { data } = await api("/api/v1/notificaciones?limit=30");
+  // The newest 30, and which of them still wait for acepto / no_puedo (pendientes: not answered, its assignment
+  // not released, its alert not closed): any pending one among the newest 30 is among the 30 newest pending.
+  const [{ data }, { data: pending }] = await Promise.all([api("/api/v1/notificaciones?limit=30"), api("/api/v1/notificaciones?pendientes=true&limit=30")]);
   if (superseded()) return;
+  const stillAsked = new Set(pending.items.map((n) => n.id));
   contador.textContent = String(data.no_leidas);
   contador.dataset.count = String(data.no_leidas);
   boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
-  lista.replaceChildren(...(data.items.length ? data.items.map(row) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
+  lista.replaceChildren(...(data.items.length ? data.items.map((item) => row(item, stillAsked)) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
 }
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
