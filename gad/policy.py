@@ -182,7 +182,10 @@ def can_see_event(actor: Usuario, topic: str, payload: dict[str, Any]) -> bool:
     if topic == "efectivos":
         return can_read_efectivo(actor, payload.get("usuario_id"))
     if topic == "turnos":
-        return can_read_agenda(actor, payload.get("usuario_id"))
+        # A turno moved to another efectivo is news to the one who had it, too (``antes_usuario_id``).
+        return can_read_agenda(actor, payload.get("usuario_id")) or (
+            payload.get("antes_usuario_id") is not None and can_read_agenda(actor, payload["antes_usuario_id"])
+        )
     if topic == "notificaciones":
         return can_see_notification_event(actor, payload)
     return topic == "sistema"

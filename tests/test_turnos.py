@@ -284,6 +284,23 @@ def test_turnos_topic_reaches_supervisors_and_only_the_efectivo_concerned(app: F
     assert policy.can_see_event(mine, "turnos", payload)
     assert not policy.can_see_event(other, "turnos", payload)
     assert not policy.can_see_event(other, "turnos", payload | {"usuario_id": None})
+    assert policy.can_see_event(other, "turnos", payload | {"antes_usuario_id": other.id})  # the turno was theirs
+
+
+def test_a_turno_moved_to_another_efectivo_is_announced_to_the_one_who_had_it(client: FlaskClient, build: Builders) -> None:
+    sup, before, after = build.usuario(2), build.usuario(1), build.usuario(1)
+    mine, theirs = build.efectivo(usuario_id=before.id), build.efectivo(usuario_id=after.id)
+    headers = build.headers(sup)
+    turno = _turno(client, headers, mine.id, T0).get_json()["items"][0]
+    assert client.patch(f"/api/v1/turnos/{turno['id']}", json={"efectivo_id": theirs.id}, headers=headers).status_code == 200
+
+    def seen(usuario: Any) -> list[str]:
+        frames = client.get("/api/v1/eventos/recientes?limit=50", headers=build.headers(usuario)).get_json()
+        return [f["event_type"] for f in frames if f["topic"] == "turnos"]
+
+    assert seen(before) == ["turno_updated", "turnos_created"]  # newest first: told it is no longer theirs
+    assert seen(after) == ["turno_updated"]
+    assert client.get(f"/api/v1/turnos/{turno['id']}", headers=build.headers(before)).status_code == 403
 
 
 @pytest.mark.parametrize("path", ["/api/v1/turnos", "/api/v1/licencias", "/api/v1/eventos", "/api/v1/auditoria/export", "/api/v1/tasks"])

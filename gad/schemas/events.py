@@ -177,6 +177,9 @@ class TurnoUpdated(AgendaEvent):
     event_type = "turno_updated"
     before: dict[str, Any]
     turno: dict[str, Any]
+    antes_usuario_id: int | None = Field(
+        default=None, description="When the turno moved to another efectivo: the former one's usuario, who is told too (absent otherwise)"
+    )
 
 
 class TurnoDeleted(AgendaEvent):

@@ -464,8 +464,11 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
         raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
     efectivo = db.session.get(Efectivo, target_id)
     assert efectivo is not None  # locked above
+    moved_from: dict[str, Any] = {}
     if target_id != turno.efectivo_id:
         _require_active(efectivo)  # as a new turno; a deactivated efectivo's own turnos may still be edited
+        former = db.session.get(Efectivo, turno.efectivo_id)  # locked above
+        moved_from = {"antes_usuario_id": former.usuario_id} if former is not None and former.usuario_id is not None else {}
     before = _event_item(turno_dict(turno))
     found = choques(target_id, [(inicio, fin)], skip_turno=turno.id)
     if found:
@@ -477,7 +480,7 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
             if name in changes:
                 setattr(turno, name, str(changes[name]) if name == "tipo" and changes[name] is not None else changes[name])
         turno.version += 1
-    _record(TurnoUpdated(**_whose(efectivo), before=before, turno=_event_item(turno_dict(turno))), "turno", turno.id, actor)
+    _record(TurnoUpdated(**_whose(efectivo), **moved_from, before=before, turno=_event_item(turno_dict(turno))), "turno", turno.id, actor)
     return turno
 
 
