@@ -288,6 +288,30 @@ def test_officer_taken_off_a_tarea_sees_it_leave_the_phone_at_once_and_is_told(b
         assert errors == []
 
 
+def test_an_alert_closed_while_the_phone_asks_it_is_taken_off_with_the_reason(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The phone kept asking an alert's question after the central closed it, and the answer was then refused (409).
+    The closing now reaches the recipient's phone: the question says why it goes, and its buttons no longer answer."""
+    sup = build.usuario(2)
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        errors = _errors(page)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        body = {"tipo": "evacuacion", "texto": "Desalojen la estación de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
+        alerta = _api(server, build, sup, "POST", "/api/v1/alertas", json=body)
+        assert alerta.status_code == 201, alerta.text
+        pregunta = page.get_by_role("alertdialog", name="Alerta de la central")
+        expect(pregunta).to_contain_text("Desalojen la estación de Sol")
+        assert _api(server, build, sup, "POST", f"/api/v1/alertas/{alerta.json()['id']}/cerrar").status_code == 200
+        expect(page.locator("#alerta-estado")).to_have_text("La central cerró esta alerta: ya no espera respuesta.")
+        expect(page.locator("#acepto")).to_be_disabled()
+        expect(pregunta).to_be_hidden(timeout=10_000)
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.wait_for_timeout(500)
+        expect(page.locator("#alerta")).to_be_hidden()  # the ledger no longer lists it either
+        assert errors == []
+
+
 def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """A delegado taken off as efectivo keeps the tarea, and their notice says so; its heading said "Ya no tiene
     esta tarea" all the same, and the same singular heading stood over several notices."""

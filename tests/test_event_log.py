@@ -75,7 +75,7 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
             admin, {"email": "eventos@gad.test", "password": "a-long-password-1", "dni": "EV12345", "nombre": "Eve", "apellido": "Ntos"}
         )
         usuarios.update_usuario(admin, otro.id, {"nombre": "Eva"}, None)
-        # Notifications: an alert answered by its recipient, delivery, reading, closing, and an escalation.
+        # Notifications: an alert answered by its recipient, delivery, reading, closing, one closed unanswered, and an escalation.
         recipient = db.session.get(Usuario, otro.id)
         assert recipient is not None
         aviso = alertas.create_alerta(admin, {"tipo": "aviso", "texto": "Aviso de eventos", "destino": "usuarios", "usuario_ids": [otro.id]})
@@ -84,6 +84,8 @@ def test_every_domain_event_matches_its_typed_payload_and_is_documented(app: Fla
         notificaciones.ack(recipient, recibida.id, RespuestaNotificacion.LEIDA, None)
         notificaciones.ack(recipient, recibida.id, RespuestaNotificacion.ACEPTO, None)
         alertas.close(admin, aviso.id)
+        ignorado = alertas.create_alerta(admin, {"tipo": "aviso", "texto": "Aviso sin respuesta", "destino": "usuarios", "usuario_ids": [otro.id]})
+        alertas.close(admin, ignorado.id)  # its question withdrawn from the recipient
         notificaciones.notify(
             [otro.id], causa=CausaNotificacion.ASIGNACION, titulo="Pendiente", texto="t", prioridad=3, actor_id=admin.id, requiere_respuesta=True
         )

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from gad import policy
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Evento, Notificacion, NotificacionEntrega, utcnow
 from gad.services import notificaciones
@@ -385,6 +386,13 @@ def test_alert_to_a_unidad_tally_resend_and_close(app: Flask, client: FlaskClien
 
     closed = client.post(f"/api/v1/alertas/{alerta['id']}/cerrar", headers=build.headers(sup))
     assert closed.status_code == 200 and closed.get_json()["cerrada_en"] is not None
+    # Only the one still asked is told the question is gone, and only on their own sockets.
+    [withdrawn] = _events(app, "notification_withdrawn")
+    assert (withdrawn.payload["id"], withdrawn.payload["usuario_id"], withdrawn.payload["privada"]) == (ledger[members[2].id].id, members[2].id, True)
+    with app.app_context():
+        assert policy.can_see_event(members[2], "notificaciones", withdrawn.payload)
+        assert not policy.can_see_event(members[0], "notificaciones", withdrawn.payload)
+        assert not policy.can_see_event(sup, "notificaciones", withdrawn.payload)
     assert client.post(f"/api/v1/alertas/{alerta['id']}/reenviar", headers=build.headers(sup)).status_code == 409
     assert client.post(f"/api/v1/alertas/{alerta['id']}/cerrar", headers=build.headers(sup)).status_code == 200  # idempotent
     # Closed, its tally is final: a late answer is 409 and changes nothing; reading it and repeating an answer still work.

@@ -286,6 +286,12 @@ class NotificationEscalated(NotificationEvent):
     event_type = "notification_escalated"
 
 
+class NotificationWithdrawn(NotificationEvent):
+    """A question its recipient need no longer answer (its alert was closed): their devices stop asking it."""
+
+    event_type = "notification_withdrawn"
+
+
 class NotificationDelivered(EventPayload):
     event_type = "notification_delivered"
     usuario_id: int
@@ -433,6 +439,7 @@ _register(
     NotificationRead,
     NotificationAnswered,
     NotificationEscalated,
+    NotificationWithdrawn,
     NotificationDelivered,
     AlertTally,
     AlertCreated,

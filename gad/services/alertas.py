@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from gad import policy
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
@@ -189,12 +189,13 @@ def close(actor: Usuario, alerta_id: int) -> Alerta:
         return alerta
     alerta.cerrada_en = utcnow()
     alerta.cerrada_por_usuario_id = actor.id
-    db.session.execute(
-        update(Notificacion)
-        .where(Notificacion.alerta_id == alerta.id, Notificacion.respuesta.is_(None))
-        .values(escalar_en=None)
-        .execution_options(synchronize_session=False)
-    )
+    unanswered = db.session.scalars(
+        select(Notificacion).where(Notificacion.alerta_id == alerta.id, Notificacion.respuesta.is_(None)).order_by(Notificacion.id).with_for_update()
+    ).all()
+    for n in unanswered:
+        n.escalar_en = None
     db.session.flush()
+    # The recipients' phones would otherwise keep asking a question whose answer is now refused (409).
+    notificaciones.withdraw([n for n in unanswered if n.requiere_respuesta], actor.id)
     _record(AlertClosed, alerta, actor)
     return alerta

@@ -29,7 +29,15 @@ from gad.errors import Conflict, Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Alerta, Asignacion, Efectivo, Notificacion, NotificacionEntrega, Tarea, Usuario, utcnow
 from gad.realtime import events
-from gad.schemas.events import AlertTally, NotificationAnswered, NotificationDelivered, NotificationEscalated, NotificationEvent, NotificationRead
+from gad.schemas.events import (
+    AlertTally,
+    NotificationAnswered,
+    NotificationDelivered,
+    NotificationEscalated,
+    NotificationEvent,
+    NotificationRead,
+    NotificationWithdrawn,
+)
 from gad.services import canales
 from gad.services.turnos import usuarios_en_servicio
 from gad.vocab import CausaNotificacion, Nivel, RespuestaNotificacion
@@ -175,13 +183,26 @@ def write(rows: list[Notificacion], now: datetime) -> list[Notificacion]:
     session = db.session()
     session.add_all(rows)
     session.flush()
-    # Load every recipient at once: their names go into the frames, one query instead of one per row (none when
-    # the caller already holds them all, as unassigning does).
-    missing = {n.usuario_id for n in rows if identity_key(Usuario, n.usuario_id) not in session.identity_map}
-    if missing:
-        list(db.session.scalars(select(Usuario).where(Usuario.id.in_(missing))))
+    _load_recipients(rows)
     _hand_to_channels(rows, now)
     return rows
+
+
+def _load_recipients(rows: list[Notificacion]) -> None:
+    """Every recipient at once: their names go into the frames, one query instead of one per row (none when the
+    caller already holds them all, as unassigning does)."""
+    session = db.session()
+    missing = {n.usuario_id for n in rows if identity_key(Usuario, n.usuario_id) not in session.identity_map}
+    if missing:
+        list(session.scalars(select(Usuario).where(Usuario.id.in_(missing))))
+
+
+def withdraw(rows: list[Notificacion], actor_id: int) -> None:
+    """Tell each recipient's devices that these questions no longer wait for an answer (``notification_withdrawn``,
+    to the recipient alone). The rows stay as they are: unanswered, and that is what the tally keeps."""
+    _load_recipients(rows)
+    for n in rows:
+        _record(NotificationWithdrawn, n, actor_id, privada=True)
 
 
 def _hand_to_channels(rows: list[Notificacion], now: datetime) -> None:

@@ -166,7 +166,7 @@ function handle(frame, socket) {
     socket?.send(JSON.stringify({ event_type: "notification_received", data: { ids: [data.id] } }));
     if (data.requiere_respuesta && navigator.vibrate) navigator.vibrate(200);
     reloadSoon();
-  } else if (["notification_read", "notification_answered", "notification_delivered"].includes(frame.event_type) && data.usuario_id === me) {
+  } else if (["notification_read", "notification_answered", "notification_delivered", "notification_withdrawn"].includes(frame.event_type) && data.usuario_id === me) {
     reloadSoon();
   } else if (["alert_created", "alert_tally", "alert_closed"].includes(frame.event_type)) {
     const id = data.alerta_id;

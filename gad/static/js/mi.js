@@ -335,6 +335,9 @@ function forget(key) {
   }
 }
 
+// What the question is, said first: an evacuation asked under "Nueva asignación" reads as a routine task.
+const PREGUNTA_TITULOS = { asignacion: "Nueva asignación", emergencia: "Emergencia: se le asigna", alerta: "Alerta de la central" };
+
 function showNext() {
   if (respondiendo) return;
   const orden = [...preguntas.values()].sort(masUrgente);
@@ -357,6 +360,7 @@ function showNext() {
   const nueva = !next.avisada;
   next.avisada = true;
   alerta = next;
+  $("alerta-titulo").textContent = PREGUNTA_TITULOS[next.causa] ?? PREGUNTA_TITULOS.asignacion;
   $("alerta-texto").textContent = next.texto;
   $("alerta-estado").textContent = "";
   $("alerta-motivo").value = "";
@@ -431,13 +435,32 @@ async function answer(respuesta) {
     refused = Boolean(result?.error);
     estado = result?.error ? `No se registró: ${result.error.message}` : result ? "Respuesta enviada a la central." : "Sin cobertura: la respuesta se enviará al volver.";
   }
+  showOutcome(estado, refused ? 4000 : 1500); // a refusal stays to be read (and is listed under "Pendiente de enviar")
+}
+
+// The question on screen has its outcome written under it; the next one takes its place only once it was read.
+function showOutcome(estado, ms) {
   $("alerta-estado").textContent = estado;
   setTimeout(() => {
     respondiendo = false;
     alerta = null;
     $("alerta").hidden = true;
     showNext();
-  }, refused ? 4000 : 1500); // a refusal stays to be read (and is listed under "Pendiente de enviar")
+  }, ms);
+}
+
+function withdrawn(d) {
+  // Its alert was closed: an answer would now be refused. A question on screen says so before it goes, and its
+  // buttons stop taking taps; one still waiting in line simply leaves.
+  cerradas.add(d.id);
+  if (alerta?.notificacionId !== d.id || respondiendo || $("alerta").hidden) {
+    forget(d.id);
+    return;
+  }
+  preguntas.delete(d.id);
+  respondiendo = true;
+  $("acepto").disabled = $("no-puedo").disabled = true;
+  showOutcome("La central cerró esta alerta: ya no espera respuesta.", 4000);
 }
 
 // --- taken off a tarea: the tarea's own events no longer reach this officer, their notification does ---
@@ -513,6 +536,10 @@ function onFrame(frame, replayed) {
   const d = frame.data ?? {};
   if (["notification_read", "notification_answered"].includes(frame.event_type) && d.usuario_id === me) {
     notificationSettled(d);
+    return;
+  }
+  if (frame.event_type === "notification_withdrawn" && d.usuario_id === me) {
+    withdrawn(d);
     return;
   }
   if (frame.event_type === "notification" && d.usuario_id === me) {
