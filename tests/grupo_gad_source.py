@@ -108,6 +108,7 @@ class Expected:
     disagreements: set[int] = field(default_factory=set)
     deleted_usuarios: set[int] = field(default_factory=set)
     unverified_usuarios: set[int] = field(default_factory=set)
+    blocked_usuarios: set[int] = field(default_factory=set)
     login_usuario: int = 1
 
 
@@ -139,7 +140,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
             created = base + timedelta(days=n % 200, minutes=n)
             email = f"agente{n}@grupo-gad.es"
             dni = f"{40000000 + n}{'TRWAGMYFPDXBNJZSQVHLCKE'[n % 23]}"
-            verificado, deleted, nivel, password = True, None, "LEVEL_1", cheap
+            verificado, deleted, nivel, password, blocked_until = True, None, "LEVEL_1", cheap, None
             if n == 1:
                 email, nivel, password = LOGIN_EMAIL, "LEVEL_3", bcrypt_hash(LOGIN_PASSWORD, 12)
             elif n == 2:
@@ -159,6 +160,9 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                 expected.problems[("usuario", 6)] = "dni"
             elif n in (7, 8):
                 nivel = "LEVEL_2"
+            elif n == 104:  # locked out for good by the old system: not let in until an administrador checks
+                blocked_until = datetime(2099, 1, 1, tzinfo=UTC)
+                expected.blocked_usuarios.add(n)
             rows.append(
                 (
                     n,
@@ -174,7 +178,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                     verificado,
                     created + timedelta(days=90) if n % 4 == 0 else None,
                     n % 3,
-                    None,
+                    blocked_until,
                     json.dumps({"turno": "noche" if n % 2 else "día"}),
                     _naive(created),
                     _naive(created + timedelta(days=1)),
@@ -197,6 +201,9 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
             if n == 2:
                 codigo = "E2"
                 expected.problems[("efectivo", 2)] = "codigo_interno"
+            disponibilidad = rng.choice(["DISPONIBLE", "FUERA_SERVICIO", "NO_DISPONIBLE"])
+            if n % 17 == 0:  # as the old system left it, whether or not the efectivo works a running tarea
+                disponibilidad = "EN_TAREA"
             rows.append(
                 (
                     n,
@@ -206,7 +213,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                     rng.choice(["Cabo", "Sargento", "Oficial"]),
                     f"Móvil {101 + n % 4}",
                     rng.choice(["patrulla", "investigación", "tráfico", None]),
-                    rng.choice(["DISPONIBLE", "FUERA_SERVICIO", "NO_DISPONIBLE"]),
+                    disponibilidad,
                     base + timedelta(hours=n),
                     json.dumps({"vehiculo": f"V-{n}"}) if n % 2 else None,
                     _naive(base),
@@ -223,6 +230,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
         good_efectivos = list(range(3, efectivos + 1))
         free = list(good_efectivos)  # efectivos not yet working an active tarea
         table_of_21: list[int] = []
+        inicio_of_21 = base
         tarea_rows, table_rows, history = [], [], []
         for n in range(1, tareas + 1):
             estado = ESTADOS[n % 5]
@@ -269,10 +277,13 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                 real_start = datetime.now(UTC) + timedelta(days=30)
                 real_end = real_start + timedelta(hours=1)
                 expected.problems[("tarea", n)] = "in the future"
-            elif n == 22:  # PAUSED, and claims an efectivo that tarea 21 (IN_PROGRESS) already works
+            elif n == 22:  # PAUSED, and books an efectivo that tarea 21 (IN_PROGRESS) holds for an overlapping window
                 shared = table_of_21[0]
                 array, table = [*array, shared], [*table, shared]
-                expected.problems[("tarea", n)] = "already actively assigned"
+                inicio, fin = inicio_of_21 + timedelta(hours=1), inicio_of_21 + timedelta(hours=5)
+                real_start = inicio + timedelta(minutes=10)
+                pausado_en = real_start + timedelta(hours=1)
+                expected.problems[("tarea", n)] = "already booked by GRUPO_GAD tarea 21"
             elif n == 30:
                 deleted = _naive(inicio + timedelta(days=1))
             if n in (40, 41, 42, 43) and team:
@@ -288,6 +299,7 @@ def fill(url: str, *, usuarios: int = 120, efectivos: int = 80, tareas: int = 32
                     array = [*array, extra]
                     expected.disagreements.add(n)
             if n == 21:
+                inicio_of_21 = inicio
                 if not table:
                     member = free.pop()
                     array, table = [member], [member]

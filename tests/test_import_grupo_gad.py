@@ -88,6 +88,8 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         if ("usuario", old["id"]) in problems:
             assert old["id"] not in usuarios
             continue
+        # Into an empty GAD every row keeps its old id: a client of the old system still holding it reads the same record.
+        assert usuarios[old["id"]] == old["id"]
         new = gad_usuarios[usuarios[old["id"]]]
         assert new["email"] == old["email"].lower()
         assert (new["dni"], new["nombre"], new["apellido"], new["telefono"], new["telegram_id"]) == (
@@ -101,16 +103,25 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         assert new["password_hash"] == old["hashed_password"]
         assert str(new["uuid"]) == str(old["uuid"])
         assert new["verificado"] is old["verificado"]
-        # Deleted or never verified: imported, but inactive (GAD lets only active usuarios in).
-        assert new["activo"] is (old["deleted_at"] is None and old["verificado"])
+        # Deleted, never verified or locked out for good: imported, but inactive (GAD lets only active usuarios in).
+        blocked = old["bloqueado_hasta"] is not None
+        assert new["activo"] is (old["deleted_at"] is None and old["verificado"] and not blocked)
         assert new["created_at"] == utc(old["created_at"]) and new["updated_at"] == utc(old["updated_at"])
         assert new["ultimo_acceso"] == old["ultimo_acceso"]
         assert new["intentos_fallidos"] == old["intentos_fallidos"]
-        motivo = "borrado" if old["deleted_at"] else ("sin_verificar" if not old["verificado"] else None)
+        motivo = "borrado" if old["deleted_at"] else "sin_verificar" if not old["verificado"] else "bloqueado" if blocked else None
         assert new["extra"] == old["extra_data"] | {"importado_de": {"sistema": "grupo_gad", "id": old["id"], "inactivo_por": motivo}}
     assert len(usuarios) == len(gad_usuarios)
 
     gad_efectivos = {r["id"]: r for r in query(target_url, "SELECT * FROM efectivos")}
+    working = {
+        r["efectivo_id"]
+        for r in query(
+            target_url,
+            "SELECT a.efectivo_id FROM asignaciones a JOIN tareas t ON t.id = a.tarea_id"
+            " WHERE a.liberado_en IS NULL AND t.deleted_at IS NULL AND t.estado IN ('en_curso', 'pausada')",
+        )
+    }
     for old in query(
         source_url,
         "SELECT e.*, e.estado_disponibilidad::text AS disp, u.nombre || ' ' || u.apellido AS persona FROM efectivos e JOIN usuarios u ON u.id = e.usuario_id",
@@ -118,6 +129,7 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         if ("efectivo", old["id"]) in problems:
             assert old["id"] not in efectivos
             continue
+        assert efectivos[old["id"]] == old["id"]
         new = gad_efectivos[efectivos[old["id"]]]
         assert (new["codigo_interno"], new["rango"], new["unidad"], new["especialidad"]) == (
             old["codigo_interno"],
@@ -127,8 +139,13 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         )
         assert new["usuario_id"] == usuarios[old["usuario_id"]]
         assert new["nombre"] == old["persona"]
-        assert new["estado_disponibilidad"] == old["disp"].lower()
-        assert new["estado_cambiado_en"] == old["ultima_actualizacion_estado"]
+        # GAD's rule, whatever the old system left: working a running tarea is en_tarea, en_tarea without one is disponible.
+        imported_as = {("disponible", True): "en_tarea", ("en_tarea", False): "disponible"}.get(
+            (old["disp"].lower(), new["id"] in working), old["disp"].lower()
+        )
+        assert new["estado_disponibilidad"] == imported_as
+        if imported_as == old["disp"].lower():
+            assert new["estado_cambiado_en"] == old["ultima_actualizacion_estado"]
         assert new["activo"] is (old["deleted_at"] is None)
         assert str(new["uuid"]) == str(old["uuid"])
     assert len(efectivos) == len(gad_efectivos)
@@ -145,6 +162,7 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         if ("tarea", old["id"]) in problems:
             assert old["id"] not in tareas
             continue
+        assert tareas[old["id"]] == old["id"]
         new = gad_tareas[tareas[old["id"]]]
         assert (new["codigo"], new["titulo"], new["descripcion"]) == (old["codigo"], old["titulo"], old["descripcion"])
         assert new["estado"] == ESTADOS[old["estado"]] and new["tipo"] == old["tipo"].lower() and new["prioridad"] == PRIORIDADES[old["prioridad"]]
@@ -163,6 +181,8 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         assert sorted(a["efectivo_id"] for a in got) == sorted(efectivos[e] for e in union)
         still_active = new["estado"] in ("programada", "en_curso", "pausada") and old["deleted_at"] is None
         assert all((a["liberado_en"] is None) is still_active for a in got)
+        # Each books the tarea's window, as an assignment made in GAD does.
+        assert all((a["periodo"].lower, a["periodo"].upper) == (new["inicio_programado"], new["fin_programado"]) for a in got)
         assert import_history[new["id"]]["estado_nuevo"] == new["estado"]
     assert len(tareas) == len(gad_tareas)
 
@@ -220,9 +240,12 @@ def test_import_brings_every_row_and_reruns_change_nothing(source: tuple[str, le
     figures = [line.replace("would import", "imported") for line in dry.stdout.splitlines() if "source" in line and "·" in line]
     assert figures == [line for line in result.stdout.splitlines() if "source" in line and "·" in line]
     assert (
-        f"usuarios imported inactive: {len(expected.deleted_usuarios)} deleted in GRUPO_GAD, {len(expected.unverified_usuarios)} never verified"
-        in result.stdout
+        f"usuarios imported inactive: {len(expected.deleted_usuarios)} deleted in GRUPO_GAD, {len(expected.unverified_usuarios)} never verified,"
+        f" {len(expected.blocked_usuarios)} blocked until a date still to come" in result.stdout
     )
+    assert "Ids GAD already used, given new ones (0;" in result.stdout
+    settled = result.stdout.split("Availability set by GAD's rule", 1)[1].split("Rows that cannot", 1)[0]
+    assert "disponible -> en_tarea" in settled  # the other way round: test_near_duplicates_…
 
     # The event log: where the data came from, one event per batch, nothing per row; the chain verifies.
     eventos = query(database_url, "SELECT event_type, topic, payload FROM eventos ORDER BY id")
@@ -343,8 +366,14 @@ def test_imported_usuario_logs_in_with_old_password_then_has_argon2id(source: tu
     assert ok.status_code == 200, ok.text
     rehashed = query(database_url, "SELECT password_hash FROM usuarios WHERE email = %s", (email,))[0]["password_hash"]
     assert rehashed.startswith("$argon2id$")
-    me = live_server.get("/api/v1/users/me", headers={"Authorization": f"Bearer {ok.json()['access_token']}"})
-    assert me.status_code == 200 and me.json()["email"] == email
+    headers = {"Authorization": f"Bearer {ok.json()['access_token']}"}
+    me = live_server.get("/api/v1/users/me", headers=headers)
+    assert me.status_code == 200 and me.json()["email"] == email and me.json()["id"] == expected.login_usuario
+    # An old client's ids still name the same records, and a tarea's history reads oldest first, the import's row last.
+    tarea = live_server.get("/api/v1/tasks/2", headers=headers)
+    assert tarea.status_code == 200 and tarea.json()["codigo"] == query(source_url, "SELECT codigo FROM tareas WHERE id = 2")[0]["codigo"]
+    historial = live_server.get("/api/v1/tasks/2/historial", headers=headers).json()
+    assert [h["motivo"] for h in historial] == ["Tarea creada", "Cambio de estado", "Importada de GRUPO_GAD (tarea 2)"]
     # The same password keeps working against the new hash.
     assert live_server.post("/api/v1/auth/login", json={"email": email, "password": legacy.LOGIN_PASSWORD}).status_code == 200
 
@@ -357,6 +386,9 @@ def test_imported_usuario_logs_in_with_old_password_then_has_argon2id(source: tu
     )[0]
     refused = live_server.post("/api/v1/auth/login", data={"username": row["email"], "password": legacy.OTHER_PASSWORD})
     assert refused.status_code == 401
+    # So is one the old system had locked out until a date still to come.
+    blocked = query(database_url, "SELECT email FROM usuarios WHERE id = %s", (next(iter(expected.blocked_usuarios)),))[0]["email"]
+    assert live_server.post("/api/v1/auth/login", data={"username": blocked, "password": legacy.OTHER_PASSWORD}).status_code == 401
     assert query(database_url, "SELECT password_hash FROM usuarios WHERE email = %s", (row["email"],))[0]["password_hash"] == row["password_hash"]
 
 
@@ -373,3 +405,67 @@ def test_bcrypt_hashes_verify_on_the_first_72_bytes_and_always_need_rehash(app: 
         assert not auth.verify_password("$2b$04$not-a-valid-bcrypt-hash", long_password)
         assert auth.needs_rehash(old_hash)
         assert not auth.needs_rehash(auth.hash_password("una-clave-nueva-larga"))
+
+
+def test_near_duplicates_are_reported_and_only_ids_gad_already_has_are_renumbered(pg_server: str, database_url: str) -> None:
+    """E-mails and DNIs unique as GRUPO_GAD stored them but not once trimmed (and e-mails lower-cased) made the import
+    fail with a traceback, dry run included; and every row took a new id, so a client holding an old one read
+    another record. Such rows are now listed as any bad row is, and every row keeps its old id unless GAD has it."""
+    source_url = recreate_database(pg_server, "grupo_gad_edges")
+    legacy.create_schema(source_url)
+    hashed = legacy.bcrypt_hash(legacy.OTHER_PASSWORD, 4)
+    people = [
+        (1, "jefe@grupo-gad.es", "40000001A"),
+        (2, " pedro@grupo-gad.es", "40000002B"),
+        (3, "Pedro@grupo-gad.es", "40000003C"),
+        (4, "ana@grupo-gad.es", "40000004D "),
+        (5, "luis@grupo-gad.es", "40000004D"),
+        (6, "eva@grupo-gad.es", "40000006F"),
+        (7, "rosa@grupo-gad.es", "40000007G"),
+    ]
+    created = datetime(2024, 5, 1, 9, 0)
+    conn = psycopg2.connect(source_url)
+    with conn, conn.cursor() as cur:
+        for old_id, email, dni in people:
+            cur.execute(
+                "INSERT INTO usuarios (id, uuid, dni, nombre, apellido, email, nivel, hashed_password, verificado, intentos_fallidos, extra_data,"
+                " created_at, updated_at) VALUES (%s, gen_random_uuid(), %s, 'Nombre', 'Apellido', %s, 'LEVEL_1', %s, true, 0, '{}', %s, %s)",
+                (old_id, dni, email, hashed, created, created),
+            )
+        # Efectivo 3 was left en_tarea with no tarea at all.
+        for old_id, usuario_id, codigo, estado in ((1, 6, "EF-0001 ", "DISPONIBLE"), (2, 7, "EF-0001", "DISPONIBLE"), (3, 1, "EF-0003", "EN_TAREA")):
+            cur.execute(
+                "INSERT INTO efectivos (id, uuid, usuario_id, codigo_interno, estado_disponibilidad, ultima_actualizacion_estado, created_at, updated_at)"
+                " VALUES (%s, gen_random_uuid(), %s, %s, %s, now(), %s, %s)",
+                (old_id, usuario_id, codigo, estado, created, created),
+            )
+    conn.close()
+    # GAD already has a usuario 1 (an administrador created before the import).
+    env = os.environ | {"GAD_ENV": "testing", "DATABASE_URL": database_url, "TEST_DATABASE_URL": database_url, "GAD_ADMIN_PASSWORD": "a-long-password-1"}
+    admin = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "gad", "create-admin", "admin@gad.test"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert admin.returncode == 0, admin.stderr
+    admin_id = query(database_url, "SELECT id FROM usuarios WHERE email = 'admin@gad.test'")[0]["id"]
+    query(database_url, "UPDATE usuarios SET id = 1 WHERE id = %s", (admin_id,))
+
+    dry = run_import(database_url, source_url, "--dry-run")
+    assert dry.returncode == 0, dry.stderr + dry.stdout
+    listed = problem_lines(dry.stdout)
+    assert set(listed) == {("usuario", 2), ("usuario", 3), ("usuario", 4), ("usuario", 5), ("efectivo", 1), ("efectivo", 2)}, dry.stdout
+    assert "differs only in case or surrounding spaces from usuario 3 ('Pedro@grupo-gad.es')" in listed[("usuario", 2)]
+    assert "dni '40000004D ' differs only in surrounding spaces from usuario 5" in listed[("usuario", 4)]
+    assert "codigo_interno 'EF-0001' differs only in surrounding spaces from efectivo 1" in listed[("efectivo", 2)]
+
+    result = run_import(database_url, source_url, "--skip-invalid")
+    assert result.returncode == 0, result.stderr + result.stdout
+    usuarios, efectivos = provenance(database_url, "usuario"), provenance(database_url, "efectivo")
+    assert usuarios[6] == 6 and usuarios[7] == 7 and efectivos == {3: 3}
+    # Old usuario 1's id was GAD's administrador's: it got one past every old id, and the report says which.
+    assert usuarios[1] > 7 and f"usuario 1 -> {usuarios[1]}" in result.stdout
+    assert query(database_url, "SELECT email FROM usuarios WHERE id = 1")[0]["email"] == "admin@gad.test"
+    # GAD's availability rule, which the old system did not keep: en_tarea with no running tarea is disponible.
+    assert "efectivo 3 (EF-0003): en_tarea -> disponible" in result.stdout
+    assert query(database_url, "SELECT estado_disponibilidad FROM efectivos WHERE id = 3")[0]["estado_disponibilidad"] == "disponible"
+    # What GAD creates next takes none of the ids kept.
+    assert query(database_url, "SELECT nextval(pg_get_serial_sequence('usuarios', 'id')) AS n")[0]["n"] > usuarios[1]

@@ -32,7 +32,8 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import Range
 
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Procedencia, Tarea, Usuario, utcnow
@@ -41,7 +42,9 @@ from gad.schemas.efectivos import EfectivoIn
 from gad.schemas.events import ImportBatch, ImportFinished, ImportStarted
 from gad.schemas.tareas import TareaIn
 from gad.schemas.usuarios import UsuarioIn
-from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, EstadoTarea
+from gad.services import efectivos as efectivos_service
+from gad.services.turnos import periodo
+from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, Disponibilidad, EstadoTarea
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,11 @@ REQUIRED_TABLES = ("alembic_version", "usuarios", "efectivos", "tareas", "tarea_
 ENTIDADES = ("usuario", "efectivo", "tarea", "historial")
 # Import events reach live clients following topic "sistema" as a handful of frames (one per batch).
 _EVENT: dict[str, Any] = {"topic": "sistema", "entity_type": "importacion", "entity_id": None, "actor_id": None}
+# The table's id sequence set to at least ``top`` (never back): ids up to it are then never handed out by GAD.
+_PAST_OLD_IDS = text(
+    "SELECT setval(seq, greatest(CAST(:top AS bigint), coalesce(pg_sequence_last_value(seq), 1)))"
+    " FROM (SELECT CAST(pg_get_serial_sequence(:table, 'id') AS regclass) AS seq) AS q"
+)
 
 # The old database stores enum *names* (upper-case English); GAD stores the API's lower-case values.
 NIVELES = {"LEVEL_1": 1, "LEVEL_2": 2, "LEVEL_3": 3}
@@ -135,6 +143,11 @@ class Report:
     asignaciones: int = 0
     inactive_deleted: int = 0
     inactive_unverified: int = 0
+    inactive_blocked: int = 0
+    # (entidad, old id, new id) of rows whose GRUPO_GAD id GAD already used.
+    renumbered: list[tuple[str, int, int]] = field(default_factory=list)
+    # (efectivo's new id, codigo_interno, state imported, state GAD's rule gives it).
+    settled: list[tuple[int, str, str, str]] = field(default_factory=list)
     interrupted: bool = False
     stopped: str | None = None
     elapsed_s: float = 0.0
@@ -145,6 +158,8 @@ class Report:
             "dry_run": self.dry_run,
             "counts": {e: vars(c) for e, c in self.counts.items()},
             "asignaciones": self.asignaciones,
+            "renumbered": len(self.renumbered),
+            "disponibilidad_settled": len(self.settled),
             "problems": len(self.problems),
             "changed": len(self.changed),
             "disagreements": len(self.disagreements),
@@ -161,7 +176,14 @@ class Report:
                 f" · changed since import {c.changed:>5} · cannot import {c.skipped:>5}"
             )
         out.append(f"  asignaciones {verb}: {self.asignaciones}")
-        out.append(f"  usuarios imported inactive: {self.inactive_deleted} deleted in GRUPO_GAD, {self.inactive_unverified} never verified")
+        out.append(
+            f"  usuarios imported inactive: {self.inactive_deleted} deleted in GRUPO_GAD, {self.inactive_unverified} never verified,"
+            f" {self.inactive_blocked} blocked until a date still to come"
+        )
+        out.append(f"Ids GAD already used, given new ones ({len(self.renumbered)}; every other row keeps its GRUPO_GAD id):")
+        out.extend(f"  {entidad} {old_id} -> {new_id}" for entidad, old_id, new_id in self.renumbered)
+        out.append(f"Availability set by GAD's rule from the assignments imported ({len(self.settled)}):")
+        out.extend(f"  efectivo {new_id} ({codigo}): {antes} -> {ahora}" for new_id, codigo, antes, ahora in self.settled)
         out.append(f"Rows that cannot be imported ({len(self.problems)}):")
         out.extend(f"  {p.line()}" for p in self.problems)
         if self.dry_run and self.problems:
@@ -303,8 +325,11 @@ class Importer:
         self._started = time.monotonic()
         self._done = 0
         self._total = 0
-        # new efectivo id -> description of the active tarea it works: GAD allows one at a time.
-        self.active_by_efectivo: dict[int, str] = {}
+        # What each efectivo's active assignments hold, as GAD's assignment rule sees them (``_booking_clash``): the
+        # windows booked by tareas with a schedule, and the one tarea without a schedule it may hold.
+        self.booked: dict[int, list[tuple[datetime, datetime, str]]] = {}
+        self.unscheduled: dict[int, str] = {}
+        self.source_max_id: dict[str, int] = {}  # by table
 
     # --- the run ----------------------------------------------------------------------------------
 
@@ -315,15 +340,18 @@ class Importer:
         if not self.dry_run:
             events.record(db.session(), ImportStarted(sistema=SISTEMA, **self.report.source), **_EVENT)
             self.end_batch()
-        for eid, label in db.session.execute(
-            select(Asignacion.efectivo_id, Tarea.codigo).join(Tarea, Tarea.id == Asignacion.tarea_id).where(Asignacion.liberado_en.is_(None))
+        for eid, window, label in db.session.execute(
+            select(Asignacion.efectivo_id, Asignacion.periodo, Tarea.codigo)
+            .join(Tarea, Tarea.id == Asignacion.tarea_id)
+            .where(Asignacion.liberado_en.is_(None))
         ):
-            self.active_by_efectivo[eid] = f"GAD tarea {label}"
+            self._hold(eid, window, f"GAD tarea {label}")
         try:
             self._usuarios()
             self._efectivos()
             self._tareas()
             self._historial()
+            self._settle_disponibilidad()
         except InvalidRowsFound as exc:
             self.report.stopped = str(exc)
         finally:
@@ -340,8 +368,10 @@ class Importer:
             database, host, port = cur.fetchone()
             counts = {}
             for entidad, table in (("usuario", "usuarios"), ("efectivo", "efectivos"), ("tarea", "tareas"), ("historial", "historial_estados")):
-                cur.execute(f"SELECT count(*) FROM {table}")
-                counts[entidad] = int(cur.fetchone()[0])
+                cur.execute(f"SELECT count(*), coalesce(max(id), 0) FROM {table}")
+                count, top = cur.fetchone()
+                counts[entidad] = int(count)
+                self.source_max_id[table] = int(top)
                 self.report.counts[entidad].source = counts[entidad]
         self._total = sum(counts.values())
         self.report.source = {"database": database, "host": host, "port": port, "revision": KNOWN_REVISION, "rows": counts}
@@ -436,22 +466,47 @@ class Importer:
         left = (self._total - self._done) / rate if rate > 0 else None
         self.progress(entidad, self._done, self._total, rate, left)
 
-    def _insert(self, model: type[Any], values: list[dict[str, Any]]) -> list[int]:
+    def _insert(self, model: type[Any], values: list[dict[str, Any]], old_ids: list[int] | None = None) -> list[int]:
+        """Insert the rows and return their new ids, in order. With ``old_ids`` (the rows clients of GRUPO_GAD name
+        by id: usuarios, efectivos, tareas) each row keeps its old id unless GAD already has a row with it; those get
+        a new one, listed in the report. Otherwise a client still holding an old id would read another record."""
         if not values:
             return []
         table = model.__table__
-        result = db.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), values)
-        return [int(r[0]) for r in result]
+        if old_ids is None:
+            result = db.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), values)
+            return [int(r[0]) for r in result]
+        # First the id counter moves past every old id (a dry run's too: ids are not data, and GAD serving meanwhile
+        # must not hand out an id kept here; a row given a new one does not take a later batch's), then the ids GAD
+        # has are seen, then the rows go in.
+        db.session.execute(_PAST_OLD_IDS, {"table": table.name, "top": self.source_max_id[table.name]})
+        taken = set(db.session.scalars(select(table.c.id).where(table.c.id.in_(old_ids))))
+        kept = [row | {"id": old_id} for row, old_id in zip(values, old_ids, strict=True) if old_id not in taken]
+        if kept:
+            db.session.execute(insert(table), kept)
+        fresh = iter(self._insert(model, [row for row, old_id in zip(values, old_ids, strict=True) if old_id in taken]))
+        new_ids = [next(fresh) if old_id in taken else old_id for old_id in old_ids]
+        entidad = {"usuarios": "usuario", "efectivos": "efectivo", "tareas": "tarea"}[table.name]
+        self.report.renumbered.extend((entidad, old_id, new_id) for old_id, new_id in zip(old_ids, new_ids, strict=True) if old_id != new_id)
+        return new_ids
 
     # --- usuarios ---------------------------------------------------------------------------------
 
+    def _near_duplicates(self, table: str, column: str, normalise: Callable[[str], str]) -> dict[int, list[tuple[int, str]]]:
+        """Source rows whose ``column`` is unique as GRUPO_GAD stored it (case and surrounding spaces included) but
+        not once GAD has normalised it as its schemas do: old id -> the other rows of its group. Neither is
+        imported: which of them is the person is the operator's call. Streamed; only the groups are kept."""
+        groups: dict[str, list[tuple[int, str]]] = {}
+        with self.source.cursor(name=f"gad_import_near_{table}_{column}") as cur:
+            cur.itersize = self.batch_size
+            cur.execute(f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY id")
+            for old_id, value in cur:
+                groups.setdefault(normalise(value), []).append((old_id, value))
+        return {old_id: [o for o in group if o[0] != old_id] for group in groups.values() if len(group) > 1 for old_id, _ in group}
+
     def _usuarios(self) -> None:
-        with self.source.cursor() as cur:
-            cur.execute("SELECT id, email FROM usuarios WHERE lower(email) IN (SELECT lower(email) FROM usuarios GROUP BY 1 HAVING count(*) > 1) ORDER BY id")
-            by_lower: dict[str, list[tuple[int, str]]] = {}
-            for old_id, email in cur.fetchall():
-                by_lower.setdefault(email.lower(), []).append((old_id, email))
-        case_duplicates = {old_id: [o for o in group if o[0] != old_id] for group in by_lower.values() for old_id, _ in group}
+        same_email = self._near_duplicates("usuarios", "email", lambda email: email.strip().lower())
+        same_dni = self._near_duplicates("usuarios", "dni", str.strip)
         sql = (
             "SELECT id, uuid::text AS uuid, dni, nombre, apellido, email, telefono, telegram_id, nivel::text AS nivel, hashed_password,"
             " verificado, ultimo_acceso, intentos_fallidos, bloqueado_hasta, extra_data, created_at, updated_at, deleted_at"
@@ -465,8 +520,13 @@ class Importer:
             for index in fresh:
                 row = rows[index]
                 reasons: list[str] = []
-                for other_id, other_email in case_duplicates.get(row["id"], []):
-                    reasons.append(f"e-mail {row['email']!r} differs only in case from usuario {other_id} ({other_email!r}); GAD e-mails are case-insensitive")
+                for other_id, other_email in same_email.get(row["id"], []):
+                    reasons.append(
+                        f"e-mail {row['email']!r} differs only in case or surrounding spaces from usuario {other_id} ({other_email!r});"
+                        " GAD e-mails are case-insensitive and trimmed"
+                    )
+                for other_id, other_dni in same_dni.get(row["id"], []):
+                    reasons.append(f"dni {row['dni']!r} differs only in surrounding spaces from usuario {other_id} ({other_dni!r}); GAD trims it")
                 nivel = NIVELES.get(row["nivel"])
                 if nivel is None:
                     reasons.append(f"unknown nivel {row['nivel']!r}")
@@ -497,11 +557,15 @@ class Importer:
                     continue
                 deleted = row["deleted_at"] is not None
                 unverified = not row["verificado"]
-                # GAD lets in only active usuarios: a usuario the old system kept unverified is imported
-                # inactive, for an administrador to check and reactivate (POST /users/{id}/reactivar).
-                motivo = "borrado" if deleted else ("sin_verificar" if unverified else None)
+                bloqueado_hasta = _utc(row["bloqueado_hasta"])
+                blocked = bloqueado_hasta is not None and bloqueado_hasta > self.now
+                # GAD lets in only active usuarios: a usuario the old system kept unverified, or had locked out
+                # until a date still to come (GAD's own lockouts do not read that column), is imported inactive,
+                # for an administrador to check and reactivate (POST /users/{id}/reactivar).
+                motivo = "borrado" if deleted else "sin_verificar" if unverified else "bloqueado" if blocked else None
                 self.report.inactive_deleted += deleted
                 self.report.inactive_unverified += unverified and not deleted
+                self.report.inactive_blocked += motivo == "bloqueado"
                 values.append(
                     {
                         "uuid": uuid_lib.UUID(row["uuid"]),
@@ -517,14 +581,14 @@ class Importer:
                         "activo": motivo is None,
                         "ultimo_acceso": _utc(row["ultimo_acceso"]),
                         "intentos_fallidos": row["intentos_fallidos"] or 0,
-                        "bloqueado_hasta": _utc(row["bloqueado_hasta"]),
+                        "bloqueado_hasta": bloqueado_hasta,
                         "extra": _extra(row["extra_data"], id=row["id"], inactivo_por=motivo),
                         "created_at": _utc(row["created_at"]),
                         "updated_at": _utc(row["updated_at"]),
                     }
                 )
                 olds.append((row["id"], hashes[index]))
-            new_ids = self._insert(Usuario, values)
+            new_ids = self._insert(Usuario, values, [old for old, _ in olds])
             self._finish_batch("usuario", batch, olds, new_ids)
 
     def _taken_usuario_fields(self, rows: list[dict[str, Any]]) -> dict[tuple[str, Any], int]:
@@ -552,6 +616,7 @@ class Importer:
     # --- efectivos --------------------------------------------------------------------------------
 
     def _efectivos(self) -> None:
+        same_codigo = self._near_duplicates("efectivos", "codigo_interno", str.strip)
         sql = (
             "SELECT e.id, e.uuid::text AS uuid, e.usuario_id, e.codigo_interno, e.rango, e.unidad, e.especialidad,"
             " e.estado_disponibilidad::text AS estado_disponibilidad, e.ultima_actualizacion_estado, e.metadata,"
@@ -573,6 +638,10 @@ class Importer:
                 if disponibilidad is None:
                     reasons.append(f"unknown estado_disponibilidad {row['estado_disponibilidad']!r}")
                 usuario_id = self._ref("usuario", row["usuario_id"], usuarios, "usuario_id", reasons)
+                for other_id, other_codigo in same_codigo.get(row["id"], []):
+                    reasons.append(
+                        f"codigo_interno {row['codigo_interno']!r} differs only in surrounding spaces from efectivo {other_id} ({other_codigo!r}); GAD trims it"
+                    )
                 checked = _validate(
                     EfectivoIn,
                     {
@@ -612,7 +681,7 @@ class Importer:
                     }
                 )
                 olds.append((row["id"], hashes[index]))
-            new_ids = self._insert(Efectivo, values)
+            new_ids = self._insert(Efectivo, values, [old for old, _ in olds])
             self._finish_batch("efectivo", batch, olds, new_ids)
 
     # --- tareas and their assignments ----------------------------------------------------------------
@@ -674,17 +743,20 @@ class Importer:
                         pairs.append((old_efectivo, new_efectivo))
                 efectivo_ids = [new for _, new in pairs]
                 active = estado in _ACTIVOS and row["deleted_at"] is None
+                inicio_programado, fin_programado = _utc(row["inicio_programado"]), _utc(row["fin_programado"])
+                # The window an assignment books, as GAD's own assignment does (turnos.ventana).
+                window = periodo(inicio_programado, fin_programado) if inicio_programado and fin_programado else None
                 if active:
                     for old_efectivo, new_efectivo in pairs:
-                        if new_efectivo in self.active_by_efectivo:
-                            other = self.active_by_efectivo[new_efectivo]
-                            reasons.append(f"efectivo {old_efectivo} is already actively assigned to {other} (GAD: one active tarea per efectivo)")
+                        clash = self._booking_clash(new_efectivo, window)
+                        if clash:
+                            reasons.append(f"efectivo {old_efectivo} {clash}")
                 if reasons or checked is None or creador is None:
                     self._reject("tarea", row["id"], reasons)
                     continue
                 if active:
                     for new_efectivo in efectivo_ids:
-                        self.active_by_efectivo[new_efectivo] = f"GRUPO_GAD tarea {row['id']}"
+                        self._hold(new_efectivo, window, f"GRUPO_GAD tarea {row['id']}")
                 data = checked.model_dump()
                 creado = _utc(row["created_at"])
                 assert creado is not None
@@ -703,8 +775,8 @@ class Importer:
                         "prioridad": prioridad,
                         "estado": estado,
                         "es_emergencia": False,
-                        "inicio_programado": _utc(row["inicio_programado"]),
-                        "fin_programado": _utc(row["fin_programado"]),
+                        "inicio_programado": inicio_programado,
+                        "fin_programado": fin_programado,
                         "inicio_real": _utc(row["inicio_real"]),
                         "fin_real": _utc(row["fin_real"]),
                         "pausado_en": _utc(row["pausado_en"]),
@@ -722,8 +794,8 @@ class Importer:
                     }
                 )
                 olds.append((row["id"], hashes[index]))
-                assignments.append((efectivo_ids, creado, released, estado))
-            new_ids = self._insert(Tarea, values)
+                assignments.append((efectivo_ids, creado, released, estado, window))
+            new_ids = self._insert(Tarea, values, [old for old, _ in olds])
             asignaciones = [
                 {
                     "tarea_id": tarea_id,
@@ -733,8 +805,9 @@ class Importer:
                     "liberado_en": released,
                     # Released only with the old tarea's end: its efectivos keep reading it (READS_THROUGH).
                     "liberada_al_cerrar": released is not None,
+                    "periodo": window,
                 }
-                for tarea_id, (efectivo_ids, creado, released, _) in zip(new_ids, assignments, strict=True)
+                for tarea_id, (efectivo_ids, creado, released, _, window) in zip(new_ids, assignments, strict=True)
                 for efectivo_id in efectivo_ids
             ]
             if asignaciones:
@@ -750,11 +823,28 @@ class Importer:
                     "motivo": f"Importada de GRUPO_GAD (tarea {old_id})",
                     "created_at": self.now,
                 }
-                for tarea_id, (old_id, _), (_, _, _, estado) in zip(new_ids, olds, assignments, strict=True)
+                for tarea_id, (old_id, _), (_, _, _, estado, _) in zip(new_ids, olds, assignments, strict=True)
             ]
             if historial:
                 db.session.execute(insert(_core(HistorialEstado)), historial)
             self._finish_batch("tarea", batch, olds, new_ids)
+
+    def _hold(self, efectivo_id: int, window: Range[datetime] | None, label: str) -> None:
+        if window is None or window.lower is None or window.upper is None:
+            self.unscheduled[efectivo_id] = label
+        else:
+            self.booked.setdefault(efectivo_id, []).append((window.lower, window.upper, label))
+
+    def _booking_clash(self, efectivo_id: int, window: Range[datetime] | None) -> str | None:
+        """Why GAD would refuse this active assignment, as ``asignaciones.assign`` and the database's constraints do:
+        a window overlapping another active booking of the efectivo, or a second active tarea without a schedule."""
+        if window is None or window.lower is None or window.upper is None:
+            held = self.unscheduled.get(efectivo_id)
+            return f"already works {held}, also without a schedule (GAD: one unscheduled tarea at a time)" if held else None
+        for start, end, label in self.booked.get(efectivo_id, []):
+            if window.lower < end and start < window.upper:
+                return f"is already booked by {label} from {start.isoformat()} to {end.isoformat()} (GAD: an efectivo's bookings do not overlap)"
+        return None
 
     def _both_assignment_stores(self, rows: list[dict[str, Any]]) -> None:
         """Both stores are part of what was read: a change to either makes the tarea "changed"."""
@@ -836,3 +926,29 @@ class Importer:
                 olds.append((row["id"], hashes[index]))
             new_ids = self._insert(HistorialEstado, values)
             self._finish_batch("historial", batch, olds, new_ids)
+
+    # --- availability -------------------------------------------------------------------------------
+
+    def _settle_disponibilidad(self) -> None:
+        """Every imported efectivo's availability as GAD's own rule keeps it (``efectivos.following_assignments``):
+        ``disponible`` while working a running tarea becomes ``en_tarea``, ``en_tarea`` with none becomes
+        ``disponible``; a state set by hand stays. GRUPO_GAD did not keep the two in step, and dispatch and the
+        board read the state. Listed in the report; the last batch, so a re-run settles what an interrupted one left."""
+        imported = select(Procedencia.new_id).where(Procedencia.sistema == SISTEMA, Procedencia.entidad == "efectivo")
+        candidates = db.session.execute(
+            select(Efectivo.id, Efectivo.codigo_interno, Efectivo.estado_disponibilidad).where(
+                Efectivo.id.in_(imported), Efectivo.estado_disponibilidad.in_([Disponibilidad.DISPONIBLE.value, Disponibilidad.EN_TAREA.value])
+            )
+        ).all()
+        working = efectivos_service.working_on_running_tareas([eid for eid, _, _ in candidates]) if candidates else set()
+        for eid, codigo, estado in candidates:
+            following = efectivos_service.following_assignments(Disponibilidad(estado), working=eid in working)
+            if following != estado:
+                db.session.execute(
+                    update(Efectivo)
+                    .where(Efectivo.id == eid)
+                    .values(estado_disponibilidad=following.value, estado_cambiado_en=self.now, version=Efectivo.version + 1)
+                )
+                self.report.settled.append((eid, codigo, estado, following.value))
+        db.session.flush()
+        self.end_batch()

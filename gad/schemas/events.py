@@ -232,6 +232,8 @@ class ImportFinished(EventPayload):
     dry_run: bool
     counts: dict[str, dict[str, int]] = Field(description="Per entity: source, imported, unchanged, changed, skipped")
     asignaciones: int
+    renumbered: int = Field(0, description="Rows whose GRUPO_GAD id GAD already used, given a new one")
+    disponibilidad_settled: int = Field(0, description="Efectivos whose availability GAD's rule set from the assignments imported")
     problems: int
     changed: int
     disagreements: int

@@ -273,7 +273,7 @@ def set_disponibilidad(
         )
     if estado == Disponibilidad.DISPONIBLE and holding is not None:
         # Back from a hand-set state while a tarea they are on runs: en_tarea, never free for dispatch.
-        estado = _following_assignments(estado, working=efectivo.id in _working({efectivo.id}))
+        estado = following_assignments(estado, working=efectivo.id in working_on_running_tareas({efectivo.id}))
     change_disponibilidad(efectivo, estado, actor, motivo)
     db.session.flush()
     return efectivo
@@ -289,7 +289,7 @@ def set_disponibilidad(
 # granted) sees the first one committed.
 
 
-def _following_assignments(estado: Disponibilidad, *, working: bool) -> Disponibilidad:
+def following_assignments(estado: Disponibilidad, *, working: bool) -> Disponibilidad:
     """The rule itself: the state an efectivo in ``estado`` holds, given whether they are working."""
     if working and estado == Disponibilidad.DISPONIBLE:
         return Disponibilidad.EN_TAREA
@@ -311,7 +311,7 @@ _WORKING = (
 )
 
 
-def _working(efectivo_ids: Collection[int]) -> set[int]:
+def working_on_running_tareas(efectivo_ids: Collection[int]) -> set[int]:
     """Of ``efectivo_ids``, those actively assigned to a running tarea (one statement)."""
     return set(db.session.scalars(_WORKING, {"efectivo_ids": sorted(efectivo_ids)}))
 
@@ -331,14 +331,14 @@ def settle_after_release(efectivos: Iterable[Efectivo], actor: Usuario | None) -
     busy = [e for e in efectivos if e.estado_disponibilidad == Disponibilidad.EN_TAREA]
     if not busy:
         return
-    working = _working({e.id for e in busy})
+    working = working_on_running_tareas({e.id for e in busy})
     for efectivo in busy:
         _settle(efectivo, working=efectivo.id in working, actor=actor)
 
 
 def _settle(efectivo: Efectivo, *, working: bool, actor: Usuario | None) -> None:
     estado = Disponibilidad(efectivo.estado_disponibilidad)
-    change_disponibilidad(efectivo, _following_assignments(estado, working=working), actor)
+    change_disponibilidad(efectivo, following_assignments(estado, working=working), actor)
 
 
 def change_disponibilidad(efectivo: Efectivo, estado: Disponibilidad, actor: Usuario | None, motivo: str | None = None) -> None:

@@ -17,7 +17,7 @@ from gad.pg import Prepared, PreparedShapes
 from gad.schemas.tareas import HistorialOut
 from gad.services import json_sql
 from gad.services.json_sql import EMPTY_ARRAY, document
-from gad.services.tarea_queries import READ_FORBIDDEN, readable, tarea_object, visible_to
+from gad.services.tarea_queries import HISTORIAL_ORDER, READ_FORBIDDEN, readable, tarea_object, visible_to
 from gad.services.tareas import filter_values, filtered, ordering
 from gad.vocab import ID_MAX
 
@@ -60,7 +60,7 @@ def _historial() -> tuple[Prepared, Prepared]:
     """A tarea's history, oldest first, as list[HistorialOut], with the same found/readable answer as GET one
     (the same visibility: tests/test_list_json.py holds both equal to the Python path)."""
     items = (
-        select(func.coalesce(func.json_agg(aggregate_order_by(document(HistorialOut, dict(HistorialEstado.__table__.c)), HistorialEstado.id)), EMPTY_ARRAY))
+        select(func.coalesce(func.json_agg(aggregate_order_by(document(HistorialOut, dict(HistorialEstado.__table__.c)), *HISTORIAL_ORDER)), EMPTY_ARRAY))
         .where(HistorialEstado.tarea_id == Tarea.id)
         .scalar_subquery()
     )

@@ -13,12 +13,16 @@ from gad import policy
 from gad.db_session import as_uuid, loaded
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Tarea, Usuario
+from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
 from gad.pg import Prepared
 from gad.schemas.tareas import AsignadoOut, TareaOut
 from gad.services import auth
 from gad.services.json_sql import EMPTY_ARRAY, document
 from gad.vocab import ID_MAX
+
+# A tarea's history, oldest first, by when each change happened: an import adds its own row ("Importada de
+# GRUPO_GAD") before the older rows it brings, so insertion order is not history's order.
+HISTORIAL_ORDER = (HistorialEstado.created_at, HistorialEstado.id)
 
 # Statements built once at import: building and cache-keying them per call cost more than running them.
 # A tarea's row as the API knows it: deferred columns (the reports' stored measures) are not part of it.

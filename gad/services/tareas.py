@@ -28,6 +28,7 @@ from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate_rows
 from gad.services.tarea_events import SUMMARY_COLUMNS, event_of, record_payload, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
+    HISTORIAL_ORDER,
     TAREA_COLUMNS,
     WITH_ASSIGNED,
     TareaRow,
@@ -329,7 +330,7 @@ def delete_tarea(actor: Usuario, tarea_id: int, expected_version: int | None, ca
 
 def historial(actor: Usuario, tarea_id: int) -> list[HistorialEstado]:
     tarea = get_tarea(actor, tarea_id)
-    return list(db.session.scalars(select(HistorialEstado).where(HistorialEstado.tarea_id == tarea.id).order_by(HistorialEstado.id)))
+    return list(db.session.scalars(select(HistorialEstado).where(HistorialEstado.tarea_id == tarea.id).order_by(*HISTORIAL_ORDER)))
 
 
 def count_by_estado() -> dict[str, int]:
