@@ -117,3 +117,21 @@ def test_audit_export_is_for_administradores(app: Flask, client: FlaskClient, bu
     for nivel in (1, 2):
         response = client.get("/api/v1/auditoria/export", headers=build.headers(build.usuario(nivel)))
         assert response.status_code == 403 and response.mimetype == "application/problem+json"
+
+
+def test_an_export_longer_than_one_batch_streams_to_its_end(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """Past 2,000 events (one batch) the export broke mid-stream: the API's body ended without its trailer, and the
+    CLI exited 1 with a traceback and a truncated file."""
+    from gad.realtime import events
+    from gad.schemas.events import ImportBatch
+    from gad.services.auditoria_export import BATCH
+
+    admin = build.usuario(3)
+    with app.app_context():
+        for i in range(1, BATCH + 151):
+            batch = ImportBatch(sistema="grupo_gad", entidad="tarea", rows=1, old_ids=[i, i], new_ids=[i, i])
+            events.record(db.session(), batch, topic="sistema", entity_type="importacion", entity_id=None, actor_id=None)
+        db.session.commit()
+    lines = _export(client, build.headers(admin))
+    assert json.loads(lines[-1]) | {"fin": True, "eventos": BATCH + 150} == json.loads(lines[-1])
+    assert verify_lines(lines, _key(app)).ok

@@ -48,7 +48,8 @@ def _anchor_before(first_id: int) -> str:
     return chain.GENESIS
 
 
-def event_line(event: Evento) -> dict[str, Any]:
+def event_line(event: Any) -> dict[str, Any]:
+    """One event as its export line; ``event``: an ``Evento`` or a row of the ``eventos`` table's columns."""
     return {
         "id": event.id,
         "event_type": event.event_type,
@@ -96,9 +97,12 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
     yield _dump(header)
     count, last_hash = 0, header["prev_hash"]
     if first_id is not None and last_id is not None:
-        # By id, not by time: ids are the chain's order, and a contiguous id range is what links.
-        rows = db.session.scalars(
-            select(Evento).where(Evento.id >= first_id, Evento.id <= last_id).order_by(Evento.id).execution_options(stream_results=True, yield_per=BATCH)
+        # By id, not by time: ids are the chain's order, and a contiguous id range is what links. Rows, not ORM
+        # objects: nothing of what was sent stays in the identity map, so memory stays flat however long the range
+        # (emptying the map between batches broke the stream still being read, at the 2,001st event).
+        columns = Evento.__table__.c
+        rows = db.session.execute(
+            select(*columns).where(columns.id >= first_id, columns.id <= last_id).order_by(columns.id).execution_options(stream_results=True, yield_per=BATCH)
         )
         chunk: list[str] = []
         for event in rows:
@@ -107,7 +111,6 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
             if len(chunk) >= BATCH:
                 yield "".join(chunk)
                 chunk = []
-                db.session.expunge_all()  # keep memory flat: nothing of what was sent stays in the identity map
         if chunk:
             yield "".join(chunk)
     yield _dump({"fin": True, "eventos": count, "ultimo_id": last_id, "ultimo_hash": last_hash})
