@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response
-from sqlalchemy import event, inspect
+from sqlalchemy import Select, event, inspect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Mapper, Session
@@ -81,6 +81,18 @@ def read_row(statement: Prepared, params: dict[str, Any]) -> Sequence[Any] | Non
         return statement.first(db.session.connection(), params)
     with db.engine.connect() as connection:
         return statement.first(connection.execution_options(**{ALONE: True}), params)
+
+
+_Statement = TypeVar("_Statement", bound=Select[Any])
+
+
+def for_update(statement: _Statement, **lock: Any) -> _Statement:
+    """``statement`` locking its rows (``FOR UPDATE``, with ``lock``'s options: ``of``, ``skip_locked``) and reading
+    them as locked. Every write decides on rows it locked; an object the session already held (the caller's own
+    usuario, put there to authenticate them; a turno read before its efectivos were locked) used to come back as
+    it was read before the lock, so two writers both passed a version check and one change was lost. The one way
+    GAD locks rows, so that no lock can be taken without it (tests/test_layers.py)."""
+    return statement.with_for_update(**lock).execution_options(populate_existing=True)
 
 
 def as_uuid(value: Any) -> Any:

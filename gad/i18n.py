@@ -44,6 +44,7 @@ _POR_TIPO = {
     "extra_forbidden": "Campo no admitido.",
     "value_error": "Valor no válido.",
     "string_type": "Escriba un texto.",
+    "password_unchanged": "La nueva contraseña debe ser distinta de la actual.",
 }
 
 

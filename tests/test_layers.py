@@ -81,3 +81,15 @@ def test_imports_follow_the_layers(rule: tuple[tuple[str, ...], tuple[str, ...],
 
 def test_config_imports_nothing_from_gad() -> None:
     assert not _imports(ROOT / "config.py")
+
+
+def test_rows_are_locked_only_through_db_session_for_update() -> None:
+    """A lock taken with SQLAlchemy's ``with_for_update`` alone hands back an object the session already held as it
+    was read before the lock (a self-edit's caller, a turno read first): two writers both passed a version check."""
+    lockers = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = (isinstance(node, ast.Attribute) and node.attr == "with_for_update") or (isinstance(node, ast.keyword) and node.arg == "with_for_update")
+            if named and path != ROOT / "gad" / "db_session.py":
+                lockers.append(f"{path.relative_to(ROOT)}:{node.lineno if isinstance(node, ast.Attribute) else node.value.lineno}")
+    assert not lockers

@@ -115,6 +115,11 @@ def test_a_password_an_administrador_chose_must_be_changed_before_the_api_does_a
     own_other_field = client.patch(f"/api/v1/users/{nueva['id']}", json={"telefono": "600000000"}, headers=headers)
     assert own_other_field.status_code == 403 and own_other_field.get_json()["code"] == "password_change_required"
     assert client.get("/api/v1/auth/sessions", headers=headers).status_code == 200  # one's own sessions stay open
+    # "Changing" it to the same password would leave the one the administrador chose in use.
+    same = client.patch(f"/api/v1/users/{nueva['id']}", json={"password": "elegida-por-admin", "current_password": "elegida-por-admin"}, headers=headers)
+    assert same.status_code == 422 and same.get_json()["errors"][0] | {"field": "body.password", "type": "password_unchanged"} == same.get_json()["errors"][0]
+    assert same.get_json()["errors"][0]["mensaje"] == "La nueva contraseña debe ser distinta de la actual."
+    assert client.get("/api/v1/users/me", headers=headers).get_json()["debe_cambiar_clave"] is True
     changed = client.patch(f"/api/v1/users/{nueva['id']}", json={"password": "elegida-por-mi-2026", "current_password": "elegida-por-admin"}, headers=headers)
     assert changed.status_code == 200 and changed.get_json()["debe_cambiar_clave"] is False
     login = client.post("/api/v1/auth/login", json={"email": "nueva@gad.test", "password": "elegida-por-mi-2026"})

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gad import policy
+from gad.db_session import for_update
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Alerta, Efectivo, Notificacion, Usuario, utcnow
@@ -137,7 +138,7 @@ def missing(alerta_id: int) -> list[dict[str, Any]]:
 
 def _load(alerta_id: int, *, lock: bool = False) -> Alerta:
     query = select(Alerta).where(Alerta.id == alerta_id)
-    alerta = db.session.scalar(query.with_for_update() if lock else query)
+    alerta = db.session.scalar(for_update(query) if lock else query)
     if alerta is None:
         raise NotFound(f"Alerta {alerta_id} does not exist.")
     return alerta
@@ -169,10 +170,11 @@ def resend(actor: Usuario, alerta_id: int) -> tuple[Alerta, int]:
         raise Conflict(f"Alerta {alerta.id} is closed.")
     pending = list(
         db.session.scalars(
-            select(Notificacion)
-            .where(Notificacion.alerta_id == alerta.id, Notificacion.causa == CausaNotificacion.ALERTA.value, Notificacion.respuesta.is_(None))
-            .order_by(Notificacion.id)
-            .with_for_update()
+            for_update(
+                select(Notificacion)
+                .where(Notificacion.alerta_id == alerta.id, Notificacion.causa == CausaNotificacion.ALERTA.value, Notificacion.respuesta.is_(None))
+                .order_by(Notificacion.id)
+            )
         )
     )
     for n in pending:
@@ -190,7 +192,7 @@ def close(actor: Usuario, alerta_id: int) -> Alerta:
     alerta.cerrada_en = utcnow()
     alerta.cerrada_por_usuario_id = actor.id
     unanswered = db.session.scalars(
-        select(Notificacion).where(Notificacion.alerta_id == alerta.id, Notificacion.respuesta.is_(None)).order_by(Notificacion.id).with_for_update()
+        for_update(select(Notificacion).where(Notificacion.alerta_id == alerta.id, Notificacion.respuesta.is_(None)).order_by(Notificacion.id))
     ).all()
     for n in unanswered:
         n.escalar_en = None

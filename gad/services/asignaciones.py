@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import DateTime, literal, or_, select
 
 from gad import policy
+from gad.db_session import for_update
 from gad.errors import Conflict, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
@@ -53,7 +54,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
         raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
     ids = sorted(set(efectivo_ids))
-    efectivos = list(db.session.scalars(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id).with_for_update()))
+    efectivos = list(db.session.scalars(for_update(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id))))
     missing = set(ids) - {e.id for e in efectivos}
     if missing:
         raise ValidationProblem(
@@ -137,11 +138,13 @@ def unassign(actor: Usuario, tarea_id: int, efectivo_id: int, expected_version: 
     check_version(tarea.version, expected_version, "tarea")
     row = db.session.execute(
         # The efectivo's usuario comes in the same statement (unlocked): the notification names its recipient.
-        select(Asignacion, Efectivo, Usuario)
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .outerjoin(Usuario, Usuario.id == Efectivo.usuario_id)
-        .where(Asignacion.tarea_id == tarea.id, Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None))
-        .with_for_update(of=(Asignacion, Efectivo))
+        for_update(
+            select(Asignacion, Efectivo, Usuario)
+            .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+            .outerjoin(Usuario, Usuario.id == Efectivo.usuario_id)
+            .where(Asignacion.tarea_id == tarea.id, Asignacion.efectivo_id == efectivo_id, Asignacion.liberado_en.is_(None)),
+            of=(Asignacion, Efectivo),
+        )
     ).first()
     if row is None:
         raise NotFound(f"Efectivo {efectivo_id} is not assigned to tarea {tarea.codigo}.")

@@ -18,8 +18,8 @@ from flask import current_app
 from sqlalchemy import Select, bindparam, delete, func, inspect, select, text
 
 from gad import metrics, policy, throttle
-from gad.db_session import as_uuid, loaded
-from gad.errors import CurrentPasswordRejected, Forbidden, NotFound, TooManyAttempts, Unauthorized, ValidationProblem
+from gad.db_session import as_uuid, for_update, loaded
+from gad.errors import CurrentPasswordRejected, Forbidden, NotFound, TooManyAttempts, Unauthorized, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
 from gad.pg import Prepared
@@ -493,7 +493,7 @@ def check_current_password(usuario: Usuario, password: str, client_address: str)
         _failed(usuario.email, usuario, client_address, verdict)
         raise CurrentPasswordRejected(
             "The current password is required to change your password.",
-            errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+            errors=[field_error("body.current_password", "current_password", "missing or wrong")],
         )
     throttle.record_success(usuario.email, client_address)
 
@@ -521,7 +521,7 @@ def log_out_everywhere(actor: Usuario, usuario_id: int) -> None:
     Raises Forbidden (another usuario's, unless the actor is administrador) or NotFound.
     """
     policy.require_end_sessions_of(actor, usuario_id)
-    usuario = db.session.get(Usuario, usuario_id, with_for_update=True)
+    usuario = db.session.scalar(for_update(select(Usuario).where(Usuario.id == usuario_id)))
     if usuario is None:
         raise NotFound(f"Usuario {usuario_id} does not exist.")
     revoke_all_tokens(usuario)

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, DateTime, Select, and_, exists, func, literal, or_, select, text
 
 from gad import metrics
-from gad.db_session import on_commit
+from gad.db_session import for_update, on_commit
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_licencia_at, en_servicio_at
@@ -151,7 +151,7 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
     # An officer's SOS must not send the officer in trouble to their own emergency.
     query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
-    rows = list(db.session.execute(query.with_for_update(of=Efectivo, skip_locked=True)))
+    rows = list(db.session.execute(for_update(query, of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
     created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo, distance in rows:
@@ -198,7 +198,7 @@ def assign_next_nearest(actor: Usuario, tarea: Tarea, *, exclude: set[int]) -> E
     query = _candidates(tarea.ubicacion_lat, tarea.ubicacion_lon, radius, solo_disponibles=True, max_age_s=max_age, now=now)
     if exclude:
         query = query.where(Efectivo.id.not_in(exclude))
-    row = db.session.execute(query.limit(1).with_for_update(of=Efectivo, skip_locked=True)).first()
+    row = db.session.execute(for_update(query.limit(1), of=Efectivo, skip_locked=True)).first()
     if row is None:
         logger.warning("emergency %s: nobody else available after a decline", tarea.codigo)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)

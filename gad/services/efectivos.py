@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from gad import policy
-from gad.db_session import read_row
+from gad.db_session import for_update, read_row
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
@@ -47,7 +47,7 @@ def _record(kind: type[EfectivoEvent], efectivo: Efectivo, actor: Usuario | None
     events.record(db.session(), payload, topic="efectivos", entity_type="efectivo", entity_id=efectivo.id, actor_id=actor.id if actor else None)
 
 
-_LOCK = auth.CallerCheckedLock.of_query(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id")).with_for_update())
+_LOCK = auth.CallerCheckedLock.of_query(for_update(select(Efectivo).where(Efectivo.id == bindparam("efectivo_id"))))
 
 
 def _lock(efectivo_id: int, caller: auth.CallerCheck | None = None, actor: Usuario | None = None, decide: Callable[[], None] = lambda: None) -> Efectivo:

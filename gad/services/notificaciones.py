@@ -25,6 +25,7 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm.util import identity_key
 
 from gad import policy
+from gad.db_session import for_update
 from gad.errors import Conflict, Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Alerta, Asignacion, Efectivo, Notificacion, NotificacionEntrega, Tarea, Usuario, utcnow
@@ -386,8 +387,8 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
     alerta = None
     if peek.alerta_id is not None:
         # Lock order alerta -> notificacion (as resend and close do): the tally an answer announces is exact.
-        alerta = db.session.scalar(select(Alerta).where(Alerta.id == peek.alerta_id).with_for_update())
-    n = db.session.scalar(select(Notificacion).where(Notificacion.id == notificacion_id).with_for_update().execution_options(populate_existing=True))
+        alerta = db.session.scalar(for_update(select(Alerta).where(Alerta.id == peek.alerta_id)))
+    n = db.session.scalar(for_update(select(Notificacion).where(Notificacion.id == notificacion_id)))
     assert n is not None
     now = utcnow()
     changed = False
@@ -417,8 +418,8 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
     if n.asignacion_id is not None:
         # Lock order tarea -> asignacion, as unassigning does, so the two never deadlock.
         if n.tarea_id is not None:
-            db.session.execute(select(Tarea.id).where(Tarea.id == n.tarea_id).with_for_update())
-        asignacion = db.session.get(Asignacion, n.asignacion_id, with_for_update=True)
+            db.session.execute(for_update(select(Tarea.id).where(Tarea.id == n.tarea_id)))
+        asignacion = db.session.scalar(for_update(select(Asignacion).where(Asignacion.id == n.asignacion_id)))
     if asignacion is not None and asignacion.liberado_en is not None:
         raise Conflict(f"The assignment of notificación {n.id} was already released; there is nothing to answer.", respuesta_actual=None)
     n.respuesta = respuesta.value
@@ -454,7 +455,7 @@ def escalate_due(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
     meanwhile is not returned. Flushes; the caller commits (gad.background does, once per batch).
     """
     now = now or utcnow()
-    due = list(db.session.scalars(_DUE.where(Notificacion.escalar_en <= now).limit(limit).with_for_update(skip_locked=True)))
+    due = list(db.session.scalars(for_update(_DUE.where(Notificacion.escalar_en <= now).limit(limit), skip_locked=True)))
     if not due:
         return 0
     released = _released_assignments({n.asignacion_id for n in due if n.asignacion_id is not None})
@@ -543,7 +544,7 @@ def deliver_outbound(now: datetime | None = None, limit: int = SWEEP_BATCH) -> i
     if all(canal.transactional for canal in canales.active(current_app.config["NOTIF_CANALES"])):
         return 0  # only in-app: nothing is ever pending, skip the query (the sweep runs every second)
     now = now or utcnow()
-    rows = list(db.session.scalars(_OUTBOUND_DUE.where(NotificacionEntrega.proximo_intento_en <= now).limit(limit).with_for_update(skip_locked=True)))
+    rows = list(db.session.scalars(for_update(_OUTBOUND_DUE.where(NotificacionEntrega.proximo_intento_en <= now).limit(limit), skip_locked=True)))
     attempts = int(current_app.config["NOTIF_REINTENTOS"])
     for entrega in rows:
         canal = canales.get_canal(entrega.canal)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from gad.db_session import for_update
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Notificacion, Tarea, Usuario
 from gad.services import asignaciones, dispatch, notificaciones
@@ -19,7 +20,7 @@ def decline_assignment(actor: Usuario, n: Notificacion, asignacion: Asignacion) 
     tarea's delegado and the supervisors on duty, and for an active emergency assign the next nearest
     available efectivo who has not declined it (the emergency dispatch rules)."""
     tarea = db.session.get(Tarea, asignacion.tarea_id)
-    efectivo = db.session.get(Efectivo, asignacion.efectivo_id, with_for_update=True)
+    efectivo = db.session.scalar(for_update(select(Efectivo).where(Efectivo.id == asignacion.efectivo_id)))
     assert tarea is not None and efectivo is not None
     asignaciones.release_assignment(actor, tarea, asignacion, efectivo, motivo="no_puedo")
     recipients = [uid for uid in [tarea.delegado_usuario_id, *notificaciones.supervisores_de_guardia()] if uid is not None and uid != actor.id]

@@ -10,7 +10,7 @@ from sqlalchemy import ARRAY, ColumnElement, Integer, Select, and_, any_, bindpa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from gad import policy
-from gad.db_session import as_uuid, loaded
+from gad.db_session import as_uuid, for_update, loaded
 from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Tarea, Usuario
@@ -212,7 +212,7 @@ _ACTIVE_WITH_EFECTIVOS = (
     .where(Asignacion.tarea_id == bindparam("tarea_id"), Asignacion.liberado_en.is_(None))
     .order_by(Efectivo.id)
 )
-_ACTIVE_WITH_EFECTIVOS_LOCKED = _ACTIVE_WITH_EFECTIVOS.with_for_update()
+_ACTIVE_WITH_EFECTIVOS_LOCKED = for_update(_ACTIVE_WITH_EFECTIVOS)
 
 
 def assigned_efectivos(tarea: Tarea, *, lock: bool) -> list[tuple[Asignacion, Efectivo]]:

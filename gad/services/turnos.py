@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import TSTZRANGE, Range
 from sqlalchemy.exc import IntegrityError
 
 from gad import policy
+from gad.db_session import for_update
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario
@@ -226,7 +227,7 @@ def refused_as_conflict(subject: str, recheck: Any) -> Iterator[None]:
 
 
 def _lock_efectivo(efectivo_id: int, *, field: str = "body.efectivo_id") -> Efectivo:
-    efectivo = db.session.scalar(select(Efectivo).where(Efectivo.id == efectivo_id).with_for_update())
+    efectivo = db.session.scalar(for_update(select(Efectivo).where(Efectivo.id == efectivo_id)))
     if efectivo is None:
         raise ValidationProblem("Unknown efectivo.", errors=[{"field": field, "message": f"efectivo {efectivo_id} does not exist", "type": "unknown_id"}])
     return efectivo
@@ -412,7 +413,7 @@ def create_turnos(actor: Usuario, data: dict[str, Any]) -> list[Turno]:
 
 def _load_turno(turno_id: int, *, lock: bool = False) -> Turno:
     query = select(Turno).where(Turno.id == turno_id)
-    turno = db.session.scalar(query.with_for_update() if lock else query)
+    turno = db.session.scalar(for_update(query) if lock else query)
     if turno is None:
         raise NotFound(f"Turno {turno_id} does not exist.")
     return turno
@@ -552,7 +553,7 @@ def delete_licencia(actor: Usuario, licencia_id: int, expected_version: int | No
     if licencia is None:
         raise NotFound(f"Licencia {licencia_id} does not exist.")
     efectivo = _lock_efectivo(licencia.efectivo_id)
-    locked = db.session.scalar(select(Licencia).where(Licencia.id == licencia_id).with_for_update())
+    locked = db.session.scalar(for_update(select(Licencia).where(Licencia.id == licencia_id)))
     if locked is None:
         raise NotFound(f"Licencia {licencia_id} does not exist.")
     check_version(locked.version, expected_version, "licencia")
@@ -617,11 +618,12 @@ def rebook(tarea: Tarea) -> None:
     """The tarea's schedule changed: move its active bookings to the new window (409 if they no longer fit)."""
     window = ventana(tarea)
     rows = db.session.execute(
-        select(Asignacion, Efectivo)
-        .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
-        .where(Asignacion.tarea_id == tarea.id, Asignacion.liberado_en.is_(None))
-        .order_by(Efectivo.id)
-        .with_for_update()
+        for_update(
+            select(Asignacion, Efectivo)
+            .join(Efectivo, Efectivo.id == Asignacion.efectivo_id)
+            .where(Asignacion.tarea_id == tarea.id, Asignacion.liberado_en.is_(None))
+            .order_by(Efectivo.id)
+        )
     ).all()
     for asignacion, efectivo in rows:
         fuera = check_booking(efectivo, tarea, window) if window is not None else False

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, case, false, func, literal_column, or_, select
 
 from gad import policy
-from gad.db_session import read_row
-from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.db_session import for_update, read_row
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
@@ -203,9 +203,15 @@ def _change_password(actor: Usuario, usuario: Usuario, password: str, current_pa
         if not current_password:
             raise ValidationProblem(
                 "The current password is required to change your password.",
-                errors=[{"field": "body.current_password", "message": "missing or wrong", "type": "current_password"}],
+                errors=[field_error("body.current_password", "current_password", "missing or wrong")],
             )
         auth.check_current_password(usuario, current_password, client_address)
+        if password == current_password:
+            # No change at all, and for a password an administrador chose, the rule it must lift would stay unmet.
+            raise ValidationProblem(
+                "The new password must differ from the current one.",
+                errors=[field_error("body.password", "password_unchanged", "must differ from the current password")],
+            )
     auth.check_password_policy(password, email)
     usuario.password_hash = auth.hash_password(password)
     # An administrador's reset must be replaced by the person; their own change clears the flag.
@@ -224,7 +230,7 @@ def _check_self_demotion(actor: Usuario, usuario: Usuario, changes: dict[str, An
 
 def _locked(usuario_id: int) -> Usuario:
     """The usuario, its row locked for the rest of the transaction. Raises NotFound."""
-    usuario = db.session.scalar(select(Usuario).where(Usuario.id == usuario_id).with_for_update())
+    usuario = db.session.scalar(for_update(select(Usuario).where(Usuario.id == usuario_id)))
     if usuario is None:
         raise NotFound(f"Usuario {usuario_id} does not exist.")
     return usuario
