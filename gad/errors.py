@@ -6,11 +6,11 @@ import logging
 import sys
 from typing import Any
 
-from flask import Flask, Response, current_app, json, request
+from flask import Flask, Response, current_app, json, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from gad.i18n import mensaje
+from gad.i18n import PAGINA_CADUCADA, mensaje, pagina_error
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +141,26 @@ def problem_response(
         body["errors"] = errors
     if extra:
         body.update(extra)
-    response = current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    if _wants_page():
+        titulo, texto = PAGINA_CADUCADA if (extra or {}).get("code_hint") == "csrf" else pagina_error(status)
+        response = current_app.response_class(render_template("aviso.html", usuario=None, titulo=titulo, mensaje=texto), status=status, mimetype="text/html")
+    else:
+        response = current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+# Where a machine is the client (the API, the websocket, health checks, metrics, files): problem+json, whatever it accepts.
+_MACHINE_PATHS = ("/api/", "/ws/", "/health", "/metrics", "/static/", "/mi/")
+
+
+def _wants_page() -> bool:
+    """A person's browser opened a page that cannot be shown: it gets the page in Spanish rather than the problem
+    document (a raw English JSON body in the tab). A script's fetch accepts JSON first, and gets the document."""
+    if not request or request.path.startswith(_MACHINE_PATHS):
+        return False
+    return request.accept_mimetypes.best_match((PROBLEM_MIMETYPE, "application/json", "text/html")) == "text/html"
 
 
 def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[str, Any]]:

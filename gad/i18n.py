@@ -60,3 +60,26 @@ def mensaje(field: str, tipo: str, ctx: dict[str, Any] | None = None) -> str:
         return template.format(**(ctx or {}))
     except (KeyError, IndexError):
         return template.split(":")[0] + "."
+
+
+# A page a person opened in a browser that cannot be shown: title and what to do, by HTTP status.
+_PAGINA_ERROR = {
+    400: ("Petición no válida", "La página recibió datos que no entiende. Vuelva atrás e inténtelo de nuevo."),
+    403: ("Sin permiso", "Su usuario no tiene permiso para ver esta página. Si cree que debería, hable con un administrador."),
+    404: ("Página no encontrada", "Esta dirección no existe en GAD. Compruébela o vuelva al tablero."),
+    405: ("Acción no admitida", "Esta página no admite esa acción. Vuelva atrás e inténtelo desde sus botones."),
+    413: ("Demasiados datos", "Lo enviado es demasiado grande."),
+    429: ("Demasiados intentos", "Espere un momento y vuelva a intentarlo."),
+    500: ("Error inesperado", "Algo falló en el servidor y ya quedó registrado. Vuelva a intentarlo."),
+    503: ("Servicio no disponible", "El servicio no está disponible ahora. Vuelva a intentarlo en unos segundos."),
+}
+# A form sent with a token its session no longer has: a second tab that logged in or out meanwhile.
+PAGINA_CADUCADA = (
+    "La página había caducado",
+    "Se abrió antes de que su sesión cambiara (en otra pestaña, o por inactividad). Recárguela e inténtelo de nuevo.",
+)
+
+
+def pagina_error(status: int) -> tuple[str, str]:
+    """Spanish title and explanation of an error page for ``status``."""
+    return _PAGINA_ERROR.get(status, (f"Error {status}", "No se pudo completar la petición. Vuelva atrás e inténtelo de nuevo."))

@@ -46,9 +46,13 @@ def csrf_token() -> str:
     return str(token)
 
 
-def check_csrf(submitted: str | None) -> None:
+def csrf_matches(submitted: str | None) -> bool:
     expected = session.get(SESSION_CSRF_KEY)
-    if not expected or not submitted or not secrets.compare_digest(str(expected), submitted):
+    return bool(expected and submitted and secrets.compare_digest(str(expected), submitted))
+
+
+def check_csrf(submitted: str | None) -> None:
+    if not csrf_matches(submitted):
         raise Forbidden("Missing or invalid CSRF token.", code_hint="csrf")
 
 

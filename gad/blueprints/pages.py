@@ -22,7 +22,7 @@ from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.realtime import events
 from gad.schemas.tareas import TareaIn
-from gad.security import check_csrf, end_session, is_local_path, page_user, start_session
+from gad.security import check_csrf, csrf_matches, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
 from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
@@ -67,10 +67,14 @@ def login_form() -> str:
 @bp.post("/login")
 @login_limit
 def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
-    check_csrf(request.form.get("csrf_token"))
     email = request.form.get("email", "").strip()
-    password = request.form.get("password", "")
     target = request.form.get("next", "")
+    if not csrf_matches(request.form.get("csrf_token")):
+        # A login form left open in a second tab after logging in (or out) in the first: its token is the old session's.
+        if page_user() is not None:
+            return redirect(target if is_local_path(target) else url_for("pages.index"))
+        return render_template("login.html", next=target, error="La página de acceso había caducado: vuelva a intentarlo.", email=email), 400, {}
+    password = request.form.get("password", "")
     try:
         usuario, _ = auth.login(email, password, client_address())
     except AppError as exc:
@@ -84,9 +88,15 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
 
 @bp.post("/logout")
 def logout() -> WerkzeugResponse:
+    if page_user() is None:
+        return redirect(url_for("pages.login_form"))  # ended already (elsewhere, or idle): nothing left to end
     check_csrf(request.form.get("csrf_token"))
     end_session()
-    return redirect(url_for("pages.login_form"))
+    response = redirect(url_for("pages.login_form"))
+    # A shared phone: the next person must find neither this usuario's tareas kept for offline use, nor the outbox of
+    # what they did without coverage, nor the page shell with their name (the service worker's cache).
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return response
 
 
 @bp.get("/")

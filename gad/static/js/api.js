@@ -12,6 +12,7 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
   }
   const response = await fetch(path, init);
   const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (response.status === 401) sessionEnded();
   if (!response.ok) {
     const error = new Error(spanishDetail(response.status, data));
     error.status = response.status;
@@ -20,6 +21,41 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
     throw error;
   }
   return { data, etag: response.headers.get("ETag") };
+}
+
+// --- the session's end ----------------------------------------------------------------------------------------
+// A 401 is never transient: the session expired (idle), was ended from another device, or the password changed.
+// Pages said "Sin conexión — reintentando" and retried for ever, so an operator at a wall screen took a board that
+// no longer updated for a network problem. Now every page says it once, with the way back to where it was.
+let ended = false;
+
+export const sessionIsOver = () => ended;
+
+function sessionEnded() {
+  if (ended) return;
+  ended = true;
+  window.dispatchEvent(new CustomEvent("gad:session-ended"));
+  // A page with its own notice (the phone's, which also counts what waits in its outbox) shows that one instead.
+  if (document.getElementById("sesion")) return;
+  const next = encodeURIComponent(location.pathname + location.search);
+  const notice = el("p", { class: "red sesion-caducada", role: "alert", id: "sesion-caducada" }, "Su sesión ha caducado: esta página ya no se actualiza. ");
+  notice.append(el("a", { href: `/login?next=${next}` }, "Volver a entrar"));
+  document.getElementById("contenido")?.prepend(notice);
+}
+
+// A socket refused at its handshake looks like any dropped connection: whether the session is still there is asked.
+export async function checkSession() {
+  if (!ended) await api("/api/v1/users/me").catch(() => {});
+  return !ended;
+}
+
+// What a page's socket does when it closed: open again after `delay`, unless the session is over. `acknowledged`:
+// the server had accepted this socket (then a drop is the network's, and the session is not asked about).
+export async function reopenUnlessEnded(acknowledged, open, delay) {
+  if (!acknowledged && !(await checkSession())) return false;
+  if (ended) return false;
+  setTimeout(open, delay);
+  return true;
 }
 
 const STATUS_TEXT = {

@@ -1,7 +1,7 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, coalesced, el, newestOnly, resumeFrom } from "./api.js";
+import { api, coalesced, el, fieldErrors, newKey, newestOnly, reopenUnlessEnded, resumeFrom } from "./api.js";
 
 const me = Number(document.body.dataset.usuarioId);
 const nivel = Number(document.body.dataset.nivel);
@@ -17,7 +17,9 @@ const CAUSA = { asignacion: "Asignación", emergencia: "Emergencia", alerta: "Al
 const TIPO_ALERTA = { codigo_rojo: "Código rojo", evacuacion: "Evacuación", refuerzos: "Refuerzos", aviso: "Aviso" };
 
 function showError(node, error) {
-  node.textContent = error.problem?.detail ?? error.message ?? "Error";
+  // The fields' Spanish messages when the server named them; otherwise the Spanish text of the status.
+  const fields = Object.values(fieldErrors(error));
+  node.textContent = fields.length ? fields.join(" ") : (error.message ?? "Error");
 }
 
 async function answer(item, respuesta, motivo) {
@@ -139,21 +141,32 @@ async function loadAlertas() {
   renderAlertas();
 }
 
+// One alert per filled-in form: a double click, or a retry after an answer that never came, sends the same key and
+// the server answers the first alert again instead of broadcasting a second one (every phone asked twice).
+let alertaKey = newKey();
+// Changed by hand, it is another alert (the same key with another body would be refused).
+document.getElementById("alerta-form")?.addEventListener("input", () => (alertaKey = newKey()));
 document.getElementById("alerta-form")?.addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
+  const enviar = form.querySelector('button[type="submit"]');
+  if (enviar.disabled) return;
   const fields = Object.fromEntries(new FormData(form));
   const body = { tipo: fields.tipo, texto: fields.texto, destino: fields.destino };
   if (fields.destino === "unidad") body.unidad = fields.unidad;
   const error = document.getElementById("alerta-error");
   error.textContent = "";
+  enviar.disabled = true;
   try {
-    const { data } = await api("/api/v1/alertas", { method: "POST", body });
+    const { data } = await api("/api/v1/alertas", { method: "POST", body, idempotencyKey: alertaKey });
+    alertaKey = newKey();
     alertas.set(data.id, data);
     renderAlertas();
     form.reset();
   } catch (problem) {
     showError(error, problem);
+  } finally {
+    enviar.disabled = false;
   }
 });
 
@@ -193,9 +206,11 @@ function ownSocket() {
     const since = resumeFrom(TRAY_KEY);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`);
+    let acknowledged = false;
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
       if (frame.event_type === "connection_ack") {
+        acknowledged = true;
         delay = 500;
         socket.send(JSON.stringify({ event_type: "unsubscribe", data: { topics: others } }));
         if (!since) sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
@@ -210,7 +225,7 @@ function ownSocket() {
       }
     });
     socket.addEventListener("close", () => {
-      setTimeout(open, delay);
+      reopenUnlessEnded(acknowledged, open, delay);
       delay = Math.min(delay * 2, 10000);
     });
   };

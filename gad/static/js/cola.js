@@ -1,11 +1,17 @@
 // The phone's outbox: actions taken without coverage (estado changes, availability, positions, SOS) are kept
 // in localStorage and sent in order when the network is back. Each carries its own Idempotency-Key, so a
 // request whose answer was lost is applied once; a refusal (409/412/422/403) is kept as a conflict to show,
-// never dropped silently. Network errors and 5xx leave the action queued for the next attempt.
-import { api, newKey } from "./api.js";
+// never dropped silently. Network errors and 5xx leave the action queued for the next attempt; so does a 401 (the
+// session is over: api.js says so, and the outbox waits for the officer to log in again).
+//
+// Each usuario has an outbox of their own: a phone is shared between shifts, and an action queued by one officer
+// whose session then ended must never be sent in the name of the next one to log in (an SOS raised by the wrong
+// person sends help to the wrong place). The page's usuario is the one the server rendered it for.
+import { api, newKey, sessionIsOver } from "./api.js";
 
-const QUEUE = "gad:mi:cola";
-const CONFLICTS = "gad:mi:conflictos";
+const owner = document.body.dataset.usuarioId ?? "";
+const QUEUE = `gad:mi:cola:${owner}`;
+const CONFLICTS = `gad:mi:conflictos:${owner}`;
 const MAX_FIXES = 200;
 let flushing = null;
 const listeners = new Set();
@@ -23,6 +29,20 @@ const notify = () => listeners.forEach((fn) => fn());
 export const pending = () => read(QUEUE);
 export const conflicts = () => read(CONFLICTS);
 export const onChange = (fn) => listeners.add(fn);
+export const sessionEnded = sessionIsOver;
+
+// Before outboxes were per usuario there was one for the phone, and whose its actions are is not known: they are
+// not sent, but shown as not applied, for the officer to repeat what still matters.
+for (const legacy of ["gad:mi:cola"]) {
+  const orphans = read(legacy);
+  if (orphans.length) {
+    const at = new Date().toISOString();
+    const message = "guardada antes de una actualización de la aplicación; no se envió: repítala si aún hace falta";
+    write(CONFLICTS, [...conflicts(), ...orphans.filter((q) => q.kind !== "posicion").map((q) => ({ key: q.key, label: q.label, message, detail: "", at }))]);
+  }
+  localStorage.removeItem(legacy);
+}
+localStorage.removeItem("gad:mi:conflictos"); // the old outbox's refusals: shown to whoever was on the phone then
 
 export function dismissConflict(key) {
   write(

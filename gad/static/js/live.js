@@ -2,7 +2,7 @@
 // reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
 // handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
 // ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
-import { resumeFrom } from "./api.js";
+import { reopenUnlessEnded, resumeFrom } from "./api.js";
 
 const KEY = "gad:last-event-id";
 const indicator = () => document.getElementById("conexion");
@@ -27,9 +27,11 @@ export function connectLive({ onEvent, onResync }) {
     const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
     setStatus("conectando", "Conectando…");
     socket = new WebSocket(url);
+    let acknowledged = false;
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
       if (frame.event_type === "connection_ack") {
+        acknowledged = true;
         head = frame.data.last_event_id;
         delay = 500;
         setStatus("conectado", "En vivo");
@@ -48,9 +50,10 @@ export function connectLive({ onEvent, onResync }) {
         window.dispatchEvent(new CustomEvent("gad:frame", { detail: { frame, socket } }));
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", async () => {
       setStatus("desconectado", "Sin conexión — reintentando");
-      setTimeout(open, delay);
+      const reopening = await reopenUnlessEnded(acknowledged, open, delay);
+      if (!reopening) setStatus("caducada", "Sesión caducada");
       delay = Math.min(delay * 2, 10000);
     });
   };

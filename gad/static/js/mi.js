@@ -28,6 +28,23 @@ let watchId = null;
 
 const $ = (id) => document.getElementById(id);
 
+// A tap lands where the finger is: when a button under it is replaced by another (the card redrawn with "Pausar"
+// where "Iniciar" was, the question panel gone and the availability buttons moved up), a second tap of the same
+// gesture must not act on the new one. Those buttons are disabled for a moment after such a change (drawn greyed,
+// and a tap on one does nothing), then drawn again.
+const SHIFT_MS = 700;
+let shiftedAt = -Infinity;
+const justShifted = () => performance.now() - shiftedAt < SHIFT_MS;
+function shifted() {
+  shiftedAt = performance.now();
+  renderTareas();
+  renderEfectivo();
+  setTimeout(() => {
+    renderTareas();
+    renderEfectivo();
+  }, SHIFT_MS + 20);
+}
+
 function saveCache() {
   localStorage.setItem(CACHE, JSON.stringify({ efectivo, tareas, at: new Date().toISOString() }));
 }
@@ -52,7 +69,7 @@ function renderEfectivo() {
   }
   info.textContent = `${efectivo.codigo_interno} · ${efectivo.nombre}${efectivo.estado_disponibilidad === "en_tarea" ? " · en tarea (se libera al terminarla)" : ""}`;
   buttons.forEach((b) => {
-    b.disabled = efectivo.estado_disponibilidad === "en_tarea";
+    b.disabled = efectivo.estado_disponibilidad === "en_tarea" || justShifted();
     b.setAttribute("aria-pressed", String(b.dataset.estado === efectivo.estado_disponibilidad));
   });
   serverSaw = efectivo.posicion_en;
@@ -70,14 +87,18 @@ function tareaCard(t) {
     t.descripcion ? el("p", {}, t.descripcion) : "",
     t.ubicacion_descripcion ? el("p", { class: "meta" }, t.ubicacion_descripcion) : "",
   );
-  const acciones = ACCIONES[t.estado] ?? [];
+  // Only where the server lets this usuario act (assigned, delegado, or a supervisor): an officer who raised an SOS
+  // sees it here too, and its buttons would only ever be refused.
+  const puede = operador || t.delegado_usuario_id === me || (efectivo && (t.efectivos ?? []).some((a) => a.efectivo_id === efectivo.id));
+  const acciones = puede ? (ACCIONES[t.estado] ?? []) : [];
+  if (!puede && ACCIONES[t.estado]) card.append(el("p", { class: "meta" }, "Usted dio el aviso: la central la gestiona."));
   if (acciones.length) {
     card.append(el("label", { for: motivoId }, "Motivo (opcional)"), el("input", { id: motivoId, maxLength: 500 }));
     card.append(
       el(
         "div",
         { class: "acciones" },
-        ...acciones.map(([estado, label]) => el("button", { type: "button", class: "boton-grande", "data-transicion": estado, onclick: () => transition(t, estado, label, card.querySelector(`#${motivoId}`).value.trim()) }, label)),
+        ...acciones.map(([estado, label]) => el("button", { type: "button", class: "boton-grande", "data-transicion": estado, disabled: justShifted(), onclick: () => transition(t, estado, label, card.querySelector(`#${motivoId}`).value.trim()) }, label)),
       ),
     );
   }
@@ -141,6 +162,19 @@ async function ownEfectivo() {
   return null;
 }
 
+// The server no longer knows this session (idle too long, ended from another device): nothing queued can be sent
+// until the officer logs in again, which must not read as a coverage problem.
+function renderSession() {
+  const aviso = $("sesion");
+  aviso.hidden = !cola.sessionEnded();
+  if (cola.sessionEnded()) {
+    const pendientes = cola.pending().filter((q) => q.kind !== "posicion").length;
+    $("sesion-texto").textContent = pendientes
+      ? `Su sesión ha caducado: ${pendientes === 1 ? "1 acción espera" : `${pendientes} acciones esperan`} a que vuelva a entrar.`
+      : "Su sesión ha caducado: vuelva a entrar para seguir recibiendo avisos.";
+  }
+}
+
 function showOffline() {
   const red = $("red");
   red.hidden = false;
@@ -148,17 +182,18 @@ function showOffline() {
 }
 
 async function transition(t, estado, label, motivo) {
+  if (justShifted()) return;
   // Shown at once; the outbox applies it (once) when there is coverage.
   const motivoInput = document.getElementById(`motivo-${t.id}`);
   if (motivoInput) motivoInput.value = "";
   t.estado = estado;
-  renderTareas();
+  shifted();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
   if (result) load();
 }
 
 async function setDisponibilidad(estado, button) {
-  if (!efectivo) return;
+  if (!efectivo || justShifted()) return;
   efectivo.estado_disponibilidad = estado;
   renderEfectivo();
   const result = await cola.enqueue({ method: "POST", path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`, body: { estado }, label: `Disponibilidad: ${button.textContent}` });
@@ -232,9 +267,31 @@ function currentPosition() {
   });
 }
 
+const SOS_SIN_SESION = "Su sesión ha caducado: el SOS NO se ha enviado. Vuelva a entrar y se enviará al momento; si no puede, llame a la central.";
+let sosEnCurso = false;
+
 async function sos() {
+  // One emergency per press, however often the button is hit: a second tap while the first is on its way, or
+  // while it waits in the outbox, would raise a second emergency and send a second officer.
+  if (sosEnCurso) return;
   const out = $("sos-resultado");
   out.hidden = false;
+  if (cola.pending().some((q) => q.kind === "sos")) {
+    out.textContent = cola.sessionEnded() ? SOS_SIN_SESION : "Su SOS ya espera cobertura y se enviará en cuanto haya red. Si puede, llame a la central.";
+    cola.flush();
+    return;
+  }
+  sosEnCurso = true;
+  $("sos").disabled = true;
+  try {
+    await raiseSos(out);
+  } finally {
+    sosEnCurso = false;
+    $("sos").disabled = false;
+  }
+}
+
+async function raiseSos(out) {
   out.textContent = "Obteniendo su posición…";
   const where = await currentPosition();
   if (!where) {
@@ -242,9 +299,10 @@ async function sos() {
     return;
   }
   out.textContent = "Enviando SOS…";
-  const result = await cola.enqueue({ method: "POST", path: "/api/v1/tasks/emergency", body: { lat: where.lat, lng: where.lng, descripcion: "SOS desde Mi servicio", prioridad: 5 }, label: "SOS" });
+  const body = { lat: where.lat, lng: where.lng, descripcion: "SOS desde Mi servicio", prioridad: 5 };
+  const result = await cola.enqueue({ method: "POST", path: "/api/v1/tasks/emergency", body, label: "SOS", kind: "sos" });
   if (!result) {
-    out.textContent = "Sin cobertura: el SOS se enviará en cuanto haya red. Si puede, llame a la central.";
+    out.textContent = cola.sessionEnded() ? SOS_SIN_SESION : "Sin cobertura: el SOS se enviará en cuanto haya red. Si puede, llame a la central.";
     return;
   }
   if (result.error) {
@@ -258,6 +316,7 @@ async function sos() {
 }
 
 function renderQueue() {
+  renderSession();
   const queue = cola.pending();
   const fixes = queue.filter((q) => q.kind === "posicion").length;
   const acciones = queue.length - fixes;
@@ -433,7 +492,15 @@ async function answer(respuesta) {
       label: respuesta === "acepto" ? "Acepto" : "No puedo",
     });
     refused = Boolean(result?.error);
-    estado = result?.error ? `No se registró: ${result.error.message}` : result ? "Respuesta enviada a la central." : "Sin cobertura: la respuesta se enviará al volver.";
+    estado = result?.error
+      ? `No se registró: ${result.error.message}`
+      : result
+        ? "Respuesta enviada a la central."
+        : cola.sessionEnded()
+          ? "Su sesión ha caducado: la respuesta se enviará cuando vuelva a entrar."
+          : "Sin cobertura: la respuesta se enviará al volver.";
+    // "No puedo" takes the officer off the tarea, and its own frames no longer reach them: the card goes by a reload.
+    if (result?.data && respuesta === "no_puedo") load();
   }
   showOutcome(estado, refused ? 4000 : 1500); // a refusal stays to be read (and is listed under "Pendiente de enviar")
 }
@@ -445,6 +512,7 @@ function showOutcome(estado, ms) {
     respondiendo = false;
     alerta = null;
     $("alerta").hidden = true;
+    shifted(); // what was below the panel moved up under the finger
     showNext();
   }, ms);
 }
@@ -574,6 +642,7 @@ $("entendido").addEventListener("click", desasignacionVista);
 $("compartir").addEventListener("change", (event) => setSharing(event.target.checked));
 cola.onChange(renderQueue);
 renderQueue();
+window.addEventListener("gad:session-ended", renderQueue);
 window.addEventListener("offline", showOffline);
 window.addEventListener("online", () => {
   $("red").hidden = true;

@@ -1,0 +1,214 @@
+"""The pages when the session ends under them, when a button is hit twice, and when a page cannot be shown: what a
+tester found an officer's phone and an operator's board did (an SOS raised in the next officer's name, two
+emergencies for one tap, a board that silently stopped updating, raw English JSON in a tab)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from playwright.sync_api import Browser, Page, Playwright, expect
+
+from tests.builders import PASSWORD, Builders
+from tests.conftest import LiveServer
+from tests.support.browser import context_options, logged_in, server_without_tiles_fixture
+
+server = server_without_tiles_fixture("server")
+
+
+def _api(server: LiveServer, build: Builders, who: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, server.url + path, headers=build.headers(who, **kwargs.pop("headers", {})), timeout=30, **kwargs)
+
+
+def _officer(build: Builders, nombre: str) -> Any:
+    officer = build.usuario(1, nombre=nombre, apellido="Campo")
+    build.efectivo(usuario_id=officer.id, nombre=f"Agente {nombre}", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    return officer
+
+
+def _emergencies(server: LiveServer, build: Builders, sup: Any) -> list[dict[str, Any]]:
+    answer = _api(server, build, sup, "GET", "/api/v1/tasks?tipo=emergencia&limit=50")
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["items"])
+
+
+def _log_in(page: Page, email: str, landing: str) -> None:
+    page.goto("/login?next=" + landing)
+    page.get_by_label("Correo electrónico").fill(email)
+    page.get_by_label("Contraseña").fill(PASSWORD)
+    page.get_by_role("button", name="Entrar").click()
+    page.wait_for_url("**" + landing)
+
+
+def _queued_sos(page: Page, usuario_id: int) -> int:
+    return int(page.evaluate("(k) => JSON.parse(localStorage.getItem(k) ?? '[]').filter((q) => q.kind === 'sos').length", f"gad:mi:cola:{usuario_id}"))
+
+
+def test_an_sos_after_the_session_ended_says_so_and_is_sent_only_in_its_officers_name(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The phone said "Sin cobertura" for an SOS refused with 401, and kept it in one outbox for the phone: the next
+    officer to log in sent it in their own name, and dispatch sent the officer in distress to their own emergency."""
+    sup = build.usuario(2)
+    elena, eduardo = _officer(build, "Elena"), _officer(build, "Eduardo")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204  # ended from another device
+        page.locator("#sos").click()
+        resultado = page.locator("#sos-resultado")
+        expect(resultado).to_contain_text("Su sesión ha caducado: el SOS NO se ha enviado")
+        expect(page.locator("#sesion")).to_be_visible()
+        expect(page.locator("#sesion").get_by_role("link", name="Volver a entrar")).to_be_visible()
+        page.locator("#sos").click()  # pressed again: still one SOS waiting, not two
+        expect(resultado).to_contain_text("Su sesión ha caducado")
+        assert _queued_sos(page, elena.id) == 1
+        assert _emergencies(server, build, sup) == []
+
+        _log_in(page, eduardo.email, "/mi")  # the next shift, on the same phone
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.wait_for_timeout(1000)
+        assert _emergencies(server, build, sup) == []  # never in Eduardo's name
+        assert _queued_sos(page, elena.id) == 1
+
+        _log_in(page, elena.email, "/mi")  # Elena back: her SOS goes, as hers
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=15_000)
+        [emergencia] = _emergencies(server, build, sup)
+        assert emergencia["creado_por_usuario_id"] == elena.id
+
+
+def test_a_double_tapped_sos_raises_one_emergency(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    officer = _officer(build, "Rosa")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.locator("#sos").dblclick()
+        expect(page.locator("#sos-resultado")).to_contain_text("SOS EMG-", timeout=15_000)
+        page.wait_for_timeout(1000)
+        assert len(_emergencies(server, build, sup)) == 1
+
+
+def test_a_double_tap_on_iniciar_starts_the_tarea_and_does_not_pause_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The card was redrawn with "Pausar" where "Iniciar" was, and the second tap of a double tap paused the tarea."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    tarea = build.tarea(sup, titulo="Ronda del puerto")
+    build.asignacion(tarea, efectivo)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        card.get_by_role("button", name="Iniciar").dblclick()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.wait_for_timeout(1000)
+        historial = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}/historial").json()
+        assert [h["estado_nuevo"] for h in historial] == ["en_curso"]
+        expect(card.get_by_role("button", name="Pausar")).to_be_enabled()  # usable again once the moment has passed
+
+
+def test_an_officer_who_raised_an_sos_is_offered_no_buttons_the_server_refuses(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    reporter = build.usuario(1)
+    build.efectivo(usuario_id=reporter.id)
+    raised = _api(server, build, reporter, "POST", "/api/v1/tasks/emergency", json={"lat": 40.4169, "lng": -3.7035})
+    assert raised.status_code == 201, raised.text
+    tarea_id = raised.json()["tarea"]["id"]
+    assert _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea_id}").status_code == 200
+    with logged_in(browser, pw, server.url, reporter.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        card = page.locator(f'#actuales [data-tarea-id="{tarea_id}"]')
+        expect(card).to_contain_text("Usted dio el aviso: la central la gestiona.")
+        expect(card.get_by_role("button")).to_have_count(0)
+
+
+def test_a_board_whose_session_ended_elsewhere_says_so(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The board said "Sin conexión — reintentando" for ever against a 401: an operator took it for the network."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, sup, "POST", "/api/v1/auth/logout-all").status_code == 204
+        aviso = page.locator("#sesion-caducada")
+        expect(aviso).to_contain_text("Su sesión ha caducado", timeout=15_000)
+        expect(page.locator("#conexion")).to_have_text("Sesión caducada")
+        aviso.get_by_role("link", name="Volver a entrar").click()
+        page.get_by_label("Correo electrónico").fill(sup.email)
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(server.url + "/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+
+
+def test_pages_that_cannot_be_shown_answer_in_spanish_and_stale_forms_do_not_end_in_json(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    officer = build.usuario(1)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "escritorio", landing="/tareas") as (context, page):
+        forbidden = page.goto("/tareas/nueva")
+        assert forbidden is not None and forbidden.status == 403
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sin permiso")
+        missing = page.goto("/no-existe")
+        assert missing is not None and missing.status == 404 and missing.headers["content-type"].startswith("text/html")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Página no encontrada")
+        # A script is still answered as a script is: problem+json.
+        api = page.request.get("/api/v1/no-existe")
+        assert api.status == 404 and api.headers["content-type"] == "application/problem+json"
+
+        # "Cerrar sesión" in a second tab after the first already logged out: the login page, not a CSRF error.
+        second = context.new_page()
+        second.goto("/tareas")
+        page.goto("/tareas")
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        second.get_by_role("button", name="Cerrar sesión").click()
+        second.wait_for_url("**/login")
+        expect(second.get_by_role("button", name="Entrar")).to_be_visible()
+
+        # A login form left open in one tab while the other logged in: it goes where the usuario wanted.
+        page.goto("/login")
+        second.goto("/login?next=/tareas")
+        page.get_by_label("Correo electrónico").fill(officer.email)
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(server.url + "/")
+        second.get_by_label("Correo electrónico").fill(officer.email)
+        second.get_by_label("Contraseña").fill(PASSWORD)
+        second.get_by_role("button", name="Entrar").click()
+        second.wait_for_url("**/tareas")
+
+
+def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The phone kept the last officer's tareas (a protected witness's address among them) and outbox after logout."""
+    officer = _officer(build, "Lucía")
+    context = browser.new_context(**context_options(pw, "movil", server.url))
+    try:
+        page = context.new_page()
+        _log_in(page, officer.email, "/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert page.evaluate("() => localStorage.getItem('gad:mi:datos')") is not None
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        assert page.evaluate("() => localStorage.length") == 0
+        assert page.evaluate("async () => (await caches.keys()).length") == 0
+    finally:
+        context.close()
+
+
+def test_a_double_click_on_enviar_alerta_sends_one_alert(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    build.usuario(1)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
+        page.get_by_role("button", name="Notificaciones").click()
+        form = page.get_by_role("form", name="Enviar alerta")
+        form.get_by_label("Texto").fill("Corte de tráfico en la M-30")
+        form.get_by_role("button", name="Enviar alerta").dblclick()
+        expect(page.locator("#alertas-abiertas .alerta")).to_have_count(1)
+        page.wait_for_timeout(1000)
+        assert _api(server, build, sup, "GET", "/api/v1/alertas").json()["total"] == 1
+
+
+def test_the_report_prints(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Its button was an inline onclick, which the Content-Security-Policy blocks: it did nothing."""
+    sup = build.usuario(2)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/informes") as (_, page):
+        page.evaluate("() => { window.printed = 0; window.print = () => { window.printed += 1; }; }")
+        page.get_by_role("button", name="Imprimir").click()
+        assert page.evaluate("() => window.printed") == 1
