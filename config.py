@@ -202,6 +202,12 @@ class Config:
         self.DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 5, 1)
         # Statement timeout protects the worker from a runaway query; 0 disables it.
         self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 15000, 0)
+        # A transaction left open by a worker that stopped answering (frozen, or cut off from the database by the
+        # network) holds its locks, the event log's counter among them, so every write of the service waits on it:
+        # PostgreSQL ends such a session after this long. A request's statements follow each other within
+        # milliseconds; the streamed exports and the GRUPO_GAD import, which wait on their reader between batches,
+        # lift it for their own transaction (db_session.allow_idle_transaction). 0 disables it.
+        self.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, 0)
         # A pooled connection idle longer than this is pinged before use (gad/pg.py); 0 pings every checkout.
         self.DB_PING_AFTER_IDLE_S = env_float("DB_PING_AFTER_IDLE_S", 10.0, 0.0)
         # Hot reads run as server-side prepared statements (gad/pg.py Prepared); turn off behind a pooler in
@@ -292,6 +298,8 @@ class Config:
         options += " -c client_connection_check_interval=1000"
         if self.DB_STATEMENT_TIMEOUT_MS:
             options += f" -c statement_timeout={self.DB_STATEMENT_TIMEOUT_MS}"
+        if self.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS:
+            options += f" -c idle_in_transaction_session_timeout={self.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
         connect_args: dict[str, Any] = {"connect_timeout": self.DB_CONNECT_TIMEOUT, "application_name": "gad", "options": options}
         return {
             "pool_size": self.DB_POOL_SIZE,

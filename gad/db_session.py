@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response
-from sqlalchemy import Select, event, inspect
+from sqlalchemy import Select, event, inspect, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Mapper, Session
@@ -93,6 +93,16 @@ def for_update(statement: _Statement, **lock: Any) -> _Statement:
     it was read before the lock, so two writers both passed a version check and one change was lost. The one way
     GAD locks rows, so that no lock can be taken without it (tests/test_layers.py)."""
     return statement.with_for_update(**lock).execution_options(populate_existing=True)
+
+
+_NO_IDLE_TIMEOUT = text("SET LOCAL idle_in_transaction_session_timeout = 0")
+
+
+def allow_idle_transaction() -> None:
+    """Lift ``DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`` for the rest of the request session's transaction: for a reader
+    that waits on someone else between its statements (a streamed export on the client reading it, the import on
+    its source) and holds no lock a writer needs."""
+    db.session.execute(_NO_IDLE_TIMEOUT)
 
 
 def as_uuid(value: Any) -> Any:

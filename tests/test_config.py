@@ -181,6 +181,7 @@ BAD_SETTINGS = [
     ("DB_POOL_SIZE", "abc"),
     ("DB_CONNECT_TIMEOUT", "0"),
     ("DB_STATEMENT_TIMEOUT_MS", "15s"),
+    ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "10s"),
     ("MAX_CONTENT_LENGTH", "1MB"),
     ("WS_PING_INTERVAL", "nan"),
     ("AUTH_CACHE_SECONDS", "-5"),

@@ -232,3 +232,36 @@ def test_database_frozen_or_stopped_every_request_is_503_with_retry_after_in_bou
             os.kill(pid, signal.SIGCONT)
         stop_gunicorn(server)
         pg.destroy()
+
+
+def test_a_transaction_left_idle_holding_the_event_counter_is_ended_by_the_server(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker frozen (or cut off from the database) mid-request kept its transaction open with the event log's
+    counter locked, and every write of the service waited on it until gunicorn killed the worker, or for hours
+    behind a network partition. PostgreSQL now ends such a session; a reader that lifts the limit keeps its own."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from gad.db_session import allow_idle_transaction
+    from gad.extensions import db
+    from tests.conftest import disposed_after, make_app
+
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300")
+    for app in disposed_after(make_app(database_url)):
+        with app.app_context():
+            with db.engine.connect() as stuck:
+                stuck.execute(text("SELECT last_id FROM eventos_contador WHERE id = 1 FOR UPDATE"))
+                time.sleep(1.0)  # the worker stops answering here
+                writer = psycopg2.connect(database_url)
+                try:
+                    with writer.cursor() as cur:
+                        cur.execute("SET lock_timeout = '3s'")
+                        cur.execute("SELECT last_id FROM eventos_contador WHERE id = 1 FOR UPDATE")  # not kept waiting
+                finally:
+                    writer.rollback()
+                    writer.close()
+                with pytest.raises(OperationalError):
+                    stuck.execute(text("SELECT 1"))
+            allow_idle_transaction()
+            time.sleep(1.0)  # a streamed export while its client reads
+            assert db.session.execute(text("SELECT 1")).scalar() == 1
+            db.session.rollback()

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import Range
 
+from gad.db_session import allow_idle_transaction
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Procedencia, Tarea, Usuario, utcnow
 from gad.realtime import events
@@ -337,6 +338,7 @@ class Importer:
         """Every phase in dependency order. Stops (report.stopped) at a batch with rows that cannot be
         imported unless skipping was asked for; that batch is left for the caller to roll back."""
         self._describe_source()
+        allow_idle_transaction()
         if not self.dry_run:
             events.record(db.session(), ImportStarted(sistema=SISTEMA, **self.report.source), **_EVENT)
             self.end_batch()
@@ -387,6 +389,7 @@ class Importer:
     def _batches(self, entidad: str, table: str, sql: str, prepare: Callable[[list[dict[str, Any]]], None] | None = None) -> Iterator[_Batch]:
         """Batches of ``table``'s rows (``prepare`` completes them before hashing), triaged against earlier runs."""
         for rows in self._stream(table, sql):
+            allow_idle_transaction()  # each batch's transaction waits on the source between its statements
             problems_before = len(self.report.problems)
             if prepare is not None:
                 prepare(rows)

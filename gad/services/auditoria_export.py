@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 
 from gad import policy
+from gad.db_session import allow_idle_transaction
 from gad.extensions import db
 from gad.models import AuditoriaAncla, Evento, Usuario, utcnow
 from gad.realtime import chain
@@ -101,6 +102,7 @@ def export_lines(desde: datetime | None, hasta: datetime | None) -> Iterator[str
         # objects: nothing of what was sent stays in the identity map, so memory stays flat however long the range
         # (emptying the map between batches broke the stream still being read, at the 2,001st event).
         columns = Evento.__table__.c
+        allow_idle_transaction()  # between batches the client reads; a slow one must not have the stream cut
         rows = db.session.execute(
             select(*columns).where(columns.id >= first_id, columns.id <= last_id).order_by(columns.id).execution_options(stream_results=True, yield_per=BATCH)
         )

@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.types import ARRAY, DateTime, Integer, String
 
 from gad import policy
+from gad.db_session import allow_idle_transaction
 from gad.extensions import db
 from gad.models import Usuario
 from gad.vocab import Nivel
@@ -430,8 +431,8 @@ def tareas_csv(filtro: Filtro, tz: ZoneInfo) -> Iterator[str]:
     writer, line = _writer()
     writer.writerow(TAREAS_CSV_COLUMNS)
     yield BOM + line.value
-    connection = db.session.connection(execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
-    result = connection.execute(_export(), filtro.params())
+    allow_idle_transaction()  # between batches the client reads; a slow one must not have the stream cut
+    result = db.session.connection().execute(_export().execution_options(stream_results=True, yield_per=STREAM_BATCH), filtro.params())
     chunk: list[str] = []
     for r in result:
         writer.writerow(
