@@ -121,6 +121,12 @@ def may_search_by_dni(actor: Usuario) -> bool:
     return is_admin(actor)
 
 
+def may_find_by_telegram_id(actor: Usuario) -> bool:
+    """A lookup by Telegram id would tell who holds one: only for those who may see them (a Telegram bridge's
+    account, an administrador's, finds who sent a message)."""
+    return "telegram_id" not in hidden_personal_fields(actor, 0)
+
+
 def event_payload_without_personal_data(payload: dict[str, Any]) -> dict[str, Any]:
     """Websocket frames are encoded once and shared by every reader, so they never carry personal data;
     a client that needs it reads the usuario over REST, where ``hidden_personal_fields`` applies."""

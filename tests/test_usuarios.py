@@ -131,3 +131,19 @@ def test_an_administrador_who_must_change_the_password_cannot_read_websocket_sta
     refused = client.get("/ws/stats", headers=build.headers(flagged))
     assert refused.status_code == 403 and refused.get_json()["code"] == "password_change_required"
     assert client.get("/ws/stats", headers=build.headers(build.usuario(3))).status_code == 200
+
+
+def test_a_telegram_bridge_finds_the_usuario_who_wrote_by_telegram_id(client: FlaskClient, build: Builders) -> None:
+    """GRUPO_GAD's bot looked users up by telegram_id; GAD answered 422 for the parameter, so a bridge had to page
+    through every usuario. Administradores (who see Telegram ids) look one up; anyone else would learn who holds
+    an id, and is refused."""
+    admin, sup = build.usuario(3), build.usuario(2)
+    writer = build.usuario(1, telegram_id=2**62 + 5)
+    build.usuario(1, telegram_id=2**62 + 6)
+    found = client.get(f"/api/v1/users?telegram_id={2**62 + 5}", headers=build.headers(admin))
+    assert found.status_code == 200
+    assert [(u["id"], u["telegram_id"]) for u in found.get_json()["items"]] == [(writer.id, 2**62 + 5)]
+    assert client.get("/api/v1/users?telegram_id=77", headers=build.headers(admin)).get_json()["total"] == 0
+    refused = client.get(f"/api/v1/users?telegram_id={2**62 + 5}", headers=build.headers(sup))
+    assert refused.status_code == 403 and refused.mimetype == PROBLEM
+    assert client.get("/api/v1/users?telegram_id=0", headers=build.headers(admin)).status_code == 422

@@ -60,7 +60,11 @@ def me() -> Response:
 def list_usuarios() -> Response:
     query = parse_query(UsuarioQuery)
     # PostgreSQL builds the page's JSON, personal fields left out as _out does (tests/test_list_json.py).
-    return raw_json(usuarios.list_usuarios_json(current_user(), nivel=query.nivel, activo=query.activo, q=query.q, limit=query.limit, offset=query.offset))
+    return raw_json(
+        usuarios.list_usuarios_json(
+            current_user(), nivel=query.nivel, activo=query.activo, q=query.q, telegram_id=query.telegram_id, limit=query.limit, offset=query.offset
+        )
+    )
 
 
 @bp.post("", strict_slashes=False)  # a redirected POST would lose its body in many clients

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, case, false, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, String, bindparam, case, false, func, literal_column, or_, select
 
 from gad import policy
 from gad.db_session import for_update, read_row
@@ -75,14 +75,17 @@ def get_usuario(actor: Usuario, usuario_id: int) -> Usuario:
     return usuario
 
 
-def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | None) -> Select[tuple[Usuario]]:
-    """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor. The values are
-    named bind parameters (``_filter_values``): the same filters present give the same SQL."""
-    _require_lister(actor)
-    values = _filter_values(nivel, q)
+def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | None, telegram_id: int | None) -> Select[tuple[Usuario]]:
+    """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor, and for a lookup by
+    telegram_id below administrador. The values are named bind parameters (``_filter_values``): the same filters
+    present give the same SQL."""
+    _require_lister(actor, telegram_id)
+    values = _filter_values(nivel, q, telegram_id)
     query: Select[tuple[Usuario]] = select(Usuario)
     if "nivel" in values:
         query = query.where(Usuario.nivel == bindparam("nivel", values["nivel"], type_=Integer))
+    if "telegram_id" in values:
+        query = query.where(Usuario.telegram_id == bindparam("telegram_id", values["telegram_id"], type_=BigInteger))
     if activo is not None:
         query = query.where(Usuario.activo.is_(activo))
     if "q" in values:
@@ -91,16 +94,20 @@ def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | N
     return query.order_by(Usuario.id)
 
 
-def _require_lister(actor: Usuario) -> None:
+def _require_lister(actor: Usuario, telegram_id: int | None) -> None:
     if not policy.is_supervisor(actor):
         raise Forbidden("Listing usuarios requires nivel 2 (supervisor) or higher.")
+    if telegram_id is not None and not policy.may_find_by_telegram_id(actor):
+        raise Forbidden("Looking usuarios up by telegram_id requires nivel 3 (administrador).")
 
 
-def _filter_values(nivel: int | None, q: str | None) -> dict[str, Any]:
+def _filter_values(nivel: int | None, q: str | None, telegram_id: int | None) -> dict[str, Any]:
     """The values of the filters that are present, by the name of the bind parameter each becomes."""
     values: dict[str, Any] = {}
     if nivel is not None:
         values["nivel"] = nivel
+    if telegram_id is not None:
+        values["telegram_id"] = telegram_id
     if q:
         values["q"] = contains_pattern(q)
     return values
@@ -111,9 +118,11 @@ def _searched(actor: Usuario) -> list[Any]:
     return [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
 
 
-def list_usuarios(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> tuple[list[Usuario], int]:
+def list_usuarios(
+    actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int, telegram_id: int | None = None
+) -> tuple[list[Usuario], int]:
     """A page of usuarios as ORM objects and the total (the API answers ``list_usuarios_json``). Raises Forbidden."""
-    return paginate(_matching(actor, nivel, activo, q), limit, offset)
+    return paginate(_matching(actor, nivel, activo, q, telegram_id), limit, offset)
 
 
 # Python truthiness of a JSON value, as ``Usuario.debe_cambiar_clave`` reads its flag out of ``extra``.
@@ -136,12 +145,14 @@ def _page_item(hidden: frozenset[str]) -> ColumnElement[Any]:
 _PAGES = PreparedShapes(64)
 
 
-def list_usuarios_json(actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int) -> str:
+def list_usuarios_json(
+    actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int, telegram_id: int | None = None
+) -> str:
     """``list_usuarios`` as Page[UsuarioOut] JSON built by PostgreSQL in one statement, each usuario without the
     personal fields ``actor`` may not see (gad/policy.py decides: one shape for the actor's own row, one for
     everybody else's). Raises Forbidden."""
-    _require_lister(actor)  # on every call: the statement may be built already
-    values = _filter_values(nivel, q)
+    _require_lister(actor, telegram_id)  # on every call: the statement may be built already
+    values = _filter_values(nivel, q, telegram_id)
     own_hidden = policy.hidden_personal_fields(actor, actor.id)
     others_hidden = policy.hidden_personal_fields(actor, 0)  # 0: no usuario has it, so "someone else"
     shape = (tuple(values), activo, own_hidden, others_hidden, len(_searched(actor)))
@@ -152,7 +163,7 @@ def list_usuarios_json(actor: Usuario, *, nivel: int | None, activo: bool | None
         def item(page: Any) -> ColumnElement[Any]:
             return own if own is others else case((page.id == bindparam("actor_id", actor.id, type_=Integer), own), else_=others)
 
-        return json_sql.page(_matching(actor, nivel, activo, q), (Usuario.id,), limit, offset, item)
+        return json_sql.page(_matching(actor, nivel, activo, q, telegram_id), (Usuario.id,), limit, offset, item)
 
     row = read_row(_PAGES.get(shape, build), values | {"limit": limit, "offset": offset, "actor_id": actor.id})
     assert row is not None  # an aggregate: always one row
