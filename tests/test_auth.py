@@ -237,7 +237,7 @@ def test_login_never_redirects_off_site(client: FlaskClient, build: Builders, ta
     user = build.usuario(1)
     token = _csrf(client.get("/login").get_data(as_text=True))
     response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target})
-    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert response.status_code == 302 and response.headers["Location"] == "/mi"  # an officer's own page, never the target
 
 
 def test_browser_login_failure_rerenders_form_in_spanish(client: FlaskClient, build: Builders) -> None:

@@ -63,6 +63,7 @@ def test_an_sos_after_the_session_ended_says_so_and_is_sent_only_in_its_officers
         page.locator("#sos").click()  # pressed again: still one SOS waiting, not two
         expect(resultado).to_contain_text("Su sesión ha caducado")
         assert _queued_sos(page, elena.id) == 1
+        expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
         assert _emergencies(server, build, sup) == []
 
         _log_in(page, eduardo.email, "/mi")  # the next shift, on the same phone
@@ -168,7 +169,7 @@ def test_pages_that_cannot_be_shown_answer_in_spanish_and_stale_forms_do_not_end
         page.get_by_label("Correo electrónico").fill(officer.email)
         page.get_by_label("Contraseña").fill(PASSWORD)
         page.get_by_role("button", name="Entrar").click()
-        page.wait_for_url(server.url + "/")
+        page.wait_for_url(server.url + "/mi")  # an officer lands on their phone page
         second.get_by_label("Correo electrónico").fill(officer.email)
         second.get_by_label("Contraseña").fill(PASSWORD)
         second.get_by_role("button", name="Entrar").click()
@@ -212,3 +213,36 @@ def test_the_report_prints(browser: Browser, pw: Playwright, server: LiveServer,
         page.evaluate("() => { window.printed = 0; window.print = () => { window.printed += 1; }; }")
         page.get_by_role("button", name="Imprimir").click()
         assert page.evaluate("() => window.printed") == 1
+
+
+def test_a_tarea_without_a_place_can_still_be_assigned_from_its_page(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The page offered the nearest disponibles only, so a tarea without coordinates showed no way to assign anyone."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo(nombre="Agente Sin Mapa", estado_disponibilidad="disponible")
+    tarea = build.tarea(sup, titulo="Guardia en la oficina", ubicacion_lat=None, ubicacion_lon=None)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
+        expect(page.locator("#asignar-titulo")).to_have_text("Asignar (disponibles; la tarea no tiene ubicación)")
+        page.get_by_role("button", name="Asignar a Agente Sin Mapa").click()
+        expect(page.locator("#asignados")).to_contain_text("Agente Sin Mapa")
+    assert [a["efectivo_id"] for a in _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()["efectivos"]] == [efectivo.id]
+
+
+def test_the_tray_closes_like_a_menu_and_the_board_names_events_in_spanish(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    sup = build.usuario(2)
+    build.usuario(1)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        boton = page.get_by_role("button", name="Notificaciones")
+        boton.click()
+        expect(page.locator("#bandeja-panel")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.locator("#bandeja-panel")).to_be_hidden()
+        expect(boton).to_be_focused()
+        boton.click()
+        page.mouse.click(300, 700)  # anywhere outside it
+        expect(page.locator("#bandeja-panel")).to_be_hidden()
+        body = {"tipo": "aviso", "texto": "Revisión de material", "destino": "todos"}
+        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
+        feed = page.locator("#feed")
+        expect(feed).to_contain_text("Alerta enviada")
+        expect(feed).not_to_contain_text("notification")

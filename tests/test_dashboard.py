@@ -26,7 +26,7 @@ board_server = server_without_tiles_fixture("board_server")
 def _login(browser: Browser, server: LiveServer, email: str) -> tuple[BrowserContext, Page]:
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.goto("/login")
+    page.goto("/login?next=/")  # the board, whoever logs in (an officer lands on /mi otherwise)
     page.get_by_label("Correo electrónico").fill(email)
     page.get_by_label("Contraseña").fill(PASSWORD)
     page.get_by_role("button", name="Entrar").click()

@@ -82,8 +82,10 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
         message = "Demasiados intentos. Inténtelo más tarde." if exc.status == 429 else "Correo o contraseña incorrectos."
         return render_template("login.html", next=target, error=message, email=email), exc.status, exc.headers
     start_session(usuario)
-    # ?next= is followed only to local paths, so the login page cannot be used as an open redirect.
-    return redirect(target if is_local_path(target) else url_for("pages.index"))
+    # ?next= is followed only to local paths, so the login page cannot be used as an open redirect. Without one, an
+    # officer lands on the phone page they came for, not on the operators' board (heavy on a slow link).
+    landing = url_for("pages.index") if is_supervisor(usuario) else url_for("consola.mi_servicio")
+    return redirect(target if is_local_path(target) else landing)
 
 
 @bp.post("/logout")

@@ -232,10 +232,20 @@ function ownSocket() {
   open();
 }
 
-boton.addEventListener("click", () => {
-  const open = panel.hidden;
+function showTray(open) {
   panel.hidden = !open;
   boton.setAttribute("aria-expanded", String(open));
+}
+boton.addEventListener("click", () => showTray(panel.hidden));
+// Closed as a menu is: Escape (focus back on its button), or a click anywhere outside it (on a phone it covers the page).
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !panel.hidden) {
+    showTray(false);
+    boton.focus();
+  }
+});
+document.addEventListener("click", (event) => {
+  if (!panel.hidden && !panel.contains(event.target) && !boton.contains(event.target)) showTray(false);
 });
 
 await Promise.all([load(), loadAlertas()]);

@@ -145,19 +145,42 @@ const EVENT_TEXT = {
   efectivo_location_update: "Posición",
   user_created: "Usuario creado",
   user_updated: "Usuario modificado",
+  notification: "Aviso enviado",
   notification_answered: "Respuesta",
+  notification_escalated: "Sin respuesta a tiempo",
+  alert_created: "Alerta enviada",
+  alert_closed: "Alerta cerrada",
+  turnos_created: "Turnos planificados",
+  turno_updated: "Turno cambiado",
+  turno_deleted: "Turno borrado",
+  licencia_created: "Licencia concedida",
+  licencia_deleted: "Licencia retirada",
+  import_started: "Importación iniciada",
+  import_batch: "Importación: lote",
+  import_finished: "Importación terminada",
+  login: "Inicio de sesión",
+  login_failed: "Acceso fallido",
+  account_locked: "Cuenta bloqueada",
+  logout: "Cierre de sesión",
+  tokens_revoked: "Sesiones cerradas",
+  role_changed: "Cambio de rol",
+  user_disabled: "Usuario desactivado",
+  permission_denied: "Acceso denegado",
+  security_events_aggregated: "Eventos de seguridad",
 };
+// Bookkeeping of deliveries and tallies: the feed keeps what people did, not what their devices reported.
+const NOT_IN_FEED = new Set(["efectivo_location_update", "notification_delivered", "notification_read", "notification_withdrawn", "alert_tally"]);
 
 function describe(frame) {
   const d = frame.data ?? {};
-  const what = EVENT_TEXT[frame.event_type] ?? frame.event_type;
-  const subject = d.codigo ?? d.nombre ?? d.titulo ?? d.email ?? "";
+  const what = EVENT_TEXT[frame.event_type] ?? frame.event_type.replaceAll("_", " ");
+  const subject = d.codigo ?? d.nombre ?? d.titulo ?? d.destinatario ?? d.email ?? "";
   const extra = frame.event_type === "task_status_changed" && d.estado ? ` → ${ESTADOS[d.estado] ?? d.estado}` : frame.event_type === "efectivo_status_changed" && d.to ? ` → ${DISPONIBILIDAD[d.to] ?? d.to}` : "";
   return `${what}${subject ? ` · ${subject}` : ""}${extra}`;
 }
 
 function addToFeed(frame, { prepend = true } = {}) {
-  if (frame.event_type === "efectivo_location_update") return; // positions move the map; the feed keeps what people did
+  if (NOT_IN_FEED.has(frame.event_type)) return; // positions move the map; the feed keeps what people did
   // A resume replays from the last event an earlier page saw: what happened since is in the log read on opening too.
   if (feed.querySelector(`[data-evento-id="${frame.id}"]`)) return;
   const when = new Date(frame.timestamp).toLocaleTimeString("es-ES");

@@ -320,7 +320,8 @@ function renderQueue() {
   const queue = cola.pending();
   const fixes = queue.filter((q) => q.kind === "posicion").length;
   const acciones = queue.length - fixes;
-  $("cola-resumen").textContent = queue.length ? `${acciones} acciones y ${fixes} posiciones esperando cobertura.` : "Todo enviado.";
+  const contadas = (n, una, varias) => `${n} ${n === 1 ? una : varias}`;
+  $("cola-resumen").textContent = queue.length ? `${contadas(acciones, "acción", "acciones")} y ${contadas(fixes, "posición", "posiciones")} esperando cobertura.` : "Todo enviado.";
   $("conflictos").replaceChildren(
     ...cola.conflicts().map((c) =>
       el(

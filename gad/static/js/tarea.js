@@ -165,15 +165,20 @@ async function load({ refill = false } = {}) {
   );
   const activa = ["programada", "en_curso", "pausada"].includes(tarea.estado);
   const panel = document.getElementById("asignar");
-  panel.hidden = !(supervisor && activa && tarea.ubicacion_lat !== null);
+  panel.hidden = !(supervisor && activa);
   if (!panel.hidden) {
-    const { data: cercanos } = await api(`/api/v1/efectivos/cercanos?lat=${tarea.ubicacion_lat}&lng=${tarea.ubicacion_lng}&radio_m=20000&limit=5`);
+    const asignar = (efectivo, texto) =>
+      el("li", {}, `${texto} `, el("button", { type: "button", "aria-label": `Asignar a ${efectivo.nombre}`, onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos`, { method: "POST", body: { efectivo_ids: [efectivo.id] } })) }, "Asignar"));
+    // A tarea without a place still needs people: then the disponibles are listed by name instead of by distance.
+    const situada = tarea.ubicacion_lat !== null;
+    document.getElementById("asignar-titulo").textContent = situada ? "Asignar (disponibles más cercanos)" : "Asignar (disponibles; la tarea no tiene ubicación)";
+    const opciones = situada
+      ? (await api(`/api/v1/efectivos/cercanos?lat=${tarea.ubicacion_lat}&lng=${tarea.ubicacion_lng}&radio_m=20000&limit=5`)).data.map((c) =>
+          asignar(c.efectivo, `${c.efectivo.nombre} a ${Math.round(c.distancia_m)} m (posición ${age(c.efectivo.posicion_en)})`),
+        )
+      : (await api("/api/v1/efectivos?estado_disponibilidad=disponible&limit=20")).data.items.map((e) => asignar(e, `${e.nombre} (${e.codigo_interno}${e.unidad ? `, ${e.unidad}` : ""})`));
     if (superseded()) return;
-    document.getElementById("sugerencias").replaceChildren(
-      ...cercanos.map((c) =>
-        el("li", {}, `${c.efectivo.nombre} a ${Math.round(c.distancia_m)} m (posición ${age(c.efectivo.posicion_en)}) `, el("button", { type: "button", "aria-label": `Asignar a ${c.efectivo.nombre}`, onclick: () => act(() => api(`/api/v1/tasks/${id}/efectivos`, { method: "POST", body: { efectivo_ids: [c.efectivo.id] } })) }, "Asignar")),
-      ),
-    );
+    document.getElementById("sugerencias").replaceChildren(...(opciones.length ? opciones : [el("li", {}, "Nadie disponible ahora.")]));
   }
 }
 
