@@ -47,7 +47,8 @@ class World:
 #   supervisor  — nivel 2+
 #   admin       — nivel 3
 #   page        — browser page: anonymous is redirected to /login, authenticated sees it
-#   csrf        — browser form: without the session's CSRF token every caller is refused (403)
+#   csrf_login  — the login form: without the session's CSRF token nobody is logged in; a caller already signed in
+#                 is sent back to the board (302), anyone else gets the form again (400)
 #   csrf_page   — a dashboard form: anonymous is redirected to /login, others need the CSRF token
 #   page_supervisor / page_admin — dashboard pages for nivel 2+ / 3 (lower niveles get 403)
 #   recipient   — only the usuario a notification was sent to (the efectivo's in the world), others 403
@@ -83,8 +84,9 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /api/v1/docs": ("public", _no_body("/api/v1/docs")),
     "GET /api/v1/docs/": ("public", _no_body("/api/v1/docs/")),
     "GET /login": ("public", _no_body("/login")),
-    "POST /login": ("csrf", lambda w: ("/login", {"data": {"email": w.admin.email, "password": "x"}})),
-    "POST /logout": ("csrf", lambda w: ("/logout", {"data": {}})),
+    "POST /login": ("csrf_login", lambda w: ("/login", {"data": {"email": w.admin.email, "password": "x"}})),
+    # Logout without a session has nothing to end (a stale tab): it goes to /login like any page form.
+    "POST /logout": ("csrf_page", lambda w: ("/logout", {"data": {}})),
     "GET /": ("page", _no_body("/")),
     "GET /tareas/<int:tarea_id>": ("page", _no_body("/tareas/{w.tarea.id}")),
     "GET /tareas/nueva": ("page_supervisor", _no_body("/tareas/nueva")),
@@ -269,11 +271,12 @@ def _credentials(app: Flask, build: Builders, world: World, role: str) -> dict[s
 
 
 def _expected(level: str, role: str) -> str:
-    """'allow', 'deny' (403), 'unauthenticated' (401), 'redirect' (302)."""
+    """'allow', 'deny' (403), 'unauthenticated' (401), 'redirect' (302 to /login), 'back' (302 elsewhere),
+    'form_again' (400, the page)."""
     if level == "public":
         return "allow"
-    if level == "csrf":
-        return "deny"
+    if level == "csrf_login":
+        return "back" if role in RANK else "form_again"
     if level == "csrf_page":  # a page form: anonymous goes to /login, everyone else needs the CSRF token
         return "deny" if role in RANK else "redirect"
     if level == "ws":
@@ -322,5 +325,9 @@ def test_authorization_matrix(app: Flask, client: FlaskClient, build: Builders, 
         elif expected == "unauthenticated":
             assert status == 401, f"{endpoint} as {role}: expected 401, got {status}"
             assert response.mimetype == "application/problem+json"
+        elif expected == "back":
+            assert status == 302 and "/login" not in response.headers["Location"], f"{endpoint} as {role}: {status}"
+        elif expected == "form_again":
+            assert status == 400 and response.mimetype == "text/html", f"{endpoint} as {role}: {status}"
         else:
             assert status == 302 and "/login" in response.headers["Location"]
