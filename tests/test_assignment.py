@@ -20,6 +20,7 @@ def test_assigning_a_busy_efectivo_is_409_naming_the_holding_tarea(app: Flask, c
     assert clash.status_code == 409
     body = clash.get_json()
     assert body["efectivo_id"] == efectivo.id and body["tarea_id"] == first.id and "HOLD-1" in body["detail"]
+    assert body["mensaje"] == f"{efectivo.codigo_interno} ya tiene la tarea HOLD-1 en ese horario."  # what the pages show
 
 
 def test_unavailable_or_unknown_efectivos_cannot_be_assigned_and_nothing_is_half_written(app: Flask, client: FlaskClient, build: Builders) -> None:
@@ -29,6 +30,7 @@ def test_unavailable_or_unknown_efectivos_cannot_be_assigned_and_nothing_is_half
     headers = build.headers(sup)
     response = client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [ok.id, off.id]}, headers=headers)
     assert response.status_code == 409 and response.get_json()["efectivo_id"] == off.id
+    assert response.get_json()["mensaje"] == f"{off.codigo_interno} no está disponible (fuera servicio)."
     assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).get_json()["efectivos"] == []
     unknown = client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [ok.id, 99999]}, headers=headers)
     assert unknown.status_code == 422

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from gad import policy
 from gad.db_session import for_update
-from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Alerta, Efectivo, Notificacion, Usuario, utcnow
 from gad.realtime import events
@@ -59,7 +59,10 @@ def _recipients(actor: Usuario, destino: DestinoAlerta, unidad: str | None, usua
             )
         ids = wanted
     if not ids:
-        raise ValidationProblem("The alert has no recipients.", errors=[{"field": "body.destino", "message": "nobody matches this destino", "type": "empty"}])
+        raise ValidationProblem(
+            "The alert has no recipients.",
+            errors=[field_error("body.destino", "empty", "nobody matches this destino") | {"mensaje": "Nadie recibiría la alerta: revise el destino."}],
+        )
     for uid in ids:
         if not policy.can_notify(actor, uid):
             raise Forbidden("You may not notify these usuarios.")
@@ -167,7 +170,7 @@ def resend(actor: Usuario, alerta_id: int) -> tuple[Alerta, int]:
     _require_sender(actor)
     alerta = _load(alerta_id, lock=True)
     if alerta.cerrada_en is not None:
-        raise Conflict(f"Alerta {alerta.id} is closed.")
+        raise Conflict(f"Alerta {alerta.id} is closed.", mensaje="La alerta está cerrada.")
     pending = list(
         db.session.scalars(
             for_update(

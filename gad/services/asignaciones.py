@@ -52,7 +52,10 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     tarea = lock_tarea(tarea_id, actor, caller, partial(policy.require_nivel, actor, Nivel.SUPERVISOR, "Assigning efectivos"))
     check_version(tarea.version, expected_version, "tarea")
     if EstadoTarea(tarea.estado) not in ESTADOS_ACTIVOS:
-        raise Conflict(f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.")
+        raise Conflict(
+            f"Tarea {tarea.codigo} is {tarea.estado}; only active tareas take efectivos.",
+            mensaje=f"La tarea {tarea.codigo} está {tarea.estado.replace('_', ' ')}: solo se asigna a tareas abiertas.",
+        )
     ids = sorted(set(efectivo_ids))
     efectivos = list(db.session.scalars(for_update(select(Efectivo).where(Efectivo.id.in_(ids)).order_by(Efectivo.id))))
     missing = set(ids) - {e.id for e in efectivos}
@@ -90,19 +93,23 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
         if holding is not None:
             raise Conflict(
                 f"Efectivo {efectivo.codigo_interno} is already assigned to tarea {holding.codigo}.",
+                mensaje=f"{efectivo.codigo_interno} ya está asignado a la tarea {holding.codigo}.",
                 efectivo_id=efectivo.id,
                 tarea_id=holding.tarea_id,
             )
         if not efectivo.activo or efectivo.estado_disponibilidad != Disponibilidad.DISPONIBLE:
             raise Conflict(
                 f"Efectivo {efectivo.codigo_interno} is not available ({efectivo.estado_disponibilidad}).",
+                mensaje=f"{efectivo.codigo_interno} no está disponible ({efectivo.estado_disponibilidad.replace('_', ' ')}).",
                 efectivo_id=efectivo.id,
                 estado_disponibilidad=efectivo.estado_disponibilidad,
             )
         if window is None and on_leave:
             # A booked window is checked against licencias by check_booking and the database; an open-ended
             # assignment starts now, and leave is not negotiable.
-            raise Conflict(f"Efectivo {efectivo.codigo_interno} is on licencia now.", efectivo_id=efectivo.id)
+            raise Conflict(
+                f"Efectivo {efectivo.codigo_interno} is on licencia now.", mensaje=f"{efectivo.codigo_interno} está de licencia.", efectivo_id=efectivo.id
+            )
         fuera = turnos.check_booking(efectivo, tarea, window) if window is not None else False
         if fuera:
             fuera_de_turno.append(efectivo.id)

@@ -239,7 +239,11 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
         return efectivo  # a DELETE retried: nothing changes, so no new version for other clients and no event
     holding = active_assignment(efectivo.id)
     if holding is not None:
-        raise Conflict(f"Efectivo {efectivo.id} is assigned to tarea {holding.tarea_id}; unassign first.", tarea_id=holding.tarea_id)
+        raise Conflict(
+            f"Efectivo {efectivo.id} is assigned to tarea {holding.tarea_id}; unassign first.",
+            mensaje="Está asignado a una tarea abierta: desasígnelo antes.",
+            tarea_id=holding.tarea_id,
+        )
     efectivo.activo = False
     _apply_disponibilidad(efectivo, Disponibilidad.FUERA_SERVICIO)  # announced by efectivo_updated below
     efectivo.version += 1
@@ -256,19 +260,22 @@ def set_disponibilidad(
     ``_lock``'s; whose efectivo it is decides on the nivel the lock checked."""
     efectivo = _lock(efectivo_id, caller, actor)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
-        raise Forbidden("You may only change your own availability.")
+        raise Forbidden("You may only change your own availability.", mensaje="Solo puede cambiar su propia disponibilidad.")
     check_version(efectivo.version, expected_version, "efectivo")
     if not efectivo.activo:
-        raise Conflict(f"Efectivo {efectivo.id} is deactivated.")
+        raise Conflict(f"Efectivo {efectivo.id} is deactivated.", mensaje="El efectivo está dado de baja.")
     if estado == Disponibilidad.EN_TAREA:
         raise Conflict(
-            "en_tarea is set by assigning the efectivo to a running tarea.", allowed=[d.value for d in Disponibilidad if d != Disponibilidad.EN_TAREA]
+            "en_tarea is set by assigning the efectivo to a running tarea.",
+            mensaje="«En tarea» lo pone la asignación a una tarea en curso.",
+            allowed=[d.value for d in Disponibilidad if d != Disponibilidad.EN_TAREA],
         )
     holding = active_assignment(efectivo.id)
     if holding is not None and efectivo.estado_disponibilidad == Disponibilidad.EN_TAREA:
         tarea = db.session.get(Tarea, holding.tarea_id)
         raise Conflict(
             f"Efectivo {efectivo.id} is working tarea {tarea.codigo if tarea else holding.tarea_id}; it is released when the tarea ends.",
+            mensaje=f"Está trabajando en la tarea {tarea.codigo if tarea else holding.tarea_id}: queda libre al terminarla.",
             tarea_id=holding.tarea_id,
         )
     if estado == Disponibilidad.DISPONIBLE and holding is not None:

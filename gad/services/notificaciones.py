@@ -408,12 +408,13 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
             return n
         raise Conflict(
             f"Notificación {n.id} was already answered {n.respuesta}; it cannot become {respuesta.value}.",
+            mensaje="Ya se respondió de otra manera.",
             respuesta_actual=n.respuesta,
         )
     if not n.requiere_respuesta:
-        raise Conflict(f"Notificación {n.id} asks for no answer: mark it leida.", respuesta_actual=None)
+        raise Conflict(f"Notificación {n.id} asks for no answer: mark it leida.", mensaje="Este aviso no pide respuesta.", respuesta_actual=None)
     if alerta is not None and alerta.cerrada_en is not None:
-        raise Conflict(f"Alerta {alerta.id} was closed; it takes no more answers.", respuesta_actual=None)
+        raise Conflict(f"Alerta {alerta.id} was closed; it takes no more answers.", mensaje="La central cerró la alerta.", respuesta_actual=None)
     asignacion = None
     if n.asignacion_id is not None:
         # Lock order tarea -> asignacion, as unassigning does, so the two never deadlock.
@@ -421,7 +422,11 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
             db.session.execute(for_update(select(Tarea.id).where(Tarea.id == n.tarea_id)))
         asignacion = db.session.scalar(for_update(select(Asignacion).where(Asignacion.id == n.asignacion_id)))
     if asignacion is not None and asignacion.liberado_en is not None:
-        raise Conflict(f"The assignment of notificación {n.id} was already released; there is nothing to answer.", respuesta_actual=None)
+        raise Conflict(
+            f"The assignment of notificación {n.id} was already released; there is nothing to answer.",
+            mensaje="Esa asignación ya no está en pie.",
+            respuesta_actual=None,
+        )
     n.respuesta = respuesta.value
     n.motivo = motivo
     n.respondida_en = now

@@ -190,7 +190,7 @@ def _insert(
             policy.require_nivel(actor, nivel, "Creating tareas")
             row = _insert_new(columns, answered).first(connection, values)
     if row is None:
-        raise Conflict(f"Codigo {data['codigo']} is already used.", field="codigo")
+        raise Conflict(f"Codigo {data['codigo']} is already used.", mensaje=f"El código {data['codigo']} ya existe.", field="codigo")
     return row
 
 

@@ -54,9 +54,11 @@ def transition(
 def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:
     assigned = assigned_usuario_ids(tarea.id)
     if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned):
-        raise Forbidden("You may only act on tareas you are assigned to or delegated.")
+        raise Forbidden(
+            "You may only act on tareas you are assigned to or delegated.", mensaje="Solo puede actuar sobre tareas que tiene asignadas o delegadas."
+        )
     if not policy.can_transition_tarea(actor, tarea.delegado_usuario_id, assigned, to):
-        raise Forbidden(f"Your nivel may not move a tarea to {to.value}.")
+        raise Forbidden(f"Your nivel may not move a tarea to {to.value}.", mensaje=f"Su nivel no permite pasar una tarea a {to.value.replace('_', ' ')}.")
 
 
 def _check_allowed(current: EstadoTarea, to: EstadoTarea) -> None:
@@ -64,6 +66,7 @@ def _check_allowed(current: EstadoTarea, to: EstadoTarea) -> None:
     if to not in allowed:
         raise InvalidTransition(
             f"A tarea in {current.value} cannot move to {to.value}.",
+            mensaje=f"Una tarea {current.value.replace('_', ' ')} no puede pasar a {to.value.replace('_', ' ')}.",
             estado_actual=current.value,
             allowed=sorted(state.value for state in allowed),
         )

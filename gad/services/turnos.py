@@ -106,7 +106,7 @@ def _record(payload: AgendaEvent, entity_type: str, entity_id: int | None, actor
 def _require_active(efectivo: Efectivo) -> None:
     """A shift is given only to an efectivo still in service (Conflict)."""
     if not efectivo.activo:
-        raise Conflict(f"Efectivo {efectivo.codigo_interno} is deactivated.", efectivo_id=efectivo.id)
+        raise Conflict(f"Efectivo {efectivo.codigo_interno} is deactivated.", mensaje=f"{efectivo.codigo_interno} está dado de baja.", efectivo_id=efectivo.id)
 
 
 def _whose(efectivo: Efectivo) -> dict[str, Any]:
@@ -135,6 +135,10 @@ class Choque(NamedTuple):
     def describe(self) -> str:
         what = {"turno": f"turno {self.id}", "licencia": f"licencia {self.id}", "reserva": f"tarea {self.codigo or self.id}"}[self.clase]
         return f"{what} ({_iso(self.inicio)} – {_iso(self.fin)})"
+
+    def describir(self) -> str:
+        """The same, in Spanish, for the pages (problem ``mensaje``)."""
+        return {"turno": "un turno", "licencia": "una licencia", "reserva": f"la tarea {self.codigo or self.id}"}[self.clase]
 
 
 # One round trip for any number of candidate ranges: unnest them and probe the exclusion indexes.
@@ -194,6 +198,7 @@ def _raise_conflict(subject: str, found: list[Choque]) -> None:
     first = found[0]
     raise Conflict(
         f"{subject} overlaps {first.describe()}.",
+        mensaje=f"Se solapa con {first.describir()} del efectivo.",
         conflicto=first.as_dict(),
         conflictos=[c.as_dict() for c in found[:20]],
         total_conflictos=len(found),
@@ -597,11 +602,16 @@ def check_booking(efectivo: Efectivo, tarea: Tarea, window: Range[datetime]) -> 
         extra: dict[str, Any] = {"efectivo_id": efectivo.id, "conflicto": first.as_dict()}
         if first.clase == "reserva":
             extra["tarea_id"] = first.id
-        raise Conflict(f"Efectivo {efectivo.codigo_interno} is already booked: the window overlaps {first.describe()}.", **extra)
+        raise Conflict(
+            f"Efectivo {efectivo.codigo_interno} is already booked: the window overlaps {first.describe()}.",
+            mensaje=f"{efectivo.codigo_interno} ya tiene {first.describir()} en ese horario.",
+            **extra,
+        )
     fuera = not cubierto_por_turnos(efectivo.id, window)
     if fuera and current_app.config.get("DESPACHO_REQUIERE_SERVICIO"):
         raise Conflict(
             f"Efectivo {efectivo.codigo_interno} has no turno covering the tarea's window (DESPACHO_REQUIERE_SERVICIO is on).",
+            mensaje=f"{efectivo.codigo_interno} no tiene turno durante la tarea.",
             efectivo_id=efectivo.id,
             fuera_de_turno=True,
         )

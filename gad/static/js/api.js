@@ -74,7 +74,9 @@ const STATUS_TEXT = {
 
 function spanishDetail(status, problem) {
   const base = STATUS_TEXT[status] ?? `Error ${status}.`;
-  // Conflicts explain themselves (which tarea holds the efectivo, which transitions are allowed): keep the server's words.
+  // The refusals people meet explain themselves in Spanish (`mensaje`: which tarea holds the efectivo, why a state
+  // cannot follow); a conflict without one keeps the server's own words.
+  if (problem?.mensaje) return `${base} ${problem.mensaje}`;
   if (status === 409 && problem?.detail) return `${base} ${problem.detail}`;
   return base;
 }

@@ -84,7 +84,7 @@ async function send() {
       results.set(item.key, answer);
     } catch (error) {
       if (error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 401) break; // offline or not now: keep it
-      write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.detail ?? "", at: new Date().toISOString() }]);
+      write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.mensaje ?? error.problem?.detail ?? "", at: new Date().toISOString() }]);
       results.set(item.key, { error });
     }
     write(
