@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -265,3 +266,37 @@ def test_a_transaction_left_idle_holding_the_event_counter_is_ended_by_the_serve
             time.sleep(1.0)  # a streamed export while its client reads
             assert db.session.execute(text("SELECT 1")).scalar() == 1
             db.session.rollback()
+
+
+def test_an_import_whose_source_is_slow_outlives_the_idle_transaction_limit(pg_server: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GRUPO_GAD import reads GAD's assignment holds, then scans the source for near-duplicates before its first
+    batch. That transaction was still under the idle limit: a source slower than the limit ended GAD's connection
+    and the import died with a traceback."""
+    from gad.extensions import db
+    from gad.importers import grupo_gad
+    from tests import grupo_gad_source as legacy
+    from tests.conftest import disposed_after, make_app, recreate_database
+
+    source_url = recreate_database(pg_server, "grupo_gad_slow_source")
+    legacy.create_schema(source_url)
+    legacy.fill(source_url, usuarios=10, efectivos=5, tareas=10)
+    scan = grupo_gad.Importer._near_duplicates
+
+    def slow_scan(self: grupo_gad.Importer, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.6)  # a remote or busy source: each scan outlasts the limit below
+        return scan(self, *args, **kwargs)
+
+    monkeypatch.setattr(grupo_gad.Importer, "_near_duplicates", slow_scan)
+    monkeypatch.setenv("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "300")
+    for app in disposed_after(make_app(database_url)):
+        with app.app_context():
+            source = grupo_gad.open_source(source_url)
+            try:
+                importer = grupo_gad.Importer(source, dry_run=False, skip_invalid=True, batch_size=50, end_batch=db.session.commit, progress=lambda *a: None)
+                report = importer.run()
+                importer.record_finished()
+                db.session.commit()
+            finally:
+                source.close()
+            assert report.stopped is None
+            assert all(report.counts[entidad].imported > 0 for entidad in ("usuario", "efectivo", "tarea", "historial")), report.summary()

@@ -338,10 +338,12 @@ class Importer:
         """Every phase in dependency order. Stops (report.stopped) at a batch with rows that cannot be
         imported unless skipping was asked for; that batch is left for the caller to roll back."""
         self._describe_source()
-        allow_idle_transaction()
         if not self.dry_run:
             events.record(db.session(), ImportStarted(sistema=SISTEMA, **self.report.source), **_EVENT)
             self.end_batch()
+        # The transaction the holds are read in stays open while the source is scanned for near-duplicates,
+        # which takes as long as the source makes it (it holds no lock a writer needs).
+        allow_idle_transaction()
         for eid, window, label in db.session.execute(
             select(Asignacion.efectivo_id, Asignacion.periodo, Tarea.codigo)
             .join(Tarea, Tarea.id == Asignacion.tarea_id)
