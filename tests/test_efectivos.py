@@ -20,6 +20,7 @@ def test_supervisor_creates_efectivo_and_reads_it_back(client: FlaskClient, buil
     assert client.get(created.headers["Location"], headers=build.headers(sup)).get_json()["codigo_interno"] == "EF-900"
     duplicate = client.post("/api/v1/efectivos", json=body, headers=build.headers(sup))
     assert duplicate.status_code == 409 and duplicate.get_json()["field"] == "codigo_interno"
+    assert duplicate.get_json()["mensaje"] == "Ya hay un efectivo con el código EF-900."  # what the Efectivos page shows
 
 
 def test_efectivo_list_filters_and_paginates(client: FlaskClient, build: Builders) -> None:

@@ -73,6 +73,10 @@ def test_duplicate_identity_fields_are_409_naming_the_field(client: FlaskClient,
     body[field] = {"email": existing.email.upper(), "dni": existing.dni, "telegram_id": 123456789}[field]
     response = client.post("/api/v1/users", json=body, headers=build.headers(admin))
     assert response.status_code == 409 and response.get_json()["field"] == field
+    assert (
+        response.get_json()["mensaje"]
+        == {"email": "Ya hay un usuario con ese correo.", "dni": "Ya hay un usuario con ese DNI.", "telegram_id": "Ya hay un usuario con ese Telegram."}[field]
+    )
 
 
 def test_users_never_expose_password_hashes(client: FlaskClient, build: Builders) -> None:

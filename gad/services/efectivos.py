@@ -72,7 +72,7 @@ def _check_usuario_link(usuario_id: int | None, exclude_id: int | None = None) -
     if exclude_id is not None:
         query = query.where(Efectivo.id != exclude_id)
     if db.session.scalar(query) is not None:
-        raise Conflict("That usuario is already linked to another efectivo.", field="usuario_id")
+        raise Conflict("That usuario is already linked to another efectivo.", mensaje="Ese usuario ya es otro efectivo.", field="usuario_id")
 
 
 def _check_codigo(codigo: str | None, exclude_id: int | None = None) -> None:
@@ -82,7 +82,9 @@ def _check_codigo(codigo: str | None, exclude_id: int | None = None) -> None:
     if exclude_id is not None:
         query = query.where(Efectivo.id != exclude_id)
     if db.session.scalar(query) is not None:
-        raise Conflict(f"An efectivo with codigo_interno {codigo} already exists.", field="codigo_interno")
+        raise Conflict(
+            f"An efectivo with codigo_interno {codigo} already exists.", mensaje=f"Ya hay un efectivo con el código {codigo}.", field="codigo_interno"
+        )
 
 
 def create_efectivo(actor: Usuario | None, data: dict[str, Any]) -> Efectivo:

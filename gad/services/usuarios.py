@@ -30,6 +30,10 @@ def _usuario_payload(usuario: Usuario) -> dict[str, Any]:
     )
 
 
+# How the pages name a duplicated field, in the refusal's Spanish mensaje.
+_CAMPO = {"email": "correo", "dni": "DNI", "telegram_id": "Telegram"}
+
+
 def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, exclude_id: int | None = None) -> None:
     """Name the duplicated field (409) instead of surfacing a bare constraint violation."""
     checks: list[tuple[str, Any]] = []
@@ -44,7 +48,7 @@ def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, e
         if exclude_id is not None:
             query = query.where(Usuario.id != exclude_id)
         if db.session.scalar(query) is not None:
-            raise Conflict(f"A usuario with this {field} already exists.", field=field)
+            raise Conflict(f"A usuario with this {field} already exists.", mensaje=f"Ya hay un usuario con ese {_CAMPO[field]}.", field=field)
 
 
 def create_usuario(actor: Usuario | None, data: dict[str, Any]) -> Usuario:
