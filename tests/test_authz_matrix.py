@@ -47,8 +47,8 @@ class World:
 #   supervisor  — nivel 2+
 #   admin       — nivel 3
 #   page        — browser page: anonymous is redirected to /login, authenticated sees it
-#   csrf_login  — the login form: without the session's CSRF token nobody is logged in; a caller already signed in
-#                 is sent back to the board (302), anyone else gets the form again (400)
+#   csrf_login  — the login form: without the session's CSRF token nobody is logged in; the usuario already signed
+#                 in as the e-mail typed is sent back to the board (302), anyone else gets the form again (400)
 #   csrf_page   — a dashboard form: anonymous is redirected to /login, others need the CSRF token
 #   page_supervisor / page_admin — dashboard pages for nivel 2+ / 3 (lower niveles get 403)
 #   recipient   — only the usuario a notification was sent to (the efectivo's in the world), others 403
@@ -276,7 +276,8 @@ def _expected(level: str, role: str) -> str:
     if level == "public":
         return "allow"
     if level == "csrf_login":
-        return "back" if role in RANK else "form_again"
+        # The form is filled in with the administrador's e-mail: only that usuario's own session lets it through.
+        return "back" if role == "administrador" else "form_again"
     if level == "csrf_page":  # a page form: anonymous goes to /login, everyone else needs the CSRF token
         return "deny" if role in RANK else "redirect"
     if level == "ws":

@@ -175,6 +175,29 @@ def test_pages_that_cannot_be_shown_answer_in_spanish_and_stale_forms_do_not_end
         second.get_by_role("button", name="Entrar").click()
         second.wait_for_url("**/tareas")
 
+        # Someone else typing into a form that old, in the same browser, must not land in the open session.
+        supervisor = build.usuario(2)
+        third = context.new_page()
+        third.goto("/login")
+        page.goto("/tareas")
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        page.get_by_label("Correo electrónico").fill(officer.email)
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(server.url + "/mi")
+        third.get_by_label("Correo electrónico").fill(supervisor.email)
+        third.get_by_label("Contraseña").fill(PASSWORD)
+        third.get_by_role("button", name="Entrar").click()
+        expect(third.get_by_role("alert")).to_contain_text(f"ya tiene abierta la sesión de {officer.email}")
+        assert third.request.get("/api/v1/users/me").json()["email"] == officer.email
+        third.get_by_role("button", name="Cerrar la sesión abierta").click()
+        third.wait_for_url("**/login")
+        third.get_by_label("Correo electrónico").fill(supervisor.email)
+        third.get_by_label("Contraseña").fill(PASSWORD)
+        third.get_by_role("button", name="Entrar").click()
+        third.wait_for_url(server.url + "/")
+
 
 def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """The phone kept the last officer's tareas (a protected witness's address among them) and outbox after logout."""

@@ -71,9 +71,16 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
     target = request.form.get("next", "")
     if not csrf_matches(request.form.get("csrf_token")):
         # A login form left open in a second tab after logging in (or out) in the first: its token is the old session's.
-        if page_user() is not None:
+        # The same person is simply let through; someone else typing into it must not land in the open session.
+        signed_in = page_user()
+        if signed_in is not None and email.lower() == signed_in.email.lower():
             return redirect(target if is_local_path(target) else url_for("pages.index"))
-        return render_template("login.html", next=target, error="La página de acceso había caducado: vuelva a intentarlo.", email=email), 400, {}
+        error = (
+            "La página de acceso había caducado: vuelva a intentarlo."
+            if signed_in is None
+            else f"Este navegador ya tiene abierta la sesión de {signed_in.email}: ciérrela antes de entrar con otra cuenta."
+        )
+        return render_template("login.html", next=target, error=error, email=email, sesion_abierta=signed_in is not None), 400, {}
     password = request.form.get("password", "")
     try:
         usuario, _ = auth.login(email, password, client_address())
