@@ -49,6 +49,8 @@ class World:
 #   page        — browser page: anonymous is redirected to /login, authenticated sees it
 #   csrf_login  — the login form: without the session's CSRF token nobody is logged in; the usuario already signed
 #                 in as the e-mail typed is sent back to the board (302), anyone else gets the form again (400)
+#   csrf_logout — without a session there is nothing to end (302 to /login); with one, a form without its CSRF token
+#                 (a tab of an earlier session) ends nothing and asks again (400, the page)
 #   csrf_page   — a dashboard form: anonymous is redirected to /login, others need the CSRF token
 #   page_supervisor / page_admin — dashboard pages for nivel 2+ / 3 (lower niveles get 403)
 #   recipient   — only the usuario a notification was sent to (the efectivo's in the world), others 403
@@ -85,8 +87,7 @@ ENDPOINTS: dict[str, tuple[str, Request]] = {
     "GET /api/v1/docs/": ("public", _no_body("/api/v1/docs/")),
     "GET /login": ("public", _no_body("/login")),
     "POST /login": ("csrf_login", lambda w: ("/login", {"data": {"email": w.admin.email, "password": "x"}})),
-    # Logout without a session has nothing to end (a stale tab): it goes to /login like any page form.
-    "POST /logout": ("csrf_page", lambda w: ("/logout", {"data": {}})),
+    "POST /logout": ("csrf_logout", lambda w: ("/logout", {"data": {}})),
     "GET /": ("page", _no_body("/")),
     "GET /tareas/<int:tarea_id>": ("page", _no_body("/tareas/{w.tarea.id}")),
     "GET /tareas/nueva": ("page_supervisor", _no_body("/tareas/nueva")),
@@ -278,6 +279,8 @@ def _expected(level: str, role: str) -> str:
     if level == "csrf_login":
         # The form is filled in with the administrador's e-mail: only that usuario's own session lets it through.
         return "back" if role == "administrador" else "form_again"
+    if level == "csrf_logout":
+        return "form_again" if role in RANK else "redirect"
     if level == "csrf_page":  # a page form: anonymous goes to /login, everyone else needs the CSRF token
         return "deny" if role in RANK else "redirect"
     if level == "ws":

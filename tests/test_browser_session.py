@@ -72,6 +72,9 @@ def test_an_sos_after_the_session_ended_says_so_and_is_sent_only_in_its_officers
         page.wait_for_timeout(1000)
         assert _emergencies(server, build, sup) == []  # never in Eduardo's name
         assert _queued_sos(page, elena.id) == 1
+        page.get_by_role("button", name="Cerrar sesión").click()  # the end of Eduardo's shift
+        page.wait_for_url("**/login")
+        assert _queued_sos(page, elena.id) == 1  # his logout forgets what was his, not Elena's waiting SOS
 
         _log_in(page, elena.email, "/mi")  # Elena back: her SOS goes, as hers
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=15_000)
@@ -198,6 +201,15 @@ def test_pages_that_cannot_be_shown_answer_in_spanish_and_stale_forms_do_not_end
         third.get_by_role("button", name="Entrar").click()
         third.wait_for_url(server.url + "/")
 
+        # "Cerrar sesión" on the officer's page, whose session the supervisor's login replaced: it asks again, with
+        # the open session's own token, instead of refusing for ever.
+        page.get_by_role("button", name="Cerrar sesión").click()
+        expect(page.get_by_role("alert")).to_contain_text(f"la sesión abierta ahora es la de {supervisor.email}")
+        assert page.request.get("/api/v1/users/me").json()["email"] == supervisor.email
+        page.get_by_role("button", name="Cerrar la sesión abierta").click()
+        page.wait_for_url("**/login")
+        assert page.request.get("/api/v1/users/me").status == 401
+
 
 def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """The phone kept the last officer's tareas (a protected witness's address among them) and outbox after logout."""
@@ -214,6 +226,33 @@ def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser
         assert page.evaluate("async () => (await caches.keys()).length") == 0
     finally:
         context.close()
+
+
+def test_logging_out_with_an_action_waiting_asks_first_and_then_leaves_nothing(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """An officer whose session had ended tapped "Cerrar sesión" with an action still waiting: it was dropped without a
+    word, and the phone kept their tareas (with no session to end, the server answered nothing that cleared them)."""
+    officer = _officer(build, "Marta")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, officer, "POST", "/api/v1/auth/logout-all").status_code == 204
+        page.get_by_role("button", name="Fuera de servicio").click()
+        expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
+        asked: list[str] = []
+
+        def answer(dialog: Any, accept: bool) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, accept=False))
+        page.get_by_role("button", name="Cerrar sesión").click()
+        expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
+        assert asked == ["Hay 1 acción sin enviar: si cierra la sesión no se enviará. ¿Cerrar la sesión?"]
+        assert page.url.endswith("/mi")  # not logged out: the officer chose to keep it
+        page.once("dialog", lambda dialog: answer(dialog, accept=True))
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        assert len(asked) == 2
+        assert page.evaluate("() => localStorage.length") == 0
 
 
 def test_a_double_click_on_enviar_alerta_sends_one_alert(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

@@ -96,15 +96,19 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
 
 
 @bp.post("/logout")
-def logout() -> WerkzeugResponse:
-    if page_user() is None:
-        return redirect(url_for("pages.login_form"))  # ended already (elsewhere, or idle): nothing left to end
-    check_csrf(request.form.get("csrf_token"))
-    end_session()
+def logout() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
+    signed_in = page_user()  # None: ended already (elsewhere, or idle), nothing left to end
+    if signed_in is not None:
+        if not csrf_matches(request.form.get("csrf_token")):
+            # "Cerrar sesión" on a page of an earlier session (another tab has logged in since): the session open now
+            # is ended only by a form it issued, so ask once more with its token instead of refusing for ever.
+            error = f"Esa página era de una sesión anterior; la sesión abierta ahora es la de {signed_in.email}."
+            return render_template("login.html", next="", error=error, email="", sesion_abierta=True), 400, {}
+        end_session()
     response = redirect(url_for("pages.login_form"))
-    # A shared phone: the next person must find neither this usuario's tareas kept for offline use, nor the outbox of
-    # what they did without coverage, nor the page shell with their name (the service worker's cache).
-    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    # The HTTP cache only: what the pages keep in the browser is forgotten by js/salida.js before this request, which
+    # keeps another officer's outbox ("storage" here would drop an SOS left waiting when their session ended).
+    response.headers["Clear-Site-Data"] = '"cache"'
     return response
 
 

@@ -44,6 +44,20 @@ for (const legacy of ["gad:mi:cola"]) {
 }
 localStorage.removeItem("gad:mi:conflictos"); // the old outbox's refusals: shown to whoever was on the phone then
 
+// "Cerrar sesión" leaves the phone to the next person: this usuario's outbox and refusals go, and so does what the
+// pages keep that is nobody's in particular (the tareas copy, the sharing choice, this tab's resume points, the
+// service worker's copy of the page). Another usuario's outbox stays: their session ended with an action (an SOS)
+// still waiting, and it is sent when they log in again.
+export async function forgetOnLogout() {
+  const outbox = /^gad:mi:(?:cola|conflictos):(.*)$/;
+  for (const key of Object.keys(localStorage)) {
+    const whose = outbox.exec(key)?.[1];
+    if (key.startsWith("gad:") && (whose === undefined || whose === owner)) localStorage.removeItem(key);
+  }
+  sessionStorage.clear();
+  if ("caches" in window) await Promise.all((await caches.keys()).map((name) => caches.delete(name)));
+}
+
 export function dismissConflict(key) {
   write(
     CONFLICTS,

@@ -4,7 +4,7 @@
 // A new name when a release changes what one of these files imports from another (mi.js from api.js): each is
 // refreshed on its own behind the page, and a new mi.js beside an api.js whose refresh failed would not load at
 // all; the install below fetches every one of a new name together (addAll: all or none) and drops the old.
-const CACHE = "gad-mi-v3";
+const CACHE = "gad-mi-v4";
 const SHELL = [
   "/mi",
   "/static/css/app.css",
@@ -12,6 +12,7 @@ const SHELL = [
   "/static/js/api.js",
   "/static/js/live.js",
   "/static/js/cola.js",
+  "/static/js/salida.js",
   "/static/mi/manifest.webmanifest",
   "/static/mi/icono-192.png",
 ];
