@@ -8,7 +8,7 @@ from typing import Any
 import click
 from flask import Config as FlaskConfig
 from flask import Flask
-from werkzeug.routing import Rule
+from werkzeug.routing import IntegerConverter, Rule
 
 from config import Config, ConfigError, load_config
 
@@ -74,12 +74,21 @@ class LazyBuilderRule(Rule):
         return build_first
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:…>`` of ASCII digits only. werkzeug's ``\\d+`` also matches Arabic-Indic, fullwidth and other Unicode
+    digits, which ``int()`` reads as the same number: ``/api/v1/tasks/%EF%BC%91`` was tarea 1 under a second address,
+    one that path rules in a proxy or a log search never match."""
+
+    regex = r"[0-9]+"
+
+
 class GadFlask(Flask):
     config_class = ReadOnlyConfig
     url_rule_class = LazyBuilderRule
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.url_map.converters["int"] = AsciiIntegerConverter
         self._sync: dict[Any, Any] = {}
 
     def ensure_sync(self, func: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from flask.testing import FlaskClient
 from pydantic import Field
@@ -143,3 +145,17 @@ def test_a_nul_character_is_422_naming_the_field_that_holds_it(client: FlaskClie
     response = getattr(client, method)(path, headers=build.headers(build.usuario(3)), **kwargs)
     assert response.status_code == 422 and response.mimetype == PROBLEM
     assert [(error["field"], error["type"]) for error in response.get_json()["errors"]] == [(field, "nul_character")]
+
+
+@pytest.mark.parametrize("zero", [0x0660, 0xFF10, 0x0966], ids=["arabic-indic", "fullwidth", "devanagari"])
+def test_an_id_in_unicode_digits_is_no_second_address_of_a_resource(client: FlaskClient, build: Builders, zero: int) -> None:
+    """`/api/v1/tasks/１` was tarea 1 (a fuzzer's DELETE of it removed tarea 1): a second address for every resource,
+    one that path rules in a proxy, a WAF or a log search never match."""
+    admin = build.usuario(3)
+    tarea = build.tarea(admin)
+    spelled = quote("".join(chr(zero + int(d)) for d in str(tarea.id)))
+    for method in ("get", "delete"):
+        response = getattr(client, method)(f"/api/v1/tasks/{spelled}", headers=build.headers(admin))
+        assert response.status_code == 404 and response.mimetype == PROBLEM
+    assert client.get(f"/api/v1/users/{quote(''.join(chr(zero + int(d)) for d in str(admin.id)))}", headers=build.headers(admin)).status_code == 404
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(admin)).status_code == 200  # still there
