@@ -268,6 +268,17 @@ def test_a_double_click_on_enviar_alerta_sends_one_alert(browser: Browser, pw: P
         assert _api(server, build, sup, "GET", "/api/v1/alertas").json()["total"] == 1
 
 
+def test_a_page_without_a_live_view_says_how_its_trays_socket_is(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Informes and Usuarios said "Sin conexión" for as long as they were open, though the tray's socket was live."""
+    admin = build.usuario(3)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, "escritorio", landing="/informes") as (_, page):
+        expect(page.locator("#conexion")).to_have_text("En vivo", timeout=10_000)
+        page.goto("/usuarios")
+        expect(page.locator("#conexion")).to_have_text("En vivo", timeout=10_000)
+        assert _api(server, build, admin, "POST", "/api/v1/auth/logout-all").status_code == 204
+        expect(page.locator("#conexion")).to_have_text("Sesión caducada", timeout=15_000)
+
+
 def test_the_report_prints(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """Its button was an inline onclick, which the Content-Security-Policy blocks: it did nothing."""
     sup = build.usuario(2)

@@ -1,7 +1,8 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, coalesced, el, fieldErrors, newKey, newestOnly, reopenUnlessEnded, resumeFrom } from "./api.js";
+import { api, coalesced, el, fieldErrors, newKey, newestOnly } from "./api.js";
+import { connectLive } from "./live.js";
 
 const me = Number(document.body.dataset.usuarioId);
 const nivel = Number(document.body.dataset.nivel);
@@ -199,37 +200,15 @@ function resync() {
 }
 
 function ownSocket() {
-  // Pages without a live board: one socket for the tray, subscribed to notifications only.
-  let delay = 500;
+  // Pages without a live view: one socket for the tray, subscribed to notifications only.
   const others = ["tareas", "emergencias", "efectivos", "sistema", ...(nivel >= 3 ? ["usuarios", "seguridad"] : [])];
-  const open = () => {
-    const since = resumeFrom(TRAY_KEY);
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`);
-    let acknowledged = false;
-    socket.addEventListener("message", (message) => {
-      const frame = JSON.parse(message.data);
-      if (frame.event_type === "connection_ack") {
-        acknowledged = true;
-        delay = 500;
-        socket.send(JSON.stringify({ event_type: "unsubscribe", data: { topics: others } }));
-        if (!since) sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
-      } else if (frame.event_type === "resync_required") {
-        sessionStorage.setItem(TRAY_KEY, String(frame.data.last_event_id));
-        resync();
-      } else if (frame.event_type === "ping") {
-        socket.send(JSON.stringify({ event_type: "pong" }));
-      } else if (typeof frame.id === "number") {
-        sessionStorage.setItem(TRAY_KEY, String(frame.id));
-        handle(frame, socket);
-      }
-    });
-    socket.addEventListener("close", () => {
-      reopenUnlessEnded(acknowledged, open, delay);
-      delay = Math.min(delay * 2, 10000);
-    });
-  };
-  open();
+  connectLive({
+    key: TRAY_KEY,
+    relay: false,
+    onAck: (socket) => socket.send(JSON.stringify({ event_type: "unsubscribe", data: { topics: others } })),
+    onEvent: (frame, { socket }) => handle(frame, socket),
+    onResync: resync,
+  });
 }
 
 function showTray(open) {

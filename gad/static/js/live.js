@@ -15,14 +15,16 @@ function setStatus(estado, texto) {
   }
 }
 
-export function connectLive({ onEvent, onResync }) {
-  // The notification tray (bandeja.js) rides on this socket instead of opening a second one.
-  document.body.dataset.live = "1";
+// A page's socket relays its frames to the notification tray (bandeja.js), which then opens none of its own; the
+// tray's own socket, on pages without a live view, is `relay: false` and mutes the topics it does not show once
+// acknowledged (`onAck`). Either way the top bar's badge (#conexion) says how the socket is.
+export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck = () => {} }) {
+  if (relay) document.body.dataset.live = "1";
   let delay = 500;
   let socket;
   let head = Infinity;
   const open = () => {
-    const since = resumeFrom(KEY);
+    const since = resumeFrom(key);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
     setStatus("conectando", "Conectando…");
@@ -35,19 +37,20 @@ export function connectLive({ onEvent, onResync }) {
         head = frame.data.last_event_id;
         delay = 500;
         setStatus("conectado", "En vivo");
-        if (!since) sessionStorage.setItem(KEY, String(frame.data.last_event_id));
+        onAck(socket);
+        if (!since) sessionStorage.setItem(key, String(frame.data.last_event_id));
       } else if (frame.event_type === "resync_required") {
         head = frame.data.last_event_id; // nothing is replayed: the page refetches, and what follows is live
-        sessionStorage.setItem(KEY, String(frame.data.last_event_id));
+        sessionStorage.setItem(key, String(frame.data.last_event_id));
         setStatus("conectado", "En vivo");
         onResync();
-        window.dispatchEvent(new CustomEvent("gad:resync")); // the tray (bandeja.js) refetches as well
+        if (relay) window.dispatchEvent(new CustomEvent("gad:resync")); // the tray (bandeja.js) refetches as well
       } else if (frame.event_type === "ping") {
         socket.send(JSON.stringify({ event_type: "pong" }));
       } else if (typeof frame.id === "number") {
-        sessionStorage.setItem(KEY, String(frame.id));
-        onEvent(frame, { replayed: frame.id <= head });
-        window.dispatchEvent(new CustomEvent("gad:frame", { detail: { frame, socket } }));
+        sessionStorage.setItem(key, String(frame.id));
+        onEvent(frame, { replayed: frame.id <= head, socket });
+        if (relay) window.dispatchEvent(new CustomEvent("gad:frame", { detail: { frame, socket } }));
       }
     });
     socket.addEventListener("close", async () => {
