@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
@@ -238,6 +239,18 @@ def test_login_never_redirects_off_site(client: FlaskClient, build: Builders, ta
     token = _csrf(client.get("/login").get_data(as_text=True))
     response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target})
     assert response.status_code == 302 and response.headers["Location"] == "/mi"  # an officer's own page, never the target
+
+
+def test_a_page_asked_for_before_logging_in_is_where_the_login_lands_filters_included(client: FlaskClient, build: Builders) -> None:
+    """/tareas?estado=en_curso sent to /login?next=/tareas: the filter the operator followed a link for was lost."""
+    user = build.usuario(2)
+    asked = client.get("/tareas?estado=en_curso&limit=20")
+    assert asked.status_code == 302
+    target = parse_qs(urlsplit(asked.headers["Location"]).query)["next"][0]
+    assert target == "/tareas?estado=en_curso&limit=20"
+    token = _csrf(client.get(asked.headers["Location"]).get_data(as_text=True))
+    response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/tareas?estado=en_curso&limit=20"
 
 
 def test_browser_login_failure_rerenders_form_in_spanish(client: FlaskClient, build: Builders) -> None:

@@ -32,7 +32,8 @@ ESTADO_LABELS = {"programada": "Programadas", "en_curso": "En curso", "pausada":
 
 
 def _login_redirect() -> WerkzeugResponse:
-    return redirect(url_for("pages.login_form", next=request.path))
+    # The whole address, filters included: after logging in the usuario lands on the list they asked for.
+    return redirect(url_for("pages.login_form", next=request.full_path.rstrip("?")))
 
 
 def _transitions_for(usuario: Usuario) -> dict[str, list[str]]:
