@@ -34,7 +34,10 @@ class AppError(Exception):
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
-        self.errors = errors
+        # Every field error carries its Spanish mensaje (the forms show it beside the field), however it was built.
+        self.errors = (
+            None if errors is None else [e if "mensaje" in e else e | {"mensaje": mensaje(e.get("field", ""), e.get("type", ""), e.get("ctx"))} for e in errors]
+        )
         self.headers = headers or {}
         self.extra = extra
 
@@ -166,18 +169,31 @@ def _wants_page() -> bool:
 def pydantic_errors(exc: ValidationError, location: str = "body") -> list[dict[str, Any]]:
     """Field paths such as ``body.prioridad`` or ``query.limit`` with pydantic's message and type, and the Spanish ``mensaje`` forms show."""
     out = []
-    for err in exc.errors(include_url=False, include_input=False):
+    for err in exc.errors(include_url=False):  # the input is looked at, never echoed
         parts = [location, *err["loc"]]
-        inside = (err.get("ctx") or {}).get("path")  # a model-level check names the value it refused (a NUL)
+        ctx = err.get("ctx") or {}
+        inside = ctx.get("path")  # a model-level check names the value it refused (a NUL)
         if inside:
             parts.append(inside)
-        out.append(field_error(".".join(str(part) for part in parts), err["type"], err["msg"], err.get("ctx")))
+        kind, message = err["type"], err["msg"]
+        if kind in _TEXT_LENGTH and isinstance(err.get("input"), str):
+            # A text cleaned before it is checked (Text, Name: a BeforeValidator) has its length checked as a list's
+            # would be, and pydantic counts "items": it is a text, and its length is in characters.
+            kind, message = _TEXT_LENGTH[kind][0], _TEXT_LENGTH[kind][1].format(**ctx)
+        out.append(field_error(".".join(str(part) for part in parts), kind, message, ctx))
     return out
 
 
-def field_error(path: str, kind: str, message: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One entry of a 422's ``errors``: the field's path, pydantic's message and type, and the Spanish ``mensaje``."""
-    return {"field": path, "message": message, "type": kind, "mensaje": mensaje(path, kind, ctx)}
+_TEXT_LENGTH = {
+    "too_long": ("string_too_long", "String should have at most {max_length} characters"),
+    "too_short": ("string_too_short", "String should have at least {min_length} characters"),
+}
+
+
+def field_error(path: str, kind: str, message: str, ctx: dict[str, Any] | None = None, *, es: str | None = None) -> dict[str, Any]:
+    """One entry of a 422's ``errors``: the field's path, the English message and type, and the Spanish ``mensaje``
+    (``es`` where the rule needs its own words, else the wording for ``kind``)."""
+    return {"field": path, "message": message, "type": kind, "mensaje": es if es is not None else mensaje(path, kind, ctx)}
 
 
 def _handle_app_error(exc: AppError) -> Response:

@@ -45,12 +45,25 @@ _POR_TIPO = {
     "value_error": "Valor no válido.",
     "string_type": "Escriba un texto.",
     "password_unchanged": "La nueva contraseña debe ser distinta de la actual.",
+    # Rules of GAD's own (not pydantic's): the services name them by these types.
+    "unknown_id": "No existe o no está activo.",
+    "type_error": "El cuerpo de la petición debe ser un objeto JSON.",
+    "etag": 'Versión no válida: se espera un número entre comillas, p. ej. "3".',
+    "idempotency_key": "Clave de idempotencia no válida.",
+    "idempotency_mismatch": "Esa clave de idempotencia ya se usó con otra petición.",
+    "date": "Fecha no válida: AAAA-MM-DD, o fecha y hora con zona (p. ej. 2026-12-01T08:00+01:00).",
+    "range": "El fin debe ser posterior al inicio.",
+    "schedule": "El fin debe ser posterior al inicio.",
+    "location": "Latitud y longitud van juntas: indique las dos.",
+    "managed_state": "«En tarea» lo pone la asignación a una tarea en curso.",
 }
 
 
 def mensaje(field: str, tipo: str, ctx: dict[str, Any] | None = None) -> str:
     """Spanish text for one field error; ``field`` is the last part of the path (``body.codigo`` → ``codigo``)."""
     name = field.rsplit(".", 1)[-1]
+    if tipo in ("string_too_short", "too_short") and (ctx or {}).get("min_length") == 1:
+        return "No puede quedar vacío." if tipo == "string_too_short" else "Debe tener al menos un elemento."
     if tipo in ("string_pattern_mismatch", "value_error", "less_than_equal", "greater_than_equal") and name in _POR_CAMPO:
         return _POR_CAMPO[name]
     if name == "current_password" or (name == "email" and tipo == "value_error"):

@@ -159,3 +159,60 @@ def test_an_id_in_unicode_digits_is_no_second_address_of_a_resource(client: Flas
         assert response.status_code == 404 and response.mimetype == PROBLEM
     assert client.get(f"/api/v1/users/{quote(''.join(chr(zero + int(d)) for d in str(admin.id)))}", headers=build.headers(admin)).status_code == 404
     assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(admin)).status_code == 200  # still there
+
+
+def test_every_field_error_a_form_can_meet_says_it_in_spanish(client: FlaskClient, build: Builders) -> None:
+    """Errors built by GAD's own rules (not pydantic's) carried only the English message, which the forms showed
+    beside the field: a turno too long, a report's dates, a body that is not an object, a key reused."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    efectivo = build.efectivo()
+    answers = {
+        "turno too long": client.post(
+            "/api/v1/turnos",
+            json={"efectivo_id": efectivo.id, "inicio": "2027-03-01T08:00:00+01:00", "fin": "2027-03-05T08:00:00+01:00"},
+            headers=headers,
+        ),
+        "report date": client.get("/api/v1/reportes/carga?desde=ayer", headers=headers),
+        "report range": client.get("/api/v1/reportes/carga?desde=2026-05-02&hasta=2026-05-01", headers=headers),
+        "body not an object": client.post("/api/v1/tasks", json=[], headers=headers),
+        "unknown efectivo": client.post(
+            "/api/v1/turnos", json={"efectivo_id": 999_999, "inicio": "2027-03-01T08:00:00+01:00", "fin": "2027-03-01T16:00:00+01:00"}, headers=headers
+        ),
+    }
+    key = {"Idempotency-Key": "una-clave"}
+    assert client.post("/api/v1/tasks", json={"codigo": "IDEM-1", "titulo": "Ronda de prueba", "tipo": "patrullaje"}, headers=headers | key).status_code == 201
+    answers["key reused"] = client.post(
+        "/api/v1/tasks", json={"codigo": "IDEM-2", "titulo": "Otra ronda de prueba", "tipo": "patrullaje"}, headers=headers | key
+    )
+    expected = {
+        "turno too long": "Un turno dura como máximo 72 horas.",
+        "report date": "Fecha no válida: AAAA-MM-DD, o fecha y hora con zona (p. ej. 2026-12-01T08:00+01:00).",
+        "report range": "«Hasta» debe ser posterior a «desde».",
+        "body not an object": "El cuerpo de la petición debe ser un objeto JSON.",
+        "unknown efectivo": "No existe o no está activo.",
+        "key reused": "Esa clave de idempotencia ya se usó con otra petición.",
+    }
+    for case, response in answers.items():
+        assert response.status_code == 422, (case, response.get_json())
+        assert [e["mensaje"] for e in response.get_json()["errors"]] == [expected[case]], case
+
+
+def test_a_text_too_long_or_empty_is_measured_in_characters(client: FlaskClient, build: Builders) -> None:
+    """Cleaned texts (trimmed, spaces collapsed) were checked as lists are: "at most 50 items", "Como máximo 50
+    elementos", and "al menos 1 elementos" for an empty name."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    response = client.patch(f"/api/v1/efectivos/{efectivo.id}", json={"rango": "x" * 51}, headers=build.headers(sup))
+    assert response.status_code == 422
+    [error] = response.get_json()["errors"]
+    assert error == {
+        "field": "body.rango",
+        "type": "string_too_long",
+        "message": "String should have at most 50 characters",
+        "mensaje": "Demasiado largo: como máximo 50 caracteres.",
+    }
+    admin = build.usuario(3)
+    empty = client.patch(f"/api/v1/users/{sup.id}", json={"nombre": "   "}, headers=build.headers(admin))
+    assert empty.status_code == 422
+    assert [(e["type"], e["mensaje"]) for e in empty.get_json()["errors"]] == [("string_too_short", "No puede quedar vacío.")]

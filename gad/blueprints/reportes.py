@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.http import json_response, parse_query
 from gad.blueprints.pages import _login_redirect, _render
-from gad.errors import ValidationProblem
+from gad.errors import ValidationProblem, field_error
 from gad.models import Usuario, utcnow
 from gad.openapi import documented
 from gad.policy import is_supervisor
@@ -54,7 +54,9 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
     # Compared before converting (as gad.schemas.common does): a day at the calendar's edge overflows astimezone(),
     # and one outside the stored window overflowed the report's local days.
     if not TIEMPO_MIN <= value < TIEMPO_MAX:
-        raise ValidationProblem("Invalid date.", errors=[{"field": f"query.{field}", "message": f"must be {TIME_WINDOW}", "type": "date"}])
+        raise ValidationProblem(
+            "Invalid date.", errors=[field_error(f"query.{field}", "date", f"must be {TIME_WINDOW}", es="Fecha fuera del intervalo admitido.")]
+        )
     return value.astimezone(UTC)
 
 
@@ -62,7 +64,7 @@ def _filtro(q: ReportQuery) -> reportes.Filtro:
     hasta = _instant(q.hasta, "hasta", end=True) or utcnow()
     desde = _instant(q.desde, "desde") or hasta - timedelta(days=DEFAULT_DAYS)
     if desde >= hasta:
-        raise ValidationProblem("Empty range.", errors=[{"field": "query.hasta", "message": "must be after desde", "type": "range"}])
+        raise ValidationProblem("Empty range.", errors=[field_error("query.hasta", "range", "must be after desde", es="«Hasta» debe ser posterior a «desde».")])
     return reportes.Filtro(desde, hasta, [str(t) for t in q.tipo] if q.tipo else None, q.prioridad or None, q.unidad or None)
 
 

@@ -61,7 +61,7 @@ def _recipients(actor: Usuario, destino: DestinoAlerta, unidad: str | None, usua
     if not ids:
         raise ValidationProblem(
             "The alert has no recipients.",
-            errors=[field_error("body.destino", "empty", "nobody matches this destino") | {"mensaje": "Nadie recibiría la alerta: revise el destino."}],
+            errors=[field_error("body.destino", "empty", "nobody matches this destino", es="Nadie recibiría la alerta: revise el destino.")],
         )
     for uid in ids:
         if not policy.can_notify(actor, uid):

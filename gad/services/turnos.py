@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gad import policy
 from gad.db_session import for_update
-from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario
 from gad.realtime import events
@@ -251,19 +251,23 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
     _check_range(inicio, fin, "body")
     duracion = fin - inicio
     if duracion > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_hours(MAX_TURNO)} horas.")
     if not repetir:
         return [(inicio, fin)]
     hasta: datetime = repetir["hasta"]
     if hasta <= inicio:
-        raise _invalid("body.repetir.hasta", "must be after inicio", "range")
+        raise _invalid("body.repetir.hasta", "must be after inicio", "range", "La repetición debe acabar después del inicio.")
     if hasta - inicio > MAX_HORIZONTE:
-        raise _invalid("body.repetir.hasta", f"a pattern spans at most {MAX_HORIZONTE.days} days", "range")
+        raise _invalid(
+            "body.repetir.hasta", f"a pattern spans at most {MAX_HORIZONTE.days} days", "range", f"Una repetición abarca como máximo {MAX_HORIZONTE.days} días."
+        )
     out: list[tuple[datetime, datetime]] = []
     if repetir.get("cada_horas"):
         paso = timedelta(hours=int(repetir["cada_horas"]))
         if paso < duracion:
-            raise _invalid("body.repetir.cada_horas", "shorter than the shift: its occurrences would overlap", "pattern")
+            raise _invalid(
+                "body.repetir.cada_horas", "shorter than the shift: its occurrences would overlap", "pattern", "Menos horas que el turno: se solaparían."
+            )
         start = inicio
         while start < hasta:
             out.append((start, start + duracion))
@@ -282,11 +286,15 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
                     f"the shift starting {start.astimezone(tz).date().isoformat()} lasts {_hours(real)} hours across the daylight-saving change; "
                     f"a turno lasts at most {_hours(MAX_TURNO)} hours",
                     "duration",
+                    f"El turno del {start.astimezone(tz).date().isoformat()} duraría {_hours(real)} horas con el cambio de hora; "
+                    f"un turno dura como máximo {_hours(MAX_TURNO)} horas.",
                 )
     if not out:
-        raise _invalid("body.repetir", "the pattern produces no shift before hasta", "pattern")
+        raise _invalid("body.repetir", "the pattern produces no shift before hasta", "pattern", "La repetición no da ningún turno antes de su fin.")
     if len(out) > MAX_OCURRENCIAS:
-        raise _invalid("body.repetir.hasta", f"a pattern creates at most {MAX_OCURRENCIAS} shifts at once", "pattern")
+        raise _invalid(
+            "body.repetir.hasta", f"a pattern creates at most {MAX_OCURRENCIAS} shifts at once", "pattern", f"Como máximo {MAX_OCURRENCIAS} turnos de una vez."
+        )
     return out
 
 
@@ -302,11 +310,21 @@ def _semanal(inicio: datetime, fin: datetime, hasta: datetime, dias: set[int], t
     span = local_fin.replace(tzinfo=None) - local_inicio.replace(tzinfo=None)
     if span <= timedelta(0):
         # Only a shift inside the autumn repeated hour can end at an earlier wall-clock time than it starts.
-        raise _invalid("body.fin", "ends at an earlier wall-clock time than it starts (across the autumn change): it cannot repeat by weekday", "pattern")
+        raise _invalid(
+            "body.fin",
+            "ends at an earlier wall-clock time than it starts (across the autumn change): it cannot repeat by weekday",
+            "pattern",
+            "Acaba a una hora de reloj anterior a la de inicio (cambio de hora de otoño): no puede repetirse por días.",
+        )
     # Both measures: the wall-clock span is what other weeks get, and a first occurrence whose end is the
     # second showing of a repeated hour is longer in real time than on the wall, and could reach the next day's.
     if max(span, fin - inicio) > timedelta(hours=24) and len(dias) > 1:
-        raise _invalid("body.repetir.dias_semana", "a shift longer than 24 h cannot repeat on several weekdays", "pattern")
+        raise _invalid(
+            "body.repetir.dias_semana",
+            "a shift longer than 24 h cannot repeat on several weekdays",
+            "pattern",
+            "Un turno de más de 24 h no puede repetirse varios días.",
+        )
     hora_inicio, hora_fin = local_inicio.time(), local_fin.time()
     dias_fin = timedelta(days=(local_fin.date() - local_inicio.date()).days)
     out: list[tuple[datetime, datetime]] = []
@@ -355,8 +373,9 @@ def _bound(value: datetime | None) -> datetime:
     return value
 
 
-def _invalid(field: str, message: str, kind: str) -> ValidationProblem:
-    return ValidationProblem("The turno is invalid.", errors=[{"field": field, "message": message, "type": kind}])
+def _invalid(field: str, message: str, kind: str, es: str | None = None) -> ValidationProblem:
+    """A 422 for one field; ``es`` is the Spanish the planning form shows beside it (else the wording for ``kind``)."""
+    return ValidationProblem("The turno is invalid.", errors=[field_error(field, kind, message, es=es)])
 
 
 def _hours(span: timedelta) -> str:
@@ -467,7 +486,7 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
     fin: datetime = changes.get("fin") or _bound(turno.periodo.upper)
     _check_range(inicio, fin, "body")
     if fin - inicio > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_hours(MAX_TURNO)} horas.")
     efectivo = db.session.get(Efectivo, target_id)
     assert efectivo is not None  # locked above
     moved_from: dict[str, Any] = {}
