@@ -505,8 +505,8 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         page.evaluate("window.dispatchEvent(new Event('online'))")
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
         expect(page.locator("#conflictos")).to_contain_text(f"Iniciar {tarea.codigo}: no se aplicó")
-        # Why, in Spanish (the problem's mensaje), not the server's English detail: cancelling released the assignment.
-        expect(page.locator("#conflictos")).to_contain_text("Solo puede actuar sobre tareas que tiene asignadas o delegadas.")
+        # Why, in Spanish (the problem's mensaje), not the server's English detail: the tarea was cancelled.
+        expect(page.locator("#conflictos")).to_contain_text("Una tarea cancelada no puede pasar a en curso.")
         expect(page.locator("#conflictos")).not_to_contain_text("You may only")
         assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
         page.get_by_role("button", name=f"Entendido: Iniciar {tarea.codigo}").click()

@@ -117,3 +117,23 @@ def test_transition_is_allowed_exactly_as_the_table_says(app: Flask, build: Buil
                 transitions.transition(actor, tarea.id, to, None, None)
             assert refused.value.extra["allowed"] == sorted(state.value for state in TRANSICIONES[current])
         db.session.rollback()
+
+
+@pytest.mark.parametrize("ended", ["cancelada", "finalizada"])
+def test_an_officer_acting_on_their_tarea_after_it_ended_is_told_it_ended(client: FlaskClient, build: Builders, ended: str) -> None:
+    """The supervisor cancelled the tarea while the officer's "Iniciar" waited offline: the phone said "only tareas
+    assigned to you", true (ending released them) but not why. They still read the tarea; what stops them is its estado."""
+    sup, user = build.usuario(2), build.usuario(1)
+    tarea = build.tarea(sup, estado="en_curso", inicio_real=datetime.now(UTC))
+    build.asignacion(tarea, build.efectivo(usuario_id=user.id))
+    assert transition(client, build.headers(sup), tarea.id, ended).status_code == 200
+    response = transition(client, build.headers(user), tarea.id, "pausada")
+    assert response.status_code == 409
+    problem = response.get_json()
+    assert problem["estado_actual"] == ended and problem["allowed"] == []
+    assert problem["mensaje"] == f"Una tarea {ended} no puede pasar a pausada."
+    # Someone never assigned to it learns nothing about it.
+    stranger = build.usuario(1)
+    build.efectivo(usuario_id=stranger.id)
+    refused = transition(client, build.headers(stranger), tarea.id, "pausada")
+    assert refused.status_code == 403 and "estado_actual" not in refused.get_json()

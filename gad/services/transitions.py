@@ -19,7 +19,7 @@ from gad.services.asignaciones import release_all
 from gad.services.common import check_version
 from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
-from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, lock_tarea, row_of
+from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, lock_tarea, reader_usuario_ids, row_of
 from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
 
 
@@ -54,6 +54,10 @@ def transition(
 def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:
     assigned = assigned_usuario_ids(tarea.id)
     if not policy.can_read_tarea(actor, tarea.delegado_usuario_id, assigned):
+        if EstadoTarea(tarea.estado) in ESTADOS_FINALES and actor.id in reader_usuario_ids(tarea.id):
+            # Ending the tarea released its officers, who still read it: what stops them is its estado, and saying
+            # "only tareas assigned to you" to one whose queued action met a cancelled tarea hid why.
+            _check_allowed(EstadoTarea(tarea.estado), to)
         raise Forbidden(
             "You may only act on tareas you are assigned to or delegated.", mensaje="Solo puede actuar sobre tareas que tiene asignadas o delegadas."
         )
