@@ -496,7 +496,12 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "cancelada"}).status_code == 200
         # Opening the page again without coverage shows the last known tareas (service worker + kept data).
         page.reload()
-        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        # As the officer left it, though the kept copy is older: offering "Iniciar" again queued a second start.
+        expect(card).to_have_attribute("data-estado", "en_curso")
+        expect(card).to_contain_text("En curso (sin enviar aún)")
+        expect(card.get_by_role("button", name="Iniciar")).to_have_count(0)
+        expect(page.get_by_role("button", name="Fuera de servicio")).to_have_attribute("aria-pressed", "true")
         expect(page.locator("#red")).to_contain_text("Sin cobertura")
         # The cached copy's head is as old as the copy: resuming from it would replay every event since.
         assert page.evaluate("document.body.dataset.lastEventId") is None
@@ -508,6 +513,8 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         # Why, in Spanish (the problem's mensaje), not the server's English detail: the tarea was cancelled.
         expect(page.locator("#conflictos")).to_contain_text("Una tarea cancelada no puede pasar a en curso.")
         expect(page.locator("#conflictos")).not_to_contain_text("You may only")
+        expect(card).to_have_count(0)  # refused: the page shows the server's word, the tarea cancelled
+        expect(page.locator("#historial")).to_contain_text(f"{tarea.codigo} · Vigilancia nocturna · Cancelada")
         assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
         page.get_by_role("button", name=f"Entendido: Iniciar {tarea.codigo}").click()
         expect(page.locator("#conflictos li")).to_have_count(0)

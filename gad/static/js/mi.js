@@ -59,9 +59,25 @@ function loadCache() {
   return null;
 }
 
+// What the officer did without coverage is shown as done until the outbox sends it (or reports it refused): the
+// tareas copy a reload shows offline is older than the action, and offering "Iniciar" again there queued a second
+// start that was then refused. The last queued change of each tarea, and of the availability, wins.
+function queuedChanges() {
+  const estados = new Map();
+  let disponibilidad = null;
+  for (const q of cola.pending()) {
+    const tarea = /^\/api\/v1\/tasks\/(\d+)\/estado$/.exec(q.path ?? "");
+    if (tarea) estados.set(Number(tarea[1]), q.body.estado);
+    else if (efectivo && q.path === `/api/v1/efectivos/${efectivo.id}/disponibilidad`) disponibilidad = q.body.estado;
+  }
+  return { estados, disponibilidad };
+}
+
 function renderEfectivo() {
   const info = $("mi-efectivo");
   const buttons = $("disponibilidad").querySelectorAll("button");
+  const queued = queuedChanges().disponibilidad;
+  if (efectivo && queued) efectivo.estado_disponibilidad = queued;
   if (!efectivo) {
     info.textContent = "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
     buttons.forEach((b) => (b.disabled = true));
@@ -83,7 +99,7 @@ function tareaCard(t) {
     "li",
     { class: `mi-tarea prioridad-${t.prioridad}${t.es_emergencia ? " es-emergencia" : ""}`, "data-tarea-id": String(t.id), "data-estado": t.estado },
     el("h3", {}, el("span", { class: "codigo" }, t.codigo), " ", t.titulo),
-    el("p", { class: "meta" }, `${ESTADOS[t.estado]} · prioridad ${t.prioridad}${when ? ` · ${when}` : ""}`),
+    el("p", { class: "meta" }, `${ESTADOS[t.estado]}${t.enCola ? " (sin enviar aún)" : ""} · prioridad ${t.prioridad}${when ? ` · ${when}` : ""}`),
     t.descripcion ? el("p", {}, t.descripcion) : "",
     t.ubicacion_descripcion ? el("p", { class: "meta" }, t.ubicacion_descripcion) : "",
   );
@@ -106,7 +122,9 @@ function tareaCard(t) {
 }
 
 function renderTareas() {
-  const abiertas = tareas.filter((t) => ["programada", "en_curso", "pausada"].includes(t.estado));
+  const { estados } = queuedChanges();
+  const vistas = tareas.map((t) => (estados.has(t.id) ? { ...t, estado: estados.get(t.id), enCola: true } : t));
+  const abiertas = vistas.filter((t) => ["programada", "en_curso", "pausada"].includes(t.estado));
   const orden = { en_curso: 0, pausada: 1, programada: 2 };
   abiertas.sort((a, b) => orden[a.estado] - orden[b.estado] || (a.inicio_programado ?? "").localeCompare(b.inicio_programado ?? ""));
   // Live updates redraw the cards: keep what the officer is typing (and where) across the redraw.
@@ -118,7 +136,7 @@ function renderTareas() {
     if (input) input.value = value;
   }
   if (focused && $("actuales").querySelector(`#${CSS.escape(focused)}`)) document.getElementById(focused).focus();
-  const hechas = tareas.filter((t) => !["programada", "en_curso", "pausada"].includes(t.estado));
+  const hechas = vistas.filter((t) => !["programada", "en_curso", "pausada"].includes(t.estado));
   $("historial").replaceChildren(...hechas.map((t) => el("li", {}, `${t.codigo} · ${t.titulo} · ${ESTADOS[t.estado]}`)));
 }
 
@@ -186,9 +204,10 @@ async function transition(t, estado, label, motivo) {
   // Shown at once; the outbox applies it (once) when there is coverage.
   const motivoInput = document.getElementById(`motivo-${t.id}`);
   if (motivoInput) motivoInput.value = "";
-  t.estado = estado;
+  // enqueue stores the action before its first await, so the redraw right after already shows it done.
+  const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
   shifted();
-  const result = await cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
+  const result = await sending;
   if (result) load();
 }
 
@@ -647,14 +666,16 @@ window.addEventListener("gad:session-ended", renderQueue);
 window.addEventListener("offline", showOffline);
 window.addEventListener("online", () => {
   $("red").hidden = true;
-  cola.flush().then(load);
+  flushThenLoad();
 });
+// What the outbox sends in the background is shown from the server's answer once it is sent (until then, as queued).
+const flushThenLoad = () => cola.flush().then((sent) => sent.size && load());
 await load();
 setSharing(localStorage.getItem(SHARE) !== "no");
-cola.flush();
+flushThenLoad();
 setInterval(() => {
   renderPosition();
-  cola.flush();
+  flushThenLoad();
 }, 15000);
 connectLive({
   onEvent(frame, { replayed }) {
