@@ -245,14 +245,51 @@ def test_logging_out_with_an_action_waiting_asks_first_and_then_leaves_nothing(b
 
         page.once("dialog", lambda dialog: answer(dialog, accept=False))
         page.get_by_role("button", name="Cerrar sesión").click()
-        expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
+        page.wait_for_timeout(1000)  # time for a logout, had one started, to land
         assert asked == ["Hay 1 acción sin enviar: si cierra la sesión no se enviará. ¿Cerrar la sesión?"]
-        assert page.url.endswith("/mi")  # not logged out: the officer chose to keep it
+        assert page.url.endswith("/mi")  # not logged out: the officer chose to keep it, and it is still kept
+        assert page.evaluate("(k) => JSON.parse(localStorage.getItem(k) ?? '[]').length", f"gad:mi:cola:{officer.id}") == 1
+        expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
         page.once("dialog", lambda dialog: answer(dialog, accept=True))
         page.get_by_role("button", name="Cerrar sesión").click()
         page.wait_for_url("**/login")
         assert len(asked) == 2
         assert page.evaluate("() => localStorage.length") == 0
+
+
+def test_a_logout_forgets_the_data_of_whoever_the_server_logs_out_and_nobody_elses(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Two ways a logout forgot the wrong usuario's data. "Cerrar sesión" on Elena's page, whose session had ended,
+    tapped after Eduardo logged in from another tab, dropped Elena's waiting SOS though the server logged nobody out;
+    and "Cerrar la sesión abierta" on the login page ended Eduardo's session but left his tareas on the phone."""
+    elena, eduardo = _officer(build, "Elena"), _officer(build, "Eduardo")
+    context = browser.new_context(**context_options(pw, "movil", server.url), service_workers="block")
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        _log_in(page, elena.email, "/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204
+        page.locator("#sos").click()
+        expect(page.locator("#sos-resultado")).to_contain_text("Su sesión ha caducado")
+        assert _queued_sos(page, elena.id) == 1
+
+        other = context.new_page()
+        _log_in(other, eduardo.email, "/mi")
+        expect(other.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.get_by_role("button", name="Cerrar sesión").click()  # Elena's old page: the server asks, logs nobody out
+        expect(page.get_by_role("alert")).to_contain_text(f"la sesión abierta ahora es la de {eduardo.email}")
+        assert _queued_sos(page, elena.id) == 1
+        assert page.evaluate("() => localStorage.getItem('gad:mi:datos')") is not None  # Eduardo's copy, his session open
+
+        page.get_by_role("button", name="Cerrar la sesión abierta").click()  # now Eduardo's session ends, and his data
+        page.wait_for_url("**/login")
+        assert page.request.get("/api/v1/users/me").status == 401
+        assert page.evaluate("() => localStorage.getItem('gad:mi:datos')") is None
+        assert _queued_sos(page, elena.id) == 1  # still waiting for Elena
+    finally:
+        context.close()
 
 
 def test_a_double_click_on_enviar_alerta_sends_one_alert(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

@@ -81,7 +81,7 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
             if signed_in is None
             else f"Este navegador ya tiene abierta la sesión de {signed_in.email}: ciérrela antes de entrar con otra cuenta."
         )
-        return render_template("login.html", next=target, error=error, email=email, sesion_abierta=signed_in is not None), 400, {}
+        return render_template("login.html", next=target, error=error, email=email, sesion_abierta=signed_in), 400, {}
     password = request.form.get("password", "")
     try:
         usuario, _ = auth.login(email, password, client_address())
@@ -104,7 +104,7 @@ def logout() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
             # "Cerrar sesión" on a page of an earlier session (another tab has logged in since): the session open now
             # is ended only by a form it issued, so ask once more with its token instead of refusing for ever.
             error = f"Esa página era de una sesión anterior; la sesión abierta ahora es la de {signed_in.email}."
-            return render_template("login.html", next="", error=error, email="", sesion_abierta=True), 400, {}
+            return render_template("login.html", next="", error=error, email="", sesion_abierta=signed_in), 400, {}
         end_session()
     response = redirect(url_for("pages.login_form"))
     # The HTTP cache only: what the pages keep in the browser is forgotten by js/salida.js before this request, which

@@ -32,29 +32,41 @@ export const onChange = (fn) => listeners.add(fn);
 export const sessionEnded = sessionIsOver;
 
 // Before outboxes were per usuario there was one for the phone, and whose its actions are is not known: they are
-// not sent, but shown as not applied, for the officer to repeat what still matters.
-for (const legacy of ["gad:mi:cola"]) {
-  const orphans = read(legacy);
-  if (orphans.length) {
-    const at = new Date().toISOString();
-    const message = "guardada antes de una actualización de la aplicación; no se envió: repítala si aún hace falta";
-    write(CONFLICTS, [...conflicts(), ...orphans.filter((q) => q.kind !== "posicion").map((q) => ({ key: q.key, label: q.label, message, detail: "", at }))]);
+// not sent, but shown as not applied, for the officer to repeat what still matters. (Only on a usuario's page: the
+// login page loads this module too, and has nobody to show them to.)
+if (owner) {
+  for (const legacy of ["gad:mi:cola"]) {
+    const orphans = read(legacy);
+    if (orphans.length) {
+      const at = new Date().toISOString();
+      const message = "guardada antes de una actualización de la aplicación; no se envió: repítala si aún hace falta";
+      write(CONFLICTS, [...conflicts(), ...orphans.filter((q) => q.kind !== "posicion").map((q) => ({ key: q.key, label: q.label, message, detail: "", at }))]);
+    }
+    localStorage.removeItem(legacy);
   }
-  localStorage.removeItem(legacy);
+  localStorage.removeItem("gad:mi:conflictos"); // the old outbox's refusals: shown to whoever was on the phone then
 }
-localStorage.removeItem("gad:mi:conflictos"); // the old outbox's refusals: shown to whoever was on the phone then
 
-// "Cerrar sesión" leaves the phone to the next person: this usuario's outbox and refusals go, and so does what the
-// pages keep that is nobody's in particular (the tareas copy, the sharing choice, this tab's resume points, the
-// service worker's copy of the page). Another usuario's outbox stays: their session ended with an action (an SOS)
-// still waiting, and it is sent when they log in again.
-export async function forgetOnLogout() {
-  const outbox = /^gad:mi:(?:cola|conflictos):(.*)$/;
-  for (const key of Object.keys(localStorage)) {
-    const whose = outbox.exec(key)?.[1];
-    if (key.startsWith("gad:") && (whose === undefined || whose === owner)) localStorage.removeItem(key);
-  }
-  sessionStorage.clear();
+// Actions (not positions) waiting in a usuario's outbox: what logging them out would drop.
+export const waitingActionsOf = (usuarioId) => read(`gad:mi:cola:${usuarioId}`).filter((item) => item.kind !== "posicion").length;
+
+// Logging a usuario out leaves the phone to the next person: their outbox and refusals go, and so does what the pages
+// keep that is nobody's in particular (the tareas copy, the sharing choice, this tab's resume points, the service
+// worker's copy of the page). Another usuario's outbox stays: their session ended with an action (an SOS) still
+// waiting, and it is sent when they log in again.
+export async function forgetOnLogout(usuarioId) {
+  const forget = () => {
+    const outbox = /^gad:mi:(?:cola|conflictos):(.*)$/;
+    for (const key of Object.keys(localStorage)) {
+      const whose = outbox.exec(key)?.[1];
+      if (key.startsWith("gad:") && (whose === undefined || whose === String(usuarioId))) localStorage.removeItem(key);
+    }
+    sessionStorage.clear();
+  };
+  forget();
+  // The page goes on until the logout's answer replaces it: what it writes meanwhile (a position fix, a reload's copy
+  // of the tareas) goes as it leaves.
+  window.addEventListener("pagehide", forget);
   if ("caches" in window) await Promise.all((await caches.keys()).map((name) => caches.delete(name)));
 }
 
