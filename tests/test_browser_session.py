@@ -316,6 +316,41 @@ def test_a_page_without_a_live_view_says_how_its_trays_socket_is(browser: Browse
         expect(page.locator("#conexion")).to_have_text("Sesión caducada", timeout=15_000)
 
 
+def test_the_trays_socket_is_one_and_opens_whatever_the_first_loads_meet(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The tray guessed from a 1.5 s delay whether the page had a socket: beside a board whose data came slower it
+    opened a second one; and a 503 on its first read of the notifications stopped it before it opened any."""
+    admin = build.usuario(3)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD, "escritorio", landing="/informes") as (_, page):
+        expect(page.locator("#conexion")).to_have_text("En vivo", timeout=10_000)
+        sockets: list[str] = []
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        failed: list[str] = []
+
+        def unavailable_once(route: Any) -> None:
+            if failed:
+                route.continue_()
+            else:
+                failed.append(route.request.url)
+                route.fulfill(status=503, content_type="application/problem+json", body='{"status": 503, "title": "Service Unavailable"}')
+
+        page.route("**/api/v1/notificaciones?limit=30", unavailable_once)
+        page.goto("/usuarios")
+        expect(page.locator("#conexion")).to_have_text("En vivo", timeout=10_000)
+        assert failed and len(sockets) == 1
+        page.unroute("**/api/v1/notificaciones?limit=30")
+
+        def slowly(route: Any) -> None:
+            page.wait_for_timeout(3000)
+            route.continue_()
+
+        page.route("**/api/v1/tasks?sort=-created_at*", slowly)
+        sockets.clear()
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_text("En vivo", timeout=15_000)
+        page.wait_for_timeout(1000)
+        assert len(sockets) == 1, sockets
+
+
 def test_the_report_prints(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """Its button was an inline onclick, which the Content-Security-Policy blocks: it did nothing."""
     sup = build.usuario(2)

@@ -227,9 +227,10 @@ document.addEventListener("click", (event) => {
   if (!panel.hidden && !panel.contains(event.target) && !boton.contains(event.target)) showTray(false);
 });
 
-await Promise.all([load(), loadAlertas()]);
-// Module scripts run in document order: a page's own live socket (board) has announced itself by now
-// unless it is still loading its data; give it a moment before opening a second socket.
-setTimeout(() => {
-  if (!document.body.dataset.live) ownSocket();
-}, 1500);
+// A page with a live view says so in its markup (data-vista-en-vivo) and its script opens the socket once its own
+// data is in, however long that takes; guessing from a delay opened a second socket beside a slow board. Should that
+// page never get its socket up (its data would not load), the tray opens its own rather than hear nothing.
+if (!("vistaEnVivo" in document.body.dataset)) ownSocket();
+else setTimeout(() => document.body.dataset.live || ownSocket(), 15000);
+// A first load that fails (a moment's 503) leaves the socket open: its next frame or resync loads again.
+await Promise.allSettled([load(), loadAlertas()]);
