@@ -248,6 +248,9 @@ def test_a_page_asked_for_before_logging_in_is_where_the_login_lands_filters_inc
     assert asked.status_code == 302
     target = parse_qs(urlsplit(asked.headers["Location"]).query)["next"][0]
     assert target == "/tareas?estado=en_curso&limit=20"
+    # A question mark that ends a query value is the usuario's, and stays; a bare path gains none.
+    assert parse_qs(urlsplit(client.get("/tareas?q=hola?").headers["Location"]).query)["next"] == ["/tareas?q=hola?"]
+    assert parse_qs(urlsplit(client.get("/tareas").headers["Location"]).query)["next"] == ["/tareas"]
     token = _csrf(client.get(asked.headers["Location"]).get_data(as_text=True))
     response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token, "next": target})
     assert response.status_code == 302 and response.headers["Location"] == "/tareas?estado=en_curso&limit=20"

@@ -33,7 +33,7 @@ ESTADO_LABELS = {"programada": "Programadas", "en_curso": "En curso", "pausada":
 
 def _login_redirect() -> WerkzeugResponse:
     # The whole address, filters included: after logging in the usuario lands on the list they asked for.
-    return redirect(url_for("pages.login_form", next=request.full_path.rstrip("?")))
+    return redirect(url_for("pages.login_form", next=request.full_path if request.query_string else request.path))
 
 
 def _transitions_for(usuario: Usuario) -> dict[str, list[str]]:
