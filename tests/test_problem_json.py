@@ -190,12 +190,25 @@ def test_every_field_error_a_form_can_meet_says_it_in_spanish(client: FlaskClien
         "report date": "Fecha no válida: AAAA-MM-DD, o fecha y hora con zona (p. ej. 2026-12-01T08:00+01:00).",
         "report range": "«Hasta» debe ser posterior a «desde».",
         "body not an object": "El cuerpo de la petición debe ser un objeto JSON.",
-        "unknown efectivo": "No existe o no está activo.",
+        "unknown efectivo": "El efectivo 999999 no existe.",
         "key reused": "Esa clave de idempotencia ya se usó con otra petición.",
     }
     for case, response in answers.items():
         assert response.status_code == 422, (case, response.get_json())
         assert [e["mensaje"] for e in response.get_json()["errors"]] == [expected[case]], case
+
+
+def test_each_unknown_id_of_a_list_is_named_in_spanish(client: FlaskClient, build: Builders) -> None:
+    """Two unknown efectivos in one assignment read "No existe o no está activo." twice: which ones was not said."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup)
+    known = build.efectivo()
+    response = client.post(f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [known.id, 999_998, 999_999]}, headers=build.headers(sup))
+    assert response.status_code == 422
+    assert [(e["field"], e["mensaje"]) for e in response.get_json()["errors"]] == [
+        ("body.efectivo_ids", "El efectivo 999998 no existe."),
+        ("body.efectivo_ids", "El efectivo 999999 no existe."),
+    ]
 
 
 def test_a_text_too_long_or_empty_is_measured_in_characters(client: FlaskClient, build: Builders) -> None:

@@ -148,6 +148,7 @@ def test_invalid_turnos_are_422_with_field_paths(app: Flask, client: FlaskClient
     assert naive.status_code == 422
     overlapping_cycle = _turno(client, headers, efectivo.id, T0, horas=12, repetir={"cada_horas": 6, "hasta": _iso(T0 + timedelta(days=2))})
     assert overlapping_cycle.status_code == 422 and overlapping_cycle.get_json()["errors"][0]["field"] == "body.repetir.cada_horas"
+    assert overlapping_cycle.get_json()["errors"][0]["mensaje"] == "La repetición es más corta que el turno: los turnos se solaparían."
     both = _turno(client, headers, efectivo.id, T0, repetir={"cada_horas": 24, "dias_semana": [1], "hasta": _iso(T0 + timedelta(days=2))})
     assert both.status_code == 422
     huge = _turno(client, headers, efectivo.id, T0, horas=1, repetir={"cada_horas": 1, "hasta": _iso(T0 + timedelta(days=300))})

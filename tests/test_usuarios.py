@@ -75,7 +75,9 @@ def test_duplicate_identity_fields_are_409_naming_the_field(client: FlaskClient,
     assert response.status_code == 409 and response.get_json()["field"] == field
     assert (
         response.get_json()["mensaje"]
-        == {"email": "Ya hay un usuario con ese correo.", "dni": "Ya hay un usuario con ese DNI.", "telegram_id": "Ya hay un usuario con ese Telegram."}[field]
+        == {"email": "Ya hay un usuario con ese correo.", "dni": "Ya hay un usuario con ese DNI.", "telegram_id": "Ya hay un usuario con ese ID de Telegram."}[
+            field
+        ]
     )
 
 

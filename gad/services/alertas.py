@@ -55,7 +55,12 @@ def _recipients(actor: Usuario, destino: DestinoAlerta, unidad: str | None, usua
         if unknown:
             raise ValidationProblem(
                 "Unknown recipients.",
-                errors=[{"field": "body.usuario_ids", "message": f"usuario {uid} does not exist or is inactive", "type": "unknown_id"} for uid in unknown],
+                errors=[
+                    field_error(
+                        "body.usuario_ids", "unknown_id", f"usuario {uid} does not exist or is inactive", es=f"El usuario {uid} no existe o no está activo."
+                    )
+                    for uid in unknown
+                ],
             )
         ids = wanted
     if not ids:

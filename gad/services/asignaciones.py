@@ -14,7 +14,7 @@ from sqlalchemy import DateTime, literal, or_, select
 
 from gad import policy
 from gad.db_session import for_update
-from gad.errors import Conflict, NotFound, ValidationProblem
+from gad.errors import Conflict, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_licencia_at
@@ -62,7 +62,7 @@ def assign(actor: Usuario, tarea_id: int, efectivo_ids: list[int], expected_vers
     if missing:
         raise ValidationProblem(
             "Unknown efectivos.",
-            errors=[{"field": "body.efectivo_ids", "message": f"efectivo {i} does not exist", "type": "unknown_id"} for i in sorted(missing)],
+            errors=[field_error("body.efectivo_ids", "unknown_id", f"efectivo {i} does not exist", es=f"El efectivo {i} no existe.") for i in sorted(missing)],
         )
     running = EstadoTarea(tarea.estado) in ESTADOS_EN_MARCHA
     now = utcnow()

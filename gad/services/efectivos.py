@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeEngine
 
 from gad import policy
 from gad.db_session import for_update, read_row
-from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem
+from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_servicio_at
@@ -66,13 +66,14 @@ def _check_usuario_link(usuario_id: int | None, exclude_id: int | None = None) -
         return
     if db.session.get(Usuario, usuario_id) is None:
         raise ValidationProblem(
-            "Unknown usuario.", errors=[{"field": "body.usuario_id", "message": f"usuario {usuario_id} does not exist", "type": "unknown_id"}]
+            "Unknown usuario.",
+            errors=[field_error("body.usuario_id", "unknown_id", f"usuario {usuario_id} does not exist", es=f"El usuario {usuario_id} no existe.")],
         )
     query = select(Efectivo.id).where(Efectivo.usuario_id == usuario_id)
     if exclude_id is not None:
         query = query.where(Efectivo.id != exclude_id)
     if db.session.scalar(query) is not None:
-        raise Conflict("That usuario is already linked to another efectivo.", mensaje="Ese usuario ya es otro efectivo.", field="usuario_id")
+        raise Conflict("That usuario is already linked to another efectivo.", mensaje="Ese usuario ya está vinculado a otro efectivo.", field="usuario_id")
 
 
 def _check_codigo(codigo: str | None, exclude_id: int | None = None) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Sele
 
 from gad import policy
 from gad.db_session import as_uuid, loaded
-from gad.errors import Conflict, NotFound, ValidationProblem
+from gad.errors import Conflict, NotFound, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Asignacion, HistorialEstado, Tarea, Usuario, utcnow
 from gad.pg import Prepared
@@ -54,7 +54,14 @@ def _check_delegado(delegado_id: int | None) -> None:
     if delegado is None or not delegado.activo:
         raise ValidationProblem(
             "Unknown delegado.",
-            errors=[{"field": "body.delegado_usuario_id", "message": f"usuario {delegado_id} does not exist or is inactive", "type": "unknown_id"}],
+            errors=[
+                field_error(
+                    "body.delegado_usuario_id",
+                    "unknown_id",
+                    f"usuario {delegado_id} does not exist or is inactive",
+                    es=f"El usuario {delegado_id} no existe o no está activo.",
+                )
+            ],
         )
 
 

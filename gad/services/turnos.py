@@ -234,7 +234,9 @@ def refused_as_conflict(subject: str, recheck: Any) -> Iterator[None]:
 def _lock_efectivo(efectivo_id: int, *, field: str = "body.efectivo_id") -> Efectivo:
     efectivo = db.session.scalar(for_update(select(Efectivo).where(Efectivo.id == efectivo_id)))
     if efectivo is None:
-        raise ValidationProblem("Unknown efectivo.", errors=[{"field": field, "message": f"efectivo {efectivo_id} does not exist", "type": "unknown_id"}])
+        raise ValidationProblem(
+            "Unknown efectivo.", errors=[field_error(field, "unknown_id", f"efectivo {efectivo_id} does not exist", es=f"El efectivo {efectivo_id} no existe.")]
+        )
     return efectivo
 
 
@@ -251,7 +253,7 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
     _check_range(inicio, fin, "body")
     duracion = fin - inicio
     if duracion > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_hours(MAX_TURNO)} horas.")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_horas(MAX_TURNO)} horas.")
     if not repetir:
         return [(inicio, fin)]
     hasta: datetime = repetir["hasta"]
@@ -266,7 +268,10 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
         paso = timedelta(hours=int(repetir["cada_horas"]))
         if paso < duracion:
             raise _invalid(
-                "body.repetir.cada_horas", "shorter than the shift: its occurrences would overlap", "pattern", "Menos horas que el turno: se solaparían."
+                "body.repetir.cada_horas",
+                "shorter than the shift: its occurrences would overlap",
+                "pattern",
+                "La repetición es más corta que el turno: los turnos se solaparían.",
             )
         start = inicio
         while start < hasta:
@@ -286,8 +291,8 @@ def ocurrencias(inicio: datetime, fin: datetime, repetir: dict[str, Any] | None,
                     f"the shift starting {start.astimezone(tz).date().isoformat()} lasts {_hours(real)} hours across the daylight-saving change; "
                     f"a turno lasts at most {_hours(MAX_TURNO)} hours",
                     "duration",
-                    f"El turno del {start.astimezone(tz).date().isoformat()} duraría {_hours(real)} horas con el cambio de hora; "
-                    f"un turno dura como máximo {_hours(MAX_TURNO)} horas.",
+                    f"El turno del {start.astimezone(tz).date().isoformat()} duraría {_horas(real)} horas con el cambio de hora; "
+                    f"un turno dura como máximo {_horas(MAX_TURNO)} horas.",
                 )
     if not out:
         raise _invalid("body.repetir", "the pattern produces no shift before hasta", "pattern", "La repetición no da ningún turno antes de su fin.")
@@ -382,6 +387,10 @@ def _hours(span: timedelta) -> str:
     return f"{span.total_seconds() / 3600:g}"
 
 
+def _horas(span: timedelta) -> str:
+    return _hours(span).replace(".", ",")  # 72,5 horas: the decimal comma of Spanish
+
+
 def _check_range(inicio: datetime, fin: datetime, where: str) -> None:
     if fin <= inicio:
         raise _invalid(f"{where}.fin", "must be after inicio", "range")
@@ -397,7 +406,12 @@ def comprobar_turnos(actor: Usuario, data: dict[str, Any]) -> tuple[list[tuple[d
     efectivo = db.session.get(Efectivo, data["efectivo_id"])
     if efectivo is None:
         raise ValidationProblem(
-            "Unknown efectivo.", errors=[{"field": "body.efectivo_id", "message": f"efectivo {data['efectivo_id']} does not exist", "type": "unknown_id"}]
+            "Unknown efectivo.",
+            errors=[
+                field_error(
+                    "body.efectivo_id", "unknown_id", f"efectivo {data['efectivo_id']} does not exist", es=f"El efectivo {data['efectivo_id']} no existe."
+                )
+            ],
         )
     _require_active(efectivo)  # as create_turnos would answer
     return rangos, choques(data["efectivo_id"], rangos, skip_turno=data.get("skip_turno") or 0)
@@ -486,7 +500,7 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
     fin: datetime = changes.get("fin") or _bound(turno.periodo.upper)
     _check_range(inicio, fin, "body")
     if fin - inicio > MAX_TURNO:
-        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_hours(MAX_TURNO)} horas.")
+        raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_horas(MAX_TURNO)} horas.")
     efectivo = db.session.get(Efectivo, target_id)
     assert efectivo is not None  # locked above
     moved_from: dict[str, Any] = {}

@@ -31,7 +31,7 @@ def _usuario_payload(usuario: Usuario) -> dict[str, Any]:
 
 
 # How the pages name a duplicated field, in the refusal's Spanish mensaje.
-_CAMPO = {"email": "correo", "dni": "DNI", "telegram_id": "Telegram"}
+_CAMPO = {"email": "correo", "dni": "DNI", "telegram_id": "ID de Telegram"}
 
 
 def _check_unique(email: str | None, dni: str | None, telegram_id: int | None, exclude_id: int | None = None) -> None:

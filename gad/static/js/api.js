@@ -84,7 +84,12 @@ function spanishDetail(status, problem) {
 // Field errors of a 422 (or a 409 naming a field) as {field: Spanish message}.
 export function fieldErrors(error) {
   const out = {};
-  for (const e of error?.problem?.errors ?? []) out[e.field.replace(/^body\./, "")] = e.mensaje ?? e.message;
+  // Several errors of one field (two unknown efectivos of a list) are all said, not the last one only.
+  for (const e of error?.problem?.errors ?? []) {
+    const field = e.field.replace(/^body\./, "");
+    const message = e.mensaje ?? e.message;
+    out[field] = out[field] && !out[field].includes(message) ? `${out[field]} ${message}` : message;
+  }
   if (error?.problem?.field && !out[error.problem.field]) out[error.problem.field] = error.message;
   return out;
 }
