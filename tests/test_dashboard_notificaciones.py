@@ -98,6 +98,10 @@ def test_officer_answers_from_the_tray_and_the_operator_board_shows_answers_and_
         withdrawn.get_by_role("button", name="Acepto").click()
         expect(withdrawn.get_by_role("button", name="Acepto")).to_have_count(0)
         expect(withdrawn.locator(".error")).not_to_be_empty()
+        # The reason outlives the redraws the closing's own frames cause (it vanished with the next reload).
+        phone.evaluate("window.dispatchEvent(new CustomEvent('gad:resync'))")
+        phone.wait_for_timeout(1000)
+        expect(withdrawn.locator(".error")).not_to_be_empty()
         phone.reload()
         phone.get_by_role("button", name="Notificaciones").click()
         reloaded = phone.locator(".notificacion").filter(has_text="Aviso que se cierra")

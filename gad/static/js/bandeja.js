@@ -17,23 +17,29 @@ const ESTADO = { creada: "Nueva", entregada: "Recibida", leida: "Leída", acepta
 const CAUSA = { asignacion: "Asignación", emergencia: "Emergencia", alerta: "Alerta", escalacion: "Escalada", rechazo: "Rechazo", desasignacion: "Desasignación" };
 const TIPO_ALERTA = { codigo_rojo: "Código rojo", evacuacion: "Evacuación", refuerzos: "Refuerzos", aviso: "Aviso" };
 
-function showError(node, error) {
+// Why an answer was refused, by notification id: kept across the list's redraws (a frame reloads it at any moment,
+// the very frame that withdrew the question among them), or the reason vanished a moment after it was shown.
+const refused = new Map();
+
+function describe(error) {
   // The fields' Spanish messages when the server named them; otherwise the Spanish text of the status.
   const fields = Object.values(fieldErrors(error));
-  node.textContent = fields.length ? fields.join(" ") : (error.message ?? "Error");
+  return fields.length ? fields.join(" ") : (error.message ?? "Error");
 }
 
 async function answer(item, respuesta, motivo) {
   const body = motivo ? { respuesta, motivo } : { respuesta };
   try {
     await api(`/api/v1/notificaciones/${item.id}/ack`, { method: "POST", body });
+    refused.delete(item.id);
     await load();
   } catch (error) {
     // 409: the question was withdrawn meanwhile (its alert closed, its assignment released): show the list as
     // it stands now, without the buttons, and say why beside the notification.
+    refused.set(item.id, describe(error));
     if (error.status === 409) await load().catch(() => {});
     const node = lista.querySelector(`[data-notificacion-id="${item.id}"] .error`);
-    if (node) showError(node, error);
+    if (node) node.textContent = refused.get(item.id);
   }
 }
 
@@ -57,7 +63,7 @@ function row(item, stillAsked) {
   }
   if (item.leida_en === null) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
   if (item.motivo) li.append(el("p", { class: "motivo" }, `Motivo: ${item.motivo}`));
-  li.append(acciones, el("p", { class: "error", role: "alert" }));
+  li.append(acciones, el("p", { class: "error", role: "alert" }, refused.get(item.id) ?? ""));
   return li;
 }
 
@@ -165,7 +171,7 @@ document.getElementById("alerta-form")?.addEventListener("submit", async (event)
     renderAlertas();
     form.reset();
   } catch (problem) {
-    showError(error, problem);
+    error.textContent = describe(problem);
   } finally {
     enviar.disabled = false;
   }
