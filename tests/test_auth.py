@@ -271,6 +271,9 @@ def test_browser_logout_ends_the_session(client: FlaskClient, build: Builders) -
     token = _csrf(page.get_data(as_text=True))
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/api/v1/users/me").status_code == 401
+    # The login page it lands on names, once, whom the server logged out (its script forgets their data).
+    assert f'data-olvidar="{user.id}"' in client.get("/login").get_data(as_text=True)
+    assert "data-olvidar" not in client.get("/login").get_data(as_text=True)
 
 
 def test_security_headers_on_every_response(client: FlaskClient) -> None:

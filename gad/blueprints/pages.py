@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -60,9 +60,15 @@ def _render(template: str, usuario: Usuario, **context: Any) -> str:
     )
 
 
+# Set by a logout in the (signed) session cookie and read once by the login page it lands on, whose js/salida.js then
+# forgets what the browser kept for that usuario: the server's word on whom it logged out, where the page's own
+# guess before the logout could not be made (no answer from the server in time).
+_LOGGED_OUT_KEY = "salio"
+
+
 @bp.get("/login")
 def login_form() -> str:
-    return render_template("login.html", next=request.args.get("next", ""), error=None, email="")
+    return render_template("login.html", next=request.args.get("next", ""), error=None, email="", salio=session.pop(_LOGGED_OUT_KEY, None))
 
 
 @bp.post("/login")
@@ -106,6 +112,7 @@ def logout() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
             error = f"Esa página era de una sesión anterior; la sesión abierta ahora es la de {signed_in.email}."
             return render_template("login.html", next="", error=error, email="", sesion_abierta=signed_in), 400, {}
         end_session()
+        session[_LOGGED_OUT_KEY] = signed_in.id
     response = redirect(url_for("pages.login_form"))
     # The HTTP cache only: what the pages keep in the browser is forgotten by js/salida.js before this request, which
     # keeps another officer's outbox ("storage" here would drop an SOS left waiting when their session ended).

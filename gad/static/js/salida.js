@@ -9,13 +9,18 @@ import * as cola from "./cola.js";
 
 async function signedIn() {
   try {
-    const response = await fetch("/api/v1/users/me", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    // Bounded: on a connection that hangs the button must still log out (the server, if reached, ends the session).
+    const response = await fetch("/api/v1/users/me", { headers: { Accept: "application/json" }, credentials: "same-origin", signal: AbortSignal.timeout(4000) });
     if (response.status === 401) return null;
     return response.ok ? (await response.json()).id : undefined;
   } catch {
-    return undefined; // not known (no coverage): nothing is forgotten, and the logout itself will not go through
+    return undefined; // not known: nothing is forgotten here; if the logout goes through, the login page forgets
   }
 }
+
+// The login page a logout lands on names whom the server logged out (data-olvidar): their data goes now, whatever
+// the page could or could not forget before (it had no answer in time, or wrote more while the logout was on its way).
+if (document.body.dataset.olvidar) cola.forgetOnLogout(Number(document.body.dataset.olvidar));
 
 for (const form of document.querySelectorAll("form.logout")) {
   form.addEventListener("submit", async (event) => {
