@@ -110,6 +110,27 @@ def test_a_double_tap_on_iniciar_starts_the_tarea_and_does_not_pause_it(browser:
         expect(card.get_by_role("button", name="Pausar")).to_be_enabled()  # usable again once the moment has passed
 
 
+def test_a_start_the_server_took_stays_shown_when_the_reload_after_it_fails(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The card showed the start only while it waited in the outbox: sent, and with the reload after it failing (the
+    coverage gone), it went back to "Programada" with "Iniciar", here and in the copy a reload without coverage shows."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    tarea = build.tarea(sup, titulo="Ronda del mercado")
+    build.asignacion(tarea, build.efectivo(usuario_id=officer.id))
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        expect(card).to_have_attribute("data-estado", "programada")
+        page.route("**/api/v1/tasks?estado=*", lambda route: route.abort())  # every reload of the list fails from now on
+        card.get_by_role("button", name="Iniciar").click()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.wait_for_timeout(1500)  # past the redraw that follows a tap
+        expect(card).to_have_attribute("data-estado", "en_curso")
+        expect(card.get_by_role("button", name="Pausar")).to_be_visible()
+        kept = page.evaluate("() => JSON.parse(localStorage.getItem('gad:mi:datos')).tareas")
+        assert [t["estado"] for t in kept if t["id"] == tarea.id] == ["en_curso"]
+        assert _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()["estado"] == "en_curso"
+
+
 def test_an_officer_who_raised_an_sos_is_offered_no_buttons_the_server_refuses(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     reporter = build.usuario(1)

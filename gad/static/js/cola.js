@@ -66,7 +66,7 @@ export async function forgetOnLogout(usuarioId) {
   forget();
   // The page goes on until the logout's answer replaces it: what it writes meanwhile (a position fix, a reload's copy
   // of the tareas) goes as it leaves.
-  window.addEventListener("pagehide", forget);
+  window.addEventListener("pagehide", forget, { once: true });
   if ("caches" in window) await Promise.all((await caches.keys()).map((name) => caches.delete(name)));
 }
 

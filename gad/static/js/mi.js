@@ -208,7 +208,19 @@ async function transition(t, estado, label, motivo) {
   const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
   shifted();
   const result = await sending;
+  adopt(result);
   if (result) load();
+}
+
+// A tarea as the server answered an action on it is kept (and drawn) at once: once the action leaves the outbox, the
+// card must not go back to what it was while the reload is on its way, nor stay so when coverage goes before it lands.
+function adopt(answer) {
+  const row = answer?.data;
+  const i = row && "codigo" in row && "estado" in row ? tareas.findIndex((t) => t.id === row.id) : -1;
+  if (i < 0 || row.version < (tareas[i].version ?? 0)) return;
+  tareas[i] = row;
+  saveCache();
+  renderTareas();
 }
 
 async function setDisponibilidad(estado, button) {
@@ -668,8 +680,13 @@ window.addEventListener("online", () => {
   $("red").hidden = true;
   flushThenLoad();
 });
-// What the outbox sends in the background is shown from the server's answer once it is sent (until then, as queued).
-const flushThenLoad = () => cola.flush().then((sent) => sent.size && load());
+// What the outbox sends in the background is shown from the server's answer once it is sent (until then, as queued),
+// and then from a reload.
+const flushThenLoad = () =>
+  cola.flush().then((sent) => {
+    sent.forEach(adopt);
+    if (sent.size) load();
+  });
 await load();
 setSharing(localStorage.getItem(SHARE) !== "no");
 flushThenLoad();

@@ -8,13 +8,18 @@
 import * as cola from "./cola.js";
 
 async function signedIn() {
+  // Bounded: on a connection that hangs the button must still log out (the server, if reached, ends the session).
+  // A controller and a timer, not AbortSignal.timeout, which older phones' browsers lack.
+  const giveUp = new AbortController();
+  const timer = setTimeout(() => giveUp.abort(), 4000);
   try {
-    // Bounded: on a connection that hangs the button must still log out (the server, if reached, ends the session).
-    const response = await fetch("/api/v1/users/me", { headers: { Accept: "application/json" }, credentials: "same-origin", signal: AbortSignal.timeout(4000) });
+    const response = await fetch("/api/v1/users/me", { headers: { Accept: "application/json" }, credentials: "same-origin", signal: giveUp.signal });
     if (response.status === 401) return null;
     return response.ok ? (await response.json()).id : undefined;
   } catch {
     return undefined; // not known: nothing is forgotten here; if the logout goes through, the login page forgets
+  } finally {
+    clearTimeout(timer);
   }
 }
 
