@@ -79,8 +79,9 @@ export function dismissConflict(key) {
 }
 
 // Queue an action and try to send everything; resolves with the API answer when sent now, or null when kept.
-export async function enqueue({ method, path, body, label, kind = "accion" }) {
-  const item = { key: newKey(), method, path, body, label, kind, created: new Date().toISOString() };
+// `base`: the version of what the action was taken on, for the page to tell a copy older than the action from a newer one.
+export async function enqueue({ method, path, body, label, kind = "accion", base }) {
+  const item = { key: newKey(), method, path, body, label, kind, base, created: new Date().toISOString() };
   let queue = pending();
   queue.push(item);
   const fixes = queue.filter((q) => q.kind === "posicion");

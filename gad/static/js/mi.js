@@ -61,32 +61,36 @@ function loadCache() {
 
 // What the officer did without coverage is shown as done until the outbox sends it (or reports it refused): the
 // tareas copy a reload shows offline is older than the action, and offering "Iniciar" again there queued a second
-// start that was then refused. The last queued change of each tarea, and of the availability, wins.
+// start that was then refused. The last queued change of each tarea, and of the availability, wins, over a copy as
+// old as the one the action was taken on (`base`, its version); a newer one is the server's word and wins (the
+// supervisor's change after an action whose answer is still on its way).
 function queuedChanges() {
   const estados = new Map();
   let disponibilidad = null;
   for (const q of cola.pending()) {
     const tarea = /^\/api\/v1\/tasks\/(\d+)\/estado$/.exec(q.path ?? "");
-    if (tarea) estados.set(Number(tarea[1]), q.body.estado);
-    else if (efectivo && q.path === `/api/v1/efectivos/${efectivo.id}/disponibilidad`) disponibilidad = q.body.estado;
+    if (tarea) estados.set(Number(tarea[1]), q);
+    else if (efectivo && q.path === `/api/v1/efectivos/${efectivo.id}/disponibilidad`) disponibilidad = q;
   }
   return { estados, disponibilidad };
 }
+
+const notNewerThan = (row, queued) => queued.base === undefined || (row.version ?? 0) <= queued.base;
 
 function renderEfectivo() {
   const info = $("mi-efectivo");
   const buttons = $("disponibilidad").querySelectorAll("button");
   const queued = queuedChanges().disponibilidad;
-  if (efectivo && queued) efectivo.estado_disponibilidad = queued;
+  const estado = efectivo && queued && notNewerThan(efectivo, queued) ? queued.body.estado : efectivo?.estado_disponibilidad;
   if (!efectivo) {
     info.textContent = "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
     buttons.forEach((b) => (b.disabled = true));
     return;
   }
-  info.textContent = `${efectivo.codigo_interno} · ${efectivo.nombre}${efectivo.estado_disponibilidad === "en_tarea" ? " · en tarea (se libera al terminarla)" : ""}`;
+  info.textContent = `${efectivo.codigo_interno} · ${efectivo.nombre}${estado === "en_tarea" ? " · en tarea (se libera al terminarla)" : ""}`;
   buttons.forEach((b) => {
-    b.disabled = efectivo.estado_disponibilidad === "en_tarea" || justShifted();
-    b.setAttribute("aria-pressed", String(b.dataset.estado === efectivo.estado_disponibilidad));
+    b.disabled = estado === "en_tarea" || justShifted();
+    b.setAttribute("aria-pressed", String(b.dataset.estado === estado));
   });
   serverSaw = efectivo.posicion_en;
   renderPosition();
@@ -123,7 +127,10 @@ function tareaCard(t) {
 
 function renderTareas() {
   const { estados } = queuedChanges();
-  const vistas = tareas.map((t) => (estados.has(t.id) ? { ...t, estado: estados.get(t.id), enCola: true } : t));
+  const vistas = tareas.map((t) => {
+    const queued = estados.get(t.id);
+    return queued && notNewerThan(t, queued) ? { ...t, estado: queued.body.estado, enCola: true } : t;
+  });
   const abiertas = vistas.filter((t) => ["programada", "en_curso", "pausada"].includes(t.estado));
   const orden = { en_curso: 0, pausada: 1, programada: 2 };
   abiertas.sort((a, b) => orden[a.estado] - orden[b.estado] || (a.inicio_programado ?? "").localeCompare(b.inicio_programado ?? ""));
@@ -205,7 +212,7 @@ async function transition(t, estado, label, motivo) {
   const motivoInput = document.getElementById(`motivo-${t.id}`);
   if (motivoInput) motivoInput.value = "";
   // enqueue stores the action before its first await, so the redraw right after already shows it done.
-  const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}` });
+  const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}`, base: t.version });
   shifted();
   const result = await sending;
   adopt(result);
@@ -225,15 +232,22 @@ function adopt(answer) {
 
 async function setDisponibilidad(estado, button) {
   if (!efectivo || justShifted()) return;
-  efectivo.estado_disponibilidad = estado;
+  // enqueue stores the action before its first await, so the redraw right after already shows it (as queued).
+  const sending = cola.enqueue({
+    method: "POST",
+    path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`,
+    body: { estado },
+    label: `Disponibilidad: ${button.textContent}`,
+    base: efectivo.version,
+  });
   renderEfectivo();
-  const result = await cola.enqueue({ method: "POST", path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`, body: { estado }, label: `Disponibilidad: ${button.textContent}` });
+  const result = await sending;
   // The answer may come back after a newer change (the supervisor's, shown by its frame's reload): versions only grow.
   if (result?.data && result.data.version >= (efectivo?.version ?? 0)) {
     efectivo = result.data;
     saveCache();
-    renderEfectivo();
   }
+  renderEfectivo(); // sent, kept, or refused (then the server's state, which a refusal leaves as it was)
 }
 
 function distanceM(a, b) {
@@ -678,14 +692,14 @@ window.addEventListener("gad:session-ended", renderQueue);
 window.addEventListener("offline", showOffline);
 window.addEventListener("online", () => {
   $("red").hidden = true;
-  flushThenLoad();
+  flushThenLoad(true);
 });
 // What the outbox sends in the background is shown from the server's answer once it is sent (until then, as queued),
-// and then from a reload.
-const flushThenLoad = () =>
+// and then from a reload; coming back online reloads in any case (what happened meanwhile was not heard).
+const flushThenLoad = (always = false) =>
   cola.flush().then((sent) => {
     sent.forEach(adopt);
-    if (sent.size) load();
+    if (always || sent.size) load();
   });
 await load();
 setSharing(localStorage.getItem(SHARE) !== "no");
