@@ -54,6 +54,12 @@ class MalformedRequest(AppError):
     title = "Malformed request"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
 class Unauthorized(AppError):
     status = 401
     code = "unauthorized"

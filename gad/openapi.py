@@ -79,6 +79,8 @@ def documented(
     """
     codes = dict(_ERRORS)
     codes.update({"HTTP_409": Problem, "HTTP_412": Problem, "HTTP_413": Problem, "HTTP_429": Problem, "HTTP_503": Problem})
+    if json is not None:
+        codes["HTTP_415"] = Problem  # a body declared as anything but JSON
     codes.update(resp or {})
     description = {"json": json, "form": form, "query": query, "codes": codes, "tags": tags, "security": None if public else BEARER}
 

@@ -3,6 +3,7 @@ read, and bodies within the bounds validate normally. Over real HTTP to gunicorn
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -56,3 +57,25 @@ def test_oversized_json_is_refused_before_it_is_read(live_server: LiveServer, bu
     assert broken.status_code == 400 and broken.headers["Content-Type"] == PROBLEM and "not valid JSON" in broken.json()["detail"]
     digits = requests.post(live_server.url + "/api/v1/tasks", data=b'{"prioridad": ' + b"9" * 5000 + b"}", headers=headers, timeout=30)
     assert digits.status_code == 400 and digits.headers["Content-Type"] == PROBLEM
+
+
+def test_a_body_declared_as_something_else_is_415_and_one_undeclared_is_read_as_json(live_server: LiveServer, build: Builders) -> None:
+    """A form or text body was a 400 "malformed request", though nothing in it was malformed: it was the wrong type.
+    And GRUPO_GAD (FastAPI) read a body sent with no Content-Type as JSON: its clients' scripts post json.dumps(...)
+    bare, and GAD refused them."""
+    headers = build.headers(build.usuario(3))
+    url = live_server.url + "/api/v1/tasks"
+    body = json.dumps(tarea_body("BARE-1")).encode()
+    for declared in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        response = requests.post(url, data=body, headers=headers | {"Content-Type": declared}, timeout=30)
+        assert response.status_code == 415 and response.headers["Content-Type"] == PROBLEM, (declared, response.text[:300])
+        assert response.json()["code"] == "unsupported_media_type" and declared.split(";")[0] in response.json()["detail"]
+    assert requests.get(url + "?q=BARE-1", headers=headers, timeout=30).json()["total"] == 0
+    bare = requests.Request("POST", url, data=body, headers=headers).prepare()
+    assert "Content-Type" not in bare.headers
+    with requests.Session() as session:
+        created = session.send(bare, timeout=30)
+    assert created.status_code == 201, created.text[:300]
+    assert created.json()["codigo"] == "BARE-1"
+    garbage = requests.post(url, data=b"codigo=BARE-2", headers=headers, timeout=30)  # requests sets no type for bytes
+    assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["detail"]

@@ -13,7 +13,7 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from gad.errors import MalformedRequest, ValidationProblem, field_error, pydantic_errors
+from gad.errors import MalformedRequest, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
 from gad.reqctx import current_request
 from gad.schemas.common import NoQuery, json_type_errors
 from gad.security import current_user
@@ -45,11 +45,14 @@ def _nests_deeper_than(payload: Any, limit: int) -> bool:
 
 
 def parse_json(model: type[M]) -> M:
-    """Validate the JSON body against ``model``: 400 when it is not JSON, 422 with field paths when invalid."""
-    if not request.is_json:
-        raise MalformedRequest("Send a JSON body with 'Content-Type: application/json'.")
+    """Validate the JSON body against ``model``: 415 when it is declared as something else, 400 when it is not JSON,
+    422 with field paths when invalid."""
+    # A body with no Content-Type is read as JSON, as GRUPO_GAD (FastAPI) read it: its clients' scripts post
+    # json.dumps(...) bare. One declared as another type (a form, text) was not meant as this JSON.
+    if request.mimetype and not request.is_json:
+        raise UnsupportedMediaType(f"Send the body as JSON with 'Content-Type: application/json', not {request.mimetype}.")
     try:
-        payload = request.get_json()
+        payload = request.get_json(force=True)
     except BadRequest:
         if request.content_length is None and getattr(request.stream, "is_exhausted", False):
             # A streamed (chunked) body is cut at MAX_CONTENT_LENGTH by werkzeug without a word, and what was read
