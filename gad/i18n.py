@@ -48,6 +48,7 @@ _POR_TIPO = {
     # Rules of GAD's own (not pydantic's): the services name them by these types.
     "unknown_id": "No existe o no está activo.",
     "type_error": "El cuerpo de la petición debe ser un objeto JSON.",
+    "repeated": "Aparece más de una vez con valores distintos: indíquelo una sola vez.",
     "etag": 'Versión no válida: se espera un número entre comillas, p. ej. "3".',
     "idempotency_key": "Clave de idempotencia no válida.",
     "idempotency_mismatch": "Esa clave de idempotencia ya se usó con otra petición.",

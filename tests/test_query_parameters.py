@@ -95,3 +95,17 @@ def test_a_number_past_what_the_database_holds_is_422_naming_it(
     response = getattr(client, method)(path, json=body, headers=world["headers"]) if body else getattr(client, method)(path, headers=world["headers"])
     assert response.status_code == 422 and response.headers["Content-Type"] == PROBLEM
     assert [error["field"] for error in response.get_json()["errors"]] == [field]
+
+
+def test_a_parameter_given_twice_with_different_values_is_422_naming_it(app: Flask, world: dict[str, Any]) -> None:
+    """`?limit=5&limit=500` answered with the last one, silently: a script that built its query from two sources got
+    a page other than the one it thought it asked for. A list parameter still takes every value."""
+    client = app.test_client()
+    headers = world["headers"]
+    response = client.get("/api/v1/tasks?limit=5&limit=500", headers=headers)
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    [error] = response.get_json()["errors"]
+    assert error["field"] == "query.limit" and error["type"] == "repeated"
+    assert error["mensaje"] == "Aparece más de una vez con valores distintos: indíquelo una sola vez."
+    assert client.get("/api/v1/tasks?limit=5&limit=5", headers=headers).status_code == 200  # the same twice: no doubt
+    assert client.get("/api/v1/tasks?estado=programada&estado=en_curso", headers=headers).status_code == 200

@@ -87,19 +87,26 @@ def parse_form(model: type[M]) -> M:
 
 
 def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
-    """Query strings: repeated keys or comma-separated values become lists for ``list_fields``."""
+    """Query strings: repeated keys or comma-separated values become lists for ``list_fields``; any other key given
+    twice with different values is a 422 naming it (which one was meant is not for the server to guess)."""
     data: dict[str, Any] = {}
     lists = set(list_fields)
+    repeated: list[dict[str, Any]] = []
     for key in request.args:
         values = request.args.getlist(key)
         if key in lists:
             data[key] = [part for value in values for part in value.split(",") if part]
+        elif len(set(values)) > 1:
+            repeated.append(field_error(f"query.{key}", "repeated", f"given {len(values)} times with different values; send it once"))
         else:
             data[key] = values[-1]
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationProblem("The query parameters are invalid.", errors=pydantic_errors(exc, "query")) from None
+        raise ValidationProblem("The query parameters are invalid.", errors=repeated + pydantic_errors(exc, "query")) from None
+    if repeated:
+        raise ValidationProblem("The query parameters are invalid.", errors=repeated)
+    return parsed
 
 
 def no_query() -> None:
