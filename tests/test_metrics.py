@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from flask import Flask
+from prometheus_client import generate_latest
 
 from gad.embedded import free_port
 from tests.builders import Builders
@@ -115,3 +117,19 @@ def test_fly_scrapes_the_private_metrics_port_which_is_not_a_public_service() ->
     assert fly["metrics"] == {"port": port, "path": "/metrics"}
     public_ports = {fly["http_service"]["internal_port"]} | {service["internal_port"] for service in fly.get("services", [])}
     assert port not in public_ports
+
+
+def test_made_up_methods_are_counted_as_one_series_not_one_each(app: Flask) -> None:
+    """Anyone could send "XQZT /health" with a new made-up method each time: each 405 became a new series, and
+    20,000 of them grew a worker by 70 MB and a scrape to 24 MB (an unauthenticated memory exhaustion)."""
+    client = app.test_client()
+    registry = app.extensions["gad_metrics"].registry
+    before = generate_latest(registry)
+    for n in range(50):
+        assert client.open("/health", method=f"MADEUP{n}").status_code == 405
+    assert client.get("/health").status_code == 200
+    after = generate_latest(registry).decode()
+    assert "MADEUP" not in after
+    assert _sample(after, "flask_http_request_total", method="other", status="405") == 50
+    assert _sample(after, "flask_http_request_total", method="GET", status="200") >= 1
+    assert len(after) - len(before) < 10_000  # a handful of new series, not fifty
