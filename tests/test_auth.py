@@ -276,6 +276,34 @@ def test_browser_logout_ends_the_session(client: FlaskClient, build: Builders) -
     assert "data-olvidar" not in client.get("/login").get_data(as_text=True)
 
 
+def _cookie(client: FlaskClient) -> str:
+    cookie = client.get_cookie("gad_session")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_a_login_over_an_open_session_ends_it_and_the_landing_page_forgets_its_usuario(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A login page loaded while someone was signed in let a second person in and left the first session alive:
+    a copy of its cookie still answered, and the phone kept the first officer's data."""
+    first, second = build.usuario(1), build.usuario(2)
+    client.post("/login", data={"email": first.email, "password": PASSWORD, "csrf_token": _csrf(client.get("/login").get_data(as_text=True))})
+    copy = app.test_client()
+    copy.set_cookie("gad_session", _cookie(client))
+    assert copy.get("/api/v1/users/me").get_json()["id"] == first.id
+    landed = client.post("/login", data={"email": second.email, "password": PASSWORD, "csrf_token": _csrf(client.get("/login").get_data(as_text=True))})
+    assert landed.status_code == 302 and landed.headers["Location"] == "/"
+    assert copy.get("/api/v1/users/me").status_code == 401  # the first session ended, every copy of it
+    assert client.get("/api/v1/users/me").get_json()["id"] == second.id
+    assert f'data-relevado="{first.id}"' in client.get("/").get_data(as_text=True)  # once, on the page it lands on
+    assert "data-relevado" not in client.get("/").get_data(as_text=True)
+    # The same usuario logging in again: the old session ends, and nothing of theirs is forgotten.
+    again = app.test_client()
+    again.set_cookie("gad_session", _cookie(client))
+    client.post("/login", data={"email": second.email, "password": PASSWORD, "csrf_token": _csrf(client.get("/login").get_data(as_text=True))})
+    assert again.get("/api/v1/users/me").status_code == 401
+    assert "data-relevado" not in client.get("/").get_data(as_text=True)
+
+
 def test_security_headers_on_every_response(client: FlaskClient) -> None:
     for path in ("/health", "/login", "/nope"):
         headers = client.get(path).headers

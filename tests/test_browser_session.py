@@ -323,6 +323,29 @@ def test_a_logout_forgets_the_data_of_whoever_the_server_logs_out_and_nobody_els
         context.close()
 
 
+def test_logging_in_over_another_officers_open_session_leaves_nothing_of_theirs_but_their_outbox(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The supervisor opened the login page on the phone Elena had left signed in, and logged in: her session stayed
+    open (a copy of its cookie still answered) and her tareas stayed on the phone."""
+    elena = _officer(build, "Elena")
+    supervisor = build.usuario(2)
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert page.evaluate("() => localStorage.getItem('gad:mi:datos')") is not None
+        page.goto("/login")  # a login page of its own, with Elena's session open
+        # What her outbox would hold had her coverage gone with an SOS waiting (put here, where no page sends it).
+        page.evaluate(
+            "(k) => localStorage.setItem(k, JSON.stringify([{key: 'k1', kind: 'sos', method: 'POST', path: '/x', label: 'SOS'}]))", f"gad:mi:cola:{elena.id}"
+        )
+        page.get_by_label("Correo electrónico").fill(supervisor.email)
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url(server.url + "/")
+        page.wait_for_function("() => localStorage.getItem('gad:mi:datos') === null", timeout=5000)  # her tareas
+        assert _queued_sos(page, elena.id) == 1  # hers, sent when she logs in again
+
+
 def test_a_double_click_on_enviar_alerta_sends_one_alert(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     build.usuario(1)

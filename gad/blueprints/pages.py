@@ -22,7 +22,7 @@ from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.realtime import events
 from gad.schemas.tareas import TareaIn
-from gad.security import check_csrf, csrf_matches, end_session, is_local_path, page_user, start_session
+from gad.security import check_csrf, csrf_matches, current_browser_session, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
 from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
@@ -60,15 +60,26 @@ def _render(template: str, usuario: Usuario, **context: Any) -> str:
     )
 
 
-# Set by a logout in the (signed) session cookie and read once by the login page it lands on, whose js/salida.js then
-# forgets what the browser kept for that usuario: the server's word on whom it logged out, where the page's own
-# guess before the logout could not be made (no answer from the server in time).
+# Set in the (signed) session cookie by a logout, or by a login that replaced another usuario's session, and read
+# once by the next page drawn (the login page, or where the login lands), whose js/salida.js then forgets what the
+# browser kept for that usuario: the server's word on whom it logged out, where the page's own guess before the
+# logout could not be made (no answer from the server in time), or was never asked (a login over an open session).
 _LOGGED_OUT_KEY = "salio"
+# The same for a usuario whose session a login replaced: they did not choose to leave, so their outbox stays (it is
+# sent when they log in again), as when their session ends anywhere else.
+_REPLACED_KEY = "relevado"
+
+
+@bp.app_context_processor
+def _logged_out() -> dict[str, Any]:
+    if _LOGGED_OUT_KEY not in session and _REPLACED_KEY not in session:
+        return {}
+    return {"salio": session.pop(_LOGGED_OUT_KEY, None), "relevado": session.pop(_REPLACED_KEY, None)}
 
 
 @bp.get("/login")
 def login_form() -> str:
-    return render_template("login.html", next=request.args.get("next", ""), error=None, email="", salio=session.pop(_LOGGED_OUT_KEY, None))
+    return render_template("login.html", next=request.args.get("next", ""), error=None, email="")
 
 
 @bp.post("/login")
@@ -95,7 +106,15 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
         commit_or_problem()
         message = "Demasiados intentos. Inténtelo más tarde." if exc.status == 429 else "Correo o contraseña incorrectos."
         return render_template("login.html", next=target, error=message, email=email), exc.status, exc.headers
+    # A login over an open session (a login page loaded while someone was signed in) ends that session, whose cookie
+    # copies would otherwise stay valid until idle, and has the landing page forget its usuario's data if they were
+    # someone else (their outbox stays, as at any logout).
+    previous = page_user() if current_browser_session() is not None else None
+    if previous is not None:
+        end_session()
     start_session(usuario)
+    if previous is not None and previous.id != usuario.id:
+        session[_REPLACED_KEY] = previous.id
     # ?next= is followed only to local paths, so the login page cannot be used as an open redirect. Without one, an
     # officer lands on the phone page they came for, not on the operators' board (heavy on a slow link).
     landing = url_for("pages.index") if is_supervisor(usuario) else url_for("consola.mi_servicio")

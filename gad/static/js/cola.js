@@ -54,19 +54,22 @@ export const waitingActionsOf = (usuarioId) => read(`gad:mi:cola:${usuarioId}`).
 // keep that is nobody's in particular (the tareas copy, the sharing choice, this tab's resume points, the service
 // worker's copy of the page). Another usuario's outbox stays: their session ended with an action (an SOS) still
 // waiting, and it is sent when they log in again.
-export async function forgetOnLogout(usuarioId) {
+// `untilLeaving`: forget again what the page writes until it is replaced (a page about to log out); not for a page
+// that goes on (the one a login over another usuario's session lands on, whose own data is the next usuario's).
+// `keepOutbox`: for a usuario whose session was ended for them (a login replaced it), whose actions still go.
+export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbox = false } = {}) {
   const forget = () => {
     const outbox = /^gad:mi:(?:cola|conflictos):(.*)$/;
     for (const key of Object.keys(localStorage)) {
       const whose = outbox.exec(key)?.[1];
-      if (key.startsWith("gad:") && (whose === undefined || whose === String(usuarioId))) localStorage.removeItem(key);
+      if (key.startsWith("gad:") && (whose === undefined || (whose === String(usuarioId) && !keepOutbox))) localStorage.removeItem(key);
     }
     sessionStorage.clear();
   };
   forget();
   // The page goes on until the logout's answer replaces it: what it writes meanwhile (a position fix, a reload's copy
   // of the tareas) goes as it leaves.
-  window.addEventListener("pagehide", forget, { once: true });
+  if (untilLeaving) window.addEventListener("pagehide", forget, { once: true });
   if ("caches" in window) await Promise.all((await caches.keys()).map((name) => caches.delete(name)));
 }
 

@@ -23,9 +23,12 @@ async function signedIn() {
   }
 }
 
-// The login page a logout lands on names whom the server logged out (data-olvidar): their data goes now, whatever
-// the page could or could not forget before (it had no answer in time, or wrote more while the logout was on its way).
-if (document.body.dataset.olvidar) cola.forgetOnLogout(Number(document.body.dataset.olvidar));
+// The page a logout (or a login over another usuario's session) lands on names whom the server logged out
+// (data-olvidar): their data goes now, whatever the page before could or could not forget (it had no answer in time,
+// wrote more while the logout was on its way, or was a login form that never asked).
+const { olvidar, relevado } = document.body.dataset;
+if (olvidar) cola.forgetOnLogout(Number(olvidar), { untilLeaving: false });
+if (relevado) cola.forgetOnLogout(Number(relevado), { untilLeaving: false, keepOutbox: true });
 
 for (const form of document.querySelectorAll("form.logout")) {
   form.addEventListener("submit", async (event) => {
