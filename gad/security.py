@@ -22,6 +22,7 @@ from gad.services import auth, sesiones
 logger = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PAGE_USUARIO_HEADER = "X-GAD-Usuario"
 CSRF_HEADER = "X-CSRF-Token"
 # The cookie holds only this random secret (and the CSRF token); the sesiones row decides (services/sesiones.py).
 SESSION_SECRET_KEY = "sid"
@@ -53,7 +54,7 @@ def csrf_matches(submitted: str | None) -> bool:
 
 def check_csrf(submitted: str | None) -> None:
     if not csrf_matches(submitted):
-        raise Forbidden("Missing or invalid CSRF token.", code_hint="csrf")
+        raise Forbidden("Missing or invalid CSRF token.", code_hint="csrf", mensaje="La página es de una sesión anterior: recárguela.")
 
 
 def start_session(usuario: Usuario) -> None:
@@ -170,10 +171,21 @@ def current_user() -> Usuario:
     if known is not None:
         return known
     usuario, method, claims = resolve_user()
-    if method == "session" and request.method not in SAFE_METHODS:
-        check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))
+    if method == "session":
+        check_page_usuario(usuario, request.headers.get(PAGE_USUARIO_HEADER))
+        if request.method not in SAFE_METHODS:
+            check_csrf(request.headers.get(CSRF_HEADER) or request.form.get("csrf_token"))
     state.update(current_user=usuario, auth_method=method, token_claims=claims)
     return usuario
+
+
+def check_page_usuario(usuario: Usuario, drawn_for: str | None) -> None:
+    """A page says whom it was drawn for (``X-GAD-Usuario``, the socket's ``usuario``): on a shared phone an old tab of
+    one officer, whose session another's login replaced, rode the new cookie, read the other's tareas under its own
+    name and sent its outbox (an SOS) as them, refused for its stale CSRF token and so dropped. For that page the
+    session is over (401): its outbox waits for its officer, and it says "Su sesión ha caducado"."""
+    if drawn_for is not None and drawn_for != str(usuario.id):
+        raise Unauthorized("This page was drawn for another usuario's session: log in again.")
 
 
 def page_user() -> Usuario | None:

@@ -6,6 +6,7 @@ holds for the whole service, personal data by role, and replays filtered by toda
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 import requests
+import websocket
 from flask import Flask
 
 from tests.builders import PASSWORD, Builders
@@ -226,6 +228,23 @@ def test_logout_kills_copied_cookie_on_every_worker_and_closes_its_socket(server
         assert thief.get(server.url + "/api/v1/users/me", timeout=30).status_code == 401
     body = {"codigo": "COPIA-1", "titulo": "Con cookie copiada", "tipo": "patrullaje"}
     assert thief.post(server.url + "/api/v1/tasks", json=body, headers={"X-CSRF-Token": csrf}, timeout=30).status_code == 401
+
+
+def test_a_socket_opened_for_another_usuarios_page_is_refused(server: LiveServer, build: Builders) -> None:
+    """A shared phone's old tab reconnected its socket with the cookie of the officer logged in since, and showed
+    their frames under its own officer's name."""
+    elena, eduardo = build.usuario(1), build.usuario(1)
+    browser = _browser_login(server, eduardo.email)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    url = server.url.replace("http://", "ws://") + "/ws/connect"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{url}?usuario={elena.id}", header=[f"Cookie: {cookie}"], origin=server.url, timeout=10)
+    assert refused.value.status_code == 401
+    own = websocket.create_connection(f"{url}?usuario={eduardo.id}", header=[f"Cookie: {cookie}"], origin=server.url, timeout=10)
+    try:
+        assert json.loads(own.recv())["event_type"] == "connection_ack"
+    finally:
+        own.close()
 
 
 def test_sessions_end_after_idle_timeout_and_absolute_lifetime(server: LiveServer, build: Builders, database_url: str) -> None:

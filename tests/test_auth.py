@@ -304,6 +304,26 @@ def test_a_login_over_an_open_session_ends_it_and_the_landing_page_forgets_its_u
     assert "data-relevado" not in client.get("/").get_data(as_text=True)
 
 
+def test_a_page_drawn_for_another_usuario_gets_401_not_the_session_holders_data(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """On a shared phone, an old tab of one officer rode the cookie of the next one to log in: it read their tareas
+    under its own name, and its outbox (an SOS) was refused for its stale CSRF token and dropped as a conflict."""
+    elena, eduardo = build.usuario(1), build.usuario(1)
+    client.post("/login", data={"email": eduardo.email, "password": PASSWORD, "csrf_token": _csrf(client.get("/login").get_data(as_text=True))})
+    token = _csrf(client.get("/mi").get_data(as_text=True))
+    assert client.get("/api/v1/users/me", headers={"X-GAD-Usuario": str(eduardo.id)}).get_json()["id"] == eduardo.id
+    assert client.get("/api/v1/users/me").get_json()["id"] == eduardo.id  # scripts send no such header
+    old_tab = {"X-GAD-Usuario": str(elena.id), "X-CSRF-Token": "the-old-sessions-token"}
+    read = client.get("/api/v1/tasks", headers=old_tab)
+    assert read.status_code == 401 and read.mimetype == "application/problem+json"
+    sos = client.post("/api/v1/tasks/emergency", json={"lat": 40.4, "lng": -3.7}, headers=old_tab)
+    assert sos.status_code == 401  # "not now" for the outbox, never a refusal: it waits for Elena
+    assert client.post(
+        "/api/v1/tasks/emergency", json={"lat": 40.4, "lng": -3.7}, headers={"X-GAD-Usuario": str(eduardo.id), "X-CSRF-Token": token}
+    ).status_code in (201, 409)
+    # A bearer token is whom it names; the header concerns browser sessions only.
+    assert client.get("/api/v1/users/me", headers=build.headers(elena) | {"X-GAD-Usuario": str(eduardo.id)}).get_json()["id"] == elena.id
+
+
 def test_security_headers_on_every_response(client: FlaskClient) -> None:
     for path in ("/health", "/login", "/nope"):
         headers = client.get(path).headers

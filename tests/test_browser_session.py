@@ -82,6 +82,34 @@ def test_an_sos_after_the_session_ended_says_so_and_is_sent_only_in_its_officers
         assert emergencia["creado_por_usuario_id"] == elena.id
 
 
+def test_an_old_tab_of_an_officer_neither_sends_their_sos_as_the_next_nor_drops_it(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Elena's tab stayed open on the shared phone after her session ended and Eduardo logged in in another tab: it
+    sent her outbox with his cookie, refused for its stale CSRF token, so her SOS was dropped as "not applied"; and
+    it reloaded his tareas and questions under her name."""
+    sup = build.usuario(2)
+    elena, eduardo = _officer(build, "Elena"), _officer(build, "Eduardo")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        context.set_offline(True)
+        page.locator("#sos").click()
+        expect(page.locator("#sos-resultado")).to_contain_text("Sin cobertura")
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204
+        context.set_offline(False)
+        other = context.new_page()
+        _log_in(other, eduardo.email, "/mi")
+        expect(other.locator("#mi-efectivo")).to_contain_text("Agente Eduardo")
+        page.evaluate("window.dispatchEvent(new Event('online'))")  # her tab sends its outbox and reloads
+        expect(page.locator("#sesion")).to_be_visible(timeout=10_000)
+        expect(page.locator("#sesion-texto")).to_contain_text("1 acción espera")
+        page.wait_for_timeout(1000)
+        assert _queued_sos(page, elena.id) == 1
+        expect(page.locator("#conflictos li")).to_have_count(0)
+        expect(page.locator("#mi-efectivo")).not_to_contain_text("Eduardo")
+        assert _emergencies(server, build, sup) == []
+
+
 def test_a_double_tapped_sos_raises_one_emergency(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     officer = _officer(build, "Rosa")

@@ -25,7 +25,7 @@ from gad.extensions import db, sock
 from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
 from gad.realtime.hub import hub
 from gad.schemas.ws import Received, WsConnectQuery
-from gad.security import current_browser_session, current_user, resolve_user
+from gad.security import check_page_usuario, current_browser_session, current_user, resolve_user
 from gad.services import notificaciones, replay, sesiones
 from gad.vocab import Nivel
 
@@ -63,6 +63,8 @@ def _authenticate_handshake() -> None:
         g.ws_query = WsConnectQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise ValidationProblem("Invalid websocket parameters.", errors=pydantic_errors(exc, "query")) from None
+    if method == "session":
+        check_page_usuario(usuario, request.args.get("usuario"))
 
 
 def _report_delivery(conn: Connection, data: Any) -> None:

@@ -13,6 +13,7 @@ class WsConnectQuery(BaseModel):
 
     token: str | None = Field(None, description="Access token, for clients that cannot send headers (never logged)")
     since: int | None = Field(None, ge=0, le=EVENT_ID_MAX, description="Resume after this event id")
+    usuario: int | None = Field(None, description="A browser page's usuario: refused (401) when the session cookie is now another's")
 
 
 # GRUPO_GAD's clients subscribe to event types; GAD delivers by topic. Each old name maps onto the topics

@@ -1,16 +1,27 @@
 // Same-origin JSON API calls with the session cookie and the CSRF header the API requires for writes,
 // plus the few DOM helpers every page shares (text only: user strings never go through innerHTML).
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+// Whom the page was drawn for: the server answers 401 when the browser's session is now another usuario's (a shared
+// phone's old tab), instead of that usuario's data, or of refusing this page's outbox for its stale CSRF token.
+export const pageUsuario = document.body.dataset.usuarioId ?? null;
 
 export async function api(path, { method = "GET", body, headers = {}, idempotencyKey } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
+  if (pageUsuario) init.headers["X-GAD-Usuario"] = pageUsuario;
   if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
   if (idempotencyKey) init.headers["Idempotency-Key"] = idempotencyKey;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    // No answer at all (no coverage, the server unreachable): said in Spanish, and without a status, which the
+    // outbox reads as "keep it for later".
+    throw new Error("Sin conexión con la central: vuelva a intentarlo cuando haya cobertura.");
+  }
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (response.status === 401) sessionEnded();
   if (!response.ok) {

@@ -2,7 +2,7 @@
 // reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
 // handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
 // ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
-import { reopenUnlessEnded, resumeFrom } from "./api.js";
+import { pageUsuario, reopenUnlessEnded, resumeFrom } from "./api.js";
 
 const KEY = "gad:last-event-id";
 const indicator = () => document.getElementById("conexion");
@@ -26,7 +26,10 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
   const open = () => {
     const since = resumeFrom(key);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/ws/connect${since ? `?since=${encodeURIComponent(since)}` : ""}`;
+    const query = new URLSearchParams();
+    if (since) query.set("since", since);
+    if (pageUsuario) query.set("usuario", pageUsuario); // refused when the browser's session is now another usuario's
+    const url = `${scheme}://${location.host}/ws/connect${query.toString() ? `?${query}` : ""}`;
     setStatus("conectando", "Conectando…");
     socket = new WebSocket(url);
     let acknowledged = false;
