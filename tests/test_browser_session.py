@@ -110,6 +110,25 @@ def test_an_old_tab_of_an_officer_neither_sends_their_sos_as_the_next_nor_drops_
         assert _emergencies(server, build, sup) == []
 
 
+def test_an_sos_sent_when_coverage_comes_back_says_who_is_coming(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Once the outbox sent an SOS raised without coverage, the screen still said "Sin cobertura: el SOS se enviará"
+    and never named who was coming."""
+    sup = build.usuario(2)
+    officer = _officer(build, "Irene")
+    build.efectivo(nombre="Agente Cercano", lat=40.4170, lon=-3.7036, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        context.set_offline(True)
+        page.locator("#sos").click()
+        resultado = page.locator("#sos-resultado")
+        expect(resultado).to_contain_text("Sin cobertura")
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(resultado).to_contain_text("va en camino Agente Cercano", timeout=15_000)
+        [emergencia] = _emergencies(server, build, sup)
+        expect(resultado).to_contain_text(f"SOS {emergencia['codigo']}")
+
+
 def test_a_double_tapped_sos_raises_one_emergency(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     officer = _officer(build, "Rosa")

@@ -29,6 +29,10 @@ const notify = () => listeners.forEach((fn) => fn());
 export const pending = () => read(QUEUE);
 export const conflicts = () => read(CONFLICTS);
 export const onChange = (fn) => listeners.add(fn);
+// Told of each action the outbox sent (its answer) or saw refused ({error}), whoever started the sending: an SOS
+// sent in the background, on the next tap of another button or after logging in again, is reported on the page.
+const sentListeners = new Set();
+export const onSent = (fn) => sentListeners.add(fn);
 export const sessionEnded = sessionIsOver;
 
 // Before outboxes were per usuario there was one for the phone, and whose its actions are is not known: they are
@@ -117,6 +121,7 @@ async function send() {
       write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.mensaje ?? error.problem?.detail ?? "", at: new Date().toISOString() }]);
       results.set(item.key, { error });
     }
+    sentListeners.forEach((fn) => fn(item, results.get(item.key)));
     write(
       QUEUE,
       pending().filter((q) => q.key !== item.key),

@@ -346,10 +346,15 @@ async function raiseSos(out) {
   out.textContent = "Enviando SOS…";
   const body = { lat: where.lat, lng: where.lng, descripcion: "SOS desde Mi servicio", prioridad: 5 };
   const result = await cola.enqueue({ method: "POST", path: "/api/v1/tasks/emergency", body, label: "SOS", kind: "sos" });
-  if (!result) {
-    out.textContent = cola.sessionEnded() ? SOS_SIN_SESION : "Sin cobertura: el SOS se enviará en cuanto haya red. Si puede, llame a la central.";
-    return;
-  }
+  if (!result) out.textContent = cola.sessionEnded() ? SOS_SIN_SESION : "Sin cobertura: el SOS se enviará en cuanto haya red. Si puede, llame a la central.";
+  // Sent or refused: said by showSos (cola.onSent), here as when the outbox sends it later.
+}
+
+// What became of an SOS, whenever the outbox sent it: at the tap, or later in the background (coverage back, after
+// logging in again), when the screen otherwise still said "Sin cobertura" and never who was coming.
+function showSos(result) {
+  const out = $("sos-resultado");
+  out.hidden = false;
   if (result.error) {
     out.textContent = `El SOS no se pudo lanzar: ${result.error.message}`;
     return;
@@ -359,6 +364,7 @@ async function raiseSos(out) {
     ? `SOS ${data.tarea.codigo} recibido en la central. Nadie libre cerca (${data.motivo_sin_asignar ?? "sin efectivos disponibles"}): la central le asignará ayuda.`
     : `SOS ${data.tarea.codigo}: va en camino ${data.tarea.efectivos.map((e) => e.nombre).join(", ")} (a ${data.asignados.map((a) => `${Math.round(a.distancia_m)} m`).join(", ")}).`;
 }
+cola.onSent?.((item, result) => item.kind === "sos" && result && showSos(result)); // ?.: a cola.js cached before onSent
 
 function renderQueue() {
   renderSession();
