@@ -294,16 +294,31 @@ def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser
         assert page.evaluate("async () => (await caches.keys()).length") == 0
     finally:
         context.close()
-    # The page could not ask who was signed in (no answer in time), so it forgot nothing before the logout: the
+    # The page could not learn who was signed in (that read failed), so it forgot nothing before the logout: the
     # server's word on whom it logged out, read by the login page, still leaves nothing of the officer. (Without a
     # service worker, which would take the request out of the route's reach.)
-    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
         assert page.evaluate("() => localStorage.getItem('gad:mi:datos')") is not None
-        page.route("**/api/v1/users/me", lambda route: route.abort())
+        unavailable = '{"status": 503, "title": "Service Unavailable"}'
+        page.route("**/api/v1/users/me", lambda route: route.fulfill(status=503, content_type="application/problem+json", body=unavailable))
         page.get_by_role("button", name="Cerrar sesión").click()
         page.wait_for_url("**/login")
         page.wait_for_function("() => localStorage.length === 0", timeout=5000)
+        page.unroute("**/api/v1/users/me")
+
+        # Without coverage nothing can be ended: it says so, and neither leaves the page nor forgets anything.
+        _log_in(page, officer.email, "/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        context.set_offline(True)
+        said: list[str] = []
+        page.once("dialog", lambda dialog: (said.append(dialog.message), dialog.accept()))
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_timeout(1500)
+        assert said == ["Sin cobertura: la sesión no se ha cerrado y no se ha borrado nada. Vuelva a intentarlo cuando haya red."]
+        assert page.url.endswith("/mi") and page.evaluate("() => localStorage.getItem('gad:mi:datos')") is not None
+        context.set_offline(False)
+        assert page.request.get("/api/v1/users/me").json()["email"] == officer.email
 
 
 def test_logging_out_with_an_action_waiting_asks_first_and_then_leaves_nothing(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

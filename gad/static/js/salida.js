@@ -7,6 +7,8 @@
 // waiting to be sent when they log in again, and the server answers that page with a question, not a logout.
 import * as cola from "./cola.js";
 
+const UNREACHABLE = Symbol("unreachable");
+
 async function signedIn() {
   // Bounded: on a connection that hangs the button must still log out (the server, if reached, ends the session).
   // A controller and a timer, not AbortSignal.timeout, which older phones' browsers lack.
@@ -17,7 +19,7 @@ async function signedIn() {
     if (response.status === 401) return null;
     return response.ok ? (await response.json()).id : undefined;
   } catch {
-    return undefined; // not known: nothing is forgotten here; if the logout goes through, the login page forgets
+    return UNREACHABLE; // no coverage, or no answer in time: the logout itself would not reach the server either
   } finally {
     clearTimeout(timer);
   }
@@ -40,8 +42,14 @@ for (const form of document.querySelectorAll("form.logout")) {
         ? "Hay 1 acción sin enviar: si cierra la sesión no se enviará. ¿Cerrar la sesión?"
         : `Hay ${waiting} acciones sin enviar: si cierra la sesión no se enviarán. ¿Cerrar la sesión?`;
     if (waiting && !window.confirm(question)) return;
+    const now = await signedIn();
+    if (now === UNREACHABLE) {
+      // Submitting would show the browser's own offline page, end nothing on the server and forget nothing here,
+      // and the actions just said to be dropped would be sent once coverage came back: say so, and do nothing.
+      window.alert("Sin cobertura: la sesión no se ha cerrado y no se ha borrado nada. Vuelva a intentarlo cuando haya red.");
+      return;
+    }
     try {
-      const now = await signedIn();
       if (now === null || now === whose) await cola.forgetOnLogout(whose);
     } finally {
       form.submit(); // a programmatic submit does not come back through this listener
