@@ -129,6 +129,26 @@ def test_an_sos_sent_when_coverage_comes_back_says_who_is_coming(browser: Browse
         expect(resultado).to_contain_text(f"SOS {emergencia['codigo']}")
 
 
+def test_an_answer_refused_after_coverage_came_back_names_its_tarea(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """ "Acepto: no se aplicó — Esa asignación ya no está en pie" did not say which of the officer's assignments."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Paula")
+    tarea = build.tarea(sup, titulo="Vigilancia del puerto")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assigned = _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [efectivo.id]})
+        assert assigned.status_code == 200, assigned.text
+        expect(page.locator("#alerta-texto")).to_contain_text(tarea.codigo, timeout=10_000)
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        context.set_offline(True)
+        page.get_by_role("button", name="Acepto").click()
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "cancelada"}).status_code == 200
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#conflictos")).to_contain_text(f"Acepto {tarea.codigo}: no se aplicó", timeout=10_000)
+
+
 def test_a_double_tapped_sos_raises_one_emergency(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     officer = _officer(build, "Rosa")

@@ -184,7 +184,7 @@ function handle(frame, socket) {
   const data = frame.data;
   if (frame.event_type === "notification" && data.usuario_id === me) {
     socket?.send(JSON.stringify({ event_type: "notification_received", data: { ids: [data.id] } }));
-    if (data.requiere_respuesta && navigator.vibrate) navigator.vibrate(200);
+    if (data.requiere_respuesta && navigator.vibrate && navigator.userActivation?.hasBeenActive !== false) navigator.vibrate(200);
     reloadSoon();
   } else if (["notification_read", "notification_answered", "notification_delivered", "notification_withdrawn"].includes(frame.event_type) && data.usuario_id === me) {
     reloadSoon();

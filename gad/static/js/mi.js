@@ -390,7 +390,8 @@ function renderQueue() {
 
 function beep() {
   try {
-    navigator.vibrate?.([200, 100, 200]);
+    // Before the first tap the browser blocks vibration and says so in the console as an error.
+    if (navigator.userActivation?.hasBeenActive !== false) navigator.vibrate?.([200, 100, 200]);
     const audio = new AudioContext();
     const osc = audio.createOscillator();
     osc.frequency.value = 880;
@@ -541,7 +542,8 @@ async function answer(respuesta) {
       method: "POST",
       path: `/api/v1/notificaciones/${id}/ack`,
       body: motivo ? { respuesta, motivo } : { respuesta },
-      label: respuesta === "acepto" ? "Acepto" : "No puedo",
+      // Which tarea, should it be refused: its codigo, as "Iniciar T-0042" says, or the question's own words.
+      label: `${respuesta === "acepto" ? "Acepto" : "No puedo"} ${tareas.find((t) => t.id === p.tareaId)?.codigo ?? p.texto ?? ""}`.trim(),
     });
     refused = Boolean(result?.error);
     estado = result?.error
