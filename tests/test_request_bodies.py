@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.builders import Builders
+from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
 from tests.helpers import PROBLEM, assert_422_naming, tarea_body
 
@@ -79,3 +79,15 @@ def test_a_body_declared_as_something_else_is_415_and_one_undeclared_is_read_as_
     assert created.json()["codigo"] == "BARE-1"
     garbage = requests.post(url, data=b"codigo=BARE-2", headers=headers, timeout=30)  # requests sets no type for bytes
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["detail"]
+
+
+def test_the_api_login_takes_its_form_or_json_and_says_which_when_sent_neither(live_server: LiveServer, build: Builders) -> None:
+    user = build.usuario(1)
+    url = live_server.url + "/api/v1/auth/login"
+    assert requests.post(url, data={"username": user.email, "password": PASSWORD}, timeout=30).status_code == 200  # GRUPO_GAD's form
+    assert requests.post(url, json={"email": user.email, "password": PASSWORD}, timeout=30).status_code == 200
+    bare = requests.Request("POST", url, data=json.dumps({"email": user.email, "password": PASSWORD}).encode()).prepare()
+    with requests.Session() as session:
+        assert session.send(bare, timeout=30).status_code == 200
+    text = requests.post(url, data=b"user=x", headers={"Content-Type": "text/plain"}, timeout=30)
+    assert text.status_code == 415 and text.headers["Content-Type"] == PROBLEM

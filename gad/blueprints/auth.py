@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from gad.blueprints.http import json_response, no_content, no_query, parse_form, parse_json
 from gad.db_session import commit_or_problem
-from gad.errors import AppError
+from gad.errors import AppError, UnsupportedMediaType
 from gad.extensions import limiter
 from gad.net import client_address
 from gad.openapi import documented
@@ -26,16 +26,23 @@ def login_rate_limit() -> str:
 login_limit = limiter.shared_limit(login_rate_limit, scope="login")
 
 
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 @bp.post("/login")
 @login_limit
 @documented(tags=("auth",), json=LoginIn, resp={"HTTP_200": TokenOut}, public=True)
 def login() -> Response:
-    if request.is_json:
+    # GRUPO_GAD's clients send the OAuth2 form; JSON is read as every JSON body is (parse_json: with or without its
+    # Content-Type); anything else is a 415 naming both.
+    if request.mimetype in _FORM_TYPES:
+        form = parse_form(LoginForm)
+        email, password = form.username, form.password
+    elif request.is_json or not request.mimetype:
         body = parse_json(LoginIn)
         email, password = body.email, body.password
     else:
-        form = parse_form(LoginForm)
-        email, password = form.username, form.password
+        raise UnsupportedMediaType(f"Send the OAuth2 form (application/x-www-form-urlencoded) or JSON, not {request.mimetype}.")
     try:
         _, token = auth.login(email, password, client_address())
     except AppError:
