@@ -75,7 +75,10 @@ def _browser_session() -> tuple[Usuario, Sesion] | None:
     secret = session.get(SESSION_SECRET_KEY)
     resolved = sesiones.resolve_session(str(secret)) if secret else None
     if resolved is None and secret:
-        session.clear()  # ended elsewhere (logout, expiry, revocation): the cookie is worth nothing now
+        # Ended elsewhere (logout, expiry, revocation): the secret is worth nothing now. Only it goes: clearing the
+        # whole cookie also took the CSRF token of a login form open in another tab, refused once as "caducada"
+        # because an old tab's background request came in between.
+        session.pop(SESSION_SECRET_KEY, None)
     g.browser_session = resolved
     return resolved
 

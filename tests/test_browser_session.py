@@ -4,6 +4,8 @@ emergencies for one tap, a board that silently stopped updating, raw English JSO
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,6 +110,35 @@ def test_an_old_tab_of_an_officer_neither_sends_their_sos_as_the_next_nor_drops_
         expect(page.locator("#conflictos li")).to_have_count(0)
         expect(page.locator("#mi-efectivo")).not_to_contain_text("Eduardo")
         assert _emergencies(server, build, sup) == []
+
+
+def test_an_old_tab_of_the_same_officer_keeps_their_sos_for_the_tab_of_the_session_open_now(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Elena's session ended and she logged in again: her old tab, whose CSRF token was the old session's, sent her
+    waiting SOS first, was refused (403) and listed it as not applied; the tab of her new session then had nothing to send."""
+    sup = build.usuario(2)
+    elena = _officer(build, "Elena")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        context.set_offline(True)
+        page.locator("#sos").click()
+        expect(page.locator("#sos-resultado")).to_contain_text("Sin cobertura")
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204
+        context.set_offline(False)
+        form = page.request.get("/login").text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token is not None
+        assert page.request.post("/login", form={"email": elena.email, "password": PASSWORD, "csrf_token": token.group(1)}, max_redirects=0).status == 302
+        page.evaluate("window.dispatchEvent(new Event('online'))")  # the old tab tries first, with its old token
+        page.wait_for_timeout(1500)
+        assert _queued_sos(page, elena.id) == 1
+        expect(page.locator("#conflictos li")).to_have_count(0)
+        new_tab = context.new_page()
+        new_tab.goto("/mi")
+        expect(new_tab.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=15_000)
+        [emergencia] = _emergencies(server, build, sup)
+        assert emergencia["creado_por_usuario_id"] == elena.id
 
 
 def test_an_sos_sent_when_coverage_comes_back_says_who_is_coming(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
@@ -324,6 +355,21 @@ def test_logging_out_leaves_nothing_of_the_officer_on_the_phone(browser: Browser
         page.route("**/api/v1/users/me", lambda route: route.fulfill(status=503, content_type="application/problem+json", body=unavailable))
         page.get_by_role("button", name="Cerrar sesión").click()
         page.wait_for_url("**/login")
+        page.wait_for_function("() => localStorage.length === 0", timeout=5000)
+        page.unroute("**/api/v1/users/me")
+
+        # A slow link (no answer within 4 s) is not no coverage: the logout still goes.
+        _log_in(page, officer.email, "/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+
+        def slowly(route: Any) -> None:
+            page.wait_for_timeout(6000)
+            with contextlib.suppress(Exception):  # the page gave up on it at 4 s
+                route.continue_()
+
+        page.route("**/api/v1/users/me", slowly)
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login", timeout=15_000)
         page.wait_for_function("() => localStorage.length === 0", timeout=5000)
         page.unroute("**/api/v1/users/me")
 

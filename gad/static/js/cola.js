@@ -74,7 +74,12 @@ export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbo
   // The page goes on until the logout's answer replaces it: what it writes meanwhile (a position fix, a reload's copy
   // of the tareas) goes as it leaves.
   if (untilLeaving) window.addEventListener("pagehide", forget, { once: true });
-  if ("caches" in window) await Promise.all((await caches.keys()).map((name) => caches.delete(name)));
+  if (!("caches" in window)) return;
+  const names = await caches.keys();
+  // For a usuario whose session a login replaced, the page goes on as the next one's: the service worker's shell (their
+  // offline page) stays, and only the kept /mi, drawn for the usuario who left, goes.
+  if (!keepOutbox) await Promise.all(names.map((name) => caches.delete(name)));
+  else await Promise.all(names.map(async (name) => (await caches.open(name)).delete("/mi")));
 }
 
 export function dismissConflict(key) {
@@ -118,10 +123,19 @@ async function send() {
       results.set(item.key, answer);
     } catch (error) {
       if (error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 401) break; // offline or not now: keep it
+      // A page of an earlier session of the same usuario (its CSRF token is the old session's): not a refusal of the
+      // action, which their page of the session open now sends.
+      if (error.status === 403 && error.problem?.code_hint === "csrf") break;
       write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.mensaje ?? error.problem?.detail ?? "", at: new Date().toISOString() }]);
       results.set(item.key, { error });
     }
-    sentListeners.forEach((fn) => fn(item, results.get(item.key)));
+    for (const fn of sentListeners) {
+      try {
+        fn(item, results.get(item.key));
+      } catch {
+        /* a listener's error must not keep an action the server has applied in the outbox */
+      }
+    }
     write(
       QUEUE,
       pending().filter((q) => q.key !== item.key),
