@@ -294,8 +294,12 @@ def test_a_login_over_an_open_session_ends_it_and_the_landing_page_forgets_its_u
     assert landed.status_code == 302 and landed.headers["Location"] == "/"
     assert copy.get("/api/v1/users/me").status_code == 401  # the first session ended, every copy of it
     assert client.get("/api/v1/users/me").get_json()["id"] == second.id
-    assert f'data-relevado="{first.id}"' in client.get("/").get_data(as_text=True)  # once, on the page it lands on
-    assert "data-relevado" not in client.get("/").get_data(as_text=True)
+    assert client.get("/api/v1/docs").status_code == 200  # a page of its own layout shows no flag, and takes none
+    landing = client.get("/")
+    assert f'data-relevado="{first.id}"' in landing.get_data(as_text=True)  # once, on the page it lands on
+    assert landing.headers["X-GAD-Olvida"] == "1"  # which /mi's service worker never keeps for offline use
+    later = client.get("/")
+    assert "data-relevado" not in later.get_data(as_text=True) and "X-GAD-Olvida" not in later.headers
     # The same usuario logging in again: the old session ends, and nothing of theirs is forgotten.
     again = app.test_client()
     again.set_cookie("gad_session", _cookie(client))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, after_this_request, current_app, redirect, render_template, request, session, url_for
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -72,9 +72,24 @@ _REPLACED_KEY = "relevado"
 
 @bp.app_context_processor
 def _logged_out() -> dict[str, Any]:
+    # A function base.html calls: the flags are taken only by a page that shows them (not by /docs, which has its own
+    # layout, nor by anything rendered without a page).
+    return {"olvido": _take_logged_out}
+
+
+def _take_logged_out() -> tuple[int | None, int | None]:
+    """(salio, relevado): the usuario a logout ended and the one a login replaced, each told once."""
     if _LOGGED_OUT_KEY not in session and _REPLACED_KEY not in session:
-        return {}
-    return {"salio": session.pop(_LOGGED_OUT_KEY, None), "relevado": session.pop(_REPLACED_KEY, None)}
+        return None, None
+    after_this_request(_not_kept_offline)
+    return session.pop(_LOGGED_OUT_KEY, None), session.pop(_REPLACED_KEY, None)
+
+
+def _not_kept_offline(response: WerkzeugResponse) -> WerkzeugResponse:
+    # The page that forgets is not the one /mi's service worker keeps for offline use: opened again without
+    # coverage it would forget again, the next officer's own copy of their tareas included.
+    response.headers["X-GAD-Olvida"] = "1"
+    return response
 
 
 @bp.get("/login")

@@ -44,7 +44,8 @@ self.addEventListener("fetch", (event) => {
     event.respondWith(
       fetch(event.request)
         .then((response) => {
-          if (response.ok) {
+          // Not a page drawn to forget someone's data (X-GAD-Olvida): opened offline later, it would forget again.
+          if (response.ok && !response.headers.has("X-GAD-Olvida")) {
             const copy = response.clone();
             caches.open(CACHE).then((cache) => cache.put("/mi", copy));
           }
