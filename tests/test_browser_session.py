@@ -47,6 +47,16 @@ def _queued_sos(page: Page, usuario_id: int) -> int:
     return int(page.evaluate("(k) => JSON.parse(localStorage.getItem(k) ?? '[]').filter((q) => q.kind === 'sos').length", f"gad:mi:cola:{usuario_id}"))
 
 
+def _sos_waiting_when_the_session_ended(server: LiveServer, build: Builders, context: Any, page: Page, officer: Any) -> None:
+    """An SOS raised without coverage, then the officer's session ended from another device; coverage back."""
+    expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+    context.set_offline(True)
+    page.locator("#sos").click()
+    expect(page.locator("#sos-resultado")).to_contain_text("Sin cobertura")
+    assert _api(server, build, officer, "POST", "/api/v1/auth/logout-all").status_code == 204
+    context.set_offline(False)
+
+
 def test_an_sos_after_the_session_ended_says_so_and_is_sent_only_in_its_officers_name(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:
@@ -93,12 +103,7 @@ def test_an_old_tab_of_an_officer_neither_sends_their_sos_as_the_next_nor_drops_
     sup = build.usuario(2)
     elena, eduardo = _officer(build, "Elena"), _officer(build, "Eduardo")
     with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        context.set_offline(True)
-        page.locator("#sos").click()
-        expect(page.locator("#sos-resultado")).to_contain_text("Sin cobertura")
-        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204
-        context.set_offline(False)
+        _sos_waiting_when_the_session_ended(server, build, context, page, elena)
         other = context.new_page()
         _log_in(other, eduardo.email, "/mi")
         expect(other.locator("#mi-efectivo")).to_contain_text("Agente Eduardo")
@@ -120,12 +125,7 @@ def test_an_old_tab_of_the_same_officer_keeps_their_sos_for_the_tab_of_the_sessi
     sup = build.usuario(2)
     elena = _officer(build, "Elena")
     with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        context.set_offline(True)
-        page.locator("#sos").click()
-        expect(page.locator("#sos-resultado")).to_contain_text("Sin cobertura")
-        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204
-        context.set_offline(False)
+        _sos_waiting_when_the_session_ended(server, build, context, page, elena)
         form = page.request.get("/login").text()
         token = re.search(r'name="csrf_token" value="([^"]+)"', form)
         assert token is not None
