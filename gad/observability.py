@@ -90,6 +90,7 @@ def new_request_id() -> str:
 # Per-request values kept in the WSGI environ (the request's own dict, as WSGI intends for such keys): set and read
 # as plain dict items, where ``g`` runs Python code for each.
 REQUEST_ID_KEY = "gad.request_id"
+CLIENT_REQUEST_ID_KEY = "gad.client_request_id"
 STARTED_KEY = "gad.request_started"
 RECORDED_KEY = "gad.http_recorded"
 
@@ -115,9 +116,12 @@ class RequestBoundary:
         self.header_writers: list[HeaderWriter] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        # The id is always ours: it is the key the audit trail (eventos.request_id) and the logs share, and any
+        # client could send another request's. A client's own id, if it is a sane token, is logged beside ours.
+        request_id = environ[REQUEST_ID_KEY] = _request_ids.next()
         incoming = environ.get("HTTP_X_REQUEST_ID")
-        # Accept the proxy's id only if it is a sane token: it is echoed into logs and headers.
-        request_id = environ[REQUEST_ID_KEY] = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else _request_ids.next()
+        if incoming and _VALID_REQUEST_ID.match(incoming):
+            environ[CLIENT_REQUEST_ID_KEY] = incoming
         environ[STARTED_KEY] = time.perf_counter()
         writers = self.header_writers
 
@@ -153,19 +157,18 @@ def _request_hooks(http_metrics: HttpMetrics) -> tuple[Callable[[Response], Resp
         environ[RECORDED_KEY] = True
         if access_logger.isEnabledFor(logging.INFO):
             # request.path, never request.full_path: query strings may carry tokens (?token=) and must not be logged.
-            access_logger.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
-                        "user_id": _user_id(current_g().get("current_user")),
-                        "request_id": environ.get(REQUEST_ID_KEY),
-                    }
-                },
-            )
+            fields = {
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
+                "user_id": _user_id(current_g().get("current_user")),
+                "request_id": environ.get(REQUEST_ID_KEY),
+            }
+            client_request_id = environ.get(CLIENT_REQUEST_ID_KEY)
+            if client_request_id is not None:
+                fields["client_request_id"] = client_request_id
+            access_logger.info("request", extra={"fields": fields})
         return response
 
     def record_exception(exception: BaseException | None) -> None:

@@ -197,7 +197,7 @@ def _assert_all_503_fast_and_logged(server: LiveServer, headers: dict[str, str],
         assert response.status_code == 503, (phase, request_id, response.request.method, response.request.path_url, response.status_code, response.text[:200])
         assert response.headers["Content-Type"] == "application/problem+json" and int(response.headers["Retry-After"]) > 0
         assert took < ANSWER_BOUND_S, (phase, request_id, response.request.path_url, took)
-        assert f'"request_id": "{request_id}"' in log and '"status": 503' in log, (phase, request_id)  # every one is logged
+        assert f'"client_request_id": "{request_id}"' in log and '"status": 503' in log, (phase, request_id)  # every one is logged
 
 
 def test_database_frozen_or_stopped_every_request_is_503_with_retry_after_in_bounded_time(tmp_path: Path, pg_datadir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -14,8 +15,11 @@ from tests.helpers import TAREA, all_events
 def test_every_committed_change_writes_one_event_with_actor_and_request_id(app: Flask, client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo()
+    # A client's X-Request-ID is only a label for its own logs: another client could send the same one, so the
+    # audit trail keeps the id GAD gave the request (the one its answer carries).
     headers = build.headers(sup, **{"X-Request-ID": "req-abc-123"})
-    tarea_id = client.post("/api/v1/tasks", json=TAREA, headers=headers).get_json()["id"]
+    created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
+    tarea_id = created.get_json()["id"]
     client.patch(f"/api/v1/tasks/{tarea_id}", json={"prioridad": 5}, headers=headers)
     client.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo.id]}, headers=headers)
     client.post(f"/api/v1/tasks/{tarea_id}/estado", json={"estado": "en_curso"}, headers=headers)
@@ -32,7 +36,9 @@ def test_every_committed_change_writes_one_event_with_actor_and_request_id(app: 
         "task_status_changed",
     ]
     assert [e.id for e in events] == list(range(events[0].id, events[0].id + len(events)))
-    assert all(e.actor_id == sup.id and e.request_id == "req-abc-123" for e in events)
+    assert all(e.actor_id == sup.id for e in events)
+    assert events[0].request_id == created.headers["X-Request-ID"] != "req-abc-123"
+    assert len({e.request_id for e in events}) == 5 and all(re.fullmatch(r"[0-9a-f]{32}", e.request_id or "") for e in events)
     assert events[1].payload["before"] == {"prioridad": 3} and events[1].payload["after"] == {"prioridad": 5}
 
 
