@@ -395,14 +395,19 @@ def test_alert_to_a_unidad_tally_resend_and_close(app: Flask, client: FlaskClien
         assert not policy.can_see_event(sup, "notificaciones", withdrawn.payload)
     assert client.post(f"/api/v1/alertas/{alerta['id']}/reenviar", headers=build.headers(sup)).status_code == 409
     assert client.post(f"/api/v1/alertas/{alerta['id']}/cerrar", headers=build.headers(sup)).status_code == 200  # idempotent
-    # Closed, its tally is final: a late answer is 409 and changes nothing; reading it and repeating an answer still work.
+    at_close = client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json()
+    assert at_close["entregadas"] == 2 and at_close["faltan"][0]["entregada_en"] is None
+    # Closed, its tally is final: a late answer is 409 and changes nothing; reading it (which proves the phone got
+    # it, after the close), a late delivery report and repeating an answer still work.
     tallies_before = len(_events(app, "alert_tally"))
     late = _ack(client, build, members[2], ledger[members[2].id].id, "no_puedo")
     assert late.status_code == 409 and late.get_json()["respuesta_actual"] is None
     assert _ack(client, build, members[2], ledger[members[2].id].id, "leida").status_code == 200
     assert _ack(client, build, members[0], ledger[members[0].id].id, "acepto").status_code == 200
+    with app.app_context():
+        assert notificaciones.mark_delivered(members[2].id, [ledger[members[2].id].id]) == []  # already marked by the read
     detail = client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json()
-    assert (detail["confirmados"], detail["no_pueden"], detail["pendientes"]) == (1, 1, 1)
+    assert detail == at_close
     assert len(_events(app, "alert_tally")) == tallies_before
 
 

@@ -49,7 +49,7 @@ def ack(notificacion_id: int) -> Response:
 def _alerta_out(alerta: Alerta, *, detail: bool, status: int = 200) -> Response:
     data = alertas.summary(alerta)
     if detail:
-        data["faltan"] = alertas.missing(alerta.id)
+        data["faltan"] = alertas.missing(alerta)
     headers = {"Location": url_for("notificaciones.get_alerta", alerta_id=alerta.id)} if status == 201 else None
     return json_response(AlertaOut.model_validate(data), status, headers)
 

@@ -127,15 +127,16 @@ def summary(alerta: Alerta) -> dict[str, Any]:
         "creado_por_usuario_id": alerta.creado_por_usuario_id,
         "created_at": alerta.created_at.isoformat(),
         "cerrada_en": alerta.cerrada_en.isoformat() if alerta.cerrada_en else None,
-    } | notificaciones.tally(alerta.id)
+    } | notificaciones.tally(alerta)
 
 
-def missing(alerta_id: int) -> list[dict[str, Any]]:
-    """Recipients who have not answered, with whether their device got it and how often it was resent."""
+def missing(alerta: Alerta) -> list[dict[str, Any]]:
+    """Recipients who have not answered, with whether their device got it (while the alert was open, as its
+    tally counts) and how often it was resent."""
     rows = db.session.execute(
-        select(Notificacion.usuario_id, Usuario.nombre, Usuario.apellido, Notificacion.id, Notificacion.entregada_en, Notificacion.reenvios)
+        select(Notificacion.usuario_id, Usuario.nombre, Usuario.apellido, Notificacion.id, notificaciones.delivered_while_open(alerta), Notificacion.reenvios)
         .join(Usuario, Usuario.id == Notificacion.usuario_id)
-        .where(Notificacion.alerta_id == alerta_id, Notificacion.causa == CausaNotificacion.ALERTA.value, Notificacion.respuesta.is_(None))
+        .where(Notificacion.alerta_id == alerta.id, Notificacion.causa == CausaNotificacion.ALERTA.value, Notificacion.respuesta.is_(None))
         .order_by(Usuario.apellido, Usuario.nombre, Usuario.id)
     )
     return [

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import SQLColumnExpression, and_, case, exists, func, select, update
 from sqlalchemy.orm.util import identity_key
 
 from gad import policy
@@ -513,14 +513,22 @@ def _released_assignments(ids: set[int]) -> set[int]:
 # --- alerts' tally (used by gad.services.alertas too) --------------------------------------------
 
 
-def tally(alerta_id: int) -> dict[str, int]:
+def delivered_while_open(alerta: Alerta) -> SQLColumnExpression[datetime | None]:
+    """A recipient's ``entregada_en`` as the alert counts it: a closed alert's tally is final, so a phone that
+    reports the alert (or reads it) after the close is not counted, though its notification keeps the fact."""
+    if alerta.cerrada_en is None:
+        return Notificacion.entregada_en
+    return case((Notificacion.entregada_en <= alerta.cerrada_en, Notificacion.entregada_en), else_=None)
+
+
+def tally(alerta: Alerta) -> dict[str, int]:
     row = db.session.execute(
         select(
             func.count(),
             func.count().filter(Notificacion.respuesta == RespuestaNotificacion.ACEPTO.value),
             func.count().filter(Notificacion.respuesta == RespuestaNotificacion.NO_PUEDO.value),
-            func.count().filter(Notificacion.entregada_en.is_not(None)),
-        ).where(Notificacion.alerta_id == alerta_id, Notificacion.causa == CausaNotificacion.ALERTA.value)
+            func.count(delivered_while_open(alerta)),
+        ).where(Notificacion.alerta_id == alerta.id, Notificacion.causa == CausaNotificacion.ALERTA.value)
     ).one()
     total, confirmados, no_pueden, entregadas = (int(v) for v in row)
     return {"total": total, "confirmados": confirmados, "no_pueden": no_pueden, "pendientes": total - confirmados - no_pueden, "entregadas": entregadas}
@@ -528,7 +536,7 @@ def tally(alerta_id: int) -> dict[str, int]:
 
 def _record_tally(alerta: Alerta) -> None:
     """The live tally, counted under the alert's row lock: the last event always shows the exact count."""
-    counts = AlertTally(alerta_id=alerta.id, cerrada=alerta.cerrada_en is not None, **tally(alerta.id))
+    counts = AlertTally(alerta_id=alerta.id, cerrada=alerta.cerrada_en is not None, **tally(alerta))
     events.record(db.session(), counts, topic=TOPIC, entity_type="alerta", entity_id=alerta.id, actor_id=None)
 
 
