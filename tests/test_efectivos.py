@@ -98,3 +98,24 @@ def test_deactivating_a_deactivated_efectivo_again_changes_and_announces_nothing
     assert len(all_events(app)) == events
     stale = client.delete(f"/api/v1/efectivos/{efectivo.id}", headers=headers | {"If-Match": '"1"'})
     assert stale.status_code == 412  # a stale precondition is still refused, whatever the row's state
+
+
+def test_an_efectivo_is_linked_only_to_an_active_usuario_but_keeps_a_link_made_before(client: FlaskClient, build: Builders) -> None:
+    """A deactivated usuario cannot log in: linking an efectivo to one would leave its assignments unanswered."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    gone = build.usuario(1, activo=False)
+    created = client.post("/api/v1/efectivos", json={"codigo_interno": "EF-950", "nombre": "Ana Ruiz", "usuario_id": gone.id}, headers=headers)
+    assert created.status_code == 422 and created.mimetype == "application/problem+json"
+    assert created.get_json()["errors"][0]["field"] == "body.usuario_id"
+    efectivo = build.efectivo()
+    patched = client.patch(f"/api/v1/efectivos/{efectivo.id}", json={"usuario_id": gone.id}, headers=headers)
+    assert patched.status_code == 422 and patched.get_json()["errors"][0]["field"] == "body.usuario_id"
+    assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).get_json()["usuario_id"] is None
+
+    linked_user = build.usuario(1)
+    linked = build.efectivo(usuario_id=linked_user.id)
+    assert client.delete(f"/api/v1/users/{linked_user.id}", headers=build.headers(build.usuario(3))).status_code == 204
+    # Resending the efectivo with the link it already has is no new link.
+    again = client.patch(f"/api/v1/efectivos/{linked.id}", json={"usuario_id": linked_user.id, "rango": "Cabo"}, headers=headers)
+    assert again.status_code == 200 and again.get_json()["rango"] == "Cabo"

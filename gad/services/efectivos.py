@@ -62,12 +62,22 @@ def _lock(efectivo_id: int, caller: auth.CallerCheck | None = None, actor: Usuar
 
 
 def _check_usuario_link(usuario_id: int | None, exclude_id: int | None = None) -> None:
+    """A new link goes to an active usuario only: a deactivated one cannot log in to answer the efectivo's
+    assignments. A link made before the usuario was deactivated stays (the caller checks only a changed link)."""
     if usuario_id is None:
         return
-    if db.session.get(Usuario, usuario_id) is None:
+    usuario = db.session.get(Usuario, usuario_id)
+    if usuario is None or not usuario.activo:
         raise ValidationProblem(
             "Unknown usuario.",
-            errors=[field_error("body.usuario_id", "unknown_id", f"usuario {usuario_id} does not exist", es=f"El usuario {usuario_id} no existe.")],
+            errors=[
+                field_error(
+                    "body.usuario_id",
+                    "unknown_id",
+                    f"usuario {usuario_id} does not exist or is inactive",
+                    es=f"El usuario {usuario_id} no existe o no está activo.",
+                )
+            ],
         )
     query = select(Efectivo.id).where(Efectivo.usuario_id == usuario_id)
     if exclude_id is not None:
@@ -221,7 +231,7 @@ def update_efectivo(
     if changes_nothing(efectivo, changes):
         return efectivo
     _check_codigo(changes.get("codigo_interno"), exclude_id=efectivo.id)
-    if "usuario_id" in changes:
+    if "usuario_id" in changes and changes["usuario_id"] != efectivo.usuario_id:
         _check_usuario_link(changes["usuario_id"], exclude_id=efectivo.id)
     apply_changes(efectivo, changes)
     efectivo.version += 1
