@@ -197,7 +197,16 @@ def test_password_change_requires_current_password_and_revokes_all_tokens(client
     assert _login(client, user.email, "brand-new-password").status_code == 200
 
 
-@pytest.mark.parametrize(("password", "reason"), [("short", "at least 10"), ("user-pw@gad.test", "e-mail")])
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short", "at least 10"),
+        ("user-pw@gad.test", "e-mail"),
+        (" " * 12, "besides spaces"),
+        ("\u200b" * 12, "besides spaces"),
+        ("a b c d e f ", "besides spaces"),
+    ],
+)
 def test_password_policy(client: FlaskClient, build: Builders, password: str, reason: str) -> None:
     admin = build.usuario(3)
     body = {"email": "user-pw@gad.test", "password": password, "dni": "77777777P", "nombre": "Pol", "apellido": "Icy"}

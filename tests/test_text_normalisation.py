@@ -33,6 +33,10 @@ BLANK = [
     ("/api/v1/efectivos", Efectivo, _efectivo_body(codigo_interno="   "), "codigo_interno"),
     ("/api/v1/efectivos", Efectivo, _efectivo_body(nombre=" \t "), "nombre"),
     ("/api/v1/alertas", Alerta, {"tipo": "aviso", "texto": "   ", "destino": "todos"}, "texto"),
+    # Characters a screen shows as nothing are blank too (zero-width space, BOM, braille blank, Hangul filler).
+    ("/api/v1/tasks", Tarea, tarea_body("BLANK-3", titulo="\u200b" * 8), "titulo"),
+    ("/api/v1/efectivos", Efectivo, _efectivo_body(nombre="\u2800\u3164 \ufeff"), "nombre"),
+    ("/api/v1/alertas", Alerta, {"tipo": "aviso", "texto": "\u2060\u00a0\u200b", "destino": "todos"}, "texto"),
 ]
 
 
@@ -75,7 +79,9 @@ def test_text_is_stored_stripped_and_names_collapsed_before_their_length_is_judg
     tarea = client.post("/api/v1/tasks", json=tarea_body("STRIP-1", titulo="   Patrulla   del puerto  ", notas="  nota  "), headers=headers)
     assert tarea.status_code == 201, tarea.get_json()
     assert (tarea.get_json()["titulo"], tarea.get_json()["notas"]) == ("Patrulla   del puerto", "nota")
-    efectivo = client.post("/api/v1/efectivos", json=_efectivo_body(codigo_interno=" EF-77 ", nombre=" Agente   Siete "), headers=headers)
+    invisible_ends = client.post("/api/v1/tasks", json=tarea_body("STRIP-3", titulo="\u200bRonda\u200dnocturna\ufeff"), headers=headers)
+    assert invisible_ends.status_code == 201 and invisible_ends.get_json()["titulo"] == "Ronda\u200dnocturna"  # inside, kept (emoji use it)
+    efectivo = client.post("/api/v1/efectivos", json=_efectivo_body(codigo_interno=" EF-77 ", nombre=" Agente \u200b  Siete\u3164"), headers=headers)
     assert efectivo.status_code == 201 and (efectivo.get_json()["codigo_interno"], efectivo.get_json()["nombre"]) == ("EF-77", "Agente Siete")
     assert client.post("/api/v1/tasks", json=tarea_body("STRIP-2", titulo=5), headers=headers).status_code == 422  # not text: still refused
 

@@ -22,14 +22,34 @@ def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
     return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
 
 
+# What a screen shows as nothing: Unicode whitespace (what str.split() splits on) and the invisible characters
+# people paste or type to get past "must not be empty" (zero-width space and joiners, word joiner, BOM, soft
+# hyphen, Mongolian vowel separator, braille blank, Hangul fillers).
+BLANK = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+    "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff\u2800\u115f\u1160\u3164\uffa0"
+)
+_BLANK_SET = frozenset(BLANK)
+
+
+def visible_length(value: str) -> int:
+    """How many of ``value``'s characters a screen shows."""
+    return sum(1 for character in value if character not in _BLANK_SET)
+
+
 # Before validators: the value is normalised first, so min_length/max_length judge what is stored ("     " is
-# empty, not five characters). Anything but a string passes untouched for the str schema to refuse.
+# empty, not five characters). Anything but a string passes untouched for the str schema to refuse. Blank
+# characters go from the ends only: inside, a zero-width joiner is part of an emoji.
 def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+    return value.strip(BLANK) if isinstance(value, str) else value
 
 
 def _collapse(value: Any) -> Any:
-    return " ".join(value.split()) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    words = (word.strip(BLANK) for word in value.split())
+    return " ".join(word for word in words if word)
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

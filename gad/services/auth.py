@@ -26,6 +26,7 @@ from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import events
 from gad.reqctx import current_flask_app
+from gad.schemas.common import visible_length
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
 from gad.vocab import PG_INTEGER_MAX
@@ -146,17 +147,19 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 def check_password_policy(password: str, email: str | None, field: str = "password") -> None:
-    """Raise ValidationProblem when the password is too short or equals the e-mail."""
+    """Raise ValidationProblem when the password is too short (spaces and invisible characters do not count:
+    twelve spaces are no password) or equals the e-mail."""
     minimum = current_app.config["PASSWORD_MIN_LENGTH"]
-    if len(password) < minimum:
+    if visible_length(password) < minimum:
+        long_enough = len(password) >= minimum
         raise ValidationProblem(
             "Password too weak.",
             errors=[
                 {
                     "field": f"body.{field}",
-                    "message": f"must have at least {minimum} characters",
+                    "message": f"must have at least {minimum} characters" + (" besides spaces" if long_enough else ""),
                     "type": "password_policy",
-                    "mensaje": f"Demasiado corta: al menos {minimum} caracteres.",
+                    "mensaje": f"Demasiado corta: al menos {minimum} caracteres" + (" sin contar los espacios." if long_enough else "."),
                 }
             ],
         )
