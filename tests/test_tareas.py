@@ -172,6 +172,10 @@ def test_stale_if_match_is_412_with_current_etag(client: FlaskClient, build: Bui
     assert stale_transition.status_code == 412
     garbage = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": "yesterday"})
     assert garbage.status_code == 422
+    # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches, even one naming the current version.
+    weak = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": 'W/"2"'})
+    assert weak.status_code == 412 and weak.mimetype == "application/problem+json" and "weak" in weak.get_json()["detail"]
+    assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).get_json()["prioridad"] == 1
 
 
 def test_delete_is_soft_and_admin_only(app: Flask, client: FlaskClient, build: Builders) -> None:

@@ -13,7 +13,7 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from gad.errors import MalformedRequest, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
+from gad.errors import MalformedRequest, PreconditionFailed, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
 from gad.reqctx import current_request
 from gad.schemas.common import NoQuery, json_type_errors
 from gad.security import current_user
@@ -158,7 +158,10 @@ def if_match_version() -> int | None:
         return None
     value = raw.strip()
     if value.startswith("W/"):
-        value = value[2:]
+        # If-Match compares strongly (RFC 9110 13.1.1): a weak tag says "about this version", not "exactly".
+        raise PreconditionFailed(
+            "If-Match compares ETags strongly and a weak one (W/…) never matches: send the ETag this API returned, without W/."
+        )
     value = value.strip('"')
     try:
         return int(value)
