@@ -89,6 +89,9 @@ class GadFlask(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.url_map.converters["int"] = AsciiIntegerConverter
+        # werkzeug answers `/api/v1//tasks` with a 308 to the merged path, an HTML page with a Location built from
+        # the Host header: a second address for every path, and a redirect the request's Host can aim. A 404.
+        self.url_map.merge_slashes = False
         self._sync: dict[Any, Any] = {}
 
     def ensure_sync(self, func: Any) -> Any:

@@ -161,6 +161,14 @@ def test_an_id_in_unicode_digits_is_no_second_address_of_a_resource(client: Flas
     assert client.get(f"/api/v1/tasks/{tarea.id}", headers=build.headers(admin)).status_code == 200  # still there
 
 
+@pytest.mark.parametrize(("method", "path"), [("get", "/api/v1//tasks"), ("post", "/api/v1//tasks"), ("get", "//api/v1/users/me"), ("get", "/ws//stats")])
+def test_a_doubled_slash_is_no_second_address_and_no_redirect(client: FlaskClient, build: Builders, method: str, path: str) -> None:
+    """werkzeug merged doubled slashes with a 308 to an HTML page whose Location it built from the Host header:
+    a redirect an attacker's Host could point elsewhere, and a second address for every path."""
+    response = getattr(client, method)(path, headers=build.headers(build.usuario(3), Host="evil.example"), json={})
+    assert response.status_code == 404 and response.mimetype == PROBLEM and "Location" not in response.headers
+
+
 def test_every_field_error_a_form_can_meet_says_it_in_spanish(client: FlaskClient, build: Builders) -> None:
     """Errors built by GAD's own rules (not pydantic's) carried only the English message, which the forms showed
     beside the field: a turno too long, a report's dates, a body that is not an object, a key reused."""
