@@ -62,6 +62,8 @@ _POR_TIPO = {
 
 def mensaje(field: str, tipo: str, ctx: dict[str, Any] | None = None) -> str:
     """Spanish text for one field error; ``field`` is the last part of the path (``body.codigo`` → ``codigo``)."""
+    if ctx and "mensaje" in ctx:  # the rule said it in its own words (schemas.common.rule_broken)
+        return str(ctx["mensaje"])
     name = field.rsplit(".", 1)[-1]
     if tipo in ("string_too_short", "too_short") and (ctx or {}).get("min_length") == 1:
         return "No puede quedar vacío." if tipo == "string_too_short" else "Debe tener al menos un elemento."

@@ -221,6 +221,8 @@ def test_deactivation_revokes_tokens_and_reactivation_restores_login(client: Fla
     assert client.delete(f"/api/v1/users/{user.id}", headers=build.headers(admin)).status_code == 204
     assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert _login(client, user.email).status_code == 401
+    refused = client.post(f"/api/v1/users/{user.id}/reactivar", headers=build.headers(build.usuario(2)))
+    assert refused.status_code == 403 and refused.get_json()["detail"].startswith("Reactivating usuarios requires nivel 3")
     assert client.post(f"/api/v1/users/{user.id}/reactivar", headers=build.headers(admin)).status_code == 200
     assert _login(client, user.email).status_code == 200
 

@@ -237,3 +237,58 @@ def test_a_text_too_long_or_empty_is_measured_in_characters(client: FlaskClient,
     empty = client.patch(f"/api/v1/users/{sup.id}", json={"nombre": "   "}, headers=build.headers(admin))
     assert empty.status_code == 422
     assert [(e["type"], e["mensaje"]) for e in empty.get_json()["errors"]] == [("string_too_short", "No puede quedar vacío.")]
+
+
+T0 = "2026-12-07T08:00:00+00:00"
+CROSS_FIELD_RULES = [
+    (
+        "post",
+        "/api/v1/tasks",
+        {"codigo": "PAT-1", "titulo": "Ronda larga", "tipo": "patrullaje", "ubicacion_lat": 40.4},
+        "body.ubicacion_lng",
+        "Latitud y longitud van juntas",
+    ),
+    (
+        "post",
+        "/api/v1/tasks",
+        {"codigo": "PAT-2", "titulo": "Ronda larga", "tipo": "patrullaje", "inicio_programado": T0, "fin_programado": "2026-12-07T07:00:00+00:00"},
+        "body.fin_programado",
+        "El fin debe ser posterior al inicio",
+    ),
+    ("post", "/api/v1/tasks", {"codigo": "EMG-9", "titulo": "Ronda larga", "tipo": "patrullaje"}, "body.codigo", "reservados a las emergencias"),
+    ("patch", "/api/v1/tasks/{tarea}", {"estado": "finalizada"}, "body.estado", "Cambiar estado"),
+    ("post", "/api/v1/alertas", {"tipo": "aviso", "texto": "Atención", "destino": "unidad"}, "body.unidad", "destino «unidad»"),
+    ("post", "/api/v1/alertas", {"tipo": "aviso", "texto": "Atención", "destino": "todos", "usuario_ids": [1]}, "body.usuario_ids", "destino «usuarios»"),
+    (
+        "post",
+        "/api/v1/turnos",
+        {"efectivo_id": 1, "inicio": T0, "fin": "2026-12-07T16:00:00+00:00", "repetir": {"hasta": "2026-12-20T00:00:00+00:00"}},
+        "body.repetir.cada_horas",
+        "cada_horas o dias_semana",
+    ),
+    (
+        "post",
+        "/api/v1/turnos",
+        {"efectivo_id": 1, "inicio": T0, "fin": "2026-12-07T16:00:00+00:00", "repetir": {"hasta": "2026-12-20T00:00:00+00:00", "dias_semana": [7]}},
+        "body.repetir.dias_semana",
+        "0 (lunes) a 6 (domingo)",
+    ),
+    ("get", "/api/v1/eventos?desde=2026-12-07T08:00:00Z&hasta=2026-12-06T08:00:00Z", None, "query.hasta", "anterior a «desde»"),
+    ("get", "/api/v1/tasks?skip=10&offset=20", None, "query.offset", "offset o skip"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "said"), CROSS_FIELD_RULES, ids=[f"{f}-{i}" for i, (_, __, ___, f, ____) in enumerate(CROSS_FIELD_RULES)]
+)
+def test_a_rule_across_fields_names_the_field_to_fix_and_says_why_in_spanish(
+    client: FlaskClient, build: Builders, method: str, path: str, body: dict | None, field: str, said: str
+) -> None:
+    """A form shows ``mensaje`` beside the field ``field`` names: "Valor no válido." beside the whole form told
+    nobody what to change."""
+    admin = build.usuario(3)
+    path = path.format(tarea=build.tarea(admin).id)
+    response = getattr(client, method)(path, headers=build.headers(admin), **({"json": body} if body is not None else {}))
+    assert response.status_code == 422 and response.mimetype == PROBLEM, response.get_json()
+    [error] = [error for error in response.get_json()["errors"] if error["field"] == field]
+    assert said in error["mensaje"] and error["mensaje"] != "Valor no válido.", error

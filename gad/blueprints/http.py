@@ -159,9 +159,7 @@ def if_match_version() -> int | None:
     value = raw.strip()
     if value.startswith("W/"):
         # If-Match compares strongly (RFC 9110 13.1.1): a weak tag says "about this version", not "exactly".
-        raise PreconditionFailed(
-            "If-Match compares ETags strongly and a weak one (W/…) never matches: send the ETag this API returned, without W/."
-        )
+        raise PreconditionFailed("If-Match compares ETags strongly and a weak one (W/…) never matches: send the ETag this API returned, without W/.")
     value = value.strip('"')
     try:
         return int(value)

@@ -85,6 +85,14 @@ RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a request names: larger 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {TIME_WINDOW}")]
 
 
+def rule_broken(message: str, mensaje: str, field: str | None = None) -> PydanticCustomError:
+    """A rule a validator checks, with the Spanish a form shows beside the field (``mensaje``). A rule across
+    fields is checked on the whole model, which pydantic names by its parent: ``field`` names the one to fix
+    (errors.pydantic_errors appends it to the path), so the form shows the reason where the person can act."""
+    ctx = {"mensaje": mensaje} | ({"path": field} if field else {})
+    return PydanticCustomError("value_error", message, ctx)
+
+
 def _no_nul(value: Any, path: str = "") -> None:
     # PostgreSQL text cannot hold NUL; refuse it here (422) instead of failing in the database (500). The path
     # travels in the error's context: a model-level check has no field of its own (errors.pydantic_errors).
@@ -238,7 +246,7 @@ class DateWindow(QueryModel):
     def _not_before_desde(cls, hasta: datetime | None, info: ValidationInfo) -> datetime | None:
         desde = info.data.get("desde")
         if hasta is not None and desde is not None and hasta < desde:
-            raise ValueError("must not be before desde")
+            raise rule_broken("must not be before desde", "«Hasta» no puede ser anterior a «desde».")
         return hasta
 
 
@@ -269,7 +277,11 @@ class PageQuery(QueryModel):
             data = dict(data)
             skip = data.pop("skip")
             if "offset" in data and str(data["offset"]) != str(skip):
-                raise ValueError("send offset or skip (its older name), not both with different values")
+                raise rule_broken(
+                    "send offset or skip (its older name), not both with different values",
+                    "Indique offset o skip (su nombre antiguo), no los dos con valores distintos.",
+                    "offset",
+                )
             data["offset"] = skip
         return data
 

@@ -5,7 +5,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from gad.schemas.common import InModel, OutModel, PageQuery, RowId, Text
+from gad.schemas.common import InModel, OutModel, PageQuery, RowId, Text, rule_broken
 from gad.vocab import CausaNotificacion, DestinoAlerta, RespuestaNotificacion, TipoAlerta
 
 
@@ -73,9 +73,11 @@ class AlertaIn(InModel):
     @model_validator(mode="after")
     def _target(self) -> Self:
         if (self.destino == DestinoAlerta.UNIDAD) != (self.unidad is not None):
-            raise ValueError("unidad goes with destino=unidad, and only with it")
+            raise rule_broken("unidad goes with destino=unidad, and only with it", "La unidad se indica con destino «unidad», y solo con él.", "unidad")
         if (self.destino == DestinoAlerta.USUARIOS) != (self.usuario_ids is not None):
-            raise ValueError("usuario_ids goes with destino=usuarios, and only with it")
+            raise rule_broken(
+                "usuario_ids goes with destino=usuarios, and only with it", "Los usuarios se indican con destino «usuarios», y solo con él.", "usuario_ids"
+            )
         return self
 
 

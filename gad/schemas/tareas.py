@@ -6,19 +6,26 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import DateWindow, InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
+from gad.schemas.common import DateWindow, InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, rule_broken
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
 def _not_emergency_code(codigo: str) -> str:
     if codigo.startswith(PREFIJO_EMERGENCIA):
-        raise ValueError(f"codes starting with {PREFIJO_EMERGENCIA} are reserved for emergencies (POST /api/v1/tasks/emergency)")
+        raise rule_broken(
+            f"codes starting with {PREFIJO_EMERGENCIA} are reserved for emergencies (POST /api/v1/tasks/emergency)",
+            f"Los códigos que empiezan por {PREFIJO_EMERGENCIA} están reservados a las emergencias.",
+        )
     return codigo
 
 
 def _check_location(lat: float | None, lng: float | None) -> None:
     if (lat is None) != (lng is None):
-        raise ValueError("ubicacion_lat and ubicacion_lng go together: send both or neither")
+        raise rule_broken(
+            "ubicacion_lat and ubicacion_lng go together: send both or neither",
+            "Latitud y longitud van juntas: indique las dos.",
+            "ubicacion_lng" if lng is None else "ubicacion_lat",  # the one missing
+        )
 
 
 class TareaIn(InModel):
@@ -40,7 +47,7 @@ class TareaIn(InModel):
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         if self.inicio_programado and self.fin_programado and self.fin_programado <= self.inicio_programado:
-            raise ValueError("fin_programado must be after inicio_programado")
+            raise rule_broken("fin_programado must be after inicio_programado", "El fin debe ser posterior al inicio.", "fin_programado")
         _check_location(self.ubicacion_lat, self.ubicacion_lng)
         return self
 
@@ -54,7 +61,9 @@ class TareaPatch(PatchModel):
     @classmethod
     def _estado_has_its_own_endpoint(cls, data: object) -> object:
         if isinstance(data, dict) and "estado" in data:
-            raise ValueError("estado cannot be edited: use POST /api/v1/tasks/{id}/estado")
+            raise rule_broken(
+                "estado cannot be edited: use POST /api/v1/tasks/{id}/estado", "El estado no se edita aquí: use «Cambiar estado» de la tarea.", "estado"
+            )
         return data
 
     titulo: Text | None = Field(None, min_length=5, max_length=200)

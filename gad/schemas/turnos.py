@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import DateWindow, InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime
+from gad.schemas.common import DateWindow, InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime, rule_broken
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -20,9 +20,13 @@ class RepeticionIn(InModel):
     @model_validator(mode="after")
     def _one_rule(self) -> Self:
         if (self.cada_horas is None) == (self.dias_semana is None):
-            raise ValueError("give exactly one of cada_horas or dias_semana")
+            raise rule_broken(
+                "give exactly one of cada_horas or dias_semana",
+                "Indique cada_horas o dias_semana, uno solo.",
+                "cada_horas",
+            )
         if self.dias_semana is not None and any(d < 0 or d > 6 for d in self.dias_semana):
-            raise ValueError("dias_semana are 0 (lunes) to 6 (domingo)")
+            raise rule_broken("dias_semana are 0 (lunes) to 6 (domingo)", "Los días van de 0 (lunes) a 6 (domingo).", "dias_semana")
         return self
 
 

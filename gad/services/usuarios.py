@@ -255,7 +255,7 @@ def set_activo(actor: Usuario, usuario_id: int, activo: bool, expected_version: 
     """Deactivate (soft; revokes every token) or reactivate. Administradores only. A usuario already so is left as
     it is: no new version, no event (a repeated DELETE or reactivation changes nothing).
     Raises Forbidden, NotFound, PreconditionFailed, Conflict."""
-    policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deactivating usuarios")
+    policy.require_nivel(actor, Nivel.ADMINISTRADOR, "Deactivating usuarios" if not activo else "Reactivating usuarios")
     usuario = _locked(usuario_id)
     if usuario.activo is activo:
         check_version(usuario.version, expected_version, "usuario")
