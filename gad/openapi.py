@@ -21,9 +21,10 @@ from gad.schemas.common import Page, Problem
 SHIPPED_DOCUMENT = Path(__file__).resolve().parent / "openapi.json"
 
 
-@lru_cache(maxsize=1)
-def _spec() -> Any:
-    """The SpecTree instance, made (and spectree imported) on the first request for the document only."""
+def _new_spec() -> Any:
+    """A SpecTree for one document. Never shared between two: spectree takes each model's nested definitions out
+    of the schemas it keeps as it writes a document, so a second document from the same instance (another app
+    in the same process: the tests) came out without them."""
     from spectree import SecurityScheme, SpecTree
     from spectree.models import SecureType, SecuritySchemeData
 
@@ -91,10 +92,9 @@ def documented(
     return mark
 
 
-def _describe(view: Callable[..., Any]) -> None:
+def _describe(api_spec: Any, view: Callable[..., Any]) -> None:
     from spectree import Response
 
-    api_spec = _spec()
     doc = getattr(view, "_gad_openapi", None)
     if doc is None or api_spec.get_function_metadata(view) is not None:
         return
@@ -112,13 +112,14 @@ def _describe(view: Callable[..., Any]) -> None:
 
 
 def document(app: Flask) -> dict[str, Any]:
-    """The OpenAPI document of ``app``, built once per app (spectree's own cache is per instance, not per app)."""
+    """The OpenAPI document of ``app``, built once per app."""
     cached = app.extensions.get("gad_openapi")
     if cached is None:
+        api_spec = _new_spec()
         with app.app_context():
             for view in app.view_functions.values():
-                _describe(view)
-            cached = _spec()._generate_spec()
+                _describe(api_spec, view)
+            cached = api_spec._generate_spec()
         _add_event_payloads(cached)
         app.extensions["gad_openapi"] = cached
     return cached

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -53,3 +56,13 @@ def test_a_worker_serves_the_shipped_file_without_building_any_schema(database_u
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "gad/openapi.json" not in (ROOT / ".dockerignore").read_text() and "COPY --chown=gad:gad gad ./gad" in (ROOT / "Dockerfile").read_text()
+
+
+def test_every_document_made_in_one_process_is_whole(app_with: Callable[..., Flask]) -> None:
+    """spectree takes nested definitions out of the schemas it keeps as it writes a document: a second app's
+    document in the same process (the CLI after a test, two tests) lost them and referred to schemas it lacked."""
+    first, second = openapi.render(app_with()), openapi.render(app_with())
+    assert first == second
+    document = json.loads(second)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', second))
+    assert refs and refs <= set(document["components"]["schemas"])
