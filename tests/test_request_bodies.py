@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from flask.testing import FlaskClient
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
@@ -91,3 +92,45 @@ def test_the_api_login_takes_its_form_or_json_and_says_which_when_sent_neither(l
         assert session.send(bare, timeout=30).status_code == 200
     text = requests.post(url, data=b"user=x", headers={"Content-Type": "text/plain"}, timeout=30)
     assert text.status_code == 415 and text.headers["Content-Type"] == PROBLEM
+
+
+def _bodiless_writes(build: Builders) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """A fresh administrador and fresh things for each body-less write to act on (the last one logs its caller out)."""
+    admin = build.usuario(3)
+    tarea, assigned, other = build.tarea(admin), build.efectivo(), build.usuario(1)
+    build.asignacion(tarea, assigned)
+    alerta = build.alerta(admin)
+    return build.headers(admin), [
+        ("post", "/api/v1/cache/clear"),
+        ("post", f"/api/v1/users/{other.id}/reactivar"),
+        ("post", f"/api/v1/users/{other.id}/logout-all"),
+        ("delete", f"/api/v1/tasks/{tarea.id}/efectivos/{assigned.id}"),
+        ("delete", f"/api/v1/efectivos/{build.efectivo().id}"),
+        ("post", f"/api/v1/alertas/{alerta.id}/reenviar"),
+        ("post", f"/api/v1/alertas/{alerta.id}/cerrar"),
+        ("post", "/api/v1/auth/logout-all"),
+    ]
+
+
+def test_a_write_that_takes_no_body_refuses_one_it_cannot_mean_and_accepts_none_or_an_empty_object(client: FlaskClient, build: Builders) -> None:
+    """A body-less action given a form, text or JSON with fields was sent something other than what it does: said
+    (415 / 422 / 400), never done as if the body were not there. No body, or ``{}`` from a client that always sends
+    JSON, is the action itself."""
+    headers, writes = _bodiless_writes(build)
+    for method, path in writes:
+        call = getattr(client, method)
+        form = call(path, data={"motivo": "x"}, headers=headers)
+        assert form.status_code == 415 and form.mimetype == PROBLEM, (path, form.status_code)
+        text = call(path, data="cerrar", headers=headers | {"Content-Type": "text/plain"})
+        assert text.status_code == 415, (path, text.status_code)
+        fields = call(path, json={"motivo": "x"}, headers=headers)
+        assert fields.status_code == 422 and fields.get_json()["errors"][0]["field"] == "body.motivo", (path, fields.get_json())
+        broken = call(path, data="{", headers=headers | {"Content-Type": "application/json"})
+        assert broken.status_code == 400, (path, broken.status_code)
+        unknown = call(path + "?motivo=x", headers=headers)
+        assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["field"] == "query.motivo", (path, unknown.get_json())
+    for body in ({}, {"json": {}}):
+        headers, writes = _bodiless_writes(build)
+        for method, path in writes:
+            done = getattr(client, method)(path, headers=headers, **body)
+            assert done.status_code < 300, (path, body, done.status_code, done.get_json())

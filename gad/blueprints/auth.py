@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, request
 
-from gad.blueprints.http import json_response, no_content, no_query, parse_form, parse_json
+from gad.blueprints.http import json_response, no_content, no_input, no_query, parse_form, parse_json
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, UnsupportedMediaType
 from gad.extensions import limiter
@@ -56,6 +56,7 @@ def login() -> Response:
 @bp.post("/logout")
 @documented(tags=("auth",), resp={"HTTP_204": None})
 def logout() -> Response:
+    no_input()
     usuario = current_user()
     if g.token_claims is not None:
         auth.revoke_token(usuario, g.token_claims)
@@ -89,6 +90,7 @@ def list_sessions() -> Response:
 @bp.delete("/sessions/<int:sesion_id>")
 @documented(tags=("auth",), resp={"HTTP_204": None})
 def end_one_session(sesion_id: int) -> Response:
+    no_input()
     sesiones.end_session_by_id(current_user(), sesion_id)
     return no_content()
 
@@ -97,6 +99,7 @@ def end_one_session(sesion_id: int) -> Response:
 @documented(tags=("auth",), resp={"HTTP_204": None})
 def logout_everywhere() -> Response:
     """Every browser session and every token of the caller ends now (this one included)."""
+    no_input()
     usuario = current_user()
     auth.log_out_everywhere(usuario, usuario.id)
     return no_content()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from gad import caching, policy
-from gad.blueprints.http import json_response, no_content, no_query
+from gad.blueprints.http import json_response, no_content, no_input, no_query
 from gad.openapi import documented
 from gad.schemas.dispatch import CacheStatsOut
 from gad.security import current_user, require_authentication
@@ -26,6 +26,7 @@ def cache_stats() -> Response:
 @bp.post("/clear")
 @documented(tags=("admin",), resp={"HTTP_204": None})
 def cache_clear() -> Response:
+    no_input()
     policy.require_nivel(current_user(), Nivel.ADMINISTRADOR, "Cache administration")
     caching.clear_all()
     return no_content()

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import (
+    etag,
+    idempotent,
+    if_match_version,
+    json_response,
+    no_content,
+    no_input,
+    no_query,
+    parse_json,
+    parse_query,
+    raw_json,
+    resource_response,
+)
 from gad.models import Efectivo
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import CercanoOut, CercanosQuery
@@ -90,6 +102,7 @@ def update_efectivo(efectivo_id: int) -> Response:
 @checks_caller_in_statement  # the efectivo's lock checks its caller
 @documented(tags=("efectivos",), resp={"HTTP_204": None})
 def deactivate_efectivo(efectivo_id: int) -> Response:
+    no_input()
     efectivos.deactivate_efectivo(current_user(), efectivo_id, if_match_version(), caller_check())
     return no_content()
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from gad.errors import MalformedRequest, PreconditionFailed, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
 from gad.reqctx import current_request
-from gad.schemas.common import NoQuery, json_type_errors
+from gad.schemas.common import NoBody, NoQuery, json_type_errors
 from gad.security import current_user
 from gad.services import idempotency
 
@@ -114,6 +114,16 @@ def no_query() -> None:
     (422, ``errors[].field`` = ``query.<name>``), never silently ignored. One dict lookup when there is none."""
     if current_request().environ.get("QUERY_STRING"):
         parse_query(NoQuery)
+
+
+def no_input() -> None:
+    """For an action that takes neither query parameters nor a body (close an alert, reactivate a usuario, a
+    DELETE): a body it was sent cannot mean anything to it, so it is refused as a body would be anywhere else
+    (415 a form or text, 400 broken JSON, 422 naming a field), never acted on as if it were not there."""
+    no_query()
+    request = current_request()
+    if request.content_length or "HTTP_TRANSFER_ENCODING" in request.environ:
+        parse_json(NoBody)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import idempotent, json_response, no_query, parse_json, parse_query
+from gad.blueprints.http import idempotent, json_response, no_input, no_query, parse_json, parse_query
 from gad.models import Alerta
 from gad.openapi import PageOf, documented
 from gad.schemas.common import Page, PageQuery
@@ -83,6 +83,7 @@ def get_alerta(alerta_id: int) -> Response:
 @idempotent
 @documented(tags=("notificaciones",), resp={"HTTP_200": AlertaOut})
 def resend(alerta_id: int) -> Response:
+    no_input()
     alerta, _ = alertas.resend(current_user(), alerta_id)
     return _alerta_out(alerta, detail=True)
 
@@ -91,4 +92,5 @@ def resend(alerta_id: int) -> Response:
 @idempotent
 @documented(tags=("notificaciones",), resp={"HTTP_200": AlertaOut})
 def close(alerta_id: int) -> Response:
+    no_input()
     return _alerta_out(alertas.close(current_user(), alerta_id), detail=True)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, url_for
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query, raw_json, resource_response
+from gad.blueprints.http import (
+    etag,
+    idempotent,
+    if_match_version,
+    json_response,
+    no_content,
+    no_input,
+    no_query,
+    parse_json,
+    parse_query,
+    raw_json,
+    resource_response,
+)
 from gad.openapi import PageOf, documented
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
@@ -81,6 +93,7 @@ def update_tarea(tarea_id: int) -> Response:
 @checks_caller_in_statement  # the tarea's lock checks its caller
 @documented(tags=("tareas",), resp={"HTTP_204": None})
 def delete_tarea(tarea_id: int) -> Response:
+    no_input()
     tareas.delete_tarea(current_user(), tarea_id, if_match_version(), caller_check())
     return no_content()
 
@@ -109,6 +122,7 @@ def assign(tarea_id: int) -> Response:
 @checks_caller_in_statement  # the tarea's lock checks its caller
 @documented(tags=("tareas",), resp={"HTTP_200": TareaOut})
 def unassign(tarea_id: int, efectivo_id: int) -> Response:
+    no_input()
     return _out(asignaciones.unassign(current_user(), tarea_id, efectivo_id, if_match_version(), caller_check()))
 
 

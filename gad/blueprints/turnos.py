@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_query, parse_json, parse_query
+from gad.blueprints.http import etag, idempotent, if_match_version, json_response, no_content, no_input, no_query, parse_json, parse_query
 from gad.blueprints.pages import _login_redirect, _render
 from gad.models import Licencia, Turno
 from gad.openapi import PageOf, documented
@@ -93,6 +93,7 @@ def update_turno(turno_id: int) -> Response:
 @bp.delete("/turnos/<int:turno_id>")
 @documented(tags=("turnos",), resp={"HTTP_204": None})
 def delete_turno(turno_id: int) -> Response:
+    no_input()
     turnos.delete_turno(current_user(), turno_id, if_match_version())
     return no_content()
 
@@ -117,6 +118,7 @@ def create_licencia() -> Response:
 @bp.delete("/licencias/<int:licencia_id>")
 @documented(tags=("turnos",), resp={"HTTP_204": None})
 def delete_licencia(licencia_id: int) -> Response:
+    no_input()
     turnos.delete_licencia(current_user(), licencia_id, if_match_version())
     return no_content()
 

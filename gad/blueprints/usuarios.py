@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, url_for
 
 from gad import policy
-from gad.blueprints.http import etag, idempotent, if_match_version, no_content, no_query, parse_json, parse_query, raw_json
+from gad.blueprints.http import etag, idempotent, if_match_version, no_content, no_input, no_query, parse_json, parse_query, raw_json
 from gad.db_session import commit_or_problem
 from gad.errors import CurrentPasswordRejected
 from gad.models import Usuario
@@ -100,6 +100,7 @@ def update_usuario(usuario_id: int) -> Response:
 @bp.delete("/<int:usuario_id>")
 @documented(tags=("usuarios",), resp={"HTTP_204": None})
 def deactivate_usuario(usuario_id: int) -> Response:
+    no_input()
     usuarios.set_activo(current_user(), usuario_id, False, if_match_version())
     return no_content()
 
@@ -108,6 +109,7 @@ def deactivate_usuario(usuario_id: int) -> Response:
 @idempotent
 @documented(tags=("usuarios",), resp={"HTTP_200": UsuarioOut})
 def reactivate_usuario(usuario_id: int) -> Response:
+    no_input()
     return _out(usuarios.set_activo(current_user(), usuario_id, True, if_match_version()))
 
 
@@ -115,5 +117,6 @@ def reactivate_usuario(usuario_id: int) -> Response:
 @documented(tags=("usuarios",), resp={"HTTP_204": None})
 def logout_everywhere(usuario_id: int) -> Response:
     """An administrador (or the usuario) ends every session and token of this usuario."""
+    no_input()
     auth.log_out_everywhere(current_user(), usuario_id)
     return no_content()

@@ -254,6 +254,11 @@ class NoQuery(QueryModel):
     """The query of an endpoint that takes no parameters: any one is unknown (``blueprints.http.no_query``)."""
 
 
+class NoBody(InModel):
+    """The body of an action that takes none: only ``{}`` (clients that always send JSON) is accepted as it
+    (``blueprints.http.no_input``)."""
+
+
 class OutModel(BaseModel):
     model_config = schema_config(from_attributes=True)
 
