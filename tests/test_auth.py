@@ -80,6 +80,17 @@ def test_five_failures_lock_that_address_out_of_the_account_with_retry_after(cli
     assert types.count("login_failed") == 1 and folded == 5 and "account_locked" in types
 
 
+def test_every_spelling_of_an_address_counts_against_one_lock(client: FlaskClient, build: Builders) -> None:
+    """An address logs in however it is typed (case, full-width letters): so every spelling must share its lock,
+    or each would bring five more guesses."""
+    user = build.usuario(1)
+    local, domain = user.email.split("@")
+    spellings = [user.email.upper(), "".join(chr(ord(c) + 0xFEE0) for c in local) + "@" + domain, f" {user.email} ", user.email.title(), user.email]
+    for spelling in spellings:
+        assert _login(client, spelling, "wrong-password!").status_code == 401, spelling
+    assert _login(client, spellings[1]).status_code == 429
+
+
 def test_lock_expires_and_success_resets_the_counter(client: FlaskClient, build: Builders, app: Flask) -> None:
     user = build.usuario(1)
     for _ in range(5):

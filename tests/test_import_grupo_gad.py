@@ -453,8 +453,8 @@ def test_near_duplicates_are_reported_and_only_ids_gad_already_has_are_renumbere
     assert dry.returncode == 0, dry.stderr + dry.stdout
     listed = problem_lines(dry.stdout)
     assert set(listed) == {("usuario", 2), ("usuario", 3), ("usuario", 4), ("usuario", 5), ("efectivo", 1), ("efectivo", 2)}, dry.stdout
-    assert "differs only in case or surrounding spaces from usuario 3 ('Pedro@grupo-gad.es')" in listed[("usuario", 2)]
-    assert "dni '40000004D ' differs only in surrounding spaces from usuario 5" in listed[("usuario", 4)]
+    assert "differs only in case, surrounding spaces or character form from usuario 3 ('Pedro@grupo-gad.es')" in listed[("usuario", 2)]
+    assert "dni '40000004D ' differs only in case, spaces, separators or character form from usuario 5" in listed[("usuario", 4)]
     assert "codigo_interno 'EF-0001' differs only in surrounding spaces from efectivo 1" in listed[("efectivo", 2)]
 
     result = run_import(database_url, source_url, "--skip-invalid")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -79,6 +81,46 @@ def test_duplicate_identity_fields_are_409_naming_the_field(client: FlaskClient,
             field
         ]
     )
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize(
+    ("field", "spelled"),
+    [
+        ("email", _fullwidth),
+        ("email", lambda email: email.replace("user", "USER")),
+        ("dni", str.lower),
+        ("dni", lambda dni: f"{dni[:-1]}-{dni[-1]}"),
+        ("dni", lambda dni: " ".join(dni)),
+        ("dni", _fullwidth),
+    ],
+)
+def test_an_identity_spelled_another_way_is_the_same_identity(client: FlaskClient, build: Builders, field: str, spelled: Callable[[str], str]) -> None:
+    """Full-width letters, case, a hyphen or spaces in a DNI make no second person: each would let one person hold
+    two accounts (or a look-alike e-mail stand in for another's)."""
+    admin = build.usuario(3)
+    existing = build.usuario(1)
+    body = {"email": "fresh@gad.test", "password": "a-long-password", "dni": "66666666Q", "nombre": "Dup", "apellido": "Licado"}
+    body[field] = spelled(getattr(existing, field))
+    response = client.post("/api/v1/users", json=body, headers=build.headers(admin))
+    assert response.status_code == 409 and response.get_json()["field"] == field, response.get_json()
+
+
+def test_an_e_mail_is_kept_in_one_spelling_and_logs_in_as_typed(client: FlaskClient, build: Builders) -> None:
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    body = {"password": "a-long-password", "nombre": "José", "apellido": "Núñez"}
+    composed = client.post("/api/v1/users", json=body | {"email": "Jose\u0301.Nun\u0303ez@GAD.test", "dni": "12-345-678 z"}, headers=headers)
+    assert composed.status_code == 201, composed.get_json()
+    assert (composed.get_json()["email"], composed.get_json()["dni"]) == ("jos\u00e9.nu\u00f1ez@gad.test", "12345678Z")
+    login = client.post("/api/v1/auth/login", json={"email": _fullwidth("JOSE") + "\u0301.nu\u00f1ez@gad.test", "password": "a-long-password"})
+    assert login.status_code == 200
+    for hidden in ("ana\u200b@gad.test", "ana@gad\u200d.test", "a\u00adna@gad.test"):
+        refused = client.post("/api/v1/users", json=body | {"email": hidden, "dni": "87654321X"}, headers=headers)
+        assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "body.email", hidden
 
 
 def test_users_never_expose_password_hashes(client: FlaskClient, build: Builders) -> None:

@@ -21,6 +21,7 @@ from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.realtime import events
+from gad.schemas.common import canonical_email
 from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, csrf_matches, current_browser_session, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
@@ -106,7 +107,7 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
         # A login form left open in a second tab after logging in (or out) in the first: its token is the old session's.
         # The same person is simply let through; someone else typing into it must not land in the open session.
         signed_in = page_user()
-        if signed_in is not None and email.lower() == signed_in.email.lower():
+        if signed_in is not None and canonical_email(email) == signed_in.email.lower():
             return redirect(target if is_local_path(target) else url_for("pages.index"))
         error = (
             "La página de acceso había caducado: vuelva a intentarlo."

@@ -39,6 +39,7 @@ from gad.db_session import allow_idle_transaction
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Procedencia, Tarea, Usuario, utcnow
 from gad.realtime import events
+from gad.schemas.common import canonical_dni, canonical_email
 from gad.schemas.efectivos import EfectivoIn
 from gad.schemas.events import ImportBatch, ImportFinished, ImportStarted
 from gad.schemas.tareas import TareaIn
@@ -510,8 +511,8 @@ class Importer:
         return {old_id: [o for o in group if o[0] != old_id] for group in groups.values() if len(group) > 1 for old_id, _ in group}
 
     def _usuarios(self) -> None:
-        same_email = self._near_duplicates("usuarios", "email", lambda email: email.strip().lower())
-        same_dni = self._near_duplicates("usuarios", "dni", str.strip)
+        same_email = self._near_duplicates("usuarios", "email", canonical_email)
+        same_dni = self._near_duplicates("usuarios", "dni", canonical_dni)
         sql = (
             "SELECT id, uuid::text AS uuid, dni, nombre, apellido, email, telefono, telegram_id, nivel::text AS nivel, hashed_password,"
             " verificado, ultimo_acceso, intentos_fallidos, bloqueado_hasta, extra_data, created_at, updated_at, deleted_at"
@@ -527,11 +528,14 @@ class Importer:
                 reasons: list[str] = []
                 for other_id, other_email in same_email.get(row["id"], []):
                     reasons.append(
-                        f"e-mail {row['email']!r} differs only in case or surrounding spaces from usuario {other_id} ({other_email!r});"
-                        " GAD e-mails are case-insensitive and trimmed"
+                        f"e-mail {row['email']!r} differs only in case, surrounding spaces or character form from usuario {other_id}"
+                        f" ({other_email!r}); GAD e-mails are case-insensitive, trimmed and NFKC-normalised"
                     )
                 for other_id, other_dni in same_dni.get(row["id"], []):
-                    reasons.append(f"dni {row['dni']!r} differs only in surrounding spaces from usuario {other_id} ({other_dni!r}); GAD trims it")
+                    reasons.append(
+                        f"dni {row['dni']!r} differs only in case, spaces, separators or character form from usuario {other_id} ({other_dni!r});"
+                        " GAD keeps one spelling of a DNI"
+                    )
                 nivel = NIVELES.get(row["nivel"])
                 if nivel is None:
                     reasons.append(f"unknown nivel {row['nivel']!r}")
@@ -600,8 +604,8 @@ class Importer:
         """Identity fields of these source rows that GAD usuarios (not imported from them) already use."""
         if not rows:
             return {}
-        emails = [str(r["email"]).strip().lower() for r in rows]
-        dnis = [str(r["dni"]).strip() for r in rows]
+        emails = [canonical_email(str(r["email"])) for r in rows]
+        dnis = [canonical_dni(str(r["dni"])) for r in rows]
         telegram = [int(r["telegram_id"]) for r in rows if r["telegram_id"] is not None]
         uuids = [uuid_lib.UUID(r["uuid"]) for r in rows]
         found = db.session.execute(

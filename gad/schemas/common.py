@@ -3,6 +3,7 @@
 import functools
 import re
 import types
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, Unpack, get_args, get_origin
 
@@ -55,16 +56,39 @@ def _collapse(value: Any) -> Any:
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+def canonical_email(value: str) -> str:
+    """An e-mail as GAD keeps and looks it up: one spelling per address. NFKC makes full-width letters and a
+    letter with a combining accent the characters they look like; identity is case-insensitive."""
+    return unicodedata.normalize("NFKC", value).strip(BLANK).lower()
+
+
 def _email(value: str) -> str:
-    # Identity is case-insensitive; internal domains such as gad.local are legitimate here.
-    value = value.strip().lower()
+    # Internal domains such as gad.local are legitimate here.
+    value = canonical_email(value)
     if not _EMAIL.match(value):
         raise ValueError("must be an e-mail address such as nombre@dominio.es")
+    if any(unicodedata.category(character)[0] in "CZ" or character in _BLANK_SET for character in value):
+        # A zero-width or other invisible character inside makes a second address that reads as the first.
+        raise ValueError("must not contain invisible characters")
     return value
+
+
+_DNI_SEPARATORS = str.maketrans("", "", "-./ ")
+
+
+def canonical_dni(value: str) -> str:
+    """A DNI/NIE as GAD keeps and compares it: the same document written as 12345678-z, 12.345.678 Z or in
+    full-width digits is one person, not a second account."""
+    return "".join(unicodedata.normalize("NFKC", value).upper().translate(_DNI_SEPARATORS).split()).strip(BLANK)
+
+
+def _dni(value: Any) -> Any:
+    return canonical_dni(value) if isinstance(value, str) else value
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
 Text = Annotated[str, BeforeValidator(_strip)]
+Dni = Annotated[str, BeforeValidator(_dni)]
 Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Lng = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]

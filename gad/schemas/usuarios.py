@@ -5,13 +5,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import Email, InModel, Name, OutModel, PageQuery, PatchModel, Text
+from gad.schemas.common import Dni, Email, InModel, Name, OutModel, PageQuery, PatchModel, Text
 
 
 class UsuarioIn(InModel):
     email: Email
     password: str = Field(min_length=1, max_length=1024)
-    dni: Text = Field(min_length=5, max_length=20)
+    dni: Dni = Field(min_length=5, max_length=20)
     nombre: Name = Field(min_length=1, max_length=100)
     apellido: Name = Field(min_length=2, max_length=100)
     telefono: Text | None = Field(None, max_length=30)
@@ -24,7 +24,7 @@ class UsuarioPatch(PatchModel):
     nullable = frozenset({"telefono", "telegram_id"})
 
     email: Email | None = None
-    dni: Text | None = Field(None, min_length=5, max_length=20)
+    dni: Dni | None = Field(None, min_length=5, max_length=20)
     nombre: Name | None = Field(None, min_length=1, max_length=100)
     apellido: Name | None = Field(None, min_length=2, max_length=100)
     telefono: Text | None = Field(None, max_length=30)

@@ -26,7 +26,7 @@ from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import events
 from gad.reqctx import current_flask_app
-from gad.schemas.common import visible_length
+from gad.schemas.common import canonical_email, visible_length
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
 from gad.vocab import PG_INTEGER_MAX
@@ -425,7 +425,7 @@ def _attach(values: dict[str, Any]) -> Usuario:
 
 
 def find_by_email(email: str) -> Usuario | None:
-    return db.session.scalar(select(Usuario).where(func.lower(Usuario.email) == email.strip().lower()))
+    return db.session.scalar(select(Usuario).where(func.lower(Usuario.email) == canonical_email(email)))
 
 
 def password_matches(usuario: Usuario | None, password: str) -> bool:
@@ -452,7 +452,7 @@ def _throttled(email: str, client_address: str) -> throttle.Verdict:
 def _attempt(kind: type[A], email: str, usuario: Usuario | None, client_address: str, verdict: throttle.Verdict) -> A:
     """A failed attempt's payload: the e-mail tried is kept only when it names no usuario (a known one is the actor)."""
     if usuario is None:
-        return kind(client=client_address, intentos=verdict.attempts, email=email.strip().lower()[:254])
+        return kind(client=client_address, intentos=verdict.attempts, email=canonical_email(email)[:254])
     return kind(client=client_address, intentos=verdict.attempts)
 
 
@@ -471,6 +471,9 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
     identically for known and unknown e-mails. Security events are queued on the session, so the caller
     must commit even when this raises.
     """
+    # One spelling from here on: a full-width or differently cased spelling of the address must count against the
+    # same throttle as the address itself, or each spelling would get its own attempts.
+    email = canonical_email(email)
     verdict = _throttled(email, client_address)
     usuario = find_by_email(email)
     if not password_matches(usuario, password) or usuario is None or not usuario.activo:
