@@ -116,3 +116,30 @@ def test_new_tarea_form_says_why_when_the_refused_field_is_not_on_it(app: Flask,
     alert = re.search(r'<p class="error" role="alert">([^<]+)</p>', page)
     assert alert is not None and named in alert.group(1)
     assert count_rows(app, Tarea) == 0
+
+
+def test_optional_text_left_blank_is_no_value_never_an_empty_one(client: FlaskClient, build: Builders) -> None:
+    """An optional field sent as spaces (a form's untouched input) means "none": stored as null, as if omitted, so
+    no blank unidad appears in lists and a turno takes its efectivo's unidad as it does when none is sent."""
+    admin = build.usuario(3)
+    headers = build.headers(admin)
+    created = client.post("/api/v1/efectivos", json=_efectivo_body(rango="   ", unidad="\u3000", especialidad=" \u200b "), headers=headers)
+    assert created.status_code == 201, created.get_json()
+    assert {k: created.get_json()[k] for k in ("rango", "unidad", "especialidad")} == {"rango": None, "unidad": None, "especialidad": None}
+    efectivo = build.efectivo(unidad="Móvil 7", rango="Cabo")
+    patched = client.patch(f"/api/v1/efectivos/{efectivo.id}", json={"unidad": "  ", "rango": "Sargento"}, headers=headers)
+    assert patched.status_code == 200 and (patched.get_json()["unidad"], patched.get_json()["rango"]) == (None, "Sargento")
+
+    other = build.efectivo(unidad="Móvil 8")
+    turno = client.post(
+        "/api/v1/turnos",
+        json={"efectivo_id": other.id, "inicio": "2026-12-07T08:00:00+00:00", "fin": "2026-12-07T16:00:00+00:00", "unidad": "   ", "notas": " "},
+        headers=headers,
+    )
+    assert turno.status_code == 201, turno.get_json()
+    [made] = turno.get_json()["items"]
+    assert (made["unidad"], made["notas"]) == ("Móvil 8", None)
+    tarea = client.post("/api/v1/tasks", json=tarea_body("BLANK-OPT", descripcion="  ", notas="\t"), headers=headers)
+    assert tarea.status_code == 201 and (tarea.get_json()["descripcion"], tarea.get_json()["notas"]) == (None, None)
+    too_long = client.post("/api/v1/efectivos", json=_efectivo_body(codigo_interno="EF-LONG", rango="x" * 51), headers=headers)
+    assert_422_naming(too_long, "body.rango")  # a value is still measured

@@ -88,6 +88,18 @@ def _dni(value: Any) -> Any:
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
 Text = Annotated[str, BeforeValidator(_strip)]
+
+
+def _blank_is_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip(BLANK)
+        return value or None
+    return value
+
+
+# An optional text: left blank (a form's untouched input, spaces) it is no value, stored as null as if omitted, never
+# an empty string that lists and defaults would then treat as a value.
+OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
 Dni = Annotated[str, BeforeValidator(_dni)]
 Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]

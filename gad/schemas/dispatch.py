@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from gad.schemas.common import InModel, Lat, Lng, OutModel, QueryModel, Text, schema_config
+from gad.schemas.common import InModel, Lat, Lng, OptionalText, OutModel, QueryModel, schema_config
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.tareas import TareaOut
 from gad.vocab import TipoTarea
@@ -28,7 +28,7 @@ class CercanoOut(OutModel):
 class EmergenciaIn(InModel):
     lat: Lat
     lng: Lng
-    descripcion: Text | None = Field(None, max_length=5000)
+    descripcion: OptionalText = Field(None, max_length=5000)
     tipo: TipoTarea = TipoTarea.EMERGENCIA
     prioridad: int = Field(5, ge=1, le=5)
     efectivos: int = Field(1, ge=1, le=20, description="How many efectivos to send")

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import InModel, Lat, Lng, Name, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, Name, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
 from gad.vocab import Disponibilidad
 
 
@@ -13,9 +13,9 @@ class EfectivoIn(InModel):
     codigo_interno: Text = Field(min_length=3, max_length=30)
     nombre: Name = Field(min_length=2, max_length=200)
     usuario_id: RowId | None = None
-    rango: Text | None = Field(None, max_length=50)
-    unidad: Text | None = Field(None, max_length=100)
-    especialidad: Text | None = Field(None, max_length=100)
+    rango: OptionalText = Field(None, max_length=50)
+    unidad: OptionalText = Field(None, max_length=100)
+    especialidad: OptionalText = Field(None, max_length=100)
     estado_disponibilidad: Disponibilidad = Disponibilidad.DISPONIBLE
 
 
@@ -25,14 +25,14 @@ class EfectivoPatch(PatchModel):
     codigo_interno: Text | None = Field(None, min_length=3, max_length=30)
     nombre: Name | None = Field(None, min_length=2, max_length=200)
     usuario_id: RowId | None = None
-    rango: Text | None = Field(None, max_length=50)
-    unidad: Text | None = Field(None, max_length=100)
-    especialidad: Text | None = Field(None, max_length=100)
+    rango: OptionalText = Field(None, max_length=50)
+    unidad: OptionalText = Field(None, max_length=100)
+    especialidad: OptionalText = Field(None, max_length=100)
 
 
 class DisponibilidadIn(InModel):
     estado: Disponibilidad
-    motivo: Text | None = Field(None, max_length=500)
+    motivo: OptionalText = Field(None, max_length=500)
 
 
 class UbicacionIn(InModel):

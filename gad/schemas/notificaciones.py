@@ -5,7 +5,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from gad.schemas.common import InModel, OutModel, PageQuery, RowId, Text, rule_broken
+from gad.schemas.common import InModel, OptionalText, OutModel, PageQuery, RowId, Text, rule_broken
 from gad.vocab import CausaNotificacion, DestinoAlerta, RespuestaNotificacion, TipoAlerta
 
 
@@ -59,7 +59,7 @@ class NotificacionQuery(PageQuery):
 
 class AckIn(InModel):
     respuesta: RespuestaNotificacion
-    motivo: Text | None = Field(None, max_length=500, description="Why not (recommended with no_puedo)")
+    motivo: OptionalText = Field(None, max_length=500, description="Why not (recommended with no_puedo)")
 
 
 class AlertaIn(InModel):

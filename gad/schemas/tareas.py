@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import DateWindow, InModel, Lat, Lng, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, rule_broken
+from gad.schemas.common import DateWindow, InModel, Lat, Lng, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, rule_broken
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -33,16 +33,16 @@ class TareaIn(InModel):
         pattern=CODIGO_PATTERN, description=f"Upper-case letters, digits, - and _, 3-20 characters; not starting with {PREFIJO_EMERGENCIA}"
     )
     titulo: Text = Field(min_length=5, max_length=200)
-    descripcion: Text | None = Field(None, max_length=5000)
+    descripcion: OptionalText = Field(None, max_length=5000)
     tipo: TipoTarea
     prioridad: int = Field(2, ge=1, le=5)
     inicio_programado: UtcDatetime | None = None
     fin_programado: UtcDatetime | None = None
     ubicacion_lat: Lat | None = None
     ubicacion_lng: Lng | None = None
-    ubicacion_descripcion: Text | None = Field(None, max_length=300)
+    ubicacion_descripcion: OptionalText = Field(None, max_length=300)
     delegado_usuario_id: RowId | None = None
-    notas: Text | None = Field(None, max_length=5000)
+    notas: OptionalText = Field(None, max_length=5000)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -67,21 +67,21 @@ class TareaPatch(PatchModel):
         return data
 
     titulo: Text | None = Field(None, min_length=5, max_length=200)
-    descripcion: Text | None = Field(None, max_length=5000)
+    descripcion: OptionalText = Field(None, max_length=5000)
     tipo: TipoTarea | None = None
     prioridad: int | None = Field(None, ge=1, le=5)
     inicio_programado: UtcDatetime | None = None
     fin_programado: UtcDatetime | None = None
     ubicacion_lat: Lat | None = None
     ubicacion_lng: Lng | None = None
-    ubicacion_descripcion: Text | None = Field(None, max_length=300)
+    ubicacion_descripcion: OptionalText = Field(None, max_length=300)
     delegado_usuario_id: RowId | None = None
-    notas: Text | None = Field(None, max_length=5000)
+    notas: OptionalText = Field(None, max_length=5000)
 
 
 class TransicionIn(InModel):
     estado: EstadoTarea
-    motivo: Text | None = Field(None, max_length=500)
+    motivo: OptionalText = Field(None, max_length=500)
 
 
 class AsignacionIn(InModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import DateWindow, InModel, OutModel, PageQuery, PatchModel, QueryModel, RowId, Text, UtcDatetime, rule_broken
+from gad.schemas.common import DateWindow, InModel, OptionalText, OutModel, PageQuery, PatchModel, QueryModel, RowId, UtcDatetime, rule_broken
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -35,8 +35,8 @@ class TurnoIn(InModel):
     inicio: UtcDatetime
     fin: UtcDatetime
     tipo: TipoTurno = TipoTurno.SERVICIO
-    unidad: Text | None = Field(None, max_length=100, description="defaults to the efectivo's unidad")
-    notas: Text | None = Field(None, max_length=500)
+    unidad: OptionalText = Field(None, max_length=100, description="defaults to the efectivo's unidad")
+    notas: OptionalText = Field(None, max_length=500)
     repetir: RepeticionIn | None = None
 
 
@@ -53,8 +53,8 @@ class TurnoPatch(PatchModel):
     inicio: UtcDatetime | None = None
     fin: UtcDatetime | None = None
     tipo: TipoTurno | None = None
-    unidad: Text | None = Field(None, max_length=100)
-    notas: Text | None = Field(None, max_length=500)
+    unidad: OptionalText = Field(None, max_length=100)
+    notas: OptionalText = Field(None, max_length=500)
 
 
 class TurnoOut(OutModel):
@@ -106,7 +106,7 @@ class LicenciaIn(InModel):
     tipo: TipoLicencia
     inicio: UtcDatetime
     fin: UtcDatetime
-    motivo: Text | None = Field(None, max_length=500)
+    motivo: OptionalText = Field(None, max_length=500)
 
 
 class LicenciaOut(OutModel):

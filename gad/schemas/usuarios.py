@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import Dni, Email, InModel, Name, OutModel, PageQuery, PatchModel, Text
+from gad.schemas.common import Dni, Email, InModel, Name, OptionalText, OutModel, PageQuery, PatchModel
 
 
 class UsuarioIn(InModel):
@@ -14,7 +14,7 @@ class UsuarioIn(InModel):
     dni: Dni = Field(min_length=5, max_length=20)
     nombre: Name = Field(min_length=1, max_length=100)
     apellido: Name = Field(min_length=2, max_length=100)
-    telefono: Text | None = Field(None, max_length=30)
+    telefono: OptionalText = Field(None, max_length=30)
     telegram_id: int | None = Field(None, ge=1, le=2**63 - 1)
     nivel: int = Field(1, ge=1, le=3)
     verificado: bool = False
@@ -27,7 +27,7 @@ class UsuarioPatch(PatchModel):
     dni: Dni | None = Field(None, min_length=5, max_length=20)
     nombre: Name | None = Field(None, min_length=1, max_length=100)
     apellido: Name | None = Field(None, min_length=2, max_length=100)
-    telefono: Text | None = Field(None, max_length=30)
+    telefono: OptionalText = Field(None, max_length=30)
     telegram_id: int | None = Field(None, ge=1, le=2**63 - 1)
     nivel: int | None = Field(None, ge=1, le=3)
     verificado: bool | None = None
