@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, current_app, json, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from gad.i18n import PAGINA_CADUCADA, mensaje, pagina_error
 
@@ -215,6 +216,8 @@ def _handle_http_exception(exc: HTTPException) -> Response:
         headers["Retry-After"] = exc.response.headers["Retry-After"]
     code = (exc.name or "error").lower().replace(" ", "_")
     detail = exc.description
+    if isinstance(exc, WebsocketMismatch):  # werkzeug's routing refuses it before any view: its words are generic
+        detail = "This address is a websocket: open it with a websocket handshake (Upgrade: websocket), not as a page."
     if status == 429:
         detail = "Too many requests from this client; retry later."
         headers.setdefault("Retry-After", _rate_limit_retry_after())

@@ -109,3 +109,23 @@ def test_a_parameter_given_twice_with_different_values_is_422_naming_it(app: Fla
     assert error["mensaje"] == "Aparece más de una vez con valores distintos: indíquelo una sola vez."
     assert client.get("/api/v1/tasks?limit=5&limit=5", headers=headers).status_code == 200  # the same twice: no doubt
     assert client.get("/api/v1/tasks?estado=programada&estado=en_curso", headers=headers).status_code == 200
+
+
+def test_a_parameter_given_twice_is_named_once_as_what_is_wrong_with_it(app: Flask, world: dict[str, Any]) -> None:
+    """Two different ``since`` on a websocket handshake: which one the client meant is not for the server to guess.
+    An unknown parameter given twice is unknown, not repeated."""
+    client = app.test_client()
+    token = world["headers"]["Authorization"].split()[1]
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+    twice = client.get(f"/ws/connect?token={token}&since=1&since=2", headers=upgrade)
+    assert twice.status_code == 422 and twice.headers["Content-Type"] == PROBLEM
+    assert [(e["field"], e["type"]) for e in twice.get_json()["errors"]] == [("query.since", "repeated")]
+    unknown = client.get("/api/v1/tasks?prioridad=1&prioridad=2", headers=world["headers"])
+    assert [(e["field"], e["type"]) for e in unknown.get_json()["errors"]] == [("query.prioridad", "extra_forbidden")]
+
+
+def test_a_websocket_address_opened_as_a_page_says_what_it_is(app: Flask, world: dict[str, Any]) -> None:
+    token = world["headers"]["Authorization"].split()[1]
+    plain = app.test_client().get(f"/ws/connect?token={token}")
+    assert plain.status_code == 400 and plain.headers["Content-Type"] == PROBLEM
+    assert "websocket" in plain.get_json()["detail"].lower()

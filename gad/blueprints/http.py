@@ -96,14 +96,19 @@ def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
         values = request.args.getlist(key)
         if key in lists:
             data[key] = [part for value in values for part in value.split(",") if part]
-        elif len(set(values)) > 1:
-            repeated.append(field_error(f"query.{key}", "repeated", f"given {len(values)} times with different values; send it once"))
         else:
-            data[key] = values[-1]
+            if len(set(values)) > 1:
+                repeated.append(field_error(f"query.{key}", "repeated", f"given {len(values)} times with different values; send it once"))
+            data[key] = values[-1]  # the model still sees the key: an unknown one given twice is unknown, not repeated
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationProblem("The query parameters are invalid.", errors=repeated + pydantic_errors(exc, "query")) from None
+        errors = pydantic_errors(exc, "query")
+        unknown = {error["field"] for error in errors if error["type"] == "extra_forbidden"}
+        named = {error["field"] for error in repeated}
+        kept = [error for error in repeated if error["field"] not in unknown]
+        kept += [error for error in errors if error["field"] in unknown or error["field"] not in named]
+        raise ValidationProblem("The query parameters are invalid.", errors=kept) from None
     if repeated:
         raise ValidationProblem("The query parameters are invalid.", errors=repeated)
     return parsed

@@ -19,8 +19,8 @@ from flask import Blueprint, Response, current_app, g, request
 from pydantic import ValidationError
 
 from gad import policy
-from gad.blueprints.http import json_response, no_query
-from gad.errors import AppError, ValidationProblem, pydantic_errors
+from gad.blueprints.http import json_response, no_query, parse_query
+from gad.errors import AppError
 from gad.extensions import db, sock
 from gad.realtime.connection import Connection, SessionLink, register_client_frame, send_json, serve
 from gad.realtime.hub import hub
@@ -59,10 +59,8 @@ def _authenticate_handshake() -> None:
     policy.require_chosen_password(usuario)
     g.current_user, g.auth_method, g.token_claims = usuario, method, claims
     g.ws_session = current_browser_session() if method == "session" else None
-    try:
-        g.ws_query = WsConnectQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise ValidationProblem("Invalid websocket parameters.", errors=pydantic_errors(exc, "query")) from None
+    # Repeated parameters and unknown ones are refused as on every endpoint (blueprints.http.parse_query).
+    g.ws_query = parse_query(WsConnectQuery)
     if method == "session":
         check_page_usuario(usuario, request.args.get("usuario"))
 
