@@ -95,6 +95,8 @@ def test_efectivo_reads_only_their_own_notifications(client: FlaskClient, build:
 def test_answers_are_idempotent_and_a_different_second_answer_is_409(app: Flask, client: FlaskClient, build: Builders) -> None:
     officer = build.usuario(1)
     n = build.notificacion(officer)
+    with_reason = _ack(client, build, officer, n.id, "leida", "no me da tiempo")  # a reason for no answer would be lost
+    assert with_reason.status_code == 422 and with_reason.get_json()["errors"][0]["field"] == "body.motivo"
     read = _ack(client, build, officer, n.id, "leida")
     assert read.status_code == 200 and read.get_json()["estado"] == "leida" and read.get_json()["respuesta"] is None
     first = _ack(client, build, officer, n.id, "acepto")

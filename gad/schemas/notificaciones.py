@@ -59,7 +59,14 @@ class NotificacionQuery(PageQuery):
 
 class AckIn(InModel):
     respuesta: RespuestaNotificacion
-    motivo: OptionalText = Field(None, max_length=500, description="Why not (recommended with no_puedo)")
+    motivo: OptionalText = Field(None, max_length=500, description="Why not (recommended with no_puedo); not with leida")
+
+    @model_validator(mode="after")
+    def _motivo_goes_with_an_answer(self) -> Self:
+        if self.respuesta == RespuestaNotificacion.LEIDA and self.motivo is not None:
+            # "Read" answers nothing: a reason sent with it would be dropped, and its sender believe it was given.
+            raise rule_broken("motivo goes with an answer (acepto, no_puedo), not with leida", "El motivo acompaña a una respuesta, no a «leída».", "motivo")
+        return self
 
 
 class AlertaIn(InModel):
