@@ -86,6 +86,11 @@ def test_planning_week_outside_the_window_is_422_naming_semana(live_server: Live
     last = requests.get(url, params={"semana": "2199-12-31"}, headers=headers, timeout=30)
     assert first.status_code == last.status_code == 200, (first.text, last.text)
     assert datetime.fromisoformat(first.json()["desde"]) >= datetime(1900, 1, 1, tzinfo=UTC)
+    # Madrid kept local mean time (-00:14:44) until 1901: RFC 3339 has no seconds in an offset, so such an instant
+    # is given in UTC rather than with an offset no client parses.
+    for answer in (first, last):
+        for key in ("desde", "hasta"):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", answer.json()[key]), answer.json()[key]
     assert datetime.fromisoformat(last.json()["desde"]).year == 2199
 
 

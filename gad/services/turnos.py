@@ -65,6 +65,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _local_iso(value: datetime) -> str:
+    """An instant on the zone's wall clock, or in UTC where the zone's offset then had seconds (local mean time
+    before standard time: Madrid's -00:14:44 until 1901, Amsterdam's +00:19:32 until 1937). RFC 3339 offsets are
+    whole minutes: a client's parser refuses the other, though the instant is the same."""
+    offset = value.utcoffset()
+    if offset is not None and offset.seconds % 60:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
 def turno_dict(turno: Turno) -> dict[str, Any]:
     return {
         "id": turno.id,
@@ -753,8 +763,8 @@ def semana(actor: Usuario, unidad: str | None, dia: date | None) -> dict[str, An
     return {
         "unidad": unidad,
         "zona_horaria": str(tz),
-        "desde": desde.isoformat(),
-        "hasta": hasta.isoformat(),
+        "desde": _local_iso(desde),
+        "hasta": _local_iso(hasta),
         "efectivos": efectivos,
         "turnos": turnos,
         "licencias": licencias,
