@@ -69,6 +69,46 @@ def test_desasignacion_migration_widens_the_causa_check_and_its_downgrade_refuse
         conn.close()
 
 
+def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_would_merge(pg_server: str) -> None:
+    """0004m: rows written before the API kept one spelling per e-mail and DNI take it, so a new account cannot
+    be the same person under the new spelling; two rows that would become one are left for the operator."""
+    url = recreate_database(pg_server, "gad_migrations_0004m")
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
+    assert run_flask(env, "db", "upgrade", "0004k").returncode == 0
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    insert = (
+        "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version,"
+        " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, %s, 'N', 'Apellido', 1, 'x', true, true, 0, 1, now(), now(), 1) RETURNING id"
+    )
+    try:
+        with conn.cursor() as cur:
+            ids = {}
+            for key, email, dni in [
+                ("spelled", "jose\u0301@gad.test", "12.345.678-z"),
+                ("wide", "\uff41na@gad.test", "\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11X"),
+                ("clash_a", "pedro@gad.test", "11111111-A"),
+                ("clash_b", "pedro2@gad.test", "11111111a"),
+                ("short", "luis@gad.test", "1-2-3-4"),
+                ("plain", "ana2@gad.test", "22222222B"),
+            ]:
+                cur.execute(insert, (email, dni))
+                ids[key] = cur.fetchone()[0]
+            upgraded = run_flask(env, "db", "upgrade")
+            assert upgraded.returncode == 0, upgraded.stderr
+            cur.execute("SELECT id, email, dni FROM usuarios")
+            rows = {row[0]: row[1:] for row in cur.fetchall()}
+        assert rows[ids["spelled"]] == ("jos\u00e9@gad.test", "12345678Z")
+        assert rows[ids["wide"]] == ("ana@gad.test", "87654321X")
+        assert (rows[ids["clash_a"]][1], rows[ids["clash_b"]][1]) == ("11111111-A", "11111111a")  # which one is the person: not ours
+        assert rows[ids["short"]][1] == "1-2-3-4" and rows[ids["plain"]] == ("ana2@gad.test", "22222222B")
+        said = upgraded.stdout + upgraded.stderr
+        assert f"usuarios {ids['clash_a']}, {ids['clash_b']}" in said and f"usuario {ids['short']}'s dni" in said, said
+        assert run_flask(env, "db", "downgrade", "0004k").returncode == 0  # changes nothing back: the older code reads these
+    finally:
+        conn.close()
+
+
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
     admin = build.usuario(3)
     bad_rows = [
