@@ -213,9 +213,13 @@ def test_password_change_requires_current_password_and_revokes_all_tokens(client
     [
         ("short", "at least 10"),
         ("user-pw@gad.test", "e-mail"),
+        ("\uff35\uff33\uff25\uff32-pw@gad.test", "e-mail"),  # full-width USER: the same address
         (" " * 12, "besides spaces"),
         ("\u200b" * 12, "besides spaces"),
         ("a b c d e f ", "besides spaces"),
+        ("\ufe0f" * 12, "besides spaces"),
+        ("a" + "".join(chr(0xE0041 + i) for i in range(11)), "besides spaces"),
+        ("\u034f\u2061\u180b" * 4, "besides spaces"),
     ],
 )
 def test_password_policy(client: FlaskClient, build: Builders, password: str, reason: str) -> None:

@@ -91,6 +91,7 @@ def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_w
                 ("clash_b", "pedro2@gad.test", "11111111a"),
                 ("short", "luis@gad.test", "1-2-3-4"),
                 ("plain", "ana2@gad.test", "22222222B"),
+                ("dashed", "\u200bluz@gad.test\u200e", "33333333\u2013c\u200b"),
             ]:
                 cur.execute(insert, (email, dni))
                 ids[key] = cur.fetchone()[0]
@@ -102,6 +103,7 @@ def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_w
         assert rows[ids["wide"]] == ("ana@gad.test", "87654321X")
         assert (rows[ids["clash_a"]][1], rows[ids["clash_b"]][1]) == ("11111111-A", "11111111a")  # which one is the person: not ours
         assert rows[ids["short"]][1] == "1-2-3-4" and rows[ids["plain"]] == ("ana2@gad.test", "22222222B")
+        assert rows[ids["dashed"]] == ("luz@gad.test", "33333333C")
         said = upgraded.stdout + upgraded.stderr
         assert f"usuarios {ids['clash_a']}, {ids['clash_b']}" in said and f"usuario {ids['short']}'s dni" in said, said
         assert run_flask(env, "db", "downgrade", "0004k").returncode == 0  # changes nothing back: the older code reads these

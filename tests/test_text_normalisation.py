@@ -37,6 +37,10 @@ BLANK = [
     ("/api/v1/tasks", Tarea, tarea_body("BLANK-3", titulo="\u200b" * 8), "titulo"),
     ("/api/v1/efectivos", Efectivo, _efectivo_body(nombre="\u2800\u3164 \ufeff"), "nombre"),
     ("/api/v1/alertas", Alerta, {"tipo": "aviso", "texto": "\u2060\u00a0\u200b", "destino": "todos"}, "texto"),
+    # ... whatever Unicode calls them: format characters (direction marks and overrides, invisible operators),
+    # variation selectors, the combining grapheme joiner, tag characters.
+    ("/api/v1/tasks", Tarea, tarea_body("BLANK-4", titulo="\u2061\u200e\u202e\u2062\u2064\u200f"), "titulo"),
+    ("/api/v1/tasks", Tarea, tarea_body("BLANK-5", titulo="\ufe0f\u034f\U000e0041\U000e0042\u180b\U000e0100"), "titulo"),
 ]
 
 

@@ -23,33 +23,48 @@ def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
     return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
 
 
-# What a screen shows as nothing: Unicode whitespace (what str.split() splits on) and the invisible characters
-# people paste or type to get past "must not be empty" (zero-width space and joiners, word joiner, BOM, soft
-# hyphen, Mongolian vowel separator, braille blank, Hangul fillers).
-BLANK = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-    "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff\u2800\u115f\u1160\u3164\uffa0"
-)
-_BLANK_SET = frozenset(BLANK)
+# What a screen shows as nothing: whatever Unicode files under control, format or separator (categories C*, Z*:
+# spaces, zero-width space and joiners, direction marks and overrides, BOM, soft hyphen, invisible operators, tag
+# characters), and the marks and letters that draw nothing on their own: the combining grapheme joiner, variation
+# selectors, Mongolian free variation selectors, Hangul fillers, the braille blank. Decided by property, not by a
+# list of characters people have pasted so far.
+_DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(character: str) -> bool:
+    return (
+        character in _DRAWN_BLANK
+        or unicodedata.category(character)[0] in "CZ"
+        or "\ufe00" <= character <= "\ufe0f"
+        or "\U000e0100" <= character <= "\U000e01ef"
+    )
+
+
+def strip_blank(value: str) -> str:
+    """``value`` without blank characters at either end (inside, a zero-width joiner is part of an emoji)."""
+    start, end = 0, len(value)
+    while start < end and is_blank(value[start]):
+        start += 1
+    while end > start and is_blank(value[end - 1]):
+        end -= 1
+    return value[start:end]
 
 
 def visible_length(value: str) -> int:
     """How many of ``value``'s characters a screen shows."""
-    return sum(1 for character in value if character not in _BLANK_SET)
+    return sum(1 for character in value if not is_blank(character))
 
 
 # Before validators: the value is normalised first, so min_length/max_length judge what is stored ("     " is
-# empty, not five characters). Anything but a string passes untouched for the str schema to refuse. Blank
-# characters go from the ends only: inside, a zero-width joiner is part of an emoji.
+# empty, not five characters). Anything but a string passes untouched for the str schema to refuse.
 def _strip(value: Any) -> Any:
-    return value.strip(BLANK) if isinstance(value, str) else value
+    return strip_blank(value) if isinstance(value, str) else value
 
 
 def _collapse(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    words = (word.strip(BLANK) for word in value.split())
+    words = (strip_blank(word) for word in value.split())
     return " ".join(word for word in words if word)
 
 
@@ -59,7 +74,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def canonical_email(value: str) -> str:
     """An e-mail as GAD keeps and looks it up: one spelling per address. NFKC makes full-width letters and a
     letter with a combining accent the characters they look like; identity is case-insensitive."""
-    return unicodedata.normalize("NFKC", value).strip(BLANK).lower()
+    return strip_blank(unicodedata.normalize("NFKC", value)).lower()
 
 
 def _email(value: str) -> str:
@@ -67,19 +82,17 @@ def _email(value: str) -> str:
     value = canonical_email(value)
     if not _EMAIL.match(value):
         raise ValueError("must be an e-mail address such as nombre@dominio.es")
-    if any(unicodedata.category(character)[0] in "CZ" or character in _BLANK_SET for character in value):
+    if any(is_blank(character) for character in value):
         # A zero-width or other invisible character inside makes a second address that reads as the first.
         raise ValueError("must not contain invisible characters")
     return value
 
 
-_DNI_SEPARATORS = str.maketrans("", "", "-./ ")
-
-
 def canonical_dni(value: str) -> str:
-    """A DNI/NIE as GAD keeps and compares it: the same document written as 12345678-z, 12.345.678 Z or in
-    full-width digits is one person, not a second account."""
-    return "".join(unicodedata.normalize("NFKC", value).upper().translate(_DNI_SEPARATORS).split()).strip(BLANK)
+    """A DNI/NIE as GAD keeps and compares it: its letters and digits, in capitals. The same document written
+    12345678-z, 12.345.678 Z, with a Unicode dash or an invisible character, or in full-width digits is one
+    person, not a second account."""
+    return "".join(character for character in unicodedata.normalize("NFKC", value).upper() if character.isalnum())
 
 
 def _dni(value: Any) -> Any:
@@ -92,8 +105,7 @@ Text = Annotated[str, BeforeValidator(_strip)]
 
 def _blank_is_none(value: Any) -> Any:
     if isinstance(value, str):
-        value = value.strip(BLANK)
-        return value or None
+        return strip_blank(value) or None
     return value
 
 

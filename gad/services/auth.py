@@ -163,7 +163,7 @@ def check_password_policy(password: str, email: str | None, field: str = "passwo
                 }
             ],
         )
-    if email and password.strip().lower() == email.strip().lower():
+    if email and canonical_email(password) == canonical_email(email):
         raise ValidationProblem(
             "Password too weak.",
             errors=[

@@ -1,7 +1,7 @@
 """Usuarios' e-mails and DNIs in the one spelling the API now keeps (NFKC e-mails, DNIs without separators).
 
 Reviewed by hand: no schema change. From this revision the API stores an e-mail NFKC-normalised, trimmed and
-lower-cased, and a DNI NFKC-normalised, in capitals, without spaces, hyphens, dots or slashes
+lower-cased, and a DNI NFKC-normalised, in capitals, as its letters and digits only
 (gad/schemas/common.py canonical_email / canonical_dni), and compares new ones in that form. A row written
 before keeps its old spelling unless rewritten here, and a second account for the same person could then be
 made under the new one. Each row whose canonical form no other row shares is rewritten; rows that would become
@@ -31,21 +31,31 @@ depends_on = None
 
 logger = logging.getLogger("alembic.runtime.migration")
 
-# Unicode whitespace and the characters a screen shows as nothing, as gad/schemas/common.py BLANK was on 2026-12-02.
-_BLANK = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-    "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff\u2800\u115f\u1160\u3164\uffa0"
-)
-_DNI_SEPARATORS = str.maketrans("", "", "-./ ")
+# The rules as gad/schemas/common.py had them on 2026-12-02 (canonical_email, canonical_dni, is_blank).
+_DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _blank(character: str) -> bool:
+    return (
+        character in _DRAWN_BLANK
+        or unicodedata.category(character)[0] in "CZ"
+        or "\ufe00" <= character <= "\ufe0f"
+        or "\U000e0100" <= character <= "\U000e01ef"
+    )
 
 
 def _email(value: str) -> str:
-    return unicodedata.normalize("NFKC", value).strip(_BLANK).lower()
+    value = unicodedata.normalize("NFKC", value)
+    start, end = 0, len(value)
+    while start < end and _blank(value[start]):
+        start += 1
+    while end > start and _blank(value[end - 1]):
+        end -= 1
+    return value[start:end].lower()
 
 
 def _dni(value: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", value).upper().translate(_DNI_SEPARATORS).split()).strip(_BLANK)
+    return "".join(character for character in unicodedata.normalize("NFKC", value).upper() if character.isalnum())
 
 
 def _rewrite(column: str, canonical: Callable[[str], str], valid: Callable[[str], bool] = lambda value: True) -> None:
