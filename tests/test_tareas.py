@@ -175,6 +175,11 @@ def test_stale_if_match_is_412_with_current_etag(client: FlaskClient, build: Bui
     # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches, even one naming the current version.
     weak = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": 'W/"2"'})
     assert weak.status_code == 412 and weak.mimetype == "application/problem+json" and "weak" in weak.get_json()["detail"]
+    assert weak.headers["ETag"] == '"2"'  # the strong one to send instead
+    # Judged where a stale one is: after the tarea is found and the caller allowed.
+    assert client.patch("/api/v1/tasks/999999", json={"prioridad": 3}, headers=headers | {"If-Match": 'W/"1"'}).status_code == 404
+    officer = build.headers(build.usuario(1))
+    assert client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 3}, headers=officer | {"If-Match": 'W/"2"'}).status_code == 403
     assert client.get(f"/api/v1/tasks/{tarea.id}", headers=headers).get_json()["prioridad"] == 1
 
 

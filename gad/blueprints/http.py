@@ -13,11 +13,12 @@ from flask import Response, current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from gad.errors import MalformedRequest, PreconditionFailed, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
+from gad.errors import MalformedRequest, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
 from gad.reqctx import current_request
 from gad.schemas.common import NoBody, NoQuery, json_type_errors
 from gad.security import current_user
 from gad.services import idempotency
+from gad.services.common import WEAK_ETAG
 
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -100,6 +101,9 @@ def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
             if len(set(values)) > 1:
                 repeated.append(field_error(f"query.{key}", "repeated", f"given {len(values)} times with different values; send it once"))
             data[key] = values[-1]  # the model still sees the key: an unknown one given twice is unknown, not repeated
+    if repeated and model.model_config.get("extra") == "ignore":
+        # A model that ignores parameters it does not know (the websocket's) ignores them however often given.
+        repeated = [error for error in repeated if error["field"].removeprefix("query.") in model.model_fields]
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -127,7 +131,8 @@ def no_input() -> None:
     (415 a form or text, 400 broken JSON, 422 naming a field), never acted on as if it were not there."""
     no_query()
     request = current_request()
-    if request.content_length or "HTTP_TRANSFER_ENCODING" in request.environ:
+    # A chunked request says nothing of its length until it is read: one that carried no bytes sent no body.
+    if request.content_length or ("HTTP_TRANSFER_ENCODING" in request.environ and request.get_data(cache=True)):
         parse_json(NoBody)
 
 
@@ -173,8 +178,7 @@ def if_match_version() -> int | None:
         return None
     value = raw.strip()
     if value.startswith("W/"):
-        # If-Match compares strongly (RFC 9110 13.1.1): a weak tag says "about this version", not "exactly".
-        raise PreconditionFailed("If-Match compares ETags strongly and a weak one (W/…) never matches: send the ETag this API returned, without W/.")
+        return WEAK_ETAG  # matches no version: the service answers 412 once the row is found and the caller allowed
     value = value.strip('"')
     try:
         return int(value)

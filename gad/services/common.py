@@ -52,8 +52,19 @@ def count_by(column: Any, vocabulary: Iterable[str], *conditions: Any) -> dict[s
     return counts
 
 
+# What a weak ``If-Match`` (W/"3") stands for: If-Match compares strongly (RFC 9110 13.1.1), so it matches no
+# version. Judged where a stale one is, after the row is found and the caller allowed (404 and 403 come first).
+WEAK_ETAG = -1
+
+
 def check_version(current: int, expected: int | None, what: str) -> None:
     """Compare the If-Match version, read under a row lock, with the row's version (412 on mismatch)."""
+    if expected == WEAK_ETAG:
+        raise PreconditionFailed(
+            f"If-Match compares ETags strongly and a weak one (W/…) never matches: send the {what}'s ETag without W/.",
+            headers={"ETag": f'"{current}"'},
+            current_version=current,
+        )
     if expected is not None and expected != current:
         raise PreconditionFailed(
             f"The {what} was changed by someone else (version {current}, you sent {expected}); reload and retry.",
