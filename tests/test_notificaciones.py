@@ -402,12 +402,14 @@ def test_alert_to_a_unidad_tally_resend_and_close(app: Flask, client: FlaskClien
     # Closed, its tally is final: a late answer is 409 and changes nothing; reading it (which proves the phone got
     # it, after the close), a late delivery report and repeating an answer still work.
     tallies_before = len(_events(app, "alert_tally"))
+    with app.app_context():  # the phone reports it only now: the notification records it, the closed tally does not
+        assert notificaciones.mark_delivered(members[2].id, [ledger[members[2].id].id]) == [ledger[members[2].id].id]
+        db.session.commit()
+    assert client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json() == at_close
     late = _ack(client, build, members[2], ledger[members[2].id].id, "no_puedo")
     assert late.status_code == 409 and late.get_json()["respuesta_actual"] is None
     assert _ack(client, build, members[2], ledger[members[2].id].id, "leida").status_code == 200
     assert _ack(client, build, members[0], ledger[members[0].id].id, "acepto").status_code == 200
-    with app.app_context():
-        assert notificaciones.mark_delivered(members[2].id, [ledger[members[2].id].id]) == []  # already marked by the read
     detail = client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json()
     assert detail == at_close
     assert len(_events(app, "alert_tally")) == tallies_before

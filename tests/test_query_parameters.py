@@ -120,6 +120,9 @@ def test_a_parameter_given_twice_is_named_once_as_what_is_wrong_with_it(app: Fla
     twice = client.get(f"/ws/connect?token={token}&since=1&since=2", headers=upgrade)
     assert twice.status_code == 422 and twice.headers["Content-Type"] == PROBLEM
     assert [(e["field"], e["type"]) for e in twice.get_json()["errors"]] == [("query.since", "repeated")]
+    # The handshake ignores parameters it does not know (a page's cache-buster), however often they are given.
+    ignored = client.get(f"/ws/connect?token={token}&v=1&v=2&since=abc", headers=upgrade)
+    assert [(e["field"], e["type"]) for e in ignored.get_json()["errors"]] == [("query.since", "int_parsing")]
     unknown = client.get("/api/v1/tasks?prioridad=1&prioridad=2", headers=world["headers"])
     assert [(e["field"], e["type"]) for e in unknown.get_json()["errors"]] == [("query.prioridad", "extra_forbidden")]
 

@@ -3,6 +3,7 @@ read, and bodies within the bounds validate normally. Over real HTTP to gunicorn
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -129,8 +130,8 @@ def test_a_write_that_takes_no_body_refuses_one_it_cannot_mean_and_accepts_none_
         assert broken.status_code == 400, (path, broken.status_code)
         unknown = call(path + "?motivo=x", headers=headers)
         assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["field"] == "query.motivo", (path, unknown.get_json())
-    for body in ({}, {"json": {}}):
+    for body in ({}, {"json": {}}, {"input_stream": io.BytesIO(b""), "headers": {"Transfer-Encoding": "chunked"}}):
         headers, writes = _bodiless_writes(build)
         for method, path in writes:
-            done = getattr(client, method)(path, headers=headers, **body)
+            done = getattr(client, method)(path, **(body | {"headers": headers | body.get("headers", {})}))
             assert done.status_code < 300, (path, body, done.status_code, done.get_json())
