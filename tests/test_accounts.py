@@ -328,6 +328,9 @@ def test_personal_data_is_shown_by_role(server: LiveServer, build: Builders) -> 
     # Nor can a supervisor use the search as a DNI oracle.
     assert server.get(f"/api/v1/users?q={person.dni}", headers=build.headers(supervisor)).json()["total"] == 0
     assert server.get(f"/api/v1/users?q={person.dni}", headers=build.headers(admin)).json()["total"] == 1
+    typed = f"{person.dni[:2]}.{person.dni[2:-1]}-{person.dni[-1].lower()}"  # as written on the card
+    assert server.get("/api/v1/users", params={"q": typed}, headers=build.headers(admin)).json()["total"] == 1
+    assert server.get("/api/v1/users", params={"q": typed}, headers=build.headers(supervisor)).json()["total"] == 0
 
 
 def test_usuario_events_carry_no_personal_data(server: LiveServer, build: Builders) -> None:

@@ -15,6 +15,7 @@ from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.pg import PreparedShapes
 from gad.realtime import events
+from gad.schemas.common import canonical_dni
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
@@ -94,7 +95,10 @@ def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | N
         query = query.where(Usuario.activo.is_(activo))
     if "q" in values:
         like = bindparam("q", values["q"], type_=String)
-        query = query.where(or_(*(column.ilike(like) for column in _searched(actor))))
+        searched = [column.ilike(like) for column in (Usuario.nombre, Usuario.apellido, Usuario.email)]
+        if policy.may_search_by_dni(actor):
+            searched.append(Usuario.dni.ilike(bindparam("q_dni", values["q_dni"], type_=String)))
+        query = query.where(or_(*searched))
     return query.order_by(Usuario.id)
 
 
@@ -114,12 +118,9 @@ def _filter_values(nivel: int | None, q: str | None, telegram_id: int | None) ->
         values["telegram_id"] = telegram_id
     if q:
         values["q"] = contains_pattern(q)
+        # DNIs are stored as their letters and digits: "12.345.678-z" finds 12345678Z.
+        values["q_dni"] = contains_pattern(canonical_dni(q) or q)
     return values
-
-
-def _searched(actor: Usuario) -> list[Any]:
-    """The columns ``q`` searches: the dni only for those who may search by it (gad/policy.py)."""
-    return [Usuario.nombre, Usuario.apellido, Usuario.email] + ([Usuario.dni] if policy.may_search_by_dni(actor) else [])
 
 
 def list_usuarios(
@@ -159,7 +160,7 @@ def list_usuarios_json(
     values = _filter_values(nivel, q, telegram_id)
     own_hidden = policy.hidden_personal_fields(actor, actor.id)
     others_hidden = policy.hidden_personal_fields(actor, 0)  # 0: no usuario has it, so "someone else"
-    shape = (tuple(values), activo, own_hidden, others_hidden, len(_searched(actor)))
+    shape = (tuple(values), activo, own_hidden, others_hidden, policy.may_search_by_dni(actor))
 
     def build() -> Any:
         own, others = _page_item(own_hidden), _page_item(others_hidden)
