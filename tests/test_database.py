@@ -111,6 +111,32 @@ def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_w
         conn.close()
 
 
+def test_blank_text_migration_makes_older_empty_optional_text_null(pg_server: str) -> None:
+    """0004n: an optional text the API stored as '' (sent as spaces) is null, as the API stores it now."""
+    url = recreate_database(pg_server, "gad_migrations_0004n")
+    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
+    assert run_flask(env, "db", "upgrade", "0004m").returncode == 0
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            efectivo = (
+                "INSERT INTO efectivos (uuid, codigo_interno, nombre, rango, unidad, especialidad, estado_disponibilidad, estado_cambiado_en,"
+                " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, 'Agente', %s, %s, 'canina', 'disponible', now(), now(), now(), 1)"
+                " RETURNING id"
+            )
+            cur.execute(efectivo, ("EF-1", "", ""))
+            blank = cur.fetchone()[0]
+            cur.execute(efectivo, ("EF-2", "Cabo", "Móvil 7"))
+            kept = cur.fetchone()[0]
+            upgraded = run_flask(env, "db", "upgrade")
+            assert upgraded.returncode == 0, upgraded.stderr
+            cur.execute("SELECT id, rango, unidad, especialidad, version FROM efectivos ORDER BY id")
+            assert cur.fetchall() == [(blank, None, None, "canina", 1), (kept, "Cabo", "Móvil 7", "canina", 1)]
+    finally:
+        conn.close()
+
+
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
     admin = build.usuario(3)
     bad_rows = [
