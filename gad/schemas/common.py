@@ -95,6 +95,16 @@ def canonical_dni(value: str) -> str:
     return "".join(character for character in unicodedata.normalize("NFKC", value).upper() if character.isalnum())
 
 
+def dni_spelled(text: str) -> str | None:
+    """The DNI that a search text spells when it is one written with separators (letters and digits, with only
+    dashes, dots, slashes and blanks between them), in its stored form; None for any other text, which is then
+    searched as typed (a ``%`` in it is a character to find, never dropped)."""
+    text = unicodedata.normalize("NFKC", text)
+    if not all(c.isalnum() or c in "./" or unicodedata.category(c) == "Pd" or is_blank(c) for c in text):
+        return None
+    return canonical_dni(text) or None
+
+
 def _dni(value: Any) -> Any:
     return canonical_dni(value) if isinstance(value, str) else value
 

@@ -15,7 +15,7 @@ from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.pg import PreparedShapes
 from gad.realtime import events
-from gad.schemas.common import canonical_dni
+from gad.schemas.common import dni_spelled
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
@@ -119,7 +119,7 @@ def _filter_values(nivel: int | None, q: str | None, telegram_id: int | None) ->
     if q:
         values["q"] = contains_pattern(q)
         # DNIs are stored as their letters and digits: "12.345.678-z" finds 12345678Z.
-        values["q_dni"] = contains_pattern(canonical_dni(q) or q)
+        values["q_dni"] = contains_pattern(dni_spelled(q) or q)
     return values
 
 
