@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,11 +11,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from gad import policy
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Evento, Notificacion, NotificacionEntrega, utcnow
-from gad.services import notificaciones
+from gad.models import Asignacion, Efectivo, Evento, Notificacion, NotificacionEntrega, Usuario, utcnow
+from gad.services import alertas, notificaciones
 from tests.builders import Builders
 
 SOL = (40.4169, -3.7035)
@@ -413,6 +416,66 @@ def test_alert_to_a_unidad_tally_resend_and_close(app: Flask, client: FlaskClien
     detail = client.get(f"/api/v1/alertas/{alerta['id']}", headers=build.headers(sup)).get_json()
     assert detail == at_close
     assert len(_events(app, "alert_tally")) == tallies_before
+
+
+def test_a_delivery_report_that_read_the_clock_before_the_close_agrees_with_the_tally_the_close_announced(
+    app: Flask, client: FlaskClient, build: Builders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone's report and the close race: whichever takes the notification's lock first, the tally the close
+    announces stays the alert's tally afterwards, and the report still marks the notification."""
+    sup, member = build.usuario(2), build.usuario(1)
+    build.efectivo(usuario_id=member.id, unidad="Móvil 7")
+    created = client.post(
+        "/api/v1/alertas", json={"tipo": "refuerzos", "texto": "Refuerzos", "destino": "unidad", "unidad": "Móvil 7"}, headers=build.headers(sup)
+    )
+    assert created.status_code == 201, created.get_json()
+    alerta_id = created.get_json()["id"]
+    [n] = _ledger(app, causa="alerta")
+    clock_read, go, closed, release = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    reported: list[list[int]] = []
+
+    def slow_clock() -> datetime:
+        # The report reads the time, then the close gets in before the report writes it.
+        now = utcnow()
+        if threading.current_thread().name == "report":
+            clock_read.set()
+            go.wait(10)
+        return now
+
+    def report_delivery() -> None:
+        with app.app_context():
+            reported.append(notificaciones.mark_delivered(member.id, [n.id]))
+            db.session.commit()
+
+    def close_and_hold() -> None:
+        with app.app_context():
+            alertas.close(db.session.get(Usuario, sup.id), alerta_id)
+            closed.set()
+            release.wait(10)
+            db.session.commit()
+
+    def someone_waits_on_a_lock() -> bool:
+        with app.app_context():
+            return bool(db.session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")))
+
+    monkeypatch.setattr(notificaciones, "utcnow", slow_clock)
+    reporter, closer = threading.Thread(target=report_delivery, name="report"), threading.Thread(target=close_and_hold, name="close")
+    reporter.start()
+    assert clock_read.wait(10)
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not (closed.is_set() or someone_waits_on_a_lock()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    go.set()
+    release.set()
+    closer.join(10)
+    reporter.join(10)
+    assert not closer.is_alive() and not reporter.is_alive() and reported == [[n.id]]
+    detail = client.get(f"/api/v1/alertas/{alerta_id}", headers=build.headers(sup)).get_json()
+    [announced] = _events(app, "alert_closed")
+    assert detail["cerrada_en"] is not None and announced.payload["entregadas"] == detail["entregadas"]
+    assert [row.entregada_en is not None for row in _ledger(app, causa="alerta")] == [True]
 
 
 def test_alert_to_everyone_skips_the_sender_and_inactive_usuarios(app: Flask, client: FlaskClient, build: Builders) -> None:

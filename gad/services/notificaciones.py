@@ -356,15 +356,21 @@ def mark_delivered(usuario_id: int, ids: list[int]) -> list[int]:
     """A device of ``usuario_id`` received these notifications (its socket said so); returns those newly marked."""
     if not ids:
         return []
-    now = utcnow()
-    marked = list(
+    # Locked before the clock is read: a close holding these rows (it locks its unanswered notifications) is
+    # then over when the time is taken, so a report it held up is dated after the close and its tally stays final.
+    pending = list(
         db.session.scalars(
-            update(Notificacion)
-            .where(Notificacion.id.in_(ids), Notificacion.usuario_id == usuario_id, Notificacion.entregada_en.is_(None))
-            .values(entregada_en=now)
-            .returning(Notificacion.id)
+            for_update(
+                select(Notificacion.id)
+                .where(Notificacion.id.in_(ids), Notificacion.usuario_id == usuario_id, Notificacion.entregada_en.is_(None))
+                .order_by(Notificacion.id)
+            )
         )
     )
+    if not pending:
+        return []
+    now = utcnow()
+    marked = list(db.session.scalars(update(Notificacion).where(Notificacion.id.in_(pending)).values(entregada_en=now).returning(Notificacion.id)))
     if marked:
         delivered = NotificationDelivered(usuario_id=usuario_id, ids=sorted(marked))
         events.record(db.session(), delivered, topic=TOPIC, entity_type="usuario", entity_id=usuario_id, actor_id=usuario_id)
