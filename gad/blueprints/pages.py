@@ -21,10 +21,10 @@ from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.realtime import events
-from gad.schemas.common import canonical_email
 from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, csrf_matches, current_browser_session, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
+from gad.text import canonical_email
 from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
 bp = Blueprint("pages", __name__)

@@ -39,13 +39,13 @@ from gad.db_session import allow_idle_transaction
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, HistorialEstado, Procedencia, Tarea, Usuario, utcnow
 from gad.realtime import events
-from gad.schemas.common import canonical_dni, canonical_email
 from gad.schemas.efectivos import EfectivoIn
 from gad.schemas.events import ImportBatch, ImportFinished, ImportStarted
 from gad.schemas.tareas import TareaIn
 from gad.schemas.usuarios import UsuarioIn
 from gad.services import efectivos as efectivos_service
 from gad.services.turnos import periodo
+from gad.text import canonical_dni, canonical_email
 from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, Disponibilidad, EstadoTarea
 
 logger = logging.getLogger(__name__)

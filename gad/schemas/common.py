@@ -3,13 +3,13 @@
 import functools
 import re
 import types
-import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, Unpack, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gad.text import canonical_dni, canonical_email, is_blank, strip_blank
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
 T = TypeVar("T")
@@ -21,38 +21,6 @@ def schema_config(**settings: Unpack[ConfigDict]) -> ConfigDict:
     runs at import for every field of every class (an inherited field again in each subclass) and was a fifth of
     creating an event payload class; no GAD field starts with ``model_`` (tests/test_startup.py)."""
     return ConfigDict(defer_build=True, protected_namespaces=(), **settings)
-
-
-# What a screen shows as nothing: whatever Unicode files under control, format or separator (categories C*, Z*:
-# spaces, zero-width space and joiners, direction marks and overrides, BOM, soft hyphen, invisible operators, tag
-# characters), and the marks and letters that draw nothing on their own: the combining grapheme joiner, variation
-# selectors, Mongolian free variation selectors, Hangul fillers, the braille blank. Decided by property, not by a
-# list of characters people have pasted so far.
-_DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0\u2800")
-
-
-def is_blank(character: str) -> bool:
-    return (
-        character in _DRAWN_BLANK
-        or unicodedata.category(character)[0] in "CZ"
-        or "\ufe00" <= character <= "\ufe0f"
-        or "\U000e0100" <= character <= "\U000e01ef"
-    )
-
-
-def strip_blank(value: str) -> str:
-    """``value`` without blank characters at either end (inside, a zero-width joiner is part of an emoji)."""
-    start, end = 0, len(value)
-    while start < end and is_blank(value[start]):
-        start += 1
-    while end > start and is_blank(value[end - 1]):
-        end -= 1
-    return value[start:end]
-
-
-def visible_length(value: str) -> int:
-    """How many of ``value``'s characters a screen shows."""
-    return sum(1 for character in value if not is_blank(character))
 
 
 # Before validators: the value is normalised first, so min_length/max_length judge what is stored ("     " is
@@ -71,12 +39,6 @@ def _collapse(value: Any) -> Any:
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def canonical_email(value: str) -> str:
-    """An e-mail as GAD keeps and looks it up: one spelling per address. NFKC makes full-width letters and a
-    letter with a combining accent the characters they look like; identity is case-insensitive."""
-    return strip_blank(unicodedata.normalize("NFKC", value)).lower()
-
-
 def _email(value: str) -> str:
     # Internal domains such as gad.local are legitimate here.
     value = canonical_email(value)
@@ -86,23 +48,6 @@ def _email(value: str) -> str:
         # A zero-width or other invisible character inside makes a second address that reads as the first.
         raise ValueError("must not contain invisible characters")
     return value
-
-
-def canonical_dni(value: str) -> str:
-    """A DNI/NIE as GAD keeps and compares it: its letters and digits, in capitals. The same document written
-    12345678-z, 12.345.678 Z, with a Unicode dash or an invisible character, or in full-width digits is one
-    person, not a second account."""
-    return "".join(character for character in unicodedata.normalize("NFKC", value).upper() if character.isalnum())
-
-
-def dni_spelled(text: str) -> str | None:
-    """The DNI that a search text spells when it is one written with separators (letters and digits, with only
-    dashes, dots, slashes and blanks between them), in its stored form; None for any other text, which is then
-    searched as typed (a ``%`` in it is a character to find, never dropped)."""
-    text = unicodedata.normalize("NFKC", text)
-    if not all(c.isalnum() or c in "./" or unicodedata.category(c) == "Pd" or is_blank(c) for c in text):
-        return None
-    return canonical_dni(text) or None
 
 
 def _dni(value: Any) -> Any:

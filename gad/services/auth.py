@@ -26,9 +26,9 @@ from gad.pg import Prepared
 from gad.principal_cache import principals
 from gad.realtime import events
 from gad.reqctx import current_flask_app
-from gad.schemas.common import canonical_email, visible_length
 from gad.schemas.events import AccountLocked, Login, LoginAttempt, LoginFailed, Logout, TokensRevoked
 from gad.services import sesiones
+from gad.text import canonical_email, visible_length
 from gad.vocab import PG_INTEGER_MAX
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from gad.models import Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.pg import PreparedShapes
 from gad.realtime import events
-from gad.schemas.common import dni_spelled
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
 from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, paginate
+from gad.text import dni_spelled
 from gad.vocab import Nivel
 
 PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id", "nivel", "verificado", "activo")

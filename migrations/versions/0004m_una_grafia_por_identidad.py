@@ -2,7 +2,7 @@
 
 Reviewed by hand: no schema change. From this revision the API stores an e-mail NFKC-normalised, trimmed and
 lower-cased, and a DNI NFKC-normalised, in capitals, as its letters and digits only
-(gad/schemas/common.py canonical_email / canonical_dni), and compares new ones in that form. A row written
+(gad/text.py canonical_email / canonical_dni), and compares new ones in that form. A row written
 before keeps its old spelling unless rewritten here, and a second account for the same person could then be
 made under the new one. Each row whose canonical form no other row shares is rewritten; rows that would become
 one another's duplicates (or a DNI shorter than the CHECK's five characters) are left as they are and named in
@@ -31,7 +31,7 @@ depends_on = None
 
 logger = logging.getLogger("alembic.runtime.migration")
 
-# The rules as gad/schemas/common.py had them on 2026-12-02 (canonical_email, canonical_dni, is_blank).
+# The rules as gad/schemas/common.py (since moved to gad/text.py) had them on 2026-12-02 (canonical_email, canonical_dni, is_blank).
 _DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0\u2800")
 
 

@@ -1,0 +1,61 @@
+"""How GAD reads people's text: what counts as blank, and the one spelling kept for an e-mail and a DNI.
+
+The request schemas (gad/schemas/common.py), the services that look people up (login, the usuarios search) and the
+importer all judge text by these rules, so a value means the same thing wherever it arrives.
+"""
+
+import unicodedata
+
+# What a screen shows as nothing: whatever Unicode files under control, format or separator (categories C*, Z*:
+# spaces, zero-width space and joiners, direction marks and overrides, BOM, soft hyphen, invisible operators, tag
+# characters), and the marks and letters that draw nothing on their own: the combining grapheme joiner, variation
+# selectors, Mongolian free variation selectors, Hangul fillers, the braille blank. Decided by property, not by a
+# list of characters people have pasted so far.
+_DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(character: str) -> bool:
+    return (
+        character in _DRAWN_BLANK
+        or unicodedata.category(character)[0] in "CZ"
+        or "\ufe00" <= character <= "\ufe0f"
+        or "\U000e0100" <= character <= "\U000e01ef"
+    )
+
+
+def strip_blank(value: str) -> str:
+    """``value`` without blank characters at either end (inside, a zero-width joiner is part of an emoji)."""
+    start, end = 0, len(value)
+    while start < end and is_blank(value[start]):
+        start += 1
+    while end > start and is_blank(value[end - 1]):
+        end -= 1
+    return value[start:end]
+
+
+def visible_length(value: str) -> int:
+    """How many of ``value``'s characters a screen shows."""
+    return sum(1 for character in value if not is_blank(character))
+
+
+def canonical_email(value: str) -> str:
+    """An e-mail as GAD keeps and looks it up: one spelling per address. NFKC makes full-width letters and a
+    letter with a combining accent the characters they look like; identity is case-insensitive."""
+    return strip_blank(unicodedata.normalize("NFKC", value)).lower()
+
+
+def canonical_dni(value: str) -> str:
+    """A DNI/NIE as GAD keeps and compares it: its letters and digits, in capitals. The same document written
+    12345678-z, 12.345.678 Z, with a Unicode dash or an invisible character, or in full-width digits is one
+    person, not a second account."""
+    return "".join(character for character in unicodedata.normalize("NFKC", value).upper() if character.isalnum())
+
+
+def dni_spelled(text: str) -> str | None:
+    """The DNI that a search text spells when it is one written with separators (letters and digits, with only
+    dashes, dots, slashes and blanks between them), in its stored form; None for any other text, which is then
+    searched as typed (a ``%`` in it is a character to find, never dropped)."""
+    text = unicodedata.normalize("NFKC", text)
+    if not all(c.isalnum() or c in "./" or unicodedata.category(c) == "Pd" or is_blank(c) for c in text):
+        return None
+    return canonical_dni(text) or None
