@@ -7,8 +7,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -33,72 +35,74 @@ def test_migrations_upgrade_check_downgrade_roundtrip(pg_server: str) -> None:
     conn.close()
 
 
-def test_desasignacion_migration_widens_the_causa_check_and_its_downgrade_refuses_while_such_rows_exist(pg_server: str) -> None:
-    """0004k: the new causa is stored after the upgrade; the downgrade says what to do instead of dropping or
-    recasting the ledger's rows, and runs once they are gone, leaving the old CHECK."""
-    url = recreate_database(pg_server, "gad_migrations_0004k")
+# A usuario row as every revision since 0001 stores it (e-mail and DNI as the test writes them).
+_INSERT_USUARIO = (
+    "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version,"
+    " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, %s, 'N', 'Apellido', 1, 'x', true, true, 0, 1, now(), now(), 1) RETURNING id"
+)
+
+
+@contextlib.contextmanager
+def _database_at(pg_server: str, name: str, revision: str) -> Iterator[tuple[dict[str, str], Any]]:
+    """A new database ``name`` taken up to ``revision`` by the real ``flask db upgrade``: the environment that points
+    ``flask`` at it and an autocommit cursor, for a migration test to write the rows of that time."""
+    url = recreate_database(pg_server, name)
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
-    assert run_flask(env, "db", "upgrade", "0004k").returncode == 0
+    upgraded = run_flask(env, "db", "upgrade", revision)
+    assert upgraded.returncode == 0, upgraded.stderr
     conn = psycopg2.connect(url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version,"
-                " created_at, updated_at, version) VALUES (gen_random_uuid(), 'mig@gad.test', '12345678Z', 'N', 'Apellido', 1, 'x', true, true, 0, 1,"
-                " now(), now(), 1) RETURNING id"
-            )
-            usuario_id = cur.fetchone()[0]
-            insert = (
-                "INSERT INTO notificaciones (usuario_id, causa, titulo, texto, prioridad, requiere_respuesta, creada_en)"
-                " VALUES (%s, 'desasignacion', 'Desasignado: T-1', 't', 3, false, now())"
-            )
-            cur.execute(insert, (usuario_id,))
-            refused = run_flask(env, "db", "downgrade", "0004h")
-            assert refused.returncode != 0 and "1 notificaciones have causa 'desasignacion'" in refused.stderr, refused.stderr
-            cur.execute("SELECT version_num FROM alembic_version")
-            assert cur.fetchone() == ("0004k",)
-            cur.execute("DELETE FROM notificaciones WHERE causa = 'desasignacion'")
-            downgraded = run_flask(env, "db", "downgrade", "0004h")
-            assert downgraded.returncode == 0, downgraded.stderr
-            with pytest.raises(psycopg2.errors.CheckViolation, match="ck_notificaciones_causa_valida"):
-                cur.execute(insert, (usuario_id,))
-            assert run_flask(env, "db", "upgrade").returncode == 0
-            cur.execute(insert, (usuario_id,))
+            yield env, cur
     finally:
         conn.close()
+
+
+def test_desasignacion_migration_widens_the_causa_check_and_its_downgrade_refuses_while_such_rows_exist(pg_server: str) -> None:
+    """0004k: the new causa is stored after the upgrade; the downgrade says what to do instead of dropping or
+    recasting the ledger's rows, and runs once they are gone, leaving the old CHECK."""
+    with _database_at(pg_server, "gad_migrations_0004k", "0004k") as (env, cur):
+        cur.execute(_INSERT_USUARIO, ("mig@gad.test", "12345678Z"))
+        usuario_id = cur.fetchone()[0]
+        insert = (
+            "INSERT INTO notificaciones (usuario_id, causa, titulo, texto, prioridad, requiere_respuesta, creada_en)"
+            " VALUES (%s, 'desasignacion', 'Desasignado: T-1', 't', 3, false, now())"
+        )
+        cur.execute(insert, (usuario_id,))
+        refused = run_flask(env, "db", "downgrade", "0004h")
+        assert refused.returncode != 0 and "1 notificaciones have causa 'desasignacion'" in refused.stderr, refused.stderr
+        cur.execute("SELECT version_num FROM alembic_version")
+        assert cur.fetchone() == ("0004k",)
+        cur.execute("DELETE FROM notificaciones WHERE causa = 'desasignacion'")
+        downgraded = run_flask(env, "db", "downgrade", "0004h")
+        assert downgraded.returncode == 0, downgraded.stderr
+        with pytest.raises(psycopg2.errors.CheckViolation, match="ck_notificaciones_causa_valida"):
+            cur.execute(insert, (usuario_id,))
+        assert run_flask(env, "db", "upgrade").returncode == 0
+        cur.execute(insert, (usuario_id,))
 
 
 def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_would_merge(pg_server: str) -> None:
     """0004m: rows written before the API kept one spelling per e-mail and DNI take it, so a new account cannot
     be the same person under the new spelling; two rows that would become one are left for the operator."""
-    url = recreate_database(pg_server, "gad_migrations_0004m")
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
-    assert run_flask(env, "db", "upgrade", "0004k").returncode == 0
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    insert = (
-        "INSERT INTO usuarios (uuid, email, dni, nombre, apellido, nivel, password_hash, verificado, activo, intentos_fallidos, token_version,"
-        " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, %s, 'N', 'Apellido', 1, 'x', true, true, 0, 1, now(), now(), 1) RETURNING id"
-    )
-    try:
-        with conn.cursor() as cur:
-            ids = {}
-            for key, email, dni in [
-                ("spelled", "jose\u0301@gad.test", "12.345.678-z"),
-                ("wide", "\uff41na@gad.test", "\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11X"),
-                ("clash_a", "pedro@gad.test", "11111111-A"),
-                ("clash_b", "pedro2@gad.test", "11111111a"),
-                ("short", "luis@gad.test", "1-2-3-4"),
-                ("plain", "ana2@gad.test", "22222222B"),
-                ("dashed", "\u200bluz@gad.test\u200e", "33333333\u2013c\u200b"),
-            ]:
-                cur.execute(insert, (email, dni))
-                ids[key] = cur.fetchone()[0]
-            upgraded = run_flask(env, "db", "upgrade")
-            assert upgraded.returncode == 0, upgraded.stderr
-            cur.execute("SELECT id, email, dni FROM usuarios")
-            rows = {row[0]: row[1:] for row in cur.fetchall()}
+    with _database_at(pg_server, "gad_migrations_0004m", "0004k") as (env, cur):
+        ids = {}
+        for key, email, dni in [
+            ("spelled", "jose\u0301@gad.test", "12.345.678-z"),
+            ("wide", "\uff41na@gad.test", "\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11X"),
+            ("clash_a", "pedro@gad.test", "11111111-A"),
+            ("clash_b", "pedro2@gad.test", "11111111a"),
+            ("short", "luis@gad.test", "1-2-3-4"),
+            ("plain", "ana2@gad.test", "22222222B"),
+            ("dashed", "\u200bluz@gad.test\u200e", "33333333\u2013c\u200b"),
+        ]:
+            cur.execute(_INSERT_USUARIO, (email, dni))
+            ids[key] = cur.fetchone()[0]
+        upgraded = run_flask(env, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        cur.execute("SELECT id, email, dni FROM usuarios")
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
         assert rows[ids["spelled"]] == ("jos\u00e9@gad.test", "12345678Z")
         assert rows[ids["wide"]] == ("ana@gad.test", "87654321X")
         assert (rows[ids["clash_a"]][1], rows[ids["clash_b"]][1]) == ("11111111-A", "11111111a")  # which one is the person: not ours
@@ -107,34 +111,24 @@ def test_identity_migration_rewrites_each_old_spelling_and_names_the_ones_that_w
         said = upgraded.stdout + upgraded.stderr
         assert f"usuarios {ids['clash_a']}, {ids['clash_b']}" in said and f"usuario {ids['short']}'s dni" in said, said
         assert run_flask(env, "db", "downgrade", "0004k").returncode == 0  # changes nothing back: the older code reads these
-    finally:
-        conn.close()
 
 
 def test_blank_text_migration_makes_older_empty_optional_text_null(pg_server: str) -> None:
     """0004n: an optional text the API stored as '' (sent as spaces) is null, as the API stores it now."""
-    url = recreate_database(pg_server, "gad_migrations_0004n")
-    env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": url}
-    assert run_flask(env, "db", "upgrade", "0004m").returncode == 0
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            efectivo = (
-                "INSERT INTO efectivos (uuid, codigo_interno, nombre, rango, unidad, especialidad, estado_disponibilidad, estado_cambiado_en,"
-                " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, 'Agente', %s, %s, 'canina', 'disponible', now(), now(), now(), 1)"
-                " RETURNING id"
-            )
-            cur.execute(efectivo, ("EF-1", "", ""))
-            blank = cur.fetchone()[0]
-            cur.execute(efectivo, ("EF-2", "Cabo", "Móvil 7"))
-            kept = cur.fetchone()[0]
-            upgraded = run_flask(env, "db", "upgrade")
-            assert upgraded.returncode == 0, upgraded.stderr
-            cur.execute("SELECT id, rango, unidad, especialidad, version FROM efectivos ORDER BY id")
-            assert cur.fetchall() == [(blank, None, None, "canina", 1), (kept, "Cabo", "Móvil 7", "canina", 1)]
-    finally:
-        conn.close()
+    with _database_at(pg_server, "gad_migrations_0004n", "0004m") as (env, cur):
+        efectivo = (
+            "INSERT INTO efectivos (uuid, codigo_interno, nombre, rango, unidad, especialidad, estado_disponibilidad, estado_cambiado_en,"
+            " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, 'Agente', %s, %s, 'canina', 'disponible', now(), now(), now(), 1)"
+            " RETURNING id"
+        )
+        cur.execute(efectivo, ("EF-1", "", ""))
+        blank = cur.fetchone()[0]
+        cur.execute(efectivo, ("EF-2", "Cabo", "Móvil 7"))
+        kept = cur.fetchone()[0]
+        upgraded = run_flask(env, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        cur.execute("SELECT id, rango, unidad, especialidad, version FROM efectivos ORDER BY id")
+        assert cur.fetchall() == [(blank, None, None, "canina", 1), (kept, "Cabo", "Móvil 7", "canina", 1)]
 
 
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
