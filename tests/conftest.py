@@ -1,4 +1,4 @@
-"""Test fixtures: one real PostgreSQL per run (TEST_DATABASE_URL or an embedded server), clean tables per test."""
+"""Test fixtures: one real PostgreSQL per test process (TEST_DATABASE_URL or an embedded server), clean tables per test."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def _with_database(url: str, name: str) -> str:
 
 
 def recreate_database(server_url: str, name: str) -> str:
+    # Parallel workers (pytest-xdist) sharing one TEST_DATABASE_URL server each get their own databases.
+    name += os.environ.get("PYTEST_XDIST_WORKER", "").replace("gw", "_gw")
     admin = psycopg2.connect(_with_database(server_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -249,7 +249,7 @@ def test_import_brings_every_row_and_reruns_change_nothing(source: tuple[str, le
 
     # The event log: where the data came from, one event per batch, nothing per row; the chain verifies.
     eventos = query(database_url, "SELECT event_type, topic, payload FROM eventos ORDER BY id")
-    assert eventos[0]["event_type"] == "import_started" and eventos[0]["payload"]["database"] == SOURCE_DB
+    assert eventos[0]["event_type"] == "import_started" and eventos[0]["payload"]["database"] == source_url.rpartition("/")[2]
     assert eventos[0]["payload"]["revision"] == legacy.REVISION
     assert eventos[-1]["event_type"] == "import_finished"
     batches = [e for e in eventos if e["event_type"] == "import_batch"]
