@@ -520,6 +520,28 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         expect(page.locator("#conflictos li")).to_have_count(0)
 
 
+def test_an_availability_chosen_offline_does_not_undo_the_centrals_change_made_meanwhile(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        expect(page.get_by_role("button", name="Disponible", exact=True)).to_have_attribute("aria-pressed", "true")
+        context.set_offline(True)
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        # Meanwhile the central ends the officer's shift.
+        ended = _api(server, build, sup, "POST", f"/api/v1/efectivos/{efectivo.id}/disponibilidad", json={"estado": "fuera_servicio"})
+        assert ended.status_code == 200
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        expect(page.locator("#conflictos")).to_contain_text("Disponibilidad: No disponible: no se aplicó")
+        expect(page.locator("#conflictos")).to_contain_text("ahora es «fuera de servicio»")
+        expect(page.get_by_role("button", name="Fuera de servicio")).to_have_attribute("aria-pressed", "true")
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_sos_raises_an_emergency_at_my_position_and_says_who_is_coming(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str

@@ -119,3 +119,26 @@ def test_an_efectivo_is_linked_only_to_an_active_usuario_but_keeps_a_link_made_b
     # Resending the efectivo with the link it already has is no new link.
     again = client.patch(f"/api/v1/efectivos/{linked.id}", json={"usuario_id": linked_user.id, "rango": "Cabo"}, headers=headers)
     assert again.status_code == 200 and again.get_json()["rango"] == "Cabo"
+
+
+def test_an_availability_taken_from_a_state_changed_meanwhile_is_refused_not_applied(client: FlaskClient, build: Builders) -> None:
+    """``desde`` is the availability the officer saw when they chose (a phone's outbox sends it later, when the
+    coverage is back): if someone else changed it meanwhile, the old choice must not undo that change."""
+    sup, officer = build.usuario(2), build.usuario(1)
+    mine = build.efectivo(usuario_id=officer.id)
+    path = f"/api/v1/efectivos/{mine.id}/disponibilidad"
+    # Taken offline from "disponible"; meanwhile the supervisor ended the shift.
+    assert client.post(path, json={"estado": "fuera_servicio"}, headers=build.headers(sup)).status_code == 200
+    stale = client.post(path, json={"estado": "no_disponible", "desde": "disponible"}, headers=build.headers(officer))
+    assert stale.status_code == 409 and stale.headers["Content-Type"] == "application/problem+json"
+    problem = stale.get_json()
+    assert problem["estado_actual"] == "fuera_servicio"
+    assert problem["mensaje"] == "Su disponibilidad cambió mientras tanto: ahora es «fuera de servicio». No se aplicó «no disponible»."
+    current = client.get(f"/api/v1/efectivos/{mine.id}", headers=build.headers(sup)).get_json()
+    assert (current["estado_disponibilidad"], current["version"]) == ("fuera_servicio", 2)
+    # What it would have become anyway is no conflict; from the state it still is, the change applies.
+    assert client.post(path, json={"estado": "fuera_servicio", "desde": "disponible"}, headers=build.headers(officer)).status_code == 200
+    applied = client.post(path, json={"estado": "disponible", "desde": "fuera_servicio"}, headers=build.headers(officer))
+    assert applied.status_code == 200 and applied.get_json()["estado_disponibilidad"] == "disponible"
+    bad = client.post(path, json={"estado": "disponible", "desde": "volando"}, headers=build.headers(officer))
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "body.desde"

@@ -114,7 +114,7 @@ def deactivate_efectivo(efectivo_id: int) -> Response:
 def set_disponibilidad(efectivo_id: int) -> Response:
     actor = current_user()
     body = parse_json(DisponibilidadIn)
-    return _out(efectivos.set_disponibilidad(actor, efectivo_id, body.estado, body.motivo, if_match_version(), caller_check()))
+    return _out(efectivos.set_disponibilidad(actor, efectivo_id, body.estado, body.motivo, if_match_version(), caller_check(), desde=body.desde))
 
 
 @bp.put("/<int:efectivo_id>/ubicacion")

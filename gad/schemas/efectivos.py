@@ -33,6 +33,12 @@ class EfectivoPatch(PatchModel):
 class DisponibilidadIn(InModel):
     estado: Disponibilidad
     motivo: OptionalText = Field(None, max_length=500)
+    desde: Disponibilidad | None = Field(
+        None,
+        description="The availability the choice was made from (what the officer saw). When someone changed it "
+        "meanwhile (a choice kept offline and sent later), 409 with `estado_actual`, and nothing changes. Default: "
+        "no such check.",
+    )
 
 
 class UbicacionIn(InModel):

@@ -265,18 +265,43 @@ def deactivate_efectivo(actor: Usuario, efectivo_id: int, expected_version: int 
     return efectivo
 
 
+_NOMBRE_DISPONIBILIDAD = {
+    Disponibilidad.DISPONIBLE: "disponible",
+    Disponibilidad.EN_TAREA: "en tarea",
+    Disponibilidad.FUERA_SERVICIO: "fuera de servicio",
+    Disponibilidad.NO_DISPONIBLE: "no disponible",
+}
+
+
 def set_disponibilidad(
-    actor: Usuario, efectivo_id: int, estado: Disponibilidad, motivo: str | None, expected_version: int | None, caller: auth.CallerCheck | None = None
+    actor: Usuario,
+    efectivo_id: int,
+    estado: Disponibilidad,
+    motivo: str | None,
+    expected_version: int | None,
+    caller: auth.CallerCheck | None = None,
+    *,
+    desde: Disponibilidad | None = None,
 ) -> Efectivo:
     """Self or supervisor+. ``en_tarea`` is managed by assignment and cannot be set or left by hand while working;
     ``disponible`` asked for while a tarea they are on runs is ``en_tarea`` (the rule below). ``caller``: as
-    ``_lock``'s; whose efectivo it is decides on the nivel the lock checked."""
+    ``_lock``'s; whose efectivo it is decides on the nivel the lock checked. ``desde``: the availability the choice
+    was made from; changed meanwhile (to anything but ``estado``), Conflict and nothing changes."""
     efectivo = _lock(efectivo_id, caller, actor)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only change your own availability.", mensaje="Solo puede cambiar su propia disponibilidad.")
     check_version(efectivo.version, expected_version, "efectivo")
     if not efectivo.activo:
         raise Conflict(f"Efectivo {efectivo.id} is deactivated.", mensaje="El efectivo está dado de baja.")
+    actual = Disponibilidad(efectivo.estado_disponibilidad)
+    if desde is not None and actual not in (desde, estado):
+        # A choice an officer made offline, sent when the coverage came back, must not undo what the central (or
+        # they, from another device) set meanwhile: the version would not do, since every position fix bumps it.
+        raise Conflict(
+            f"Efectivo {efectivo.id}'s availability changed from {desde.value} to {actual.value} meanwhile; {estado.value} was not applied.",
+            mensaje=f"Su disponibilidad cambió mientras tanto: ahora es «{_NOMBRE_DISPONIBILIDAD[actual]}». No se aplicó «{_NOMBRE_DISPONIBILIDAD[estado]}».",
+            estado_actual=actual.value,
+        )
     if estado == Disponibilidad.EN_TAREA:
         raise Conflict(
             "en_tarea is set by assigning the efectivo to a running tarea.",

@@ -77,11 +77,16 @@ function queuedChanges() {
 
 const notNewerThan = (row, queued) => queued.base === undefined || (row.version ?? 0) <= queued.base;
 
+// The availability the page shows: the last one chosen and not yet sent, over a copy as old as that choice.
+function shownDisponibilidad() {
+  const queued = queuedChanges().disponibilidad;
+  return efectivo && queued && notNewerThan(efectivo, queued) ? queued.body.estado : efectivo?.estado_disponibilidad;
+}
+
 function renderEfectivo() {
   const info = $("mi-efectivo");
   const buttons = $("disponibilidad").querySelectorAll("button");
-  const queued = queuedChanges().disponibilidad;
-  const estado = efectivo && queued && notNewerThan(efectivo, queued) ? queued.body.estado : efectivo?.estado_disponibilidad;
+  const estado = shownDisponibilidad();
   if (!efectivo) {
     info.textContent = "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
     buttons.forEach((b) => (b.disabled = true));
@@ -236,7 +241,8 @@ async function setDisponibilidad(estado, button) {
   const sending = cola.enqueue({
     method: "POST",
     path: `/api/v1/efectivos/${efectivo.id}/disponibilidad`,
-    body: { estado },
+    // What the officer chose it from: sent later (no coverage), it is refused if the central changed it meanwhile.
+    body: { estado, desde: shownDisponibilidad() },
     label: `Disponibilidad: ${button.textContent}`,
     base: efectivo.version,
   });
