@@ -312,6 +312,38 @@ def test_an_alert_closed_while_the_phone_asks_it_is_taken_off_with_the_reason(br
         assert errors == []
 
 
+def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sent_when_back(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """On the phone page the tray answered straight to the server: without coverage the answer failed and was gone.
+    It now goes through the page's outbox, like the question panel's answers, which stops asking it meanwhile."""
+    sup = build.usuario(2)
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        errors = _errors(page)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        body = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
+        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
+        pregunta = page.get_by_role("alertdialog", name="Alerta de la central")
+        expect(pregunta).to_contain_text("Refuerzos en la plaza de Sol")
+        page.get_by_role("button", name="Notificaciones").click()
+        item = page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol")
+        expect(item.get_by_role("button", name="Acepto")).to_be_visible()
+        context.set_offline(True)
+        item.get_by_role("button", name="Acepto").click()
+        expect(item).to_contain_text("Acepto (sin enviar aún): se enviará al volver la cobertura.")
+        expect(item.get_by_role("button")).to_have_count(0)
+        expect(pregunta).to_be_hidden()  # answered in the tray: the panel no longer asks it
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        expect(item).to_have_attribute("data-estado", "aceptada", timeout=10_000)
+        [answered] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]
+        assert answered["respuesta"] == "acepto"
+        assert errors == []
+
+
 def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """A delegado taken off as efectivo keeps the tarea, and their notice says so; its heading said "Ya no tiene
     esta tarea" all the same, and the same singular heading stood over several notices."""

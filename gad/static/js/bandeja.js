@@ -21,6 +21,15 @@ const TIPO_ALERTA = { codigo_rojo: "Código rojo", evacuacion: "Evacuación", re
 // the very frame that withdrew the question among them), or the reason vanished a moment after it was shown.
 const refused = new Map();
 
+// On the phone page, the page with an outbox (cola.js), an answer goes through it as the page's own questions'
+// answers do: without coverage it waits there and is sent in order when the network is back, instead of failing
+// with "Sin conexión" and being lost unless the officer remembers to answer again.
+const outbox = document.getElementById("cola-resumen") ? await import("./cola.js") : null;
+const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/;
+const RESPUESTA = { acepto: "Acepto", no_puedo: "No puedo", leida: "Leída" };
+// Notification id -> the answer waiting in the outbox (read from it, so a reload without coverage shows it too).
+const waiting = () => new Map((outbox?.pending() ?? []).flatMap((q) => (ACK_PATH.test(q.path ?? "") ? [[Number(ACK_PATH.exec(q.path)[1]), q.body.respuesta]] : [])));
+
 function describe(error) {
   // The fields' Spanish messages when the server named them; otherwise the Spanish text of the status.
   const fields = Object.values(fieldErrors(error));
@@ -29,9 +38,18 @@ function describe(error) {
 
 async function answer(item, respuesta, motivo) {
   const body = motivo ? { respuesta, motivo } : { respuesta };
+  const path = `/api/v1/notificaciones/${item.id}/ack`;
   try {
-    await api(`/api/v1/notificaciones/${item.id}/ack`, { method: "POST", body });
     refused.delete(item.id);
+    if (outbox) {
+      const sending = outbox.enqueue({ method: "POST", path, body, label: `${RESPUESTA[respuesta]}: ${item.titulo}` });
+      draw(); // stored before enqueue's first await: shown as waiting, its buttons gone, at once
+      const result = await sending;
+      if (result?.error) throw result.error;
+      if (!result) return draw(); // kept for when the coverage is back
+    } else {
+      await api(path, { method: "POST", body });
+    }
     await load();
   } catch (error) {
     // 409: the question was withdrawn meanwhile (its alert closed, its assignment released): show the list as
@@ -43,7 +61,7 @@ async function answer(item, respuesta, motivo) {
   }
 }
 
-function row(item, stillAsked) {
+function row(item, stillAsked, queued) {
   const when = new Date(item.creada_en).toLocaleTimeString("es-ES");
   const li = el(
     "li",
@@ -53,7 +71,10 @@ function row(item, stillAsked) {
     el("p", { class: "meta" }, `${CAUSA[item.causa] ?? item.causa} · ${when}`),
   );
   const acciones = el("div", { class: "acciones" });
-  if (stillAsked.has(item.id)) {
+  if (queued.has(item.id)) {
+    const cuando = outbox.sessionEnded() ? "cuando vuelva a entrar" : "al volver la cobertura";
+    li.append(el("p", { class: "en-cola" }, `${RESPUESTA[queued.get(item.id)]} (sin enviar aún): se enviará ${cuando}.`));
+  } else if (stillAsked.has(item.id)) {
     const motivo = el("input", { type: "text", maxLength: 500, placeholder: "Motivo (si no puede)", ariaLabel: "Motivo" });
     acciones.append(
       el("button", { type: "button", class: "acepto", onclick: () => answer(item, "acepto") }, "Acepto"),
@@ -61,7 +82,7 @@ function row(item, stillAsked) {
       motivo,
     );
   }
-  if (item.leida_en === null) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
+  if (item.leida_en === null && !queued.has(item.id)) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
   if (item.motivo) li.append(el("p", { class: "motivo" }, `Motivo: ${item.motivo}`));
   li.append(acciones, el("p", { class: "error", role: "alert" }, refused.get(item.id) ?? ""));
   return li;
@@ -76,12 +97,28 @@ async function load() {
   // not released, its alert not closed): any pending one among the newest 30 is among the 30 newest pending.
   const [{ data }, { data: pending }] = await Promise.all([api("/api/v1/notificaciones?limit=30"), api("/api/v1/notificaciones?pendientes=true&limit=30")]);
   if (superseded()) return;
-  const stillAsked = new Set(pending.items.map((n) => n.id));
+  shown = { items: data.items, stillAsked: new Set(pending.items.map((n) => n.id)) };
   contador.textContent = String(data.no_leidas);
   contador.dataset.count = String(data.no_leidas);
   boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
-  lista.replaceChildren(...(data.items.length ? data.items.map((item) => row(item, stillAsked)) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
+  draw();
 }
+
+// The last list the server gave, drawn again when only what waits in the outbox changed.
+let shown = { items: [], stillAsked: new Set() };
+function draw() {
+  const queued = waiting();
+  lista.replaceChildren(...(shown.items.length ? shown.items.map((item) => row(item, shown.stillAsked, queued)) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
+}
+
+// An answer the outbox sent later (coverage back, or after logging in again): the list as the server has it now, and
+// a refusal said beside its notification as when answered online.
+outbox?.onSent?.((item, result) => {
+  const id = Number(ACK_PATH.exec(item.path ?? "")?.[1]);
+  if (!id) return;
+  if (result?.error) refused.set(id, describe(result.error));
+  reloadSoon();
+});
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
 

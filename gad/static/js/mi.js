@@ -701,6 +701,9 @@ $("no-puedo").addEventListener("click", () => answer("no_puedo"));
 $("entendido").addEventListener("click", desasignacionVista);
 $("compartir").addEventListener("change", (event) => setSharing(event.target.checked));
 cola.onChange(renderQueue);
+// An answer queued elsewhere on the page (the tray, bandeja.js) settles its question here too: asked on, it would
+// take a second, perhaps different, answer for the same notification.
+cola.onChange(() => acksQueued(true).forEach(forget));
 renderQueue();
 window.addEventListener("gad:session-ended", renderQueue);
 window.addEventListener("offline", showOffline);
