@@ -220,7 +220,7 @@ def test_move_turno_checks_conflicts_and_version(app: Flask, client: FlaskClient
     assert kinds == ["turnos_created", "turnos_created", "turno_updated", "turno_deleted"]
 
 
-def test_a_turno_is_neither_given_nor_moved_to_a_deactivated_efectivo(app: Flask, client: FlaskClient, build: Builders) -> None:
+def test_a_turno_or_licencia_is_neither_given_nor_moved_to_a_deactivated_efectivo(app: Flask, client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     working, gone = build.efectivo(), build.efectivo(activo=False)
     headers = build.headers(sup)
@@ -232,6 +232,11 @@ def test_a_turno_is_neither_given_nor_moved_to_a_deactivated_efectivo(app: Flask
     dry_run = client.post("/api/v1/turnos/comprobar", json={"efectivo_id": gone.id, "inicio": _iso(T0), "fin": _iso(T0 + timedelta(hours=8))}, headers=headers)
     assert dry_run.status_code == 409 and dry_run.get_json()["efectivo_id"] == gone.id  # as the create it previews
     assert client.get(f"/api/v1/turnos/{turno['id']}", headers=headers).get_json()["efectivo_id"] == working.id
+    # Nor a leave: the planner would read it as someone to cover for.
+    leave = {"efectivo_id": gone.id, "tipo": "vacaciones", "inicio": _iso(T0), "fin": _iso(T0 + timedelta(days=7))}
+    no_leave = client.post("/api/v1/licencias", json=leave, headers=headers)
+    assert no_leave.status_code == 409 and no_leave.get_json()["efectivo_id"] == gone.id
+    assert client.get(f"/api/v1/licencias?efectivo_id={gone.id}", headers=headers).get_json()["total"] == 0
 
 
 def test_check_endpoint_lists_conflicts_without_writing(app: Flask, client: FlaskClient, build: Builders) -> None:

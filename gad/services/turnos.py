@@ -114,7 +114,8 @@ def _record(payload: AgendaEvent, entity_type: str, entity_id: int | None, actor
 
 
 def _require_active(efectivo: Efectivo) -> None:
-    """A shift is given only to an efectivo still in service (Conflict)."""
+    """A shift or a leave is given only to an efectivo still in service (Conflict): the planner reads a leave as
+    someone to cover for."""
     if not efectivo.activo:
         raise Conflict(f"Efectivo {efectivo.codigo_interno} is deactivated.", mensaje=f"{efectivo.codigo_interno} está dado de baja.", efectivo_id=efectivo.id)
 
@@ -550,13 +551,15 @@ def delete_turno(actor: Usuario, turno_id: int, expected_version: int | None) ->
 
 
 def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
-    """Leave for an efectivo (supervisor+). Refused (409) when it overlaps another licencia, a turno or a booking.
+    """Leave for an efectivo in service (supervisor+). Refused (409) when it overlaps another licencia, a turno or a
+    booking, or the efectivo is deactivated.
 
     Shifts and bookings inside the leave must be moved or removed first: the planner decides who covers them.
     """
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating licencias")
     _check_range(data["inicio"], data["fin"], "body")
     efectivo = _lock_efectivo(data["efectivo_id"])
+    _require_active(efectivo)
     rango = [(data["inicio"], data["fin"])]
     found = choques(efectivo.id, rango, reservas=True)
     if found:
