@@ -487,6 +487,24 @@ def test_alert_to_everyone_skips_the_sender_and_inactive_usuarios(app: Flask, cl
     assert Counter(n.usuario_id for n in _ledger(app, causa="alerta")) == Counter(u.id for u in others)
 
 
+def test_the_sender_is_never_among_an_alerts_recipients(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A supervisor who is also an efectivo of the unidad would wait on their own answer in the tally."""
+    sup, member = build.usuario(2), build.usuario(1)
+    build.efectivo(usuario_id=sup.id, unidad="Móvil 7")
+    build.efectivo(usuario_id=member.id, unidad="Móvil 7")
+    created = client.post("/api/v1/alertas", json={"tipo": "aviso", "texto": "Relevo", "destino": "unidad", "unidad": "Móvil 7"}, headers=build.headers(sup))
+    assert created.status_code == 201 and created.get_json()["total"] == 1
+    assert [n.usuario_id for n in _ledger(app, causa="alerta")] == [member.id]
+    named = client.post(
+        "/api/v1/alertas", json={"tipo": "aviso", "texto": "x", "destino": "usuarios", "usuario_ids": [member.id, sup.id]}, headers=build.headers(sup)
+    )
+    assert named.status_code == 422 and named.get_json()["errors"][0]["field"] == "body.usuario_ids"
+    assert named.get_json()["errors"][0]["type"] == "sender"
+    only_me = client.post("/api/v1/alertas", json={"tipo": "aviso", "texto": "x", "destino": "unidad", "unidad": "Móvil 7"}, headers=build.headers(member))
+    assert only_me.status_code == 403  # nivel 1 sends no alerts; the unidad rule is the sender's, whoever they are
+    assert len(_ledger(app, causa="alerta")) == 1
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -36,6 +36,7 @@ def _require_sender(actor: Usuario) -> None:
 
 
 def _recipients(actor: Usuario, destino: DestinoAlerta, unidad: str | None, usuario_ids: list[int] | None) -> list[int]:
+    # Never the sender, whatever the destino: their own answer would count in the tally they are waiting on.
     active = Usuario.activo.is_(True)
     if destino == DestinoAlerta.TODOS:
         ids = list(db.session.scalars(select(Usuario.id).where(active, Usuario.id != actor.id).order_by(Usuario.id)))
@@ -44,12 +45,17 @@ def _recipients(actor: Usuario, destino: DestinoAlerta, unidad: str | None, usua
             db.session.scalars(
                 select(Usuario.id)
                 .join(Efectivo, Efectivo.usuario_id == Usuario.id)
-                .where(active, Efectivo.activo.is_(True), Efectivo.unidad == unidad)
+                .where(active, Efectivo.activo.is_(True), Efectivo.unidad == unidad, Usuario.id != actor.id)
                 .order_by(Usuario.id)
             )
         )
     else:
         wanted = list(dict.fromkeys(usuario_ids or []))
+        if actor.id in wanted:
+            raise ValidationProblem(
+                "The sender is not one of an alert's recipients.",
+                errors=[field_error("body.usuario_ids", "sender", f"usuario {actor.id} is the sender", es="Quien envía la alerta no se la envía a sí mismo.")],
+            )
         found = set(db.session.scalars(select(Usuario.id).where(active, Usuario.id.in_(wanted))))
         unknown = [uid for uid in wanted if uid not in found]
         if unknown:
