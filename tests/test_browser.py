@@ -344,6 +344,42 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
         assert errors == []
 
 
+def test_a_page_whose_socket_comes_up_late_leaves_the_tray_without_a_second_one(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A live page whose data takes over 15 s: the tray opens its own socket meanwhile, and closes it for good once
+    the page's socket is up (it stayed open, a second connection and every frame twice, for the page's life)."""
+    sup = build.usuario(2)
+    build.efectivo(nombre="Agente Tardío")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, landing="/usuarios") as (_, page):
+        errors = _errors(page)
+        held: list = []
+        sockets: list = []
+        page.route(re.compile(r"/api/v1/efectivos\?"), lambda route: held.append(route))  # the page's data, held back
+        page.clock.install()
+        page.on("websocket", lambda socket: sockets.append(socket))
+        page.goto("/efectivos", wait_until="commit")
+        page.wait_for_function("document.body !== null && document.getElementById('bandeja-boton') !== null")
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not held:
+            assert datetime.now(UTC) < deadline
+            page.wait_for_timeout(50)
+        page.clock.fast_forward(16_000)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the tray's own
+        assert len(sockets) == 1
+        for route in held:
+            route.continue_()
+        page.unroute(re.compile(r"/api/v1/efectivos\?"))
+        expect(page.locator("#efectivos tr[data-efectivo-id]")).to_contain_text("Agente Tardío", timeout=10_000)
+        page.wait_for_timeout(500)
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not (len(sockets) == 2 and sockets[0].is_closed()):
+            assert datetime.now(UTC) < deadline, [(s.url, s.is_closed()) for s in sockets]
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(1_500)  # not reopened
+        assert [s.is_closed() for s in sockets] == [True, False]
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado")
+        assert errors == []
+
+
 def test_release_notice_to_a_delegado_is_not_headed_as_if_they_lost_the_tarea(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """A delegado taken off as efectivo keeps the tarea, and their notice says so; its heading said "Ya no tiene
     esta tarea" all the same, and the same singular heading stood over several notices."""

@@ -242,10 +242,11 @@ function resync() {
   loadAlertas().catch(() => {});
 }
 
+let own = null;
 function ownSocket() {
   // Pages without a live view: one socket for the tray, subscribed to notifications only.
   const others = ["tareas", "emergencias", "efectivos", "sistema", ...(nivel >= 3 ? ["usuarios", "seguridad"] : [])];
-  connectLive({
+  own = connectLive({
     key: TRAY_KEY,
     relay: false,
     onAck: (socket) => socket.send(JSON.stringify({ event_type: "unsubscribe", data: { topics: others } })),
@@ -275,5 +276,11 @@ document.addEventListener("click", (event) => {
 // page never get its socket up (its data would not load), the tray opens its own rather than hear nothing.
 if (!("vistaEnVivo" in document.body.dataset)) ownSocket();
 else setTimeout(() => document.body.dataset.live || ownSocket(), 15000);
+// The page's socket came up after all (its data took longer than that): it relays the frames, and the tray's own
+// socket goes rather than hold a second connection (and a second replay of every frame) for the page's life.
+window.addEventListener("gad:live", () => {
+  own?.close();
+  own = null;
+});
 // A first load that fails (a moment's 503) leaves the socket open: its next frame or resync loads again.
 await Promise.allSettled([load(), loadAlertas()]);

@@ -23,6 +23,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
   let delay = 500;
   let socket;
   let head = Infinity;
+  let stopped = false;
   const open = () => {
     const since = resumeFrom(key);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -42,6 +43,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
         setStatus("conectado", "En vivo");
         onAck(socket);
         if (!since) sessionStorage.setItem(key, String(frame.data.last_event_id));
+        if (relay) window.dispatchEvent(new CustomEvent("gad:live")); // the tray (bandeja.js) needs no socket of its own
       } else if (frame.event_type === "resync_required") {
         head = frame.data.last_event_id; // nothing is replayed: the page refetches, and what follows is live
         sessionStorage.setItem(key, String(frame.data.last_event_id));
@@ -57,6 +59,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
       }
     });
     socket.addEventListener("close", async () => {
+      if (stopped) return;
       setStatus("desconectado", "Sin conexión — reintentando");
       const reopening = await reopenUnlessEnded(acknowledged, open, delay);
       if (!reopening) setStatus("caducada", "Sesión caducada");
@@ -64,5 +67,11 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
     });
   };
   open();
-  return { close: () => socket?.close() };
+  // Closed for good: not reopened, and the badge left to the page's other socket.
+  return {
+    close: () => {
+      stopped = true;
+      socket?.close();
+    },
+  };
 }
