@@ -60,6 +60,25 @@ def url_if_running(datadir: str | Path) -> str | None:
     return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
 
 
+def ensure_system_user(name: str) -> None:
+    """Create the unprivileged system user ``name`` unless it exists. Several processes may ask at once (parallel
+    test workers each starting a server): useradd then fails for all but one ("already exists", or the lock on
+    /etc/passwd held by the other), which is fine as long as the user is there afterwards."""
+    said = ""
+    for attempt in range(20):
+        try:
+            pwd.getpwnam(name)
+            return
+        except KeyError:
+            pass
+        result = subprocess.run(["useradd", "--system", "--no-create-home", name], capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        said = result.stderr.strip()
+        time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError(f"could not create the system user {name}: {said}")
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL cluster in ``datadir`` listening on 127.0.0.1:``port`` with trust auth."""
@@ -76,10 +95,7 @@ class EmbeddedPostgres:
         return SYSTEM_USER if os.geteuid() == 0 else None
 
     def _ensure_system_user(self) -> None:
-        try:
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True)
+        ensure_system_user(SYSTEM_USER)
 
     def _grant(self, path: Path) -> None:
         """Let the unprivileged server user reach the binaries and own the data directory."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import requests
 from flask import Flask
 
 from gad.dev import port_is_free
-from gad.embedded import EmbeddedPostgres, free_port
+from gad.embedded import EmbeddedPostgres, ensure_system_user, free_port
 from gad.extensions import db
 from gad.models import Efectivo, Tarea
 from tests.conftest import ROOT
@@ -78,6 +80,20 @@ def test_run_reports_an_embedded_server_that_cannot_start_as_such_in_one_message
     assert result.returncode == 1
     assert "No arrancó PostgreSQL embebido: pg_ctl failed" in result.stderr and "server.log" in result.stderr
     assert "ocupado" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates a system user: as root only, as CI and the image run")
+def test_processes_starting_embedded_servers_at_once_all_find_the_system_user() -> None:
+    """As root the embedded server runs as a system user made on first use; two test workers (or two starts) making
+    it at once had one useradd fail ("already exists", or /etc/passwd locked) and that whole worker error."""
+    name = f"gadpg-t{os.getpid()}"
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: ensure_system_user(name), range(6)))
+        assert results == [None] * 6
+        assert pwd.getpwnam(name).pw_name == name
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
 
 
 def test_run_prints_progress_and_sigterm_stops_gunicorn_and_the_embedded_postgresql(pg_datadir: Path) -> None:
