@@ -316,31 +316,40 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:
     """On the phone page the tray answered straight to the server: without coverage the answer failed and was gone.
-    It now goes through the page's outbox, like the question panel's answers, which stops asking it meanwhile."""
+    It now goes through the page's outbox, like the question panel's answers; each of the two shows what the other
+    queued, so neither takes a second answer to one question."""
     sup = build.usuario(2)
     officer, _ = _officer(build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
         errors = _errors(page)
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        body = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
-        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
+        for texto in ("Refuerzos en la plaza de Sol", "Corte de tráfico en Atocha"):
+            body = {"tipo": "refuerzos", "texto": texto, "destino": "usuarios", "usuario_ids": [officer.id]}
+            assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
         pregunta = page.get_by_role("alertdialog", name="Alerta de la central")
-        expect(pregunta).to_contain_text("Refuerzos en la plaza de Sol")
+        expect(pregunta).to_contain_text("Refuerzos en la plaza de Sol")  # the older first
         page.get_by_role("button", name="Notificaciones").click()
-        item = page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol")
-        expect(item.get_by_role("button", name="Acepto")).to_be_visible()
+        sol = page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol")
+        atocha = page.locator(".notificacion").filter(has_text="Corte de tráfico en Atocha")
+        expect(atocha.get_by_role("button", name="Acepto")).to_be_visible()
         context.set_offline(True)
-        item.get_by_role("button", name="Acepto").click()
-        expect(item).to_contain_text("Acepto (sin enviar aún): se enviará al volver la cobertura.")
-        expect(item.get_by_role("button")).to_have_count(0)
-        expect(pregunta).to_be_hidden()  # answered in the tray: the panel no longer asks it
-        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        atocha.get_by_role("button", name="No puedo").click()
+        expect(atocha).to_contain_text("No puedo (sin enviar aún): se enviará al volver la cobertura.")
+        expect(atocha.get_by_role("button")).to_have_count(0)
+        # The panel answers Sol into the outbox: the tray no longer offers to answer it again.
+        page.locator("#acepto").click()
+        expect(sol).to_contain_text("Acepto (sin enviar aún)")
+        expect(sol.get_by_role("button")).to_have_count(0)
+        expect(pregunta).to_be_hidden(timeout=5_000)  # and the panel does not go on to ask Atocha, answered in the tray
+        expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")
         context.set_offline(False)
         page.evaluate("window.dispatchEvent(new Event('online'))")
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
-        expect(item).to_have_attribute("data-estado", "aceptada", timeout=10_000)
-        [answered] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]
-        assert answered["respuesta"] == "acepto"
+        expect(sol).to_have_attribute("data-estado", "aceptada", timeout=10_000)
+        expect(atocha).to_have_attribute("data-estado", "rechazada", timeout=10_000)
+        answers = {n["texto"]: n["respuesta"] for n in _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]}
+        assert answers == {"Refuerzos en la plaza de Sol": "acepto", "Corte de tráfico en Atocha": "no_puedo"}
+        expect(pregunta).to_be_hidden()
         assert errors == []
 
 
@@ -571,6 +580,10 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         expect(card.get_by_role("button", name="Iniciar")).to_have_count(0)
         expect(page.get_by_role("button", name="Fuera de servicio")).to_have_attribute("aria-pressed", "true")
         expect(page.locator("#red")).to_contain_text("Sin cobertura")
+        # The tray's script came from the service worker's copy too (without it, its button did nothing offline).
+        page.get_by_role("button", name="Notificaciones").click()
+        expect(page.locator("#bandeja-panel")).to_be_visible()
+        page.get_by_role("button", name="Notificaciones").click()
         # The cached copy's head is as old as the copy: resuming from it would replay every event since.
         assert page.evaluate("document.body.dataset.lastEventId") is None
         shot(page, "mi-sin-cobertura", size)

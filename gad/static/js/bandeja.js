@@ -27,7 +27,9 @@ const refused = new Map();
 const outbox = document.getElementById("cola-resumen") ? await import("./cola.js") : null;
 const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/;
 const RESPUESTA = { acepto: "Acepto", no_puedo: "No puedo", leida: "Leída" };
-// Notification id -> the answer waiting in the outbox (read from it, so a reload without coverage shows it too).
+// Notification id -> when its answer was sent from the outbox, until a list read after that shows it.
+const sentAt = new Map();
+// Notification id -> the answer waiting in the outbox (read from the outbox itself, whoever on the page queued it).
 const waiting = () => new Map((outbox?.pending() ?? []).flatMap((q) => (ACK_PATH.test(q.path ?? "") ? [[Number(ACK_PATH.exec(q.path)[1]), q.body.respuesta]] : [])));
 
 function describe(error) {
@@ -72,8 +74,10 @@ function row(item, stillAsked, queued) {
   );
   const acciones = el("div", { class: "acciones" });
   if (queued.has(item.id)) {
-    const cuando = outbox.sessionEnded() ? "cuando vuelva a entrar" : "al volver la cobertura";
-    li.append(el("p", { class: "en-cola" }, `${RESPUESTA[queued.get(item.id)]} (sin enviar aún): se enviará ${cuando}.`));
+    const cuando = outbox.sessionEnded() ? "se enviará cuando vuelva a entrar" : navigator.onLine ? "enviando…" : "se enviará al volver la cobertura";
+    li.append(el("p", { class: "en-cola" }, `${RESPUESTA[queued.get(item.id)]} (sin enviar aún): ${cuando}.`));
+  } else if (sentAt.has(item.id)) {
+    li.append(el("p", { class: "en-cola" }, "Respuesta enviada."));
   } else if (stillAsked.has(item.id)) {
     const motivo = el("input", { type: "text", maxLength: 500, placeholder: "Motivo (si no puede)", ariaLabel: "Motivo" });
     acciones.append(
@@ -82,7 +86,7 @@ function row(item, stillAsked, queued) {
       motivo,
     );
   }
-  if (item.leida_en === null && !queued.has(item.id)) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
+  if (item.leida_en === null && !queued.has(item.id) && !sentAt.has(item.id)) acciones.append(el("button", { type: "button", class: "leida", onclick: () => answer(item, "leida") }, "Marcar leída"));
   if (item.motivo) li.append(el("p", { class: "motivo" }, `Motivo: ${item.motivo}`));
   li.append(acciones, el("p", { class: "error", role: "alert" }, refused.get(item.id) ?? ""));
   return li;
@@ -93,11 +97,13 @@ const beginAlertas = newestOnly();
 
 async function load() {
   const superseded = beginLoad();
+  const started = performance.now();
   // The newest 30, and which of them still wait for acepto / no_puedo (pendientes: not answered, its assignment
   // not released, its alert not closed): any pending one among the newest 30 is among the 30 newest pending.
   const [{ data }, { data: pending }] = await Promise.all([api("/api/v1/notificaciones?limit=30"), api("/api/v1/notificaciones?pendientes=true&limit=30")]);
   if (superseded()) return;
   shown = { items: data.items, stillAsked: new Set(pending.items.map((n) => n.id)) };
+  for (const [id, at] of sentAt) if (at < started) sentAt.delete(id); // this list was read after they were sent
   contador.textContent = String(data.no_leidas);
   contador.dataset.count = String(data.no_leidas);
   boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
@@ -117,8 +123,12 @@ outbox?.onSent?.((item, result) => {
   const id = Number(ACK_PATH.exec(item.path ?? "")?.[1]);
   if (!id) return;
   if (result?.error) refused.set(id, describe(result.error));
+  else sentAt.set(id, performance.now()); // its buttons stay away until a list read after it shows the answer
   reloadSoon();
 });
+// Whatever changes the outbox (an answer the question panel queued, one sent, one refused) is drawn at once: the
+// tray kept offering Acepto / No puedo for a question the panel had already answered into the outbox.
+outbox?.onChange(draw);
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
 

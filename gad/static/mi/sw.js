@@ -4,7 +4,7 @@
 // A new name when a release changes what one of these files imports from another (mi.js from api.js): each is
 // refreshed on its own behind the page, and a new mi.js beside an api.js whose refresh failed would not load at
 // all; the install below fetches every one of a new name together (addAll: all or none) and drops the old.
-const CACHE = "gad-mi-v7";
+const CACHE = "gad-mi-v8";
 const SHELL = [
   "/mi",
   "/static/css/app.css",
@@ -13,6 +13,7 @@ const SHELL = [
   "/static/js/live.js",
   "/static/js/cola.js",
   "/static/js/salida.js",
+  "/static/js/bandeja.js",
   "/static/mi/manifest.webmanifest",
   "/static/mi/icono-192.png",
 ];
