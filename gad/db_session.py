@@ -87,7 +87,7 @@ _Statement = TypeVar("_Statement", bound=Select[Any])
 
 
 def for_update(statement: _Statement, **lock: Any) -> _Statement:
-    """``statement`` locking its rows (``FOR UPDATE``, with ``lock``'s options: ``of``, ``skip_locked``) and reading
+    """``statement`` locking its rows (``FOR UPDATE``, with ``lock``'s options: ``of``, ``skip_locked``, ``key_share``) and reading
     them as locked. Every write decides on rows it locked; an object the session already held (the caller's own
     usuario, put there to authenticate them; a turno read before its efectivos were locked) used to come back as
     it was read before the lock, so two writers both passed a version check and one change was lost. The one way

@@ -456,7 +456,7 @@ def test_a_delivery_report_that_read_the_clock_before_the_close_agrees_with_the_
 
     def someone_waits_on_a_lock() -> bool:
         with app.app_context():
-            return bool(db.session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")))
+            return bool(db.session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")))
 
     monkeypatch.setattr(notificaciones, "utcnow", slow_clock)
     reporter, closer = threading.Thread(target=report_delivery, name="report"), threading.Thread(target=close_and_hold, name="close")
@@ -476,6 +476,66 @@ def test_a_delivery_report_that_read_the_clock_before_the_close_agrees_with_the_
     [announced] = _events(app, "alert_closed")
     assert detail["cerrada_en"] is not None and announced.payload["entregadas"] == detail["entregadas"]
     assert [row.entregada_en is not None for row in _ledger(app, causa="alerta")] == [True]
+
+
+def test_closing_an_alert_while_the_sweep_escalates_it_neither_deadlocks(
+    app: Flask, client: FlaskClient, build: Builders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a deadline for alerts (NOTIF_PLAZOS alerta=…), the sweep holds an unanswered notification and writes its
+    escalation, which names the alert; a close meanwhile holds the alert and waits for that notification. The
+    escalation's foreign key waited for the close's lock on the alert: a deadlock, one of the two aborted."""
+    sup, member = build.usuario(2), build.usuario(1)
+    created = client.post(
+        "/api/v1/alertas", json={"tipo": "refuerzos", "texto": "Refuerzos", "destino": "usuarios", "usuario_ids": [member.id]}, headers=build.headers(sup)
+    )
+    assert created.status_code == 201, created.get_json()
+    alerta_id = created.get_json()["id"]
+    [n] = _ledger(app, causa="alerta")
+    with app.app_context():
+        db.session.execute(text("UPDATE notificaciones SET escalar_en = now() - interval '1 minute' WHERE id = :id"), {"id": n.id})
+        db.session.commit()
+    escalating, go = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    write = notificaciones.write
+
+    def write_after_the_close_waits(rows: list[Notificacion], now: datetime) -> list[Notificacion]:
+        if threading.current_thread().name == "sweep":
+            escalating.set()
+            go.wait(10)
+        return write(rows, now)
+
+    def in_context(work: Any) -> Any:
+        def run() -> None:
+            try:
+                with app.app_context():
+                    work()
+                    db.session.commit()
+            except BaseException as exc:  # reported by the test below
+                failures.append(exc)
+
+        return run
+
+    def someone_waits_on_a_lock() -> bool:
+        with app.app_context():
+            return bool(db.session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")))
+
+    monkeypatch.setattr(notificaciones, "write", write_after_the_close_waits)
+    sweep = threading.Thread(target=in_context(notificaciones.escalate_due), name="sweep")
+    closer = threading.Thread(target=in_context(lambda: alertas.close(db.session.get(Usuario, sup.id), alerta_id)), name="close")
+    sweep.start()
+    assert escalating.wait(10)
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not someone_waits_on_a_lock():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    go.set()
+    sweep.join(15)
+    closer.join(15)
+    assert failures == []
+    detail = client.get(f"/api/v1/alertas/{alerta_id}", headers=build.headers(sup)).get_json()
+    assert detail["cerrada_en"] is not None
+    assert [row.usuario_id for row in _ledger(app, causa="escalacion")] == [sup.id]
 
 
 def test_alert_to_everyone_skips_the_sender_and_inactive_usuarios(app: Flask, client: FlaskClient, build: Builders) -> None:

@@ -153,7 +153,10 @@ def missing(alerta: Alerta) -> list[dict[str, Any]]:
 
 def _load(alerta_id: int, *, lock: bool = False) -> Alerta:
     query = select(Alerta).where(Alerta.id == alerta_id)
-    alerta = db.session.scalar(for_update(query) if lock else query)
+    # FOR NO KEY UPDATE (key_share): it orders the writers of one alert (close, resend, answers) and leaves alone the
+    # foreign-key check of a row naming the alert — the sweep's escalation, written while it holds a notification the
+    # close then waits for; FOR UPDATE made that a deadlock.
+    alerta = db.session.scalar(for_update(query, key_share=True) if lock else query)
     if alerta is None:
         raise NotFound(f"Alerta {alerta_id} does not exist.")
     return alerta

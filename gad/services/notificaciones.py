@@ -363,7 +363,8 @@ def mark_delivered(usuario_id: int, ids: list[int]) -> list[int]:
             for_update(
                 select(Notificacion.id)
                 .where(Notificacion.id.in_(ids), Notificacion.usuario_id == usuario_id, Notificacion.entregada_en.is_(None))
-                .order_by(Notificacion.id)
+                .order_by(Notificacion.id),
+                key_share=True,  # the lock the UPDATE would take (FOR NO KEY UPDATE): rows naming these are not held up
             )
         )
     )
@@ -393,7 +394,7 @@ def ack(actor: Usuario, notificacion_id: int, respuesta: RespuestaNotificacion, 
     alerta = None
     if peek.alerta_id is not None:
         # Lock order alerta -> notificacion (as resend and close do): the tally an answer announces is exact.
-        alerta = db.session.scalar(for_update(select(Alerta).where(Alerta.id == peek.alerta_id)))
+        alerta = db.session.scalar(for_update(select(Alerta).where(Alerta.id == peek.alerta_id), key_share=True))  # as alertas._load
     n = db.session.scalar(for_update(select(Notificacion).where(Notificacion.id == notificacion_id)))
     assert n is not None
     now = utcnow()
