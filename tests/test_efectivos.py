@@ -140,5 +140,8 @@ def test_an_availability_taken_from_a_state_changed_meanwhile_is_refused_not_app
     assert client.post(path, json={"estado": "fuera_servicio", "desde": "disponible"}, headers=build.headers(officer)).status_code == 200
     applied = client.post(path, json={"estado": "disponible", "desde": "fuera_servicio"}, headers=build.headers(officer))
     assert applied.status_code == 200 and applied.get_json()["estado_disponibilidad"] == "disponible"
+    # en_tarea is never chosen by hand, whatever it was chosen from: that rule's own reason.
+    by_hand = client.post(path, json={"estado": "en_tarea", "desde": "no_disponible"}, headers=build.headers(officer))
+    assert by_hand.status_code == 409 and "allowed" in by_hand.get_json()
     bad = client.post(path, json={"estado": "disponible", "desde": "volando"}, headers=build.headers(officer))
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "body.desde"

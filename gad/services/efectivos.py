@@ -293,15 +293,6 @@ def set_disponibilidad(
     check_version(efectivo.version, expected_version, "efectivo")
     if not efectivo.activo:
         raise Conflict(f"Efectivo {efectivo.id} is deactivated.", mensaje="El efectivo está dado de baja.")
-    actual = Disponibilidad(efectivo.estado_disponibilidad)
-    if desde is not None and actual not in (desde, estado):
-        # A choice an officer made offline, sent when the coverage came back, must not undo what the central (or
-        # they, from another device) set meanwhile: the version would not do, since every position fix bumps it.
-        raise Conflict(
-            f"Efectivo {efectivo.id}'s availability changed from {desde.value} to {actual.value} meanwhile; {estado.value} was not applied.",
-            mensaje=f"Su disponibilidad cambió mientras tanto: ahora es «{_NOMBRE_DISPONIBILIDAD[actual]}». No se aplicó «{_NOMBRE_DISPONIBILIDAD[estado]}».",
-            estado_actual=actual.value,
-        )
     if estado == Disponibilidad.EN_TAREA:
         raise Conflict(
             "en_tarea is set by assigning the efectivo to a running tarea.",
@@ -315,6 +306,16 @@ def set_disponibilidad(
             f"Efectivo {efectivo.id} is working tarea {tarea.codigo if tarea else holding.tarea_id}; it is released when the tarea ends.",
             mensaje=f"Está trabajando en la tarea {tarea.codigo if tarea else holding.tarea_id}: queda libre al terminarla.",
             tarea_id=holding.tarea_id,
+        )
+    actual = Disponibilidad(efectivo.estado_disponibilidad)
+    if desde is not None and actual not in (desde, estado):
+        # Checked after the rules above, whose refusals say more (working on a tarea). A choice an officer made
+        # offline, sent when the coverage came back, must not undo what the central (or they, from another device)
+        # set meanwhile: the version would not do, since every position fix bumps it.
+        raise Conflict(
+            f"Efectivo {efectivo.id}'s availability changed from {desde.value} to {actual.value} meanwhile; {estado.value} was not applied.",
+            mensaje=f"Su disponibilidad cambió mientras tanto: ahora es «{_NOMBRE_DISPONIBILIDAD[actual]}». No se aplicó «{_NOMBRE_DISPONIBILIDAD[estado]}».",
+            estado_actual=actual.value,
         )
     if estado == Disponibilidad.DISPONIBLE and holding is not None:
         # Back from a hand-set state while a tarea they are on runs: en_tarea, never free for dispatch.
