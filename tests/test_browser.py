@@ -334,7 +334,7 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
         expect(atocha.get_by_role("button", name="Acepto")).to_be_visible()
         context.set_offline(True)
         atocha.get_by_role("button", name="No puedo").click()
-        expect(atocha).to_contain_text("No puedo (sin enviar aún): se enviará al volver la cobertura.")
+        expect(atocha).to_contain_text("No puedo (sin enviar aún): se enviará en cuanto haya cobertura.")
         expect(atocha.get_by_role("button")).to_have_count(0)
         # The panel answers Sol into the outbox: the tray no longer offers to answer it again.
         page.locator("#acepto").click()

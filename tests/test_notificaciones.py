@@ -560,8 +560,11 @@ def test_the_sender_is_never_among_an_alerts_recipients(app: Flask, client: Flas
     )
     assert named.status_code == 422 and named.get_json()["errors"][0]["field"] == "body.usuario_ids"
     assert named.get_json()["errors"][0]["type"] == "sender"
-    only_me = client.post("/api/v1/alertas", json={"tipo": "aviso", "texto": "x", "destino": "unidad", "unidad": "Móvil 7"}, headers=build.headers(member))
-    assert only_me.status_code == 403  # nivel 1 sends no alerts; the unidad rule is the sender's, whoever they are
+    # A unidad whose only member is the sender reaches nobody: said, not sent to no one.
+    alone = build.usuario(2)
+    build.efectivo(usuario_id=alone.id, unidad="Móvil 9")
+    nobody = client.post("/api/v1/alertas", json={"tipo": "aviso", "texto": "x", "destino": "unidad", "unidad": "Móvil 9"}, headers=build.headers(alone))
+    assert nobody.status_code == 422 and nobody.get_json()["errors"][0]["field"] == "body.destino"
     assert len(_ledger(app, causa="alerta")) == 1
 
 

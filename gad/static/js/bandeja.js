@@ -27,7 +27,7 @@ const refused = new Map();
 const outbox = document.getElementById("cola-resumen") ? await import("./cola.js") : null;
 const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/;
 const RESPUESTA = { acepto: "Acepto", no_puedo: "No puedo", leida: "Leída" };
-// Notification id -> when its answer was sent from the outbox, until a list read after that shows it.
+// Notification id -> {at, respuesta}: its answer, sent from the outbox at `at`, until a list read after that shows it.
 const sentAt = new Map();
 // Notification id -> the answer waiting in the outbox (read from the outbox itself, whoever on the page queued it).
 const waiting = () => new Map((outbox?.pending() ?? []).flatMap((q) => (ACK_PATH.test(q.path ?? "") ? [[Number(ACK_PATH.exec(q.path)[1]), q.body.respuesta]] : [])));
@@ -44,11 +44,10 @@ async function answer(item, respuesta, motivo) {
   try {
     refused.delete(item.id);
     if (outbox) {
-      const sending = outbox.enqueue({ method: "POST", path, body, label: `${RESPUESTA[respuesta]}: ${item.titulo}` });
-      draw(); // stored before enqueue's first await: shown as waiting, its buttons gone, at once
-      const result = await sending;
+      // Stored (and drawn as waiting, its buttons gone: the outbox's change) before enqueue's first await.
+      const result = await outbox.enqueue({ method: "POST", path, body, label: `${RESPUESTA[respuesta]}: ${item.titulo}` });
       if (result?.error) throw result.error;
-      if (!result) return draw(); // kept for when the coverage is back
+      if (!result) return; // kept for when the coverage is back
     } else {
       await api(path, { method: "POST", body });
     }
@@ -74,10 +73,12 @@ function row(item, stillAsked, queued) {
   );
   const acciones = el("div", { class: "acciones" });
   if (queued.has(item.id)) {
-    const cuando = outbox.sessionEnded() ? "se enviará cuando vuelva a entrar" : navigator.onLine ? "enviando…" : "se enviará al volver la cobertura";
-    li.append(el("p", { class: "en-cola" }, `${RESPUESTA[queued.get(item.id)]} (sin enviar aún): ${cuando}.`));
+    // Whether a send is under way or waits for the network is not known here (a weak signal says online and fails):
+    // what is true in both cases is said.
+    const cuando = outbox.sessionEnded() ? "cuando vuelva a entrar" : "en cuanto haya cobertura";
+    li.append(el("p", { class: "en-cola" }, `${RESPUESTA[queued.get(item.id)]} (sin enviar aún): se enviará ${cuando}.`));
   } else if (sentAt.has(item.id)) {
-    li.append(el("p", { class: "en-cola" }, "Respuesta enviada."));
+    li.append(el("p", { class: "en-cola" }, sentAt.get(item.id).respuesta === "leida" ? "Marcada como leída." : "Respuesta enviada."));
   } else if (stillAsked.has(item.id)) {
     const motivo = el("input", { type: "text", maxLength: 500, placeholder: "Motivo (si no puede)", ariaLabel: "Motivo" });
     acciones.append(
@@ -103,17 +104,23 @@ async function load() {
   const [{ data }, { data: pending }] = await Promise.all([api("/api/v1/notificaciones?limit=30"), api("/api/v1/notificaciones?pendientes=true&limit=30")]);
   if (superseded()) return;
   shown = { items: data.items, stillAsked: new Set(pending.items.map((n) => n.id)) };
-  for (const [id, at] of sentAt) if (at < started) sentAt.delete(id); // this list was read after they were sent
+  for (const [id, sent] of sentAt) if (sent.at < started) sentAt.delete(id); // this list was read after they were sent
   contador.textContent = String(data.no_leidas);
   contador.dataset.count = String(data.no_leidas);
   boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
   draw();
 }
 
-// The last list the server gave, drawn again when only what waits in the outbox changed.
-let shown = { items: [], stillAsked: new Set() };
+// The last list the server gave (null until one arrived), drawn again when only the answers waiting in the outbox
+// changed. `drawnFor` is which answers waited when it was last drawn: the outbox changes with every position fix
+// too, and redrawing then would clear a motivo being typed.
+let shown = null;
+let drawnFor = "";
+const answersKey = () => JSON.stringify([[...waiting()], [...sentAt.keys()]]);
 function draw() {
+  if (!shown) return; // nothing loaded yet (no coverage since the page opened): not "Sin notificaciones"
   const queued = waiting();
+  drawnFor = answersKey();
   lista.replaceChildren(...(shown.items.length ? shown.items.map((item) => row(item, shown.stillAsked, queued)) : [el("li", { class: "vacia" }, "Sin notificaciones")]));
 }
 
@@ -123,12 +130,12 @@ outbox?.onSent?.((item, result) => {
   const id = Number(ACK_PATH.exec(item.path ?? "")?.[1]);
   if (!id) return;
   if (result?.error) refused.set(id, describe(result.error));
-  else sentAt.set(id, performance.now()); // its buttons stay away until a list read after it shows the answer
+  else sentAt.set(id, { at: performance.now(), respuesta: item.body?.respuesta }); // no buttons until a list read after it
   reloadSoon();
 });
 // Whatever changes the outbox (an answer the question panel queued, one sent, one refused) is drawn at once: the
 // tray kept offering Acepto / No puedo for a question the panel had already answered into the outbox.
-outbox?.onChange(draw);
+outbox?.onChange(() => answersKey() !== drawnFor && draw());
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
 

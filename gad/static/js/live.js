@@ -25,6 +25,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
   let head = Infinity;
   let stopped = false;
   const open = () => {
+    if (stopped) return; // closed while a reconnect was waiting its turn
     const since = resumeFrom(key);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams();
@@ -62,7 +63,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
       if (stopped) return;
       setStatus("desconectado", "Sin conexión — reintentando");
       const reopening = await reopenUnlessEnded(acknowledged, open, delay);
-      if (!reopening) setStatus("caducada", "Sesión caducada");
+      if (!reopening && !stopped) setStatus("caducada", "Sesión caducada");
       delay = Math.min(delay * 2, 10000);
     });
   };
