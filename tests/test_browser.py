@@ -323,6 +323,7 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
         errors = _errors(page)
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.evaluate("navigator.serviceWorker.ready")
         for texto in ("Refuerzos en la plaza de Sol", "Corte de tráfico en Atocha"):
             body = {"tipo": "refuerzos", "texto": texto, "destino": "usuarios", "usuario_ids": [officer.id]}
             assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
@@ -342,6 +343,13 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
         expect(sol.get_by_role("button")).to_have_count(0)
         expect(pregunta).to_be_hidden(timeout=5_000)  # and the panel does not go on to ask Atocha, answered in the tray
         expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")
+        # Reopened without coverage, the tray shows its last list, and what waits to be sent, from its kept copy.
+        page.reload()
+        expect(page.locator("#red")).to_contain_text("Sin cobertura")
+        page.get_by_role("button", name="Notificaciones").click()
+        expect(sol).to_contain_text("Acepto (sin enviar aún)")
+        expect(atocha).to_contain_text("No puedo (sin enviar aún)")
+        expect(page.locator("#bandeja-lista .notificacion button")).to_have_count(0)
         context.set_offline(False)
         page.evaluate("window.dispatchEvent(new Event('online'))")
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)

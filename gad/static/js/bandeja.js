@@ -103,12 +103,36 @@ async function load() {
   // not released, its alert not closed): any pending one among the newest 30 is among the 30 newest pending.
   const [{ data }, { data: pending }] = await Promise.all([api("/api/v1/notificaciones?limit=30"), api("/api/v1/notificaciones?pendientes=true&limit=30")]);
   if (superseded()) return;
-  shown = { items: data.items, stillAsked: new Set(pending.items.map((n) => n.id)) };
   for (const [id, sent] of sentAt) if (sent.at < started) sentAt.delete(id); // this list was read after they were sent
-  contador.textContent = String(data.no_leidas);
-  contador.dataset.count = String(data.no_leidas);
-  boton.classList.toggle("hay-nuevas", data.no_leidas > 0);
+  show({ items: data.items, stillAsked: pending.items.map((n) => n.id), noLeidas: data.no_leidas });
+  if (outbox) {
+    try {
+      localStorage.setItem(KEPT, JSON.stringify({ usuario: me, items: data.items, stillAsked: pending.items.map((n) => n.id), noLeidas: data.no_leidas }));
+    } catch {
+      /* storage full or refused: the tray still works online */
+    }
+  }
+}
+
+function show({ items, stillAsked, noLeidas }) {
+  shown = { items, stillAsked: new Set(stillAsked) };
+  contador.textContent = String(noLeidas);
+  contador.dataset.count = String(noLeidas);
+  boton.classList.toggle("hay-nuevas", noLeidas > 0);
   draw();
+}
+
+// On the phone page, which opens without coverage, the last list is kept (as the page keeps its tareas) and shown
+// until a fresh one arrives: reopened offline, the tray showed nothing, not even the answers waiting to be sent.
+// Logging out forgets it with the rest of the usuario's copies (cola.js forgetOnLogout: every gad: key).
+const KEPT = `gad:bandeja:lista:${me}`;
+function showKept() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(KEPT) ?? "null");
+    if (kept?.usuario === me && !shown) show(kept);
+  } catch {
+    /* a damaged copy is ignored */
+  }
 }
 
 // The last list the server gave (null until one arrived), drawn again when only the answers waiting in the outbox
@@ -138,6 +162,8 @@ outbox?.onSent?.((item, result) => {
 outbox?.onChange(() => answersKey() !== drawnFor && draw());
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
+
+if (outbox) showKept();
 
 // --- alerts (supervisors) --------------------------------------------------------------------------
 
