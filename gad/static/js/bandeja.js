@@ -25,12 +25,12 @@ const refused = new Map();
 // answers do: without coverage it waits there and is sent in order when the network is back, instead of failing
 // with "Sin conexión" and being lost unless the officer remembers to answer again.
 const outbox = document.getElementById("cola-resumen") ? await import("./cola.js") : null;
-const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/;
+const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/; // an outbox item that answers a notification
 const RESPUESTA = { acepto: "Acepto", no_puedo: "No puedo", leida: "Leída" };
 // Notification id -> {at, respuesta}: its answer, sent from the outbox at `at`, until a list read after that shows it.
 const sentAt = new Map();
 // Notification id -> the answer waiting in the outbox (read from the outbox itself, whoever on the page queued it).
-const waiting = () => new Map((outbox?.pending() ?? []).flatMap((q) => (ACK_PATH.test(q.path ?? "") ? [[Number(ACK_PATH.exec(q.path)[1]), q.body.respuesta]] : [])));
+const waiting = () => outbox?.queuedAnswers() ?? new Map();
 
 function describe(error) {
   // The fields' Spanish messages when the server named them; otherwise the Spanish text of the status.

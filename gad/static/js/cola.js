@@ -51,6 +51,12 @@ if (owner) {
   localStorage.removeItem("gad:mi:conflictos"); // the old outbox's refusals: shown to whoever was on the phone then
 }
 
+// Answers to notifications waiting in this outbox, by notification id: the answer (acepto, no_puedo, leida). Read
+// by the phone page's question panel and by the tray, so each sees what the other queued.
+const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/;
+export const queuedAnswers = () =>
+  new Map(pending().flatMap((q) => (q.body?.respuesta && ACK_PATH.test(q.path ?? "") ? [[Number(ACK_PATH.exec(q.path)[1]), q.body.respuesta]] : [])));
+
 // Actions (not positions) waiting in a usuario's outbox: what logging them out would drop.
 export const waitingActionsOf = (usuarioId) => read(`gad:mi:cola:${usuarioId}`).filter((item) => item.kind !== "posicion").length;
 

@@ -490,13 +490,7 @@ function showNext() {
 
 // Acks waiting in the outbox (sent when coverage returns), answers or "leida": the ledger still lists them.
 function acksQueued(answered) {
-  return new Set(
-    cola
-      .pending()
-      .filter((q) => q.body?.respuesta && (q.body.respuesta !== "leida") === answered)
-      .map((q) => Number(/^\/api\/v1\/notificaciones\/(\d+)\/ack$/.exec(q.path)?.[1]))
-      .filter(Boolean),
-  );
+  return new Set([...cola.queuedAnswers()].filter(([, respuesta]) => (respuesta !== "leida") === answered).map(([id]) => id));
 }
 
 async function pendingQuestions() {
