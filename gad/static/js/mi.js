@@ -61,26 +61,35 @@ function loadCache() {
 
 // What the officer did without coverage is shown as done until the outbox sends it (or reports it refused): the
 // tareas copy a reload shows offline is older than the action, and offering "Iniciar" again there queued a second
-// start that was then refused. The last queued change of each tarea, and of the availability, wins, over a copy as
-// old as the one the action was taken on (`base`, its version); a newer one is the server's word and wins (the
-// supervisor's change after an action whose answer is still on its way).
+// start that was then refused. The last queued change of each tarea wins, over a copy as old as the one the action
+// was taken on (`base`, its version); a newer one is the server's word and wins (the supervisor's change after an
+// action whose answer is still on its way). The availability's own rule is shownDisponibilidad's.
 function queuedChanges() {
   const estados = new Map();
-  let disponibilidad = null;
   for (const q of cola.pending()) {
     const tarea = /^\/api\/v1\/tasks\/(\d+)\/estado$/.exec(q.path ?? "");
     if (tarea) estados.set(Number(tarea[1]), q);
-    else if (efectivo && q.path === `/api/v1/efectivos/${efectivo.id}/disponibilidad`) disponibilidad = q;
   }
-  return { estados, disponibilidad };
+  return { estados };
 }
 
 const notNewerThan = (row, queued) => queued.base === undefined || (row.version ?? 0) <= queued.base;
 
-// The availability the page shows: the last one chosen and not yet sent, over a copy as old as that choice.
+// The availability the page shows: the last one chosen and not yet sent, unless the copy says someone changed the
+// availability since. Judged by the availability it was chosen from (`desde`), not the version: the officer's own
+// position fixes bump the version, and a fix answered just after the tap hid the choice still waiting to be sent.
+// (A choice queued by an older page has no `desde`: judged by the version, as then.)
 function shownDisponibilidad() {
-  const queued = queuedChanges().disponibilidad;
-  return efectivo && queued && notNewerThan(efectivo, queued) ? queued.body.estado : efectivo?.estado_disponibilidad;
+  if (!efectivo) return undefined;
+  const path = `/api/v1/efectivos/${efectivo.id}/disponibilidad`;
+  // The queued choices in order, as the server will take them: each applies if made from what stands by then.
+  let estado = efectivo.estado_disponibilidad;
+  for (const q of cola.pending()) {
+    if (q.path !== path) continue;
+    const applies = q.body.desde === undefined ? notNewerThan(efectivo, q) : estado === q.body.desde;
+    if (applies) estado = q.body.estado;
+  }
+  return estado;
 }
 
 function renderEfectivo() {
