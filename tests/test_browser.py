@@ -631,6 +631,35 @@ def test_an_availability_chosen_offline_does_not_undo_the_centrals_change_made_m
         assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
 
 
+def test_an_availability_waiting_to_be_sent_stays_shown_when_a_position_fix_bumps_the_efectivo(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A position fix changes the efectivo's version, not its availability: the page used to judge a queued choice by
+    the version and, once a fix reached its copy, showed the old availability though the choice was still to be sent."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        # The choice does not get through (a dead spot), while the live socket still brings the central's news.
+        page.route("**/api/v1/efectivos/*/disponibilidad", lambda route: route.abort())
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        moved = _api(server, build, sup, "PUT", f"/api/v1/efectivos/{efectivo.id}/ubicacion", json={"lat": 40.4168, "lng": -3.7038})
+        assert moved.status_code == 200, moved.text
+        version = moved.json()["version"]
+        kept_version = "JSON.parse(localStorage.getItem('gad:mi:datos') ?? 'null')?.efectivo?.version ?? 0"
+        for _ in range(100):  # the fix's frame reloads the page's copy
+            if page.evaluate(kept_version) >= version:
+                break
+            page.wait_for_timeout(100)
+        assert page.evaluate(kept_version) >= version, "the page never read the efectivo the fix changed"
+        expect(page.get_by_role("button", name="No disponible")).to_have_attribute("aria-pressed", "true")
+        page.unroute("**/api/v1/efectivos/*/disponibilidad")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "no_disponible"
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_sos_raises_an_emergency_at_my_position_and_says_who_is_coming(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str

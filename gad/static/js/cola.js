@@ -97,7 +97,8 @@ export function dismissConflict(key) {
 }
 
 // Queue an action and try to send everything; resolves with the API answer when sent now, or null when kept.
-// `base`: the version of what the action was taken on, for the page to tell a copy older than the action from a newer one.
+// `base`: what the action was taken on (a version, or when the thing last changed), for the page to tell a copy older
+// than the action from a newer one.
 export async function enqueue({ method, path, body, label, kind = "accion", base }) {
   const item = { key: newKey(), method, path, body, label, kind, base, created: new Date().toISOString() };
   let queue = pending();

@@ -75,19 +75,21 @@ function queuedChanges() {
 
 const notNewerThan = (row, queued) => queued.base === undefined || (row.version ?? 0) <= queued.base;
 
-// The availability the page shows: the last one chosen and not yet sent, unless the copy says someone changed the
-// availability since. Judged by the availability it was chosen from (`desde`), not the version: the officer's own
-// position fixes bump the version, and a fix answered just after the tap hid the choice still waiting to be sent.
-// (A choice queued by an older page has no `desde`: judged by the version, as then.)
+// The availability the page shows: the last one chosen and not yet sent, unless the copy says the availability changed
+// since (someone else's change, or this very choice applied and then changed again while its answer was on its way).
+// Judged by when the availability last changed (`base`: the copy's estado_cambiado_en at the tap), not the version:
+// the officer's own position fixes bump the version, and a fix answered just after the tap hid the choice still
+// waiting to be sent. (A choice queued by an older page has its version as `base`: judged by the version, as then.)
+const sameInstant = (a, b) => a !== undefined && b !== undefined && Date.parse(a) === Date.parse(b);
+
 function shownDisponibilidad() {
   if (!efectivo) return undefined;
   const path = `/api/v1/efectivos/${efectivo.id}/disponibilidad`;
-  // The queued choices in order, as the server will take them: each applies if made from what stands by then.
   let estado = efectivo.estado_disponibilidad;
   for (const q of cola.pending()) {
     if (q.path !== path) continue;
-    const applies = q.body.desde === undefined ? notNewerThan(efectivo, q) : estado === q.body.desde;
-    if (applies) estado = q.body.estado;
+    const applies = typeof q.base === "string" ? sameInstant(efectivo.estado_cambiado_en, q.base) : notNewerThan(efectivo, q);
+    if (applies) estado = q.body.estado; // the last choice still standing wins
   }
   return estado;
 }
@@ -253,7 +255,7 @@ async function setDisponibilidad(estado, button) {
     // What the officer chose it from: sent later (no coverage), it is refused if the central changed it meanwhile.
     body: { estado, desde: shownDisponibilidad() },
     label: `Disponibilidad: ${button.textContent}`,
-    base: efectivo.version,
+    base: efectivo.estado_cambiado_en,
   });
   renderEfectivo();
   const result = await sending;
