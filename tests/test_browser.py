@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, expect
+from playwright.sync_api import Browser, Page, Playwright, WebSocketRoute, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
@@ -312,6 +312,29 @@ def test_an_alert_closed_while_the_phone_asks_it_is_taken_off_with_the_reason(br
         assert errors == []
 
 
+def test_a_motivo_typed_in_the_tray_survives_other_actions_going_through_the_outbox(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The tray redrew its list whenever the phone's outbox changed, and the outbox changes with every position fix
+    and every action sent: a motivo half typed for "No puedo" was wiped while the officer typed it."""
+    sup = build.usuario(2)
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "escritorio", landing="/mi") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        body = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
+        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
+        expect(page.get_by_role("alertdialog", name="Alerta de la central")).to_contain_text("Refuerzos en la plaza de Sol")
+        page.get_by_role("button", name="Notificaciones").click()
+        motivo = page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol").get_by_role("textbox", name="Motivo")
+        motivo.fill("Rueda pinch")
+        # Something else goes through the outbox meanwhile: queued, then sent and taken out of it.
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        if not page.locator("#bandeja-panel").is_visible():
+            page.get_by_role("button", name="Notificaciones").click()
+        expect(motivo).to_have_value("Rueda pinch")
+
+
 def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sent_when_back(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:
@@ -393,6 +416,47 @@ def test_a_page_whose_socket_comes_up_late_leaves_the_tray_without_a_second_one(
             page.wait_for_timeout(100)
         page.wait_for_timeout(1_500)  # not reopened
         assert [s.is_closed() for s in sockets] == [True, False]
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado")
+        assert errors == []
+
+
+def test_the_trays_socket_closed_while_it_waits_to_reconnect_stays_closed(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The tray's own socket dropped, and the page's socket came up while the tray waited to reconnect: closing the
+    tray's socket then did not cancel the wait, and the tray opened a second socket beside the page's after all."""
+    sup = build.usuario(2)
+    build.efectivo(nombre="Agente Tardío")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, landing="/usuarios") as (_, page):
+        errors = _errors(page)
+        held: list = []
+        sockets: list[WebSocketRoute] = []
+
+        def through(ws: WebSocketRoute) -> None:
+            sockets.append(ws)
+            ws.connect_to_server()
+
+        page.route(re.compile(r"/api/v1/efectivos\?"), lambda route: held.append(route))  # the page's data, held back
+        page.route_web_socket(re.compile(r"/ws/connect"), through)
+        page.clock.install()
+        page.goto("/efectivos", wait_until="commit")
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not held:
+            assert datetime.now(UTC) < deadline
+            page.wait_for_timeout(50)
+        page.clock.fast_forward(16_000)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the tray's own
+        assert len(sockets) == 1
+        page.clock.pause_at(datetime.now(UTC) + timedelta(hours=1))  # the reconnect's wait does not run out by itself
+        sockets[0].close()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "desconectado", timeout=10_000)
+        for route in held:
+            route.continue_()
+        page.unroute(re.compile(r"/api/v1/efectivos\?"))
+        expect(page.locator("#efectivos tr[data-efectivo-id]")).to_contain_text("Agente Tardío", timeout=10_000)
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the page's
+        assert len(sockets) == 2
+        page.clock.run_for(30_000)  # well past the tray's reconnect delay
+        page.wait_for_timeout(1_000)
+        assert len(sockets) == 2, "the tray reopened its socket beside the page's"
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado")
         assert errors == []
 
