@@ -384,6 +384,17 @@ def test_an_answer_from_the_tray_without_coverage_waits_in_the_outbox_and_is_sen
         assert errors == []
 
 
+def _past_the_trays_wait(page: Page, held: list) -> None:
+    """Once the page's data request is held back, the clock past the 15 s the tray gives the page's own socket: the
+    tray opens its own."""
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while not held:
+        assert datetime.now(UTC) < deadline
+        page.wait_for_timeout(50)
+    page.clock.fast_forward(16_000)
+    expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the tray's own
+
+
 def test_a_page_whose_socket_comes_up_late_leaves_the_tray_without_a_second_one(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """A live page whose data takes over 15 s: the tray opens its own socket meanwhile, and closes it for good once
     the page's socket is up (it stayed open, a second connection and every frame twice, for the page's life)."""
@@ -398,12 +409,7 @@ def test_a_page_whose_socket_comes_up_late_leaves_the_tray_without_a_second_one(
         page.on("websocket", lambda socket: sockets.append(socket))
         page.goto("/efectivos", wait_until="commit")
         page.wait_for_function("document.body !== null && document.getElementById('bandeja-boton') !== null")
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while not held:
-            assert datetime.now(UTC) < deadline
-            page.wait_for_timeout(50)
-        page.clock.fast_forward(16_000)
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the tray's own
+        _past_the_trays_wait(page, held)
         assert len(sockets) == 1
         for route in held:
             route.continue_()
@@ -438,12 +444,7 @@ def test_the_trays_socket_closed_while_it_waits_to_reconnect_stays_closed(browse
         page.route_web_socket(re.compile(r"/ws/connect"), through)
         page.clock.install()
         page.goto("/efectivos", wait_until="commit")
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while not held:
-            assert datetime.now(UTC) < deadline
-            page.wait_for_timeout(50)
-        page.clock.fast_forward(16_000)
-        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)  # the tray's own
+        _past_the_trays_wait(page, held)
         assert len(sockets) == 1
         page.clock.pause_at(datetime.now(UTC) + timedelta(hours=1))  # the reconnect's wait does not run out by itself
         sockets[0].close()
