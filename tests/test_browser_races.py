@@ -747,3 +747,158 @@ def test_a_supervisors_phone_page_finds_its_efectivo_when_another_leaves_between
         second.release()
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
         expect(page.locator("#mi-efectivo")).to_contain_text("SUP-001 · Agente Supervisor")
+
+
+def _pressed(page: Page, estado: str) -> Locator:
+    return page.locator(f'#disponibilidad button[data-estado="{estado}"]')
+
+
+def _kept(page: Page, expression: str) -> Any:
+    """What the page keeps for offline (its copy of the efectivo and tareas), read in the page."""
+    return page.evaluate(f"(() => {{ const kept = JSON.parse(localStorage.getItem('gad:mi:datos') ?? 'null'); return {expression}; }})()")
+
+
+def test_a_second_choice_still_queued_stays_shown_once_the_first_is_applied(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Two choices made without coverage: the first went through when coverage came back, the second did not (it
+    dropped again). The page took the first's change for someone else's and showed "No disponible" though "Fuera de
+    servicio" still waited to be sent — and a tap on "Disponible" from there was then refused."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with _phone(browser, pw, server, officer.email) as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        context.set_offline(True)
+        page.get_by_role("button", name="No disponible").click()
+        page.get_by_role("button", name="Fuera de servicio").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("2 acciones")
+
+        def second_fails(route: Route) -> None:
+            if json.loads(route.request.post_data or "{}").get("estado") == "fuera_servicio":
+                route.abort()
+            else:
+                route.continue_()
+
+        page.route("**/api/v1/efectivos/*/disponibilidad", second_fails)
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción", timeout=10_000)
+        for _ in range(100):  # the reload after coming back: the copy has the first choice applied
+            if _kept(page, "kept?.efectivo?.estado_disponibilidad") == "no_disponible":
+                break
+            page.wait_for_timeout(100)
+        assert _kept(page, "kept?.efectivo?.estado_disponibilidad") == "no_disponible"
+        expect(_pressed(page, "fuera_servicio")).to_have_attribute("aria-pressed", "true")
+        page.unroute("**/api/v1/efectivos/*/disponibilidad")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        assert _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()["estado_disponibilidad"] == "fuera_servicio"
+        expect(page.locator("#conflictos li")).to_have_count(0)
+
+
+def test_a_question_marked_read_in_the_tray_is_still_asked_after_a_reload(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """ "Marcar leída" on a question in the tray, at a dead spot: its "leida" waited in the outbox, and after a reload
+    in which the release notices' ledger answered first the page counted the question as closed and never asked it
+    again, though it still waited for acepto / no puedo (and escalated unanswered)."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with _phone(browser, pw, server, officer.email) as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        body = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
+        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=body).status_code == 201
+        pregunta = page.get_by_role("alertdialog", name="Alerta de la central")
+        expect(pregunta).to_contain_text("Refuerzos en la plaza de Sol")
+        page.route("**/api/v1/notificaciones/*/ack", lambda route: route.abort())  # a dead spot
+        page.get_by_role("button", name="Notificaciones").click()
+        page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol").get_by_role("button", name="Marcar leída").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        late = LateAnswers(page, re.compile(r"/api/v1/notificaciones\?pendientes=true"), lambda url: True)
+        page.reload()
+        late.wait_held()
+        page.wait_for_timeout(500)  # the release notices' ledger answers first
+        late.release()
+        expect(pregunta).to_contain_text("Refuerzos en la plaza de Sol")
+
+
+def test_an_older_reload_does_not_undo_the_answer_to_an_action(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A reload the officer's own position frame started just before the tap on "Iniciar" answered after the start's
+    answer (and before the reload that follows it): it put the card back to "Programada" with "Iniciar" offered, and
+    kept that copy for offline."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    tarea = build.tarea(sup, titulo="Ronda del parque")
+    build.asignacion(tarea, efectivo)
+    with _phone(browser, pw, server, officer.email) as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        card = page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')
+        expect(card).to_have_attribute("data-estado", "programada")
+        older: list[tuple[Route, object]] = []
+        later: list[Route] = []
+
+        def hold(route: Route) -> None:  # the first read answered by the server now, delivered later; the next ones wait
+            if older:
+                later.append(route)
+            else:
+                older.append((route, route.fetch()))
+
+        page.route(re.compile(r"/api/v1/tasks\?estado=programada"), hold)
+        moved = _api(server, build, sup, "PUT", f"/api/v1/efectivos/{efectivo.id}/ubicacion", json={"lat": 40.41, "lng": -3.70})
+        assert moved.status_code == 200  # its frame reloads the page
+        _wait_until_held(page, older, "the position's frame did not reload the page")
+        card.get_by_role("button", name="Iniciar").click()
+        expect(card).to_have_attribute("data-estado", "en_curso")
+        expect(card).not_to_contain_text("sin enviar aún")  # the start's answer is in
+        route, answer = older.pop()
+        route.fulfill(response=answer)  # type: ignore[arg-type]
+        page.wait_for_timeout(500)
+        expect(card).to_have_attribute("data-estado", "en_curso")
+        expect(card.get_by_role("button", name="Iniciar")).to_have_count(0)
+        assert _kept(page, f"kept.tareas.find((t) => t.id === {tarea.id}).estado") == "en_curso"
+        page.unroute(re.compile(r"/api/v1/tasks\?estado=programada"))
+        for waiting in later:
+            waiting.continue_()
+        expect(card).to_have_attribute("data-estado", "en_curso")
+
+
+def test_a_refused_availability_shows_what_the_central_set(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The central's change did not reach the page (its socket was down); the officer's choice was refused as made
+    from an availability that no longer stood, and the page said so but went on showing the old one pressed."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with _phone(browser, pw, server, officer.email) as (_, page):
+        Stream(page, drop=lambda frame: frame.get("topic") == "efectivos")  # the page does not hear of the change
+        page.reload()
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        ended = _api(server, build, sup, "POST", f"/api/v1/efectivos/{efectivo.id}/disponibilidad", json={"estado": "fuera_servicio"})
+        assert ended.status_code == 200
+        expect(_pressed(page, "disponible")).to_have_attribute("aria-pressed", "true")
+        page.get_by_role("button", name="No disponible").click()
+        expect(page.locator("#conflictos")).to_contain_text("ahora es «fuera de servicio»", timeout=10_000)
+        expect(_pressed(page, "fuera_servicio")).to_have_attribute("aria-pressed", "true")
+
+
+def test_an_sos_goes_ahead_of_the_positions_waiting_in_the_outbox(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The outbox sent strictly in order: an SOS waited behind every position fix a shift without coverage had
+    queued (up to 200), and a fix the server could not take then (503) held it back to the next round."""
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with _phone(browser, pw, server, officer.email) as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        page.route("**/api/v1/efectivos/*/ubicacion", lambda route: route.fulfill(status=503, content_type="application/problem+json", body="{}"))
+        page.evaluate(
+            """([usuario, efectivo]) => {
+                const key = `gad:mi:cola:${usuario}`;
+                const queue = JSON.parse(localStorage.getItem(key) ?? "[]");
+                for (let i = 0; i < 3; i++) {
+                    const at = new Date(Date.now() - (3 - i) * 60000).toISOString();
+                    queue.push({ key: crypto.randomUUID(), method: "PUT", path: `/api/v1/efectivos/${efectivo}/ubicacion`,
+                                 body: { lat: 40.41, lng: -3.70, registrado_en: at }, label: "Posición", kind: "posicion", created: at });
+                }
+                localStorage.setItem(key, JSON.stringify(queue));
+            }""",
+            [officer.id, efectivo.id],
+        )
+        page.get_by_role("button", name="SOS").click()
+        expect(page.locator("#sos-resultado")).to_contain_text(re.compile(r"SOS EMG-\d{8}-\d{4}"), timeout=10_000)

@@ -1,6 +1,6 @@
 // The phone's outbox: actions taken without coverage (estado changes, availability, positions, SOS) are kept
-// in localStorage and sent in order when the network is back. Each carries its own Idempotency-Key, so a
-// request whose answer was lost is applied once; a refusal (409/412/422/403) is kept as a conflict to show,
+// in localStorage and sent when the network is back, actions in the order they were taken, then positions. Each
+// carries its own Idempotency-Key, so a request whose answer was lost is applied once; a refusal (409/412/422/403) is kept as a conflict to show,
 // never dropped silently. Network errors and 5xx leave the action queued for the next attempt; so does a 401 (the
 // session is over: api.js says so, and the outbox waits for the officer to log in again).
 //
@@ -88,6 +88,16 @@ export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbo
   else await Promise.all(names.map(async (name) => (await caches.open(name)).delete("/mi")));
 }
 
+// An action the server applied changed what the ones queued after it on the same thing were taken on: `base` (see
+// enqueue) becomes the answer's, or a page would take the applied action's answer for someone else's later change and
+// stop showing the rest as done while they still wait to be sent.
+export function rebase(path, base) {
+  write(
+    QUEUE,
+    pending().map((q) => (q.path === path && q.base !== undefined ? { ...q, base } : q)),
+  );
+}
+
 export function dismissConflict(key) {
   write(
     CONFLICTS,
@@ -120,10 +130,18 @@ export function flush() {
   return flushing;
 }
 
+// Actions go ahead of position fixes: an SOS queued behind a shift's fixes (up to MAX_FIXES) waited for every one of
+// them, and a fix answered 503 held it to the next round. Each fix carries its own time (registrado_en) and the
+// server keeps the newest, so sending fixes after the actions changes nothing of where the officer is shown.
+const next = () => {
+  const queue = pending();
+  return queue.find((q) => q.kind !== "posicion") ?? queue[0];
+};
+
 async function send() {
   const results = new Map();
   for (;;) {
-    const [item] = pending();
+    const item = next();
     if (!item) break;
     try {
       const answer = await api(item.path, { method: item.method, body: item.body, idempotencyKey: item.key });

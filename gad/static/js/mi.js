@@ -164,6 +164,8 @@ function renderTareas() {
 }
 
 const beginLoad = newestOnly();
+// Of two copies of one row, the later: versions only grow.
+const newer = (kept, read) => (kept && read && kept.id === read.id && (kept.version ?? 0) > (read.version ?? 0) ? kept : read);
 
 async function load() {
   // Every frame of a busy tarea reloads: an older answer arriving last must not put older cards back.
@@ -176,8 +178,11 @@ async function load() {
       api(`/api/v1/tasks?estado=finalizada,cancelada&sort=-created_at&limit=20${filtro}`),
     ]);
     if (superseded()) return;
-    efectivo = mine;
-    tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items];
+    // Read before an action's answer was adopted (a reload a position fix's frame started just before the tap): the
+    // answer is newer, and putting the older copy back (and keeping it for offline) offered the action again.
+    efectivo = newer(efectivo, mine);
+    const adopted = new Map(tareas.map((t) => [t.id, t]));
+    tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items].map((t) => newer(adopted.get(t.id), t));
     saveCache();
     await Promise.all([unreadReleases(), pendingQuestions()]);
     $("red").hidden = true;
@@ -264,7 +269,9 @@ async function setDisponibilidad(estado, button) {
     efectivo = result.data;
     saveCache();
   }
-  renderEfectivo(); // sent, kept, or refused (then the server's state, which a refusal leaves as it was)
+  renderEfectivo(); // sent, or kept
+  // Refused: the availability changed without this page hearing it (the refusal says to what): read it again.
+  if (result?.error) load();
 }
 
 function distanceM(a, b) {
@@ -382,6 +389,13 @@ function showSos(result) {
     : `SOS ${data.tarea.codigo}: va en camino ${data.tarea.efectivos.map((e) => e.nombre).join(", ")} (a ${data.asignados.map((a) => `${Math.round(a.distancia_m)} m`).join(", ")}).`;
 }
 cola.onSent?.((item, result) => item.kind === "sos" && result && showSos(result)); // ?.: a cola.js cached before onSent
+// Applied: what is queued after it on the same tarea, or the availability, was taken on its answer (`base`).
+cola.onSent?.((item, result) => {
+  const row = result?.data;
+  if (!row) return;
+  if (typeof item.base === "string" && row.estado_cambiado_en) cola.rebase?.(item.path, row.estado_cambiado_en);
+  else if (typeof item.base === "number" && typeof row.version === "number") cola.rebase?.(item.path, row.version);
+});
 
 function renderQueue() {
   renderSession();
@@ -617,7 +631,7 @@ function dropTarea(d) {
   // Nothing left to accept, but only of what came before this release: a resume replays it after the phone has
   // already been asked, from the ledger, about the tarea assigned to it again since (a newer notification).
   for (const [key, p] of preguntas) if (p.tareaId === d.tarea_id && (p.notificacionId ?? 0) < d.id) forget(key);
-  if (d.estado === "leida") cerradas.add(d.id);
+  if (d.estado === "leida" || acksQueued(false).has(d.id)) cerradas.add(d.id); // read, or its "Entendido" waits to be sent
   if (cerradas.has(d.id) || desasignaciones.has(d.id)) return;
   desasignaciones.set(d.id, { texto: `${d.titulo}. ${d.texto}`, desde: performance.now() });
   renderDesasignaciones();
@@ -633,7 +647,9 @@ async function unreadReleases() {
   const desde = performance.now();
   const { items } = await fetchAll("/api/v1/notificaciones?causa=desasignacion&no_leidas=true");
   const listed = new Set(items.map((n) => n.id));
-  for (const id of acksQueued(false)) cerradas.add(id); // "Entendido" before a reload, its ack still in the outbox
+  // "Entendido" before a reload, its ack still in the outbox: not shown again. Only the notices listed here: a question
+  // marked read in the tray has a "leida" waiting too, and is still asked (among `cerradas`, it never was again).
+  for (const id of acksQueued(false)) if (listed.has(id)) cerradas.add(id);
   for (const [id, r] of desasignaciones) {
     if (r.desde < desde && !listed.has(id)) {
       desasignaciones.delete(id);
