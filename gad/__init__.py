@@ -231,11 +231,14 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_request_hooks(app: Flask) -> None:
     from gad import db_session, observability, security
+    from gad.blueprints import http
 
     # after_request hooks run in reverse order: commit first, then headers, then the access log line.
     observability.init_app(app)
     security.init_app(app)
     db_session.init_app(app)
+    # An app hook, so it runs before every blueprint's (authentication's among them).
+    app.before_request(http.read_body_first)
 
 
 def register_blueprints(app: Flask) -> None:

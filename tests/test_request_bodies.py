@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -154,3 +156,62 @@ def test_every_documented_write_without_a_body_refuses_one(app: Flask, client: F
             assert answer.status_code == 415, (method, rule.rule, answer.status_code)
             checked.append((method, rule.rule))
     assert len(checked) >= 14, checked
+
+
+class _SlowBody(io.BytesIO):
+    """A phone on a bad link: the first bytes of the body at once, the rest after ``pause`` seconds."""
+
+    def __init__(self, data: bytes, pause: float) -> None:
+        super().__init__(data)
+        self.pause: float | None = pause
+
+    def _wait_after_the_first_bytes(self) -> int | None:
+        if self.pause is None:
+            return None
+        if self.tell() == 0:
+            return 5
+        time.sleep(self.pause)
+        self.pause = None
+        return None
+
+    def read(self, size: int | None = -1) -> bytes:
+        first = self._wait_after_the_first_bytes()
+        return super().read(first if first is not None else size)
+
+    def readinto(self, buffer: Any) -> int:
+        first = self._wait_after_the_first_bytes()
+        return super().readinto(memoryview(buffer)[:first] if first is not None else buffer)
+
+
+def test_a_write_whose_body_arrives_slowly_is_applied(app_with: Callable[..., Flask], build: Builders) -> None:
+    """Authentication opened the request's transaction before the body was read: a body slower to arrive than the
+    idle-transaction limit had the session ended under it, and a valid write was answered 503 and lost."""
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    slow_app = app_with(DB_IDLE_IN_TRANSACTION_TIMEOUT_MS=300)
+    body = json.dumps({"estado": "no_disponible"}).encode()
+    response = slow_app.test_client().post(
+        f"/api/v1/efectivos/{efectivo.id}/disponibilidad",
+        input_stream=_SlowBody(body, pause=0.8),
+        content_length=len(body),
+        content_type="application/json",
+        headers=build.headers(officer),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["estado_disponibilidad"] == "no_disponible"
+
+
+def test_a_body_cut_short_is_400_not_a_database_failure(client: FlaskClient, build: Builders) -> None:
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    body = json.dumps({"estado": "no_disponible"}).encode()
+    response = client.post(
+        f"/api/v1/efectivos/{efectivo.id}/disponibilidad",
+        input_stream=io.BytesIO(body[:10]),
+        content_length=len(body),
+        content_type="application/json",
+        headers=build.headers(officer),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == PROBLEM
+    assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=build.headers(officer)).get_json()["estado_disponibilidad"] == "disponible"

@@ -45,6 +45,27 @@ def _nests_deeper_than(payload: Any, limit: int) -> bool:
     return False
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def read_body_first() -> None:
+    """App ``before_request`` hook: a request's body is read in full before anything queries the database.
+
+    Authentication opens the request's transaction (the caller's row) before the view parses the body; a phone on
+    a bad link whose body took longer to arrive than ``DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`` had its session ended
+    by PostgreSQL under it, and a valid write was answered 503 and lost. Read here, the body waits in memory
+    (bounded by MAX_CONTENT_LENGTH; a larger declared one is refused when parsed, after authentication), and a
+    body cut short is a 400 (the client went away), not a database failure."""
+    request_ = current_request()
+    if request_.method not in _BODY_METHODS:
+        return
+    declared = request_.content_length
+    chunked = "chunked" in request_.headers.get("Transfer-Encoding", "").lower()
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if (declared and (limit is None or declared <= limit)) or (declared is None and chunked):
+        request_.get_data(cache=True)
+
+
 def parse_json(model: type[M]) -> M:
     """Validate the JSON body against ``model``: 415 when it is declared as something else, 400 when it is not JSON,
     422 with field paths when invalid."""
