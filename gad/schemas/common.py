@@ -83,9 +83,22 @@ def _in_time_window(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_A_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _written_out(value: Any) -> Any:
+    # pydantic's lax mode reads a number, or a text of digits, as seconds since 1970: a client's Unix time (or a
+    # number sent by mistake) was stored as an instant nobody wrote, though every instant needs its offset.
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (isinstance(value, str) and _A_NUMBER.fullmatch(value)):
+        raise PydanticCustomError("datetime_parsing", "Input should be an ISO 8601 date and time with an offset, not a number")
+    return value
+
+
 RowId = Annotated[int, Field(ge=1, le=ID_MAX)]  # an id a request names: larger ones cannot exist
-# Every datetime a client sends (body, form or query): with an offset, inside the stored window, then in UTC.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {TIME_WINDOW}")]
+# Every datetime a client sends (body, form or query): written out with an offset, inside the stored window, then in UTC.
+UtcDatetime = Annotated[
+    AwareDatetime, BeforeValidator(_written_out), AfterValidator(_in_time_window), Field(description=f"ISO 8601 with offset, {TIME_WINDOW}")
+]
 
 
 def rule_broken(message: str, mensaje: str, field: str | None = None) -> PydanticCustomError:
