@@ -122,7 +122,7 @@ def test_null_clears_a_nullable_field(client: FlaskClient, build: Builders, kind
     assert response.get_json()[field] is None
 
 
-NO_OPS = {"tarea": TareaPatch, "usuario": UsuarioPatch, "efectivo": EfectivoPatch}
+NO_OPS = {"tarea": TareaPatch, "usuario": UsuarioPatch, "efectivo": EfectivoPatch, "turno": TurnoPatch}
 
 
 @pytest.mark.parametrize("kind", NO_OPS)
@@ -143,6 +143,6 @@ def test_a_patch_that_changes_nothing_is_a_no_op(app: Flask, client: FlaskClient
     assert len(all_events(app)) == events  # nothing announced
     stale = client.patch(path, json={}, headers=headers | {"If-Match": f'"{body["version"] + 7}"'})
     assert stale.status_code == 412  # a no-op still answers a stale If-Match
-    changed = client.patch(path, json=same | {"nombre" if kind != "tarea" else "titulo": "Cambiado de verdad"}, headers=headers)
+    changed = client.patch(path, json=same | {{"tarea": "titulo", "turno": "notas"}.get(kind, "nombre"): "Cambiado de verdad"}, headers=headers)
     assert changed.status_code == 200 and changed.get_json()["version"] == body["version"] + 1
     assert len(all_events(app)) == events + 1

@@ -175,6 +175,10 @@ def test_licencia_refuses_overlaps_both_ways(app: Flask, client: FlaskClient, bu
     shift = _turno(client, headers, efectivo.id, T0).get_json()["items"][0]
     over = client.post("/api/v1/licencias", json=leave | {"inicio": _iso(T0), "fin": _iso(T0 + timedelta(days=1))}, headers=headers)
     assert over.status_code == 409 and over.get_json()["conflicto"] == over.get_json()["conflicto"] | {"clase": "turno", "id": shift["id"]}
+    # One that ends where it starts is refused as a licencia (it was called "the turno").
+    empty = client.post("/api/v1/licencias", json=leave | {"fin": leave["inicio"]}, headers=headers)
+    assert empty.status_code == 422 and empty.get_json()["detail"] == "The licencia is invalid."
+    assert empty.get_json()["errors"][0]["field"] == "body.fin"
     # Deleting the leave frees the week.
     assert client.delete(f"/api/v1/licencias/{licencia_id}", headers=headers).status_code == 204
     assert _turno(client, headers, efectivo.id, T0 + timedelta(days=8)).status_code == 201

@@ -28,7 +28,7 @@ from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario
 from gad.realtime import events
 from gad.schemas.events import AgendaEvent, LicenciaCreated, LicenciaDeleted, TurnoDeleted, TurnosCreated, TurnoUpdated
-from gad.services.common import check_version, paginate
+from gad.services.common import changes_nothing, check_version, paginate
 from gad.vocab import Nivel, TipoLicencia, TipoTurno
 
 A = TypeVar("A", Turno, Licencia)
@@ -389,9 +389,10 @@ def _bound(value: datetime | None) -> datetime:
     return value
 
 
-def _invalid(field: str, message: str, kind: str, es: str | None = None) -> ValidationProblem:
-    """A 422 for one field; ``es`` is the Spanish the planning form shows beside it (else the wording for ``kind``)."""
-    return ValidationProblem("The turno is invalid.", errors=[field_error(field, kind, message, es=es)])
+def _invalid(field: str, message: str, kind: str, es: str | None = None, *, what: str = "turno") -> ValidationProblem:
+    """A 422 for one field of a turno (or ``what`` else); ``es`` is the Spanish the planning form shows beside it (else
+    the wording for ``kind``)."""
+    return ValidationProblem(f"The {what} is invalid.", errors=[field_error(field, kind, message, es=es)])
 
 
 def _hours(span: timedelta) -> str:
@@ -402,9 +403,9 @@ def _horas(span: timedelta) -> str:
     return _hours(span).replace(".", ",")  # 72,5 horas: the decimal comma of Spanish
 
 
-def _check_range(inicio: datetime, fin: datetime, where: str) -> None:
+def _check_range(inicio: datetime, fin: datetime, where: str, what: str = "turno") -> None:
     if fin <= inicio:
-        raise _invalid(f"{where}.fin", "must be after inicio", "range")
+        raise _invalid(f"{where}.fin", "must be after inicio", "range", what=what)
 
 
 # --- turnos --------------------------------------------------------------------------------------
@@ -509,6 +510,9 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
     check_version(turno.version, expected_version, "turno")
     inicio: datetime = changes.get("inicio") or _bound(turno.periodo.lower)
     fin: datetime = changes.get("fin") or _bound(turno.periodo.upper)
+    values: dict[str, Any] = {name: _stored(name, changes[name]) for name in ("tipo", "unidad", "notas") if name in changes}
+    if (inicio, fin, target_id) == (_bound(turno.periodo.lower), _bound(turno.periodo.upper), turno.efectivo_id) and changes_nothing(turno, values):
+        return turno  # as every PATCH: nothing changes, so no new version for other editors (their If-Match holds) and no event
     _check_range(inicio, fin, "body")
     if fin - inicio > MAX_TURNO:
         raise _invalid("body.fin", f"a turno lasts at most {_hours(MAX_TURNO)} hours", "duration", f"Un turno dura como máximo {_horas(MAX_TURNO)} horas.")
@@ -526,12 +530,15 @@ def update_turno(actor: Usuario, turno_id: int, changes: dict[str, Any], expecte
     with refused_as_conflict(f"Turno {turno.id}", lambda: choques(target_id, [(inicio, fin)], skip_turno=turno.id)):
         turno.periodo = periodo(inicio, fin)
         turno.efectivo_id = target_id
-        for name in ("tipo", "unidad", "notas"):
-            if name in changes:
-                setattr(turno, name, str(changes[name]) if name == "tipo" and changes[name] is not None else changes[name])
+        for name, value in values.items():
+            setattr(turno, name, value)
         turno.version += 1
     _record(TurnoUpdated(**_whose(efectivo), **moved_from, before=before, turno=_event_item(turno_dict(turno))), "turno", turno.id, actor)
     return turno
+
+
+def _stored(name: str, value: Any) -> Any:
+    return str(value) if name == "tipo" and value is not None else value
 
 
 def delete_turno(actor: Usuario, turno_id: int, expected_version: int | None) -> None:
@@ -557,7 +564,7 @@ def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
     Shifts and bookings inside the leave must be moved or removed first: the planner decides who covers them.
     """
     policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating licencias")
-    _check_range(data["inicio"], data["fin"], "body")
+    _check_range(data["inicio"], data["fin"], "body", "licencia")
     efectivo = _lock_efectivo(data["efectivo_id"])
     _require_active(efectivo)
     rango = [(data["inicio"], data["fin"])]
