@@ -672,3 +672,22 @@ def test_sweeper_wakes_at_the_next_deadline_and_never_spins_on_rows_another_proc
     assert pause_after(1.0, utcnow() + timedelta(seconds=30), started) == 1.0
     # Became due while the sweep was working: go again at once.
     assert pause_after(1.0, started + timedelta(microseconds=1), started) == 0.005
+
+
+def test_a_supervisor_reads_one_usuarios_notifications_or_everyones_never_both_at_once(client: FlaskClient, build: Builders) -> None:
+    """``todos=true`` beside ``usuario_id`` answered everyone's list without a word, and the caller read it as that
+    usuario's."""
+    sup = build.usuario(2)
+    ana, luis = build.usuario(1), build.usuario(1)
+    headers = build.headers(sup)
+    sent = client.post(
+        "/api/v1/alertas", json={"tipo": "aviso", "texto": "Relevo a las 22:00", "destino": "usuarios", "usuario_ids": [ana.id, luis.id]}, headers=headers
+    )
+    assert sent.status_code == 201, sent.get_json()
+    everyone = client.get("/api/v1/notificaciones?todos=true", headers=headers).get_json()["items"]
+    assert {n["usuario_id"] for n in everyone} >= {ana.id, luis.id}
+    only_ana = client.get(f"/api/v1/notificaciones?usuario_id={ana.id}", headers=headers).get_json()["items"]
+    assert {n["usuario_id"] for n in only_ana} == {ana.id}
+    both = client.get(f"/api/v1/notificaciones?todos=true&usuario_id={ana.id}", headers=headers)
+    assert both.status_code == 422 and both.headers["Content-Type"] == "application/problem+json"
+    assert [e["field"] for e in both.get_json()["errors"]] == ["query.usuario_id"]

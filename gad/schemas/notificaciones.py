@@ -56,6 +56,13 @@ class NotificacionQuery(PageQuery):
     tarea_id: int | None = Field(None, ge=1)
     alerta_id: int | None = Field(None, ge=1)
 
+    @model_validator(mode="after")
+    def _one_usuario_or_all(self) -> Self:
+        # todos answered everyone's and dropped the usuario asked for without a word: the caller read the wrong list.
+        if self.todos and self.usuario_id is not None:
+            raise rule_broken("usuario_id names one usuario and todos asks for every one: send one", "Elija un usuario o todos, no ambos.", "usuario_id")
+        return self
+
 
 class AckIn(InModel):
     respuesta: RespuestaNotificacion
