@@ -170,8 +170,10 @@ def test_stale_if_match_is_412_with_current_etag(client: FlaskClient, build: Bui
     assert stale.status_code == 412 and stale.headers["ETag"] == '"2"'
     stale_transition = client.post(f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "en_curso"}, headers=headers | {"If-Match": etag})
     assert stale_transition.status_code == 412
-    garbage = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": "yesterday"})
-    assert garbage.status_code == 422
+    # Only a tag as this API sends it: what int() alone read as one (unquoted, "0_2", "+2", "-1": the weak marker) is 422.
+    for garbage in ("yesterday", "2", '"0_2"', '"+2"', '""+2"', '"-1"', '"2', '" 2"'):
+        refused = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": garbage})
+        assert refused.status_code == 422 and [e["field"] for e in refused.get_json()["errors"]] == ["header.If-Match"], garbage
     # If-Match compares strongly (RFC 9110 13.1.1): a weak tag never matches, even one naming the current version.
     weak = client.patch(f"/api/v1/tasks/{tarea.id}", json={"prioridad": 2}, headers=headers | {"If-Match": 'W/"2"'})
     assert weak.status_code == 412 and weak.mimetype == "application/problem+json" and "weak" in weak.get_json()["detail"]

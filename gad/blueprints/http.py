@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from gad.services.common import WEAK_ETAG
 M = TypeVar("M", bound=BaseModel)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_KEY_LENGTH = 200
+_ETAG = re.compile(r'"([0-9]{1,18})"')  # a version: a row's counter, far below 10**18
 # No GAD body nests beyond 3 levels. A bound far below Python's recursion limit keeps every recursive
 # walk that follows (validation, the NUL check) safe; the size is bounded by MAX_CONTENT_LENGTH (413).
 MAX_JSON_DEPTH = 32
@@ -200,14 +202,14 @@ def if_match_version() -> int | None:
     value = raw.strip()
     if value.startswith("W/"):
         return WEAK_ETAG  # matches no version: the service answers 412 once the row is found and the caller allowed
-    value = value.strip('"')
-    try:
-        return int(value)
-    except ValueError:
+    # Exactly the tags this API sends: int() alone took 2 (unquoted), "0_3", "+4", and "-1" (read as a weak tag).
+    tag = _ETAG.fullmatch(value)
+    if tag is None:
         raise ValidationProblem(
             "If-Match must be an ETag returned by this API.",
             errors=[{"field": "header.If-Match", "message": 'expected a quoted version such as "3"', "type": "etag"}],
-        ) from None
+        )
+    return int(tag.group(1))
 
 
 def idempotent(view: Callable[..., Response]) -> Callable[..., Response]:
