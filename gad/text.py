@@ -15,9 +15,12 @@ _DRAWN_BLANK = frozenset("\u034f\u180b\u180c\u180d\u180f\u115f\u1160\u3164\uffa0
 
 
 def is_blank(character: str) -> bool:
+    # A lone surrogate (Cs) is no character at all, not a blank one: stripped from the ends, a motivo of only that
+    # was stored as none, where one inside a text is refused (422 string_unicode). Kept, it is refused everywhere.
+    category = unicodedata.category(character)
     return (
         character in _DRAWN_BLANK
-        or unicodedata.category(character)[0] in "CZ"
+        or (category[0] in "CZ" and category != "Cs")
         or "\ufe00" <= character <= "\ufe0f"
         or "\U000e0100" <= character <= "\U000e01ef"
     )

@@ -3,6 +3,7 @@ the field, never an empty value stored nor a database constraint's 409."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -147,3 +148,17 @@ def test_optional_text_left_blank_is_no_value_never_an_empty_one(client: FlaskCl
     assert tarea.status_code == 201 and (tarea.get_json()["descripcion"], tarea.get_json()["notas"]) == (None, None)
     too_long = client.post("/api/v1/efectivos", json=_efectivo_body(codigo_interno="EF-LONG", rango="x" * 51), headers=headers)
     assert_422_naming(too_long, "body.rango")  # a value is still measured
+
+
+@pytest.mark.parametrize("motivo", ["\ud800", "\udfff x \ud83d", "Relevo \udc00"], ids=["alone", "both-ends", "at-the-end"])
+def test_a_lone_surrogate_is_refused_wherever_it_stands(client: FlaskClient, build: Builders, motivo: str) -> None:
+    """A lone surrogate inside a text was refused, but one at either end was stripped as if blank: a motivo of only
+    that was stored as none, and the officer's text was changed without a word."""
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    headers = build.headers(officer)
+    body = json.dumps({"estado": "no_disponible", "motivo": motivo})  # \ud800 escapes: what a JSON client can send
+    response = client.post(f"/api/v1/efectivos/{efectivo.id}/disponibilidad", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 422, response.get_json()
+    assert [e["field"] for e in response.get_json()["errors"]] == ["body.motivo"]
+    assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).get_json()["estado_disponibilidad"] == "disponible"
