@@ -1,4 +1,4 @@
-"""How GAD reads people's text: what counts as blank, and the one spelling kept for an e-mail and a DNI.
+"""How GAD reads people's text: what counts as blank, and the one spelling kept for an e-mail, a DNI and a unidad.
 
 The request schemas (gad/schemas/common.py), the services that look people up (login, the usuarios search) and the
 importer all judge text by these rules, so a value means the same thing wherever it arrives.
@@ -34,6 +34,14 @@ def strip_blank(value: str) -> str:
     while end > start and is_blank(value[end - 1]):
         end -= 1
     return value[start:end]
+
+
+def canonical_unidad(value: str) -> str:
+    """A unidad as GAD keeps and compares it: composed (NFC: an accent typed as a combining mark is the letter it
+    looks like) and its words one space apart. An alert to «Móvil 101» reached nobody written «Mo\u0301vil  101»,
+    though both read the same. Capitals are kept: the command centre writes its unidades as it names them."""
+    words = (strip_blank(word) for word in unicodedata.normalize("NFC", value).split())
+    return " ".join(word for word in words if word)
 
 
 def visible_length(value: str) -> int:

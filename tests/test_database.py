@@ -131,6 +131,31 @@ def test_blank_text_migration_makes_older_empty_optional_text_null(pg_server: st
         assert cur.fetchall() == [(blank, None, None, "canina", 1), (kept, "Cabo", "Móvil 7", "canina", 1)]
 
 
+def test_unidad_migration_rewrites_older_spellings_of_a_unidad_into_the_one_the_api_keeps(pg_server: str) -> None:
+    """0004p: an efectivo and a turno written «Mo\u0301vil  101» before the API kept one spelling are «Móvil 101»
+    after it, so an alert or a filter by that unidad finds them; no version moves."""
+    with _database_at(pg_server, "gad_migrations_0004p", "0004n") as (env, cur):
+        efectivo = (
+            "INSERT INTO efectivos (uuid, codigo_interno, nombre, unidad, estado_disponibilidad, estado_cambiado_en,"
+            " created_at, updated_at, version) VALUES (gen_random_uuid(), %s, 'Agente', %s, 'disponible', now(), now(), now(), 1) RETURNING id"
+        )
+        ids = {}
+        for codigo, unidad in [("EF-1", "Mo\u0301vil  101"), ("EF-2", "\u200bMóvil 101\u00a0"), ("EF-3", "Móvil 101"), ("EF-4", "móvil 7"), ("EF-5", "\u200b")]:
+            cur.execute(efectivo, (codigo, unidad))
+            ids[codigo] = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO turnos (efectivo_id, unidad, tipo, periodo, created_at, updated_at, version)"
+            " VALUES (%s, %s, 'servicio', tstzrange(now(), now() + interval '8 hours'), now(), now(), 1)",
+            (ids["EF-1"], "Mo\u0301vil\t101"),
+        )
+        upgraded = run_flask(env, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        cur.execute("SELECT codigo_interno, unidad, version FROM efectivos ORDER BY codigo_interno")
+        assert cur.fetchall() == [("EF-1", "Móvil 101", 1), ("EF-2", "Móvil 101", 1), ("EF-3", "Móvil 101", 1), ("EF-4", "móvil 7", 1), ("EF-5", None, 1)]
+        cur.execute("SELECT unidad, version FROM turnos")
+        assert cur.fetchall() == [("Móvil 101", 1)]
+
+
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
     admin = build.usuario(3)
     bad_rows = [

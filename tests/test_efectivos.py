@@ -39,6 +39,26 @@ def test_efectivo_list_filters_and_paginates(client: FlaskClient, build: Builder
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"].startswith("query.estado_disponibilidad")
 
 
+def test_a_unidad_is_one_unidad_however_its_accent_and_spaces_were_typed(client: FlaskClient, build: Builders) -> None:
+    """«Móvil 101» typed with a combining accent, doubled spaces or an invisible character is stored, filtered and
+    alerted as the one unidad it reads as: an alert to it used to miss the efectivos written the other way."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    spellings = ["Mo\u0301vil  101", "\u200bMóvil\t101\u00a0", "Móvil 101"]
+    members = [build.usuario(1) for _ in spellings]
+    for index, (spelling, member) in enumerate(zip(spellings, members, strict=True)):
+        body = {"codigo_interno": f"EF-U{index}", "nombre": "Agente Uno", "unidad": spelling, "usuario_id": member.id}
+        created = client.post("/api/v1/efectivos", json=body, headers=headers)
+        assert created.status_code == 201 and created.get_json()["unidad"] == "Móvil 101", created.get_json()
+    build.efectivo(unidad="móvil 101")  # capitals are the command centre's own: another unidad
+    assert client.get("/api/v1/efectivos?unidad=Mo\u0301vil%20%20101", headers=headers).get_json()["total"] == 3
+    alert = {"tipo": "aviso", "texto": "Relevo", "destino": "unidad", "unidad": " Mo\u0301vil 101 "}
+    sent = client.post("/api/v1/alertas", json=alert, headers=headers)
+    assert sent.status_code == 201 and sent.get_json()["total"] == 3
+    blank = client.patch(created.headers["Location"], json={"unidad": " \u200b "}, headers=headers | {"If-Match": created.headers["ETag"]})
+    assert blank.status_code == 200 and blank.get_json()["unidad"] is None
+
+
 def test_efectivo_user_sees_and_reports_only_their_own_efectivo(client: FlaskClient, build: Builders) -> None:
     user = build.usuario(1)
     mine, other = build.efectivo(usuario_id=user.id), build.efectivo()

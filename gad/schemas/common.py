@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, Unpack, ge
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gad.text import canonical_dni, canonical_email, is_blank, strip_blank
+from gad.text import canonical_dni, canonical_email, canonical_unidad, is_blank, strip_blank
 from gad.vocab import ID_MAX, TIEMPO_MAX, TIEMPO_MIN
 
 T = TypeVar("T")
@@ -67,6 +67,14 @@ def _blank_is_none(value: Any) -> Any:
 # An optional text: left blank (a form's untouched input, spaces) it is no value, stored as null as if omitted, never
 # an empty string that lists and defaults would then treat as a value.
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
+
+
+def _unidad(value: Any) -> Any:
+    return (canonical_unidad(value) or None) if isinstance(value, str) else value
+
+
+# A unidad, sent to be stored or to filter or address by: in its one spelling (gad.text.canonical_unidad); blank is none.
+Unidad = Annotated[Annotated[str, Field(max_length=100)] | None, BeforeValidator(_unidad)]
 Dni = Annotated[str, BeforeValidator(_dni)]
 Name = Annotated[str, BeforeValidator(_collapse)]
 Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from gad.schemas.common import InModel, Lat, Lng, Name, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime
+from gad.schemas.common import InModel, Lat, Lng, Name, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, Unidad, UtcDatetime
 from gad.vocab import Disponibilidad
 
 
@@ -14,7 +14,7 @@ class EfectivoIn(InModel):
     nombre: Name = Field(min_length=2, max_length=200)
     usuario_id: RowId | None = None
     rango: OptionalText = Field(None, max_length=50)
-    unidad: OptionalText = Field(None, max_length=100)
+    unidad: Unidad = None
     especialidad: OptionalText = Field(None, max_length=100)
     estado_disponibilidad: Disponibilidad = Disponibilidad.DISPONIBLE
 
@@ -26,7 +26,7 @@ class EfectivoPatch(PatchModel):
     nombre: Name | None = Field(None, min_length=2, max_length=200)
     usuario_id: RowId | None = None
     rango: OptionalText = Field(None, max_length=50)
-    unidad: OptionalText = Field(None, max_length=100)
+    unidad: Unidad = None
     especialidad: OptionalText = Field(None, max_length=100)
 
 
@@ -74,7 +74,7 @@ class EfectivoOut(OutModel):
 
 class EfectivoQuery(PageQuery):
     estado_disponibilidad: list[Disponibilidad] | None = None
-    unidad: str | None = Field(None, max_length=100)
+    unidad: Unidad = None
     especialidad: str | None = Field(None, max_length=100)
     activo: bool | None = True
     en_servicio: bool | None = Field(None, description="only efectivos on duty now (true) or off duty (false)")

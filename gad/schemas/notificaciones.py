@@ -5,7 +5,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from gad.schemas.common import InModel, OptionalText, OutModel, PageQuery, RowId, Text, rule_broken
+from gad.schemas.common import InModel, OptionalText, OutModel, PageQuery, RowId, Text, Unidad, rule_broken
 from gad.vocab import CausaNotificacion, DestinoAlerta, RespuestaNotificacion, TipoAlerta
 
 
@@ -80,7 +80,7 @@ class AlertaIn(InModel):
     tipo: TipoAlerta
     texto: Text = Field(min_length=1, max_length=2000)
     destino: DestinoAlerta
-    unidad: Text | None = Field(None, min_length=1, max_length=100, description="With destino=unidad")
+    unidad: Unidad = Field(None, description="With destino=unidad")
     usuario_ids: list[RowId] | None = Field(None, min_length=1, max_length=5000, description="With destino=usuarios")
     prioridad: int | None = Field(None, ge=1, le=5, description="Default: 5 for codigo_rojo and evacuacion, 4 refuerzos, 3 aviso")
 

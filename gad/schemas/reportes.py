@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gad.schemas.common import DateWindow, OutModel, QueryModel, schema_config
+from gad.schemas.common import DateWindow, OutModel, QueryModel, Unidad, schema_config
 from gad.vocab import TipoTarea
 
 
@@ -13,7 +13,7 @@ class ReportQuery(QueryModel):
     hasta: str | None = Field(None, max_length=40, description="YYYY-MM-DD (that whole local day included) or an instant; default now")
     tipo: list[TipoTarea] | None = None
     prioridad: list[Annotated[int, Field(ge=1, le=5)]] | None = Field(None, max_length=5)
-    unidad: str | None = Field(None, max_length=100)
+    unidad: Unidad = None
     agrupar: Literal["tipo", "prioridad"] = "tipo"
     formato: Literal["json", "csv"] = "json"
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gad.schemas.common import DateWindow, InModel, OptionalText, OutModel, PageQuery, PatchModel, QueryModel, RowId, UtcDatetime, rule_broken
+from gad.schemas.common import DateWindow, InModel, OptionalText, OutModel, PageQuery, PatchModel, QueryModel, RowId, Unidad, UtcDatetime, rule_broken
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, TipoLicencia, TipoTurno
 
 
@@ -35,7 +35,7 @@ class TurnoIn(InModel):
     inicio: UtcDatetime
     fin: UtcDatetime
     tipo: TipoTurno = TipoTurno.SERVICIO
-    unidad: OptionalText = Field(None, max_length=100, description="defaults to the efectivo's unidad")
+    unidad: Unidad = Field(None, description="defaults to the efectivo's unidad")
     notas: OptionalText = Field(None, max_length=500)
     repetir: RepeticionIn | None = None
 
@@ -53,7 +53,7 @@ class TurnoPatch(PatchModel):
     inicio: UtcDatetime | None = None
     fin: UtcDatetime | None = None
     tipo: TipoTurno | None = None
-    unidad: OptionalText = Field(None, max_length=100)
+    unidad: Unidad = None
     notas: OptionalText = Field(None, max_length=500)
 
 
@@ -98,7 +98,7 @@ class TurnoCheckOut(OutModel):
 
 class AgendaQuery(PageQuery, DateWindow):  # the window is also a PostgreSQL range, which refuses it reversed
     efectivo_id: RowId | None = None
-    unidad: str | None = Field(None, max_length=100)
+    unidad: Unidad = None
 
 
 class LicenciaIn(InModel):
@@ -138,7 +138,7 @@ def _dia_en_ventana(value: str) -> str:
 
 
 class PlanningQuery(QueryModel):
-    unidad: str | None = Field(None, max_length=100, description="omit for every unidad")
+    unidad: Unidad = Field(None, description="omit for every unidad")
     semana: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_dia_en_ventana)] | None = Field(
         None, description=f"any date of the week (local), {_PRIMER_DIA} to {_ULTIMO_DIA}; default this week"
     )
