@@ -835,9 +835,12 @@ def test_an_older_reload_does_not_undo_the_answer_to_an_action(browser: Browser,
         expect(card).to_have_attribute("data-estado", "programada")
         older: list[tuple[Route, object]] = []
         later: list[Route] = []
+        released: list[bool] = []
 
         def hold(route: Route) -> None:  # the first read answered by the server now, delivered later; the next ones wait
-            if older:
+            if released:
+                route.continue_()
+            elif older:
                 later.append(route)
             else:
                 older.append((route, route.fetch()))
@@ -855,9 +858,12 @@ def test_an_older_reload_does_not_undo_the_answer_to_an_action(browser: Browser,
         expect(card).to_have_attribute("data-estado", "en_curso")
         expect(card.get_by_role("button", name="Iniciar")).to_have_count(0)
         assert _kept(page, f"kept.tareas.find((t) => t.id === {tarea.id}).estado") == "en_curso"
-        page.unroute(re.compile(r"/api/v1/tasks\?estado=programada"))
+        # Released before the handler goes: unrouting lets Playwright continue the held reads itself, and a second
+        # continue on one of them raises "Route is already handled".
+        released.append(True)
         for waiting in later:
             waiting.continue_()
+        page.unroute(re.compile(r"/api/v1/tasks\?estado=programada"))
         expect(card).to_have_attribute("data-estado", "en_curso")
 
 
