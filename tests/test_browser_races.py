@@ -908,3 +908,44 @@ def test_an_sos_goes_ahead_of_the_positions_waiting_in_the_outbox(browser: Brows
         )
         page.get_by_role("button", name="SOS").click()
         expect(page.locator("#sos-resultado")).to_contain_text(re.compile(r"SOS EMG-\d{8}-\d{4}"), timeout=10_000)
+
+
+def test_an_answer_given_in_the_tray_before_the_panel_held_the_question_is_not_asked_again(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The page's read of the questions still pending was on its way (a slow link) when the officer answered the alert
+    from the tray; it arrived after the answer was sent, and, with no live frame to settle it (the socket down), the
+    panel asked the answered question again, and a "No puedo" there was refused."""
+    sup = build.usuario(2)
+    officer = build.usuario(1)
+    build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    alerta = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
+    with _phone(browser, pw, server, officer.email) as (_, page):
+        held: list[tuple[Route, Any]] = []
+
+        def hold_the_panels_read(route: Route) -> None:  # the panel's read (every page: limit=200), not the tray's (30)
+            if not held and "limit=200" in route.request.url:
+                held.append((route, route.fetch()))
+            else:
+                route.continue_()
+
+        page.route("**/api/v1/notificaciones?pendientes=true*", hold_the_panels_read)
+        page.route_web_socket("**/ws/connect*", lambda ws: None)  # REST answers, the socket hears nothing
+        assert _api(server, build, sup, "POST", "/api/v1/alertas", json=alerta).status_code == 201
+        page.reload()
+        _wait_until_held(page, held, "the page did not read the pending questions")
+        panel = page.get_by_role("alertdialog", name="Alerta de la central")
+        expect(page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol")).to_have_count(1, timeout=10_000)
+        assert panel.is_hidden()
+        page.get_by_role("button", name="Notificaciones").click()
+        page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol").get_by_role("button", name="Acepto").click()
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        page.keyboard.press("Escape")
+        route, answer = held.pop()
+        route.fulfill(response=answer)  # type: ignore[arg-type]  # read before the answer, delivered after it
+        for _ in range(20):
+            assert panel.is_hidden(), "the answered question was asked again"
+            page.wait_for_timeout(100)
+        page.unroute("**/api/v1/notificaciones?pendientes=true*")
+        [n] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]
+        assert n["respuesta"] == "acepto"

@@ -11,7 +11,9 @@ from typing import Any
 
 import requests
 from playwright.sync_api import Browser, Page, Playwright, expect
+from sqlalchemy import text
 
+from gad.extensions import db
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
 from tests.support.browser import context_options, logged_in, server_without_tiles_fixture
@@ -573,3 +575,160 @@ def test_the_tray_closes_like_a_menu_and_the_board_names_events_in_spanish(brows
         feed = page.locator("#feed")
         expect(feed).to_contain_text("Alerta enviada")
         expect(feed).not_to_contain_text("notification")
+
+
+def _kept_page_for_offline(page: Page) -> None:
+    """Until the service worker controls /mi and keeps the copy drawn for this page's usuario."""
+    page.evaluate("navigator.serviceWorker.ready")
+    for _ in range(100):
+        if page.evaluate("navigator.serviceWorker.controller !== null"):
+            break
+        page.wait_for_timeout(100)
+    page.reload()  # controlled now: this answer is the copy
+    expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+    assert page.evaluate("async () => Boolean(await caches.match('/mi'))")
+
+
+def _idled_out(build: Builders, page: Page, usuario_id: int) -> None:
+    """Two days without use, for the server (its sessions) and for the phone (when it last heard from it)."""
+    with build.app.app_context():
+        db.session.execute(text("UPDATE sesiones SET last_seen_at = now() - interval '2 days' WHERE usuario_id = :u"), {"u": usuario_id})
+        db.session.commit()
+    page.evaluate(
+        """(key) => {
+            const limits = JSON.parse(localStorage.getItem(key));
+            localStorage.setItem(key, JSON.stringify({ ...limits, visto: limits.visto - 2 * 86400000 }));
+        }""",
+        f"gad:sesion:{usuario_id}",
+    )
+
+
+def test_a_shared_phone_shows_the_next_officer_nothing_of_an_idled_out_session_and_names_what_waits_for_it(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Elena's session idled out; Eduardo, with the phone and no coverage, opened the service worker's copy of /mi:
+    he saw her tareas, his SOS said "se enviará en cuanto haya red" and went into her outbox; logged in as himself he
+    read "Todo enviado." while it waited for her; and he inherited her "no compartir" (dispatch goes by positions)."""
+    sup = build.usuario(2)
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    suyo = build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    eduardo = _officer(build, "Eduardo")
+    tarea = build.tarea(sup, titulo="Vigilancia de Elena", tipo="vigilancia", descripcion="Datos reservados de Elena")
+    build.asignacion(tarea, suyo)
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        _kept_page_for_offline(page)
+        page.locator("#compartir").uncheck()
+        # An open socket is use: while it stays, the phone does not count the session as idle.
+        assert page.evaluate("Date.now() - JSON.parse(localStorage.getItem('gad:sesion:' + document.body.dataset.usuarioId)).visto") < 30_000
+
+        _idled_out(build, page, elena.id)
+        context.set_offline(True)
+        page.goto("/mi")  # Eduardo opens the phone's page: the copy drawn for Elena
+        expect(page.locator("#sesion")).to_be_visible()
+        expect(page.locator("#mi-efectivo")).to_have_text("Sesión caducada: sus datos no se muestran hasta que vuelva a entrar.")
+        expect(page.locator("#actuales")).not_to_contain_text("Vigilancia de Elena")
+        page.get_by_role("button", name="Notificaciones").click()
+        expect(page.locator("#bandeja-lista")).to_have_count(1)
+        expect(page.locator("#bandeja-lista li")).to_have_count(0)  # her kept tray is not shown either
+        page.get_by_role("button", name="Notificaciones").click()
+        page.locator("#sos").click()
+        resultado = page.locator("#sos-resultado")
+        expect(resultado).to_contain_text("el SOS NO se ha enviado. Llame a la central.")
+        expect(resultado).to_contain_text("a nombre de Elena Campo")
+        assert _queued_sos(page, elena.id) == 1
+
+        context.set_offline(False)
+        _log_in(page, eduardo.email, "/mi")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
+        ajenas = page.locator("#ajenas")
+        expect(ajenas).to_be_visible()
+        expect(ajenas).to_contain_text("un SOS pulsado a las")
+        expect(ajenas).to_contain_text("de la sesión de Elena Campo")
+        expect(ajenas).to_contain_text("llame a la central")
+        expect(page.locator("#compartir")).to_be_checked()  # his own choice, not hers
+        page.wait_for_timeout(1000)
+        assert _emergencies(server, build, sup) == []  # never in Eduardo's name
+        assert _queued_sos(page, elena.id) == 1
+
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        _log_in(page, elena.email, "/mi")  # Elena back: her outbox goes, nothing else waits, her choice is hers
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=15_000)
+        expect(page.locator("#ajenas")).to_be_hidden()
+        expect(page.locator("#compartir")).not_to_be_checked()
+        [emergencia] = _emergencies(server, build, sup)
+        assert emergencia["creado_por_usuario_id"] == elena.id
+
+
+def test_a_session_the_server_ended_takes_the_kept_copy_of_its_page_with_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A 401 said the session was over, but the service worker kept /mi as drawn for it: opened again without coverage
+    (by whoever had the phone next) it showed that officer's tareas."""
+    elena = _officer(build, "Elena")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        _kept_page_for_offline(page)
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204  # ended from another device
+        page.get_by_role("button", name="No disponible").click()  # answered 401
+        expect(page.locator("#sesion")).to_be_visible()
+        for _ in range(50):
+            if not page.evaluate("async () => Boolean(await caches.match('/mi'))"):
+                break
+            page.wait_for_timeout(100)
+        assert not page.evaluate("async () => Boolean(await caches.match('/mi'))")
+        assert page.evaluate("async () => Boolean(await caches.match('/static/js/mi.js'))")  # the shell stays
+
+
+def test_an_sos_whose_request_hangs_is_given_up_said_and_sent_once_later(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """On a link that takes a request and never answers, the SOS said "Enviando SOS…" for as long as it hung, and the
+    outbox, which sends one item at a time, sent nothing else behind it."""
+    sup = build.usuario(2)
+    elena = _officer(build, "Elena")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        hung: list[Any] = []
+        page.route("**/api/v1/tasks/emergency", lambda route: hung.append(route))  # taken, never answered
+        page.locator("#sos").click()
+        resultado = page.locator("#sos-resultado")
+        expect(resultado).to_have_text("Enviando SOS…")
+        expect(resultado).to_contain_text("Sin cobertura: el SOS se enviará en cuanto haya red", timeout=25_000)
+        assert len(hung) == 1
+        page.get_by_role("button", name="No disponible").click()  # not stuck behind the SOS: the outbox tries again
+        page.unroute("**/api/v1/tasks/emergency")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(resultado).to_contain_text("SOS", timeout=15_000)
+        expect(resultado).not_to_contain_text("Sin cobertura", timeout=15_000)
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=15_000)
+        assert len(_emergencies(server, build, sup)) == 1  # sent again with its Idempotency-Key: applied once
+
+
+def test_the_phone_page_opens_from_its_copy_when_the_link_hangs_and_the_late_answer_refreshes_it(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Through a link that took the request and never answered, /mi was a blank page for as long as it hung: the
+    service worker asked the network first and waited for it without limit."""
+    sup = build.usuario(2)
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    suyo = build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        _kept_page_for_offline(page)
+        kept_head = page.evaluate("async () => /data-last-event-id=\"(\\d+)\"/.exec(await (await caches.match('/mi')).text())[1]")
+        hung: list[Any] = []
+        context.route("**/mi", lambda route: hung.append(route))  # the worker's request for the page: taken, not answered
+        tab = context.new_page()
+        started = datetime.now(UTC)
+        tab.goto("/mi", wait_until="commit", timeout=15_000)
+        assert (datetime.now(UTC) - started).total_seconds() < 10
+        expect(tab.locator("#mi-efectivo")).to_contain_text("Agente Elena")  # the copy, its session still standing
+        assert tab.evaluate("document.body.dataset.lastEventId") is None  # a copy: it reads everything afresh
+        assert len(hung) == 1
+        moved = _api(server, build, sup, "PUT", f"/api/v1/efectivos/{suyo.id}/ubicacion", json={"lat": 40.42, "lng": -3.70})
+        assert moved.status_code == 200  # an event: the page the server draws now has a newer head
+        hung.pop().continue_()
+        for _ in range(50):
+            head = tab.evaluate("async () => /data-last-event-id=\"(\\d+)\"/.exec(await (await caches.match('/mi')).text())[1]")
+            if int(head) > int(kept_head):
+                break
+            tab.wait_for_timeout(100)
+        assert int(head) > int(kept_head), "the late answer did not refresh the kept copy"
+        context.unroute("**/mi")

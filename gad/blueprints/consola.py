@@ -15,9 +15,10 @@ from gad.blueprints.reportes import pages as informes_pages
 from gad.blueprints.turnos import pages as planificacion_pages
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, CurrentPasswordRejected
+from gad.models import utcnow
 from gad.net import client_address
 from gad.policy import is_supervisor
-from gad.security import check_csrf, is_local_path, page_user, start_session
+from gad.security import check_csrf, current_browser_session, is_local_path, page_user, start_session
 from gad.services import usuarios
 from gad.vocab import EstadoTarea, TipoTarea
 
@@ -98,7 +99,17 @@ def mi_servicio() -> WerkzeugResponse | str:
     usuario = page_user()
     if usuario is None:
         return _login_redirect()
-    return _render("mi.html", usuario, operador=is_supervisor(usuario))
+    sesion = current_browser_session()
+    # Opened later from the service worker's copy, without coverage, the page must know whether the session it was
+    # drawn in still stands (a shared phone: the next officer must not see these data, nor take an SOS queued there for
+    # one on its way): how long it lives without use, and how long it has left in all (js/api.js counts from here).
+    limites = {}
+    if sesion is not None:  # not a page shown to a bearer token, whose lifetime is the token's
+        limites = {
+            "sesion_inactiva_s": current_app.config["SESSION_IDLE_MINUTES"] * 60,
+            "sesion_resta_s": max(0, int((sesion.expires_at - utcnow()).total_seconds())),
+        }
+    return _render("mi.html", usuario, operador=is_supervisor(usuario), **limites)
 
 
 @bp.get("/mi/sw.js")

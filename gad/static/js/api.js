@@ -5,8 +5,12 @@ const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
 // phone's old tab), instead of that usuario's data, or of refusing this page's outbox for its stale CSRF token.
 export const pageUsuario = document.body.dataset.usuarioId ?? null;
 
-export async function api(path, { method = "GET", body, headers = {}, idempotencyKey } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers } };
+// `giveUpAfterMs`: a request that neither answers nor fails by then (a link that hangs, a captive portal) is given up
+// and said as no coverage. For the phone's outbox (cola.js), which sends one item at a time: an SOS said "Enviando…"
+// for as long as it hung, and nothing behind it went. Not for the rest, where a slow answer is still worth waiting for.
+export async function api(path, { method = "GET", body, headers = {}, idempotencyKey, giveUpAfterMs } = {}) {
+  const giveUp = new AbortController();
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...headers }, signal: giveUp.signal };
   if (pageUsuario) init.headers["X-GAD-Usuario"] = pageUsuario;
   if (method !== "GET") init.headers["X-CSRF-Token"] = csrf;
   if (idempotencyKey) init.headers["Idempotency-Key"] = idempotencyKey;
@@ -14,16 +18,22 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  // A controller and a timer, not AbortSignal.timeout, which older phones' browsers lack; it bounds the body too.
+  const timer = giveUpAfterMs === undefined ? undefined : setTimeout(() => giveUp.abort(), giveUpAfterMs);
   let response;
+  let data;
   try {
     response = await fetch(path, init);
+    data = response.status === 204 ? null : await response.json().catch(() => null);
   } catch {
-    // No answer at all (no coverage, the server unreachable): said in Spanish, and without a status, which the
-    // outbox reads as "keep it for later".
+    // No answer at all (no coverage, the server unreachable, or none in time): said in Spanish, and without a
+    // status, which the outbox reads as "keep it for later".
     throw new Error("Sin conexión con la central: vuelva a intentarlo cuando haya cobertura.");
+  } finally {
+    clearTimeout(timer);
   }
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (response.status === 401) sessionEnded();
+  else if (response.status < 500) sessionUsed();
   if (!response.ok) {
     const error = new Error(spanishDetail(response.status, data));
     error.status = response.status;
@@ -40,12 +50,55 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
 // no longer updated for a network problem. Now every page says it once, with the way back to where it was.
 let ended = false;
 
-export const sessionIsOver = () => ended;
+// The phone page also opens from the service worker's copy, without coverage, perhaps hours after its session idled
+// out and in another officer's hand (a shared phone): it showed the first one's tareas and took the next one's SOS as
+// waiting for coverage, when it waited for the first to log in again. The server draws it with how long a session
+// lives without use and in all (body data-sesion-*); each answer from the server (and each frame of the live socket,
+// which keeps the session in use) is use. Past either limit the session is over, as a 401 would say, and never
+// before: the server saw the session no later than this page last heard from it.
+const LIMITS = pageUsuario && document.body.dataset.sesionInactivaS ? `gad:sesion:${pageUsuario}` : null;
+const readLimits = () => {
+  try {
+    return JSON.parse(localStorage.getItem(LIMITS) ?? "null");
+  } catch {
+    return null;
+  }
+};
+const writeLimits = (limits) => {
+  try {
+    localStorage.setItem(LIMITS, JSON.stringify(limits));
+  } catch {
+    /* storage full or refused: the page goes on as before, told by the server's 401 */
+  }
+};
+// Drawn by the server just now, not the service worker's copy (which has no event-log head): the clock starts here.
+if (LIMITS && document.body.dataset.lastEventId !== undefined) {
+  const now = Date.now();
+  const { sesionInactivaS, sesionRestaS } = document.body.dataset;
+  writeLimits({ visto: now, inactiva: Number(sesionInactivaS) * 1000, expira: now + Number(sesionRestaS) * 1000 });
+}
 
-function sessionEnded() {
+export function sessionUsed() {
+  const limits = LIMITS && readLimits();
+  if (limits && !ended) writeLimits({ ...limits, visto: Date.now() });
+}
+
+function lapsed() {
+  const limits = LIMITS && readLimits();
+  const now = Date.now();
+  return Boolean(limits) && (now - limits.visto > limits.inactiva || now > limits.expira);
+}
+
+export function sessionIsOver() {
+  if (!ended && lapsed()) sessionEnded({ lapsed: true });
+  return ended;
+}
+
+// `lapsed`: judged here from the limits, without coverage; otherwise the server said so (a 401).
+function sessionEnded({ lapsed = false } = {}) {
   if (ended) return;
   ended = true;
-  window.dispatchEvent(new CustomEvent("gad:session-ended"));
+  window.dispatchEvent(new CustomEvent("gad:session-ended", { detail: { lapsed } }));
   // A page with its own notice (the phone's, which also counts what waits in its outbox) shows that one instead.
   if (document.getElementById("sesion")) return;
   const next = encodeURIComponent(location.pathname + location.search);
@@ -56,7 +109,7 @@ function sessionEnded() {
 
 // A socket refused at its handshake looks like any dropped connection: whether the session is still there is asked.
 export async function checkSession() {
-  if (!ended) await api("/api/v1/users/me").catch(() => {});
+  if (!sessionIsOver()) await api("/api/v1/users/me").catch(() => {});
   return !ended;
 }
 

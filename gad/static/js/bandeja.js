@@ -1,7 +1,7 @@
 // Notification tray on every page: unread badge, list with "Acepto" / "No puedo" / "Leída", delivery reports,
 // and for supervisors the broadcast alerts with their live tally. It rides on the page's live socket
 // (live.js dispatches "gad:frame") or, on pages without one, opens its own socket for notifications only.
-import { api, coalesced, el, fieldErrors, newKey, newestOnly } from "./api.js";
+import { api, coalesced, el, fieldErrors, newKey, newestOnly, sessionIsOver } from "./api.js";
 import { connectLive } from "./live.js";
 
 const me = Number(document.body.dataset.usuarioId);
@@ -127,6 +127,7 @@ function show({ items, stillAsked, noLeidas }) {
 // Logging out forgets it with the rest of the usuario's copies (cola.js forgetOnLogout: every gad: key).
 const KEPT = `gad:bandeja:lista:${me}`;
 function showKept() {
+  if (sessionIsOver()) return; // a copy of a session now over (idle, offline): not shown to whoever holds the phone
   try {
     const kept = JSON.parse(localStorage.getItem(KEPT) ?? "null");
     if (kept?.usuario === me && !shown) show(kept);

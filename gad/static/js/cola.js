@@ -13,6 +13,7 @@ const owner = document.body.dataset.usuarioId ?? "";
 const QUEUE = `gad:mi:cola:${owner}`;
 const CONFLICTS = `gad:mi:conflictos:${owner}`;
 const MAX_FIXES = 200;
+const GIVE_UP_MS = 15000;
 let flushing = null;
 const listeners = new Set();
 
@@ -60,6 +61,28 @@ export const queuedAnswers = () =>
 // Actions (not positions) waiting in a usuario's outbox: what logging them out would drop.
 export const waitingActionsOf = (usuarioId) => read(`gad:mi:cola:${usuarioId}`).filter((item) => item.kind !== "posicion").length;
 
+// Whose an outbox is, by name: the next officer on a shared phone is told of what waits in another's (an SOS tapped
+// on a page whose session had ended waits for that session's usuario to log in again, and "Todo enviado" on the next
+// one's page hid it). Kept and forgotten with the outbox.
+export function nameOwner(nombre) {
+  if (owner && nombre) localStorage.setItem(`gad:mi:titular:${owner}`, nombre);
+}
+
+// Other usuarios' outboxes on this phone that still hold actions: [{usuarioId, nombre, sos, acciones}], where `sos` is
+// when each waiting SOS was tapped and `acciones` counts the rest (positions are not told).
+export function othersWaiting() {
+  const out = [];
+  for (const key of Object.keys(localStorage)) {
+    const whose = /^gad:mi:cola:(.+)$/.exec(key)?.[1];
+    if (!whose || whose === owner) continue;
+    const actions = read(key).filter((item) => item.kind !== "posicion");
+    if (!actions.length) continue;
+    const sos = actions.filter((item) => item.kind === "sos").map((item) => item.created);
+    out.push({ usuarioId: whose, nombre: localStorage.getItem(`gad:mi:titular:${whose}`), sos, acciones: actions.length - sos.length });
+  }
+  return out;
+}
+
 // Logging a usuario out leaves the phone to the next person: their outbox and refusals go, and so does what the pages
 // keep that is nobody's in particular (the tareas copy, the sharing choice, this tab's resume points, the service
 // worker's copy of the page). Another usuario's outbox stays: their session ended with an action (an SOS) still
@@ -69,7 +92,9 @@ export const waitingActionsOf = (usuarioId) => read(`gad:mi:cola:${usuarioId}`).
 // `keepOutbox`: for a usuario whose session was ended for them (a login replaced it), whose actions still go.
 export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbox = false } = {}) {
   const forget = () => {
-    const outbox = /^gad:mi:(?:cola|conflictos):(.*)$/;
+    // An outbox goes with what tells whose it is, the limits of the session it waits for (js/api.js) and its usuario's
+    // sharing choice (mi.js): another's logout leaves them as it leaves the outbox.
+    const outbox = /^gad:(?:mi:cola|mi:conflictos|mi:titular|mi:compartir|sesion):(.*)$/;
     for (const key of Object.keys(localStorage)) {
       const whose = outbox.exec(key)?.[1];
       if (key.startsWith("gad:") && (whose === undefined || (whose === String(usuarioId) && !keepOutbox))) localStorage.removeItem(key);
@@ -85,7 +110,18 @@ export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbo
   // For a usuario whose session a login replaced, the page goes on as the next one's: the service worker's shell (their
   // offline page) stays, and only the kept /mi, drawn for the usuario who left, goes.
   if (!keepOutbox) await Promise.all(names.map((name) => caches.delete(name)));
-  else await Promise.all(names.map(async (name) => (await caches.open(name)).delete("/mi")));
+  else await dropKeptPage(usuarioId);
+}
+
+// The service worker's copy of /mi goes if it was drawn for `usuarioId` (their session is over): opened without
+// coverage it showed their tareas to whoever held the phone next. A copy drawn for someone else since stays.
+export async function dropKeptPage(usuarioId) {
+  if (!("caches" in window)) return;
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    const kept = await cache.match("/mi");
+    if (kept && (await kept.text()).includes(`data-usuario-id="${usuarioId}"`)) await cache.delete("/mi");
+  }
 }
 
 // An action the server applied changed what the ones queued after it on the same thing were taken on: `base` (see
@@ -144,7 +180,9 @@ async function send() {
     const item = next();
     if (!item) break;
     try {
-      const answer = await api(item.path, { method: item.method, body: item.body, idempotencyKey: item.key });
+      // Given up after GIVE_UP_MS and tried again later: with its Idempotency-Key, an item whose answer was lost (or is
+      // still on its way) is applied once (a retry meeting the first still running waits for its answer).
+      const answer = await api(item.path, { method: item.method, body: item.body, idempotencyKey: item.key, giveUpAfterMs: GIVE_UP_MS });
       results.set(item.key, answer);
     } catch (error) {
       if (error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 401) break; // offline or not now: keep it

@@ -2,6 +2,7 @@
 // reconnect resumes with ?since= so nothing is missed. On resync_required the page refetches. Each frame is
 // handed over with `{replayed}`: true for what a resume replays (ids up to the head the server acknowledged;
 // ids are in commit order), which a page may prefer to check against REST, read after it, than to act on.
+import * as apiModule from "./api.js";
 import { pageUsuario, reopenUnlessEnded, resumeFrom } from "./api.js";
 
 const KEY = "gad:last-event-id";
@@ -37,6 +38,9 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
     let acknowledged = false;
     socket.addEventListener("message", (message) => {
       const frame = JSON.parse(message.data);
+      // An open socket keeps its session in use (the server touches it): the page counts it as such. (`?.`: an api.js
+      // the phone's service worker cached before it had this.)
+      apiModule.sessionUsed?.();
       if (frame.event_type === "connection_ack") {
         acknowledged = true;
         head = frame.data.last_event_id;

@@ -10,7 +10,9 @@ const root = document.getElementById("mi");
 const me = Number(root.dataset.usuarioId);
 const operador = root.dataset.operador === "si";
 const CACHE = "gad:mi:datos";
-const SHARE = "gad:mi:compartir";
+// Per usuario: on a shared phone the next officer inherited the last one's "no compartir", and dispatch, which
+// goes by where efectivos are, passed over them without anyone knowing.
+const SHARE = `gad:mi:compartir:${me}`;
 // Battery: a fix is sent when it moved MIN_MOVE_M after at least MIN_GAP_S, or at least every MAX_GAP_S.
 const MIN_GAP_S = 15;
 const MIN_MOVE_M = 50;
@@ -50,6 +52,8 @@ function saveCache() {
 }
 
 function loadCache() {
+  // The copy of a session now over (the page opened offline past its limits, perhaps in another officer's hand).
+  if (cola.sessionEnded()) return null;
   try {
     const data = JSON.parse(localStorage.getItem(CACHE) ?? "null");
     if (data && data.efectivo?.usuario_id === me) return data;
@@ -99,7 +103,7 @@ function renderEfectivo() {
   const buttons = $("disponibilidad").querySelectorAll("button");
   const estado = shownDisponibilidad();
   if (!efectivo) {
-    info.textContent = "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
+    info.textContent = cola.sessionEnded() ? SIN_DATOS : "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
     buttons.forEach((b) => (b.disabled = true));
     return;
   }
@@ -153,7 +157,7 @@ function renderTareas() {
   // Live updates redraw the cards: keep what the officer is typing (and where) across the redraw.
   const typed = new Map([...$("actuales").querySelectorAll("input")].map((input) => [input.id, input.value]));
   const focused = document.activeElement?.id;
-  $("actuales").replaceChildren(...(abiertas.length ? abiertas.map(tareaCard) : [el("li", { class: "vacio" }, "No tiene tareas abiertas.")]));
+  $("actuales").replaceChildren(...(abiertas.length ? abiertas.map(tareaCard) : [el("li", { class: "vacio" }, cola.sessionEnded() && !tareas.length ? SIN_DATOS : "No tiene tareas abiertas.")]));
   for (const [id, value] of typed) {
     const input = document.getElementById(id);
     if (input) input.value = value;
@@ -219,6 +223,25 @@ function renderSession() {
       ? `Su sesión ha caducado: ${pendientes === 1 ? "1 acción espera" : `${pendientes} acciones esperan`} a que vuelva a entrar.`
       : "Su sesión ha caducado: vuelva a entrar para seguir recibiendo avisos.";
   }
+}
+
+const SIN_DATOS = "Sesión caducada: sus datos no se muestran hasta que vuelva a entrar.";
+
+// Actions another usuario left waiting on this phone (their session ended first): they go when that usuario logs in
+// again, never in this one's name; said, so that "Todo enviado" here does not read as "nothing is waiting".
+function renderAjenas() {
+  const hora = (iso) => new Date(iso).toLocaleTimeString("es-ES", { hour: "2-digit", minute: "2-digit" });
+  const avisos = cola.othersWaiting?.() ?? [];
+  $("ajenas").hidden = avisos.length === 0;
+  $("ajenas").textContent = avisos
+    .map(({ nombre, sos, acciones }) => {
+      const quien = nombre ? `la sesión de ${nombre}` : "otra sesión";
+      const que = [sos.length ? `${sos.length === 1 ? "un SOS pulsado" : `${sos.length} SOS pulsados`} a las ${sos.map(hora).join(", ")}` : "", acciones ? `${acciones === 1 ? "1 acción" : `${acciones} acciones`}` : ""]
+        .filter(Boolean)
+        .join(" y ");
+      return `En este teléfono espera${sos.length + acciones > 1 ? "n" : ""} sin enviar ${que} de ${quien}: se enviará${sos.length + acciones > 1 ? "n" : ""} cuando esa persona vuelva a entrar, nunca a su nombre.${sos.length ? " Si alguien necesita ayuda, llame a la central." : ""}`;
+    })
+    .join(" ");
 }
 
 function showOffline() {
@@ -296,7 +319,8 @@ async function onFix(pos) {
   }
   lastFix = fix;
   renderPosition();
-  if (!efectivo) return;
+  // Past the session's end the phone may be in another officer's hand: their route is not kept as this usuario's.
+  if (!efectivo || cola.sessionEnded()) return;
   const result = await cola.enqueue({
     method: "PUT",
     path: `/api/v1/efectivos/${efectivo.id}/ubicacion`,
@@ -336,7 +360,9 @@ function currentPosition() {
   });
 }
 
-const SOS_SIN_SESION = "Su sesión ha caducado: el SOS NO se ha enviado. Vuelva a entrar y se enviará al momento; si no puede, llame a la central.";
+// The page cannot tell who holds the phone: the usuario it was drawn for logging in again sends it at once, anyone
+// else must not wait for it.
+const SOS_SIN_SESION = `Su sesión ha caducado: el SOS NO se ha enviado. Llame a la central. Queda guardado a nombre de ${root.dataset.usuarioNombre ?? "quien abrió esta página"} y se enviará cuando vuelva a entrar con su usuario.`;
 let sosEnCurso = false;
 
 async function sos() {
@@ -724,9 +750,23 @@ $("compartir").addEventListener("change", (event) => setSharing(event.target.che
 cola.onChange(renderQueue);
 // An answer queued elsewhere on the page (the tray, bandeja.js) settles its question here too: asked on, it would
 // take a second, perhaps different, answer for the same notification.
-cola.onChange(() => acksQueued(true).forEach(forget));
+// Closed as well as forgotten: answered in the tray before this panel held the question (the ledger read still on its
+// way), it was asked again when that read arrived.
+cola.onChange(() =>
+  acksQueued(true).forEach((id) => {
+    cerradas.add(id);
+    forget(id);
+  }),
+);
+cola.nameOwner?.(root.dataset.usuarioNombre);
 renderQueue();
-window.addEventListener("gad:session-ended", renderQueue);
+renderAjenas();
+window.addEventListener("gad:session-ended", (event) => {
+  renderQueue();
+  // The server said so (not judged offline, where the copy is all the officer has): the service worker's copy of this
+  // page, drawn for a session now over, is not opened again without coverage by whoever holds the phone next.
+  if (!event.detail?.lapsed) cola.dropKeptPage?.(me);
+});
 window.addEventListener("offline", showOffline);
 window.addEventListener("online", () => {
   $("red").hidden = true;
@@ -739,7 +779,11 @@ const flushThenLoad = (always = false) =>
     sent.forEach(adopt);
     if (always || sent.size) load();
   });
-await load();
+// The outbox, the position and the live socket start once the first read is in, or after a few seconds without it:
+// on a link that hangs they waited for it (each request gives up only after api.js's limit).
+await Promise.race([load(), new Promise((resolve) => setTimeout(resolve, 5000))]);
+// The one choice kept for the whole phone before it was per usuario: whose it was is not known, so it is not followed.
+localStorage.removeItem("gad:mi:compartir");
 setSharing(localStorage.getItem(SHARE) !== "no");
 flushThenLoad();
 setInterval(() => {

@@ -4,7 +4,7 @@
 // A new name when a release changes what one of these files imports from another (mi.js from api.js): each is
 // refreshed on its own behind the page, and a new mi.js beside an api.js whose refresh failed would not load at
 // all; the install below fetches every one of a new name together (addAll: all or none) and drops the old.
-const CACHE = "gad-mi-v8";
+const CACHE = "gad-mi-v9";
 const SHELL = [
   "/mi",
   "/static/css/app.css",
@@ -38,22 +38,53 @@ async function withoutHead(cached) {
   return new Response(html, { status: cached.status, statusText: cached.statusText, headers: cached.headers });
 }
 
+// A link that hangs (one bar, a captive portal) neither answers nor fails: the officer looked at a blank page for as
+// long as it hung. Past this the kept copy is shown; the server's answer, when it comes, still refreshes it.
+const SLOW_MS = 4000;
+
+const keptPage = () => caches.match("/mi").then((cached) => cached && withoutHead(cached));
+
+function networkFirst(request) {
+  const network = fetch(request);
+  // Copied before the answer is handed to the page (this callback is the first on it), stored whenever it comes.
+  const stored = network
+    .then((response) => {
+      // Not a page drawn to forget someone's data (X-GAD-Olvida): opened offline later, it would forget again.
+      if (!response.ok || response.headers.has("X-GAD-Olvida")) return undefined;
+      const copy = response.clone();
+      return caches.open(CACHE).then((cache) => cache.put("/mi", copy));
+    })
+    .catch(() => {});
+  const shown = new Promise((resolve, reject) => {
+    let done = false;
+    const settle = (response) => {
+      if (!done && response) {
+        done = true;
+        resolve(response);
+      }
+    };
+    const timer = setTimeout(() => keptPage().then(settle), SLOW_MS);
+    network.then(
+      (response) => {
+        clearTimeout(timer);
+        settle(response);
+      },
+      (error) => {
+        clearTimeout(timer);
+        keptPage().then((kept) => (kept ? settle(kept) : done || reject(error)));
+      },
+    );
+  });
+  return { stored, shown };
+}
+
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (url.pathname === "/mi") {
-    event.respondWith(
-      fetch(event.request)
-        .then((response) => {
-          // Not a page drawn to forget someone's data (X-GAD-Olvida): opened offline later, it would forget again.
-          if (response.ok && !response.headers.has("X-GAD-Olvida")) {
-            const copy = response.clone();
-            caches.open(CACHE).then((cache) => cache.put("/mi", copy));
-          }
-          return response;
-        })
-        .catch(() => caches.match("/mi").then((cached) => cached && withoutHead(cached))),
-    );
+    const { stored, shown } = networkFirst(event.request);
+    event.respondWith(shown);
+    event.waitUntil(stored); // the worker stays until a late answer has refreshed the copy
     return;
   }
   if (SHELL.includes(url.pathname)) {
