@@ -589,11 +589,10 @@ def _kept_page_for_offline(page: Page) -> None:
     assert page.evaluate("async () => Boolean(await caches.match('/mi'))")
 
 
-def _idled_out(build: Builders, page: Page, usuario_id: int) -> None:
-    """Two days without use, for the server (its sessions) and for the phone (when it last heard from it)."""
-    with build.app.app_context():
-        db.session.execute(text("UPDATE sesiones SET last_seen_at = now() - interval '2 days' WHERE usuario_id = :u"), {"u": usuario_id})
-        db.session.commit()
+def _unused_for_two_days(page: Page, usuario_id: int) -> None:
+    """As the phone would reckon it had it heard nothing from the server for two days. First away from /mi: its live
+    socket (whose frames are use) closed, as two days without use would have closed it."""
+    page.goto("/static/css/app.css")
     page.evaluate(
         """(key) => {
             const limits = JSON.parse(localStorage.getItem(key));
@@ -601,6 +600,14 @@ def _idled_out(build: Builders, page: Page, usuario_id: int) -> None:
         }""",
         f"gad:sesion:{usuario_id}",
     )
+
+
+def _idled_out(build: Builders, page: Page, usuario_id: int) -> None:
+    """Two days without use, for the server (its sessions) and for the phone (when it last heard from it)."""
+    _unused_for_two_days(page, usuario_id)
+    with build.app.app_context():
+        db.session.execute(text("UPDATE sesiones SET last_seen_at = now() - interval '2 days' WHERE usuario_id = :u"), {"u": usuario_id})
+        db.session.commit()
 
 
 def test_a_shared_phone_shows_the_next_officer_nothing_of_an_idled_out_session_and_names_what_waits_for_it(
@@ -619,8 +626,6 @@ def test_a_shared_phone_shows_the_next_officer_nothing_of_an_idled_out_session_a
         expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
         _kept_page_for_offline(page)
         page.locator("#compartir").uncheck()
-        # An open socket is use: while it stays, the phone does not count the session as idle.
-        assert page.evaluate("Date.now() - JSON.parse(localStorage.getItem('gad:sesion:' + document.body.dataset.usuarioId)).visto") < 30_000
 
         _idled_out(build, page, elena.id)
         context.set_offline(True)
@@ -731,4 +736,52 @@ def test_the_phone_page_opens_from_its_copy_when_the_link_hangs_and_the_late_ans
                 break
             tab.wait_for_timeout(100)
         assert int(head) > int(kept_head), "the late answer did not refresh the kept copy"
+        context.unroute("**/mi")
+
+
+def test_a_session_judged_over_without_coverage_that_the_server_still_holds_goes_on_when_it_answers(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """The page reckons its session's end from the last answer it heard: one it missed (an answer lost on the way)
+    leaves the server's session longer than its reckoning. Judged over without coverage, it must not stay "caducada",
+    its live socket down for good, once the server answers."""
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        _kept_page_for_offline(page)
+        _unused_for_two_days(page, elena.id)  # the phone's reckoning only: the server's session is as fresh as ever
+        context.set_offline(True)
+        page.goto("/mi")
+        expect(page.locator("#sesion")).to_be_visible()
+        expect(page.locator("#mi-efectivo")).to_have_text("Sesión caducada: sus datos no se muestran hasta que vuelva a entrar.")
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#sesion")).to_be_hidden(timeout=10_000)
+        expect(page.locator("#mi-efectivo")).to_contain_text("Agente Elena")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+
+
+def test_the_page_a_login_lands_on_is_waited_for_not_replaced_by_the_last_officers_copy(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """On a slow link the service worker showed its kept copy 4 s into any load of /mi: after Eduardo's login that
+    was Elena's page, her tareas on screen, instead of the page drawn for him."""
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    eduardo = _officer(build, "Eduardo")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        _kept_page_for_offline(page)
+        page.goto("/login?next=/mi")  # Elena's session still open: Eduardo's login replaces it
+
+        def slowly(route: Any) -> None:
+            page.wait_for_timeout(6000)
+            route.continue_()
+
+        context.route("**/mi", slowly)
+        page.get_by_label("Correo electrónico").fill(eduardo.email)
+        page.get_by_label("Contraseña").fill(PASSWORD)
+        page.get_by_role("button", name="Entrar").click()
+        page.wait_for_url("**/mi")
+        expect(page.locator("#mi-efectivo")).to_contain_text("Agente Eduardo", timeout=15_000)
+        assert "Agente Elena" not in page.locator("#mi-efectivo").inner_text()
         context.unroute("**/mi")

@@ -25,6 +25,9 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
   try {
     response = await fetch(path, init);
     data = response.status === 204 ? null : await response.json().catch(() => null);
+    // Given up while the body was on its way: an answer without its body is no answer (an SOS applied and shown as
+    // nothing). Sent again, its Idempotency-Key has the server give the same answer.
+    if (giveUp.signal.aborted) throw new Error("gave up");
   } catch {
     // No answer at all (no coverage, the server unreachable, or none in time): said in Spanish, and without a
     // status, which the outbox reads as "keep it for later".
@@ -33,7 +36,7 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
     clearTimeout(timer);
   }
   if (response.status === 401) sessionEnded();
-  else if (response.status < 500) sessionUsed();
+  else if (response.ok) sessionUsed(); // a refusal does not keep the session in use on the server (db_session.py)
   if (!response.ok) {
     const error = new Error(spanishDetail(response.status, data));
     error.status = response.status;
@@ -49,14 +52,20 @@ export async function api(path, { method = "GET", body, headers = {}, idempotenc
 // Pages said "Sin conexión — reintentando" and retried for ever, so an operator at a wall screen took a board that
 // no longer updated for a network problem. Now every page says it once, with the way back to where it was.
 let ended = false;
+// Ended by this page's own reckoning (below), without coverage: the server's next answer settles it either way.
+let judged = false;
 
 // The phone page also opens from the service worker's copy, without coverage, perhaps hours after its session idled
 // out and in another officer's hand (a shared phone): it showed the first one's tareas and took the next one's SOS as
 // waiting for coverage, when it waited for the first to log in again. The server draws it with how long a session
 // lives without use and in all (body data-sesion-*); each answer from the server (and each frame of the live socket,
-// which keeps the session in use) is use. Past either limit the session is over, as a 401 would say, and never
-// before: the server saw the session no later than this page last heard from it.
-const LIMITS = pageUsuario && document.body.dataset.sesionInactivaS ? `gad:sesion:${pageUsuario}` : null;
+// which keeps the session in use) is use, on any page of the usuario. Past either limit the session is over, as a 401
+// would say; should the server have seen a use this page did not (an answer lost on the way), its next answer says
+// so and the page goes on.
+const LIMITS = pageUsuario ? `gad:sesion:${pageUsuario}` : null;
+const drawnWithLimits = Boolean(document.body.dataset.sesionInactivaS);
+// Drawn by the server just now, not the service worker's copy (which has no event-log head).
+const drawnNow = document.body.dataset.lastEventId !== undefined;
 const readLimits = () => {
   try {
     return JSON.parse(localStorage.getItem(LIMITS) ?? "null");
@@ -71,8 +80,7 @@ const writeLimits = (limits) => {
     /* storage full or refused: the page goes on as before, told by the server's 401 */
   }
 };
-// Drawn by the server just now, not the service worker's copy (which has no event-log head): the clock starts here.
-if (LIMITS && document.body.dataset.lastEventId !== undefined) {
+if (LIMITS && drawnWithLimits && drawnNow) {
   const now = Date.now();
   const { sesionInactivaS, sesionRestaS } = document.body.dataset;
   writeLimits({ visto: now, inactiva: Number(sesionInactivaS) * 1000, expira: now + Number(sesionRestaS) * 1000 });
@@ -80,27 +88,42 @@ if (LIMITS && document.body.dataset.lastEventId !== undefined) {
 
 export function sessionUsed() {
   const limits = LIMITS && readLimits();
-  if (limits && !ended) writeLimits({ ...limits, visto: Date.now() });
+  if (limits) writeLimits({ ...limits, visto: Date.now() });
+  if (judged) {
+    judged = false;
+    ended = false;
+    window.dispatchEvent(new CustomEvent("gad:session-resumed"));
+  }
 }
 
 function lapsed() {
-  const limits = LIMITS && readLimits();
+  if (!LIMITS || !drawnWithLimits) return false;
+  const limits = readLimits();
+  // A copy whose record is gone went with a logout (written back by a late answer after it): over.
+  if (!limits) return !drawnNow;
   const now = Date.now();
-  return Boolean(limits) && (now - limits.visto > limits.inactiva || now > limits.expira);
+  return now - limits.visto > limits.inactiva || now > limits.expira;
 }
 
 export function sessionIsOver() {
-  if (!ended && lapsed()) sessionEnded({ lapsed: true });
+  if (!ended && lapsed()) {
+    judged = true;
+    sessionEnded({ lapsed: true });
+  }
   return ended;
 }
 
-// `lapsed`: judged here from the limits, without coverage; otherwise the server said so (a 401).
+// `lapsed`: judged here from the limits, without coverage; otherwise the server said so (a 401), which is told again
+// after a judgement of the page's own (the kept copy goes then, mi.js).
 function sessionEnded({ lapsed = false } = {}) {
-  if (ended) return;
+  const confirmed = !lapsed && judged;
+  if (!lapsed) judged = false;
+  if (ended && !confirmed) return;
+  const first = !ended;
   ended = true;
   window.dispatchEvent(new CustomEvent("gad:session-ended", { detail: { lapsed } }));
   // A page with its own notice (the phone's, which also counts what waits in its outbox) shows that one instead.
-  if (document.getElementById("sesion")) return;
+  if (!first || document.getElementById("sesion")) return;
   const next = encodeURIComponent(location.pathname + location.search);
   const notice = el("p", { class: "red sesion-caducada", role: "alert", id: "sesion-caducada" }, "Su sesión ha caducado: esta página ya no se actualiza. ");
   notice.append(el("a", { href: `/login?next=${next}` }, "Volver a entrar"));
@@ -109,15 +132,14 @@ function sessionEnded({ lapsed = false } = {}) {
 
 // A socket refused at its handshake looks like any dropped connection: whether the session is still there is asked.
 export async function checkSession() {
-  if (!sessionIsOver()) await api("/api/v1/users/me").catch(() => {});
+  if (!sessionIsOver() || judged) await api("/api/v1/users/me").catch(() => {});
   return !ended;
 }
 
 // What a page's socket does when it closed: open again after `delay`, unless the session is over. `acknowledged`:
 // the server had accepted this socket (then a drop is the network's, and the session is not asked about).
 export async function reopenUnlessEnded(acknowledged, open, delay) {
-  if (!acknowledged && !(await checkSession())) return false;
-  if (ended) return false;
+  if ((!acknowledged || ended) && !(await checkSession())) return false;
   setTimeout(open, delay);
   return true;
 }

@@ -27,6 +27,7 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
   let stopped = false;
   const open = () => {
     if (stopped) return; // closed while a reconnect was waiting its turn
+    if (socket && socket.readyState <= WebSocket.OPEN) return; // one socket: a reconnect and a resume may both ask
     const since = resumeFrom(key);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams();
@@ -72,6 +73,9 @@ export function connectLive({ onEvent, onResync, key = KEY, relay = true, onAck 
     });
   };
   open();
+  // The page judged its session over without coverage and the server has since answered it: the socket that was not
+  // reopened then opens now.
+  window.addEventListener("gad:session-resumed", open);
   // Closed for good: not reopened, and the badge left to the page's other socket.
   return {
     close: () => {

@@ -239,7 +239,7 @@ function renderAjenas() {
       const que = [sos.length ? `${sos.length === 1 ? "un SOS pulsado" : `${sos.length} SOS pulsados`} a las ${sos.map(hora).join(", ")}` : "", acciones ? `${acciones === 1 ? "1 acción" : `${acciones} acciones`}` : ""]
         .filter(Boolean)
         .join(" y ");
-      return `En este teléfono espera${sos.length + acciones > 1 ? "n" : ""} sin enviar ${que} de ${quien}: se enviará${sos.length + acciones > 1 ? "n" : ""} cuando esa persona vuelva a entrar, nunca a su nombre.${sos.length ? " Si alguien necesita ayuda, llame a la central." : ""}`;
+      return `En este teléfono espera${sos.length + acciones > 1 ? "n" : ""} sin enviar ${que} de ${quien}: se enviará${sos.length + acciones > 1 ? "n" : ""} cuando esa persona vuelva a entrar, nunca a nombre de quien use ahora el teléfono.${sos.length ? " Si alguien necesita ayuda, llame a la central." : ""}`;
     })
     .join(" ");
 }
@@ -362,7 +362,8 @@ function currentPosition() {
 
 // The page cannot tell who holds the phone: the usuario it was drawn for logging in again sends it at once, anyone
 // else must not wait for it.
-const SOS_SIN_SESION = `Su sesión ha caducado: el SOS NO se ha enviado. Llame a la central. Queda guardado a nombre de ${root.dataset.usuarioNombre ?? "quien abrió esta página"} y se enviará cuando vuelva a entrar con su usuario.`;
+const titular = root.dataset.usuarioNombre ?? "quien abrió esta página";
+const SOS_SIN_SESION = `Su sesión ha caducado: el SOS NO se ha enviado. Llame a la central. Queda guardado a nombre de ${titular} y se enviará cuando ${titular} vuelva a entrar.`;
 let sosEnCurso = false;
 
 async function sos() {
@@ -410,6 +411,7 @@ function showSos(result) {
     return;
   }
   const data = result.data;
+  if (!data) return; // an answer without a body (not the API's): nothing to tell of it
   out.textContent = data.sin_asignar
     ? `SOS ${data.tarea.codigo} recibido en la central. Nadie libre cerca (${data.motivo_sin_asignar ?? "sin efectivos disponibles"}): la central le asignará ayuda.`
     : `SOS ${data.tarea.codigo}: va en camino ${data.tarea.efectivos.map((e) => e.nombre).join(", ")} (a ${data.asignados.map((a) => `${Math.round(a.distancia_m)} m`).join(", ")}).`;
@@ -762,10 +764,23 @@ cola.nameOwner?.(root.dataset.usuarioNombre);
 renderQueue();
 renderAjenas();
 window.addEventListener("gad:session-ended", (event) => {
+  if (event.detail?.lapsed) {
+    // Past the session's limits on a page left open: whoever picks the phone up sees none of it.
+    efectivo = null;
+    tareas = [];
+    renderEfectivo();
+    renderTareas();
+  } else {
+    // The server said so (not judged offline, where the copy is all the officer has): the service worker's copy of
+    // this page, drawn for a session now over, is not opened again without coverage by whoever holds the phone next.
+    cola.dropKeptPage?.(me);
+  }
   renderQueue();
-  // The server said so (not judged offline, where the copy is all the officer has): the service worker's copy of this
-  // page, drawn for a session now over, is not opened again without coverage by whoever holds the phone next.
-  if (!event.detail?.lapsed) cola.dropKeptPage?.(me);
+});
+// Judged over without coverage, and the server has answered since: the session stood after all.
+window.addEventListener("gad:session-resumed", () => {
+  renderQueue();
+  load();
 });
 window.addEventListener("offline", showOffline);
 window.addEventListener("online", () => {
@@ -787,6 +802,7 @@ localStorage.removeItem("gad:mi:compartir");
 setSharing(localStorage.getItem(SHARE) !== "no");
 flushThenLoad();
 setInterval(() => {
+  cola.sessionEnded(); // a page left open past its session's limits without coverage ends it (the listener above)
   renderPosition();
   flushThenLoad();
 }, 15000);

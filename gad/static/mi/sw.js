@@ -39,8 +39,17 @@ async function withoutHead(cached) {
 }
 
 // A link that hangs (one bar, a captive portal) neither answers nor fails: the officer looked at a blank page for as
-// long as it hung. Past this the kept copy is shown; the server's answer, when it comes, still refreshes it.
+// long as it hung. Past this the kept copy is shown; the server's answer, when it comes, still refreshes it. Not
+// right after a login (whose answer is the page drawn for the one who logged in, forgetting the one before): the
+// copy is of an earlier session, perhaps another officer's.
 const SLOW_MS = 4000;
+const afterLogin = (request) => {
+  try {
+    return new URL(request.referrer).pathname === "/login";
+  } catch {
+    return false; // no referrer
+  }
+};
 
 const keptPage = () => caches.match("/mi").then((cached) => cached && withoutHead(cached));
 
@@ -63,7 +72,7 @@ function networkFirst(request) {
         resolve(response);
       }
     };
-    const timer = setTimeout(() => keptPage().then(settle), SLOW_MS);
+    const timer = afterLogin(request) ? undefined : setTimeout(() => keptPage().then(settle), SLOW_MS);
     network.then(
       (response) => {
         clearTimeout(timer);
