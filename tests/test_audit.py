@@ -419,3 +419,41 @@ def test_events_written_at_a_savepoint_release_do_not_commit_the_transaction_aro
             db.session.execute(db.text("SELECT 1"))
         db.session.rollback()
     assert _counter(app) == before and len(all_events(app)) == events_before
+
+
+def test_payloads_of_every_shape_are_stored_as_json_gives_them_back_and_verify(app: Flask, build: Builders, database_url: str) -> None:
+    """A payload already as JSON gives it back is hashed and sent without a JSON round trip; anything else (an
+    instant, a tuple, an enum, a key that is not text) is made so first. Either way the stored row verifies."""
+    from datetime import UTC, datetime
+
+    from gad.realtime.events import PendingEvent, _queue
+    from gad.vocab import EstadoTarea
+
+    plain = {
+        "texto": 'Móvil 101 — ñ \u00e9 😀 "comillas" \\ barra',
+        "n": 2**62,
+        "x": -3.703790,
+        "pequeño": 1e-07,
+        "ok": True,
+        "nada": None,
+        "lista": [1, "a", {"b": []}],
+        "clave ü": "v",
+    }
+    shaped = {
+        "cuando": datetime(2026, 12, 3, 9, 0, tzinfo=UTC),
+        "tupla": (1, 2),
+        "estado": EstadoTarea.EN_CURSO,
+        "por_id": {7: "siete"},
+        "dentro": [{"t": (3,)}],
+    }
+    sup = build.usuario(2)
+    with app.test_request_context():
+        for payload in (plain, shaped):
+            _queue(db.session, PendingEvent("task_updated", "tareas", "tarea", 1, sup.id, payload, None))
+        db.session.commit()
+    with app.app_context():
+        stored = [e.payload for e in db.session.query(Evento).order_by(Evento.id.desc()).limit(2)][::-1]
+    assert stored[0] == plain
+    assert stored[1] == {"cuando": "2026-12-03 09:00:00+00:00", "tupla": [1, 2], "estado": "en_curso", "por_id": {"7": "siete"}, "dentro": [{"t": [3]}]}
+    result = _flask(database_url, "gad", "audit", "verify")
+    assert result.returncode == 0 and "intact" in result.stdout, result.stdout + result.stderr

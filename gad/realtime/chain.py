@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+# json.dumps with these options builds a JSONEncoder on every call; one instance encodes the same bytes.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def canonical(
@@ -32,6 +34,32 @@ def canonical(
     created_at: datetime,
 ) -> bytes:
     """A byte string that any reader reconstructs identically from the stored row (sorted keys, UTC time)."""
+    return canonical_text(
+        id=id,
+        event_type=event_type,
+        topic=topic,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        actor_id=actor_id,
+        request_id=request_id,
+        payload=payload,
+        created_at=created_at,
+    ).encode()
+
+
+def canonical_text(
+    *,
+    id: int,
+    event_type: str,
+    topic: str,
+    entity_type: str,
+    entity_id: int | None,
+    actor_id: int | None,
+    request_id: str | None,
+    payload: Any,
+    created_at: datetime,
+) -> str:
+    """``canonical`` before its UTF-8 encoding: a JSON object, so a writer may send it as the row itself."""
     document = {
         "id": id,
         "event_type": event_type,
@@ -43,11 +71,12 @@ def canonical(
         "payload": payload,
         "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return _CANONICAL.encode(document)
 
 
 def link(key: bytes, prev_hash: str, content: bytes) -> str:
-    return hmac.new(key, prev_hash.encode() + content, hashlib.sha256).hexdigest()
+    # The one-shot form: the same MAC as hmac.new(...).hexdigest() without building an HMAC object.
+    return hmac.digest(key, prev_hash.encode() + content, "sha256").hex()
 
 
 def anchor_mac(key: bytes, *, pruned_up_to_id: int, last_hash: str, pruned_count: int, actor: str | None, created_at: datetime) -> str:
