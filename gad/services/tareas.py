@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Select, String, Text, any_, bindparam, column, exists, or_, select, text
+from sqlalchemy.dialects import postgresql
 
 from gad import policy
 from gad.db_session import as_uuid, loaded
@@ -84,7 +85,7 @@ _AS_TEXT = {"uuid": "uuid", "extra": "jsonb"}
 
 
 @functools.cache
-def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False) -> Prepared:
+def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False, fixed: tuple[tuple[str, Any], ...] = ()) -> Prepared:
     """A new tarea with these columns and its creation row in historial_estados, in one statement (text, so
     SQLAlchemy caches its compilation: its ON CONFLICT construct is never cached), prepared once per connection
     (``gad.pg.Prepared``: planning it took PostgreSQL half the time of running it). The unique index decides a
@@ -99,8 +100,19 @@ def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False)
 
     ``checked``: the tarea is written only if the caller the token cache gave still holds as PostgreSQL sees the
     usuario in this same statement (``auth.CALLER_CHECK_SQL``): otherwise no row comes back,
-    as for a taken codigo, and ``_insert`` finds out which it was."""
-    params = ", ".join(f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}" for name in columns)
+    as for a taken codigo, and ``_insert`` finds out which it was.
+
+    ``fixed``: values the code gives, not the body (the estado, whether an emergency, the constant column
+    defaults), written into the statement as literals of their column's type: each is the same for every
+    execution of the statement, and every parameter costs psycopg2 an adaptation and its quoting per call."""
+    literals = dict(fixed)
+
+    def value(name: str) -> str:
+        if name in literals:
+            return f"CAST({_sql_literal(literals[name])} AS {_TAREAS.c[name].type.compile(dialect=_DIALECT)})"
+        return f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}"
+
+    params = ", ".join(value(name) for name in columns)
     # PostgreSQL types the values of an INSERT's SELECT by the target columns, as it does a VALUES list's.
     caller, rows = (f"caller AS ({auth.CALLER_CHECK_SQL}), ", f"SELECT {params} FROM caller") if checked else ("", f"VALUES ({params})")
     ids = taken = ""
@@ -116,11 +128,27 @@ def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False)
     statement = text(
         f"WITH {caller}nueva AS (INSERT INTO tareas ({', '.join(columns)}) {rows} ON CONFLICT (codigo) DO NOTHING RETURNING *), "
         "creacion AS (INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, usuario_id, motivo, created_at) "
-        f"SELECT id, NULL, estado, CAST(:_actor AS integer), CAST(:_motivo AS text), created_at FROM nueva){ids} "
+        # The creator is the actor: one parameter for both; the motivo is the same for every creation.
+        f"SELECT id, NULL, estado, creado_por_usuario_id, CAST('{_CREATION_MOTIVO}' AS text), created_at FROM nueva){ids} "
         f"SELECT {select_list}{taken} FROM nueva"  # in the order .columns() reads them
     )
-    typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in columns]
-    return Prepared(statement.bindparams(*typed, bindparam("_actor", type_=Integer), bindparam("_motivo", type_=String)).columns(*selected))
+    typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in columns if name not in literals]
+    return Prepared(statement.bindparams(*typed).columns(*selected))
+
+
+_DIALECT = postgresql.dialect()
+_CREATION_MOTIVO = "Tarea creada"
+
+
+def _sql_literal(value: Any) -> str:
+    """A value the code fixes (never the body's) as SQL: booleans, integers, and plain strings such as an estado."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str) and value.isascii() and value.replace("_", "").isalnum():
+        return f"'{value}'"
+    raise ValueError(f"not a literal the statement may embed: {value!r}")
 
 
 class CreatedTarea(NamedTuple):
@@ -172,30 +200,37 @@ def _insert(
         policy.require_nivel(actor, Nivel.SUPERVISOR, "Creating tareas")
     data = {_FIELD_COLUMNS.get(k, k): v for k, v in data.items()}
     _check_delegado(data.get("delegado_usuario_id"))
-    values = data | {"tipo": str(data["tipo"]), "estado": estado.value, "es_emergencia": es_emergencia, "creado_por_usuario_id": actor.id}
+    values = data | {"tipo": str(data["tipo"]), "creado_por_usuario_id": actor.id}
+    # What the code fixes rather than the body: written into the statement (``_insert_new``'s ``fixed``).
+    fixed = {"estado": estado.value, "es_emergencia": es_emergencia}
+    values.pop("estado", None)
+    values.pop("es_emergencia", None)
     if estado == EstadoTarea.EN_CURSO:
         values["inicio_real"] = utcnow()
     for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
-        if default.key not in values:
-            values[default.key] = default.default.arg(None) if default.default.is_callable else default.default.arg
-    columns = tuple(sorted(values))
+        if default.key not in values and default.key not in fixed:
+            if default.default.is_callable:
+                values[default.key] = default.default.arg(None)
+            else:
+                fixed[default.key] = default.default.arg
+    columns = tuple(sorted(values.keys() | fixed.keys()))
+    shape = tuple(sorted(fixed.items()))
     values["uuid"] = str(values["uuid"])
     if values.get("extra") is not None:
         values["extra"] = json.dumps(values["extra"])
-    values |= {"_actor": actor.id, "_motivo": "Tarea creada"}
     # On the connection, and only what the caller needs of the row: the ORM's statement compile state and row
     # loading cost more than the statement's round trip.
     connection = db.session().connection()
     if caller is None or caller.confirmed:
-        row = _insert_new(columns, answered).first(connection, values)
+        row = _insert_new(columns, answered, False, shape).first(connection, values)
     else:
-        row = _insert_new(columns, answered, checked=True).first(connection, values | caller.params())
+        row = _insert_new(columns, answered, True, shape).first(connection, values | caller.params())
         if row is not None:
             caller.confirmed = True
         else:  # a taken codigo, or a caller who may no longer write: read the caller, then write as before
             auth.confirm_caller(caller, actor)
             policy.require_nivel(actor, nivel, "Creating tareas")
-            row = _insert_new(columns, answered).first(connection, values)
+            row = _insert_new(columns, answered, False, shape).first(connection, values)
     if row is None:
         raise Conflict(f"Codigo {data['codigo']} is already used.", mensaje=f"El código {data['codigo']} ya existe.", field="codigo")
     return row
