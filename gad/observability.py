@@ -298,7 +298,7 @@ def _init_metrics(app: Flask) -> HttpMetrics:
     return http_metrics
 
 
-_pool_state = {"checked_out": 0, "size": 10, "hooked": False}
+_pool_state = {"checked_out": 0, "size": 10, "overflow": 0, "hooked": False}
 
 
 def _track_pool(pool_size: int) -> None:
@@ -308,17 +308,25 @@ def _track_pool(pool_size: int) -> None:
         return
     _pool_state["hooked"] = True
 
+    def _overflow(checked_out: int) -> None:
+        # The overflow is 0 for every checkout within the pool's size: set only when it changes (each set takes the
+        # metric's lock, and in multi-process mode writes its file).
+        overflow = max(0, checked_out - _pool_state["size"])
+        if overflow != _pool_state["overflow"]:
+            _pool_state["overflow"] = overflow
+            app_metrics.DB_POOL_OVERFLOW.set(overflow)
+
     @event.listens_for(Pool, "checkout")
     def _checkout(*_: object) -> None:
         _pool_state["checked_out"] += 1
         app_metrics.DB_POOL_CHECKED_OUT.set(_pool_state["checked_out"])
-        app_metrics.DB_POOL_OVERFLOW.set(max(0, _pool_state["checked_out"] - _pool_state["size"]))
+        _overflow(_pool_state["checked_out"])
 
     @event.listens_for(Pool, "checkin")
     def _checkin(*_: object) -> None:
         _pool_state["checked_out"] = max(0, _pool_state["checked_out"] - 1)
         app_metrics.DB_POOL_CHECKED_OUT.set(_pool_state["checked_out"])
-        app_metrics.DB_POOL_OVERFLOW.set(max(0, _pool_state["checked_out"] - _pool_state["size"]))
+        _overflow(_pool_state["checked_out"])
 
 
 def init_app(app: Flask) -> None:

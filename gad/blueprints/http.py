@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from gad.errors import MalformedRequest, UnsupportedMediaType, ValidationProblem, field_error, pydantic_errors
-from gad.reqctx import current_request
+from gad.reqctx import current_flask_app, current_request
 from gad.schemas.common import NoBody, NoQuery, json_type_errors
 from gad.security import current_user
 from gad.services import idempotency
@@ -62,8 +62,9 @@ def read_body_first() -> None:
     if request_.method not in _BODY_METHODS:
         return
     declared = request_.content_length
-    chunked = "chunked" in request_.headers.get("Transfer-Encoding", "").lower()
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    # The environ, not request.headers: the same value without building the headers view.
+    chunked = "chunked" in request_.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    limit = current_flask_app().config.get("MAX_CONTENT_LENGTH")
     if (declared and (limit is None or declared <= limit)) or (declared is None and chunked):
         request_.get_data(cache=True)
 
