@@ -21,30 +21,10 @@ GENESIS = "0" * 64
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def canonical(
-    *,
-    id: int,
-    event_type: str,
-    topic: str,
-    entity_type: str,
-    entity_id: int | None,
-    actor_id: int | None,
-    request_id: str | None,
-    payload: Any,
-    created_at: datetime,
-) -> bytes:
-    """A byte string that any reader reconstructs identically from the stored row (sorted keys, UTC time)."""
-    return canonical_text(
-        id=id,
-        event_type=event_type,
-        topic=topic,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        actor_id=actor_id,
-        request_id=request_id,
-        payload=payload,
-        created_at=created_at,
-    ).encode()
+def canonical(**fields: Any) -> bytes:
+    """A byte string that any reader reconstructs identically from the stored row (sorted keys, UTC time): the
+    UTF-8 of ``canonical_text``, whose keywords it takes."""
+    return canonical_text(**fields).encode()
 
 
 def canonical_text(
@@ -59,7 +39,7 @@ def canonical_text(
     payload: Any,
     created_at: datetime,
 ) -> str:
-    """``canonical`` before its UTF-8 encoding: a JSON object, so a writer may send it as the row itself."""
+    """The event as a JSON object (sorted keys, UTC time), which a writer may also send as the row itself."""
     document = {
         "id": id,
         "event_type": event_type,
