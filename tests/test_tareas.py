@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,8 +206,9 @@ def test_unknown_ids_are_404_problems(client: FlaskClient, build: Builders) -> N
 
 
 def test_a_create_answers_the_same_with_prepared_statements_on_and_off(app_with: Any, build: Builders) -> None:
-    """The create's INSERT runs prepared (values reach psycopg2 as they are, the uuid and jsonb cast in SQL) or as
-    plain SQL behind a pooler: every field comes back the same either way, and reads back the same."""
+    """The create's INSERT runs prepared (values reach psycopg2 as they are, the jsonb cast in SQL, the uuid made by
+    PostgreSQL) or as plain SQL behind a pooler: every field comes back the same either way, and reads back the same;
+    each tarea has a random uuid of its own."""
     sup = build.usuario(2)
     delegado = build.usuario(1)
     full = {
@@ -223,12 +225,15 @@ def test_a_create_answers_the_same_with_prepared_statements_on_and_off(app_with:
         "notas": "x" * 5000,
     }
     answers = []
+    uuids = []
     for setting, codigo in ((True, "PREP-ON"), (False, "PREP-OFF")):
         client = app_with(DB_PREPARED_STATEMENTS=setting).test_client()
         created = client.post("/api/v1/tasks", json=full | {"codigo": codigo}, headers=build.headers(sup))
         assert created.status_code == 201, created.get_json()
         read = client.get(f"/api/v1/tasks/{created.get_json()['id']}", headers=build.headers(sup)).get_json()
         assert created.get_json() == read
+        uuids.append(uuid.UUID(read["uuid"]))
         answers.append({k: v for k, v in read.items() if k not in {"id", "uuid", "codigo", "created_at", "updated_at"}})
     assert answers[0] == answers[1]
+    assert uuids[0] != uuids[1] and {u.version for u in uuids} == {4}
     assert answers[0]["ubicacion_lng"] == 179.999999 and answers[0]["titulo"] == full["titulo"] and answers[0]["estado"] == "programada"

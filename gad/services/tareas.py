@@ -80,8 +80,8 @@ _TAREA_KEYS = tuple(Tarea.__mapper__.get_property_by_column(column).key for colu
 
 
 # Columns whose values travel as text and are cast in the statement: a prepared statement hands values to psycopg2
-# as they are, and psycopg2 adapts neither a UUID nor a dict.
-_AS_TEXT = {"uuid": "uuid", "extra": "jsonb"}
+# as they are, and psycopg2 adapts no dict.
+_AS_TEXT = {"extra": "jsonb"}
 
 
 @functools.cache
@@ -108,6 +108,8 @@ def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False,
     literals = dict(fixed)
 
     def value(name: str) -> str:
+        if name in _MADE_BY_POSTGRESQL:
+            return _MADE_BY_POSTGRESQL[name]
         if name in literals:
             return f"CAST({_sql_literal(literals[name])} AS {_TAREAS.c[name].type.compile(dialect=_DIALECT)})"
         return f"CAST(:{name} AS {_AS_TEXT[name]})" if name in _AS_TEXT else f":{name}"
@@ -132,11 +134,15 @@ def _insert_new(columns: tuple[str, ...], answered: bool, checked: bool = False,
         f"SELECT id, NULL, estado, creado_por_usuario_id, CAST('{_CREATION_MOTIVO}' AS text), created_at FROM nueva){ids} "
         f"SELECT {select_list}{taken} FROM nueva"  # in the order .columns() reads them
     )
-    typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in columns if name not in literals]
+    bound = [name for name in columns if name not in literals and name not in _MADE_BY_POSTGRESQL]
+    typed = [bindparam(name, type_=String if name in _AS_TEXT else _TAREAS.c[name].type) for name in bound]
     return Prepared(statement.bindparams(*typed).columns(*selected))
 
 
 _DIALECT = postgresql.dialect()
+# Values PostgreSQL makes in the statement rather than Python before it: a new tarea's uuid (random, as uuid4 is;
+# built in Python it was a system call, an object, its text and a parameter per create).
+_MADE_BY_POSTGRESQL = {"uuid": "gen_random_uuid()"}
 _CREATION_MOTIVO = "Tarea creada"
 
 
@@ -207,15 +213,14 @@ def _insert(
     values.pop("es_emergencia", None)
     if estado == EstadoTarea.EN_CURSO:
         values["inicio_real"] = utcnow()
-    for default in _DEFAULTED:  # what the ORM would fill in (uuid, instants, version, ...)
-        if default.key not in values and default.key not in fixed:
+    for default in _DEFAULTED:  # what the ORM would fill in (instants, version, ...)
+        if default.key not in values and default.key not in fixed and default.key not in _MADE_BY_POSTGRESQL:
             if default.default.is_callable:
                 values[default.key] = default.default.arg(None)
             else:
                 fixed[default.key] = default.default.arg
-    columns = tuple(sorted(values.keys() | fixed.keys()))
+    columns = tuple(sorted(values.keys() | fixed.keys() | _MADE_BY_POSTGRESQL.keys()))
     shape = tuple(sorted(fixed.items()))
-    values["uuid"] = str(values["uuid"])
     if values.get("extra") is not None:
         values["extra"] = json.dumps(values["extra"])
     # On the connection, and only what the caller needs of the row: the ORM's statement compile state and row
