@@ -795,7 +795,7 @@ const flushThenLoad = (always = false) =>
     if (always || sent.size) load();
   });
 // The outbox, the position and the live socket start once the first read is in, or after a few seconds without it:
-// on a link that hangs they waited for it (each request gives up only after api.js's limit).
+// on a link that hangs they waited for it (the reads themselves have no time limit: a slow answer is still worth it).
 await Promise.race([load(), new Promise((resolve) => setTimeout(resolve, 5000))]);
 // The one choice kept for the whole phone before it was per usuario: whose it was is not known, so it is not followed.
 localStorage.removeItem("gad:mi:compartir");
