@@ -445,6 +445,9 @@ def test_payloads_of_every_shape_are_stored_as_json_gives_them_back_and_verify(a
         "estado": EstadoTarea.EN_CURSO,
         "por_id": {7: "siete"},
         "dentro": [{"t": (3,)}],
+        "cero": -0.0,  # numeric has no negative zero
+        "enorme": 1e300,  # written out by JSONB: an integer when read back
+        "grande": -1.5e16,
     }
     sup = build.usuario(2)
     with app.test_request_context():
@@ -454,6 +457,26 @@ def test_payloads_of_every_shape_are_stored_as_json_gives_them_back_and_verify(a
     with app.app_context():
         stored = [e.payload for e in db.session.query(Evento).order_by(Evento.id.desc()).limit(2)][::-1]
     assert stored[0] == plain
-    assert stored[1] == {"cuando": "2026-12-03 09:00:00+00:00", "tupla": [1, 2], "estado": "en_curso", "por_id": {"7": "siete"}, "dentro": [{"t": [3]}]}
+    assert stored[1] == {
+        "cuando": "2026-12-03 09:00:00+00:00",
+        "tupla": [1, 2],
+        "estado": "en_curso",
+        "por_id": {"7": "siete"},
+        "dentro": [{"t": [3]}],
+        "cero": 0.0,
+        "enorme": 10**300,
+        "grande": -15 * 10**15,
+    }
+    result = _flask(database_url, "gad", "audit", "verify")
+    assert result.returncode == 0 and "intact" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_position_at_negative_zero_leaves_a_log_that_verifies(client: FlaskClient, build: Builders, database_url: str) -> None:
+    """Any officer may send their position as -0.0: its event was hashed with the negative zero PostgreSQL's numeric
+    does not keep, and `audit verify` then reported the log altered."""
+    officer = build.usuario(1)
+    efectivo = build.efectivo(usuario_id=officer.id)
+    moved = client.put(f"/api/v1/efectivos/{efectivo.id}/ubicacion", json={"lat": -0.0, "lng": -0.0}, headers=build.headers(officer))
+    assert moved.status_code == 200, moved.get_json()
     result = _flask(database_url, "gad", "audit", "verify")
     assert result.returncode == 0 and "intact" in result.stdout, result.stdout + result.stderr

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from flask import has_request_context
@@ -227,15 +229,19 @@ def _append(session: Session, params: dict[str, Any]) -> None:
     _APPEND_SQL.run(connection, params, then=then)
 
 
-_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+# From here on Python writes a float with an exponent (1e+16), and JSONB hands it back written out, an integer.
+_WRITTEN_OUT = 1e16
 
 
 def _is_plain(value: Any) -> bool:
-    """Whether ``value`` is already what a JSON round trip gives back (str keys, JSON's own types, no tuples,
-    enums or other subclasses), so ``_jsonable`` would return an equal value."""
+    """Whether ``value`` is already what ``_jsonable`` gives back (str keys, JSON's own types, no tuples, enums or
+    other subclasses, no float JSONB changes), so it would return an equal value."""
     kind = type(value)
     if kind in _PLAIN_SCALARS:
         return True
+    if kind is float:
+        return abs(value) < _WRITTEN_OUT and (value != 0 or math.copysign(1.0, value) > 0)
     if kind is dict:
         return all(type(key) is str and _is_plain(item) for key, item in value.items())
     if kind is list:
@@ -245,7 +251,17 @@ def _is_plain(value: Any) -> bool:
 
 def _jsonable(payload: dict[str, Any]) -> Any:
     """The payload exactly as JSONB will hand it back, so the hash verifies after a round trip."""
-    return json.loads(json.dumps(payload, default=str))
+    return json.loads(json.dumps(payload, default=str), parse_float=_as_jsonb_gives_back)
+
+
+def _as_jsonb_gives_back(number: str) -> float | int:
+    """A JSON float as JSONB's numeric returns it: without a negative zero (a position at -0.0, which any officer can
+    send, left an event whose hash no longer matched its row, and ``audit verify`` reported the log altered), and
+    from 1e16 on written out, which JSON reads as an integer."""
+    value = float(number)
+    if abs(value) >= _WRITTEN_OUT:
+        return int(Decimal(number))
+    return value if value != 0 else 0.0
 
 
 @event.listens_for(Session, "after_rollback")
