@@ -288,6 +288,23 @@ def test_browser_login_failure_rerenders_form_in_spanish(client: FlaskClient, bu
     assert response.status_code == 401 and "Correo o contraseña incorrectos" in response.get_data(as_text=True)
 
 
+def test_the_login_and_password_forms_refuse_what_the_api_refuses_on_the_form(client: FlaskClient, build: Builders) -> None:
+    """A NUL typed (or scripted) into the login form's e-mail reached the lookup and PostgreSQL's driver refused it: a
+    500. The password form took a new password with a NUL, which every login then refused: the usuario locked out."""
+    user = build.usuario(1)
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    refused = client.post("/login", data={"email": "a\u0000b@gad.test", "password": "nope-nope-nope", "csrf_token": token})
+    assert refused.status_code == 422 and "Quite el carácter nulo (NUL) del texto." in refused.get_data(as_text=True)
+    too_long = client.post("/login", data={"email": "x" * 300, "password": "nope-nope-nope", "csrf_token": token})
+    assert too_long.status_code == 422 and "como máximo 254 caracteres" in too_long.get_data(as_text=True)
+    assert client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+    token = _csrf(client.get("/cambiar-clave").get_data(as_text=True))
+    nueva = "Nueva\u0000Clave-2026x"
+    changed = client.post("/cambiar-clave", data={"current_password": PASSWORD, "password": nueva, "password2": nueva, "csrf_token": token})
+    assert changed.status_code == 422 and 'id="error-password">Quite el carácter nulo (NUL) del texto.' in changed.get_data(as_text=True)
+    assert client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200  # unchanged
+
+
 def test_browser_logout_ends_the_session(client: FlaskClient, build: Builders) -> None:
     user = build.usuario(1)
     token = _csrf(client.get("/login").get_data(as_text=True))

@@ -7,6 +7,7 @@ Shells rendered by the server; data and actions go through the JSON API from ES 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, request, send_from_directory, url_for
+from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.pages import _login_redirect, _render
@@ -14,10 +15,11 @@ from gad.blueprints.pages import bp as pages_bp
 from gad.blueprints.reportes import pages as informes_pages
 from gad.blueprints.turnos import pages as planificacion_pages
 from gad.db_session import commit_or_problem
-from gad.errors import AppError, CurrentPasswordRejected
+from gad.errors import AppError, CurrentPasswordRejected, pydantic_errors
 from gad.models import utcnow
 from gad.net import client_address
 from gad.policy import is_supervisor
+from gad.schemas.usuarios import UsuarioPatch
 from gad.security import check_csrf, current_browser_session, is_local_path, page_user, start_session
 from gad.services import usuarios
 from gad.vocab import EstadoTarea, TipoTarea
@@ -58,8 +60,13 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int, dict[str, str]]:
             errors["password2"] = "Las dos contraseñas no coinciden."
         else:
             try:
-                changes = {"password": nueva, "current_password": request.form.get("current_password", "")}
+                # Through the API's own schema: a password with a NUL was taken here, and then refused at every login.
+                form = {"password": nueva, "current_password": request.form.get("current_password", "")}
+                changes = UsuarioPatch.model_validate(form).model_dump(exclude_unset=True)
                 usuarios.update_usuario(usuario, usuario.id, changes, None, client_address=client_address())
+            except ValidationError as exc:
+                for field_error in pydantic_errors(exc):
+                    errors[field_error["field"].removeprefix("body.")] = field_error["mensaje"]
             except AppError as exc:
                 if isinstance(exc, CurrentPasswordRejected):
                     commit_or_problem()  # the failed re-authentication is a security event, as through the API

@@ -21,6 +21,7 @@ from gad.models import Usuario
 from gad.net import client_address
 from gad.policy import TRANSICIONES_EFECTIVO, is_admin, is_supervisor
 from gad.realtime import events
+from gad.schemas.auth import LoginIn
 from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, csrf_matches, current_browser_session, end_session, is_local_path, page_user, start_session
 from gad.services import auth, tareas
@@ -116,6 +117,13 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
         )
         return render_template("login.html", next=target, error=error, email=email, sesion_abierta=signed_in), 400, {}
     password = request.form.get("password", "")
+    try:
+        LoginIn.model_validate({"email": email, "password": password})
+    except ValidationError as exc:
+        # What the API refuses as a 422 (a NUL, a lone surrogate, a field too long) is said on the form: passed on, a NUL
+        # reached the e-mail lookup and PostgreSQL's driver refused it, a 500.
+        mensaje = " ".join(error["mensaje"] for error in pydantic_errors(exc))
+        return render_template("login.html", next=target, error=mensaje, email=""), 422, {}
     try:
         usuario, _ = auth.login(email, password, client_address())
     except AppError as exc:
