@@ -922,10 +922,11 @@ def test_an_answer_given_in_the_tray_before_the_panel_held_the_question_is_not_a
     alerta = {"tipo": "refuerzos", "texto": "Refuerzos en la plaza de Sol", "destino": "usuarios", "usuario_ids": [officer.id]}
     with _phone(browser, pw, server, officer.email) as (_, page):
         held: list[tuple[Route, Any]] = []
+        released: list[bool] = []
 
-        def hold_the_panels_read(route: Route) -> None:  # the panel's read (every page: limit=200), not the tray's (30)
-            if not held and "limit=200" in route.request.url:
-                held.append((route, route.fetch()))
+        def hold_the_panels_read(route: Route) -> None:  # the panel's reads (every page: limit=200), not the tray's (30)
+            if "limit=200" in route.request.url and not released:
+                held.append((route, route.fetch()))  # answered by the server now, delivered when the test says
             else:
                 route.continue_()
 
@@ -941,11 +942,11 @@ def test_an_answer_given_in_the_tray_before_the_panel_held_the_question_is_not_a
         page.locator(".notificacion").filter(has_text="Refuerzos en la plaza de Sol").get_by_role("button", name="Acepto").click()
         expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.")
         page.keyboard.press("Escape")
-        route, answer = held.pop()
-        route.fulfill(response=answer)  # type: ignore[arg-type]  # read before the answer, delivered after it
+        released.append(True)  # the reads from here on are answered as they come
+        for route, answer in held:  # read before the answer, delivered after it
+            route.fulfill(response=answer)  # type: ignore[arg-type]
         for _ in range(20):
             assert panel.is_hidden(), "the answered question was asked again"
             page.wait_for_timeout(100)
-        page.unroute("**/api/v1/notificaciones?pendientes=true*")
         [n] = _api(server, build, officer, "GET", "/api/v1/notificaciones?causa=alerta").json()["items"]
         assert n["respuesta"] == "acepto"

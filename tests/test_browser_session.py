@@ -393,11 +393,13 @@ def test_logging_out_with_an_action_waiting_asks_first_and_then_leaves_nothing(b
     """An officer whose session had ended tapped "Cerrar sesión" with an action still waiting: it was dropped without a
     word, and the phone kept their tareas (with no session to end, the server answered nothing that cleared them)."""
     officer = _officer(build, "Marta")
-    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
-        assert _api(server, build, officer, "POST", "/api/v1/auth/logout-all").status_code == 204
+        context.set_offline(True)  # taken before the session ended (once ended, the page offers no availability)
         page.get_by_role("button", name="Fuera de servicio").click()
         expect(page.locator("#cola-resumen")).to_have_text("1 acción y 0 posiciones esperando cobertura.")
+        assert _api(server, build, officer, "POST", "/api/v1/auth/logout-all").status_code == 204
+        context.set_offline(False)
         asked: list[str] = []
 
         def answer(dialog: Any, accept: bool) -> None:
@@ -674,8 +676,7 @@ def test_a_session_the_server_ended_takes_the_kept_copy_of_its_page_with_it(brow
     with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (_, page):
         _kept_page_for_offline(page)
         assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204  # ended from another device
-        page.get_by_role("button", name="No disponible").click()  # answered 401
-        expect(page.locator("#sesion")).to_be_visible()
+        expect(page.locator("#sesion")).to_be_visible(timeout=15_000)  # its socket, refused, asked the server: 401
         for _ in range(50):
             if not page.evaluate("async () => Boolean(await caches.match('/mi'))"):
                 break
@@ -785,3 +786,96 @@ def test_the_page_a_login_lands_on_is_waited_for_not_replaced_by_the_last_office
         expect(page.locator("#mi-efectivo")).to_contain_text("Agente Eduardo", timeout=15_000)
         assert "Agente Elena" not in page.locator("#mi-efectivo").inner_text()
         context.unroute("**/mi")
+
+
+def test_an_sos_is_not_held_back_by_an_earlier_request_that_hangs(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Only the availability's request hung: given up, it stayed first in line and ended every round of the outbox, and
+    the SOS tapped after it was never sent while every other request went through."""
+    sup = build.usuario(2)
+    rosa = _officer(build, "Rosa")
+    with logged_in(browser, pw, server.url, rosa.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (_, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        hung: list[Any] = []
+        page.route("**/api/v1/efectivos/*/disponibilidad", lambda route: hung.append(route))  # only this one hangs
+        page.get_by_role("button", name="No disponible").click()
+        page.locator("#sos").click()
+        expect(page.locator("#sos-resultado")).to_contain_text("SOS EMG-", timeout=25_000)  # sent, and who is coming said
+        assert len(_emergencies(server, build, sup)) == 1
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")  # the availability still waits, not dropped
+
+
+def test_a_logout_while_the_pages_answer_is_on_its_way_leaves_no_copy_behind(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The copy shown after 4 s on a hung link, then "Cerrar sesión": the server's late answer for the page re-made the
+    service worker's cache the logout had deleted, holding the officer's page and none of its files."""
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        _kept_page_for_offline(page)
+        held: list[Any] = []
+        context.route("**/mi", lambda route: held.append(route))
+        page.goto("/mi", wait_until="commit", timeout=20_000)
+        expect(page.locator("#mi-efectivo")).to_contain_text("Agente Elena", timeout=10_000)  # the copy, after 4 s
+        answer = held[0].fetch()  # drawn while her session stood, delivered after her logout
+        page.get_by_role("button", name="Cerrar sesión").click()
+        page.wait_for_url("**/login")
+        page.wait_for_function("() => localStorage.length === 0", timeout=5000)
+        held[0].fulfill(response=answer)
+        page.wait_for_timeout(1500)
+        context.unroute("**/mi")
+        assert page.evaluate("async () => (await caches.keys()).length") == 0
+
+
+def test_the_next_officers_pages_drop_the_copy_of_a_session_ended_elsewhere(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Elena's session was ended from another device, so Eduardo's login named nobody to forget: her kept /mi stayed,
+    and on a slow link /mi showed him her tareas."""
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    eduardo = _officer(build, "Eduardo")
+    kept_for = "async () => { const kept = await caches.match('/mi'); return kept && /data-usuario-id=\"(\\d+)\"/.exec(await kept.text())[1]; }"
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi") as (_, page):
+        _kept_page_for_offline(page)
+        page.goto("/static/css/app.css")  # she leaves the page
+        assert _api(server, build, elena, "POST", "/api/v1/auth/logout-all").status_code == 204  # ended elsewhere
+        assert page.evaluate(kept_for) == str(elena.id)
+        _log_in(page, eduardo.email, "/tareas")  # Eduardo's first page is not /mi
+        for _ in range(50):
+            if page.evaluate(kept_for) != str(elena.id):
+                break
+            page.wait_for_timeout(100)
+        assert page.evaluate(kept_for) is None
+
+
+def test_a_page_whose_session_ended_shows_nothing_of_its_officer_and_asks_nothing_in_their_name(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Elena's tab stayed open while Eduardo logged in in another: it said "caducada" but kept her tareas on screen;
+    and a page left open without coverage past the session's end kept its question, which anyone could then answer
+    in her name."""
+    sup = build.usuario(2)
+    elena = build.usuario(1, nombre="Elena", apellido="Campo")
+    suyo = build.efectivo(usuario_id=elena.id, nombre="Agente Elena", lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC))
+    eduardo = _officer(build, "Eduardo")
+    tarea = build.tarea(sup, titulo="Escolta reservada", descripcion="Datos reservados de Elena")
+    with logged_in(browser, pw, server.url, elena.email, PASSWORD, "movil", landing="/mi", service_workers="block") as (context, page):
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=10_000)
+        assert _api(server, build, sup, "POST", f"/api/v1/tasks/{tarea.id}/efectivos", json={"efectivo_ids": [suyo.id]}).status_code == 200
+        expect(page.locator("#alerta-texto")).to_contain_text(tarea.codigo, timeout=10_000)
+        expect(page.locator("#actuales")).to_contain_text("Datos reservados de Elena")
+        context.set_offline(True)
+        page.evaluate(  # the session's whole lifetime runs out while the page is open without coverage
+            "(key) => { const l = JSON.parse(localStorage.getItem(key)); localStorage.setItem(key, JSON.stringify({ ...l, expira: Date.now() - 1000 })); }",
+            f"gad:sesion:{elena.id}",
+        )
+        expect(page.locator("#sesion")).to_be_visible(timeout=20_000)  # judged at the page's next 15 s round
+        expect(page.locator("#alerta")).to_be_hidden()
+        expect(page.locator("#actuales")).not_to_contain_text("Datos reservados de Elena")
+        context.set_offline(False)
+        page.reload()  # her session stands on the server: the page is hers again
+        expect(page.locator("#actuales")).to_contain_text("Datos reservados de Elena", timeout=10_000)
+
+        other = context.new_page()
+        _log_in(other, eduardo.email, "/mi")  # replaces her session
+        expect(other.locator("#mi-efectivo")).to_contain_text("Agente Eduardo")
+        expect(page.locator("#sesion")).to_be_visible(timeout=20_000)
+        expect(page.locator("#actuales")).not_to_contain_text("Datos reservados de Elena")
+        expect(page.locator("#alerta")).to_be_hidden()

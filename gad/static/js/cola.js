@@ -113,16 +113,22 @@ export async function forgetOnLogout(usuarioId, { untilLeaving = true, keepOutbo
   else await dropKeptPage(usuarioId);
 }
 
-// The service worker's copy of /mi goes if it was drawn for `usuarioId` (their session is over): opened without
-// coverage it showed their tareas to whoever held the phone next. A copy drawn for someone else since stays.
-export async function dropKeptPage(usuarioId) {
+// The service worker's copy of /mi, when `drop(whom it was drawn for)` says so: opened without coverage (or on a link
+// that hangs) it showed that officer's tareas to whoever held the phone next.
+async function dropKeptPageIf(drop) {
   if (!("caches" in window)) return;
   for (const name of await caches.keys()) {
     const cache = await caches.open(name);
     const kept = await cache.match("/mi");
-    if (kept && (await kept.text()).includes(`data-usuario-id="${usuarioId}"`)) await cache.delete("/mi");
+    const drawnFor = kept && /data-usuario-id="(\d+)"/.exec(await kept.text())?.[1];
+    if (drawnFor && drop(drawnFor)) await cache.delete("/mi");
   }
 }
+
+// Drawn for `usuarioId`, whose session is over; a copy drawn for someone else since stays.
+export const dropKeptPage = (usuarioId) => dropKeptPageIf((drawnFor) => drawnFor === String(usuarioId));
+// Drawn for anyone but `usuarioId`, who has a session on this phone now: that copy is of a session that is over.
+export const dropOthersKeptPage = (usuarioId) => dropKeptPageIf((drawnFor) => drawnFor !== String(usuarioId));
 
 // An action the server applied changed what the ones queued after it on the same thing were taken on: `base` (see
 // enqueue) becomes the answer's, or a page would take the applied action's answer for someone else's later change and
@@ -169,22 +175,30 @@ export function flush() {
 // Actions go ahead of position fixes: an SOS queued behind a shift's fixes (up to MAX_FIXES) waited for every one of
 // them, and a fix answered 503 held it to the next round. Each fix carries its own time (registrado_en) and the
 // server keeps the newest, so sending fixes after the actions changes nothing of where the officer is shown.
+// An SOS goes ahead of everything: behind an action whose request hung (given up, it stays first and ends each round)
+// it was never sent while every other request went through.
 const next = () => {
   const queue = pending();
-  return queue.find((q) => q.kind !== "posicion") ?? queue[0];
+  return queue.find((q) => q.kind === "sos") ?? queue.find((q) => q.kind !== "posicion") ?? queue[0];
 };
 
 async function send() {
   const results = new Map();
+  const givenUp = new Set();
   for (;;) {
     const item = next();
-    if (!item) break;
+    if (!item || givenUp.has(item.key)) break;
     try {
       // Given up after GIVE_UP_MS and tried again later: with its Idempotency-Key, an item whose answer was lost (or is
       // still on its way) is applied once (a retry meeting the first still running waits for its answer).
       const answer = await api(item.path, { method: item.method, body: item.body, idempotencyKey: item.key, giveUpAfterMs: GIVE_UP_MS });
       results.set(item.key, answer);
     } catch (error) {
+      // An SOS queued while this request hung is tried before the round ends (it goes first: see next()).
+      if (error.status === undefined && item.kind !== "sos" && pending().some((q) => q.kind === "sos")) {
+        givenUp.add(item.key);
+        continue;
+      }
       if (error.status === undefined || error.status >= 500 || error.status === 429 || error.status === 401) break; // offline or not now: keep it
       // A page of an earlier session of the same usuario (its CSRF token is the old session's): not a refusal of the
       // action, which their page of the session open now sends.

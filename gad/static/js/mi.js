@@ -764,17 +764,20 @@ cola.nameOwner?.(root.dataset.usuarioNombre);
 renderQueue();
 renderAjenas();
 window.addEventListener("gad:session-ended", (event) => {
-  if (event.detail?.lapsed) {
-    // Past the session's limits on a page left open: whoever picks the phone up sees none of it.
-    efectivo = null;
-    tareas = [];
-    renderEfectivo();
-    renderTareas();
-  } else {
-    // The server said so (not judged offline, where the copy is all the officer has): the service worker's copy of
-    // this page, drawn for a session now over, is not opened again without coverage by whoever holds the phone next.
-    cola.dropKeptPage?.(me);
-  }
+  // Whoever holds the phone now may not be the officer (a page left open past its limits, the service worker's copy
+  // of the last one's page, a tab of theirs beside the next one's): nothing of theirs stays on screen, and no question
+  // of theirs can be answered in their name. (What the SOS button just said stays: it is said to whoever pressed it.)
+  efectivo = null;
+  tareas = [];
+  preguntas.clear();
+  desasignaciones.clear();
+  renderEfectivo();
+  renderTareas();
+  renderDesasignaciones();
+  if (!respondiendo) showNext();
+  // The server said so (not judged offline, where the copy is all the officer has): the service worker's copy of this
+  // page, drawn for a session now over, is not opened again without coverage by whoever holds the phone next.
+  if (!event.detail?.lapsed) cola.dropKeptPage?.(me);
   renderQueue();
 });
 // Judged over without coverage, and the server has answered since: the session stood after all.

@@ -33,6 +33,11 @@ async function signedIn() {
 const { olvidar, relevado } = document.body.dataset;
 if (olvidar) cola.forgetOnLogout(Number(olvidar), { untilLeaving: false });
 if (relevado) cola.forgetOnLogout(Number(relevado), { untilLeaving: false, keepOutbox: true });
+// Any page the server drew just now (not the service worker's copy, which has no event-log head) for a usuario: a kept
+// /mi drawn for someone else is of a session that is over (a login after it idled out names nobody to forget), and a
+// link that hangs would show it to this usuario.
+const { usuarioId, lastEventId } = document.body.dataset;
+if (usuarioId && lastEventId !== undefined) cola.dropOthersKeptPage?.(usuarioId);
 
 for (const form of document.querySelectorAll("form.logout")) {
   form.addEventListener("submit", async (event) => {

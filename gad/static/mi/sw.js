@@ -61,7 +61,9 @@ function networkFirst(request) {
       // Not a page drawn to forget someone's data (X-GAD-Olvida): opened offline later, it would forget again.
       if (!response.ok || response.headers.has("X-GAD-Olvida")) return undefined;
       const copy = response.clone();
-      return caches.open(CACHE).then((cache) => cache.put("/mi", copy));
+      // Not into a cache a logout deleted while the answer was on its way (caches.open would make it again, holding
+      // the page of the officer who just left and none of the files it needs).
+      return caches.has(CACHE).then((kept) => kept && caches.open(CACHE).then((cache) => cache.put("/mi", copy)));
     })
     .catch(() => {});
   const shown = new Promise((resolve, reject) => {
