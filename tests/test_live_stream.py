@@ -502,7 +502,10 @@ def test_slow_client_is_closed_with_1013_and_others_are_unaffected(database_url:
         etag = server.get(f"/api/v1/tasks/{tarea_id}", headers=headers).headers["ETag"]
 
         def keeps_up(response: requests.Response) -> None:  # a reader keeps up, one by one
-            assert healthy is not None and healthy.events(1)[0]["data"]["version"] == response.json()["version"]
+            # The create's own event may reach it too: acknowledged at the head the worker had heard of, which on a
+            # loaded machine can be short of a commit made just before (then delivered live, as it must be).
+            updated = healthy.events(1, skip=("ping", "subscriptions", "task_created")) if healthy is not None else []
+            assert updated and updated[0]["data"]["version"] == response.json()["version"]
 
         with requests.Session() as http:
             _pour_big_updates(http, server, headers, tarea_id, etag, each=keeps_up)
