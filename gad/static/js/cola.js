@@ -68,7 +68,7 @@ export function nameOwner(nombre) {
   if (owner && nombre) localStorage.setItem(`gad:mi:titular:${owner}`, nombre);
 }
 
-// Other usuarios' outboxes on this phone that still hold actions: [{usuarioId, nombre, sos, acciones}], where `sos` is
+// Other usuarios' outboxes on this phone that still hold actions: [{nombre, sos, acciones}], where `sos` is
 // when each waiting SOS was tapped and `acciones` counts the rest (positions are not told).
 export function othersWaiting() {
   const out = [];
@@ -78,7 +78,7 @@ export function othersWaiting() {
     const actions = read(key).filter((item) => item.kind !== "posicion");
     if (!actions.length) continue;
     const sos = actions.filter((item) => item.kind === "sos").map((item) => item.created);
-    out.push({ usuarioId: whose, nombre: localStorage.getItem(`gad:mi:titular:${whose}`), sos, acciones: actions.length - sos.length });
+    out.push({ nombre: localStorage.getItem(`gad:mi:titular:${whose}`), sos, acciones: actions.length - sos.length });
   }
   return out;
 }
