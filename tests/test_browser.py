@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, Playwright, Route, WebSocketRoute, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
@@ -896,6 +896,41 @@ def test_tarea_edit_that_empties_the_titulo_says_so_next_to_it(browser: Browser,
         expect(page.get_by_label("Título")).to_have_attribute("aria-invalid", "true")
     saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
     assert (saved["titulo"], saved["version"]) == ("Vigilancia del museo", 1)
+
+
+def test_a_save_pressed_before_the_tarea_has_arrived_waits_for_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """On a slow link the form is on screen before the tarea's first answer; a save pressed then did nothing at all
+    (the changes are measured against that answer): the operator's edit was lost without a word."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, titulo="Vigilancia del museo")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio") as (_, page):
+        held: list[Route] = []
+        released: list[bool] = []
+
+        def hold(route: Route) -> None:
+            if released:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route(re.compile(rf"/api/v1/tasks/{tarea.id}$"), hold)
+        page.goto(f"/tareas/{tarea.id}")
+        page.get_by_text("Editar datos").click()
+        page.get_by_label("Título").fill("   ")
+        page.get_by_role("button", name="Guardar cambios").click()
+        page.wait_for_timeout(300)
+        assert held, "the tarea's first read was not held"
+        released.append(True)
+        for route in held:
+            route.continue_()
+        expect(page.locator("#form-tarea-error-titulo")).to_have_text("Este campo no puede quedar vacío.")
+        expect(page.get_by_label("Título")).to_have_value("   ")  # what was typed before the answer stays
+        page.get_by_label("Título").fill("Vigilancia del museo (refuerzo)")
+        page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#tarea-titulo")).to_have_text("Vigilancia del museo (refuerzo)")
+        page.unroute(re.compile(rf"/api/v1/tasks/{tarea.id}$"))
+    saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (saved["titulo"], saved["version"]) == ("Vigilancia del museo (refuerzo)", 2)
 
 
 @pytest.mark.parametrize("size", SIZES)

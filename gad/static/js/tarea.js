@@ -106,8 +106,11 @@ if (form) {
     editing = true;
     if (event.target.name) touched.add(event.target.name);
   });
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    // Saved before the tarea's first answer (a slow link): the changes are measured against it, so wait for it.
+    if (base === null) await firstLoad;
+    if (base === null) return; // it failed, and the error box says why
     const changes = formChanges();
     if (Object.keys(changes).length === 0) return;
     save(changes, `"${base.version}"`);
@@ -182,7 +185,8 @@ async function load({ refill = false } = {}) {
   }
 }
 
-await load();
+const firstLoad = load();
+await firstLoad;
 connectLive({
   onEvent(frame) {
     if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data.id === id) load();
