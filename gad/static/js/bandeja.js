@@ -24,7 +24,10 @@ const refused = new Map();
 // On the phone page, the page with an outbox (cola.js), an answer goes through it as the page's own questions'
 // answers do: without coverage it waits there and is sent in order when the network is back, instead of failing
 // with "Sin conexión" and being lost unless the officer remembers to answer again.
-const outbox = document.getElementById("cola-resumen") ? await import("./cola.js") : null;
+// Loaded beside the rest of this module, not before it: awaited first, it held back every listener below (the tray's
+// button did nothing, a frame relayed meanwhile was not heard) until cola.js had arrived.
+let outbox = null;
+const outboxLoaded = document.getElementById("cola-resumen") ? import("./cola.js") : null;
 const ACK_PATH = /^\/api\/v1\/notificaciones\/(\d+)\/ack$/; // an outbox item that answers a notification
 const RESPUESTA = { acepto: "Acepto", no_puedo: "No puedo", leida: "Leída" };
 // Notification id -> {at, respuesta}: its answer, sent from the outbox at `at`, until a list read after that shows it.
@@ -151,20 +154,23 @@ function draw() {
 
 // An answer the outbox sent later (coverage back, or after logging in again): the list as the server has it now, and
 // a refusal said beside its notification as when answered online.
-outbox?.onSent?.((item, result) => {
-  const id = Number(ACK_PATH.exec(item.path ?? "")?.[1]);
-  if (!id) return;
-  if (result?.error) refused.set(id, describe(result.error));
-  else sentAt.set(id, { at: performance.now(), respuesta: item.body?.respuesta }); // no buttons until a list read after it
-  reloadSoon();
-});
-// Whatever changes the outbox (an answer the question panel queued, one sent, one refused) is drawn at once: the
-// tray kept offering Acepto / No puedo for a question the panel had already answered into the outbox.
-outbox?.onChange(() => answersKey() !== drawnFor && draw());
+function wireOutbox(cola) {
+  outbox = cola;
+  cola.onSent?.((item, result) => {
+    const id = Number(ACK_PATH.exec(item.path ?? "")?.[1]);
+    if (!id) return;
+    if (result?.error) refused.set(id, describe(result.error));
+    else sentAt.set(id, { at: performance.now(), respuesta: item.body?.respuesta }); // no buttons until a list read after it
+    reloadSoon();
+  });
+  // Whatever changes the outbox (an answer the question panel queued, one sent, one refused) is drawn at once: the
+  // tray kept offering Acepto / No puedo for a question the panel had already answered into the outbox.
+  cola.onChange(() => answersKey() !== drawnFor && draw());
+  showKept();
+}
+const outboxWired = outboxLoaded?.then(wireOutbox);
 
 const reloadSoon = coalesced(() => load().catch(() => {}), 150);
-
-if (outbox) showKept();
 
 // --- alerts (supervisors) --------------------------------------------------------------------------
 
@@ -326,5 +332,7 @@ window.addEventListener("gad:live", () => {
   own?.close();
   own = null;
 });
-// A first load that fails (a moment's 503) leaves the socket open: its next frame or resync loads again.
+// A first load that fails (a moment's 503) leaves the socket open: its next frame or resync loads again. On the phone
+// page it waits for the outbox: the list is drawn with the answers waiting there, and kept for offline.
+await outboxWired;
 await Promise.allSettled([load(), loadAlertas()]);

@@ -33,6 +33,18 @@ const FIELDS = (e, usuarios) => [
   { name: "especialidad", label: "Especialidad", value: e?.especialidad, maxLength: 100 },
 ];
 
+// The dialog opens once the usuarios are read (a slow link: seconds): meanwhile its button is disabled, and a second
+// press does not open a second dialog over the first.
+async function opening(button, open) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await open();
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function create() {
   openForm({
     title: "Nuevo efectivo",
@@ -92,7 +104,7 @@ function row(e) {
   if (e.activo) {
     actions.append(el("button", { type: "button", onclick: () => availability(e), "aria-label": `Disponibilidad de ${e.nombre}` }, "Disponibilidad"));
     if (supervisor) {
-      actions.append(el("button", { type: "button", onclick: () => edit(e), "aria-label": `Editar ${e.nombre}` }, "Editar"));
+      actions.append(el("button", { type: "button", onclick: (event) => opening(event.currentTarget, () => edit(e)), "aria-label": `Editar ${e.nombre}` }, "Editar"));
       const baja = el("button", { type: "button", class: "peligro", "aria-label": `Dar de baja a ${e.nombre}` }, "Dar de baja");
       baja.addEventListener("click", () => deactivate(e, baja));
       actions.append(baja);
@@ -113,7 +125,7 @@ function row(e) {
 }
 
 const list = pagedList({ path: "/api/v1/efectivos", form: document.getElementById("filtros"), render: (items) => body.replaceChildren(...items.map(row)) });
-document.getElementById("nuevo-efectivo")?.addEventListener("click", create);
+document.getElementById("nuevo-efectivo")?.addEventListener("click", (event) => opening(event.currentTarget, create));
 await list.load();
 const loadSoon = coalesced(list.load, 300);
 connectLive({

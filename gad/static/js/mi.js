@@ -24,7 +24,10 @@ const ACCIONES = {
 };
 let efectivo = null;
 let tareas = [];
-let lastFix = null; // {lat, lng, at} of the last fix handed to the outbox
+let lastFix = null; // {lat, lng, at} of the last fix taken (what "Última posición tomada" tells, the SOS's fallback)
+let lastQueued = null; // the last fix handed to the outbox: the next goes when far or late enough from it
+// Whether the page knows the officer's efectivo (read, or kept from a read): until then "no efectivo" means "not yet".
+let efectivoKnown = false;
 let serverSaw = null;
 let watchId = null;
 
@@ -103,7 +106,11 @@ function renderEfectivo() {
   const buttons = $("disponibilidad").querySelectorAll("button");
   const estado = shownDisponibilidad();
   if (!efectivo) {
-    info.textContent = cola.sessionEnded() ? SIN_DATOS : "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule.";
+    info.textContent = cola.sessionEnded()
+      ? SIN_DATOS
+      : efectivoKnown
+        ? "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule."
+        : "Cargando sus datos… (sin cobertura, se cargarán en cuanto la haya).";
     buttons.forEach((b) => (b.disabled = true));
     return;
   }
@@ -185,6 +192,9 @@ async function load() {
     // Read before an action's answer was adopted (a reload a position fix's frame started just before the tap): the
     // answer is newer, and putting the older copy back (and keeping it for offline) offered the action again.
     efectivo = newer(efectivo, mine);
+    efectivoKnown = true;
+    // A fix taken before the efectivo was known (the first read slow or failed) waited for it.
+    if (efectivo && lastFix && lastFix !== lastQueued && watchId !== null && !cola.sessionEnded()) sendFix(lastFix);
     const adopted = new Map(tareas.map((t) => [t.id, t]));
     tareas = operador && !efectivo ? [] : [...abiertas.data.items, ...hechas.data.items].map((t) => newer(adopted.get(t.id), t));
     saveCache();
@@ -313,14 +323,20 @@ function renderPosition() {
 
 async function onFix(pos) {
   const fix = { lat: pos.coords.latitude, lng: pos.coords.longitude, at: new Date(pos.timestamp || Date.now()).toISOString() };
-  if (lastFix) {
-    const gap = (new Date(fix.at) - new Date(lastFix.at)) / 1000;
-    if (gap < MIN_GAP_S || (gap < MAX_GAP_S && distanceM(lastFix, fix) < MIN_MOVE_M)) return;
+  if (lastQueued) {
+    const gap = (new Date(fix.at) - new Date(lastQueued.at)) / 1000;
+    if (gap < MIN_GAP_S || (gap < MAX_GAP_S && distanceM(lastQueued, fix) < MIN_MOVE_M)) return;
   }
   lastFix = fix;
   renderPosition();
   // Past the session's end the phone may be in another officer's hand: their route is not kept as this usuario's.
+  // Before the efectivo is known the fix waits in lastFix (load sends it), rather than counting as sent.
   if (!efectivo || cola.sessionEnded()) return;
+  await sendFix(fix);
+}
+
+async function sendFix(fix) {
+  lastQueued = fix;
   const result = await cola.enqueue({
     method: "PUT",
     path: `/api/v1/efectivos/${efectivo.id}/ubicacion`,
@@ -736,9 +752,12 @@ function onFrame(frame, replayed) {
 const cached = loadCache();
 if (cached) {
   efectivo = cached.efectivo;
+  efectivoKnown = true;
   tareas = cached.tareas;
   renderEfectivo();
   renderTareas();
+} else {
+  renderEfectivo(); // "Cargando sus datos…", its buttons disabled until the efectivo is read
 }
 $("disponibilidad").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-estado]");
@@ -768,6 +787,7 @@ window.addEventListener("gad:session-ended", (event) => {
   // of the last one's page, a tab of theirs beside the next one's): nothing of theirs stays on screen, and no question
   // of theirs can be answered in their name. (What the SOS button just said stays: it is said to whoever pressed it.)
   efectivo = null;
+  efectivoKnown = false;
   tareas = [];
   preguntas.clear();
   desasignaciones.clear();

@@ -3,6 +3,9 @@ import { api, newestOnly } from "./api.js";
 
 export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}) }) {
   let offset = 0;
+  // The page on screen: previous/next move from it, not from the last one asked for (pressed again before its answer,
+  // or before the first, "Siguiente" walked past the end: "del 51 al 50", "Página 2 de 1").
+  let shown = 0;
   const total = document.getElementById("total");
   const pagina = document.getElementById("pagina");
   const prev = document.getElementById("anterior");
@@ -28,6 +31,7 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
       const { data } = await api(`${path}?${query}`);
       if (superseded()) return;
       render(data.items);
+      shown = asked;
       const first = data.total ? asked + 1 : 0;
       total.textContent = `${data.total} en total · del ${first} al ${asked + data.items.length}`;
       pagina.textContent = `Página ${Math.floor(asked / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
@@ -43,11 +47,11 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
     load();
   });
   prev.addEventListener("click", () => {
-    offset = Math.max(0, offset - pageSize);
+    offset = Math.max(0, shown - pageSize);
     load();
   });
   next.addEventListener("click", () => {
-    offset += pageSize;
+    offset = shown + pageSize;
     load();
   });
   // Filters from the URL (a board count links here with ?estado=...).
