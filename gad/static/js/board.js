@@ -1,6 +1,6 @@
 // Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
 // events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
-import { api, coalesced, el, fetchAll, newestOnly, ESTADOS, DISPONIBILIDAD } from "./api.js";
+import { api, coalesced, el, fetchAll, newestOnly, readUntilDone, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
 import { createMap } from "./mapview.js";
 import { setupEmergencyDialog } from "./emergencia.js";
@@ -227,7 +227,12 @@ function efectivoDeUsuario(usuarioId) {
   return null;
 }
 
-await Promise.all([loadTareas(), loadEfectivos(), loadFeed()]);
+const NO_TAREAS = "No se pudieron cargar las tareas";
+const sayTareas = (error) => {
+  if (error) anuncio.textContent = `${NO_TAREAS} (${error.message}): se reintenta.`;
+  else if (anuncio.textContent.startsWith(NO_TAREAS)) anuncio.textContent = "";
+};
+await Promise.all([readUntilDone(loadTareas, sayTareas), loadEfectivos(), loadFeed()]);
 const loadEfectivosSoon = coalesced(loadEfectivos, 250);
 connectLive({
   onEvent(frame) {

@@ -1,5 +1,5 @@
 // Map page: efectivos (position age in the tooltip and the list) and located open tareas; works without tiles.
-import { age, coalesced, el, fetchAll, newestOnly } from "./api.js";
+import { age, coalesced, el, fetchAll, newestOnly, readUntilDone } from "./api.js";
 import { createMap } from "./mapview.js";
 import { connectLive } from "./live.js";
 
@@ -20,7 +20,11 @@ async function load() {
   );
 }
 
-await load();
+const aviso = document.getElementById("mapa-error");
+await readUntilDone(load, (error) => {
+  aviso.hidden = !error;
+  aviso.textContent = error ? `No se pudieron cargar las posiciones (${error.message}): se reintenta.` : "";
+});
 const loadSoon = coalesced(load, 300);
 connectLive({
   onEvent() {

@@ -1,7 +1,7 @@
 // Board marks: each assignment's answer (acepta / no puede) and escalations, on the tarea cards of the board.
 // Decorates any element with data-tarea-id inside the board, whoever rendered it, so the board's own
 // rendering stays untouched; answers arrive live through the page's socket ("gad:frame" from live.js).
-import { api, el } from "./api.js";
+import { api, el, readUntilDone } from "./api.js";
 
 const supervisor = Number(document.body.dataset.nivel) >= 2;
 const marcas = new Map(); // tarea_id -> Map(notificacion id -> payload)
@@ -47,8 +47,12 @@ if (supervisor) {
       decorate();
     }
   });
-  const { data } = await api("/api/v1/notificaciones?todos=true&causa=asignacion,emergencia&limit=200");
-  for (const n of data.items.reverse()) if (!heard.has(n.id)) remember(n);
-  decorate();
+  // Cards drawn later (a new tarea, the board's reload) are marked too, whether or not the ledger read succeeds.
   new MutationObserver(decorate).observe(document.getElementById("contenido"), { childList: true, subtree: true });
+  const read = async () => {
+    const { data } = await api("/api/v1/notificaciones?todos=true&causa=asignacion,emergencia&limit=200");
+    for (const n of data.items.reverse()) if (!heard.has(n.id)) remember(n);
+    decorate();
+  };
+  await readUntilDone(read, () => {}); // meanwhile, the answers heard live are marked
 }

@@ -1,6 +1,6 @@
 // Planificación: a week per unidad (turnos, licencias, reservas), create and move turnos, conflicts
 // checked with the server before saving. Times are shown in the server's zone (ZONA_HORARIA).
-import { api, coalesced, el, newestOnly } from "./api.js";
+import { api, coalesced, el, newestOnly, readUntilDone } from "./api.js";
 import { connectLive } from "./live.js";
 
 const DIAS = ["Lunes", "Martes", "Miércoles", "Jueves", "Viernes", "Sábado", "Domingo"];
@@ -100,17 +100,28 @@ async function cargar() {
   const params = new URLSearchParams();
   if ($("unidad").value) params.set("unidad", $("unidad").value);
   if ($("semana").value) params.set("semana", $("semana").value);
-  const { data } = await api(`/api/v1/planificacion/semana?${params}`);
+  let data;
+  try {
+    ({ data } = await api(`/api/v1/planificacion/semana?${params}`));
+  } catch (error) {
+    if (!superseded()) $("rango").textContent = `No se pudo cargar la semana (${error.message}).`;
+    throw error;
+  }
   if (superseded()) return;
   semana = data;
   if (!$("semana").value) $("semana").value = partes(semana.desde, semana.zona_horaria).dia;
   render();
 }
 
+// Said in #rango when it fails.
+const recargar = () => cargar().catch(() => {});
+
 function mover(dias) {
-  const base = new Date(`${$("semana").value || partes(semana.desde, semana.zona_horaria).dia}T12:00:00Z`);
+  // Before the first week has arrived (or when it could not be read), from today.
+  const desde = $("semana").value || (semana ? partes(semana.desde, semana.zona_horaria).dia : new Date().toISOString().slice(0, 10));
+  const base = new Date(`${desde}T12:00:00Z`);
   $("semana").value = new Date(base.getTime() + dias * 86400e3).toISOString().slice(0, 10);
-  cargar();
+  recargar();
 }
 
 function editar(turno) {
@@ -136,6 +147,8 @@ function nuevo() {
 }
 
 function cuerpo() {
+  // The instants are read in the week's zona horaria, which comes with it.
+  if (!semana) throw new Error("La semana aún no se ha cargado: espere a que aparezca y vuelva a intentarlo.");
   const zona = semana.zona_horaria;
   if (!$("turno-inicio").value || !$("turno-fin").value) throw new Error("Indique inicio y fin del turno.");
   const body = { efectivo_id: Number($("turno-efectivo").value), tipo: $("turno-tipo").value, inicio: instante($("turno-inicio").value, zona), fin: instante($("turno-fin").value, zona) };
@@ -187,7 +200,7 @@ async function guardar(event) {
     }
     nuevo();
     $("conflictos").replaceChildren(el("p", { class: "ok" }, "Turno guardado."));
-    await cargar();
+    await recargar(); // saved: a failed reload is said in #rango, not as a failed save
   } catch (error) {
     const c = error.problem?.conflicto;
     if (error.status === 409 && c) mostrar([c]);
@@ -196,15 +209,15 @@ async function guardar(event) {
   }
 }
 
-$("unidad").addEventListener("change", cargar);
-$("semana").addEventListener("change", cargar);
+$("unidad").addEventListener("change", recargar);
+$("semana").addEventListener("change", recargar);
 $("anterior").addEventListener("click", () => mover(-7));
 $("siguiente").addEventListener("click", () => mover(7));
 $("comprobar").addEventListener("click", comprobar);
 $("nuevo").addEventListener("click", nuevo);
 $("form-turno").addEventListener("submit", guardar);
 
-await cargar();
+await readUntilDone(cargar, () => {});
 document.body.dataset.listo = "true";
 // Bookings change with more than (un)assignments: a tarea finished, cancelled or deleted frees them (no
 // task_unassigned then), a new schedule moves them; and an efectivo created, moved to another unidad or taken off
@@ -215,5 +228,5 @@ connectLive({
   onEvent(frame) {
     if (AFFECTS_WEEK.includes(frame.topic) && frame.event_type !== "efectivo_location_update") cargarSoon();
   },
-  onResync: cargar,
+  onResync: recargar,
 });

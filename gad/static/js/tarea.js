@@ -1,6 +1,6 @@
 // Tarea detail: data, history, the transitions this user may perform, assignment with suggestions, and
 // editing with If-Match: a 412 shows what the other person changed and lets the operator reapply or discard.
-import { api, age, clearFormErrors, el, newestOnly, showFormErrors, ESTADOS } from "./api.js";
+import { api, age, clearFormErrors, el, newestOnly, readUntilDone, showFormErrors, ESTADOS } from "./api.js";
 import { connectLive } from "./live.js";
 
 const root = document.getElementById("tarea");
@@ -106,14 +106,25 @@ if (form) {
     editing = true;
     if (event.target.name) touched.add(event.target.name);
   });
+  let saving = false;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    // Saved before the tarea's first answer (a slow link): the changes are measured against it, so wait for it.
-    if (base === null) await firstLoad;
-    if (base === null) return; // it failed, and the error box says why
-    const changes = formChanges();
-    if (Object.keys(changes).length === 0) return;
-    save(changes, `"${base.version}"`);
+    // A second press while the first is on its way would send the same changes under the old version: a 412, shown
+    // as someone else's change when it was the operator's own.
+    if (saving) return;
+    saving = true;
+    try {
+      // Saved before the tarea's first answer (a slow link): the changes are measured against it, so wait for it,
+      // and read it again if that read failed.
+      if (base === null) await firstLoad;
+      if (base === null) await load();
+      if (base === null) return; // the error box says why
+      const changes = formChanges();
+      if (Object.keys(changes).length === 0) return;
+      await save(changes, `"${base.version}"`);
+    } finally {
+      saving = false;
+    }
   });
   document.getElementById("reaplicar").addEventListener("click", () => {
     // Reapply only the fields I changed, on top of the other person's version.
@@ -136,8 +147,9 @@ async function load({ refill = false } = {}) {
   try {
     ({ data: tarea, etag: fresh } = await api(`/api/v1/tasks/${id}`));
   } catch (error) {
-    if (!superseded()) showError(error);
-    return;
+    if (superseded()) return;
+    showError(error);
+    return error;
   }
   if (superseded()) return; // an older answer must not bring back an older ETag: the next write would be 412
   etag = fresh;
@@ -185,7 +197,16 @@ async function load({ refill = false } = {}) {
   }
 }
 
-const firstLoad = load();
+// The first read is tried again while the link or the server fails: the page would stay "Cargando…" for good.
+const firstLoad = readUntilDone(
+  async () => {
+    const failure = await load();
+    if (failure) throw failure;
+  },
+  (error) => {
+    if (!error) errorBox.hidden = true;
+  },
+);
 await firstLoad;
 connectLive({
   onEvent(frame) {
