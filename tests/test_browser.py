@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, Route, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, Playwright, WebSocketRoute, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import RELEASE_NOTICE, SIZES, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
+from tests.support.browser import RELEASE_NOTICE, SIZES, Held, axe_violations, context_options, logged_in, server_without_tiles_fixture, shot
 
 pytestmark = pytest.mark.slow
 MARKUP = '<img src=x class=pwn><a class=pwn href="#x">a</a><b class=pwn>b</b>'
@@ -904,31 +904,19 @@ def test_a_save_pressed_before_the_tarea_has_arrived_waits_for_it(browser: Brows
     sup = build.usuario(2)
     tarea = build.tarea(sup, titulo="Vigilancia del museo")
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio") as (_, page):
-        held: list[Route] = []
-        released: list[bool] = []
-
-        def hold(route: Route) -> None:
-            if released:
-                route.continue_()
-            else:
-                held.append(route)
-
-        page.route(re.compile(rf"/api/v1/tasks/{tarea.id}$"), hold)
+        held = Held(page, rf"/api/v1/tasks/{tarea.id}$")
         page.goto(f"/tareas/{tarea.id}")
         page.get_by_text("Editar datos").click()
         page.get_by_label("Título").fill("   ")
         page.get_by_role("button", name="Guardar cambios").click()
+        held.wait()
         page.wait_for_timeout(300)
-        assert held, "the tarea's first read was not held"
-        released.append(True)
-        for route in held:
-            route.continue_()
+        held.release()
         expect(page.locator("#form-tarea-error-titulo")).to_have_text("Este campo no puede quedar vacío.")
         expect(page.get_by_label("Título")).to_have_value("   ")  # what was typed before the answer stays
         page.get_by_label("Título").fill("Vigilancia del museo (refuerzo)")
         page.get_by_role("button", name="Guardar cambios").click()
         expect(page.locator("#tarea-titulo")).to_have_text("Vigilancia del museo (refuerzo)")
-        page.unroute(re.compile(rf"/api/v1/tasks/{tarea.id}$"))
     saved = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
     assert (saved["titulo"], saved["version"]) == ("Vigilancia del museo (refuerzo)", 2)
 

@@ -3,53 +3,23 @@ lose what the user did with it, and a first read that fails must be said and tri
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, Playwright, Route, expect
+from playwright.sync_api import Browser, Playwright, Route, expect
 
 from tests.builders import PASSWORD, Builders
 from tests.conftest import LiveServer
-from tests.support.browser import SOL, logged_in, server_without_tiles_fixture
+from tests.support.browser import SOL, UNAVAILABLE, Held, fail_once, logged_in, server_without_tiles_fixture
 
 pytestmark = pytest.mark.slow
 
 server = server_without_tiles_fixture("server")
-
-
-class Held:
-    """Requests to ``pattern`` held back until ``release()``; from then on they pass (the ``released`` flag first:
-    after ``unroute`` Playwright would continue a held one itself, and a second continue raises)."""
-
-    def __init__(self, page: Page, pattern: str, answer: Callable[[Route], None] | None = None) -> None:
-        self.page, self.pattern, self.answer = page, re.compile(pattern), answer
-        self.routes: list[Route] = []
-        self.released = False
-        page.route(self.pattern, self._hold)
-
-    def _hold(self, route: Route) -> None:
-        if self.released:
-            route.continue_()
-        elif self.answer is not None:
-            self.answer(route)
-        else:
-            self.routes.append(route)
-
-    def wait(self) -> None:
-        deadline = time.monotonic() + 15
-        while not self.routes:
-            assert time.monotonic() < deadline, f"no request to {self.pattern.pattern} was held"
-            self.page.wait_for_timeout(50)
-
-    def release(self) -> None:
-        self.released = True
-        for route in self.routes:
-            route.continue_()
-        self.page.unroute(self.pattern)
+CLOSED_SHOWN = 20  # board.js
 
 
 def _api(server: LiveServer, build: Builders, who: Any, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -101,16 +71,7 @@ def test_a_board_whose_first_read_failed_says_so_reads_again_and_goes_live(brows
     sup = build.usuario(2)
     tarea = build.tarea(sup, titulo="Ronda del puerto")
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
-        failed: list[bool] = []
-
-        def fail_once(route: Route) -> None:
-            if failed:
-                route.continue_()
-            else:
-                failed.append(True)
-                route.fulfill(status=503, content_type="application/problem+json", body='{"title": "Service Unavailable", "status": 503}')
-
-        page.route(re.compile(r"/api/v1/tasks\?sort=-created_at"), fail_once)
+        fail_once(page, r"/api/v1/tasks\?estado=programada")
         page.goto("/")
         expect(page.locator("#anuncio")).to_contain_text("No se pudieron cargar las tareas")
         expect(page.locator(f'.tarjetas [data-tarea-id="{tarea.id}"]')).to_be_visible(timeout=15_000)
@@ -119,7 +80,6 @@ def test_a_board_whose_first_read_failed_says_so_reads_again_and_goes_live(brows
         raised = _api(server, build, sup, "POST", "/api/v1/tasks/emergency", json={"lat": 40.41, "lng": -3.70})
         assert raised.status_code == 201, raised.text
         expect(page.locator(f'#lista-emergencias [data-tarea-id="{raised.json()["tarea"]["id"]}"]')).to_be_visible(timeout=10_000)
-        page.unroute(re.compile(r"/api/v1/tasks\?sort=-created_at"))
 
 
 def test_a_tarea_page_whose_first_read_failed_reads_again_and_a_double_save_is_one_save(
@@ -130,21 +90,11 @@ def test_a_tarea_page_whose_first_read_failed_reads_again_and_a_double_save_is_o
     sup = build.usuario(2)
     tarea = build.tarea(sup, titulo="Vigilancia del museo")
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
-        failed: list[bool] = []
-
-        def fail_once(route: Route) -> None:
-            if failed:
-                route.continue_()
-            else:
-                failed.append(True)
-                route.fulfill(status=503, content_type="application/problem+json", body='{"title": "Service Unavailable", "status": 503}')
-
-        page.route(re.compile(rf"/api/v1/tasks/{tarea.id}$"), fail_once)
+        fail_once(page, rf"/api/v1/tasks/{tarea.id}$")
         page.goto(f"/tareas/{tarea.id}")
         expect(page.locator("#error")).to_be_visible()
         expect(page.locator("#tarea-titulo")).to_have_text("Vigilancia del museo", timeout=15_000)
         expect(page.locator("#error")).to_be_hidden()
-        page.unroute(re.compile(rf"/api/v1/tasks/{tarea.id}$"))
         page.get_by_text("Editar datos").click()
         page.get_by_label("Título").fill("Vigilancia del museo (refuerzo)")
         page.get_by_role("button", name="Guardar cambios").dblclick()
@@ -166,7 +116,7 @@ def test_the_planning_page_before_and_without_its_week(browser: Browser, pw: Pla
         def fail_then_hold(route: Route) -> None:
             answers.append(route.request.url)
             if len(answers) == 1:
-                route.fulfill(status=503, content_type="application/problem+json", body='{"title": "Service Unavailable", "status": 503}')
+                route.fulfill(**UNAVAILABLE)
             else:
                 held.routes.append(route)
 
@@ -209,7 +159,7 @@ def test_paging_before_an_answer_never_walks_past_the_last_page(browser: Browser
 
 
 def test_a_second_press_while_the_form_is_being_prepared_opens_one_dialog(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
-    """"Nuevo efectivo" opens its dialog once the usuarios are read: pressed again meanwhile, it opened a second
+    """The "Nuevo efectivo" button opens its dialog once the usuarios are read: pressed again meanwhile, it opened a second
     dialog over the first."""
     sup = build.usuario(2)
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
@@ -223,3 +173,28 @@ def test_a_second_press_while_the_form_is_being_prepared_opens_one_dialog(browse
         expect(page.get_by_role("dialog")).to_have_count(1)
         page.wait_for_timeout(500)
         expect(page.get_by_role("dialog")).to_have_count(1)
+
+
+def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The board read every tarea ever made, closed ones included, page after page, on every load and resync: with a
+    year of history it never finished loading. It reads the open tareas and the latest closed ones; a closed column
+    counts the server's total, and a tarea closed while it watches joins it."""
+    sup = build.usuario(2)
+    now = datetime.now(UTC)
+    for _ in range(CLOSED_SHOWN + 5):
+        build.tarea(sup, estado="finalizada", inicio_real=now - timedelta(hours=2), fin_real=now - timedelta(hours=1))
+    abierta = build.tarea(sup, titulo="Ronda que termina ahora")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
+        page.goto("/")
+        expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=15_000)
+        total = _api(server, build, sup, "GET", "/api/v1/tasks?estado=finalizada&limit=1").json()["total"]
+        assert total > CLOSED_SHOWN
+        finalizadas = page.locator('.tarjetas[data-estado="finalizada"] .tarjeta')
+        expect(finalizadas).to_have_count(CLOSED_SHOWN)
+        contador = page.locator('[data-contador="finalizada"]')
+        expect(contador).to_have_text(str(total))
+        for estado in ("en_curso", "finalizada"):
+            moved = _api(server, build, sup, "POST", f"/api/v1/tasks/{abierta.id}/estado", json={"estado": estado})
+            assert moved.status_code == 200, moved.text
+        expect(page.locator(f'.tarjetas[data-estado="finalizada"] [data-tarea-id="{abierta.id}"]')).to_be_visible(timeout=10_000)
+        expect(contador).to_have_text(str(total + 1))

@@ -72,7 +72,11 @@ class SecondPage:
         page.route(pattern, self._handle)
 
     def _handle(self, route: Route) -> None:
-        offset = int(re.search(r"[?&]offset=(\d+)", route.request.url)[1])  # type: ignore[index]
+        paged = re.search(r"[?&]offset=(\d+)", route.request.url)
+        if paged is None:  # a single read beside the list (the board's latest closed tareas)
+            route.continue_()
+            return
+        offset = int(paged[1])
         self.offsets.append(offset)
         if offset > 0 and self.armed:
             self.armed = False

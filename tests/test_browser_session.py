@@ -529,7 +529,7 @@ def test_the_trays_socket_is_one_and_opens_whatever_the_first_loads_meet(browser
             page.wait_for_timeout(3000)
             route.continue_()
 
-        page.route("**/api/v1/tasks?sort=-created_at*", slowly)
+        page.route("**/api/v1/tasks?estado=programada*", slowly)
         sockets.clear()
         page.goto("/")
         expect(page.locator("#conexion")).to_have_text("En vivo", timeout=15_000)

@@ -6,13 +6,14 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect, sync_playwright
 
 from tests.conftest import LiveServer
 
@@ -133,3 +134,51 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
 
 def shot(page: Page, name: str, size: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}.png"), full_page=True)
+
+
+UNAVAILABLE: dict[str, Any] = {"status": 503, "content_type": "application/problem+json", "body": '{"title": "Service Unavailable", "status": 503}'}
+
+
+class Held:
+    """Requests to ``pattern`` held back until ``release()``; from then on they pass (the ``released`` flag first:
+    after ``unroute`` Playwright would continue a held one itself, and a second continue raises)."""
+
+    def __init__(self, page: Page, pattern: str, answer: Callable[[Route], None] | None = None) -> None:
+        self.page, self.pattern, self.answer = page, re.compile(pattern), answer
+        self.routes: list[Route] = []
+        self.released = False
+        page.route(self.pattern, self._hold)
+
+    def _hold(self, route: Route) -> None:
+        if self.released:
+            route.continue_()
+        elif self.answer is not None:
+            self.answer(route)
+        else:
+            self.routes.append(route)
+
+    def wait(self) -> None:
+        deadline = time.monotonic() + 15
+        while not self.routes:
+            assert time.monotonic() < deadline, f"no request to {self.pattern.pattern} was held"
+            self.page.wait_for_timeout(50)
+
+    def release(self) -> None:
+        self.released = True
+        for route in self.routes:
+            route.continue_()
+        self.page.unroute(self.pattern)
+
+
+def fail_once(page: Page, pattern: str) -> None:
+    """The first request to ``pattern`` answered 503 (a moment's outage); the next ones reach the server."""
+    failed: list[bool] = []
+
+    def answer(route: Route) -> None:
+        if failed:
+            route.continue_()
+        else:
+            failed.append(True)
+            route.fulfill(**UNAVAILABLE)
+
+    page.route(re.compile(pattern), answer)

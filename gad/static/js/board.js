@@ -12,6 +12,11 @@ const anuncio = document.getElementById("anuncio");
 const fresh = new Set(); // emergencies raised since this board opened: highlighted until acknowledged
 const answers = new Map(); // tarea id -> latest "acepto" / "no puedo" from the assigned officer
 const OPEN = ["programada", "en_curso", "pausada"];
+// Closed tareas are history, which only grows (a year of a busy centre: hundreds of thousands): a reload reads every
+// open tarea but only the latest of each closed estado, and those columns count the server's total.
+const CLOSED = ["finalizada", "cancelada"];
+const CLOSED_SHOWN = 20;
+const closedRead = {}; // closed estado -> {total, shown}: the server's count and how many of them the last reload read
 
 const dialogApi = { pick: () => {} };
 const view = createMap(document.getElementById("mapa"), { onPick: (lat, lng) => dialogApi.pick(lat, lng) });
@@ -54,6 +59,8 @@ function render() {
     document.querySelector(`.tarjetas[data-estado="${tarea.estado}"]`)?.append(card(tarea));
     counts[tarea.estado] += 1;
   }
+  // What arrived or left live since the reload moves the server's total by as much.
+  for (const [estado, read] of Object.entries(closedRead)) counts[estado] += read.total - read.shown;
   for (const [estado, n] of Object.entries(counts)) {
     const counter = document.querySelector(`[data-contador="${estado}"]`);
     if (counter) counter.textContent = String(n);
@@ -73,8 +80,13 @@ const leida = new Map(); // tarea id -> when (performance.now()) the read that l
 async function loadTareas() {
   const superseded = beginTareas();
   const desde = performance.now();
-  const { items } = await fetchAll("/api/v1/tasks?sort=-created_at");
+  const [{ items: open }, ...closed] = await Promise.all([
+    fetchAll(`/api/v1/tasks?estado=${OPEN.join(",")}&sort=-created_at`),
+    ...CLOSED.map((estado) => api(`/api/v1/tasks?estado=${estado}&sort=-created_at&limit=${CLOSED_SHOWN}`)),
+  ]);
   if (superseded()) return;
+  const items = [...open, ...closed.flatMap(({ data }) => data.items)];
+  CLOSED.forEach((estado, i) => (closedRead[estado] = { total: closed[i].data.total, shown: closed[i].data.items.length }));
   // A live refresh may have shown a newer version of a tarea while this list was read: versions only grow. And a
   // tarea read on its own after this list was asked for is newer than the list: a card its frame added (created
   // meanwhile) stays, and one its frame took off (deleted, or no longer visible to this user) is not put back.

@@ -110,7 +110,9 @@ function renderEfectivo() {
       ? SIN_DATOS
       : efectivoKnown
         ? "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule."
-        : "Cargando sus datos… (sin cobertura, se cargarán en cuanto la haya).";
+        : $("red").hidden
+          ? "Cargando sus datos…"
+          : "Sus datos se cargarán en cuanto haya cobertura.";
     buttons.forEach((b) => (b.disabled = true));
     return;
   }
@@ -257,7 +259,10 @@ function renderAjenas() {
 function showOffline() {
   const red = $("red");
   red.hidden = false;
-  red.textContent = "Sin cobertura: se muestran sus últimos datos; lo que haga se enviará al volver.";
+  // With nothing kept (a first visit, or a session that ended), there are no "últimos datos" to speak of.
+  red.textContent = efectivoKnown
+    ? "Sin cobertura: se muestran sus últimos datos; lo que haga se enviará al volver."
+    : "Sin cobertura: lo que haga se enviará al volver.";
 }
 
 async function transition(t, estado, label, motivo) {
