@@ -73,9 +73,9 @@ def test_a_board_whose_first_read_failed_says_so_reads_again_and_goes_live(brows
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
         fail_once(page, r"/api/v1/tasks\?estado=programada")
         page.goto("/")
-        expect(page.locator("#anuncio")).to_contain_text("No se pudieron cargar las tareas")
+        expect(page.locator("#lectura-fallida")).to_contain_text("No se pudieron cargar las tareas")
         expect(page.locator(f'.tarjetas [data-tarea-id="{tarea.id}"]')).to_be_visible(timeout=15_000)
-        expect(page.locator("#anuncio")).not_to_contain_text("No se pudieron cargar")
+        expect(page.locator("#lectura-fallida")).to_be_hidden()
         expect(page.locator("#conexion")).to_have_attribute("data-estado", "conectado", timeout=15_000)
         raised = _api(server, build, sup, "POST", "/api/v1/tasks/emergency", json={"lat": 40.41, "lng": -3.70})
         assert raised.status_code == 201, raised.text
@@ -159,30 +159,34 @@ def test_paging_before_an_answer_never_walks_past_the_last_page(browser: Browser
 
 
 def test_a_second_press_while_the_form_is_being_prepared_opens_one_dialog(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
-    """The "Nuevo efectivo" button opens its dialog once the usuarios are read: pressed again meanwhile, it opened a second
-    dialog over the first."""
+    """The "Nuevo efectivo" button opens its dialog once the usuarios are read: pressed again meanwhile, it opened a
+    second dialog over the first. Closed, the dialog gives the focus back to the button."""
     sup = build.usuario(2)
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
         held = Held(page, r"/api/v1/users\?")
         nuevo = page.get_by_role("button", name="Nuevo efectivo")
-        nuevo.click()
+        nuevo.focus()
+        page.keyboard.press("Enter")
         held.wait()
-        expect(nuevo).to_be_disabled()
-        nuevo.click(force=True)
+        expect(nuevo).to_have_attribute("aria-disabled", "true")
+        nuevo.click(force=True)  # a real click on it: the guard, not the browser, refuses it
         held.release()
         expect(page.get_by_role("dialog")).to_have_count(1)
         page.wait_for_timeout(500)
         expect(page.get_by_role("dialog")).to_have_count(1)
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        expect(nuevo).to_be_focused()
 
 
 def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     """The board read every tarea ever made, closed ones included, page after page, on every load and resync: with a
     year of history it never finished loading. It reads the open tareas and the latest closed ones; a closed column
-    counts the server's total, and a tarea closed while it watches joins it."""
-    sup = build.usuario(2)
+    counts the server's total (also when a closed tarea it never read is edited or deleted), and a tarea closed while
+    it watches joins it."""
+    sup, admin = build.usuario(2), build.usuario(3)
     now = datetime.now(UTC)
-    for _ in range(CLOSED_SHOWN + 5):
-        build.tarea(sup, estado="finalizada", inicio_real=now - timedelta(hours=2), fin_real=now - timedelta(hours=1))
+    antiguas = [build.tarea(sup, estado="finalizada", inicio_real=now - timedelta(hours=2), fin_real=now - timedelta(hours=1)) for _ in range(CLOSED_SHOWN + 5)]
     abierta = build.tarea(sup, titulo="Ronda que termina ahora")
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
         page.goto("/")
@@ -193,8 +197,32 @@ def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: B
         expect(finalizadas).to_have_count(CLOSED_SHOWN)
         contador = page.locator('[data-contador="finalizada"]')
         expect(contador).to_have_text(str(total))
+        # Two the board never read (the oldest): one edited, one deleted.
+        edited = _api(server, build, sup, "PATCH", f"/api/v1/tasks/{antiguas[0].id}", json={"notas": "Informe adjunto"})
+        assert edited.status_code == 200, edited.text
+        assert _api(server, build, admin, "DELETE", f"/api/v1/tasks/{antiguas[1].id}").status_code == 204
+        expect(contador).to_have_text(str(total - 1))
+        page.wait_for_timeout(1000)  # the edit's frame has been handled by now: it neither counts nor shows the card
+        expect(contador).to_have_text(str(total - 1))
+        expect(finalizadas).to_have_count(CLOSED_SHOWN)
         for estado in ("en_curso", "finalizada"):
             moved = _api(server, build, sup, "POST", f"/api/v1/tasks/{abierta.id}/estado", json={"estado": estado})
             assert moved.status_code == 200, moved.text
         expect(page.locator(f'.tarjetas[data-estado="finalizada"] [data-tarea-id="{abierta.id}"]')).to_be_visible(timeout=10_000)
-        expect(contador).to_have_text(str(total + 1))
+        expect(contador).to_have_text(str(total))
+        expect(finalizadas).to_have_count(CLOSED_SHOWN + 1)
+
+
+def test_the_phone_page_reads_again_after_its_first_read_failed(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A 503 on /mi's first read, with nothing kept on the phone, left "Cargando sus datos…" and the availability
+    buttons disabled for good, the error written into a notice that stayed hidden."""
+    officer = build.usuario(1)
+    build.efectivo(usuario_id=officer.id, nombre="Agente Nuria")
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/efectivos", service_workers="block") as (_, page):
+        fail_once(page, r"/api/v1/efectivos\?limit=1$")
+        page.goto("/mi")
+        expect(page.locator("#red")).to_contain_text("No se pudieron cargar sus datos")
+        expect(page.locator("#mi-efectivo")).to_contain_text("se volverá a intentar")
+        expect(page.locator("#mi-efectivo")).to_contain_text("Agente Nuria", timeout=25_000)  # the 15 s round
+        expect(page.get_by_role("button", name="No disponible")).to_be_enabled()
+        expect(page.locator("#red")).to_be_hidden()

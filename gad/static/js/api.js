@@ -352,16 +352,18 @@ export function coalesced(fn, ms) {
 
 // A page's first read, tried again until it succeeds: one 503 or dropped link at load time otherwise left a board
 // empty ("0" everywhere, which reads as a quiet shift) and never live. A refusal (4xx but 429: not found, not allowed) is
-// not tried again; it would get the same answer. `say(error)` tells what failed, and is called with null once a read
-// succeeds. Resolves after the first attempt either way, so the page goes on (its socket opens).
+// not tried again; it would get the same answer. `say(error, retrying)` tells what failed and whether it is tried
+// again, and is called with null once a read succeeds. Resolves after the first attempt either way, so the page goes
+// on (its socket opens).
 export function readUntilDone(read, say, { firstDelayMs = 2000, maxDelayMs = 30000 } = {}) {
   let delay = firstDelayMs;
   const attempt = () =>
     read().then(
       () => say(null),
       (error) => {
-        say(error);
-        if (error.status !== undefined && error.status < 500 && error.status !== 429) return;
+        const retrying = error.status === undefined || error.status >= 500 || error.status === 429;
+        say(error, retrying);
+        if (!retrying) return;
         setTimeout(attempt, delay);
         delay = Math.min(delay * 2, maxDelayMs);
       },

@@ -13,10 +13,13 @@ const fresh = new Set(); // emergencies raised since this board opened: highligh
 const answers = new Map(); // tarea id -> latest "acepto" / "no puedo" from the assigned officer
 const OPEN = ["programada", "en_curso", "pausada"];
 // Closed tareas are history, which only grows (a year of a busy centre: hundreds of thousands): a reload reads every
-// open tarea but only the latest of each closed estado, and those columns count the server's total.
+// open tarea but only the latest of each closed estado, and those columns count the server's total, read again after
+// the frames that may change it (a closed tarea edited or deleted may be one the board never read: counting the cards
+// held could not tell).
 const CLOSED = ["finalizada", "cancelada"];
 const CLOSED_SHOWN = 20;
-const closedRead = {}; // closed estado -> {total, shown}: the server's count and how many of them the last reload read
+const closedTotals = {}; // closed estado -> the server's count
+const beginTotals = newestOnly();
 
 const dialogApi = { pick: () => {} };
 const view = createMap(document.getElementById("mapa"), { onPick: (lat, lng) => dialogApi.pick(lat, lng) });
@@ -59,8 +62,7 @@ function render() {
     document.querySelector(`.tarjetas[data-estado="${tarea.estado}"]`)?.append(card(tarea));
     counts[tarea.estado] += 1;
   }
-  // What arrived or left live since the reload moves the server's total by as much.
-  for (const [estado, read] of Object.entries(closedRead)) counts[estado] += read.total - read.shown;
+  Object.assign(counts, closedTotals);
   for (const [estado, n] of Object.entries(counts)) {
     const counter = document.querySelector(`[data-contador="${estado}"]`);
     if (counter) counter.textContent = String(n);
@@ -79,6 +81,7 @@ const leida = new Map(); // tarea id -> when (performance.now()) the read that l
 
 async function loadTareas() {
   const superseded = beginTareas();
+  const totalsSuperseded = beginTotals();
   const desde = performance.now();
   const [{ items: open }, ...closed] = await Promise.all([
     fetchAll(`/api/v1/tasks?estado=${OPEN.join(",")}&sort=-created_at`),
@@ -86,7 +89,7 @@ async function loadTareas() {
   ]);
   if (superseded()) return;
   const items = [...open, ...closed.flatMap(({ data }) => data.items)];
-  CLOSED.forEach((estado, i) => (closedRead[estado] = { total: closed[i].data.total, shown: closed[i].data.items.length }));
+  if (!totalsSuperseded()) CLOSED.forEach((estado, i) => (closedTotals[estado] = closed[i].data.total));
   // A live refresh may have shown a newer version of a tarea while this list was read: versions only grow. And a
   // tarea read on its own after this list was asked for is newer than the list: a card its frame added (created
   // meanwhile) stays, and one its frame took off (deleted, or no longer visible to this user) is not put back.
@@ -123,6 +126,15 @@ async function loadEfectivos() {
   }
 }
 
+async function loadClosedTotals() {
+  const superseded = beginTotals();
+  const answers = await Promise.all(CLOSED.map((estado) => api(`/api/v1/tasks?estado=${estado}&limit=1`)));
+  if (superseded()) return;
+  CLOSED.forEach((estado, i) => (closedTotals[estado] = answers[i].data.total));
+  render();
+}
+const loadClosedTotalsSoon = coalesced(loadClosedTotals, 500);
+
 async function refreshTarea(id) {
   if (!beginTarea.has(id)) beginTarea.set(id, newestOnly());
   const superseded = beginTarea.get(id)();
@@ -131,6 +143,8 @@ async function refreshTarea(id) {
     const { data } = await api(`/api/v1/tasks/${id}`);
     // A full reload (resync) may have brought a newer version meanwhile: versions only grow.
     if (superseded() || (tareas.get(id)?.version ?? 0) > data.version) return;
+    // History the last reload did not read (closed before it, edited now) stays off the board, as it was.
+    if (!tareas.has(id) && CLOSED.includes(data.estado)) return;
     tareas.set(id, data);
     leida.set(id, desde);
   } catch (error) {
@@ -239,10 +253,12 @@ function efectivoDeUsuario(usuarioId) {
   return null;
 }
 
-const NO_TAREAS = "No se pudieron cargar las tareas";
-const sayTareas = (error) => {
-  if (error) anuncio.textContent = `${NO_TAREAS} (${error.message}): se reintenta.`;
-  else if (anuncio.textContent.startsWith(NO_TAREAS)) anuncio.textContent = "";
+// In a place of its own: #anuncio carries the emergencies, and a failure said again at every retry would replace them.
+const lecturaFallida = document.getElementById("lectura-fallida");
+const sayTareas = (error, retrying) => {
+  lecturaFallida.hidden = !error;
+  const text = error ? `No se pudieron cargar las tareas (${error.message})${retrying ? ": se reintenta." : "."}` : "";
+  if (lecturaFallida.textContent !== text) lecturaFallida.textContent = text; // said once, not at every retry
 };
 await Promise.all([readUntilDone(loadTareas, sayTareas), loadEfectivos(), loadFeed()]);
 const loadEfectivosSoon = coalesced(loadEfectivos, 250);
@@ -254,7 +270,10 @@ connectLive({
       anuncio.textContent = `Nueva emergencia ${frame.data.codigo ?? ""}`;
     }
     if (frame.event_type === "notification_answered") onAnswer(frame);
-    if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) refreshTarea(frame.data.id);
+    if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) {
+      refreshTarea(frame.data.id);
+      loadClosedTotalsSoon();
+    }
     if (frame.topic === "efectivos" || frame.topic === "turnos") {
       loadEfectivosSoon();
     }

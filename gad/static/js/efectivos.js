@@ -33,15 +33,16 @@ const FIELDS = (e, usuarios) => [
   { name: "especialidad", label: "Especialidad", value: e?.especialidad, maxLength: 100 },
 ];
 
-// The dialog opens once the usuarios are read (a slow link: seconds): meanwhile its button is disabled, and a second
-// press does not open a second dialog over the first.
+// The dialog opens once the usuarios are read (a slow link: seconds): meanwhile a second press does not open a second
+// dialog over the first. aria-disabled rather than disabled: a disabled button loses the focus, and the dialog,
+// which returns the focus to whatever held it when it opened, would then return it to nowhere.
 async function opening(button, open) {
-  if (button.disabled) return;
-  button.disabled = true;
+  if (button.getAttribute("aria-disabled") === "true") return;
+  button.setAttribute("aria-disabled", "true");
   try {
     await open();
   } finally {
-    button.disabled = false;
+    button.removeAttribute("aria-disabled");
   }
 }
 

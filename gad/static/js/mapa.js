@@ -21,9 +21,10 @@ async function load() {
 }
 
 const aviso = document.getElementById("mapa-error");
-await readUntilDone(load, (error) => {
+await readUntilDone(load, (error, retrying) => {
   aviso.hidden = !error;
-  aviso.textContent = error ? `No se pudieron cargar las posiciones (${error.message}): se reintenta.` : "";
+  const text = error ? `No se pudieron cargar las posiciones (${error.message})${retrying ? ": se reintenta." : "."}` : "";
+  if (aviso.textContent !== text) aviso.textContent = text; // said once, not at every retry
 });
 const loadSoon = coalesced(load, 300);
 connectLive({

@@ -28,6 +28,7 @@ let lastFix = null; // {lat, lng, at} of the last fix taken (what "Última posic
 let lastQueued = null; // the last fix handed to the outbox: the next goes when far or late enough from it
 // Whether the page knows the officer's efectivo (read, or kept from a read): until then "no efectivo" means "not yet".
 let efectivoKnown = false;
+let lastLoadFailed = false; // read again by the 15 s round (a 503 at the first read left "Cargando…" for good)
 let serverSaw = null;
 let watchId = null;
 
@@ -112,7 +113,7 @@ function renderEfectivo() {
         ? "Su usuario no está vinculado a ningún efectivo: pida a su supervisor que lo vincule."
         : $("red").hidden
           ? "Cargando sus datos…"
-          : "Sus datos se cargarán en cuanto haya cobertura.";
+          : "Sus datos aún no se han podido cargar: se volverá a intentar.";
     buttons.forEach((b) => (b.disabled = true));
     return;
   }
@@ -202,10 +203,15 @@ async function load() {
     saveCache();
     await Promise.all([unreadReleases(), pendingQuestions()]);
     $("red").hidden = true;
+    lastLoadFailed = false;
   } catch (error) {
     if (superseded()) return;
+    lastLoadFailed = true;
     if (error.status === undefined) showOffline();
-    else $("red").textContent = error.message;
+    else if (error.status >= 500 || error.status === 429) {
+      $("red").hidden = false;
+      $("red").textContent = `No se pudieron cargar sus datos (${error.message}): se reintenta.`;
+    } else $("red").textContent = error.message;
   }
   renderEfectivo();
   renderTareas();
@@ -832,7 +838,7 @@ flushThenLoad();
 setInterval(() => {
   cola.sessionEnded(); // a page left open past its session's limits without coverage ends it (the listener above)
   renderPosition();
-  flushThenLoad();
+  flushThenLoad(lastLoadFailed && !cola.sessionEnded());
 }, 15000);
 connectLive({
   onEvent(frame, { replayed }) {

@@ -201,7 +201,8 @@ async function load({ refill = false } = {}) {
 const firstLoad = readUntilDone(
   async () => {
     const failure = await load();
-    if (failure) throw failure;
+    // Judged by what the page holds: a frame's reload that failed meanwhile makes this answer an older one, dropped.
+    if (current === null) throw failure ?? new Error("La tarea aún no se ha podido leer.");
   },
   (error) => {
     if (!error) errorBox.hidden = true;
