@@ -226,3 +226,17 @@ def test_the_phone_page_reads_again_after_its_first_read_failed(browser: Browser
         expect(page.locator("#mi-efectivo")).to_contain_text("Agente Nuria", timeout=25_000)  # the 15 s round
         expect(page.get_by_role("button", name="No disponible")).to_be_enabled()
         expect(page.locator("#red")).to_be_hidden()
+
+
+def test_the_map_whose_first_read_failed_says_so_and_reads_again(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The map's first read failing left it empty and never live, without a word."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo(nombre="Agente Situada")
+    assert _api(server, build, sup, "PUT", f"/api/v1/efectivos/{efectivo.id}/ubicacion", json={"lat": 40.42, "lng": -3.71}).status_code == 200
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
+        fail_once(page, r"/api/v1/efectivos\?")
+        page.goto("/mapa")
+        aviso = page.locator("#mapa-error")
+        expect(aviso).to_have_text("No se pudieron cargar las posiciones: se vuelve a intentar.")
+        expect(page.locator("#posiciones")).to_contain_text("Agente Situada", timeout=15_000)
+        expect(aviso).to_be_hidden()

@@ -370,3 +370,14 @@ export function readUntilDone(read, say, { firstDelayMs = 2000, maxDelayMs = 300
     );
   return attempt();
 }
+
+// readUntilDone's `say` for a page whose failed read is told in `node` (hidden while there is nothing to tell): said
+// once, not again at every retry, which a screen reader would repeat. Retried, the error's own text is not said: it
+// tells the user to try again, which the page is doing.
+export function sayReadFailure(node, what) {
+  return (error, retrying) => {
+    node.hidden = !error;
+    const text = !error ? "" : retrying ? `No se pudieron cargar ${what}: se vuelve a intentar.` : `No se pudieron cargar ${what}: ${error.message}`;
+    if (node.textContent !== text) node.textContent = text;
+  };
+}

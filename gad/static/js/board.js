@@ -1,6 +1,6 @@
 // Tablero: a live console. Map of efectivos and open emergencies beside the estado columns, the latest
 // events from the event log (then live), counts linking to filtered lists; nothing needs a reload.
-import { api, coalesced, el, fetchAll, newestOnly, readUntilDone, ESTADOS, DISPONIBILIDAD } from "./api.js";
+import { api, coalesced, el, fetchAll, newestOnly, readUntilDone, sayReadFailure, ESTADOS, DISPONIBILIDAD } from "./api.js";
 import { connectLive } from "./live.js";
 import { createMap } from "./mapview.js";
 import { setupEmergencyDialog } from "./emergencia.js";
@@ -14,8 +14,8 @@ const answers = new Map(); // tarea id -> latest "acepto" / "no puedo" from the 
 const OPEN = ["programada", "en_curso", "pausada"];
 // Closed tareas are history, which only grows (a year of a busy centre: hundreds of thousands): a reload reads every
 // open tarea but only the latest of each closed estado, and those columns count the server's total, read again after
-// the frames that may change it (a closed tarea edited or deleted may be one the board never read: counting the cards
-// held could not tell).
+// the frames that change it (a tarea closed, a closed one deleted: possibly one the board never read, so counting the
+// cards held could not tell).
 const CLOSED = ["finalizada", "cancelada"];
 const CLOSED_SHOWN = 20;
 const closedTotals = {}; // closed estado -> the server's count
@@ -253,13 +253,8 @@ function efectivoDeUsuario(usuarioId) {
   return null;
 }
 
-// In a place of its own: #anuncio carries the emergencies, and a failure said again at every retry would replace them.
-const lecturaFallida = document.getElementById("lectura-fallida");
-const sayTareas = (error, retrying) => {
-  lecturaFallida.hidden = !error;
-  const text = error ? `No se pudieron cargar las tareas (${error.message})${retrying ? ": se reintenta." : "."}` : "";
-  if (lecturaFallida.textContent !== text) lecturaFallida.textContent = text; // said once, not at every retry
-};
+// In a place of its own: #anuncio carries the emergencies, and a failure said there would replace them.
+const sayTareas = sayReadFailure(document.getElementById("lectura-fallida"), "las tareas");
 await Promise.all([readUntilDone(loadTareas, sayTareas), loadEfectivos(), loadFeed()]);
 const loadEfectivosSoon = coalesced(loadEfectivos, 250);
 connectLive({
@@ -272,7 +267,8 @@ connectLive({
     if (frame.event_type === "notification_answered") onAnswer(frame);
     if ((frame.topic === "tareas" || frame.topic === "emergencias") && frame.data?.id) {
       refreshTarea(frame.data.id);
-      loadClosedTotalsSoon();
+      // Only what moves a closed count: each read counts every closed tarea of its estado, too dear for every frame.
+      if (CLOSED.includes(frame.data.estado) && ["task_status_changed", "task_deleted"].includes(frame.event_type)) loadClosedTotalsSoon();
     }
     if (frame.topic === "efectivos" || frame.topic === "turnos") {
       loadEfectivosSoon();

@@ -1,5 +1,5 @@
 // Map page: efectivos (position age in the tooltip and the list) and located open tareas; works without tiles.
-import { age, coalesced, el, fetchAll, newestOnly, readUntilDone } from "./api.js";
+import { age, coalesced, el, fetchAll, newestOnly, readUntilDone, sayReadFailure } from "./api.js";
 import { createMap } from "./mapview.js";
 import { connectLive } from "./live.js";
 
@@ -20,12 +20,7 @@ async function load() {
   );
 }
 
-const aviso = document.getElementById("mapa-error");
-await readUntilDone(load, (error, retrying) => {
-  aviso.hidden = !error;
-  const text = error ? `No se pudieron cargar las posiciones (${error.message})${retrying ? ": se reintenta." : "."}` : "";
-  if (aviso.textContent !== text) aviso.textContent = text; // said once, not at every retry
-});
+await readUntilDone(load, sayReadFailure(document.getElementById("mapa-error"), "las posiciones"));
 const loadSoon = coalesced(load, 300);
 connectLive({
   onEvent() {

@@ -210,7 +210,7 @@ async function load() {
     if (error.status === undefined) showOffline();
     else if (error.status >= 500 || error.status === 429) {
       $("red").hidden = false;
-      $("red").textContent = `No se pudieron cargar sus datos (${error.message}): se reintenta.`;
+      $("red").textContent = "No se pudieron cargar sus datos: se vuelve a intentar.";
     } else $("red").textContent = error.message;
   }
   renderEfectivo();
