@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
@@ -30,6 +30,21 @@ def test_create_tarea_sets_creator_from_caller_with_location_and_etag(app: Flask
     with app.app_context():
         history = db.session.query(HistorialEstado).one()
     assert (history.estado_anterior, history.estado_nuevo, history.usuario_id) == (None, "programada", sup.id)
+
+
+@pytest.mark.parametrize("prefix", ["", "/gad"])
+def test_a_created_tareas_location_is_the_url_its_rule_builds_and_reads_it(app: Flask, client: FlaskClient, build: Builders, prefix: str) -> None:
+    # The Location is built without url_for (blueprints/tareas.py's _tarea_url): it must stay what url_for builds,
+    # behind a proxy's path prefix (SCRIPT_NAME) too, for a create and for an emergency.
+    sup, base = build.usuario(2), f"http://localhost{prefix}"
+    created = client.post("/api/v1/tasks", json=TAREA, headers=build.headers(sup), base_url=base)
+    raised = client.post("/api/v1/tasks/emergency", json={"lat": 0, "lng": 0}, headers=build.headers(sup), base_url=base)
+    assert created.status_code == 201 and raised.status_code == 201
+    for response, tarea_id in ((created, created.get_json()["id"]), (raised, raised.get_json()["tarea"]["id"])):
+        with app.test_request_context(base_url=base):
+            assert response.headers["Location"] == url_for("tareas.get_tarea", tarea_id=tarea_id) == f"{prefix}/api/v1/tasks/{tarea_id}"
+        read = client.get(response.headers["Location"].removeprefix(prefix), headers=build.headers(sup), base_url=base)
+        assert read.status_code == 200 and read.get_json()["id"] == tarea_id
 
 
 @pytest.mark.parametrize(

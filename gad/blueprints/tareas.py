@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, url_for
+from flask import Blueprint, Response
 
 from gad.blueprints.http import (
     etag,
@@ -18,6 +18,7 @@ from gad.blueprints.http import (
     resource_response,
 )
 from gad.openapi import PageOf, documented
+from gad.reqctx import current_request
 from gad.schemas.dispatch import AsignadoDistancia, EmergenciaIn, EmergenciaOut
 from gad.schemas.tareas import AsignacionIn, HistorialOut, TareaIn, TareaOut, TareaPatch, TareaQuery, TransicionIn
 from gad.security import caller_check, checks_caller_in_statement, current_user, require_authentication
@@ -26,6 +27,13 @@ from gad.services.tarea_queries import TareaRow
 
 bp = Blueprint("tareas", __name__, url_prefix="/api/v1/tasks")
 bp.before_request(require_authentication)
+
+
+def _tarea_url(tarea_id: int) -> str:
+    """What ``url_for("tareas.get_tarea", tarea_id=...)`` builds (``get_tarea``'s rule below), for the ``Location`` of
+    every create: werkzeug's URL builder costs a create about 2 % of its CPU (docs/BENCHMARKS.md, issue 18).
+    ``tests/test_tareas.py`` holds the two equal, behind a path prefix too."""
+    return f"{current_request().script_root}{bp.url_prefix}/{tarea_id}"
 
 
 def _out(row: TareaRow) -> Response:
@@ -50,8 +58,7 @@ def create_tarea() -> Response:
     body = parse_json(TareaIn)
     # PostgreSQL built the new tarea's JSON (tests/test_tarea_json.py holds it equal to TareaOut's).
     created = tareas.create_tarea(actor, body.model_dump(), caller_check())
-    location = url_for("tareas.get_tarea", tarea_id=created.id)
-    return raw_json(created.document, {"ETag": etag(created.version), "Location": location}, status=201)
+    return raw_json(created.document, {"ETag": etag(created.version), "Location": _tarea_url(created.id)}, status=201)
 
 
 @bp.post("/emergency")
@@ -69,7 +76,7 @@ def emergency() -> Response:
         sin_asignar=not result.asignados,
         motivo_sin_asignar=result.motivo_sin_asignar,
     )
-    return json_response(out, 201, {"Location": url_for("tareas.get_tarea", tarea_id=out.tarea.id), "ETag": etag(out.tarea.version)})
+    return json_response(out, 201, {"Location": _tarea_url(out.tarea.id), "ETag": etag(out.tarea.version)})
 
 
 @bp.get("/<int:tarea_id>")
