@@ -58,6 +58,18 @@ def loaded(cls: type[T], values: dict[str, Any], *, attach: bool = True) -> T:
     return cast(T, add_when_opened(instance) if attach else instance)
 
 
+def refuse_changes_when_detached(cls: type[Any]) -> None:
+    """Make setting a column of a detached ``cls`` raise instead of being lost: no session would ever write it. A
+    ``loaded(..., attach=False)`` instance is detached, and so is any whose session has ended."""
+
+    def refuse(target: Any, _value: Any, _old: Any, initiator: Any) -> None:
+        if instance_state(target).detached:
+            raise RuntimeError(f"{cls.__name__} {instance_state(target).key} is in no session: the change to {initiator.key} would be lost")
+
+    for attribute in inspect(cls).column_attrs:
+        event.listen(attribute.class_attribute, "set", refuse)
+
+
 @functools.cache
 def _loading(cls: Any) -> tuple[Mapper[Any], tuple[str, ...]]:
     """A mapped class's mapper and primary-key attribute names, looked up once (every cached caller builds one)."""

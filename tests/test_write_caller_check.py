@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from gad.extensions import db
-from gad.models import Efectivo, Tarea
+from gad.models import Efectivo, Tarea, Usuario
 from gad.principal_cache import principals
 from gad.services import auth, tarea_queries
 from tests.builders import Builders
@@ -72,6 +72,30 @@ def test_a_cached_supervisor_creates_with_the_check_in_the_insert(app: Flask, cl
     created = client.post("/api/v1/tasks", json=TAREA, headers=headers)
     assert created.status_code == 201 and created.get_json()["creado_por_usuario_id"] == supervisor.id
     assert [event.actor_id for event in all_events(app)] == [supervisor.id]
+
+
+def test_a_cached_writers_usuario_is_outside_the_session_and_a_change_to_it_raises_not_lost(app: Flask, client: FlaskClient, build: Builders) -> None:
+    # cached_for_write leaves its usuario out of the request's session (a create's CPU): a change made to it would
+    # never be written, so it must fail loudly; the same holds for any usuario whose session has ended.
+    supervisor = build.usuario(2)
+    token = build.token(supervisor)
+    _cached(client, {"Authorization": f"Bearer {token}"})
+    with app.test_request_context("/api/v1/tasks", method="POST"):
+        cached = auth.cached_for_write(token)
+        assert cached is not None
+        usuario = cached[0]
+        assert usuario.id == supervisor.id and usuario not in db.session
+        with pytest.raises(RuntimeError, match="would be lost"):
+            usuario.nombre = "Cambiado"
+    with app.app_context():
+        attached = db.session.get(Usuario, supervisor.id)
+        assert attached is not None
+        attached.nombre = "Cambiado"  # in a session: allowed, and written
+        db.session.commit()
+    with app.app_context():
+        assert db.session.get(Usuario, supervisor.id).nombre == "Cambiado"  # type: ignore[union-attr]
+    with pytest.raises(RuntimeError, match="would be lost"):
+        attached.nombre = "Otra vez"  # its session ended with the app context
 
 
 def test_a_logout_the_cache_has_not_heard_of_stops_the_create(app: Flask, client: FlaskClient, build: Builders) -> None:

@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import Select, bindparam, delete, func, inspect, select, text
 
 from gad import metrics, policy, throttle
-from gad.db_session import as_uuid, for_update, loaded
+from gad.db_session import as_uuid, for_update, loaded, refuse_changes_when_detached
 from gad.errors import CurrentPasswordRejected, Forbidden, NotFound, TooManyAttempts, Unauthorized, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
@@ -320,14 +320,20 @@ CALLER_CHECK_SQL = (
 
 def cached_for_write(token: str) -> tuple[Usuario, CallerCheck] | None:
     """The usuario the token cache verified this token for, for a write that checks its caller in its own
-    statement (``CallerCheck``); None when the cache is not in use or does not know the token."""
+    statement (``CallerCheck``); None when the cache is not in use or does not know the token.
+
+    The usuario stays out of the request's session (``loaded(..., attach=False)``): those writes read their
+    caller's columns and change nothing of it (the statement is what checks it), and joining the session cost
+    a create 90 k instructions, about 4 % of its CPU (docs/BENCHMARKS.md, issue 18). A query of the same
+    usuario in such a request builds a copy of its own, and a change made to the caller raises rather than be lost
+    (``refuse_changes_when_detached``)."""
     if not principals.usable(current_flask_app().config["AUTH_CACHE_SECONDS"]):
         return None
     known = principals.get(token)
     if known is None:
         return None
     values, claims = known
-    return _attach(values), CallerCheck(token, claims, int(values["nivel"]))
+    return loaded(Usuario, values, attach=False), CallerCheck(token, claims, int(values["nivel"]))
 
 
 class CallerCheckedLock(Generic[_Locked]):
@@ -415,6 +421,7 @@ def _verified_claims(token: str) -> dict[str, Any]:
 
 
 _USUARIO_COLUMNS = tuple(inspect(Usuario).column_attrs)
+refuse_changes_when_detached(Usuario)  # cached_for_write's usuario is detached
 _USUARIO_KEYS = tuple(attr.key for attr in _USUARIO_COLUMNS)
 
 
