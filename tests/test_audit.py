@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -268,6 +270,17 @@ def test_a_log_cut_short_with_its_counter_is_reported_against_a_recorded_head(cl
     conn.close()
     result = _flask(database_url, "gad", "audit", "verify", "--expect", head)
     assert result.returncode != 0 and "was cut short" in result.stderr
+
+
+def test_a_link_is_the_hmac_of_the_previous_hash_and_the_content_under_its_own_key() -> None:
+    # chain.link keeps each key's HMAC state to copy: links under different keys in one process must not mix.
+    content = chain.canonical(
+        id=1, event_type="t", topic="x", entity_type="e", entity_id=1, actor_id=None, request_id=None, payload={"ñ": 1}, created_at=datetime.now(UTC)
+    )
+    keys = [bytes([n]) * 40 for n in range(6)]
+    for key in [*keys, *reversed(keys)]:
+        assert chain.link(key, chain.GENESIS, content) == hmac.new(key, chain.GENESIS.encode() + content, hashlib.sha256).hexdigest()
+    assert len({chain.link(key, chain.GENESIS, content) for key in keys}) == len(keys)
 
 
 def test_a_log_sealed_under_another_key_does_not_verify(client: FlaskClient, build: Builders, database_url: str) -> None:

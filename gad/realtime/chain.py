@@ -10,11 +10,14 @@ secret derived from it (the trigger stores a SHA-256 of that secret, not the sec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
+
+from gad.reqctx import current_flask_app
 
 GENESIS = "0" * 64
 # json.dumps with these options builds a JSONEncoder on every call; one instance encodes the same bytes.
@@ -55,8 +58,19 @@ def canonical_text(
 
 
 def link(key: bytes, prev_hash: str, content: bytes) -> str:
-    # The one-shot form: the same MAC as hmac.new(...).hexdigest() without building an HMAC object.
-    return hmac.digest(key, prev_hash.encode() + content, "sha256").hex()
+    mac = _keyed(key).copy()
+    mac.update(prev_hash.encode())
+    mac.update(content)
+    return mac.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with ``key``, copied for each link. OpenSSL's one-shot HMAC looks the algorithm up and
+    sets the key up on every call, and inside a create, with its caches cold, that took 25-40 µs of the ~1.5 ms
+    of CPU a create costs, while the counter's row was locked; a copy of the keyed state takes about half
+    (docs/BENCHMARKS.md, issue 18)."""
+    return hmac.new(key, digestmod="sha256")
 
 
 def anchor_mac(key: bytes, *, pruned_up_to_id: int, last_hash: str, pruned_count: int, actor: str | None, created_at: datetime) -> str:
@@ -79,6 +93,4 @@ def prune_secret_digest(key: bytes) -> str:
 
 def current_key() -> bytes:
     """The running app's audit key (``AUDIT_KEY``)."""
-    from flask import current_app
-
-    return str(current_app.config["AUDIT_KEY"]).encode()
+    return str(current_flask_app().config["AUDIT_KEY"]).encode()
