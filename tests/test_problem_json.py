@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -145,6 +146,20 @@ def test_a_nul_character_is_422_naming_the_field_that_holds_it(client: FlaskClie
     response = getattr(client, method)(path, headers=build.headers(build.usuario(3)), **kwargs)
     assert response.status_code == 422 and response.mimetype == PROBLEM
     assert [(error["field"], error["type"]) for error in response.get_json()["errors"]] == [(field, "nul_character")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
+def test_a_nul_character_is_422_in_a_body_in_any_encoding_json_allows(client: FlaskClient, build: Builders, encoding: str) -> None:
+    # parse_json skips the walk that looks for NUL when the body's bytes cannot hold one (no "\\u0000", no zero
+    # byte): a body in UTF-16 or UTF-32, which the parser reads too, must still be looked through.
+    for codigo, titulo, status in (("NUL-ENC-1", "Con nulo \u0000", 422), ("NUL-ENC-2", "Sin nulo \\u0000 escrito", 201)):
+        body = json.dumps({"codigo": codigo, "titulo": titulo, "tipo": "patrullaje"}).encode(encoding)
+        response = client.post("/api/v1/tasks", data=body, content_type="application/json", headers=build.headers(build.usuario(3)))
+        assert response.status_code == status, response.get_json()
+        if status == 422:
+            assert [(error["field"], error["type"]) for error in response.get_json()["errors"]] == [("body.titulo", "nul_character")]
+        else:
+            assert response.get_json()["titulo"] == titulo
 
 
 @pytest.mark.parametrize("zero", [0x0660, 0xFF10, 0x0966], ids=["arabic-indic", "fullwidth", "devanagari"])
