@@ -190,10 +190,10 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: tuple[str, str, str, dict[str, Any]] | None = None
+        self._compiled: tuple[str, str, str, dict[str, Any], tuple[str, ...]] | None = None
         self._plain_sql: str | None = None
 
-    def _compile(self) -> tuple[str, str, str, dict[str, Any]]:
+    def _compile(self) -> tuple[str, str, str, dict[str, Any], tuple[str, ...]]:
         if self._compiled is None:
             from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 
@@ -203,14 +203,16 @@ class Prepared:
             # here, a doubled one would change what the statement means.
             if "%%" in sql:
                 raise ValueError(f"a prepared statement must not embed text escaped for psycopg2: {sql[:200]}")
-            order = list(dict.fromkeys(compiled.positiontup or ()))
+            order = tuple(dict.fromkeys(compiled.positiontup or ()))
             name = "gad_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
-            execute = f"EXECUTE {name}" + ("(" + ", ".join(f"%({bind})s" for bind in order) + ")" if order else "")
+            # Positional: psycopg2 took twice as long to fill in named parameters as a tuple of the same values
+            # (a create's eighteen: 25 against 12 µs), looking each one up in the dict and formatting by name.
+            execute = f"EXECUTE {name}" + ("(" + ", ".join("%s" for _ in order) + ")" if order else "")
             # Values fixed when the statement was built (constants SQLAlchemy binds); a required one missing
-            # from a call fails loudly in psycopg2 rather than running as NULL.
+            # from a call fails loudly (KeyError) rather than running as NULL.
             values = compiled.construct_params(_check=False)
             defaults = {bind: values[bind] for bind in order if not compiled.binds[bind].required}
-            self._compiled = (name, f"PREPARE {name} AS {sql}", execute, defaults)
+            self._compiled = (name, f"PREPARE {name} AS {sql}", execute, defaults, order)
         return self._compiled
 
     def _plain(self) -> str:
@@ -236,7 +238,7 @@ class Prepared:
                 return send(connection, f"{self._plain()}; {then}", params, fetch=fetch)
             result = connection.execute(self.statement, params)
             return result.first() if fetch else None
-        name, prepare, execute, defaults = self._compile()
+        name, prepare, execute, defaults, order = self._compile()
         prepared: OrderedDict[str, None] = connection.connection.info.setdefault(_PREPARED_KEY, OrderedDict())
         try:
             if name in prepared:
@@ -248,7 +250,8 @@ class Prepared:
                     del prepared[oldest]
                 connection.exec_driver_sql(prepare, execution_options={"no_parameters": True})
                 prepared[name] = None
-            return send(connection, f"{execute}; {then}" if then else execute, defaults | params, fetch=fetch)
+            values = defaults | params if defaults else params
+            return send(connection, f"{execute}; {then}" if then else execute, tuple(map(values.__getitem__, order)), fetch=fetch)
         except DBAPIError as exc:
             if exc.orig is not None and getattr(exc.orig, "pgcode", None) in _OUT_OF_STEP:
                 connection.invalidate()  # a new connection starts with no statements and an empty record
@@ -261,7 +264,7 @@ class Prepared:
             raise
 
 
-def send(connection: Connection, statement: str, parameters: dict[str, Any], *, fetch: bool = False) -> Sequence[Any] | None:
+def send(connection: Connection, statement: str, parameters: dict[str, Any] | tuple[Any, ...], *, fetch: bool = False) -> Sequence[Any] | None:
     """Run one statement of known shape on ``connection``'s psycopg2 cursor and return its first row (``fetch``)
     or None, without the result object SQLAlchemy would build for it.
 

@@ -170,7 +170,7 @@ def test_a_create_reaches_postgresql_in_three_round_trips_its_begin_and_commit_i
     assert len(sent) == 3 and all(autocommit for _, autocommit in sent), sent
     assert sent[0][0].startswith("BEGIN; EXECUTE ") and auth._PRINCIPAL._compile()[0] in sent[0][0], sent  # the caller
     assert sent[1][0].startswith("EXECUTE "), sent
-    assert sent[2][0] == f"EXECUTE {events._APPEND_SQL._compile()[0]}(%(rows)s, %(last)s, %(h)s, %(channel)s, %(payload)s); COMMIT", sent  # the append
+    assert sent[2][0] == f"EXECUTE {events._APPEND_SQL._compile()[0]}(%s, %s, %s, %s, %s); COMMIT", sent  # the append
 
     # A taken codigo: the same two statements, then ROLLBACK, and the connection is left with no transaction open.
     with _on_the_wire(app) as sent:

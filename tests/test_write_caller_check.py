@@ -299,7 +299,7 @@ def test_a_cached_supervisors_tarea_write_is_checked_by_the_tareas_lock(app: Fla
         done = _tarea_write(client, write, tarea_id, efectivo_id, headers)
     assert done.status_code == (204 if write == "delete" else 200), done.get_json()
     # No round trip of its own reads the caller: the first statement locks the tarea and checks the caller.
-    name, prepare, _, _ = tarea_queries._LOCKED[True]._compile()
+    name, prepare, *_ = tarea_queries._LOCKED[True]._compile()
     assert "FOR UPDATE" in prepare and "tokens_revocados" in prepare
     paid_once_per_connection = ("PREPARE ", "DEALLOCATE ")  # tests/test_round_trips.py's _per_request
     assert next(s for s in sent if not s.startswith(paid_once_per_connection)).startswith(f"EXECUTE {name}("), sent[:3]
