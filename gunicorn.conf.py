@@ -140,6 +140,10 @@ def post_worker_init(worker):
         from gad.background import sweeper
 
         sweeper.ensure_started(app)
+        # In multi-process mode the master scrapes only what workers write: the pool gauges, once a second.
+        from gad.observability import sample_pool
+
+        sample_pool(app)
     # What the worker has loaded so far (modules, mappers, schemas: ~115,000 objects) lives as long as the
     # process. Left to the cyclic collector, each of its full passes walks them all and stops every
     # greenlet of the worker for 50 ms or more; frozen, the collector only looks at what requests create.

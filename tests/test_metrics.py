@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 from flask import Flask
@@ -133,3 +135,67 @@ def test_made_up_methods_are_counted_as_one_series_not_one_each(app: Flask) -> N
     assert _sample(after, "flask_http_request_total", method="other", status="405") == 50
     assert _sample(after, "flask_http_request_total", method="GET", status="200") >= 1
     assert len(after) - len(before) < 10_000  # a handful of new series, not fifty
+
+
+def test_the_pool_gauges_count_the_connections_in_use_when_scraped(app: Flask) -> None:
+    # Read from the pool at the scrape, not kept by checkout and checkin listeners (observability._track_pool).
+    registry = app.extensions["gad_metrics"].registry
+
+    def in_use() -> tuple[float, float]:
+        text = generate_latest(registry).decode()
+        return _sample(text, "gad_db_pool_checked_out"), _sample(text, "gad_db_pool_overflow")
+
+    idle = in_use()
+    with app.app_context():
+        from gad.extensions import db
+
+        size = db.engine.pool.size()
+        held = [db.engine.connect() for _ in range(2)]
+        try:
+            assert in_use() == (idle[0] + 2, idle[1])
+        finally:
+            for connection in held:
+                connection.close()
+    assert in_use() == idle
+    assert size >= 2  # the two held were within the pool: no overflow to count
+
+
+@pytest.mark.slow
+def test_a_worker_writes_its_pool_gauges_for_the_masters_scrape(database_url: str, tmp_path: Path, build: Builders) -> None:
+    """Under gunicorn the master sums what each worker wrote (multi-process mode): a worker's request waiting on a
+    row lock holds a pooled connection, and the scrape shows it within the sampling interval, then shows it back."""
+    metrics_port = free_port()
+    server = start_gunicorn(
+        database_url, workers=1, tmp=tmp_path, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "METRICS_PORT": str(metrics_port)}
+    )
+    try:
+        supervisor = build.usuario(2)
+        tarea = build.tarea(supervisor)
+
+        def checked_out_becomes(value: float) -> None:
+            deadline = time.monotonic() + 10
+            while _sample(_private_scrape(metrics_port), "gad_db_pool_checked_out") != value:
+                assert time.monotonic() < deadline, f"gad_db_pool_checked_out never became {value}"
+                time.sleep(0.2)
+
+        checked_out_becomes(0)
+        locker = psycopg2.connect(database_url)
+        try:
+            with locker.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM tareas WHERE id = %s FOR UPDATE", (tarea.id,))
+            with ThreadPoolExecutor(1) as pool:
+                edit = pool.submit(
+                    requests.patch,
+                    f"{server.url}/api/v1/tasks/{tarea.id}",
+                    json={"titulo": "Editada tras la espera"},
+                    headers=build.headers(supervisor) | {"If-Match": '"1"'},
+                    timeout=30,
+                )
+                checked_out_becomes(1)  # the edit waits on the lock, holding its connection
+                locker.commit()
+                assert edit.result().status_code == 200
+        finally:
+            locker.close()
+        checked_out_becomes(0)
+    finally:
+        stop_gunicorn(server)
