@@ -94,7 +94,9 @@ def parse_json(model: type[M]) -> M:
         raise MalformedRequest("The request body is not valid JSON.") from None
     except RecursionError:
         raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.") from None
-    if _nests_deeper_than(payload, MAX_JSON_DEPTH):
+    # Each level of nesting opens a bracket: a body with fewer than the limit cannot nest past it, and is not walked.
+    body = request_.get_data()
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _nests_deeper_than(payload, MAX_JSON_DEPTH):
         raise MalformedRequest(f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     if not isinstance(payload, dict):
         raise ValidationProblem("The JSON body must be an object.", errors=[{"field": "body", "message": "must be a JSON object", "type": "type_error"}])
@@ -102,7 +104,7 @@ def parse_json(model: type[M]) -> M:
     # whatever else is wrong with the body, so a client learns everything at once.
     wrong_types = [field_error(f"body.{path}", kind, message) for path, kind, message in json_type_errors(model, payload)]
     try:
-        parsed = model.model_validate(payload, context=NUL_FREE if _nul_free(request_.get_data()) else None)
+        parsed = model.model_validate(payload, context=NUL_FREE if _nul_free(body) else None)
     except ValidationError as exc:
         named = {error["field"] for error in wrong_types}
         others = [error for error in pydantic_errors(exc, "body") if error["field"] not in named]
