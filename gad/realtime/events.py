@@ -242,10 +242,11 @@ def _is_plain(value: Any) -> bool:
         return True
     if kind is float:
         return abs(value) < _WRITTEN_OUT and (value != 0 or math.copysign(1.0, value) > 0)
+    # A scalar item is judged here, without a call of its own: an event's payload is mostly scalars.
     if kind is dict:
-        return all(type(key) is str and _is_plain(item) for key, item in value.items())
+        return all(type(key) is str and (type(item) in _PLAIN_SCALARS or _is_plain(item)) for key, item in value.items())
     if kind is list:
-        return all(_is_plain(item) for item in value)
+        return all(type(item) in _PLAIN_SCALARS or _is_plain(item) for item in value)
     return False
 
 
