@@ -351,3 +351,23 @@ def test_flask_limiters_after_request_hook_runs_for_each_limited_request_and_no_
     finally:
         limiter._after = hook
     assert seen == [("auth.login", 401), ("auth.login", 429), ("pages.login_submit", 429)]
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("/api/v1/tasks/17", "/api/v1/tasks/17"),  # a URI path already: sent as it is
+        ("/tareas/ñandú 1", "/tareas/%C3%B1and%C3%BA%201"),  # an IRI: converted as werkzeug converts it
+        ("/login?next=/tareas?q=hola", "/login?next=/tareas?q=hola"),
+        ("https://ejemplo.es/ruta/á", "https://ejemplo.es/ruta/%C3%A1"),
+    ],
+)
+def test_a_location_leaves_as_werkzeug_would_send_it(app: Flask, given: str, sent: str) -> None:
+    # GadResponse skips werkzeug's IRI conversion for a Location that is a URI path already (a create's cost).
+    with app.test_request_context():
+        response = app.response_class("{}", status=201, headers={"Location": given, "ETag": '"1"'})
+        werkzeug_would = Response("{}", status=201, headers={"Location": given, "ETag": '"1"'}).get_wsgi_headers(request.environ)
+        headers = response.get_wsgi_headers(request.environ)
+    assert headers.get_all("Location") == [sent] == werkzeug_would.get_all("Location")
+    assert sorted(headers.items()) == sorted(werkzeug_would.items())
+    assert response.headers["Location"] == given  # the response itself keeps what the view set
