@@ -17,10 +17,10 @@ from gad.errors import Forbidden, NotFound
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario
 from gad.schemas.common import Page
-from gad.schemas.events import TaskCreated
+from gad.schemas.events import TaskCreated, TaskUpdated
 from gad.schemas.tareas import TareaOut
 from gad.services import tarea_json, tareas
-from gad.services.tarea_events import tarea_event
+from gad.services.tarea_events import record_summary, tarea_event
 from gad.vocab import TIEMPO_MAX, TIEMPO_MIN, EstadoTarea, TipoTarea
 from tests.builders import Builders
 
@@ -237,3 +237,10 @@ def test_a_created_tarea_answers_what_the_python_path_reads_back_on_every_shape(
             assert tarea is not None
             assert stored == json.loads(json.dumps(tarea_event(TaskCreated, tarea, assigned=set()).to_json(), default=str)), body
     assert accepted >= 30
+
+
+def test_an_event_with_more_than_the_summary_is_not_recorded_from_the_summary_alone() -> None:
+    # record_summary writes the payload a creation's statement returned without the model: an event kind with
+    # fields of its own (a change's before and after) would be stored without them.
+    with pytest.raises(TypeError, match="record_payload"):
+        record_summary(TaskUpdated, {"id": 1, "es_emergencia": False}, None)

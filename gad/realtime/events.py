@@ -63,7 +63,13 @@ def record(session: Session, payload: EventPayload, *, topic: str, entity_type: 
 
     The event type and the shape of its data are ``payload``'s class (``gad.schemas.events``).
     """
-    _queue(session, PendingEvent(payload.event_type, topic, entity_type, entity_id, actor_id, payload.to_json(), current_request_id()))
+    record_data(session, payload.event_type, payload.to_json(), topic=topic, entity_type=entity_type, entity_id=entity_id, actor_id=actor_id)
+
+
+def record_data(session: Session, event_type: str, data: dict[str, Any], *, topic: str, entity_type: str, entity_id: int | None, actor_id: int | None) -> None:
+    """``record`` for a payload already as its class's ``to_json`` gives it, for a writer that builds it without the
+    model (a test must hold the two equal: ``gad.services.tarea_events.record_summary``)."""
+    _queue(session, PendingEvent(event_type, topic, entity_type, entity_id, actor_id, data, current_request_id()))
 
 
 def _queue(session: Session, pending: PendingEvent) -> None:

@@ -27,7 +27,7 @@ from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskU
 from gad.services import auth, json_sql, turnos
 from gad.services.asignaciones import release_all
 from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate_rows
-from gad.services.tarea_events import SUMMARY_COLUMNS, event_of, record_payload, record_tarea_event, tarea_event
+from gad.services.tarea_events import SUMMARY_COLUMNS, record_payload, record_summary, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
     HISTORIAL_ORDER,
     TAREA_COLUMNS,
@@ -178,7 +178,7 @@ def create_tarea(actor: Usuario, data: dict[str, Any], caller: auth.CallerCheck 
     document, summary, (last_id, last_hash) = row[0], row[1:-2], row[-2:]
     fields = dict(zip(SUMMARY_COLUMNS, summary, strict=True))
     events.took_ids(db.session(), int(last_id), str(last_hash), 1)
-    record_payload(event_of(TaskCreated, fields, assigned=set()), actor)  # nobody assigned yet
+    record_summary(TaskCreated, fields, actor)  # nobody assigned yet
     return CreatedTarea(str(document), fields["id"], fields["version"])
 
 
