@@ -18,7 +18,10 @@ and the first system's req/s divided by each other's (``--baseline`` picks anoth
 
 ``--server-cpu`` / ``--client-cpu`` pin spawned servers and the load client to different cores (taskset),
 as the issue's measurements did, so the client's CPU is not the server's. The embedded PostgreSQL is not
-pinned: it runs on either core, beside the worker or the client. For spawned systems the report also gives
+pinned unless ``--database-cpu`` says where: unpinned it runs on either core, beside the worker or the client,
+and a system whose requests make the database work harder also has its worker's core (and caches) shared more;
+pinned to the client's core it stands where Fly's database does, on a machine other than the application's.
+For spawned systems the report also gives
 the worker's CPU per request and the database's (every PostgreSQL process of the run's cluster, charged to
 the system measured at the time: the others are idle by then), and the ratios by each.
 """
@@ -311,6 +314,21 @@ def _pinned(command: list[str], cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu, *command] if cpu else command
 
 
+def _pin_cluster(postmaster: int, cpu: str) -> None:
+    """Pin a running PostgreSQL cluster (the postmaster and every process it has started) to ``cpu``; backends it
+    starts later inherit the postmaster's affinity."""
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], check=True, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--system", action="append", default=[], metavar="NAME=URL", help="a running system to measure (repeatable)")
@@ -323,6 +341,9 @@ def main() -> None:
     parser.add_argument("--baseline", help="system the ratios divide by (default: the first)")
     parser.add_argument("--server-cpu", help="taskset CPU list for spawned servers, e.g. 0")
     parser.add_argument("--client-cpu", help="taskset CPU list for the load client, e.g. 1")
+    parser.add_argument(
+        "--database-cpu", help="taskset CPU list for the spawned PostgreSQL, e.g. 1: off the server's core, as a database on a machine of its own is"
+    )
     args = parser.parse_args()
     if not args.system and not args.spawn:
         parser.error("name at least one --system NAME=URL, or --spawn")
@@ -340,6 +361,8 @@ def main() -> None:
         if args.spawn:
             gad_url = stack.enter_context(spawned_server(workers=1, cpu=args.server_cpu))
             database_pid = int(os.environ["GAD_BENCH_DB_PID"])
+            if args.database_cpu:
+                _pin_cluster(database_pid, args.database_cpu)
             systems.insert(0, System("gad", gad_url, worker_pid=_worker_of(int(os.environ["GAD_BENCH_GUNICORN_PID"])), database_pid=database_pid))
             database_url = os.environ["GAD_BENCH_DB_URL"]
             for variant, scenarios in FLOOR_SCENARIOS.items():
@@ -366,6 +389,7 @@ def main() -> None:
         "cpu_ratios_to_" + baseline: cpu_ratios(report, baseline),
         "worker_and_db_cpu_ratios_to_" + baseline: cpu_ratios(report, baseline, "worker_and_db_cpu_ms_per_request"),
         "client": "wrk" if wrk_available() else "python (processes on every core, unpinned)",
+        "database_cpu": args.database_cpu or "unpinned",
         "seconds": round(time.monotonic() - started),
         "load_average": load,
     }
