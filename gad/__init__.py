@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import click
 from flask import Config as FlaskConfig
-from flask import Flask, Response
-from werkzeug.datastructures import Headers
+from flask import Flask
 from werkzeug.routing import IntegerConverter, Rule
 
 from config import Config, ConfigError, load_config
@@ -84,31 +82,9 @@ class AsciiIntegerConverter(IntegerConverter):
     regex = r"[0-9]+"
 
 
-# A URI path that needs no percent-encoding (each one GAD builds for a Location: a collection's path and an id).
-_URI_PATH = re.compile(r"/[A-Za-z0-9/._~-]*")
-
-
-class GadResponse(Response):
-    def get_wsgi_headers(self, environ: Any) -> Headers:
-        """werkzeug's, except that a ``Location`` already written as a URI path is sent as it is: werkzeug converts
-        every Location from an IRI (a URL parse and three quotings) and sets it again, 2.5 % of a create's CPU
-        (docs/BENCHMARKS.md, issue 18). Any other Location is converted as werkzeug does."""
-        location = self.headers.get("Location")
-        if location is None or _URI_PATH.fullmatch(location) is None:
-            return super().get_wsgi_headers(environ)
-        self.headers.remove("Location")
-        try:
-            headers = super().get_wsgi_headers(environ)
-        finally:
-            self.headers.add("Location", location)
-        headers.add("Location", location)
-        return headers
-
-
 class GadFlask(Flask):
     config_class = ReadOnlyConfig
     url_rule_class = LazyBuilderRule
-    response_class = GadResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from gad.blueprints.http import (
+    created,
     etag,
     idempotent,
     if_match_version,
-    json_response,
     no_content,
     no_input,
     no_query,
@@ -57,8 +57,8 @@ def create_tarea() -> Response:
     actor = current_user()
     body = parse_json(TareaIn)
     # PostgreSQL built the new tarea's JSON (tests/test_tarea_json.py holds it equal to TareaOut's).
-    created = tareas.create_tarea(actor, body.model_dump(), caller_check())
-    return raw_json(created.document, {"ETag": etag(created.version), "Location": _tarea_url(created.id)}, status=201)
+    tarea = tareas.create_tarea(actor, body.model_dump(), caller_check())
+    return created(tarea.document, _tarea_url(tarea.id), tarea.version)
 
 
 @bp.post("/emergency")
@@ -76,7 +76,7 @@ def emergency() -> Response:
         sin_asignar=not result.asignados,
         motivo_sin_asignar=result.motivo_sin_asignar,
     )
-    return json_response(out, 201, {"Location": _tarea_url(out.tarea.id), "ETag": etag(out.tarea.version)})
+    return created(out.model_dump_json(), _tarea_url(out.tarea.id), out.tarea.version)
 
 
 @bp.get("/<int:tarea_id>")
