@@ -361,6 +361,9 @@ def test_flask_limiters_after_request_hook_runs_for_each_limited_request_and_no_
         ("/tareas/ñandú 1", "/tareas/%C3%B1and%C3%BA%201"),  # an IRI: converted as werkzeug converts it
         ("/login?next=/tareas?q=hola", "/login?next=/tareas?q=hola"),
         ("https://ejemplo.es/ruta/á", "https://ejemplo.es/ruta/%C3%A1"),
+        # A script root of "//…" (SCRIPT_NAME, which a trusted proxy's client can set) is a host to a URL parser.
+        ("///otro.example/api/v1/tasks/1", "/otro.example/api/v1/tasks/1"),
+        ("//Gad/api/v1/tasks/2", "//gad/api/v1/tasks/2"),
     ],
 )
 def test_a_location_leaves_as_werkzeug_would_send_it(app: Flask, given: str, sent: str) -> None:

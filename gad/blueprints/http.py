@@ -187,8 +187,9 @@ def raw_json(body: str, headers: dict[str, str] | None = None, status: int = 200
     return current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 
-# A URI path that needs no percent-encoding (each one GAD builds for a Location: a collection's path and an id).
-_URI_PATH = re.compile(r"/[A-Za-z0-9/._~-]*")
+# A URI path that needs no percent-encoding (each one GAD builds for a Location: a collection's path and an id). Not
+# one that starts with "//": that is a host to a URL parser (werkzeug's too), so such a Location is left to werkzeug.
+_URI_PATH = re.compile(r"/(?!/)[A-Za-z0-9/._~-]*")
 
 
 class _CreatedResponse(Response):
