@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_flask_exporter import NO_PREFIX, PrometheusMetrics
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 from sqlalchemy.pool import QueuePool
 
 from gad import metrics as app_metrics
@@ -301,18 +301,24 @@ def _init_metrics(app: Flask) -> HttpMetrics:
     return http_metrics
 
 
-# Every app's pool in this process (tests and the command line build several): the gauges sum them.
-_pools: weakref.WeakSet[QueuePool] = weakref.WeakSet()
+# Every app's engine in this process (tests and the command line build several): the gauges sum their pools. The
+# engine, not its pool: Engine.dispose() replaces the pool, and the new one must be counted too.
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 # How often a gunicorn worker writes its pool's gauges for the master's scrape (multi-process mode).
 POOL_SAMPLE_INTERVAL_S = 1.0
 
 
+def _pools() -> list[QueuePool]:
+    # The pool config.py's engine options make; another kind keeps no such count.
+    return [pool for engine in list(_engines) if isinstance(pool := engine.pool, QueuePool)]
+
+
 def _pool_checked_out() -> float:
-    return float(sum(pool.checkedout() for pool in list(_pools)))
+    return float(sum(pool.checkedout() for pool in _pools()))
 
 
 def _pool_overflow() -> float:
-    return float(sum(max(0, pool.checkedout() - pool.size()) for pool in list(_pools)))
+    return float(sum(max(0, pool.checkedout() - pool.size()) for pool in _pools()))
 
 
 def _track_pool(app: Flask) -> None:
@@ -325,9 +331,7 @@ def _track_pool(app: Flask) -> None:
     from gad.extensions import db
 
     with app.app_context():
-        pool = db.engine.pool
-    if isinstance(pool, QueuePool):  # the pool config.py's engine options make; others keep no such count
-        _pools.add(pool)
+        _engines.add(db.engine)
     app_metrics.DB_POOL_CHECKED_OUT.set_function(_pool_checked_out)
     app_metrics.DB_POOL_OVERFLOW.set_function(_pool_overflow)
 
