@@ -326,7 +326,8 @@ def _pin_cluster(postmaster: int, cpu: str) -> None:
             except OSError:
                 continue
     for pid in pids:
-        subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], check=True, capture_output=True)
+        # A backend may exit between the listing and its pinning: only the postmaster's must succeed.
+        subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(pid)], check=pid == postmaster, capture_output=True)
 
 
 def main() -> None:
