@@ -67,12 +67,16 @@ def record_summary(kind: type[TareaEvent], fields: dict[str, Any], actor: Usuari
     payload equal to ``kind``'s on every shape of tarea."""
     if kind.model_fields.keys() != TareaEvent.model_fields.keys():
         raise TypeError(f"{kind.__name__} carries more than the summary: record it with record_payload")
-    data = fields | {"asignados_usuario_ids": []}
-    topic = "emergencias" if fields["es_emergencia"] else "tareas"
-    events.record_data(db.session(), kind.event_type, data, topic=topic, entity_type="tarea", entity_id=fields["id"], actor_id=actor.id if actor else None)
+    _queue(kind.event_type, fields | {"asignados_usuario_ids": []}, fields, actor)
 
 
 def record_payload(payload: TareaEvent, actor: Usuario | None) -> None:
     """Queue ``payload`` in the current transaction, on the topic of the tarea it is about."""
-    topic = "emergencias" if payload.es_emergencia else "tareas"
-    events.record(db.session(), payload, topic=topic, entity_type="tarea", entity_id=payload.id, actor_id=actor.id if actor else None)
+    data = payload.to_json()
+    _queue(payload.event_type, data, data, actor)
+
+
+def _queue(event_type: str, data: dict[str, Any], tarea: dict[str, Any], actor: Usuario | None) -> None:
+    """A tarea event on its tarea's topic; ``tarea`` holds its ``id`` and ``es_emergencia``."""
+    topic = "emergencias" if tarea["es_emergencia"] else "tareas"
+    events.record_data(db.session(), event_type, data, topic=topic, entity_type="tarea", entity_id=tarea["id"], actor_id=actor.id if actor else None)
