@@ -942,6 +942,24 @@ def test_board_counts_link_to_filtered_lists_and_the_feed_starts_from_the_log(
         expect(page.get_by_label("Estado")).to_have_value("programada")
 
 
+def test_a_list_opened_without_filters_keeps_its_address(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The lists wrote their filters into the address even when there were none: /tareas became /tareas? as it loaded,
+    so the address bookmarked was not the one opened, and whoever waited for /tareas (a test, as a race) never saw it."""
+    admin = build.usuario(3)
+    with logged_in(browser, pw, server.url, admin.email, PASSWORD) as (_, page):
+        for path in ("/tareas", "/usuarios"):  # (/efectivos opens filtered to those in service: ?activo=true)
+            page.goto(path)
+            expect(page.locator("#total")).to_contain_text("en total")
+            assert page.url == server.url + path
+        page.goto("/tareas")
+        page.get_by_label("Estado").select_option("programada")
+        page.get_by_role("button", name="Filtrar").click()
+        page.wait_for_url(server.url + "/tareas?estado=programada")
+        page.get_by_label("Estado").select_option("")
+        page.get_by_role("button", name="Filtrar").click()
+        page.wait_for_url(server.url + "/tareas")
+
+
 def test_board_is_usable_from_the_keyboard(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     with logged_in(browser, pw, server.url, sup.email, PASSWORD) as (_, page):

@@ -24,7 +24,9 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
     const superseded = begin();
     const query = params();
     const asked = offset; // the page this answer is about, whatever the buttons do meanwhile
-    history.replaceState(null, "", `${location.pathname}?${query}`);
+    // No filters, no "?": the address stays the one that was opened (and bookmarked, and awaited by whoever opened it).
+    const search = query.toString();
+    history.replaceState(null, "", search ? `${location.pathname}?${search}` : location.pathname);
     query.set("limit", String(pageSize));
     query.set("offset", String(asked));
     try {
