@@ -48,11 +48,13 @@ _PAIR_UPSERT = text(
     INSERT INTO login_intentos AS p (email_key, cliente, intentos, ventana_desde)
     VALUES (:k, :c, 1, now())
     ON CONFLICT (email_key, cliente) DO UPDATE SET
-        intentos = CASE WHEN p.ventana_desde <= now() - make_interval(secs => :window) THEN 1 ELSE p.intentos + 1 END,
-        ventana_desde = CASE WHEN p.ventana_desde <= now() - make_interval(secs => :window) THEN now() ELSE p.ventana_desde END
+        intentos = CASE WHEN p.intentos = 0 OR p.ventana_desde <= now() - make_interval(secs => :window) THEN 1 ELSE p.intentos + 1 END,
+        ventana_desde = CASE WHEN p.intentos = 0 OR p.ventana_desde <= now() - make_interval(secs => :window) THEN now() ELSE p.ventana_desde END
     RETURNING intentos, ventana_desde, ultimo_exito, now()
     """
 )
+# intentos = 0: a success (record_success) since the window began. The next attempt opens a window of its own; kept
+# from before the success, the window ran out early, and a lock that followed lasted only what was left of it.
 _ACCOUNT_UPSERT = text(
     """
     INSERT INTO login_cuentas AS a (email_key, intentos, ventana_desde)

@@ -108,6 +108,21 @@ def test_lock_expires_and_success_resets_the_counter(client: FlaskClient, build:
     assert _login(client, user.email).status_code == 200
 
 
+def test_a_lock_after_a_success_lasts_the_whole_window(client: FlaskClient, build: Builders, app: Flask) -> None:
+    """A success reset the count but not the window it counted in: five failures six minutes after logging in were
+    locked for the nine minutes left of that window, not for LOGIN_LOCKOUT_MINUTES."""
+    user = build.usuario(1)
+    assert _login(client, user.email).status_code == 200
+    with app.app_context():
+        db.session.execute(text("UPDATE login_intentos SET ventana_desde = ventana_desde - interval '6 minutes'"))
+        db.session.commit()
+    for _ in range(5):
+        assert _login(client, user.email, "wrong-password!").status_code == 401
+    locked = _login(client, user.email)
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 14 * 60
+
+
 def test_login_rate_limit_is_per_client_and_ignores_forged_forwarding_headers(database_url: str, build: Builders) -> None:
     app = make_app(database_url, LOGIN_RATE_LIMIT="3 per minute")
     client = app.test_client()
