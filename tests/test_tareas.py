@@ -136,6 +136,11 @@ def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) 
     assert page == page | {"total": 3, "limit": 1, "offset": 1} and page["items"][0]["id"] == c.id
     assert client.get("/api/v1/tasks?limit=201", headers=headers).status_code == 422
     assert client.get("/api/v1/tasks?sort=titulo", headers=headers).status_code == 422
+    assert ids("prioridad_min=3&prioridad_max=3") == [c.id]
+    # A reversed range is said to be one, as a reversed desde/hasta is, not answered with an empty page.
+    reversed_range = client.get("/api/v1/tasks?prioridad_min=5&prioridad_max=1", headers=headers)
+    assert reversed_range.status_code == 422 and reversed_range.mimetype == "application/problem+json"
+    assert [e["field"] for e in reversed_range.get_json()["errors"]] == ["query.prioridad_max"]
 
 
 @pytest.mark.parametrize(("q", "found"), [("_", "underscore"), ("%", "percent"), ("\\", "backslash"), ("0%", "percent"), ("a_n", "underscore")])
