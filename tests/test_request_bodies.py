@@ -3,6 +3,7 @@ read, and bodies within the bounds validate normally. Over real HTTP to gunicorn
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import re
@@ -85,6 +86,24 @@ def test_a_body_declared_as_something_else_is_415_and_one_undeclared_is_read_as_
     assert created.json()["codigo"] == "BARE-1"
     garbage = requests.post(url, data=b"codigo=BARE-2", headers=headers, timeout=30)  # requests sets no type for bytes
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["detail"]
+
+
+def test_a_compressed_body_is_415_whatever_it_holds(live_server: LiveServer, build: Builders) -> None:
+    """Nothing decodes a compressed request body: a gzip one was a 400 "not valid JSON", and plain JSON declared as
+    gzip was created as if the header were not there. RFC 9110 answers an unsupported content coding with 415."""
+    headers = build.headers(build.usuario(3)) | {"Content-Type": "application/json"}
+    url = live_server.url + "/api/v1/tasks"
+    plain = json.dumps(tarea_body("GZIP-1")).encode()
+    for encoding, body in (("gzip", gzip.compress(plain)), ("gzip", plain), ("br", plain), ("deflate, gzip", plain)):
+        response = requests.post(url, data=body, headers=headers | {"Content-Encoding": encoding}, timeout=30)
+        assert response.status_code == 415 and response.headers["Content-Type"] == PROBLEM, (encoding, response.text[:300])
+        assert response.headers["Accept-Encoding"] == "identity" and encoding in response.json()["detail"]
+    assert requests.get(url + "?q=GZIP-1", headers=headers, timeout=30).json()["total"] == 0
+    identity = requests.post(url, data=plain, headers=headers | {"Content-Encoding": "identity"}, timeout=30)
+    assert identity.status_code == 201, identity.text[:300]
+    # A page's form the same way: the browser never compresses one, so one that came compressed is not a browser's.
+    login = requests.post(live_server.url + "/login", data=gzip.compress(b"email=a%40b.es"), headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert login.status_code == 415
 
 
 def test_the_api_login_takes_its_form_or_json_and_says_which_when_sent_neither(live_server: LiveServer, build: Builders) -> None:

@@ -64,7 +64,17 @@ def read_body_first() -> None:
         return
     declared = request_.content_length
     # The environ, not request.headers: the same value without building the headers view.
-    chunked = "chunked" in request_.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    environ = request_.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    encoding = environ.get("HTTP_CONTENT_ENCODING")
+    if encoding is not None and encoding.strip().lower() not in {"", "identity"} and (declared or chunked):
+        # Nothing here decodes a compressed body: read as it came, a gzip body was "not valid JSON" and one of plain
+        # text declared as gzip was taken as it was. 415 is the status RFC 9110 gives an unsupported content coding.
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding.strip()} is not supported: send the body uncompressed.",
+            headers={"Accept-Encoding": "identity"},
+            mensaje="El servidor no acepta cuerpos comprimidos: envíelo sin comprimir.",
+        )
     limit = current_flask_app().config.get("MAX_CONTENT_LENGTH")
     if (declared and (limit is None or declared <= limit)) or (declared is None and chunked):
         request_.get_data(cache=True)
