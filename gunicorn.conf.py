@@ -41,6 +41,18 @@ forwarded_allow_ips = "*" if _settings.TRUST_PROXY else "127.0.0.1"
 
 
 def post_fork(server, worker):
+    # Until gunicorn sets the worker's own signal handlers (after this hook), the child has the master's, which
+    # queue the signal in the child's copy of the master's state: a stop sent while this hook imports gad.pg (and
+    # SQLAlchemy, a good part of a boot) was lost, and the master waited out the graceful timeout before killing
+    # the worker. Marked as not alive now, the worker stops as soon as it has booted (its run loop checks).
+    import signal
+
+    def stop_once_booted(sig, frame):
+        worker.alive = False
+
+    for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(stop, stop_once_booted)
+
     # No cyclic garbage collection while the worker imports the application (post_worker_init turns it back
     # on): each collection walks every object allocated so far, and the import builds well over 100,000 that
     # live as long as the process, so the collector's passes over them cost ~10 % of a worker's start-up
@@ -59,6 +71,12 @@ def post_fork(server, worker):
     stop_accepting = worker.handle_exit
 
     def handle_exit(sig, frame):
+        if not worker.booted:
+            # Still importing the app (a stop right after a start): the hub and the sweeper have not started, and
+            # importing them from inside that import failed as a circular import, a boot error that halted the master
+            # with status 1. Not alive any more, the worker stops as soon as the app is loaded.
+            stop_accepting(sig, frame)
+            return
         import gevent
 
         from gad.realtime.hub import hub
@@ -72,6 +90,17 @@ def post_fork(server, worker):
         gevent.spawn(_answer_accept_queue, worker, queued, stop_accepting, sig, frame)
 
     worker.handle_exit = handle_exit
+
+    quit_now = worker.handle_quit
+
+    def handle_quit(sig, frame):
+        # Ctrl-C reaches the whole process group: the worker gets SIGINT from the terminal and SIGQUIT from the
+        # master, and the second sys.exit landed in the interpreter's own shutdown, printed as a traceback.
+        if not getattr(worker, "gad_quitting", False):
+            worker.gad_quitting = True
+            quit_now(sig, frame)
+
+    worker.handle_quit = handle_quit
 
 
 # The master closes its copy of the listening socket at once on SIGTERM, and gunicorn's gevent worker closes
@@ -176,6 +205,19 @@ def worker_exit(server, worker):
 
         with app.app_context():
             db.engine.dispose()
+    # A clean exit ends here, as a child of fork() should end (os._exit), once its logs are out: tearing the
+    # interpreter down adds nothing a worker needs and, under gevent, printed "Exception ignored in
+    # _removeHandlerRef ... TypeError" at every stop (a logging handler collected after gevent's thread module was
+    # cleared, gevent issue 2148), which reads as a crash in the logs of every deploy. Any other exit (a boot
+    # error's status, which the master acts on) is left to Python with its code.
+    leaving = sys.exc_info()[1]
+    if isinstance(leaving, SystemExit) and leaving.code in (0, None):
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def child_exit(server, worker):

@@ -241,7 +241,18 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_gunicorn(database_url: str, *, workers: int = 1, app_spec: str = "wsgi:app", extra_env: dict[str, str] | None = None, tmp: Path) -> LiveServer:
+def start_gunicorn(
+    database_url: str,
+    *,
+    workers: int = 1,
+    app_spec: str = "wsgi:app",
+    extra_env: dict[str, str] | None = None,
+    tmp: Path,
+    own_process_group: bool = False,
+    healthy: bool = True,
+) -> LiveServer:
+    """``own_process_group``: the master and its workers in a process group of their own, as a terminal's Ctrl-C
+    reaches them (``os.killpg``). ``healthy=False``: returned as soon as it is started, its workers still booting."""
     port = free_port()
     env = os.environ | {
         "GAD_ENV": "development",
@@ -257,8 +268,12 @@ def start_gunicorn(database_url: str, *, workers: int = 1, app_spec: str = "wsgi
     log_path = tmp / f"gunicorn-{port}.log"
     log = log_path.open("wb")
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    process = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [gunicorn, "-c", "gunicorn.conf.py", app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0 if own_process_group else None
+    )
     url = f"http://127.0.0.1:{port}"
+    if not healthy:
+        return LiveServer(url, process, log_path, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

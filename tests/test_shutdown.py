@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -88,7 +89,7 @@ def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: st
         for thread in threads:
             thread.join(30)
         assert Counter(results) == {200: 100}
-        assert server.process.wait(timeout=30) == 0
+        assert server.process.wait(timeout=30) == 0, server.log()
         assert time.monotonic() - started < 20  # within gunicorn's graceful timeout
         assert closed.value.code == 1001
     finally:
@@ -100,6 +101,42 @@ def test_sigterm_finishes_100_in_flight_requests_and_exits_zero(database_url: st
             stop_gunicorn(server)
         elif server.log_file is not None:
             server.log_file.close()
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c", "sigterm-at-fork", "sigterm-mid-boot"])
+def test_a_stop_leaves_no_traceback_in_the_log_and_exits_zero(database_url: str, tmp_path: Path, stop: str) -> None:
+    """Every stop printed tracebacks from each worker: "Exception ignored in _removeHandlerRef ... TypeError" as the
+    interpreter was torn down under gevent, and on Ctrl-C (SIGINT to the whole process group, then SIGQUIT from the
+    master) a SystemExit raised inside the shutdown. In Fly's logs that reads as a crash at every deploy. A stop while
+    a worker booted was worse: right after the fork it was lost (the child still had the master's handlers) and the
+    master waited out the graceful timeout; later, while the app was imported, the stop's own handler imported the
+    hub from inside that import, which failed as a circular import, a boot error, and the master exited 1."""
+    booting = stop in {"sigterm-at-fork", "sigterm-mid-boot"}
+    server = start_gunicorn(database_url, workers=2, tmp=tmp_path, own_process_group=True, healthy=not booting, extra_env={"LOG_LEVEL": "INFO"})
+    started = time.monotonic()
+    try:
+        if booting:
+            _wait_for(lambda: server.log().count("Booting worker") == 2, "both workers booting")
+        if stop == "sigterm-mid-boot":
+            workers = re.findall(r"Booting worker with pid: (\d+)", server.log())
+            # psycopg2 loaded: post_fork is importing gad.pg, or gunicorn has gone on to import the app.
+            _wait_for(lambda: all("_psycopg" in Path(f"/proc/{pid}/maps").read_text() for pid in workers), "both workers mid-boot")
+        if not booting:
+            assert requests.get(server.url + "/health", timeout=10).status_code == 200
+        if stop == "ctrl-c":
+            os.killpg(server.process.pid, signal.SIGINT)
+        else:
+            server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.log()
+    finally:
+        if server.process.poll() is None:
+            stop_gunicorn(server)
+        elif server.log_file is not None:
+            server.log_file.close()
+    log = server.log()
+    assert log.count("Worker exiting") == 2, log  # each worker stopped, none killed after the graceful timeout
+    assert time.monotonic() - started < 15
+    assert "Traceback" not in log and "Exception ignored" not in log and "failed with" not in log and "ERROR" not in log, log
 
 
 def _read_response(sock: socket.socket) -> bytes:
@@ -148,7 +185,7 @@ def test_sigterm_answers_every_connection_already_in_the_accept_queue_while_work
             thread.join(30)
         assert sum(_complete(answer) for answer in answers) == len(queued), [answer[:60] for answer in answers if not _complete(answer)]
         assert busy_results == [200, 200]
-        assert server.process.wait(timeout=30) == 0
+        assert server.process.wait(timeout=30) == 0, server.log()
     finally:
         (busy_dir / "release").touch()
         if server.process.poll() is None:
