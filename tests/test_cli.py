@@ -25,6 +25,7 @@ def test_cli_create_admin_rejects_weak_password_and_duplicates(database_url: str
     env = os.environ | {"GAD_ENV": "development", "DATABASE_URL": database_url, "GAD_ADMIN_PASSWORD": "short"}
     weak = run_flask(env, "gad", "create-admin", "weak@gad.test")
     assert weak.returncode != 0 and "at least" in weak.stderr
+    assert "Error: Password too weak. password: " in weak.stderr and "body." not in weak.stderr, weak.stderr
     env["GAD_ADMIN_PASSWORD"] = "a-strong-admin-pass"
     assert run_flask(env, "gad", "create-admin", "dup@gad.test").returncode == 0
     duplicate = run_flask(env, "gad", "create-admin", "DUP@gad.test")
@@ -59,3 +60,13 @@ def test_cli_seed_demo_is_idempotent(database_url: str, app: Flask) -> None:
         niveles = set(db.session.execute(db.text("SELECT DISTINCT nivel FROM usuarios")).scalars())
     assert estados == {"programada", "en_curso", "pausada", "finalizada", "cancelada"}
     assert niveles == {1, 2, 3}
+    with app.app_context():
+        # A tarea begun or finished was due before now (one finished was shown due in three hours), and the demo
+        # spots read as a phone's fixes do, not as a sum's binary noise (40.426899999999996).
+        due_later = db.session.execute(
+            db.text("SELECT codigo FROM tareas WHERE estado IN ('en_curso', 'pausada', 'finalizada') AND inicio_programado > now()")
+        ).scalars()
+        assert list(due_later) == []
+        assert db.session.execute(db.text("SELECT count(*) FROM tareas WHERE estado = 'finalizada' AND fin_programado < now()")).scalar_one() == 1
+        spots = db.session.execute(db.text("SELECT lat, lon FROM efectivos UNION ALL SELECT ubicacion_lat, ubicacion_lon FROM tareas")).all()
+    assert spots and all(len(repr(value).partition(".")[2]) <= 6 for spot in spots for value in spot), spots

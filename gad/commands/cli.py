@@ -84,6 +84,7 @@ def create_admin(email: str, nombre: str, apellido: str, dni: str | None) -> Non
         db.session.commit()
     except AppError as exc:
         db.session.rollback()
-        details = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
+        # Field paths as the API names them ("body.password") mean nothing on a command line: the option's name.
+        details = "; ".join(f"{e['field'].removeprefix('body.')}: {e['message']}" for e in exc.errors or [])
         raise click.ClickException(f"{exc.detail} {details}".strip()) from None
     click.echo(f"Created administrador {usuario.email} (id {usuario.id}).")

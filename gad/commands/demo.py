@@ -14,7 +14,7 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from gad.commands.seed import CENTER, OFFSETS
+from gad.commands.seed import OFFSETS, demo_point
 from gad.extensions import db
 from gad.models import Efectivo, Usuario, utcnow
 from gad.services import efectivos, tareas
@@ -31,7 +31,7 @@ STEPS_PER_LEG = 6
 def _route_points(route: list[tuple[float, float]]) -> list[tuple[float, float]]:
     points = []
     for (lat1, lon1), (lat2, lon2) in itertools.pairwise(route):
-        points += [(lat1 + (lat2 - lat1) * k / STEPS_PER_LEG, lon1 + (lon2 - lon1) * k / STEPS_PER_LEG) for k in range(STEPS_PER_LEG)]
+        points += [(round(lat1 + (lat2 - lat1) * k / STEPS_PER_LEG, 6), round(lon1 + (lon2 - lon1) * k / STEPS_PER_LEG, 6)) for k in range(STEPS_PER_LEG)]
     return points
 
 
@@ -93,7 +93,7 @@ def refresh_demo_positions(admin: Usuario) -> int:
     for index, (dlat, dlon) in enumerate(OFFSETS):
         efectivo = db.session.scalar(select(Efectivo).where(Efectivo.codigo_interno == f"EF-{index + 1:03d}", Efectivo.activo.is_(True)))
         if efectivo is not None:
-            efectivos.set_ubicacion(admin, efectivo.id, CENTER[0] + dlat, CENTER[1] + dlon)
+            efectivos.set_ubicacion(admin, efectivo.id, *demo_point(dlat, dlon))
             refreshed += 1
     return refreshed
 

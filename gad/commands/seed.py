@@ -24,13 +24,21 @@ DEMO_USERS = [
 # Puerta del Sol, Madrid, and points a few hundred metres to a few km around it.
 CENTER = (40.4169, -3.7035)
 OFFSETS = [(0.0, 0.0), (0.004, 0.003), (-0.006, 0.002), (0.010, -0.008), (-0.015, -0.012), (0.020, 0.015), (0.002, -0.020), (-0.025, 0.010)]
+# Each with its schedule, in hours from the seeding (start, end), as its estado implies: a tarea started or finished
+# was due before now.
 DEMO_TAREAS = [
-    ("DEMO-PAT-01", "Patrullaje zona centro", "patrullaje", 3, None),
-    ("DEMO-VIG-02", "Vigilancia estación de Atocha", "vigilancia", 2, EstadoTarea.EN_CURSO),
-    ("DEMO-INV-03", "Investigación robo en comercio", "investigacion", 4, EstadoTarea.PAUSADA),
-    ("DEMO-INT-04", "Intervención en evento deportivo", "intervencion", 5, EstadoTarea.FINALIZADA),
-    ("DEMO-ENT-05", "Entrenamiento de tiro semanal", "entrenamiento", 1, EstadoTarea.CANCELADA),
+    ("DEMO-PAT-01", "Patrullaje zona centro", "patrullaje", 3, None, (1, 5)),
+    ("DEMO-VIG-02", "Vigilancia estación de Atocha", "vigilancia", 2, EstadoTarea.EN_CURSO, (-1, 3)),
+    ("DEMO-INV-03", "Investigación robo en comercio", "investigacion", 4, EstadoTarea.PAUSADA, (-2, 2)),
+    ("DEMO-INT-04", "Intervención en evento deportivo", "intervencion", 5, EstadoTarea.FINALIZADA, (-6, -2)),
+    ("DEMO-ENT-05", "Entrenamiento de tiro semanal", "entrenamiento", 1, EstadoTarea.CANCELADA, (24, 26)),
 ]
+
+
+def demo_point(dlat: float, dlon: float) -> tuple[float, float]:
+    """The spot ``(dlat, dlon)`` degrees from CENTER, to the 0.1 m a phone's fix has (the sum alone read
+    40.426899999999996 in every answer)."""
+    return round(CENTER[0] + dlat, 6), round(CENTER[1] + dlon, 6)
 
 
 @click.command("seed-demo")
@@ -82,10 +90,10 @@ def seed_demo(force: bool) -> None:
                     "especialidad": ["patrulla", "investigación", "tráfico"][index % 3],
                 },
             )
-            efectivo.lat, efectivo.lon, efectivo.posicion_en = CENTER[0] + dlat, CENTER[1] + dlon, now
+            (efectivo.lat, efectivo.lon), efectivo.posicion_en = demo_point(dlat, dlon), now
             created += 1
     db.session.flush()
-    for position, (codigo, titulo, tipo, prioridad, estado) in enumerate(DEMO_TAREAS):
+    for position, (codigo, titulo, tipo, prioridad, estado, (start, end)) in enumerate(DEMO_TAREAS):
         if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is not None:
             continue
         tarea_id = tareas.create_tarea(
@@ -95,10 +103,10 @@ def seed_demo(force: bool) -> None:
                 "titulo": titulo,
                 "tipo": tipo,
                 "prioridad": prioridad,
-                "inicio_programado": now + timedelta(hours=position),
-                "fin_programado": now + timedelta(hours=position + 4),
-                "ubicacion_lat": CENTER[0] + OFFSETS[position][0],
-                "ubicacion_lng": CENTER[1] + OFFSETS[position][1],
+                "inicio_programado": now + timedelta(hours=start),
+                "fin_programado": now + timedelta(hours=end),
+                "ubicacion_lat": demo_point(*OFFSETS[position])[0],
+                "ubicacion_lng": demo_point(*OFFSETS[position])[1],
                 "delegado_usuario_id": by_email["supervisor@gad.local"].id,
             },
         ).id
