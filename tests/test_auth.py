@@ -53,6 +53,20 @@ def test_login_accepts_oauth2_password_form(client: FlaskClient, build: Builders
     claims = jwt.decode(response.get_json()["access_token"], options={"verify_signature": False})
     assert {"sub", "nivel", "exp", "iat", "jti", "tv"} <= set(claims)
     assert claims["sub"] == str(user.id) and claims["nivel"] == 1
+    assert client.post("/api/v1/auth/login", data={"username": user.email, "password": PASSWORD}).status_code == 200  # grant_type optional
+
+
+def test_the_oauth2_form_refuses_another_grant_and_a_field_given_twice(client: FlaskClient, build: Builders) -> None:
+    """grant_type=client_credentials logged in as a password grant (GRUPO_GAD's FastAPI form refused it), and
+    ``username`` given twice logged in as the first, whatever a proxy in front had read."""
+    user, other = build.usuario(1), build.usuario(1)
+    url = "/api/v1/auth/login"
+    grant = client.post(url, data={"username": user.email, "password": PASSWORD, "grant_type": "client_credentials"})
+    assert grant.status_code == 422 and [e["field"] for e in grant.get_json()["errors"]] == ["body.grant_type"]
+    twice = client.post(url, data=f"username={user.email}&password={PASSWORD}&username={other.email}", content_type="application/x-www-form-urlencoded")
+    assert twice.status_code == 422 and [(e["field"], e["type"]) for e in twice.get_json()["errors"]] == [("body.username", "repeated")]
+    same = client.post(url, data=f"username={user.email}&password={PASSWORD}&username={user.email}", content_type="application/x-www-form-urlencoded")
+    assert same.status_code == 200  # the same value twice says nothing two ways
 
 
 @pytest.mark.parametrize("case", ["wrong_password", "unknown_email", "deactivated"])

@@ -126,8 +126,18 @@ def parse_json(model: type[M]) -> M:
 
 
 def parse_form(model: type[M]) -> M:
+    """An urlencoded or multipart form: a field given twice with different values is a 422 naming it, as a query
+    parameter is (``username=a&username=b`` logged in as the first, whatever a proxy in front had read)."""
+    form = request.form
+    repeated = [
+        field_error(f"body.{key}", "repeated", f"given {len(values)} times with different values; send it once")
+        for key in form
+        if len(set(values := form.getlist(key))) > 1
+    ]
+    if repeated:
+        raise ValidationProblem("The form is invalid.", errors=repeated)
     try:
-        return model.model_validate(request.form.to_dict())
+        return model.model_validate(form.to_dict())
     except ValidationError as exc:
         raise ValidationProblem("The form is invalid.", errors=pydantic_errors(exc, "body")) from None
 

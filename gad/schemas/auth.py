@@ -1,6 +1,7 @@
 """Login and token schemas (JSON and the OAuth2 password form the seed's clients send)."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -13,11 +14,12 @@ class LoginIn(InModel):
 
 
 class LoginForm(InModel):
-    """OAuth2 password grant: ``username`` is the e-mail; the optional OAuth2 fields are accepted and ignored."""
+    """OAuth2 password grant: ``username`` is the e-mail; ``grant_type``, when sent, must say so (as GRUPO_GAD's
+    FastAPI form required); the other optional OAuth2 fields are accepted and ignored."""
 
     username: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
-    grant_type: str | None = None
+    grant_type: Literal["password"] | None = None
     scope: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
