@@ -85,3 +85,20 @@ def test_what_the_statement_does_not_write_is_decided_as_before(app: Flask, clie
     future = client.put(path, json={"lat": 1.0, "lng": 1.0, "registrado_en": (utcnow() + timedelta(hours=1)).isoformat()}, headers=headers)
     assert future.status_code == 422
     assert [event.event_type for event in all_events(app)].count("efectivo_location_update") == 1
+
+
+def test_a_deactivated_efectivos_position_is_refused_as_its_availability_is(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """Dado de baja, an efectivo's availability and turnos were refused (409), but a phone still reporting had its
+    position recorded and announced: where someone no longer in service goes."""
+    officer, sup = build.usuario(1), build.usuario(2)
+    mine = build.efectivo(usuario_id=officer.id)
+    path = f"/api/v1/efectivos/{mine.id}/ubicacion"
+    assert client.put(path, json={"lat": 10.0, "lng": 10.0}, headers=build.headers(officer)).status_code == 200
+    assert client.delete(f"/api/v1/efectivos/{mine.id}", headers=build.headers(sup)).status_code == 204
+    for who in (officer, sup):
+        refused = client.put(path, json={"lat": 11.0, "lng": 11.0}, headers=build.headers(who))
+        assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+        assert refused.get_json()["mensaje"] == "El efectivo está dado de baja."
+    with app.app_context():
+        assert db.session.get(Efectivo, mine.id).lat == 10.0
+    assert [event.event_type for event in all_events(app)].count("efectivo_location_update") == 1

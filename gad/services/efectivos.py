@@ -291,8 +291,7 @@ def set_disponibilidad(
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only change your own availability.", mensaje="Solo puede cambiar su propia disponibilidad.")
     check_version(efectivo.version, expected_version, "efectivo")
-    if not efectivo.activo:
-        raise Conflict(f"Efectivo {efectivo.id} is deactivated.", mensaje="El efectivo está dado de baja.")
+    _require_active(efectivo)
     if estado == Disponibilidad.EN_TAREA:
         raise Conflict(
             "en_tarea is set by assigning the efectivo to a running tarea.",
@@ -427,6 +426,9 @@ def set_ubicacion(
     efectivo = _lock(efectivo_id, caller, actor)
     if not policy.can_report_for_efectivo(actor, efectivo.usuario_id):
         raise Forbidden("You may only report your own position.")
+    # Dado de baja, nobody dispatches them and the map does not show them: a phone still reporting would only record
+    # where someone no longer in service goes.
+    _require_active(efectivo)
     now = utcnow()
     if registrado_en is not None and registrado_en > now + FIX_CLOCK_SKEW:
         raise ValidationProblem(
@@ -456,6 +458,11 @@ def set_ubicacion(
     return efectivo
 
 
+def _require_active(efectivo: Efectivo) -> None:
+    if not efectivo.activo:
+        raise Conflict(f"Efectivo {efectivo.id} is deactivated.", mensaje="El efectivo está dado de baja.")
+
+
 class PositionAnswer(NamedTuple):
     """A position report's answer: the efectivo's EfectivoOut JSON and its version (the ETag)."""
 
@@ -470,8 +477,8 @@ def report_position(
     the usual report — the newest fix of an efectivo the caller may report for — is one statement that locks and
     updates the row, checks a cached caller (``auth.CALLER_CHECK_SQL``), takes the event's id and returns the
     EfectivoOut document PostgreSQL builds (``_page_item``, as the list's; tests/test_position_json.py holds it
-    equal to the ORM path's). Anything else — an unknown efectivo, someone else's, an older or future fix, a
-    caller who no longer holds — writes nothing there and is decided by ``set_ubicacion``, with its answers."""
+    equal to the ORM path's). Anything else — an unknown or deactivated efectivo, someone else's, an older or future
+    fix, a caller who no longer holds — writes nothing there and is decided by ``set_ubicacion``, with its answers."""
     now = utcnow()
     fix_time = registrado_en if registrado_en is not None else now
     # A fix from the future is set_ubicacion's to refuse, and an id beyond the column's range its 404: bound as the
@@ -512,7 +519,7 @@ def _move(checked: bool, own_only: bool) -> Prepared:
     en_servicio = json_sql.frozen(lambda moved: en_servicio_at(moved.id, func.now()), ["id"], source="moved")
     statement = text(
         "WITH moved AS (UPDATE efectivos SET lat = :lat, lon = :lon, posicion_en = :fix, updated_at = :now, version = version + 1 "
-        f"WHERE id = :efectivo_id AND (posicion_en IS NULL OR posicion_en <= :fix){own}{check} RETURNING *), "
+        f"WHERE id = :efectivo_id AND activo AND (posicion_en IS NULL OR posicion_en <= :fix){own}{check} RETURNING *), "
         f"ids AS ({events.TAKE_ONE_ID_CTE.format(source='moved')}) "
         f"SELECT CAST({_page_item().name} AS text), {json_sql.PAGE}.version, {', '.join(f'{json_sql.PAGE}.{name}' for name in _MOVED_FIELDS)}, "
         "(SELECT last_id FROM ids), (SELECT last_hash FROM ids) "
