@@ -264,20 +264,27 @@ class QueryModel(_ClientInput):
     """Query strings."""
 
 
+def not_below(lower: str, message: str, mensaje: str) -> Any:
+    """A range's upper bound checked against ``lower`` (a field declared before it): reversed, the range is a mistake
+    to say (a 422 naming the upper bound), never an empty answer that looks like "nothing happened". Assign it in a
+    class body: ``_checked = field_validator("upper")(not_below("lower", ...))``."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        bound = info.data.get(lower)
+        if value is not None and bound is not None and value < bound:
+            raise rule_broken(message, mensaje)
+        return value
+
+    return staticmethod(check)
+
+
 class DateWindow(QueryModel):
-    """A window of instants a list or an export is read over: ``hasta`` before ``desde`` is a mistake (a 422
-    naming ``hasta``), never an empty answer that looks like "nothing happened"."""
+    """A window of instants a list or an export is read over, ``hasta`` not before ``desde``."""
 
     desde: UtcDatetime | None = None
     hasta: UtcDatetime | None = None
 
-    @field_validator("hasta")
-    @classmethod
-    def _not_before_desde(cls, hasta: datetime | None, info: ValidationInfo) -> datetime | None:
-        desde = info.data.get("desde")
-        if hasta is not None and desde is not None and hasta < desde:
-            raise rule_broken("must not be before desde", "«Hasta» no puede ser anterior a «desde».")
-        return hasta
+    _not_before_desde = field_validator("hasta")(not_below("desde", "must not be before desde", "«Hasta» no puede ser anterior a «desde»."))
 
 
 class NoQuery(QueryModel):

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from gad.schemas.common import DateWindow, InModel, Lat, Lng, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, rule_broken
+from gad.schemas.common import DateWindow, InModel, Lat, Lng, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, not_below, rule_broken
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -144,11 +144,6 @@ class TareaQuery(PageQuery, DateWindow):
     q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in codigo, titulo or descripcion")
     sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"] = "-created_at"
 
-    @field_validator("prioridad_max")
-    @classmethod
-    def _not_below_prioridad_min(cls, prioridad_max: int | None, info: ValidationInfo) -> int | None:
-        # As a window's hasta before its desde: a mistake to say, not an empty page that reads as "none".
-        prioridad_min = info.data.get("prioridad_min")
-        if prioridad_max is not None and prioridad_min is not None and prioridad_max < prioridad_min:
-            raise rule_broken("must not be below prioridad_min", "«Prioridad máxima» no puede ser menor que la mínima.")
-        return prioridad_max
+    _not_below_prioridad_min = field_validator("prioridad_max")(
+        not_below("prioridad_min", "must not be below prioridad_min", "«Prioridad máxima» no puede ser menor que la mínima.")
+    )
