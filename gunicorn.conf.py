@@ -50,8 +50,18 @@ def post_fork(server, worker):
     def stop_once_booted(sig, frame):
         worker.alive = False
 
-    for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+    for stop in stops:
         signal.signal(stop, stop_once_booted)
+    # One that came between the fork and the lines above is in this child's copy of the master's queue.
+    import queue
+
+    while True:
+        try:
+            if server.SIG_QUEUE.get_nowait() in stops:
+                worker.alive = False
+        except queue.Empty:
+            break
 
     # No cyclic garbage collection while the worker imports the application (post_worker_init turns it back
     # on): each collection walks every object allocated so far, and the import builds well over 100,000 that
@@ -150,6 +160,8 @@ def _answer_accept_queue(worker, queued, stop_accepting, sig, frame):
 
 
 def post_worker_init(worker):
+    if not worker.alive:
+        return  # told to stop while booting: it stops now, with nothing started to stop
     # A request gunicorn rejects before the app sees it (a URI past limit_request_line, a header past
     # limit_request_field_size, a malformed request line…) is answered as problem+json with gunicorn's status,
     # instead of gunicorn's HTML page. The limits stay: they bound what a worker buffers. Only the error path runs it.
