@@ -67,6 +67,12 @@ def test_the_oauth2_form_refuses_another_grant_and_a_field_given_twice(client: F
     assert twice.status_code == 422 and [(e["field"], e["type"]) for e in twice.get_json()["errors"]] == [("body.username", "repeated")]
     same = client.post(url, data=f"username={user.email}&password={PASSWORD}&username={user.email}", content_type="application/x-www-form-urlencoded")
     assert same.status_code == 200  # the same value twice says nothing two ways
+    # Said together with whatever else is wrong, as a query string's.
+    both = client.post(url, data=f"username={user.email}&username={other.email}", content_type="application/x-www-form-urlencoded")
+    assert both.status_code == 422 and [e["field"] for e in both.get_json()["errors"]] == ["body.username", "body.password"]
+    # The page's login form too (its CSRF token is not even looked at: no page sends a field twice).
+    page = client.post("/login", data=f"email={user.email}&password={PASSWORD}&email={other.email}", content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 422 and "campos repetidos" in page.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("case", ["wrong_password", "unknown_email", "deactivated"])

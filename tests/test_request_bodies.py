@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,6 +102,21 @@ def test_a_compressed_body_is_415_whatever_it_holds(live_server: LiveServer, bui
     assert requests.get(url + "?q=GZIP-1", headers=headers, timeout=30).json()["total"] == 0
     identity = requests.post(url, data=plain, headers=headers | {"Content-Encoding": "identity"}, timeout=30)
     assert identity.status_code == 201, identity.text[:300]
+    # The same body with gzip as a transfer coding beside chunked (gunicorn takes off only the chunking).
+    raw = socket.create_connection(("127.0.0.1", int(live_server.url.rsplit(":", 1)[1])), timeout=30)
+    try:
+        squeezed = gzip.compress(plain)
+        head = f"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: {headers['Authorization']}\r\nContent-Type: application/json\r\n"
+        raw.sendall(f"{head}Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n".encode() + b"%x\r\n" % len(squeezed) + squeezed + b"\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    finally:
+        raw.close()
+    assert answer.startswith(b"HTTP/1.1 415"), answer[:300]
+    # An unknown path or method is said to be one first.
+    assert requests.post(url + "/no-such", data=plain, headers=headers | {"Content-Encoding": "gzip"}, timeout=30).status_code == 404
+    assert requests.put(url, data=plain, headers=headers | {"Content-Encoding": "gzip"}, timeout=30).status_code == 405
     # A page's form the same way: the browser never compresses one, so one that came compressed is not a browser's.
     login = requests.post(live_server.url + "/login", data=gzip.compress(b"email=a%40b.es"), headers={"Content-Encoding": "gzip"}, timeout=30)
     assert login.status_code == 415

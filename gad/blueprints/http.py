@@ -65,19 +65,32 @@ def read_body_first() -> None:
     declared = request_.content_length
     # The environ, not request.headers: the same value without building the headers view.
     environ = request_.environ
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    encoding = environ.get("HTTP_CONTENT_ENCODING")
-    if encoding is not None and encoding.strip().lower() not in {"", "identity"} and (declared or chunked):
-        # Nothing here decodes a compressed body: read as it came, a gzip body was "not valid JSON" and one of plain
-        # text declared as gzip was taken as it was. 415 is the status RFC 9110 gives an unsupported content coding.
-        raise UnsupportedMediaType(
-            f"Content-Encoding {encoding.strip()} is not supported: send the body uncompressed.",
-            headers={"Accept-Encoding": "identity"},
-            mensaje="El servidor no acepta cuerpos comprimidos: envíelo sin comprimir.",
-        )
+    transfer = environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    chunked = "chunked" in transfer
+    content_encoding = environ.get("HTTP_CONTENT_ENCODING")
+    coded = content_encoding is not None or transfer not in ("", "chunked")
+    if coded and (declared or chunked) and request_.routing_exception is None:  # an unknown path or method: its 404/405
+        _refuse_compressed(content_encoding or "", transfer)
     limit = current_flask_app().config.get("MAX_CONTENT_LENGTH")
     if (declared and (limit is None or declared <= limit)) or (declared is None and chunked):
         request_.get_data(cache=True)
+
+
+_PLAIN_CODINGS = frozenset({"", "identity", "chunked"})
+
+
+def _refuse_compressed(content_encoding: str, transfer_encoding: str) -> None:
+    """Nothing here decodes a compressed body: read as it came, a gzip body was "not valid JSON" and one of plain text
+    declared as gzip was taken as it was. gunicorn takes a chunked body's chunking off, and nothing else (``gzip,
+    chunked`` as a transfer coding is the same body). 415 is the status RFC 9110 gives an unsupported content coding."""
+    codings = [c.strip() for c in f"{content_encoding},{transfer_encoding}".lower().split(",")]
+    unsupported = [c for c in codings if c not in _PLAIN_CODINGS]
+    if unsupported:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {', '.join(unsupported)} is not supported: send the body uncompressed.",
+            headers={"Accept-Encoding": "identity"},
+            mensaje="El servidor no acepta cuerpos comprimidos: envíelo sin comprimir.",
+        )
 
 
 def _nul_free(body: bytes) -> bool:
@@ -125,21 +138,29 @@ def parse_json(model: type[M]) -> M:
     return parsed
 
 
-def parse_form(model: type[M]) -> M:
-    """An urlencoded or multipart form: a field given twice with different values is a 422 naming it, as a query
-    parameter is (``username=a&username=b`` logged in as the first, whatever a proxy in front had read)."""
+def repeated_form_fields() -> list[dict[str, Any]]:
+    """The request form's fields given twice with different values (``username=a&username=b`` logged in as the first,
+    whatever a proxy in front had read): which one was meant is not for the server to guess."""
     form = request.form
-    repeated = [
+    return [
         field_error(f"body.{key}", "repeated", f"given {len(values)} times with different values; send it once")
         for key in form
         if len(set(values := form.getlist(key))) > 1
     ]
+
+
+def parse_form(model: type[M]) -> M:
+    """An urlencoded or multipart form: a repeated field is a 422 naming it, with whatever else is wrong."""
+    repeated = repeated_form_fields()
+    try:
+        parsed = model.model_validate(request.form.to_dict())
+    except ValidationError as exc:
+        named = {error["field"] for error in repeated}
+        others = [error for error in pydantic_errors(exc, "body") if error["field"] not in named]
+        raise ValidationProblem("The form is invalid.", errors=repeated + others) from None
     if repeated:
         raise ValidationProblem("The form is invalid.", errors=repeated)
-    try:
-        return model.model_validate(form.to_dict())
-    except ValidationError as exc:
-        raise ValidationProblem("The form is invalid.", errors=pydantic_errors(exc, "body")) from None
+    return parsed
 
 
 def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:

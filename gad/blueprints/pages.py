@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gad.blueprints.auth import login_limit
+from gad.blueprints.http import repeated_form_fields
 from gad.db_session import commit_or_problem
 from gad.errors import AppError, pydantic_errors
 from gad.extensions import db
@@ -104,6 +105,9 @@ def login_form() -> str:
 def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
     email = request.form.get("email", "").strip()
     target = request.form.get("next", "")
+    if repeated_form_fields():
+        # Not a form this page sent (each field once): the first of two e-mails is not for the server to pick, as on the API.
+        return render_template("login.html", next="", error="El formulario llegó con campos repetidos: vuelva a intentarlo.", email=""), 422, {}
     if not csrf_matches(request.form.get("csrf_token")):
         # A login form left open in a second tab after logging in (or out) in the first: its token is the old session's.
         # The same person is simply let through; someone else typing into it must not land in the open session.
