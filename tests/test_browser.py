@@ -199,6 +199,39 @@ def _officer(build: Builders, **efectivo: object):  # type: ignore[no-untyped-de
     return officer, build.efectivo(**values)
 
 
+def test_fixes_refused_after_the_efectivo_was_deactivated_are_said_once_not_listed_as_conflicts(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """A deactivated efectivo's position is refused (409). A phone back from a shift without coverage holds up to 200
+    fixes: each refusal became a conflict the officer had to dismiss one by one."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        expect(page.locator("#posicion-estado")).to_contain_text("la central la tiene de hace", timeout=10_000)
+        context.set_offline(True)
+        assert _api(server, build, sup, "DELETE", f"/api/v1/efectivos/{efectivo.id}").status_code == 204
+        fixes = [
+            {
+                "key": f"fix-{n}",
+                "method": "PUT",
+                "path": f"/api/v1/efectivos/{efectivo.id}/ubicacion",
+                "body": {"lat": 40.417 + n / 1000, "lng": -3.7035, "registrado_en": datetime.now(UTC).isoformat()},
+                "label": "Posición",
+                "kind": "posicion",
+                "created": datetime.now(UTC).isoformat(),
+            }
+            for n in range(5)
+        ]
+        page.evaluate("([key, fixes]) => localStorage.setItem(key, JSON.stringify(fixes))", [f"gad:mi:cola:{officer.id}", fixes])
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+        expect(page.locator("#posicion-estado")).to_contain_text("la central no la acepta: El efectivo está dado de baja.")
+        expect(page.locator("#conflictos li")).to_have_count(0)
+    seen = _api(server, build, sup, "GET", f"/api/v1/efectivos/{efectivo.id}").json()
+    assert (seen["lat"], seen["lng"]) == (40.4169, -3.7035)  # none of them moved the efectivo
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_officer_runs_a_tarea_sets_availability_and_shares_position_from_the_phone(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str

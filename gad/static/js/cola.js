@@ -1,7 +1,7 @@
 // The phone's outbox: actions taken without coverage (estado changes, availability, positions, SOS) are kept
 // in localStorage and sent when the network is back, actions in the order they were taken, then positions. Each
-// carries its own Idempotency-Key, so a request whose answer was lost is applied once; a refusal (409/412/422/403) is kept as a conflict to show,
-// never dropped silently. Network errors and 5xx leave the action queued for the next attempt; so does a 401 (the
+// carries its own Idempotency-Key, so a request whose answer was lost is applied once; a refusal (409/412/422/403) of an action is kept as a
+// conflict to show, never dropped silently (a refused position fix is said beside the position instead). Network errors and 5xx leave the action queued for the next attempt; so does a 401 (the
 // session is over: api.js says so, and the outbox waits for the officer to log in again).
 //
 // Each usuario has an outbox of their own: a phone is shared between shifts, and an action queued by one officer
@@ -203,7 +203,12 @@ async function send() {
       // A page of an earlier session of the same usuario (its CSRF token is the old session's): not a refusal of the
       // action, which their page of the session open now sends.
       if (error.status === 403 && error.problem?.code_hint === "csrf") break;
-      write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.mensaje ?? error.problem?.detail ?? "", at: new Date().toISOString() }]);
+      // A refused position fix (an efectivo dado de baja) is nothing the officer can act on, and a phone back from a shift
+      // without coverage holds up to MAX_FIXES of them: none becomes a conflict to dismiss one by one; the page says
+      // the refusal where it shows the position (onSent).
+      if (item.kind !== "posicion") {
+        write(CONFLICTS, [...conflicts(), { key: item.key, label: item.label, message: error.message, detail: error.problem?.mensaje ?? error.problem?.detail ?? "", at: new Date().toISOString() }]);
+      }
       results.set(item.key, { error });
     }
     for (const fn of sentListeners) {

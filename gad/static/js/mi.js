@@ -23,6 +23,7 @@ const ACCIONES = {
   pausada: [["en_curso", "Reanudar"], ["finalizada", "Finalizar"]],
 };
 let efectivo = null;
+let positionRefused = null; // what the server said to the last fix it refused (renderPosition)
 let tareas = [];
 let lastFix = null; // {lat, lng, at} of the last fix taken (what "Última posición tomada" tells, the SOS's fallback)
 let lastQueued = null; // the last fix handed to the outbox: the next goes when far or late enough from it
@@ -328,9 +329,19 @@ function distanceM(a, b) {
 
 function renderPosition() {
   const sent = lastFix ? `Última posición tomada ${age(lastFix.at)}` : "Aún no se ha enviado ninguna posición desde este teléfono";
-  const saw = serverSaw ? `la central la tiene de ${age(serverSaw)}` : "la central no tiene su posición";
-  $("posicion-estado").textContent = `${sent}; ${saw}.`;
+  const saw = positionRefused
+    ? `la central no la acepta: ${positionRefused}`
+    : serverSaw
+      ? `la central la tiene de ${age(serverSaw)}`
+      : "la central no tiene su posición";
+  $("posicion-estado").textContent = `${sent}; ${saw}`.replace(/\.?$/, ".");
 }
+// The last answer to a fix the outbox sent: a refusal (the efectivo dado de baja) is said here, not as a conflict.
+cola.onSent?.((item, result) => {
+  if (item.kind !== "posicion") return;
+  positionRefused = result?.error ? (result.error.problem?.mensaje ?? result.error.message) : null;
+  renderPosition();
+});
 
 async function onFix(pos) {
   const fix = { lat: pos.coords.latitude, lng: pos.coords.longitude, at: new Date(pos.timestamp || Date.now()).toISOString() };
