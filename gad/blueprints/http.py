@@ -127,14 +127,20 @@ def parse_json(model: type[M]) -> M:
     # A value of the wrong JSON type is an error even where pydantic's lax mode would convert it; reported with
     # whatever else is wrong with the body, so a client learns everything at once.
     wrong_types = [field_error(f"body.{path}", kind, message) for path, kind, message in json_type_errors(model, payload)]
+    return _validated(model, payload, wrong_types, "The request body is invalid.", NUL_FREE if _nul_free(body) else None)
+
+
+def _validated(model: type[M], data: Any, found: list[dict[str, Any]], problem: str, context: Any = None) -> M:
+    """``data`` validated against ``model``, with what was found wrong before (``found``) said together with the
+    model's own errors, each field once: a client learns everything wrong with a body at once."""
     try:
-        parsed = model.model_validate(payload, context=NUL_FREE if _nul_free(body) else None)
+        parsed = model.model_validate(data, context=context)
     except ValidationError as exc:
-        named = {error["field"] for error in wrong_types}
+        named = {error["field"] for error in found}
         others = [error for error in pydantic_errors(exc, "body") if error["field"] not in named]
-        raise ValidationProblem("The request body is invalid.", errors=wrong_types + others) from None
-    if wrong_types:
-        raise ValidationProblem("The request body is invalid.", errors=wrong_types)
+        raise ValidationProblem(problem, errors=found + others) from None
+    if found:
+        raise ValidationProblem(problem, errors=found)
     return parsed
 
 
@@ -151,16 +157,7 @@ def repeated_form_fields() -> list[dict[str, Any]]:
 
 def parse_form(model: type[M]) -> M:
     """An urlencoded or multipart form: a repeated field is a 422 naming it, with whatever else is wrong."""
-    repeated = repeated_form_fields()
-    try:
-        parsed = model.model_validate(request.form.to_dict())
-    except ValidationError as exc:
-        named = {error["field"] for error in repeated}
-        others = [error for error in pydantic_errors(exc, "body") if error["field"] not in named]
-        raise ValidationProblem("The form is invalid.", errors=repeated + others) from None
-    if repeated:
-        raise ValidationProblem("The form is invalid.", errors=repeated)
-    return parsed
+    return _validated(model, request.form.to_dict(), repeated_form_fields(), "The form is invalid.")
 
 
 def parse_query(model: type[M], list_fields: Iterable[str] = ()) -> M:
