@@ -96,6 +96,7 @@ def seed_demo(force: bool) -> None:
     for position, (codigo, titulo, tipo, prioridad, estado, (start, end)) in enumerate(DEMO_TAREAS):
         if db.session.scalar(select(Tarea.id).where(Tarea.codigo == codigo)) is not None:
             continue
+        lat, lng = demo_point(*OFFSETS[position])
         tarea_id = tareas.create_tarea(
             admin,
             {
@@ -105,8 +106,8 @@ def seed_demo(force: bool) -> None:
                 "prioridad": prioridad,
                 "inicio_programado": now + timedelta(hours=start),
                 "fin_programado": now + timedelta(hours=end),
-                "ubicacion_lat": demo_point(*OFFSETS[position])[0],
-                "ubicacion_lng": demo_point(*OFFSETS[position])[1],
+                "ubicacion_lat": lat,
+                "ubicacion_lng": lng,
                 "delegado_usuario_id": by_email["supervisor@gad.local"].id,
             },
         ).id
