@@ -47,7 +47,7 @@ def open_and_latest_closed(url: str, token: str) -> dict[str, Any]:
     started = time.perf_counter()
     with ThreadPoolExecutor(3) as pool:
         closed = [
-            pool.submit(_get, f"{url}/api/v1/tasks?estado={estado}&sort=-created_at&limit={CLOSED_SHOWN}", token) for estado in ("finalizada", "cancelada")
+            pool.submit(_get, f"{url}/api/v1/tasks?estado={estado}&sort=-cerrada_en&limit={CLOSED_SHOWN}", token) for estado in ("finalizada", "cancelada")
         ]
         requests, size, _ = _all_pages(url, token, "/api/v1/tasks?estado=programada,en_curso,pausada&sort=-created_at")
         size += sum(len(future.result()[1]) for future in closed)

@@ -52,7 +52,7 @@ def populate(db_url: str, tareas: int, turnos: int) -> dict[str, float]:
         # Tareas spread over 2026: ~80 % finished (some paused), ~10 % cancelled, ~10 % still open; 5 % emergencies.
         cur.execute(
             """INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, es_emergencia, created_at, updated_at,
-                                   inicio_real, fin_real, tiempo_pausado_s, creado_por_usuario_id, version)
+                                   inicio_real, fin_real, tiempo_pausado_s, creado_por_usuario_id, version, cerrada_en)
                SELECT gen_random_uuid(), 'RB' || g, 'Tarea de carga ' || g,
                       (ARRAY['patrullaje','investigacion','vigilancia','intervencion','administrativa','entrenamiento','emergencia'])[1 + mod(g, 7)],
                       1 + mod(g, 5),
@@ -62,7 +62,8 @@ def populate(db_url: str, tareas: int, turnos: int) -> dict[str, float]:
                       CASE WHEN mod(g, 10) = 1 THEN NULL ELSE c + make_interval(secs => 60 + mod(g, 1800)) END,
                       CASE WHEN mod(g, 10) = 1 THEN NULL ELSE c + make_interval(secs => 3600 + mod(g, 7200)) END,
                       CASE WHEN mod(g, 10) IN (0, 1) THEN 0 ELSE (mod(g, 4)) * 300 END,
-                      %s, 1
+                      %s, 1,
+                      CASE WHEN mod(g, 10) = 1 THEN NULL ELSE c + make_interval(secs => 3600 + mod(g, 7200)) END
                  FROM (SELECT g, timestamptz '2026-01-01' + make_interval(secs => (g::bigint * 31536000 / %s)) AS c
                          FROM generate_series(1, %s) g) s""",
             (creator, tareas, tareas),

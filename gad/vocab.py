@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 
@@ -79,8 +80,8 @@ MOTIVOS_AUTOMATICOS: dict[EstadoTarea, str] = {
 MOTIVO_POR_DEFECTO = "Cambio de estado"
 
 
-def sql_in(values: type[StrEnum]) -> str:
-    """``'a', 'b'`` for a CHECK constraint listing every member of a vocabulary."""
+def sql_in(values: Iterable[StrEnum]) -> str:
+    """``'a', 'b'`` for a CHECK constraint listing the members given (a vocabulary: every member)."""
     return ", ".join(f"'{member.value}'" for member in values)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import Range
 from gad.extensions import db
 from gad.models import Alerta, Asignacion, Efectivo, Licencia, Notificacion, Tarea, Turno, Usuario, utcnow
 from gad.services import auth
+from gad.vocab import ESTADOS_FINALES
 
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count(1)
@@ -69,6 +70,8 @@ class Builders:
             "creado_por_usuario_id": creado_por.id,
         }
         values.update(overrides)
+        if values.get("estado") in ESTADOS_FINALES:
+            values.setdefault("cerrada_en", values.get("fin_real") or now)
         return self._save(Tarea(**values))  # type: ignore[no-any-return]
 
     def asignacion(self, tarea: Tarea, efectivo: Efectivo) -> Asignacion:

@@ -183,10 +183,14 @@ def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: B
     """The board read every tarea ever made, closed ones included, page after page, on every load and resync: with a
     year of history it never finished loading. It reads the open tareas and the latest closed ones; a closed column
     counts the server's total (also when a closed tarea it never read is edited or deleted), and a tarea closed while
-    it watches joins it."""
+    it watches joins it. "Latest" is latest closed: a tarea created a month ago and finished a minute ago leads its
+    column, ahead of tareas created since and closed earlier."""
     sup, admin = build.usuario(2), build.usuario(3)
     now = datetime.now(UTC)
     antiguas = [build.tarea(sup, estado="finalizada", inicio_real=now - timedelta(hours=2), fin_real=now - timedelta(hours=1)) for _ in range(CLOSED_SHOWN + 5)]
+    del_mes_pasado = build.tarea(
+        sup, estado="finalizada", created_at=now - timedelta(days=30), inicio_real=now - timedelta(days=30), fin_real=now - timedelta(minutes=1)
+    )
     abierta = build.tarea(sup, titulo="Ronda que termina ahora")
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/tareas") as (_, page):
         page.goto("/")
@@ -195,6 +199,7 @@ def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: B
         assert total > CLOSED_SHOWN
         finalizadas = page.locator('.tarjetas[data-estado="finalizada"] .tarjeta')
         expect(finalizadas).to_have_count(CLOSED_SHOWN)
+        expect(finalizadas.first).to_have_attribute("data-tarea-id", str(del_mes_pasado.id))
         contador = page.locator('[data-contador="finalizada"]')
         expect(contador).to_have_text(str(total))
         # Two the board never read (the oldest): one edited, one deleted.
@@ -208,9 +213,10 @@ def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: B
         for estado in ("en_curso", "finalizada"):
             moved = _api(server, build, sup, "POST", f"/api/v1/tasks/{abierta.id}/estado", json={"estado": estado})
             assert moved.status_code == 200, moved.text
-        expect(page.locator(f'.tarjetas[data-estado="finalizada"] [data-tarea-id="{abierta.id}"]')).to_be_visible(timeout=10_000)
+        expect(finalizadas.first).to_have_attribute("data-tarea-id", str(abierta.id), timeout=10_000)
+        expect(finalizadas.nth(1)).to_have_attribute("data-tarea-id", str(del_mes_pasado.id))
         expect(contador).to_have_text(str(total))
-        expect(finalizadas).to_have_count(CLOSED_SHOWN + 1)
+        expect(finalizadas).to_have_count(CLOSED_SHOWN)  # the column keeps showing the latest CLOSED_SHOWN
 
 
 def test_the_phone_page_reads_again_after_its_first_read_failed(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

@@ -156,6 +156,48 @@ def test_unidad_migration_rewrites_older_spellings_of_a_unidad_into_the_one_the_
         assert cur.fetchall() == [("Móvil 101", 1)]
 
 
+def test_cerrada_en_migration_dates_each_closed_tarea_by_its_closing_and_leaves_open_ones_null(pg_server: str) -> None:
+    """0004q: a closed tarea takes the moment its history moved it into its estado (not its import note), else its
+    fin_real, else its updated_at; an open one stays null, and a closed one without the date is refused after it."""
+    with _database_at(pg_server, "gad_migrations_0004q", "0004p") as (env, cur):
+        cur.execute(_INSERT_USUARIO, ("cerrada@gad.local", "11111111H"))
+        creator = cur.fetchone()[0]
+        tarea = (
+            "INSERT INTO tareas (uuid, codigo, titulo, tipo, prioridad, estado, creado_por_usuario_id, inicio_real, fin_real, created_at, updated_at, version)"
+            " VALUES (gen_random_uuid(), %s, 'Tarea de antes', 'patrullaje', 3, %s, %s, %s, %s, '2026-01-01Z', %s, 2) RETURNING id"
+        )
+        rows = {
+            "HIST-1": ("finalizada", "2026-01-02T08:00Z", "2026-01-02T09:00Z", "2026-01-05T00:00Z"),
+            "FIN-1": ("finalizada", "2026-01-03T08:00Z", "2026-01-03T10:00Z", "2026-01-06T00:00Z"),
+            "CAN-1": ("cancelada", None, None, "2026-01-07T00:00Z"),
+            "OPEN-1": ("en_curso", "2026-01-04T08:00Z", None, "2026-01-08T00:00Z"),
+        }
+        ids = {}
+        for codigo, (estado, inicio, fin, updated) in rows.items():
+            cur.execute(tarea, (codigo, estado, creator, inicio, fin, updated))
+            ids[codigo] = cur.fetchone()[0]
+        historial = "INSERT INTO historial_estados (tarea_id, estado_anterior, estado_nuevo, created_at) VALUES (%s, %s, %s, %s)"
+        cur.execute(historial, (ids["HIST-1"], "en_curso", "finalizada", "2026-01-02T09:00:05Z"))
+        cur.execute(historial, (ids["CAN-1"], None, "cancelada", "2026-02-01T00:00Z"))  # an importer's note, written at the import
+        upgraded = run_flask(env, "db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        cur.execute("SELECT codigo, to_char(cerrada_en AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM tareas ORDER BY codigo")
+        assert cur.fetchall() == [
+            ("CAN-1", "2026-01-07 00:00:00"),
+            ("FIN-1", "2026-01-03 10:00:00"),
+            ("HIST-1", "2026-01-02 09:00:05"),
+            ("OPEN-1", None),
+        ]
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute("UPDATE tareas SET estado = 'cancelada' WHERE id = %s", (ids["OPEN-1"],))
+        with pytest.raises(psycopg2.errors.CheckViolation):
+            cur.execute("UPDATE tareas SET cerrada_en = now() WHERE id = %s", (ids["OPEN-1"],))
+        downgraded = run_flask(env, "db", "downgrade", "0004p")
+        assert downgraded.returncode == 0, downgraded.stderr
+        cur.execute("UPDATE tareas SET estado = 'cancelada' WHERE id = %s", (ids["OPEN-1"],))  # the older code's rule again
+        assert run_flask(env, "db", "upgrade").returncode == 0
+
+
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:
     admin = build.usuario(3)
     bad_rows = [

@@ -181,6 +181,12 @@ def check_every_row(source_url: str, target_url: str, expected: legacy.Expected,
         assert sorted(a["efectivo_id"] for a in got) == sorted(efectivos[e] for e in union)
         still_active = new["estado"] in ("programada", "en_curso", "pausada") and old["deleted_at"] is None
         assert all((a["liberado_en"] is None) is still_active for a in got)
+        # A closed tarea is dated by its end as the old system knew it (the board lists the latest closed first).
+        if new["estado"] in ("finalizada", "cancelada"):
+            ended = next(old[c] if old[c].tzinfo else utc(old[c]) for c in ("fin_real", "deleted_at", "updated_at") if old[c] is not None)
+            assert new["cerrada_en"] == max(ended, new["created_at"]) and all(a["liberado_en"] == new["cerrada_en"] for a in got)
+        else:
+            assert new["cerrada_en"] is None
         # Each books the tarea's window, as an assignment made in GAD does.
         assert all((a["periodo"].lower, a["periodo"].upper) == (new["inicio_programado"], new["fin_programado"]) for a in got)
         assert import_history[new["id"]]["estado_nuevo"] == new["estado"]

@@ -171,7 +171,10 @@ def test_copies_follow_a_tarea_changed_outside_the_services(app: Flask, build: B
     build.asignacion_historica(tarea, build.efectivo(), datetime(2026, 6, 1, 9, tzinfo=UTC), None)
     with app.app_context():
         db.session.execute(
-            text("UPDATE tareas SET estado = 'finalizada', fin_real = inicio_real + interval '1 hour', tipo = 'vigilancia' WHERE id = :id"), {"id": tarea.id}
+            text(
+                "UPDATE tareas SET estado = 'finalizada', fin_real = inicio_real + interval '1 hour', cerrada_en = inicio_real + interval '1 hour', tipo = 'vigilancia' WHERE id = :id"
+            ),
+            {"id": tarea.id},
         )
         assert db.session.scalar(text(COPIAS_DIRECTAS)) == 0
         row = db.session.execute(text("SELECT tarea_fin_real, tarea_tipo FROM asignaciones WHERE tarea_id = :id"), {"id": tarea.id}).one()

@@ -27,12 +27,13 @@ def test_full_lifecycle_sets_times_history_and_efectivo_availability(app: Flask,
     assert client.get(f"/api/v1/efectivos/{e1.id}", headers=headers).get_json()["estado_disponibilidad"] == "disponible"
 
     started = transition(client, headers, tarea.id, "en_curso").get_json()
-    assert started["inicio_real"] is not None
+    assert started["inicio_real"] is not None and started["cerrada_en"] is None
     assert client.get(f"/api/v1/efectivos/{e1.id}", headers=headers).get_json()["estado_disponibilidad"] == "en_tarea"
     assert transition(client, headers, tarea.id, "pausada", motivo="Relevo").get_json()["estado"] == "pausada"
     assert transition(client, headers, tarea.id, "en_curso").status_code == 200
     finished = transition(client, headers, tarea.id, "finalizada").get_json()
     assert finished["fin_real"] is not None and finished["efectivos"] == []
+    assert finished["cerrada_en"] == finished["fin_real"]
     for efectivo in (e1, e2):
         assert client.get(f"/api/v1/efectivos/{efectivo.id}", headers=headers).get_json()["estado_disponibilidad"] == "disponible"
 
@@ -79,6 +80,28 @@ def test_pause_time_accumulates(app: Flask, client: FlaskClient, build: Builders
     tarea = build.tarea(sup, estado="pausada", inicio_real=paused_at - timedelta(minutes=5), pausado_en=paused_at, tiempo_pausado_s=60)
     resumed = transition(client, build.headers(sup), tarea.id, "en_curso").get_json()
     assert 659 <= resumed["tiempo_pausado_s"] <= 665
+
+
+def test_closed_lists_read_latest_closed_first_whatever_their_age(client: FlaskClient, build: Builders) -> None:
+    """The board's closed columns ask for ``sort=-cerrada_en``: a patrol created long ago and cancelled now comes
+    before ones created later and closed earlier, and a tarea cancelled before it started has a cerrada_en though
+    no fin_real."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    old = build.tarea(sup, created_at=long_ago)
+    newer = [build.tarea(sup, estado="cancelada", cerrada_en=long_ago + timedelta(days=n)) for n in (1, 2)]
+    cancelled = transition(client, headers, old.id, "cancelada").get_json()
+    assert cancelled["fin_real"] is None and cancelled["cerrada_en"] is not None
+
+    def ids(query: str) -> list[int]:
+        answer = client.get(f"/api/v1/tasks?estado=cancelada&{query}", headers=headers)
+        assert answer.status_code == 200, answer.get_json()
+        return [item["id"] for item in answer.get_json()["items"]]
+
+    assert ids("sort=-cerrada_en") == [old.id, newer[1].id, newer[0].id]
+    assert ids("sort=cerrada_en") == [newer[0].id, newer[1].id, old.id]
+    assert ids("sort=-created_at") == [newer[1].id, newer[0].id, old.id]  # what the board read before
 
 
 def test_cancel_releases_efectivos(client: FlaskClient, build: Builders) -> None:

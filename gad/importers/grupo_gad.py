@@ -46,7 +46,7 @@ from gad.schemas.usuarios import UsuarioIn
 from gad.services import efectivos as efectivos_service
 from gad.services.turnos import periodo
 from gad.text import canonical_dni, canonical_email
-from gad.vocab import ESTADOS_ACTIVOS, TIEMPO_MAX, TIEMPO_MIN, Disponibilidad, EstadoTarea
+from gad.vocab import ESTADOS_ACTIVOS, ESTADOS_FINALES, TIEMPO_MAX, TIEMPO_MIN, Disponibilidad, EstadoTarea
 
 logger = logging.getLogger(__name__)
 
@@ -800,6 +800,7 @@ class Importer:
                         "created_at": creado,
                         "updated_at": _utc(row["updated_at"]),
                         "deleted_at": _utc(row["deleted_at"]),
+                        "cerrada_en": released if estado in ESTADOS_FINALES else None,
                     }
                 )
                 olds.append((row["id"], hashes[index]))

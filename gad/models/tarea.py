@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gad.models.base import Base, Timestamps, Versioned, utcnow
-from gad.vocab import CODIGO_PATTERN, EstadoTarea, TipoTarea, sql_in, sql_in_time_window
+from gad.vocab import CODIGO_PATTERN, ESTADOS_FINALES, EstadoTarea, TipoTarea, sql_in, sql_in_time_window
 
 # The instants a client or an importer can set; each is kept inside the window psycopg2 can read back.
 TIEMPOS_ACOTADOS = ("inicio_programado", "fin_programado", "inicio_real", "fin_real", "pausado_en")
@@ -53,8 +53,17 @@ class Tarea(Timestamps, Versioned, Base):
             name="ubicacion_rango",
         ),
         CheckConstraint("tiempo_pausado_s >= 0", name="tiempo_pausado_positivo"),
+        CheckConstraint(f"(estado IN ({sql_in(sorted(ESTADOS_FINALES))})) = (cerrada_en IS NOT NULL)", name="cerrada_en_si_cerrada"),
         *(CheckConstraint(sql_in_time_window(column), name=f"{column}_rango") for column in TIEMPOS_ACOTADOS),
         Index("ix_tareas_estado_activas", "estado", postgresql_where=text("deleted_at IS NULL")),
+        # The board's closed columns: the latest closed of an estado, read off the index in the list's order.
+        Index(
+            "ix_tareas_cerradas",
+            "estado",
+            text("cerrada_en DESC NULLS LAST"),
+            text("id DESC"),
+            postgresql_where=text("deleted_at IS NULL AND cerrada_en IS NOT NULL"),
+        ),
         Index("ix_tareas_created_at", "created_at"),  # reports select tareas by creation time
         # A year of response times is index-only scans of this (a fifth of the heap), not of the wide rows.
         Index("ix_tareas_reportes", "created_at", postgresql_include=["id", "tipo", "prioridad", *MEDIDAS_SQL], postgresql_where=text("deleted_at IS NULL")),
@@ -91,6 +100,10 @@ class Tarea(Timestamps, Versioned, Base):
     notas: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     deleted_at: Mapped[datetime | None]
+    # When it became finalizada or cancelada (fin_real is the work's end, and null for a tarea never started).
+    # Written once, in the update that changes its estado, which already updates an index: its own index costs
+    # the tarea's other updates nothing (they stay HOT).
+    cerrada_en: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"<Tarea {self.id} {self.codigo} {self.estado}>"

@@ -120,6 +120,7 @@ class TareaOut(OutModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    cerrada_en: datetime | None = Field(description="When it became finalizada or cancelada; null while open")
 
 
 class HistorialOut(OutModel):
@@ -142,7 +143,9 @@ class TareaQuery(PageQuery, DateWindow):
     desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
     hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
     q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in codigo, titulo or descripcion")
-    sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at"] = "-created_at"
+    sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at", "cerrada_en", "-cerrada_en"] = (
+        "-created_at"
+    )
 
     _not_below_prioridad_min = field_validator("prioridad_max")(
         not_below("prioridad_min", "must not be below prioridad_min", "«Prioridad máxima» no puede ser menor que la mínima.")

@@ -77,7 +77,8 @@ def _check_allowed(current: EstadoTarea, to: EstadoTarea) -> None:
 
 
 def _apply_timings(tarea: Tarea, current: EstadoTarea, to: EstadoTarea, now: datetime) -> None:
-    """Starting sets inicio_real; pausing stamps pausado_en and resuming adds the pause; ending sets fin_real."""
+    """Starting sets inicio_real; pausing stamps pausado_en and resuming adds the pause; ending sets fin_real
+    (when the work started) and cerrada_en."""
     if to == EstadoTarea.EN_CURSO and current == EstadoTarea.PROGRAMADA:
         tarea.inicio_real = now
     if to == EstadoTarea.PAUSADA:
@@ -87,6 +88,7 @@ def _apply_timings(tarea: Tarea, current: EstadoTarea, to: EstadoTarea, now: dat
         tarea.pausado_en = None
     if to in ESTADOS_FINALES:
         tarea.fin_real = now if tarea.inicio_real is not None else None
+        tarea.cerrada_en = now
 
 
 def _update_efectivos(tarea: Tarea, to: EstadoTarea, actor: Usuario) -> None:

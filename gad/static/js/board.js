@@ -13,7 +13,8 @@ const fresh = new Set(); // emergencies raised since this board opened: highligh
 const answers = new Map(); // tarea id -> latest "acepto" / "no puedo" from the assigned officer
 const OPEN = ["programada", "en_curso", "pausada"];
 // Closed tareas are history, which only grows (a year of a busy centre: hundreds of thousands): a reload reads every
-// open tarea but only the latest of each closed estado, and those columns count the server's total, read again after
+// open tarea but only the latest closed of each closed estado (by cerrada_en, not by creation: a patrol created last
+// week and finished a minute ago is news), the columns show those latest closed ones, and they count the server's total, read again after
 // the frames that change it (a tarea closed, a closed one deleted: possibly one the board never read, so counting the
 // cards held could not tell).
 const CLOSED = ["finalizada", "cancelada"];
@@ -59,8 +60,15 @@ function render() {
   const counts = Object.fromEntries(Object.keys(ESTADOS).map((e) => [e, 0]));
   const sorted = [...tareas.values()].sort((a, b) => b.prioridad - a.prioridad || b.id - a.id);
   for (const tarea of sorted) {
+    if (CLOSED.includes(tarea.estado)) continue;
     document.querySelector(`.tarjetas[data-estado="${tarea.estado}"]`)?.append(card(tarea));
     counts[tarea.estado] += 1;
+  }
+  const latestClosedFirst = (a, b) => Date.parse(b.cerrada_en) - Date.parse(a.cerrada_en) || b.id - a.id;
+  for (const estado of CLOSED) {
+    const closed = sorted.filter((t) => t.estado === estado).sort(latestClosedFirst);
+    document.querySelector(`.tarjetas[data-estado="${estado}"]`)?.append(...closed.slice(0, CLOSED_SHOWN).map(card));
+    counts[estado] = closed.length;
   }
   Object.assign(counts, closedTotals);
   for (const [estado, n] of Object.entries(counts)) {
@@ -85,7 +93,7 @@ async function loadTareas() {
   const desde = performance.now();
   const [{ items: open }, ...closed] = await Promise.all([
     fetchAll(`/api/v1/tasks?estado=${OPEN.join(",")}&sort=-created_at`),
-    ...CLOSED.map((estado) => api(`/api/v1/tasks?estado=${estado}&sort=-created_at&limit=${CLOSED_SHOWN}`)),
+    ...CLOSED.map((estado) => api(`/api/v1/tasks?estado=${estado}&sort=-cerrada_en&limit=${CLOSED_SHOWN}`)),
   ]);
   if (superseded()) return;
   const items = [...open, ...closed.flatMap(({ data }) => data.items)];

@@ -1,0 +1,56 @@
+"""tareas.cerrada_en: when a tarea became finalizada or cancelada.
+
+Reviewed by hand. The board's closed columns showed the latest *created* closed tareas, so a patrol created last
+week and finished a minute ago was missing from them; they now read the latest closed. fin_real cannot say it:
+it is the work's end, and null for a tarea cancelled before it started.
+
+The backfill takes, for each closed tarea, the moment its history says it moved into its estado (estados finales
+are final: there is one such transition; an entry without estado_anterior is a creation or the importer's note of
+where the state came from, written at the import), else its fin_real, else its updated_at (an imported tarea whose
+source kept no history of its closing: the last thing known about it), as the importer now does. The CHECK keeps
+the column set exactly when the estado is final; the partial index serves the board's read, and since the
+column is written only in the update that changes the estado (which already updates ix_tareas_estado_activas),
+it costs the tarea's other updates nothing.
+
+Downgrade drops the index, the constraint and the column.
+
+Revision ID: 0004q
+Revises: 0004p
+Create Date: 2026-12-03 19:40:00.000000
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = "0004q"
+down_revision = "0004p"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("tareas", sa.Column("cerrada_en", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        """
+        UPDATE tareas AS t SET cerrada_en = coalesce(
+            (SELECT max(h.created_at) FROM historial_estados AS h WHERE h.tarea_id = t.id AND h.estado_nuevo = t.estado AND h.estado_anterior IS NOT NULL),
+            t.fin_real,
+            t.updated_at)
+        WHERE t.estado IN ('cancelada', 'finalizada')
+        """
+    )
+    op.create_check_constraint(op.f("ck_tareas_cerrada_en_si_cerrada"), "tareas", "(estado IN ('cancelada', 'finalizada')) = (cerrada_en IS NOT NULL)")
+    op.create_index(
+        "ix_tareas_cerradas",
+        "tareas",
+        ["estado", sa.text("cerrada_en DESC NULLS LAST"), sa.text("id DESC")],
+        postgresql_where=sa.text("deleted_at IS NULL AND cerrada_en IS NOT NULL"),
+    )
+
+
+def downgrade():
+    op.drop_index("ix_tareas_cerradas", table_name="tareas")
+    op.drop_constraint(op.f("ck_tareas_cerrada_en_si_cerrada"), "tareas", type_="check")
+    op.drop_column("tareas", "cerrada_en")
