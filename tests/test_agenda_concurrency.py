@@ -61,6 +61,35 @@ def test_racing_licencias_and_turnos_never_leave_a_turno_inside_a_licencia(app: 
     assert inside == 0 and (licencias == 0 or turnos == 0), (licencias, turnos)
 
 
+def test_racing_leave_and_an_unscheduled_assignment_never_both_win(app: Flask, build: Builders, live_server: LiveServer) -> None:
+    """A licencia covering now and an open-ended assignment of the same efectivo, sent together: one wins, the other
+    is 409, and the efectivo never ends on a running tarea with leave over it."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    now = datetime.now(UTC)
+    for _ in range(5):
+        efectivo = build.efectivo()
+        tarea = build.tarea(sup, inicio_programado=None, fin_programado=None)
+
+        def send(i: int, efectivo_id: int = efectivo.id, tarea_id: int = tarea.id):  # type: ignore[no-untyped-def]
+            if i % 2:
+                return live_server.post(f"/api/v1/tasks/{tarea_id}/efectivos", json={"efectivo_ids": [efectivo_id]}, headers=headers)
+            body = {
+                "efectivo_id": efectivo_id,
+                "tipo": "vacaciones",
+                "inicio": (now - timedelta(hours=1)).isoformat(),
+                "fin": (now + timedelta(days=1)).isoformat(),
+            }
+            return live_server.post("/api/v1/licencias", json=body, headers=headers)
+
+        statuses = sorted(r.status_code for r in _burst(2, send))
+        assert statuses in ([200, 409], [201, 409]), statuses
+        with app.app_context():
+            on_leave = db.session.query(Licencia).filter_by(efectivo_id=efectivo.id).count()
+            working = db.session.query(Asignacion).filter_by(efectivo_id=efectivo.id, liberado_en=None).count()
+        assert on_leave + working == 1, (on_leave, working)
+
+
 def test_pattern_colliding_in_week_30_is_refused_whole_over_http(app: Flask, build: Builders, live_server: LiveServer) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo()

@@ -80,6 +80,28 @@ def test_booking_inside_a_licencia_is_refused_and_a_licencia_over_a_booking_too(
     assert over.status_code == 409 and over.get_json()["conflicto"] == over.get_json()["conflicto"] | {"clase": "reserva", "id": later.id, "codigo": "LATER-1"}
 
 
+def test_leave_starting_now_is_refused_to_an_efectivo_working_an_unscheduled_tarea(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """The other order of "on licencia now": an efectivo already on a tarea without a schedule (an emergency) is not
+    put on leave that covers now (it was 201, leaving them on the running tarea with a licencia over it); leave
+    starting later is the planner's to cover, and once released the same leave is taken."""
+    sup = build.usuario(2)
+    efectivo = build.efectivo()
+    headers = build.headers(sup)
+    tarea = build.tarea(sup, codigo="SINHORA-1", inicio_programado=None, fin_programado=None)
+    assert _assign(client, headers, tarea.id, efectivo.id).status_code == 200
+    assert client.post(f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "en_curso"}, headers=headers).status_code == 200
+    now = datetime.now(UTC)
+    ahora = {"efectivo_id": efectivo.id, "tipo": "vacaciones", "inicio": (now - H).isoformat(), "fin": (now + timedelta(days=1)).isoformat()}
+    refused = client.post("/api/v1/licencias", json=ahora, headers=headers)
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json"
+    body = refused.get_json()
+    assert body["tarea_id"] == tarea.id and body["efectivo_id"] == efectivo.id and "SINHORA-1" in body["mensaje"]
+    manana = ahora | {"inicio": (now + timedelta(days=1)).isoformat(), "fin": (now + timedelta(days=2)).isoformat()}
+    assert client.post("/api/v1/licencias", json=manana, headers=headers).status_code == 201
+    assert client.delete(f"/api/v1/tasks/{tarea.id}/efectivos/{efectivo.id}", headers=headers).status_code == 200
+    assert client.post("/api/v1/licencias", json=ahora, headers=headers).status_code == 201
+
+
 def test_booking_outside_turnos_is_flagged_or_refused_by_setting(app: Flask, client: FlaskClient, build: Builders, app_with: Callable[..., Flask]) -> None:
     sup = build.usuario(2)
     covered, uncovered, strict = build.efectivo(), build.efectivo(), build.efectivo()

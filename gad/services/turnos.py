@@ -25,7 +25,7 @@ from gad import policy
 from gad.db_session import for_update
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
-from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario
+from gad.models import Asignacion, Efectivo, Licencia, Tarea, Turno, Usuario, utcnow
 from gad.realtime import events
 from gad.schemas.events import AgendaEvent, LicenciaCreated, LicenciaDeleted, TurnoDeleted, TurnosCreated, TurnoUpdated
 from gad.services.common import changes_nothing, check_version, paginate
@@ -571,6 +571,8 @@ def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
     found = choques(efectivo.id, rango, reservas=True)
     if found:
         _raise_conflict("The licencia", found)
+    if data["inicio"] <= utcnow() < data["fin"]:
+        _refuse_leave_over_open_ended_work(efectivo)
     licencia = Licencia(
         efectivo_id=efectivo.id,
         tipo=str(data.get("tipo") or TipoLicencia.OTRA),
@@ -582,6 +584,26 @@ def create_licencia(actor: Usuario, data: dict[str, Any]) -> Licencia:
         db.session.add(licencia)
     _record(LicenciaCreated(**_whose(efectivo), licencia=_event_item(licencia_dict(licencia))), "licencia", licencia.id, actor)
     return licencia
+
+
+def _refuse_leave_over_open_ended_work(efectivo: Efectivo) -> None:
+    """A licencia that covers now, for an efectivo working a tarea without a schedule (an emergency, a tarea
+    assigned open-ended): refused, as such an assignment is refused to an efectivo on leave — leave is not
+    negotiable, and the planner releases them first. Runs under the efectivo's row lock, as the assignment's own
+    check does, so the two cannot both pass. (A licencia starting later is the planner's to cover.)"""
+    holding = db.session.execute(
+        select(Asignacion.tarea_id, Tarea.codigo)
+        .join(Tarea, Tarea.id == Asignacion.tarea_id)
+        .where(Asignacion.efectivo_id == efectivo.id, Asignacion.liberado_en.is_(None), Asignacion.periodo.is_(None))
+        .limit(1)
+    ).first()
+    if holding is not None:
+        raise Conflict(
+            f"Efectivo {efectivo.codigo_interno} is working tarea {holding.codigo} now (assigned without a schedule): release them first.",
+            mensaje=f"{efectivo.codigo_interno} está ahora en la tarea {holding.codigo}: retírelo de ella antes de darle una licencia que empieza ya.",
+            efectivo_id=efectivo.id,
+            tarea_id=holding.tarea_id,
+        )
 
 
 def list_licencias(
