@@ -153,6 +153,18 @@ def _mark_connection_used(session: Session, *_: object) -> None:
     session.info[_USED_CONNECTION_KEY] = True
 
 
+def end_reads() -> None:
+    """End the request session's transaction, which has only read, before a wait that needs no database: a password
+    hash, queued behind others' in a login storm for seconds. Held open through it, the transaction kept a pooled
+    connection from every other request, and PostgreSQL ended it as idle in transaction
+    (``DB_IDLE_IN_TRANSACTION_TIMEOUT_MS``): a 503 for a healthy login. What was read stays loaded (expire_on_commit
+    is off); the next statement opens a new transaction, so a decision taken after the wait re-reads what it rests on."""
+    session = db.session()
+    if session.new or session.dirty or session.deleted or set(session.info) - {_USED_CONNECTION_KEY}:
+        raise RuntimeError("end_reads() after a change: the change would be committed before the request decided on it")
+    session.commit()
+
+
 def _has_work(session: Session) -> bool:
     """Whether committing could do anything: a connection was used, changes wait for a flush, or events
     or after-commit hooks are queued (each leaves a key in ``session.info``). A read answered from the

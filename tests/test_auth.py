@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -15,8 +18,9 @@ from sqlalchemy import text
 from gad.extensions import db
 from gad.models import Evento, Tarea, Usuario, utcnow
 from tests.builders import PASSWORD, Builders
-from tests.conftest import make_app
+from tests.conftest import make_app, start_gunicorn, stop_gunicorn
 from tests.helpers import TAREA, count_rows
+from tests.test_concurrency import _burst
 
 
 def _login(client: FlaskClient, email: str, password: str = PASSWORD, **kwargs: object):
@@ -151,6 +155,30 @@ def test_login_rate_limit_is_per_client_and_ignores_forged_forwarding_headers(da
     limited = client.post("/api/v1/auth/login", json={"email": "x@gad.test", "password": "p"}, headers={"X-Real-IP": "10.9.9.9"})
     assert limited.status_code == 429
     assert limited.mimetype == "application/problem+json" and "Retry-After" in limited.headers
+
+
+def test_a_shift_logging_in_at_once_is_let_in_while_other_requests_are_answered(database_url: str, build: Builders, tmp_path: Path) -> None:
+    """Logins wait their turn for the password hash (PASSWORD_HASH_THREADS a worker). Each used to wait inside the
+    transaction that read its usuario, holding a pooled connection: with sixteen at once, PostgreSQL ended the ones
+    that waited longest as idle in transaction and they were answered 503, the database being healthy."""
+    officers = [build.usuario(1) for _ in range(16)]
+    supervisor = build.usuario(2)
+    build.tarea(supervisor)
+    headers = build.headers(supervisor)
+    server = start_gunicorn(database_url, workers=1, tmp=tmp_path, extra_env={"DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "1000", "DB_POOL_SIZE": "4"})
+    try:
+
+        def send(i: int) -> requests.Response:
+            if i == len(officers):  # a supervisor reading the board while the shift logs in
+                time.sleep(0.5)
+                return requests.get(f"{server.url}/api/v1/tasks?limit=1", headers=headers, timeout=60)
+            return requests.post(f"{server.url}/api/v1/auth/login", data={"username": officers[i].email, "password": PASSWORD}, timeout=60)
+
+        answers = _burst(len(officers) + 1, send)
+    finally:
+        stop_gunicorn(server)
+    assert [a.status_code for a in answers] == [200] * (len(officers) + 1), [(a.status_code, a.text[:120]) for a in answers if a.status_code != 200]
+    assert all(a.json()["token_type"] == "bearer" for a in answers[:-1])
 
 
 def test_fly_client_ip_is_used_only_when_proxy_is_trusted(database_url: str) -> None:

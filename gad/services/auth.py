@@ -18,7 +18,7 @@ from flask import current_app
 from sqlalchemy import Select, bindparam, delete, func, inspect, select, text
 
 from gad import metrics, policy, throttle
-from gad.db_session import as_uuid, for_update, loaded, refuse_changes_when_detached
+from gad.db_session import as_uuid, end_reads, for_update, loaded, refuse_changes_when_detached
 from gad.errors import CurrentPasswordRejected, Forbidden, NotFound, TooManyAttempts, Unauthorized, ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import TokenRevocado, Usuario, utcnow
@@ -482,14 +482,23 @@ def login(email: str, password: str, client_address: str) -> tuple[Usuario, Issu
     # same throttle as the address itself, or each spelling would get its own attempts.
     email = canonical_email(email)
     verdict = _throttled(email, client_address)
-    usuario = find_by_email(email)
-    if not password_matches(usuario, password) or usuario is None or not usuario.activo:
+    found = find_by_email(email)
+    checked_hash = found.password_hash if found is not None else None
+    # The hash waits its turn in a pool of PASSWORD_HASH_THREADS (seconds, when a shift logs in at once): with no
+    # transaction open meanwhile, so no connection is held and none is ended as idle in transaction.
+    end_reads()
+    matches = password_matches(found, password)
+    rehashed = hash_password(password) if matches and checked_hash is not None and needs_rehash(checked_hash) else None
+    # The decision is taken on the row as it is now, locked: deactivated or given another password while the hash
+    # ran, the login fails as any wrong password does.
+    usuario = db.session.scalar(for_update(select(Usuario).where(Usuario.id == found.id))) if found is not None else None
+    if not matches or usuario is None or not usuario.activo or usuario.password_hash != checked_hash:
         _failed(email, usuario, client_address, verdict)
         raise Unauthorized(GENERIC_LOGIN_FAILURE)
     throttle.record_success(email, client_address)
-    if needs_rehash(usuario.password_hash):
+    if rehashed is not None:
         # Same transaction as the login: the imported bcrypt hash is gone exactly when this login commits.
-        usuario.password_hash = hash_password(password)
+        usuario.password_hash = rehashed
     usuario.ultimo_acceso = utcnow()
     events.record_security(Login(client=client_address), usuario.id)
     db.session.flush()
