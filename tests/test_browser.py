@@ -770,6 +770,23 @@ def test_sos_raises_an_emergency_at_my_position_and_says_who_is_coming(
         shot(page, "mi-sos", size)
 
 
+def test_an_sos_from_a_phone_without_a_position_goes_out_at_the_last_one_the_central_has(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Geolocation refused (or no fix indoors): the SOS said "No se conoce su posición: llame a la central" and sent
+    nothing, though the central had this officer's position of a few minutes ago."""
+    officer, _ = _officer(build, lat=40.4169, lon=-3.7035, posicion_en=datetime.now(UTC) - timedelta(minutes=4))
+    build.efectivo(nombre="Agente Compañero", lat=40.4180, lon=-3.7035, posicion_en=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/tareas") as (context, page):
+        context.clear_permissions()
+        page.goto("/mi")
+        page.get_by_role("button", name="SOS").click()
+        expect(page.locator("#sos-resultado")).to_contain_text(re.compile(r"SOS EMG-\d{8}-\d{4}: va en camino Agente Compañero \(a 12\d m\)"), timeout=15_000)
+    emergencia = _api(server, build, build.usuario(2), "GET", "/api/v1/tasks?q=EMG-&limit=1").json()["items"][0]
+    assert (emergencia["ubicacion_lat"], emergencia["ubicacion_lng"]) == (40.4169, -3.7035)
+    assert emergencia["ubicacion_descripcion"].startswith("Última posición conocida de ")
+
+
 def test_phone_page_first_load_is_under_200_kb(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     officer, _ = _officer(build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, _):

@@ -113,6 +113,31 @@ def test_emergency_with_nobody_available_is_still_created_unassigned(app: Flask,
     assert resumen["emergencias_activas"] == 1 and resumen["emergencias_sin_asignar"] == 1
 
 
+def test_an_sos_without_a_position_is_raised_at_the_last_known_one_or_without_one(app: Flask, client: FlaskClient, build: Builders) -> None:
+    """A phone with no fix sent nothing ("No se conoce su posición: llame a la central") though the central knew where
+    the officer last was. Without lat/lng the emergency is raised at the caller's efectivo's last position (said in
+    ubicacion_descripcion), and with none known it is raised without a location, nobody sent, the reason given."""
+    officer, supervisor = build.usuario(1), build.usuario(2)
+    build.efectivo(usuario_id=officer.id, codigo_interno="EF-SOS", lat=SOL[0], lon=SOL[1], posicion_en=datetime.now(UTC) - timedelta(minutes=4))
+    nearest = _placed(build, 0.001)
+    raised = client.post("/api/v1/tasks/emergency", json={"descripcion": "SOS desde Mi servicio"}, headers=build.headers(officer))
+    assert raised.status_code == 201, raised.get_json()
+    data = raised.get_json()
+    assert (data["tarea"]["ubicacion_lat"], data["tarea"]["ubicacion_lng"]) == SOL
+    assert data["tarea"]["ubicacion_descripcion"].startswith("Última posición conocida de EF-SOS (")
+    assert [a["efectivo_id"] for a in data["asignados"]] == [nearest.id]
+
+    nowhere = build.usuario(1)  # no efectivo of theirs, so no position known
+    unplaced = client.post("/api/v1/tasks/emergency", json={}, headers=build.headers(nowhere))
+    assert unplaced.status_code == 201, unplaced.get_json()
+    data = unplaced.get_json()
+    assert data["tarea"]["ubicacion_lat"] is None and data["tarea"]["estado"] == "en_curso"
+    assert data["asignados"] == [] and data["sin_asignar"] is True and "No se conoce la posición" in data["motivo_sin_asignar"]
+    with app.app_context():
+        told = db.session.scalars(db.text("SELECT usuario_id FROM notificaciones WHERE tarea_id = :id"), {"id": data["tarea"]["id"]}).all()
+    assert told == [supervisor.id], "the supervisors on duty are told of it as of any emergency"
+
+
 def test_an_efectivos_emergency_sends_at_most_the_configured_few_and_a_supervisors_more(app: Flask, client: FlaskClient, build: Builders) -> None:
     """A nivel-1 account may raise an SOS, not pull the whole force onto it: asking for more than
     ``EMERGENCIA_EFECTIVOS_AGENTE`` (2) is 403 and nothing is created or assigned; a supervisor may ask for more."""
@@ -141,7 +166,8 @@ def test_emergency_honours_idempotency_key(app: Flask, client: FlaskClient, buil
 
 
 @pytest.mark.parametrize(
-    ("body", "field"), [({"lat": 91, "lng": 0}, "body.lat"), ({"lat": 0}, "body.lng"), ({"lat": 0, "lng": 0, "efectivos": 0}, "body.efectivos")]
+    ("body", "field"),
+    [({"lat": 91, "lng": 0}, "body.lat"), ({"lat": 0}, "body.lng"), ({"lng": 0}, "body.lat"), ({"lat": 0, "lng": 0, "efectivos": 0}, "body.efectivos")],
 )
 def test_emergency_rejects_bad_input(client: FlaskClient, build: Builders, body: dict, field: str) -> None:
     response = client.post("/api/v1/tasks/emergency", json=body, headers=build.headers(build.usuario(1)))

@@ -117,6 +117,16 @@ def rule_broken(message: str, mensaje: str, field: str | None = None) -> Pydanti
     return PydanticCustomError("value_error", message, ctx)
 
 
+def check_location(lat: float | None, lng: float | None, lat_field: str, lng_field: str) -> None:
+    """A position is both coordinates or neither; the error names the one missing."""
+    if (lat is None) != (lng is None):
+        raise rule_broken(
+            f"{lat_field} and {lng_field} go together: send both or neither",
+            "Latitud y longitud van juntas: indique las dos.",
+            lng_field if lng is None else lat_field,
+        )
+
+
 def _no_nul(value: Any, path: str = "") -> None:
     # PostgreSQL text cannot hold NUL; refuse it here (422) instead of failing in the database (500). The path
     # travels in the error's context: a model-level check has no field of its own (errors.pydantic_errors).

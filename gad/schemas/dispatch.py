@@ -1,10 +1,10 @@
 """Dispatch, statistics and cache schemas."""
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from gad.schemas.common import InModel, Lat, Lng, OptionalText, OutModel, QueryModel, schema_config
+from gad.schemas.common import InModel, Lat, Lng, OptionalText, OutModel, QueryModel, check_location, schema_config
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.tareas import TareaOut
 from gad.vocab import TipoTarea
@@ -26,12 +26,22 @@ class CercanoOut(OutModel):
 
 
 class EmergenciaIn(InModel):
-    lat: Lat
-    lng: Lng
+    lat: Lat | None = Field(
+        None,
+        description="With lng, where help is needed. An SOS from a phone without a position omits both: the caller's efectivo's "
+        "last known position is used (said in the tarea's ubicacion_descripcion), or, with none known, the emergency is raised "
+        "without a location and nobody is dispatched (motivo_sin_asignar says so; the supervisors are told as for any emergency)",
+    )
+    lng: Lng | None = None
     descripcion: OptionalText = Field(None, max_length=5000)
     tipo: TipoTarea = TipoTarea.EMERGENCIA
     prioridad: int = Field(5, ge=1, le=5)
     efectivos: int = Field(1, ge=1, le=20, description="How many efectivos to send")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        check_location(self.lat, self.lng, "lat", "lng")
+        return self
 
 
 class AsignadoDistancia(BaseModel):

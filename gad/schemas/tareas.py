@@ -6,7 +6,22 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from gad.schemas.common import DateWindow, InModel, Lat, Lng, OptionalText, OutModel, PageQuery, PatchModel, RowId, Text, UtcDatetime, not_below, rule_broken
+from gad.schemas.common import (
+    DateWindow,
+    InModel,
+    Lat,
+    Lng,
+    OptionalText,
+    OutModel,
+    PageQuery,
+    PatchModel,
+    RowId,
+    Text,
+    UtcDatetime,
+    check_location,
+    not_below,
+    rule_broken,
+)
 from gad.vocab import CODIGO_PATTERN, PREFIJO_EMERGENCIA, EstadoTarea, TipoTarea
 
 
@@ -17,15 +32,6 @@ def _not_emergency_code(codigo: str) -> str:
             f"Los códigos que empiezan por {PREFIJO_EMERGENCIA} están reservados a las emergencias.",
         )
     return codigo
-
-
-def _check_location(lat: float | None, lng: float | None) -> None:
-    if (lat is None) != (lng is None):
-        raise rule_broken(
-            "ubicacion_lat and ubicacion_lng go together: send both or neither",
-            "Latitud y longitud van juntas: indique las dos.",
-            "ubicacion_lng" if lng is None else "ubicacion_lat",  # the one missing
-        )
 
 
 class TareaIn(InModel):
@@ -48,7 +54,7 @@ class TareaIn(InModel):
     def _coherent(self) -> Self:
         if self.inicio_programado and self.fin_programado and self.fin_programado <= self.inicio_programado:
             raise rule_broken("fin_programado must be after inicio_programado", "El fin debe ser posterior al inicio.", "fin_programado")
-        _check_location(self.ubicacion_lat, self.ubicacion_lng)
+        check_location(self.ubicacion_lat, self.ubicacion_lng, "ubicacion_lat", "ubicacion_lng")
         return self
 
 

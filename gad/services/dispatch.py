@@ -10,6 +10,7 @@ import logging
 import math
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, DateTime, Select, and_, exists, func, literal, or_, select, text
@@ -119,8 +120,14 @@ class EmergencyResult(NamedTuple):
     motivo_sin_asignar: str | None = None
 
 
-def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str | None, tipo: TipoTarea, prioridad: int, efectivos: int) -> EmergencyResult:
+def raise_emergency(
+    actor: Usuario, lat: float | None, lng: float | None, *, descripcion: str | None, tipo: TipoTarea, prioridad: int, efectivos: int
+) -> EmergencyResult:
     """Create an en_curso tarea at (lat, lng) and assign the N nearest available efectivos, in one transaction.
+
+    Without a position (an SOS from a phone that has no fix) the caller's efectivo's last known one is used, said in
+    the tarea's ubicacion_descripcion; with none known the emergency is raised without a location and nobody is
+    dispatched — it is never refused for want of a position: the supervisors are told, and can call.
 
     Any authenticated usuario may raise one; more than ``EMERGENCIA_EFECTIVOS_AGENTE`` efectivos only a
     supervisor (Forbidden). Candidates are locked with ``FOR UPDATE SKIP LOCKED``: two
@@ -133,6 +140,9 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     radius = float(current_app.config["EMERGENCIA_RADIO_M"])
     max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
     codigo = _next_emergency_code(now)
+    ubicacion_descripcion = None
+    if lat is None or lng is None:
+        lat, lng, ubicacion_descripcion = _last_known_position(actor)
     tarea = tareas.new_tarea(
         actor,
         {
@@ -143,15 +153,18 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
             "prioridad": prioridad,
             "ubicacion_lat": lat,
             "ubicacion_lng": lng,
+            "ubicacion_descripcion": ubicacion_descripcion,
             "inicio_programado": now,
         },
         es_emergencia=True,
         estado=EstadoTarea.EN_CURSO,
     )
-    query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
-    # An officer's SOS must not send the officer in trouble to their own emergency.
-    query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
-    rows = list(db.session.execute(for_update(query, of=Efectivo, skip_locked=True)))
+    rows = []
+    if lat is not None and lng is not None:
+        query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
+        # An officer's SOS must not send the officer in trouble to their own emergency.
+        query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
+        rows = list(db.session.execute(for_update(query, of=Efectivo, skip_locked=True)))
     asignados: list[tuple[int, float]] = []
     created: list[tuple[Asignacion, Efectivo]] = []
     for efectivo, distance in rows:
@@ -170,10 +183,25 @@ def raise_emergency(actor: Usuario, lat: float, lng: float, *, descripcion: str 
     notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
     motivo = None
     if not asignados:
-        motivo = why_nobody(lat, lng, radius, max_age, now)
+        motivo = why_nobody(lat, lng, radius, max_age, now) if lat is not None and lng is not None else SIN_POSICION
         logger.warning("emergency %s raised with nobody available within %.0f m: %s", codigo, radius, motivo)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
     return EmergencyResult(row_of(tarea), asignados, motivo)
+
+
+SIN_POSICION = "No se conoce la posición de quien pide ayuda (su teléfono no la tenía y nunca la envió): llámele para saber dónde está."
+
+
+def _last_known_position(actor: Usuario) -> tuple[float | None, float | None, str | None]:
+    """The caller's efectivo's last reported position, and how the tarea says where it comes from; (None, None,
+    None) when the caller is no efectivo or never reported one."""
+    row = db.session.execute(
+        select(Efectivo.codigo_interno, Efectivo.lat, Efectivo.lon, Efectivo.posicion_en).where(Efectivo.usuario_id == actor.id, Efectivo.lat.is_not(None))
+    ).first()
+    if row is None:
+        return None, None, None
+    cuando = row.posicion_en.astimezone(ZoneInfo(current_app.config["ZONA_HORARIA"])).strftime("%d/%m %H:%M") if row.posicion_en else "hora desconocida"
+    return row.lat, row.lon, f"Última posición conocida de {row.codigo_interno} ({cuando}): el teléfono no tenía posición al pedir ayuda."
 
 
 def why_nobody(lat: float, lng: float, radius_m: float, max_age_s: int, now: datetime) -> str:

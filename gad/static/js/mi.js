@@ -428,12 +428,10 @@ async function sos() {
 async function raiseSos(out) {
   out.textContent = "Obteniendo su posición…";
   const where = await currentPosition();
-  if (!where) {
-    out.textContent = "No se conoce su posición: llame a la central.";
-    return;
-  }
-  out.textContent = "Enviando SOS…";
-  const body = { lat: where.lat, lng: where.lng, descripcion: "SOS desde Mi servicio", prioridad: 5 };
+  // Without a fix the SOS still goes: the central places it at the last position it has of this officer (or, with
+  // none, raises it without one and calls). Help asked for must never wait for the GPS.
+  out.textContent = where ? "Enviando SOS…" : "Sin posición en el teléfono: enviando el SOS con la última que tiene la central…";
+  const body = { ...(where ? { lat: where.lat, lng: where.lng } : {}), descripcion: "SOS desde Mi servicio", prioridad: 5 };
   const result = await cola.enqueue({ method: "POST", path: "/api/v1/tasks/emergency", body, label: "SOS", kind: "sos" });
   if (!result) out.textContent = cola.sessionEnded() ? SOS_SIN_SESION : "Sin cobertura: el SOS se enviará en cuanto haya red. Si puede, llame a la central.";
   // Sent or refused: said by showSos (cola.onSent), here as when the outbox sends it later.
@@ -450,6 +448,10 @@ function showSos(result) {
   }
   const data = result.data;
   if (!data) return; // an answer without a body (not the API's): nothing to tell of it
+  if (data.tarea.ubicacion_lat === null) {
+    out.textContent = `SOS ${data.tarea.codigo} recibido en la central, pero sin su posición: le llamarán. Si puede, llame usted a la central.`;
+    return;
+  }
   out.textContent = data.sin_asignar
     ? `SOS ${data.tarea.codigo} recibido en la central. Nadie libre cerca (${data.motivo_sin_asignar ?? "sin efectivos disponibles"}): la central le asignará ayuda.`
     : `SOS ${data.tarea.codigo}: va en camino ${data.tarea.efectivos.map((e) => e.nombre).join(", ")} (a ${data.asignados.map((a) => `${Math.round(a.distancia_m)} m`).join(", ")}).`;
