@@ -935,6 +935,23 @@ def test_tarea_edit_that_lost_a_race_shows_the_other_change_and_reapplies_mine(
     assert (saved["titulo"], saved["prioridad"], saved["notas"]) == ("Vigilancia del museo (refuerzo)", 5, "Alerta de robo")
 
 
+def test_a_motivo_is_recorded_with_its_own_change_only(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """The motivo stayed in its box after the change it was typed for, and every later change recorded it again:
+    "Pausada → En curso (Pausa para café)", "En curso → Finalizada (Pausa para café)"."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, estado="en_curso", inicio_real=datetime.now(UTC))
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
+        expect(page.locator("#tarea-estado")).to_have_text("En curso")
+        page.locator("#motivo").fill("Pausa para café")
+        page.get_by_role("button", name="Pasar a Pausada").click()
+        expect(page.locator("#tarea-estado")).to_have_text("Pausada")
+        expect(page.locator("#motivo")).to_have_value("")
+        page.get_by_role("button", name="Pasar a En curso").click()
+        expect(page.locator("#tarea-estado")).to_have_text("En curso")
+    historial = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}/historial").json()
+    assert [(h["estado_nuevo"], h["motivo"]) for h in historial] == [("pausada", "Pausa para café"), ("en_curso", "Tarea iniciada")]
+
+
 def test_tarea_edit_that_empties_the_titulo_says_so_next_to_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     tarea = build.tarea(sup, titulo="Vigilancia del museo")

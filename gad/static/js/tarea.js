@@ -165,7 +165,20 @@ async function load({ refill = false } = {}) {
   const motivo = () => document.getElementById("motivo").value.trim() || undefined;
   document.getElementById("acciones").replaceChildren(
     ...(transiciones[tarea.estado] ?? []).map((estado) =>
-      el("button", { type: "button", "data-transicion": estado, onclick: () => act(() => api(`/api/v1/tasks/${id}/estado`, { method: "POST", body: { estado, motivo: motivo() }, headers: { "If-Match": etag } })) }, `Pasar a ${ESTADOS[estado]}`),
+      el(
+        "button",
+        {
+          type: "button",
+          "data-transicion": estado,
+          onclick: () =>
+            act(async () => {
+              await api(`/api/v1/tasks/${id}/estado`, { method: "POST", body: { estado, motivo: motivo() }, headers: { "If-Match": etag } });
+              // A motivo is the reason for this change: kept in the box, it was recorded again with every later one.
+              document.getElementById("motivo").value = "";
+            }),
+        },
+        `Pasar a ${ESTADOS[estado]}`,
+      ),
     ),
   );
   document.getElementById("asignados").replaceChildren(
