@@ -173,6 +173,11 @@ def test_nobody_free_says_why_and_lets_the_operator_assign_by_hand(browser: Brow
         expect(board.locator("#emg-resultado")).to_contain_text("Agente Dormido asignado")
         tarea_id = int(board.locator("#emg-resultado a").get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
         assert [e["efectivo_id"] for e in _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea_id}").json()["efectivos"]] == [stale.id]
+        # Launched, the form is empty: pressing the button again (to be sure) raises no second emergency.
+        expect(board.get_by_label("Latitud")).to_have_value("")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#form-emergencia-error-lat")).to_contain_text("Indique dónde")
+        assert _api(server, build, sup, "GET", "/api/v1/tasks?q=EMG-").json()["total"] == 1
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -181,10 +186,19 @@ def test_emergency_form_shows_spanish_errors_next_to_the_coordinates(browser: Br
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, size) as (_, board):
         board.get_by_role("button", name="Nueva emergencia").click()
         board.get_by_label("Latitud").fill("95")
+        board.get_by_label("Longitud").fill("-3.7")
         board.get_by_role("button", name="Lanzar emergencia").click()
         expect(board.locator("#form-emergencia-error-lat")).to_have_text("Latitud entre -90 y 90.")
-        expect(board.locator("#form-emergencia-error-lng")).to_have_text("Este campo es obligatorio.")
         expect(board.get_by_label("Latitud")).to_have_attribute("aria-invalid", "true")
+        board.get_by_label("Latitud").fill("40.4")
+        board.get_by_label("Longitud").fill("")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#form-emergencia-error-lng")).to_have_text("Latitud y longitud van juntas: indique las dos.")
+        # Neither: the API would place it at the operator's own last position; the board asks where instead.
+        board.get_by_label("Latitud").fill("")
+        board.get_by_role("button", name="Lanzar emergencia").click()
+        expect(board.locator("#form-emergencia-error-lat")).to_contain_text("Indique dónde")
+        expect(board.locator("#form-emergencia-error-lng")).to_contain_text("Indique dónde")
         board.keyboard.press("Escape")
         expect(board.locator("#dialogo-emergencia")).to_be_hidden()
         expect(board.get_by_role("button", name="Nueva emergencia")).to_be_focused()

@@ -63,6 +63,13 @@ export function setupEmergencyDialog({ view, efectivoNombre }) {
     // A blank coordinate is missing, not zero.
     if (lat.value.trim() === "") delete body.lat;
     if (lng.value.trim() === "") delete body.lng;
+    // The API places an emergency sent without a position at the caller's last known one (an officer's SOS from a
+    // phone without a fix); the board's operator says where, always.
+    if (body.lat === undefined && body.lng === undefined) {
+      const mensaje = "Indique dónde: haga clic en el mapa, escriba las coordenadas o use su posición.";
+      showFormErrors(form, { message: "Falta la posición de la emergencia.", problem: { errors: [{ field: "lat", mensaje }, { field: "lng", mensaje }] } });
+      return;
+    }
     const descripcion = form.elements.namedItem("descripcion").value.trim();
     if (descripcion) body.descripcion = descripcion;
     const button = document.getElementById("emg-enviar");
@@ -71,6 +78,10 @@ export function setupEmergencyDialog({ view, efectivoNombre }) {
       // The same key on a retry (double click, lost answer) replays the first emergency instead of raising two.
       const { data } = await api("/api/v1/tasks/emergency", { method: "POST", body, idempotencyKey: key });
       key = newKey();
+      // Launched: the form is emptied, so pressing the button again (to be sure, or by habit) cannot send a second
+      // emergency, and a second officer, to the same place. A new one is placed afresh.
+      form.reset();
+      view?.clearPick();
       await showResult(data);
     } catch (error) {
       showFormErrors(form, error);
