@@ -966,6 +966,28 @@ def test_a_motivo_is_recorded_with_its_own_change_only(browser: Browser, pw: Pla
     assert [(h["estado_nuevo"], h["motivo"]) for h in historial] == [("pausada", "Pausa para café"), ("en_curso", "Tarea iniciada")]
 
 
+def test_tarea_edit_says_it_saved_and_that_one_cleared_coordinate_needs_the_other(
+    browser: Browser, pw: Playwright, server: LiveServer, build: Builders
+) -> None:
+    """Emptying only the longitude saved nothing and said nothing (the old value came back); a save said nothing either."""
+    sup = build.usuario(2)
+    tarea = build.tarea(sup, ubicacion_lat=40.4168, ubicacion_lon=-3.7035)
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
+        page.locator("#editar summary").click()
+        expect(page.get_by_label("Longitud")).to_have_value("-3.7035")
+        page.get_by_label("Longitud").fill("")
+        page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#form-tarea-error-ubicacion_lng")).to_have_text("Latitud y longitud van juntas: indique las dos.")
+        expect(page.locator("#guardado")).to_be_hidden()
+        page.get_by_label("Latitud").fill("")
+        page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#guardado")).to_have_text("Cambios guardados.")
+        page.get_by_label("Título").fill("Ronda sin lugar fijo")
+        expect(page.locator("#guardado")).to_be_hidden()
+    data = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
+    assert (data["ubicacion_lat"], data["ubicacion_lng"]) == (None, None)
+
+
 def test_tarea_edit_that_empties_the_titulo_says_so_next_to_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     tarea = build.tarea(sup, titulo="Vigilancia del museo")

@@ -78,6 +78,26 @@ def test_create_form_shows_server_validation_errors_next_to_fields(browser: Brow
         ctx.close()
 
 
+def test_create_form_reads_a_decimal_comma_in_the_coordinates(browser: Browser, board_server: LiveServer, build: Builders) -> None:
+    """The coordinates were number fields: a Spanish-locale browser made «-3,7» -37 (a spot in the Atlantic), saved
+    without a word. They are text fields with the decimal keypad, and the comma is the decimal point."""
+    sup = build.usuario(2)
+    ctx, page = _login(browser, board_server, sup.email)
+    try:
+        page.goto("/tareas/nueva")
+        page.get_by_label("Código (MAYÚSCULAS, 3-20)").fill("COMA-1")
+        page.get_by_label("Título").fill("Ronda con coma decimal")
+        page.get_by_label("Latitud").fill("40,4168")
+        page.get_by_label("Longitud").fill("-3,7")
+        expect(page.get_by_label("Longitud")).to_have_attribute("inputmode", "decimal")
+        page.get_by_role("button", name="Crear tarea").click()
+        expect(page.locator("#tarea-codigo")).to_have_text("COMA-1")
+        tarea = requests.get(board_server.url + "/api/v1/tasks?q=COMA-1", headers=build.headers(sup), timeout=10).json()["items"][0]
+        assert (tarea["ubicacion_lat"], tarea["ubicacion_lng"]) == (40.4168, -3.7)
+    finally:
+        ctx.close()
+
+
 def test_board_catches_up_after_its_socket_is_killed(browser: Browser, board_server: LiveServer, build: Builders, database_url: str, tmp_path: Path) -> None:
     sup = build.usuario(2)
     other = start_gunicorn(database_url, workers=1, tmp=tmp_path)

@@ -183,8 +183,9 @@ def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
     return _render("tarea.html", usuario, tarea_id=tarea_id)
 
 
-# The new-tarea form's fields, in order: name, label and input type ("select": the tipos). tarea_nueva.html shows
-# each with its error beside it.
+# The new-tarea form's fields, in order: name, label and input type ("select": the tipos; "decimal": a text field
+# with the decimal keypad, since a number field in a Spanish-locale browser made «-3,7» -37, a spot in the Atlantic;
+# the comma is read as the decimal point). tarea_nueva.html shows each with its error beside it.
 _NUEVA_TAREA_CAMPOS = (
     ("codigo", "Código (MAYÚSCULAS, 3-20)", "text"),
     ("titulo", "Título", "text"),
@@ -193,8 +194,8 @@ _NUEVA_TAREA_CAMPOS = (
     ("descripcion", "Descripción", "text"),
     ("inicio_programado", "Inicio programado (ISO 8601 con zona, p. ej. 2026-12-01T08:00:00+01:00)", "text"),
     ("fin_programado", "Fin programado", "text"),
-    ("ubicacion_lat", "Latitud", "number"),
-    ("ubicacion_lng", "Longitud", "number"),
+    ("ubicacion_lat", "Latitud", "decimal"),
+    ("ubicacion_lng", "Longitud", "decimal"),
 )
 _NUEVA_TAREA_FIELDS = frozenset(name for name, _, _ in _NUEVA_TAREA_CAMPOS)
 
@@ -221,6 +222,9 @@ def tarea_nueva() -> WerkzeugResponse | str | tuple[str, int]:
 def _create_from_form(usuario: Usuario, values: dict[str, str]) -> tuple[int | None, dict[str, str]]:
     """Create and commit a tarea from the form's fields: its id, or the error to show next to each field."""
     data: dict[str, Any] = {k: v for k, v in values.items() if v != ""}
+    for name in ("ubicacion_lat", "ubicacion_lng"):
+        if name in data and "." not in data[name]:
+            data[name] = data[name].replace(",", ".", 1)
     if "ubicacion_lat" in data or "ubicacion_lng" in data:
         data.setdefault("ubicacion_lat", None)
         data.setdefault("ubicacion_lng", None)

@@ -54,10 +54,11 @@ function formChanges() {
     else if (["prioridad", "ubicacion_lat", "ubicacion_lng"].includes(field) && /^-?\d+(\.\d+)?$/.test(value.replace(",", "."))) changes[field] = Number(value.replace(",", "."));
     else changes[field] = value;
   }
-  // Latitude and longitude travel together.
+  // Latitude and longitude travel together: the one not changed is sent as it was. A cleared one stays cleared
+  // (null), and the server says both go together; `??=` took a cleared one for unchanged and saved nothing, silently.
   if ("ubicacion_lat" in changes || "ubicacion_lng" in changes) {
-    changes.ubicacion_lat ??= base.ubicacion_lat;
-    changes.ubicacion_lng ??= base.ubicacion_lng;
+    if (!("ubicacion_lat" in changes)) changes.ubicacion_lat = base.ubicacion_lat;
+    if (!("ubicacion_lng" in changes)) changes.ubicacion_lng = base.ubicacion_lng;
   }
   return changes;
 }
@@ -66,6 +67,7 @@ async function save(changes, ifMatch) {
   clearFormErrors(form);
   try {
     await api(`/api/v1/tasks/${id}`, { method: "PATCH", body: changes, headers: { "If-Match": ifMatch } });
+    document.getElementById("guardado").hidden = false;
     editing = false;
     document.getElementById("conflicto").hidden = true;
     errorBox.hidden = true;
@@ -104,6 +106,7 @@ async function showConflict(changes) {
 if (form) {
   form.addEventListener("input", (event) => {
     editing = true;
+    document.getElementById("guardado").hidden = true;
     if (event.target.name) touched.add(event.target.name);
   });
   let saving = false;
