@@ -721,6 +721,27 @@ def test_phone_page_works_offline_queues_actions_and_shows_conflicts(browser: Br
         expect(page.locator("#conflictos li")).to_have_count(0)
 
 
+def test_a_tarea_started_without_coverage_is_dated_when_it_was_started(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """Actions the outbox kept were timed at their arrival: a patrol started offline began, for the reports, when the
+    phone found coverage again. A change carries the moment it was pressed, as a position fix carries its own."""
+    sup = build.usuario(2)
+    officer, efectivo = _officer(build)
+    tarea = build.tarea(sup, titulo="Ronda sin cobertura", created_at=datetime.now(UTC) - timedelta(hours=1))
+    build.asignacion(tarea, efectivo)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, page):
+        expect(page.locator(f'#actuales [data-tarea-id="{tarea.id}"]')).to_be_visible()
+        context.set_offline(True)
+        pressed = datetime.now(UTC)
+        page.locator(f'#actuales [data-tarea-id="{tarea.id}"]').get_by_role("button", name="Iniciar").click()
+        expect(page.locator("#cola-resumen")).to_contain_text("1 acción")
+        page.wait_for_timeout(3000)
+        context.set_offline(False)
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        expect(page.locator("#cola-resumen")).to_have_text("Todo enviado.", timeout=10_000)
+    started = datetime.fromisoformat(_api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()["inicio_real"])
+    assert abs((started - pressed).total_seconds()) < 2, (started, pressed)
+
+
 def test_an_availability_chosen_offline_does_not_undo_the_centrals_change_made_meanwhile(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders
 ) -> None:

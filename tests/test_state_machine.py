@@ -104,6 +104,41 @@ def test_closed_lists_read_latest_closed_first_whatever_their_age(client: FlaskC
     assert ids("sort=-created_at") == [newer[1].id, newer[0].id, old.id]  # what the board read before
 
 
+def test_a_change_sent_late_takes_the_time_it_was_made_within_the_tareas_order(client: FlaskClient, build: Builders) -> None:
+    """A patrol started and finished on a phone without coverage reached the server in two requests 0.06 s apart, and
+    that was its duration in every report. ``ocurrido_en`` dates a change; never before the tarea's previous change,
+    never in the future (30 s of clock skew read as now, more refused)."""
+    sup = build.usuario(2)
+    headers = build.headers(sup)
+    now = datetime.now(UTC)
+    tarea = build.tarea(sup, created_at=now - timedelta(hours=2))
+    started = client.post(
+        f"/api/v1/tasks/{tarea.id}/estado", json={"estado": "en_curso", "ocurrido_en": (now - timedelta(minutes=50)).isoformat()}, headers=headers
+    )
+    assert started.status_code == 200, started.get_json()
+    paused = transition(client, headers, tarea.id, "pausada").get_json()  # online: now
+    back = {"estado": "en_curso", "ocurrido_en": (now - timedelta(hours=1)).isoformat()}  # before the pause: the pause's moment
+    resumed = client.post(f"/api/v1/tasks/{tarea.id}/estado", json=back, headers=headers).get_json()
+    finished = client.post(
+        f"/api/v1/tasks/{tarea.id}/estado",
+        json={"estado": "finalizada", "ocurrido_en": (datetime.now(UTC) + timedelta(seconds=20)).isoformat()},
+        headers=headers,
+    ).get_json()
+    moment = datetime.fromisoformat
+    assert moment(started.get_json()["inicio_real"]) == now - timedelta(minutes=50)
+    assert paused["estado"] == "pausada" and resumed["tiempo_pausado_s"] == 0  # resumed "before" the pause: at its moment
+    assert moment(finished["fin_real"]) <= datetime.now(UTC) and moment(finished["fin_real"]) == moment(finished["cerrada_en"])
+    history = client.get(f"/api/v1/tasks/{tarea.id}/historial", headers=headers).get_json()
+    assert [h["estado_nuevo"] for h in history] == ["en_curso", "pausada", "en_curso", "finalizada"]
+    times = [moment(h["created_at"]) for h in history]
+    assert times[0] == now - timedelta(minutes=50) and times == sorted(times)
+    other = build.tarea(sup)
+    refused = client.post(
+        f"/api/v1/tasks/{other.id}/estado", json={"estado": "en_curso", "ocurrido_en": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}, headers=headers
+    )
+    assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "body.ocurrido_en"
+
+
 def test_cancel_releases_efectivos(client: FlaskClient, build: Builders) -> None:
     sup = build.usuario(2)
     efectivo = build.efectivo(estado_disponibilidad="en_tarea")

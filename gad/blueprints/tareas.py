@@ -112,7 +112,7 @@ def delete_tarea(tarea_id: int) -> Response:
 def transition(tarea_id: int) -> Response:
     actor = current_user()
     body = parse_json(TransicionIn)
-    return _out(transitions.transition(actor, tarea_id, body.estado, body.motivo, if_match_version(), caller_check()))
+    return _out(transitions.transition(actor, tarea_id, body.estado, body.motivo, if_match_version(), caller_check(), body.ocurrido_en))
 
 
 @bp.post("/<int:tarea_id>/efectivos")

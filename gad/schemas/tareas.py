@@ -88,6 +88,12 @@ class TareaPatch(PatchModel):
 class TransicionIn(InModel):
     estado: EstadoTarea
     motivo: OptionalText = Field(None, max_length=500)
+    ocurrido_en: UtcDatetime | None = Field(
+        None,
+        description="When the change was made, for one sent late (an action a phone kept offline): the tarea's times "
+        "(inicio_real, pausado_en, fin_real, cerrada_en) and its history take it. Not in the future (a clock up to 30 s "
+        "ahead reads as now); one before the tarea's previous change reads as that change's moment. Default: now.",
+    )
 
 
 class AsignacionIn(InModel):

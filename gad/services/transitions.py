@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import func, select
+
 from gad import policy
 from gad.errors import Forbidden, InvalidTransition
 from gad.extensions import db
@@ -16,23 +18,35 @@ from gad.models import HistorialEstado, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskStatusChanged
 from gad.services import auth
 from gad.services.asignaciones import release_all
-from gad.services.common import check_version
+from gad.services.common import check_version, device_time
 from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, lock_tarea, reader_usuario_ids, row_of
 from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
 
 
-def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario | None, motivo: str | None) -> None:
-    """One ``historial_estados`` row per state change (and one for the creation, from None)."""
-    db.session.add(HistorialEstado(tarea_id=tarea.id, estado_anterior=anterior, estado_nuevo=nuevo, usuario_id=actor.id if actor else None, motivo=motivo))
+def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario | None, motivo: str | None, when: datetime | None = None) -> None:
+    """One ``historial_estados`` row per state change (and one for the creation, from None), dated ``when`` it happened
+    (default: now)."""
+    db.session.add(
+        HistorialEstado(
+            tarea_id=tarea.id, estado_anterior=anterior, estado_nuevo=nuevo, usuario_id=actor.id if actor else None, motivo=motivo, created_at=when or utcnow()
+        )
+    )
 
 
 def transition(
-    actor: Usuario, tarea_id: int, to: EstadoTarea, motivo: str | None, expected_version: int | None, caller: auth.CallerCheck | None = None
+    actor: Usuario,
+    tarea_id: int,
+    to: EstadoTarea,
+    motivo: str | None,
+    expected_version: int | None,
+    caller: auth.CallerCheck | None = None,
+    ocurrido_en: datetime | None = None,
 ) -> TareaRow:
     """Move a tarea through the state machine in one transaction (timings, history, efectivos, event).
     ``caller``: ``actor`` came from the token cache, and the tarea's lock checks it (``lock_tarea``).
+    ``ocurrido_en``: when the change was made, for one a phone kept offline and sent later (``_when``).
 
     Raises Unauthorized, NotFound, Forbidden, PreconditionFailed, InvalidTransition (409 with the allowed states).
     """
@@ -41,14 +55,28 @@ def transition(
     check_version(tarea.version, expected_version, "tarea")
     current = EstadoTarea(tarea.estado)
     _check_allowed(current, to)
-    _apply_timings(tarea, current, to, utcnow())
+    when = _when(tarea, ocurrido_en)
+    _apply_timings(tarea, current, to, when)
     tarea.estado = to.value
     tarea.version += 1
     _update_efectivos(tarea, to, actor)
-    add_history(tarea, current.value, to.value, actor, motivo or MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO))
+    add_history(tarea, current.value, to.value, actor, motivo or MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO), when)
     db.session.flush()
     record_tarea_event(TaskStatusChanged, tarea, actor, {"from": current.value, "to": to.value, "motivo": motivo})
     return row_of(tarea)
+
+
+def _when(tarea: Tarea, ocurrido_en: datetime | None) -> datetime:
+    """The moment a change takes for the tarea's times and history: now, or when a phone says its officer pressed it
+    (an action kept offline and sent on coverage: timed at its arrival, a patrol started and finished offline lasted
+    the 0.06 s between two requests). Not in the future (device_time), and never before the tarea's previous change,
+    so its times and history stay in order whatever the phone's clock says."""
+    now = utcnow()
+    when = device_time(ocurrido_en, now, "body.ocurrido_en", "La hora del cambio no puede ser futura.")
+    if when == now:
+        return now
+    previous = db.session.scalar(select(func.max(HistorialEstado.created_at)).where(HistorialEstado.tarea_id == tarea.id))
+    return max(moment for moment in (when, tarea.created_at, tarea.inicio_real, tarea.pausado_en, previous) if moment is not None)
 
 
 def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:

@@ -278,7 +278,11 @@ async function transition(t, estado, label, motivo) {
   const motivoInput = document.getElementById(`motivo-${t.id}`);
   if (motivoInput) motivoInput.value = "";
   // enqueue stores the action before its first await, so the redraw right after already shows it done.
-  const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body: motivo ? { estado, motivo } : { estado }, label: `${label} ${t.codigo}`, base: t.version });
+  // With the moment it was pressed, as a position fix carries the moment it was taken: kept in the outbox without
+  // coverage, a start or an end was timed at its arrival, and a patrol done offline lasted, for the reports, the
+  // instant between two requests.
+  const body = { estado, ...(motivo ? { motivo } : {}), ocurrido_en: new Date().toISOString() };
+  const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body, label: `${label} ${t.codigo}`, base: t.version });
   shifted();
   const result = await sending;
   adopt(result);
