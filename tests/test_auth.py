@@ -368,6 +368,19 @@ def test_the_login_and_password_forms_refuse_what_the_api_refuses_on_the_form(cl
     assert client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200  # unchanged
 
 
+def test_the_password_page_says_an_administrador_chose_it_only_when_one_did(client: FlaskClient, build: Builders) -> None:
+    """Opened from the top bar to change a password of one's own, the page said "Su contraseña la eligió un
+    administrador", which was not so."""
+    chosen_by_admin = "Su contraseña la eligió un administrador"
+    for debe_cambiar, said in ((False, False), (True, True)):
+        user = build.usuario(1, debe_cambiar_clave=debe_cambiar)
+        token = _csrf(client.get("/login").get_data(as_text=True))
+        assert client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+        page = client.get("/cambiar-clave").get_data(as_text=True)
+        assert (chosen_by_admin in page) is said
+        client.post("/logout", data={"csrf_token": _csrf(page)})
+
+
 def test_browser_logout_ends_the_session(client: FlaskClient, build: Builders) -> None:
     user = build.usuario(1)
     token = _csrf(client.get("/login").get_data(as_text=True))

@@ -822,6 +822,20 @@ def test_an_sos_from_a_phone_without_a_position_goes_out_at_the_last_one_the_cen
     assert emergencia["ubicacion_descripcion"].startswith("Última posición conocida de ")
 
 
+def test_pages_say_in_spanish_what_cannot_be_shown(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A tarea that does not exist stayed "Cargando…" over an empty motivo box; a phone without location permission
+    said "No se pudo obtener la posición: User denied Geolocation"."""
+    officer, _ = _officer(build)
+    with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/tareas") as (context, page):
+        page.goto("/tareas/999999")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Esta tarea no existe")
+        expect(page.locator("#motivo")).to_be_hidden()
+        context.clear_permissions()
+        page.goto("/mi")
+        expect(page.locator("#posicion-estado")).to_contain_text("el permiso de ubicación está denegado", timeout=15_000)
+        expect(page.locator("#posicion-estado")).not_to_contain_text("User denied")
+
+
 def test_phone_page_first_load_is_under_200_kb(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     officer, _ = _officer(build)
     with logged_in(browser, pw, server.url, officer.email, PASSWORD, "movil", landing="/mi") as (context, _):
@@ -912,6 +926,14 @@ def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Bro
         page.get_by_role("button", name="Siguiente").click()
         expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
         expect(page.locator("#efectivos tr")).to_have_count(5)
+        # The page is in the address: Back returns to the first, Forward and a reload keep the second.
+        assert page.url.endswith("pagina=2"), page.url
+        page.go_back()
+        expect(page.locator("#total")).to_have_text("55 en total · del 1 al 50")
+        page.go_forward()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        page.reload()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
         page.get_by_role("button", name="Nuevo efectivo").click()
         form = page.locator("dialog[open] form")
         form.get_by_label("Código interno").fill("AB")
@@ -940,7 +962,7 @@ def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Bro
         expect(row.locator("[data-disponibilidad]")).to_have_text("No disponible")
         shot(page, "efectivos-gestion", size)
         row.get_by_role("button", name="Dar de baja a Agente Pablo").click()
-        expect(page.locator("#total")).to_have_text("0 en total · del 0 al 0")
+        expect(page.locator("#total")).to_have_text("Sin resultados: nada coincide con estos filtros.")
     [pablo] = _api(server, build, sup, "GET", "/api/v1/efectivos?q=Pablo&activo=false").json()["items"]
     assert (pablo["usuario_id"], pablo["rango"], pablo["activo"]) == (officer.id, "Sargento", False)
 
@@ -1073,7 +1095,7 @@ def test_a_list_opened_without_filters_keeps_its_address(browser: Browser, pw: P
     with logged_in(browser, pw, server.url, admin.email, PASSWORD) as (_, page):
         for path in ("/tareas", "/usuarios"):  # (/efectivos opens filtered to those in service: ?activo=true)
             page.goto(path)
-            expect(page.locator("#total")).to_contain_text("en total")
+            expect(page.locator("#total")).to_have_text(re.compile("en total|Sin resultados: la lista está vacía"))
             assert page.url == server.url + path
         page.goto("/tareas")
         page.get_by_label("Estado").select_option("programada")

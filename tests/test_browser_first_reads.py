@@ -200,6 +200,7 @@ def test_the_board_reads_the_latest_closed_tareas_and_counts_them_all(browser: B
         finalizadas = page.locator('.tarjetas[data-estado="finalizada"] .tarjeta')
         expect(finalizadas).to_have_count(CLOSED_SHOWN)
         expect(finalizadas.first).to_have_attribute("data-tarea-id", str(del_mes_pasado.id))
+        expect(finalizadas.first.locator(".asignados")).to_contain_text("Finalizada el")  # not "Sin asignar": it closed
         contador = page.locator('[data-contador="finalizada"]')
         expect(contador).to_have_text(str(total))
         # Two the board never read (the oldest): one edited, one deleted.

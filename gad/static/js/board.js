@@ -27,7 +27,10 @@ const view = createMap(document.getElementById("mapa"), { onPick: (lat, lng) => 
 Object.assign(dialogApi, setupEmergencyDialog({ view, efectivoNombre: (id) => efectivos.get(id)?.nombre ?? `efectivo ${id}` }));
 
 function card(tarea) {
-  const asignados = tarea.efectivos.map((e) => e.nombre).join(", ") || "Sin asignar";
+  // Closing released its efectivos: "Sin asignar" on a finished tarea read as if nobody had worked it; it says when it
+  // closed instead (the order of its column).
+  const cerrada = CLOSED.includes(tarea.estado) && tarea.cerrada_en ? `${ESTADOS[tarea.estado]} el ${new Date(tarea.cerrada_en).toLocaleString("es-ES", { dateStyle: "short", timeStyle: "short" })}` : null;
+  const asignados = tarea.efectivos.map((e) => e.nombre).join(", ") || cerrada || "Sin asignar";
   const answer = answers.get(tarea.id);
   return el(
     "li",

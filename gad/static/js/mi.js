@@ -380,7 +380,7 @@ function setSharing(on) {
   localStorage.setItem(SHARE, on ? "si" : "no");
   $("compartir").checked = on;
   if (on && watchId === null && "geolocation" in navigator) {
-    watchId = navigator.geolocation.watchPosition(onFix, (error) => ($("posicion-estado").textContent = `No se pudo obtener la posición: ${error.message}`), {
+    watchId = navigator.geolocation.watchPosition(onFix, (error) => ($("posicion-estado").textContent = `No se pudo obtener la posición: ${GEO_ERRORES[error.code] ?? "el teléfono no la dio"}.`), {
       enableHighAccuracy: true,
       maximumAge: 10000,
       timeout: 30000,
@@ -390,6 +390,13 @@ function setSharing(on) {
     watchId = null;
   }
 }
+
+// The browser's own messages are English ("User denied Geolocation"); its codes are standard (GeolocationPositionError).
+const GEO_ERRORES = {
+  1: "el permiso de ubicación está denegado para esta página (actívelo en los ajustes del navegador)",
+  2: "el teléfono no consigue situarse ahora",
+  3: "el teléfono tardó demasiado en situarse",
+};
 
 function currentPosition() {
   return new Promise((resolve) => {

@@ -1,4 +1,5 @@
-// A paged list: "N en total · del X al Y", previous/next, filters from a form; the URL keeps the filters.
+// A paged list: "N en total · del X al Y", previous/next, filters from a form; the URL keeps the filters and the page
+// (`pagina`, from the second on), and each move to another page is a step the browser's Back returns from.
 import { api, newestOnly } from "./api.js";
 
 export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}) }) {
@@ -20,13 +21,17 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
 
   const begin = newestOnly();
 
-  async function load() {
+  async function load({ step = false } = {}) {
     const superseded = begin();
     const query = params();
     const asked = offset; // the page this answer is about, whatever the buttons do meanwhile
+    if (asked > 0) query.set("pagina", String(Math.floor(asked / pageSize) + 1));
     // No filters, no "?": the address stays the one that was opened (and bookmarked, and awaited by whoever opened it).
     const search = query.toString();
-    history.replaceState(null, "", search ? `${location.pathname}?${search}` : location.pathname);
+    const address = search ? `${location.pathname}?${search}` : location.pathname;
+    if (step) history.pushState(null, "", address);
+    else history.replaceState(null, "", address);
+    query.delete("pagina");
     query.set("limit", String(pageSize));
     query.set("offset", String(asked));
     try {
@@ -34,8 +39,8 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
       if (superseded()) return;
       render(data.items);
       shown = asked;
-      const first = data.total ? asked + 1 : 0;
-      total.textContent = `${data.total} en total · del ${first} al ${asked + data.items.length}`;
+      const empty = search ? "Sin resultados: nada coincide con estos filtros." : "Sin resultados: la lista está vacía.";
+      total.textContent = data.total ? `${data.total} en total · del ${asked + 1} al ${asked + data.items.length}` : empty;
       pagina.textContent = `Página ${Math.floor(asked / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
       prev.disabled = asked === 0;
       next.disabled = asked + data.items.length >= data.total;
@@ -50,16 +55,27 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
   });
   prev.addEventListener("click", () => {
     offset = Math.max(0, shown - pageSize);
-    load();
+    load({ step: true });
   });
   next.addEventListener("click", () => {
     offset = shown + pageSize;
+    load({ step: true });
+  });
+  // Filters and page from the URL (a board count links here with ?estado=...; a reload or Back keeps the page).
+  const fromAddress = () => {
+    const search = new URLSearchParams(location.search);
+    for (const [k, v] of search) {
+      const input = form.elements.namedItem(k);
+      if (input) input.value = v;
+    }
+    const pagina = Number.parseInt(search.get("pagina") ?? "1", 10);
+    offset = Number.isFinite(pagina) && pagina > 1 ? (pagina - 1) * pageSize : 0;
+  };
+  fromAddress();
+  window.addEventListener("popstate", () => {
+    form.reset(); // a filter the address no longer names is back to its default
+    fromAddress();
     load();
   });
-  // Filters from the URL (a board count links here with ?estado=...).
-  for (const [k, v] of new URLSearchParams(location.search)) {
-    const input = form.elements.namedItem(k);
-    if (input) input.value = v;
-  }
   return { load, reset: () => ((offset = 0), load()) };
 }

@@ -33,6 +33,14 @@ async function act(fn) {
   await load();
 }
 
+// A tarea that does not exist (or was deleted) or that this usuario may not read: the page says so instead of keeping
+// "Cargando…" above an empty motivo box and no buttons.
+function showUnavailable(error) {
+  document.getElementById("tarea-titulo").textContent = error.status === 404 ? "Esta tarea no existe" : "No puede ver esta tarea";
+  for (const node of root.children) if (!["tarea-titulo", "error"].includes(node.id)) node.hidden = true;
+  showError(error);
+}
+
 const asText = (v) => (v === null || v === undefined ? "" : String(v));
 
 // `keepTouched`: the first answer arrived after the operator began typing (the form opens before it): what they
@@ -151,7 +159,8 @@ async function load({ refill = false } = {}) {
     ({ data: tarea, etag: fresh } = await api(`/api/v1/tasks/${id}`));
   } catch (error) {
     if (superseded()) return;
-    showError(error);
+    if (current === null && (error.status === 404 || error.status === 403)) showUnavailable(error);
+    else showError(error);
     return error;
   }
   if (superseded()) return; // an older answer must not bring back an older ETag: the next write would be 412
