@@ -951,6 +951,10 @@ def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Bro
         row = page.locator("#efectivos tr", has_text="PAB-001")
         expect(row).to_contain_text("sin posición")
         row.get_by_role("button", name="Editar Agente Pablo").click()
+        page.locator("dialog[open] form").get_by_label("Nombre").fill("")
+        page.locator("dialog[open] form").get_by_role("button", name="Guardar").click()
+        expect(page.locator('dialog[open] [id$="-error-nombre"]')).to_have_text("Este campo no puede quedar vacío.")
+        page.locator("dialog[open] form").get_by_label("Nombre").fill("Agente Pablo")
         page.locator("dialog[open] form").get_by_label("Rango").fill("Sargento")
         page.locator("dialog[open] form").get_by_role("button", name="Guardar").click()
         expect(row).to_contain_text("Sargento · Móvil 7")
@@ -1014,21 +1018,27 @@ def test_tarea_edit_says_it_saved_and_that_one_cleared_coordinate_needs_the_othe
 ) -> None:
     """Emptying only the longitude saved nothing and said nothing (the old value came back); a save said nothing either."""
     sup = build.usuario(2)
-    tarea = build.tarea(sup, ubicacion_lat=40.4168, ubicacion_lon=-3.7035)
+    inicio = datetime(2027, 3, 1, 7, 30, 15, 123456, tzinfo=UTC)
+    tarea = build.tarea(sup, ubicacion_lat=40.4168, ubicacion_lon=-3.7035, inicio_programado=inicio, fin_programado=inicio + timedelta(hours=2))
     with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing=f"/tareas/{tarea.id}") as (_, page):
         page.locator("#editar summary").click()
         expect(page.get_by_label("Longitud")).to_have_value("-3.7035")
+        # Instants as the browser's wall clock to the minute (this browser runs on UTC), not UTC with microseconds.
+        expect(page.get_by_label("Inicio programado (ISO 8601 con zona)")).to_have_value("2027-03-01T07:30+00:00")
         page.get_by_label("Longitud").fill("")
         page.get_by_role("button", name="Guardar cambios").click()
         expect(page.locator("#form-tarea-error-ubicacion_lng")).to_have_text("Latitud y longitud van juntas: indique las dos.")
         expect(page.locator("#guardado")).to_be_hidden()
         page.get_by_label("Latitud").fill("")
         page.get_by_role("button", name="Guardar cambios").click()
+        expect(page.locator("#guardado")).to_be_visible()
         expect(page.locator("#guardado")).to_have_text("Cambios guardados.")
+        expect(page.get_by_label("Latitud")).to_have_value("")  # the saved tarea read back
         page.get_by_label("Título").fill("Ronda sin lugar fijo")
         expect(page.locator("#guardado")).to_be_hidden()
     data = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}").json()
     assert (data["ubicacion_lat"], data["ubicacion_lng"]) == (None, None)
+    assert data["inicio_programado"] == "2027-03-01T07:30:15.123456Z"  # shown to the minute, untouched: not rewritten
 
 
 def test_tarea_edit_that_empties_the_titulo_says_so_next_to_it(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

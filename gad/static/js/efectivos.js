@@ -64,8 +64,9 @@ async function edit(e) {
     title: `Editar ${e.codigo_interno}`,
     fields: FIELDS(e, await usuarioOptions(e.usuario_id)),
     onSubmit: async (values) => {
+      // A cleared código or nombre is sent as cleared: the server says, beside the field, that it cannot be empty (left
+      // out, the dialog closed on «Cambios guardados» with the old name still there).
       const changes = clean(values, { numbers: ["usuario_id"] });
-      for (const key of ["codigo_interno", "nombre"]) if (changes[key] === null) delete changes[key];
       await api(`/api/v1/efectivos/${e.id}`, { method: "PATCH", body: changes, headers: { "If-Match": `"${e.version}"` } });
       say("Cambios guardados.");
       list.load();

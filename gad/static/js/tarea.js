@@ -42,13 +42,26 @@ function showUnavailable(error) {
 }
 
 const asText = (v) => (v === null || v === undefined ? "" : String(v));
+const INSTANTS = new Set(["inicio_programado", "fin_programado"]);
+const pad = (n) => String(Math.trunc(Math.abs(n))).padStart(2, "0");
+// An instant as the operator reads and types it: this browser's wall clock with its offset, to the minute
+// ("2026-12-03T21:04+01:00"), not the API's UTC with microseconds. Typed back, it is what the API reads.
+function localInstant(value) {
+  if (!value) return "";
+  const moment = new Date(value);
+  const offset = -moment.getTimezoneOffset();
+  const wall = new Date(moment.getTime() + offset * 60000).toISOString().slice(0, 16);
+  return `${wall}${offset >= 0 ? "+" : "-"}${pad(offset / 60)}:${pad(offset % 60)}`;
+}
+// What the form shows for a field of the tarea, and what an untouched field is compared with.
+const shown = (field, value) => (INSTANTS.has(field) ? localInstant(value) : asText(value));
 
 // `keepTouched`: the first answer arrived after the operator began typing (the form opens before it): what they
 // typed stays, and only the fields they did not touch are filled.
 function fillForm(tarea, { keepTouched = false } = {}) {
   if (!form) return;
   base = tarea;
-  for (const field of EDITABLE) if (!(keepTouched && touched.has(field))) form.elements.namedItem(field).value = asText(tarea[field]);
+  for (const field of EDITABLE) if (!(keepTouched && touched.has(field))) form.elements.namedItem(field).value = shown(field, tarea[field]);
   if (!keepTouched) touched.clear();
   clearFormErrors(form);
 }
@@ -57,7 +70,7 @@ function formChanges() {
   const changes = {};
   for (const field of EDITABLE) {
     const value = form.elements.namedItem(field).value.trim();
-    if (value === asText(base[field])) continue;
+    if (value === shown(field, base[field])) continue;
     if (value === "") changes[field] = null;
     else if (["prioridad", "ubicacion_lat", "ubicacion_lng"].includes(field) && /^-?\d+(\.\d+)?$/.test(value.replace(",", "."))) changes[field] = Number(value.replace(",", "."));
     else changes[field] = value;
@@ -99,8 +112,8 @@ async function showConflict(changes) {
         "tr",
         { class: theirs && mine ? "choque" : "", "data-campo": field },
         el("th", { scope: "row" }, LABELS[field]),
-        el("td", {}, asText(base[field]) || "—"),
-        el("td", {}, theirs ? asText(latest[field]) || "—" : "(sin cambios)"),
+        el("td", {}, shown(field, base[field]) || "—"),
+        el("td", {}, theirs ? shown(field, latest[field]) || "—" : "(sin cambios)"),
         el("td", {}, mine ? asText(changes[field]) || "—" : "(sin cambios)"),
       ),
     );
