@@ -52,6 +52,13 @@ def test_planning_week_shows_agenda_creates_checks_and_moves_turnos(browser: Bro
         expect(page.locator(f'tr[data-efectivo-id="{luis.id}"] .bloque.licencia')).to_contain_text("Formación")
         expect(page.locator("#cabecera th").nth(1)).to_contain_text("Lunes")
 
+        # Its end before its start: said in Spanish (the form showed the field's English, "must be after inicio").
+        page.locator("#turno-efectivo").select_option(str(luis.id))
+        page.get_by_label("Inicio").fill(_local_input(_this_week(1, 15)))
+        page.get_by_label("Fin", exact=True).fill(_local_input(_this_week(1, 7)))
+        page.get_by_role("button", name="Comprobar conflictos").click()
+        expect(page.locator("#conflictos")).to_have_text("El fin debe ser posterior al inicio.")
+
         # A new shift for Luis on Tuesday: no conflicts, saved, drawn.
         page.locator("#turno-efectivo").select_option(str(luis.id))
         page.get_by_label("Inicio").fill(_local_input(_this_week(1, 7)))

@@ -971,6 +971,21 @@ def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Bro
     assert (pablo["usuario_id"], pablo["rango"], pablo["activo"]) == (officer.id, "Sargento", False)
 
 
+def test_a_refusal_said_by_its_field_is_not_repeated_above_the_form(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
+    """A duplicate código read "No es posible en el estado actual. Ya hay un efectivo con ese código." twice: at the
+    top of the dialog and under the field."""
+    sup = build.usuario(2)
+    build.efectivo(codigo_interno="DUP-001")
+    with logged_in(browser, pw, server.url, sup.email, PASSWORD, "escritorio", landing="/efectivos") as (_, page):
+        page.get_by_role("button", name="Nuevo efectivo").click()
+        form = page.locator("dialog[open] form")
+        form.get_by_label("Código interno").fill("DUP-001")
+        form.get_by_label("Nombre").fill("Agente Repetido")
+        form.get_by_role("button", name="Crear").click()
+        expect(form.locator('[id$="-error-codigo_interno"]')).to_contain_text("Ya hay un efectivo")
+        expect(form.locator(".form-alerta")).to_have_text("Revise los campos marcados.")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_tarea_edit_that_lost_a_race_shows_the_other_change_and_reapplies_mine(
     browser: Browser, pw: Playwright, server: LiveServer, build: Builders, size: str

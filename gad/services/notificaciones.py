@@ -479,13 +479,13 @@ def escalate_due(now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
             continue
         n.escalada_en = now
         _record(NotificationEscalated, n, None)
-        late = int((now - n.escalar_en).total_seconds()) if n.escalar_en else 0
         escalations += [
             new_notificacion(
                 uid,
                 causa=CausaNotificacion.ESCALACION,
                 titulo=f"Sin respuesta: {n.titulo}",
-                texto=f"Nadie respondió a «{n.titulo}» dentro del plazo (notificación {n.id}, retraso {late} s).",
+                # Said to people: the notification it escalates is origen_id, and the sweeper's delay is in the log.
+                texto=f"Nadie respondió a «{n.titulo}» dentro del plazo.",
                 prioridad=max(n.prioridad, 4),
                 actor_id=None,
                 now=now,

@@ -197,7 +197,10 @@ export function showFormErrors(form, error) {
   const alert = form.querySelector(".form-alerta");
   if (alert) {
     alert.hidden = false;
-    alert.textContent = rest.length ? rest.join(" ") : error.message;
+    // Every error said by its field: the alert only points at them (it repeated a 409's whole sentence, "No es posible
+    // en el estado actual. Ya hay un efectivo con ese código", above the same words under the field).
+    const placed = Object.keys(errors).length > 0 && rest.length === 0;
+    alert.textContent = rest.length ? rest.join(" ") : placed ? STATUS_TEXT[422] : error.message;
   }
   form.querySelector("[aria-invalid='true']")?.focus();
 }

@@ -183,7 +183,7 @@ async function comprobar() {
     mostrar(data.conflictos);
     return data.conflictos;
   } catch (error) {
-    mostrar(error.problem?.errors?.[0]?.message ?? error.message);
+    mostrar(error.problem?.errors?.[0]?.mensaje ?? error.problem?.mensaje ?? error.message);
     return null;
   }
 }
@@ -205,7 +205,7 @@ async function guardar(event) {
     const c = error.problem?.conflicto;
     if (error.status === 409 && c) mostrar([c]);
     else if (error.status === 412) mostrar("El turno cambió mientras lo editaba; vuelva a abrirlo.");
-    else mostrar(error.problem?.errors?.[0]?.message ?? error.message);
+    else mostrar(error.problem?.errors?.[0]?.mensaje ?? error.problem?.mensaje ?? error.message);
   }
 }
 
