@@ -368,6 +368,20 @@ def test_the_login_and_password_forms_refuse_what_the_api_refuses_on_the_form(cl
     assert client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 200  # unchanged
 
 
+def test_the_login_page_says_how_long_a_lock_lasts_and_puts_the_cursor_where_to_act(client: FlaskClient, build: Builders, app: Flask) -> None:
+    """«Demasiados intentos. Inténtelo más tarde.» left a person guessing for how long; after a refusal the cursor
+    stayed nowhere."""
+    user = build.usuario(1)
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        token = _csrf(client.get("/login").get_data(as_text=True))
+        wrong = client.post("/login", data={"email": user.email, "password": "nope-nope-nope", "csrf_token": token})
+        assert wrong.status_code == 401 and re.search(r'id="password"[^>]* autofocus', wrong.get_data(as_text=True))
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    locked = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    minutos = app.config["LOGIN_LOCKOUT_MINUTES"]
+    assert locked.status_code == 429 and f"Inténtelo dentro de {minutos} minutos." in locked.get_data(as_text=True)
+
+
 def test_the_password_page_says_an_administrador_chose_it_only_when_one_did(client: FlaskClient, build: Builders) -> None:
     """Opened from the top bar to change a password of one's own, the page said "Su contraseña la eligió un
     administrador", which was not so."""

@@ -74,6 +74,7 @@ def test_create_form_shows_server_validation_errors_next_to_fields(browser: Brow
         expect(page.locator("#error-codigo")).to_be_visible()
         expect(page.locator("#error-titulo")).to_be_visible()
         expect(page.get_by_label("Título")).to_have_attribute("aria-invalid", "true")
+        expect(page.get_by_label("Código (MAYÚSCULAS, 3-20)")).to_be_focused()  # the first field to fix
     finally:
         ctx.close()
 

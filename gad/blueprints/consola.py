@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, redirect, request, send_from_directory
 from pydantic import ValidationError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gad.blueprints.pages import _login_redirect, _render
+from gad.blueprints.pages import _login_redirect, _render, too_many_attempts
 from gad.blueprints.pages import bp as pages_bp
 from gad.blueprints.reportes import pages as informes_pages
 from gad.blueprints.turnos import pages as planificacion_pages
@@ -74,7 +74,7 @@ def cambiar_clave() -> WerkzeugResponse | str | tuple[str, int, dict[str, str]]:
                     errors[field_error["field"].removeprefix("body.")] = field_error.get("mensaje") or "Contraseña no válida."
                 if exc.status == 429:  # the current password was guessed at too often: as the login form says it
                     status, headers = 429, exc.headers
-                    errors["general"] = "Demasiados intentos. Inténtelo más tarde."
+                    errors["general"] = too_many_attempts(exc)
                 if not errors:
                     errors["general"] = "No se pudo cambiar la contraseña."
             else:

@@ -132,7 +132,7 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
         usuario, _ = auth.login(email, password, client_address())
     except AppError as exc:
         commit_or_problem()
-        message = "Demasiados intentos. Inténtelo más tarde." if exc.status == 429 else "Correo o contraseña incorrectos."
+        message = too_many_attempts(exc) if exc.status == 429 else "Correo o contraseña incorrectos."
         return render_template("login.html", next=target, error=message, email=email), exc.status, exc.headers
     # A login over an open session (a login page loaded while someone was signed in) ends that session, whose cookie
     # copies would otherwise stay valid until idle, and has the landing page forget its usuario's data if they were
@@ -147,6 +147,13 @@ def login_submit() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
     # officer lands on the phone page they came for, not on the operators' board (heavy on a slow link).
     landing = url_for("pages.index") if is_supervisor(usuario) else url_for("consola.mi_servicio")
     return redirect(target if is_local_path(target) else landing)
+
+
+def too_many_attempts(exc: AppError) -> str:
+    """The lock's message on a page, with how long it lasts (its Retry-After): «más tarde» left a person guessing."""
+    seconds = int(exc.headers.get("Retry-After", "0") or 0) if exc.headers else 0
+    minutos = max(1, -(-seconds // 60))
+    return f"Demasiados intentos. Inténtelo dentro de {minutos} minuto{'s' if minutos != 1 else ''}."
 
 
 @bp.post("/logout")
