@@ -143,7 +143,9 @@ def _python_usuarios(actor: Usuario, filters: dict[str, Any], limit: int, offset
 def test_postgres_built_usuarios_equal_the_python_path_and_hide_the_same_fields(app: Flask, build: Builders) -> None:
     supervisor, admin, agente = build.usuario(2, telefono="+34 1", telegram_id=77), build.usuario(3, telegram_id=78), build.usuario(1)
     _usuarios(build)
+    linked = [build.efectivo(usuario_id=agente.id).usuario_id]
     filter_sets: list[dict[str, Any]] = [{}, {"nivel": 1}, {"nivel": 3, "activo": True}, {"activo": False}, {"q": "ñandú"}, {"q": "%_\\"}, {"q": "ñ"}]
+    filter_sets += [{"con_efectivo": True}, {"nivel": 1, "activo": True, "con_efectivo": False}]
     with app.app_context():
         hidden_seen = 0
         for actor_id in [supervisor.id, admin.id]:
@@ -163,6 +165,13 @@ def test_postgres_built_usuarios_equal_the_python_path_and_hide_the_same_fields(
             assert _values(json.dumps(everything)) == _values(_python_usuarios(actor, {"nivel": None, "activo": None, "q": None}, 200, 0))
             assert any(item["debe_cambiar_clave"] for item in everything["items"]) and not all(item["debe_cambiar_clave"] for item in everything["items"])
         assert hidden_seen > 20  # the supervisor's pages left dni out
+        # The new-efectivo dialog offers only usuarios no efectivo is linked to (offered one, the create was a 409).
+        actor = db.session.get(Usuario, admin.id)
+        assert actor is not None
+        with_one = json.loads(usuarios.list_usuarios_json(actor, nivel=None, activo=None, q=None, con_efectivo=True, limit=200, offset=0))
+        without = json.loads(usuarios.list_usuarios_json(actor, nivel=1, activo=None, q=None, con_efectivo=False, limit=200, offset=0))
+        assert [item["id"] for item in with_one["items"]] == linked and agente.id not in {item["id"] for item in without["items"]}
+        assert without["total"] > 10
         for path in (usuarios.list_usuarios, usuarios.list_usuarios_json):
             with pytest.raises(Forbidden):
                 path(db.session.get(Usuario, agente.id), nivel=None, activo=None, q=None, limit=5, offset=0)  # type: ignore[operator]

@@ -62,7 +62,14 @@ def list_usuarios() -> Response:
     # PostgreSQL builds the page's JSON, personal fields left out as _out does (tests/test_list_json.py).
     return raw_json(
         usuarios.list_usuarios_json(
-            current_user(), nivel=query.nivel, activo=query.activo, q=query.q, telegram_id=query.telegram_id, limit=query.limit, offset=query.offset
+            current_user(),
+            nivel=query.nivel,
+            activo=query.activo,
+            q=query.q,
+            telegram_id=query.telegram_id,
+            con_efectivo=query.con_efectivo,
+            limit=query.limit,
+            offset=query.offset,
         )
     )
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, String, bindparam, case, false, func, literal_column, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, String, bindparam, case, exists, false, func, literal_column, or_, select
 
 from gad import policy
 from gad.db_session import for_update, read_row
 from gad.errors import Conflict, Forbidden, NotFound, ValidationProblem, field_error
 from gad.extensions import db
-from gad.models import Usuario
+from gad.models import Efectivo, Usuario
 from gad.models.usuario import DEBE_CAMBIAR_CLAVE
 from gad.pg import PreparedShapes
 from gad.realtime import events
@@ -80,7 +80,9 @@ def get_usuario(actor: Usuario, usuario_id: int) -> Usuario:
     return usuario
 
 
-def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | None, telegram_id: int | None) -> Select[tuple[Usuario]]:
+def _matching(
+    actor: Usuario, nivel: int | None, activo: bool | None, q: str | None, telegram_id: int | None, con_efectivo: bool | None = None
+) -> Select[tuple[Usuario]]:
     """The usuarios matching the filters, in list order (id). Raises Forbidden below supervisor, and for a lookup by
     telegram_id below administrador. The values are named bind parameters (``_filter_values``): the same filters
     present give the same SQL."""
@@ -93,6 +95,9 @@ def _matching(actor: Usuario, nivel: int | None, activo: bool | None, q: str | N
         query = query.where(Usuario.telegram_id == bindparam("telegram_id", values["telegram_id"], type_=BigInteger))
     if activo is not None:
         query = query.where(Usuario.activo.is_(activo))
+    if con_efectivo is not None:
+        linked = exists().where(Efectivo.usuario_id == Usuario.id)
+        query = query.where(linked if con_efectivo else ~linked)
     if "q" in values:
         like = bindparam("q", values["q"], type_=String)
         searched = [column.ilike(like) for column in (Usuario.nombre, Usuario.apellido, Usuario.email)]
@@ -124,10 +129,18 @@ def _filter_values(nivel: int | None, q: str | None, telegram_id: int | None) ->
 
 
 def list_usuarios(
-    actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int, telegram_id: int | None = None
+    actor: Usuario,
+    *,
+    nivel: int | None,
+    activo: bool | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+    telegram_id: int | None = None,
+    con_efectivo: bool | None = None,
 ) -> tuple[list[Usuario], int]:
     """A page of usuarios as ORM objects and the total (the API answers ``list_usuarios_json``). Raises Forbidden."""
-    return paginate(_matching(actor, nivel, activo, q, telegram_id), limit, offset)
+    return paginate(_matching(actor, nivel, activo, q, telegram_id, con_efectivo), limit, offset)
 
 
 # Python truthiness of a JSON value, as ``Usuario.debe_cambiar_clave`` reads its flag out of ``extra``.
@@ -151,7 +164,15 @@ _PAGES = PreparedShapes(64)
 
 
 def list_usuarios_json(
-    actor: Usuario, *, nivel: int | None, activo: bool | None, q: str | None, limit: int, offset: int, telegram_id: int | None = None
+    actor: Usuario,
+    *,
+    nivel: int | None,
+    activo: bool | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+    telegram_id: int | None = None,
+    con_efectivo: bool | None = None,
 ) -> str:
     """``list_usuarios`` as Page[UsuarioOut] JSON built by PostgreSQL in one statement, each usuario without the
     personal fields ``actor`` may not see (gad/policy.py decides: one shape for the actor's own row, one for
@@ -160,7 +181,7 @@ def list_usuarios_json(
     values = _filter_values(nivel, q, telegram_id)
     own_hidden = policy.hidden_personal_fields(actor, actor.id)
     others_hidden = policy.hidden_personal_fields(actor, 0)  # 0: no usuario has it, so "someone else"
-    shape = (tuple(values), activo, own_hidden, others_hidden, policy.may_search_by_dni(actor))
+    shape = (tuple(values), activo, con_efectivo, own_hidden, others_hidden, policy.may_search_by_dni(actor))
 
     def build() -> Any:
         own, others = _page_item(own_hidden), _page_item(others_hidden)
@@ -168,7 +189,7 @@ def list_usuarios_json(
         def item(page: Any) -> ColumnElement[Any]:
             return own if own is others else case((page.id == bindparam("actor_id", actor.id, type_=Integer), own), else_=others)
 
-        return json_sql.page(_matching(actor, nivel, activo, q, telegram_id), (Usuario.id,), limit, offset, item)
+        return json_sql.page(_matching(actor, nivel, activo, q, telegram_id, con_efectivo), (Usuario.id,), limit, offset, item)
 
     row = read_row(_PAGES.get(shape, build), values | {"limit": limit, "offset": offset, "actor_id": actor.id})
     assert row is not None  # an aggregate: always one row

@@ -17,7 +17,8 @@ function say(text) {
 async function usuarioOptions(current) {
   if (!supervisor) return [["", "—"]];
   try {
-    const { data } = await api("/api/v1/users?limit=200&activo=true&nivel=1");
+    // Only usuarios no other efectivo is linked to (offered one, the create was refused with a 409); this one's own stays.
+    const { data } = await api("/api/v1/users?limit=200&activo=true&nivel=1&con_efectivo=false");
     return [["", "Sin usuario"], ...data.items.map((u) => [u.id, `${u.nombre} ${u.apellido} (${u.email})`]), ...(current && !data.items.some((u) => u.id === current) ? [[current, `usuario ${current}`]] : [])];
   } catch {
     return [["", "Sin usuario"]];
