@@ -19,7 +19,10 @@ async function usuarioOptions(current) {
   try {
     // Only usuarios no other efectivo is linked to (offered one, the create was refused with a 409); this one's own stays.
     const { data } = await api("/api/v1/users?limit=200&activo=true&nivel=1&con_efectivo=false");
-    return [["", "Sin usuario"], ...data.items.map((u) => [u.id, `${u.nombre} ${u.apellido} (${u.email})`]), ...(current && !data.items.some((u) => u.id === current) ? [[current, `usuario ${current}`]] : [])];
+    const label = (u) => `${u.nombre} ${u.apellido} (${u.email})`;
+    // Editing a linked efectivo: its own usuario is linked, so not in that list; it stays the choice shown.
+    const own = current ? await api(`/api/v1/users/${current}`).then(({ data: u }) => [[u.id, label(u)]], () => [[current, `usuario ${current}`]]) : [];
+    return [["", "Sin usuario"], ...own, ...data.items.map((u) => [u.id, label(u)])];
   } catch {
     return [["", "Sin usuario"]];
   }
