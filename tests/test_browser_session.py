@@ -234,7 +234,9 @@ def test_a_start_the_server_took_stays_shown_when_the_reload_after_it_fails(brow
 def test_an_officer_who_raised_an_sos_is_offered_no_buttons_the_server_refuses(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:
     sup = build.usuario(2)
     reporter = build.usuario(1)
-    build.efectivo(usuario_id=reporter.id)
+    suyo = build.efectivo(usuario_id=reporter.id)
+    asignada = build.tarea(sup)
+    build.asignacion(asignada, suyo)
     raised = _api(server, build, reporter, "POST", "/api/v1/tasks/emergency", json={"lat": 40.4169, "lng": -3.7035})
     assert raised.status_code == 201, raised.text
     tarea_id = raised.json()["tarea"]["id"]
@@ -243,6 +245,14 @@ def test_an_officer_who_raised_an_sos_is_offered_no_buttons_the_server_refuses(b
         card = page.locator(f'#actuales [data-tarea-id="{tarea_id}"]')
         expect(card).to_contain_text("Usted dio el aviso: la central la gestiona.")
         expect(card.get_by_role("button")).to_have_count(0)
+        # Its own page too (it offered "Pasar a Finalizada / Pasar a Pausada", each refused with a 403).
+        page.goto(f"/tareas/{tarea_id}")
+        expect(page.locator("#tarea-estado")).to_have_text("En curso")
+        expect(page.locator("#acciones button")).to_have_count(0)
+        expect(page.locator("#motivo")).to_be_hidden()
+        page.goto(f"/tareas/{asignada.id}")  # one assigned to them: its transitions are theirs
+        expect(page.get_by_role("button", name="Pasar a En curso")).to_be_visible()
+        expect(page.locator("#motivo")).to_be_visible()
 
 
 def test_a_board_whose_session_ended_elsewhere_says_so(browser: Browser, pw: Playwright, server: LiveServer, build: Builders) -> None:

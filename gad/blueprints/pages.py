@@ -25,7 +25,7 @@ from gad.realtime import events
 from gad.schemas.auth import LoginIn
 from gad.schemas.tareas import TareaIn
 from gad.security import check_csrf, csrf_matches, current_browser_session, end_session, is_local_path, page_user, start_session
-from gad.services import auth, tareas
+from gad.services import auth, efectivos, tareas
 from gad.text import canonical_email
 from gad.vocab import TRANSICIONES, EstadoTarea, TipoTarea
 
@@ -187,7 +187,10 @@ def tarea_detalle(tarea_id: int) -> WerkzeugResponse | str:
     usuario = page_user()
     if usuario is None:
         return _login_redirect()
-    return _render("tarea.html", usuario, tarea_id=tarea_id)
+    # An officer acts only on tareas assigned or delegated to them (the server refuses the rest): the page offers the
+    # transitions only then, and needs to know which efectivo is theirs.
+    mi_efectivo = None if is_supervisor(usuario) else efectivos.efectivo_id_of(usuario.id)
+    return _render("tarea.html", usuario, tarea_id=tarea_id, mi_efectivo=mi_efectivo)
 
 
 # The new-tarea form's fields, in order: name, label and input type ("select": the tipos; "decimal": a text field

@@ -86,6 +86,11 @@ def _check_usuario_link(usuario_id: int | None, exclude_id: int | None = None) -
         raise Conflict("That usuario is already linked to another efectivo.", mensaje="Ese usuario ya está vinculado a otro efectivo.", field="usuario_id")
 
 
+def efectivo_id_of(usuario_id: int) -> int | None:
+    """The id of the efectivo linked to the usuario, if any."""
+    return db.session.scalar(select(Efectivo.id).where(Efectivo.usuario_id == usuario_id))
+
+
 def _check_codigo(codigo: str | None, exclude_id: int | None = None) -> None:
     if codigo is None:
         return

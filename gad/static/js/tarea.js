@@ -7,6 +7,8 @@ const root = document.getElementById("tarea");
 const id = Number(root.dataset.tareaId);
 const transiciones = JSON.parse(root.dataset.transiciones);
 const supervisor = root.dataset.supervisor === "si";
+const me = Number(document.body.dataset.usuarioId);
+const miEfectivo = Number(root.dataset.miEfectivo ?? Number.NaN);
 const errorBox = document.getElementById("error");
 const form = document.getElementById("form-tarea");
 const EDITABLE = ["titulo", "descripcion", "tipo", "prioridad", "inicio_programado", "fin_programado", "ubicacion_lat", "ubicacion_lng", "ubicacion_descripcion", "notas"];
@@ -188,8 +190,13 @@ async function load({ refill = false } = {}) {
   document.getElementById("tarea-prioridad").textContent = String(tarea.prioridad);
   document.getElementById("tarea-descripcion").textContent = tarea.descripcion ?? "";
   const motivo = () => document.getElementById("motivo").value.trim() || undefined;
+  // As the server decides: a supervisor, the delegado or an assigned efectivo. An officer who raised an SOS reads its
+  // tarea but its buttons would only ever be refused (403).
+  const puede = supervisor || tarea.delegado_usuario_id === me || tarea.efectivos.some((e) => e.efectivo_id === miEfectivo);
+  const ofrecidas = puede ? (transiciones[tarea.estado] ?? []) : [];
+  for (const id of ["motivo", "motivo-label"]) document.getElementById(id).hidden = ofrecidas.length === 0;
   document.getElementById("acciones").replaceChildren(
-    ...(transiciones[tarea.estado] ?? []).map((estado) =>
+    ...ofrecidas.map((estado) =>
       el(
         "button",
         {
