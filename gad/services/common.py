@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 
-from gad.errors import PreconditionFailed, ValidationProblem
+from gad.errors import PreconditionFailed
 from gad.extensions import db
 
 T = TypeVar("T")
@@ -83,20 +82,3 @@ def changes_nothing(obj: Any, changes: dict[str, Any]) -> bool:
 def apply_changes(obj: Any, changes: dict[str, Any]) -> None:
     for name, value in changes.items():
         setattr(obj, name, value)
-
-
-# A phone's clock may run a little ahead of ours; beyond this a time it reports is refused as being in the future.
-DEVICE_CLOCK_SKEW = timedelta(seconds=30)
-
-
-def device_time(reported: datetime | None, now: datetime, field: str, mensaje: str) -> datetime:
-    """When a phone says something happened (a fix taken, a button pressed offline and sent later): ``now`` when it
-    says nothing; refused (422 on ``field``) when in the future beyond the clock skew, and read as ``now`` within it."""
-    if reported is None:
-        return now
-    if reported > now + DEVICE_CLOCK_SKEW:
-        raise ValidationProblem(
-            "The time given is in the future.",
-            errors=[{"field": field, "message": "must not be in the future", "type": "future_time", "mensaje": mensaje}],
-        )
-    return min(reported, now)

@@ -8,11 +8,12 @@ The backfill takes, for each closed tarea, the moment its history says it moved 
 are final: there is one such transition; an entry without estado_anterior is a creation or the importer's note of
 where the state came from, written at the import), else its fin_real, else its updated_at (an imported tarea whose
 source kept no history of its closing: the last thing known about it), as the importer now does. The CHECK keeps
-the column set exactly when the estado is final; the partial index serves the board's read, and since the
-column is written only in the update that changes the estado (which already updates ix_tareas_estado_activas),
-it costs the tarea's other updates nothing.
+the column set exactly when the estado is final, and a trigger dates a close that comes without it (an older
+machine still serving during the rolling deploy that runs this). The index serves the board's read (the latest
+closed, estado filtered on the way); the column is written only by the update that changes the estado (which already
+updates ix_tareas_estado_activas), so it costs the tarea's other updates nothing (they stay HOT).
 
-Downgrade drops the index, the constraint and the column.
+Downgrade drops the index, the trigger, the constraint and the column.
 
 Revision ID: 0004q
 Revises: 0004p
@@ -42,15 +43,29 @@ def upgrade():
         """
     )
     op.create_check_constraint(op.f("ck_tareas_cerrada_en_si_cerrada"), "tareas", "(estado IN ('cancelada', 'finalizada')) = (cerrada_en IS NOT NULL)")
+    # Old machines still serve while a rolling deploy runs this, and they close tareas without cerrada_en: the CHECK
+    # would refuse every such close. The trigger dates any close that comes without it (theirs, or a hand-written
+    # UPDATE), so the rule holds from the first moment; GAD's own transitions set it themselves.
+    op.execute(
+        """
+        CREATE FUNCTION gad_tareas_cerrada_en() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.estado IN ('cancelada', 'finalizada') AND NEW.cerrada_en IS NULL THEN
+                NEW.cerrada_en := now();
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute("CREATE TRIGGER tareas_cerrada_en BEFORE INSERT OR UPDATE OF estado ON tareas FOR EACH ROW EXECUTE FUNCTION gad_tareas_cerrada_en()")
     op.create_index(
-        "ix_tareas_cerradas",
-        "tareas",
-        ["estado", sa.text("cerrada_en DESC NULLS LAST"), sa.text("id DESC")],
-        postgresql_where=sa.text("deleted_at IS NULL AND cerrada_en IS NOT NULL"),
+        "ix_tareas_cerradas", "tareas", [sa.text("cerrada_en DESC NULLS LAST"), sa.text("id DESC")], postgresql_where=sa.text("deleted_at IS NULL")
     )
 
 
 def downgrade():
     op.drop_index("ix_tareas_cerradas", table_name="tareas")
+    op.execute("DROP TRIGGER tareas_cerrada_en ON tareas")
+    op.execute("DROP FUNCTION gad_tareas_cerrada_en()")
     op.drop_constraint(op.f("ck_tareas_cerrada_en_si_cerrada"), "tareas", type_="check")
     op.drop_column("tareas", "cerrada_en")
