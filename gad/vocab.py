@@ -78,6 +78,8 @@ MOTIVOS_AUTOMATICOS: dict[EstadoTarea, str] = {
     EstadoTarea.PAUSADA: "Tarea pausada",
 }
 MOTIVO_POR_DEFECTO = "Cambio de estado"
+# Back to en_curso from a pause is no start: "Tarea iniciada" there read as if the work began again.
+MOTIVO_REANUDADA = "Tarea reanudada"
 
 
 def sql_in(values: Iterable[StrEnum]) -> str:

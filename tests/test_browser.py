@@ -1025,7 +1025,7 @@ def test_a_motivo_is_recorded_with_its_own_change_only(browser: Browser, pw: Pla
         page.get_by_role("button", name="Pasar a En curso").click()
         expect(page.locator("#tarea-estado")).to_have_text("En curso")
     historial = _api(server, build, sup, "GET", f"/api/v1/tasks/{tarea.id}/historial").json()
-    assert [(h["estado_nuevo"], h["motivo"]) for h in historial] == [("pausada", "Pausa para café"), ("en_curso", "Tarea iniciada")]
+    assert [(h["estado_nuevo"], h["motivo"]) for h in historial] == [("pausada", "Pausa para café"), ("en_curso", "Tarea reanudada")]
 
 
 def test_tarea_edit_says_it_saved_and_that_one_cleared_coordinate_needs_the_other(

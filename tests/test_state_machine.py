@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from gad.errors import InvalidTransition
 from gad.extensions import db
@@ -46,6 +49,7 @@ def test_full_lifecycle_sets_times_history_and_efectivo_availability(app: Flask,
         ("en_curso", "finalizada"),
     ]
     assert history[0]["motivo"] == "Tarea iniciada" and history[1]["motivo"] == "Relevo" and history[3]["motivo"] == "Tarea completada"
+    assert history[2]["motivo"] == "Tarea reanudada"  # not "iniciada": the work did not begin again
     assert all(h["usuario_id"] == sup.id for h in history)
 
 
@@ -106,8 +110,8 @@ def test_closed_lists_read_latest_closed_first_whatever_their_age(client: FlaskC
 
 def test_a_change_sent_late_takes_the_time_it_was_made_within_the_tareas_order(client: FlaskClient, build: Builders) -> None:
     """A patrol started and finished on a phone without coverage reached the server in two requests 0.06 s apart, and
-    that was its duration in every report. ``ocurrido_en`` dates a change; never before the tarea's previous change,
-    never in the future (30 s of clock skew read as now, more refused)."""
+    that was its duration in every report. ``ocurrido_en`` dates a change, within bounds the phone's clock cannot
+    move: never in the future, never before the tarea's previous change or first assignment, nor a day back."""
     sup = build.usuario(2)
     headers = build.headers(sup)
     now = datetime.now(UTC)
@@ -132,11 +136,63 @@ def test_a_change_sent_late_takes_the_time_it_was_made_within_the_tareas_order(c
     assert [h["estado_nuevo"] for h in history] == ["en_curso", "pausada", "en_curso", "finalizada"]
     times = [moment(h["created_at"]) for h in history]
     assert times[0] == now - timedelta(minutes=50) and times == sorted(times)
-    other = build.tarea(sup)
-    refused = client.post(
-        f"/api/v1/tasks/{other.id}/estado", json={"estado": "en_curso", "ocurrido_en": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}, headers=headers
+    # A phone's clock running fast does not block a change (it is now); one set back does not date it before the
+    # tarea's first assignment, nor more than a day ago.
+    fast = build.tarea(sup)
+    ahead = client.post(
+        f"/api/v1/tasks/{fast.id}/estado", json={"estado": "en_curso", "ocurrido_en": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}, headers=headers
     )
-    assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "body.ocurrido_en"
+    assert ahead.status_code == 200 and moment(ahead.get_json()["inicio_real"]) <= datetime.now(UTC)
+    assigned_at = now - timedelta(minutes=30)
+    assigned = build.tarea(sup, created_at=now - timedelta(hours=3), primera_asignacion_en=assigned_at)
+    slow = client.post(
+        f"/api/v1/tasks/{assigned.id}/estado", json={"estado": "en_curso", "ocurrido_en": (now - timedelta(hours=2)).isoformat()}, headers=headers
+    )
+    assert moment(slow.get_json()["inicio_real"]) == assigned_at
+    old = build.tarea(sup, created_at=now - timedelta(days=5))
+    last_week = client.post(
+        f"/api/v1/tasks/{old.id}/estado", json={"estado": "en_curso", "ocurrido_en": (now - timedelta(days=4)).isoformat()}, headers=headers
+    )
+    assert moment(last_week.get_json()["inicio_real"]) >= now - timedelta(hours=24)
+
+
+def test_the_boards_closed_read_walks_its_index_instead_of_sorting_every_closed_tarea(app_with: Callable[..., Flask], build: Builders) -> None:
+    """History only grows (a year: hundreds of thousands of closed tareas). The first index for the closed columns led by
+    estado, which PostgreSQL cannot use for ``estado = ANY(...)`` in this order: every board load sorted them all. The
+    statement the list sends is planned with sorting priced out: its order must come from ix_tareas_cerradas."""
+    app = app_with(DB_PREPARED_STATEMENTS=False)  # the statement as text, its values in it
+    sup = build.usuario(2)
+    for n in range(3):
+        build.tarea(sup, estado=["finalizada", "cancelada", "programada"][n])
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append(cursor.mogrify(statement, parameters).decode())
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = app.test_client().get("/api/v1/tasks?estado=finalizada&sort=-cerrada_en&limit=20", headers=build.headers(sup))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert answer.status_code == 200 and answer.get_json()["total"] == 1
+    [page] = [statement for statement in sent if "cerrada_en" in statement and "ORDER BY" in statement]
+    with app.app_context(), db.engine.connect() as connection:
+        connection.exec_driver_sql("SET enable_sort = off")
+        connection.exec_driver_sql("SET enable_seqscan = off")
+        plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {page}").scalar()
+
+    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    every = list(nodes(plan[0]["Plan"]))
+    assert any(n.get("Index Name") == "ix_tareas_cerradas" for n in every), plan
+    # The page's own order (what a page of 20 out of every closed tarea would have to sort) comes from the index; the
+    # sorts left order the 20 rows taken and each one's assignments.
+    assert not [n for n in every if n["Node Type"] == "Sort" and any("cerrada_en" in key for key in n["Sort Key"])], plan
 
 
 def test_cancel_releases_efectivos(client: FlaskClient, build: Builders) -> None:

@@ -91,8 +91,8 @@ class TransicionIn(InModel):
     ocurrido_en: UtcDatetime | None = Field(
         None,
         description="When the change was made, for one sent late (an action a phone kept offline): the tarea's times "
-        "(inicio_real, pausado_en, fin_real, cerrada_en) and its history take it. Not in the future (a clock up to 30 s "
-        "ahead reads as now); one before the tarea's previous change reads as that change's moment. Default: now.",
+        "(inicio_real, pausado_en, fin_real, cerrada_en) and its history take it. A time ahead of the server's reads as "
+        "now; it is never earlier than the tarea's previous change, its first assignment or 24 hours ago. Default: now.",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, DateTime, Float, Integer, Select, String, any_, bindparam, func, or_, select, text
@@ -23,7 +23,7 @@ from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, device_time, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate
 from gad.vocab import ESTADOS_EN_MARCHA, ID_MAX, Disponibilidad, Nivel
 
 
@@ -414,6 +414,10 @@ def _apply_disponibilidad(efectivo: Efectivo, estado: Disponibilidad) -> str | N
     return previous
 
 
+# A phone's clock may run a little ahead of ours; beyond this a reported fix time is refused as being in the future.
+FIX_CLOCK_SKEW = timedelta(seconds=30)
+
+
 def set_ubicacion(
     actor: Usuario, efectivo_id: int, lat: float, lng: float, registrado_en: datetime | None = None, caller: auth.CallerCheck | None = None
 ) -> Efectivo:
@@ -430,7 +434,20 @@ def set_ubicacion(
     # Dado de baja, nobody dispatches them and the map does not show them: a phone still reporting would only record
     # where someone no longer in service goes.
     _require_active(efectivo)
-    fix_time = device_time(registrado_en, utcnow(), "body.registrado_en", "La hora de la posición no puede ser futura.")
+    now = utcnow()
+    if registrado_en is not None and registrado_en > now + FIX_CLOCK_SKEW:
+        raise ValidationProblem(
+            "The fix time is in the future.",
+            errors=[
+                {
+                    "field": "body.registrado_en",
+                    "message": "must not be in the future",
+                    "type": "future_fix",
+                    "mensaje": "La hora de la posición no puede ser futura.",
+                }
+            ],
+        )
+    fix_time = min(registrado_en, now) if registrado_en is not None else now
     if efectivo.posicion_en is not None and fix_time < efectivo.posicion_en:
         return efectivo
     en_servicio = efectivo.en_servicio  # as the lock loaded it

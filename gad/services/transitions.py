@@ -7,7 +7,7 @@ are serialised and the second one gets 409/412, never a duplicated history row.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -18,11 +18,11 @@ from gad.models import HistorialEstado, Tarea, Usuario, utcnow
 from gad.schemas.events import TaskStatusChanged
 from gad.services import auth
 from gad.services.asignaciones import release_all
-from gad.services.common import check_version, device_time
+from gad.services.common import check_version
 from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, assigned_efectivos, assigned_usuario_ids, lock_tarea, reader_usuario_ids, row_of
-from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
+from gad.vocab import ESTADOS_EN_MARCHA, ESTADOS_FINALES, MOTIVO_POR_DEFECTO, MOTIVO_REANUDADA, MOTIVOS_AUTOMATICOS, TRANSICIONES, EstadoTarea
 
 
 def add_history(tarea: Tarea, anterior: str | None, nuevo: str, actor: Usuario | None, motivo: str | None, when: datetime | None = None) -> None:
@@ -60,23 +60,30 @@ def transition(
     tarea.estado = to.value
     tarea.version += 1
     _update_efectivos(tarea, to, actor)
-    add_history(tarea, current.value, to.value, actor, motivo or MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO), when)
+    automatico = MOTIVO_REANUDADA if (current, to) == (EstadoTarea.PAUSADA, EstadoTarea.EN_CURSO) else MOTIVOS_AUTOMATICOS.get(to, MOTIVO_POR_DEFECTO)
+    add_history(tarea, current.value, to.value, actor, motivo or automatico, when)
     db.session.flush()
     record_tarea_event(TaskStatusChanged, tarea, actor, {"from": current.value, "to": to.value, "motivo": motivo})
     return row_of(tarea)
 
 
+# How far back a change sent late may be dated: a shift without coverage, not a phone whose clock was set to last week.
+OCURRIDO_MAX_ATRASO = timedelta(hours=24)
+
+
 def _when(tarea: Tarea, ocurrido_en: datetime | None) -> datetime:
     """The moment a change takes for the tarea's times and history: now, or when a phone says its officer pressed it
     (an action kept offline and sent on coverage: timed at its arrival, a patrol started and finished offline lasted
-    the 0.06 s between two requests). Not in the future (device_time), and never before the tarea's previous change,
-    so its times and history stay in order whatever the phone's clock says."""
+    the 0.06 s between two requests). A phone's clock is trusted only within bounds: a time ahead of ours is now (a
+    fast clock must not block a change), and the moment is never before the tarea's previous change, its first
+    assignment or OCURRIDO_MAX_ATRASO ago, so its times, history and response measures stay in order whatever the
+    phone's clock says."""
     now = utcnow()
-    when = device_time(ocurrido_en, now, "body.ocurrido_en", "La hora del cambio no puede ser futura.")
-    if when == now:
+    if ocurrido_en is None or ocurrido_en >= now:
         return now
     previous = db.session.scalar(select(func.max(HistorialEstado.created_at)).where(HistorialEstado.tarea_id == tarea.id))
-    return max(moment for moment in (when, tarea.created_at, tarea.inicio_real, tarea.pausado_en, previous) if moment is not None)
+    floors = (now - OCURRIDO_MAX_ATRASO, tarea.created_at, tarea.primera_asignacion_en, tarea.inicio_real, tarea.pausado_en, previous)
+    return max(ocurrido_en, *(moment for moment in floors if moment is not None))
 
 
 def _check_may_transition(actor: Usuario, tarea: Tarea, to: EstadoTarea) -> None:

@@ -278,10 +278,10 @@ async function transition(t, estado, label, motivo) {
   const motivoInput = document.getElementById(`motivo-${t.id}`);
   if (motivoInput) motivoInput.value = "";
   // enqueue stores the action before its first await, so the redraw right after already shows it done.
-  // With the moment it was pressed, as a position fix carries the moment it was taken: kept in the outbox without
-  // coverage, a start or an end was timed at its arrival, and a patrol done offline lasted, for the reports, the
-  // instant between two requests.
-  const body = { estado, ...(motivo ? { motivo } : {}), ocurrido_en: new Date().toISOString() };
+  // Pressed without coverage, it waits in the outbox: it carries the moment it was pressed (timed at its arrival, a
+  // patrol done offline lasted, for the reports, the instant between two requests). Pressed online it carries none,
+  // and the server's clock stands (a phone's clock running minutes off would otherwise date it).
+  const body = { estado, ...(motivo ? { motivo } : {}), ...(navigator.onLine ? {} : { ocurrido_en: new Date().toISOString() }) };
   const sending = cola.enqueue({ method: "POST", path: `/api/v1/tasks/${t.id}/estado`, body, label: `${label} ${t.codigo}`, base: t.version });
   shifted();
   const result = await sending;
