@@ -127,7 +127,9 @@ def test_an_sos_without_a_position_is_raised_at_the_last_known_one_or_without_on
     assert data["tarea"]["ubicacion_descripcion"].startswith("Última posición conocida de EF-SOS (")
     assert [a["efectivo_id"] for a in data["asignados"]] == [nearest.id]
 
-    nowhere = build.usuario(1)  # no efectivo of theirs, so no position known
+    # An efectivo whose phone never sent a position: raised without one, nobody sent, the supervisors told.
+    nowhere = build.usuario(1)
+    build.efectivo(usuario_id=nowhere.id)
     unplaced = client.post("/api/v1/tasks/emergency", json={}, headers=build.headers(nowhere))
     assert unplaced.status_code == 201, unplaced.get_json()
     data = unplaced.get_json()
@@ -136,6 +138,18 @@ def test_an_sos_without_a_position_is_raised_at_the_last_known_one_or_without_on
     with app.app_context():
         told = db.session.scalars(db.text("SELECT usuario_id FROM notificaciones WHERE tarea_id = :id"), {"id": data["tarea"]["id"]}).all()
     assert told == [supervisor.id], "the supervisors on duty are told of it as of any emergency"
+
+    # A last position older than POSICION_MAX_EDAD_S is shown, and nobody is sent there unconfirmed.
+    stale = build.usuario(1)
+    build.efectivo(usuario_id=stale.id, codigo_interno="EF-VIEJA", lat=SOL[0], lon=SOL[1], posicion_en=datetime.now(UTC) - timedelta(days=3))
+    old = client.post("/api/v1/tasks/emergency", json={}, headers=build.headers(stale)).get_json()
+    assert (old["tarea"]["ubicacion_lat"], old["tarea"]["ubicacion_lng"]) == SOL and old["asignados"] == []
+    assert "no se envía a nadie allí sin confirmarla" in old["motivo_sin_asignar"] and "hace 4320 min" in old["tarea"]["ubicacion_descripcion"]
+
+    # Anyone not an efectivo (an operator, an integration) still says where: a forgotten position is a 422, not an
+    # emergency nobody can find.
+    forgot = client.post("/api/v1/tasks/emergency", json={"descripcion": "Sin coordenadas"}, headers=build.headers(supervisor))
+    assert forgot.status_code == 422 and {e["field"] for e in forgot.get_json()["errors"]} == {"body.lat", "body.lng"}
 
 
 def test_an_efectivos_emergency_sends_at_most_the_configured_few_and_a_supervisors_more(app: Flask, client: FlaskClient, build: Builders) -> None:

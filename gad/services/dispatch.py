@@ -10,19 +10,19 @@ import logging
 import math
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import ColumnElement, DateTime, Select, and_, exists, func, literal, or_, select, text
 
 from gad import metrics
 from gad.db_session import for_update, on_commit
+from gad.errors import ValidationProblem, field_error
 from gad.extensions import db
 from gad.models import Asignacion, Efectivo, Tarea, Usuario, utcnow
 from gad.models.efectivo import en_licencia_at, en_servicio_at
 from gad.policy import require_emergency_size, require_nivel
 from gad.schemas.events import TaskAssigned
-from gad.services import notificaciones, tareas
+from gad.services import notificaciones, tareas, turnos
 from gad.services.efectivos import put_to_work
 from gad.services.tarea_events import record_tarea_event
 from gad.services.tarea_queries import TareaRow, row_of
@@ -139,10 +139,10 @@ def raise_emergency(
     now = utcnow()
     radius = float(current_app.config["EMERGENCIA_RADIO_M"])
     max_age = int(current_app.config["POSICION_MAX_EDAD_S"])
-    codigo = _next_emergency_code(now)
-    ubicacion_descripcion = None
+    ubicacion_descripcion, motivo = None, None
     if lat is None or lng is None:
-        lat, lng, ubicacion_descripcion = _last_known_position(actor)
+        lat, lng, ubicacion_descripcion, motivo = _last_known_position(actor, now, max_age)
+    codigo = _next_emergency_code(now)
     tarea = tareas.new_tarea(
         actor,
         {
@@ -160,7 +160,7 @@ def raise_emergency(
         estado=EstadoTarea.EN_CURSO,
     )
     rows = []
-    if lat is not None and lng is not None:
+    if lat is not None and lng is not None and motivo is None:
         query = _candidates(lat, lng, radius, solo_disponibles=True, max_age_s=max_age, now=now).limit(efectivos)
         # An officer's SOS must not send the officer in trouble to their own emergency.
         query = query.where(or_(Efectivo.usuario_id.is_(None), Efectivo.usuario_id != actor.id))
@@ -181,9 +181,10 @@ def raise_emergency(
     # Same transaction: the assigned are asked to accept, every supervisor on duty is told.
     notificaciones.notify_assignment(actor.id, tarea, created)
     notificaciones.notify_emergency_supervisors(actor.id, tarea, len(created))
-    motivo = None
     if not asignados:
-        motivo = why_nobody(lat, lng, radius, max_age, now) if lat is not None and lng is not None else SIN_POSICION
+        if motivo is None:
+            assert lat is not None and lng is not None  # without a motivo yet, a fresh position was searched around
+            motivo = why_nobody(lat, lng, radius, max_age, now)
         logger.warning("emergency %s raised with nobody available within %.0f m: %s", codigo, radius, motivo)
         on_commit(metrics.EMERGENCIES_UNASSIGNED.inc)
     return EmergencyResult(row_of(tarea), asignados, motivo)
@@ -192,16 +193,36 @@ def raise_emergency(
 SIN_POSICION = "No se conoce la posición de quien pide ayuda (su teléfono no la tenía y nunca la envió): llámele para saber dónde está."
 
 
-def _last_known_position(actor: Usuario) -> tuple[float | None, float | None, str | None]:
-    """The caller's efectivo's last reported position, and how the tarea says where it comes from; (None, None,
-    None) when the caller is no efectivo or never reported one."""
+def _last_known_position(actor: Usuario, now: datetime, max_age_s: int) -> tuple[float | None, float | None, str | None, str | None]:
+    """Where an SOS sent without a position is placed: the caller's efectivo's last reported position, how the tarea
+    says where it comes from, and why nobody is sent there when it is older than POSICION_MAX_EDAD_S (a fix of three
+    days ago at the station would send help to the station: it is shown, for the central to confirm by phone). Only
+    an efectivo's phone may leave the position out: anyone else is asked for it (422)."""
     row = db.session.execute(
-        select(Efectivo.codigo_interno, Efectivo.lat, Efectivo.lon, Efectivo.posicion_en).where(Efectivo.usuario_id == actor.id, Efectivo.lat.is_not(None))
+        select(Efectivo.codigo_interno, Efectivo.lat, Efectivo.lon, Efectivo.posicion_en).where(Efectivo.usuario_id == actor.id, Efectivo.activo.is_(True))
     ).first()
     if row is None:
-        return None, None, None
-    cuando = row.posicion_en.astimezone(ZoneInfo(current_app.config["ZONA_HORARIA"])).strftime("%d/%m %H:%M") if row.posicion_en else "hora desconocida"
-    return row.lat, row.lon, f"Última posición conocida de {row.codigo_interno} ({cuando}): el teléfono no tenía posición al pedir ayuda."
+        mensaje = "Indique la posición de la emergencia."
+        raise ValidationProblem(
+            "lat and lng are required: only an efectivo's SOS may leave them out (it is placed at their last known position).",
+            errors=[
+                field_error("body.lat", "missing", "required unless the caller is an efectivo", es=mensaje),
+                field_error("body.lng", "missing", "required unless the caller is an efectivo", es=mensaje),
+            ],
+        )
+    if row.lat is None or row.lon is None or row.posicion_en is None:
+        return None, None, None, SIN_POSICION
+    minutos = int((now - row.posicion_en).total_seconds() // 60)
+    cuando = f"{row.posicion_en.astimezone(turnos.zona()).strftime('%d/%m %H:%M')}, hace {minutos} min"
+    descripcion = f"Última posición conocida de {row.codigo_interno} ({cuando}): el teléfono no tenía posición al pedir ayuda."
+    if (now - row.posicion_en).total_seconds() > max_age_s:
+        return (
+            row.lat,
+            row.lon,
+            descripcion,
+            f"La última posición de quien pide ayuda es de hace {minutos} min: no se envía a nadie allí sin confirmarla; llámele.",
+        )
+    return row.lat, row.lon, descripcion, None
 
 
 def why_nobody(lat: float, lng: float, radius_m: float, max_age_s: int, now: datetime) -> str:
