@@ -63,7 +63,8 @@ def test_racing_licencias_and_turnos_never_leave_a_turno_inside_a_licencia(app: 
 
 def test_racing_leave_and_an_unscheduled_assignment_never_both_win(app: Flask, build: Builders, live_server: LiveServer) -> None:
     """A licencia covering now and an open-ended assignment of the same efectivo, sent together: one wins, the other
-    is 409, and the efectivo never ends on a running tarea with leave over it."""
+    is 409, and the efectivo never ends on a running tarea with leave covering that moment (leave that starts later
+    is the planner's to cover, and accepted)."""
     sup = build.usuario(2)
     headers = build.headers(sup)
     now = datetime.now(UTC)

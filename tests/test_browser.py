@@ -934,6 +934,16 @@ def test_supervisor_manages_efectivos_and_pages_through_all_of_them(browser: Bro
         expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
         page.reload()
         expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        # A filter applied from the second page is a step of its own: Back returns to that page, unfiltered.
+        page.get_by_label("Buscar").fill("Lote 7")
+        page.get_by_role("button", name="Filtrar").click()
+        expect(page.locator("#total")).to_contain_text("en total · del 1 al")
+        page.go_back()
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
+        expect(page.get_by_label("Buscar")).to_have_value("")
+        # A page past the end (a bookmark of a list that shrank): its last page.
+        page.goto(page.url.replace("pagina=2", "pagina=9"))
+        expect(page.locator("#total")).to_have_text("55 en total · del 51 al 55")
         page.get_by_role("button", name="Nuevo efectivo").click()
         form = page.locator("dialog[open] form")
         form.get_by_label("Código interno").fill("AB")

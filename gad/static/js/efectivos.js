@@ -79,10 +79,14 @@ async function edit(e) {
 }
 
 function availability(e) {
+  // "En tarea" is the tareas' to set, not a choice here; for an efectivo en tarea the select preselected "Disponible",
+  // which the server then refused. It says where they are and asks for a choice.
+  const choices = Object.entries(DISPONIBILIDAD).filter(([k]) => k !== "en_tarea");
+  const options = e.estado_disponibilidad === "en_tarea" ? [["", "Ahora: En tarea (elija otra)"], ...choices] : choices;
   openForm({
     title: `Disponibilidad de ${e.nombre}`,
     fields: [
-      { name: "estado", label: "Disponibilidad", type: "select", options: Object.entries(DISPONIBILIDAD).filter(([k]) => k !== "en_tarea"), value: e.estado_disponibilidad },
+      { name: "estado", label: "Disponibilidad", type: "select", options, value: e.estado_disponibilidad === "en_tarea" ? "" : e.estado_disponibilidad },
       { name: "motivo", label: "Motivo (opcional)", type: "textarea", maxLength: 500 },
     ],
     onSubmit: async (values) => {

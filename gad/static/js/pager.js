@@ -24,12 +24,14 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
   async function load({ step = false } = {}) {
     const superseded = begin();
     const query = params();
+    const filtered = query.toString() !== "";
     const asked = offset; // the page this answer is about, whatever the buttons do meanwhile
     if (asked > 0) query.set("pagina", String(Math.floor(asked / pageSize) + 1));
     // No filters, no "?": the address stays the one that was opened (and bookmarked, and awaited by whoever opened it).
+    // A new filter or page is a step Back returns from; the same address again is no step.
     const search = query.toString();
     const address = search ? `${location.pathname}?${search}` : location.pathname;
-    if (step) history.pushState(null, "", address);
+    if (step && address !== location.pathname + location.search) history.pushState(null, "", address);
     else history.replaceState(null, "", address);
     query.delete("pagina");
     query.set("limit", String(pageSize));
@@ -37,9 +39,14 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
     try {
       const { data } = await api(`${path}?${query}`);
       if (superseded()) return;
+      if (asked > 0 && data.items.length === 0 && data.total > 0) {
+        // A page past the end (a bookmark of a list that has shrunk since): its last page instead.
+        offset = Math.floor((data.total - 1) / pageSize) * pageSize;
+        return load();
+      }
       render(data.items);
       shown = asked;
-      const empty = search ? "Sin resultados: nada coincide con estos filtros." : "Sin resultados: la lista está vacía.";
+      const empty = filtered ? "Sin resultados: nada coincide con estos filtros." : "Sin resultados: la lista está vacía.";
       total.textContent = data.total ? `${data.total} en total · del ${asked + 1} al ${asked + data.items.length}` : empty;
       pagina.textContent = `Página ${Math.floor(asked / pageSize) + 1} de ${Math.max(1, Math.ceil(data.total / pageSize))}`;
       prev.disabled = asked === 0;
@@ -51,7 +58,7 @@ export function pagedList({ path, form, render, pageSize = 50, extra = () => ({}
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     offset = 0;
-    load();
+    load({ step: true });
   });
   prev.addEventListener("click", () => {
     offset = Math.max(0, shown - pageSize);
