@@ -7,7 +7,9 @@ it is the work's end, and null for a tarea cancelled before it started.
 The backfill takes, for each closed tarea, the moment its history says it moved into its estado (estados finales
 are final: there is one such transition; an entry without estado_anterior is a creation or the importer's note of
 where the state came from, written at the import), else its fin_real, else its updated_at (an imported tarea whose
-source kept no history of its closing: the last thing known about it), as the importer now does. The CHECK keeps
+source kept no history of its closing: the last thing known about it). The importer, which reads the old rows
+themselves, now dates a closed tarea as it releases its assignments: fin_real, else the deletion, else updated_at,
+never before its creation; a tarea imported earlier keeps the date this backfill gives it. The CHECK keeps
 the column set exactly when the estado is final, and a trigger dates a close that comes without it (an older
 machine still serving during the rolling deploy that runs this). The index serves the board's read (the latest
 closed, estado filtered on the way); the column is written only by the update that changes the estado (which already
