@@ -28,9 +28,10 @@ class CercanoOut(OutModel):
 class EmergenciaIn(InModel):
     lat: Lat | None = Field(
         None,
-        description="With lng, where help is needed. An SOS from a phone without a position omits both: the caller's efectivo's "
-        "last known position is used (said in the tarea's ubicacion_descripcion), or, with none known, the emergency is raised "
-        "without a location and nobody is dispatched (motivo_sin_asignar says so; the supervisors are told as for any emergency)",
+        description="With lng, where help is needed. Only an efectivo's SOS from a phone without a position may omit both (anyone "
+        "else: 422): it is placed at their last known position (said, with its age, in the tarea's ubicacion_descripcion) and "
+        "dispatched from there when younger than POSICION_MAX_EDAD_S; older, or with none known, nobody is sent and "
+        "motivo_sin_asignar says why (the supervisors are told as for any emergency)",
     )
     lng: Lng | None = None
     descripcion: OptionalText = Field(None, max_length=5000)
