@@ -17,6 +17,9 @@ import pytest
 import requests
 from flask import Flask
 
+from gad.db_session import end_reads
+from gad.extensions import db
+from gad.models import Usuario
 from tests.builders import Builders
 from tests.conftest import recreate_database, start_gunicorn, stop_gunicorn
 from tests.helpers import run_flask
@@ -198,6 +201,23 @@ def test_cerrada_en_migration_dates_each_closed_tarea_by_its_closing_and_leaves_
         cur.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'tareas_cerrada_en'")
         assert cur.fetchone() == (0,)
         assert run_flask(env, "db", "upgrade").returncode == 0
+
+
+def test_ending_the_reads_before_a_wait_refuses_to_commit_a_change_made_first(app: Flask, build: Builders) -> None:
+    """``db_session.end_reads`` commits the request's transaction before a login's password hash: it must never be the
+    commit of a change the request had not yet decided on (a change made before it is a mistake, said at once)."""
+    usuario = build.usuario(1, nombre="Antes")
+    with app.test_request_context():
+        found = db.session.get(Usuario, usuario.id)
+        assert found is not None
+        end_reads()  # only read: committed, the row still loaded
+        assert found.nombre == "Antes"
+        found.nombre = "Cambiado"
+        with pytest.raises(RuntimeError, match="after a change"):
+            end_reads()
+        db.session.rollback()
+    with app.app_context():
+        assert db.session.get(Usuario, usuario.id).nombre == "Antes"  # type: ignore[union-attr]
 
 
 def test_database_enforces_domain_rules(app: Flask, build: Builders) -> None:

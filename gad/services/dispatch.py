@@ -125,9 +125,10 @@ def raise_emergency(
 ) -> EmergencyResult:
     """Create an en_curso tarea at (lat, lng) and assign the N nearest available efectivos, in one transaction.
 
-    Without a position (an SOS from a phone that has no fix) the caller's efectivo's last known one is used, said in
-    the tarea's ubicacion_descripcion; with none known the emergency is raised without a location and nobody is
-    dispatched — it is never refused for want of a position: the supervisors are told, and can call.
+    Without a position (an efectivo's SOS from a phone that has no fix) their last known one is used, said in the
+    tarea's ubicacion_descripcion, and dispatched from only when fresh; with none known the emergency is raised
+    without a location and nobody is dispatched — an officer's SOS is never refused for want of a position: the
+    supervisors are told, and can call. Anyone else must say where (``_last_known_position``: 422).
 
     Any authenticated usuario may raise one; more than ``EMERGENCIA_EFECTIVOS_AGENTE`` efectivos only a
     supervisor (Forbidden). Candidates are locked with ``FOR UPDATE SKIP LOCKED``: two
