@@ -143,17 +143,59 @@ def test_list_filters_sorts_and_paginates(client: FlaskClient, build: Builders) 
     assert [e["field"] for e in reversed_range.get_json()["errors"]] == ["query.prioridad_max"]
 
 
-@pytest.mark.parametrize(("q", "found"), [("_", "underscore"), ("%", "percent"), ("\\", "backslash"), ("0%", "percent"), ("a_n", "underscore")])
-def test_a_search_finds_percent_underscore_and_backslash_as_typed_in_every_list(client: FlaskClient, build: Builders, q: str, found: str) -> None:
-    """``q`` is text to find, not a pattern: ``_`` and ``%`` are no wildcards in the tarea, efectivo and usuario lists."""
+@pytest.mark.parametrize(
+    ("q", "found"),
+    [("_", "underscore"), ("%", "percent"), ("\\", "backslash"), ("0%", "percent"), ("a_n", "underscore")]
+    + [(q, "symbols") for q in ("(", "[B]", "*", "a|b", "^$", "{2}", "+", "***=")],
+)
+def test_a_search_finds_pattern_characters_as_typed_in_every_list(client: FlaskClient, build: Builders, q: str, found: str) -> None:
+    """``q`` is text to find, not a pattern: ``_``, ``%`` and a regular expression's operators are characters to
+    find in the tarea, efectivo and usuario lists."""
     admin = build.usuario(3, nombre="Admin", apellido="Central")
-    stored = {"underscore": "Ruta_norte", "percent": "Al 100% de cobertura", "backslash": "Sector A\\B", "plain": "Ruta sur"}
+    stored = {
+        "underscore": "Ruta_norte",
+        "percent": "Al 100% de cobertura",
+        "backslash": "Sector A\\B",
+        "symbols": "***=Km (norte) [B]* a|b ^$ {2}+",
+        "plain": "Ruta sur",
+    }
     ids = {name: (build.tarea(admin, titulo=t).id, build.efectivo(nombre=t).id, build.usuario(1, apellido=t).id) for name, t in stored.items()}
     headers = build.headers(admin)
     for column, path in enumerate(("/api/v1/tasks", "/api/v1/efectivos", "/api/v1/users")):
         response = client.get(path, query_string={"q": q}, headers=headers)
         assert response.status_code == 200, response.get_json()
         assert [item["id"] for item in response.get_json()["items"]] == [ids[found][column]], path
+
+
+@pytest.mark.parametrize(
+    ("q", "found"),
+    [
+        ("paginacion", {"accented", "unaccented"}),
+        ("PAGINACIÓN", {"accented", "unaccented"}),
+        ("NUNEZ", {"enye"}),
+        ("nuñez", {"enye"}),
+        ("revisión", {"decomposed"}),
+        ("REVISIO\u0301N", {"decomposed"}),
+        ("ruta", {"other"}),
+    ],
+)
+def test_a_search_finds_words_with_or_without_their_accents_in_every_list(client: FlaskClient, build: Builders, q: str, found: set[str]) -> None:
+    """An operator types «paginacion» or «NUNEZ» on a phone, and the row says «Paginación», «Núñez» (or the other way
+    round, or an accent stored as a mark of its own): the tarea, efectivo and usuario lists find it all the same."""
+    admin = build.usuario(3, nombre="Admin", apellido="Central")
+    stored = {
+        "accented": "Paginación del parte",
+        "unaccented": "Paginacion sin tildes",
+        "enye": "Puesto Núñez",
+        "decomposed": "Revisio\u0301n nocturna",
+        "other": "Ruta sur",
+    }
+    ids = {name: (build.tarea(admin, titulo=t).id, build.efectivo(nombre=t).id, build.usuario(1, apellido=t).id) for name, t in stored.items()}
+    headers = build.headers(admin)
+    for column, path in enumerate(("/api/v1/tasks", "/api/v1/efectivos", "/api/v1/users")):
+        response = client.get(path, query_string={"q": q}, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        assert {item["id"] for item in response.get_json()["items"]} == {ids[name][column] for name in found}, path
 
 
 def test_efectivo_user_lists_only_tareas_they_work_or_lead(client: FlaskClient, build: Builders) -> None:

@@ -78,4 +78,6 @@ class EfectivoQuery(PageQuery):
     especialidad: str | None = Field(None, max_length=100)
     activo: bool | None = True
     en_servicio: bool | None = Field(None, description="only efectivos on duty now (true) or off duty (false)")
-    q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in nombre, codigo_interno, unidad or rango")
+    q: str | None = Field(
+        None, max_length=100, description="Text found, as typed, in any case and with or without accents, in nombre, codigo_interno, unidad or rango"
+    )

@@ -154,7 +154,7 @@ class TareaQuery(PageQuery, DateWindow):
     efectivo_id: RowId | None = None
     desde: UtcDatetime | None = Field(None, description="inicio_programado >= desde")
     hasta: UtcDatetime | None = Field(None, description="inicio_programado < hasta")
-    q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in codigo, titulo or descripcion")
+    q: str | None = Field(None, max_length=100, description="Text found, as typed, in any case and with or without accents, in codigo, titulo or descripcion")
     sort: Literal["inicio_programado", "-inicio_programado", "prioridad", "-prioridad", "created_at", "-created_at", "cerrada_en", "-cerrada_en"] = (
         "-created_at"
     )

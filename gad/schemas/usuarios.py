@@ -61,5 +61,9 @@ class UsuarioQuery(PageQuery):
     con_efectivo: bool | None = Field(
         None, description="true: only usuarios linked to an efectivo; false: only those not linked (whom a new efectivo may link)"
     )
-    q: str | None = Field(None, max_length=100, description="Text found, as typed and in any case, in nombre, apellido, e-mail (and DNI, for administradores)")
+    q: str | None = Field(
+        None,
+        max_length=100,
+        description="Text found, as typed, in any case and with or without accents, in nombre, apellido, e-mail (and DNI, for administradores)",
+    )
     telegram_id: int | None = Field(None, ge=1, le=2**63 - 1, description="The usuario with this Telegram id (administradores only; 403 otherwise)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 
 from gad.errors import PreconditionFailed
 from gad.extensions import db
@@ -36,8 +36,13 @@ def paginate_rows(query: Select[Any], limit: int, offset: int) -> tuple[list[dic
     return rows, int(total)
 
 
+def found_in(columns: Iterable[Any], pattern: Any) -> ColumnElement[bool]:
+    """Any of ``columns`` holds a search box's text: ``pattern`` is bound to its ``gad.text.search_regex``."""
+    return or_(*(column.regexp_match(pattern, flags="i") for column in columns))
+
+
 def contains_pattern(text: str) -> str:
-    """The ``ILIKE`` pattern of a search box's ``q``: rows containing the text as typed. ``%`` and ``_`` in it are
+    """The ``ILIKE`` pattern of an exact spelling (a DNI): rows containing the text as typed. ``%`` and ``_`` in it are
     escaped (PostgreSQL's default escape character is the backslash, escaped too): a search for ``_`` finds
     codes with an underscore, not every row."""
     escaped = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

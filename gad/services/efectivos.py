@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, DateTime, Float, Integer, Select, String, any_, bindparam, func, or_, select, text
+from sqlalchemy import ARRAY, DateTime, Float, Integer, Select, String, any_, bindparam, func, select, text
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
@@ -23,7 +23,8 @@ from gad.realtime import events
 from gad.schemas.efectivos import EfectivoOut
 from gad.schemas.events import EfectivoCreated, EfectivoEvent, EfectivoLocationUpdate, EfectivoStatusChanged, EfectivoUpdated
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate
+from gad.services.common import apply_changes, changes_nothing, check_version, count_by, found_in, paginate
+from gad.text import search_regex
 from gad.vocab import ESTADOS_EN_MARCHA, ID_MAX, Disponibilidad, Nivel
 
 
@@ -140,7 +141,7 @@ def _filter_values(estados: Sequence[str] | None, unidad: str | None, especialid
     if especialidad:
         values["especialidad"] = especialidad
     if q:
-        values["q"] = contains_pattern(q)
+        values["q"] = search_regex(q)
     return values
 
 
@@ -165,8 +166,7 @@ def _matching(actor: Usuario, values: dict[str, Any], activo: bool | None, en_se
     if en_servicio is not None:
         query = query.where(Efectivo.en_servicio if en_servicio else ~Efectivo.en_servicio)
     if "q" in values:
-        like = bound("q", String)
-        query = query.where(or_(Efectivo.nombre.ilike(like), Efectivo.codigo_interno.ilike(like), Efectivo.unidad.ilike(like), Efectivo.rango.ilike(like)))
+        query = query.where(found_in((Efectivo.nombre, Efectivo.codigo_interno, Efectivo.unidad, Efectivo.rango), bound("q", String)))
     return query.order_by(Efectivo.id)
 
 

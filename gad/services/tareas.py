@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Select, String, Text, any_, bindparam, column, exists, or_, select, text
+from sqlalchemy import ARRAY, BigInteger, ColumnElement, DateTime, Integer, Select, String, Text, any_, bindparam, column, exists, select, text
 from sqlalchemy.dialects import postgresql
 
 from gad import policy
@@ -26,7 +26,7 @@ from gad.realtime import events
 from gad.schemas.events import EmergencyCreated, TaskCreated, TaskDeleted, TaskUpdated
 from gad.services import auth, json_sql, turnos
 from gad.services.asignaciones import release_all
-from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, count_by, paginate_rows
+from gad.services.common import apply_changes, changes_nothing, check_version, count_by, found_in, paginate_rows
 from gad.services.tarea_events import SUMMARY_COLUMNS, record_payload, record_summary, record_tarea_event, tarea_event
 from gad.services.tarea_queries import (
     HISTORIAL_ORDER,
@@ -42,6 +42,7 @@ from gad.services.tarea_queries import (
     tarea_object,
     visible_to,
 )
+from gad.text import search_regex
 from gad.vocab import EstadoTarea, Nivel
 
 # API field name -> column name where they differ (the seed's clients say "lng").
@@ -294,7 +295,7 @@ def filter_values(filters: dict[str, Any]) -> dict[str, Any]:
         if filters.get(name) is not None:
             values[name] = filters[name]
     if filters.get("q"):
-        values["q"] = contains_pattern(filters["q"])
+        values["q"] = search_regex(filters["q"])
     return values
 
 
@@ -321,7 +322,7 @@ def filtered(query: Select[tuple[Tarea]], filters: dict[str, Any]) -> Select[Any
         ),
         "desde": lambda: Tarea.inicio_programado >= bound("desde", DateTime(timezone=True)),
         "hasta": lambda: Tarea.inicio_programado < bound("hasta", DateTime(timezone=True)),
-        "q": lambda: or_(*(column.ilike(bound("q", String)) for column in (Tarea.codigo, Tarea.titulo, Tarea.descripcion))),
+        "q": lambda: found_in((Tarea.codigo, Tarea.titulo, Tarea.descripcion), bound("q", String)),
     }
     for name in values:
         query = query.where(conditions[name]())

@@ -18,8 +18,8 @@ from gad.realtime import events
 from gad.schemas.events import RoleChanged, TokensRevoked, UserCreated, UserDisabled, UserUpdated
 from gad.schemas.usuarios import UsuarioOut
 from gad.services import auth, json_sql
-from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, paginate
-from gad.text import dni_spelled
+from gad.services.common import apply_changes, changes_nothing, check_version, contains_pattern, found_in, paginate
+from gad.text import dni_spelled, search_regex
 from gad.vocab import Nivel
 
 PUBLIC_FIELDS = ("email", "nombre", "apellido", "dni", "telefono", "telegram_id", "nivel", "verificado", "activo")
@@ -99,11 +99,10 @@ def _matching(
         linked = exists().where(Efectivo.usuario_id == Usuario.id)
         query = query.where(linked if con_efectivo else ~linked)
     if "q" in values:
-        like = bindparam("q", values["q"], type_=String)
-        searched = [column.ilike(like) for column in (Usuario.nombre, Usuario.apellido, Usuario.email)]
+        searched = found_in((Usuario.nombre, Usuario.apellido, Usuario.email), bindparam("q", values["q"], type_=String))
         if policy.may_search_by_dni(actor):
-            searched.append(Usuario.dni.ilike(bindparam("q_dni", values["q_dni"], type_=String)))
-        query = query.where(or_(*searched))
+            searched = or_(searched, Usuario.dni.ilike(bindparam("q_dni", values["q_dni"], type_=String)))
+        query = query.where(searched)
     return query.order_by(Usuario.id)
 
 
@@ -122,7 +121,7 @@ def _filter_values(nivel: int | None, q: str | None, telegram_id: int | None) ->
     if telegram_id is not None:
         values["telegram_id"] = telegram_id
     if q:
-        values["q"] = contains_pattern(q)
+        values["q"] = search_regex(q)
         # DNIs are stored as their letters and digits: "12.345.678-z" finds 12345678Z.
         values["q_dni"] = contains_pattern(dni_spelled(q) or q)
     return values
